@@ -1,0 +1,152 @@
+//! The bundled DNS agent: tunnelling and exfiltration through long or
+//! high-entropy labels, NXDOMAIN bursts, and algorithmically generated
+//! domains (DGA).
+
+use std::borrow::Cow;
+
+use mcp_sdk::window::{Burst, Count, entropy};
+use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
+use serde::Deserialize;
+
+/// Fields of a `dns` log entry that this agent reads.
+#[derive(Debug, Deserialize)]
+pub struct DnsFields<'a> {
+    #[serde(borrow)]
+    client_ip: Cow<'a, str>,
+    #[serde(borrow)]
+    query: Cow<'a, str>,
+    #[serde(default, borrow)]
+    qtype: Cow<'a, str>,
+    #[serde(borrow)]
+    rcode: Cow<'a, str>,
+}
+
+/// Per-instance state: NXDOMAIN windows per client.
+#[derive(Debug)]
+pub struct DnsAgent {
+    nxdomains: Burst<String>,
+    tunnel_label_len: usize,
+    dga_min_len: usize,
+}
+
+impl Default for DnsAgent {
+    fn default() -> Self {
+        DnsAgent { nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384), tunnel_label_len: 30, dga_min_len: 10 }
+    }
+}
+
+/// The label just left of the top-level domain ("example" in "a.example.com").
+fn registered_label(query: &str) -> &str {
+    let mut labels = query.trim_end_matches('.').rsplit('.');
+    labels.next();
+    labels.next().unwrap_or("")
+}
+
+fn vowel_ratio(label: &str) -> f32 {
+    if label.is_empty() {
+        return 0.0;
+    }
+    let vowels = label.bytes().filter(|b| b"aeiou".contains(b)).count();
+    vowels as f32 / label.len() as f32
+}
+
+fn digit_ratio(label: &str) -> f32 {
+    if label.is_empty() {
+        return 0.0;
+    }
+    label.bytes().filter(u8::is_ascii_digit).count() as f32 / label.len() as f32
+}
+
+impl DnsAgent {
+    fn tunnel(&self, entry: &Entry<'_>, f: &DnsFields<'_>) -> Option<Anomaly> {
+        let longest = f.query.split('.').max_by_key(|l| l.len()).unwrap_or("");
+        if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
+            return None;
+        }
+        Some(anomaly(&entry.to_ref(), 0.9, "dns_tunnel", Severity::High, format!(
+            "{} queried {} ({}) with a {}-character label of entropy {:.1} bits/char: data encoded into DNS names, typical of tunnelling or exfiltration. Block the domain and inspect the client.",
+            f.client_ip, f.query, f.qtype, longest.len(), entropy(longest)
+        )))
+    }
+
+    fn dga(&self, entry: &Entry<'_>, f: &DnsFields<'_>) -> Option<Anomaly> {
+        let label = registered_label(&f.query);
+        let randomness = entropy(label);
+        let vowels = vowel_ratio(label);
+        let looks_generated = label.len() >= self.dga_min_len && randomness >= 3.2 && (vowels < 0.28 || digit_ratio(label) > 0.25);
+        if !looks_generated {
+            return None;
+        }
+        Some(anomaly(&entry.to_ref(), 0.8, "dga", Severity::High, format!(
+            "{} looked up {}: the name '{label}' reads as machine-generated ({:.1} bits/char, {:.0}% vowels), as malware does to find its controller. Check {} for infection.",
+            f.client_ip, f.query, randomness, vowels * 100.0, f.client_ip
+        )))
+    }
+}
+
+impl Agent for DnsAgent {
+    fn info() -> AgentInfo {
+        mcp_sdk::info(
+            "dns",
+            "dns",
+            env!("CARGO_PKG_VERSION"),
+            "Finds DNS tunnelling and exfiltration, NXDOMAIN bursts and algorithmically generated domains in resolver logs.",
+            &["client_ip", "query", "qtype", "rcode"],
+        )
+    }
+
+    fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
+        self.nxdomains = Burst::new(config.parse_or("nxdomain_window_ms", 30_000)?, config.parse_or("nxdomain_threshold", 15)?, Count::Entries, 16_384);
+        self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
+        self.dga_min_len = config.parse_or("dga_min_len", 10)?;
+        Ok(())
+    }
+
+    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> {
+        let f: DnsFields<'_> = entry.parse()?;
+        let mut found = Vec::new();
+        found.extend(self.tunnel(entry, &f));
+        found.extend(self.dga(entry, &f));
+        if f.rcode == "NXDOMAIN" {
+            let hits = self.nxdomains.push(&f.client_ip.to_string(), entry.timestamp_ms, 0, entry.to_ref());
+            if !hits.is_empty() {
+                let level = self.nxdomains.level(&f.client_ip.to_string());
+                for hit in hits {
+                    found.push(anomaly(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
+                        "{} received {level} NXDOMAIN answers within 30 seconds (latest for {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
+                        f.client_ip, f.query
+                    )));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
+        let f: DnsFields<'_> = entry.parse()?;
+        let label = registered_label(&f.query);
+        let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
+        Ok(Features {
+            names: vec!["query_len".into(), "longest_label".into(), "label_entropy".into(), "vowel_ratio".into(), "nxdomain".into()],
+            values: vec![
+                f.query.len() as f32,
+                longest as f32,
+                entropy(label),
+                vowel_ratio(label),
+                f32::from(u8::from(f.rcode == "NXDOMAIN")),
+            ],
+        })
+    }
+
+    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
+        let value = |i: usize| features.values.get(i).copied().unwrap_or(0.0);
+        let long = ((value(1) - 20.0) / 30.0).clamp(0.0, 1.0);
+        let random = ((value(2) - 2.8) / 1.2).clamp(0.0, 1.0);
+        let score = (0.4 * long + 0.4 * random + 0.2 * value(4)).clamp(0.0, 1.0);
+        let label = if score >= 0.5 { "suspicious" } else { "normal" };
+        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mcp_sdk::export_agent!(DnsAgent);

@@ -1,0 +1,145 @@
+//! The bundled firewall agent: port scans, denied-connection bursts,
+//! connections to ports that command-and-control tooling favours, and
+//! exfiltration-sized transfers.
+
+use std::collections::HashSet;
+
+use std::borrow::Cow;
+
+use mcp_sdk::window::{Burst, Count};
+use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
+use serde::Deserialize;
+
+/// Fields of a `firewall` log entry that this agent reads.
+#[derive(Debug, Deserialize)]
+pub struct FirewallFields<'a> {
+    #[serde(borrow)]
+    src_ip: Cow<'a, str>,
+    #[serde(borrow)]
+    dst_ip: Cow<'a, str>,
+    dst_port: u16,
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(default)]
+    bytes_out: u64,
+}
+
+const DEFAULT_SUSPICIOUS_PORTS: &[u16] = &[23, 1337, 2323, 4444, 5555, 6667, 12345, 31337];
+
+/// Per-instance state: scan and deny windows per source.
+#[derive(Debug)]
+pub struct FirewallAgent {
+    scans: Burst<(String, String)>,
+    denies: Burst<String>,
+    suspicious_ports: HashSet<u16>,
+    exfil_bytes: u64,
+}
+
+impl Default for FirewallAgent {
+    fn default() -> Self {
+        FirewallAgent {
+            scans: Burst::new(60_000, 20, Count::DistinctTags, 16_384),
+            denies: Burst::new(10_000, 20, Count::Entries, 16_384),
+            suspicious_ports: DEFAULT_SUSPICIOUS_PORTS.iter().copied().collect(),
+            exfil_bytes: 100_000_000,
+        }
+    }
+}
+
+fn is_internal(ip: &str) -> bool {
+    ip.starts_with("10.") || ip.starts_with("192.168.") || ip.starts_with("172.16.")
+}
+
+impl Agent for FirewallAgent {
+    fn info() -> AgentInfo {
+        mcp_sdk::info(
+            "firewall",
+            "firewall",
+            env!("CARGO_PKG_VERSION"),
+            "Finds port scans, denied-connection bursts, connections to command-and-control ports and exfiltration-sized transfers in firewall logs.",
+            &["src_ip", "dst_ip", "dst_port", "action", "bytes_out"],
+        )
+    }
+
+    fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
+        self.scans = Burst::new(config.parse_or("scan_window_ms", 60_000)?, config.parse_or("scan_distinct_ports", 20)?, Count::DistinctTags, 16_384);
+        self.denies = Burst::new(config.parse_or("deny_window_ms", 10_000)?, config.parse_or("deny_threshold", 20)?, Count::Entries, 16_384);
+        self.exfil_bytes = config.parse_or("exfil_bytes", 100_000_000)?;
+        if let Some(ports) = config.get("suspicious_ports") {
+            self.suspicious_ports = ports
+                .split(',')
+                .map(|p| p.trim().parse().map_err(|_| AgentError::Config(format!("suspicious_ports: '{p}' is not a port"))))
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(())
+    }
+
+    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> {
+        let f: FirewallFields<'_> = entry.parse()?;
+        let mut found = Vec::new();
+
+        let scan_key = (f.src_ip.to_string(), f.dst_ip.to_string());
+        let hits = self.scans.push(&scan_key, entry.timestamp_ms, u64::from(f.dst_port), entry.to_ref());
+        if !hits.is_empty() {
+            let level = self.scans.level(&scan_key);
+            for hit in hits {
+                found.push(anomaly(&hit, 0.9, "port_scan", Severity::Medium, format!(
+                    "{} probed {level} distinct ports on {} within a minute: a port scan. Block the source at the edge and check {} for exposed services.",
+                    f.src_ip, f.dst_ip, f.dst_ip
+                )));
+            }
+        }
+
+        if f.action == "deny" {
+            let hits = self.denies.push(&f.src_ip.to_string(), entry.timestamp_ms, 0, entry.to_ref());
+            if !hits.is_empty() {
+                let level = self.denies.level(&f.src_ip.to_string());
+                for hit in hits {
+                    found.push(anomaly(&hit, 0.85, "deny_burst", Severity::Medium, format!(
+                        "{level} connections from {} were denied within 10 seconds (latest to {}:{}): brute force or a misbehaving host. Rate-limit or block the source.",
+                        f.src_ip, f.dst_ip, f.dst_port
+                    )));
+                }
+            }
+        }
+
+        if f.action == "allow" && self.suspicious_ports.contains(&f.dst_port) {
+            found.push(anomaly(&entry.to_ref(), 0.8, "suspicious_port", Severity::High, format!(
+                "{} connected to {}:{}, a port used by remote-access trojans and botnet control channels; the firewall allowed it. Isolate {} and inspect its processes.",
+                f.src_ip, f.dst_ip, f.dst_port, f.src_ip
+            )));
+        }
+
+        if f.action == "allow" && f.bytes_out >= self.exfil_bytes && is_internal(&f.src_ip) && !is_internal(&f.dst_ip) {
+            found.push(anomaly(&entry.to_ref(), 0.9, "exfiltration", Severity::Critical, format!(
+                "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
+                f.src_ip, f.bytes_out as f64 / 1e6, f.dst_ip, f.dst_port
+            )));
+        }
+        Ok(found)
+    }
+
+    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
+        let f: FirewallFields<'_> = entry.parse()?;
+        Ok(Features {
+            names: vec!["dst_port".into(), "denied".into(), "log_bytes_out".into(), "suspicious_port".into()],
+            values: vec![
+                f32::from(f.dst_port),
+                f32::from(u8::from(f.action == "deny")),
+                ((f.bytes_out as f32) + 1.0).ln(),
+                f32::from(u8::from(self.suspicious_ports.contains(&f.dst_port))),
+            ],
+        })
+    }
+
+    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
+        let value = |i: usize| features.values.get(i).copied().unwrap_or(0.0);
+        let volume = ((value(2) - 16.0) / 4.0).clamp(0.0, 1.0);
+        let score = (0.5 * value(3) + 0.3 * volume + 0.2 * value(1)).clamp(0.0, 1.0);
+        let label = if score >= 0.5 { "suspicious" } else { "normal" };
+        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+mcp_sdk::export_agent!(FirewallAgent);

@@ -1,0 +1,118 @@
+//! The glue between an [`Agent`] and the exported `detector` interface.
+
+use std::marker::PhantomData;
+
+use crate::wit::exports::mcp::agent::detector::Guest;
+use crate::{
+    Agent, AgentError, AgentInfo, Anomaly, Entry, EntryIter, Features, InferenceResult, LogBatch,
+    LogEntry,
+};
+
+/// Gives the export glue the one agent value of this instance.
+/// [`export_agent!`](crate::export_agent) implements it; do not implement it by hand.
+pub trait AgentCell: Agent {
+    /// Runs `f` with the instance's agent, creating and configuring it on
+    /// first use.
+    fn with_agent<R>(f: impl FnOnce(&mut Self) -> Result<R, AgentError>) -> Result<R, AgentError>;
+}
+
+/// Runs `agent` over every entry of `batch`, in order, and collects what it
+/// finds. The export glue calls this; benchmarks call it natively to compare.
+pub fn run_batch<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<Vec<Anomaly>, AgentError> {
+    check_log_type::<A>(&batch.log_type)?;
+    let mut found = Vec::new();
+    for entry in EntryIter::new(batch) {
+        found.extend(agent.detect(&entry?)?);
+    }
+    Ok(found)
+}
+
+fn check_log_type<A: Agent>(log_type: &str) -> Result<(), AgentError> {
+    let info = A::info();
+    if info.log_type == log_type {
+        Ok(())
+    } else {
+        Err(AgentError::UnsupportedLogType(format!(
+            "agent {} handles '{}' logs, not '{}'",
+            info.name, info.log_type, log_type
+        )))
+    }
+}
+
+/// Implements the exported interface for any agent type.
+#[doc(hidden)]
+pub struct Adapter<A>(PhantomData<A>);
+
+impl<A: AgentCell> Guest for Adapter<A> {
+    fn info() -> AgentInfo {
+        A::info()
+    }
+
+    fn load_model(name: String, version: Option<String>) -> Result<String, AgentError> {
+        A::with_agent(|agent| agent.load_model(&name, version.as_deref()))
+    }
+
+    fn extract_features(entry: LogEntry) -> Result<Features, AgentError> {
+        check_log_type::<A>(&entry.log_type)?;
+        A::with_agent(|agent| agent.extract_features(&Entry::from_log_entry(&entry)))
+    }
+
+    fn infer(features: Features) -> Result<InferenceResult, AgentError> {
+        A::with_agent(|agent| agent.infer(&features))
+    }
+
+    fn detect(entry: LogEntry) -> Result<Option<Anomaly>, AgentError> {
+        check_log_type::<A>(&entry.log_type)?;
+        let found = A::with_agent(|agent| agent.detect(&Entry::from_log_entry(&entry)))?;
+        let mut own = None;
+        for anomaly in found {
+            if anomaly.log_id == entry.id && own.is_none() {
+                own = Some(anomaly);
+            } else if let Err(e) = crate::host::report(&anomaly) {
+                // Earlier entries of a burst travel out of band; the host
+                // refuses only when a limit is hit, which the agent cannot fix.
+                crate::host::log(crate::host::Level::Warn, &format!("report refused: {}", crate::host::describe(&e)));
+            }
+        }
+        Ok(own)
+    }
+
+    fn detect_batch(batch: LogBatch) -> Result<Vec<Anomaly>, AgentError> {
+        A::with_agent(|agent| run_batch(agent, &batch))
+    }
+}
+
+/// Exports an [`Agent`] type as the component's `detector` interface.
+///
+/// Use it once per crate, at the top level, with the agent type.
+#[macro_export]
+macro_rules! export_agent {
+    ($agent:ty) => {
+        impl $crate::AgentCell for $agent {
+            fn with_agent<R>(
+                f: impl FnOnce(&mut Self) -> ::std::result::Result<R, $crate::AgentError>,
+            ) -> ::std::result::Result<R, $crate::AgentError> {
+                ::std::thread_local! {
+                    static AGENT: ::std::cell::RefCell<Option<$agent>> =
+                        const { ::std::cell::RefCell::new(None) };
+                }
+                AGENT.with(|cell| {
+                    let mut slot = cell.borrow_mut();
+                    if slot.is_none() {
+                        let mut agent = <$agent as ::std::default::Default>::default();
+                        $crate::Agent::configure(&mut agent, &$crate::Config::from_host())?;
+                        *slot = Some(agent);
+                    }
+                    match slot.as_mut() {
+                        Some(agent) => f(agent),
+                        None => Err($crate::AgentError::Internal("agent state missing".into())),
+                    }
+                })
+            }
+        }
+
+        #[doc(hidden)]
+        type __McpExportedAgent = $crate::export::Adapter<$agent>;
+        $crate::wit::__export_agent_world!(__McpExportedAgent with_types_in $crate::wit);
+    };
+}

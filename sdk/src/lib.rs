@@ -1,0 +1,140 @@
+//! The MCP agent SDK.
+//!
+//! An agent is a type that implements [`Agent`], exported with
+//! [`export_agent!`]. Build it for `wasm32-wasip2` as a `cdylib`; the result is
+//! a component of the `mcp:agent` world that the MCP host can load.
+//!
+//! ```ignore
+//! use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Entry};
+//!
+//! #[derive(Default)]
+//! struct Quiet;
+//!
+//! impl Agent for Quiet {
+//!     fn info() -> AgentInfo { mcp_sdk::info("quiet", "dns", "0.1.0", "finds nothing", &[]) }
+//!     fn detect(&mut self, _entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> { Ok(Vec::new()) }
+//! }
+//!
+//! mcp_sdk::export_agent!(Quiet);
+//! ```
+#![deny(missing_docs)]
+
+mod batch;
+mod config;
+#[doc(hidden)]
+pub mod export;
+pub mod host;
+pub mod window;
+
+pub use batch::{Entry, EntryIter, EntryRef, batch_from_entries};
+pub use config::Config;
+pub use export::{AgentCell, run_batch};
+
+/// Raw bindings generated from `wit/`. Agents should not need them.
+#[doc(hidden)]
+#[allow(missing_docs, unsafe_code, clippy::all)]
+pub mod wit {
+    wit_bindgen::generate!({
+        world: "agent",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent_world",
+        default_bindings_module: "mcp_sdk::wit",
+    });
+}
+
+pub use wit::mcp::agent::types::{
+    AgentError, AgentInfo, Anomaly, Features, InferenceResult, InvalidEntry, LogBatch, LogEntry,
+    SchemaSupport, Severity, Tensor,
+};
+
+/// The protocol version this SDK speaks: the version of the `mcp:agent` WIT package.
+pub const PROTOCOL_VERSION: &str = "0.1.0";
+
+/// An anomaly-detection agent.
+///
+/// One value of the type lives for as long as the host keeps the instance, so
+/// it may hold windows and counters across calls. The host recycles an
+/// instance after a trap, so state is a cache, never a record.
+pub trait Agent: Default + 'static {
+    /// Static facts about the agent. Use [`info`] to build them.
+    fn info() -> AgentInfo;
+
+    /// Reads the operator's settings once, before the first call that needs
+    /// the agent. The default ignores them.
+    fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Processes one entry. Returns the anomalies this entry reveals; they may
+    /// name earlier entries of the same burst, which the host stores too.
+    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError>;
+
+    /// Turns one entry into numeric features. The default has none.
+    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
+        let _ = entry;
+        Ok(Features { names: Vec::new(), values: Vec::new() })
+    }
+
+    /// Scores features. The default scores everything 0, labelled `normal`.
+    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
+        let _ = features;
+        Ok(InferenceResult { score: 0.0, label: "normal".into(), raw: Vec::new() })
+    }
+
+    /// Loads a model through the host and keeps it. The default asks the host
+    /// and drops the handle, which tells whether the model exists.
+    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
+        host::Model::load(name, version)
+            .map(|model| model.version())
+            .map_err(|e| AgentError::ModelUnavailable(host::describe(&e)))
+    }
+}
+
+/// Builds an [`AgentInfo`] for this protocol version.
+pub fn info(
+    name: &str,
+    log_type: &str,
+    agent_version: &str,
+    description: &str,
+    required_fields: &[&str],
+) -> AgentInfo {
+    AgentInfo {
+        name: name.into(),
+        log_type: log_type.into(),
+        agent_version: agent_version.into(),
+        protocol_version: PROTOCOL_VERSION.into(),
+        description: description.into(),
+        schema: SchemaSupport {
+            log_type: log_type.into(),
+            min_version: 1,
+            max_version: 1,
+            required_fields: required_fields.iter().map(|f| (*f).to_string()).collect(),
+        },
+    }
+}
+
+/// Builds an anomaly about the entry `entry` refers to. The host stamps the
+/// agent name and the detection time itself, so an agent cannot speak for
+/// another.
+pub fn anomaly(
+    entry: &EntryRef,
+    score: f32,
+    label: &str,
+    severity: Severity,
+    reason: String,
+) -> Anomaly {
+    Anomaly {
+        agent: String::new(),
+        log_id: entry.id,
+        log_type: entry.log_type.clone(),
+        source: entry.source.clone(),
+        log_timestamp_ms: entry.timestamp_ms,
+        score,
+        label: label.into(),
+        severity,
+        reason,
+        detected_at_ms: 0,
+    }
+}
