@@ -1,0 +1,6 @@
+//! The MCP host: the wasmtime sandbox that runs untrusted log-anomaly agents,
+//! the registry of agents, the embedded log source and anomaly store, and the
+//! commands of the `mcp` binary.
+
+pub mod sandbox;
+pub mod generator;

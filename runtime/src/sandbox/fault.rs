@@ -1,0 +1,69 @@
+//! Naming what went wrong when a guest call fails.
+
+use wasmtime::Trap;
+
+use super::limits::LimitHit;
+
+/// Why the sandbox stopped an agent call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("ran past its deadline of {timeout_ms} ms")]
+    Deadline { timeout_ms: u64 },
+    #[error("used up its fuel budget of {fuel}")]
+    FuelExhausted { fuel: u64 },
+    #[error("tried to grow memory to {desired} bytes, over its limit of {limit} bytes")]
+    MemoryLimit { desired: usize, limit: usize },
+    #[error("grew a table to {desired} elements, over the limit")]
+    TableLimit { desired: usize },
+    #[error("overflowed its wasm stack of {limit} bytes")]
+    StackOverflow { limit: usize },
+    #[error("panicked or hit unreachable code")]
+    Panic,
+    #[error("returned or reported {count} anomalies in one call, over the limit of {limit}")]
+    TooManyAnomalies { count: usize, limit: usize },
+    #[error("trapped: {0}")]
+    Trap(String),
+}
+
+impl Fault {
+    /// A short stable name, for counters and the API.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::Deadline { .. } => "deadline",
+            Fault::FuelExhausted { .. } => "fuel",
+            Fault::MemoryLimit { .. } => "memory",
+            Fault::TableLimit { .. } => "table",
+            Fault::StackOverflow { .. } => "stack",
+            Fault::Panic => "panic",
+            Fault::TooManyAnomalies { .. } => "result-size",
+            Fault::Trap(_) => "trap",
+        }
+    }
+}
+
+/// The facts needed to name a fault.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultContext {
+    pub timeout_ms: u64,
+    pub fuel: u64,
+    pub memory_limit: usize,
+    pub stack_limit: usize,
+    pub limit_hit: Option<LimitHit>,
+}
+
+/// Turns the error of a failed call into a [`Fault`].
+pub fn classify(error: &wasmtime::Error, context: FaultContext) -> Fault {
+    match context.limit_hit {
+        Some(LimitHit::Memory { desired }) => return Fault::MemoryLimit { desired, limit: context.memory_limit },
+        Some(LimitHit::Table { desired }) => return Fault::TableLimit { desired },
+        None => {}
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Fault::Deadline { timeout_ms: context.timeout_ms },
+        Some(Trap::OutOfFuel) => Fault::FuelExhausted { fuel: context.fuel },
+        Some(Trap::StackOverflow) => Fault::StackOverflow { limit: context.stack_limit },
+        Some(Trap::UnreachableCodeReached) => Fault::Panic,
+        Some(other) => Fault::Trap(other.to_string()),
+        None => Fault::Trap(format!("{error:#}")),
+    }
+}

@@ -1,0 +1,105 @@
+//! What one agent instance may use: CPU per call, memory, stack, output.
+//!
+//! Every limit exists because agents are untrusted: an author's bug or
+//! malice must cost the host one failed call, never the process.
+
+use serde::{Deserialize, Serialize};
+
+/// How a call's CPU budget is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BudgetKind {
+    /// A wall-clock deadline checked at loop heads and calls (epoch
+    /// interruption); cheapest, measured in docs/performance.md.
+    Epoch,
+    /// A count of executed wasm operations (fuel); deterministic, slower.
+    Fuel,
+}
+
+/// Per-instance limits, from the `[sandbox]` table of the config file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SandboxLimits {
+    /// Epoch deadlines or fuel.
+    pub budget: BudgetKind,
+    /// Wall-clock budget of one export call, with `budget = "epoch"`.
+    pub call_timeout_ms: u64,
+    /// Fuel for one export call, with `budget = "fuel"`.
+    pub fuel_per_call: u64,
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: usize,
+    /// Wasm stack one call may use.
+    pub stack_bytes: usize,
+    /// Agent instances alive at once in this process (pooling slots).
+    pub max_instances: u32,
+    /// Anomalies one call may return or report; more is a fault.
+    pub max_anomalies_per_call: usize,
+    /// Entries the `logs.query` import returns at most per page.
+    pub max_query_page: u32,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            budget: BudgetKind::Epoch,
+            call_timeout_ms: 2_000,
+            fuel_per_call: 2_000_000_000,
+            memory_bytes: 64 << 20,
+            stack_bytes: 512 << 10,
+            max_instances: 64,
+            max_anomalies_per_call: 100_000,
+            max_query_page: 10_000,
+        }
+    }
+}
+
+/// Milliseconds between epoch ticks; a deadline is rounded up to ticks.
+pub const EPOCH_TICK_MS: u64 = 5;
+
+impl SandboxLimits {
+    /// The epoch deadline of one call, in ticks.
+    pub fn deadline_ticks(&self) -> u64 {
+        self.call_timeout_ms.div_ceil(EPOCH_TICK_MS).max(1)
+    }
+}
+
+/// Which limit stopped a guest, when a limiter saw it happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    Memory { desired: usize },
+    Table { desired: usize },
+}
+
+/// Enforces the memory cap and remembers that it did, so the trap that
+/// follows can be named precisely instead of as a bare `unreachable`.
+#[derive(Debug)]
+pub struct GuestLimiter {
+    memory_bytes: usize,
+    pub(crate) hit: Option<LimitHit>,
+}
+
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl GuestLimiter {
+    pub fn new(memory_bytes: usize) -> Self {
+        GuestLimiter { memory_bytes, hit: None }
+    }
+}
+
+impl wasmtime::ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = Some(LimitHit::Memory { desired });
+            wasmtime::bail!("memory limit of {} bytes reached (asked for {desired})", self.memory_bytes);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            self.hit = Some(LimitHit::Table { desired });
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
+        }
+        Ok(true)
+    }
+}
