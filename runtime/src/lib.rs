@@ -4,3 +4,11 @@
 
 pub mod sandbox;
 pub mod generator;
+pub mod source;
+pub mod store;
+pub mod registry;
+pub mod conformance;
+pub mod metrics;
+pub mod pipeline;
+pub mod config;
+pub mod demo;

@@ -1,1 +1,188 @@
-fn main(){}
+//! The `mcp` command: the edge where errors become messages and exit codes.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use mcp_runtime::config::McpConfig;
+use mcp_runtime::conformance::{self, Outcome};
+use mcp_runtime::demo::{self, DemoOptions};
+use mcp_runtime::pipeline::{self, RunSpec};
+use mcp_runtime::registry::Registry;
+use mcp_runtime::sandbox::{CompileCache, Sandbox};
+use mcp_runtime::source::SqliteLogSource;
+use mcp_runtime::store::AnomalyStore;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "mcp", version, about = "Run untrusted log-anomaly agents in a WebAssembly sandbox")]
+struct Cli {
+    /// Configuration file (default: config/mcp.toml when it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Folder of agent components (default: the config's agents_dir, else the bundled agents).
+    #[arg(long, global = true)]
+    agents_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate labelled logs, run the bundled agents on them and score the result.
+    Demo {
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Normal entries per log type (attacks come on top).
+        #[arg(long, default_value_t = 10_000)]
+        entries: usize,
+    },
+    /// Inspect agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// Run agents over the configured log source, from their checkpoints.
+    Run {
+        /// One agent; all enabled agents when omitted.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Measure the sandbox against the same detection code compiled natively.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Name, log type, versions and sha256 of every agent.
+    List,
+    /// Run the protocol conformance check on a component.
+    Check {
+        /// The component file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn agents_dir(cli_dir: Option<PathBuf>, config: &McpConfig) -> Result<PathBuf> {
+    let dir = cli_dir
+        .or_else(|| config.agents_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(mcp_agent_artifacts::AGENTS_DIR));
+    if !dir.is_dir() {
+        bail!("agents folder {} does not exist; pass --agents-dir or set agents_dir in the config", dir.display());
+    }
+    Ok(dir)
+}
+
+fn sandbox(config: &McpConfig) -> Result<Arc<Sandbox>> {
+    Ok(Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?))
+}
+
+fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
+    let mut registry = Registry::new(sandbox(config)?);
+    registry.discover(dir)?;
+    Ok(registry)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = McpConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Demo { seed, entries } => {
+            let dir = agents_dir(cli.agents_dir, &config)?;
+            println!("mcp demo: seed {seed}, {entries} normal entries per log type plus injected attacks, agents from {}", dir.display());
+            println!("embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n", config.data_dir.display());
+            let outcomes = demo::run(&config, &dir, &DemoOptions { seed, entries_per_type: entries })?;
+            println!("{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}", "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined");
+            for o in &outcomes {
+                let d = &o.detection;
+                println!(
+                    "{:<10} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
+                    o.run.agent, o.run.entries, o.run.anomalies, d.precision(), d.recall(), d.f1(), o.run.entries_per_second(), o.run.quarantined
+                );
+            }
+            println!("\nper attack kind (entries flagged / entries in the attack):");
+            for o in &outcomes {
+                let kinds: Vec<String> = o.detection.per_kind.iter().map(|(k, (hit, all))| format!("{k} {hit}/{all}")).collect();
+                println!("  {:<10} {}", o.run.agent, kinds.join(", "));
+                for fault in &o.run.faults {
+                    println!("  {:<10} recovered from fault: {fault}", o.run.agent);
+                }
+            }
+            println!("\nmodels: none deployed yet; agents ran on their rules (docs/ROADMAP.md)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents { command: AgentsCommand::List } => {
+            let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
+            println!("{:<10} {:<9} {:<8} {:<9} {:<8} sha256", "name", "log type", "version", "protocol", "enabled");
+            for a in registry.list() {
+                println!("{:<10} {:<9} {:<8} {:<9} {:<8} {}", a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents { command: AgentsCommand::Check { file } } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = conformance::check(&*sandbox(&config)?, &bytes, &file.display().to_string());
+            for check in &report.checks {
+                let (mark, detail) = match &check.outcome {
+                    Outcome::Passed(d) => ("pass", d),
+                    Outcome::Failed(d) => ("FAIL", d),
+                    Outcome::Skipped(d) => ("skip", d),
+                };
+                println!("{mark}  {:<42} {detail}", check.name);
+            }
+            if report.passed() {
+                println!("\n{} conforms to mcp:agent@{}", file.display(), mcp_runtime::sandbox::PROTOCOL_VERSION);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("\n{} does not conform", file.display());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Run { agent } => {
+            let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
+            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let source = Arc::new(SqliteLogSource::open(&config.logs_db())?);
+            let mut store = AnomalyStore::open(&config.anomalies_db())?;
+            let names: Vec<String> = match agent {
+                Some(name) => vec![registry.get(&name)?.info.name.clone()],
+                None => registry.list().filter(|a| a.enabled).map(|a| a.info.name.clone()).collect(),
+            };
+            let mut failed = false;
+            for name in names {
+                let reader: Arc<dyn mcp_runtime::sandbox::LogReader> = source.clone();
+                let mut instance = pipeline::instance_for(&registry, &name, &config.tenant, config.settings_for(&name), Some(reader))?;
+                let spec = RunSpec { tenant: &config.tenant, agent: &name, log_source: "embedded", batch_size: config.batch_size };
+                match pipeline::run(&registry, &mut instance, &source, &mut store, &spec) {
+                    Ok(r) => println!("{:<10} {} entries, {} new anomalies, {} quarantined, {:.0} entries/s", r.agent, r.entries, r.anomalies, r.quarantined, r.entries_per_second()),
+                    Err(e) => {
+                        failed = true;
+                        println!("{name:<10} failed: {e}");
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Bench(args) => {
+            bench::run(&config, &agents_dir(cli.agents_dir, &config)?, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

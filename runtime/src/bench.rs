@@ -1,0 +1,150 @@
+//! `mcp bench`: the sandbox against the same detection code compiled
+//! natively, over the same entries, in one run. Medians of several rounds.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use mcp_runtime::config::McpConfig;
+use mcp_runtime::conformance::{to_batch, to_entries};
+use mcp_runtime::generator;
+use mcp_runtime::registry::{Registry, sha256_hex};
+use mcp_runtime::sandbox::{BudgetKind, CompileCache, InstanceContext, LogBatch, LogEntry, Sandbox, SandboxLimits};
+use mcp_sdk::Agent;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Normal entries per log type.
+    #[arg(long, default_value_t = 20_000)]
+    entries: usize,
+    /// Entries per agent call.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Rounds per measurement; the median is reported.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn sdk_batch(log_type: &str, entries: &[LogEntry]) -> mcp_sdk::LogBatch {
+    let sdk_entries: Vec<mcp_sdk::LogEntry> = entries
+        .iter()
+        .map(|e| mcp_sdk::LogEntry { id: e.id, timestamp_ms: e.timestamp_ms, source: e.source.clone(), log_type: e.log_type.clone(), fields: e.fields.clone() })
+        .collect();
+    mcp_sdk::batch_from_entries(log_type, 1, &sdk_entries)
+}
+
+fn native_round<A: Agent>(batches: &[mcp_sdk::LogBatch]) -> Result<(Duration, usize)> {
+    let mut agent = A::default();
+    let started = Instant::now();
+    let mut found = 0;
+    for batch in batches {
+        found += mcp_sdk::run_batch(&mut agent, batch).map_err(|e| anyhow::anyhow!("native agent failed: {e:?}"))?.len();
+    }
+    Ok((started.elapsed(), found))
+}
+
+fn sandbox_round(registry: &Registry, agent: &str, batches: &[LogBatch]) -> Result<(Duration, usize)> {
+    let mut instance = registry.instantiate(agent, InstanceContext::new(agent, "bench"))?;
+    let started = Instant::now();
+    let mut found = 0;
+    for batch in batches {
+        found += instance.detect_batch(batch)?.len();
+    }
+    Ok((started.elapsed(), found))
+}
+
+fn registry_with(budget: BudgetKind, config: &McpConfig, dir: &Path) -> Result<Registry> {
+    let limits = SandboxLimits { budget, ..config.sandbox.clone() };
+    let mut registry = Registry::new(Arc::new(Sandbox::new(limits, CompileCache::new(Some(config.cache_dir())))?));
+    registry.discover(dir)?;
+    Ok(registry)
+}
+
+pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
+    let rounds = args.rounds.max(1);
+    let epoch = registry_with(BudgetKind::Epoch, config, dir)?;
+    let fuel = registry_with(BudgetKind::Fuel, config, dir)?;
+    println!(
+        "mcp bench: {} normal entries per log type, batches of {}, median of {rounds} rounds; {} cores",
+        args.entries,
+        args.batch,
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    println!("\n{:<9} {:>13} {:>13} {:>13} {:>8} {:>8} {:>10}", "agent", "native e/s", "epoch e/s", "fuel e/s", "epoch/n", "fuel/n", "anomalies");
+    for log_type in generator::LOG_TYPES {
+        let logs = generator::generate(log_type, 99, args.entries)?;
+        let entries = to_entries(log_type, &logs);
+        let host_batches: Vec<LogBatch> = entries.chunks(args.batch.max(1)).map(|c| to_batch(log_type, c)).collect();
+        let sdk_batches: Vec<mcp_sdk::LogBatch> = entries.chunks(args.batch.max(1)).map(|c| sdk_batch(log_type, c)).collect();
+        let native = |batches: &[mcp_sdk::LogBatch]| match *log_type {
+            "wifi" => native_round::<mcp_agent_wifi::WifiAgent>(batches),
+            "firewall" => native_round::<mcp_agent_firewall::FirewallAgent>(batches),
+            _ => native_round::<mcp_agent_dns::DnsAgent>(batches),
+        };
+        let mut times = (Vec::new(), Vec::new(), Vec::new());
+        let mut counts = (0, 0, 0);
+        for _ in 0..rounds {
+            let (t, n) = native(&sdk_batches)?;
+            times.0.push(t);
+            counts.0 = n;
+            let (t, n) = sandbox_round(&epoch, log_type, &host_batches)?;
+            times.1.push(t);
+            counts.1 = n;
+            let (t, n) = sandbox_round(&fuel, log_type, &host_batches)?;
+            times.2.push(t);
+            counts.2 = n;
+        }
+        if counts.0 != counts.1 || counts.0 != counts.2 {
+            anyhow::bail!("{log_type}: native found {} anomalies, epoch {}, fuel {}: the runs are not comparable", counts.0, counts.1, counts.2);
+        }
+        let eps = |d: Duration| entries.len() as f64 / d.as_secs_f64().max(1e-9);
+        let (n, e, f) = (eps(median(times.0)), eps(median(times.1)), eps(median(times.2)));
+        println!("{:<9} {:>13.0} {:>13.0} {:>13.0} {:>8.2} {:>8.2} {:>10}", log_type, n, e, f, e / n, f / n, counts.0);
+    }
+
+    let mut instance = epoch.instantiate("wifi", InstanceContext::new("wifi", "bench"))?;
+    let empty = to_batch("wifi", &[]);
+    let calls = 20_000;
+    let mut per_call = Vec::new();
+    for _ in 0..rounds {
+        let started = Instant::now();
+        for _ in 0..calls {
+            instance.detect_batch(&empty)?;
+        }
+        per_call.push(started.elapsed() / calls);
+    }
+    println!("\nfixed cost of one detect-batch call (empty batch, epoch deadline on): {:.2} µs", median(per_call).as_secs_f64() * 1e6);
+
+    let wasm = std::fs::read(dir.join("wifi.wasm")).with_context(|| format!("cannot read {}/wifi.wasm", dir.display()))?;
+    let sha = sha256_hex(&wasm);
+    let cold_sandbox = Sandbox::new(config.sandbox.clone(), CompileCache::new(None))?;
+    let cold = median((0..3).map(|_| time(|| cold_sandbox.load(&wasm, &sha).map(|_| ()))).collect::<Result<_>>()?);
+    let warm_sandbox = Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?;
+    warm_sandbox.load(&wasm, &sha)?;
+    let warm = median((0..20).map(|_| time(|| warm_sandbox.load(&wasm, &sha).map(|_| ()))).collect::<Result<_>>()?);
+    let agent = epoch.get("wifi")?;
+    let inst = median(
+        (0..200)
+            .map(|_| time(|| epoch.sandbox().instantiate(agent.component(), InstanceContext::new("wifi", "bench")).map(|_| ())))
+            .collect::<Result<_>>()?,
+    );
+    println!("wifi.wasm ({} KB): compile {:.1} ms, load from cache {:.2} ms, instantiate {:.1} µs", wasm.len() / 1024, ms(cold), ms(warm), inst.as_secs_f64() * 1e6);
+    Ok(())
+}
+
+fn time<E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration> {
+    let started = Instant::now();
+    f().map_err(Into::into)?;
+    Ok(started.elapsed())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}

@@ -1,0 +1,171 @@
+//! The protocol conformance check behind `mcp agents check` and the tests:
+//! is this component an agent of the world, is its info consistent, does
+//! every export answer well on entries of its schema, and does it refuse
+//! entries of another log type with an error rather than a trap.
+
+use std::collections::HashSet;
+
+use crate::generator::{self, GeneratedLog};
+use crate::registry::{self, RegisteredAgent};
+use crate::sandbox::{InstanceContext, LogBatch, LogEntry, Sandbox, SandboxError};
+
+/// One named check and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Passed(String),
+    Failed(String),
+    /// Not run, and why; a report with skips is not a full pass.
+    Skipped(String),
+}
+
+/// Everything the check found about one component.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub origin: String,
+    pub agent: Option<RegisteredAgent>,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// True when no check failed or was skipped.
+    pub fn passed(&self) -> bool {
+        self.checks.iter().all(|c| matches!(c.outcome, Outcome::Passed(_)))
+    }
+}
+
+const SAMPLE_SEED: u64 = 0x5eed;
+const SAMPLE_SIZE: usize = 300;
+
+/// Entries of `log_type` from the generator, ids from 1, as the host sends them.
+pub fn sample_entries(log_type: &str, count: usize) -> Option<Vec<LogEntry>> {
+    let logs = generator::generate(log_type, SAMPLE_SEED, count).ok()?;
+    Some(to_entries(log_type, &logs))
+}
+
+pub fn to_entries(log_type: &str, logs: &[GeneratedLog]) -> Vec<LogEntry> {
+    logs.iter()
+        .enumerate()
+        .map(|(i, log)| LogEntry {
+            id: i as u64 + 1,
+            timestamp_ms: log.timestamp_ms,
+            source: log.source.clone(),
+            log_type: log_type.to_string(),
+            fields: log.fields.to_string(),
+        })
+        .collect()
+}
+
+/// Packs entries into the columnar batch the host sends.
+pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> LogBatch {
+    let mut batch = LogBatch {
+        log_type: log_type.to_string(),
+        schema_version: 1,
+        ids: Vec::with_capacity(entries.len()),
+        timestamps_ms: Vec::with_capacity(entries.len()),
+        sources: String::new(),
+        fields: String::new(),
+    };
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            batch.sources.push('\n');
+            batch.fields.push('\n');
+        }
+        batch.ids.push(e.id);
+        batch.timestamps_ms.push(e.timestamp_ms);
+        batch.sources.push_str(&e.source);
+        batch.fields.push_str(&e.fields);
+    }
+    batch
+}
+
+fn pass(name: &'static str, detail: impl Into<String>) -> Check {
+    Check { name, outcome: Outcome::Passed(detail.into()) }
+}
+
+fn fail(name: &'static str, detail: impl Into<String>) -> Check {
+    Check { name, outcome: Outcome::Failed(detail.into()) }
+}
+
+/// Runs every check on the component in `bytes`.
+pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Report {
+    let mut checks = Vec::new();
+    let agent = match registry::validate(sandbox, bytes, origin) {
+        Ok(agent) => agent,
+        Err(e) => {
+            checks.push(fail("component of the world, protocol and info", e.to_string()));
+            return Report { origin: origin.into(), agent: None, checks };
+        }
+    };
+    let info = &agent.info;
+    checks.push(pass(
+        "component of the world, protocol and info",
+        format!("{} {} for '{}' logs, protocol {}", info.name, info.agent_version, info.log_type, info.protocol_version),
+    ));
+
+    let context = InstanceContext::new(&info.name, "conformance");
+    let mut instance = match sandbox.instantiate(agent.component(), context) {
+        Ok(instance) => instance,
+        Err(e) => {
+            checks.push(fail("instantiate", e.to_string()));
+            return Report { origin: origin.into(), agent: Some(agent), checks };
+        }
+    };
+
+    let Some(entries) = sample_entries(&info.log_type, SAMPLE_SIZE) else {
+        checks.push(Check {
+            name: "exports on sample entries",
+            outcome: Outcome::Skipped(format!("no sample generator for log type '{}'", info.log_type)),
+        });
+        return Report { origin: origin.into(), agent: Some(agent), checks };
+    };
+    let ids: HashSet<u64> = entries.iter().map(|e| e.id).collect();
+    let batch = to_batch(&info.log_type, &entries);
+
+    checks.push(match instance.detect_batch(&batch) {
+        Ok(found) => match found.iter().find(|a| !ids.contains(&a.log_id)) {
+            Some(stray) => fail("detect-batch", format!("anomaly names log id {} that was not in the batch", stray.log_id)),
+            None => pass("detect-batch", format!("{} entries, {} anomalies", entries.len(), found.len())),
+        },
+        Err(e) => fail("detect-batch", e.to_string()),
+    });
+
+    let single = &entries[..entries.len().min(5)];
+    let singles: Result<Vec<_>, SandboxError> = single.iter().map(|e| instance.detect(e)).collect();
+    checks.push(match singles {
+        Ok(found) => pass("detect", format!("{} entries, {} anomalies", single.len(), found.iter().map(Vec::len).sum::<usize>())),
+        Err(e) => fail("detect", e.to_string()),
+    });
+
+    checks.push(match single.first().map(|e| instance.extract_features(e)) {
+        Some(Ok(features)) if features.names.len() == features.values.len() => {
+            let scored = instance.infer(&features);
+            match scored {
+                Ok(result) if result.score.is_finite() => pass("extract-features and infer", format!("{} features, score {:.3} '{}'", features.values.len(), result.score, result.label)),
+                Ok(result) => fail("extract-features and infer", format!("score {} is not a finite number", result.score)),
+                Err(e) => fail("extract-features and infer", e.to_string()),
+            }
+        }
+        Some(Ok(features)) => fail("extract-features and infer", format!("{} names for {} values", features.names.len(), features.values.len())),
+        Some(Err(e)) => fail("extract-features and infer", e.to_string()),
+        None => fail("extract-features and infer", "no sample entry"),
+    });
+
+    let foreign_type = if info.log_type == "dns" { "firewall" } else { "dns" };
+    let foreign = to_batch(foreign_type, &sample_entries(foreign_type, 20).unwrap_or_default());
+    checks.push(match instance.detect_batch(&foreign) {
+        Err(SandboxError::Agent { message, .. }) if message.starts_with("unsupported log type") => {
+            pass("refuses another log type", format!("'{foreign_type}' batch refused: {message}"))
+        }
+        Err(SandboxError::Agent { message, .. }) => fail("refuses another log type", format!("refused with the wrong error: {message}")),
+        Err(e) => fail("refuses another log type", format!("trapped instead of returning unsupported-log-type: {e}")),
+        Ok(found) => fail("refuses another log type", format!("accepted a '{foreign_type}' batch and found {} anomalies", found.len())),
+    });
+    Report { origin: origin.into(), agent: Some(agent), checks }
+}
+

@@ -1,0 +1,136 @@
+//! A run: one agent over one log type of one tenant, from its checkpoint to
+//! the end of the source, batch by batch. Each batch's anomalies and the new
+//! checkpoint commit together.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::registry::{Registry, RegistryError};
+use crate::sandbox::{AgentInstance, Anomaly, InstanceContext, LogQuery, SandboxError};
+use crate::source::{SourceError, SqliteLogSource, sqlite::SCHEMA_VERSION};
+use crate::store::{AnomalyStore, CheckpointKey, Provenance, StoreError};
+
+/// Errors that end a run. The checkpoint stays at the last committed batch,
+/// so running again resumes without loss.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
+    Agent { agent: String, after_id: u64, source: SandboxError },
+}
+
+/// What a run is over.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub tenant: &'a str,
+    pub agent: &'a str,
+    pub log_source: &'a str,
+    pub batch_size: u32,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub agent: String,
+    pub log_type: String,
+    pub entries: u64,
+    pub batches: u64,
+    pub anomalies: u64,
+    pub quarantined: u64,
+    /// Faults the run recovered from by retrying a batch on a fresh instance.
+    pub faults: Vec<String>,
+    pub elapsed: Duration,
+    /// Time spent inside agent calls.
+    pub agent_time: Duration,
+}
+
+impl RunReport {
+    pub fn entries_per_second(&self) -> f64 {
+        self.entries as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `spec.agent` over its log type from the checkpoint to the end.
+pub fn run(
+    registry: &Registry,
+    instance: &mut AgentInstance,
+    source: &SqliteLogSource,
+    store: &mut AnomalyStore,
+    spec: &RunSpec<'_>,
+) -> Result<RunReport, RunError> {
+    let agent = registry.get(spec.agent)?;
+    let log_type = agent.info.log_type.clone();
+    let key = CheckpointKey { tenant: spec.tenant, agent: spec.agent, log_source: spec.log_source, log_type: &log_type };
+    let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: SCHEMA_VERSION };
+    let mut report = RunReport { agent: spec.agent.to_string(), log_type: log_type.clone(), ..RunReport::default() };
+    let started = Instant::now();
+    let mut after_id = store.checkpoint(&key)?;
+    loop {
+        let query = LogQuery { log_type: log_type.clone(), after_id, from_ms: None, to_ms: None, source: None, limit: spec.batch_size };
+        let read = source.read_batch(spec.tenant, &query)?;
+        report.quarantined += read.quarantined as u64;
+        if read.last_id == after_id {
+            break;
+        }
+        let call_started = Instant::now();
+        let found = match instance.detect_batch(&read.batch) {
+            Ok(found) => found,
+            Err(first) => {
+                report.faults.push(first.to_string());
+                instance.detect_batch(&read.batch).map_err(|source| RunError::Agent { agent: spec.agent.into(), after_id, source })?
+            }
+        };
+        report.agent_time += call_started.elapsed();
+        let with_fields = attach_fields(source, spec.tenant, &read.batch, found)?;
+        report.anomalies += store.commit(&key, &provenance, &with_fields, read.last_id)? as u64;
+        report.entries += read.batch.ids.len() as u64;
+        report.batches += 1;
+        after_id = read.last_id;
+    }
+    report.elapsed = started.elapsed();
+    tracing::info!(agent = spec.agent, tenant = spec.tenant, entries = report.entries, anomalies = report.anomalies, quarantined = report.quarantined, "run finished");
+    Ok(report)
+}
+
+/// Pairs each anomaly with the fields of the entry it names, from the batch
+/// or, for an earlier entry of a burst, from the source.
+fn attach_fields(
+    source: &SqliteLogSource,
+    tenant: &str,
+    batch: &crate::sandbox::LogBatch,
+    found: Vec<Anomaly>,
+) -> Result<Vec<(Anomaly, Option<String>)>, SourceError> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let lines: HashMap<u64, &str> = batch.ids.iter().copied().zip(batch.fields.split('\n')).collect();
+    found
+        .into_iter()
+        .map(|a| {
+            let fields = match lines.get(&a.log_id) {
+                Some(line) => Some((*line).to_string()),
+                None => source.fields_of(tenant, a.log_id)?,
+            };
+            Ok((a, fields))
+        })
+        .collect()
+}
+
+/// A warm instance for `agent` with the operator's settings and log access.
+pub fn instance_for(
+    registry: &Registry,
+    agent: &str,
+    tenant: &str,
+    settings: std::collections::BTreeMap<String, String>,
+    logs: Option<std::sync::Arc<dyn crate::sandbox::LogReader>>,
+) -> Result<AgentInstance, RegistryError> {
+    let mut context = InstanceContext::new(agent, tenant);
+    context.config = std::sync::Arc::new(settings);
+    context.logs = logs;
+    registry.instantiate(agent, context)
+}

@@ -1,0 +1,193 @@
+//! The anomaly store: anomalies with their provenance and the per-agent
+//! checkpoints, in one SQLite file. Anomalies and the checkpoint that covers
+//! them commit in one transaction, so a crash and rerun stores each once.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::sandbox::{Anomaly, Severity};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS anomalies (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    agent_sha256 TEXT NOT NULL,
+    log_type TEXT NOT NULL,
+    log_id INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    log_ts_ms INTEGER NOT NULL,
+    score REAL NOT NULL,
+    label TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detected_at_ms INTEGER NOT NULL,
+    schema_version INTEGER NOT NULL,
+    entry_fields TEXT,
+    UNIQUE (tenant, agent, log_id, label)
+);
+CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (tenant, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_by_agent ON anomalies (tenant, agent, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_by_severity ON anomalies (tenant, severity, log_ts_ms);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    log_source TEXT NOT NULL,
+    log_type TEXT NOT NULL,
+    last_id INTEGER NOT NULL,
+    PRIMARY KEY (tenant, agent, log_source, log_type)
+);
+";
+
+/// Errors of the anomaly store.
+#[derive(Debug, thiserror::Error)]
+#[error("anomaly store {path}: {source}")]
+pub struct StoreError {
+    path: String,
+    source: rusqlite::Error,
+}
+
+/// Which progress a checkpoint records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointKey<'a> {
+    pub tenant: &'a str,
+    pub agent: &'a str,
+    pub log_source: &'a str,
+    pub log_type: &'a str,
+}
+
+/// Where an anomaly came from, beyond what the agent said.
+#[derive(Debug, Clone)]
+pub struct Provenance<'a> {
+    pub agent_sha256: &'a str,
+    pub schema_version: u32,
+}
+
+/// A stored anomaly, as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAnomaly {
+    pub agent: String,
+    pub log_id: u64,
+    pub label: String,
+    pub severity: String,
+    pub score: f64,
+    pub reason: String,
+}
+
+/// The SQLite anomaly store.
+#[derive(Debug)]
+pub struct AnomalyStore {
+    path: String,
+    conn: Connection,
+}
+
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+impl AnomalyStore {
+    /// Opens (and creates) the store at `path`, in WAL mode.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let name = path.display().to_string();
+        let wrap = |source| StoreError { path: name.clone(), source };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(AnomalyStore { path: name, conn })
+    }
+
+    fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
+        result.map_err(|source| StoreError { path: self.path.clone(), source })
+    }
+
+    /// The last id processed for `key`, 0 when none.
+    pub fn checkpoint(&self, key: &CheckpointKey<'_>) -> Result<u64, StoreError> {
+        let found: Option<i64> = self.db(
+            self.conn
+                .query_row(
+                    "SELECT last_id FROM checkpoints WHERE tenant = ?1 AND agent = ?2 AND log_source = ?3 AND log_type = ?4",
+                    params![key.tenant, key.agent, key.log_source, key.log_type],
+                    |r| r.get(0),
+                )
+                .optional(),
+        )?;
+        Ok(found.map_or(0, i64::unsigned_abs))
+    }
+
+    /// Stores `anomalies` and moves the checkpoint to `last_id`, atomically.
+    /// Returns how many anomalies were new.
+    pub fn commit(
+        &mut self,
+        key: &CheckpointKey<'_>,
+        provenance: &Provenance<'_>,
+        anomalies: &[(Anomaly, Option<String>)],
+        last_id: u64,
+    ) -> Result<usize, StoreError> {
+        let path = self.path.clone();
+        let wrap = |source| StoreError { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO anomalies (tenant, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label, severity, reason, detected_at_ms, schema_version, entry_fields)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                )
+                .map_err(wrap)?;
+            for (a, fields) in anomalies {
+                inserted += insert
+                    .execute(params![
+                        key.tenant,
+                        key.agent,
+                        provenance.agent_sha256,
+                        a.log_type,
+                        i64::try_from(a.log_id).unwrap_or(i64::MAX),
+                        a.source,
+                        a.log_timestamp_ms,
+                        f64::from(a.score),
+                        a.label,
+                        severity_name(a.severity),
+                        a.reason,
+                        a.detected_at_ms,
+                        provenance.schema_version,
+                        fields,
+                    ])
+                    .map_err(wrap)?;
+            }
+            tx.execute(
+                "INSERT INTO checkpoints (tenant, agent, log_source, log_type, last_id) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (tenant, agent, log_source, log_type) DO UPDATE SET last_id = excluded.last_id",
+                params![key.tenant, key.agent, key.log_source, key.log_type, i64::try_from(last_id).unwrap_or(i64::MAX)],
+            )
+            .map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)?;
+        Ok(inserted)
+    }
+
+    /// The anomalies of `tenant` found by `agent`, by log id.
+    pub fn anomalies(&self, tenant: &str, agent: &str) -> Result<Vec<StoredAnomaly>, StoreError> {
+        let mut stmt = self.db(self.conn.prepare(
+            "SELECT agent, log_id, label, severity, score, reason FROM anomalies WHERE tenant = ?1 AND agent = ?2 ORDER BY log_id, label",
+        ))?;
+        let rows = self.db(stmt.query_map(params![tenant, agent], |r| {
+            Ok(StoredAnomaly {
+                agent: r.get(0)?,
+                log_id: r.get::<_, i64>(1)?.unsigned_abs(),
+                label: r.get(2)?,
+                severity: r.get(3)?,
+                score: r.get(4)?,
+                reason: r.get(5)?,
+            })
+        }))?;
+        self.db(rows.collect())
+    }
+}
