@@ -42,6 +42,8 @@ pub struct RunReport {
     pub batches: u64,
     pub anomalies: u64,
     pub quarantined: u64,
+    /// Anomalies naming a log id this tenant does not have; dropped and logged.
+    pub rejected_anomalies: u64,
     /// Faults the run recovered from by retrying a batch on a fresh instance.
     pub faults: Vec<String>,
     pub elapsed: Duration,
@@ -86,7 +88,8 @@ pub fn run(
             }
         };
         report.agent_time += call_started.elapsed();
-        let with_fields = attach_fields(source, spec.tenant, &read.batch, found)?;
+        let (with_fields, rejected) = attach_fields(source, spec.tenant, &read.batch, found)?;
+        report.rejected_anomalies += rejected;
         report.anomalies += store.commit(&key, &provenance, &with_fields, read.last_id)? as u64;
         report.entries += read.batch.ids.len() as u64;
         report.batches += 1;
@@ -98,29 +101,40 @@ pub fn run(
 }
 
 /// Pairs each anomaly with the fields of the entry it names, from the batch
-/// or, for an earlier entry of a burst, from the source.
+/// or, for an earlier entry of a burst, from the source. An anomaly naming an
+/// entry the tenant does not have is dropped, logged and counted.
 fn attach_fields(
     source: &SqliteLogSource,
     tenant: &str,
     batch: &crate::sandbox::LogBatch,
     found: Vec<Anomaly>,
-) -> Result<Vec<(Anomaly, Option<String>)>, SourceError> {
+) -> Result<(Vec<(Anomaly, Option<String>)>, u64), SourceError> {
     if found.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), 0));
     }
     let lines: HashMap<u64, &str> = batch.ids.iter().copied().zip(batch.fields.split('\n')).collect();
-    found
-        .into_iter()
-        .map(|a| {
-            let fields = match lines.get(&a.log_id) {
-                Some(line) => Some((*line).to_string()),
-                None => source.fields_of(tenant, a.log_id)?,
-            };
-            Ok((a, fields))
-        })
-        .collect()
+    let mut kept = Vec::with_capacity(found.len());
+    let mut rejected = 0;
+    for mut anomaly in found {
+        if let Some(line) = lines.get(&anomaly.log_id) {
+            kept.push((anomaly, Some((*line).to_string())));
+            continue;
+        }
+        match source.entry(tenant, anomaly.log_id)? {
+            Some(entry) if entry.log_type == batch.log_type => {
+                anomaly.log_type = entry.log_type;
+                anomaly.source = entry.source;
+                anomaly.log_timestamp_ms = entry.timestamp_ms;
+                kept.push((anomaly, Some(entry.fields)));
+            }
+            _ => {
+                rejected += 1;
+                tracing::warn!(tenant, agent = %anomaly.agent, log_id = anomaly.log_id, "anomaly names a log this tenant does not have; dropped");
+            }
+        }
+    }
+    Ok((kept, rejected))
 }
-
 /// A warm instance for `agent` with the operator's settings and log access.
 pub fn instance_for(
     registry: &Registry,

@@ -19,18 +19,15 @@ pub struct Entry<'a> {
     pub fields: &'a str,
 }
 
-/// An owned reference to an entry, for agents that remember entries of a
-/// window and report them later.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A reference to an entry, for agents that remember entries of a window
+/// and report them later. It is two numbers, so keeping one per event costs
+/// no allocation; the host fills in the rest of the entry from its log id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryRef {
     /// The source log id.
     pub id: u64,
     /// When the event happened, in milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
-    /// The device or sensor that logged it.
-    pub source: String,
-    /// The log type.
-    pub log_type: String,
 }
 
 impl<'a> Entry<'a> {
@@ -55,12 +52,7 @@ impl<'a> Entry<'a> {
 
     /// An owned reference to this entry.
     pub fn to_ref(&self) -> EntryRef {
-        EntryRef {
-            id: self.id,
-            timestamp_ms: self.timestamp_ms,
-            source: self.source.to_string(),
-            log_type: self.log_type.to_string(),
-        }
+        EntryRef { id: self.id, timestamp_ms: self.timestamp_ms }
     }
 }
 

@@ -115,9 +115,10 @@ pub fn info(
     }
 }
 
-/// Builds an anomaly about the entry `entry` refers to. The host stamps the
-/// agent name and the detection time itself, so an agent cannot speak for
-/// another.
+/// Builds an anomaly about the entry `entry` refers to. The host fills in the
+/// agent name, the detection time, and the entry's log type, source and
+/// timestamp from its own records, so an agent cannot speak for another or
+/// misdate an entry.
 pub fn anomaly(
     entry: &EntryRef,
     score: f32,
@@ -128,8 +129,8 @@ pub fn anomaly(
     Anomaly {
         agent: String::new(),
         log_id: entry.id,
-        log_type: entry.log_type.clone(),
-        source: entry.source.clone(),
+        log_type: String::new(),
+        source: String::new(),
         log_timestamp_ms: entry.timestamp_ms,
         score,
         label: label.into(),

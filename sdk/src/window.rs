@@ -1,7 +1,7 @@
 //! Sliding-window burst detection, the state most agents keep per source.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::Hash;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::EntryRef;
 
@@ -17,6 +17,8 @@ pub enum Count {
 #[derive(Debug, Default)]
 struct KeyWindow {
     events: VecDeque<(i64, u64, EntryRef)>,
+    /// Events per tag in the window, kept only when counting distinct tags.
+    tags: HashMap<u64, u32>,
     /// True while the window is over the threshold, so entries that keep the
     /// burst going are flagged one by one instead of re-flagging the window.
     alarmed: bool,
@@ -48,30 +50,35 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         }
         let window = self.windows.entry(key.clone()).or_default();
         let horizon = timestamp_ms - self.span_ms;
+        let distinct = self.count == Count::DistinctTags;
         while window.events.front().is_some_and(|(ts, _, _)| *ts < horizon) {
-            window.events.pop_front();
+            if let Some((_, old, _)) = window.events.pop_front() {
+                if distinct {
+                    forget_tag(&mut window.tags, old);
+                }
+            }
         }
         window.events.push_back((timestamp_ms, tag, entry));
-        let level = match self.count {
-            Count::Entries => window.events.len(),
-            Count::DistinctTags => window.events.iter().map(|(_, t, _)| *t).collect::<HashSet<_>>().len(),
-        };
+        if distinct {
+            *window.tags.entry(tag).or_default() += 1;
+        }
+        let level = if distinct { window.tags.len() } else { window.events.len() };
         if level < self.threshold {
             window.alarmed = false;
             return Vec::new();
         }
         if window.alarmed {
-            return window.events.back().map(|(_, _, e)| vec![e.clone()]).unwrap_or_default();
+            return vec![entry];
         }
         window.alarmed = true;
-        window.events.iter().map(|(_, _, e)| e.clone()).collect()
+        window.events.iter().map(|(_, _, e)| *e).collect()
     }
 
     /// The current level for `key`, for explanations.
     pub fn level(&self, key: &K) -> usize {
         self.windows.get(key).map_or(0, |w| match self.count {
             Count::Entries => w.events.len(),
-            Count::DistinctTags => w.events.iter().map(|(_, t, _)| *t).collect::<HashSet<_>>().len(),
+            Count::DistinctTags => w.tags.len(),
         })
     }
 
@@ -110,4 +117,21 @@ pub fn entropy(text: &str) -> f32 {
             -p * p.log2()
         })
         .sum()
+}
+
+fn forget_tag(tags: &mut HashMap<u64, u32>, tag: u64) {
+    if let Some(count) = tags.get_mut(&tag) {
+        *count -= 1;
+        if *count == 0 {
+            tags.remove(&tag);
+        }
+    }
+}
+
+/// A 64-bit key for a window, so per-entry lookups need no owned strings.
+/// Two sources share a window only on a 64-bit hash collision.
+pub fn key_of<T: Hash + ?Sized>(value: &T) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }

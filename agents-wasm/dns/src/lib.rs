@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use mcp_sdk::window::{Burst, Count, entropy};
+use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
 use serde::Deserialize;
 
@@ -24,7 +24,7 @@ pub struct DnsFields<'a> {
 /// Per-instance state: NXDOMAIN windows per client.
 #[derive(Debug)]
 pub struct DnsAgent {
-    nxdomains: Burst<String>,
+    nxdomains: Burst<u64>,
     tunnel_label_len: usize,
     dga_min_len: usize,
 }
@@ -108,9 +108,9 @@ impl Agent for DnsAgent {
         found.extend(self.tunnel(entry, &f));
         found.extend(self.dga(entry, &f));
         if f.rcode == "NXDOMAIN" {
-            let hits = self.nxdomains.push(&f.client_ip.to_string(), entry.timestamp_ms, 0, entry.to_ref());
+            let hits = self.nxdomains.push(&key_of(&*f.client_ip), entry.timestamp_ms, 0, entry.to_ref());
             if !hits.is_empty() {
-                let level = self.nxdomains.level(&f.client_ip.to_string());
+                let level = self.nxdomains.level(&key_of(&*f.client_ip));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
                         "{} received {level} NXDOMAIN answers within 30 seconds (latest for {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",

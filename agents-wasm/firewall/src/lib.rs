@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use std::borrow::Cow;
 
-use mcp_sdk::window::{Burst, Count};
+use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
 use serde::Deserialize;
 
@@ -29,8 +29,8 @@ const DEFAULT_SUSPICIOUS_PORTS: &[u16] = &[23, 1337, 2323, 4444, 5555, 6667, 123
 /// Per-instance state: scan and deny windows per source.
 #[derive(Debug)]
 pub struct FirewallAgent {
-    scans: Burst<(String, String)>,
-    denies: Burst<String>,
+    scans: Burst<u64>,
+    denies: Burst<u64>,
     suspicious_ports: HashSet<u16>,
     exfil_bytes: u64,
 }
@@ -78,7 +78,7 @@ impl Agent for FirewallAgent {
         let f: FirewallFields<'_> = entry.parse()?;
         let mut found = Vec::new();
 
-        let scan_key = (f.src_ip.to_string(), f.dst_ip.to_string());
+        let scan_key = key_of(&(&*f.src_ip, &*f.dst_ip));
         let hits = self.scans.push(&scan_key, entry.timestamp_ms, u64::from(f.dst_port), entry.to_ref());
         if !hits.is_empty() {
             let level = self.scans.level(&scan_key);
@@ -91,9 +91,9 @@ impl Agent for FirewallAgent {
         }
 
         if f.action == "deny" {
-            let hits = self.denies.push(&f.src_ip.to_string(), entry.timestamp_ms, 0, entry.to_ref());
+            let hits = self.denies.push(&key_of(&*f.src_ip), entry.timestamp_ms, 0, entry.to_ref());
             if !hits.is_empty() {
-                let level = self.denies.level(&f.src_ip.to_string());
+                let level = self.denies.level(&key_of(&*f.src_ip));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.85, "deny_burst", Severity::Medium, format!(
                         "{level} connections from {} were denied within 10 seconds (latest to {}:{}): brute force or a misbehaving host. Rate-limit or block the source.",

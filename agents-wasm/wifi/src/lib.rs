@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use std::borrow::Cow;
 
-use mcp_sdk::window::{Burst, Count};
+use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
 use serde::Deserialize;
 
@@ -32,9 +32,9 @@ pub struct WifiFields<'a> {
 /// Per-instance state: burst windows and the access points learned so far.
 #[derive(Debug)]
 pub struct WifiAgent {
-    deauths: Burst<String>,
-    auth_failures: Burst<String>,
-    retry_storms: Burst<String>,
+    deauths: Burst<u64>,
+    auth_failures: Burst<u64>,
+    retry_storms: Burst<u64>,
     learn_ms: i64,
     first_seen_ms: Option<i64>,
     known: HashMap<String, HashSet<String>>,
@@ -133,8 +133,8 @@ impl Agent for WifiAgent {
         }
         match &*f.event {
             "deauth" | "disassoc" => {
-                let hits = self.deauths.push(&f.bssid.to_string(), entry.timestamp_ms, 0, entry.to_ref());
-                let level = self.deauths.level(&f.bssid.to_string());
+                let hits = self.deauths.push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
+                let level = self.deauths.level(&key_of(&*f.bssid));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.9, "deauth_flood", Severity::High, format!(
                         "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
@@ -143,8 +143,8 @@ impl Agent for WifiAgent {
                 }
             }
             "auth" if f.status == "failure" => {
-                let hits = self.auth_failures.push(&f.client.to_string(), entry.timestamp_ms, 0, entry.to_ref());
-                let level = self.auth_failures.level(&f.client.to_string());
+                let hits = self.auth_failures.push(&key_of(&*f.client), entry.timestamp_ms, 0, entry.to_ref());
+                let level = self.auth_failures.level(&key_of(&*f.client));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
                         "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",
@@ -155,7 +155,7 @@ impl Agent for WifiAgent {
             _ => {}
         }
         if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80 {
-            let hits = self.retry_storms.push(&f.bssid.to_string(), entry.timestamp_ms, 0, entry.to_ref());
+            let hits = self.retry_storms.push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
             for hit in hits {
                 found.push(anomaly(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
                     "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",

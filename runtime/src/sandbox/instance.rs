@@ -166,6 +166,7 @@ impl AgentInstance {
             return Err(self.fault(Fault::TooManyAnomalies { count: found.len() + reported.len(), limit }));
         }
         found.extend(reported);
+        fill_from_batch(batch, &mut found);
         Ok(self.stamp(found))
     }
 
@@ -174,6 +175,11 @@ impl AgentInstance {
         let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect(s, entry))?;
         let mut found: Vec<Anomaly> = result.map_err(|e| self.agent_error(e))?.into_iter().collect();
         found.extend(reported);
+        for anomaly in found.iter_mut().filter(|a| a.log_id == entry.id) {
+            anomaly.log_type.clone_from(&entry.log_type);
+            anomaly.source.clone_from(&entry.source);
+            anomaly.log_timestamp_ms = entry.timestamp_ms;
+        }
         Ok(self.stamp(found))
     }
 
@@ -193,6 +199,28 @@ impl AgentInstance {
     pub fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String> {
         let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_load_model(s, name, version))?;
         result.map_err(|e| self.agent_error(e))
+    }
+}
+
+/// Sets each anomaly's log type, source and timestamp from the batch entry
+/// its log id names; the host's records win over what the guest said.
+/// Anomalies naming entries outside the batch keep an empty source for the
+/// caller to resolve.
+fn fill_from_batch(batch: &LogBatch, anomalies: &mut [Anomaly]) {
+    if anomalies.is_empty() {
+        return;
+    }
+    let sources: Vec<&str> = batch.sources.split('\n').collect();
+    for anomaly in anomalies {
+        // Batches come in id order, so a binary search finds the entry.
+        match batch.ids.binary_search(&anomaly.log_id) {
+            Ok(index) => {
+                anomaly.log_type.clone_from(&batch.log_type);
+                anomaly.source = sources.get(index).copied().unwrap_or_default().to_string();
+                anomaly.log_timestamp_ms = batch.timestamps_ms.get(index).copied().unwrap_or_default();
+            }
+            Err(_) => anomaly.source.clear(),
+        }
     }
 }
 

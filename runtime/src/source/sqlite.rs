@@ -45,6 +45,15 @@ pub struct SourceBatch {
     pub quarantined: usize,
 }
 
+/// One stored log, as read back by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub log_type: String,
+    pub timestamp_ms: i64,
+    pub source: String,
+    pub fields: String,
+}
+
 /// The embedded SQLite log source.
 #[derive(Debug)]
 pub struct SqliteLogSource {
@@ -171,12 +180,16 @@ impl SqliteLogSource {
         Ok(SourceBatch { batch, last_id, quarantined: rejected.len() })
     }
 
-    /// The fields of one log, for storing with its anomaly.
-    pub fn fields_of(&self, tenant: &str, id: u64) -> Result<Option<String>, SourceError> {
+    /// One log of `tenant` by id, for storing with its anomaly.
+    pub fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         self.db(
-            conn.query_row("SELECT fields FROM logs WHERE tenant = ?1 AND id = ?2", params![tenant, i64::try_from(id).unwrap_or(i64::MAX)], |r| r.get(0))
-                .optional(),
+            conn.query_row(
+                "SELECT log_type, ts_ms, source, fields FROM logs WHERE tenant = ?1 AND id = ?2",
+                params![tenant, i64::try_from(id).unwrap_or(i64::MAX)],
+                |r| Ok(StoredEntry { log_type: r.get(0)?, timestamp_ms: r.get(1)?, source: r.get(2)?, fields: r.get(3)? }),
+            )
+            .optional(),
         )
     }
 }
