@@ -38,8 +38,9 @@ pub struct McpConfig {
     pub sandbox: SandboxLimits,
     /// Settings per agent name, handed to the agent through the config import.
     pub agents: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    /// Where this configuration came from, for messages.
     #[serde(skip)]
-    origin: String,
+    pub origin: String,
 }
 
 impl Default for McpConfig {

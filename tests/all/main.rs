@@ -1,1 +1,9 @@
+//! Integration tests of the host with the real bundled agents and the hostile
+//! fixture, built for wasm32-wasip2 by mcp-agent-artifacts.
 
+mod common;
+mod conformance;
+mod detection;
+mod registry;
+mod runs;
+mod sandbox;

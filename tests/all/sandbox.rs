@@ -1,0 +1,168 @@
+//! Hostile guests are stopped with the right typed error within their
+//! budget, and the host and the other agents carry on.
+
+use std::time::{Duration, Instant};
+
+use mcp_runtime::sandbox::{Fault, SandboxError};
+
+use crate::common::{bundled_registry, hostile, sandbox, test_limits, wifi_batch};
+
+fn fault_of(mode: &str) -> anyhow::Result<(Fault, Duration)> {
+    let sandbox = sandbox();
+    let mut instance = hostile(&sandbox, mode)?;
+    let started = Instant::now();
+    let result = instance.detect_batch(&wifi_batch(3));
+    let elapsed = started.elapsed();
+    match result {
+        Err(SandboxError::Fault { agent, fault }) => {
+            assert_eq!(agent, "hostile", "the error names the agent");
+            assert_eq!(instance.faults(), 1);
+            // The same instance object recovers: a fresh Store behind it.
+            Ok((fault, elapsed))
+        }
+        other => anyhow::bail!("mode {mode}: expected a fault, got {other:?}"),
+    }
+}
+
+fn agent_error_of(mode: &str) -> anyhow::Result<String> {
+    let sandbox = sandbox();
+    let mut instance = hostile(&sandbox, mode)?;
+    match instance.detect_batch(&wifi_batch(3)) {
+        Err(SandboxError::Agent { message, .. }) => Ok(message),
+        other => anyhow::bail!("mode {mode}: expected the guest to be refused, got {other:?}"),
+    }
+}
+
+#[test]
+fn infinite_loop_hits_the_deadline() -> anyhow::Result<()> {
+    let (fault, elapsed) = fault_of("loop")?;
+    assert_eq!(fault, Fault::Deadline { timeout_ms: test_limits().call_timeout_ms });
+    assert!(elapsed < Duration::from_secs(3), "stopped after {elapsed:?}");
+    Ok(())
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() -> anyhow::Result<()> {
+    let (fault, _) = fault_of("memory-bomb")?;
+    assert!(matches!(fault, Fault::MemoryLimit { limit, .. } if limit == 64 << 20), "{fault:?}");
+    Ok(())
+}
+
+#[test]
+fn deep_recursion_overflows_the_stack() -> anyhow::Result<()> {
+    let (fault, _) = fault_of("recursion")?;
+    assert!(matches!(fault, Fault::StackOverflow { .. }), "{fault:?}");
+    Ok(())
+}
+
+#[test]
+fn panic_is_a_fault() -> anyhow::Result<()> {
+    assert_eq!(fault_of("panic")?.0, Fault::Panic);
+    Ok(())
+}
+
+#[test]
+fn huge_result_hits_the_memory_limit() -> anyhow::Result<()> {
+    let (fault, _) = fault_of("huge-result")?;
+    assert!(matches!(fault, Fault::MemoryLimit { .. }), "{fault:?}");
+    Ok(())
+}
+
+#[test]
+fn host_call_spin_hits_the_deadline() -> anyhow::Result<()> {
+    let (fault, elapsed) = fault_of("host-spin")?;
+    assert!(matches!(fault, Fault::Deadline { .. }), "{fault:?}");
+    assert!(elapsed < Duration::from_secs(3), "stopped after {elapsed:?}");
+    Ok(())
+}
+
+#[test]
+fn files_are_not_reachable() -> anyhow::Result<()> {
+    let message = agent_error_of("read-file")?;
+    assert!(message.contains("read-file denied"), "{message}");
+    assert!(!message.contains("root:"), "leaked /etc/passwd: {message}");
+    Ok(())
+}
+
+#[test]
+fn sockets_are_not_reachable() -> anyhow::Result<()> {
+    let message = agent_error_of("socket")?;
+    assert!(message.contains("socket denied"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn environment_and_arguments_are_empty() -> anyhow::Result<()> {
+    let message = agent_error_of("environment")?;
+    assert!(message.contains("environment empty"), "{message}");
+    Ok(())
+}
+
+#[test]
+fn instance_recovers_after_a_fault() -> anyhow::Result<()> {
+    let sandbox = sandbox();
+    let mut instance = hostile(&sandbox, "panic")?;
+    assert!(matches!(instance.detect_batch(&wifi_batch(2)), Err(SandboxError::Fault { .. })));
+    // After the trap the Store was dropped; the next call instantiates anew and
+    // panics again rather than touching a poisoned instance.
+    assert!(matches!(instance.detect_batch(&wifi_batch(2)), Err(SandboxError::Fault { fault: Fault::Panic, .. })));
+    assert_eq!(instance.faults(), 2);
+    Ok(())
+}
+
+#[test]
+fn other_agents_keep_working_while_one_loops() -> anyhow::Result<()> {
+    let sandbox = sandbox();
+    let registry = bundled_registry(sandbox.clone())?;
+    let looping = std::thread::spawn({
+        let sandbox = sandbox.clone();
+        move || -> anyhow::Result<bool> {
+            let mut instance = hostile(&sandbox, "loop")?;
+            Ok(matches!(instance.detect_batch(&wifi_batch(1)), Err(SandboxError::Fault { fault: Fault::Deadline { .. }, .. })))
+        }
+    });
+    let mut wifi = registry.instantiate("wifi", mcp_runtime::sandbox::InstanceContext::new("wifi", "tenant-b"))?;
+    for _ in 0..5 {
+        wifi.detect_batch(&wifi_batch(200))?;
+    }
+    let stopped = looping.join().map_err(|_| anyhow::anyhow!("looping thread panicked"))??;
+    assert!(stopped, "the looping agent was not stopped by its deadline");
+    // And after the fault, a normal agent in the same sandbox still works.
+    let mut behaving = hostile(&sandbox, "behave")?;
+    assert_eq!(behaving.detect_batch(&wifi_batch(2))?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn fuel_budget_stops_a_loop() -> anyhow::Result<()> {
+    let limits = mcp_runtime::sandbox::SandboxLimits {
+        budget: mcp_runtime::sandbox::BudgetKind::Fuel,
+        fuel_per_call: 50_000_000,
+        ..test_limits()
+    };
+    let sandbox = crate::common::sandbox_with(limits);
+    let mut instance = hostile(&sandbox, "loop")?;
+    match instance.detect_batch(&wifi_batch(1)) {
+        Err(SandboxError::Fault { fault: Fault::FuelExhausted { fuel }, .. }) => assert_eq!(fuel, 50_000_000),
+        other => anyhow::bail!("expected fuel exhaustion, got {other:?}"),
+    }
+    let mut behaving = hostile(&sandbox, "behave")?;
+    assert_eq!(behaving.detect_batch(&wifi_batch(2))?.len(), 1);
+    assert!(behaving.fuel_used() > 0, "fuel use is counted");
+    Ok(())
+}
+
+#[test]
+fn host_stamps_agent_name_and_entry_provenance() -> anyhow::Result<()> {
+    let sandbox = sandbox();
+    let mut instance = hostile(&sandbox, "behave")?;
+    let batch = wifi_batch(3);
+    let found = instance.detect_batch(&batch)?;
+    let [anomaly] = found.as_slice() else { anyhow::bail!("expected one anomaly, got {found:?}") };
+    assert_eq!(anomaly.agent, "hostile");
+    assert!(anomaly.detected_at_ms > 0);
+    assert_eq!(anomaly.log_type, "wifi");
+    assert_eq!(anomaly.source, batch.sources.split('\n').next().unwrap_or_default());
+    assert_eq!(anomaly.log_timestamp_ms, batch.timestamps_ms[0]);
+    Ok(())
+}
