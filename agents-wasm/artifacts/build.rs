@@ -38,7 +38,15 @@ fn build() -> Result<(), String> {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
 
-    for watched in ["wit", "sdk", "agents-wasm/wifi", "agents-wasm/firewall", "agents-wasm/dns", "tests/fixtures/hostile", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "sdk",
+        "agents-wasm/wifi",
+        "agents-wasm/firewall",
+        "agents-wasm/dns",
+        "tests/fixtures/hostile",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -49,19 +57,40 @@ fn build() -> Result<(), String> {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
+        .args([
+            "build",
+            "--target",
+            TARGET,
+            "--profile",
+            PROFILE,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _, _) in GUESTS {
         command.args(["-p", package]);
     }
     // The outer build's flags, wrappers (clippy-driver) and target settings are
     // for the host; the guests get a clean slate.
-    for var in ["CARGO_ENCODED_RUSTFLAGS", "RUSTFLAGS", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR", "CARGO_MAKEFLAGS", "CLIPPY_ARGS", "CARGO_PRIMARY_PACKAGE"] {
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "CLIPPY_ARGS",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
         command.env_remove(var);
     }
-    let status = command.status().map_err(|e| format!("cannot run cargo for the guests: {e}"))?;
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot run cargo for the guests: {e}"))?;
     if !status.success() {
-        return Err(format!("building the agents for {TARGET} failed ({status}); the cargo output above says why"));
+        return Err(format!(
+            "building the agents for {TARGET} failed ({status}); the cargo output above says why"
+        ));
     }
 
     let built = target_dir.join(TARGET).join(PROFILE);
@@ -73,18 +102,32 @@ fn build() -> Result<(), String> {
         let dest = dest_dir.join(file);
         fs::copy(&artifact, &dest).map_err(|e| format!("copy {}: {e}", artifact.display()))?;
         let constant = file.trim_end_matches(".wasm").to_uppercase();
-        constants.push_str(&format!("/// The built `{package}` component.\npub const {constant}: &str = {:?};\n", dest.display().to_string()));
+        constants.push_str(&format!(
+            "/// The built `{package}` component.\npub const {constant}: &str = {:?};\n",
+            dest.display().to_string()
+        ));
     }
-    constants.push_str(&format!("/// The folder holding the bundled agents.\npub const AGENTS_DIR: &str = {:?};\n", out_dir.join("agents").display().to_string()));
+    constants.push_str(&format!(
+        "/// The folder holding the bundled agents.\npub const AGENTS_DIR: &str = {:?};\n",
+        out_dir.join("agents").display().to_string()
+    ));
     fs::write(out_dir.join("artifacts.rs"), constants).map_err(|e| e.to_string())?;
     Ok(())
 }
 
 /// Installs the wasm32-wasip2 target through rustup when it is missing.
 fn ensure_target() -> Result<(), String> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
+        Ok(out)
+            if String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.trim() == TARGET) =>
+        {
+            Ok(())
+        }
         Ok(_) => {
             let status = Command::new("rustup")
                 .args(["target", "add", TARGET])
@@ -93,9 +136,13 @@ fn ensure_target() -> Result<(), String> {
             if status.success() {
                 Ok(())
             } else {
-                Err(format!("`rustup target add {TARGET}` failed; install the target by hand and build again"))
+                Err(format!(
+                    "`rustup target add {TARGET}` failed; install the target by hand and build again"
+                ))
             }
         }
-        Err(e) => Err(format!("rustup is needed to install the {TARGET} target ({e}); install it with `rustup target add {TARGET}` by other means")),
+        Err(e) => Err(format!(
+            "rustup is needed to install the {TARGET} target ({e}); install it with `rustup target add {TARGET}` by other means"
+        )),
     }
 }

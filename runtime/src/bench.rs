@@ -11,7 +11,9 @@ use mcp_runtime::config::McpConfig;
 use mcp_runtime::conformance::{to_batch, to_entries};
 use mcp_runtime::generator;
 use mcp_runtime::registry::{Registry, sha256_hex};
-use mcp_runtime::sandbox::{BudgetKind, CompileCache, InstanceContext, LogBatch, LogEntry, Sandbox, SandboxLimits};
+use mcp_runtime::sandbox::{
+    BudgetKind, CompileCache, InstanceContext, LogBatch, LogEntry, Sandbox, SandboxLimits,
+};
 use mcp_sdk::Agent;
 
 #[derive(Debug, Args)]
@@ -35,7 +37,13 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 fn sdk_batch(log_type: &str, entries: &[LogEntry]) -> mcp_sdk::LogBatch {
     let sdk_entries: Vec<mcp_sdk::LogEntry> = entries
         .iter()
-        .map(|e| mcp_sdk::LogEntry { id: e.id, timestamp_ms: e.timestamp_ms, source: e.source.clone(), log_type: e.log_type.clone(), fields: e.fields.clone() })
+        .map(|e| mcp_sdk::LogEntry {
+            id: e.id,
+            timestamp_ms: e.timestamp_ms,
+            source: e.source.clone(),
+            log_type: e.log_type.clone(),
+            fields: e.fields.clone(),
+        })
         .collect();
     mcp_sdk::batch_from_entries(log_type, 1, &sdk_entries)
 }
@@ -45,12 +53,18 @@ fn native_round<A: Agent>(batches: &[mcp_sdk::LogBatch]) -> Result<(Duration, us
     let started = Instant::now();
     let mut found = 0;
     for batch in batches {
-        found += mcp_sdk::run_batch(&mut agent, batch).map_err(|e| anyhow::anyhow!("native agent failed: {e:?}"))?.len();
+        found += mcp_sdk::run_batch(&mut agent, batch)
+            .map_err(|e| anyhow::anyhow!("native agent failed: {e:?}"))?
+            .len();
     }
     Ok((started.elapsed(), found))
 }
 
-fn sandbox_round(registry: &Registry, agent: &str, batches: &[LogBatch]) -> Result<(Duration, usize)> {
+fn sandbox_round(
+    registry: &Registry,
+    agent: &str,
+    batches: &[LogBatch],
+) -> Result<(Duration, usize)> {
     let mut instance = registry.instantiate(agent, InstanceContext::new(agent, "bench"))?;
     let started = Instant::now();
     let mut found = 0;
@@ -61,8 +75,14 @@ fn sandbox_round(registry: &Registry, agent: &str, batches: &[LogBatch]) -> Resu
 }
 
 fn registry_with(budget: BudgetKind, config: &McpConfig, dir: &Path) -> Result<Registry> {
-    let limits = SandboxLimits { budget, ..config.sandbox.clone() };
-    let mut registry = Registry::new(Arc::new(Sandbox::new(limits, CompileCache::new(Some(config.cache_dir())))?));
+    let limits = SandboxLimits {
+        budget,
+        ..config.sandbox.clone()
+    };
+    let mut registry = Registry::new(Arc::new(Sandbox::new(
+        limits,
+        CompileCache::new(Some(config.cache_dir())),
+    )?));
     registry.discover(dir)?;
     Ok(registry)
 }
@@ -77,12 +97,21 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
         args.batch,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
-    println!("\n{:<9} {:>13} {:>13} {:>13} {:>8} {:>8} {:>10}", "agent", "native e/s", "epoch e/s", "fuel e/s", "epoch/n", "fuel/n", "anomalies");
+    println!(
+        "\n{:<9} {:>13} {:>13} {:>13} {:>8} {:>8} {:>10}",
+        "agent", "native e/s", "epoch e/s", "fuel e/s", "epoch/n", "fuel/n", "anomalies"
+    );
     for log_type in generator::LOG_TYPES {
         let logs = generator::generate(log_type, 99, args.entries)?;
         let entries = to_entries(log_type, &logs);
-        let host_batches: Vec<LogBatch> = entries.chunks(args.batch.max(1)).map(|c| to_batch(log_type, c)).collect();
-        let sdk_batches: Vec<mcp_sdk::LogBatch> = entries.chunks(args.batch.max(1)).map(|c| sdk_batch(log_type, c)).collect();
+        let host_batches: Vec<LogBatch> = entries
+            .chunks(args.batch.max(1))
+            .map(|c| to_batch(log_type, c))
+            .collect();
+        let sdk_batches: Vec<mcp_sdk::LogBatch> = entries
+            .chunks(args.batch.max(1))
+            .map(|c| sdk_batch(log_type, c))
+            .collect();
         let native = |batches: &[mcp_sdk::LogBatch]| match *log_type {
             "wifi" => native_round::<mcp_agent_wifi::WifiAgent>(batches),
             "firewall" => native_round::<mcp_agent_firewall::FirewallAgent>(batches),
@@ -102,11 +131,29 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
             counts.2 = n;
         }
         if counts.0 != counts.1 || counts.0 != counts.2 {
-            anyhow::bail!("{log_type}: native found {} anomalies, epoch {}, fuel {}: the runs are not comparable", counts.0, counts.1, counts.2);
+            anyhow::bail!(
+                "{log_type}: native found {} anomalies, epoch {}, fuel {}: the runs are not comparable",
+                counts.0,
+                counts.1,
+                counts.2
+            );
         }
         let eps = |d: Duration| entries.len() as f64 / d.as_secs_f64().max(1e-9);
-        let (n, e, f) = (eps(median(times.0)), eps(median(times.1)), eps(median(times.2)));
-        println!("{:<9} {:>13.0} {:>13.0} {:>13.0} {:>8.2} {:>8.2} {:>10}", log_type, n, e, f, e / n, f / n, counts.0);
+        let (n, e, f) = (
+            eps(median(times.0)),
+            eps(median(times.1)),
+            eps(median(times.2)),
+        );
+        println!(
+            "{:<9} {:>13.0} {:>13.0} {:>13.0} {:>8.2} {:>8.2} {:>10}",
+            log_type,
+            n,
+            e,
+            f,
+            e / n,
+            f / n,
+            counts.0
+        );
     }
 
     let mut instance = epoch.instantiate("wifi", InstanceContext::new("wifi", "bench"))?;
@@ -120,22 +167,50 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
         }
         per_call.push(started.elapsed() / calls);
     }
-    println!("\nfixed cost of one detect-batch call (empty batch, epoch deadline on): {:.2} µs", median(per_call).as_secs_f64() * 1e6);
+    println!(
+        "\nfixed cost of one detect-batch call (empty batch, epoch deadline on): {:.2} µs",
+        median(per_call).as_secs_f64() * 1e6
+    );
 
-    let wasm = std::fs::read(dir.join("wifi.wasm")).with_context(|| format!("cannot read {}/wifi.wasm", dir.display()))?;
+    let wasm = std::fs::read(dir.join("wifi.wasm"))
+        .with_context(|| format!("cannot read {}/wifi.wasm", dir.display()))?;
     let sha = sha256_hex(&wasm);
     let cold_sandbox = Sandbox::new(config.sandbox.clone(), CompileCache::new(None))?;
-    let cold = median((0..3).map(|_| time(|| cold_sandbox.load(&wasm, &sha).map(|_| ()))).collect::<Result<_>>()?);
-    let warm_sandbox = Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?;
+    let cold = median(
+        (0..3)
+            .map(|_| time(|| cold_sandbox.load(&wasm, &sha).map(|_| ())))
+            .collect::<Result<_>>()?,
+    );
+    let warm_sandbox = Sandbox::new(
+        config.sandbox.clone(),
+        CompileCache::new(Some(config.cache_dir())),
+    )?;
     warm_sandbox.load(&wasm, &sha)?;
-    let warm = median((0..20).map(|_| time(|| warm_sandbox.load(&wasm, &sha).map(|_| ()))).collect::<Result<_>>()?);
+    let warm = median(
+        (0..20)
+            .map(|_| time(|| warm_sandbox.load(&wasm, &sha).map(|_| ())))
+            .collect::<Result<_>>()?,
+    );
     let agent = epoch.get("wifi")?;
     let inst = median(
         (0..200)
-            .map(|_| time(|| epoch.sandbox().instantiate(agent.component(), InstanceContext::new("wifi", "bench")).map(|_| ())))
+            .map(|_| {
+                time(|| {
+                    epoch
+                        .sandbox()
+                        .instantiate(agent.component(), InstanceContext::new("wifi", "bench"))
+                        .map(|_| ())
+                })
+            })
             .collect::<Result<_>>()?,
     );
-    println!("wifi.wasm ({} KB): compile {:.1} ms, load from cache {:.2} ms, instantiate {:.1} µs", wasm.len() / 1024, ms(cold), ms(warm), inst.as_secs_f64() * 1e6);
+    println!(
+        "wifi.wasm ({} KB): compile {:.1} ms, load from cache {:.2} ms, instantiate {:.1} µs",
+        wasm.len() / 1024,
+        ms(cold),
+        ms(warm),
+        inst.as_secs_f64() * 1e6
+    );
     Ok(())
 }
 

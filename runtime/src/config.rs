@@ -15,11 +15,21 @@ pub const DEFAULT_CONFIG: &str = "config/mcp.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("config {path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
     #[error("config {path}: agents.{agent}.{key} must be a string, number or boolean")]
-    Setting { path: String, agent: String, key: String },
+    Setting {
+        path: String,
+        agent: String,
+        key: String,
+    },
 }
 
 /// The whole configuration.
@@ -66,8 +76,14 @@ impl McpConfig {
             None => return Ok(McpConfig::default()),
         };
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
-        let mut config: McpConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let mut config: McpConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: name.clone(),
+            source,
+        })?;
         config.origin = name;
         config.agent_settings_checked()?;
         Ok(config)
@@ -82,7 +98,11 @@ impl McpConfig {
         for (agent, settings) in &self.agents {
             for (key, value) in settings {
                 if setting_text(value).is_none() {
-                    return Err(ConfigError::Setting { path: self.origin.clone(), agent: agent.clone(), key: key.clone() });
+                    return Err(ConfigError::Setting {
+                        path: self.origin.clone(),
+                        agent: agent.clone(),
+                        key: key.clone(),
+                    });
                 }
             }
         }
@@ -93,7 +113,12 @@ impl McpConfig {
     pub fn settings_for(&self, agent: &str) -> BTreeMap<String, String> {
         self.agents
             .get(agent)
-            .map(|settings| settings.iter().filter_map(|(k, v)| setting_text(v).map(|t| (k.clone(), t))).collect())
+            .map(|settings| {
+                settings
+                    .iter()
+                    .filter_map(|(k, v)| setting_text(v).map(|t| (k.clone(), t)))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -2,13 +2,13 @@
 //! the registry of agents, the embedded log source and anomaly store, and the
 //! commands of the `mcp` binary.
 
-pub mod sandbox;
-pub mod generator;
-pub mod source;
-pub mod store;
-pub mod registry;
+pub mod config;
 pub mod conformance;
+pub mod demo;
+pub mod generator;
 pub mod metrics;
 pub mod pipeline;
-pub mod config;
-pub mod demo;
+pub mod registry;
+pub mod sandbox;
+pub mod source;
+pub mod store;

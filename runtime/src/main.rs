@@ -19,7 +19,11 @@ use mcp_runtime::store::AnomalyStore;
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "mcp", version, about = "Run untrusted log-anomaly agents in a WebAssembly sandbox")]
+#[command(
+    name = "mcp",
+    version,
+    about = "Run untrusted log-anomaly agents in a WebAssembly sandbox"
+)]
 struct Cli {
     /// Configuration file (default: config/mcp.toml when it exists).
     #[arg(long, global = true)]
@@ -70,7 +74,9 @@ enum AgentsCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -87,13 +93,19 @@ fn agents_dir(cli_dir: Option<PathBuf>, config: &McpConfig) -> Result<PathBuf> {
         .or_else(|| config.agents_dir.clone())
         .unwrap_or_else(|| PathBuf::from(mcp_agent_artifacts::AGENTS_DIR));
     if !dir.is_dir() {
-        bail!("agents folder {} does not exist; pass --agents-dir or set agents_dir in the config", dir.display());
+        bail!(
+            "agents folder {} does not exist; pass --agents-dir or set agents_dir in the config",
+            dir.display()
+        );
     }
     Ok(dir)
 }
 
 fn sandbox(config: &McpConfig) -> Result<Arc<Sandbox>> {
-    Ok(Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?))
+    Ok(Arc::new(Sandbox::new(
+        config.sandbox.clone(),
+        CompileCache::new(Some(config.cache_dir())),
+    )?))
 }
 
 fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
@@ -107,20 +119,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo { seed, entries } => {
             let dir = agents_dir(cli.agents_dir, &config)?;
-            println!("mcp demo: seed {seed}, {entries} normal entries per log type plus injected attacks, agents from {}", dir.display());
-            println!("embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n", config.data_dir.display());
-            let outcomes = demo::run(&config, &dir, &DemoOptions { seed, entries_per_type: entries })?;
-            println!("{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}", "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined");
+            println!(
+                "mcp demo: seed {seed}, {entries} normal entries per log type plus injected attacks, agents from {}",
+                dir.display()
+            );
+            println!(
+                "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",
+                config.data_dir.display()
+            );
+            let outcomes = demo::run(
+                &config,
+                &dir,
+                &DemoOptions {
+                    seed,
+                    entries_per_type: entries,
+                },
+            )?;
+            println!(
+                "{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
+                "agent",
+                "entries",
+                "anomalies",
+                "precision",
+                "recall",
+                "F1",
+                "entries/s",
+                "quarantined"
+            );
             for o in &outcomes {
                 let d = &o.detection;
                 println!(
                     "{:<10} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
-                    o.run.agent, o.run.entries, o.run.anomalies, d.precision(), d.recall(), d.f1(), o.run.entries_per_second(), o.run.quarantined
+                    o.run.agent,
+                    o.run.entries,
+                    o.run.anomalies,
+                    d.precision(),
+                    d.recall(),
+                    d.f1(),
+                    o.run.entries_per_second(),
+                    o.run.quarantined
                 );
             }
             println!("\nper attack kind (entries flagged / entries in the attack):");
             for o in &outcomes {
-                let kinds: Vec<String> = o.detection.per_kind.iter().map(|(k, (hit, all))| format!("{k} {hit}/{all}")).collect();
+                let kinds: Vec<String> = o
+                    .detection
+                    .per_kind
+                    .iter()
+                    .map(|(k, (hit, all))| format!("{k} {hit}/{all}"))
+                    .collect();
                 println!("  {:<10} {}", o.run.agent, kinds.join(", "));
                 for fault in &o.run.faults {
                     println!("  {:<10} recovered from fault: {fault}", o.run.agent);
@@ -129,17 +176,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("\nmodels: none deployed yet; agents ran on their rules (docs/ROADMAP.md)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agents { command: AgentsCommand::List } => {
+        Command::Agents {
+            command: AgentsCommand::List,
+        } => {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
-            println!("{:<10} {:<9} {:<8} {:<9} {:<8} sha256", "name", "log type", "version", "protocol", "enabled");
+            println!(
+                "{:<10} {:<9} {:<8} {:<9} {:<8} sha256",
+                "name", "log type", "version", "protocol", "enabled"
+            );
             for a in registry.list() {
-                println!("{:<10} {:<9} {:<8} {:<9} {:<8} {}", a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256);
+                println!(
+                    "{:<10} {:<9} {:<8} {:<9} {:<8} {}",
+                    a.info.name,
+                    a.info.log_type,
+                    a.info.agent_version,
+                    a.info.protocol_version,
+                    a.enabled,
+                    a.sha256
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agents { command: AgentsCommand::Check { file } } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let report = conformance::check(&*sandbox(&config)?, &bytes, &file.display().to_string());
+        Command::Agents {
+            command: AgentsCommand::Check { file },
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report =
+                conformance::check(&*sandbox(&config)?, &bytes, &file.display().to_string());
             for check in &report.checks {
                 let (mark, detail) = match &check.outcome {
                     Outcome::Passed(d) => ("pass", d),
@@ -149,7 +213,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{mark}  {:<42} {detail}", check.name);
             }
             if report.passed() {
-                println!("\n{} conforms to mcp:agent@{}", file.display(), mcp_runtime::sandbox::PROTOCOL_VERSION);
+                println!(
+                    "\n{} conforms to mcp:agent@{}",
+                    file.display(),
+                    mcp_runtime::sandbox::PROTOCOL_VERSION
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!("\n{} does not conform", file.display());
@@ -158,27 +226,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run { agent } => {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
-            std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let source = Arc::new(SqliteLogSource::open(&config.logs_db())?);
             let mut store = AnomalyStore::open(&config.anomalies_db())?;
             let names: Vec<String> = match agent {
                 Some(name) => vec![registry.get(&name)?.info.name.clone()],
-                None => registry.list().filter(|a| a.enabled).map(|a| a.info.name.clone()).collect(),
+                None => registry
+                    .list()
+                    .filter(|a| a.enabled)
+                    .map(|a| a.info.name.clone())
+                    .collect(),
             };
             let mut failed = false;
             for name in names {
                 let reader: Arc<dyn mcp_runtime::sandbox::LogReader> = source.clone();
-                let mut instance = pipeline::instance_for(&registry, &name, &config.tenant, config.settings_for(&name), Some(reader))?;
-                let spec = RunSpec { tenant: &config.tenant, agent: &name, log_source: "embedded", batch_size: config.batch_size };
+                let mut instance = pipeline::instance_for(
+                    &registry,
+                    &name,
+                    &config.tenant,
+                    config.settings_for(&name),
+                    Some(reader),
+                )?;
+                let spec = RunSpec {
+                    tenant: &config.tenant,
+                    agent: &name,
+                    log_source: "embedded",
+                    batch_size: config.batch_size,
+                };
                 match pipeline::run(&registry, &mut instance, &source, &mut store, &spec) {
-                    Ok(r) => println!("{:<10} {} entries, {} new anomalies, {} quarantined, {:.0} entries/s", r.agent, r.entries, r.anomalies, r.quarantined, r.entries_per_second()),
+                    Ok(r) => println!(
+                        "{:<10} {} entries, {} new anomalies, {} quarantined, {:.0} entries/s",
+                        r.agent,
+                        r.entries,
+                        r.anomalies,
+                        r.quarantined,
+                        r.entries_per_second()
+                    ),
                     Err(e) => {
                         failed = true;
                         println!("{name:<10} failed: {e}");
                     }
                 }
             }
-            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Bench(args) => {
             bench::run(&config, &agents_dir(cli.agents_dir, &config)?, &args)?;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{AgentInstance, Anomaly, InstanceContext, LogQuery, SandboxError};
 use crate::source::{SourceError, SqliteLogSource, sqlite::SCHEMA_VERSION};
-use crate::store::{AnomalyStore, CheckpointKey, Provenance, StoreError};
+use crate::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
 /// Errors that end a run. The checkpoint stays at the last committed batch,
 /// so running again resumes without loss.
@@ -21,7 +21,11 @@ pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
-    Agent { agent: String, after_id: u64, source: SandboxError },
+    Agent {
+        agent: String,
+        after_id: u64,
+        source: SandboxError,
+    },
 }
 
 /// What a run is over.
@@ -67,13 +71,32 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     let agent = registry.get(spec.agent)?;
     let log_type = agent.info.log_type.clone();
-    let key = CheckpointKey { tenant: spec.tenant, agent: spec.agent, log_source: spec.log_source, log_type: &log_type };
-    let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: SCHEMA_VERSION };
-    let mut report = RunReport { agent: spec.agent.to_string(), log_type: log_type.clone(), ..RunReport::default() };
+    let key = CheckpointKey {
+        tenant: spec.tenant,
+        agent: spec.agent,
+        log_source: spec.log_source,
+        log_type: &log_type,
+    };
+    let provenance = Provenance {
+        agent_sha256: &agent.sha256,
+        schema_version: SCHEMA_VERSION,
+    };
+    let mut report = RunReport {
+        agent: spec.agent.to_string(),
+        log_type: log_type.clone(),
+        ..RunReport::default()
+    };
     let started = Instant::now();
     let mut after_id = store.checkpoint(&key)?;
     loop {
-        let query = LogQuery { log_type: log_type.clone(), after_id, from_ms: None, to_ms: None, source: None, limit: spec.batch_size };
+        let query = LogQuery {
+            log_type: log_type.clone(),
+            after_id,
+            from_ms: None,
+            to_ms: None,
+            source: None,
+            limit: spec.batch_size,
+        };
         let read = source.read_batch(spec.tenant, &query)?;
         report.quarantined += read.quarantined as u64;
         if read.last_id == after_id {
@@ -84,7 +107,13 @@ pub fn run(
             Ok(found) => found,
             Err(first) => {
                 report.faults.push(first.to_string());
-                instance.detect_batch(&read.batch).map_err(|source| RunError::Agent { agent: spec.agent.into(), after_id, source })?
+                instance
+                    .detect_batch(&read.batch)
+                    .map_err(|source| RunError::Agent {
+                        agent: spec.agent.into(),
+                        after_id,
+                        source,
+                    })?
             }
         };
         report.agent_time += call_started.elapsed();
@@ -96,7 +125,14 @@ pub fn run(
         after_id = read.last_id;
     }
     report.elapsed = started.elapsed();
-    tracing::info!(agent = spec.agent, tenant = spec.tenant, entries = report.entries, anomalies = report.anomalies, quarantined = report.quarantined, "run finished");
+    tracing::info!(
+        agent = spec.agent,
+        tenant = spec.tenant,
+        entries = report.entries,
+        anomalies = report.anomalies,
+        quarantined = report.quarantined,
+        "run finished"
+    );
     Ok(report)
 }
 
@@ -108,11 +144,16 @@ fn attach_fields(
     tenant: &str,
     batch: &crate::sandbox::LogBatch,
     found: Vec<Anomaly>,
-) -> Result<(Vec<(Anomaly, Option<String>)>, u64), SourceError> {
+) -> Result<(Vec<AnomalyWithEntry>, u64), SourceError> {
     if found.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let lines: HashMap<u64, &str> = batch.ids.iter().copied().zip(batch.fields.split('\n')).collect();
+    let lines: HashMap<u64, &str> = batch
+        .ids
+        .iter()
+        .copied()
+        .zip(batch.fields.split('\n'))
+        .collect();
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
     for mut anomaly in found {

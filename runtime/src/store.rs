@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 ";
 
+/// An anomaly with the fields of the entry it names, as stored together.
+pub type AnomalyWithEntry = (Anomaly, Option<String>);
+
 /// Errors of the anomaly store.
 #[derive(Debug, thiserror::Error)]
 #[error("anomaly store {path}: {source}")]
@@ -96,16 +99,24 @@ impl AnomalyStore {
     /// Opens (and creates) the store at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let name = path.display().to_string();
-        let wrap = |source| StoreError { path: name.clone(), source };
+        let wrap = |source| StoreError {
+            path: name.clone(),
+            source,
+        };
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(AnomalyStore { path: name, conn })
     }
 
     fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
-        result.map_err(|source| StoreError { path: self.path.clone(), source })
+        result.map_err(|source| StoreError {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// The last id processed for `key`, 0 when none.
@@ -128,11 +139,14 @@ impl AnomalyStore {
         &mut self,
         key: &CheckpointKey<'_>,
         provenance: &Provenance<'_>,
-        anomalies: &[(Anomaly, Option<String>)],
+        anomalies: &[AnomalyWithEntry],
         last_id: u64,
     ) -> Result<usize, StoreError> {
         let path = self.path.clone();
-        let wrap = |source| StoreError { path: path.clone(), source };
+        let wrap = |source| StoreError {
+            path: path.clone(),
+            source,
+        };
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut inserted = 0;
         {

@@ -46,13 +46,19 @@ impl<'a> Entry<'a> {
     /// [`AgentError::InvalidEntry`] naming this entry.
     pub fn parse<T: Deserialize<'a>>(&self) -> Result<T, AgentError> {
         serde_json::from_str(self.fields).map_err(|e| {
-            AgentError::InvalidEntry(InvalidEntry { log_id: self.id, reason: e.to_string() })
+            AgentError::InvalidEntry(InvalidEntry {
+                log_id: self.id,
+                reason: e.to_string(),
+            })
         })
     }
 
     /// An owned reference to this entry.
     pub fn to_ref(&self) -> EntryRef {
-        EntryRef { id: self.id, timestamp_ms: self.timestamp_ms }
+        EntryRef {
+            id: self.id,
+            timestamp_ms: self.timestamp_ms,
+        }
     }
 }
 
@@ -68,7 +74,12 @@ pub struct EntryIter<'a> {
 impl<'a> EntryIter<'a> {
     /// Starts at the first entry of `batch`.
     pub fn new(batch: &'a LogBatch) -> Self {
-        EntryIter { batch, index: 0, sources: batch.sources.split('\n'), fields: batch.fields.split('\n') }
+        EntryIter {
+            batch,
+            index: 0,
+            sources: batch.sources.split('\n'),
+            fields: batch.fields.split('\n'),
+        }
     }
 }
 
@@ -118,4 +129,48 @@ pub fn batch_from_entries(log_type: &str, schema_version: u32, entries: &[LogEnt
         batch.fields.push_str(&entry.fields);
     }
     batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: u64, fields: &str) -> LogEntry {
+        LogEntry {
+            id,
+            timestamp_ms: id as i64,
+            source: format!("s{id}"),
+            log_type: "dns".into(),
+            fields: fields.into(),
+        }
+    }
+
+    #[test]
+    fn batch_round_trips_entries_in_order() {
+        let entries = [entry(1, r#"{"a":1}"#), entry(5, r#"{"a":"x\ny"}"#)];
+        let batch = batch_from_entries("dns", 1, &entries);
+        let read: Vec<(u64, String, String)> = EntryIter::new(&batch)
+            .map(|e| e.map(|e| (e.id, e.source.to_string(), e.fields.to_string())))
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
+        assert_eq!(
+            read,
+            vec![
+                (1, "s1".into(), r#"{"a":1}"#.into()),
+                (5, "s5".into(), r#"{"a":"x\ny"}"#.into())
+            ]
+        );
+    }
+
+    #[test]
+    fn ragged_columns_are_an_error_not_a_panic() {
+        let mut batch = batch_from_entries("dns", 1, &[entry(1, "{}")]);
+        batch.ids.push(2);
+        let results: Vec<_> = EntryIter::new(&batch).collect();
+        assert!(results[0].is_ok());
+        assert!(matches!(
+            results[1],
+            Err(AgentError::InvalidEntry(InvalidEntry { log_id: 2, .. }))
+        ));
+    }
 }

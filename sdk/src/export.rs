@@ -71,7 +71,10 @@ impl<A: AgentCell> Guest for Adapter<A> {
             } else if let Err(e) = crate::host::report(&anomaly) {
                 // Earlier entries of a burst travel out of band; the host
                 // refuses only when a limit is hit, which the agent cannot fix.
-                crate::host::log(crate::host::Level::Warn, &format!("report refused: {}", crate::host::describe(&e)));
+                crate::host::log(
+                    crate::host::Level::Warn,
+                    &format!("report refused: {}", crate::host::describe(&e)),
+                );
             }
         }
         Ok(own)

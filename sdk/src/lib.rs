@@ -74,13 +74,20 @@ pub trait Agent: Default + 'static {
     /// Turns one entry into numeric features. The default has none.
     fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
         let _ = entry;
-        Ok(Features { names: Vec::new(), values: Vec::new() })
+        Ok(Features {
+            names: Vec::new(),
+            values: Vec::new(),
+        })
     }
 
     /// Scores features. The default scores everything 0, labelled `normal`.
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
         let _ = features;
-        Ok(InferenceResult { score: 0.0, label: "normal".into(), raw: Vec::new() })
+        Ok(InferenceResult {
+            score: 0.0,
+            label: "normal".into(),
+            raw: Vec::new(),
+        })
     }
 
     /// Loads a model through the host and keeps it. The default asks the host

@@ -40,7 +40,13 @@ impl<K: Hash + Eq + Clone> Burst<K> {
     /// A window of `span_ms` milliseconds that alarms at `threshold`.
     /// At most `max_keys` keys are tracked; the stalest are dropped first.
     pub fn new(span_ms: i64, threshold: usize, count: Count, max_keys: usize) -> Self {
-        Burst { span_ms, threshold: threshold.max(1), count, max_keys: max_keys.max(1), windows: HashMap::new() }
+        Burst {
+            span_ms,
+            threshold: threshold.max(1),
+            count,
+            max_keys: max_keys.max(1),
+            windows: HashMap::new(),
+        }
     }
 
     /// Records an event; returns the entries to flag now (empty when calm).
@@ -51,18 +57,26 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         let window = self.windows.entry(key.clone()).or_default();
         let horizon = timestamp_ms - self.span_ms;
         let distinct = self.count == Count::DistinctTags;
-        while window.events.front().is_some_and(|(ts, _, _)| *ts < horizon) {
-            if let Some((_, old, _)) = window.events.pop_front() {
-                if distinct {
-                    forget_tag(&mut window.tags, old);
-                }
+        while window
+            .events
+            .front()
+            .is_some_and(|(ts, _, _)| *ts < horizon)
+        {
+            if let Some((_, old, _)) = window.events.pop_front()
+                && distinct
+            {
+                forget_tag(&mut window.tags, old);
             }
         }
         window.events.push_back((timestamp_ms, tag, entry));
         if distinct {
             *window.tags.entry(tag).or_default() += 1;
         }
-        let level = if distinct { window.tags.len() } else { window.events.len() };
+        let level = if distinct {
+            window.tags.len()
+        } else {
+            window.events.len()
+        };
         if level < self.threshold {
             window.alarmed = false;
             return Vec::new();
@@ -84,7 +98,8 @@ impl<K: Hash + Eq + Clone> Burst<K> {
 
     fn evict(&mut self, now_ms: i64) {
         let horizon = now_ms - self.span_ms;
-        self.windows.retain(|_, w| w.events.back().is_some_and(|(ts, _, _)| *ts >= horizon));
+        self.windows
+            .retain(|_, w| w.events.back().is_some_and(|(ts, _, _)| *ts >= horizon));
         if self.windows.len() >= self.max_keys {
             // Still full of live keys: drop the one seen longest ago.
             let stalest = self
@@ -134,4 +149,64 @@ pub fn key_of<T: Hash + ?Sized>(value: &T) -> u64 {
     let mut hasher = DefaultHasher::new();
     value.hash(&mut hasher);
     hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(id: u64) -> EntryRef {
+        EntryRef {
+            id,
+            timestamp_ms: id as i64 * 100,
+        }
+    }
+
+    #[test]
+    fn burst_flags_the_whole_window_once_then_each_new_entry() {
+        let mut burst = Burst::new(1_000, 3, Count::Entries, 16);
+        assert!(burst.push(&1u64, 100, 0, at(1)).is_empty());
+        assert!(burst.push(&1u64, 200, 0, at(2)).is_empty());
+        assert_eq!(burst.push(&1u64, 300, 0, at(3)), vec![at(1), at(2), at(3)]);
+        assert_eq!(burst.push(&1u64, 400, 0, at(4)), vec![at(4)]);
+        assert_eq!(burst.level(&1u64), 4);
+    }
+
+    #[test]
+    fn old_events_leave_the_window() {
+        let mut burst = Burst::new(1_000, 3, Count::Entries, 16);
+        burst.push(&7u64, 0, 0, at(1));
+        burst.push(&7u64, 500, 0, at(2));
+        assert!(
+            burst.push(&7u64, 1_600, 0, at(3)).is_empty(),
+            "the first two are older than the span"
+        );
+        assert_eq!(burst.level(&7u64), 1);
+    }
+
+    #[test]
+    fn distinct_tags_count_each_tag_once() {
+        let mut burst = Burst::new(10_000, 3, Count::DistinctTags, 16);
+        for (i, tag) in [80, 80, 443, 443].into_iter().enumerate() {
+            assert!(burst.push(&1u64, i as i64, tag, at(i as u64)).is_empty());
+        }
+        assert_eq!(burst.level(&1u64), 2);
+        assert_eq!(burst.push(&1u64, 10, 22, at(9)).len(), 5);
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        let mut burst = Burst::new(1_000, 100, Count::Entries, 4);
+        for key in 0..100u64 {
+            burst.push(&key, key as i64 * 10_000, 0, at(key));
+        }
+        assert!(burst.windows.len() <= 4);
+    }
+
+    #[test]
+    fn entropy_separates_random_from_words() {
+        assert!(entropy("aaaa") < 0.01);
+        assert!(entropy("mail") < 2.1);
+        assert!(entropy("x7qk2mzv9tbw4hnp") > 3.5);
+    }
 }

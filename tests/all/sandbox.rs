@@ -36,15 +36,26 @@ fn agent_error_of(mode: &str) -> anyhow::Result<String> {
 #[test]
 fn infinite_loop_hits_the_deadline() -> anyhow::Result<()> {
     let (fault, elapsed) = fault_of("loop")?;
-    assert_eq!(fault, Fault::Deadline { timeout_ms: test_limits().call_timeout_ms });
-    assert!(elapsed < Duration::from_secs(3), "stopped after {elapsed:?}");
+    assert_eq!(
+        fault,
+        Fault::Deadline {
+            timeout_ms: test_limits().call_timeout_ms
+        }
+    );
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "stopped after {elapsed:?}"
+    );
     Ok(())
 }
 
 #[test]
 fn memory_bomb_hits_the_memory_limit() -> anyhow::Result<()> {
     let (fault, _) = fault_of("memory-bomb")?;
-    assert!(matches!(fault, Fault::MemoryLimit { limit, .. } if limit == 64 << 20), "{fault:?}");
+    assert!(
+        matches!(fault, Fault::MemoryLimit { limit, .. } if limit == 64 << 20),
+        "{fault:?}"
+    );
     Ok(())
 }
 
@@ -72,7 +83,10 @@ fn huge_result_hits_the_memory_limit() -> anyhow::Result<()> {
 fn host_call_spin_hits_the_deadline() -> anyhow::Result<()> {
     let (fault, elapsed) = fault_of("host-spin")?;
     assert!(matches!(fault, Fault::Deadline { .. }), "{fault:?}");
-    assert!(elapsed < Duration::from_secs(3), "stopped after {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "stopped after {elapsed:?}"
+    );
     Ok(())
 }
 
@@ -102,10 +116,19 @@ fn environment_and_arguments_are_empty() -> anyhow::Result<()> {
 fn instance_recovers_after_a_fault() -> anyhow::Result<()> {
     let sandbox = sandbox();
     let mut instance = hostile(&sandbox, "panic")?;
-    assert!(matches!(instance.detect_batch(&wifi_batch(2)), Err(SandboxError::Fault { .. })));
+    assert!(matches!(
+        instance.detect_batch(&wifi_batch(2)),
+        Err(SandboxError::Fault { .. })
+    ));
     // After the trap the Store was dropped; the next call instantiates anew and
     // panics again rather than touching a poisoned instance.
-    assert!(matches!(instance.detect_batch(&wifi_batch(2)), Err(SandboxError::Fault { fault: Fault::Panic, .. })));
+    assert!(matches!(
+        instance.detect_batch(&wifi_batch(2)),
+        Err(SandboxError::Fault {
+            fault: Fault::Panic,
+            ..
+        })
+    ));
     assert_eq!(instance.faults(), 2);
     Ok(())
 }
@@ -118,14 +141,25 @@ fn other_agents_keep_working_while_one_loops() -> anyhow::Result<()> {
         let sandbox = sandbox.clone();
         move || -> anyhow::Result<bool> {
             let mut instance = hostile(&sandbox, "loop")?;
-            Ok(matches!(instance.detect_batch(&wifi_batch(1)), Err(SandboxError::Fault { fault: Fault::Deadline { .. }, .. })))
+            Ok(matches!(
+                instance.detect_batch(&wifi_batch(1)),
+                Err(SandboxError::Fault {
+                    fault: Fault::Deadline { .. },
+                    ..
+                })
+            ))
         }
     });
-    let mut wifi = registry.instantiate("wifi", mcp_runtime::sandbox::InstanceContext::new("wifi", "tenant-b"))?;
+    let mut wifi = registry.instantiate(
+        "wifi",
+        mcp_runtime::sandbox::InstanceContext::new("wifi", "tenant-b"),
+    )?;
     for _ in 0..5 {
         wifi.detect_batch(&wifi_batch(200))?;
     }
-    let stopped = looping.join().map_err(|_| anyhow::anyhow!("looping thread panicked"))??;
+    let stopped = looping
+        .join()
+        .map_err(|_| anyhow::anyhow!("looping thread panicked"))??;
     assert!(stopped, "the looping agent was not stopped by its deadline");
     // And after the fault, a normal agent in the same sandbox still works.
     let mut behaving = hostile(&sandbox, "behave")?;
@@ -143,7 +177,10 @@ fn fuel_budget_stops_a_loop() -> anyhow::Result<()> {
     let sandbox = crate::common::sandbox_with(limits);
     let mut instance = hostile(&sandbox, "loop")?;
     match instance.detect_batch(&wifi_batch(1)) {
-        Err(SandboxError::Fault { fault: Fault::FuelExhausted { fuel }, .. }) => assert_eq!(fuel, 50_000_000),
+        Err(SandboxError::Fault {
+            fault: Fault::FuelExhausted { fuel },
+            ..
+        }) => assert_eq!(fuel, 50_000_000),
         other => anyhow::bail!("expected fuel exhaustion, got {other:?}"),
     }
     let mut behaving = hostile(&sandbox, "behave")?;
@@ -158,11 +195,16 @@ fn host_stamps_agent_name_and_entry_provenance() -> anyhow::Result<()> {
     let mut instance = hostile(&sandbox, "behave")?;
     let batch = wifi_batch(3);
     let found = instance.detect_batch(&batch)?;
-    let [anomaly] = found.as_slice() else { anyhow::bail!("expected one anomaly, got {found:?}") };
+    let [anomaly] = found.as_slice() else {
+        anyhow::bail!("expected one anomaly, got {found:?}")
+    };
     assert_eq!(anomaly.agent, "hostile");
     assert!(anomaly.detected_at_ms > 0);
     assert_eq!(anomaly.log_type, "wifi");
-    assert_eq!(anomaly.source, batch.sources.split('\n').next().unwrap_or_default());
+    assert_eq!(
+        anomaly.source,
+        batch.sources.split('\n').next().unwrap_or_default()
+    );
     assert_eq!(anomaly.log_timestamp_ms, batch.timestamps_ms[0]);
     Ok(())
 }

@@ -10,7 +10,11 @@ use mcp_runtime::sandbox::{Fault, SandboxError};
 
 fn resident_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm.split_whitespace().nth(1).ok_or_else(|| anyhow::anyhow!("odd /proc/self/statm"))?.parse()?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("odd /proc/self/statm"))?
+        .parse()?;
     Ok(pages * 4096)
 }
 
@@ -24,15 +28,26 @@ fn memory_returns_after_memory_bombs() -> anyhow::Result<()> {
         for mode in ["memory-bomb", "huge-result"] {
             let mut instance = common::hostile(&sandbox, mode)?;
             match instance.detect_batch(&common::wifi_batch(2)) {
-                Err(SandboxError::Fault { fault: Fault::MemoryLimit { .. }, .. }) => {}
-                other => anyhow::bail!("round {round}, {mode}: expected the memory limit, got {other:?}"),
+                Err(SandboxError::Fault {
+                    fault: Fault::MemoryLimit { .. },
+                    ..
+                }) => {}
+                other => {
+                    anyhow::bail!("round {round}, {mode}: expected the memory limit, got {other:?}")
+                }
             }
         }
     }
     let after = resident_bytes()?;
     let grown = after.saturating_sub(before);
     // Each bomb filled 64 MiB; eight of them kept would be 512 MiB.
-    assert!(grown < 32 << 20, "resident memory grew by {} MiB (from {} to {} MiB)", grown >> 20, before >> 20, after >> 20);
+    assert!(
+        grown < 32 << 20,
+        "resident memory grew by {} MiB (from {} to {} MiB)",
+        grown >> 20,
+        before >> 20,
+        after >> 20
+    );
     let mut behaving = common::hostile(&sandbox, "behave")?;
     assert_eq!(behaving.detect_batch(&common::wifi_batch(2))?.len(), 1);
     Ok(())

@@ -5,7 +5,10 @@
 use std::borrow::Cow;
 
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
-use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
+use mcp_sdk::{
+    Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity,
+    anomaly,
+};
 use serde::Deserialize;
 
 /// Fields of a `dns` log entry that this agent reads.
@@ -31,7 +34,11 @@ pub struct DnsAgent {
 
 impl Default for DnsAgent {
     fn default() -> Self {
-        DnsAgent { nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384), tunnel_label_len: 30, dga_min_len: 10 }
+        DnsAgent {
+            nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384),
+            tunnel_label_len: 30,
+            dga_min_len: 10,
+        }
     }
 }
 
@@ -63,24 +70,46 @@ impl DnsAgent {
         if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
             return None;
         }
-        Some(anomaly(&entry.to_ref(), 0.9, "dns_tunnel", Severity::High, format!(
-            "{} queried {} ({}) with a {}-character label of entropy {:.1} bits/char: data encoded into DNS names, typical of tunnelling or exfiltration. Block the domain and inspect the client.",
-            f.client_ip, f.query, f.qtype, longest.len(), entropy(longest)
-        )))
+        Some(anomaly(
+            &entry.to_ref(),
+            0.9,
+            "dns_tunnel",
+            Severity::High,
+            format!(
+                "{} queried {} ({}) with a {}-character label of entropy {:.1} bits/char: data encoded into DNS names, typical of tunnelling or exfiltration. Block the domain and inspect the client.",
+                f.client_ip,
+                f.query,
+                f.qtype,
+                longest.len(),
+                entropy(longest)
+            ),
+        ))
     }
 
     fn dga(&self, entry: &Entry<'_>, f: &DnsFields<'_>) -> Option<Anomaly> {
         let label = registered_label(&f.query);
         let randomness = entropy(label);
         let vowels = vowel_ratio(label);
-        let looks_generated = label.len() >= self.dga_min_len && randomness >= 3.2 && (vowels < 0.28 || digit_ratio(label) > 0.25);
+        let looks_generated = label.len() >= self.dga_min_len
+            && randomness >= 3.2
+            && (vowels < 0.28 || digit_ratio(label) > 0.25);
         if !looks_generated {
             return None;
         }
-        Some(anomaly(&entry.to_ref(), 0.8, "dga", Severity::High, format!(
-            "{} looked up {}: the name '{label}' reads as machine-generated ({:.1} bits/char, {:.0}% vowels), as malware does to find its controller. Check {} for infection.",
-            f.client_ip, f.query, randomness, vowels * 100.0, f.client_ip
-        )))
+        Some(anomaly(
+            &entry.to_ref(),
+            0.8,
+            "dga",
+            Severity::High,
+            format!(
+                "{} looked up {}: the name '{label}' reads as machine-generated ({:.1} bits/char, {:.0}% vowels), as malware does to find its controller. Check {} for infection.",
+                f.client_ip,
+                f.query,
+                randomness,
+                vowels * 100.0,
+                f.client_ip
+            ),
+        ))
     }
 }
 
@@ -96,7 +125,12 @@ impl Agent for DnsAgent {
     }
 
     fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
-        self.nxdomains = Burst::new(config.parse_or("nxdomain_window_ms", 30_000)?, config.parse_or("nxdomain_threshold", 15)?, Count::Entries, 16_384);
+        self.nxdomains = Burst::new(
+            config.parse_or("nxdomain_window_ms", 30_000)?,
+            config.parse_or("nxdomain_threshold", 15)?,
+            Count::Entries,
+            16_384,
+        );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
         self.dga_min_len = config.parse_or("dga_min_len", 10)?;
         Ok(())
@@ -108,7 +142,12 @@ impl Agent for DnsAgent {
         found.extend(self.tunnel(entry, &f));
         found.extend(self.dga(entry, &f));
         if f.rcode == "NXDOMAIN" {
-            let hits = self.nxdomains.push(&key_of(&*f.client_ip), entry.timestamp_ms, 0, entry.to_ref());
+            let hits = self.nxdomains.push(
+                &key_of(&*f.client_ip),
+                entry.timestamp_ms,
+                0,
+                entry.to_ref(),
+            );
             if !hits.is_empty() {
                 let level = self.nxdomains.level(&key_of(&*f.client_ip));
                 for hit in hits {
@@ -127,7 +166,13 @@ impl Agent for DnsAgent {
         let label = registered_label(&f.query);
         let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
         Ok(Features {
-            names: vec!["query_len".into(), "longest_label".into(), "label_entropy".into(), "vowel_ratio".into(), "nxdomain".into()],
+            names: vec![
+                "query_len".into(),
+                "longest_label".into(),
+                "label_entropy".into(),
+                "vowel_ratio".into(),
+                "nxdomain".into(),
+            ],
             values: vec![
                 f.query.len() as f32,
                 longest as f32,
@@ -144,7 +189,11 @@ impl Agent for DnsAgent {
         let random = ((value(2) - 2.8) / 1.2).clamp(0.0, 1.0);
         let score = (0.4 * long + 0.4 * random + 0.2 * value(4)).clamp(0.0, 1.0);
         let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
+        Ok(InferenceResult {
+            score,
+            label: label.into(),
+            raw: vec![score],
+        })
     }
 }
 

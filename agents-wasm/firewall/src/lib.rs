@@ -7,7 +7,10 @@ use std::collections::HashSet;
 use std::borrow::Cow;
 
 use mcp_sdk::window::{Burst, Count, key_of};
-use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
+use mcp_sdk::{
+    Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity,
+    anomaly,
+};
 use serde::Deserialize;
 
 /// Fields of a `firewall` log entry that this agent reads.
@@ -62,13 +65,27 @@ impl Agent for FirewallAgent {
     }
 
     fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
-        self.scans = Burst::new(config.parse_or("scan_window_ms", 60_000)?, config.parse_or("scan_distinct_ports", 20)?, Count::DistinctTags, 16_384);
-        self.denies = Burst::new(config.parse_or("deny_window_ms", 10_000)?, config.parse_or("deny_threshold", 20)?, Count::Entries, 16_384);
+        self.scans = Burst::new(
+            config.parse_or("scan_window_ms", 60_000)?,
+            config.parse_or("scan_distinct_ports", 20)?,
+            Count::DistinctTags,
+            16_384,
+        );
+        self.denies = Burst::new(
+            config.parse_or("deny_window_ms", 10_000)?,
+            config.parse_or("deny_threshold", 20)?,
+            Count::Entries,
+            16_384,
+        );
         self.exfil_bytes = config.parse_or("exfil_bytes", 100_000_000)?;
         if let Some(ports) = config.get("suspicious_ports") {
             self.suspicious_ports = ports
                 .split(',')
-                .map(|p| p.trim().parse().map_err(|_| AgentError::Config(format!("suspicious_ports: '{p}' is not a port"))))
+                .map(|p| {
+                    p.trim().parse().map_err(|_| {
+                        AgentError::Config(format!("suspicious_ports: '{p}' is not a port"))
+                    })
+                })
                 .collect::<Result<_, _>>()?;
         }
         Ok(())
@@ -79,7 +96,12 @@ impl Agent for FirewallAgent {
         let mut found = Vec::new();
 
         let scan_key = key_of(&(&*f.src_ip, &*f.dst_ip));
-        let hits = self.scans.push(&scan_key, entry.timestamp_ms, u64::from(f.dst_port), entry.to_ref());
+        let hits = self.scans.push(
+            &scan_key,
+            entry.timestamp_ms,
+            u64::from(f.dst_port),
+            entry.to_ref(),
+        );
         if !hits.is_empty() {
             let level = self.scans.level(&scan_key);
             for hit in hits {
@@ -91,7 +113,9 @@ impl Agent for FirewallAgent {
         }
 
         if f.action == "deny" {
-            let hits = self.denies.push(&key_of(&*f.src_ip), entry.timestamp_ms, 0, entry.to_ref());
+            let hits = self
+                .denies
+                .push(&key_of(&*f.src_ip), entry.timestamp_ms, 0, entry.to_ref());
             if !hits.is_empty() {
                 let level = self.denies.level(&key_of(&*f.src_ip));
                 for hit in hits {
@@ -110,7 +134,11 @@ impl Agent for FirewallAgent {
             )));
         }
 
-        if f.action == "allow" && f.bytes_out >= self.exfil_bytes && is_internal(&f.src_ip) && !is_internal(&f.dst_ip) {
+        if f.action == "allow"
+            && f.bytes_out >= self.exfil_bytes
+            && is_internal(&f.src_ip)
+            && !is_internal(&f.dst_ip)
+        {
             found.push(anomaly(&entry.to_ref(), 0.9, "exfiltration", Severity::Critical, format!(
                 "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
                 f.src_ip, f.bytes_out as f64 / 1e6, f.dst_ip, f.dst_port
@@ -122,7 +150,12 @@ impl Agent for FirewallAgent {
     fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
         let f: FirewallFields<'_> = entry.parse()?;
         Ok(Features {
-            names: vec!["dst_port".into(), "denied".into(), "log_bytes_out".into(), "suspicious_port".into()],
+            names: vec![
+                "dst_port".into(),
+                "denied".into(),
+                "log_bytes_out".into(),
+                "suspicious_port".into(),
+            ],
             values: vec![
                 f32::from(f.dst_port),
                 f32::from(u8::from(f.action == "deny")),
@@ -137,7 +170,11 @@ impl Agent for FirewallAgent {
         let volume = ((value(2) - 16.0) / 4.0).clamp(0.0, 1.0);
         let score = (0.5 * value(3) + 0.3 * volume + 0.2 * value(1)).clamp(0.0, 1.0);
         let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
+        Ok(InferenceResult {
+            score,
+            label: label.into(),
+            raw: vec![score],
+        })
     }
 }
 

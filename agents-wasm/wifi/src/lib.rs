@@ -7,7 +7,10 @@ use std::collections::{HashMap, HashSet};
 use std::borrow::Cow;
 
 use mcp_sdk::window::{Burst, Count, key_of};
-use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity, anomaly};
+use mcp_sdk::{
+    Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity,
+    anomaly,
+};
 use serde::Deserialize;
 
 /// Fields of a `wifi` log entry that this agent reads.
@@ -65,13 +68,22 @@ impl WifiAgent {
 
     fn check_access_point(&mut self, entry: &Entry<'_>, f: &WifiFields<'_>) -> Option<Anomaly> {
         if let Some((label, severity, reason)) = self.suspect_bssids.get(&*f.bssid) {
-            return Some(anomaly(&entry.to_ref(), 0.95, label, *severity, reason.clone()));
+            return Some(anomaly(
+                &entry.to_ref(),
+                0.95,
+                label,
+                *severity,
+                reason.clone(),
+            ));
         }
         if f.event != "beacon" || f.bssid.is_empty() {
             return None;
         }
         if self.learning(entry.timestamp_ms) {
-            self.known.entry(f.ssid.to_string()).or_default().insert(f.bssid.to_string());
+            self.known
+                .entry(f.ssid.to_string())
+                .or_default()
+                .insert(f.bssid.to_string());
             return None;
         }
         let (label, severity, reason) = match self.known.get(&*f.ssid) {
@@ -81,7 +93,16 @@ impl WifiAgent {
                 Severity::Critical,
                 format!(
                     "access point {} advertises SSID '{}' that belongs to {} known access point(s) ({}); clients may be lured onto an impostor. Locate it (signal {} dBm) and remove it.",
-                    f.bssid, f.ssid, bssids.len(), bssids.iter().take(3).cloned().collect::<Vec<_>>().join(", "), f.signal_dbm
+                    f.bssid,
+                    f.ssid,
+                    bssids.len(),
+                    bssids
+                        .iter()
+                        .take(3)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    f.signal_dbm
                 ),
             ),
             None => (
@@ -93,7 +114,8 @@ impl WifiAgent {
                 ),
             ),
         };
-        self.suspect_bssids.insert(f.bssid.to_string(), (label, severity, reason.clone()));
+        self.suspect_bssids
+            .insert(f.bssid.to_string(), (label, severity, reason.clone()));
         Some(anomaly(&entry.to_ref(), 0.95, label, severity, reason))
     }
 }
@@ -105,20 +127,41 @@ impl Agent for WifiAgent {
             "wifi",
             env!("CARGO_PKG_VERSION"),
             "Finds deauthentication floods, authentication-failure bursts, evil-twin and rogue access points, and RF jamming in Wi-Fi controller logs.",
-            &["event", "bssid", "ssid", "client", "signal_dbm", "retry_rate", "status"],
+            &[
+                "event",
+                "bssid",
+                "ssid",
+                "client",
+                "signal_dbm",
+                "retry_rate",
+                "status",
+            ],
         )
     }
 
     fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
-        self.deauths = Burst::new(config.parse_or("deauth_window_ms", 10_000)?, config.parse_or("deauth_threshold", 15)?, Count::Entries, 4096);
-        self.auth_failures = Burst::new(config.parse_or("auth_failure_window_ms", 60_000)?, config.parse_or("auth_failure_threshold", 6)?, Count::Entries, 16_384);
+        self.deauths = Burst::new(
+            config.parse_or("deauth_window_ms", 10_000)?,
+            config.parse_or("deauth_threshold", 15)?,
+            Count::Entries,
+            4096,
+        );
+        self.auth_failures = Burst::new(
+            config.parse_or("auth_failure_window_ms", 60_000)?,
+            config.parse_or("auth_failure_threshold", 6)?,
+            Count::Entries,
+            16_384,
+        );
         self.learn_ms = config.parse_or("learn_ms", 600_000)?;
         self.retry_threshold = config.parse_or("retry_threshold", 0.5)?;
         if let Some(known) = config.get("known_bssids") {
             // "ssid=bssid,ssid=bssid": access points the operator vouches for.
             for pair in known.split(',') {
                 if let Some((ssid, bssid)) = pair.split_once('=') {
-                    self.known.entry(ssid.trim().to_string()).or_default().insert(bssid.trim().to_string());
+                    self.known
+                        .entry(ssid.trim().to_string())
+                        .or_default()
+                        .insert(bssid.trim().to_string());
                 }
             }
         }
@@ -133,7 +176,9 @@ impl Agent for WifiAgent {
         }
         match &*f.event {
             "deauth" | "disassoc" => {
-                let hits = self.deauths.push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
+                let hits =
+                    self.deauths
+                        .push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
                 let level = self.deauths.level(&key_of(&*f.bssid));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.9, "deauth_flood", Severity::High, format!(
@@ -143,7 +188,12 @@ impl Agent for WifiAgent {
                 }
             }
             "auth" if f.status == "failure" => {
-                let hits = self.auth_failures.push(&key_of(&*f.client), entry.timestamp_ms, 0, entry.to_ref());
+                let hits = self.auth_failures.push(
+                    &key_of(&*f.client),
+                    entry.timestamp_ms,
+                    0,
+                    entry.to_ref(),
+                );
                 let level = self.auth_failures.level(&key_of(&*f.client));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
@@ -155,7 +205,9 @@ impl Agent for WifiAgent {
             _ => {}
         }
         if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80 {
-            let hits = self.retry_storms.push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
+            let hits =
+                self.retry_storms
+                    .push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
             for hit in hits {
                 found.push(anomaly(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
                     "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
@@ -169,7 +221,12 @@ impl Agent for WifiAgent {
     fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
         let f: WifiFields<'_> = entry.parse()?;
         Ok(Features {
-            names: vec!["signal_dbm".into(), "retry_rate".into(), "is_deauth".into(), "is_auth_failure".into()],
+            names: vec![
+                "signal_dbm".into(),
+                "retry_rate".into(),
+                "is_deauth".into(),
+                "is_auth_failure".into(),
+            ],
             values: vec![
                 f.signal_dbm as f32,
                 f.retry_rate,
@@ -185,7 +242,11 @@ impl Agent for WifiAgent {
         let weak = ((-value(0) - 70.0) / 30.0).clamp(0.0, 1.0);
         let score = (0.5 * value(1) + 0.3 * weak + 0.2 * value(2).max(value(3))).clamp(0.0, 1.0);
         let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
+        Ok(InferenceResult {
+            score,
+            label: label.into(),
+            raw: vec![score],
+        })
     }
 }
 

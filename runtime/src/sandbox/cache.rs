@@ -35,25 +35,34 @@ impl CompileCache {
     }
 
     /// Compiles `bytes`, or loads the artifact compiled before.
-    pub fn load(&self, engine: &Engine, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome), SandboxError> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, CacheOutcome), SandboxError> {
         let Some(dir) = &self.dir else {
-            let component = Component::new(engine, bytes).map_err(|e| SandboxError::Compile(format!("{e:#}")))?;
+            let component = Component::new(engine, bytes)
+                .map_err(|e| SandboxError::Compile(format!("{e:#}")))?;
             return Ok((component, CacheOutcome::Disabled));
         };
         let path = Self::artifact_path(dir, engine, sha256);
         if path.exists() {
             match deserialize_file(engine, &path) {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(path = %path.display(), "stale compile cache entry ignored: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "stale compile cache entry ignored: {e:#}")
+                }
             }
         }
-        let artifact = engine.precompile_component(bytes).map_err(|e| SandboxError::Compile(format!("{e:#}")))?;
-        let stored = std::fs::create_dir_all(dir)
-            .and_then(|()| {
-                let temp = path.with_extension(format!("tmp{}", std::process::id()));
-                std::fs::write(&temp, &artifact)?;
-                std::fs::rename(&temp, &path)
-            });
+        let artifact = engine
+            .precompile_component(bytes)
+            .map_err(|e| SandboxError::Compile(format!("{e:#}")))?;
+        let stored = std::fs::create_dir_all(dir).and_then(|()| {
+            let temp = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&temp, &artifact)?;
+            std::fs::rename(&temp, &path)
+        });
         if let Err(e) = stored {
             tracing::warn!(dir = %dir.display(), "cannot write the compile cache: {e}");
         }
@@ -74,5 +83,6 @@ fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component>
 
 #[allow(unsafe_code)]
 fn deserialize_bytes(engine: &Engine, artifact: &[u8]) -> Result<Component, SandboxError> {
-    unsafe { Component::deserialize(engine, artifact) }.map_err(|e| SandboxError::Compile(format!("{e:#}")))
+    unsafe { Component::deserialize(engine, artifact) }
+        .map_err(|e| SandboxError::Compile(format!("{e:#}")))
 }

@@ -29,14 +29,22 @@ pub struct InstanceContext {
 
 impl std::fmt::Debug for InstanceContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InstanceContext").field("agent", &self.agent).field("tenant", &self.tenant).finish_non_exhaustive()
+        f.debug_struct("InstanceContext")
+            .field("agent", &self.agent)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
     }
 }
 
 impl InstanceContext {
     /// An agent of `tenant` with no settings and no log access.
     pub fn new(agent: &str, tenant: &str) -> Self {
-        InstanceContext { agent: agent.into(), tenant: tenant.into(), config: Arc::default(), logs: None }
+        InstanceContext {
+            agent: agent.into(),
+            tenant: tenant.into(),
+            config: Arc::default(),
+            logs: None,
+        }
     }
 }
 
@@ -60,7 +68,12 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(context: InstanceContext, memory_bytes: usize, max_reported: usize, max_query_page: u32) -> Self {
+    pub fn new(
+        context: InstanceContext,
+        memory_bytes: usize,
+        max_reported: usize,
+        max_query_page: u32,
+    ) -> Self {
         // Deny by default: no preopened directories, no environment, no
         // arguments, no network, no inherited stdio.
         let mut builder = WasiCtxBuilder::new();
@@ -86,7 +99,10 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -95,10 +111,14 @@ impl types::Host for HostState {}
 impl logs::Host for HostState {
     fn query(&mut self, mut query: logs::LogQuery) -> Result<LogBatch, HostError> {
         let Some(reader) = self.context.logs.clone() else {
-            return Err(HostError::Unavailable("no log source is attached to this run".into()));
+            return Err(HostError::Unavailable(
+                "no log source is attached to this run".into(),
+            ));
         };
         if query.limit == 0 {
-            return Err(HostError::InvalidArgument("limit must be at least 1".into()));
+            return Err(HostError::InvalidArgument(
+                "limit must be at least 1".into(),
+            ));
         }
         query.limit = query.limit.min(self.max_query_page);
         reader.query(&self.context.tenant, &query)
@@ -108,8 +128,15 @@ impl logs::Host for HostState {
 impl model::Host for HostState {}
 
 impl model::HostLoadedModel for HostState {
-    fn load(&mut self, name: String, version: Option<String>) -> Result<Resource<ModelHandle>, HostError> {
-        let wanted = version.map_or_else(|| "the active version".to_string(), |v| format!("version {v}"));
+    fn load(
+        &mut self,
+        name: String,
+        version: Option<String>,
+    ) -> Result<Resource<ModelHandle>, HostError> {
+        let wanted = version.map_or_else(
+            || "the active version".to_string(),
+            |v| format!("version {v}"),
+        );
         Err(HostError::NotFound(format!(
             "model '{name}' ({wanted}) is not deployed for agent {}: this host has no model store yet",
             self.context.agent
@@ -117,11 +144,20 @@ impl model::HostLoadedModel for HostState {
     }
 
     fn version(&mut self, handle: Resource<ModelHandle>) -> String {
-        self.table.get(&handle).map(|m| m.version.clone()).unwrap_or_default()
+        self.table
+            .get(&handle)
+            .map(|m| m.version.clone())
+            .unwrap_or_default()
     }
 
-    fn infer(&mut self, _handle: Resource<ModelHandle>, _input: types::Tensor) -> Result<types::Tensor, HostError> {
-        Err(HostError::Unavailable("model inference is not available on this host yet".into()))
+    fn infer(
+        &mut self,
+        _handle: Resource<ModelHandle>,
+        _input: types::Tensor,
+    ) -> Result<types::Tensor, HostError> {
+        Err(HostError::Unavailable(
+            "model inference is not available on this host yet".into(),
+        ))
     }
 
     fn drop(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<()> {
@@ -134,7 +170,10 @@ impl report::Host for HostState {
     fn report(&mut self, finding: Anomaly) -> Result<(), HostError> {
         if self.reported.len() >= self.max_reported {
             self.report_overflow += 1;
-            return Err(HostError::LimitExceeded(format!("at most {} reports per call", self.max_reported)));
+            return Err(HostError::LimitExceeded(format!(
+                "at most {} reports per call",
+                self.max_reported
+            )));
         }
         self.reported.push(finding);
         Ok(())

@@ -8,7 +8,10 @@ use super::bindings::{Agent, AgentPre};
 use super::fault::{self, Fault, FaultContext};
 use super::host::{HostState, InstanceContext};
 use super::limits::{BudgetKind, SandboxLimits};
-use super::{AgentError, AgentInfo, Anomaly, Features, InferenceResult, LogBatch, LogEntry, Result, SandboxError};
+use super::{
+    AgentError, AgentInfo, Anomaly, Features, InferenceResult, LogBatch, LogEntry, Result,
+    SandboxError,
+};
 
 /// A warm instance of one agent. It keeps its guest state between calls; a
 /// failed call discards the Store, and the next call starts a fresh one.
@@ -24,13 +27,29 @@ pub struct AgentInstance {
 
 impl std::fmt::Debug for AgentInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AgentInstance").field("agent", &self.context.agent).field("faults", &self.faults).finish_non_exhaustive()
+        f.debug_struct("AgentInstance")
+            .field("agent", &self.context.agent)
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
     }
 }
 
 impl AgentInstance {
-    pub(crate) fn new(engine: Engine, pre: AgentPre<HostState>, limits: SandboxLimits, context: InstanceContext) -> Result<Self> {
-        let mut instance = AgentInstance { engine, pre, limits, context, live: None, faults: 0, fuel_used: 0 };
+    pub(crate) fn new(
+        engine: Engine,
+        pre: AgentPre<HostState>,
+        limits: SandboxLimits,
+        context: InstanceContext,
+    ) -> Result<Self> {
+        let mut instance = AgentInstance {
+            engine,
+            pre,
+            limits,
+            context,
+            live: None,
+            faults: 0,
+            fuel_used: 0,
+        };
         instance.ensure_live()?;
         Ok(instance)
     }
@@ -58,7 +77,10 @@ impl AgentInstance {
             }
             BudgetKind::Fuel => store.set_fuel(self.limits.fuel_per_call),
         };
-        result.map_err(|e| SandboxError::Instantiate { agent: self.context.agent.to_string(), detail: format!("{e:#}") })
+        result.map_err(|e| SandboxError::Instantiate {
+            agent: self.context.agent.to_string(),
+            detail: format!("{e:#}"),
+        })
     }
 
     fn ensure_live(&mut self) -> Result<()> {
@@ -75,10 +97,13 @@ impl AgentInstance {
         store.limiter(|state| &mut state.limiter);
         // With epochs or fuel on, instantiation itself runs under the budget.
         self.arm(&mut store)?;
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| SandboxError::Instantiate {
-            agent: self.context.agent.to_string(),
-            detail: format!("{e:#}"),
-        })?;
+        let bindings = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| SandboxError::Instantiate {
+                agent: self.context.agent.to_string(),
+                detail: format!("{e:#}"),
+            })?;
         self.live = Some((store, bindings));
         Ok(())
     }
@@ -94,10 +119,16 @@ impl AgentInstance {
     }
 
     /// Runs one export call under the budget; a trap discards the instance.
-    fn call<R>(&mut self, f: impl FnOnce(&Agent, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<(R, Vec<Anomaly>)> {
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&Agent, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<(R, Vec<Anomaly>)> {
         self.ensure_live()?;
         let Some((mut store, bindings)) = self.live.take() else {
-            return Err(SandboxError::Instantiate { agent: self.context.agent.to_string(), detail: "no live instance".into() });
+            return Err(SandboxError::Instantiate {
+                agent: self.context.agent.to_string(),
+                detail: "no live instance".into(),
+            });
         };
         store.data_mut().limiter.hit = None;
         store.data_mut().reported.clear();
@@ -135,11 +166,17 @@ impl AgentInstance {
             self.live = None;
         }
         tracing::warn!(agent = %self.context.agent, tenant = %self.context.tenant, fault = fault.kind(), "agent call stopped: {fault}");
-        SandboxError::Fault { agent: self.context.agent.to_string(), fault }
+        SandboxError::Fault {
+            agent: self.context.agent.to_string(),
+            fault,
+        }
     }
 
     fn agent_error(&self, error: AgentError) -> SandboxError {
-        SandboxError::Agent { agent: self.context.agent.to_string(), message: describe_agent_error(&error) }
+        SandboxError::Agent {
+            agent: self.context.agent.to_string(),
+            message: describe_agent_error(&error),
+        }
     }
 
     fn stamp(&self, mut anomalies: Vec<Anomaly>) -> Vec<Anomaly> {
@@ -159,11 +196,15 @@ impl AgentInstance {
 
     /// Runs the agent over a batch; returns what it found, stamped.
     pub fn detect_batch(&mut self, batch: &LogBatch) -> Result<Vec<Anomaly>> {
-        let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect_batch(s, batch))?;
+        let (result, reported) =
+            self.call(|b, s| b.mcp_agent_detector().call_detect_batch(s, batch))?;
         let mut found = result.map_err(|e| self.agent_error(e))?;
         let limit = self.limits.max_anomalies_per_call;
         if found.len() + reported.len() > limit {
-            return Err(self.fault(Fault::TooManyAnomalies { count: found.len() + reported.len(), limit }));
+            return Err(self.fault(Fault::TooManyAnomalies {
+                count: found.len() + reported.len(),
+                limit,
+            }));
         }
         found.extend(reported);
         fill_from_batch(batch, &mut found);
@@ -173,7 +214,10 @@ impl AgentInstance {
     /// Runs the agent over one entry.
     pub fn detect(&mut self, entry: &LogEntry) -> Result<Vec<Anomaly>> {
         let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect(s, entry))?;
-        let mut found: Vec<Anomaly> = result.map_err(|e| self.agent_error(e))?.into_iter().collect();
+        let mut found: Vec<Anomaly> = result
+            .map_err(|e| self.agent_error(e))?
+            .into_iter()
+            .collect();
         found.extend(reported);
         for anomaly in found.iter_mut().filter(|a| a.log_id == entry.id) {
             anomaly.log_type.clone_from(&entry.log_type);
@@ -185,7 +229,8 @@ impl AgentInstance {
 
     /// The agent's features for one entry.
     pub fn extract_features(&mut self, entry: &LogEntry) -> Result<Features> {
-        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_extract_features(s, entry))?;
+        let (result, _) =
+            self.call(|b, s| b.mcp_agent_detector().call_extract_features(s, entry))?;
         result.map_err(|e| self.agent_error(e))
     }
 
@@ -197,7 +242,8 @@ impl AgentInstance {
 
     /// Asks the agent to load a model through the host.
     pub fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String> {
-        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_load_model(s, name, version))?;
+        let (result, _) =
+            self.call(|b, s| b.mcp_agent_detector().call_load_model(s, name, version))?;
         result.map_err(|e| self.agent_error(e))
     }
 }
@@ -217,7 +263,8 @@ fn fill_from_batch(batch: &LogBatch, anomalies: &mut [Anomaly]) {
             Ok(index) => {
                 anomaly.log_type.clone_from(&batch.log_type);
                 anomaly.source = sources.get(index).copied().unwrap_or_default().to_string();
-                anomaly.log_timestamp_ms = batch.timestamps_ms.get(index).copied().unwrap_or_default();
+                anomaly.log_timestamp_ms =
+                    batch.timestamps_ms.get(index).copied().unwrap_or_default();
             }
             Err(_) => anomaly.source.clear(),
         }
@@ -236,5 +283,7 @@ pub fn describe_agent_error(error: &AgentError) -> String {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

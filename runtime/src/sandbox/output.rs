@@ -31,11 +31,17 @@ pub struct GuestOutput {
 
 impl GuestOutput {
     pub fn new(agent: &str, stream: &'static str) -> Self {
-        GuestOutput { agent: agent.into(), stream, buffer: Arc::default() }
+        GuestOutput {
+            agent: agent.into(),
+            stream,
+            buffer: Arc::default(),
+        }
     }
 
     fn accept(&self, bytes: &[u8]) {
-        let Ok(mut buffer) = self.buffer.lock() else { return };
+        let Ok(mut buffer) = self.buffer.lock() else {
+            return;
+        };
         if buffer.total >= MAX_BYTES_PER_INSTANCE {
             if !buffer.dropped {
                 buffer.dropped = true;
@@ -78,7 +84,11 @@ impl Pollable for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }

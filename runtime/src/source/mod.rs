@@ -1,8 +1,6 @@
 //! Where logs come from. The embedded SQLite source is the default; the
 //! PostgreSQL source is on the roadmap (docs/ROADMAP.md).
 
-
-
 pub mod sqlite;
 
 pub use sqlite::{SourceBatch, SqliteLogSource};
@@ -11,7 +9,10 @@ pub use sqlite::{SourceBatch, SqliteLogSource};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("log source database {path}: {source}")]
-    Database { path: String, source: rusqlite::Error },
+    Database {
+        path: String,
+        source: rusqlite::Error,
+    },
     #[error("log source lock poisoned")]
     Poisoned,
 }

@@ -65,20 +65,36 @@ impl SqliteLogSource {
     /// Opens (and creates) the source at `path`.
     pub fn open(path: &Path) -> Result<Self, SourceError> {
         let name = path.display().to_string();
-        let wrap = |source| SourceError::Database { path: name.clone(), source };
+        let wrap = |source| SourceError::Database {
+            path: name.clone(),
+            source,
+        };
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(SqliteLogSource { path: name, conn: Mutex::new(conn) })
+        Ok(SqliteLogSource {
+            path: name,
+            conn: Mutex::new(conn),
+        })
     }
 
     fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, SourceError> {
-        result.map_err(|source| SourceError::Database { path: self.path.clone(), source })
+        result.map_err(|source| SourceError::Database {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Appends generated logs for `tenant`; returns how many were written.
-    pub fn load(&self, tenant: &str, log_type: &str, logs: &[GeneratedLog]) -> Result<usize, SourceError> {
+    pub fn load(
+        &self,
+        tenant: &str,
+        log_type: &str,
+        logs: &[GeneratedLog],
+    ) -> Result<usize, SourceError> {
         let mut conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let tx = self.db(conn.transaction())?;
         {
@@ -86,7 +102,14 @@ impl SqliteLogSource {
                 "INSERT INTO logs (tenant, log_type, ts_ms, source, fields, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             ))?;
             for log in logs {
-                self.db(insert.execute(params![tenant, log_type, log.timestamp_ms, log.source, log.fields.to_string(), log.label]))?;
+                self.db(insert.execute(params![
+                    tenant,
+                    log_type,
+                    log.timestamp_ms,
+                    log.source,
+                    log.fields.to_string(),
+                    log.label
+                ]))?;
             }
         }
         self.db(tx.commit())?;
@@ -94,7 +117,14 @@ impl SqliteLogSource {
     }
 
     /// Appends one raw row, as an ingest would; used to prove quarantine.
-    pub fn insert_raw(&self, tenant: &str, log_type: &str, ts_ms: i64, source: &str, fields: &str) -> Result<u64, SourceError> {
+    pub fn insert_raw(
+        &self,
+        tenant: &str,
+        log_type: &str,
+        ts_ms: i64,
+        source: &str,
+        fields: &str,
+    ) -> Result<u64, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         self.db(conn.execute(
             "INSERT INTO logs (tenant, log_type, ts_ms, source, fields) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -106,24 +136,40 @@ impl SqliteLogSource {
     /// How many logs `tenant` has of `log_type`.
     pub fn count(&self, tenant: &str, log_type: &str) -> Result<u64, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let n: i64 = self.db(conn.query_row("SELECT COUNT(*) FROM logs WHERE tenant = ?1 AND log_type = ?2", params![tenant, log_type], |r| r.get(0)))?;
+        let n: i64 = self.db(conn.query_row(
+            "SELECT COUNT(*) FROM logs WHERE tenant = ?1 AND log_type = ?2",
+            params![tenant, log_type],
+            |r| r.get(0),
+        ))?;
         Ok(n.unsigned_abs())
     }
 
     /// The ground-truth labels of `tenant`'s logs of `log_type`, by id, for
     /// scoring detection on generated data.
-    pub fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError> {
+    pub fn labels(
+        &self,
+        tenant: &str,
+        log_type: &str,
+    ) -> Result<Vec<(u64, Option<String>)>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let mut stmt = self.db(conn.prepare("SELECT id, label FROM logs WHERE tenant = ?1 AND log_type = ?2 ORDER BY id"))?;
-        let rows = self.db(stmt.query_map(params![tenant, log_type], |r| Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?))))?;
+        let mut stmt = self.db(conn.prepare(
+            "SELECT id, label FROM logs WHERE tenant = ?1 AND log_type = ?2 ORDER BY id",
+        ))?;
+        let rows = self.db(stmt.query_map(params![tenant, log_type], |r| {
+            Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?))
+        }))?;
         self.db(rows.collect())
     }
 
     /// Quarantined rows of `tenant`: (log id, log type, reason).
     pub fn quarantined(&self, tenant: &str) -> Result<Vec<(u64, String, String)>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let mut stmt = self.db(conn.prepare("SELECT log_id, log_type, reason FROM quarantine WHERE tenant = ?1 ORDER BY log_id"))?;
-        let rows = self.db(stmt.query_map(params![tenant], |r| Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?, r.get(2)?))))?;
+        let mut stmt = self.db(conn.prepare(
+            "SELECT log_id, log_type, reason FROM quarantine WHERE tenant = ?1 ORDER BY log_id",
+        ))?;
+        let rows = self.db(stmt.query_map(params![tenant], |r| {
+            Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?, r.get(2)?))
+        }))?;
         self.db(rows.collect())
     }
 
@@ -138,7 +184,15 @@ impl SqliteLogSource {
              ORDER BY id LIMIT ?7",
         ))?;
         let after = i64::try_from(query.after_id).unwrap_or(i64::MAX);
-        let mut rows = self.db(stmt.query(params![tenant, query.log_type, after, query.from_ms, query.to_ms, query.source, query.limit]))?;
+        let mut rows = self.db(stmt.query(params![
+            tenant,
+            query.log_type,
+            after,
+            query.from_ms,
+            query.to_ms,
+            query.source,
+            query.limit
+        ]))?;
         let mut batch = LogBatch {
             log_type: query.log_type.clone(),
             schema_version: SCHEMA_VERSION,
@@ -177,20 +231,30 @@ impl SqliteLogSource {
                 params![tenant, query.log_type, i64::try_from(*id).unwrap_or(i64::MAX), raw, reason],
             ))?;
         }
-        Ok(SourceBatch { batch, last_id, quarantined: rejected.len() })
+        Ok(SourceBatch {
+            batch,
+            last_id,
+            quarantined: rejected.len(),
+        })
     }
 
     /// One log of `tenant` by id, for storing with its anomaly.
     pub fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        self.db(
-            conn.query_row(
+        self.db(conn
+            .query_row(
                 "SELECT log_type, ts_ms, source, fields FROM logs WHERE tenant = ?1 AND id = ?2",
                 params![tenant, i64::try_from(id).unwrap_or(i64::MAX)],
-                |r| Ok(StoredEntry { log_type: r.get(0)?, timestamp_ms: r.get(1)?, source: r.get(2)?, fields: r.get(3)? }),
+                |r| {
+                    Ok(StoredEntry {
+                        log_type: r.get(0)?,
+                        timestamp_ms: r.get(1)?,
+                        source: r.get(2)?,
+                        fields: r.get(3)?,
+                    })
+                },
             )
-            .optional(),
-        )
+            .optional())
     }
 }
 

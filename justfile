@@ -1,0 +1,27 @@
+# The commands a person and CI run; README.md and .ci/run call these recipes.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Install what the build needs and is missing (the wasm32-wasip2 target).
+setup:
+    rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# Generate labelled logs, run the three bundled agents in the sandbox, score them.
+demo *args: setup
+    cargo run --release --locked -p mcp-runtime --bin mcp -- demo {{args}}
+
+# Formatting and clippy with warnings denied.
+lint: setup
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Lint, then every test of the workspace (what CI runs).
+test: lint
+    cargo test --workspace --locked
+
+# Sandbox against native, budgets, fixed call cost, compile and instantiate times.
+bench *args: setup
+    cargo run --release --locked -p mcp-runtime --bin mcp -- bench {{args}}
