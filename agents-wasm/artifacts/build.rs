@@ -11,12 +11,13 @@ use std::process::Command;
 const TARGET: &str = "wasm32-wasip2";
 const PROFILE: &str = "guest";
 
-/// (package, file name the host sees, folder under OUT_DIR)
-const GUESTS: &[(&str, &str, &str)] = &[
-    ("mcp-agent-wifi", "wifi.wasm", "agents"),
-    ("mcp-agent-firewall", "firewall.wasm", "agents"),
-    ("mcp-agent-dns", "dns.wasm", "agents"),
-    ("mcp-fixture-hostile", "hostile.wasm", "fixtures"),
+/// (package, its folder, file name the host sees, folder under OUT_DIR)
+const GUESTS: &[(&str, &str, &str, &str)] = &[
+    ("mcp-agent-wifi", "agents-wasm/wifi", "wifi.wasm", "agents"),
+    ("mcp-agent-firewall", "agents-wasm/firewall", "firewall.wasm", "agents"),
+    ("mcp-agent-dns", "agents-wasm/dns", "dns.wasm", "agents"),
+    ("mcp-fixture-hostile", "tests/fixtures/hostile", "hostile.wasm", "fixtures"),
+    ("mcp-fixture-boundary", "tests/fixtures/boundary", "boundary.wasm", "fixtures"),
 ];
 
 fn main() {
@@ -38,15 +39,8 @@ fn build() -> Result<(), String> {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
 
-    for watched in [
-        "wit",
-        "sdk",
-        "agents-wasm/wifi",
-        "agents-wasm/firewall",
-        "agents-wasm/dns",
-        "tests/fixtures/hostile",
-        "Cargo.lock",
-    ] {
+    let shared = ["wit", "sdk", "Cargo.lock", ".cargo/config.toml"];
+    for watched in shared.iter().chain(GUESTS.iter().map(|(_, folder, _, _)| folder)) {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -66,7 +60,7 @@ fn build() -> Result<(), String> {
             "--target-dir",
         ])
         .arg(&target_dir);
-    for (package, _, _) in GUESTS {
+    for (package, _, _, _) in GUESTS {
         command.args(["-p", package]);
     }
     // The outer build's flags, wrappers (clippy-driver) and target settings are
@@ -95,7 +89,7 @@ fn build() -> Result<(), String> {
 
     let built = target_dir.join(TARGET).join(PROFILE);
     let mut constants = String::new();
-    for (package, file, folder) in GUESTS {
+    for (package, _, file, folder) in GUESTS {
         let artifact = built.join(format!("{}.wasm", package.replace('-', "_")));
         let dest_dir = out_dir.join(folder);
         fs::create_dir_all(&dest_dir).map_err(|e| e.to_string())?;

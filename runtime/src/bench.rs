@@ -20,13 +20,16 @@ use mcp_sdk::Agent;
 pub struct BenchArgs {
     /// Normal entries per log type.
     #[arg(long, default_value_t = 20_000)]
-    entries: usize,
+    pub entries: usize,
     /// Entries per agent call.
     #[arg(long, default_value_t = 1000)]
-    batch: usize,
+    pub batch: usize,
     /// Rounds per measurement; the median is reported.
     #[arg(long, default_value_t = 7)]
-    rounds: usize,
+    pub rounds: usize,
+    /// Measure only the boundary encodings: typed field records against JSON lines.
+    #[arg(long)]
+    pub boundary: bool,
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

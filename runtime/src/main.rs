@@ -17,6 +17,7 @@ use mcp_runtime::source::SqliteLogSource;
 use mcp_runtime::store::AnomalyStore;
 
 mod bench;
+mod bench_boundary;
 
 #[derive(Parser)]
 #[command(
@@ -276,6 +277,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Bench(args) => {
+            if args.boundary {
+                bench_boundary::run(args.entries, args.batch, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             bench::run(&config, &agents_dir(cli.agents_dir, &config)?, &args)?;
             Ok(ExitCode::SUCCESS)
         }

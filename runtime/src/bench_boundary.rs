@@ -1,0 +1,109 @@
+//! `mcp bench --boundary`: how a batch of Wi-Fi entries should cross into a
+//! guest, typed field records or columns of JSON lines, measured on the same
+//! entries and the same guest checksum (tests/fixtures/boundary).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use mcp_runtime::generator;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+wasmtime::component::bindgen!({ path: "../tests/fixtures/boundary/wit", world: "boundary" });
+
+struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+fn typed(log: &generator::GeneratedLog, id: u64) -> TypedEntry {
+    let fields = log
+        .fields
+        .as_object()
+        .map(|object| {
+            object
+                .iter()
+                .map(|(name, value)| Field {
+                    name: name.clone(),
+                    value: match value {
+                        serde_json::Value::String(s) => Value::Text(s.clone()),
+                        serde_json::Value::Bool(b) => Value::Flag(*b),
+                        serde_json::Value::Number(n) => match n.as_i64() {
+                            Some(i) => Value::Integer(i),
+                            None => Value::Real(n.as_f64().unwrap_or_default()),
+                        },
+                        other => Value::Text(other.to_string()),
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    TypedEntry { id, timestamp_ms: log.timestamp_ms, source: log.source.clone(), fields }
+}
+
+fn columnar(logs: &[(u64, &generator::GeneratedLog)]) -> Columnar {
+    Columnar {
+        ids: logs.iter().map(|(id, _)| *id).collect(),
+        timestamps_ms: logs.iter().map(|(_, l)| l.timestamp_ms).collect(),
+        sources: logs.iter().map(|(_, l)| l.source.as_str()).collect::<Vec<_>>().join("\n"),
+        fields: logs.iter().map(|(_, l)| l.fields.to_string()).collect::<Vec<_>>().join("\n"),
+    }
+}
+
+/// wasmtime's error type is not a std error without its `anyhow` feature.
+fn wasm<T>(result: wasmtime::Result<T>) -> Result<T> {
+    result.map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort_unstable();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+pub fn run(entries: usize, batch: usize, rounds: usize) -> Result<()> {
+    let mut config = Config::new();
+    config.wasm_component_model(true).concurrency_support(false).epoch_interruption(true);
+    let engine = wasm(Engine::new(&config))?;
+    let component = wasm(Component::from_file(&engine, mcp_agent_artifacts::BOUNDARY)).context("loading the boundary fixture")?;
+    let mut linker = Linker::new(&engine);
+    wasm(wasmtime_wasi::p2::add_to_linker_sync(&mut linker))?;
+    let mut store = Store::new(&engine, State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+    store.set_epoch_deadline(u64::MAX / 2);
+    let guest = wasm(Boundary::instantiate(&mut store, &component, &linker))?;
+
+    let logs = generator::generate("wifi", 99, entries)?;
+    let numbered: Vec<(u64, &generator::GeneratedLog)> = logs.iter().enumerate().map(|(i, l)| (i as u64 + 1, l)).collect();
+    let typed_batches: Vec<Vec<TypedEntry>> = numbered.chunks(batch.max(1)).map(|c| c.iter().map(|(id, l)| typed(l, *id)).collect()).collect();
+    let columnar_batches: Vec<Columnar> = numbered.chunks(batch.max(1)).map(columnar).collect();
+
+    let (mut typed_times, mut columnar_times) = (Vec::new(), Vec::new());
+    let (mut typed_sum, mut columnar_sum) = (0, 0);
+    for _ in 0..rounds.max(1) {
+        let started = Instant::now();
+        typed_sum = 0;
+        for b in &typed_batches {
+            typed_sum += wasm(guest.call_consume_typed(&mut store, b))?;
+        }
+        typed_times.push(started.elapsed());
+        let started = Instant::now();
+        columnar_sum = 0;
+        for b in &columnar_batches {
+            columnar_sum += wasm(guest.call_consume_columnar(&mut store, b))?;
+        }
+        columnar_times.push(started.elapsed());
+    }
+    anyhow::ensure!(typed_sum == columnar_sum, "the two encodings disagree ({typed_sum} against {columnar_sum})");
+    let per_entry = |d: Duration| d.as_secs_f64() * 1e9 / logs.len() as f64;
+    let (t, c) = (per_entry(median(typed_times)), per_entry(median(columnar_times)));
+    println!("\nboundary, {} Wi-Fi entries in batches of {batch}, median of {rounds} rounds, crossing plus reading the fields:", logs.len());
+    println!("  typed field records  {t:>7.0} ns per entry");
+    println!("  columns + JSON lines {c:>7.0} ns per entry  ({:.2}x the typed cost)", c / t);
+    Ok(())
+}
