@@ -12,7 +12,7 @@ use mcp_runtime::conformance::{to_batch, to_entries};
 use mcp_runtime::generator;
 use mcp_runtime::registry::{Registry, sha256_hex};
 use mcp_runtime::sandbox::{
-    BudgetKind, CompileCache, InstanceContext, LogBatch, LogEntry, Sandbox, SandboxLimits,
+    BudgetKind, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits,
 };
 use mcp_sdk::Agent;
 
@@ -35,20 +35,6 @@ pub struct BenchArgs {
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort_unstable();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
-
-fn sdk_batch(log_type: &str, entries: &[LogEntry]) -> mcp_sdk::LogBatch {
-    let sdk_entries: Vec<mcp_sdk::LogEntry> = entries
-        .iter()
-        .map(|e| mcp_sdk::LogEntry {
-            id: e.id,
-            timestamp_ms: e.timestamp_ms,
-            source: e.source.clone(),
-            log_type: e.log_type.clone(),
-            fields: e.fields.clone(),
-        })
-        .collect();
-    mcp_sdk::batch_from_entries(log_type, 1, &sdk_entries)
 }
 
 fn native_round<A: Agent>(batches: &[mcp_sdk::LogBatch]) -> Result<(Duration, usize)> {
@@ -111,10 +97,7 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
             .chunks(args.batch.max(1))
             .map(|c| to_batch(log_type, c))
             .collect();
-        let sdk_batches: Vec<mcp_sdk::LogBatch> = entries
-            .chunks(args.batch.max(1))
-            .map(|c| sdk_batch(log_type, c))
-            .collect();
+        let sdk_batches: Vec<mcp_sdk::LogBatch> = host_batches.iter().map(mcp_runtime::batch::to_sdk).collect();
         let native = |batches: &[mcp_sdk::LogBatch]| match *log_type {
             "wifi" => native_round::<mcp_agent_wifi::WifiAgent>(batches),
             "firewall" => native_round::<mcp_agent_firewall::FirewallAgent>(batches),

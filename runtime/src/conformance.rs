@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use crate::batch::HostBatchBuilder;
 use crate::generator::{self, GeneratedLog};
 use crate::registry::{self, RegisteredAgent};
 use crate::sandbox::{InstanceContext, LogBatch, LogEntry, Sandbox, SandboxError};
@@ -63,27 +64,16 @@ pub fn to_entries(log_type: &str, logs: &[GeneratedLog]) -> Vec<LogEntry> {
         .collect()
 }
 
-/// Packs entries into the columnar batch the host sends.
+/// Packs entries into the columnar batch the host sends; entries that do
+/// not fit a batch are left out, as the source would quarantine them.
 pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> LogBatch {
-    let mut batch = LogBatch {
-        log_type: log_type.to_string(),
-        schema_version: 1,
-        ids: Vec::with_capacity(entries.len()),
-        timestamps_ms: Vec::with_capacity(entries.len()),
-        sources: String::new(),
-        fields: String::new(),
-    };
-    for (i, e) in entries.iter().enumerate() {
-        if i > 0 {
-            batch.sources.push('\n');
-            batch.fields.push('\n');
+    let mut builder = HostBatchBuilder::new(log_type, 1);
+    for e in entries {
+        if let Err(reason) = builder.push_json(e.id, e.timestamp_ms, &e.source, &e.fields) {
+            tracing::warn!(log_id = e.id, "sample entry left out: {reason}");
         }
-        batch.ids.push(e.id);
-        batch.timestamps_ms.push(e.timestamp_ms);
-        batch.sources.push_str(&e.source);
-        batch.fields.push_str(&e.fields);
     }
-    batch
+    builder.finish()
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {

@@ -9,6 +9,7 @@ pub mod generator;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod batch;
 pub mod sandbox;
 pub mod source;
 pub mod store;

@@ -117,7 +117,7 @@ pub fn run(
             }
         };
         report.agent_time += call_started.elapsed();
-        let (with_fields, rejected) = attach_fields(source, spec.tenant, &read.batch, found)?;
+        let (with_fields, rejected) = attach_fields(source, spec.tenant, &read, found)?;
         report.rejected_anomalies += rejected;
         report.anomalies += store.commit(&key, &provenance, &with_fields, read.last_id)? as u64;
         report.entries += read.batch.ids.len() as u64;
@@ -142,18 +142,14 @@ pub fn run(
 fn attach_fields(
     source: &SqliteLogSource,
     tenant: &str,
-    batch: &crate::sandbox::LogBatch,
+    read: &crate::source::SourceBatch,
     found: Vec<Anomaly>,
 ) -> Result<(Vec<AnomalyWithEntry>, u64), SourceError> {
     if found.is_empty() {
         return Ok((Vec::new(), 0));
     }
-    let lines: HashMap<u64, &str> = batch
-        .ids
-        .iter()
-        .copied()
-        .zip(batch.fields.split('\n'))
-        .collect();
+    let batch = &read.batch;
+    let lines: HashMap<u64, &str> = batch.ids.iter().copied().zip(read.raw_fields.iter().map(String::as_str)).collect();
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
     for mut anomaly in found {

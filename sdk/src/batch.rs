@@ -1,23 +1,8 @@
-//! Reading entries out of a columnar [`LogBatch`].
+//! Reading a columnar [`LogBatch`]: typed columns, resolved once per batch,
+//! read per entry without parsing.
 
-use serde::Deserialize;
-
-use crate::{AgentError, InvalidEntry, LogBatch, LogEntry};
-
-/// One log entry, borrowed from a batch or a single-entry call.
-#[derive(Debug, Clone, Copy)]
-pub struct Entry<'a> {
-    /// The source log id.
-    pub id: u64,
-    /// When the event happened, in milliseconds since the Unix epoch.
-    pub timestamp_ms: i64,
-    /// The device or sensor that logged it.
-    pub source: &'a str,
-    /// The log type, for example `wifi`.
-    pub log_type: &'a str,
-    /// The normalised fields, as one JSON object.
-    pub fields: &'a str,
-}
+use crate::{AgentError, InvalidEntry, LogBatch, TextColumn as WitTextColumn};
+use crate::wit::mcp::agent::types::{Column, ColumnValues};
 
 /// A reference to an entry, for agents that remember entries of a window
 /// and report them later. It is two numbers, so keeping one per event costs
@@ -30,147 +15,227 @@ pub struct EntryRef {
     pub timestamp_ms: i64,
 }
 
-impl<'a> Entry<'a> {
-    /// Borrows a single entry.
-    pub fn from_log_entry(entry: &'a LogEntry) -> Self {
-        Entry {
-            id: entry.id,
-            timestamp_ms: entry.timestamp_ms,
-            source: &entry.source,
-            log_type: &entry.log_type,
-            fields: &entry.fields,
+/// A validated view of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    raw: &'a LogBatch,
+}
+
+fn invalid(batch: &LogBatch, reason: String) -> AgentError {
+    AgentError::InvalidEntry(InvalidEntry { log_id: batch.ids.first().copied().unwrap_or(0), reason })
+}
+
+fn check_text(batch: &LogBatch, name: &str, column: &WitTextColumn) -> Result<(), AgentError> {
+    if column.ends.len() != batch.ids.len() {
+        return Err(invalid(batch, format!("field '{name}' has {} values for {} entries", column.ends.len(), batch.ids.len())));
+    }
+    let mut start = 0usize;
+    for &end in &column.ends {
+        let end = end as usize;
+        if end < start || column.data.get(start..end).is_none() {
+            return Err(invalid(batch, format!("field '{name}' has a bad text offset {end}")));
         }
+        start = end;
+    }
+    Ok(())
+}
+
+impl<'a> Batch<'a> {
+    /// Checks that every column has one value per entry and that text
+    /// offsets are in range, so that reads never fail later.
+    pub fn new(raw: &'a LogBatch) -> Result<Self, AgentError> {
+        let len = raw.ids.len();
+        if raw.timestamps_ms.len() != len {
+            return Err(invalid(raw, format!("{} timestamps for {len} entries", raw.timestamps_ms.len())));
+        }
+        check_text(raw, "source", &raw.sources)?;
+        for column in &raw.columns {
+            let values = match &column.values {
+                ColumnValues::Text(text) => {
+                    check_text(raw, &column.name, text)?;
+                    len
+                }
+                ColumnValues::Integer(v) => v.len(),
+                ColumnValues::Real(v) => v.len(),
+                ColumnValues::Boolean(v) => v.len(),
+            };
+            if values != len {
+                return Err(invalid(raw, format!("field '{}' has {values} values for {len} entries", column.name)));
+            }
+            if column.missing.iter().any(|&m| m as usize >= len) || !column.missing.is_sorted() {
+                return Err(invalid(raw, format!("field '{}' lists missing entries out of order or range", column.name)));
+            }
+        }
+        Ok(Batch { raw })
     }
 
-    /// Parses the fields into the agent's own type. A failure is an
-    /// [`AgentError::InvalidEntry`] naming this entry.
-    pub fn parse<T: Deserialize<'a>>(&self) -> Result<T, AgentError> {
-        serde_json::from_str(self.fields).map_err(|e| {
-            AgentError::InvalidEntry(InvalidEntry {
-                log_id: self.id,
-                reason: e.to_string(),
-            })
+    /// Entries in the batch.
+    pub fn len(&self) -> usize {
+        self.raw.ids.len()
+    }
+
+    /// True when the batch has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.raw.ids.is_empty()
+    }
+
+    /// The log type of every entry.
+    pub fn log_type(&self) -> &'a str {
+        &self.raw.log_type
+    }
+
+    /// The log id of entry `index`.
+    pub fn id(&self, index: usize) -> u64 {
+        self.raw.ids.get(index).copied().unwrap_or_default()
+    }
+
+    /// When entry `index` happened, in milliseconds since the Unix epoch.
+    pub fn timestamp_ms(&self, index: usize) -> i64 {
+        self.raw.timestamps_ms.get(index).copied().unwrap_or_default()
+    }
+
+    /// The device or sensor that logged entry `index`.
+    pub fn source(&self, index: usize) -> &'a str {
+        Text { data: &self.raw.sources.data, ends: &self.raw.sources.ends, missing: &[] }.get(index).unwrap_or("")
+    }
+
+    /// A reference to entry `index`, for anomalies.
+    pub fn entry(&self, index: usize) -> EntryRef {
+        EntryRef { id: self.id(index), timestamp_ms: self.timestamp_ms(index) }
+    }
+
+    fn column(&self, name: &str) -> Option<&'a Column> {
+        self.raw.columns.iter().find(|c| c.name == name)
+    }
+
+    fn required<T>(&self, name: &str, kind: &str, found: Option<T>) -> Result<T, AgentError> {
+        found.ok_or_else(|| match self.column(name) {
+            Some(_) => invalid(self.raw, format!("field '{name}' is not {kind}")),
+            None if self.is_empty() => invalid(self.raw, format!("no field '{name}'")),
+            None => invalid(self.raw, format!("no entry of the batch has field '{name}'")),
         })
     }
 
-    /// An owned reference to this entry.
-    pub fn to_ref(&self) -> EntryRef {
-        EntryRef {
-            id: self.id,
-            timestamp_ms: self.timestamp_ms,
+    /// The text field `name`, if the batch has it.
+    pub fn text_opt(&self, name: &str) -> Option<Text<'a>> {
+        match &self.column(name)?.values {
+            ColumnValues::Text(t) => Some(Text { data: &t.data, ends: &t.ends, missing: &self.column(name)?.missing }),
+            _ => None,
+        }
+    }
+
+    /// The text field `name`; an error when the batch lacks it.
+    pub fn text(&self, name: &str) -> Result<Text<'a>, AgentError> {
+        self.required(name, "text", self.text_opt(name))
+    }
+
+    /// The integer field `name`, if the batch has it.
+    pub fn integer_opt(&self, name: &str) -> Option<Values<'a, i64>> {
+        let column = self.column(name)?;
+        match &column.values {
+            ColumnValues::Integer(v) => Some(Values { values: v, missing: &column.missing }),
+            _ => None,
+        }
+    }
+
+    /// The integer field `name`; an error when the batch lacks it.
+    pub fn integer(&self, name: &str) -> Result<Values<'a, i64>, AgentError> {
+        self.required(name, "an integer", self.integer_opt(name))
+    }
+
+    /// The numeric field `name` (integer or real), if the batch has it.
+    pub fn number_opt(&self, name: &str) -> Option<Number<'a>> {
+        let column = self.column(name)?;
+        match &column.values {
+            ColumnValues::Integer(v) => Some(Number::Integer(Values { values: v, missing: &column.missing })),
+            ColumnValues::Real(v) => Some(Number::Real(Values { values: v, missing: &column.missing })),
+            _ => None,
+        }
+    }
+
+    /// The numeric field `name`; an error when the batch lacks it.
+    pub fn number(&self, name: &str) -> Result<Number<'a>, AgentError> {
+        self.required(name, "a number", self.number_opt(name))
+    }
+
+    /// The boolean field `name`, if the batch has it.
+    pub fn boolean_opt(&self, name: &str) -> Option<Values<'a, bool>> {
+        let column = self.column(name)?;
+        match &column.values {
+            ColumnValues::Boolean(v) => Some(Values { values: v, missing: &column.missing }),
+            _ => None,
         }
     }
 }
 
-/// Iterates the entries of a batch in order.
-#[derive(Debug)]
-pub struct EntryIter<'a> {
-    batch: &'a LogBatch,
-    index: usize,
-    sources: std::str::Split<'a, char>,
-    fields: std::str::Split<'a, char>,
+fn is_missing(missing: &[u32], index: usize) -> bool {
+    !missing.is_empty() && u32::try_from(index).is_ok_and(|i| missing.binary_search(&i).is_ok())
 }
 
-impl<'a> EntryIter<'a> {
-    /// Starts at the first entry of `batch`.
-    pub fn new(batch: &'a LogBatch) -> Self {
-        EntryIter {
-            batch,
-            index: 0,
-            sources: batch.sources.split('\n'),
-            fields: batch.fields.split('\n'),
+/// A text field of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Text<'a> {
+    data: &'a str,
+    ends: &'a [u32],
+    missing: &'a [u32],
+}
+
+impl<'a> Text<'a> {
+    /// The value of entry `index`; `None` when it is missing.
+    pub fn get(&self, index: usize) -> Option<&'a str> {
+        if is_missing(self.missing, index) {
+            return None;
         }
+        let end = *self.ends.get(index)? as usize;
+        let start = if index == 0 { 0 } else { *self.ends.get(index - 1)? as usize };
+        self.data.get(start..end)
+    }
+
+    /// The value of entry `index`, or "" when it is missing.
+    pub fn or_empty(&self, index: usize) -> &'a str {
+        self.get(index).unwrap_or("")
     }
 }
 
-impl<'a> Iterator for EntryIter<'a> {
-    type Item = Result<Entry<'a>, AgentError>;
+/// An integer or boolean field of a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Values<'a, T> {
+    values: &'a [T],
+    missing: &'a [u32],
+}
 
-    fn next(&mut self) -> Option<Self::Item> {
-        let id = *self.batch.ids.get(self.index)?;
-        let timestamp_ms = self.batch.timestamps_ms.get(self.index).copied();
-        let source = self.sources.next();
-        let fields = self.fields.next();
-        self.index += 1;
-        Some(match (timestamp_ms, source, fields) {
-            (Some(timestamp_ms), Some(source), Some(fields)) => Ok(Entry {
-                id,
-                timestamp_ms,
-                source,
-                log_type: &self.batch.log_type,
-                fields,
-            }),
-            _ => Err(AgentError::InvalidEntry(InvalidEntry {
-                log_id: id,
-                reason: "batch columns have different lengths".into(),
-            })),
-        })
+impl<T: Copy + Default> Values<'_, T> {
+    /// The value of entry `index`; `None` when it is missing.
+    pub fn get(&self, index: usize) -> Option<T> {
+        if is_missing(self.missing, index) { None } else { self.values.get(index).copied() }
+    }
+
+    /// The value of entry `index`, or the type's default when it is missing.
+    pub fn or_default(&self, index: usize) -> T {
+        self.get(index).unwrap_or_default()
     }
 }
 
-/// Packs single entries of one log type into a batch, as the host does.
-pub fn batch_from_entries(log_type: &str, schema_version: u32, entries: &[LogEntry]) -> LogBatch {
-    let mut batch = LogBatch {
-        log_type: log_type.into(),
-        schema_version,
-        ids: Vec::with_capacity(entries.len()),
-        timestamps_ms: Vec::with_capacity(entries.len()),
-        sources: String::new(),
-        fields: String::new(),
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        if i > 0 {
-            batch.sources.push('\n');
-            batch.fields.push('\n');
-        }
-        batch.ids.push(entry.id);
-        batch.timestamps_ms.push(entry.timestamp_ms);
-        batch.sources.push_str(&entry.source);
-        batch.fields.push_str(&entry.fields);
-    }
-    batch
+/// A numeric field, whichever way the host typed it.
+#[derive(Debug, Clone, Copy)]
+pub enum Number<'a> {
+    /// Whole numbers.
+    Integer(Values<'a, i64>),
+    /// Real numbers.
+    Real(Values<'a, f64>),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: u64, fields: &str) -> LogEntry {
-        LogEntry {
-            id,
-            timestamp_ms: id as i64,
-            source: format!("s{id}"),
-            log_type: "dns".into(),
-            fields: fields.into(),
+impl Number<'_> {
+    /// The value of entry `index` as f64; `None` when it is missing.
+    pub fn get(&self, index: usize) -> Option<f64> {
+        match self {
+            Number::Integer(v) => v.get(index).map(|i| i as f64),
+            Number::Real(v) => v.get(index),
         }
     }
 
-    #[test]
-    fn batch_round_trips_entries_in_order() {
-        let entries = [entry(1, r#"{"a":1}"#), entry(5, r#"{"a":"x\ny"}"#)];
-        let batch = batch_from_entries("dns", 1, &entries);
-        let read: Vec<(u64, String, String)> = EntryIter::new(&batch)
-            .map(|e| e.map(|e| (e.id, e.source.to_string(), e.fields.to_string())))
-            .collect::<Result<_, _>>()
-            .unwrap_or_default();
-        assert_eq!(
-            read,
-            vec![
-                (1, "s1".into(), r#"{"a":1}"#.into()),
-                (5, "s5".into(), r#"{"a":"x\ny"}"#.into())
-            ]
-        );
-    }
-
-    #[test]
-    fn ragged_columns_are_an_error_not_a_panic() {
-        let mut batch = batch_from_entries("dns", 1, &[entry(1, "{}")]);
-        batch.ids.push(2);
-        let results: Vec<_> = EntryIter::new(&batch).collect();
-        assert!(results[0].is_ok());
-        assert!(matches!(
-            results[1],
-            Err(AgentError::InvalidEntry(InvalidEntry { log_id: 2, .. }))
-        ));
+    /// The value of entry `index`, or 0 when it is missing.
+    pub fn or_zero(&self, index: usize) -> f64 {
+        self.get(index).unwrap_or(0.0)
     }
 }

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 
 use crate::wit::exports::mcp::agent::detector::Guest;
 use crate::{
-    Agent, AgentError, AgentInfo, Anomaly, Entry, EntryIter, Features, InferenceResult, LogBatch,
+    Agent, AgentError, AgentInfo, Anomaly, Batch, BatchBuilder, Features, InferenceResult, InvalidEntry, LogBatch,
     LogEntry,
 };
 
@@ -16,15 +16,25 @@ pub trait AgentCell: Agent {
     fn with_agent<R>(f: impl FnOnce(&mut Self) -> Result<R, AgentError>) -> Result<R, AgentError>;
 }
 
-/// Runs `agent` over every entry of `batch`, in order, and collects what it
-/// finds. The export glue calls this; benchmarks call it natively to compare.
+/// Checks `batch` and runs `agent` over it. The export glue calls this;
+/// benchmarks and tests call it natively.
 pub fn run_batch<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<Vec<Anomaly>, AgentError> {
     check_log_type::<A>(&batch.log_type)?;
-    let mut found = Vec::new();
-    for entry in EntryIter::new(batch) {
-        found.extend(agent.detect(&entry?)?);
+    if batch.ids.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(found)
+    agent.detect(&Batch::new(batch)?)
+}
+
+/// Packs single entries of one log type into a batch, as the host does.
+pub fn batch_from_entries(log_type: &str, schema_version: u32, entries: &[LogEntry]) -> Result<LogBatch, AgentError> {
+    let mut builder = BatchBuilder::new(log_type, schema_version);
+    for entry in entries {
+        builder
+            .push_json(entry.id, entry.timestamp_ms, &entry.source, &entry.fields)
+            .map_err(|reason| AgentError::InvalidEntry(InvalidEntry { log_id: entry.id, reason }))?;
+    }
+    Ok(builder.finish())
 }
 
 fn check_log_type<A: Agent>(log_type: &str) -> Result<(), AgentError> {
@@ -37,6 +47,10 @@ fn check_log_type<A: Agent>(log_type: &str) -> Result<(), AgentError> {
             info.name, info.log_type, log_type
         )))
     }
+}
+
+fn single(entry: &LogEntry) -> Result<LogBatch, AgentError> {
+    batch_from_entries(&entry.log_type, 1, std::slice::from_ref(entry))
 }
 
 /// Implements the exported interface for any agent type.
@@ -54,7 +68,8 @@ impl<A: AgentCell> Guest for Adapter<A> {
 
     fn extract_features(entry: LogEntry) -> Result<Features, AgentError> {
         check_log_type::<A>(&entry.log_type)?;
-        A::with_agent(|agent| agent.extract_features(&Entry::from_log_entry(&entry)))
+        let batch = single(&entry)?;
+        A::with_agent(|agent| agent.extract_features(&Batch::new(&batch)?, 0))
     }
 
     fn infer(features: Features) -> Result<InferenceResult, AgentError> {
@@ -63,7 +78,8 @@ impl<A: AgentCell> Guest for Adapter<A> {
 
     fn detect(entry: LogEntry) -> Result<Option<Anomaly>, AgentError> {
         check_log_type::<A>(&entry.log_type)?;
-        let found = A::with_agent(|agent| agent.detect(&Entry::from_log_entry(&entry)))?;
+        let batch = single(&entry)?;
+        let found = A::with_agent(|agent| run_batch(agent, &batch))?;
         let mut own = None;
         for anomaly in found {
             if anomaly.log_id == entry.id && own.is_none() {
@@ -71,10 +87,7 @@ impl<A: AgentCell> Guest for Adapter<A> {
             } else if let Err(e) = crate::host::report(&anomaly) {
                 // Earlier entries of a burst travel out of band; the host
                 // refuses only when a limit is hit, which the agent cannot fix.
-                crate::host::log(
-                    crate::host::Level::Warn,
-                    &format!("report refused: {}", crate::host::describe(&e)),
-                );
+                crate::host::log(crate::host::Level::Warn, &format!("report refused: {}", crate::host::describe(&e)));
             }
         }
         Ok(own)

@@ -5,14 +5,14 @@
 //! a component of the `mcp:agent` world that the MCP host can load.
 //!
 //! ```ignore
-//! use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Entry};
+//! use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Batch};
 //!
 //! #[derive(Default)]
 //! struct Quiet;
 //!
 //! impl Agent for Quiet {
 //!     fn info() -> AgentInfo { mcp_sdk::info("quiet", "dns", "0.1.0", "finds nothing", &[]) }
-//!     fn detect(&mut self, _entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> { Ok(Vec::new()) }
+//!     fn detect(&mut self, _batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> { Ok(Vec::new()) }
 //! }
 //!
 //! mcp_sdk::export_agent!(Quiet);
@@ -20,15 +20,17 @@
 #![deny(missing_docs)]
 
 mod batch;
+mod builder;
 mod config;
 #[doc(hidden)]
 pub mod export;
 pub mod host;
 pub mod window;
 
-pub use batch::{Entry, EntryIter, EntryRef, batch_from_entries};
+pub use batch::{Batch, EntryRef, Number, Text, Values};
+pub use builder::BatchBuilder;
 pub use config::Config;
-pub use export::{AgentCell, run_batch};
+pub use export::{AgentCell, batch_from_entries, run_batch};
 
 /// Raw bindings generated from `wit/`. Agents should not need them.
 #[doc(hidden)]
@@ -44,8 +46,8 @@ pub mod wit {
 }
 
 pub use wit::mcp::agent::types::{
-    AgentError, AgentInfo, Anomaly, Features, InferenceResult, InvalidEntry, LogBatch, LogEntry,
-    SchemaSupport, Severity, Tensor,
+    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, InferenceResult, InvalidEntry,
+    LogBatch, LogEntry, SchemaSupport, Severity, Tensor, TextColumn,
 };
 
 /// The protocol version this SDK speaks: the version of the `mcp:agent` WIT package.
@@ -67,13 +69,14 @@ pub trait Agent: Default + 'static {
         Ok(())
     }
 
-    /// Processes one entry. Returns the anomalies this entry reveals; they may
-    /// name earlier entries of the same burst, which the host stores too.
-    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError>;
+    /// Processes a batch, entries in id order. Returns the anomalies it
+    /// reveals; they may name entries of earlier batches (the rest of a
+    /// burst), which the host stores too.
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError>;
 
-    /// Turns one entry into numeric features. The default has none.
-    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
-        let _ = entry;
+    /// Turns entry `index` of `batch` into numeric features. The default has none.
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+        let _ = (batch, index);
         Ok(Features {
             names: Vec::new(),
             values: Vec::new(),

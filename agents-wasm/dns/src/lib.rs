@@ -2,26 +2,47 @@
 //! high-entropy labels, NXDOMAIN bursts, and algorithmically generated
 //! domains (DGA).
 
-use std::borrow::Cow;
-
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity,
-    anomaly,
+    Agent, AgentError, AgentInfo, Anomaly, Batch, Config, EntryRef, Features, InferenceResult,
+    Severity, Text, anomaly,
 };
-use serde::Deserialize;
 
-/// Fields of a `dns` log entry that this agent reads.
-#[derive(Debug, Deserialize)]
-pub struct DnsFields<'a> {
-    #[serde(borrow)]
-    client_ip: Cow<'a, str>,
-    #[serde(borrow)]
-    query: Cow<'a, str>,
-    #[serde(default, borrow)]
-    qtype: Cow<'a, str>,
-    #[serde(borrow)]
-    rcode: Cow<'a, str>,
+/// The fields of one `dns` entry that this agent reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Lookup<'a> {
+    client_ip: &'a str,
+    query: &'a str,
+    qtype: &'a str,
+    rcode: &'a str,
+}
+
+/// The columns of a batch this agent reads, resolved once.
+struct DnsColumns<'a> {
+    client_ip: Text<'a>,
+    query: Text<'a>,
+    qtype: Option<Text<'a>>,
+    rcode: Text<'a>,
+}
+
+impl<'a> DnsColumns<'a> {
+    fn of(batch: &Batch<'a>) -> Result<Self, AgentError> {
+        Ok(DnsColumns {
+            client_ip: batch.text("client_ip")?,
+            query: batch.text("query")?,
+            qtype: batch.text_opt("qtype"),
+            rcode: batch.text("rcode")?,
+        })
+    }
+
+    fn lookup(&self, i: usize) -> Lookup<'a> {
+        Lookup {
+            client_ip: self.client_ip.or_empty(i),
+            query: self.query.or_empty(i),
+            qtype: self.qtype.map_or("", |c| c.or_empty(i)),
+            rcode: self.rcode.or_empty(i),
+        }
+    }
 }
 
 /// Per-instance state: NXDOMAIN windows per client.
@@ -65,13 +86,13 @@ fn digit_ratio(label: &str) -> f32 {
 }
 
 impl DnsAgent {
-    fn tunnel(&self, entry: &Entry<'_>, f: &DnsFields<'_>) -> Option<Anomaly> {
+    fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Anomaly> {
         let longest = f.query.split('.').max_by_key(|l| l.len()).unwrap_or("");
         if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
             return None;
         }
         Some(anomaly(
-            &entry.to_ref(),
+            &entry,
             0.9,
             "dns_tunnel",
             Severity::High,
@@ -86,8 +107,8 @@ impl DnsAgent {
         ))
     }
 
-    fn dga(&self, entry: &Entry<'_>, f: &DnsFields<'_>) -> Option<Anomaly> {
-        let label = registered_label(&f.query);
+    fn dga(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Anomaly> {
+        let label = registered_label(f.query);
         let randomness = entropy(label);
         let vowels = vowel_ratio(label);
         let looks_generated = label.len() >= self.dga_min_len
@@ -97,7 +118,7 @@ impl DnsAgent {
             return None;
         }
         Some(anomaly(
-            &entry.to_ref(),
+            &entry,
             0.8,
             "dga",
             Severity::High,
@@ -110,6 +131,30 @@ impl DnsAgent {
                 f.client_ip
             ),
         ))
+    }
+}
+
+impl DnsAgent {
+    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Anomaly>) {
+        found.extend(self.tunnel(entry, f));
+        found.extend(self.dga(entry, f));
+        if f.rcode == "NXDOMAIN" {
+            let hits = self.nxdomains.push(
+                &key_of(f.client_ip),
+                entry.timestamp_ms,
+                0,
+                entry,
+            );
+            if !hits.is_empty() {
+                let level = self.nxdomains.level(&key_of(f.client_ip));
+                for hit in hits {
+                    found.push(anomaly(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
+                        "{} received {level} NXDOMAIN answers within 30 seconds (latest for {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
+                        f.client_ip, f.query
+                    )));
+                }
+            }
+        }
     }
 }
 
@@ -136,34 +181,18 @@ impl Agent for DnsAgent {
         Ok(())
     }
 
-    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> {
-        let f: DnsFields<'_> = entry.parse()?;
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> {
+        let columns = DnsColumns::of(batch)?;
         let mut found = Vec::new();
-        found.extend(self.tunnel(entry, &f));
-        found.extend(self.dga(entry, &f));
-        if f.rcode == "NXDOMAIN" {
-            let hits = self.nxdomains.push(
-                &key_of(&*f.client_ip),
-                entry.timestamp_ms,
-                0,
-                entry.to_ref(),
-            );
-            if !hits.is_empty() {
-                let level = self.nxdomains.level(&key_of(&*f.client_ip));
-                for hit in hits {
-                    found.push(anomaly(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
-                        "{} received {level} NXDOMAIN answers within 30 seconds (latest for {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
-                        f.client_ip, f.query
-                    )));
-                }
-            }
+        for i in 0..batch.len() {
+            self.observe(batch.entry(i), &columns.lookup(i), &mut found);
         }
         Ok(found)
     }
 
-    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
-        let f: DnsFields<'_> = entry.parse()?;
-        let label = registered_label(&f.query);
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+        let f = DnsColumns::of(batch)?.lookup(index);
+        let label = registered_label(f.query);
         let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
         Ok(Features {
             names: vec![

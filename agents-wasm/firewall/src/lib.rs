@@ -4,26 +4,50 @@
 
 use std::collections::HashSet;
 
-use std::borrow::Cow;
-
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity,
-    anomaly,
+    Agent, AgentError, AgentInfo, Anomaly, Batch, Config, EntryRef, Features, InferenceResult,
+    Severity, Text, Values, anomaly,
 };
-use serde::Deserialize;
 
-/// Fields of a `firewall` log entry that this agent reads.
-#[derive(Debug, Deserialize)]
-pub struct FirewallFields<'a> {
-    #[serde(borrow)]
-    src_ip: Cow<'a, str>,
-    #[serde(borrow)]
-    dst_ip: Cow<'a, str>,
+/// The columns of a batch this agent reads, resolved once.
+struct FirewallColumns<'a> {
+    src_ip: Text<'a>,
+    dst_ip: Text<'a>,
+    dst_port: Values<'a, i64>,
+    action: Text<'a>,
+    bytes_out: Option<Values<'a, i64>>,
+}
+
+impl<'a> FirewallColumns<'a> {
+    fn of(batch: &Batch<'a>) -> Result<Self, AgentError> {
+        Ok(FirewallColumns {
+            src_ip: batch.text("src_ip")?,
+            dst_ip: batch.text("dst_ip")?,
+            dst_port: batch.integer("dst_port")?,
+            action: batch.text("action")?,
+            bytes_out: batch.integer_opt("bytes_out"),
+        })
+    }
+
+    fn event(&self, i: usize) -> Connection<'a> {
+        Connection {
+            src_ip: self.src_ip.or_empty(i),
+            dst_ip: self.dst_ip.or_empty(i),
+            dst_port: u16::try_from(self.dst_port.or_default(i)).unwrap_or(0),
+            action: self.action.or_empty(i),
+            bytes_out: self.bytes_out.map_or(0, |c| c.or_default(i)).max(0).unsigned_abs(),
+        }
+    }
+}
+
+/// The fields of one `firewall` entry that this agent reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    src_ip: &'a str,
+    dst_ip: &'a str,
     dst_port: u16,
-    #[serde(borrow)]
-    action: Cow<'a, str>,
-    #[serde(default)]
+    action: &'a str,
     bytes_out: u64,
 }
 
@@ -51,6 +75,61 @@ impl Default for FirewallAgent {
 
 fn is_internal(ip: &str) -> bool {
     ip.starts_with("10.") || ip.starts_with("192.168.") || ip.starts_with("172.16.")
+}
+
+impl FirewallAgent {
+    fn observe(&mut self, entry: EntryRef, f: &Connection<'_>, found: &mut Vec<Anomaly>) {
+
+        let scan_key = key_of(&(f.src_ip, f.dst_ip));
+        let hits = self.scans.push(
+            &scan_key,
+            entry.timestamp_ms,
+            u64::from(f.dst_port),
+            entry,
+        );
+        if !hits.is_empty() {
+            let level = self.scans.level(&scan_key);
+            for hit in hits {
+                found.push(anomaly(&hit, 0.9, "port_scan", Severity::Medium, format!(
+                    "{} probed {level} distinct ports on {} within a minute: a port scan. Block the source at the edge and check {} for exposed services.",
+                    f.src_ip, f.dst_ip, f.dst_ip
+                )));
+            }
+        }
+
+        if f.action == "deny" {
+            let hits = self
+                .denies
+                .push(&key_of(f.src_ip), entry.timestamp_ms, 0, entry);
+            if !hits.is_empty() {
+                let level = self.denies.level(&key_of(f.src_ip));
+                for hit in hits {
+                    found.push(anomaly(&hit, 0.85, "deny_burst", Severity::Medium, format!(
+                        "{level} connections from {} were denied within 10 seconds (latest to {}:{}): brute force or a misbehaving host. Rate-limit or block the source.",
+                        f.src_ip, f.dst_ip, f.dst_port
+                    )));
+                }
+            }
+        }
+
+        if f.action == "allow" && self.suspicious_ports.contains(&f.dst_port) {
+            found.push(anomaly(&entry, 0.8, "suspicious_port", Severity::High, format!(
+                "{} connected to {}:{}, a port used by remote-access trojans and botnet control channels; the firewall allowed it. Isolate {} and inspect its processes.",
+                f.src_ip, f.dst_ip, f.dst_port, f.src_ip
+            )));
+        }
+
+        if f.action == "allow"
+            && f.bytes_out >= self.exfil_bytes
+            && is_internal(&f.src_ip)
+            && !is_internal(&f.dst_ip)
+        {
+            found.push(anomaly(&entry, 0.9, "exfiltration", Severity::Critical, format!(
+                "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
+                f.src_ip, f.bytes_out as f64 / 1e6, f.dst_ip, f.dst_port
+            )));
+        }
+    }
 }
 
 impl Agent for FirewallAgent {
@@ -91,64 +170,17 @@ impl Agent for FirewallAgent {
         Ok(())
     }
 
-    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> {
-        let f: FirewallFields<'_> = entry.parse()?;
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> {
+        let columns = FirewallColumns::of(batch)?;
         let mut found = Vec::new();
-
-        let scan_key = key_of(&(&*f.src_ip, &*f.dst_ip));
-        let hits = self.scans.push(
-            &scan_key,
-            entry.timestamp_ms,
-            u64::from(f.dst_port),
-            entry.to_ref(),
-        );
-        if !hits.is_empty() {
-            let level = self.scans.level(&scan_key);
-            for hit in hits {
-                found.push(anomaly(&hit, 0.9, "port_scan", Severity::Medium, format!(
-                    "{} probed {level} distinct ports on {} within a minute: a port scan. Block the source at the edge and check {} for exposed services.",
-                    f.src_ip, f.dst_ip, f.dst_ip
-                )));
-            }
-        }
-
-        if f.action == "deny" {
-            let hits = self
-                .denies
-                .push(&key_of(&*f.src_ip), entry.timestamp_ms, 0, entry.to_ref());
-            if !hits.is_empty() {
-                let level = self.denies.level(&key_of(&*f.src_ip));
-                for hit in hits {
-                    found.push(anomaly(&hit, 0.85, "deny_burst", Severity::Medium, format!(
-                        "{level} connections from {} were denied within 10 seconds (latest to {}:{}): brute force or a misbehaving host. Rate-limit or block the source.",
-                        f.src_ip, f.dst_ip, f.dst_port
-                    )));
-                }
-            }
-        }
-
-        if f.action == "allow" && self.suspicious_ports.contains(&f.dst_port) {
-            found.push(anomaly(&entry.to_ref(), 0.8, "suspicious_port", Severity::High, format!(
-                "{} connected to {}:{}, a port used by remote-access trojans and botnet control channels; the firewall allowed it. Isolate {} and inspect its processes.",
-                f.src_ip, f.dst_ip, f.dst_port, f.src_ip
-            )));
-        }
-
-        if f.action == "allow"
-            && f.bytes_out >= self.exfil_bytes
-            && is_internal(&f.src_ip)
-            && !is_internal(&f.dst_ip)
-        {
-            found.push(anomaly(&entry.to_ref(), 0.9, "exfiltration", Severity::Critical, format!(
-                "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
-                f.src_ip, f.bytes_out as f64 / 1e6, f.dst_ip, f.dst_port
-            )));
+        for i in 0..batch.len() {
+            self.observe(batch.entry(i), &columns.event(i), &mut found);
         }
         Ok(found)
     }
 
-    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
-        let f: FirewallFields<'_> = entry.parse()?;
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+        let f = FirewallColumns::of(batch)?.event(index);
         Ok(Features {
             names: vec![
                 "dst_port".into(),

@@ -4,32 +4,61 @@
 
 use std::collections::{HashMap, HashSet};
 
-use std::borrow::Cow;
-
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Anomaly, Config, Entry, Features, InferenceResult, Severity,
-    anomaly,
+    Agent, AgentError, AgentInfo, Anomaly, Batch, Config, EntryRef, Features, InferenceResult,
+    Number, Severity, Text, anomaly,
 };
-use serde::Deserialize;
 
-/// Fields of a `wifi` log entry that this agent reads.
-#[derive(Debug, Deserialize)]
-pub struct WifiFields<'a> {
-    #[serde(borrow)]
-    event: Cow<'a, str>,
-    #[serde(borrow)]
-    bssid: Cow<'a, str>,
-    #[serde(default, borrow)]
-    ssid: Cow<'a, str>,
-    #[serde(default, borrow)]
-    client: Cow<'a, str>,
-    #[serde(default)]
-    signal_dbm: i32,
-    #[serde(default)]
-    retry_rate: f32,
-    #[serde(default, borrow)]
-    status: Cow<'a, str>,
+/// The fields of one `wifi` entry that this agent reads.
+#[derive(Debug, Clone, Copy)]
+pub struct WifiEvent<'a> {
+    event: &'a str,
+    bssid: &'a str,
+    ssid: &'a str,
+    client: &'a str,
+    signal_dbm: f64,
+    retry_rate: f64,
+    status: &'a str,
+}
+
+/// The columns of a batch, resolved once.
+struct WifiColumns<'a> {
+    event: Text<'a>,
+    bssid: Text<'a>,
+    ssid: Option<Text<'a>>,
+    client: Option<Text<'a>>,
+    signal_dbm: Option<Number<'a>>,
+    retry_rate: Option<Number<'a>>,
+    status: Option<Text<'a>>,
+}
+
+impl<'a> WifiColumns<'a> {
+    fn of(batch: &Batch<'a>) -> Result<Self, AgentError> {
+        Ok(WifiColumns {
+            event: batch.text("event")?,
+            bssid: batch.text("bssid")?,
+            ssid: batch.text_opt("ssid"),
+            client: batch.text_opt("client"),
+            signal_dbm: batch.number_opt("signal_dbm"),
+            retry_rate: batch.number_opt("retry_rate"),
+            status: batch.text_opt("status"),
+        })
+    }
+
+    fn event(&self, i: usize) -> WifiEvent<'a> {
+        let text = |c: &Option<Text<'a>>| c.map_or("", |c| c.or_empty(i));
+        let number = |c: &Option<Number<'a>>| c.map_or(0.0, |c| c.or_zero(i));
+        WifiEvent {
+            event: self.event.or_empty(i),
+            bssid: self.bssid.or_empty(i),
+            ssid: text(&self.ssid),
+            client: text(&self.client),
+            signal_dbm: number(&self.signal_dbm),
+            retry_rate: number(&self.retry_rate),
+            status: text(&self.status),
+        }
+    }
 }
 
 /// Per-instance state: burst windows and the access points learned so far.
@@ -42,7 +71,7 @@ pub struct WifiAgent {
     first_seen_ms: Option<i64>,
     known: HashMap<String, HashSet<String>>,
     suspect_bssids: HashMap<String, (&'static str, Severity, String)>,
-    retry_threshold: f32,
+    retry_threshold: f64,
 }
 
 impl Default for WifiAgent {
@@ -66,10 +95,10 @@ impl WifiAgent {
         now_ms - start < self.learn_ms
     }
 
-    fn check_access_point(&mut self, entry: &Entry<'_>, f: &WifiFields<'_>) -> Option<Anomaly> {
-        if let Some((label, severity, reason)) = self.suspect_bssids.get(&*f.bssid) {
+    fn check_access_point(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> Option<Anomaly> {
+        if let Some((label, severity, reason)) = self.suspect_bssids.get(f.bssid) {
             return Some(anomaly(
-                &entry.to_ref(),
+                &entry,
                 0.95,
                 label,
                 *severity,
@@ -86,8 +115,8 @@ impl WifiAgent {
                 .insert(f.bssid.to_string());
             return None;
         }
-        let (label, severity, reason) = match self.known.get(&*f.ssid) {
-            Some(bssids) if bssids.contains(&*f.bssid) => return None,
+        let (label, severity, reason) = match self.known.get(f.ssid) {
+            Some(bssids) if bssids.contains(f.bssid) => return None,
             Some(bssids) => (
                 "evil_twin",
                 Severity::Critical,
@@ -116,7 +145,54 @@ impl WifiAgent {
         };
         self.suspect_bssids
             .insert(f.bssid.to_string(), (label, severity, reason.clone()));
-        Some(anomaly(&entry.to_ref(), 0.95, label, severity, reason))
+        Some(anomaly(&entry, 0.95, label, severity, reason))
+    }
+
+    fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Anomaly>) {
+        if let Some(a) = self.check_access_point(entry, &f) {
+            found.push(a);
+        }
+        match f.event {
+            "deauth" | "disassoc" => {
+                let hits =
+                    self.deauths
+                        .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+                let level = self.deauths.level(&key_of(f.bssid));
+                for hit in hits {
+                    found.push(anomaly(&hit, 0.9, "deauth_flood", Severity::High, format!(
+                        "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
+                        f.bssid
+                    )));
+                }
+            }
+            "auth" if f.status == "failure" => {
+                let hits = self.auth_failures.push(
+                    &key_of(f.client),
+                    entry.timestamp_ms,
+                    0,
+                    entry,
+                );
+                let level = self.auth_failures.level(&key_of(f.client));
+                for hit in hits {
+                    found.push(anomaly(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
+                        "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",
+                        f.client, f.ssid
+                    )));
+                }
+            }
+            _ => {}
+        }
+        if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80.0 {
+            let hits =
+                self.retry_storms
+                    .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+            for hit in hits {
+                found.push(anomaly(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
+                    "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
+                    f.bssid, f.retry_rate * 100.0, f.signal_dbm
+                )));
+            }
+        }
     }
 }
 
@@ -168,58 +244,17 @@ impl Agent for WifiAgent {
         Ok(())
     }
 
-    fn detect(&mut self, entry: &Entry<'_>) -> Result<Vec<Anomaly>, AgentError> {
-        let f: WifiFields<'_> = entry.parse()?;
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> {
+        let columns = WifiColumns::of(batch)?;
         let mut found = Vec::new();
-        if let Some(a) = self.check_access_point(entry, &f) {
-            found.push(a);
-        }
-        match &*f.event {
-            "deauth" | "disassoc" => {
-                let hits =
-                    self.deauths
-                        .push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
-                let level = self.deauths.level(&key_of(&*f.bssid));
-                for hit in hits {
-                    found.push(anomaly(&hit, 0.9, "deauth_flood", Severity::High, format!(
-                        "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
-                        f.bssid
-                    )));
-                }
-            }
-            "auth" if f.status == "failure" => {
-                let hits = self.auth_failures.push(
-                    &key_of(&*f.client),
-                    entry.timestamp_ms,
-                    0,
-                    entry.to_ref(),
-                );
-                let level = self.auth_failures.level(&key_of(&*f.client));
-                for hit in hits {
-                    found.push(anomaly(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
-                        "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",
-                        f.client, f.ssid
-                    )));
-                }
-            }
-            _ => {}
-        }
-        if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80 {
-            let hits =
-                self.retry_storms
-                    .push(&key_of(&*f.bssid), entry.timestamp_ms, 0, entry.to_ref());
-            for hit in hits {
-                found.push(anomaly(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
-                    "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
-                    f.bssid, f.retry_rate * 100.0, f.signal_dbm
-                )));
-            }
+        for i in 0..batch.len() {
+            self.observe(batch.entry(i), &columns.event(i), &mut found);
         }
         Ok(found)
     }
 
-    fn extract_features(&mut self, entry: &Entry<'_>) -> Result<Features, AgentError> {
-        let f: WifiFields<'_> = entry.parse()?;
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+        let f = WifiColumns::of(batch)?.event(index);
         Ok(Features {
             names: vec![
                 "signal_dbm".into(),
@@ -229,7 +264,7 @@ impl Agent for WifiAgent {
             ],
             values: vec![
                 f.signal_dbm as f32,
-                f.retry_rate,
+                f.retry_rate as f32,
                 f32::from(u8::from(f.event == "deauth" || f.event == "disassoc")),
                 f32::from(u8::from(f.event == "auth" && f.status == "failure")),
             ],

@@ -10,6 +10,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use mcp::agent::types::{
-    AgentError, AgentInfo, Anomaly, Features, HostError, InferenceResult, LogBatch, LogEntry,
-    Severity,
+    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, HostError, InferenceResult,
+    LogBatch, LogEntry, Severity, TextColumn,
 };

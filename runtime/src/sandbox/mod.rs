@@ -18,8 +18,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::mcp::agent::logs::LogQuery;
 pub use bindings::{
-    AgentError, AgentInfo, Anomaly, Features, HostError, InferenceResult, LogBatch, LogEntry,
-    Severity,
+    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, HostError, InferenceResult,
+    LogBatch, LogEntry, Severity, TextColumn,
 };
 pub use cache::{CacheOutcome, CompileCache};
 pub use fault::Fault;

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{SourceError, validate_row};
+use super::SourceError;
+use crate::batch::HostBatchBuilder;
 use crate::generator::GeneratedLog;
 use crate::sandbox::{HostError, LogBatch, LogQuery, LogReader};
 
@@ -40,6 +41,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug)]
 pub struct SourceBatch {
     pub batch: LogBatch,
+    /// The raw fields of each entry of the batch, in order, to store with
+    /// anomalies.
+    pub raw_fields: Vec<String>,
     /// The highest id read, including quarantined rows: the next checkpoint.
     pub last_id: u64,
     pub quarantined: usize,
@@ -193,14 +197,8 @@ impl SqliteLogSource {
             query.source,
             query.limit
         ]))?;
-        let mut batch = LogBatch {
-            log_type: query.log_type.clone(),
-            schema_version: SCHEMA_VERSION,
-            ids: Vec::new(),
-            timestamps_ms: Vec::new(),
-            sources: String::new(),
-            fields: String::new(),
-        };
+        let mut builder = HostBatchBuilder::new(&query.log_type, SCHEMA_VERSION);
+        let mut raw_fields = Vec::new();
         let mut last_id = query.after_id;
         let mut rejected = Vec::new();
         while let Some(row) = self.db(rows.next())? {
@@ -209,18 +207,10 @@ impl SqliteLogSource {
             let source: String = self.db(row.get(2))?;
             let fields: String = self.db(row.get(3))?;
             last_id = id;
-            if let Err(reason) = validate_row(&source, &fields) {
-                rejected.push((id, fields, reason));
-                continue;
+            match builder.push_json(id, ts, &source, &fields) {
+                Ok(()) => raw_fields.push(fields),
+                Err(reason) => rejected.push((id, fields, reason)),
             }
-            if !batch.ids.is_empty() {
-                batch.sources.push('\n');
-                batch.fields.push('\n');
-            }
-            batch.ids.push(id);
-            batch.timestamps_ms.push(ts);
-            batch.sources.push_str(&source);
-            batch.fields.push_str(&fields);
         }
         drop(rows);
         drop(stmt);
@@ -231,11 +221,7 @@ impl SqliteLogSource {
                 params![tenant, query.log_type, i64::try_from(*id).unwrap_or(i64::MAX), raw, reason],
             ))?;
         }
-        Ok(SourceBatch {
-            batch,
-            last_id,
-            quarantined: rejected.len(),
-        })
+        Ok(SourceBatch { batch: builder.finish(), raw_fields, last_id, quarantined: rejected.len() })
     }
 
     /// One log of `tenant` by id, for storing with its anomaly.
