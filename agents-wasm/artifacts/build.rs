@@ -14,10 +14,25 @@ const PROFILE: &str = "guest";
 /// (package, its folder, file name the host sees, folder under OUT_DIR)
 const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("mcp-agent-wifi", "agents-wasm/wifi", "wifi.wasm", "agents"),
-    ("mcp-agent-firewall", "agents-wasm/firewall", "firewall.wasm", "agents"),
+    (
+        "mcp-agent-firewall",
+        "agents-wasm/firewall",
+        "firewall.wasm",
+        "agents",
+    ),
     ("mcp-agent-dns", "agents-wasm/dns", "dns.wasm", "agents"),
-    ("mcp-fixture-hostile", "tests/fixtures/hostile", "hostile.wasm", "fixtures"),
-    ("mcp-fixture-boundary", "tests/fixtures/boundary", "boundary.wasm", "fixtures"),
+    (
+        "mcp-fixture-hostile",
+        "tests/fixtures/hostile",
+        "hostile.wasm",
+        "fixtures",
+    ),
+    (
+        "mcp-fixture-boundary",
+        "tests/fixtures/boundary",
+        "boundary.wasm",
+        "fixtures",
+    ),
 ];
 
 fn main() {
@@ -40,7 +55,10 @@ fn build() -> Result<(), String> {
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
 
     let shared = ["wit", "sdk", "Cargo.lock", ".cargo/config.toml"];
-    for watched in shared.iter().chain(GUESTS.iter().map(|(_, folder, _, _)| folder)) {
+    for watched in shared
+        .iter()
+        .chain(GUESTS.iter().map(|(_, folder, _, _)| folder))
+    {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 

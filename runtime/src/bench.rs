@@ -27,6 +27,9 @@ pub struct BenchArgs {
     /// Rounds per measurement; the median is reported.
     #[arg(long, default_value_t = 7)]
     pub rounds: usize,
+    /// Only this log type's agent.
+    #[arg(long)]
+    pub only: Option<String>,
     /// Measure only the boundary encodings: typed field records against JSON lines.
     #[arg(long)]
     pub boundary: bool,
@@ -90,14 +93,20 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
         "\n{:<9} {:>13} {:>13} {:>13} {:>8} {:>8} {:>10}",
         "agent", "native e/s", "epoch e/s", "fuel e/s", "epoch/n", "fuel/n", "anomalies"
     );
-    for log_type in generator::LOG_TYPES {
+    for log_type in generator::LOG_TYPES
+        .iter()
+        .filter(|t| args.only.as_deref().is_none_or(|o| o == **t))
+    {
         let logs = generator::generate(log_type, 99, args.entries)?;
         let entries = to_entries(log_type, &logs);
         let host_batches: Vec<LogBatch> = entries
             .chunks(args.batch.max(1))
             .map(|c| to_batch(log_type, c))
             .collect();
-        let sdk_batches: Vec<mcp_sdk::LogBatch> = host_batches.iter().map(mcp_runtime::batch::to_sdk).collect();
+        let sdk_batches: Vec<mcp_sdk::LogBatch> = host_batches
+            .iter()
+            .map(mcp_runtime::batch::to_sdk)
+            .collect();
         let native = |batches: &[mcp_sdk::LogBatch]| match *log_type {
             "wifi" => native_round::<mcp_agent_wifi::WifiAgent>(batches),
             "firewall" => native_round::<mcp_agent_firewall::FirewallAgent>(batches),

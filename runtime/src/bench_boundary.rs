@@ -19,7 +19,10 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -45,15 +48,28 @@ fn typed(log: &generator::GeneratedLog, id: u64) -> TypedEntry {
                 .collect()
         })
         .unwrap_or_default();
-    TypedEntry { id, timestamp_ms: log.timestamp_ms, source: log.source.clone(), fields }
+    TypedEntry {
+        id,
+        timestamp_ms: log.timestamp_ms,
+        source: log.source.clone(),
+        fields,
+    }
 }
 
 fn columnar(logs: &[(u64, &generator::GeneratedLog)]) -> Columnar {
     Columnar {
         ids: logs.iter().map(|(id, _)| *id).collect(),
         timestamps_ms: logs.iter().map(|(_, l)| l.timestamp_ms).collect(),
-        sources: logs.iter().map(|(_, l)| l.source.as_str()).collect::<Vec<_>>().join("\n"),
-        fields: logs.iter().map(|(_, l)| l.fields.to_string()).collect::<Vec<_>>().join("\n"),
+        sources: logs
+            .iter()
+            .map(|(_, l)| l.source.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        fields: logs
+            .iter()
+            .map(|(_, l)| l.fields.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -69,18 +85,35 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 pub fn run(entries: usize, batch: usize, rounds: usize) -> Result<()> {
     let mut config = Config::new();
-    config.wasm_component_model(true).concurrency_support(false).epoch_interruption(true);
+    config
+        .wasm_component_model(true)
+        .concurrency_support(false)
+        .epoch_interruption(true);
     let engine = wasm(Engine::new(&config))?;
-    let component = wasm(Component::from_file(&engine, mcp_agent_artifacts::BOUNDARY)).context("loading the boundary fixture")?;
+    let component = wasm(Component::from_file(&engine, mcp_agent_artifacts::BOUNDARY))
+        .context("loading the boundary fixture")?;
     let mut linker = Linker::new(&engine);
     wasm(wasmtime_wasi::p2::add_to_linker_sync(&mut linker))?;
-    let mut store = Store::new(&engine, State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
+    let mut store = Store::new(
+        &engine,
+        State {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+        },
+    );
     store.set_epoch_deadline(u64::MAX / 2);
     let guest = wasm(Boundary::instantiate(&mut store, &component, &linker))?;
 
     let logs = generator::generate("wifi", 99, entries)?;
-    let numbered: Vec<(u64, &generator::GeneratedLog)> = logs.iter().enumerate().map(|(i, l)| (i as u64 + 1, l)).collect();
-    let typed_batches: Vec<Vec<TypedEntry>> = numbered.chunks(batch.max(1)).map(|c| c.iter().map(|(id, l)| typed(l, *id)).collect()).collect();
+    let numbered: Vec<(u64, &generator::GeneratedLog)> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l))
+        .collect();
+    let typed_batches: Vec<Vec<TypedEntry>> = numbered
+        .chunks(batch.max(1))
+        .map(|c| c.iter().map(|(id, l)| typed(l, *id)).collect())
+        .collect();
     let columnar_batches: Vec<Columnar> = numbered.chunks(batch.max(1)).map(columnar).collect();
 
     let (mut typed_times, mut columnar_times) = (Vec::new(), Vec::new());
@@ -99,7 +132,10 @@ pub fn run(entries: usize, batch: usize, rounds: usize) -> Result<()> {
         }
         columnar_times.push(started.elapsed());
     }
-    anyhow::ensure!(typed_sum == columnar_sum, "the two encodings disagree ({typed_sum} against {columnar_sum})");
+    anyhow::ensure!(
+        typed_sum == columnar_sum,
+        "the two encodings disagree ({typed_sum} against {columnar_sum})"
+    );
     let mut native_times = Vec::new();
     let mut native_sum = 0;
     for _ in 0..rounds.max(1) {
@@ -110,14 +146,29 @@ pub fn run(entries: usize, batch: usize, rounds: usize) -> Result<()> {
         }
         native_times.push(started.elapsed());
     }
-    anyhow::ensure!(native_sum == columnar_sum, "native and guest disagree ({native_sum} against {columnar_sum})");
+    anyhow::ensure!(
+        native_sum == columnar_sum,
+        "native and guest disagree ({native_sum} against {columnar_sum})"
+    );
     let per_entry = |d: Duration| d.as_secs_f64() * 1e9 / logs.len() as f64;
     let n = per_entry(median(native_times));
-    let (t, c) = (per_entry(median(typed_times)), per_entry(median(columnar_times)));
-    println!("\nboundary, {} Wi-Fi entries in batches of {batch}, median of {rounds} rounds, crossing plus reading the fields:", logs.len());
+    let (t, c) = (
+        per_entry(median(typed_times)),
+        per_entry(median(columnar_times)),
+    );
+    println!(
+        "\nboundary, {} Wi-Fi entries in batches of {batch}, median of {rounds} rounds, crossing plus reading the fields:",
+        logs.len()
+    );
     println!("  typed field records  {t:>7.0} ns per entry");
-    println!("  columns + JSON lines {c:>7.0} ns per entry  ({:.2}x the typed cost)", c / t);
-    println!("  the same JSON lines read natively {n:>7.0} ns per entry (guest at {:.2} of native speed)", n / c);
+    println!(
+        "  columns + JSON lines {c:>7.0} ns per entry  ({:.2}x the typed cost)",
+        c / t
+    );
+    println!(
+        "  the same JSON lines read natively {n:>7.0} ns per entry (guest at {:.2} of native speed)",
+        n / c
+    );
     Ok(())
 }
 
@@ -137,7 +188,11 @@ fn native_columnar(batch: &Columnar) -> u64 {
     for (id, line) in batch.ids.iter().zip(batch.fields.split('\n')) {
         if let Ok(w) = serde_json::from_str::<Wifi<'_>>(line) {
             let deauth = u64::from(w.event == "deauth");
-            sum += deauth + w.bssid.len() as u64 + w.signal_dbm.unsigned_abs() + (w.retry_rate * 1000.0) as u64 + id;
+            sum += deauth
+                + w.bssid.len() as u64
+                + w.signal_dbm.unsigned_abs()
+                + (w.retry_rate * 1000.0) as u64
+                + id;
         }
     }
     sum

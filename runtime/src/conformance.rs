@@ -5,7 +5,6 @@
 
 use std::collections::HashSet;
 
-use crate::batch::HostBatchBuilder;
 use crate::generator::{self, GeneratedLog};
 use crate::registry::{self, RegisteredAgent};
 use crate::sandbox::{InstanceContext, LogBatch, LogEntry, Sandbox, SandboxError};
@@ -67,13 +66,20 @@ pub fn to_entries(log_type: &str, logs: &[GeneratedLog]) -> Vec<LogEntry> {
 /// Packs entries into the columnar batch the host sends; entries that do
 /// not fit a batch are left out, as the source would quarantine them.
 pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> LogBatch {
-    let mut builder = HostBatchBuilder::new(log_type, 1);
-    for e in entries {
-        if let Err(reason) = builder.push_json(e.id, e.timestamp_ms, &e.source, &e.fields) {
-            tracing::warn!(log_id = e.id, "sample entry left out: {reason}");
-        }
+    let rows: Vec<mcp_sdk::RawRow<'_>> = entries
+        .iter()
+        .map(|e| mcp_sdk::RawRow {
+            id: e.id,
+            timestamp_ms: e.timestamp_ms,
+            source: &e.source,
+            fields: &e.fields,
+        })
+        .collect();
+    let (batch, refused) = crate::batch::build(log_type, 1, &rows);
+    for (index, reason) in refused {
+        tracing::warn!(index, "sample entry left out: {reason}");
     }
-    builder.finish()
+    batch
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {

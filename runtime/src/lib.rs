@@ -2,6 +2,7 @@
 //! the registry of agents, the embedded log source and anomaly store, and the
 //! commands of the `mcp` binary.
 
+pub mod batch;
 pub mod config;
 pub mod conformance;
 pub mod demo;
@@ -9,7 +10,6 @@ pub mod generator;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
-pub mod batch;
 pub mod sandbox;
 pub mod source;
 pub mod store;

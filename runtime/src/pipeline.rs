@@ -149,7 +149,12 @@ fn attach_fields(
         return Ok((Vec::new(), 0));
     }
     let batch = &read.batch;
-    let lines: HashMap<u64, &str> = batch.ids.iter().copied().zip(read.raw_fields.iter().map(String::as_str)).collect();
+    let lines: HashMap<u64, &str> = batch
+        .ids
+        .iter()
+        .copied()
+        .zip(read.raw_fields.iter().map(String::as_str))
+        .collect();
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
     for mut anomaly in found {

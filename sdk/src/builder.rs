@@ -41,7 +41,9 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Integer(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        i64::try_from(v).map(Scalar::Integer).or(Ok(Scalar::Real(v as f64)))
+        i64::try_from(v)
+            .map(Scalar::Integer)
+            .or(Ok(Scalar::Real(v as f64)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
         Ok(Scalar::Real(v))
@@ -56,7 +58,10 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Null)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+        while map
+            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+            .is_some()
+        {}
         Ok(Scalar::Nested)
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -119,7 +124,10 @@ impl<'de> de::Deserialize<'de> for Row<'de> {
 enum Data {
     /// Only missing values so far; the first value decides the type.
     Unknown,
-    Text { data: String, ends: Vec<u32> },
+    Text {
+        data: String,
+        ends: Vec<u32>,
+    },
     Integer(Vec<i64>),
     Real(Vec<f64>),
     Boolean(Vec<bool>),
@@ -164,7 +172,10 @@ impl ColumnBuilder {
             return;
         }
         self.data = match value {
-            Scalar::Text(_) => Data::Text { data: String::new(), ends: vec![0; rows] },
+            Scalar::Text(_) => Data::Text {
+                data: String::new(),
+                ends: vec![0; rows],
+            },
             Scalar::Integer(_) => Data::Integer(vec![0; rows]),
             Scalar::Real(_) => Data::Real(vec![0.0; rows]),
             Scalar::Boolean(_) => Data::Boolean(vec![false; rows]),
@@ -207,13 +218,20 @@ impl ColumnBuilder {
     fn finish(self, rows: usize) -> Column {
         let values = match self.data {
             // A field that was null everywhere: text, all missing.
-            Data::Unknown => ColumnValues::Text(TextColumn { data: String::new(), ends: vec![0; rows] }),
+            Data::Unknown => ColumnValues::Text(TextColumn {
+                data: String::new(),
+                ends: vec![0; rows],
+            }),
             Data::Text { data, ends } => ColumnValues::Text(TextColumn { data, ends }),
             Data::Integer(v) => ColumnValues::Integer(v),
             Data::Real(v) => ColumnValues::Real(v),
             Data::Boolean(v) => ColumnValues::Boolean(v),
         };
-        Column { name: self.name, values, missing: self.missing }
+        Column {
+            name: self.name,
+            values,
+            missing: self.missing,
+        }
     }
 }
 
@@ -266,8 +284,24 @@ impl BatchBuilder {
     /// does not fit (not an object, a nested value, a duplicate field, or a
     /// type other than the batch's for that field) is refused with the
     /// reason, and the batch is left as it was.
-    pub fn push_json(&mut self, id: u64, timestamp_ms: i64, source: &str, fields: &str) -> Result<(), String> {
-        let Row(row) = serde_json::from_str::<Row<'_>>(fields).map_err(|e| format!("fields are not a JSON object: {e}"))?;
+    pub fn push_json(
+        &mut self,
+        id: u64,
+        timestamp_ms: i64,
+        source: &str,
+        fields: &str,
+    ) -> Result<(), String> {
+        let row = parse_row(fields)?;
+        self.push_row(id, timestamp_ms, source, row)
+    }
+
+    fn push_row(
+        &mut self,
+        id: u64,
+        timestamp_ms: i64,
+        source: &str,
+        Row(row): Row<'_>,
+    ) -> Result<(), String> {
         let rows = self.ids.len();
         let row_index = u32::try_from(rows).map_err(|_| "batch is full".to_string())?;
         if self.sources.len() + source.len() > MAX_TEXT_BYTES {
@@ -275,14 +309,24 @@ impl BatchBuilder {
         }
         for (i, (name, value)) in row.iter().enumerate() {
             if matches!(value, Scalar::Nested) {
-                return Err(format!("field '{name}' is an object or array; fields must be scalars"));
+                return Err(format!(
+                    "field '{name}' is an object or array; fields must be scalars"
+                ));
             }
             if row[..i].iter().any(|(other, _)| other == name) {
                 return Err(format!("field '{name}' appears twice"));
             }
-            if let Some(column) = self.by_name.get(name.as_ref()).and_then(|&c| self.columns.get(c)) {
+            if let Some(column) = self
+                .by_name
+                .get(name.as_ref())
+                .and_then(|&c| self.columns.get(c))
+            {
                 if !column.accepts(value) {
-                    return Err(format!("field '{name}' is {} in this batch but {} here", column.data.kind(), scalar_kind(value)));
+                    return Err(format!(
+                        "field '{name}' is {} in this batch but {} here",
+                        column.data.kind(),
+                        scalar_kind(value)
+                    ));
                 }
                 if let (Data::Text { data, .. }, Scalar::Text(t)) = (&column.data, value)
                     && data.len() + t.len() > MAX_TEXT_BYTES
@@ -296,10 +340,16 @@ impl BatchBuilder {
             let index = match self.by_name.get(name.as_ref()) {
                 Some(&index) => index,
                 None => {
-                    let mut column = ColumnBuilder { name: name.to_string(), data: Data::Unknown, missing: (0..row_index).collect(), written_at: 0 };
+                    let mut column = ColumnBuilder {
+                        name: name.to_string(),
+                        data: Data::Unknown,
+                        missing: (0..row_index).collect(),
+                        written_at: 0,
+                    };
                     column.adopt(&value, rows);
                     self.columns.push(column);
-                    self.by_name.insert(name.into_owned(), self.columns.len() - 1);
+                    self.by_name
+                        .insert(name.into_owned(), self.columns.len() - 1);
                     self.columns.len() - 1
                 }
             };
@@ -312,7 +362,11 @@ impl BatchBuilder {
                 column.written_at = generation;
             }
         }
-        for column in self.columns.iter_mut().filter(|c| c.written_at != generation) {
+        for column in self
+            .columns
+            .iter_mut()
+            .filter(|c| c.written_at != generation)
+        {
             column.push_default(row_index);
             column.written_at = generation;
         }
@@ -331,10 +385,102 @@ impl BatchBuilder {
             schema_version: self.schema_version,
             ids: self.ids,
             timestamps_ms: self.timestamps_ms,
-            sources: TextColumn { data: self.sources, ends: self.source_ends },
+            sources: TextColumn {
+                data: self.sources,
+                ends: self.source_ends,
+            },
             columns: self.columns.into_iter().map(|c| c.finish(rows)).collect(),
         }
     }
+}
+
+fn parse_row(fields: &str) -> Result<Row<'_>, String> {
+    serde_json::from_str::<Row<'_>>(fields)
+        .map_err(|e| format!("fields are not a JSON object: {e}"))
+}
+
+/// One raw row, as a source holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRow<'a> {
+    /// The log id.
+    pub id: u64,
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The device or sensor that logged it.
+    pub source: &'a str,
+    /// The fields, one JSON object.
+    pub fields: &'a str,
+}
+
+/// Builds a batch from `rows`, typing each field by what most rows hold, so
+/// that one odd row, wherever it sits, is refused instead of deciding the
+/// type for the rest. Returns the batch and the refused rows (index into
+/// `rows`, reason).
+pub fn build_batch(
+    log_type: &str,
+    schema_version: u32,
+    rows: &[RawRow<'_>],
+) -> (LogBatch, Vec<(usize, String)>) {
+    let mut refused = Vec::new();
+    let mut parsed = Vec::with_capacity(rows.len());
+    let mut votes: HashMap<&str, [usize; 4]> = HashMap::new();
+    for (index, raw) in rows.iter().enumerate() {
+        match parse_row(raw.fields) {
+            Ok(row) => {
+                for (name, value) in &row.0 {
+                    let slot = match value {
+                        Scalar::Text(_) => 0,
+                        Scalar::Integer(_) => 1,
+                        Scalar::Real(_) => 2,
+                        Scalar::Boolean(_) => 3,
+                        Scalar::Null | Scalar::Nested => continue,
+                    };
+                    if let Some(counts) = votes.get_mut(name.as_ref()) {
+                        counts[slot] += 1;
+                    } else if let Cow::Borrowed(name) = name {
+                        let mut counts = [0; 4];
+                        counts[slot] = 1;
+                        votes.insert(name, counts);
+                    }
+                }
+                parsed.push((index, row));
+            }
+            Err(reason) => refused.push((index, reason)),
+        }
+    }
+    let mut builder = BatchBuilder::new(log_type, schema_version);
+    for (name, [text, integer, real, boolean]) in votes {
+        let numbers = integer + real;
+        let data = if text >= numbers.max(boolean) {
+            Data::Text {
+                data: String::new(),
+                ends: Vec::new(),
+            }
+        } else if boolean > numbers {
+            Data::Boolean(Vec::new())
+        } else if real > 0 {
+            Data::Real(Vec::new())
+        } else {
+            Data::Integer(Vec::new())
+        };
+        builder.columns.push(ColumnBuilder {
+            name: name.to_string(),
+            data,
+            missing: Vec::new(),
+            written_at: 0,
+        });
+        builder
+            .by_name
+            .insert(name.to_string(), builder.columns.len() - 1);
+    }
+    for (index, row) in parsed {
+        let raw = &rows[index];
+        if let Err(reason) = builder.push_row(raw.id, raw.timestamp_ms, raw.source, row) {
+            refused.push((index, reason));
+        }
+    }
+    refused.sort_by_key(|(index, _)| *index);
+    (builder.finish(), refused)
 }
 
 fn scalar_kind(value: &Scalar<'_>) -> &'static str {
@@ -345,5 +491,164 @@ fn scalar_kind(value: &Scalar<'_>) -> &'static str {
         Scalar::Boolean(_) => "a boolean",
         Scalar::Null => "null",
         Scalar::Nested => "nested",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AgentError, Batch};
+
+    fn build(rows: &[&str]) -> (LogBatch, Vec<String>) {
+        let mut builder = BatchBuilder::new("t", 1);
+        let mut refused = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Err(reason) =
+                builder.push_json(i as u64 + 1, i as i64 * 10, &format!("src-{i}"), row)
+            {
+                refused.push(reason);
+            }
+        }
+        (builder.finish(), refused)
+    }
+
+    #[test]
+    fn rows_become_typed_columns_with_missing_values() -> Result<(), AgentError> {
+        let (raw, refused) = build(&[
+            r#"{"name": "a", "port": 80, "ok": true}"#,
+            r#"{"name": "bé\nc", "port": 443.5, "extra": "x"}"#,
+            r#"{"name": null, "port": 22, "ok": false}"#,
+        ]);
+        assert!(refused.is_empty(), "{refused:?}");
+        let batch = Batch::new(&raw)?;
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.source(1), "src-1");
+        assert_eq!((batch.id(2), batch.timestamp_ms(2)), (3, 20));
+        let name = batch.text("name")?;
+        assert_eq!(
+            (name.get(0), name.get(1), name.get(2)),
+            (Some("a"), Some("bé\nc"), None)
+        );
+        // An integer column that meets a real becomes a real column.
+        assert!(batch.integer_opt("port").is_none());
+        let port = batch.number("port")?;
+        assert_eq!(
+            (port.get(0), port.get(1), port.get(2)),
+            (Some(80.0), Some(443.5), Some(22.0))
+        );
+        let ok = batch
+            .boolean_opt("ok")
+            .ok_or_else(|| AgentError::Internal("no ok".into()))?;
+        assert_eq!(
+            (ok.get(0), ok.get(1), ok.get(2)),
+            (Some(true), None, Some(false))
+        );
+        // A field first seen in the second row is missing in the first and third.
+        let extra = batch.text("extra")?;
+        assert_eq!(
+            (extra.get(0), extra.get(1), extra.get(2)),
+            (None, Some("x"), None)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_are_refused_and_leave_the_batch_alone() -> Result<(), AgentError> {
+        let (raw, refused) = build(&[
+            r#"{"name": "a", "port": 80}"#,
+            r#"{"name": 5, "port": 81}"#,
+            r#"{"name": "b", "nested": {"x": 1}}"#,
+            r#"{"name": "c", "name": "d"}"#,
+            r#"[1, 2]"#,
+            r#"{"name": "e", "port": 82}"#,
+        ]);
+        assert_eq!(refused.len(), 4, "{refused:?}");
+        assert!(
+            refused[0].contains("'name' is text in this batch but an integer here"),
+            "{}",
+            refused[0]
+        );
+        assert!(
+            refused[1].contains("'nested' is an object or array"),
+            "{}",
+            refused[1]
+        );
+        assert!(
+            refused[2].contains("'name' appears twice"),
+            "{}",
+            refused[2]
+        );
+        assert!(refused[3].contains("not a JSON object"), "{}", refused[3]);
+        let batch = Batch::new(&raw)?;
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.text("name")?.get(1), Some("e"));
+        assert_eq!(batch.integer("port")?.get(1), Some(82));
+        assert!(batch.text_opt("nested").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn the_majority_types_a_field_so_an_odd_first_row_is_the_one_refused() -> Result<(), AgentError>
+    {
+        let texts = [
+            r#"{"port": "http"}"#,
+            r#"{"port": 80}"#,
+            r#"{"port": 443}"#,
+            r#"{"port": 8080.5}"#,
+            "nope",
+        ];
+        let rows: Vec<RawRow<'_>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, f)| RawRow {
+                id: i as u64 + 1,
+                timestamp_ms: 0,
+                source: "s",
+                fields: f,
+            })
+            .collect();
+        let (raw, refused) = build_batch("t", 1, &rows);
+        let refused_rows: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused_rows, vec![0, 4], "{refused:?}");
+        assert!(
+            refused[0]
+                .1
+                .contains("'port' is a real number in this batch but text here"),
+            "{}",
+            refused[0].1
+        );
+        let batch = Batch::new(&raw)?;
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.id(0), 2);
+        assert_eq!(batch.number("port")?.get(2), Some(8080.5));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_required_field_names_it() {
+        let (raw, _) = build(&[r#"{"a": 1}"#]);
+        match Batch::new(&raw).and_then(|b| b.text("bssid").map(|_| ())) {
+            Err(AgentError::InvalidEntry(e)) => {
+                assert!(e.reason.contains("'bssid'"), "{}", e.reason)
+            }
+            other => panic!("expected an invalid-entry error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inconsistent_batches_are_refused_before_reading() {
+        let (mut raw, _) = build(&[r#"{"a": "x"}"#, r#"{"a": "y"}"#]);
+        if let Some(column) = raw.columns.first_mut()
+            && let ColumnValues::Text(text) = &mut column.values
+        {
+            text.ends[1] = 99;
+        }
+        assert!(matches!(Batch::new(&raw), Err(AgentError::InvalidEntry(_))));
+        let (mut ragged, _) = build(&[r#"{"a": 1}"#, r#"{"a": 2}"#]);
+        ragged.ids.push(3);
+        assert!(matches!(
+            Batch::new(&ragged),
+            Err(AgentError::InvalidEntry(_))
+        ));
     }
 }

@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 
 use crate::wit::exports::mcp::agent::detector::Guest;
 use crate::{
-    Agent, AgentError, AgentInfo, Anomaly, Batch, BatchBuilder, Features, InferenceResult, InvalidEntry, LogBatch,
-    LogEntry,
+    Agent, AgentError, AgentInfo, Anomaly, Batch, BatchBuilder, Features, InferenceResult,
+    InvalidEntry, LogBatch, LogEntry,
 };
 
 /// Gives the export glue the one agent value of this instance.
@@ -27,26 +27,50 @@ pub fn run_batch<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<Vec<Anomal
 }
 
 /// Packs single entries of one log type into a batch, as the host does.
-pub fn batch_from_entries(log_type: &str, schema_version: u32, entries: &[LogEntry]) -> Result<LogBatch, AgentError> {
+pub fn batch_from_entries(
+    log_type: &str,
+    schema_version: u32,
+    entries: &[LogEntry],
+) -> Result<LogBatch, AgentError> {
     let mut builder = BatchBuilder::new(log_type, schema_version);
     for entry in entries {
         builder
             .push_json(entry.id, entry.timestamp_ms, &entry.source, &entry.fields)
-            .map_err(|reason| AgentError::InvalidEntry(InvalidEntry { log_id: entry.id, reason }))?;
+            .map_err(|reason| {
+                AgentError::InvalidEntry(InvalidEntry {
+                    log_id: entry.id,
+                    reason,
+                })
+            })?;
     }
     Ok(builder.finish())
 }
 
 fn check_log_type<A: Agent>(log_type: &str) -> Result<(), AgentError> {
-    let info = A::info();
-    if info.log_type == log_type {
-        Ok(())
-    } else {
-        Err(AgentError::UnsupportedLogType(format!(
-            "agent {} handles '{}' logs, not '{}'",
-            info.name, info.log_type, log_type
-        )))
+    // `info()` builds a dozen strings; remember each agent type's log type
+    // instead of paying that on every batch.
+    thread_local! {
+        static LOG_TYPES: std::cell::RefCell<Vec<(std::any::TypeId, String)>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    let id = std::any::TypeId::of::<A>();
+    let matches = LOG_TYPES.with(|cell| {
+        let mut known = cell.borrow_mut();
+        if let Some((_, expected)) = known.iter().find(|(t, _)| *t == id) {
+            return expected == log_type;
+        }
+        let expected = A::info().log_type;
+        let matches = expected == log_type;
+        known.push((id, expected));
+        matches
+    });
+    if matches {
+        return Ok(());
+    }
+    let info = A::info();
+    Err(AgentError::UnsupportedLogType(format!(
+        "agent {} handles '{}' logs, not '{}'",
+        info.name, info.log_type, log_type
+    )))
 }
 
 fn single(entry: &LogEntry) -> Result<LogBatch, AgentError> {
@@ -87,7 +111,10 @@ impl<A: AgentCell> Guest for Adapter<A> {
             } else if let Err(e) = crate::host::report(&anomaly) {
                 // Earlier entries of a burst travel out of band; the host
                 // refuses only when a limit is hit, which the agent cannot fix.
-                crate::host::log(crate::host::Level::Warn, &format!("report refused: {}", crate::host::describe(&e)));
+                crate::host::log(
+                    crate::host::Level::Warn,
+                    &format!("report refused: {}", crate::host::describe(&e)),
+                );
             }
         }
         Ok(own)

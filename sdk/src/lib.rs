@@ -28,7 +28,7 @@ pub mod host;
 pub mod window;
 
 pub use batch::{Batch, EntryRef, Number, Text, Values};
-pub use builder::BatchBuilder;
+pub use builder::{BatchBuilder, RawRow, build_batch};
 pub use config::Config;
 pub use export::{AgentCell, batch_from_entries, run_batch};
 
@@ -75,7 +75,11 @@ pub trait Agent: Default + 'static {
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError>;
 
     /// Turns entry `index` of `batch` into numeric features. The default has none.
-    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+    fn extract_features(
+        &mut self,
+        batch: &Batch<'_>,
+        index: usize,
+    ) -> Result<Features, AgentError> {
         let _ = (batch, index);
         Ok(Features {
             names: Vec::new(),

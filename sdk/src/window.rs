@@ -18,7 +18,9 @@ pub enum Count {
 struct KeyWindow {
     events: VecDeque<(i64, u64, EntryRef)>,
     /// Events per tag in the window, kept only when counting distinct tags.
-    tags: HashMap<u64, u32>,
+    /// A short vector: windows hold few distinct tags, and one allocation per
+    /// key beats a map's two.
+    tags: Vec<(u64, u32)>,
     /// True while the window is over the threshold, so entries that keep the
     /// burst going are flagged one by one instead of re-flagging the window.
     alarmed: bool,
@@ -70,7 +72,10 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         }
         window.events.push_back((timestamp_ms, tag, entry));
         if distinct {
-            *window.tags.entry(tag).or_default() += 1;
+            match window.tags.iter_mut().find(|(t, _)| *t == tag) {
+                Some((_, count)) => *count += 1,
+                None => window.tags.push((tag, 1)),
+            }
         }
         let level = if distinct {
             window.tags.len()
@@ -134,11 +139,11 @@ pub fn entropy(text: &str) -> f32 {
         .sum()
 }
 
-fn forget_tag(tags: &mut HashMap<u64, u32>, tag: u64) {
-    if let Some(count) = tags.get_mut(&tag) {
-        *count -= 1;
-        if *count == 0 {
-            tags.remove(&tag);
+fn forget_tag(tags: &mut Vec<(u64, u32)>, tag: u64) {
+    if let Some(index) = tags.iter().position(|(t, _)| *t == tag) {
+        tags[index].1 -= 1;
+        if tags[index].1 == 0 {
+            tags.swap_remove(index);
         }
     }
 }

@@ -139,10 +139,19 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
     let mut f = fixture()?;
     let logs = generator::generate("wifi", 8, 1_000)?;
     f.source.load("t", "wifi", &logs[..500])?;
+    // The batches hold 500 rows, so these three open the second batch.
     let bad_json = f
         .source
-        .insert_raw("t", "wifi", 1, "wlc-1", "{\"event\": \"deauth\", ")?;
+        .insert_raw("t", "wifi", 1, "wlc-1", r#"{"event": "deauth", "#)?;
     let not_object = f.source.insert_raw("t", "wifi", 2, "wlc-1", "[1, 2, 3]")?;
+    // First of its batch, yet refused: the batch's other rows decide the type.
+    let wrong_type = f.source.insert_raw(
+        "t",
+        "wifi",
+        3,
+        "wlc-1",
+        r#"{"event": "data", "bssid": "b", "signal_dbm": "strong"}"#,
+    )?;
     f.source.load("t", "wifi", &logs[500..])?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "wifi", "t", Default::default(), None)?;
@@ -153,21 +162,36 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
         &mut f.store,
         &spec("wifi", "t"),
     )?;
-    assert_eq!(report.quarantined, 2);
+    assert_eq!(report.quarantined, 3);
     assert_eq!(report.entries, logs.len() as u64);
     let quarantined = f.source.quarantined("t")?;
     assert_eq!(
         quarantined.iter().map(|q| q.0).collect::<Vec<_>>(),
-        vec![bad_json, not_object]
+        vec![bad_json, not_object, wrong_type]
     );
     assert!(
-        quarantined[0].2.contains("not valid JSON"),
+        quarantined[0].2.contains("EOF while parsing"),
         "{quarantined:?}"
     );
     assert!(
         quarantined[1].2.contains("not a JSON object"),
         "{quarantined:?}"
     );
+    assert!(
+        quarantined[2]
+            .2
+            .contains("'signal_dbm' is an integer in this batch but text here"),
+        "{quarantined:?}"
+    );
+    // A rerun starts after the checkpoint: nothing is quarantined twice.
+    let again = pipeline::run(
+        &registry,
+        &mut instance,
+        &f.source,
+        &mut f.store,
+        &spec("wifi", "t"),
+    )?;
+    assert_eq!((again.entries, again.quarantined), (0, 0));
     Ok(())
 }
 

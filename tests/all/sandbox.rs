@@ -202,8 +202,8 @@ fn host_stamps_agent_name_and_entry_provenance() -> anyhow::Result<()> {
     assert!(anomaly.detected_at_ms > 0);
     assert_eq!(anomaly.log_type, "wifi");
     assert_eq!(
-        anomaly.source,
-        batch.sources.split('\n').next().unwrap_or_default()
+        Some(anomaly.source.as_str()),
+        mcp_runtime::batch::text_at(&batch.sources, 0)
     );
     assert_eq!(anomaly.log_timestamp_ms, batch.timestamps_ms[0]);
     Ok(())

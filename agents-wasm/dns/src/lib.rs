@@ -132,19 +132,13 @@ impl DnsAgent {
             ),
         ))
     }
-}
-
-impl DnsAgent {
     fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Anomaly>) {
         found.extend(self.tunnel(entry, f));
         found.extend(self.dga(entry, f));
         if f.rcode == "NXDOMAIN" {
-            let hits = self.nxdomains.push(
-                &key_of(f.client_ip),
-                entry.timestamp_ms,
-                0,
-                entry,
-            );
+            let hits = self
+                .nxdomains
+                .push(&key_of(f.client_ip), entry.timestamp_ms, 0, entry);
             if !hits.is_empty() {
                 let level = self.nxdomains.level(&key_of(f.client_ip));
                 for hit in hits {
@@ -190,7 +184,11 @@ impl Agent for DnsAgent {
         Ok(found)
     }
 
-    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+    fn extract_features(
+        &mut self,
+        batch: &Batch<'_>,
+        index: usize,
+    ) -> Result<Features, AgentError> {
         let f = DnsColumns::of(batch)?.lookup(index);
         let label = registered_label(f.query);
         let longest = f.query.split('.').map(str::len).max().unwrap_or(0);

@@ -36,7 +36,11 @@ impl<'a> FirewallColumns<'a> {
             dst_ip: self.dst_ip.or_empty(i),
             dst_port: u16::try_from(self.dst_port.or_default(i)).unwrap_or(0),
             action: self.action.or_empty(i),
-            bytes_out: self.bytes_out.map_or(0, |c| c.or_default(i)).max(0).unsigned_abs(),
+            bytes_out: self
+                .bytes_out
+                .map_or(0, |c| c.or_default(i))
+                .max(0)
+                .unsigned_abs(),
         }
     }
 }
@@ -79,14 +83,10 @@ fn is_internal(ip: &str) -> bool {
 
 impl FirewallAgent {
     fn observe(&mut self, entry: EntryRef, f: &Connection<'_>, found: &mut Vec<Anomaly>) {
-
         let scan_key = key_of(&(f.src_ip, f.dst_ip));
-        let hits = self.scans.push(
-            &scan_key,
-            entry.timestamp_ms,
-            u64::from(f.dst_port),
-            entry,
-        );
+        let hits = self
+            .scans
+            .push(&scan_key, entry.timestamp_ms, u64::from(f.dst_port), entry);
         if !hits.is_empty() {
             let level = self.scans.level(&scan_key);
             for hit in hits {
@@ -121,8 +121,8 @@ impl FirewallAgent {
 
         if f.action == "allow"
             && f.bytes_out >= self.exfil_bytes
-            && is_internal(&f.src_ip)
-            && !is_internal(&f.dst_ip)
+            && is_internal(f.src_ip)
+            && !is_internal(f.dst_ip)
         {
             found.push(anomaly(&entry, 0.9, "exfiltration", Severity::Critical, format!(
                 "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
@@ -179,7 +179,11 @@ impl Agent for FirewallAgent {
         Ok(found)
     }
 
-    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+    fn extract_features(
+        &mut self,
+        batch: &Batch<'_>,
+        index: usize,
+    ) -> Result<Features, AgentError> {
         let f = FirewallColumns::of(batch)?.event(index);
         Ok(Features {
             names: vec![

@@ -96,23 +96,26 @@ impl WifiAgent {
     }
 
     fn check_access_point(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> Option<Anomaly> {
-        if let Some((label, severity, reason)) = self.suspect_bssids.get(f.bssid) {
-            return Some(anomaly(
-                &entry,
-                0.95,
-                label,
-                *severity,
-                reason.clone(),
-            ));
+        // Most of the time there is no suspect: skip hashing the BSSID then.
+        if !self.suspect_bssids.is_empty()
+            && let Some((label, severity, reason)) = self.suspect_bssids.get(f.bssid)
+        {
+            return Some(anomaly(&entry, 0.95, label, *severity, reason.clone()));
         }
         if f.event != "beacon" || f.bssid.is_empty() {
             return None;
         }
         if self.learning(entry.timestamp_ms) {
-            self.known
-                .entry(f.ssid.to_string())
-                .or_default()
-                .insert(f.bssid.to_string());
+            let seen = self
+                .known
+                .get(f.ssid)
+                .is_some_and(|bssids| bssids.contains(f.bssid));
+            if !seen {
+                self.known
+                    .entry(f.ssid.to_string())
+                    .or_default()
+                    .insert(f.bssid.to_string());
+            }
             return None;
         }
         let (label, severity, reason) = match self.known.get(f.ssid) {
@@ -149,14 +152,14 @@ impl WifiAgent {
     }
 
     fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Anomaly>) {
-        if let Some(a) = self.check_access_point(entry, &f) {
+        if let Some(a) = self.check_access_point(entry, f) {
             found.push(a);
         }
         match f.event {
             "deauth" | "disassoc" => {
-                let hits =
-                    self.deauths
-                        .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+                let hits = self
+                    .deauths
+                    .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
                 let level = self.deauths.level(&key_of(f.bssid));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.9, "deauth_flood", Severity::High, format!(
@@ -166,12 +169,9 @@ impl WifiAgent {
                 }
             }
             "auth" if f.status == "failure" => {
-                let hits = self.auth_failures.push(
-                    &key_of(f.client),
-                    entry.timestamp_ms,
-                    0,
-                    entry,
-                );
+                let hits = self
+                    .auth_failures
+                    .push(&key_of(f.client), entry.timestamp_ms, 0, entry);
                 let level = self.auth_failures.level(&key_of(f.client));
                 for hit in hits {
                     found.push(anomaly(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
@@ -183,9 +183,9 @@ impl WifiAgent {
             _ => {}
         }
         if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80.0 {
-            let hits =
-                self.retry_storms
-                    .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+            let hits = self
+                .retry_storms
+                .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
             for hit in hits {
                 found.push(anomaly(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
                     "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
@@ -253,7 +253,11 @@ impl Agent for WifiAgent {
         Ok(found)
     }
 
-    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
+    fn extract_features(
+        &mut self,
+        batch: &Batch<'_>,
+        index: usize,
+    ) -> Result<Features, AgentError> {
         let f = WifiColumns::of(batch)?.event(index);
         Ok(Features {
             names: vec![

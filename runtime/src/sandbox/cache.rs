@@ -42,8 +42,8 @@ impl CompileCache {
         sha256: &str,
     ) -> Result<(Component, CacheOutcome), SandboxError> {
         let Some(dir) = &self.dir else {
-            let component = Component::new(engine, bytes)
-                .map_err(|e| SandboxError::Compile(one_line(&e)))?;
+            let component =
+                Component::new(engine, bytes).map_err(|e| SandboxError::Compile(one_line(&e)))?;
             return Ok((component, CacheOutcome::Disabled));
         };
         let path = Self::artifact_path(dir, engine, sha256);
@@ -90,5 +90,8 @@ fn deserialize_bytes(engine: &Engine, artifact: &[u8]) -> Result<Component, Sand
 /// wasmtime's messages may span lines (byte arrays, backtraces); operators
 /// read them in one line of a table or log.
 fn one_line(error: &wasmtime::Error) -> String {
-    format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
+    format!("{error:#}")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -261,7 +261,9 @@ fn fill_from_batch(batch: &LogBatch, anomalies: &mut [Anomaly]) {
         match batch.ids.binary_search(&anomaly.log_id) {
             Ok(index) => {
                 anomaly.log_type.clone_from(&batch.log_type);
-                anomaly.source = crate::batch::text_at(&batch.sources, index).unwrap_or_default().to_string();
+                anomaly.source = crate::batch::text_at(&batch.sources, index)
+                    .unwrap_or_default()
+                    .to_string();
                 anomaly.log_timestamp_ms =
                     batch.timestamps_ms.get(index).copied().unwrap_or_default();
             }

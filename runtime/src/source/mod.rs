@@ -16,4 +16,3 @@ pub enum SourceError {
     #[error("log source lock poisoned")]
     Poisoned,
 }
-

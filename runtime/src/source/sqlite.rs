@@ -7,9 +7,9 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SourceError;
-use crate::batch::HostBatchBuilder;
 use crate::generator::GeneratedLog;
 use crate::sandbox::{HostError, LogBatch, LogQuery, LogReader};
+use mcp_sdk::RawRow;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
@@ -197,23 +197,44 @@ impl SqliteLogSource {
             query.source,
             query.limit
         ]))?;
-        let mut builder = HostBatchBuilder::new(&query.log_type, SCHEMA_VERSION);
-        let mut raw_fields = Vec::new();
-        let mut last_id = query.after_id;
-        let mut rejected = Vec::new();
+        let mut fetched: Vec<(u64, i64, String, String)> = Vec::new();
         while let Some(row) = self.db(rows.next())? {
-            let id = self.db(row.get::<_, i64>(0))?.unsigned_abs();
-            let ts: i64 = self.db(row.get(1))?;
-            let source: String = self.db(row.get(2))?;
-            let fields: String = self.db(row.get(3))?;
-            last_id = id;
-            match builder.push_json(id, ts, &source, &fields) {
-                Ok(()) => raw_fields.push(fields),
-                Err(reason) => rejected.push((id, fields, reason)),
-            }
+            fetched.push((
+                self.db(row.get::<_, i64>(0))?.unsigned_abs(),
+                self.db(row.get(1))?,
+                self.db(row.get(2))?,
+                self.db(row.get(3))?,
+            ));
         }
         drop(rows);
         drop(stmt);
+        let last_id = fetched.last().map_or(query.after_id, |row| row.0);
+        let raw_rows: Vec<RawRow<'_>> = fetched
+            .iter()
+            .map(|(id, ts, source, fields)| RawRow {
+                id: *id,
+                timestamp_ms: *ts,
+                source,
+                fields,
+            })
+            .collect();
+        let (batch, refused) = crate::batch::build(&query.log_type, SCHEMA_VERSION, &raw_rows);
+        let refused_at: std::collections::HashSet<usize> =
+            refused.iter().map(|(index, _)| *index).collect();
+        let raw_fields = fetched
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| !refused_at.contains(index))
+            .map(|(_, row)| row.3.clone())
+            .collect();
+        let rejected: Vec<(u64, &str, &str)> = refused
+            .iter()
+            .filter_map(|(index, reason)| {
+                fetched
+                    .get(*index)
+                    .map(|row| (row.0, row.3.as_str(), reason.as_str()))
+            })
+            .collect();
         for (id, raw, reason) in &rejected {
             tracing::warn!(tenant, log_type = %query.log_type, log_id = id, "quarantined: {reason}");
             self.db(conn.execute(
@@ -221,7 +242,12 @@ impl SqliteLogSource {
                 params![tenant, query.log_type, i64::try_from(*id).unwrap_or(i64::MAX), raw, reason],
             ))?;
         }
-        Ok(SourceBatch { batch: builder.finish(), raw_fields, last_id, quarantined: rejected.len() })
+        Ok(SourceBatch {
+            batch,
+            raw_fields,
+            last_id,
+            quarantined: rejected.len(),
+        })
     }
 
     /// One log of `tenant` by id, for storing with its anomaly.
