@@ -150,8 +150,9 @@ struct ColumnBuilder {
     name: String,
     data: Data,
     missing: Vec<u32>,
-    /// The row that last wrote this column, to find absent fields.
-    written_at: usize,
+    /// The last row attempt that named this column, to find repeated and
+    /// absent fields without scanning.
+    seen_at: u64,
 }
 
 impl ColumnBuilder {
@@ -253,6 +254,9 @@ pub struct BatchBuilder {
     source_ends: Vec<u32>,
     columns: Vec<ColumnBuilder>,
     by_name: HashMap<String, usize>,
+    attempt: u64,
+    /// Reused per row: the column each field goes to (`None`: a new one).
+    targets: Vec<Option<usize>>,
 }
 
 impl BatchBuilder {
@@ -267,6 +271,8 @@ impl BatchBuilder {
             source_ends: Vec::new(),
             columns: Vec::new(),
             by_name: HashMap::new(),
+            attempt: 0,
+            targets: Vec::new(),
         }
     }
 
@@ -295,6 +301,16 @@ impl BatchBuilder {
         self.push_row(id, timestamp_ms, source, row)
     }
 
+    /// The column of field `name`, the `position`-th of its row. Rows of one
+    /// source list their fields in the same order, so the column at the same
+    /// position is tried first and the map only on a miss.
+    fn column_of(&self, name: &str, position: usize) -> Option<usize> {
+        match self.columns.get(position) {
+            Some(column) if column.name == name => Some(position),
+            _ => self.by_name.get(name).copied(),
+        }
+    }
+
     fn push_row(
         &mut self,
         id: u64,
@@ -307,44 +323,26 @@ impl BatchBuilder {
         if self.sources.len() + source.len() > MAX_TEXT_BYTES {
             return Err("batch text is full".into());
         }
-        for (i, (name, value)) in row.iter().enumerate() {
-            if matches!(value, Scalar::Nested) {
-                return Err(format!(
-                    "field '{name}' is an object or array; fields must be scalars"
-                ));
-            }
-            if row[..i].iter().any(|(other, _)| other == name) {
-                return Err(format!("field '{name}' appears twice"));
-            }
-            if let Some(column) = self
-                .by_name
-                .get(name.as_ref())
-                .and_then(|&c| self.columns.get(c))
-            {
-                if !column.accepts(value) {
-                    return Err(format!(
-                        "field '{name}' is {} in this batch but {} here",
-                        column.data.kind(),
-                        scalar_kind(value)
-                    ));
-                }
-                if let (Data::Text { data, .. }, Scalar::Text(t)) = (&column.data, value)
-                    && data.len() + t.len() > MAX_TEXT_BYTES
-                {
-                    return Err("batch text is full".into());
-                }
-            }
+        // Check everything before changing anything, so a refused row leaves
+        // the batch as it was. `attempt` marks the columns this row names.
+        self.attempt += 1;
+        let attempt = self.attempt;
+        let mut targets = std::mem::take(&mut self.targets);
+        targets.clear();
+        let checked = self.check_row(&row, attempt, &mut targets);
+        if let Err(reason) = checked {
+            self.targets = targets;
+            return Err(reason);
         }
-        let generation = rows + 1;
-        for (name, value) in row {
-            let index = match self.by_name.get(name.as_ref()) {
-                Some(&index) => index,
+        for ((name, value), target) in row.into_iter().zip(targets.iter()) {
+            let index = match target {
+                Some(index) => *index,
                 None => {
                     let mut column = ColumnBuilder {
                         name: name.to_string(),
                         data: Data::Unknown,
                         missing: (0..row_index).collect(),
-                        written_at: 0,
+                        seen_at: attempt,
                     };
                     column.adopt(&value, rows);
                     self.columns.push(column);
@@ -359,21 +357,59 @@ impl BatchBuilder {
                 } else {
                     column.push(value, row_index, rows);
                 }
-                column.written_at = generation;
             }
         }
-        for column in self
-            .columns
-            .iter_mut()
-            .filter(|c| c.written_at != generation)
-        {
+        self.targets = targets;
+        for column in self.columns.iter_mut().filter(|c| c.seen_at != attempt) {
             column.push_default(row_index);
-            column.written_at = generation;
         }
         self.ids.push(id);
         self.timestamps_ms.push(timestamp_ms);
         self.sources.push_str(source);
         self.source_ends.push(text_end(&self.sources));
+        Ok(())
+    }
+
+    fn check_row(
+        &mut self,
+        row: &[(Cow<'_, str>, Scalar<'_>)],
+        attempt: u64,
+        targets: &mut Vec<Option<usize>>,
+    ) -> Result<(), String> {
+        for (position, (name, value)) in row.iter().enumerate() {
+            if matches!(value, Scalar::Nested) {
+                return Err(format!(
+                    "field '{name}' is an object or array; fields must be scalars"
+                ));
+            }
+            let target = self.column_of(name, position);
+            match target.and_then(|c| self.columns.get_mut(c)) {
+                Some(column) => {
+                    if column.seen_at == attempt {
+                        return Err(format!("field '{name}' appears twice"));
+                    }
+                    column.seen_at = attempt;
+                    if !column.accepts(value) {
+                        return Err(format!(
+                            "field '{name}' is {} in this batch but {} here",
+                            column.data.kind(),
+                            scalar_kind(value)
+                        ));
+                    }
+                    if let (Data::Text { data, .. }, Scalar::Text(t)) = (&column.data, value)
+                        && data.len() + t.len() > MAX_TEXT_BYTES
+                    {
+                        return Err("batch text is full".into());
+                    }
+                }
+                // A field new to the batch: rare, so a scan for repeats is fine.
+                None if row[..position].iter().any(|(other, _)| other == name) => {
+                    return Err(format!("field '{name}' appears twice"));
+                }
+                None => {}
+            }
+            targets.push(target);
+        }
         Ok(())
     }
 
@@ -423,11 +459,13 @@ pub fn build_batch(
 ) -> (LogBatch, Vec<(usize, String)>) {
     let mut refused = Vec::new();
     let mut parsed = Vec::with_capacity(rows.len());
-    let mut votes: HashMap<&str, [usize; 4]> = HashMap::new();
+    // Fields in the order they first appear, so that columns follow the
+    // rows' own order and `column_of` finds them by position.
+    let mut votes: Vec<(&str, [usize; 4])> = Vec::new();
     for (index, raw) in rows.iter().enumerate() {
         match parse_row(raw.fields) {
             Ok(row) => {
-                for (name, value) in &row.0 {
+                for (position, (name, value)) in row.0.iter().enumerate() {
                     let slot = match value {
                         Scalar::Text(_) => 0,
                         Scalar::Integer(_) => 1,
@@ -435,12 +473,19 @@ pub fn build_batch(
                         Scalar::Boolean(_) => 3,
                         Scalar::Null | Scalar::Nested => continue,
                     };
-                    if let Some(counts) = votes.get_mut(name.as_ref()) {
-                        counts[slot] += 1;
-                    } else if let Cow::Borrowed(name) = name {
-                        let mut counts = [0; 4];
-                        counts[slot] = 1;
-                        votes.insert(name, counts);
+                    let known = match votes.get(position) {
+                        Some((n, _)) if *n == name.as_ref() => Some(position),
+                        _ => votes.iter().position(|(n, _)| *n == name.as_ref()),
+                    };
+                    match (known, name) {
+                        (Some(index), _) => votes[index].1[slot] += 1,
+                        (None, Cow::Borrowed(name)) => {
+                            let mut counts = [0; 4];
+                            counts[slot] = 1;
+                            votes.push((name, counts));
+                        }
+                        // An escaped name: its column is typed by its first row.
+                        (None, Cow::Owned(_)) => {}
                     }
                 }
                 parsed.push((index, row));
@@ -467,7 +512,7 @@ pub fn build_batch(
             name: name.to_string(),
             data,
             missing: Vec::new(),
-            written_at: 0,
+            seen_at: 0,
         });
         builder
             .by_name
