@@ -208,3 +208,84 @@ fn host_stamps_agent_name_and_entry_provenance() -> anyhow::Result<()> {
     assert_eq!(anomaly.log_timestamp_ms, batch.timestamps_ms[0]);
     Ok(())
 }
+
+/// A tracing writer that keeps what was written, for asserting on logs.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut bytes) = self.0.lock() {
+            bytes.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        self.0
+            .lock()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn with_captured_logs(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<String> {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f)?;
+    Ok(captured.text())
+}
+
+#[test]
+fn guest_output_goes_to_the_host_log_with_the_agent_name() -> anyhow::Result<()> {
+    let logs = with_captured_logs(|| {
+        let sandbox = sandbox();
+        let mut instance = hostile(&sandbox, "print")?;
+        instance.detect_batch(&wifi_batch(1))?;
+        Ok(())
+    })?;
+    let line = logs
+        .lines()
+        .find(|l| l.contains("hello from the guest on stdout"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("agent=hostile") && line.contains("stream=\"stdout\""),
+        "{logs}"
+    );
+    let line = logs
+        .lines()
+        .find(|l| l.contains("and on stderr"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("agent=hostile") && line.contains("stream=\"stderr\""),
+        "{logs}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_flood_of_guest_output_is_cut_off() -> anyhow::Result<()> {
+    let logs = with_captured_logs(|| {
+        let sandbox = sandbox();
+        let mut instance = hostile(&sandbox, "print-flood")?;
+        instance.detect_batch(&wifi_batch(1))?;
+        Ok(())
+    })?;
+    let printed = logs.lines().filter(|l| l.contains("yyyy")).count();
+    // 2 MiB printed, 256 KiB logged: 256 lines of 1 KiB.
+    assert!(printed > 200 && printed <= 256, "{printed} lines logged");
+    assert!(
+        logs.contains("guest output limit reached"),
+        "no warning about the cut"
+    );
+    Ok(())
+}

@@ -75,7 +75,7 @@ impl CompileCache {
 // its own output. They are: this process wrote them (atomically, by rename)
 // under a key that includes the engine's compatibility hash, and wasmtime
 // checks version and configuration again on load. The cache directory must be
-// writable only by the operator, which docs/deployment notes say.
+// writable only by the operator, as config/mcp.toml says.
 #[allow(unsafe_code)]
 fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
     unsafe { Component::deserialize_file(engine, path) }
