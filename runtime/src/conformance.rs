@@ -184,7 +184,11 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Report {
     });
 
     checks.push(match single.first().map(|e| instance.extract_features(e)) {
-        Some(Ok(features)) if features.names.len() == features.values.len() => {
+        Some(Ok(features))
+            if features.names.ends.len() == features.values.len()
+                && (0..features.values.len())
+                    .all(|i| crate::batch::text_at(&features.names, i).is_some()) =>
+        {
             let scored = instance.infer(&features);
             match scored {
                 Ok(result) if result.score.is_finite() => pass(
@@ -207,7 +211,7 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Report {
             "extract-features and infer",
             format!(
                 "{} names for {} values",
-                features.names.len(),
+                features.names.ends.len(),
                 features.values.len()
             ),
         ),

@@ -261,6 +261,13 @@ pub fn validate(
             ),
         });
     }
+    let fields = &info.schema.required_fields;
+    if (0..fields.ends.len()).any(|i| crate::batch::text_at(fields, i).is_none()) {
+        return Err(RegistryError::BadInfo {
+            origin: origin.into(),
+            detail: "required fields are not a well-formed text column".into(),
+        });
+    }
     if info.schema.min_version > info.schema.max_version {
         return Err(RegistryError::BadInfo {
             origin: origin.into(),

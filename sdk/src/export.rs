@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 
 use crate::wit::exports::mcp::agent::detector::Guest;
 use crate::{
-    Agent, AgentError, AgentInfo, Anomaly, Batch, BatchBuilder, Features, InferenceResult,
-    InvalidEntry, LogBatch, LogEntry,
+    Agent, AgentError, AgentInfo, Batch, BatchBuilder, Features, Finding, Findings,
+    InferenceResult, InvalidEntry, LogBatch, LogEntry,
 };
 
 /// Gives the export glue the one agent value of this instance.
@@ -18,7 +18,7 @@ pub trait AgentCell: Agent {
 
 /// Checks `batch` and runs `agent` over it. The export glue calls this;
 /// benchmarks and tests call it natively.
-pub fn run_batch<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<Vec<Anomaly>, AgentError> {
+pub fn run_batch<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<Vec<Finding>, AgentError> {
     check_log_type::<A>(&batch.log_type)?;
     if batch.ids.is_empty() {
         return Ok(Vec::new());
@@ -100,28 +100,16 @@ impl<A: AgentCell> Guest for Adapter<A> {
         A::with_agent(|agent| agent.infer(&features))
     }
 
-    fn detect(entry: LogEntry) -> Result<Option<Anomaly>, AgentError> {
+    fn detect(entry: LogEntry) -> Result<Findings, AgentError> {
         check_log_type::<A>(&entry.log_type)?;
         let batch = single(&entry)?;
         let found = A::with_agent(|agent| run_batch(agent, &batch))?;
-        let mut own = None;
-        for anomaly in found {
-            if anomaly.log_id == entry.id && own.is_none() {
-                own = Some(anomaly);
-            } else if let Err(e) = crate::host::report(&anomaly) {
-                // Earlier entries of a burst travel out of band; the host
-                // refuses only when a limit is hit, which the agent cannot fix.
-                crate::host::log(
-                    crate::host::Level::Warn,
-                    &format!("report refused: {}", crate::host::describe(&e)),
-                );
-            }
-        }
-        Ok(own)
+        Ok(crate::findings_of(&found))
     }
 
-    fn detect_batch(batch: LogBatch) -> Result<Vec<Anomaly>, AgentError> {
-        A::with_agent(|agent| run_batch(agent, &batch))
+    fn detect_batch(batch: LogBatch) -> Result<Findings, AgentError> {
+        let found = A::with_agent(|agent| run_batch(agent, &batch))?;
+        Ok(crate::findings_of(&found))
     }
 }
 

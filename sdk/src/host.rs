@@ -3,7 +3,7 @@
 //! Every call is checked and scoped by the host to the agent's tenant.
 
 use crate::wit::mcp::agent::{config, log as host_log, logs, model, report as host_report};
-use crate::{Anomaly, LogBatch};
+use crate::{Finding, LogBatch};
 
 pub use crate::wit::mcp::agent::log::Level;
 pub use crate::wit::mcp::agent::logs::LogQuery;
@@ -32,9 +32,9 @@ pub fn query_logs(query: &LogQuery) -> Result<LogBatch, HostError> {
     logs::query(query)
 }
 
-/// Reports an anomaly outside the result of the current call.
-pub fn report(anomaly: &Anomaly) -> Result<(), HostError> {
-    host_report::report(anomaly)
+/// Reports findings outside the result of the current call.
+pub fn report(found: &[Finding]) -> Result<(), HostError> {
+    host_report::report(&crate::findings_of(found))
 }
 
 /// A one-line description of a host error.

@@ -5,14 +5,14 @@
 //! a component of the `mcp:agent` world that the MCP host can load.
 //!
 //! ```ignore
-//! use mcp_sdk::{Agent, AgentError, AgentInfo, Anomaly, Batch};
+//! use mcp_sdk::{Agent, AgentError, AgentInfo, Batch, Finding};
 //!
 //! #[derive(Default)]
 //! struct Quiet;
 //!
 //! impl Agent for Quiet {
 //!     fn info() -> AgentInfo { mcp_sdk::info("quiet", "dns", "0.1.0", "finds nothing", &[]) }
-//!     fn detect(&mut self, _batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> { Ok(Vec::new()) }
+//!     fn detect(&mut self, _batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> { Ok(Vec::new()) }
 //! }
 //!
 //! mcp_sdk::export_agent!(Quiet);
@@ -46,7 +46,7 @@ pub mod wit {
 }
 
 pub use wit::mcp::agent::types::{
-    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, InferenceResult, InvalidEntry,
+    AgentError, AgentInfo, Column, ColumnValues, Features, Findings, InferenceResult, InvalidEntry,
     LogBatch, LogEntry, SchemaSupport, Severity, Tensor, TextColumn,
 };
 
@@ -72,7 +72,7 @@ pub trait Agent: Default + 'static {
     /// Processes a batch, entries in id order. Returns the anomalies it
     /// reveals; they may name entries of earlier batches (the rest of a
     /// burst), which the host stores too.
-    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError>;
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError>;
 
     /// Turns entry `index` of `batch` into numeric features. The default has none.
     fn extract_features(
@@ -81,10 +81,7 @@ pub trait Agent: Default + 'static {
         index: usize,
     ) -> Result<Features, AgentError> {
         let _ = (batch, index);
-        Ok(Features {
-            names: Vec::new(),
-            values: Vec::new(),
-        })
+        Ok(features(&[]))
     }
 
     /// Scores features. The default scores everything 0, labelled `normal`.
@@ -124,32 +121,75 @@ pub fn info(
             log_type: log_type.into(),
             min_version: 1,
             max_version: 1,
-            required_fields: required_fields.iter().map(|f| (*f).to_string()).collect(),
+            required_fields: text_column(required_fields.iter().copied()),
         },
     }
 }
 
-/// Builds an anomaly about the entry `entry` refers to. The host fills in the
-/// agent name, the detection time, and the entry's log type, source and
+/// What an agent found about one entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    /// The entry it is about (possibly of an earlier batch).
+    pub entry: EntryRef,
+    /// How sure the agent is, from 0 to 1.
+    pub score: f32,
+    /// A short stable name of the kind of finding, for example `port_scan`.
+    pub label: String,
+    /// How urgently a person should look.
+    pub severity: Severity,
+    /// A sentence a person can act on.
+    pub reason: String,
+}
+
+/// Builds a finding about the entry `entry` refers to. The host adds the
+/// agent name, the detection time and the entry's log type, source and
 /// timestamp from its own records, so an agent cannot speak for another or
 /// misdate an entry.
-pub fn anomaly(
+pub fn finding(
     entry: &EntryRef,
     score: f32,
     label: &str,
     severity: Severity,
     reason: String,
-) -> Anomaly {
-    Anomaly {
-        agent: String::new(),
-        log_id: entry.id,
-        log_type: String::new(),
-        source: String::new(),
-        log_timestamp_ms: entry.timestamp_ms,
+) -> Finding {
+    Finding {
+        entry: *entry,
         score,
-        label: label.into(),
+        label: label.to_string(),
         severity,
         reason,
-        detected_at_ms: 0,
+    }
+}
+
+fn text_column<'a>(values: impl Iterator<Item = &'a str>) -> TextColumn {
+    let mut column = TextColumn {
+        data: String::new(),
+        ends: Vec::new(),
+    };
+    for value in values {
+        column.data.push_str(value);
+        column
+            .ends
+            .push(u32::try_from(column.data.len()).unwrap_or(u32::MAX));
+    }
+    column
+}
+
+/// Packs findings into the columns the protocol carries.
+pub fn findings_of(found: &[Finding]) -> Findings {
+    Findings {
+        log_ids: found.iter().map(|f| f.entry.id).collect(),
+        scores: found.iter().map(|f| f.score).collect(),
+        severities: found.iter().map(|f| f.severity).collect(),
+        labels: text_column(found.iter().map(|f| f.label.as_str())),
+        reasons: text_column(found.iter().map(|f| f.reason.as_str())),
+    }
+}
+
+/// Builds features from (name, value) pairs.
+pub fn features(pairs: &[(&str, f32)]) -> Features {
+    Features {
+        names: text_column(pairs.iter().map(|(name, _)| *name)),
+        values: pairs.iter().map(|(_, v)| *v).collect(),
     }
 }

@@ -8,10 +8,12 @@ use mcp_runtime::sandbox::{
     AgentInstance, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits,
 };
 
-/// Limits small enough that hostile fixtures hit them quickly.
+/// Limits small enough that hostile fixtures hit them quickly. The deadline
+/// is wall-clock, so it leaves room for a loaded CI machine: a memory bomb
+/// must meet its memory cap before its deadline even when cores are busy.
 pub fn test_limits() -> SandboxLimits {
     SandboxLimits {
-        call_timeout_ms: 300,
+        call_timeout_ms: 2_000,
         memory_bytes: 64 << 20,
         max_instances: 32,
         ..SandboxLimits::default()

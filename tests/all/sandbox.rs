@@ -43,7 +43,7 @@ fn infinite_loop_hits_the_deadline() -> anyhow::Result<()> {
         }
     );
     assert!(
-        elapsed < Duration::from_secs(3),
+        elapsed < Duration::from_secs(10),
         "stopped after {elapsed:?}"
     );
     Ok(())
@@ -84,7 +84,7 @@ fn host_call_spin_hits_the_deadline() -> anyhow::Result<()> {
     let (fault, elapsed) = fault_of("host-spin")?;
     assert!(matches!(fault, Fault::Deadline { .. }), "{fault:?}");
     assert!(
-        elapsed < Duration::from_secs(3),
+        elapsed < Duration::from_secs(10),
         "stopped after {elapsed:?}"
     );
     Ok(())

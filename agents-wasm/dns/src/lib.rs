@@ -4,8 +4,8 @@
 
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Anomaly, Batch, Config, EntryRef, Features, InferenceResult,
-    Severity, Text, anomaly,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult,
+    Severity, Text, features, finding,
 };
 
 /// The fields of one `dns` entry that this agent reads.
@@ -86,12 +86,12 @@ fn digit_ratio(label: &str) -> f32 {
 }
 
 impl DnsAgent {
-    fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Anomaly> {
+    fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
         let longest = f.query.split('.').max_by_key(|l| l.len()).unwrap_or("");
         if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
             return None;
         }
-        Some(anomaly(
+        Some(finding(
             &entry,
             0.9,
             "dns_tunnel",
@@ -107,7 +107,7 @@ impl DnsAgent {
         ))
     }
 
-    fn dga(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Anomaly> {
+    fn dga(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
         let label = registered_label(f.query);
         let randomness = entropy(label);
         let vowels = vowel_ratio(label);
@@ -117,7 +117,7 @@ impl DnsAgent {
         if !looks_generated {
             return None;
         }
-        Some(anomaly(
+        Some(finding(
             &entry,
             0.8,
             "dga",
@@ -132,7 +132,7 @@ impl DnsAgent {
             ),
         ))
     }
-    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Anomaly>) {
+    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
         found.extend(self.tunnel(entry, f));
         found.extend(self.dga(entry, f));
         if f.rcode == "NXDOMAIN" {
@@ -142,7 +142,7 @@ impl DnsAgent {
             if !hits.is_empty() {
                 let level = self.nxdomains.level(&key_of(f.client_ip));
                 for hit in hits {
-                    found.push(anomaly(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
+                    found.push(finding(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
                         "{} received {level} NXDOMAIN answers within 30 seconds (latest for {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
                         f.client_ip, f.query
                     )));
@@ -175,7 +175,7 @@ impl Agent for DnsAgent {
         Ok(())
     }
 
-    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> {
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = DnsColumns::of(batch)?;
         let mut found = Vec::new();
         for i in 0..batch.len() {
@@ -192,22 +192,13 @@ impl Agent for DnsAgent {
         let f = DnsColumns::of(batch)?.lookup(index);
         let label = registered_label(f.query);
         let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
-        Ok(Features {
-            names: vec![
-                "query_len".into(),
-                "longest_label".into(),
-                "label_entropy".into(),
-                "vowel_ratio".into(),
-                "nxdomain".into(),
-            ],
-            values: vec![
-                f.query.len() as f32,
-                longest as f32,
-                entropy(label),
-                vowel_ratio(label),
-                f32::from(u8::from(f.rcode == "NXDOMAIN")),
-            ],
-        })
+        Ok(features(&[
+            ("query_len", f.query.len() as f32),
+            ("longest_label", longest as f32),
+            ("label_entropy", entropy(label)),
+            ("vowel_ratio", vowel_ratio(label)),
+            ("nxdomain", f32::from(u8::from(f.rcode == "NXDOMAIN"))),
+        ]))
     }
 
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {

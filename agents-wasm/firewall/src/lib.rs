@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Anomaly, Batch, Config, EntryRef, Features, InferenceResult,
-    Severity, Text, Values, anomaly,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult,
+    Severity, Text, Values, features, finding,
 };
 
 /// The columns of a batch this agent reads, resolved once.
@@ -82,7 +82,7 @@ fn is_internal(ip: &str) -> bool {
 }
 
 impl FirewallAgent {
-    fn observe(&mut self, entry: EntryRef, f: &Connection<'_>, found: &mut Vec<Anomaly>) {
+    fn observe(&mut self, entry: EntryRef, f: &Connection<'_>, found: &mut Vec<Finding>) {
         let scan_key = key_of(&(f.src_ip, f.dst_ip));
         let hits = self
             .scans
@@ -90,7 +90,7 @@ impl FirewallAgent {
         if !hits.is_empty() {
             let level = self.scans.level(&scan_key);
             for hit in hits {
-                found.push(anomaly(&hit, 0.9, "port_scan", Severity::Medium, format!(
+                found.push(finding(&hit, 0.9, "port_scan", Severity::Medium, format!(
                     "{} probed {level} distinct ports on {} within a minute: a port scan. Block the source at the edge and check {} for exposed services.",
                     f.src_ip, f.dst_ip, f.dst_ip
                 )));
@@ -104,7 +104,7 @@ impl FirewallAgent {
             if !hits.is_empty() {
                 let level = self.denies.level(&key_of(f.src_ip));
                 for hit in hits {
-                    found.push(anomaly(&hit, 0.85, "deny_burst", Severity::Medium, format!(
+                    found.push(finding(&hit, 0.85, "deny_burst", Severity::Medium, format!(
                         "{level} connections from {} were denied within 10 seconds (latest to {}:{}): brute force or a misbehaving host. Rate-limit or block the source.",
                         f.src_ip, f.dst_ip, f.dst_port
                     )));
@@ -113,7 +113,7 @@ impl FirewallAgent {
         }
 
         if f.action == "allow" && self.suspicious_ports.contains(&f.dst_port) {
-            found.push(anomaly(&entry, 0.8, "suspicious_port", Severity::High, format!(
+            found.push(finding(&entry, 0.8, "suspicious_port", Severity::High, format!(
                 "{} connected to {}:{}, a port used by remote-access trojans and botnet control channels; the firewall allowed it. Isolate {} and inspect its processes.",
                 f.src_ip, f.dst_ip, f.dst_port, f.src_ip
             )));
@@ -124,7 +124,7 @@ impl FirewallAgent {
             && is_internal(f.src_ip)
             && !is_internal(f.dst_ip)
         {
-            found.push(anomaly(&entry, 0.9, "exfiltration", Severity::Critical, format!(
+            found.push(finding(&entry, 0.9, "exfiltration", Severity::Critical, format!(
                 "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
                 f.src_ip, f.bytes_out as f64 / 1e6, f.dst_ip, f.dst_port
             )));
@@ -170,7 +170,7 @@ impl Agent for FirewallAgent {
         Ok(())
     }
 
-    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> {
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = FirewallColumns::of(batch)?;
         let mut found = Vec::new();
         for i in 0..batch.len() {
@@ -185,20 +185,15 @@ impl Agent for FirewallAgent {
         index: usize,
     ) -> Result<Features, AgentError> {
         let f = FirewallColumns::of(batch)?.event(index);
-        Ok(Features {
-            names: vec![
-                "dst_port".into(),
-                "denied".into(),
-                "log_bytes_out".into(),
-                "suspicious_port".into(),
-            ],
-            values: vec![
-                f32::from(f.dst_port),
-                f32::from(u8::from(f.action == "deny")),
-                ((f.bytes_out as f32) + 1.0).ln(),
+        Ok(features(&[
+            ("dst_port", f32::from(f.dst_port)),
+            ("denied", f32::from(u8::from(f.action == "deny"))),
+            ("log_bytes_out", ((f.bytes_out as f32) + 1.0).ln()),
+            (
+                "suspicious_port",
                 f32::from(u8::from(self.suspicious_ports.contains(&f.dst_port))),
-            ],
-        })
+            ),
+        ]))
     }
 
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Anomaly, Batch, Config, EntryRef, Features, InferenceResult,
-    Number, Severity, Text, anomaly,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult,
+    Number, Severity, Text, features, finding,
 };
 
 /// The fields of one `wifi` entry that this agent reads.
@@ -95,12 +95,12 @@ impl WifiAgent {
         now_ms - start < self.learn_ms
     }
 
-    fn check_access_point(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> Option<Anomaly> {
+    fn check_access_point(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> Option<Finding> {
         // Most of the time there is no suspect: skip hashing the BSSID then.
         if !self.suspect_bssids.is_empty()
             && let Some((label, severity, reason)) = self.suspect_bssids.get(f.bssid)
         {
-            return Some(anomaly(&entry, 0.95, label, *severity, reason.clone()));
+            return Some(finding(&entry, 0.95, label, *severity, reason.clone()));
         }
         if f.event != "beacon" || f.bssid.is_empty() {
             return None;
@@ -148,10 +148,10 @@ impl WifiAgent {
         };
         self.suspect_bssids
             .insert(f.bssid.to_string(), (label, severity, reason.clone()));
-        Some(anomaly(&entry, 0.95, label, severity, reason))
+        Some(finding(&entry, 0.95, label, severity, reason))
     }
 
-    fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Anomaly>) {
+    fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Finding>) {
         if let Some(a) = self.check_access_point(entry, f) {
             found.push(a);
         }
@@ -162,7 +162,7 @@ impl WifiAgent {
                     .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
                 let level = self.deauths.level(&key_of(f.bssid));
                 for hit in hits {
-                    found.push(anomaly(&hit, 0.9, "deauth_flood", Severity::High, format!(
+                    found.push(finding(&hit, 0.9, "deauth_flood", Severity::High, format!(
                         "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
                         f.bssid
                     )));
@@ -174,7 +174,7 @@ impl WifiAgent {
                     .push(&key_of(f.client), entry.timestamp_ms, 0, entry);
                 let level = self.auth_failures.level(&key_of(f.client));
                 for hit in hits {
-                    found.push(anomaly(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
+                    found.push(finding(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
                         "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",
                         f.client, f.ssid
                     )));
@@ -187,7 +187,7 @@ impl WifiAgent {
                 .retry_storms
                 .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
             for hit in hits {
-                found.push(anomaly(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
+                found.push(finding(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
                     "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
                     f.bssid, f.retry_rate * 100.0, f.signal_dbm
                 )));
@@ -244,7 +244,7 @@ impl Agent for WifiAgent {
         Ok(())
     }
 
-    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Anomaly>, AgentError> {
+    fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = WifiColumns::of(batch)?;
         let mut found = Vec::new();
         for i in 0..batch.len() {
@@ -259,20 +259,18 @@ impl Agent for WifiAgent {
         index: usize,
     ) -> Result<Features, AgentError> {
         let f = WifiColumns::of(batch)?.event(index);
-        Ok(Features {
-            names: vec![
-                "signal_dbm".into(),
-                "retry_rate".into(),
-                "is_deauth".into(),
-                "is_auth_failure".into(),
-            ],
-            values: vec![
-                f.signal_dbm as f32,
-                f.retry_rate as f32,
+        Ok(features(&[
+            ("signal_dbm", f.signal_dbm as f32),
+            ("retry_rate", f.retry_rate as f32),
+            (
+                "is_deauth",
                 f32::from(u8::from(f.event == "deauth" || f.event == "disassoc")),
+            ),
+            (
+                "is_auth_failure",
                 f32::from(u8::from(f.event == "auth" && f.status == "failure")),
-            ],
-        })
+            ),
+        ]))
     }
 
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {

@@ -21,6 +21,8 @@ pub enum Fault {
     Panic,
     #[error("returned or reported {count} anomalies in one call, over the limit of {limit}")]
     TooManyAnomalies { count: usize, limit: usize },
+    #[error("returned malformed findings: {0}")]
+    BadFindings(String),
     #[error("trapped: {0}")]
     Trap(String),
 }
@@ -36,6 +38,7 @@ impl Fault {
             Fault::StackOverflow { .. } => "stack",
             Fault::Panic => "panic",
             Fault::TooManyAnomalies { .. } => "result-size",
+            Fault::BadFindings(_) => "bad-findings",
             Fault::Trap(_) => "trap",
         }
     }

@@ -8,7 +8,8 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::mcp::agent::{config, log, logs, model, report, types};
-use super::bindings::{Anomaly, HostError, LogBatch};
+use super::bindings::{Anomaly, Findings, HostError, LogBatch};
+use super::findings::{self, UnpackError};
 use super::limits::GuestLimiter;
 use super::output::GuestOutput;
 
@@ -167,16 +168,22 @@ impl model::HostLoadedModel for HostState {
 }
 
 impl report::Host for HostState {
-    fn report(&mut self, finding: Anomaly) -> Result<(), HostError> {
-        if self.reported.len() >= self.max_reported {
-            self.report_overflow += 1;
-            return Err(HostError::LimitExceeded(format!(
-                "at most {} reports per call",
-                self.max_reported
-            )));
+    fn report(&mut self, found: Findings) -> Result<(), HostError> {
+        let room = self.max_reported.saturating_sub(self.reported.len());
+        match findings::unpack(&found, room) {
+            Ok(anomalies) => {
+                self.reported.extend(anomalies);
+                Ok(())
+            }
+            Err(UnpackError::TooMany { count }) => {
+                self.report_overflow += count;
+                Err(HostError::LimitExceeded(format!(
+                    "at most {} findings per call",
+                    self.max_reported
+                )))
+            }
+            Err(UnpackError::Malformed(reason)) => Err(HostError::InvalidArgument(reason)),
         }
-        self.reported.push(finding);
-        Ok(())
     }
 }
 

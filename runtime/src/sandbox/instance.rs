@@ -6,11 +6,12 @@ use wasmtime::{Engine, Store};
 
 use super::bindings::{Agent, AgentPre};
 use super::fault::{self, Fault, FaultContext};
+use super::findings::{self, UnpackError};
 use super::host::{HostState, InstanceContext};
 use super::limits::{BudgetKind, SandboxLimits};
 use super::{
-    AgentError, AgentInfo, Anomaly, Features, InferenceResult, LogBatch, LogEntry, Result,
-    SandboxError,
+    AgentError, AgentInfo, Anomaly, Features, Findings, InferenceResult, LogBatch, LogEntry,
+    Result, SandboxError,
 };
 
 /// A warm instance of one agent. It keeps its guest state between calls; a
@@ -198,15 +199,8 @@ impl AgentInstance {
     pub fn detect_batch(&mut self, batch: &LogBatch) -> Result<Vec<Anomaly>> {
         let (result, reported) =
             self.call(|b, s| b.mcp_agent_detector().call_detect_batch(s, batch))?;
-        let mut found = result.map_err(|e| self.agent_error(e))?;
-        let limit = self.limits.max_anomalies_per_call;
-        if found.len() + reported.len() > limit {
-            return Err(self.fault(Fault::TooManyAnomalies {
-                count: found.len() + reported.len(),
-                limit,
-            }));
-        }
-        found.extend(reported);
+        let findings = result.map_err(|e| self.agent_error(e))?;
+        let mut found = self.unpack(&findings, reported)?;
         fill_from_batch(batch, &mut found);
         Ok(self.stamp(found))
     }
@@ -214,17 +208,43 @@ impl AgentInstance {
     /// Runs the agent over one entry.
     pub fn detect(&mut self, entry: &LogEntry) -> Result<Vec<Anomaly>> {
         let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect(s, entry))?;
-        let mut found: Vec<Anomaly> = result
-            .map_err(|e| self.agent_error(e))?
-            .into_iter()
-            .collect();
-        found.extend(reported);
-        for anomaly in found.iter_mut().filter(|a| a.log_id == entry.id) {
-            anomaly.log_type.clone_from(&entry.log_type);
-            anomaly.source.clone_from(&entry.source);
-            anomaly.log_timestamp_ms = entry.timestamp_ms;
+        let findings = result.map_err(|e| self.agent_error(e))?;
+        let mut found = self.unpack(&findings, reported)?;
+        for anomaly in found.iter_mut() {
+            if anomaly.log_id == entry.id {
+                anomaly.log_type.clone_from(&entry.log_type);
+                anomaly.source.clone_from(&entry.source);
+                anomaly.log_timestamp_ms = entry.timestamp_ms;
+            } else {
+                anomaly.source.clear();
+            }
         }
         Ok(self.stamp(found))
+    }
+
+    /// Checks returned findings and adds the reported ones; a malformed or
+    /// oversized result is a fault like a trap, and discards the instance.
+    fn unpack(&mut self, findings: &Findings, reported: Vec<Anomaly>) -> Result<Vec<Anomaly>> {
+        let limit = self.limits.max_anomalies_per_call;
+        let room = limit.saturating_sub(reported.len());
+        match findings::unpack(findings, room) {
+            Ok(mut found) => {
+                found.extend(reported);
+                Ok(found)
+            }
+            Err(UnpackError::TooMany { count }) => {
+                let fault = Fault::TooManyAnomalies {
+                    count: count + reported.len(),
+                    limit,
+                };
+                self.live = None;
+                Err(self.fault(fault))
+            }
+            Err(UnpackError::Malformed(detail)) => {
+                self.live = None;
+                Err(self.fault(Fault::BadFindings(detail)))
+            }
+        }
     }
 
     /// The agent's features for one entry.

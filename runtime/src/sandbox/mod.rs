@@ -3,6 +3,7 @@
 mod bindings;
 mod cache;
 mod fault;
+mod findings;
 pub mod host;
 mod instance;
 mod limits;
@@ -18,11 +19,12 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::mcp::agent::logs::LogQuery;
 pub use bindings::{
-    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, HostError, InferenceResult,
-    LogBatch, LogEntry, Severity, TextColumn,
+    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, Findings, HostError,
+    InferenceResult, LogBatch, LogEntry, Severity, TextColumn,
 };
 pub use cache::{CacheOutcome, CompileCache};
 pub use fault::Fault;
+pub use findings::{MAX_LABEL_BYTES, MAX_REASON_BYTES};
 pub use host::{InstanceContext, LogReader};
 pub use instance::AgentInstance;
 pub use limits::{BudgetKind, EPOCH_TICK_MS, SandboxLimits};
