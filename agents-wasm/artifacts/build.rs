@@ -14,25 +14,11 @@ const PROFILE: &str = "guest";
 /// (package, its folder, file name the host sees, folder under OUT_DIR)
 const GUESTS: &[(&str, &str, &str, &str)] = &[
     ("mcp-agent-wifi", "agents-wasm/wifi", "wifi.wasm", "agents"),
-    (
-        "mcp-agent-firewall",
-        "agents-wasm/firewall",
-        "firewall.wasm",
-        "agents",
-    ),
+    ("mcp-agent-firewall", "agents-wasm/firewall", "firewall.wasm", "agents"),
     ("mcp-agent-dns", "agents-wasm/dns", "dns.wasm", "agents"),
-    (
-        "mcp-fixture-hostile",
-        "tests/fixtures/hostile",
-        "hostile.wasm",
-        "fixtures",
-    ),
-    (
-        "mcp-fixture-boundary",
-        "tests/fixtures/boundary",
-        "boundary.wasm",
-        "fixtures",
-    ),
+    ("mcp-fixture-hostile", "tests/fixtures/hostile", "hostile.wasm", "fixtures"),
+    ("mcp-fixture-boundary", "tests/fixtures/boundary", "boundary.wasm", "fixtures"),
+    ("mcp-fixture-proxy", "tests/fixtures/proxy", "proxy.wasm", "fixtures"),
 ];
 
 fn main() {
@@ -47,18 +33,11 @@ fn main() {
 
 fn build() -> Result<(), String> {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
-    let root = manifest_dir
-        .parent()
-        .and_then(Path::parent)
-        .ok_or("cannot find the workspace root")?
-        .to_path_buf();
+    let root = manifest_dir.parent().and_then(Path::parent).ok_or("cannot find the workspace root")?.to_path_buf();
     let out_dir = PathBuf::from(env::var("OUT_DIR").map_err(|e| e.to_string())?);
 
     let shared = ["wit", "sdk", "Cargo.lock", ".cargo/config.toml"];
-    for watched in shared
-        .iter()
-        .chain(GUESTS.iter().map(|(_, folder, _, _)| folder))
-    {
+    for watched in shared.iter().chain(GUESTS.iter().map(|(_, folder, _, _)| folder)) {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
@@ -69,14 +48,7 @@ fn build() -> Result<(), String> {
     let mut command = Command::new(cargo);
     command
         .current_dir(&root)
-        .args([
-            "build",
-            "--target",
-            TARGET,
-            "--profile",
-            PROFILE,
-            "--target-dir",
-        ])
+        .args(["build", "--target", TARGET, "--profile", PROFILE, "--target-dir"])
         .arg(&target_dir);
     for (package, _, _, _) in GUESTS {
         command.args(["-p", package]);
@@ -96,13 +68,9 @@ fn build() -> Result<(), String> {
     ] {
         command.env_remove(var);
     }
-    let status = command
-        .status()
-        .map_err(|e| format!("cannot run cargo for the guests: {e}"))?;
+    let status = command.status().map_err(|e| format!("cannot run cargo for the guests: {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "building the agents for {TARGET} failed ({status}); the cargo output above says why"
-        ));
+        return Err(format!("building the agents for {TARGET} failed ({status}); the cargo output above says why"));
     }
 
     let built = target_dir.join(TARGET).join(PROFILE);
@@ -129,17 +97,9 @@ fn build() -> Result<(), String> {
 
 /// Installs the wasm32-wasip2 target through rustup when it is missing.
 fn ensure_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match installed {
-        Ok(out)
-            if String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.trim() == TARGET) =>
-        {
-            Ok(())
-        }
+        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
         Ok(_) => {
             let status = Command::new("rustup")
                 .args(["target", "add", TARGET])
@@ -148,9 +108,7 @@ fn ensure_target() -> Result<(), String> {
             if status.success() {
                 Ok(())
             } else {
-                Err(format!(
-                    "`rustup target add {TARGET}` failed; install the target by hand and build again"
-                ))
+                Err(format!("`rustup target add {TARGET}` failed; install the target by hand and build again"))
             }
         }
         Err(e) => Err(format!(

@@ -8,12 +8,14 @@ use crate::sandbox::{Column, ColumnValues, LogBatch, TextColumn};
 
 /// Builds a batch from raw rows, typing each field by what most rows hold;
 /// returns the refused rows as (index into `rows`, reason).
-pub fn build(
-    log_type: &str,
-    schema_version: u32,
-    rows: &[RawRow<'_>],
-) -> (LogBatch, Vec<(usize, String)>) {
+pub fn build(log_type: &str, schema_version: u32, rows: &[RawRow<'_>]) -> (LogBatch, Vec<(usize, String)>) {
     let (batch, refused) = mcp_sdk::build_batch(log_type, schema_version, rows);
+    (to_host(batch), refused)
+}
+
+/// Builds a batch from raw rows normalised to a schema file's shape.
+pub fn build_shaped(shape: &mcp_sdk::shape::Shape, rows: &[RawRow<'_>]) -> (LogBatch, Vec<(usize, String)>) {
+    let (batch, refused) = mcp_sdk::build_shaped_batch(shape, rows);
     (to_host(batch), refused)
 }
 
@@ -23,10 +25,7 @@ fn to_host(batch: mcp_sdk::LogBatch) -> LogBatch {
         schema_version: batch.schema_version,
         ids: batch.ids,
         timestamps_ms: batch.timestamps_ms,
-        sources: TextColumn {
-            data: batch.sources.data,
-            ends: batch.sources.ends,
-        },
+        sources: TextColumn { data: batch.sources.data, ends: batch.sources.ends },
         columns: batch
             .columns
             .into_iter()
@@ -34,10 +33,7 @@ fn to_host(batch: mcp_sdk::LogBatch) -> LogBatch {
                 name: c.name,
                 missing: c.missing,
                 values: match c.values {
-                    SdkValues::Text(t) => ColumnValues::Text(TextColumn {
-                        data: t.data,
-                        ends: t.ends,
-                    }),
+                    SdkValues::Text(t) => ColumnValues::Text(TextColumn { data: t.data, ends: t.ends }),
                     SdkValues::Integer(v) => ColumnValues::Integer(v),
                     SdkValues::Real(v) => ColumnValues::Real(v),
                     SdkValues::Boolean(v) => ColumnValues::Boolean(v),
@@ -54,10 +50,7 @@ pub fn to_sdk(batch: &LogBatch) -> mcp_sdk::LogBatch {
         schema_version: batch.schema_version,
         ids: batch.ids.clone(),
         timestamps_ms: batch.timestamps_ms.clone(),
-        sources: mcp_sdk::TextColumn {
-            data: batch.sources.data.clone(),
-            ends: batch.sources.ends.clone(),
-        },
+        sources: mcp_sdk::TextColumn { data: batch.sources.data.clone(), ends: batch.sources.ends.clone() },
         columns: batch
             .columns
             .iter()
@@ -65,10 +58,9 @@ pub fn to_sdk(batch: &LogBatch) -> mcp_sdk::LogBatch {
                 name: c.name.clone(),
                 missing: c.missing.clone(),
                 values: match &c.values {
-                    ColumnValues::Text(t) => SdkValues::Text(mcp_sdk::TextColumn {
-                        data: t.data.clone(),
-                        ends: t.ends.clone(),
-                    }),
+                    ColumnValues::Text(t) => {
+                        SdkValues::Text(mcp_sdk::TextColumn { data: t.data.clone(), ends: t.ends.clone() })
+                    }
                     ColumnValues::Integer(v) => SdkValues::Integer(v.clone()),
                     ColumnValues::Real(v) => SdkValues::Real(v.clone()),
                     ColumnValues::Boolean(v) => SdkValues::Boolean(v.clone()),
@@ -81,10 +73,6 @@ pub fn to_sdk(batch: &LogBatch) -> mcp_sdk::LogBatch {
 /// The text of entry `index` in `column`, if in range.
 pub fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
     let end = *column.ends.get(index)? as usize;
-    let start = if index == 0 {
-        0
-    } else {
-        *column.ends.get(index - 1)? as usize
-    };
+    let start = if index == 0 { 0 } else { *column.ends.get(index - 1)? as usize };
     column.data.get(start..end)
 }

@@ -11,9 +11,7 @@ use mcp_runtime::config::McpConfig;
 use mcp_runtime::conformance::{to_batch, to_entries};
 use mcp_runtime::generator;
 use mcp_runtime::registry::{Registry, sha256_hex};
-use mcp_runtime::sandbox::{
-    BudgetKind, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits,
-};
+use mcp_runtime::sandbox::{BudgetKind, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits};
 use mcp_sdk::Agent;
 
 #[derive(Debug, Args)]
@@ -45,18 +43,13 @@ fn native_round<A: Agent>(batches: &[mcp_sdk::LogBatch]) -> Result<(Duration, us
     let started = Instant::now();
     let mut found = 0;
     for batch in batches {
-        found += mcp_sdk::run_batch(&mut agent, batch)
-            .map_err(|e| anyhow::anyhow!("native agent failed: {e:?}"))?
-            .len();
+        found +=
+            mcp_sdk::run_batch(&mut agent, batch).map_err(|e| anyhow::anyhow!("native agent failed: {e:?}"))?.len();
     }
     Ok((started.elapsed(), found))
 }
 
-fn sandbox_round(
-    registry: &Registry,
-    agent: &str,
-    batches: &[LogBatch],
-) -> Result<(Duration, usize)> {
+fn sandbox_round(registry: &Registry, agent: &str, batches: &[LogBatch]) -> Result<(Duration, usize)> {
     let mut instance = registry.instantiate(agent, InstanceContext::new(agent, "bench"))?;
     let started = Instant::now();
     let mut found = 0;
@@ -67,14 +60,8 @@ fn sandbox_round(
 }
 
 fn registry_with(budget: BudgetKind, config: &McpConfig, dir: &Path) -> Result<Registry> {
-    let limits = SandboxLimits {
-        budget,
-        ..config.sandbox.clone()
-    };
-    let mut registry = Registry::new(Arc::new(Sandbox::new(
-        limits,
-        CompileCache::new(Some(config.cache_dir())),
-    )?));
+    let limits = SandboxLimits { budget, ..config.sandbox.clone() };
+    let mut registry = Registry::new(Arc::new(Sandbox::new(limits, CompileCache::new(Some(config.cache_dir())))?));
     registry.discover(dir)?;
     Ok(registry)
 }
@@ -93,20 +80,11 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
         "\n{:<9} {:>13} {:>13} {:>13} {:>8} {:>8} {:>10}",
         "agent", "native e/s", "epoch e/s", "fuel e/s", "epoch/n", "fuel/n", "anomalies"
     );
-    for log_type in generator::LOG_TYPES
-        .iter()
-        .filter(|t| args.only.as_deref().is_none_or(|o| o == **t))
-    {
+    for log_type in generator::LOG_TYPES.iter().filter(|t| args.only.as_deref().is_none_or(|o| o == **t)) {
         let logs = generator::generate(log_type, 99, args.entries)?;
         let entries = to_entries(log_type, &logs);
-        let host_batches: Vec<LogBatch> = entries
-            .chunks(args.batch.max(1))
-            .map(|c| to_batch(log_type, c))
-            .collect();
-        let sdk_batches: Vec<mcp_sdk::LogBatch> = host_batches
-            .iter()
-            .map(mcp_runtime::batch::to_sdk)
-            .collect();
+        let host_batches: Vec<LogBatch> = entries.chunks(args.batch.max(1)).map(|c| to_batch(log_type, c)).collect();
+        let sdk_batches: Vec<mcp_sdk::LogBatch> = host_batches.iter().map(mcp_runtime::batch::to_sdk).collect();
         let native = |batches: &[mcp_sdk::LogBatch]| match *log_type {
             "wifi" => native_round::<mcp_agent_wifi::WifiAgent>(batches),
             "firewall" => native_round::<mcp_agent_firewall::FirewallAgent>(batches),
@@ -134,21 +112,8 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
             );
         }
         let eps = |d: Duration| entries.len() as f64 / d.as_secs_f64().max(1e-9);
-        let (n, e, f) = (
-            eps(median(times.0)),
-            eps(median(times.1)),
-            eps(median(times.2)),
-        );
-        println!(
-            "{:<9} {:>13.0} {:>13.0} {:>13.0} {:>8.2} {:>8.2} {:>10}",
-            log_type,
-            n,
-            e,
-            f,
-            e / n,
-            f / n,
-            counts.0
-        );
+        let (n, e, f) = (eps(median(times.0)), eps(median(times.1)), eps(median(times.2)));
+        println!("{:<9} {:>13.0} {:>13.0} {:>13.0} {:>8.2} {:>8.2} {:>10}", log_type, n, e, f, e / n, f / n, counts.0);
     }
 
     let mut instance = epoch.instantiate("wifi", InstanceContext::new("wifi", "bench"))?;
@@ -167,34 +132,20 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
         median(per_call).as_secs_f64() * 1e6
     );
 
-    let wasm = std::fs::read(dir.join("wifi.wasm"))
-        .with_context(|| format!("cannot read {}/wifi.wasm", dir.display()))?;
+    let wasm =
+        std::fs::read(dir.join("wifi.wasm")).with_context(|| format!("cannot read {}/wifi.wasm", dir.display()))?;
     let sha = sha256_hex(&wasm);
     let cold_sandbox = Sandbox::new(config.sandbox.clone(), CompileCache::new(None))?;
-    let cold = median(
-        (0..3)
-            .map(|_| time(|| cold_sandbox.load(&wasm, &sha).map(|_| ())))
-            .collect::<Result<_>>()?,
-    );
-    let warm_sandbox = Sandbox::new(
-        config.sandbox.clone(),
-        CompileCache::new(Some(config.cache_dir())),
-    )?;
+    let cold = median((0..3).map(|_| time(|| cold_sandbox.load(&wasm, &sha).map(|_| ()))).collect::<Result<_>>()?);
+    let warm_sandbox = Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?;
     warm_sandbox.load(&wasm, &sha)?;
-    let warm = median(
-        (0..20)
-            .map(|_| time(|| warm_sandbox.load(&wasm, &sha).map(|_| ())))
-            .collect::<Result<_>>()?,
-    );
+    let warm = median((0..20).map(|_| time(|| warm_sandbox.load(&wasm, &sha).map(|_| ()))).collect::<Result<_>>()?);
     let agent = epoch.get("wifi")?;
     let inst = median(
         (0..200)
             .map(|_| {
                 time(|| {
-                    epoch
-                        .sandbox()
-                        .instantiate(agent.component(), InstanceContext::new("wifi", "bench"))
-                        .map(|_| ())
+                    epoch.sandbox().instantiate(agent.component(), InstanceContext::new("wifi", "bench")).map(|_| ())
                 })
             })
             .collect::<Result<_>>()?,

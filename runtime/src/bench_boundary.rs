@@ -19,10 +19,7 @@ struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -48,28 +45,15 @@ fn typed(log: &generator::GeneratedLog, id: u64) -> TypedEntry {
                 .collect()
         })
         .unwrap_or_default();
-    TypedEntry {
-        id,
-        timestamp_ms: log.timestamp_ms,
-        source: log.source.clone(),
-        fields,
-    }
+    TypedEntry { id, timestamp_ms: log.timestamp_ms, source: log.source.clone(), fields }
 }
 
 fn columnar(logs: &[(u64, &generator::GeneratedLog)]) -> Columnar {
     Columnar {
         ids: logs.iter().map(|(id, _)| *id).collect(),
         timestamps_ms: logs.iter().map(|(_, l)| l.timestamp_ms).collect(),
-        sources: logs
-            .iter()
-            .map(|(_, l)| l.source.as_str())
-            .collect::<Vec<_>>()
-            .join("\n"),
-        fields: logs
-            .iter()
-            .map(|(_, l)| l.fields.to_string())
-            .collect::<Vec<_>>()
-            .join("\n"),
+        sources: logs.iter().map(|(_, l)| l.source.as_str()).collect::<Vec<_>>().join("\n"),
+        fields: logs.iter().map(|(_, l)| l.fields.to_string()).collect::<Vec<_>>().join("\n"),
     }
 }
 
@@ -88,13 +72,11 @@ fn typed_columns(logs: &[(u64, &generator::GeneratedLog)], fields: &[String]) ->
             timestamp_ms: l.timestamp_ms,
             source: &l.source,
             fields: f,
+            schema_version: 0,
         })
         .collect();
     let (batch, _) = mcp_sdk::build_batch("wifi", 1, &rows);
-    let text = |t: mcp_sdk::TextColumn| TextColumn {
-        data: t.data,
-        ends: t.ends,
-    };
+    let text = |t: mcp_sdk::TextColumn| TextColumn { data: t.data, ends: t.ends };
     TypedColumns {
         ids: batch.ids,
         timestamps_ms: batch.timestamps_ms,
@@ -123,54 +105,34 @@ fn median(mut samples: Vec<Duration>) -> Duration {
 
 pub fn run(entries: usize, batch: usize, rounds: usize) -> Result<()> {
     let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .concurrency_support(false)
-        .epoch_interruption(true);
+    config.wasm_component_model(true).concurrency_support(false).epoch_interruption(true);
     let engine = wasm(Engine::new(&config))?;
-    let component = wasm(Component::from_file(&engine, mcp_agent_artifacts::BOUNDARY))
-        .context("loading the boundary fixture")?;
+    let component =
+        wasm(Component::from_file(&engine, mcp_agent_artifacts::BOUNDARY)).context("loading the boundary fixture")?;
     let mut linker = Linker::new(&engine);
     wasm(wasmtime_wasi::p2::add_to_linker_sync(&mut linker))?;
-    let mut store = Store::new(
-        &engine,
-        State {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-        },
-    );
+    let mut store = Store::new(&engine, State { wasi: WasiCtx::builder().build(), table: ResourceTable::new() });
     store.set_epoch_deadline(u64::MAX / 2);
     let guest = wasm(Boundary::instantiate(&mut store, &component, &linker))?;
 
     let logs = generator::generate("wifi", 99, entries)?;
-    let numbered: Vec<(u64, &generator::GeneratedLog)> = logs
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i as u64 + 1, l))
-        .collect();
-    let typed_batches: Vec<Vec<TypedEntry>> = numbered
-        .chunks(batch.max(1))
-        .map(|c| c.iter().map(|(id, l)| typed(l, *id)).collect())
-        .collect();
+    let numbered: Vec<(u64, &generator::GeneratedLog)> =
+        logs.iter().enumerate().map(|(i, l)| (i as u64 + 1, l)).collect();
+    let typed_batches: Vec<Vec<TypedEntry>> =
+        numbered.chunks(batch.max(1)).map(|c| c.iter().map(|(id, l)| typed(l, *id)).collect()).collect();
     let columnar_batches: Vec<Columnar> = numbered.chunks(batch.max(1)).map(columnar).collect();
     let json: Vec<String> = logs.iter().map(|l| l.fields.to_string()).collect();
     let json_batches: Vec<&[String]> = json.chunks(batch.max(1)).collect();
-    let numbered_batches: Vec<&[(u64, &generator::GeneratedLog)]> =
-        numbered.chunks(batch.max(1)).collect();
+    let numbered_batches: Vec<&[(u64, &generator::GeneratedLog)]> = numbered.chunks(batch.max(1)).collect();
     let mut build_times = Vec::new();
     let mut typed_column_batches = Vec::new();
     for _ in 0..rounds.max(1) {
         let started = Instant::now();
-        typed_column_batches = numbered_batches
-            .iter()
-            .zip(&json_batches)
-            .map(|(l, f)| typed_columns(l, f))
-            .collect();
+        typed_column_batches = numbered_batches.iter().zip(&json_batches).map(|(l, f)| typed_columns(l, f)).collect();
         build_times.push(started.elapsed());
     }
 
-    let (mut typed_times, mut columnar_times, mut column_times) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut typed_times, mut columnar_times, mut column_times) = (Vec::new(), Vec::new(), Vec::new());
     let (mut typed_sum, mut columnar_sum, mut column_sum) = (0, 0, 0);
     for _ in 0..rounds.max(1) {
         let started = Instant::now();
@@ -206,33 +168,18 @@ pub fn run(entries: usize, batch: usize, rounds: usize) -> Result<()> {
         }
         native_times.push(started.elapsed());
     }
-    anyhow::ensure!(
-        native_sum == columnar_sum,
-        "native and guest disagree ({native_sum} against {columnar_sum})"
-    );
+    anyhow::ensure!(native_sum == columnar_sum, "native and guest disagree ({native_sum} against {columnar_sum})");
     let per_entry = |d: Duration| d.as_secs_f64() * 1e9 / logs.len() as f64;
     let n = per_entry(median(native_times));
-    let (t, c) = (
-        per_entry(median(typed_times)),
-        per_entry(median(columnar_times)),
-    );
+    let (t, c) = (per_entry(median(typed_times)), per_entry(median(columnar_times)));
     println!(
         "\nboundary, {} Wi-Fi entries in batches of {batch}, median of {rounds} rounds, crossing plus reading the fields:",
         logs.len()
     );
     println!("  typed field records  {t:>7.0} ns per entry");
-    println!(
-        "  columns + JSON lines {c:>7.0} ns per entry  ({:.2}x the typed cost)",
-        c / t
-    );
-    println!(
-        "  the same JSON lines read natively {n:>7.0} ns per entry (guest at {:.2} of native speed)",
-        n / c
-    );
-    let (k, b) = (
-        per_entry(median(column_times)),
-        per_entry(median(build_times)),
-    );
+    println!("  columns + JSON lines {c:>7.0} ns per entry  ({:.2}x the typed cost)", c / t);
+    println!("  the same JSON lines read natively {n:>7.0} ns per entry (guest at {:.2} of native speed)", n / c);
+    let (k, b) = (per_entry(median(column_times)), per_entry(median(build_times)));
     println!(
         "  typed columns (the protocol) {k:>7.0} ns per entry, after the host parsed the JSON into columns at {b:.0} ns per entry"
     );
@@ -255,11 +202,7 @@ fn native_columnar(batch: &Columnar) -> u64 {
     for (id, line) in batch.ids.iter().zip(batch.fields.split('\n')) {
         if let Ok(w) = serde_json::from_str::<Wifi<'_>>(line) {
             let deauth = u64::from(w.event == "deauth");
-            sum += deauth
-                + w.bssid.len() as u64
-                + w.signal_dbm.unsigned_abs()
-                + (w.retry_rate * 1000.0) as u64
-                + id;
+            sum += deauth + w.bssid.len() as u64 + w.signal_dbm.unsigned_abs() + (w.retry_rate * 1000.0) as u64 + id;
         }
     }
     sum

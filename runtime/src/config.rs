@@ -15,21 +15,11 @@ pub const DEFAULT_CONFIG: &str = "config/mcp.toml";
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config {path}: {source}")]
-    Parse {
-        path: String,
-        source: toml::de::Error,
-    },
+    Parse { path: String, source: toml::de::Error },
     #[error("config {path}: agents.{agent}.{key} must be a string, number or boolean")]
-    Setting {
-        path: String,
-        agent: String,
-        key: String,
-    },
+    Setting { path: String, agent: String, key: String },
 }
 
 /// The whole configuration.
@@ -42,6 +32,8 @@ pub struct McpConfig {
     pub tenant: String,
     /// Where agent components are discovered; the bundled agents when unset.
     pub agents_dir: Option<PathBuf>,
+    /// Where the log schema files are; the repository's config/log_schemas when unset.
+    pub schema_dir: Option<PathBuf>,
     /// Entries per agent call.
     pub batch_size: u32,
     /// Limits of every agent instance.
@@ -59,6 +51,7 @@ impl Default for McpConfig {
             data_dir: PathBuf::from("mcp-data"),
             tenant: "default".into(),
             agents_dir: None,
+            schema_dir: None,
             batch_size: 1000,
             sandbox: SandboxLimits::default(),
             agents: BTreeMap::new(),
@@ -76,14 +69,9 @@ impl McpConfig {
             None => return Ok(McpConfig::default()),
         };
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            path: name.clone(),
-            source,
-        })?;
-        let mut config: McpConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: name.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+        let mut config: McpConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
         config.origin = name;
         config.agent_settings_checked()?;
         Ok(config)
@@ -113,13 +101,14 @@ impl McpConfig {
     pub fn settings_for(&self, agent: &str) -> BTreeMap<String, String> {
         self.agents
             .get(agent)
-            .map(|settings| {
-                settings
-                    .iter()
-                    .filter_map(|(k, v)| setting_text(v).map(|t| (k.clone(), t)))
-                    .collect()
-            })
+            .map(|settings| settings.iter().filter_map(|(k, v)| setting_text(v).map(|t| (k.clone(), t))).collect())
             .unwrap_or_default()
+    }
+
+    /// The schema files this configuration names.
+    pub fn schema_files(&self) -> std::sync::Arc<crate::schema::SchemaFiles> {
+        let dir = self.schema_dir.clone().unwrap_or_else(|| PathBuf::from(crate::schema::BUNDLED_SCHEMAS));
+        std::sync::Arc::new(crate::schema::SchemaFiles::new(&dir))
     }
 
     pub fn logs_db(&self) -> PathBuf {

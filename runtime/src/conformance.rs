@@ -35,9 +35,7 @@ pub struct Report {
 impl Report {
     /// True when no check failed or was skipped.
     pub fn passed(&self) -> bool {
-        self.checks
-            .iter()
-            .all(|c| matches!(c.outcome, Outcome::Passed(_)))
+        self.checks.iter().all(|c| matches!(c.outcome, Outcome::Passed(_)))
     }
 }
 
@@ -73,6 +71,7 @@ pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> LogBatch {
             timestamp_ms: e.timestamp_ms,
             source: &e.source,
             fields: &e.fields,
+            schema_version: 0,
         })
         .collect();
     let (batch, refused) = crate::batch::build(log_type, 1, &rows);
@@ -83,17 +82,11 @@ pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> LogBatch {
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        outcome: Outcome::Passed(detail.into()),
-    }
+    Check { name, outcome: Outcome::Passed(detail.into()) }
 }
 
 fn fail(name: &'static str, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        outcome: Outcome::Failed(detail.into()),
-    }
+    Check { name, outcome: Outcome::Failed(detail.into()) }
 }
 
 /// Runs every check on the component in `bytes`.
@@ -102,15 +95,8 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Report {
     let agent = match registry::validate(sandbox, bytes, origin) {
         Ok(agent) => agent,
         Err(e) => {
-            checks.push(fail(
-                "component of the world, protocol and info",
-                e.to_string(),
-            ));
-            return Report {
-                origin: origin.into(),
-                agent: None,
-                checks,
-            };
+            checks.push(fail("component of the world, protocol and info", e.to_string()));
+            return Report { origin: origin.into(), agent: None, checks };
         }
     };
     let info = &agent.info;
@@ -127,44 +113,26 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Report {
         Ok(instance) => instance,
         Err(e) => {
             checks.push(fail("instantiate", e.to_string()));
-            return Report {
-                origin: origin.into(),
-                agent: Some(agent),
-                checks,
-            };
+            return Report { origin: origin.into(), agent: Some(agent), checks };
         }
     };
 
     let Some(entries) = sample_entries(&info.log_type, SAMPLE_SIZE) else {
         checks.push(Check {
             name: "exports on sample entries",
-            outcome: Outcome::Skipped(format!(
-                "no sample generator for log type '{}'",
-                info.log_type
-            )),
+            outcome: Outcome::Skipped(format!("no sample generator for log type '{}'", info.log_type)),
         });
-        return Report {
-            origin: origin.into(),
-            agent: Some(agent),
-            checks,
-        };
+        return Report { origin: origin.into(), agent: Some(agent), checks };
     };
     let ids: HashSet<u64> = entries.iter().map(|e| e.id).collect();
     let batch = to_batch(&info.log_type, &entries);
 
     checks.push(match instance.detect_batch(&batch) {
         Ok(found) => match found.iter().find(|a| !ids.contains(&a.log_id)) {
-            Some(stray) => fail(
-                "detect-batch",
-                format!(
-                    "anomaly names log id {} that was not in the batch",
-                    stray.log_id
-                ),
-            ),
-            None => pass(
-                "detect-batch",
-                format!("{} entries, {} anomalies", entries.len(), found.len()),
-            ),
+            Some(stray) => {
+                fail("detect-batch", format!("anomaly names log id {} that was not in the batch", stray.log_id))
+            }
+            None => pass("detect-batch", format!("{} entries, {} anomalies", entries.len(), found.len())),
         },
         Err(e) => fail("detect-batch", e.to_string()),
     });
@@ -172,88 +140,51 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Report {
     let single = &entries[..entries.len().min(5)];
     let singles: Result<Vec<_>, SandboxError> = single.iter().map(|e| instance.detect(e)).collect();
     checks.push(match singles {
-        Ok(found) => pass(
-            "detect",
-            format!(
-                "{} entries, {} anomalies",
-                single.len(),
-                found.iter().map(Vec::len).sum::<usize>()
-            ),
-        ),
+        Ok(found) => {
+            pass("detect", format!("{} entries, {} anomalies", single.len(), found.iter().map(Vec::len).sum::<usize>()))
+        }
         Err(e) => fail("detect", e.to_string()),
     });
 
     checks.push(match single.first().map(|e| instance.extract_features(e)) {
         Some(Ok(features))
             if features.names.ends.len() == features.values.len()
-                && (0..features.values.len())
-                    .all(|i| crate::batch::text_at(&features.names, i).is_some()) =>
+                && (0..features.values.len()).all(|i| crate::batch::text_at(&features.names, i).is_some()) =>
         {
             let scored = instance.infer(&features);
             match scored {
                 Ok(result) if result.score.is_finite() => pass(
                     "extract-features and infer",
-                    format!(
-                        "{} features, score {:.3} '{}'",
-                        features.values.len(),
-                        result.score,
-                        result.label
-                    ),
+                    format!("{} features, score {:.3} '{}'", features.values.len(), result.score, result.label),
                 ),
-                Ok(result) => fail(
-                    "extract-features and infer",
-                    format!("score {} is not a finite number", result.score),
-                ),
+                Ok(result) => {
+                    fail("extract-features and infer", format!("score {} is not a finite number", result.score))
+                }
                 Err(e) => fail("extract-features and infer", e.to_string()),
             }
         }
         Some(Ok(features)) => fail(
             "extract-features and infer",
-            format!(
-                "{} names for {} values",
-                features.names.ends.len(),
-                features.values.len()
-            ),
+            format!("{} names for {} values", features.names.ends.len(), features.values.len()),
         ),
         Some(Err(e)) => fail("extract-features and infer", e.to_string()),
         None => fail("extract-features and infer", "no sample entry"),
     });
 
-    let foreign_type = if info.log_type == "dns" {
-        "firewall"
-    } else {
-        "dns"
-    };
-    let foreign = to_batch(
-        foreign_type,
-        &sample_entries(foreign_type, 20).unwrap_or_default(),
-    );
+    let foreign_type = if info.log_type == "dns" { "firewall" } else { "dns" };
+    let foreign = to_batch(foreign_type, &sample_entries(foreign_type, 20).unwrap_or_default());
     checks.push(match instance.detect_batch(&foreign) {
         Err(SandboxError::Agent { message, .. }) if message.starts_with("unsupported log type") => {
-            pass(
-                "refuses another log type",
-                format!("'{foreign_type}' batch refused: {message}"),
-            )
+            pass("refuses another log type", format!("'{foreign_type}' batch refused: {message}"))
         }
-        Err(SandboxError::Agent { message, .. }) => fail(
-            "refuses another log type",
-            format!("refused with the wrong error: {message}"),
-        ),
-        Err(e) => fail(
-            "refuses another log type",
-            format!("trapped instead of returning unsupported-log-type: {e}"),
-        ),
+        Err(SandboxError::Agent { message, .. }) => {
+            fail("refuses another log type", format!("refused with the wrong error: {message}"))
+        }
+        Err(e) => fail("refuses another log type", format!("trapped instead of returning unsupported-log-type: {e}")),
         Ok(found) => fail(
             "refuses another log type",
-            format!(
-                "accepted a '{foreign_type}' batch and found {} anomalies",
-                found.len()
-            ),
+            format!("accepted a '{foreign_type}' batch and found {} anomalies", found.len()),
         ),
     });
-    Report {
-        origin: origin.into(),
-        agent: Some(agent),
-        checks,
-    }
+    Report { origin: origin.into(), agent: Some(agent), checks }
 }

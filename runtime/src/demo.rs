@@ -30,10 +30,7 @@ pub enum DemoError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("cannot prepare {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("no bundled agent handles '{0}' logs")]
     MissingAgent(String),
 }
@@ -53,29 +50,19 @@ pub struct DemoOptions {
 }
 
 /// Runs the demo in `config.data_dir`/demo, starting from empty databases.
-pub fn run(
-    config: &McpConfig,
-    agents_dir: &Path,
-    options: &DemoOptions,
-) -> Result<Vec<AgentOutcome>, DemoError> {
+pub fn run(config: &McpConfig, agents_dir: &Path, options: &DemoOptions) -> Result<Vec<AgentOutcome>, DemoError> {
     let dir = config.data_dir.join("demo");
-    let io = |source| DemoError::Io {
-        path: dir.display().to_string(),
-        source,
-    };
+    let io = |source| DemoError::Io { path: dir.display().to_string(), source };
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io)?;
     }
     std::fs::create_dir_all(&dir).map_err(io)?;
 
-    let sandbox = Arc::new(Sandbox::new(
-        config.sandbox.clone(),
-        CompileCache::new(Some(config.cache_dir())),
-    )?);
+    let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
     let mut registry = Registry::new(sandbox);
     registry.discover(agents_dir)?;
 
-    let source = Arc::new(SqliteLogSource::open(&dir.join("logs.db"))?);
+    let source = Arc::new(SqliteLogSource::open(&dir.join("logs.db"), config.schema_files())?);
     let mut store = AnomalyStore::open(&dir.join("anomalies.db"))?;
     let tenant = config.tenant.as_str();
     let mut outcomes = Vec::new();
@@ -88,25 +75,11 @@ pub fn run(
             .map(|a| a.info.name.clone())
             .ok_or_else(|| DemoError::MissingAgent((*log_type).to_string()))?;
         let logs_reader: Arc<dyn crate::sandbox::LogReader> = source.clone();
-        let mut instance = pipeline::instance_for(
-            &registry,
-            &agent,
-            tenant,
-            config.settings_for(&agent),
-            Some(logs_reader),
-        )?;
-        let spec = RunSpec {
-            tenant,
-            agent: &agent,
-            log_source: "embedded",
-            batch_size: config.batch_size,
-        };
+        let mut instance =
+            pipeline::instance_for(&registry, &agent, tenant, config.settings_for(&agent), Some(logs_reader))?;
+        let spec = RunSpec { tenant, agent: &agent, log_source: "embedded", batch_size: config.batch_size };
         let run = pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
-        let flagged: HashSet<u64> = store
-            .anomalies(tenant, &agent)?
-            .into_iter()
-            .map(|a| a.log_id)
-            .collect();
+        let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
         let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
         outcomes.push(AgentOutcome { run, detection });
     }

@@ -11,5 +11,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod sandbox;
+pub mod schema;
 pub mod source;
 pub mod store;

@@ -20,11 +20,7 @@ mod bench;
 mod bench_boundary;
 
 #[derive(Parser)]
-#[command(
-    name = "mcp",
-    version,
-    about = "Run untrusted log-anomaly agents in a WebAssembly sandbox"
-)]
+#[command(name = "mcp", version, about = "Run untrusted log-anomaly agents in a WebAssembly sandbox")]
 struct Cli {
     /// Configuration file (default: config/mcp.toml when it exists).
     #[arg(long, global = true)]
@@ -60,6 +56,38 @@ enum Command {
     },
     /// Measure the sandbox against the same detection code compiled natively.
     Bench(bench::BenchArgs),
+    /// The configured log source.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Rows of the configured log source that were set aside, with why.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Append a JSON Lines file of logs (one {"timestamp_ms", "source", "fields", "schema_version"?} object a line).
+    Load {
+        /// The file.
+        file: PathBuf,
+        /// The log type of every line.
+        #[arg(long)]
+        log_type: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Every quarantined row of the configured tenant.
+    List {
+        /// Print the raw rows too.
+        #[arg(long)]
+        raw: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,9 +103,7 @@ enum AgentsCommand {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()) {
@@ -90,23 +116,16 @@ fn main() -> ExitCode {
 }
 
 fn agents_dir(cli_dir: Option<PathBuf>, config: &McpConfig) -> Result<PathBuf> {
-    let dir = cli_dir
-        .or_else(|| config.agents_dir.clone())
-        .unwrap_or_else(|| PathBuf::from(mcp_agent_artifacts::AGENTS_DIR));
+    let dir =
+        cli_dir.or_else(|| config.agents_dir.clone()).unwrap_or_else(|| PathBuf::from(mcp_agent_artifacts::AGENTS_DIR));
     if !dir.is_dir() {
-        bail!(
-            "agents folder {} does not exist; pass --agents-dir or set agents_dir in the config",
-            dir.display()
-        );
+        bail!("agents folder {} does not exist; pass --agents-dir or set agents_dir in the config", dir.display());
     }
     Ok(dir)
 }
 
 fn sandbox(config: &McpConfig) -> Result<Arc<Sandbox>> {
-    Ok(Arc::new(Sandbox::new(
-        config.sandbox.clone(),
-        CompileCache::new(Some(config.cache_dir())),
-    )?))
+    Ok(Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?))
 }
 
 fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
@@ -128,24 +147,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",
                 config.data_dir.display()
             );
-            let outcomes = demo::run(
-                &config,
-                &dir,
-                &DemoOptions {
-                    seed,
-                    entries_per_type: entries,
-                },
-            )?;
+            let outcomes = demo::run(&config, &dir, &DemoOptions { seed, entries_per_type: entries })?;
             println!(
                 "{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
-                "agent",
-                "entries",
-                "anomalies",
-                "precision",
-                "recall",
-                "F1",
-                "entries/s",
-                "quarantined"
+                "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
             );
             for o in &outcomes {
                 let d = &o.detection;
@@ -163,12 +168,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             println!("\nper attack kind (entries flagged / entries in the attack):");
             for o in &outcomes {
-                let kinds: Vec<String> = o
-                    .detection
-                    .per_kind
-                    .iter()
-                    .map(|(k, (hit, all))| format!("{k} {hit}/{all}"))
-                    .collect();
+                let kinds: Vec<String> =
+                    o.detection.per_kind.iter().map(|(k, (hit, all))| format!("{k} {hit}/{all}")).collect();
                 println!("  {:<10} {}", o.run.agent, kinds.join(", "));
                 for fault in &o.run.faults {
                     println!("  {:<10} recovered from fault: {fault}", o.run.agent);
@@ -177,34 +178,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("\nmodels: none deployed yet; agents ran on their rules (docs/ROADMAP.md)");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agents {
-            command: AgentsCommand::List,
-        } => {
+        Command::Agents { command: AgentsCommand::List } => {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
-            println!(
-                "{:<10} {:<9} {:<8} {:<9} {:<8} sha256",
-                "name", "log type", "version", "protocol", "enabled"
-            );
+            println!("{:<10} {:<9} {:<8} {:<9} {:<8} sha256", "name", "log type", "version", "protocol", "enabled");
             for a in registry.list() {
                 println!(
                     "{:<10} {:<9} {:<8} {:<9} {:<8} {}",
-                    a.info.name,
-                    a.info.log_type,
-                    a.info.agent_version,
-                    a.info.protocol_version,
-                    a.enabled,
-                    a.sha256
+                    a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agents {
-            command: AgentsCommand::Check { file },
-        } => {
-            let bytes =
-                std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let report =
-                conformance::check(&*sandbox(&config)?, &bytes, &file.display().to_string());
+        Command::Agents { command: AgentsCommand::Check { file } } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = conformance::check(&*sandbox(&config)?, &bytes, &file.display().to_string());
             for check in &report.checks {
                 let (mark, detail) = match &check.outcome {
                     Outcome::Passed(d) => ("pass", d),
@@ -214,11 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{mark}  {:<42} {detail}", check.name);
             }
             if report.passed() {
-                println!(
-                    "\n{} conforms to mcp:agent@{}",
-                    file.display(),
-                    mcp_runtime::sandbox::PROTOCOL_VERSION
-                );
+                println!("\n{} conforms to mcp:agent@{}", file.display(), mcp_runtime::sandbox::PROTOCOL_VERSION);
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!("\n{} does not conform", file.display());
@@ -229,26 +212,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            let source = Arc::new(SqliteLogSource::open(&config.logs_db())?);
+            let source = Arc::new(SqliteLogSource::open(&config.logs_db(), config.schema_files())?);
             let mut store = AnomalyStore::open(&config.anomalies_db())?;
             let names: Vec<String> = match agent {
                 Some(name) => vec![registry.get(&name)?.info.name.clone()],
-                None => registry
-                    .list()
-                    .filter(|a| a.enabled)
-                    .map(|a| a.info.name.clone())
-                    .collect(),
+                None => registry.list().filter(|a| a.enabled).map(|a| a.info.name.clone()).collect(),
             };
             let mut failed = false;
             for name in names {
                 let reader: Arc<dyn mcp_runtime::sandbox::LogReader> = source.clone();
-                let mut instance = pipeline::instance_for(
-                    &registry,
-                    &name,
-                    &config.tenant,
-                    config.settings_for(&name),
-                    Some(reader),
-                )?;
+                let mut instance =
+                    pipeline::instance_for(&registry, &name, &config.tenant, config.settings_for(&name), Some(reader))?;
                 let spec = RunSpec {
                     tenant: &config.tenant,
                     agent: &name,
@@ -270,11 +244,37 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Db { command: DbCommand::Load { file, log_type } } => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let source = SqliteLogSource::open(&config.logs_db(), config.schema_files())?;
+            let input = std::io::BufReader::new(
+                std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+            );
+            let report = mcp_runtime::source::load::load_json_lines(&source, &config.tenant, &log_type, input)?;
+            println!(
+                "loaded {} '{log_type}' lines into {} for tenant {} ({} unreadable, stored for quarantine)",
+                report.lines,
+                config.logs_db().display(),
+                config.tenant,
+                report.unreadable
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine { command: QuarantineCommand::List { raw } } => {
+            let source = SqliteLogSource::open(&config.logs_db(), config.schema_files())?;
+            let rows = source.quarantined(&config.tenant)?;
+            println!("{:<10} {:<10} {:<7} reason", "log id", "log type", "schema");
+            for row in &rows {
+                println!("{:<10} {:<10} {:<7} {}", row.log_id, row.log_type, row.schema_version, row.reason);
+                if raw {
+                    println!("           raw: {}", row.raw);
+                }
+            }
+            println!("\n{} quarantined rows for tenant {}", rows.len(), config.tenant);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {
             if args.boundary {

@@ -38,26 +38,16 @@ impl Detection {
     }
 
     pub fn precision(&self) -> f64 {
-        ratio(
-            self.true_positives,
-            self.true_positives + self.false_positives,
-        )
+        ratio(self.true_positives, self.true_positives + self.false_positives)
     }
 
     pub fn recall(&self) -> f64 {
-        ratio(
-            self.true_positives,
-            self.true_positives + self.false_negatives,
-        )
+        ratio(self.true_positives, self.true_positives + self.false_negatives)
     }
 
     pub fn f1(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 {
-            0.0
-        } else {
-            2.0 * p * r / (p + r)
-        }
+        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
     }
 }
 
@@ -71,23 +61,11 @@ mod tests {
 
     #[test]
     fn scores_entries_against_labels() {
-        let labels = vec![
-            (1, None),
-            (2, Some("scan".to_string())),
-            (3, Some("scan".to_string())),
-            (4, None),
-        ];
+        let labels = vec![(1, None), (2, Some("scan".to_string())), (3, Some("scan".to_string())), (4, None)];
         let flagged: HashSet<u64> = [2, 4].into_iter().collect();
         let d = Detection::score(&labels, &flagged);
-        assert_eq!(
-            (d.true_positives, d.false_positives, d.false_negatives),
-            (1, 1, 1)
-        );
-        assert!(
-            (d.precision() - 0.5).abs() < 1e-9
-                && (d.recall() - 0.5).abs() < 1e-9
-                && (d.f1() - 0.5).abs() < 1e-9
-        );
+        assert_eq!((d.true_positives, d.false_positives, d.false_negatives), (1, 1, 1));
+        assert!((d.precision() - 0.5).abs() < 1e-9 && (d.recall() - 0.5).abs() < 1e-9 && (d.f1() - 0.5).abs() < 1e-9);
         assert_eq!(d.per_kind.get("scan"), Some(&(1, 2)));
     }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{AgentInstance, Anomaly, InstanceContext, LogQuery, SandboxError};
-use crate::source::{SourceError, SqliteLogSource, sqlite::SCHEMA_VERSION};
+use crate::source::{SourceError, SqliteLogSource};
 use crate::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
 /// Errors that end a run. The checkpoint stays at the last committed batch,
@@ -20,12 +20,10 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("agent {agent} reads '{log_type}' schema versions {min} to {max}; the schema file is at version {version}")]
+    SchemaUnsupported { agent: String, log_type: String, version: u32, min: u32, max: u32 },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
-    Agent {
-        agent: String,
-        after_id: u64,
-        source: SandboxError,
-    },
+    Agent { agent: String, after_id: u64, source: SandboxError },
 }
 
 /// What a run is over.
@@ -71,21 +69,9 @@ pub fn run(
 ) -> Result<RunReport, RunError> {
     let agent = registry.get(spec.agent)?;
     let log_type = agent.info.log_type.clone();
-    let key = CheckpointKey {
-        tenant: spec.tenant,
-        agent: spec.agent,
-        log_source: spec.log_source,
-        log_type: &log_type,
-    };
-    let provenance = Provenance {
-        agent_sha256: &agent.sha256,
-        schema_version: SCHEMA_VERSION,
-    };
-    let mut report = RunReport {
-        agent: spec.agent.to_string(),
-        log_type: log_type.clone(),
-        ..RunReport::default()
-    };
+    let key =
+        CheckpointKey { tenant: spec.tenant, agent: spec.agent, log_source: spec.log_source, log_type: &log_type };
+    let mut report = RunReport { agent: spec.agent.to_string(), log_type: log_type.clone(), ..RunReport::default() };
     let started = Instant::now();
     let mut after_id = store.checkpoint(&key)?;
     loop {
@@ -102,18 +88,28 @@ pub fn run(
         if read.last_id == after_id {
             break;
         }
+        let version = read.batch.schema_version;
+        let schema = &agent.info.schema;
+        if version != 0 && !(schema.min_version..=schema.max_version).contains(&version) {
+            return Err(RunError::SchemaUnsupported {
+                agent: spec.agent.into(),
+                log_type: log_type.clone(),
+                version,
+                min: schema.min_version,
+                max: schema.max_version,
+            });
+        }
+        let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version };
         let call_started = Instant::now();
         let found = match instance.detect_batch(&read.batch) {
             Ok(found) => found,
             Err(first) => {
                 report.faults.push(first.to_string());
-                instance
-                    .detect_batch(&read.batch)
-                    .map_err(|source| RunError::Agent {
-                        agent: spec.agent.into(),
-                        after_id,
-                        source,
-                    })?
+                instance.detect_batch(&read.batch).map_err(|source| RunError::Agent {
+                    agent: spec.agent.into(),
+                    after_id,
+                    source,
+                })?
             }
         };
         report.agent_time += call_started.elapsed();
@@ -149,12 +145,7 @@ fn attach_fields(
         return Ok((Vec::new(), 0));
     }
     let batch = &read.batch;
-    let lines: HashMap<u64, &str> = batch
-        .ids
-        .iter()
-        .copied()
-        .zip(read.raw_fields.iter().map(String::as_str))
-        .collect();
+    let lines: HashMap<u64, &str> = batch.ids.iter().copied().zip(read.raw_fields.iter().map(String::as_str)).collect();
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
     for mut anomaly in found {

@@ -99,24 +99,16 @@ impl AnomalyStore {
     /// Opens (and creates) the store at `path`, in WAL mode.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let name = path.display().to_string();
-        let wrap = |source| StoreError {
-            path: name.clone(),
-            source,
-        };
+        let wrap = |source| StoreError { path: name.clone(), source };
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(AnomalyStore { path: name, conn })
     }
 
     fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
-        result.map_err(|source| StoreError {
-            path: self.path.clone(),
-            source,
-        })
+        result.map_err(|source| StoreError { path: self.path.clone(), source })
     }
 
     /// The last id processed for `key`, 0 when none.
@@ -143,10 +135,7 @@ impl AnomalyStore {
         last_id: u64,
     ) -> Result<usize, StoreError> {
         let path = self.path.clone();
-        let wrap = |source| StoreError {
-            path: path.clone(),
-            source,
-        };
+        let wrap = |source| StoreError { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
         let mut inserted = 0;
         {
@@ -179,7 +168,13 @@ impl AnomalyStore {
             tx.execute(
                 "INSERT INTO checkpoints (tenant, agent, log_source, log_type, last_id) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (tenant, agent, log_source, log_type) DO UPDATE SET last_id = excluded.last_id",
-                params![key.tenant, key.agent, key.log_source, key.log_type, i64::try_from(last_id).unwrap_or(i64::MAX)],
+                params![
+                    key.tenant,
+                    key.agent,
+                    key.log_source,
+                    key.log_type,
+                    i64::try_from(last_id).unwrap_or(i64::MAX)
+                ],
             )
             .map_err(wrap)?;
         }

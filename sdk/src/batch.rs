@@ -22,31 +22,21 @@ pub struct Batch<'a> {
 }
 
 fn invalid(batch: &LogBatch, reason: String) -> AgentError {
-    AgentError::InvalidEntry(InvalidEntry {
-        log_id: batch.ids.first().copied().unwrap_or(0),
-        reason,
-    })
+    AgentError::InvalidEntry(InvalidEntry { log_id: batch.ids.first().copied().unwrap_or(0), reason })
 }
 
 fn check_text(batch: &LogBatch, name: &str, column: &WitTextColumn) -> Result<(), AgentError> {
     if column.ends.len() != batch.ids.len() {
         return Err(invalid(
             batch,
-            format!(
-                "field '{name}' has {} values for {} entries",
-                column.ends.len(),
-                batch.ids.len()
-            ),
+            format!("field '{name}' has {} values for {} entries", column.ends.len(), batch.ids.len()),
         ));
     }
     let mut start = 0usize;
     for &end in &column.ends {
         let end = end as usize;
         if end < start || column.data.get(start..end).is_none() {
-            return Err(invalid(
-                batch,
-                format!("field '{name}' has a bad text offset {end}"),
-            ));
+            return Err(invalid(batch, format!("field '{name}' has a bad text offset {end}")));
         }
         start = end;
     }
@@ -59,10 +49,7 @@ impl<'a> Batch<'a> {
     pub fn new(raw: &'a LogBatch) -> Result<Self, AgentError> {
         let len = raw.ids.len();
         if raw.timestamps_ms.len() != len {
-            return Err(invalid(
-                raw,
-                format!("{} timestamps for {len} entries", raw.timestamps_ms.len()),
-            ));
+            return Err(invalid(raw, format!("{} timestamps for {len} entries", raw.timestamps_ms.len())));
         }
         check_text(raw, "source", &raw.sources)?;
         for column in &raw.columns {
@@ -76,21 +63,12 @@ impl<'a> Batch<'a> {
                 ColumnValues::Boolean(v) => v.len(),
             };
             if values != len {
-                return Err(invalid(
-                    raw,
-                    format!(
-                        "field '{}' has {values} values for {len} entries",
-                        column.name
-                    ),
-                ));
+                return Err(invalid(raw, format!("field '{}' has {values} values for {len} entries", column.name)));
             }
             if column.missing.iter().any(|&m| m as usize >= len) || !column.missing.is_sorted() {
                 return Err(invalid(
                     raw,
-                    format!(
-                        "field '{}' lists missing entries out of order or range",
-                        column.name
-                    ),
+                    format!("field '{}' lists missing entries out of order or range", column.name),
                 ));
             }
         }
@@ -119,30 +97,17 @@ impl<'a> Batch<'a> {
 
     /// When entry `index` happened, in milliseconds since the Unix epoch.
     pub fn timestamp_ms(&self, index: usize) -> i64 {
-        self.raw
-            .timestamps_ms
-            .get(index)
-            .copied()
-            .unwrap_or_default()
+        self.raw.timestamps_ms.get(index).copied().unwrap_or_default()
     }
 
     /// The device or sensor that logged entry `index`.
     pub fn source(&self, index: usize) -> &'a str {
-        Text {
-            data: &self.raw.sources.data,
-            ends: &self.raw.sources.ends,
-            missing: &[],
-        }
-        .get(index)
-        .unwrap_or("")
+        Text { data: &self.raw.sources.data, ends: &self.raw.sources.ends, missing: &[] }.get(index).unwrap_or("")
     }
 
     /// A reference to entry `index`, for anomalies.
     pub fn entry(&self, index: usize) -> EntryRef {
-        EntryRef {
-            id: self.id(index),
-            timestamp_ms: self.timestamp_ms(index),
-        }
+        EntryRef { id: self.id(index), timestamp_ms: self.timestamp_ms(index) }
     }
 
     fn column(&self, name: &str) -> Option<&'a Column> {
@@ -153,21 +118,14 @@ impl<'a> Batch<'a> {
         found.ok_or_else(|| match self.column(name) {
             Some(_) => invalid(self.raw, format!("field '{name}' is not {kind}")),
             None if self.is_empty() => invalid(self.raw, format!("no field '{name}'")),
-            None => invalid(
-                self.raw,
-                format!("no entry of the batch has field '{name}'"),
-            ),
+            None => invalid(self.raw, format!("no entry of the batch has field '{name}'")),
         })
     }
 
     /// The text field `name`, if the batch has it.
     pub fn text_opt(&self, name: &str) -> Option<Text<'a>> {
         match &self.column(name)?.values {
-            ColumnValues::Text(t) => Some(Text {
-                data: &t.data,
-                ends: &t.ends,
-                missing: &self.column(name)?.missing,
-            }),
+            ColumnValues::Text(t) => Some(Text { data: &t.data, ends: &t.ends, missing: &self.column(name)?.missing }),
             _ => None,
         }
     }
@@ -181,10 +139,7 @@ impl<'a> Batch<'a> {
     pub fn integer_opt(&self, name: &str) -> Option<Values<'a, i64>> {
         let column = self.column(name)?;
         match &column.values {
-            ColumnValues::Integer(v) => Some(Values {
-                values: v,
-                missing: &column.missing,
-            }),
+            ColumnValues::Integer(v) => Some(Values { values: v, missing: &column.missing }),
             _ => None,
         }
     }
@@ -198,14 +153,8 @@ impl<'a> Batch<'a> {
     pub fn number_opt(&self, name: &str) -> Option<Number<'a>> {
         let column = self.column(name)?;
         match &column.values {
-            ColumnValues::Integer(v) => Some(Number::Integer(Values {
-                values: v,
-                missing: &column.missing,
-            })),
-            ColumnValues::Real(v) => Some(Number::Real(Values {
-                values: v,
-                missing: &column.missing,
-            })),
+            ColumnValues::Integer(v) => Some(Number::Integer(Values { values: v, missing: &column.missing })),
+            ColumnValues::Real(v) => Some(Number::Real(Values { values: v, missing: &column.missing })),
             _ => None,
         }
     }
@@ -219,10 +168,7 @@ impl<'a> Batch<'a> {
     pub fn boolean_opt(&self, name: &str) -> Option<Values<'a, bool>> {
         let column = self.column(name)?;
         match &column.values {
-            ColumnValues::Boolean(v) => Some(Values {
-                values: v,
-                missing: &column.missing,
-            }),
+            ColumnValues::Boolean(v) => Some(Values { values: v, missing: &column.missing }),
             _ => None,
         }
     }
@@ -247,11 +193,7 @@ impl<'a> Text<'a> {
             return None;
         }
         let end = *self.ends.get(index)? as usize;
-        let start = if index == 0 {
-            0
-        } else {
-            *self.ends.get(index - 1)? as usize
-        };
+        let start = if index == 0 { 0 } else { *self.ends.get(index - 1)? as usize };
         self.data.get(start..end)
     }
 
@@ -271,11 +213,7 @@ pub struct Values<'a, T> {
 impl<T: Copy + Default> Values<'_, T> {
     /// The value of entry `index`; `None` when it is missing.
     pub fn get(&self, index: usize) -> Option<T> {
-        if is_missing(self.missing, index) {
-            None
-        } else {
-            self.values.get(index).copied()
-        }
+        if is_missing(self.missing, index) { None } else { self.values.get(index).copied() }
     }
 
     /// The value of entry `index`, or the type's default when it is missing.

@@ -7,12 +7,13 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
+use crate::shape::{Kind, Shape};
 use crate::wit::mcp::agent::types::{Column, ColumnValues};
 use crate::{LogBatch, TextColumn};
 
 /// A scalar field value, borrowed from the JSON text where it can be.
 #[derive(Debug, Clone, PartialEq)]
-enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     Text(Cow<'a, str>),
     Integer(i64),
     Real(f64),
@@ -41,9 +42,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Integer(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        i64::try_from(v)
-            .map(Scalar::Integer)
-            .or(Ok(Scalar::Real(v as f64)))
+        i64::try_from(v).map(Scalar::Integer).or(Ok(Scalar::Real(v as f64)))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
         Ok(Scalar::Real(v))
@@ -58,10 +57,7 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Null)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map
-            .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
-            .is_some()
-        {}
+        while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
         Ok(Scalar::Nested)
     }
     fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -173,10 +169,7 @@ impl ColumnBuilder {
             return;
         }
         self.data = match value {
-            Scalar::Text(_) => Data::Text {
-                data: String::new(),
-                ends: vec![0; rows],
-            },
+            Scalar::Text(_) => Data::Text { data: String::new(), ends: vec![0; rows] },
             Scalar::Integer(_) => Data::Integer(vec![0; rows]),
             Scalar::Real(_) => Data::Real(vec![0.0; rows]),
             Scalar::Boolean(_) => Data::Boolean(vec![false; rows]),
@@ -219,20 +212,13 @@ impl ColumnBuilder {
     fn finish(self, rows: usize) -> Column {
         let values = match self.data {
             // A field that was null everywhere: text, all missing.
-            Data::Unknown => ColumnValues::Text(TextColumn {
-                data: String::new(),
-                ends: vec![0; rows],
-            }),
+            Data::Unknown => ColumnValues::Text(TextColumn { data: String::new(), ends: vec![0; rows] }),
             Data::Text { data, ends } => ColumnValues::Text(TextColumn { data, ends }),
             Data::Integer(v) => ColumnValues::Integer(v),
             Data::Real(v) => ColumnValues::Real(v),
             Data::Boolean(v) => ColumnValues::Boolean(v),
         };
-        Column {
-            name: self.name,
-            values,
-            missing: self.missing,
-        }
+        Column { name: self.name, values, missing: self.missing }
     }
 }
 
@@ -290,13 +276,7 @@ impl BatchBuilder {
     /// does not fit (not an object, a nested value, a duplicate field, or a
     /// type other than the batch's for that field) is refused with the
     /// reason, and the batch is left as it was.
-    pub fn push_json(
-        &mut self,
-        id: u64,
-        timestamp_ms: i64,
-        source: &str,
-        fields: &str,
-    ) -> Result<(), String> {
+    pub fn push_json(&mut self, id: u64, timestamp_ms: i64, source: &str, fields: &str) -> Result<(), String> {
         let row = parse_row(fields)?;
         self.push_row(id, timestamp_ms, source, row)
     }
@@ -311,13 +291,7 @@ impl BatchBuilder {
         }
     }
 
-    fn push_row(
-        &mut self,
-        id: u64,
-        timestamp_ms: i64,
-        source: &str,
-        Row(row): Row<'_>,
-    ) -> Result<(), String> {
+    fn push_row(&mut self, id: u64, timestamp_ms: i64, source: &str, Row(row): Row<'_>) -> Result<(), String> {
         let rows = self.ids.len();
         let row_index = u32::try_from(rows).map_err(|_| "batch is full".to_string())?;
         if self.sources.len() + source.len() > MAX_TEXT_BYTES {
@@ -346,8 +320,7 @@ impl BatchBuilder {
                     };
                     column.adopt(&value, rows);
                     self.columns.push(column);
-                    self.by_name
-                        .insert(name.into_owned(), self.columns.len() - 1);
+                    self.by_name.insert(name.into_owned(), self.columns.len() - 1);
                     self.columns.len() - 1
                 }
             };
@@ -378,9 +351,7 @@ impl BatchBuilder {
     ) -> Result<(), String> {
         for (position, (name, value)) in row.iter().enumerate() {
             if matches!(value, Scalar::Nested) {
-                return Err(format!(
-                    "field '{name}' is an object or array; fields must be scalars"
-                ));
+                return Err(format!("field '{name}' is an object or array; fields must be scalars"));
             }
             let target = self.column_of(name, position);
             match target.and_then(|c| self.columns.get_mut(c)) {
@@ -421,18 +392,14 @@ impl BatchBuilder {
             schema_version: self.schema_version,
             ids: self.ids,
             timestamps_ms: self.timestamps_ms,
-            sources: TextColumn {
-                data: self.sources,
-                ends: self.source_ends,
-            },
+            sources: TextColumn { data: self.sources, ends: self.source_ends },
             columns: self.columns.into_iter().map(|c| c.finish(rows)).collect(),
         }
     }
 }
 
 fn parse_row(fields: &str) -> Result<Row<'_>, String> {
-    serde_json::from_str::<Row<'_>>(fields)
-        .map_err(|e| format!("fields are not a JSON object: {e}"))
+    serde_json::from_str::<Row<'_>>(fields).map_err(|e| format!("fields are not a JSON object: {e}"))
 }
 
 /// One raw row, as a source holds it.
@@ -446,26 +413,43 @@ pub struct RawRow<'a> {
     pub source: &'a str,
     /// The fields, one JSON object.
     pub fields: &'a str,
+    /// The schema version the row was written under; 0 when unknown, which
+    /// is read as the current version.
+    pub schema_version: u32,
 }
 
 /// Builds a batch from `rows`, typing each field by what most rows hold, so
 /// that one odd row, wherever it sits, is refused instead of deciding the
 /// type for the rest. Returns the batch and the refused rows (index into
 /// `rows`, reason).
-pub fn build_batch(
-    log_type: &str,
-    schema_version: u32,
-    rows: &[RawRow<'_>],
-) -> (LogBatch, Vec<(usize, String)>) {
+pub fn build_batch(log_type: &str, schema_version: u32, rows: &[RawRow<'_>]) -> (LogBatch, Vec<(usize, String)>) {
+    let shape = Shape { log_type: log_type.to_string(), version: schema_version, ..Shape::default() };
+    build_shaped_batch(&shape, rows)
+}
+
+/// Builds a batch from `rows` normalised to `shape`: renamed fields of older
+/// rows take their current names, declared fields must have their declared
+/// type, required fields must be there and defaults fill the rest. Fields the
+/// shape does not declare are typed by what most rows hold. Returns the batch
+/// and the refused rows (index into `rows`, reason).
+pub fn build_shaped_batch(shape: &Shape, rows: &[RawRow<'_>]) -> (LogBatch, Vec<(usize, String)>) {
+    let (log_type, schema_version) = (shape.log_type.as_str(), shape.version);
     let mut refused = Vec::new();
     let mut parsed = Vec::with_capacity(rows.len());
     // Fields in the order they first appear, so that columns follow the
     // rows' own order and `column_of` finds them by position.
     let mut votes: Vec<(&str, [usize; 4])> = Vec::new();
     for (index, raw) in rows.iter().enumerate() {
-        match parse_row(raw.fields) {
+        let shaped = parse_row(raw.fields).and_then(|mut row| {
+            let version = if raw.schema_version == 0 { shape.version } else { raw.schema_version };
+            shape.normalise(&mut row.0, version).map(|()| row)
+        });
+        match shaped {
             Ok(row) => {
                 for (position, (name, value)) in row.0.iter().enumerate() {
+                    if shape.kind_of(name).is_some() {
+                        continue;
+                    }
                     let slot = match value {
                         Scalar::Text(_) => 0,
                         Scalar::Integer(_) => 1,
@@ -494,13 +478,20 @@ pub fn build_batch(
         }
     }
     let mut builder = BatchBuilder::new(log_type, schema_version);
+    for spec in &shape.fields {
+        let data = match spec.kind {
+            Kind::Text => Data::Text { data: String::new(), ends: Vec::new() },
+            Kind::Integer => Data::Integer(Vec::new()),
+            Kind::Real => Data::Real(Vec::new()),
+            Kind::Boolean => Data::Boolean(Vec::new()),
+        };
+        builder.columns.push(ColumnBuilder { name: spec.name.clone(), data, missing: Vec::new(), seen_at: 0 });
+        builder.by_name.insert(spec.name.clone(), builder.columns.len() - 1);
+    }
     for (name, [text, integer, real, boolean]) in votes {
         let numbers = integer + real;
         let data = if text >= numbers.max(boolean) {
-            Data::Text {
-                data: String::new(),
-                ends: Vec::new(),
-            }
+            Data::Text { data: String::new(), ends: Vec::new() }
         } else if boolean > numbers {
             Data::Boolean(Vec::new())
         } else if real > 0 {
@@ -508,15 +499,8 @@ pub fn build_batch(
         } else {
             Data::Integer(Vec::new())
         };
-        builder.columns.push(ColumnBuilder {
-            name: name.to_string(),
-            data,
-            missing: Vec::new(),
-            seen_at: 0,
-        });
-        builder
-            .by_name
-            .insert(name.to_string(), builder.columns.len() - 1);
+        builder.columns.push(ColumnBuilder { name: name.to_string(), data, missing: Vec::new(), seen_at: 0 });
+        builder.by_name.insert(name.to_string(), builder.columns.len() - 1);
     }
     for (index, row) in parsed {
         let raw = &rows[index];
@@ -526,6 +510,12 @@ pub fn build_batch(
     }
     refused.sort_by_key(|(index, _)| *index);
     (builder.finish(), refused)
+}
+
+impl Scalar<'_> {
+    pub(crate) fn kind_name(&self) -> &'static str {
+        scalar_kind(self)
+    }
 }
 
 fn scalar_kind(value: &Scalar<'_>) -> &'static str {
@@ -548,9 +538,7 @@ mod tests {
         let mut builder = BatchBuilder::new("t", 1);
         let mut refused = Vec::new();
         for (i, row) in rows.iter().enumerate() {
-            if let Err(reason) =
-                builder.push_json(i as u64 + 1, i as i64 * 10, &format!("src-{i}"), row)
-            {
+            if let Err(reason) = builder.push_json(i as u64 + 1, i as i64 * 10, &format!("src-{i}"), row) {
                 refused.push(reason);
             }
         }
@@ -570,30 +558,16 @@ mod tests {
         assert_eq!(batch.source(1), "src-1");
         assert_eq!((batch.id(2), batch.timestamp_ms(2)), (3, 20));
         let name = batch.text("name")?;
-        assert_eq!(
-            (name.get(0), name.get(1), name.get(2)),
-            (Some("a"), Some("bé\nc"), None)
-        );
+        assert_eq!((name.get(0), name.get(1), name.get(2)), (Some("a"), Some("bé\nc"), None));
         // An integer column that meets a real becomes a real column.
         assert!(batch.integer_opt("port").is_none());
         let port = batch.number("port")?;
-        assert_eq!(
-            (port.get(0), port.get(1), port.get(2)),
-            (Some(80.0), Some(443.5), Some(22.0))
-        );
-        let ok = batch
-            .boolean_opt("ok")
-            .ok_or_else(|| AgentError::Internal("no ok".into()))?;
-        assert_eq!(
-            (ok.get(0), ok.get(1), ok.get(2)),
-            (Some(true), None, Some(false))
-        );
+        assert_eq!((port.get(0), port.get(1), port.get(2)), (Some(80.0), Some(443.5), Some(22.0)));
+        let ok = batch.boolean_opt("ok").ok_or_else(|| AgentError::Internal("no ok".into()))?;
+        assert_eq!((ok.get(0), ok.get(1), ok.get(2)), (Some(true), None, Some(false)));
         // A field first seen in the second row is missing in the first and third.
         let extra = batch.text("extra")?;
-        assert_eq!(
-            (extra.get(0), extra.get(1), extra.get(2)),
-            (None, Some("x"), None)
-        );
+        assert_eq!((extra.get(0), extra.get(1), extra.get(2)), (None, Some("x"), None));
         Ok(())
     }
 
@@ -608,21 +582,9 @@ mod tests {
             r#"{"name": "e", "port": 82}"#,
         ]);
         assert_eq!(refused.len(), 4, "{refused:?}");
-        assert!(
-            refused[0].contains("'name' is text in this batch but an integer here"),
-            "{}",
-            refused[0]
-        );
-        assert!(
-            refused[1].contains("'nested' is an object or array"),
-            "{}",
-            refused[1]
-        );
-        assert!(
-            refused[2].contains("'name' appears twice"),
-            "{}",
-            refused[2]
-        );
+        assert!(refused[0].contains("'name' is text in this batch but an integer here"), "{}", refused[0]);
+        assert!(refused[1].contains("'nested' is an object or array"), "{}", refused[1]);
+        assert!(refused[2].contains("'name' appears twice"), "{}", refused[2]);
         assert!(refused[3].contains("not a JSON object"), "{}", refused[3]);
         let batch = Batch::new(&raw)?;
         assert_eq!(batch.len(), 2);
@@ -633,35 +595,17 @@ mod tests {
     }
 
     #[test]
-    fn the_majority_types_a_field_so_an_odd_first_row_is_the_one_refused() -> Result<(), AgentError>
-    {
-        let texts = [
-            r#"{"port": "http"}"#,
-            r#"{"port": 80}"#,
-            r#"{"port": 443}"#,
-            r#"{"port": 8080.5}"#,
-            "nope",
-        ];
+    fn the_majority_types_a_field_so_an_odd_first_row_is_the_one_refused() -> Result<(), AgentError> {
+        let texts = [r#"{"port": "http"}"#, r#"{"port": 80}"#, r#"{"port": 443}"#, r#"{"port": 8080.5}"#, "nope"];
         let rows: Vec<RawRow<'_>> = texts
             .iter()
             .enumerate()
-            .map(|(i, f)| RawRow {
-                id: i as u64 + 1,
-                timestamp_ms: 0,
-                source: "s",
-                fields: f,
-            })
+            .map(|(i, f)| RawRow { id: i as u64 + 1, timestamp_ms: 0, source: "s", fields: f, schema_version: 0 })
             .collect();
         let (raw, refused) = build_batch("t", 1, &rows);
         let refused_rows: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
         assert_eq!(refused_rows, vec![0, 4], "{refused:?}");
-        assert!(
-            refused[0]
-                .1
-                .contains("'port' is a real number in this batch but text here"),
-            "{}",
-            refused[0].1
-        );
+        assert!(refused[0].1.contains("'port' is a real number in this batch but text here"), "{}", refused[0].1);
         let batch = Batch::new(&raw)?;
         assert_eq!(batch.len(), 3);
         assert_eq!(batch.id(0), 2);
@@ -691,9 +635,6 @@ mod tests {
         assert!(matches!(Batch::new(&raw), Err(AgentError::InvalidEntry(_))));
         let (mut ragged, _) = build(&[r#"{"a": 1}"#, r#"{"a": 2}"#]);
         ragged.ids.push(3);
-        assert!(matches!(
-            Batch::new(&ragged),
-            Err(AgentError::InvalidEntry(_))
-        ));
+        assert!(matches!(Batch::new(&ragged), Err(AgentError::InvalidEntry(_))));
     }
 }

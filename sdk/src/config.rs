@@ -14,12 +14,7 @@ pub struct Config {
 impl Config {
     /// Settings given directly, for tests and native runs.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Config {
-            values: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        Config { values: pairs.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
     }
 
     /// Reads every setting the host holds for this agent.
@@ -42,10 +37,7 @@ impl Config {
         match self.get(key) {
             None => Ok(default),
             Some(raw) => raw.trim().parse().map_err(|_| {
-                AgentError::Config(format!(
-                    "setting '{key}' = '{raw}' is not a valid {}",
-                    std::any::type_name::<T>()
-                ))
+                AgentError::Config(format!("setting '{key}' = '{raw}' is not a valid {}", std::any::type_name::<T>()))
             }),
         }
     }
@@ -61,10 +53,9 @@ mod tests {
         assert_eq!(config.parse_or("threshold", 1u32).ok(), Some(12));
         assert_eq!(config.parse_or("missing", 5u32).ok(), Some(5));
         match config.parse_or("ratio", 0.5f32) {
-            Err(AgentError::Config(message)) => assert!(
-                message.contains("ratio") && message.contains("'x'"),
-                "{message}"
-            ),
+            Err(AgentError::Config(message)) => {
+                assert!(message.contains("ratio") && message.contains("'x'"), "{message}")
+            }
             other => panic!("expected a config error, got {other:?}"),
         }
     }

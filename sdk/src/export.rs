@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 
 use crate::wit::exports::mcp::agent::detector::Guest;
 use crate::{
-    Agent, AgentError, AgentInfo, Batch, BatchBuilder, Features, Finding, Findings,
-    InferenceResult, InvalidEntry, LogBatch, LogEntry,
+    Agent, AgentError, AgentInfo, Batch, BatchBuilder, Features, Finding, Findings, InferenceResult, InvalidEntry,
+    LogBatch, LogEntry,
 };
 
 /// Gives the export glue the one agent value of this instance.
@@ -27,21 +27,12 @@ pub fn run_batch<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<Vec<Findin
 }
 
 /// Packs single entries of one log type into a batch, as the host does.
-pub fn batch_from_entries(
-    log_type: &str,
-    schema_version: u32,
-    entries: &[LogEntry],
-) -> Result<LogBatch, AgentError> {
+pub fn batch_from_entries(log_type: &str, schema_version: u32, entries: &[LogEntry]) -> Result<LogBatch, AgentError> {
     let mut builder = BatchBuilder::new(log_type, schema_version);
     for entry in entries {
         builder
             .push_json(entry.id, entry.timestamp_ms, &entry.source, &entry.fields)
-            .map_err(|reason| {
-                AgentError::InvalidEntry(InvalidEntry {
-                    log_id: entry.id,
-                    reason,
-                })
-            })?;
+            .map_err(|reason| AgentError::InvalidEntry(InvalidEntry { log_id: entry.id, reason }))?;
     }
     Ok(builder.finish())
 }

@@ -25,10 +25,11 @@ mod config;
 #[doc(hidden)]
 pub mod export;
 pub mod host;
+pub mod shape;
 pub mod window;
 
 pub use batch::{Batch, EntryRef, Number, Text, Values};
-pub use builder::{BatchBuilder, RawRow, build_batch};
+pub use builder::{BatchBuilder, RawRow, build_batch, build_shaped_batch};
 pub use config::Config;
 pub use export::{AgentCell, batch_from_entries, run_batch};
 
@@ -46,8 +47,8 @@ pub mod wit {
 }
 
 pub use wit::mcp::agent::types::{
-    AgentError, AgentInfo, Column, ColumnValues, Features, Findings, InferenceResult, InvalidEntry,
-    LogBatch, LogEntry, SchemaSupport, Severity, Tensor, TextColumn,
+    AgentError, AgentInfo, Column, ColumnValues, Features, Findings, InferenceResult, InvalidEntry, LogBatch, LogEntry,
+    SchemaSupport, Severity, Tensor, TextColumn,
 };
 
 /// The protocol version this SDK speaks: the version of the `mcp:agent` WIT package.
@@ -75,11 +76,7 @@ pub trait Agent: Default + 'static {
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError>;
 
     /// Turns entry `index` of `batch` into numeric features. The default has none.
-    fn extract_features(
-        &mut self,
-        batch: &Batch<'_>,
-        index: usize,
-    ) -> Result<Features, AgentError> {
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
         let _ = (batch, index);
         Ok(features(&[]))
     }
@@ -87,11 +84,7 @@ pub trait Agent: Default + 'static {
     /// Scores features. The default scores everything 0, labelled `normal`.
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
         let _ = features;
-        Ok(InferenceResult {
-            score: 0.0,
-            label: "normal".into(),
-            raw: Vec::new(),
-        })
+        Ok(InferenceResult { score: 0.0, label: "normal".into(), raw: Vec::new() })
     }
 
     /// Loads a model through the host and keeps it. The default asks the host
@@ -104,13 +97,7 @@ pub trait Agent: Default + 'static {
 }
 
 /// Builds an [`AgentInfo`] for this protocol version.
-pub fn info(
-    name: &str,
-    log_type: &str,
-    agent_version: &str,
-    description: &str,
-    required_fields: &[&str],
-) -> AgentInfo {
+pub fn info(name: &str, log_type: &str, agent_version: &str, description: &str, required_fields: &[&str]) -> AgentInfo {
     AgentInfo {
         name: name.into(),
         log_type: log_type.into(),
@@ -123,6 +110,16 @@ pub fn info(
             max_version: 1,
             required_fields: text_column(required_fields.iter().copied()),
         },
+    }
+}
+
+impl AgentInfo {
+    /// Declares the range of schema versions of the log type the agent reads
+    /// (the default from [`info`] is 1 to 1).
+    pub fn with_schema_versions(mut self, min: u32, max: u32) -> Self {
+        self.schema.min_version = min;
+        self.schema.max_version = max;
+        self
     }
 }
 
@@ -145,32 +142,15 @@ pub struct Finding {
 /// agent name, the detection time and the entry's log type, source and
 /// timestamp from its own records, so an agent cannot speak for another or
 /// misdate an entry.
-pub fn finding(
-    entry: &EntryRef,
-    score: f32,
-    label: &str,
-    severity: Severity,
-    reason: String,
-) -> Finding {
-    Finding {
-        entry: *entry,
-        score,
-        label: label.to_string(),
-        severity,
-        reason,
-    }
+pub fn finding(entry: &EntryRef, score: f32, label: &str, severity: Severity, reason: String) -> Finding {
+    Finding { entry: *entry, score, label: label.to_string(), severity, reason }
 }
 
 fn text_column<'a>(values: impl Iterator<Item = &'a str>) -> TextColumn {
-    let mut column = TextColumn {
-        data: String::new(),
-        ends: Vec::new(),
-    };
+    let mut column = TextColumn { data: String::new(), ends: Vec::new() };
     for value in values {
         column.data.push_str(value);
-        column
-            .ends
-            .push(u32::try_from(column.data.len()).unwrap_or(u32::MAX));
+        column.ends.push(u32::try_from(column.data.len()).unwrap_or(u32::MAX));
     }
     column
 }

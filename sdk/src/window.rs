@@ -42,13 +42,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
     /// A window of `span_ms` milliseconds that alarms at `threshold`.
     /// At most `max_keys` keys are tracked; the stalest are dropped first.
     pub fn new(span_ms: i64, threshold: usize, count: Count, max_keys: usize) -> Self {
-        Burst {
-            span_ms,
-            threshold: threshold.max(1),
-            count,
-            max_keys: max_keys.max(1),
-            windows: HashMap::new(),
-        }
+        Burst { span_ms, threshold: threshold.max(1), count, max_keys: max_keys.max(1), windows: HashMap::new() }
     }
 
     /// Records an event; returns the entries to flag now (empty when calm).
@@ -59,11 +53,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         let window = self.windows.entry(key.clone()).or_default();
         let horizon = timestamp_ms - self.span_ms;
         let distinct = self.count == Count::DistinctTags;
-        while window
-            .events
-            .front()
-            .is_some_and(|(ts, _, _)| *ts < horizon)
-        {
+        while window.events.front().is_some_and(|(ts, _, _)| *ts < horizon) {
             if let Some((_, old, _)) = window.events.pop_front()
                 && distinct
             {
@@ -77,11 +67,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
                 None => window.tags.push((tag, 1)),
             }
         }
-        let level = if distinct {
-            window.tags.len()
-        } else {
-            window.events.len()
-        };
+        let level = if distinct { window.tags.len() } else { window.events.len() };
         if level < self.threshold {
             window.alarmed = false;
             return Vec::new();
@@ -103,8 +89,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
 
     fn evict(&mut self, now_ms: i64) {
         let horizon = now_ms - self.span_ms;
-        self.windows
-            .retain(|_, w| w.events.back().is_some_and(|(ts, _, _)| *ts >= horizon));
+        self.windows.retain(|_, w| w.events.back().is_some_and(|(ts, _, _)| *ts >= horizon));
         if self.windows.len() >= self.max_keys {
             // Still full of live keys: drop the one seen longest ago.
             let stalest = self
@@ -161,10 +146,7 @@ mod tests {
     use super::*;
 
     fn at(id: u64) -> EntryRef {
-        EntryRef {
-            id,
-            timestamp_ms: id as i64 * 100,
-        }
+        EntryRef { id, timestamp_ms: id as i64 * 100 }
     }
 
     #[test]
@@ -182,10 +164,7 @@ mod tests {
         let mut burst = Burst::new(1_000, 3, Count::Entries, 16);
         burst.push(&7u64, 0, 0, at(1));
         burst.push(&7u64, 500, 0, at(2));
-        assert!(
-            burst.push(&7u64, 1_600, 0, at(3)).is_empty(),
-            "the first two are older than the span"
-        );
+        assert!(burst.push(&7u64, 1_600, 0, at(3)).is_empty(), "the first two are older than the span");
         assert_eq!(burst.level(&7u64), 1);
     }
 

@@ -4,27 +4,18 @@ use std::sync::Arc;
 
 use mcp_runtime::conformance::{sample_entries, to_batch};
 use mcp_runtime::registry::Registry;
-use mcp_runtime::sandbox::{
-    AgentInstance, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits,
-};
+use mcp_runtime::sandbox::{AgentInstance, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits};
 
 /// Limits small enough that hostile fixtures hit them quickly. The deadline
 /// is wall-clock, so it leaves room for a loaded CI machine: a memory bomb
 /// must meet its memory cap before its deadline even when cores are busy.
 pub fn test_limits() -> SandboxLimits {
-    SandboxLimits {
-        call_timeout_ms: 2_000,
-        memory_bytes: 64 << 20,
-        max_instances: 32,
-        ..SandboxLimits::default()
-    }
+    SandboxLimits { call_timeout_ms: 2_000, memory_bytes: 64 << 20, max_instances: 32, ..SandboxLimits::default() }
 }
 
 /// Tests share one compile cache, which also exercises it under concurrency.
 pub fn test_cache() -> CompileCache {
-    CompileCache::new(Some(
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
-    ))
+    CompileCache::new(Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("compile-cache")))
 }
 
 pub fn sandbox_with(limits: SandboxLimits) -> Arc<Sandbox> {

@@ -7,26 +7,12 @@ use crate::common::{agents_dir, sandbox};
 
 fn check_bundled(name: &str) -> anyhow::Result<()> {
     let path = agents_dir().join(format!("{name}.wasm"));
-    let report = conformance::check(
-        &sandbox(),
-        &std::fs::read(&path)?,
-        &path.display().to_string(),
-    );
+    let report = conformance::check(&sandbox(), &std::fs::read(&path)?, &path.display().to_string());
     for check in &report.checks {
-        assert!(
-            matches!(check.outcome, Outcome::Passed(_)),
-            "{name}: {} {:?}",
-            check.name,
-            check.outcome
-        );
+        assert!(matches!(check.outcome, Outcome::Passed(_)), "{name}: {} {:?}", check.name, check.outcome);
     }
     assert!(report.passed());
-    assert_eq!(
-        report.checks.len(),
-        5,
-        "every check ran: {:?}",
-        report.checks
-    );
+    assert_eq!(report.checks.len(), 5, "every check ran: {:?}", report.checks);
     Ok(())
 }
 
@@ -50,14 +36,9 @@ fn other_protocol_fails_the_check() -> anyhow::Result<()> {
     let bytes = crate::registry::wifi_with_protocol("0.2.0")?;
     let report = conformance::check(&sandbox(), &bytes, "old.wasm");
     assert!(!report.passed());
-    let Some(first) = report.checks.first() else {
-        anyhow::bail!("no checks ran")
-    };
+    let Some(first) = report.checks.first() else { anyhow::bail!("no checks ran") };
     match &first.outcome {
-        Outcome::Failed(detail) => assert!(
-            detail.contains("0.2.0") && detail.contains("0.1.0"),
-            "{detail}"
-        ),
+        Outcome::Failed(detail) => assert!(detail.contains("0.2.0") && detail.contains("0.1.0"), "{detail}"),
         other => anyhow::bail!("expected a failure, got {other:?}"),
     }
     Ok(())
@@ -69,17 +50,11 @@ fn bad_agent_settings_are_a_config_error() -> anyhow::Result<()> {
     use std::sync::Arc;
     let registry = crate::common::bundled_registry(sandbox())?;
     let mut context = mcp_runtime::sandbox::InstanceContext::new("wifi", "t");
-    context.config = Arc::new(BTreeMap::from([(
-        "deauth_threshold".to_string(),
-        "lots".to_string(),
-    )]));
+    context.config = Arc::new(BTreeMap::from([("deauth_threshold".to_string(), "lots".to_string())]));
     let mut wifi = registry.instantiate("wifi", context)?;
     match wifi.detect_batch(&crate::common::wifi_batch(5)) {
         Err(mcp_runtime::sandbox::SandboxError::Agent { message, .. }) => {
-            assert!(
-                message.contains("deauth_threshold") && message.contains("lots"),
-                "{message}"
-            )
+            assert!(message.contains("deauth_threshold") && message.contains("lots"), "{message}")
         }
         other => anyhow::bail!("expected a configuration error, got {other:?}"),
     }

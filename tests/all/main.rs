@@ -7,3 +7,4 @@ mod detection;
 mod registry;
 mod runs;
 mod sandbox;
+mod schemas;

@@ -32,14 +32,8 @@ pub fn wifi_with_protocol(version: &str) -> anyhow::Result<Vec<u8>> {
 #[test]
 fn discovers_the_three_bundled_agents() -> anyhow::Result<()> {
     let registry = bundled_registry(sandbox())?;
-    let names: Vec<(&str, &str)> = registry
-        .list()
-        .map(|a| (a.info.name.as_str(), a.info.log_type.as_str()))
-        .collect();
-    assert_eq!(
-        names,
-        vec![("dns", "dns"), ("firewall", "firewall"), ("wifi", "wifi")]
-    );
+    let names: Vec<(&str, &str)> = registry.list().map(|a| (a.info.name.as_str(), a.info.log_type.as_str())).collect();
+    assert_eq!(names, vec![("dns", "dns"), ("firewall", "firewall"), ("wifi", "wifi")]);
     for agent in registry.list() {
         assert_eq!(agent.sha256.len(), 64);
         assert_eq!(agent.info.protocol_version, PROTOCOL_VERSION);
@@ -51,26 +45,13 @@ fn discovers_the_three_bundled_agents() -> anyhow::Result<()> {
 #[test]
 fn duplicate_names_are_an_error_naming_both_files() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    std::fs::copy(
-        agents_dir().join("wifi.wasm"),
-        dir.path().join("a-wifi.wasm"),
-    )?;
-    std::fs::copy(
-        agents_dir().join("wifi.wasm"),
-        dir.path().join("b-wifi.wasm"),
-    )?;
+    std::fs::copy(agents_dir().join("wifi.wasm"), dir.path().join("a-wifi.wasm"))?;
+    std::fs::copy(agents_dir().join("wifi.wasm"), dir.path().join("b-wifi.wasm"))?;
     let mut registry = Registry::new(sandbox());
     match registry.discover(dir.path()) {
-        Err(RegistryError::Duplicate {
-            name,
-            first,
-            second,
-        }) => {
+        Err(RegistryError::Duplicate { name, first, second }) => {
             assert_eq!(name, "wifi");
-            assert!(
-                first.ends_with("a-wifi.wasm") && second.ends_with("b-wifi.wasm"),
-                "{first} {second}"
-            );
+            assert!(first.ends_with("a-wifi.wasm") && second.ends_with("b-wifi.wasm"), "{first} {second}");
         }
         other => anyhow::bail!("expected a duplicate error, got {other:?}"),
     }
@@ -80,16 +61,8 @@ fn duplicate_names_are_an_error_naming_both_files() -> anyhow::Result<()> {
 #[test]
 fn unknown_name_lists_what_is_available() -> anyhow::Result<()> {
     let registry = bundled_registry(sandbox())?;
-    let error = registry
-        .get("ids")
-        .map(|_| ())
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    assert_eq!(
-        error,
-        "no agent named 'ids'; available: dns, firewall, wifi"
-    );
+    let error = registry.get("ids").map(|_| ()).err().map(|e| e.to_string()).unwrap_or_default();
+    assert_eq!(error, "no agent named 'ids'; available: dns, firewall, wifi");
     Ok(())
 }
 
@@ -98,10 +71,7 @@ fn another_protocol_version_is_refused_naming_both() -> anyhow::Result<()> {
     let bytes = wifi_with_protocol("0.9.0")?;
     let mut registry = Registry::new(sandbox());
     match registry.register_bytes(&bytes, "future-wifi.wasm") {
-        Err(RegistryError::Invalid {
-            origin,
-            source: SandboxError::ProtocolMismatch { expected, found },
-        }) => {
+        Err(RegistryError::Invalid { origin, source: SandboxError::ProtocolMismatch { expected, found } }) => {
             assert_eq!(
                 (origin.as_str(), expected.as_str(), found.as_str()),
                 ("future-wifi.wasm", PROTOCOL_VERSION, "0.9.0")
@@ -116,16 +86,7 @@ fn another_protocol_version_is_refused_naming_both() -> anyhow::Result<()> {
 fn garbage_is_not_a_component() -> anyhow::Result<()> {
     let mut registry = Registry::new(sandbox());
     let result = registry.register_bytes(b"\0asm not really", "garbage.wasm");
-    assert!(
-        matches!(
-            result,
-            Err(RegistryError::Invalid {
-                source: SandboxError::Compile(_),
-                ..
-            })
-        ),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(RegistryError::Invalid { source: SandboxError::Compile(_), .. })), "{result:?}");
     Ok(())
 }
 
@@ -135,10 +96,7 @@ fn disabled_agents_do_not_run_until_enabled() -> anyhow::Result<()> {
     registry.disable("dns")?;
     assert!(!registry.get("dns")?.enabled);
     let refused = registry.instantiate("dns", InstanceContext::new("dns", "t"));
-    assert!(
-        matches!(refused, Err(RegistryError::Disabled(ref n)) if n == "dns"),
-        "{refused:?}"
-    );
+    assert!(matches!(refused, Err(RegistryError::Disabled(ref n)) if n == "dns"), "{refused:?}");
     registry.enable("dns")?;
     registry.instantiate("dns", InstanceContext::new("dns", "t"))?;
     Ok(())
@@ -149,14 +107,8 @@ fn unregister_forgets_an_agent() -> anyhow::Result<()> {
     let mut registry = bundled_registry(sandbox())?;
     let gone = registry.unregister("firewall")?;
     assert_eq!(gone.info.name, "firewall");
-    assert!(matches!(
-        registry.get("firewall"),
-        Err(RegistryError::Unknown { .. })
-    ));
-    assert!(matches!(
-        registry.unregister("firewall"),
-        Err(RegistryError::Unknown { .. })
-    ));
+    assert!(matches!(registry.get("firewall"), Err(RegistryError::Unknown { .. })));
+    assert!(matches!(registry.unregister("firewall"), Err(RegistryError::Unknown { .. })));
     Ok(())
 }
 
@@ -166,15 +118,9 @@ fn compile_cache_serves_the_second_load() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let bytes = std::fs::read(agents_dir().join("dns.wasm"))?;
     let sha = mcp_runtime::registry::sha256_hex(&bytes);
-    let first = Sandbox::new(
-        crate::common::test_limits(),
-        CompileCache::new(Some(dir.path().to_path_buf())),
-    )?;
+    let first = Sandbox::new(crate::common::test_limits(), CompileCache::new(Some(dir.path().to_path_buf())))?;
     assert_eq!(first.load(&bytes, &sha)?.1, CacheOutcome::Miss);
-    let second = Sandbox::new(
-        crate::common::test_limits(),
-        CompileCache::new(Some(dir.path().to_path_buf())),
-    )?;
+    let second = Sandbox::new(crate::common::test_limits(), CompileCache::new(Some(dir.path().to_path_buf())))?;
     assert_eq!(second.load(&bytes, &sha)?.1, CacheOutcome::Hit);
     // An engine with other settings cannot use that artifact; it compiles anew.
     let other = mcp_runtime::sandbox::SandboxLimits {

@@ -2,12 +2,14 @@
 //! checkpoint, quarantine, tenant scoping and faults.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use mcp_runtime::generator;
 use mcp_runtime::pipeline::{self, RunError, RunSpec};
 use mcp_runtime::registry::Registry;
 use mcp_runtime::sandbox::{LogReader, SandboxError};
+use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
 use mcp_runtime::source::SqliteLogSource;
 use mcp_runtime::store::{AnomalyStore, CheckpointKey};
 
@@ -21,64 +23,33 @@ struct Fixture {
 
 fn fixture() -> anyhow::Result<Fixture> {
     let dir = tempfile::tempdir()?;
-    let source = Arc::new(SqliteLogSource::open(&dir.path().join("logs.db"))?);
+    let source = Arc::new(SqliteLogSource::open(
+        &dir.path().join("logs.db"),
+        Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))),
+    )?);
     let store = AnomalyStore::open(&dir.path().join("anomalies.db"))?;
-    Ok(Fixture {
-        _dir: dir,
-        source,
-        store,
-    })
+    Ok(Fixture { _dir: dir, source, store })
 }
 
 fn spec<'a>(agent: &'a str, tenant: &'a str) -> RunSpec<'a> {
-    RunSpec {
-        tenant,
-        agent,
-        log_source: "embedded",
-        batch_size: 500,
-    }
+    RunSpec { tenant, agent, log_source: "embedded", batch_size: 500 }
 }
 
-fn found(
-    store: &AnomalyStore,
-    tenant: &str,
-    agent: &str,
-) -> anyhow::Result<BTreeSet<(u64, String)>> {
-    Ok(store
-        .anomalies(tenant, agent)?
-        .into_iter()
-        .map(|a| (a.log_id, a.label))
-        .collect())
+fn found(store: &AnomalyStore, tenant: &str, agent: &str) -> anyhow::Result<BTreeSet<(u64, String)>> {
+    Ok(store.anomalies(tenant, agent)?.into_iter().map(|a| (a.log_id, a.label)).collect())
 }
 
 #[test]
 fn rerun_stores_nothing_twice() -> anyhow::Result<()> {
     let mut f = fixture()?;
-    f.source.load(
-        "t1",
-        "firewall",
-        &generator::generate("firewall", 3, 4_000)?,
-    )?;
+    f.source.load("t1", "firewall", &generator::generate("firewall", 3, 4_000)?)?;
     let registry = bundled_registry(sandbox())?;
-    let mut instance =
-        pipeline::instance_for(&registry, "firewall", "t1", Default::default(), None)?;
-    let first = pipeline::run(
-        &registry,
-        &mut instance,
-        &f.source,
-        &mut f.store,
-        &spec("firewall", "t1"),
-    )?;
+    let mut instance = pipeline::instance_for(&registry, "firewall", "t1", Default::default(), None)?;
+    let first = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("firewall", "t1"))?;
     assert!(first.anomalies > 0 && first.entries >= 4_000, "{first:?}");
     let stored = found(&f.store, "t1", "firewall")?;
     assert_eq!(stored.len() as u64, first.anomalies);
-    let second = pipeline::run(
-        &registry,
-        &mut instance,
-        &f.source,
-        &mut f.store,
-        &spec("firewall", "t1"),
-    )?;
+    let second = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("firewall", "t1"))?;
     assert_eq!((second.entries, second.anomalies), (0, 0));
     assert_eq!(found(&f.store, "t1", "firewall")?, stored);
     Ok(())
@@ -93,44 +64,18 @@ fn resuming_from_the_checkpoint_matches_one_full_run() -> anyhow::Result<()> {
     let mut whole = fixture()?;
     whole.source.load("t", "dns", &logs)?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
-    pipeline::run(
-        &registry,
-        &mut instance,
-        &whole.source,
-        &mut whole.store,
-        &spec("dns", "t"),
-    )?;
+    pipeline::run(&registry, &mut instance, &whole.source, &mut whole.store, &spec("dns", "t"))?;
 
     let mut parts = fixture()?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
     parts.source.load("t", "dns", head)?;
-    let first = pipeline::run(
-        &registry,
-        &mut instance,
-        &parts.source,
-        &mut parts.store,
-        &spec("dns", "t"),
-    )?;
+    let first = pipeline::run(&registry, &mut instance, &parts.source, &mut parts.store, &spec("dns", "t"))?;
     parts.source.load("t", "dns", tail)?;
-    let second = pipeline::run(
-        &registry,
-        &mut instance,
-        &parts.source,
-        &mut parts.store,
-        &spec("dns", "t"),
-    )?;
+    let second = pipeline::run(&registry, &mut instance, &parts.source, &mut parts.store, &spec("dns", "t"))?;
     assert_eq!(first.entries + second.entries, logs.len() as u64);
-    let key = CheckpointKey {
-        tenant: "t",
-        agent: "dns",
-        log_source: "embedded",
-        log_type: "dns",
-    };
+    let key = CheckpointKey { tenant: "t", agent: "dns", log_source: "embedded", log_type: "dns" };
     assert_eq!(parts.store.checkpoint(&key)?, logs.len() as u64);
-    assert_eq!(
-        found(&parts.store, "t", "dns")?,
-        found(&whole.store, "t", "dns")?
-    );
+    assert_eq!(found(&parts.store, "t", "dns")?, found(&whole.store, "t", "dns")?);
     Ok(())
 }
 
@@ -139,58 +84,40 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
     let mut f = fixture()?;
     let logs = generator::generate("wifi", 8, 1_000)?;
     f.source.load("t", "wifi", &logs[..500])?;
-    // The batches hold 500 rows, so these three open the second batch.
-    let bad_json = f
-        .source
-        .insert_raw("t", "wifi", 1, "wlc-1", r#"{"event": "deauth", "#)?;
-    let not_object = f.source.insert_raw("t", "wifi", 2, "wlc-1", "[1, 2, 3]")?;
-    // First of its batch, yet refused: the batch's other rows decide the type.
+    // The batches hold 500 rows, so these open the second batch.
+    let bad_json = f.source.insert_raw("t", "wifi", 1, "wlc-1", r#"{"event": "deauth", "#, 0)?;
+    let not_object = f.source.insert_raw("t", "wifi", 2, "wlc-1", "[1, 2, 3]", 0)?;
     let wrong_type = f.source.insert_raw(
         "t",
         "wifi",
         3,
         "wlc-1",
         r#"{"event": "data", "bssid": "b", "signal_dbm": "strong"}"#,
+        0,
     )?;
+    let missing = f.source.insert_raw("t", "wifi", 4, "wlc-1", r#"{"event": "data", "signal_dbm": -50}"#, 0)?;
     f.source.load("t", "wifi", &logs[500..])?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "wifi", "t", Default::default(), None)?;
-    let report = pipeline::run(
-        &registry,
-        &mut instance,
-        &f.source,
-        &mut f.store,
-        &spec("wifi", "t"),
-    )?;
-    assert_eq!(report.quarantined, 3);
+    let report = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("wifi", "t"))?;
+    assert_eq!(report.quarantined, 4);
     assert_eq!(report.entries, logs.len() as u64);
     let quarantined = f.source.quarantined("t")?;
     assert_eq!(
-        quarantined.iter().map(|q| q.0).collect::<Vec<_>>(),
-        vec![bad_json, not_object, wrong_type]
+        quarantined.iter().map(|q| q.log_id).collect::<Vec<_>>(),
+        vec![bad_json, not_object, wrong_type, missing]
     );
+    assert!(quarantined[0].reason.contains("EOF while parsing"), "{quarantined:?}");
+    assert!(quarantined[1].reason.contains("not a JSON object"), "{quarantined:?}");
     assert!(
-        quarantined[0].2.contains("EOF while parsing"),
+        quarantined[2].reason.contains("field 'signal_dbm' must be integer under wifi schema v2, found text"),
         "{quarantined:?}"
     );
-    assert!(
-        quarantined[1].2.contains("not a JSON object"),
-        "{quarantined:?}"
-    );
-    assert!(
-        quarantined[2]
-            .2
-            .contains("'signal_dbm' is an integer in this batch but text here"),
-        "{quarantined:?}"
-    );
+    assert!(quarantined[3].reason.contains("required field 'bssid' is missing (schema wifi v2)"), "{quarantined:?}");
+    assert!(quarantined.iter().all(|q| q.schema_version == 2 && q.log_type == "wifi"), "{quarantined:?}");
+    assert_eq!(quarantined[1].raw, "[1, 2, 3]");
     // A rerun starts after the checkpoint: nothing is quarantined twice.
-    let again = pipeline::run(
-        &registry,
-        &mut instance,
-        &f.source,
-        &mut f.store,
-        &spec("wifi", "t"),
-    )?;
+    let again = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("wifi", "t"))?;
     assert_eq!((again.entries, again.quarantined), (0, 0));
     Ok(())
 }
@@ -198,16 +125,14 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
 #[test]
 fn log_queries_see_only_the_agents_tenant() -> anyhow::Result<()> {
     let f = fixture()?;
-    f.source
-        .load("tenant-a", "wifi", &generator::generate("wifi", 1, 500)?)?;
+    f.source.load("tenant-a", "wifi", &generator::generate("wifi", 1, 500)?)?;
     let sandbox = sandbox();
     let mut registry = Registry::new(sandbox);
     registry.register_file(&hostile_path())?;
     let read = |tenant: &str| -> anyhow::Result<String> {
         let reader: Arc<dyn LogReader> = f.source.clone();
         let settings = [("mode".to_string(), "logs".to_string())].into();
-        let mut instance =
-            pipeline::instance_for(&registry, "hostile", tenant, settings, Some(reader))?;
+        let mut instance = pipeline::instance_for(&registry, "hostile", tenant, settings, Some(reader))?;
         let found = instance.detect_batch(&crate::common::wifi_batch(1))?;
         Ok(found.first().map(|a| a.reason.clone()).unwrap_or_default())
     };
@@ -219,36 +144,18 @@ fn log_queries_see_only_the_agents_tenant() -> anyhow::Result<()> {
 #[test]
 fn an_agent_that_keeps_faulting_stops_the_run_without_losing_progress() -> anyhow::Result<()> {
     let mut f = fixture()?;
-    f.source
-        .load("t", "wifi", &generator::generate("wifi", 2, 300)?)?;
+    f.source.load("t", "wifi", &generator::generate("wifi", 2, 300)?)?;
     let mut registry = Registry::new(sandbox());
     registry.register_file(&hostile_path())?;
     let settings = [("mode".to_string(), "panic".to_string())].into();
     let mut instance = pipeline::instance_for(&registry, "hostile", "t", settings, None)?;
-    match pipeline::run(
-        &registry,
-        &mut instance,
-        &f.source,
-        &mut f.store,
-        &spec("hostile", "t"),
-    ) {
-        Err(RunError::Agent {
-            agent,
-            after_id,
-            source: SandboxError::Fault { .. },
-        }) => assert_eq!((agent.as_str(), after_id), ("hostile", 0)),
+    match pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("hostile", "t")) {
+        Err(RunError::Agent { agent, after_id, source: SandboxError::Fault { .. } }) => {
+            assert_eq!((agent.as_str(), after_id), ("hostile", 0))
+        }
         other => anyhow::bail!("expected the run to stop on the fault, got {other:?}"),
     }
-    let key = CheckpointKey {
-        tenant: "t",
-        agent: "hostile",
-        log_source: "embedded",
-        log_type: "wifi",
-    };
-    assert_eq!(
-        f.store.checkpoint(&key)?,
-        0,
-        "the checkpoint did not move past the failed batch"
-    );
+    let key = CheckpointKey { tenant: "t", agent: "hostile", log_source: "embedded", log_type: "wifi" };
+    assert_eq!(f.store.checkpoint(&key)?, 0, "the checkpoint did not move past the failed batch");
     Ok(())
 }

@@ -36,26 +36,15 @@ fn agent_error_of(mode: &str) -> anyhow::Result<String> {
 #[test]
 fn infinite_loop_hits_the_deadline() -> anyhow::Result<()> {
     let (fault, elapsed) = fault_of("loop")?;
-    assert_eq!(
-        fault,
-        Fault::Deadline {
-            timeout_ms: test_limits().call_timeout_ms
-        }
-    );
-    assert!(
-        elapsed < Duration::from_secs(10),
-        "stopped after {elapsed:?}"
-    );
+    assert_eq!(fault, Fault::Deadline { timeout_ms: test_limits().call_timeout_ms });
+    assert!(elapsed < Duration::from_secs(10), "stopped after {elapsed:?}");
     Ok(())
 }
 
 #[test]
 fn memory_bomb_hits_the_memory_limit() -> anyhow::Result<()> {
     let (fault, _) = fault_of("memory-bomb")?;
-    assert!(
-        matches!(fault, Fault::MemoryLimit { limit, .. } if limit == 64 << 20),
-        "{fault:?}"
-    );
+    assert!(matches!(fault, Fault::MemoryLimit { limit, .. } if limit == 64 << 20), "{fault:?}");
     Ok(())
 }
 
@@ -83,10 +72,7 @@ fn huge_result_hits_the_memory_limit() -> anyhow::Result<()> {
 fn host_call_spin_hits_the_deadline() -> anyhow::Result<()> {
     let (fault, elapsed) = fault_of("host-spin")?;
     assert!(matches!(fault, Fault::Deadline { .. }), "{fault:?}");
-    assert!(
-        elapsed < Duration::from_secs(10),
-        "stopped after {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(10), "stopped after {elapsed:?}");
     Ok(())
 }
 
@@ -116,19 +102,10 @@ fn environment_and_arguments_are_empty() -> anyhow::Result<()> {
 fn instance_recovers_after_a_fault() -> anyhow::Result<()> {
     let sandbox = sandbox();
     let mut instance = hostile(&sandbox, "panic")?;
-    assert!(matches!(
-        instance.detect_batch(&wifi_batch(2)),
-        Err(SandboxError::Fault { .. })
-    ));
+    assert!(matches!(instance.detect_batch(&wifi_batch(2)), Err(SandboxError::Fault { .. })));
     // After the trap the Store was dropped; the next call instantiates anew and
     // panics again rather than touching a poisoned instance.
-    assert!(matches!(
-        instance.detect_batch(&wifi_batch(2)),
-        Err(SandboxError::Fault {
-            fault: Fault::Panic,
-            ..
-        })
-    ));
+    assert!(matches!(instance.detect_batch(&wifi_batch(2)), Err(SandboxError::Fault { fault: Fault::Panic, .. })));
     assert_eq!(instance.faults(), 2);
     Ok(())
 }
@@ -143,23 +120,15 @@ fn other_agents_keep_working_while_one_loops() -> anyhow::Result<()> {
             let mut instance = hostile(&sandbox, "loop")?;
             Ok(matches!(
                 instance.detect_batch(&wifi_batch(1)),
-                Err(SandboxError::Fault {
-                    fault: Fault::Deadline { .. },
-                    ..
-                })
+                Err(SandboxError::Fault { fault: Fault::Deadline { .. }, .. })
             ))
         }
     });
-    let mut wifi = registry.instantiate(
-        "wifi",
-        mcp_runtime::sandbox::InstanceContext::new("wifi", "tenant-b"),
-    )?;
+    let mut wifi = registry.instantiate("wifi", mcp_runtime::sandbox::InstanceContext::new("wifi", "tenant-b"))?;
     for _ in 0..5 {
         wifi.detect_batch(&wifi_batch(200))?;
     }
-    let stopped = looping
-        .join()
-        .map_err(|_| anyhow::anyhow!("looping thread panicked"))??;
+    let stopped = looping.join().map_err(|_| anyhow::anyhow!("looping thread panicked"))??;
     assert!(stopped, "the looping agent was not stopped by its deadline");
     // And after the fault, a normal agent in the same sandbox still works.
     let mut behaving = hostile(&sandbox, "behave")?;
@@ -177,10 +146,7 @@ fn fuel_budget_stops_a_loop() -> anyhow::Result<()> {
     let sandbox = crate::common::sandbox_with(limits);
     let mut instance = hostile(&sandbox, "loop")?;
     match instance.detect_batch(&wifi_batch(1)) {
-        Err(SandboxError::Fault {
-            fault: Fault::FuelExhausted { fuel },
-            ..
-        }) => assert_eq!(fuel, 50_000_000),
+        Err(SandboxError::Fault { fault: Fault::FuelExhausted { fuel }, .. }) => assert_eq!(fuel, 50_000_000),
         other => anyhow::bail!("expected fuel exhaustion, got {other:?}"),
     }
     let mut behaving = hostile(&sandbox, "behave")?;
@@ -195,16 +161,11 @@ fn host_stamps_agent_name_and_entry_provenance() -> anyhow::Result<()> {
     let mut instance = hostile(&sandbox, "behave")?;
     let batch = wifi_batch(3);
     let found = instance.detect_batch(&batch)?;
-    let [anomaly] = found.as_slice() else {
-        anyhow::bail!("expected one anomaly, got {found:?}")
-    };
+    let [anomaly] = found.as_slice() else { anyhow::bail!("expected one anomaly, got {found:?}") };
     assert_eq!(anomaly.agent, "hostile");
     assert!(anomaly.detected_at_ms > 0);
     assert_eq!(anomaly.log_type, "wifi");
-    assert_eq!(
-        Some(anomaly.source.as_str()),
-        mcp_runtime::batch::text_at(&batch.sources, 0)
-    );
+    assert_eq!(Some(anomaly.source.as_str()), mcp_runtime::batch::text_at(&batch.sources, 0));
     assert_eq!(anomaly.log_timestamp_ms, batch.timestamps_ms[0]);
     Ok(())
 }
@@ -227,20 +188,14 @@ impl std::io::Write for Captured {
 
 impl Captured {
     fn text(&self) -> String {
-        self.0
-            .lock()
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
+        self.0.lock().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
     }
 }
 
 fn with_captured_logs(f: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<String> {
     let captured = Captured::default();
     let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
     tracing::subscriber::with_default(subscriber, f)?;
     Ok(captured.text())
 }
@@ -253,22 +208,10 @@ fn guest_output_goes_to_the_host_log_with_the_agent_name() -> anyhow::Result<()>
         instance.detect_batch(&wifi_batch(1))?;
         Ok(())
     })?;
-    let line = logs
-        .lines()
-        .find(|l| l.contains("hello from the guest on stdout"))
-        .unwrap_or_default();
-    assert!(
-        line.contains("agent=hostile") && line.contains("stream=\"stdout\""),
-        "{logs}"
-    );
-    let line = logs
-        .lines()
-        .find(|l| l.contains("and on stderr"))
-        .unwrap_or_default();
-    assert!(
-        line.contains("agent=hostile") && line.contains("stream=\"stderr\""),
-        "{logs}"
-    );
+    let line = logs.lines().find(|l| l.contains("hello from the guest on stdout")).unwrap_or_default();
+    assert!(line.contains("agent=hostile") && line.contains("stream=\"stdout\""), "{logs}");
+    let line = logs.lines().find(|l| l.contains("and on stderr")).unwrap_or_default();
+    assert!(line.contains("agent=hostile") && line.contains("stream=\"stderr\""), "{logs}");
     Ok(())
 }
 
@@ -283,9 +226,6 @@ fn a_flood_of_guest_output_is_cut_off() -> anyhow::Result<()> {
     let printed = logs.lines().filter(|l| l.contains("yyyy")).count();
     // 2 MiB printed, 256 KiB logged: 256 lines of 1 KiB.
     assert!(printed > 200 && printed <= 256, "{printed} lines logged");
-    assert!(
-        logs.contains("guest output limit reached"),
-        "no warning about the cut"
-    );
+    assert!(logs.contains("guest output limit reached"), "no warning about the cut");
     Ok(())
 }

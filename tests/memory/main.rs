@@ -10,11 +10,7 @@ use mcp_runtime::sandbox::{Fault, SandboxError};
 
 fn resident_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("odd /proc/self/statm"))?
-        .parse()?;
+    let pages: u64 = statm.split_whitespace().nth(1).ok_or_else(|| anyhow::anyhow!("odd /proc/self/statm"))?.parse()?;
     Ok(pages * 4096)
 }
 
@@ -28,10 +24,7 @@ fn memory_returns_after_memory_bombs() -> anyhow::Result<()> {
         for mode in ["memory-bomb", "huge-result"] {
             let mut instance = common::hostile(&sandbox, mode)?;
             match instance.detect_batch(&common::wifi_batch(2)) {
-                Err(SandboxError::Fault {
-                    fault: Fault::MemoryLimit { .. },
-                    ..
-                }) => {}
+                Err(SandboxError::Fault { fault: Fault::MemoryLimit { .. }, .. }) => {}
                 other => {
                     anyhow::bail!("round {round}, {mode}: expected the memory limit, got {other:?}")
                 }

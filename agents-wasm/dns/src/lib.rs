@@ -4,8 +4,8 @@
 
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult,
-    Severity, Text, features, finding,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Severity, Text,
+    features, finding,
 };
 
 /// The fields of one `dns` entry that this agent reads.
@@ -55,11 +55,7 @@ pub struct DnsAgent {
 
 impl Default for DnsAgent {
     fn default() -> Self {
-        DnsAgent {
-            nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384),
-            tunnel_label_len: 30,
-            dga_min_len: 10,
-        }
+        DnsAgent { nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384), tunnel_label_len: 30, dga_min_len: 10 }
     }
 }
 
@@ -111,9 +107,8 @@ impl DnsAgent {
         let label = registered_label(f.query);
         let randomness = entropy(label);
         let vowels = vowel_ratio(label);
-        let looks_generated = label.len() >= self.dga_min_len
-            && randomness >= 3.2
-            && (vowels < 0.28 || digit_ratio(label) > 0.25);
+        let looks_generated =
+            label.len() >= self.dga_min_len && randomness >= 3.2 && (vowels < 0.28 || digit_ratio(label) > 0.25);
         if !looks_generated {
             return None;
         }
@@ -136,9 +131,7 @@ impl DnsAgent {
         found.extend(self.tunnel(entry, f));
         found.extend(self.dga(entry, f));
         if f.rcode == "NXDOMAIN" {
-            let hits = self
-                .nxdomains
-                .push(&key_of(f.client_ip), entry.timestamp_ms, 0, entry);
+            let hits = self.nxdomains.push(&key_of(f.client_ip), entry.timestamp_ms, 0, entry);
             if !hits.is_empty() {
                 let level = self.nxdomains.level(&key_of(f.client_ip));
                 for hit in hits {
@@ -184,11 +177,7 @@ impl Agent for DnsAgent {
         Ok(found)
     }
 
-    fn extract_features(
-        &mut self,
-        batch: &Batch<'_>,
-        index: usize,
-    ) -> Result<Features, AgentError> {
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
         let f = DnsColumns::of(batch)?.lookup(index);
         let label = registered_label(f.query);
         let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
@@ -207,11 +196,7 @@ impl Agent for DnsAgent {
         let random = ((value(2) - 2.8) / 1.2).clamp(0.0, 1.0);
         let score = (0.4 * long + 0.4 * random + 0.2 * value(4)).clamp(0.0, 1.0);
         let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult {
-            score,
-            label: label.into(),
-            raw: vec![score],
-        })
+        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
     }
 }
 

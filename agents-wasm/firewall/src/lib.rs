@@ -6,8 +6,8 @@ use std::collections::HashSet;
 
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult,
-    Severity, Text, Values, features, finding,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Severity, Text, Values,
+    features, finding,
 };
 
 /// The columns of a batch this agent reads, resolved once.
@@ -36,11 +36,7 @@ impl<'a> FirewallColumns<'a> {
             dst_ip: self.dst_ip.or_empty(i),
             dst_port: u16::try_from(self.dst_port.or_default(i)).unwrap_or(0),
             action: self.action.or_empty(i),
-            bytes_out: self
-                .bytes_out
-                .map_or(0, |c| c.or_default(i))
-                .max(0)
-                .unsigned_abs(),
+            bytes_out: self.bytes_out.map_or(0, |c| c.or_default(i)).max(0).unsigned_abs(),
         }
     }
 }
@@ -84,9 +80,7 @@ fn is_internal(ip: &str) -> bool {
 impl FirewallAgent {
     fn observe(&mut self, entry: EntryRef, f: &Connection<'_>, found: &mut Vec<Finding>) {
         let scan_key = key_of(&(f.src_ip, f.dst_ip));
-        let hits = self
-            .scans
-            .push(&scan_key, entry.timestamp_ms, u64::from(f.dst_port), entry);
+        let hits = self.scans.push(&scan_key, entry.timestamp_ms, u64::from(f.dst_port), entry);
         if !hits.is_empty() {
             let level = self.scans.level(&scan_key);
             for hit in hits {
@@ -98,9 +92,7 @@ impl FirewallAgent {
         }
 
         if f.action == "deny" {
-            let hits = self
-                .denies
-                .push(&key_of(f.src_ip), entry.timestamp_ms, 0, entry);
+            let hits = self.denies.push(&key_of(f.src_ip), entry.timestamp_ms, 0, entry);
             if !hits.is_empty() {
                 let level = self.denies.level(&key_of(f.src_ip));
                 for hit in hits {
@@ -119,11 +111,7 @@ impl FirewallAgent {
             )));
         }
 
-        if f.action == "allow"
-            && f.bytes_out >= self.exfil_bytes
-            && is_internal(f.src_ip)
-            && !is_internal(f.dst_ip)
-        {
+        if f.action == "allow" && f.bytes_out >= self.exfil_bytes && is_internal(f.src_ip) && !is_internal(f.dst_ip) {
             found.push(finding(&entry, 0.9, "exfiltration", Severity::Critical, format!(
                 "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
                 f.src_ip, f.bytes_out as f64 / 1e6, f.dst_ip, f.dst_port
@@ -161,9 +149,7 @@ impl Agent for FirewallAgent {
             self.suspicious_ports = ports
                 .split(',')
                 .map(|p| {
-                    p.trim().parse().map_err(|_| {
-                        AgentError::Config(format!("suspicious_ports: '{p}' is not a port"))
-                    })
+                    p.trim().parse().map_err(|_| AgentError::Config(format!("suspicious_ports: '{p}' is not a port")))
                 })
                 .collect::<Result<_, _>>()?;
         }
@@ -179,20 +165,13 @@ impl Agent for FirewallAgent {
         Ok(found)
     }
 
-    fn extract_features(
-        &mut self,
-        batch: &Batch<'_>,
-        index: usize,
-    ) -> Result<Features, AgentError> {
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
         let f = FirewallColumns::of(batch)?.event(index);
         Ok(features(&[
             ("dst_port", f32::from(f.dst_port)),
             ("denied", f32::from(u8::from(f.action == "deny"))),
             ("log_bytes_out", ((f.bytes_out as f32) + 1.0).ln()),
-            (
-                "suspicious_port",
-                f32::from(u8::from(self.suspicious_ports.contains(&f.dst_port))),
-            ),
+            ("suspicious_port", f32::from(u8::from(self.suspicious_ports.contains(&f.dst_port)))),
         ]))
     }
 
@@ -201,11 +180,7 @@ impl Agent for FirewallAgent {
         let volume = ((value(2) - 16.0) / 4.0).clamp(0.0, 1.0);
         let score = (0.5 * value(3) + 0.3 * volume + 0.2 * value(1)).clamp(0.0, 1.0);
         let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult {
-            score,
-            label: label.into(),
-            raw: vec![score],
-        })
+        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
     }
 }
 

@@ -6,8 +6,8 @@ use std::collections::{HashMap, HashSet};
 
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult,
-    Number, Severity, Text, features, finding,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Number, Severity, Text,
+    features, finding,
 };
 
 /// The fields of one `wifi` entry that this agent reads.
@@ -106,15 +106,9 @@ impl WifiAgent {
             return None;
         }
         if self.learning(entry.timestamp_ms) {
-            let seen = self
-                .known
-                .get(f.ssid)
-                .is_some_and(|bssids| bssids.contains(f.bssid));
+            let seen = self.known.get(f.ssid).is_some_and(|bssids| bssids.contains(f.bssid));
             if !seen {
-                self.known
-                    .entry(f.ssid.to_string())
-                    .or_default()
-                    .insert(f.bssid.to_string());
+                self.known.entry(f.ssid.to_string()).or_default().insert(f.bssid.to_string());
             }
             return None;
         }
@@ -128,12 +122,7 @@ impl WifiAgent {
                     f.bssid,
                     f.ssid,
                     bssids.len(),
-                    bssids
-                        .iter()
-                        .take(3)
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    bssids.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
                     f.signal_dbm
                 ),
             ),
@@ -146,8 +135,7 @@ impl WifiAgent {
                 ),
             ),
         };
-        self.suspect_bssids
-            .insert(f.bssid.to_string(), (label, severity, reason.clone()));
+        self.suspect_bssids.insert(f.bssid.to_string(), (label, severity, reason.clone()));
         Some(finding(&entry, 0.95, label, severity, reason))
     }
 
@@ -157,9 +145,7 @@ impl WifiAgent {
         }
         match f.event {
             "deauth" | "disassoc" => {
-                let hits = self
-                    .deauths
-                    .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+                let hits = self.deauths.push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
                 let level = self.deauths.level(&key_of(f.bssid));
                 for hit in hits {
                     found.push(finding(&hit, 0.9, "deauth_flood", Severity::High, format!(
@@ -169,9 +155,7 @@ impl WifiAgent {
                 }
             }
             "auth" if f.status == "failure" => {
-                let hits = self
-                    .auth_failures
-                    .push(&key_of(f.client), entry.timestamp_ms, 0, entry);
+                let hits = self.auth_failures.push(&key_of(f.client), entry.timestamp_ms, 0, entry);
                 let level = self.auth_failures.level(&key_of(f.client));
                 for hit in hits {
                     found.push(finding(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
@@ -183,9 +167,7 @@ impl WifiAgent {
             _ => {}
         }
         if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80.0 {
-            let hits = self
-                .retry_storms
-                .push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+            let hits = self.retry_storms.push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
             for hit in hits {
                 found.push(finding(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
                     "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
@@ -213,6 +195,7 @@ impl Agent for WifiAgent {
                 "status",
             ],
         )
+        .with_schema_versions(1, 2)
     }
 
     fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
@@ -234,10 +217,7 @@ impl Agent for WifiAgent {
             // "ssid=bssid,ssid=bssid": access points the operator vouches for.
             for pair in known.split(',') {
                 if let Some((ssid, bssid)) = pair.split_once('=') {
-                    self.known
-                        .entry(ssid.trim().to_string())
-                        .or_default()
-                        .insert(bssid.trim().to_string());
+                    self.known.entry(ssid.trim().to_string()).or_default().insert(bssid.trim().to_string());
                 }
             }
         }
@@ -253,23 +233,13 @@ impl Agent for WifiAgent {
         Ok(found)
     }
 
-    fn extract_features(
-        &mut self,
-        batch: &Batch<'_>,
-        index: usize,
-    ) -> Result<Features, AgentError> {
+    fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
         let f = WifiColumns::of(batch)?.event(index);
         Ok(features(&[
             ("signal_dbm", f.signal_dbm as f32),
             ("retry_rate", f.retry_rate as f32),
-            (
-                "is_deauth",
-                f32::from(u8::from(f.event == "deauth" || f.event == "disassoc")),
-            ),
-            (
-                "is_auth_failure",
-                f32::from(u8::from(f.event == "auth" && f.status == "failure")),
-            ),
+            ("is_deauth", f32::from(u8::from(f.event == "deauth" || f.event == "disassoc"))),
+            ("is_auth_failure", f32::from(u8::from(f.event == "auth" && f.status == "failure"))),
         ]))
     }
 
@@ -279,11 +249,7 @@ impl Agent for WifiAgent {
         let weak = ((-value(0) - 70.0) / 30.0).clamp(0.0, 1.0);
         let score = (0.5 * value(1) + 0.3 * weak + 0.2 * value(2).max(value(3))).clamp(0.0, 1.0);
         let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult {
-            score,
-            label: label.into(),
-            raw: vec![score],
-        })
+        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
     }
 }
 

@@ -57,10 +57,8 @@ const DOMAINS: &[&str] = &[
     "gstatic.com",
     "doubleclick.net",
 ];
-const SUBDOMAINS: &[&str] = &[
-    "www", "mail", "api", "cdn", "login", "static", "img", "docs", "drive", "update", "time",
-    "auth", "app", "m",
-];
+const SUBDOMAINS: &[&str] =
+    &["www", "mail", "api", "cdn", "login", "static", "img", "docs", "drive", "update", "time", "auth", "app", "m"];
 const TYPOS: &[&str] = &[
     "gogle.com",
     "wikipedai.org",
@@ -102,11 +100,7 @@ fn entry(
 }
 
 fn client(rng: &mut ChaCha8Rng) -> String {
-    format!(
-        "10.0.{}.{}",
-        rng.random_range(2..6),
-        rng.random_range(2..250)
-    )
+    format!("10.0.{}.{}", rng.random_range(2..6), rng.random_range(2..250))
 }
 
 pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
@@ -115,22 +109,9 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
     for _ in 0..count {
         let ts = EPOCH_START_MS + rng.random_range(0..span);
         let who = client(rng);
-        let qtype = *pick(
-            rng,
-            &[
-                "A", "A", "A", "A", "A", "A", "AAAA", "AAAA", "HTTPS", "MX", "TXT", "CNAME", "SRV",
-            ],
-        );
+        let qtype = *pick(rng, &["A", "A", "A", "A", "A", "A", "AAAA", "AAAA", "HTTPS", "MX", "TXT", "CNAME", "SRV"]);
         if rng.random_bool(0.02) {
-            logs.push(entry(
-                ts,
-                &who,
-                pick::<&str>(rng, TYPOS),
-                qtype,
-                "NXDOMAIN",
-                0,
-                None,
-            ));
+            logs.push(entry(ts, &who, pick::<&str>(rng, TYPOS), qtype, "NXDOMAIN", 0, None));
             continue;
         }
         let domain = *pick(rng, DOMAINS);
@@ -141,15 +122,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
             }
             _ => format!("{}.{domain}", pick(rng, SUBDOMAINS)),
         };
-        logs.push(entry(
-            ts,
-            &who,
-            &query,
-            qtype,
-            "NOERROR",
-            rng.random_range(1..5),
-            None,
-        ));
+        logs.push(entry(ts, &who, &query, qtype, "NOERROR", rng.random_range(1..5), None));
     }
 
     let anywhere = |rng: &mut ChaCha8Rng| EPOCH_START_MS + rng.random_range(60_000..span - 400_000);
@@ -187,15 +160,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
             burst_times(rng, start, duration, n)
         } {
             let query = format!("{}.{victim}", random_label(rng, ALNUM, 6..12));
-            logs.push(entry(
-                ts,
-                &who,
-                &query,
-                "A",
-                "NXDOMAIN",
-                0,
-                Some("nxdomain_burst"),
-            ));
+            logs.push(entry(ts, &who, &query, "A", "NXDOMAIN", 0, Some("nxdomain_burst")));
         }
     }
     for _ in 0..2 {
@@ -208,11 +173,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         } {
             let name = random_label(rng, CONSONANT_HEAVY, 12..20);
             let tld = *pick(rng, &["com", "net", "biz", "info", "ru", "top"]);
-            let rcode = if rng.random_bool(0.9) {
-                "NXDOMAIN"
-            } else {
-                "NOERROR"
-            };
+            let rcode = if rng.random_bool(0.9) { "NXDOMAIN" } else { "NOERROR" };
             logs.push(entry(
                 ts,
                 &who,

@@ -8,16 +8,8 @@ use serde_json::json;
 
 use super::{EPOCH_START_MS, GeneratedLog, burst_times, pick, span_ms};
 
-const OUTBOUND_PORTS: &[(u16, f64)] = &[
-    (443, 0.6),
-    (80, 0.8),
-    (53, 0.86),
-    (123, 0.9),
-    (22, 0.93),
-    (25, 0.95),
-    (587, 0.97),
-    (993, 1.0),
-];
+const OUTBOUND_PORTS: &[(u16, f64)] =
+    &[(443, 0.6), (80, 0.8), (53, 0.86), (123, 0.9), (22, 0.93), (25, 0.95), (587, 0.97), (993, 1.0)];
 const INBOUND_NOISE_PORTS: &[u16] = &[22, 23, 445, 3389, 8080, 1433];
 
 #[allow(clippy::too_many_arguments)]
@@ -50,11 +42,7 @@ fn entry(
 }
 
 fn internal(rng: &mut ChaCha8Rng) -> String {
-    format!(
-        "10.0.{}.{}",
-        rng.random_range(2..6),
-        rng.random_range(2..250)
-    )
+    format!("10.0.{}.{}", rng.random_range(2..6), rng.random_range(2..250))
 }
 
 fn external(rng: &mut ChaCha8Rng) -> String {
@@ -80,10 +68,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         let roll: f64 = rng.random();
         if roll < 0.80 {
             let r: f64 = rng.random();
-            let port = OUTBOUND_PORTS
-                .iter()
-                .find(|(_, p)| r < *p)
-                .map_or(443, |(port, _)| *port);
+            let port = OUTBOUND_PORTS.iter().find(|(_, p)| r < *p).map_or(443, |(port, _)| *port);
             let bytes = if rng.random_bool(0.01) {
                 rng.random_range(5_000_000..50_000_000)
             } else {
@@ -96,32 +81,16 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
                 &dst,
                 sp,
                 port,
-                if rng.random_bool(0.01) {
-                    "deny"
-                } else {
-                    "allow"
-                },
+                if rng.random_bool(0.01) { "deny" } else { "allow" },
                 bytes,
                 None,
             ));
         } else if roll < 0.93 {
             // Internal clients to internal servers; monitoring touches a few ports.
             let server = pick(rng, &servers).clone();
-            let port = *pick(
-                rng,
-                &[443u16, 80, 22, 445, 3306, 5432, 8080, 9100, 161, 389],
-            );
+            let port = *pick(rng, &[443u16, 80, 22, 445, 3306, 5432, 8080, 9100, 161, 389]);
             let (src, sp) = (internal(rng), ephemeral(rng));
-            logs.push(entry(
-                ts,
-                &src,
-                &server,
-                sp,
-                port,
-                "allow",
-                rng.random_range(300..80_000),
-                None,
-            ));
+            logs.push(entry(ts, &src, &server, sp, port, "allow", rng.random_range(300..80_000), None));
         } else {
             // Internet background noise: single probes, denied.
             let port = *pick(rng, INBOUND_NOISE_PORTS);
@@ -144,22 +113,9 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         .enumerate()
         {
             let port = ports.swap_remove(rng.random_range(0..ports.len()));
-            let action = if rng.random_bool(0.7) || i % 5 != 0 {
-                "deny"
-            } else {
-                "allow"
-            };
+            let action = if rng.random_bool(0.7) || i % 5 != 0 { "deny" } else { "allow" };
             let sp = ephemeral(rng);
-            logs.push(entry(
-                ts,
-                &src,
-                &dst,
-                sp,
-                port,
-                action,
-                0,
-                Some("port_scan"),
-            ));
+            logs.push(entry(ts, &src, &dst, sp, port, action, 0, Some("port_scan")));
         }
     }
     for _ in 0..2 {
@@ -170,16 +126,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         let duration = (n as i64) * rng.random_range(150..300);
         for ts in burst_times(rng, start, duration, n) {
             let sp = ephemeral(rng);
-            logs.push(entry(
-                ts,
-                &src,
-                &dst,
-                sp,
-                port,
-                "deny",
-                0,
-                Some("deny_burst"),
-            ));
+            logs.push(entry(ts, &src, &dst, sp, port, "deny", 0, Some("deny_burst")));
         }
     }
     for _ in 0..2 {
@@ -189,16 +136,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         for _ in 0..rng.random_range(10..25) {
             ts += rng.random_range(30_000..120_000);
             let sp = ephemeral(rng);
-            logs.push(entry(
-                ts,
-                &src,
-                &dst,
-                sp,
-                port,
-                "allow",
-                rng.random_range(200..4_000),
-                Some("suspicious_port"),
-            ));
+            logs.push(entry(ts, &src, &dst, sp, port, "allow", rng.random_range(200..4_000), Some("suspicious_port")));
         }
     }
     for _ in 0..2 {

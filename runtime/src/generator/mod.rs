@@ -38,11 +38,7 @@ pub enum GeneratorError {
 
 /// Generates about `count` normal entries of `log_type` plus injected attacks,
 /// sorted by time.
-pub fn generate(
-    log_type: &str,
-    seed: u64,
-    count: usize,
-) -> Result<Vec<GeneratedLog>, GeneratorError> {
+pub fn generate(log_type: &str, seed: u64, count: usize) -> Result<Vec<GeneratedLog>, GeneratorError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ type_salt(log_type));
     let mut logs = match log_type {
         "wifi" => wifi::generate(&mut rng, count),
@@ -55,9 +51,7 @@ pub fn generate(
 }
 
 fn type_salt(log_type: &str) -> u64 {
-    log_type.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
+    log_type.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// Timeline length for `count` normal entries: one entry every 300 ms on average.
@@ -70,12 +64,7 @@ fn pick<'a, T>(rng: &mut ChaCha8Rng, items: &'a [T]) -> &'a T {
 }
 
 fn mac(rng: &mut ChaCha8Rng, prefix: &str) -> String {
-    format!(
-        "{prefix}:{:02x}:{:02x}:{:02x}",
-        rng.random::<u8>(),
-        rng.random::<u8>(),
-        rng.random::<u8>()
-    )
+    format!("{prefix}:{:02x}:{:02x}:{:02x}", rng.random::<u8>(), rng.random::<u8>(), rng.random::<u8>())
 }
 
 fn random_label(rng: &mut ChaCha8Rng, alphabet: &[u8], len: std::ops::Range<usize>) -> String {
@@ -85,9 +74,7 @@ fn random_label(rng: &mut ChaCha8Rng, alphabet: &[u8], len: std::ops::Range<usiz
 
 /// Ids of a burst of `n` events spread over `duration_ms` from `start_ms`.
 fn burst_times(rng: &mut ChaCha8Rng, start_ms: i64, duration_ms: i64, n: usize) -> Vec<i64> {
-    let mut times: Vec<i64> = (0..n)
-        .map(|_| start_ms + rng.random_range(0..duration_ms.max(1)))
-        .collect();
+    let mut times: Vec<i64> = (0..n).map(|_| start_ms + rng.random_range(0..duration_ms.max(1))).collect();
     times.sort_unstable();
     times
 }
@@ -100,34 +87,17 @@ mod tests {
     fn same_seed_same_logs_other_seed_other_logs() -> Result<(), GeneratorError> {
         for log_type in LOG_TYPES {
             let a = generate(log_type, 11, 2_000)?;
-            assert_eq!(
-                a,
-                generate(log_type, 11, 2_000)?,
-                "{log_type} is not deterministic"
-            );
-            assert_ne!(
-                a,
-                generate(log_type, 12, 2_000)?,
-                "{log_type} ignores the seed"
-            );
-            assert!(
-                a.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms),
-                "{log_type} is not in time order"
-            );
+            assert_eq!(a, generate(log_type, 11, 2_000)?, "{log_type} is not deterministic");
+            assert_ne!(a, generate(log_type, 12, 2_000)?, "{log_type} ignores the seed");
+            assert!(a.windows(2).all(|w| w[0].timestamp_ms <= w[1].timestamp_ms), "{log_type} is not in time order");
             let attacks = a.iter().filter(|l| l.label.is_some()).count();
-            assert!(
-                attacks > 50 && attacks < a.len() / 2,
-                "{log_type}: {attacks} attack entries of {}",
-                a.len()
-            );
+            assert!(attacks > 50 && attacks < a.len() / 2, "{log_type}: {attacks} attack entries of {}", a.len());
         }
         Ok(())
     }
 
     #[test]
     fn unknown_log_type_is_an_error() {
-        assert!(
-            matches!(generate("netflow", 1, 10), Err(GeneratorError::UnknownLogType(t)) if t == "netflow")
-        );
+        assert!(matches!(generate("netflow", 1, 10), Err(GeneratorError::UnknownLogType(t)) if t == "netflow"));
     }
 }

@@ -54,9 +54,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
             channel: [1, 6, 11, 36, 44][i % 5],
         })
         .collect();
-    let clients: Vec<(String, i32)> = (0..300)
-        .map(|_| (mac(rng, "a4:5e:60"), rng.random_range(-75..-45)))
-        .collect();
+    let clients: Vec<(String, i32)> = (0..300).map(|_| (mac(rng, "a4:5e:60"), rng.random_range(-75..-45))).collect();
     let mut logs = Vec::with_capacity(count + count / 8);
 
     for ap in &aps {
@@ -84,24 +82,13 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         let (event, status) = match roll {
             r if r < 0.55 => ("data", "success"),
             r if r < 0.65 => ("assoc", "success"),
-            r if r < 0.77 => (
-                "auth",
-                if rng.random_bool(0.03) {
-                    "failure"
-                } else {
-                    "success"
-                },
-            ),
+            r if r < 0.77 => ("auth", if rng.random_bool(0.03) { "failure" } else { "success" }),
             r if r < 0.92 => ("probe", "success"),
             r if r < 0.96 => ("deauth", "success"),
             _ => ("disassoc", "success"),
         };
         let weak = rng.random_bool(0.05);
-        let signal = if weak {
-            rng.random_range(-88..-80)
-        } else {
-            base + rng.random_range(-5..=5)
-        };
+        let signal = if weak { rng.random_range(-88..-80) } else { base + rng.random_range(-5..=5) };
         let retry = if weak {
             rng.random_range(0.2..0.55)
         } else if rng.random_bool(0.05) {
@@ -155,11 +142,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
         }
     }
     for i in 0..2 {
-        let twin = AccessPoint {
-            bssid: format!("de:ad:be:ef:00:{i:02x}"),
-            ssid: "corp",
-            channel: 6,
-        };
+        let twin = AccessPoint { bssid: format!("de:ad:be:ef:00:{i:02x}"), ssid: "corp", channel: 6 };
         let start = late(rng);
         for k in 0..30 {
             logs.push(entry(
@@ -188,11 +171,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
             ));
         }
     }
-    let rogue = AccessPoint {
-        bssid: "66:77:88:99:aa:01".into(),
-        ssid: "FreeWiFi",
-        channel: 11,
-    };
+    let rogue = AccessPoint { bssid: "66:77:88:99:aa:01".into(), ssid: "FreeWiFi", channel: 11 };
     let start = late(rng);
     for k in 0..20 {
         logs.push(entry(

@@ -10,6 +10,6 @@ wasmtime::component::bindgen!({
 });
 
 pub use mcp::agent::types::{
-    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, Findings, HostError,
-    InferenceResult, LogBatch, LogEntry, Severity, TextColumn,
+    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, Findings, HostError, InferenceResult, LogBatch,
+    LogEntry, Severity, TextColumn,
 };

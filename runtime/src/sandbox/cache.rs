@@ -35,15 +35,9 @@ impl CompileCache {
     }
 
     /// Compiles `bytes`, or loads the artifact compiled before.
-    pub fn load(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-        sha256: &str,
-    ) -> Result<(Component, CacheOutcome), SandboxError> {
+    pub fn load(&self, engine: &Engine, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome), SandboxError> {
         let Some(dir) = &self.dir else {
-            let component =
-                Component::new(engine, bytes).map_err(|e| SandboxError::Compile(one_line(&e)))?;
+            let component = Component::new(engine, bytes).map_err(|e| SandboxError::Compile(one_line(&e)))?;
             return Ok((component, CacheOutcome::Disabled));
         };
         let path = Self::artifact_path(dir, engine, sha256);
@@ -55,9 +49,7 @@ impl CompileCache {
                 }
             }
         }
-        let artifact = engine
-            .precompile_component(bytes)
-            .map_err(|e| SandboxError::Compile(one_line(&e)))?;
+        let artifact = engine.precompile_component(bytes).map_err(|e| SandboxError::Compile(one_line(&e)))?;
         let stored = std::fs::create_dir_all(dir).and_then(|()| {
             let temp = path.with_extension(format!("tmp{}", std::process::id()));
             std::fs::write(&temp, &artifact)?;
@@ -83,15 +75,11 @@ fn deserialize_file(engine: &Engine, path: &Path) -> wasmtime::Result<Component>
 
 #[allow(unsafe_code)]
 fn deserialize_bytes(engine: &Engine, artifact: &[u8]) -> Result<Component, SandboxError> {
-    unsafe { Component::deserialize(engine, artifact) }
-        .map_err(|e| SandboxError::Compile(one_line(&e)))
+    unsafe { Component::deserialize(engine, artifact) }.map_err(|e| SandboxError::Compile(one_line(&e)))
 }
 
 /// wasmtime's messages may span lines (byte arrays, backtraces); operators
 /// read them in one line of a table or log.
 fn one_line(error: &wasmtime::Error) -> String {
-    format!("{error:#}")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    format!("{error:#}").split_whitespace().collect::<Vec<_>>().join(" ")
 }

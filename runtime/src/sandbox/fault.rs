@@ -58,22 +58,15 @@ pub struct FaultContext {
 pub fn classify(error: &wasmtime::Error, context: FaultContext) -> Fault {
     match context.limit_hit {
         Some(LimitHit::Memory { desired }) => {
-            return Fault::MemoryLimit {
-                desired,
-                limit: context.memory_limit,
-            };
+            return Fault::MemoryLimit { desired, limit: context.memory_limit };
         }
         Some(LimitHit::Table { desired }) => return Fault::TableLimit { desired },
         None => {}
     }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Fault::Deadline {
-            timeout_ms: context.timeout_ms,
-        },
+        Some(Trap::Interrupt) => Fault::Deadline { timeout_ms: context.timeout_ms },
         Some(Trap::OutOfFuel) => Fault::FuelExhausted { fuel: context.fuel },
-        Some(Trap::StackOverflow) => Fault::StackOverflow {
-            limit: context.stack_limit,
-        },
+        Some(Trap::StackOverflow) => Fault::StackOverflow { limit: context.stack_limit },
         Some(Trap::UnreachableCodeReached) => Fault::Panic,
         Some(other) => Fault::Trap(other.to_string()),
         None => Fault::Trap(format!("{error:#}")),

@@ -52,16 +52,10 @@ pub fn unpack(findings: &Findings, limit: usize) -> Result<Vec<Anomaly>, UnpackE
     for i in 0..count {
         let (label, reason, score) = (labels[i], reasons[i], findings.scores[i]);
         if label.is_empty() || label.len() > MAX_LABEL_BYTES {
-            return Err(bad(format!(
-                "label of {} bytes (1 to {MAX_LABEL_BYTES} allowed)",
-                label.len()
-            )));
+            return Err(bad(format!("label of {} bytes (1 to {MAX_LABEL_BYTES} allowed)", label.len())));
         }
         if reason.len() > MAX_REASON_BYTES {
-            return Err(bad(format!(
-                "reason of {} bytes (at most {MAX_REASON_BYTES})",
-                reason.len()
-            )));
+            return Err(bad(format!("reason of {} bytes (at most {MAX_REASON_BYTES})", reason.len())));
         }
         if !(0.0..=1.0).contains(&score) {
             return Err(bad(format!("score {score} is not between 0 and 1")));
@@ -95,10 +89,7 @@ mod tests {
     use crate::sandbox::Severity;
 
     fn column(texts: &[&str]) -> TextColumn {
-        let mut c = TextColumn {
-            data: String::new(),
-            ends: Vec::new(),
-        };
+        let mut c = TextColumn { data: String::new(), ends: Vec::new() };
         for t in texts {
             c.data.push_str(t);
             c.ends.push(c.data.len() as u32);
@@ -120,14 +111,7 @@ mod tests {
     fn well_formed_findings_become_anomalies() {
         let found = unpack(&two(), 10).unwrap_or_default();
         assert_eq!(found.len(), 2);
-        assert_eq!(
-            (
-                found[1].log_id,
-                found[1].label.as_str(),
-                found[1].reason.as_str()
-            ),
-            (9, "flood", "why two")
-        );
+        assert_eq!((found[1].log_id, found[1].label.as_str(), found[1].reason.as_str()), (9, "flood", "why two"));
     }
 
     #[test]
@@ -163,9 +147,6 @@ mod tests {
 
     #[test]
     fn more_than_the_limit_is_too_many() {
-        assert_eq!(
-            unpack(&two(), 1).err(),
-            Some(UnpackError::TooMany { count: 2 })
-        );
+        assert_eq!(unpack(&two(), 1).err(), Some(UnpackError::TooMany { count: 2 }));
     }
 }

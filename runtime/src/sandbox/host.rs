@@ -40,12 +40,7 @@ impl std::fmt::Debug for InstanceContext {
 impl InstanceContext {
     /// An agent of `tenant` with no settings and no log access.
     pub fn new(agent: &str, tenant: &str) -> Self {
-        InstanceContext {
-            agent: agent.into(),
-            tenant: tenant.into(),
-            config: Arc::default(),
-            logs: None,
-        }
+        InstanceContext { agent: agent.into(), tenant: tenant.into(), config: Arc::default(), logs: None }
     }
 }
 
@@ -69,12 +64,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub fn new(
-        context: InstanceContext,
-        memory_bytes: usize,
-        max_reported: usize,
-        max_query_page: u32,
-    ) -> Self {
+    pub fn new(context: InstanceContext, memory_bytes: usize, max_reported: usize, max_query_page: u32) -> Self {
         // Deny by default: no preopened directories, no environment, no
         // arguments, no network, no inherited stdio.
         let mut builder = WasiCtxBuilder::new();
@@ -100,10 +90,7 @@ impl HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -112,14 +99,10 @@ impl types::Host for HostState {}
 impl logs::Host for HostState {
     fn query(&mut self, mut query: logs::LogQuery) -> Result<LogBatch, HostError> {
         let Some(reader) = self.context.logs.clone() else {
-            return Err(HostError::Unavailable(
-                "no log source is attached to this run".into(),
-            ));
+            return Err(HostError::Unavailable("no log source is attached to this run".into()));
         };
         if query.limit == 0 {
-            return Err(HostError::InvalidArgument(
-                "limit must be at least 1".into(),
-            ));
+            return Err(HostError::InvalidArgument("limit must be at least 1".into()));
         }
         query.limit = query.limit.min(self.max_query_page);
         reader.query(&self.context.tenant, &query)
@@ -129,15 +112,8 @@ impl logs::Host for HostState {
 impl model::Host for HostState {}
 
 impl model::HostLoadedModel for HostState {
-    fn load(
-        &mut self,
-        name: String,
-        version: Option<String>,
-    ) -> Result<Resource<ModelHandle>, HostError> {
-        let wanted = version.map_or_else(
-            || "the active version".to_string(),
-            |v| format!("version {v}"),
-        );
+    fn load(&mut self, name: String, version: Option<String>) -> Result<Resource<ModelHandle>, HostError> {
+        let wanted = version.map_or_else(|| "the active version".to_string(), |v| format!("version {v}"));
         Err(HostError::NotFound(format!(
             "model '{name}' ({wanted}) is not deployed for agent {}: this host has no model store yet",
             self.context.agent
@@ -145,20 +121,11 @@ impl model::HostLoadedModel for HostState {
     }
 
     fn version(&mut self, handle: Resource<ModelHandle>) -> String {
-        self.table
-            .get(&handle)
-            .map(|m| m.version.clone())
-            .unwrap_or_default()
+        self.table.get(&handle).map(|m| m.version.clone()).unwrap_or_default()
     }
 
-    fn infer(
-        &mut self,
-        _handle: Resource<ModelHandle>,
-        _input: types::Tensor,
-    ) -> Result<types::Tensor, HostError> {
-        Err(HostError::Unavailable(
-            "model inference is not available on this host yet".into(),
-        ))
+    fn infer(&mut self, _handle: Resource<ModelHandle>, _input: types::Tensor) -> Result<types::Tensor, HostError> {
+        Err(HostError::Unavailable("model inference is not available on this host yet".into()))
     }
 
     fn drop(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<()> {
@@ -177,10 +144,7 @@ impl report::Host for HostState {
             }
             Err(UnpackError::TooMany { count }) => {
                 self.report_overflow += count;
-                Err(HostError::LimitExceeded(format!(
-                    "at most {} findings per call",
-                    self.max_reported
-                )))
+                Err(HostError::LimitExceeded(format!("at most {} findings per call", self.max_reported)))
             }
             Err(UnpackError::Malformed(reason)) => Err(HostError::InvalidArgument(reason)),
         }

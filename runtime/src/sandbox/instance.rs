@@ -10,8 +10,7 @@ use super::findings::{self, UnpackError};
 use super::host::{HostState, InstanceContext};
 use super::limits::{BudgetKind, SandboxLimits};
 use super::{
-    AgentError, AgentInfo, Anomaly, Features, Findings, InferenceResult, LogBatch, LogEntry,
-    Result, SandboxError,
+    AgentError, AgentInfo, Anomaly, Features, Findings, InferenceResult, LogBatch, LogEntry, Result, SandboxError,
 };
 
 /// A warm instance of one agent. It keeps its guest state between calls; a
@@ -42,15 +41,7 @@ impl AgentInstance {
         limits: SandboxLimits,
         context: InstanceContext,
     ) -> Result<Self> {
-        let mut instance = AgentInstance {
-            engine,
-            pre,
-            limits,
-            context,
-            live: None,
-            faults: 0,
-            fuel_used: 0,
-        };
+        let mut instance = AgentInstance { engine, pre, limits, context, live: None, faults: 0, fuel_used: 0 };
         instance.ensure_live()?;
         Ok(instance)
     }
@@ -78,10 +69,8 @@ impl AgentInstance {
             }
             BudgetKind::Fuel => store.set_fuel(self.limits.fuel_per_call),
         };
-        result.map_err(|e| SandboxError::Instantiate {
-            agent: self.context.agent.to_string(),
-            detail: format!("{e:#}"),
-        })
+        result
+            .map_err(|e| SandboxError::Instantiate { agent: self.context.agent.to_string(), detail: format!("{e:#}") })
     }
 
     fn ensure_live(&mut self) -> Result<()> {
@@ -98,13 +87,10 @@ impl AgentInstance {
         store.limiter(|state| &mut state.limiter);
         // With epochs or fuel on, instantiation itself runs under the budget.
         self.arm(&mut store)?;
-        let bindings = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| SandboxError::Instantiate {
-                agent: self.context.agent.to_string(),
-                detail: format!("{e:#}"),
-            })?;
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| SandboxError::Instantiate {
+            agent: self.context.agent.to_string(),
+            detail: format!("{e:#}"),
+        })?;
         self.live = Some((store, bindings));
         Ok(())
     }
@@ -167,17 +153,11 @@ impl AgentInstance {
             self.live = None;
         }
         tracing::warn!(agent = %self.context.agent, tenant = %self.context.tenant, fault = fault.kind(), "agent call stopped: {fault}");
-        SandboxError::Fault {
-            agent: self.context.agent.to_string(),
-            fault,
-        }
+        SandboxError::Fault { agent: self.context.agent.to_string(), fault }
     }
 
     fn agent_error(&self, error: AgentError) -> SandboxError {
-        SandboxError::Agent {
-            agent: self.context.agent.to_string(),
-            message: describe_agent_error(&error),
-        }
+        SandboxError::Agent { agent: self.context.agent.to_string(), message: describe_agent_error(&error) }
     }
 
     fn stamp(&self, mut anomalies: Vec<Anomaly>) -> Vec<Anomaly> {
@@ -197,8 +177,7 @@ impl AgentInstance {
 
     /// Runs the agent over a batch; returns what it found, stamped.
     pub fn detect_batch(&mut self, batch: &LogBatch) -> Result<Vec<Anomaly>> {
-        let (result, reported) =
-            self.call(|b, s| b.mcp_agent_detector().call_detect_batch(s, batch))?;
+        let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect_batch(s, batch))?;
         let findings = result.map_err(|e| self.agent_error(e))?;
         let mut found = self.unpack(&findings, reported)?;
         fill_from_batch(batch, &mut found);
@@ -233,10 +212,7 @@ impl AgentInstance {
                 Ok(found)
             }
             Err(UnpackError::TooMany { count }) => {
-                let fault = Fault::TooManyAnomalies {
-                    count: count + reported.len(),
-                    limit,
-                };
+                let fault = Fault::TooManyAnomalies { count: count + reported.len(), limit };
                 self.live = None;
                 Err(self.fault(fault))
             }
@@ -249,8 +225,7 @@ impl AgentInstance {
 
     /// The agent's features for one entry.
     pub fn extract_features(&mut self, entry: &LogEntry) -> Result<Features> {
-        let (result, _) =
-            self.call(|b, s| b.mcp_agent_detector().call_extract_features(s, entry))?;
+        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_extract_features(s, entry))?;
         result.map_err(|e| self.agent_error(e))
     }
 
@@ -262,8 +237,7 @@ impl AgentInstance {
 
     /// Asks the agent to load a model through the host.
     pub fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String> {
-        let (result, _) =
-            self.call(|b, s| b.mcp_agent_detector().call_load_model(s, name, version))?;
+        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_load_model(s, name, version))?;
         result.map_err(|e| self.agent_error(e))
     }
 }
@@ -281,11 +255,8 @@ fn fill_from_batch(batch: &LogBatch, anomalies: &mut [Anomaly]) {
         match batch.ids.binary_search(&anomaly.log_id) {
             Ok(index) => {
                 anomaly.log_type.clone_from(&batch.log_type);
-                anomaly.source = crate::batch::text_at(&batch.sources, index)
-                    .unwrap_or_default()
-                    .to_string();
-                anomaly.log_timestamp_ms =
-                    batch.timestamps_ms.get(index).copied().unwrap_or_default();
+                anomaly.source = crate::batch::text_at(&batch.sources, index).unwrap_or_default().to_string();
+                anomaly.log_timestamp_ms = batch.timestamps_ms.get(index).copied().unwrap_or_default();
             }
             Err(_) => anomaly.source.clear(),
         }
@@ -304,7 +275,5 @@ pub fn describe_agent_error(error: &AgentError) -> String {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

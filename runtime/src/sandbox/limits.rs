@@ -82,36 +82,20 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl GuestLimiter {
     pub fn new(memory_bytes: usize) -> Self {
-        GuestLimiter {
-            memory_bytes,
-            hit: None,
-        }
+        GuestLimiter { memory_bytes, hit: None }
     }
 }
 
 impl wasmtime::ResourceLimiter for GuestLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = Some(LimitHit::Memory { desired });
-            wasmtime::bail!(
-                "memory limit of {} bytes reached (asked for {desired})",
-                self.memory_bytes
-            );
+            wasmtime::bail!("memory limit of {} bytes reached (asked for {desired})", self.memory_bytes);
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.hit = Some(LimitHit::Table { desired });
             wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");

@@ -19,8 +19,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::mcp::agent::logs::LogQuery;
 pub use bindings::{
-    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, Findings, HostError,
-    InferenceResult, LogBatch, LogEntry, Severity, TextColumn,
+    AgentError, AgentInfo, Anomaly, Column, ColumnValues, Features, Findings, HostError, InferenceResult, LogBatch,
+    LogEntry, Severity, TextColumn,
 };
 pub use cache::{CacheOutcome, CompileCache};
 pub use fault::Fault;
@@ -66,31 +66,20 @@ pub struct Sandbox {
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
+        f.debug_struct("Sandbox").field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
 impl Sandbox {
     /// Builds the engine with `limits` and a compile cache.
     pub fn new(limits: SandboxLimits, cache: CompileCache) -> Result<Self> {
-        let engine = Engine::new(&engine_config(&limits))
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let engine = Engine::new(&engine_config(&limits)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        let ticker =
-            (limits.budget == BudgetKind::Epoch).then(|| EpochTicker::start(engine.clone()));
-        Ok(Sandbox {
-            engine,
-            linker,
-            limits,
-            cache,
-            _ticker: ticker,
-        })
+        let ticker = (limits.budget == BudgetKind::Epoch).then(|| EpochTicker::start(engine.clone()));
+        Ok(Sandbox { engine, linker, limits, cache, _ticker: ticker })
     }
 
     pub fn limits(&self) -> &SandboxLimits {
@@ -111,22 +100,13 @@ impl Sandbox {
 
     /// Instantiates `component` for `context`; fails if its imports are not
     /// ones this host offers.
-    pub fn instantiate(
-        &self,
-        component: &Component,
-        context: InstanceContext,
-    ) -> Result<AgentInstance> {
-        let pre =
-            self.linker
-                .instantiate_pre(component)
-                .map_err(|e| SandboxError::Instantiate {
-                    agent: context.agent.to_string(),
-                    detail: format!("{e:#}"),
-                })?;
-        let pre = bindings::AgentPre::new(pre).map_err(|e| SandboxError::Instantiate {
-            agent: context.agent.to_string(),
-            detail: format!("{e:#}"),
-        })?;
+    pub fn instantiate(&self, component: &Component, context: InstanceContext) -> Result<AgentInstance> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        let pre = bindings::AgentPre::new(pre)
+            .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
         AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context)
     }
 }
@@ -163,23 +143,12 @@ pub fn exported_protocol(engine: &Engine, component: &Component) -> Option<Strin
 fn check_protocol(engine: &Engine, component: &Component) -> Result<()> {
     match exported_protocol(engine, component) {
         Some(found) if found == PROTOCOL_VERSION => Ok(()),
-        Some(found) => Err(SandboxError::ProtocolMismatch {
-            expected: PROTOCOL_VERSION.into(),
-            found,
-        }),
+        Some(found) => Err(SandboxError::ProtocolMismatch { expected: PROTOCOL_VERSION.into(), found }),
         None => {
-            let exports: Vec<String> = component
-                .component_type()
-                .exports(engine)
-                .map(|(n, _)| n.to_string())
-                .collect();
+            let exports: Vec<String> = component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
             Err(SandboxError::NotAnAgent(format!(
                 "it does not export {DETECTOR_EXPORT} (exports: {})",
-                if exports.is_empty() {
-                    "none".to_string()
-                } else {
-                    exports.join(", ")
-                }
+                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
             )))
         }
     }

@@ -31,11 +31,7 @@ pub struct GuestOutput {
 
 impl GuestOutput {
     pub fn new(agent: &str, stream: &'static str) -> Self {
-        GuestOutput {
-            agent: agent.into(),
-            stream,
-            buffer: Arc::default(),
-        }
+        GuestOutput { agent: agent.into(), stream, buffer: Arc::default() }
     }
 
     fn accept(&self, bytes: &[u8]) {
@@ -84,11 +80,7 @@ impl Pollable for GuestOutput {
 }
 
 impl tokio::io::AsyncWrite for GuestOutput {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         self.accept(buf);
         Poll::Ready(Ok(buf.len()))
     }

@@ -9,7 +9,11 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SourceError;
 use crate::generator::GeneratedLog;
 use crate::sandbox::{HostError, LogBatch, LogQuery, LogReader};
+use std::sync::Arc;
+
 use mcp_sdk::RawRow;
+
+use crate::schema::SchemaFiles;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS logs (
@@ -19,7 +23,8 @@ CREATE TABLE IF NOT EXISTS logs (
     ts_ms INTEGER NOT NULL,
     source TEXT NOT NULL,
     fields TEXT NOT NULL,
-    label TEXT
+    label TEXT,
+    schema_version INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS logs_by_type ON logs (tenant, log_type, id);
 CREATE INDEX IF NOT EXISTS logs_by_time ON logs (tenant, log_type, ts_ms);
@@ -29,13 +34,13 @@ CREATE TABLE IF NOT EXISTS quarantine (
     log_type TEXT NOT NULL,
     log_id INTEGER NOT NULL UNIQUE,
     raw TEXT NOT NULL,
-    reason TEXT NOT NULL
+    reason TEXT NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 0
 );
 ";
 
-/// The schema version of rows this source serves; schema files arrive with
-/// the DataService (docs/ROADMAP.md).
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema version of batches of a log type without a schema file.
+pub const UNSCHEMATIZED_VERSION: u32 = 0;
 
 /// A batch read from the source, with what was set aside.
 #[derive(Debug)]
@@ -63,42 +68,50 @@ pub struct StoredEntry {
 pub struct SqliteLogSource {
     path: String,
     conn: Mutex<Connection>,
+    schemas: Arc<SchemaFiles>,
+}
+
+/// A row of the quarantine table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub log_id: u64,
+    pub log_type: String,
+    /// The schema version the row was checked against (0: no schema file).
+    pub schema_version: u32,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Adds a column that databases made by earlier builds lack.
+fn ensure_column(conn: &Connection, table: &str, column: &str, declaration: &str) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?;
+    if !stmt.exists([column])? {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+    }
+    Ok(())
 }
 
 impl SqliteLogSource {
-    /// Opens (and creates) the source at `path`.
-    pub fn open(path: &Path) -> Result<Self, SourceError> {
+    /// Opens (and creates) the source at `path`, checking rows against the
+    /// schema files in `schemas`.
+    pub fn open(path: &Path, schemas: Arc<SchemaFiles>) -> Result<Self, SourceError> {
         let name = path.display().to_string();
-        let wrap = |source| SourceError::Database {
-            path: name.clone(),
-            source,
-        };
+        let wrap = |source| SourceError::Database { path: name.clone(), source };
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(SqliteLogSource {
-            path: name,
-            conn: Mutex::new(conn),
-        })
+        ensure_column(&conn, "logs", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
+        ensure_column(&conn, "quarantine", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
+        Ok(SqliteLogSource { path: name, conn: Mutex::new(conn), schemas })
     }
 
     fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, SourceError> {
-        result.map_err(|source| SourceError::Database {
-            path: self.path.clone(),
-            source,
-        })
+        result.map_err(|source| SourceError::Database { path: self.path.clone(), source })
     }
 
     /// Appends generated logs for `tenant`; returns how many were written.
-    pub fn load(
-        &self,
-        tenant: &str,
-        log_type: &str,
-        logs: &[GeneratedLog],
-    ) -> Result<usize, SourceError> {
+    pub fn load(&self, tenant: &str, log_type: &str, logs: &[GeneratedLog]) -> Result<usize, SourceError> {
         let mut conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let tx = self.db(conn.transaction())?;
         {
@@ -120,7 +133,8 @@ impl SqliteLogSource {
         Ok(logs.len())
     }
 
-    /// Appends one raw row, as an ingest would; used to prove quarantine.
+    /// Appends one raw row written under `schema_version` (0: the current
+    /// one), as an ingest would.
     pub fn insert_raw(
         &self,
         tenant: &str,
@@ -128,11 +142,12 @@ impl SqliteLogSource {
         ts_ms: i64,
         source: &str,
         fields: &str,
+        schema_version: u32,
     ) -> Result<u64, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         self.db(conn.execute(
-            "INSERT INTO logs (tenant, log_type, ts_ms, source, fields) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![tenant, log_type, ts_ms, source, fields],
+            "INSERT INTO logs (tenant, log_type, ts_ms, source, fields, schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, log_type, ts_ms, source, fields, schema_version],
         ))?;
         Ok(conn.last_insert_rowid().unsigned_abs())
     }
@@ -150,39 +165,41 @@ impl SqliteLogSource {
 
     /// The ground-truth labels of `tenant`'s logs of `log_type`, by id, for
     /// scoring detection on generated data.
-    pub fn labels(
-        &self,
-        tenant: &str,
-        log_type: &str,
-    ) -> Result<Vec<(u64, Option<String>)>, SourceError> {
+    pub fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let mut stmt = self.db(conn.prepare(
-            "SELECT id, label FROM logs WHERE tenant = ?1 AND log_type = ?2 ORDER BY id",
-        ))?;
-        let rows = self.db(stmt.query_map(params![tenant, log_type], |r| {
-            Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?))
-        }))?;
+        let mut stmt =
+            self.db(conn.prepare("SELECT id, label FROM logs WHERE tenant = ?1 AND log_type = ?2 ORDER BY id"))?;
+        let rows = self
+            .db(stmt.query_map(params![tenant, log_type], |r| Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?))))?;
         self.db(rows.collect())
     }
 
-    /// Quarantined rows of `tenant`: (log id, log type, reason).
-    pub fn quarantined(&self, tenant: &str) -> Result<Vec<(u64, String, String)>, SourceError> {
+    /// Quarantined rows of `tenant`, by log id.
+    pub fn quarantined(&self, tenant: &str) -> Result<Vec<Quarantined>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let mut stmt = self.db(conn.prepare(
-            "SELECT log_id, log_type, reason FROM quarantine WHERE tenant = ?1 ORDER BY log_id",
+            "SELECT log_id, log_type, schema_version, reason, raw FROM quarantine WHERE tenant = ?1 ORDER BY log_id",
         ))?;
         let rows = self.db(stmt.query_map(params![tenant], |r| {
-            Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get(1)?, r.get(2)?))
+            Ok(Quarantined {
+                log_id: r.get::<_, i64>(0)?.unsigned_abs(),
+                log_type: r.get(1)?,
+                schema_version: r.get(2)?,
+                reason: r.get(3)?,
+                raw: r.get(4)?,
+            })
         }))?;
         self.db(rows.collect())
     }
 
-    /// Reads up to `limit` rows after `after_id`; malformed rows go to
-    /// quarantine with their reason and are counted, never passed on.
+    /// Reads up to `limit` rows after `after_id`, normalised to the log
+    /// type's schema file; rows that do not fit go to quarantine with their
+    /// reason and are counted, never passed on.
     pub fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError> {
+        let shape = self.schemas.shape(&query.log_type)?;
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let mut stmt = self.db(conn.prepare_cached(
-            "SELECT id, ts_ms, source, fields FROM logs
+            "SELECT id, ts_ms, source, fields, schema_version FROM logs
              WHERE tenant = ?1 AND log_type = ?2 AND id > ?3
                AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5) AND (?6 IS NULL OR source = ?6)
              ORDER BY id LIMIT ?7",
@@ -197,13 +214,14 @@ impl SqliteLogSource {
             query.source,
             query.limit
         ]))?;
-        let mut fetched: Vec<(u64, i64, String, String)> = Vec::new();
+        let mut fetched: Vec<(u64, i64, String, String, u32)> = Vec::new();
         while let Some(row) = self.db(rows.next())? {
             fetched.push((
                 self.db(row.get::<_, i64>(0))?.unsigned_abs(),
                 self.db(row.get(1))?,
                 self.db(row.get(2))?,
                 self.db(row.get(3))?,
+                self.db(row.get(4))?,
             ));
         }
         drop(rows);
@@ -211,43 +229,40 @@ impl SqliteLogSource {
         let last_id = fetched.last().map_or(query.after_id, |row| row.0);
         let raw_rows: Vec<RawRow<'_>> = fetched
             .iter()
-            .map(|(id, ts, source, fields)| RawRow {
+            .map(|(id, ts, source, fields, version)| RawRow {
                 id: *id,
                 timestamp_ms: *ts,
                 source,
                 fields,
+                schema_version: *version,
             })
             .collect();
-        let (batch, refused) = crate::batch::build(&query.log_type, SCHEMA_VERSION, &raw_rows);
-        let refused_at: std::collections::HashSet<usize> =
-            refused.iter().map(|(index, _)| *index).collect();
+        let (batch, refused) = match &shape {
+            Some(shape) => {
+                warn_old_rows(shape, &query.log_type, &fetched);
+                crate::batch::build_shaped(shape, &raw_rows)
+            }
+            None => crate::batch::build(&query.log_type, UNSCHEMATIZED_VERSION, &raw_rows),
+        };
+        let checked_against = shape.as_ref().map_or(UNSCHEMATIZED_VERSION, |s| s.version);
+        let refused_at: std::collections::HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
         let raw_fields = fetched
             .iter()
             .enumerate()
             .filter(|(index, _)| !refused_at.contains(index))
             .map(|(_, row)| row.3.clone())
             .collect();
-        let rejected: Vec<(u64, &str, &str)> = refused
-            .iter()
-            .filter_map(|(index, reason)| {
-                fetched
-                    .get(*index)
-                    .map(|row| (row.0, row.3.as_str(), reason.as_str()))
-            })
-            .collect();
-        for (id, raw, reason) in &rejected {
-            tracing::warn!(tenant, log_type = %query.log_type, log_id = id, "quarantined: {reason}");
+        for (index, reason) in &refused {
+            let Some((id, _, _, raw, _)) = fetched.get(*index) else {
+                continue;
+            };
+            tracing::warn!(tenant, log_type = %query.log_type, log_id = id, schema_version = checked_against, "quarantined: {reason}");
             self.db(conn.execute(
-                "INSERT OR IGNORE INTO quarantine (tenant, log_type, log_id, raw, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant, query.log_type, i64::try_from(*id).unwrap_or(i64::MAX), raw, reason],
+                "INSERT OR IGNORE INTO quarantine (tenant, log_type, log_id, raw, reason, schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![tenant, query.log_type, i64::try_from(*id).unwrap_or(i64::MAX), raw, reason, checked_against],
             ))?;
         }
-        Ok(SourceBatch {
-            batch,
-            raw_fields,
-            last_id,
-            quarantined: rejected.len(),
-        })
+        Ok(SourceBatch { batch, raw_fields, last_id, quarantined: refused.len() })
     }
 
     /// One log of `tenant` by id, for storing with its anomaly.
@@ -270,13 +285,22 @@ impl SqliteLogSource {
     }
 }
 
+/// Says, once per batch, that rows of an older schema version are being read
+/// under the current one, and which renames apply.
+fn warn_old_rows(shape: &mcp_sdk::shape::Shape, log_type: &str, rows: &[(u64, i64, String, String, u32)]) {
+    let Some(oldest) = rows.iter().map(|r| r.4).filter(|v| *v != 0 && *v < shape.version).min() else {
+        return;
+    };
+    let renamed: Vec<String> =
+        shape.renames.iter().filter(|r| r.since > oldest).map(|r| format!("{} -> {}", r.from, r.to)).collect();
+    tracing::warn!(log_type, row_version = oldest, schema_version = shape.version, renamed = %renamed.join(", "), "rows of an older schema version read under the current one");
+}
+
 impl LogReader for SqliteLogSource {
     fn query(&self, tenant: &str, query: &LogQuery) -> Result<LogBatch, HostError> {
-        self.read_batch(tenant, query)
-            .map(|read| read.batch)
-            .map_err(|e| {
-                tracing::error!(tenant, "log query failed: {e}");
-                HostError::Unavailable("the log source failed; the host log has details".into())
-            })
+        self.read_batch(tenant, query).map(|read| read.batch).map_err(|e| {
+            tracing::error!(tenant, "log query failed: {e}");
+            HostError::Unavailable("the log source failed; the host log has details".into())
+        })
     }
 }
