@@ -18,6 +18,8 @@ pub enum ConfigError {
     Read { path: String, source: std::io::Error },
     #[error("config {path}: {source}")]
     Parse { path: String, source: toml::de::Error },
+    #[error("environment variable {name} names no configuration key (see docs/deployment.md)")]
+    UnknownEnv { name: String },
     #[error("config {path}: agents.{agent}.{key} must be a string, number or boolean")]
     Setting { path: String, agent: String, key: String },
 }
@@ -61,18 +63,40 @@ impl Default for McpConfig {
 }
 
 impl McpConfig {
-    /// Reads `path`, or config/mcp.toml when it exists, or the defaults.
+    /// Reads `path`, or config/mcp.toml when it exists, or the defaults,
+    /// then applies `MCP_*` environment variables over it.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`McpConfig::load`], with the environment given.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let path = match path {
-            Some(p) => p.to_path_buf(),
-            None if Path::new(DEFAULT_CONFIG).exists() => PathBuf::from(DEFAULT_CONFIG),
-            None => return Ok(McpConfig::default()),
+            Some(p) => Some(p.to_path_buf()),
+            None if Path::new(DEFAULT_CONFIG).exists() => Some(PathBuf::from(DEFAULT_CONFIG)),
+            None => None,
         };
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+        let (mut table, mut origin) = match &path {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
+                (table, name)
+            }
+            None => (toml::Table::new(), "built-in defaults".to_string()),
+        };
+        let overridden = apply_env(&mut table, env)?;
+        if !overridden.is_empty() {
+            origin = format!("{origin} with {}", overridden.join(", "));
+        }
         let mut config: McpConfig =
-            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
-        config.origin = name;
+            table.try_into().map_err(|source| ConfigError::Parse { path: origin.clone(), source })?;
+        config.origin = origin;
         config.agent_settings_checked()?;
         Ok(config)
     }
@@ -124,6 +148,54 @@ impl McpConfig {
     }
 }
 
+/// Environment variables that override the file: `MCP_<KEY>` for a top-level
+/// key and `MCP_SANDBOX_<KEY>` for a `[sandbox]` key, the key in capitals.
+/// A value is read as TOML when it parses as a number or boolean, else as
+/// text. An `MCP_` variable that names no key is an error, like an unknown
+/// key in the file.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    const TOP: &[&str] = &["data_dir", "tenant", "agents_dir", "schema_dir", "batch_size"];
+    const SANDBOX: &[&str] = &[
+        "budget",
+        "call_timeout_ms",
+        "fuel_per_call",
+        "memory_bytes",
+        "stack_bytes",
+        "max_instances",
+        "max_anomalies_per_call",
+        "max_query_page",
+    ];
+    let mut applied = Vec::new();
+    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("MCP_")).collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let key = name["MCP_".len()..].to_ascii_lowercase();
+        let value = match raw.parse::<i64>() {
+            Ok(i) => toml::Value::Integer(i),
+            Err(_) => match raw.as_str() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => toml::Value::String(raw.clone()),
+            },
+        };
+        if let Some(sandbox_key) = key.strip_prefix("sandbox_").filter(|k| SANDBOX.contains(k)) {
+            let entry = table.entry("sandbox").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(sandbox) = entry {
+                sandbox.insert(sandbox_key.to_string(), value);
+            }
+        } else if TOP.contains(&key.as_str()) {
+            table.insert(key, value);
+        } else {
+            return Err(ConfigError::UnknownEnv { name });
+        }
+        applied.push(name);
+    }
+    Ok(applied)
+}
+
 fn setting_text(value: &toml::Value) -> Option<String> {
     match value {
         toml::Value::String(s) => Some(s.clone()),
@@ -131,5 +203,36 @@ fn setting_text(value: &toml::Value) -> Option<String> {
         toml::Value::Float(f) => Some(f.to_string()),
         toml::Value::Boolean(b) => Some(b.to_string()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("mcp.toml");
+        std::fs::write(&path, "tenant = \"file\"\nbatch_size = 10\n[sandbox]\nbudget = \"fuel\"\n")?;
+        let vars = env(&[("MCP_TENANT", "acme"), ("MCP_SANDBOX_CALL_TIMEOUT_MS", "750"), ("HOME", "/root")]);
+        let config = McpConfig::load_with_env(Some(&path), vars)?;
+        assert_eq!((config.tenant.as_str(), config.batch_size), ("acme", 10));
+        assert_eq!(config.sandbox.call_timeout_ms, 750);
+        assert_eq!(config.sandbox.budget, crate::sandbox::BudgetKind::Fuel);
+        assert!(config.origin().contains("MCP_TENANT") && config.origin().contains("MCP_SANDBOX_CALL_TIMEOUT_MS"));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_and_mistyped_settings_are_errors() {
+        let unknown = McpConfig::load_with_env(None, env(&[("MCP_BATCHSIZE", "5")]));
+        assert!(matches!(unknown, Err(ConfigError::UnknownEnv { ref name }) if name == "MCP_BATCHSIZE"), "{unknown:?}");
+        let mistyped = McpConfig::load_with_env(None, env(&[("MCP_BATCH_SIZE", "many")]));
+        assert!(mistyped.is_err());
     }
 }
