@@ -34,6 +34,12 @@ pub struct McpConfig {
     pub tenant: String,
     /// Where agent components are discovered; the bundled agents when unset.
     pub agents_dir: Option<PathBuf>,
+    /// PostgreSQL log source (`postgres://user@host/db`); the embedded SQLite
+    /// source under `data_dir` when unset.
+    pub database_url: Option<String>,
+    /// The PostgreSQL schema (namespace) the log tables live in; the
+    /// connection's default when unset.
+    pub database_schema: Option<String>,
     /// Where the log schema files are; the repository's config/log_schemas when unset.
     pub schema_dir: Option<PathBuf>,
     /// Entries per agent call.
@@ -53,6 +59,8 @@ impl Default for McpConfig {
             data_dir: PathBuf::from("mcp-data"),
             tenant: "default".into(),
             agents_dir: None,
+            database_url: None,
+            database_schema: None,
             schema_dir: None,
             batch_size: 1000,
             sandbox: SandboxLimits::default(),
@@ -135,6 +143,24 @@ impl McpConfig {
         std::sync::Arc::new(crate::schema::SchemaFiles::new(&dir))
     }
 
+    /// The configured log source: PostgreSQL when `database_url` is set,
+    /// else the embedded SQLite file.
+    pub fn log_source(&self) -> Result<std::sync::Arc<dyn crate::source::LogSource>, crate::source::SourceError> {
+        match &self.database_url {
+            Some(url) => Ok(std::sync::Arc::new(crate::source::PgLogSource::connect(
+                url,
+                self.database_schema.as_deref(),
+                self.schema_files(),
+            )?)),
+            None => {
+                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                    crate::source::SourceError::Postgres(format!("cannot create {}: {e}", self.data_dir.display()))
+                })?;
+                Ok(std::sync::Arc::new(crate::source::SqliteLogSource::open(&self.logs_db(), self.schema_files())?))
+            }
+        }
+    }
+
     pub fn logs_db(&self) -> PathBuf {
         self.data_dir.join("logs.db")
     }
@@ -157,7 +183,8 @@ fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<String>, ConfigError> {
-    const TOP: &[&str] = &["data_dir", "tenant", "agents_dir", "schema_dir", "batch_size"];
+    const TOP: &[&str] =
+        &["data_dir", "tenant", "agents_dir", "schema_dir", "batch_size", "database_url", "database_schema"];
     const SANDBOX: &[&str] = &[
         "budget",
         "call_timeout_ms",

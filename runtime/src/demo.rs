@@ -11,7 +11,7 @@ use crate::metrics::Detection;
 use crate::pipeline::{self, RunError, RunReport, RunSpec};
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{CompileCache, Sandbox, SandboxError};
-use crate::source::{SourceError, SqliteLogSource};
+use crate::source::{LogSource, SourceError, SqliteLogSource};
 use crate::store::{AnomalyStore, StoreError};
 
 /// Errors of the demo.
@@ -78,7 +78,7 @@ pub fn run(config: &McpConfig, agents_dir: &Path, options: &DemoOptions) -> Resu
         let mut instance =
             pipeline::instance_for(&registry, &agent, tenant, config.settings_for(&agent), Some(logs_reader))?;
         let spec = RunSpec { tenant, agent: &agent, log_source: "embedded", batch_size: config.batch_size };
-        let run = pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
+        let run = pipeline::run(&registry, &mut instance, &*source, &mut store, &spec)?;
         let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
         let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
         outcomes.push(AgentOutcome { run, detection });

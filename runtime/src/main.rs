@@ -13,7 +13,6 @@ use mcp_runtime::demo::{self, DemoOptions};
 use mcp_runtime::pipeline::{self, RunSpec};
 use mcp_runtime::registry::Registry;
 use mcp_runtime::sandbox::{CompileCache, Sandbox};
-use mcp_runtime::source::SqliteLogSource;
 use mcp_runtime::store::AnomalyStore;
 
 mod bench;
@@ -70,6 +69,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum DbCommand {
+    /// Create or update the PostgreSQL log tables.
+    Migrate,
     /// Append a JSON Lines file of logs (one {"timestamp_ms", "source", "fields", "schema_version"?} object a line).
     Load {
         /// The file.
@@ -212,7 +213,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            let source = Arc::new(SqliteLogSource::open(&config.logs_db(), config.schema_files())?);
+            let source = config.log_source()?;
             let mut store = AnomalyStore::open(&config.anomalies_db())?;
             let names: Vec<String> = match agent {
                 Some(name) => vec![registry.get(&name)?.info.name.clone()],
@@ -226,10 +227,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let spec = RunSpec {
                     tenant: &config.tenant,
                     agent: &name,
-                    log_source: "embedded",
+                    log_source: source.name(),
                     batch_size: config.batch_size,
                 };
-                match pipeline::run(&registry, &mut instance, &source, &mut store, &spec) {
+                match pipeline::run(&registry, &mut instance, &*source, &mut store, &spec) {
                     Ok(r) => println!(
                         "{:<10} {} entries, {} new anomalies, {} quarantined, {:.0} entries/s",
                         r.agent,
@@ -246,25 +247,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
         }
+        Command::Db { command: DbCommand::Migrate } => {
+            let Some(url) = &config.database_url else {
+                println!("no database_url configured: the embedded SQLite source creates its tables when opened");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let source = mcp_runtime::source::PgLogSource::connect(
+                url,
+                config.database_schema.as_deref(),
+                config.schema_files(),
+            )?;
+            source.migrate()?;
+            println!("PostgreSQL log tables are up to date");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Db { command: DbCommand::Load { file, log_type } } => {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            let source = SqliteLogSource::open(&config.logs_db(), config.schema_files())?;
+            let source = config.log_source()?;
             let input = std::io::BufReader::new(
                 std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
             );
-            let report = mcp_runtime::source::load::load_json_lines(&source, &config.tenant, &log_type, input)?;
+            let report = mcp_runtime::source::load::load_json_lines(&*source, &config.tenant, &log_type, input)?;
             println!(
-                "loaded {} '{log_type}' lines into {} for tenant {} ({} unreadable, stored for quarantine)",
+                "loaded {} '{log_type}' lines into the {} source for tenant {} ({} unreadable, stored for quarantine)",
                 report.lines,
-                config.logs_db().display(),
+                source.name(),
                 config.tenant,
                 report.unreadable
             );
             Ok(ExitCode::SUCCESS)
         }
         Command::Quarantine { command: QuarantineCommand::List { raw } } => {
-            let source = SqliteLogSource::open(&config.logs_db(), config.schema_files())?;
+            let source = config.log_source()?;
             let rows = source.quarantined(&config.tenant)?;
             println!("{:<10} {:<10} {:<7} reason", "log id", "log type", "schema");
             for row in &rows {

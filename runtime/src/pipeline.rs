@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{AgentInstance, Anomaly, InstanceContext, LogQuery, SandboxError};
-use crate::source::{SourceError, SqliteLogSource};
+use crate::source::{LogSource, SourceError};
 use crate::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
 /// Errors that end a run. The checkpoint stays at the last committed batch,
@@ -63,7 +63,7 @@ impl RunReport {
 pub fn run(
     registry: &Registry,
     instance: &mut AgentInstance,
-    source: &SqliteLogSource,
+    source: &dyn LogSource,
     store: &mut AnomalyStore,
     spec: &RunSpec<'_>,
 ) -> Result<RunReport, RunError> {
@@ -136,7 +136,7 @@ pub fn run(
 /// or, for an earlier entry of a burst, from the source. An anomaly naming an
 /// entry the tenant does not have is dropped, logged and counted.
 fn attach_fields(
-    source: &SqliteLogSource,
+    source: &dyn LogSource,
     tenant: &str,
     read: &crate::source::SourceBatch,
     found: Vec<Anomaly>,

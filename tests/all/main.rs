@@ -4,6 +4,7 @@
 mod common;
 mod conformance;
 mod detection;
+mod postgres;
 mod registry;
 mod runs;
 mod sandbox;

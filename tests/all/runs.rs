@@ -10,7 +10,7 @@ use mcp_runtime::pipeline::{self, RunError, RunSpec};
 use mcp_runtime::registry::Registry;
 use mcp_runtime::sandbox::{LogReader, SandboxError};
 use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::SqliteLogSource;
+use mcp_runtime::source::{LogSource, SqliteLogSource};
 use mcp_runtime::store::{AnomalyStore, CheckpointKey};
 
 use crate::common::{bundled_registry, hostile_path, sandbox};
@@ -45,11 +45,11 @@ fn rerun_stores_nothing_twice() -> anyhow::Result<()> {
     f.source.load("t1", "firewall", &generator::generate("firewall", 3, 4_000)?)?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "firewall", "t1", Default::default(), None)?;
-    let first = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("firewall", "t1"))?;
+    let first = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("firewall", "t1"))?;
     assert!(first.anomalies > 0 && first.entries >= 4_000, "{first:?}");
     let stored = found(&f.store, "t1", "firewall")?;
     assert_eq!(stored.len() as u64, first.anomalies);
-    let second = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("firewall", "t1"))?;
+    let second = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("firewall", "t1"))?;
     assert_eq!((second.entries, second.anomalies), (0, 0));
     assert_eq!(found(&f.store, "t1", "firewall")?, stored);
     Ok(())
@@ -64,14 +64,14 @@ fn resuming_from_the_checkpoint_matches_one_full_run() -> anyhow::Result<()> {
     let mut whole = fixture()?;
     whole.source.load("t", "dns", &logs)?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
-    pipeline::run(&registry, &mut instance, &whole.source, &mut whole.store, &spec("dns", "t"))?;
+    pipeline::run(&registry, &mut instance, &*whole.source, &mut whole.store, &spec("dns", "t"))?;
 
     let mut parts = fixture()?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
     parts.source.load("t", "dns", head)?;
-    let first = pipeline::run(&registry, &mut instance, &parts.source, &mut parts.store, &spec("dns", "t"))?;
+    let first = pipeline::run(&registry, &mut instance, &*parts.source, &mut parts.store, &spec("dns", "t"))?;
     parts.source.load("t", "dns", tail)?;
-    let second = pipeline::run(&registry, &mut instance, &parts.source, &mut parts.store, &spec("dns", "t"))?;
+    let second = pipeline::run(&registry, &mut instance, &*parts.source, &mut parts.store, &spec("dns", "t"))?;
     assert_eq!(first.entries + second.entries, logs.len() as u64);
     let key = CheckpointKey { tenant: "t", agent: "dns", log_source: "embedded", log_type: "dns" };
     assert_eq!(parts.store.checkpoint(&key)?, logs.len() as u64);
@@ -99,7 +99,7 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
     f.source.load("t", "wifi", &logs[500..])?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "wifi", "t", Default::default(), None)?;
-    let report = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("wifi", "t"))?;
+    let report = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("wifi", "t"))?;
     assert_eq!(report.quarantined, 4);
     assert_eq!(report.entries, logs.len() as u64);
     let quarantined = f.source.quarantined("t")?;
@@ -117,7 +117,7 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
     assert!(quarantined.iter().all(|q| q.schema_version == 2 && q.log_type == "wifi"), "{quarantined:?}");
     assert_eq!(quarantined[1].raw, "[1, 2, 3]");
     // A rerun starts after the checkpoint: nothing is quarantined twice.
-    let again = pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("wifi", "t"))?;
+    let again = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("wifi", "t"))?;
     assert_eq!((again.entries, again.quarantined), (0, 0));
     Ok(())
 }
@@ -149,7 +149,7 @@ fn an_agent_that_keeps_faulting_stops_the_run_without_losing_progress() -> anyho
     registry.register_file(&hostile_path())?;
     let settings = [("mode".to_string(), "panic".to_string())].into();
     let mut instance = pipeline::instance_for(&registry, "hostile", "t", settings, None)?;
-    match pipeline::run(&registry, &mut instance, &f.source, &mut f.store, &spec("hostile", "t")) {
+    match pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("hostile", "t")) {
         Err(RunError::Agent { agent, after_id, source: SandboxError::Fault { .. } }) => {
             assert_eq!((agent.as_str(), after_id), ("hostile", 0))
         }

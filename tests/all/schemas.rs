@@ -9,7 +9,7 @@ use mcp_runtime::pipeline::{self, RunError, RunSpec};
 use mcp_runtime::registry::Registry;
 use mcp_runtime::sandbox::{ColumnValues, LogBatch, LogQuery};
 use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::SqliteLogSource;
+use mcp_runtime::source::{LogSource, SqliteLogSource};
 use mcp_runtime::store::AnomalyStore;
 
 use crate::common::{bundled_registry, sandbox};

@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use serde::Deserialize;
 
-use super::{SourceError, SqliteLogSource};
+use super::{LogSource, NewRow, SourceError};
 
 /// One line of a log file.
 #[derive(Debug, Deserialize)]
@@ -26,44 +26,47 @@ pub struct LoadReport {
     /// Lines stored as they were because their envelope could not be read;
     /// they will be quarantined with the reason.
     pub unreadable: u64,
-    pub first_id: Option<u64>,
-    pub last_id: Option<u64>,
 }
 
 /// Reads `input` line by line into `tenant`'s logs of `log_type`.
 pub fn load_json_lines(
-    source: &SqliteLogSource,
+    source: &dyn LogSource,
     tenant: &str,
     log_type: &str,
     input: impl BufRead,
 ) -> Result<LoadReport, LoadError> {
     let mut report = LoadReport::default();
+    let mut pending = Vec::with_capacity(CHUNK);
     for (number, line) in input.lines().enumerate() {
         let line = line.map_err(|e| LoadError::Read { line: number + 1, source: e })?;
         if line.trim().is_empty() {
             continue;
         }
-        let id = match serde_json::from_str::<Line>(&line) {
-            Ok(parsed) => source.insert_raw(
-                tenant,
-                log_type,
-                parsed.timestamp_ms,
-                &parsed.source,
-                &parsed.fields.to_string(),
-                parsed.schema_version,
-            )?,
+        pending.push(match serde_json::from_str::<Line>(&line) {
+            Ok(parsed) => NewRow {
+                timestamp_ms: parsed.timestamp_ms,
+                source: parsed.source,
+                fields: parsed.fields.to_string(),
+                schema_version: parsed.schema_version,
+                label: None,
+            },
             Err(e) => {
                 tracing::warn!(line = number + 1, "stored as it is, to be quarantined: {e}");
                 report.unreadable += 1;
-                source.insert_raw(tenant, log_type, 0, "", &line, 0)?
+                NewRow { timestamp_ms: 0, source: String::new(), fields: line, schema_version: 0, label: None }
             }
-        };
-        report.lines += 1;
-        report.first_id.get_or_insert(id);
-        report.last_id = Some(id);
+        });
+        if pending.len() == CHUNK {
+            report.lines += source.append(tenant, log_type, &pending)?;
+            pending.clear();
+        }
     }
+    report.lines += source.append(tenant, log_type, &pending)?;
     Ok(report)
 }
+
+/// Rows sent to the source at once.
+const CHUNK: usize = 10_000;
 
 /// Errors of a load.
 #[derive(Debug, thiserror::Error)]

@@ -1,16 +1,183 @@
-//! Where logs come from. The embedded SQLite source is the default; the
-//! PostgreSQL source is on the roadmap (docs/ROADMAP.md).
+//! Where logs come from: the embedded SQLite source (the default) and
+//! PostgreSQL, behind one interface. Both read by tenant, log type and id
+//! with keyset pagination, and both turn rows into batches the same way
+//! (`assemble`), so an agent sees the same batch from either.
 
 pub mod load;
+pub mod postgres;
 pub mod sqlite;
 
-pub use sqlite::{Quarantined, SourceBatch, SqliteLogSource};
+use mcp_sdk::RawRow;
+use mcp_sdk::shape::Shape;
+
+use crate::sandbox::{LogBatch, LogQuery, LogReader};
+
+pub use postgres::PgLogSource;
+pub use sqlite::SqliteLogSource;
+
+/// The schema version of batches of a log type without a schema file.
+pub const UNSCHEMATIZED_VERSION: u32 = 0;
+
+/// A log source a run can read.
+pub trait LogSource: LogReader {
+    /// A short name for checkpoints and messages, for example `embedded`.
+    fn name(&self) -> &str;
+    /// The next page after `query.after_id`, normalised; rows that do not
+    /// fit are quarantined with their reason and counted, never passed on.
+    fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError>;
+    /// One log of `tenant` by id.
+    fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError>;
+    /// Quarantined rows of `tenant`, by log id.
+    fn quarantined(&self, tenant: &str) -> Result<Vec<Quarantined>, SourceError>;
+    /// Appends rows of `log_type` for `tenant`; returns how many.
+    fn append(&self, tenant: &str, log_type: &str, rows: &[NewRow]) -> Result<u64, SourceError>;
+    /// The generator's labels of `tenant`'s logs of `log_type`, by id, for
+    /// scoring detection.
+    fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError>;
+}
+
+/// A row to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRow {
+    pub timestamp_ms: i64,
+    pub source: String,
+    /// The fields as JSON text, stored as written.
+    pub fields: String,
+    /// The schema version it was written under; 0 for the current one.
+    pub schema_version: u32,
+    /// The attack kind, for generated logs.
+    pub label: Option<String>,
+}
+
+impl NewRow {
+    pub fn generated(log: &crate::generator::GeneratedLog) -> Self {
+        NewRow {
+            timestamp_ms: log.timestamp_ms,
+            source: log.source.clone(),
+            fields: log.fields.to_string(),
+            schema_version: 0,
+            label: log.label.map(str::to_string),
+        }
+    }
+}
+
+/// A batch read from a source, with what was set aside.
+#[derive(Debug)]
+pub struct SourceBatch {
+    pub batch: LogBatch,
+    /// The raw fields of each entry of the batch, in order, to store with
+    /// anomalies.
+    pub raw_fields: Vec<String>,
+    /// The highest id read, including quarantined rows: the next checkpoint.
+    pub last_id: u64,
+    pub quarantined: usize,
+}
+
+/// One stored log, as read back by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub log_type: String,
+    pub timestamp_ms: i64,
+    pub source: String,
+    pub fields: String,
+}
+
+/// A row of the quarantine table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    pub log_id: u64,
+    pub log_type: String,
+    /// The schema version the row was checked against (0: no schema file).
+    pub schema_version: u32,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// A row as a source fetched it.
+#[derive(Debug, Clone)]
+pub struct FetchedRow {
+    pub id: u64,
+    pub timestamp_ms: i64,
+    pub source: String,
+    pub fields: String,
+    pub schema_version: u32,
+}
+
+/// A row refused while assembling a batch.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    pub log_id: u64,
+    pub raw: String,
+    pub reason: String,
+}
+
+/// A batch and the rows the source must quarantine.
+#[derive(Debug)]
+pub struct Assembled {
+    pub batch: SourceBatch,
+    pub rejected: Vec<Rejected>,
+    pub checked_against: u32,
+}
+
+/// Turns fetched rows into a batch normalised to `shape` (or typed by the
+/// rows when the log type has no schema file), logging each refusal.
+pub fn assemble(shape: Option<&Shape>, query: &LogQuery, fetched: Vec<FetchedRow>) -> Assembled {
+    let last_id = fetched.last().map_or(query.after_id, |row| row.id);
+    let raw_rows: Vec<RawRow<'_>> = fetched
+        .iter()
+        .map(|r| RawRow {
+            id: r.id,
+            timestamp_ms: r.timestamp_ms,
+            source: &r.source,
+            fields: &r.fields,
+            schema_version: r.schema_version,
+        })
+        .collect();
+    let (batch, refused) = match shape {
+        Some(shape) => {
+            warn_old_rows(shape, &query.log_type, &fetched);
+            crate::batch::build_shaped(shape, &raw_rows)
+        }
+        None => crate::batch::build(&query.log_type, UNSCHEMATIZED_VERSION, &raw_rows),
+    };
+    let checked_against = shape.map_or(UNSCHEMATIZED_VERSION, |s| s.version);
+    let refused_at: std::collections::HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
+    let raw_fields = fetched
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !refused_at.contains(index))
+        .map(|(_, row)| row.fields.clone())
+        .collect();
+    let rejected: Vec<Rejected> = refused
+        .into_iter()
+        .filter_map(|(index, reason)| {
+            let row = fetched.get(index)?;
+            tracing::warn!(log_type = %query.log_type, log_id = row.id, schema_version = checked_against, "quarantined: {reason}");
+            Some(Rejected { log_id: row.id, raw: row.fields.clone(), reason })
+        })
+        .collect();
+    let quarantined = rejected.len();
+    Assembled { batch: SourceBatch { batch, raw_fields, last_id, quarantined }, rejected, checked_against }
+}
+
+/// Says, once per batch, that rows of an older schema version are being read
+/// under the current one, and which renames apply.
+fn warn_old_rows(shape: &Shape, log_type: &str, rows: &[FetchedRow]) {
+    let Some(oldest) = rows.iter().map(|r| r.schema_version).filter(|v| *v != 0 && *v < shape.version).min() else {
+        return;
+    };
+    let renamed: Vec<String> =
+        shape.renames.iter().filter(|r| r.since > oldest).map(|r| format!("{} -> {}", r.from, r.to)).collect();
+    tracing::warn!(log_type, row_version = oldest, schema_version = shape.version, renamed = %renamed.join(", "), "rows of an older schema version read under the current one");
+}
 
 /// Errors of a log source.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("log source database {path}: {source}")]
     Database { path: String, source: rusqlite::Error },
+    #[error("PostgreSQL log source: {0}")]
+    Postgres(String),
     #[error("log source lock poisoned")]
     Poisoned,
     #[error(transparent)]

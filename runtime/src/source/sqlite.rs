@@ -6,12 +6,10 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SourceError;
+use super::{FetchedRow, LogSource, NewRow, Quarantined, SourceBatch, SourceError, StoredEntry, assemble};
 use crate::generator::GeneratedLog;
 use crate::sandbox::{HostError, LogBatch, LogQuery, LogReader};
 use std::sync::Arc;
-
-use mcp_sdk::RawRow;
 
 use crate::schema::SchemaFiles;
 
@@ -39,47 +37,12 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 ";
 
-/// The schema version of batches of a log type without a schema file.
-pub const UNSCHEMATIZED_VERSION: u32 = 0;
-
-/// A batch read from the source, with what was set aside.
-#[derive(Debug)]
-pub struct SourceBatch {
-    pub batch: LogBatch,
-    /// The raw fields of each entry of the batch, in order, to store with
-    /// anomalies.
-    pub raw_fields: Vec<String>,
-    /// The highest id read, including quarantined rows: the next checkpoint.
-    pub last_id: u64,
-    pub quarantined: usize,
-}
-
-/// One stored log, as read back by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredEntry {
-    pub log_type: String,
-    pub timestamp_ms: i64,
-    pub source: String,
-    pub fields: String,
-}
-
 /// The embedded SQLite log source.
 #[derive(Debug)]
 pub struct SqliteLogSource {
     path: String,
     conn: Mutex<Connection>,
     schemas: Arc<SchemaFiles>,
-}
-
-/// A row of the quarantine table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Quarantined {
-    pub log_id: u64,
-    pub log_type: String,
-    /// The schema version the row was checked against (0: no schema file).
-    pub schema_version: u32,
-    pub reason: String,
-    pub raw: String,
 }
 
 /// Adds a column that databases made by earlier builds lack.
@@ -111,26 +74,9 @@ impl SqliteLogSource {
     }
 
     /// Appends generated logs for `tenant`; returns how many were written.
-    pub fn load(&self, tenant: &str, log_type: &str, logs: &[GeneratedLog]) -> Result<usize, SourceError> {
-        let mut conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let tx = self.db(conn.transaction())?;
-        {
-            let mut insert = self.db(tx.prepare(
-                "INSERT INTO logs (tenant, log_type, ts_ms, source, fields, label) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            ))?;
-            for log in logs {
-                self.db(insert.execute(params![
-                    tenant,
-                    log_type,
-                    log.timestamp_ms,
-                    log.source,
-                    log.fields.to_string(),
-                    log.label
-                ]))?;
-            }
-        }
-        self.db(tx.commit())?;
-        Ok(logs.len())
+    pub fn load(&self, tenant: &str, log_type: &str, logs: &[GeneratedLog]) -> Result<u64, SourceError> {
+        let rows: Vec<NewRow> = logs.iter().map(NewRow::generated).collect();
+        self.append(tenant, log_type, &rows)
     }
 
     /// Appends one raw row written under `schema_version` (0: the current
@@ -162,10 +108,39 @@ impl SqliteLogSource {
         ))?;
         Ok(n.unsigned_abs())
     }
+}
+
+impl LogSource for SqliteLogSource {
+    fn name(&self) -> &str {
+        "embedded"
+    }
+
+    fn append(&self, tenant: &str, log_type: &str, rows: &[NewRow]) -> Result<u64, SourceError> {
+        let mut conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
+        let tx = self.db(conn.transaction())?;
+        {
+            let mut insert = self.db(tx.prepare(
+                "INSERT INTO logs (tenant, log_type, ts_ms, source, fields, label, schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            ))?;
+            for row in rows {
+                self.db(insert.execute(params![
+                    tenant,
+                    log_type,
+                    row.timestamp_ms,
+                    row.source,
+                    row.fields,
+                    row.label,
+                    row.schema_version
+                ]))?;
+            }
+        }
+        self.db(tx.commit())?;
+        Ok(rows.len() as u64)
+    }
 
     /// The ground-truth labels of `tenant`'s logs of `log_type`, by id, for
     /// scoring detection on generated data.
-    pub fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError> {
+    fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let mut stmt =
             self.db(conn.prepare("SELECT id, label FROM logs WHERE tenant = ?1 AND log_type = ?2 ORDER BY id"))?;
@@ -175,7 +150,7 @@ impl SqliteLogSource {
     }
 
     /// Quarantined rows of `tenant`, by log id.
-    pub fn quarantined(&self, tenant: &str) -> Result<Vec<Quarantined>, SourceError> {
+    fn quarantined(&self, tenant: &str) -> Result<Vec<Quarantined>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let mut stmt = self.db(conn.prepare(
             "SELECT log_id, log_type, schema_version, reason, raw FROM quarantine WHERE tenant = ?1 ORDER BY log_id",
@@ -195,7 +170,7 @@ impl SqliteLogSource {
     /// Reads up to `limit` rows after `after_id`, normalised to the log
     /// type's schema file; rows that do not fit go to quarantine with their
     /// reason and are counted, never passed on.
-    pub fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError> {
+    fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let mut stmt = self.db(conn.prepare_cached(
@@ -214,59 +189,30 @@ impl SqliteLogSource {
             query.source,
             query.limit
         ]))?;
-        let mut fetched: Vec<(u64, i64, String, String, u32)> = Vec::new();
+        let mut fetched = Vec::new();
         while let Some(row) = self.db(rows.next())? {
-            fetched.push((
-                self.db(row.get::<_, i64>(0))?.unsigned_abs(),
-                self.db(row.get(1))?,
-                self.db(row.get(2))?,
-                self.db(row.get(3))?,
-                self.db(row.get(4))?,
-            ));
+            fetched.push(FetchedRow {
+                id: self.db(row.get::<_, i64>(0))?.unsigned_abs(),
+                timestamp_ms: self.db(row.get(1))?,
+                source: self.db(row.get(2))?,
+                fields: self.db(row.get(3))?,
+                schema_version: self.db(row.get(4))?,
+            });
         }
         drop(rows);
         drop(stmt);
-        let last_id = fetched.last().map_or(query.after_id, |row| row.0);
-        let raw_rows: Vec<RawRow<'_>> = fetched
-            .iter()
-            .map(|(id, ts, source, fields, version)| RawRow {
-                id: *id,
-                timestamp_ms: *ts,
-                source,
-                fields,
-                schema_version: *version,
-            })
-            .collect();
-        let (batch, refused) = match &shape {
-            Some(shape) => {
-                warn_old_rows(shape, &query.log_type, &fetched);
-                crate::batch::build_shaped(shape, &raw_rows)
-            }
-            None => crate::batch::build(&query.log_type, UNSCHEMATIZED_VERSION, &raw_rows),
-        };
-        let checked_against = shape.as_ref().map_or(UNSCHEMATIZED_VERSION, |s| s.version);
-        let refused_at: std::collections::HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
-        let raw_fields = fetched
-            .iter()
-            .enumerate()
-            .filter(|(index, _)| !refused_at.contains(index))
-            .map(|(_, row)| row.3.clone())
-            .collect();
-        for (index, reason) in &refused {
-            let Some((id, _, _, raw, _)) = fetched.get(*index) else {
-                continue;
-            };
-            tracing::warn!(tenant, log_type = %query.log_type, log_id = id, schema_version = checked_against, "quarantined: {reason}");
+        let assembled = assemble(shape.as_deref(), query, fetched);
+        for rejected in &assembled.rejected {
             self.db(conn.execute(
                 "INSERT OR IGNORE INTO quarantine (tenant, log_type, log_id, raw, reason, schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![tenant, query.log_type, i64::try_from(*id).unwrap_or(i64::MAX), raw, reason, checked_against],
+                params![tenant, query.log_type, i64::try_from(rejected.log_id).unwrap_or(i64::MAX), rejected.raw, rejected.reason, assembled.checked_against],
             ))?;
         }
-        Ok(SourceBatch { batch, raw_fields, last_id, quarantined: refused.len() })
+        Ok(assembled.batch)
     }
 
     /// One log of `tenant` by id, for storing with its anomaly.
-    pub fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
+    fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         self.db(conn
             .query_row(
@@ -283,17 +229,6 @@ impl SqliteLogSource {
             )
             .optional())
     }
-}
-
-/// Says, once per batch, that rows of an older schema version are being read
-/// under the current one, and which renames apply.
-fn warn_old_rows(shape: &mcp_sdk::shape::Shape, log_type: &str, rows: &[(u64, i64, String, String, u32)]) {
-    let Some(oldest) = rows.iter().map(|r| r.4).filter(|v| *v != 0 && *v < shape.version).min() else {
-        return;
-    };
-    let renamed: Vec<String> =
-        shape.renames.iter().filter(|r| r.since > oldest).map(|r| format!("{} -> {}", r.from, r.to)).collect();
-    tracing::warn!(log_type, row_version = oldest, schema_version = shape.version, renamed = %renamed.join(", "), "rows of an older schema version read under the current one");
 }
 
 impl LogReader for SqliteLogSource {

@@ -1,0 +1,152 @@
+//! The PostgreSQL log source against the machine's real PostgreSQL: each
+//! test works in a schema of its own and drops it at the end.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use mcp_runtime::generator;
+use mcp_runtime::pipeline::{self, RunSpec};
+use mcp_runtime::sandbox::LogQuery;
+use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
+use mcp_runtime::source::{LogSource, NewRow, PgLogSource, SqliteLogSource};
+use mcp_runtime::store::AnomalyStore;
+
+use crate::common::{bundled_registry, sandbox};
+
+/// The database tests use; `MCP_TEST_DATABASE_URL` overrides it.
+fn database_url() -> String {
+    std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A source in a fresh schema, dropped when the guard goes.
+struct Pg(PgLogSource);
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.drop_namespace() {
+            eprintln!("could not drop the test schema: {e}");
+        }
+    }
+}
+
+fn pg() -> anyhow::Result<Pg> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+    let namespace = format!("mcp_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let schemas = Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS)));
+    let source = PgLogSource::connect(&database_url(), Some(&namespace), schemas).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}\nThese tests need PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)",
+            database_url()
+        )
+    })?;
+    let guard = Pg(source);
+    guard.0.migrate()?;
+    Ok(guard)
+}
+
+fn query(log_type: &str, limit: u32) -> LogQuery {
+    LogQuery { log_type: log_type.into(), after_id: 0, from_ms: None, to_ms: None, source: None, limit }
+}
+
+fn run_dns(source: &dyn LogSource, store: &mut AnomalyStore) -> anyhow::Result<BTreeSet<(u64, String)>> {
+    let registry = bundled_registry(sandbox())?;
+    let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
+    let spec = RunSpec { tenant: "t", agent: "dns", log_source: source.name(), batch_size: 700 };
+    let report = pipeline::run(&registry, &mut instance, source, store, &spec)?;
+    anyhow::ensure!(report.entries > 0, "nothing was read");
+    Ok(store.anomalies("t", "dns")?.into_iter().map(|a| (a.log_id, a.label)).collect())
+}
+
+#[test]
+fn postgres_and_sqlite_give_the_same_anomalies() -> anyhow::Result<()> {
+    let rows: Vec<NewRow> = generator::generate("dns", 11, 3_000)?.iter().map(NewRow::generated).collect();
+    let dir = tempfile::tempdir()?;
+    let pg = pg()?;
+    assert_eq!(pg.0.append("t", "dns", &rows)?, rows.len() as u64);
+    let sqlite =
+        SqliteLogSource::open(&dir.path().join("logs.db"), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))?;
+    sqlite.append("t", "dns", &rows)?;
+    let from_pg = run_dns(&pg.0, &mut AnomalyStore::open(&dir.path().join("pg-anomalies.db"))?)?;
+    let from_sqlite = run_dns(&sqlite, &mut AnomalyStore::open(&dir.path().join("sqlite-anomalies.db"))?)?;
+    assert!(from_pg.len() > 50, "only {} anomalies", from_pg.len());
+    assert_eq!(from_pg, from_sqlite);
+    assert_eq!(pg.0.labels("t", "dns")?, sqlite.labels("t", "dns")?);
+    Ok(())
+}
+
+#[test]
+fn postgres_rows_are_normalised_and_quarantined_like_embedded_ones() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let row = |fields: &str, version: u32| NewRow {
+        timestamp_ms: 5,
+        source: "wlc".into(),
+        fields: fields.into(),
+        schema_version: version,
+        label: None,
+    };
+    pg.0.append(
+        "t",
+        "wifi",
+        &[
+            row(r#"{"event": "data", "bssid": "aa", "rssi": -61}"#, 1),
+            row(r#"{"event": "data", "bssid": "bb", "signal_dbm": "high"}"#, 0),
+            row(r#"{"event": "beacon", "bssid": "cc", "signal_dbm": -40}"#, 2),
+        ],
+    )?;
+    let read = pg.0.read_batch("t", &query("wifi", 100))?;
+    assert_eq!((read.batch.ids.clone(), read.quarantined, read.last_id), (vec![1, 3], 1, 3));
+    let quarantined = pg.0.quarantined("t")?;
+    assert_eq!(quarantined.len(), 1);
+    assert_eq!((quarantined[0].log_id, quarantined[0].schema_version), (2, 2));
+    assert!(quarantined[0].reason.contains("'signal_dbm' must be integer"), "{quarantined:?}");
+    let signal = read.batch.columns.iter().find(|c| c.name == "signal_dbm").map(|c| c.values.clone());
+    assert!(
+        matches!(signal, Some(mcp_runtime::sandbox::ColumnValues::Integer(ref v)) if v == &[-61, -40]),
+        "{signal:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn postgres_reads_are_scoped_to_the_tenant_and_paged_by_id() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let rows: Vec<NewRow> = generator::generate("firewall", 4, 1_000)?.iter().map(NewRow::generated).collect();
+    pg.0.append("tenant-a", "firewall", &rows)?;
+    assert!(pg.0.read_batch("tenant-b", &query("firewall", 100))?.batch.ids.is_empty());
+    let mut after_id = 0;
+    let mut seen = 0;
+    loop {
+        let page = pg.0.read_batch("tenant-a", &LogQuery { after_id, ..query("firewall", 333) })?;
+        if page.last_id == after_id {
+            break;
+        }
+        assert!(page.batch.ids.iter().all(|id| *id > after_id));
+        seen += page.batch.ids.len();
+        after_id = page.last_id;
+    }
+    assert_eq!(seen, rows.len());
+    Ok(())
+}
+
+#[test]
+fn copy_keeps_quotes_commas_and_line_breaks() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let fields = r#"{"client_ip": "10.0.0.1", "query": "a,\"b\"\nc.example", "rcode": "NOERROR"}"#;
+    pg.0.append(
+        "t",
+        "dns",
+        &[NewRow {
+            timestamp_ms: 1,
+            source: "res,\"1\"".into(),
+            fields: fields.into(),
+            schema_version: 0,
+            label: None,
+        }],
+    )?;
+    let entry = pg.0.entry("t", 1)?.ok_or_else(|| anyhow::anyhow!("row 1 missing"))?;
+    assert_eq!((entry.source.as_str(), entry.fields.as_str()), ("res,\"1\"", fields));
+    Ok(())
+}
