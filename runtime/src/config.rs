@@ -44,6 +44,9 @@ pub struct McpConfig {
     pub schema_dir: Option<PathBuf>,
     /// Entries per agent call.
     pub batch_size: u32,
+    /// Milliseconds of entries before a checkpoint fed again to a restarted
+    /// agent, to rebuild its windows (0: off).
+    pub replay_ms: i64,
     /// Limits of every agent instance.
     pub sandbox: SandboxLimits,
     /// Settings per agent name, handed to the agent through the config import.
@@ -63,6 +66,7 @@ impl Default for McpConfig {
             database_schema: None,
             schema_dir: None,
             batch_size: 1000,
+            replay_ms: 900_000,
             sandbox: SandboxLimits::default(),
             agents: BTreeMap::new(),
             origin: "built-in defaults".into(),
@@ -183,8 +187,16 @@ fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<String>, ConfigError> {
-    const TOP: &[&str] =
-        &["data_dir", "tenant", "agents_dir", "schema_dir", "batch_size", "database_url", "database_schema"];
+    const TOP: &[&str] = &[
+        "data_dir",
+        "tenant",
+        "agents_dir",
+        "schema_dir",
+        "batch_size",
+        "replay_ms",
+        "database_url",
+        "database_schema",
+    ];
     const SANDBOX: &[&str] = &[
         "budget",
         "call_timeout_ms",

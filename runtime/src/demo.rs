@@ -77,7 +77,13 @@ pub fn run(config: &McpConfig, agents_dir: &Path, options: &DemoOptions) -> Resu
         let logs_reader: Arc<dyn crate::sandbox::LogReader> = source.clone();
         let mut instance =
             pipeline::instance_for(&registry, &agent, tenant, config.settings_for(&agent), Some(logs_reader))?;
-        let spec = RunSpec { tenant, agent: &agent, log_source: "embedded", batch_size: config.batch_size };
+        let spec = RunSpec {
+            tenant,
+            agent: &agent,
+            log_source: "embedded",
+            batch_size: config.batch_size,
+            replay_ms: config.replay_ms,
+        };
         let run = pipeline::run(&registry, &mut instance, &*source, &mut store, &spec)?;
         let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
         let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);

@@ -229,6 +229,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     agent: &name,
                     log_source: source.name(),
                     batch_size: config.batch_size,
+                    replay_ms: config.replay_ms,
                 };
                 match pipeline::run(&registry, &mut instance, &*source, &mut store, &spec) {
                     Ok(r) => println!(

@@ -33,6 +33,11 @@ pub struct RunSpec<'a> {
     pub agent: &'a str,
     pub log_source: &'a str,
     pub batch_size: u32,
+    /// On resuming from a checkpoint, the entries of this many milliseconds
+    /// before it are fed to the fresh agent again (their findings are
+    /// discarded: they were stored before), so that its windows hold what
+    /// they held when the previous run stopped. 0 turns replay off.
+    pub replay_ms: i64,
 }
 
 /// What a run did.
@@ -51,6 +56,8 @@ pub struct RunReport {
     pub elapsed: Duration,
     /// Time spent inside agent calls.
     pub agent_time: Duration,
+    /// Entries fed again to rebuild the agent's windows after a restart.
+    pub replayed: u64,
 }
 
 impl RunReport {
@@ -74,6 +81,9 @@ pub fn run(
     let mut report = RunReport { agent: spec.agent.to_string(), log_type: log_type.clone(), ..RunReport::default() };
     let started = Instant::now();
     let mut after_id = store.checkpoint(&key)?;
+    if after_id > 0 && spec.replay_ms > 0 {
+        report.replayed = replay(instance, source, spec, &log_type, after_id)?;
+    }
     loop {
         let query = LogQuery {
             log_type: log_type.clone(),
@@ -130,6 +140,47 @@ pub fn run(
         "run finished"
     );
     Ok(report)
+}
+
+/// Feeds the agent the entries of `spec.replay_ms` before the checkpoint,
+/// up to and including it, and drops what it finds: those findings were
+/// committed with the checkpoint. Agents whose state spans longer than the
+/// replay (or that learn from the first entries they see) can still differ
+/// from an uninterrupted run; docs/ARCHITECTURE.md says which.
+fn replay(
+    instance: &mut AgentInstance,
+    source: &dyn LogSource,
+    spec: &RunSpec<'_>,
+    log_type: &str,
+    checkpoint: u64,
+) -> Result<u64, RunError> {
+    let Some(last) = source.entry(spec.tenant, checkpoint)? else { return Ok(0) };
+    let from_ms = last.timestamp_ms.saturating_sub(spec.replay_ms);
+    let mut after_id = 0;
+    let mut replayed = 0;
+    loop {
+        let query = LogQuery {
+            log_type: log_type.to_string(),
+            after_id,
+            from_ms: Some(from_ms),
+            to_ms: None,
+            source: None,
+            limit: spec.batch_size,
+        };
+        let read = source.read_range(spec.tenant, &query, Some(checkpoint))?;
+        if read.last_id == after_id {
+            break;
+        }
+        instance.detect_batch(&read.batch).map_err(|source| RunError::Agent {
+            agent: spec.agent.into(),
+            after_id,
+            source,
+        })?;
+        replayed += read.batch.ids.len() as u64;
+        after_id = read.last_id;
+    }
+    tracing::info!(agent = spec.agent, replayed, from_ms, checkpoint, "replayed entries before the checkpoint");
+    Ok(replayed)
 }
 
 /// Pairs each anomaly with the fields of the entry it names, from the batch

@@ -32,7 +32,7 @@ fn fixture() -> anyhow::Result<Fixture> {
 }
 
 fn spec<'a>(agent: &'a str, tenant: &'a str) -> RunSpec<'a> {
-    RunSpec { tenant, agent, log_source: "embedded", batch_size: 500 }
+    RunSpec { tenant, agent, log_source: "embedded", batch_size: 500, replay_ms: 0 }
 }
 
 fn found(store: &AnomalyStore, tenant: &str, agent: &str) -> anyhow::Result<BTreeSet<(u64, String)>> {
@@ -157,5 +157,36 @@ fn an_agent_that_keeps_faulting_stops_the_run_without_losing_progress() -> anyho
     }
     let key = CheckpointKey { tenant: "t", agent: "hostile", log_source: "embedded", log_type: "wifi" };
     assert_eq!(f.store.checkpoint(&key)?, 0, "the checkpoint did not move past the failed batch");
+    Ok(())
+}
+
+#[test]
+fn a_restarted_agent_rebuilds_its_windows_by_replay() -> anyhow::Result<()> {
+    // Cut inside a burst, so that a fresh agent without replay would miss
+    // what the uninterrupted one finds.
+    for log_type in ["firewall", "dns"] {
+        let logs = generator::generate(log_type, 21, 6_000)?;
+        let registry = bundled_registry(sandbox())?;
+        let replaying = RunSpec { replay_ms: 900_000, ..spec(log_type, "t") };
+
+        let mut whole = fixture()?;
+        whole.source.load("t", log_type, &logs)?;
+        let mut instance = pipeline::instance_for(&registry, log_type, "t", Default::default(), None)?;
+        pipeline::run(&registry, &mut instance, &*whole.source, &mut whole.store, &replaying)?;
+        let expected = found(&whole.store, "t", log_type)?;
+
+        let first_attack = logs.iter().position(|l| l.label.is_some()).unwrap_or(logs.len() / 2);
+        let cut = (first_attack + 10).min(logs.len());
+        let mut parts = fixture()?;
+        parts.source.load("t", log_type, &logs[..cut])?;
+        let mut first = pipeline::instance_for(&registry, log_type, "t", Default::default(), None)?;
+        pipeline::run(&registry, &mut first, &*parts.source, &mut parts.store, &replaying)?;
+        parts.source.load("t", log_type, &logs[cut..])?;
+        // A new instance, as after a crash: empty windows until replay fills them.
+        let mut restarted = pipeline::instance_for(&registry, log_type, "t", Default::default(), None)?;
+        let resumed = pipeline::run(&registry, &mut restarted, &*parts.source, &mut parts.store, &replaying)?;
+        assert!(resumed.replayed > 0, "{log_type}: nothing was replayed");
+        assert_eq!(found(&parts.store, "t", log_type)?, expected, "{log_type}");
+    }
     Ok(())
 }

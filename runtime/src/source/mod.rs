@@ -24,7 +24,11 @@ pub trait LogSource: LogReader {
     fn name(&self) -> &str;
     /// The next page after `query.after_id`, normalised; rows that do not
     /// fit are quarantined with their reason and counted, never passed on.
-    fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError>;
+    fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError> {
+        self.read_range(tenant, query, None)
+    }
+    /// As `read_batch`, with no row after `up_to_id`.
+    fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError>;
     /// One log of `tenant` by id.
     fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError>;
     /// Quarantined rows of `tenant`, by log id.

@@ -157,7 +157,7 @@ impl LogSource for PgLogSource {
             .collect()
     }
 
-    fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError> {
+    fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
         let rows = self
             .runtime
@@ -167,6 +167,7 @@ impl LogSource for PgLogSource {
                      WHERE tenant = $1 AND log_type = $2 AND id > $3
                        AND ($4::BIGINT IS NULL OR ts_ms >= $4) AND ($5::BIGINT IS NULL OR ts_ms < $5)
                        AND ($6::TEXT IS NULL OR source = $6)
+                       AND ($8::BIGINT IS NULL OR id <= $8)
                      ORDER BY id LIMIT $7",
                 )
                 .bind(tenant)
@@ -176,6 +177,7 @@ impl LogSource for PgLogSource {
                 .bind(query.to_ms)
                 .bind(&query.source)
                 .bind(i64::from(query.limit))
+                .bind(up_to_id.map(id_param))
                 .fetch_all(&self.pool),
             )
             .map_err(pg)?;

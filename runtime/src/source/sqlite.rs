@@ -170,13 +170,14 @@ impl LogSource for SqliteLogSource {
     /// Reads up to `limit` rows after `after_id`, normalised to the log
     /// type's schema file; rows that do not fit go to quarantine with their
     /// reason and are counted, never passed on.
-    fn read_batch(&self, tenant: &str, query: &LogQuery) -> Result<SourceBatch, SourceError> {
+    fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         let mut stmt = self.db(conn.prepare_cached(
             "SELECT id, ts_ms, source, fields, schema_version FROM logs
              WHERE tenant = ?1 AND log_type = ?2 AND id > ?3
                AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5) AND (?6 IS NULL OR source = ?6)
+               AND (?8 IS NULL OR id <= ?8)
              ORDER BY id LIMIT ?7",
         ))?;
         let after = i64::try_from(query.after_id).unwrap_or(i64::MAX);
@@ -187,7 +188,8 @@ impl LogSource for SqliteLogSource {
             query.from_ms,
             query.to_ms,
             query.source,
-            query.limit
+            query.limit,
+            up_to_id.map(|id| i64::try_from(id).unwrap_or(i64::MAX))
         ]))?;
         let mut fetched = Vec::new();
         while let Some(row) = self.db(rows.next())? {
