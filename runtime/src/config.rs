@@ -49,6 +49,8 @@ pub struct McpConfig {
     pub replay_ms: i64,
     /// Limits of every agent instance.
     pub sandbox: SandboxLimits,
+    /// How transient database failures are retried.
+    pub retry: crate::source::RetryPolicy,
     /// Settings per agent name, handed to the agent through the config import.
     pub agents: BTreeMap<String, BTreeMap<String, toml::Value>>,
     /// Where this configuration came from, for messages.
@@ -68,6 +70,7 @@ impl Default for McpConfig {
             batch_size: 1000,
             replay_ms: 900_000,
             sandbox: SandboxLimits::default(),
+            retry: crate::source::RetryPolicy::default(),
             agents: BTreeMap::new(),
             origin: "built-in defaults".into(),
         }
@@ -151,11 +154,10 @@ impl McpConfig {
     /// else the embedded SQLite file.
     pub fn log_source(&self) -> Result<std::sync::Arc<dyn crate::source::LogSource>, crate::source::SourceError> {
         match &self.database_url {
-            Some(url) => Ok(std::sync::Arc::new(crate::source::PgLogSource::connect(
-                url,
-                self.database_schema.as_deref(),
-                self.schema_files(),
-            )?)),
+            Some(url) => Ok(std::sync::Arc::new(
+                crate::source::PgLogSource::connect(url, self.database_schema.as_deref(), self.schema_files())?
+                    .with_retry(self.retry),
+            )),
             None => {
                 std::fs::create_dir_all(&self.data_dir).map_err(|e| {
                     crate::source::SourceError::Postgres(format!("cannot create {}: {e}", self.data_dir.display()))

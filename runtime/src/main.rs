@@ -233,11 +233,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 };
                 match pipeline::run(&registry, &mut instance, &*source, &mut store, &spec) {
                     Ok(r) => println!(
-                        "{:<10} {} entries, {} new anomalies, {} quarantined, {:.0} entries/s",
+                        "{:<10} {} entries, {} new anomalies, {} quarantined, {} retried, {} replayed, {:.0} entries/s",
                         r.agent,
                         r.entries,
                         r.anomalies,
                         r.quarantined,
+                        r.retries,
+                        r.replayed,
                         r.entries_per_second()
                     ),
                     Err(e) => {

@@ -58,6 +58,8 @@ pub struct RunReport {
     pub agent_time: Duration,
     /// Entries fed again to rebuild the agent's windows after a restart.
     pub replayed: u64,
+    /// Transient source failures retried during the run.
+    pub retries: u64,
 }
 
 impl RunReport {
@@ -80,6 +82,7 @@ pub fn run(
         CheckpointKey { tenant: spec.tenant, agent: spec.agent, log_source: spec.log_source, log_type: &log_type };
     let mut report = RunReport { agent: spec.agent.to_string(), log_type: log_type.clone(), ..RunReport::default() };
     let started = Instant::now();
+    let retries_before = source.retries();
     let mut after_id = store.checkpoint(&key)?;
     if after_id > 0 && spec.replay_ms > 0 {
         report.replayed = replay(instance, source, spec, &log_type, after_id)?;
@@ -131,6 +134,7 @@ pub fn run(
         after_id = read.last_id;
     }
     report.elapsed = started.elapsed();
+    report.retries = source.retries() - retries_before;
     tracing::info!(
         agent = spec.agent,
         tenant = spec.tenant,

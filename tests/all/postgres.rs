@@ -150,3 +150,69 @@ fn copy_keeps_quotes_commas_and_line_breaks() -> anyhow::Result<()> {
     assert_eq!((entry.source.as_str(), entry.fields.as_str()), ("res,\"1\"", fields));
     Ok(())
 }
+
+/// Terminates every backend of the source connected in `namespace`, as an
+/// operator or a failover would, from a connection of its own.
+fn terminate_backends(namespace: &str) -> anyhow::Result<u64> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let admin = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
+        let row: (i64,) =
+            sqlx::query_as("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(format!("mcp:{namespace}"))
+                .fetch_one(&admin)
+                .await?;
+        admin.close().await;
+        Ok(row.0.unsigned_abs())
+    })
+}
+
+#[test]
+fn a_run_survives_its_connections_being_terminated() -> anyhow::Result<()> {
+    static NEXT: AtomicU32 = AtomicU32::new(100);
+    let namespace = format!("mcp_test_fault_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let schemas = Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS)));
+    let source = Pg(PgLogSource::connect(&database_url(), Some(&namespace), schemas.clone())?);
+    source.0.migrate()?;
+    let rows: Vec<NewRow> = generator::generate("dns", 12, 20_000)?.iter().map(NewRow::generated).collect();
+    source.0.append("t", "dns", &rows)?;
+
+    let dir = tempfile::tempdir()?;
+    let sqlite = SqliteLogSource::open(&dir.path().join("logs.db"), schemas)?;
+    sqlite.append("t", "dns", &rows)?;
+    let expected = run_dns(&sqlite, &mut AnomalyStore::open(&dir.path().join("sqlite.db"))?)?;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let saboteur = std::thread::spawn({
+        let (stop, namespace) = (stop.clone(), namespace.clone());
+        move || -> anyhow::Result<u64> {
+            let mut terminated = 0;
+            while !stop.load(Ordering::Relaxed) {
+                terminated += terminate_backends(&namespace)?;
+                std::thread::sleep(std::time::Duration::from_millis(30));
+            }
+            Ok(terminated)
+        }
+    });
+    let result = run_dns(&source.0, &mut AnomalyStore::open(&dir.path().join("pg.db"))?);
+    stop.store(true, Ordering::Relaxed);
+    let terminated = saboteur.join().map_err(|_| anyhow::anyhow!("saboteur panicked"))??;
+    let found = result?;
+    assert!(terminated > 0, "no backend was terminated; the test proved nothing");
+    assert!(source.0.retries() > 0, "terminated {terminated} backends but nothing was retried");
+    assert_eq!(found, expected);
+    Ok(())
+}
+
+#[test]
+fn a_permanent_failure_fails_at_once_with_its_cause() -> anyhow::Result<()> {
+    // A schema without the tables: not something a retry can fix.
+    let pg = pg()?;
+    pg.0.drop_namespace()?;
+    let started = std::time::Instant::now();
+    let error = pg.0.read_batch("t", &query("dns", 10)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("does not exist"), "{error}");
+    assert_eq!(pg.0.retries(), 0);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    Ok(())
+}

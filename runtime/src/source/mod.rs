@@ -38,6 +38,37 @@ pub trait LogSource: LogReader {
     /// The generator's labels of `tenant`'s logs of `log_type`, by id, for
     /// scoring detection.
     fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError>;
+    /// Transient failures retried so far.
+    fn retries(&self) -> u64 {
+        0
+    }
+}
+
+/// How transient failures of a database are retried: exponential backoff
+/// from `base_delay_ms`, capped at `max_delay_ms`, with full jitter, for at
+/// most `max_attempts` attempts in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 6, base_delay_ms: 50, max_delay_ms: 2_000 }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (from 1): a random time up to
+    /// the exponential bound, so that many clients do not retry in step.
+    pub fn delay(&self, attempt: u32) -> std::time::Duration {
+        use rand::Rng;
+        let bound = self.base_delay_ms.saturating_mul(1 << attempt.min(20)).min(self.max_delay_ms).max(1);
+        std::time::Duration::from_millis(rand::rng().random_range(bound / 2..=bound))
+    }
 }
 
 /// A row to append.

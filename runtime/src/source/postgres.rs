@@ -4,11 +4,14 @@
 //! tokio runtime and blocks on it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::Row;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::str::FromStr;
 
-use super::{FetchedRow, LogSource, NewRow, Quarantined, SourceBatch, SourceError, StoredEntry, assemble};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{FetchedRow, LogSource, NewRow, Quarantined, RetryPolicy, SourceBatch, SourceError, StoredEntry, assemble};
 use crate::sandbox::{HostError, LogBatch, LogQuery, LogReader};
 use crate::schema::SchemaFiles;
 
@@ -21,6 +24,23 @@ pub struct PgLogSource {
     pool: PgPool,
     schemas: Arc<SchemaFiles>,
     namespace: Option<String>,
+    retry: RetryPolicy,
+    retries: AtomicU64,
+}
+
+/// Whether an error may pass if the same statement is tried again: lost or
+/// refused connections, a server shutting a backend down, serialization
+/// failures and deadlocks. Anything else (bad SQL, missing tables, wrong
+/// credentials) fails at once.
+fn transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(message) => message.contains("closed") || message.contains("reset"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+        }),
+        _ => false,
+    }
 }
 
 fn pg(error: impl std::fmt::Display) -> SourceError {
@@ -55,6 +75,10 @@ impl PgLogSource {
                 sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&admin).await?;
                 admin.close().await;
             }
+            // The application name lets an operator (and the fault tests)
+            // find this source's backends in pg_stat_activity.
+            let options = PgConnectOptions::from_str(url)?
+                .application_name(&format!("mcp:{}", search_path.as_deref().unwrap_or("public")));
             let path = search_path.clone();
             PgPoolOptions::new()
                 .max_connections(4)
@@ -67,11 +91,53 @@ impl PgLogSource {
                         Ok(())
                     })
                 })
-                .connect(url)
+                .connect_with(options)
                 .await
         });
         let pool = pool.map_err(|e| SourceError::Postgres(format!("cannot connect to {}: {e}", redact(url))))?;
-        Ok(PgLogSource { runtime, pool, schemas, namespace: search_path })
+        Ok(PgLogSource {
+            runtime,
+            pool,
+            schemas,
+            namespace: search_path,
+            retry: RetryPolicy::default(),
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// Retries transient failures as `policy` says.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Runs a read, retrying it while its failures are transient.
+    fn read<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, SourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.runtime.block_on(async {
+            let mut attempt = 1;
+            loop {
+                match op().await {
+                    Ok(value) => return Ok(value),
+                    Err(error) if transient(&error) && attempt < self.retry.max_attempts => {
+                        let delay = self.retry.delay(attempt);
+                        self.retries.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(what, attempt, ?delay, "transient PostgreSQL failure, retrying: {error}");
+                        tokio::time::sleep(delay).await;
+                        attempt += 1;
+                    }
+                    Err(error) if transient(&error) => {
+                        return Err(SourceError::Postgres(format!(
+                            "{what} still failing after {attempt} attempts: {error}"
+                        )));
+                    }
+                    Err(error) => return Err(SourceError::Postgres(format!("{what}: {error}"))),
+                }
+            }
+        })
     }
 
     /// Drops the PostgreSQL schema this source was connected with, and
@@ -137,21 +203,22 @@ impl LogSource for PgLogSource {
         "postgres"
     }
 
+    fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
     fn append(&self, tenant: &str, log_type: &str, rows: &[NewRow]) -> Result<u64, SourceError> {
         self.copy_in(tenant, log_type, rows)
     }
 
     /// The ground-truth labels of `tenant`'s logs of `log_type`, by id.
     fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError> {
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query("SELECT id, label FROM logs WHERE tenant = $1 AND log_type = $2 ORDER BY id")
-                    .bind(tenant)
-                    .bind(log_type)
-                    .fetch_all(&self.pool),
-            )
-            .map_err(pg)?;
+        let rows = self.read("labels", || {
+            sqlx::query("SELECT id, label FROM logs WHERE tenant = $1 AND log_type = $2 ORDER BY id")
+                .bind(tenant)
+                .bind(log_type)
+                .fetch_all(&self.pool)
+        })?;
         rows.iter()
             .map(|r| Ok((r.try_get::<i64, _>(0).map_err(pg)?.unsigned_abs(), r.try_get(1).map_err(pg)?)))
             .collect()
@@ -159,28 +226,25 @@ impl LogSource for PgLogSource {
 
     fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query(
-                    "SELECT id, ts_ms, source, fields, schema_version FROM logs
+        let rows = self.read("read logs", || {
+            sqlx::query(
+                "SELECT id, ts_ms, source, fields, schema_version FROM logs
                      WHERE tenant = $1 AND log_type = $2 AND id > $3
                        AND ($4::BIGINT IS NULL OR ts_ms >= $4) AND ($5::BIGINT IS NULL OR ts_ms < $5)
                        AND ($6::TEXT IS NULL OR source = $6)
                        AND ($8::BIGINT IS NULL OR id <= $8)
                      ORDER BY id LIMIT $7",
-                )
-                .bind(tenant)
-                .bind(&query.log_type)
-                .bind(id_param(query.after_id))
-                .bind(query.from_ms)
-                .bind(query.to_ms)
-                .bind(&query.source)
-                .bind(i64::from(query.limit))
-                .bind(up_to_id.map(id_param))
-                .fetch_all(&self.pool),
             )
-            .map_err(pg)?;
+            .bind(tenant)
+            .bind(&query.log_type)
+            .bind(id_param(query.after_id))
+            .bind(query.from_ms)
+            .bind(query.to_ms)
+            .bind(&query.source)
+            .bind(i64::from(query.limit))
+            .bind(up_to_id.map(id_param))
+            .fetch_all(&self.pool)
+        })?;
         let fetched = rows
             .iter()
             .map(|r| {
@@ -195,40 +259,35 @@ impl LogSource for PgLogSource {
             .collect::<Result<Vec<_>, SourceError>>()?;
         let assembled = assemble(shape.as_deref(), query, fetched);
         if !assembled.rejected.is_empty() {
-            self.runtime
-                .block_on(async {
-                    let mut tx = self.pool.begin().await?;
-                    for rejected in &assembled.rejected {
-                        sqlx::query(
-                            "INSERT INTO quarantine (tenant, log_type, log_id, raw, reason, schema_version)
+            self.read("quarantine rows", || async {
+                let mut tx = self.pool.begin().await?;
+                for rejected in &assembled.rejected {
+                    sqlx::query(
+                        "INSERT INTO quarantine (tenant, log_type, log_id, raw, reason, schema_version)
                              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING",
-                        )
-                        .bind(tenant)
-                        .bind(&query.log_type)
-                        .bind(id_param(rejected.log_id))
-                        .bind(&rejected.raw)
-                        .bind(&rejected.reason)
-                        .bind(i32::try_from(assembled.checked_against).unwrap_or(i32::MAX))
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    tx.commit().await
-                })
-                .map_err(pg)?;
+                    )
+                    .bind(tenant)
+                    .bind(&query.log_type)
+                    .bind(id_param(rejected.log_id))
+                    .bind(&rejected.raw)
+                    .bind(&rejected.reason)
+                    .bind(i32::try_from(assembled.checked_against).unwrap_or(i32::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            })?;
         }
         Ok(assembled.batch)
     }
 
     fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
-        let row = self
-            .runtime
-            .block_on(
-                sqlx::query("SELECT log_type, ts_ms, source, fields FROM logs WHERE tenant = $1 AND id = $2")
-                    .bind(tenant)
-                    .bind(id_param(id))
-                    .fetch_optional(&self.pool),
-            )
-            .map_err(pg)?;
+        let row = self.read("read one log", || {
+            sqlx::query("SELECT log_type, ts_ms, source, fields FROM logs WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id_param(id))
+                .fetch_optional(&self.pool)
+        })?;
         row.map(|r| {
             Ok(StoredEntry {
                 log_type: r.try_get(0).map_err(pg)?,
@@ -241,16 +300,11 @@ impl LogSource for PgLogSource {
     }
 
     fn quarantined(&self, tenant: &str) -> Result<Vec<Quarantined>, SourceError> {
-        let rows = self
-            .runtime
-            .block_on(
-                sqlx::query(
+        let rows = self.read("read quarantine", || sqlx::query(
                     "SELECT log_id, log_type, schema_version, reason, raw FROM quarantine WHERE tenant = $1 ORDER BY log_id",
                 )
                 .bind(tenant)
-                .fetch_all(&self.pool),
-            )
-            .map_err(pg)?;
+                .fetch_all(&self.pool))?;
         rows.iter()
             .map(|r| {
                 Ok(Quarantined {
