@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Measure only the boundary encodings: typed field records against JSON lines.
     #[arg(long)]
     pub boundary: bool,
+    /// Measure PostgreSQL to anomaly store end to end over this many rows
+    /// (needs database_url).
+    #[arg(long)]
+    pub pipeline: Option<usize>,
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

@@ -17,6 +17,7 @@ use mcp_runtime::store::AnomalyStore;
 
 mod bench;
 mod bench_boundary;
+mod bench_pipeline;
 
 #[derive(Parser)]
 #[command(name = "mcp", version, about = "Run untrusted log-anomaly agents in a WebAssembly sandbox")]
@@ -297,6 +298,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => {
             if args.boundary {
                 bench_boundary::run(args.entries, args.batch, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(rows) = args.pipeline {
+                bench_pipeline::run(&config, &agents_dir(cli.agents_dir, &config)?, rows)?;
                 return Ok(ExitCode::SUCCESS);
             }
             bench::run(&config, &agents_dir(cli.agents_dir, &config)?, &args)?;
