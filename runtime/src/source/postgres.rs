@@ -226,24 +226,26 @@ impl LogSource for PgLogSource {
 
     fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
+        let sql = format!(
+            "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+            super::page_filter(query, up_to_id, |n| format!("${n}")),
+            i64::from(query.limit)
+        );
         let rows = self.read("read logs", || {
-            sqlx::query(
-                "SELECT id, ts_ms, source, fields, schema_version FROM logs
-                     WHERE tenant = $1 AND log_type = $2 AND id > $3
-                       AND ($4::BIGINT IS NULL OR ts_ms >= $4) AND ($5::BIGINT IS NULL OR ts_ms < $5)
-                       AND ($6::TEXT IS NULL OR source = $6)
-                       AND ($8::BIGINT IS NULL OR id <= $8)
-                     ORDER BY id LIMIT $7",
-            )
-            .bind(tenant)
-            .bind(&query.log_type)
-            .bind(id_param(query.after_id))
-            .bind(query.from_ms)
-            .bind(query.to_ms)
-            .bind(&query.source)
-            .bind(i64::from(query.limit))
-            .bind(up_to_id.map(id_param))
-            .fetch_all(&self.pool)
+            let mut statement = sqlx::query(&sql).bind(tenant).bind(&query.log_type).bind(id_param(query.after_id));
+            if let Some(from) = query.from_ms {
+                statement = statement.bind(from);
+            }
+            if let Some(to) = query.to_ms {
+                statement = statement.bind(to);
+            }
+            if let Some(source) = &query.source {
+                statement = statement.bind(source);
+            }
+            if let Some(up_to) = up_to_id {
+                statement = statement.bind(id_param(up_to));
+            }
+            statement.fetch_all(&self.pool)
         })?;
         let fetched = rows
             .iter()

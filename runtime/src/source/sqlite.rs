@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{FetchedRow, LogSource, NewRow, Quarantined, SourceBatch, SourceError, StoredEntry, assemble};
@@ -173,24 +174,19 @@ impl LogSource for SqliteLogSource {
     fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let mut stmt = self.db(conn.prepare_cached(
-            "SELECT id, ts_ms, source, fields, schema_version FROM logs
-             WHERE tenant = ?1 AND log_type = ?2 AND id > ?3
-               AND (?4 IS NULL OR ts_ms >= ?4) AND (?5 IS NULL OR ts_ms < ?5) AND (?6 IS NULL OR source = ?6)
-               AND (?8 IS NULL OR id <= ?8)
-             ORDER BY id LIMIT ?7",
-        ))?;
-        let after = i64::try_from(query.after_id).unwrap_or(i64::MAX);
-        let mut rows = self.db(stmt.query(params![
-            tenant,
-            query.log_type,
-            after,
-            query.from_ms,
-            query.to_ms,
-            query.source,
-            query.limit,
-            up_to_id.map(|id| i64::try_from(id).unwrap_or(i64::MAX))
-        ]))?;
+        let sql = format!(
+            "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+            super::page_filter(query, up_to_id, |n| format!("?{n}")),
+            query.limit
+        );
+        let mut stmt = self.db(conn.prepare_cached(&sql))?;
+        let id = |id: u64| Value::Integer(i64::try_from(id).unwrap_or(i64::MAX));
+        let mut values = vec![Value::Text(tenant.to_string()), Value::Text(query.log_type.clone()), id(query.after_id)];
+        values.extend(query.from_ms.map(Value::Integer));
+        values.extend(query.to_ms.map(Value::Integer));
+        values.extend(query.source.clone().map(Value::Text));
+        values.extend(up_to_id.map(id));
+        let mut rows = self.db(stmt.query(rusqlite::params_from_iter(values)))?;
         let mut fetched = Vec::new();
         while let Some(row) = self.db(rows.next())? {
             fetched.push(FetchedRow {
