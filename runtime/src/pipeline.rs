@@ -134,7 +134,7 @@ pub fn run(
         after_id = read.last_id;
     }
     report.elapsed = started.elapsed();
-    report.retries = source.retries() - retries_before;
+    report.retries = source.retries().saturating_sub(retries_before);
     tracing::info!(
         agent = spec.agent,
         tenant = spec.tenant,
