@@ -159,8 +159,9 @@ impl McpConfig {
                     .with_retry(self.retry),
             )),
             None => {
-                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-                    crate::source::SourceError::Postgres(format!("cannot create {}: {e}", self.data_dir.display()))
+                std::fs::create_dir_all(&self.data_dir).map_err(|source| crate::source::SourceError::DataDir {
+                    path: self.data_dir.display().to_string(),
+                    source,
                 })?;
                 Ok(std::sync::Arc::new(crate::source::SqliteLogSource::open(&self.logs_db(), self.schema_files())?))
             }

@@ -145,8 +145,9 @@ impl WifiAgent {
         }
         match f.event {
             "deauth" | "disassoc" => {
-                let hits = self.deauths.push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
-                let level = self.deauths.level(&key_of(f.bssid));
+                let key = key_of(f.bssid);
+                let hits = self.deauths.push(&key, entry.timestamp_ms, 0, entry);
+                let level = if hits.is_empty() { 0 } else { self.deauths.level(&key) };
                 for hit in hits {
                     found.push(finding(&hit, 0.9, "deauth_flood", Severity::High, format!(
                         "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
@@ -155,8 +156,9 @@ impl WifiAgent {
                 }
             }
             "auth" if f.status == "failure" => {
-                let hits = self.auth_failures.push(&key_of(f.client), entry.timestamp_ms, 0, entry);
-                let level = self.auth_failures.level(&key_of(f.client));
+                let key = key_of(f.client);
+                let hits = self.auth_failures.push(&key, entry.timestamp_ms, 0, entry);
+                let level = if hits.is_empty() { 0 } else { self.auth_failures.level(&key) };
                 for hit in hits {
                     found.push(finding(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
                         "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",

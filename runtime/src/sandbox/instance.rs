@@ -149,7 +149,9 @@ impl AgentInstance {
 
     fn fault(&mut self, fault: Fault) -> SandboxError {
         self.faults += 1;
-        if matches!(fault, Fault::TooManyAnomalies { .. }) {
+        // A trap already dropped the Store; a bad result leaves it alive but
+        // untrusted, so it goes too.
+        if matches!(fault, Fault::TooManyAnomalies { .. } | Fault::BadFindings(_)) {
             self.live = None;
         }
         tracing::warn!(agent = %self.context.agent, tenant = %self.context.tenant, fault = fault.kind(), "agent call stopped: {fault}");
@@ -212,14 +214,9 @@ impl AgentInstance {
                 Ok(found)
             }
             Err(UnpackError::TooMany { count }) => {
-                let fault = Fault::TooManyAnomalies { count: count + reported.len(), limit };
-                self.live = None;
-                Err(self.fault(fault))
+                Err(self.fault(Fault::TooManyAnomalies { count: count + reported.len(), limit }))
             }
-            Err(UnpackError::Malformed(detail)) => {
-                self.live = None;
-                Err(self.fault(Fault::BadFindings(detail)))
-            }
+            Err(UnpackError::Malformed(detail)) => Err(self.fault(Fault::BadFindings(detail))),
         }
     }
 

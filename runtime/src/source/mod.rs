@@ -205,21 +205,21 @@ pub fn assemble(shape: Option<&Shape>, query: &LogQuery, fetched: Vec<FetchedRow
         None => crate::batch::build(&query.log_type, UNSCHEMATIZED_VERSION, &raw_rows),
     };
     let checked_against = shape.map_or(UNSCHEMATIZED_VERSION, |s| s.version);
-    let refused_at: std::collections::HashSet<usize> = refused.iter().map(|(index, _)| *index).collect();
-    let raw_fields = fetched
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| !refused_at.contains(index))
-        .map(|(_, row)| row.fields.clone())
-        .collect();
-    let rejected: Vec<Rejected> = refused
-        .into_iter()
-        .filter_map(|(index, reason)| {
-            let row = fetched.get(index)?;
-            tracing::warn!(log_type = %query.log_type, log_id = row.id, schema_version = checked_against, "quarantined: {reason}");
-            Some(Rejected { log_id: row.id, raw: row.fields.clone(), reason })
-        })
-        .collect();
+    drop(raw_rows);
+    // The fetched rows are ours now: move each row's JSON into the batch's
+    // raw fields or its quarantine record instead of copying it.
+    let mut reasons: std::collections::HashMap<usize, String> = refused.into_iter().collect();
+    let mut raw_fields = Vec::with_capacity(fetched.len().saturating_sub(reasons.len()));
+    let mut rejected = Vec::with_capacity(reasons.len());
+    for (index, row) in fetched.into_iter().enumerate() {
+        match reasons.remove(&index) {
+            None => raw_fields.push(row.fields),
+            Some(reason) => {
+                tracing::warn!(log_type = %query.log_type, log_id = row.id, schema_version = checked_against, "quarantined: {reason}");
+                rejected.push(Rejected { log_id: row.id, raw: row.fields, reason });
+            }
+        }
+    }
     let quarantined = rejected.len();
     Assembled { batch: SourceBatch { batch, raw_fields, last_id, quarantined }, rejected, checked_against }
 }
@@ -242,6 +242,8 @@ pub enum SourceError {
     Database { path: String, source: rusqlite::Error },
     #[error("PostgreSQL log source: {0}")]
     Postgres(String),
+    #[error("cannot create the data folder {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
     #[error("log source lock poisoned")]
     Poisoned,
     #[error(transparent)]
