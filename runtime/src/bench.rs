@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// (needs database_url).
     #[arg(long)]
     pub pipeline: Option<usize>,
+    /// Measure lookups against a Redis GET of the same answer (needs Redis).
+    #[arg(long)]
+    pub cache: bool,
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

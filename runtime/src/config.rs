@@ -40,6 +40,13 @@ pub struct McpConfig {
     /// The PostgreSQL schema (namespace) the log tables live in; the
     /// connection's default when unset.
     pub database_schema: Option<String>,
+    /// Redis for job status and cached lookups (`redis://host:port/db`); an
+    /// in-process fallback when unset.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this deployment writes.
+    pub redis_prefix: String,
+    /// How often a run's progress is written to the job status, in milliseconds.
+    pub status_interval_ms: u64,
     /// Where the log schema files are; the repository's config/log_schemas when unset.
     pub schema_dir: Option<PathBuf>,
     /// Entries per agent call.
@@ -66,6 +73,9 @@ impl Default for McpConfig {
             agents_dir: None,
             database_url: None,
             database_schema: None,
+            redis_url: None,
+            redis_prefix: "mcp:".into(),
+            status_interval_ms: 1000,
             schema_dir: None,
             batch_size: 1000,
             replay_ms: 900_000,
@@ -168,6 +178,12 @@ impl McpConfig {
         }
     }
 
+    /// The job status store and cache: Redis when `redis_url` is set, else
+    /// in this process.
+    pub fn shared_cache(&self) -> Result<crate::cache::SharedCache, crate::cache::CacheError> {
+        crate::cache::SharedCache::open(self.redis_url.as_deref(), &self.redis_prefix, self.retry)
+    }
+
     pub fn logs_db(&self) -> PathBuf {
         self.data_dir.join("logs.db")
     }
@@ -199,6 +215,9 @@ fn apply_env(
         "replay_ms",
         "database_url",
         "database_schema",
+        "redis_url",
+        "redis_prefix",
+        "status_interval_ms",
     ];
     const SANDBOX: &[&str] = &[
         "budget",

@@ -3,10 +3,12 @@
 //! commands of the `mcp` binary.
 
 pub mod batch;
+pub mod cache;
 pub mod config;
 pub mod conformance;
 pub mod demo;
 pub mod generator;
+pub mod jobs;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;

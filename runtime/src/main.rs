@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use mcp_runtime::config::McpConfig;
 use mcp_runtime::conformance::{self, Outcome};
 use mcp_runtime::demo::{self, DemoOptions};
+use mcp_runtime::jobs::RunJob;
 use mcp_runtime::pipeline::{self, RunSpec};
 use mcp_runtime::registry::Registry;
 use mcp_runtime::sandbox::{CompileCache, Sandbox};
@@ -17,6 +18,7 @@ use mcp_runtime::store::AnomalyStore;
 
 mod bench;
 mod bench_boundary;
+mod bench_cache;
 mod bench_pipeline;
 
 #[derive(Parser)]
@@ -61,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Job status (runs) from the shared cache: Redis when configured.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// Rows of the configured log source that were set aside, with why.
     Quarantine {
         #[command(subcommand)]
@@ -79,6 +86,17 @@ enum DbCommand {
         /// The log type of every line.
         #[arg(long)]
         log_type: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// The configured tenant's jobs still kept, newest first.
+    List,
+    /// Ask a running job to stop after its current batch.
+    Cancel {
+        /// The job id, as `mcp jobs list` shows it.
+        id: String,
     },
 }
 
@@ -216,6 +234,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let source = config.log_source()?;
             let mut store = AnomalyStore::open(&config.anomalies_db())?;
+            let cache = config.shared_cache()?;
+            println!("{}", cache.describe());
+            let interval = std::time::Duration::from_millis(config.status_interval_ms);
             let names: Vec<String> = match agent {
                 Some(name) => vec![registry.get(&name)?.info.name.clone()],
                 None => registry.list().filter(|a| a.enabled).map(|a| a.info.name.clone()).collect(),
@@ -232,16 +253,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     batch_size: config.batch_size,
                     replay_ms: config.replay_ms,
                 };
-                match pipeline::run(&registry, &mut instance, &*source, &mut store, &spec) {
+                let mut job = RunJob::start(&cache, &config.tenant, &name, source.name(), interval);
+                let outcome = pipeline::run_observed(&registry, &mut instance, &*source, &mut store, &spec, &mut |r| {
+                    job.observe(r)
+                });
+                job.finish(&outcome);
+                match outcome {
                     Ok(r) => println!(
-                        "{:<10} {} entries, {} new anomalies, {} quarantined, {} retried, {} replayed, {:.0} entries/s",
+                        "{:<10} {} entries, {} new anomalies, {} quarantined, {} retried, {} replayed, {:.0} entries/s (job {})",
                         r.agent,
                         r.entries,
                         r.anomalies,
                         r.quarantined,
                         r.retries,
                         r.replayed,
-                        r.entries_per_second()
+                        r.entries_per_second(),
+                        job.id()
                     ),
                     Err(e) => {
                         failed = true;
@@ -282,6 +309,36 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Jobs { command: JobsCommand::List } => {
+            let cache = config.shared_cache()?;
+            println!("{}\n", cache.describe());
+            let jobs = cache.jobs(&config.tenant)?;
+            println!("{:<28} {:<10} {:<40} counters", "job", "state", "subject");
+            for job in &jobs {
+                let counters: Vec<String> = job.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{:<28} {:<10} {:<40} {}",
+                    job.id,
+                    format!("{:?}", job.state).to_lowercase(),
+                    job.subject,
+                    counters.join(" ")
+                );
+                if let Some(error) = &job.error {
+                    println!("{:<28} error: {error}", "");
+                }
+            }
+            println!("\n{} jobs for tenant {}", jobs.len(), config.tenant);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command: JobsCommand::Cancel { id } } => {
+            let cache = config.shared_cache()?;
+            if cache.job(&config.tenant, &id)?.is_none() {
+                bail!("no job {id} for tenant {}; `mcp jobs list` shows the jobs kept", config.tenant);
+            }
+            mcp_runtime::jobs::request_cancel(&cache, &config.tenant, &id)?;
+            println!("asked job {id} to stop after its current batch");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Quarantine { command: QuarantineCommand::List { raw } } => {
             let source = config.log_source()?;
             let rows = source.quarantined(&config.tenant)?;
@@ -298,6 +355,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => {
             if args.boundary {
                 bench_boundary::run(args.entries, args.batch, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if args.cache {
+                bench_cache::run(&config, &agents_dir(cli.agents_dir, &config)?)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if let Some(rows) = args.pipeline {

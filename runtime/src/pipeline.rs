@@ -3,6 +3,7 @@
 //! checkpoint commit together.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use crate::registry::{Registry, RegistryError};
@@ -24,6 +25,8 @@ pub enum RunError {
     SchemaUnsupported { agent: String, log_type: String, version: u32, min: u32, max: u32 },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
     Agent { agent: String, after_id: u64, source: SandboxError },
+    #[error("run of {agent} cancelled after log id {after_id}; running again resumes there")]
+    Cancelled { agent: String, after_id: u64 },
 }
 
 /// What a run is over.
@@ -75,6 +78,19 @@ pub fn run(
     source: &dyn LogSource,
     store: &mut AnomalyStore,
     spec: &RunSpec<'_>,
+) -> Result<RunReport, RunError> {
+    run_observed(registry, instance, source, store, spec, &mut |_| ControlFlow::Continue(()))
+}
+
+/// As [`run`], showing `observer` the report after each committed batch;
+/// the run stops (with [`RunError::Cancelled`]) when it answers `Break`.
+pub fn run_observed(
+    registry: &Registry,
+    instance: &mut AgentInstance,
+    source: &dyn LogSource,
+    store: &mut AnomalyStore,
+    spec: &RunSpec<'_>,
+    observer: &mut dyn FnMut(&RunReport) -> ControlFlow<()>,
 ) -> Result<RunReport, RunError> {
     let agent = registry.get(spec.agent)?;
     let log_type = agent.info.log_type.clone();
@@ -132,6 +148,12 @@ pub fn run(
         report.entries += read.batch.ids.len() as u64;
         report.batches += 1;
         after_id = read.last_id;
+        report.elapsed = started.elapsed();
+        report.retries = source.retries().saturating_sub(retries_before);
+        if observer(&report).is_break() {
+            tracing::info!(agent = spec.agent, tenant = spec.tenant, after_id, "run cancelled");
+            return Err(RunError::Cancelled { agent: spec.agent.into(), after_id });
+        }
     }
     report.elapsed = started.elapsed();
     report.retries = source.retries().saturating_sub(retries_before);

@@ -43,6 +43,7 @@ fn load_run_and_list_quarantine() -> Result<(), Box<dyn std::error::Error>> {
     let run = mcp(dir.path(), &["run", "--agent", "wifi"]);
     assert!(run.status.success(), "{run:?}");
     assert!(stdout(&run).contains("3 entries") && stdout(&run).contains("2 quarantined"), "{}", stdout(&run));
+    assert!(stdout(&run).contains("in-process (no redis_url set)"), "{}", stdout(&run));
 
     let list = mcp(dir.path(), &["quarantine", "list"]);
     let text = stdout(&list);
@@ -82,5 +83,36 @@ fn unknown_config_keys_are_refused() -> Result<(), Box<dyn std::error::Error>> {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown field `batchsize`"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn run_status_reaches_jobs_list_through_redis() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("MCP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("mcp-test-cli:{}:", std::process::id());
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!(
+            "data_dir = {:?}\ntenant = \"acme\"\nredis_url = {url:?}\nredis_prefix = {prefix:?}\n",
+            dir.path().join("data")
+        ),
+    )?;
+    let line = r#"{"timestamp_ms": 1, "source": "fw-1", "fields": {"action": "allow", "src_ip": "10.0.0.1", "dst_ip": "10.0.0.2", "dst_port": 443, "protocol": "tcp", "bytes": 10}}"#;
+    std::fs::write(dir.path().join("fw.jsonl"), format!("{line}\n{line}\n"))?;
+    assert!(mcp(dir.path(), &["db", "load", "fw.jsonl", "--log-type", "firewall"]).status.success());
+
+    let run = mcp(dir.path(), &["run", "--agent", "firewall"]);
+    let cache = mcp_runtime::cache::SharedCache::open(Some(&url), &prefix, Default::default())?;
+    let list = mcp(dir.path(), &["jobs", "list"]);
+    if let mcp_runtime::cache::SharedCache::Redis(redis) = &cache {
+        redis.clear_prefix()?;
+    }
+    assert!(run.status.success(), "{run:?}");
+    assert!(stdout(&run).contains("Redis at"), "start Redis for this test (see docs/deployment.md): {}", stdout(&run));
+    let text = stdout(&list);
+    assert!(list.status.success(), "{list:?}");
+    assert!(text.contains("completed") && text.contains("entries=2"), "{text}");
+    assert!(text.contains("1 jobs for tenant acme"), "{text}");
     Ok(())
 }
