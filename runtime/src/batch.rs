@@ -76,3 +76,8 @@ pub fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
     let start = if index == 0 { 0 } else { *column.ends.get(index - 1)? as usize };
     column.data.get(start..end)
 }
+
+/// Every text of a column, in order; a malformed end offset yields "".
+pub fn texts(column: &TextColumn) -> Vec<String> {
+    (0..column.ends.len()).map(|i| text_at(column, i).unwrap_or_default().to_string()).collect()
+}

@@ -47,6 +47,11 @@ pub struct McpConfig {
     pub redis_prefix: String,
     /// How often a run's progress is written to the job status, in milliseconds.
     pub status_interval_ms: u64,
+    /// Where model versions live (`{agent}/{version}/model.onnx` and
+    /// `metadata.json`); the repository's models/ when unset.
+    pub models_dir: Option<PathBuf>,
+    /// How often the model watcher looks for new version directories, in milliseconds.
+    pub model_watch_ms: u64,
     /// Where the log schema files are; the repository's config/log_schemas when unset.
     pub schema_dir: Option<PathBuf>,
     /// Entries per agent call.
@@ -77,6 +82,8 @@ impl Default for McpConfig {
             redis_prefix: "mcp:".into(),
             status_interval_ms: 1000,
             schema_dir: None,
+            models_dir: None,
+            model_watch_ms: 2000,
             batch_size: 1000,
             replay_ms: 900_000,
             sandbox: SandboxLimits::default(),
@@ -184,6 +191,15 @@ impl McpConfig {
         crate::cache::SharedCache::open(self.redis_url.as_deref(), &self.redis_prefix, self.retry)
     }
 
+    /// The model store: `models_dir`, with activations and events recorded
+    /// in `data_dir`/models.db.
+    pub fn model_manager(&self) -> Result<std::sync::Arc<crate::models::ModelManager>, crate::models::ModelError> {
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|source| crate::models::ModelError::Io { path: self.data_dir.display().to_string(), source })?;
+        let dir = self.models_dir.clone().unwrap_or_else(|| PathBuf::from(crate::models::BUNDLED_MODELS));
+        Ok(std::sync::Arc::new(crate::models::ModelManager::open(&dir, &self.data_dir.join("models.db"))?))
+    }
+
     pub fn logs_db(&self) -> PathBuf {
         self.data_dir.join("logs.db")
     }
@@ -218,6 +234,8 @@ fn apply_env(
         "redis_url",
         "redis_prefix",
         "status_interval_ms",
+        "models_dir",
+        "model_watch_ms",
     ];
     const SANDBOX: &[&str] = &[
         "budget",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::McpConfig;
 use crate::generator::{self, GeneratorError};
 use crate::metrics::Detection;
+use crate::models::ModelManager;
 use crate::pipeline::{self, RunError, RunReport, RunSpec};
 use crate::registry::{Registry, RegistryError};
 use crate::sandbox::{CompileCache, Sandbox, SandboxError};
@@ -47,20 +48,57 @@ pub struct AgentOutcome {
 pub struct DemoOptions {
     pub seed: u64,
     pub entries_per_type: usize,
+    /// Overrides every agent's `detection` setting (rules, model or both).
+    pub detection: Option<String>,
 }
 
-/// Runs the demo in `config.data_dir`/demo, starting from empty databases.
-pub fn run(config: &McpConfig, agents_dir: &Path, options: &DemoOptions) -> Result<Vec<AgentOutcome>, DemoError> {
-    let dir = config.data_dir.join("demo");
-    let io = |source| DemoError::Io { path: dir.display().to_string(), source };
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(io)?;
-    }
-    std::fs::create_dir_all(&dir).map_err(io)?;
-
+/// Runs the demo in `config.data_dir`/demo, starting from empty databases,
+/// with the models of `models` when given.
+pub fn run(
+    config: &McpConfig,
+    agents_dir: &Path,
+    models: Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+) -> Result<Vec<AgentOutcome>, DemoError> {
     let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
     let mut registry = Registry::new(sandbox);
     registry.discover(agents_dir)?;
+    run_with(config, &registry, models, options, &config.data_dir.join("demo"))
+}
+
+/// Detection quality per agent with rules only, the model only and both,
+/// on one seed: `(mode, outcomes)` for each mode.
+pub fn evaluate(
+    config: &McpConfig,
+    agents_dir: &Path,
+    models: Arc<ModelManager>,
+    seed: u64,
+    entries_per_type: usize,
+) -> Result<Vec<(String, Vec<AgentOutcome>)>, DemoError> {
+    let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
+    let mut registry = Registry::new(sandbox);
+    registry.discover(agents_dir)?;
+    let mut results = Vec::new();
+    for mode in ["rules", "model", "both"] {
+        let options = DemoOptions { seed, entries_per_type, detection: Some(mode.to_string()) };
+        let dir = config.data_dir.join(format!("evaluate-{mode}"));
+        results.push((mode.to_string(), run_with(config, &registry, Some(models.clone()), &options, &dir)?));
+    }
+    Ok(results)
+}
+
+fn run_with(
+    config: &McpConfig,
+    registry: &Registry,
+    models: Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+    dir: &Path,
+) -> Result<Vec<AgentOutcome>, DemoError> {
+    let io = |source| DemoError::Io { path: dir.display().to_string(), source };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
 
     let source = Arc::new(SqliteLogSource::open(&dir.join("logs.db"), config.schema_files())?);
     let mut store = AnomalyStore::open(&dir.join("anomalies.db"))?;
@@ -75,8 +113,12 @@ pub fn run(config: &McpConfig, agents_dir: &Path, options: &DemoOptions) -> Resu
             .map(|a| a.info.name.clone())
             .ok_or_else(|| DemoError::MissingAgent((*log_type).to_string()))?;
         let logs_reader: Arc<dyn crate::sandbox::LogReader> = source.clone();
+        let mut settings = config.settings_for(&agent);
+        if let Some(mode) = &options.detection {
+            settings.insert("detection".into(), mode.clone());
+        }
         let mut instance =
-            pipeline::instance_for(&registry, &agent, tenant, config.settings_for(&agent), Some(logs_reader))?;
+            pipeline::instance_with_models(registry, &agent, tenant, settings, Some(logs_reader), models.clone())?;
         let spec = RunSpec {
             tenant,
             agent: &agent,
@@ -84,7 +126,7 @@ pub fn run(config: &McpConfig, agents_dir: &Path, options: &DemoOptions) -> Resu
             batch_size: config.batch_size,
             replay_ms: config.replay_ms,
         };
-        let run = pipeline::run(&registry, &mut instance, &*source, &mut store, &spec)?;
+        let run = pipeline::run(registry, &mut instance, &*source, &mut store, &spec)?;
         let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
         let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
         outcomes.push(AgentOutcome { run, detection });

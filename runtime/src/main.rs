@@ -20,6 +20,7 @@ mod bench;
 mod bench_boundary;
 mod bench_cache;
 mod bench_pipeline;
+mod models_cli;
 
 #[derive(Parser)]
 #[command(name = "mcp", version, about = "Run untrusted log-anomaly agents in a WebAssembly sandbox")]
@@ -62,6 +63,11 @@ enum Command {
     Db {
         #[command(subcommand)]
         command: DbCommand,
+    },
+    /// Model versions: list, add, activate, roll back; training data and evaluation.
+    Models {
+        #[command(subcommand)]
+        command: models_cli::ModelsCommand,
     },
     /// Job status (runs) from the shared cache: Redis when configured.
     Jobs {
@@ -135,7 +141,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn agents_dir(cli_dir: Option<PathBuf>, config: &McpConfig) -> Result<PathBuf> {
+pub(crate) fn agents_dir(cli_dir: Option<PathBuf>, config: &McpConfig) -> Result<PathBuf> {
     let dir =
         cli_dir.or_else(|| config.agents_dir.clone()).unwrap_or_else(|| PathBuf::from(mcp_agent_artifacts::AGENTS_DIR));
     if !dir.is_dir() {
@@ -148,7 +154,7 @@ fn sandbox(config: &McpConfig) -> Result<Arc<Sandbox>> {
     Ok(Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?))
 }
 
-fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
+pub(crate) fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
     let mut registry = Registry::new(sandbox(config)?);
     registry.discover(dir)?;
     Ok(registry)
@@ -167,7 +173,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",
                 config.data_dir.display()
             );
-            let outcomes = demo::run(&config, &dir, &DemoOptions { seed, entries_per_type: entries })?;
+            let models = config.model_manager()?;
+            let options = DemoOptions { seed, entries_per_type: entries, detection: None };
+            let outcomes = demo::run(&config, &dir, Some(models.clone()), &options)?;
             println!(
                 "{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
                 "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
@@ -195,7 +203,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!("  {:<10} recovered from fault: {fault}", o.run.agent);
                 }
             }
-            println!("\nmodels: none deployed yet; agents ran on their rules (docs/ROADMAP.md)");
+            println!("\nmodels (from {}; rules and model combined):", models.dir().display());
+            for o in &outcomes {
+                match &o.run.model {
+                    Some((name, version)) => {
+                        let family = models.load(name, version).map(|m| m.metadata.family.clone()).unwrap_or_default();
+                        println!("  {:<10} model {name} version {version} ({family})", o.run.agent)
+                    }
+                    None => println!("  {:<10} no model deployed: rules only", o.run.agent),
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Agents { command: AgentsCommand::List } => {
@@ -236,6 +253,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut store = AnomalyStore::open(&config.anomalies_db())?;
             let cache = config.shared_cache()?;
             println!("{}", cache.describe());
+            let models = config.model_manager()?;
+            // New version directories are picked up while the run goes on.
+            models.watch(std::time::Duration::from_millis(config.model_watch_ms));
             let interval = std::time::Duration::from_millis(config.status_interval_ms);
             let names: Vec<String> = match agent {
                 Some(name) => vec![registry.get(&name)?.info.name.clone()],
@@ -244,8 +264,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut failed = false;
             for name in names {
                 let reader: Arc<dyn mcp_runtime::sandbox::LogReader> = source.clone();
-                let mut instance =
-                    pipeline::instance_for(&registry, &name, &config.tenant, config.settings_for(&name), Some(reader))?;
+                let mut instance = pipeline::instance_with_models(
+                    &registry,
+                    &name,
+                    &config.tenant,
+                    config.settings_for(&name),
+                    Some(reader),
+                    Some(models.clone()),
+                )?;
                 let spec = RunSpec {
                     tenant: &config.tenant,
                     agent: &name,
@@ -309,6 +335,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models { command } => models_cli::run(&config, cli.agents_dir, command),
         Command::Jobs { command: JobsCommand::List } => {
             let cache = config.shared_cache()?;
             println!("{}\n", cache.describe());

@@ -63,6 +63,8 @@ pub struct RunReport {
     pub replayed: u64,
     /// Transient source failures retried during the run.
     pub retries: u64,
+    /// The model and version of the last inference, when the agent used one.
+    pub model: Option<(String, String)>,
 }
 
 impl RunReport {
@@ -128,7 +130,6 @@ pub fn run_observed(
                 max: schema.max_version,
             });
         }
-        let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version };
         let call_started = Instant::now();
         let found = match instance.detect_batch(&read.batch) {
             Ok(found) => found,
@@ -142,6 +143,9 @@ pub fn run_observed(
             }
         };
         report.agent_time += call_started.elapsed();
+        report.model = instance.model_used();
+        let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
+        let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version, model: model.as_deref() };
         let (with_fields, rejected) = attach_fields(source, spec.tenant, &read, found)?;
         report.rejected_anomalies += rejected;
         report.anomalies += store.commit(&key, &provenance, &with_fields, read.last_id)? as u64;
@@ -253,8 +257,21 @@ pub fn instance_for(
     settings: std::collections::BTreeMap<String, String>,
     logs: Option<std::sync::Arc<dyn crate::sandbox::LogReader>>,
 ) -> Result<AgentInstance, RegistryError> {
+    instance_with_models(registry, agent, tenant, settings, logs, None)
+}
+
+/// As [`instance_for`], with the agent's models served from `models`.
+pub fn instance_with_models(
+    registry: &Registry,
+    agent: &str,
+    tenant: &str,
+    settings: std::collections::BTreeMap<String, String>,
+    logs: Option<std::sync::Arc<dyn crate::sandbox::LogReader>>,
+    models: Option<std::sync::Arc<crate::models::ModelManager>>,
+) -> Result<AgentInstance, RegistryError> {
     let mut context = InstanceContext::new(agent, tenant);
     context.config = std::sync::Arc::new(settings);
     context.logs = logs;
+    context.models = models;
     registry.instantiate(agent, context)
 }

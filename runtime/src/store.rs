@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS anomalies (
     detected_at_ms INTEGER NOT NULL,
     schema_version INTEGER NOT NULL,
     entry_fields TEXT,
+    model TEXT,
     UNIQUE (tenant, agent, log_id, label)
 );
 CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (tenant, log_ts_ms);
@@ -65,6 +66,8 @@ pub struct CheckpointKey<'a> {
 pub struct Provenance<'a> {
     pub agent_sha256: &'a str,
     pub schema_version: u32,
+    /// `name@version` of the model the agent used for the batch, if any.
+    pub model: Option<&'a str>,
 }
 
 /// A stored anomaly, as read back.
@@ -76,6 +79,7 @@ pub struct StoredAnomaly {
     pub severity: String,
     pub score: f64,
     pub reason: String,
+    pub model: Option<String>,
 }
 
 /// The SQLite anomaly store.
@@ -104,6 +108,13 @@ impl AnomalyStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        // Stores made before models existed lack the model column.
+        let has_model: bool = conn
+            .query_row("SELECT COUNT(*) FROM pragma_table_info('anomalies') WHERE name = 'model'", [], |r| r.get(0))
+            .map_err(wrap)?;
+        if !has_model {
+            conn.execute_batch("ALTER TABLE anomalies ADD COLUMN model TEXT").map_err(wrap)?;
+        }
         Ok(AnomalyStore { path: name, conn })
     }
 
@@ -141,8 +152,8 @@ impl AnomalyStore {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT OR IGNORE INTO anomalies (tenant, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label, severity, reason, detected_at_ms, schema_version, entry_fields)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                    "INSERT OR IGNORE INTO anomalies (tenant, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label, severity, reason, detected_at_ms, schema_version, entry_fields, model)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(wrap)?;
             for (a, fields) in anomalies {
@@ -162,6 +173,7 @@ impl AnomalyStore {
                         a.detected_at_ms,
                         provenance.schema_version,
                         fields,
+                        provenance.model,
                     ])
                     .map_err(wrap)?;
             }
@@ -185,7 +197,7 @@ impl AnomalyStore {
     /// The anomalies of `tenant` found by `agent`, by log id.
     pub fn anomalies(&self, tenant: &str, agent: &str) -> Result<Vec<StoredAnomaly>, StoreError> {
         let mut stmt = self.db(self.conn.prepare(
-            "SELECT agent, log_id, label, severity, score, reason FROM anomalies WHERE tenant = ?1 AND agent = ?2 ORDER BY log_id, label",
+            "SELECT agent, log_id, label, severity, score, reason, model FROM anomalies WHERE tenant = ?1 AND agent = ?2 ORDER BY log_id, label",
         ))?;
         let rows = self.db(stmt.query_map(params![tenant, agent], |r| {
             Ok(StoredAnomaly {
@@ -195,6 +207,7 @@ impl AnomalyStore {
                 severity: r.get(3)?,
                 score: r.get(4)?,
                 reason: r.get(5)?,
+                model: r.get(6)?,
             })
         }))?;
         self.db(rows.collect())

@@ -25,6 +25,7 @@ mod config;
 #[doc(hidden)]
 pub mod export;
 pub mod host;
+pub mod scoring;
 pub mod shape;
 pub mod window;
 

@@ -5,6 +5,7 @@ mod cache;
 mod common;
 mod conformance;
 mod detection;
+mod models;
 mod postgres;
 mod registry;
 mod runs;

@@ -2,6 +2,7 @@
 //! high-entropy labels, NXDOMAIN bursts, and algorithmically generated
 //! domains (DGA).
 
+use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
     Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Severity, Text,
@@ -51,12 +52,33 @@ pub struct DnsAgent {
     nxdomains: Burst<u64>,
     tunnel_label_len: usize,
     dga_min_len: usize,
+    model: Scorer,
 }
 
 impl Default for DnsAgent {
     fn default() -> Self {
-        DnsAgent { nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384), tunnel_label_len: 30, dga_min_len: 10 }
+        DnsAgent {
+            nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384),
+            tunnel_label_len: 30,
+            dga_min_len: 10,
+            model: Scorer::new("dns"),
+        }
     }
+}
+
+/// The model's input columns, in order.
+pub const FEATURES: [&str; 5] = ["query_len", "longest_label", "label_entropy", "vowel_ratio", "nxdomain"];
+
+fn feature_row(f: &Lookup<'_>) -> [f32; 5] {
+    let label = registered_label(f.query);
+    let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
+    [
+        f.query.len() as f32,
+        longest as f32,
+        entropy(label),
+        vowel_ratio(label),
+        f32::from(u8::from(f.rcode == "NXDOMAIN")),
+    ]
 }
 
 /// The label just left of the top-level domain ("example" in "a.example.com").
@@ -165,29 +187,38 @@ impl Agent for DnsAgent {
         );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
         self.dga_min_len = config.parse_or("dga_min_len", 10)?;
-        Ok(())
+        self.model.configure(config)
     }
 
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = DnsColumns::of(batch)?;
         let mut found = Vec::new();
-        for i in 0..batch.len() {
-            self.observe(batch.entry(i), &columns.lookup(i), &mut found);
+        if self.model.uses_rules() {
+            for i in 0..batch.len() {
+                self.observe(batch.entry(i), &columns.lookup(i), &mut found);
+            }
         }
+        let rows = || (0..batch.len()).flat_map(|i| feature_row(&columns.lookup(i))).collect();
+        let threshold = self.model.threshold();
+        let scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
+            let f = columns.lookup(i);
+            finding(&batch.entry(i), score, "dns_model", Severity::Medium, format!(
+                "the DNS model (version {version}) scores {}'s lookup of {} at {score:.2}, over its threshold {threshold:.2}: the name's length and randomness resemble tunnelling or generated domains. Inspect the client.",
+                f.client_ip, f.query
+            ))
+        })?;
+        found.extend(scored);
         Ok(found)
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
-        let f = DnsColumns::of(batch)?.lookup(index);
-        let label = registered_label(f.query);
-        let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
-        Ok(features(&[
-            ("query_len", f.query.len() as f32),
-            ("longest_label", longest as f32),
-            ("label_entropy", entropy(label)),
-            ("vowel_ratio", vowel_ratio(label)),
-            ("nxdomain", f32::from(u8::from(f.rcode == "NXDOMAIN"))),
-        ]))
+        let row = feature_row(&DnsColumns::of(batch)?.lookup(index));
+        let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
+        Ok(features(&named))
+    }
+
+    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
+        self.model.load(name, version)
     }
 
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {

@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
     Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Severity, Text, Values,
@@ -60,6 +61,7 @@ pub struct FirewallAgent {
     denies: Burst<u64>,
     suspicious_ports: HashSet<u16>,
     exfil_bytes: u64,
+    model: Scorer,
 }
 
 impl Default for FirewallAgent {
@@ -69,12 +71,25 @@ impl Default for FirewallAgent {
             denies: Burst::new(10_000, 20, Count::Entries, 16_384),
             suspicious_ports: DEFAULT_SUSPICIOUS_PORTS.iter().copied().collect(),
             exfil_bytes: 100_000_000,
+            model: Scorer::new("firewall"),
         }
     }
 }
 
 fn is_internal(ip: &str) -> bool {
     ip.starts_with("10.") || ip.starts_with("192.168.") || ip.starts_with("172.16.")
+}
+
+/// The model's input columns, in order.
+pub const FEATURES: [&str; 4] = ["dst_port", "denied", "log_bytes_out", "suspicious_port"];
+
+fn feature_row(suspicious_ports: &HashSet<u16>, f: &Connection<'_>) -> [f32; 4] {
+    [
+        f32::from(f.dst_port),
+        f32::from(u8::from(f.action == "deny")),
+        ((f.bytes_out as f32) + 1.0).ln(),
+        f32::from(u8::from(suspicious_ports.contains(&f.dst_port))),
+    ]
 }
 
 impl FirewallAgent {
@@ -153,26 +168,39 @@ impl Agent for FirewallAgent {
                 })
                 .collect::<Result<_, _>>()?;
         }
-        Ok(())
+        self.model.configure(config)
     }
 
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = FirewallColumns::of(batch)?;
         let mut found = Vec::new();
-        for i in 0..batch.len() {
-            self.observe(batch.entry(i), &columns.event(i), &mut found);
+        if self.model.uses_rules() {
+            for i in 0..batch.len() {
+                self.observe(batch.entry(i), &columns.event(i), &mut found);
+            }
         }
+        let suspicious = &self.suspicious_ports;
+        let rows = || (0..batch.len()).flat_map(|i| feature_row(suspicious, &columns.event(i))).collect();
+        let threshold = self.model.threshold();
+        let scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
+            let f = columns.event(i);
+            finding(&batch.entry(i), score, "firewall_model", Severity::Medium, format!(
+                "the firewall model (version {version}) scores {} -> {}:{} ({}, {} bytes out) at {score:.2}, over its threshold {threshold:.2}: port and volume unlike normal traffic. Check both hosts.",
+                f.src_ip, f.dst_ip, f.dst_port, f.action, f.bytes_out
+            ))
+        })?;
+        found.extend(scored);
         Ok(found)
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
-        let f = FirewallColumns::of(batch)?.event(index);
-        Ok(features(&[
-            ("dst_port", f32::from(f.dst_port)),
-            ("denied", f32::from(u8::from(f.action == "deny"))),
-            ("log_bytes_out", ((f.bytes_out as f32) + 1.0).ln()),
-            ("suspicious_port", f32::from(u8::from(self.suspicious_ports.contains(&f.dst_port)))),
-        ]))
+        let row = feature_row(&self.suspicious_ports, &FirewallColumns::of(batch)?.event(index));
+        let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
+        Ok(features(&named))
+    }
+
+    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
+        self.model.load(name, version)
     }
 
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {

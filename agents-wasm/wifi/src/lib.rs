@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
     Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Number, Severity, Text,
@@ -72,6 +73,7 @@ pub struct WifiAgent {
     known: HashMap<String, HashSet<String>>,
     suspect_bssids: HashMap<String, (&'static str, Severity, String)>,
     retry_threshold: f64,
+    model: Scorer,
 }
 
 impl Default for WifiAgent {
@@ -85,8 +87,21 @@ impl Default for WifiAgent {
             known: HashMap::new(),
             suspect_bssids: HashMap::new(),
             retry_threshold: 0.5,
+            model: Scorer::new("wifi"),
         }
     }
+}
+
+/// The model's input columns, in order.
+pub const FEATURES: [&str; 4] = ["signal_dbm", "retry_rate", "is_deauth", "is_auth_failure"];
+
+fn feature_row(f: &WifiEvent<'_>) -> [f32; 4] {
+    [
+        f.signal_dbm as f32,
+        f.retry_rate as f32,
+        f32::from(u8::from(f.event == "deauth" || f.event == "disassoc")),
+        f32::from(u8::from(f.event == "auth" && f.status == "failure")),
+    ]
 }
 
 impl WifiAgent {
@@ -223,26 +238,38 @@ impl Agent for WifiAgent {
                 }
             }
         }
-        Ok(())
+        self.model.configure(config)
     }
 
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = WifiColumns::of(batch)?;
         let mut found = Vec::new();
-        for i in 0..batch.len() {
-            self.observe(batch.entry(i), &columns.event(i), &mut found);
+        if self.model.uses_rules() {
+            for i in 0..batch.len() {
+                self.observe(batch.entry(i), &columns.event(i), &mut found);
+            }
         }
+        let rows = || (0..batch.len()).flat_map(|i| feature_row(&columns.event(i))).collect();
+        let threshold = self.model.threshold();
+        let scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
+            let f = columns.event(i);
+            finding(&batch.entry(i), score, "wifi_model", Severity::Low, format!(
+                "the Wi-Fi model (version {version}) scores this {} of {} on {} ({} dBm, retry rate {:.2}) at {score:.2}, over its threshold {threshold:.2}: far from the links it learned as normal.",
+                f.event, f.client, f.bssid, f.signal_dbm, f.retry_rate
+            ))
+        })?;
+        found.extend(scored);
         Ok(found)
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
-        let f = WifiColumns::of(batch)?.event(index);
-        Ok(features(&[
-            ("signal_dbm", f.signal_dbm as f32),
-            ("retry_rate", f.retry_rate as f32),
-            ("is_deauth", f32::from(u8::from(f.event == "deauth" || f.event == "disassoc"))),
-            ("is_auth_failure", f32::from(u8::from(f.event == "auth" && f.status == "failure"))),
-        ]))
+        let row = feature_row(&WifiColumns::of(batch)?.event(index));
+        let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
+        Ok(features(&named))
+    }
+
+    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
+        self.model.load(name, version)
     }
 
     fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {

@@ -26,6 +26,8 @@ pub struct InstanceContext {
     pub tenant: Arc<str>,
     pub config: Arc<BTreeMap<String, String>>,
     pub logs: Option<Arc<dyn LogReader>>,
+    /// The models this instance may use (its own agent's only).
+    pub models: Option<Arc<crate::models::ModelManager>>,
 }
 
 impl std::fmt::Debug for InstanceContext {
@@ -40,14 +42,22 @@ impl std::fmt::Debug for InstanceContext {
 impl InstanceContext {
     /// An agent of `tenant` with no settings and no log access.
     pub fn new(agent: &str, tenant: &str) -> Self {
-        InstanceContext { agent: agent.into(), tenant: tenant.into(), config: Arc::default(), logs: None }
+        InstanceContext { agent: agent.into(), tenant: tenant.into(), config: Arc::default(), logs: None, models: None }
     }
 }
 
-/// A model handle given to a guest. Models are served by the ModelManager
-/// (docs/ROADMAP.md); until then no handle is ever created.
+/// The most rows one inference call may carry: the host allocates the
+/// input and output tensors, so a guest must not choose their size freely.
+pub const MAX_INFERENCE_ROWS: usize = 100_000;
+
+/// A model handle given to a guest. A handle without a pinned version
+/// follows the active one, so an activation or rollback reaches running
+/// agents at their next call.
 #[derive(Debug)]
 pub struct ModelHandle {
+    pub name: String,
+    pub pinned: Option<String>,
+    /// The version that served the last call.
     pub version: String,
 }
 
@@ -58,6 +68,8 @@ pub struct HostState {
     pub(crate) limiter: GuestLimiter,
     pub(crate) context: InstanceContext,
     pub(crate) reported: Vec<Anomaly>,
+    /// Model name and version of the last inference, for provenance.
+    pub(crate) model_used: Option<(String, String)>,
     pub(crate) max_reported: usize,
     pub(crate) report_overflow: usize,
     max_query_page: u32,
@@ -81,6 +93,7 @@ impl HostState {
             limiter: GuestLimiter::new(memory_bytes),
             context,
             reported: Vec::new(),
+            model_used: None,
             max_reported,
             report_overflow: 0,
             max_query_page,
@@ -111,21 +124,74 @@ impl logs::Host for HostState {
 
 impl model::Host for HostState {}
 
+fn model_error(error: crate::models::ModelError) -> HostError {
+    use crate::models::ModelError;
+    match error {
+        ModelError::NotFound { .. } => HostError::NotFound(error.to_string()),
+        ModelError::Inference { .. } => HostError::InvalidArgument(error.to_string()),
+        other => {
+            tracing::error!("model unavailable: {other}");
+            HostError::Unavailable("the model could not be served; the host log has details".into())
+        }
+    }
+}
+
 impl model::HostLoadedModel for HostState {
     fn load(&mut self, name: String, version: Option<String>) -> Result<Resource<ModelHandle>, HostError> {
-        let wanted = version.map_or_else(|| "the active version".to_string(), |v| format!("version {v}"));
-        Err(HostError::NotFound(format!(
-            "model '{name}' ({wanted}) is not deployed for agent {}: this host has no model store yet",
-            self.context.agent
-        )))
+        let Some(models) = self.context.models.clone() else {
+            return Err(HostError::NotFound("no model store is attached to this host".into()));
+        };
+        if name != *self.context.agent {
+            return Err(HostError::NotFound(format!(
+                "agent {} may load only its own models (named '{}'), not '{name}'",
+                self.context.agent, self.context.agent
+            )));
+        }
+        let model = models.model(&name, version.as_deref()).map_err(model_error)?;
+        let handle = ModelHandle { name, pinned: version, version: model.metadata.version.clone() };
+        self.table.push(handle).map_err(|e| HostError::LimitExceeded(e.to_string()))
     }
 
     fn version(&mut self, handle: Resource<ModelHandle>) -> String {
         self.table.get(&handle).map(|m| m.version.clone()).unwrap_or_default()
     }
 
-    fn infer(&mut self, _handle: Resource<ModelHandle>, _input: types::Tensor) -> Result<types::Tensor, HostError> {
-        Err(HostError::Unavailable("model inference is not available on this host yet".into()))
+    fn infer(&mut self, handle: Resource<ModelHandle>, input: types::Tensor) -> Result<types::Tensor, HostError> {
+        let Some(models) = self.context.models.clone() else {
+            return Err(HostError::NotFound("no model store is attached to this host".into()));
+        };
+        let (name, pinned) = {
+            let handle = self.table.get(&handle).map_err(|e| HostError::InvalidArgument(e.to_string()))?;
+            (handle.name.clone(), handle.pinned.clone())
+        };
+        let model = models.model(&name, pinned.as_deref()).map_err(model_error)?;
+        let (rows, columns) = match input.shape.as_slice() {
+            [rows, columns] => (*rows as usize, *columns as usize),
+            _ => {
+                return Err(HostError::InvalidArgument(format!(
+                    "input shape {:?} is not [rows, features]",
+                    input.shape
+                )));
+            }
+        };
+        if columns != model.features() {
+            return Err(HostError::InvalidArgument(format!(
+                "model {name} {} takes {} features per row ({}); the input has {columns}",
+                model.metadata.version,
+                model.features(),
+                model.metadata.feature_names.join(", ")
+            )));
+        }
+        if rows > MAX_INFERENCE_ROWS {
+            return Err(HostError::LimitExceeded(format!("at most {MAX_INFERENCE_ROWS} rows per inference call")));
+        }
+        let output = model.infer(rows, &input.data).map_err(model_error)?;
+        let version = model.metadata.version.clone();
+        if let Ok(handle) = self.table.get_mut(&handle) {
+            handle.version.clone_from(&version);
+        }
+        self.model_used = Some((name, version));
+        Ok(types::Tensor { shape: output.shape, data: output.data })
     }
 
     fn drop(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<()> {

@@ -56,6 +56,11 @@ impl AgentInstance {
         self.faults
     }
 
+    /// The model name and version of this instance's last inference.
+    pub fn model_used(&self) -> Option<(String, String)> {
+        self.live.as_ref().and_then(|(store, _)| store.data().model_used.clone())
+    }
+
     /// Fuel consumed by completed calls, with `budget = "fuel"`.
     pub fn fuel_used(&self) -> u64 {
         self.fuel_used

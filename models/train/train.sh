@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Retrains the bundled agents' models from generated data and writes them as
+# models/{agent}/{version}/. Reproducible: the generator, the seeds and the
+# Python packages are pinned. Usage: bash models/train/train.sh [VERSION]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+version="${1:-1}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet -r models/train/requirements.txt
+
+cargo build --release --locked -p mcp-runtime
+# Seed 42 trains, seed 7 picks each model's decision point; 9001, which
+# `mcp models evaluate` uses, is seen by neither.
+for agent in wifi firewall dns; do
+    for seed in 42 7; do
+        target/release/mcp --config /dev/null models features --agent "$agent" --seed "$seed" --entries 20000 \
+            --out "$work/$agent-$seed.csv"
+    done
+done
+"$work/venv/bin/python" models/train/train.py --features "$work" --out models --version "$version"

@@ -1,0 +1,236 @@
+//! The ModelManager with the shipped models and versions made from them:
+//! validation, version selection, refusals that keep the active version,
+//! rollback, the watcher, and hot reload into a running sandboxed agent.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use mcp_runtime::models::{ModelError, ModelManager};
+use mcp_runtime::pipeline;
+use mcp_runtime::registry::sha256_hex;
+
+use crate::common::{bundled_registry, sandbox, wifi_batch};
+
+fn shipped() -> &'static Path {
+    Path::new(mcp_runtime::models::BUNDLED_MODELS)
+}
+
+/// A model store in a temporary folder with its state beside it.
+struct Store {
+    dir: tempfile::TempDir,
+    manager: Arc<ModelManager>,
+}
+
+fn store() -> anyhow::Result<Store> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("models"))?;
+    let manager = Arc::new(ModelManager::open(&dir.path().join("models"), &dir.path().join("models.db"))?);
+    Ok(Store { dir, manager })
+}
+
+/// Writes `onnx` and the metadata of shipped `agent`/1 as `agent`/`version`
+/// under `root`, after `edit` (which sees the checksum already updated).
+fn write_version(
+    root: &Path,
+    agent: &str,
+    version: &str,
+    onnx: &[u8],
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> anyhow::Result<()> {
+    let mut metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped().join(agent).join("1/metadata.json"))?)?;
+    metadata["version"] = version.into();
+    metadata["sha256"] = sha256_hex(onnx).into();
+    edit(&mut metadata);
+    let dir = root.join(agent).join(version);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("model.onnx"), onnx)?;
+    std::fs::write(dir.join("metadata.json"), serde_json::to_string_pretty(&metadata)?)?;
+    Ok(())
+}
+
+fn shipped_onnx(agent: &str) -> anyhow::Result<Vec<u8>> {
+    Ok(std::fs::read(shipped().join(agent).join("1/model.onnx"))?)
+}
+
+/// Wi-Fi version 2: the firewall's distance model (also four features),
+/// with its own reference outputs, so its scores differ from version 1's.
+fn wifi_v2(root: &Path) -> anyhow::Result<()> {
+    let firewall: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(shipped().join("firewall/1/metadata.json"))?)?;
+    write_version(root, "wifi", "2", &shipped_onnx("firewall")?, |m| m["reference"] = firewall["reference"].clone())
+}
+
+#[test]
+fn every_shipped_model_runs_in_tract_and_matches_its_reference() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let manager = ModelManager::open(shipped(), &dir.path().join("models.db"))?;
+    let listing = manager.list()?;
+    let agents: Vec<&str> = listing.iter().map(|v| v.agent.as_str()).collect();
+    assert_eq!(agents, ["dns", "firewall", "wifi"]);
+    for version in &listing {
+        assert_eq!(version.refused, None, "{} {}", version.agent, version.version);
+        assert!(version.active, "{} {} should be active", version.agent, version.version);
+        // Loading checks tract against the reference outputs; run them again here
+        // so a failure names the values.
+        let model = manager.load(&version.agent, &version.version)?;
+        let reference = &model.metadata.reference;
+        let rows: Vec<f32> = reference.inputs.iter().flatten().copied().collect();
+        let output = model.infer(reference.inputs.len(), &rows)?;
+        for (row, (want, got)) in reference.outputs.iter().zip(output.data.chunks(output.shape[1] as usize)).enumerate()
+        {
+            for (w, g) in want.iter().zip(got) {
+                assert!((w - g).abs() <= reference.tolerance, "{} row {row}: {w} vs {g}", version.agent);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn versions_are_selected_and_refusals_keep_the_active_one() -> anyhow::Result<()> {
+    let s = store()?;
+    let root = s.manager.dir().to_path_buf();
+    let onnx = shipped_onnx("dns")?;
+    write_version(&root, "dns", "1", &onnx, |_| {})?;
+    write_version(&root, "dns", "2", &onnx, |_| {})?;
+    write_version(&root, "dns", "10", &onnx, |_| {})?;
+    assert_eq!(s.manager.versions("dns"), ["1", "2", "10"], "versions in numeric order");
+    assert_eq!(s.manager.active_version("dns")?.as_deref(), Some("10"), "newest valid version by default");
+    s.manager.activate("dns", "2")?;
+    assert_eq!(s.manager.model("dns", None)?.metadata.version, "2");
+    assert_eq!(s.manager.model("dns", Some("1"))?.metadata.version, "1");
+
+    // A corrupt file whose checksum matches: tract refuses it.
+    write_version(&root, "dns", "11", b"not an onnx model", |_| {})?;
+    let corrupt = s.manager.activate("dns", "11").err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(corrupt.contains("does not load in tract"), "{corrupt}");
+    // A checksum mismatch.
+    write_version(&root, "dns", "12", &onnx, |m| m["sha256"] = "00".repeat(32).into())?;
+    let checksum = s.manager.activate("dns", "12");
+    assert!(matches!(checksum, Err(ModelError::Checksum { .. })), "{checksum:?}");
+    // A shape that does not match the agent's features.
+    write_version(&root, "dns", "13", &onnx, |m| {
+        m["feature_names"].as_array_mut().map(|names| names.push("extra".into()));
+        m["inputs"][0]["shape"][1] = 6.into();
+    })?;
+    let shape = s.manager.activate("dns", "13").err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(shape.contains("takes 5 features per row; the metadata names 6"), "{shape}");
+    // Reference outputs tract does not reproduce.
+    write_version(&root, "dns", "14", &onnx, |m| m["reference"]["outputs"][0][1] = 7.into())?;
+    let reference = s.manager.activate("dns", "14").err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(reference.contains("differ from the reference outputs"), "{reference}");
+    // Missing models.
+    assert!(matches!(s.manager.activate("dns", "99"), Err(ModelError::NotFound { .. })));
+    assert!(matches!(s.manager.model("nobody", None), Err(ModelError::NotFound { .. })));
+
+    assert_eq!(s.manager.active_version("dns")?.as_deref(), Some("2"), "refusals leave version 2 in force");
+    let refusals = s.manager.events("dns")?.into_iter().filter(|e| e.action == "refuse").count();
+    assert_eq!(refusals, 4, "every refusal is recorded");
+    Ok(())
+}
+
+#[test]
+fn rollback_restores_the_previous_outputs() -> anyhow::Result<()> {
+    let s = store()?;
+    let root = s.manager.dir().to_path_buf();
+    write_version(&root, "wifi", "1", &shipped_onnx("wifi")?, |_| {})?;
+    wifi_v2(&root)?;
+    let input: Vec<f32> = vec![-60.0, 0.1, 0.0, 0.0, -95.0, 0.9, 1.0, 0.0];
+    s.manager.activate("wifi", "1")?;
+    let before = s.manager.model("wifi", None)?.infer(2, &input)?;
+    s.manager.activate("wifi", "2")?;
+    let during = s.manager.model("wifi", None)?.infer(2, &input)?;
+    assert_ne!(before, during, "version 2 must score differently for this test to mean anything");
+    assert_eq!(s.manager.rollback("wifi")?, "1");
+    assert_eq!(s.manager.model("wifi", None)?.infer(2, &input)?, before);
+    let rollback = s.manager.rollback("wifi");
+    assert!(matches!(rollback, Err(ModelError::NoPrevious { .. })), "{rollback:?}");
+    let actions: Vec<String> = s.manager.events("wifi")?.into_iter().map(|e| e.action).collect();
+    assert!(actions.contains(&"rollback".to_string()) && actions.contains(&"activate".to_string()), "{actions:?}");
+    Ok(())
+}
+
+#[test]
+fn the_watcher_activates_new_versions_and_refuses_broken_ones() -> anyhow::Result<()> {
+    let s = store()?;
+    let root = s.manager.dir().to_path_buf();
+    write_version(&root, "wifi", "1", &shipped_onnx("wifi")?, |_| {})?;
+    assert_eq!(s.manager.scan(), [("wifi".to_string(), "1".to_string())]);
+    assert!(s.manager.scan().is_empty(), "nothing new, nothing done");
+    write_version(&root, "wifi", "2", b"garbage", |_| {})?;
+    assert!(s.manager.scan().is_empty());
+    assert_eq!(s.manager.active_version("wifi")?.as_deref(), Some("1"), "a broken new version is refused");
+    std::fs::remove_dir_all(root.join("wifi/2"))?;
+    wifi_v2(&root)?;
+    assert_eq!(s.manager.scan(), [("wifi".to_string(), "2".to_string())], "the repaired version is picked up");
+    assert_eq!(s.manager.active_version("wifi")?.as_deref(), Some("2"));
+    drop(s.dir);
+    Ok(())
+}
+
+#[test]
+fn a_running_agent_follows_activation_and_rollback() -> anyhow::Result<()> {
+    let s = store()?;
+    let root = s.manager.dir().to_path_buf();
+    write_version(&root, "wifi", "1", &shipped_onnx("wifi")?, |_| {})?;
+    wifi_v2(&root)?;
+    s.manager.activate("wifi", "1")?;
+    let registry = bundled_registry(sandbox())?;
+    let mut instance =
+        pipeline::instance_with_models(&registry, "wifi", "t", Default::default(), None, Some(s.manager.clone()))?;
+    let batch = wifi_batch(500);
+    let used = |instance: &mcp_runtime::sandbox::AgentInstance| instance.model_used().map(|(_, v)| v);
+    instance.detect_batch(&batch)?;
+    assert_eq!(used(&instance).as_deref(), Some("1"));
+    s.manager.activate("wifi", "2")?;
+    instance.detect_batch(&batch)?;
+    assert_eq!(used(&instance).as_deref(), Some("2"), "the next batch uses the new version, no restart");
+    s.manager.rollback("wifi")?;
+    instance.detect_batch(&batch)?;
+    assert_eq!(used(&instance).as_deref(), Some("1"));
+    Ok(())
+}
+
+#[test]
+fn adding_a_model_validates_it_first() -> anyhow::Result<()> {
+    let s = store()?;
+    let staging = s.dir.path().join("incoming");
+    write_version(&staging, "dns", "7", &shipped_onnx("dns")?, |_| {})?;
+    s.manager.add(&staging.join("dns/7"), "dns", "7")?;
+    assert_eq!(s.manager.versions("dns"), ["7"]);
+    write_version(&staging, "dns", "8", b"garbage", |_| {})?;
+    assert!(s.manager.add(&staging.join("dns/8"), "dns", "8").is_err());
+    assert_eq!(s.manager.versions("dns"), ["7"], "a refused model is not left in the store");
+    assert!(s.manager.add(&staging.join("dns/7"), "dns", "7").is_err(), "versions are never overwritten");
+    assert!(s.manager.add(&staging.join("dns/7"), "../dns", "7").is_err(), "names are plain path components");
+    Ok(())
+}
+
+#[test]
+fn anomalies_record_the_model_version_that_scored_them() -> anyhow::Result<()> {
+    use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
+    use mcp_runtime::source::SqliteLogSource;
+    use mcp_runtime::store::AnomalyStore;
+
+    let dir = tempfile::tempdir()?;
+    let manager = Arc::new(ModelManager::open(shipped(), &dir.path().join("models.db"))?);
+    let active = manager.active_version("dns")?.ok_or_else(|| anyhow::anyhow!("no shipped dns model"))?;
+    let source =
+        SqliteLogSource::open(&dir.path().join("logs.db"), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))?;
+    source.load("t", "dns", &mcp_runtime::generator::generate("dns", 5, 3_000)?)?;
+    let mut store = AnomalyStore::open(&dir.path().join("anomalies.db"))?;
+    let registry = bundled_registry(sandbox())?;
+    let settings = [("detection".to_string(), "model".to_string())].into_iter().collect();
+    let mut instance = pipeline::instance_with_models(&registry, "dns", "t", settings, None, Some(manager))?;
+    let spec = pipeline::RunSpec { tenant: "t", agent: "dns", log_source: "embedded", batch_size: 500, replay_ms: 0 };
+    let report = pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
+    assert_eq!(report.model, Some(("dns".to_string(), active.clone())));
+    let stored = store.anomalies("t", "dns")?;
+    assert!(!stored.is_empty(), "the model flags the generated tunnelling and DGA lookups");
+    for anomaly in &stored {
+        assert_eq!(anomaly.label, "dns_model", "model-only mode runs no rules");
+        assert_eq!(anomaly.model.as_deref(), Some(format!("dns@{active}").as_str()));
+    }
+    Ok(())
+}
