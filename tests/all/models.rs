@@ -111,7 +111,9 @@ fn versions_are_selected_and_refusals_keep_the_active_one() -> anyhow::Result<()
     assert!(matches!(checksum, Err(ModelError::Checksum { .. })), "{checksum:?}");
     // A shape that does not match the agent's features.
     write_version(&root, "dns", "13", &onnx, |m| {
-        m["feature_names"].as_array_mut().map(|names| names.push("extra".into()));
+        if let Some(names) = m["feature_names"].as_array_mut() {
+            names.push("extra".into());
+        }
         m["inputs"][0]["shape"][1] = 6.into();
     })?;
     let shape = s.manager.activate("dns", "13").err().map(|e| e.to_string()).unwrap_or_default();
