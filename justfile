@@ -25,3 +25,7 @@ test: lint
 # Sandbox against native, budgets, fixed call cost, compile and instantiate times.
 bench *args: setup
     cargo run --release --locked -p mcp-runtime --bin mcp -- bench {{args}}
+
+# Retrain the bundled agents' models into models/<agent>/VERSION (Python venv, pinned packages).
+train version="1": setup
+    bash models/train/train.sh {{version}}

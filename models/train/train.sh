@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Retrains the bundled agents' models from generated data and writes them as
-# models/{agent}/{version}/. Reproducible: the generator, the seeds and the
-# Python packages are pinned. Usage: bash models/train/train.sh [VERSION]
+# OUT/{agent}/{version}/ (OUT defaults to models). Reproducible: the
+# generator, the seeds and the Python packages are pinned, and model.onnx
+# comes out byte for byte the same. Usage: bash models/train/train.sh [VERSION] [OUT]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 version="${1:-1}"
+out="${2:-models}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -20,4 +22,4 @@ for agent in wifi firewall dns; do
             --out "$work/$agent-$seed.csv"
     done
 done
-"$work/venv/bin/python" models/train/train.py --features "$work" --out models --version "$version"
+"$work/venv/bin/python" models/train/train.py --features "$work" --out "$out" --version "$version"

@@ -35,6 +35,9 @@ pub struct BenchArgs {
     /// (needs database_url).
     #[arg(long)]
     pub pipeline: Option<usize>,
+    /// Measure what the deployed models add to each agent's batch time, at batch 1 and 1024.
+    #[arg(long)]
+    pub models: bool,
     /// Measure lookups against a Redis GET of the same answer (needs Redis).
     #[arg(long)]
     pub cache: bool,

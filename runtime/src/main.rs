@@ -19,6 +19,7 @@ use mcp_runtime::store::AnomalyStore;
 mod bench;
 mod bench_boundary;
 mod bench_cache;
+mod bench_models;
 mod bench_pipeline;
 mod models_cli;
 
@@ -382,6 +383,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => {
             if args.boundary {
                 bench_boundary::run(args.entries, args.batch, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if args.models {
+                let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
+                bench_models::run(&config, &registry, args.entries, args.rounds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.cache {

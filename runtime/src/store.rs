@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS anomalies (
 CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (tenant, log_ts_ms);
 CREATE INDEX IF NOT EXISTS anomalies_by_agent ON anomalies (tenant, agent, log_ts_ms);
 CREATE INDEX IF NOT EXISTS anomalies_by_severity ON anomalies (tenant, severity, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_by_score ON anomalies (tenant, score, id);
+CREATE INDEX IF NOT EXISTS anomalies_by_label ON anomalies (tenant, label, log_ts_ms);
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -211,5 +213,130 @@ impl AnomalyStore {
             })
         }))?;
         self.db(rows.collect())
+    }
+}
+
+/// One stored anomaly with its provenance, as the API serves it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AnomalyRecord {
+    pub id: i64,
+    pub agent: String,
+    pub agent_sha256: String,
+    pub log_type: String,
+    pub log_id: u64,
+    pub source: String,
+    pub log_ts_ms: i64,
+    pub score: f64,
+    pub label: String,
+    pub severity: String,
+    pub reason: String,
+    pub detected_at_ms: i64,
+    pub schema_version: u32,
+    pub model: Option<String>,
+    /// The entry's fields as stored with the anomaly (JSON text).
+    pub entry_fields: Option<String>,
+}
+
+/// How a page of anomalies is ordered: newest first, or highest score first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalySort {
+    Time,
+    Score,
+}
+
+/// Filters and position of one page of anomalies, always within one tenant.
+#[derive(Debug, Clone)]
+pub struct AnomalyQuery {
+    pub tenant: String,
+    pub agent: Option<String>,
+    pub log_type: Option<String>,
+    pub label: Option<String>,
+    pub severity: Option<String>,
+    pub source: Option<String>,
+    pub min_score: Option<f64>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub sort: AnomalySort,
+    /// The sort key and id of the last anomaly of the previous page.
+    pub after: Option<(f64, i64)>,
+    pub limit: u32,
+}
+
+const RECORD_COLUMNS: &str = "id, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label, severity, reason, detected_at_ms, schema_version, model, entry_fields";
+
+fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnomalyRecord> {
+    Ok(AnomalyRecord {
+        id: r.get(0)?,
+        agent: r.get(1)?,
+        agent_sha256: r.get(2)?,
+        log_type: r.get(3)?,
+        log_id: r.get::<_, i64>(4)?.unsigned_abs(),
+        source: r.get(5)?,
+        log_ts_ms: r.get(6)?,
+        score: r.get(7)?,
+        label: r.get(8)?,
+        severity: r.get(9)?,
+        reason: r.get(10)?,
+        detected_at_ms: r.get(11)?,
+        schema_version: r.get::<_, i64>(12)?.try_into().unwrap_or(0),
+        model: r.get(13)?,
+        entry_fields: r.get(14)?,
+    })
+}
+
+impl AnomalyStore {
+    /// One page of `query.tenant`'s anomalies; keyset-paged, so a page
+    /// costs the same however deep it is.
+    pub fn query(&self, query: &AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError> {
+        let key = match query.sort {
+            AnomalySort::Time => "log_ts_ms",
+            AnomalySort::Score => "score",
+        };
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE tenant = ?");
+        let mut args: Vec<rusqlite::types::Value> = vec![query.tenant.clone().into()];
+        let text_filters = [
+            ("agent", &query.agent),
+            ("log_type", &query.log_type),
+            ("label", &query.label),
+            ("severity", &query.severity),
+            ("source", &query.source),
+        ];
+        for (column, value) in text_filters {
+            if let Some(value) = value {
+                sql.push_str(&format!(" AND {column} = ?"));
+                args.push(value.clone().into());
+            }
+        }
+        if let Some(min) = query.min_score {
+            sql.push_str(" AND score >= ?");
+            args.push(min.into());
+        }
+        if let Some(from) = query.from_ms {
+            sql.push_str(" AND log_ts_ms >= ?");
+            args.push(from.into());
+        }
+        if let Some(to) = query.to_ms {
+            sql.push_str(" AND log_ts_ms < ?");
+            args.push(to.into());
+        }
+        if let Some((value, id)) = query.after {
+            sql.push_str(&format!(" AND ({key}, id) < (?, ?)"));
+            match query.sort {
+                AnomalySort::Time => args.push((value as i64).into()),
+                AnomalySort::Score => args.push(value.into()),
+            }
+            args.push(id.into());
+        }
+        sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
+        let mut statement = self.db(self.conn.prepare_cached(&sql))?;
+        let rows = self.db(statement.query_map(rusqlite::params_from_iter(args), record))?;
+        self.db(rows.collect())
+    }
+
+    /// One anomaly of `tenant` by id; `None` for another tenant's.
+    pub fn get(&self, tenant: &str, id: i64) -> Result<Option<AnomalyRecord>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE tenant = ?1 AND id = ?2");
+        self.db(self.conn.query_row(&sql, params![tenant, id], record).optional())
     }
 }

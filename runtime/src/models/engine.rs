@@ -16,6 +16,9 @@ use super::{ModelError, ModelMetadata};
 pub struct LoadedModel {
     pub metadata: ModelMetadata,
     plan: Arc<TypedRunnableModel>,
+    /// Run states kept between calls: spawning one per call costs more
+    /// than running a small model on a batch.
+    states: std::sync::Mutex<Vec<TypedSimpleState>>,
     /// Index of the score output among the plan's outputs.
     score_index: usize,
     features: usize,
@@ -108,7 +111,8 @@ impl LoadedModel {
             return Err(invalid(format!("score output has {score_columns} columns, metadata says {expected:?}")));
         }
         let plan = typed.into_runnable().map_err(|e| invalid(format!("cannot plan: {e}")))?;
-        let loaded = LoadedModel { metadata, plan, score_index, features, score_columns };
+        let loaded =
+            LoadedModel { metadata, plan, states: std::sync::Mutex::default(), score_index, features, score_columns };
         loaded.check_reference()?;
         Ok(loaded)
     }
@@ -189,7 +193,15 @@ impl LoadedModel {
         }
         let input = tract_ndarray::Array2::from_shape_vec((rows, self.features), data.to_vec())
             .map_err(|e| fail(e.to_string()))?;
-        let outputs = self.plan.run(tvec!(Tensor::from(input).into_tvalue())).map_err(|e| fail(e.to_string()))?;
+        let pooled = self.states.lock().ok().and_then(|mut states| states.pop());
+        let mut state = match pooled {
+            Some(state) => state,
+            None => self.plan.spawn().map_err(|e| fail(e.to_string()))?,
+        };
+        let outputs = state.run(tvec!(Tensor::from(input).into_tvalue())).map_err(|e| fail(e.to_string()))?;
+        if let Ok(mut states) = self.states.lock() {
+            states.push(state);
+        }
         let score = outputs.get(self.score_index).ok_or_else(|| fail("score output missing".into()))?;
         let score = score.cast_to::<f32>().map_err(|e| fail(e.to_string()))?;
         let view = score.try_as_plain_ram().map_err(|e| fail(e.to_string()))?;

@@ -32,6 +32,11 @@ pub struct ModelManager {
     loaded: RwLock<HashMap<(String, String), Arc<LoadedModel>>>,
     /// Versions seen by the watcher, with what their files looked like.
     seen: Mutex<HashMap<(String, String), Fingerprint>>,
+    /// The version in force per agent, as last read from the state: every
+    /// inference asks, and SQLite costs more than the inference of one row.
+    /// Cleared by each watcher pass, so changes made by another process
+    /// arrive within one interval.
+    active: RwLock<HashMap<String, Option<String>>>,
 }
 
 /// Orders versions as people do: "2" before "10", "1.2" before "1.10".
@@ -75,6 +80,7 @@ impl ModelManager {
             state: Mutex::new(State::open(state)?),
             loaded: RwLock::default(),
             seen: Mutex::default(),
+            active: RwLock::default(),
         })
     }
 
@@ -149,10 +155,17 @@ impl ModelManager {
 
     /// A version, loaded once and shared; validated on first load.
     pub fn load(&self, agent: &str, version: &str) -> Result<Arc<LoadedModel>, ModelError> {
-        let key = (agent.to_string(), version.to_string());
-        if let Some(model) = self.loaded.read().map_err(|_| ModelError::Poisoned)?.get(&key) {
-            return Ok(model.clone());
+        let found = self
+            .loaded
+            .read()
+            .map_err(|_| ModelError::Poisoned)?
+            .iter()
+            .find(|((a, v), _)| a == agent && v == version)
+            .map(|(_, model)| model.clone());
+        if let Some(model) = found {
+            return Ok(model);
         }
+        let key = (agent.to_string(), version.to_string());
         let model = match self.validate(agent, version) {
             Ok(model) => Arc::new(model),
             Err(e) => {
@@ -175,10 +188,22 @@ impl ModelManager {
     /// The version in force: the last activation not rolled back, else the
     /// newest version on disk that validates.
     pub fn active_version(&self, agent: &str) -> Result<Option<String>, ModelError> {
-        if let Some(version) = self.state.lock().map_err(|_| ModelError::Poisoned)?.active(agent)? {
-            return Ok(Some(version));
+        if let Some(known) = self.active.read().map_err(|_| ModelError::Poisoned)?.get(agent) {
+            return Ok(known.clone());
         }
-        Ok(self.versions(agent).into_iter().rev().find(|v| self.load(agent, v).is_ok()))
+        let recorded = self.state.lock().map_err(|_| ModelError::Poisoned)?.active(agent)?;
+        let version = match recorded {
+            Some(version) => Some(version),
+            None => self.versions(agent).into_iter().rev().find(|v| self.load(agent, v).is_ok()),
+        };
+        self.active.write().map_err(|_| ModelError::Poisoned)?.insert(agent.to_string(), version.clone());
+        Ok(version)
+    }
+
+    fn forget_active(&self, agent: &str) {
+        if let Ok(mut active) = self.active.write() {
+            active.remove(agent);
+        }
     }
 
     /// The model to serve: `version`, or the active one.
@@ -199,6 +224,7 @@ impl ModelManager {
     pub fn activate(&self, agent: &str, version: &str) -> Result<Arc<LoadedModel>, ModelError> {
         let model = self.load(agent, version)?;
         self.state.lock().map_err(|_| ModelError::Poisoned)?.activate(agent, version, now_ms())?;
+        self.forget_active(agent);
         self.record(agent, version, "activate", "activated");
         Ok(model)
     }
@@ -207,6 +233,7 @@ impl ModelManager {
     pub fn rollback(&self, agent: &str) -> Result<String, ModelError> {
         let rolled = self.state.lock().map_err(|_| ModelError::Poisoned)?.roll_back(agent)?;
         let Some((from, to)) = rolled else { return Err(ModelError::NoPrevious { agent: agent.into() }) };
+        self.forget_active(agent);
         self.load(agent, &to)?;
         self.record(agent, &to, "rollback", &format!("rolled back from {from}"));
         Ok(to)
@@ -288,6 +315,9 @@ impl ModelManager {
     /// is newer than the one in force. Returns the versions activated.
     pub fn scan(&self) -> Vec<(String, String)> {
         let mut activated = Vec::new();
+        if let Ok(mut active) = self.active.write() {
+            active.clear();
+        }
         for agent in self.agents() {
             for version in self.versions(&agent) {
                 let dir = self.dir.join(&agent).join(&version);

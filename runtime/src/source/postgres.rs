@@ -80,8 +80,13 @@ impl PgLogSource {
             let options = PgConnectOptions::from_str(url)?
                 .application_name(&format!("mcp:{}", search_path.as_deref().unwrap_or("public")));
             let path = search_path.clone();
+            // No ping before each use: a connection the server dropped fails
+            // its statement, which the retry loop repeats on a fresh one and
+            // counts, so the run reports it; a ping would hide it and cost a
+            // round trip per page.
             PgPoolOptions::new()
                 .max_connections(4)
+                .test_before_acquire(false)
                 .after_connect(move |conn, _| {
                     let path = path.clone();
                     Box::pin(async move {
