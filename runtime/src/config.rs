@@ -47,6 +47,8 @@ pub struct McpConfig {
     pub redis_prefix: String,
     /// How often a run's progress is written to the job status, in milliseconds.
     pub status_interval_ms: u64,
+    /// Address `mcp serve` listens on.
+    pub listen: String,
     /// Where model versions live (`{agent}/{version}/model.onnx` and
     /// `metadata.json`); the repository's models/ when unset.
     pub models_dir: Option<PathBuf>,
@@ -84,6 +86,7 @@ impl Default for McpConfig {
             schema_dir: None,
             models_dir: None,
             model_watch_ms: 2000,
+            listen: "127.0.0.1:8080".into(),
             batch_size: 1000,
             replay_ms: 900_000,
             sandbox: SandboxLimits::default(),
@@ -200,6 +203,10 @@ impl McpConfig {
         Ok(std::sync::Arc::new(crate::models::ModelManager::open(&dir, &self.data_dir.join("models.db"))?))
     }
 
+    pub fn control_db(&self) -> PathBuf {
+        self.data_dir.join("control.db")
+    }
+
     pub fn logs_db(&self) -> PathBuf {
         self.data_dir.join("logs.db")
     }
@@ -236,6 +243,7 @@ fn apply_env(
         "status_interval_ms",
         "models_dir",
         "model_watch_ms",
+        "listen",
     ];
     const SANDBOX: &[&str] = &[
         "budget",

@@ -58,6 +58,11 @@ impl<'a> RunJob<'a> {
         &self.status.id
     }
 
+    /// The status as last written (or as it would have been, if the write failed).
+    pub fn status(&self) -> &JobStatus {
+        &self.status
+    }
+
     /// Status writes that failed even after retries.
     pub fn write_failures(&self) -> u64 {
         self.write_failures

@@ -2,6 +2,7 @@
 //! the registry of agents, the embedded log source and anomaly store, and the
 //! commands of the `mcp` binary.
 
+pub mod api;
 pub mod batch;
 pub mod cache;
 pub mod config;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
+use mcp_runtime::api::{ApiState, ControlStore, Role};
 use mcp_runtime::config::McpConfig;
 use mcp_runtime::conformance::{self, Outcome};
 use mcp_runtime::demo::{self, DemoOptions};
@@ -70,6 +71,17 @@ enum Command {
         #[command(subcommand)]
         command: models_cli::ModelsCommand,
     },
+    /// Start the REST control plane (OpenAPI at /openapi.json, browsable at /docs).
+    Serve {
+        /// Address to listen on (default: the config's `listen`, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Job status (runs) from the shared cache: Redis when configured.
     Jobs {
         #[command(subcommand)]
@@ -93,6 +105,18 @@ enum DbCommand {
         /// The log type of every line.
         #[arg(long)]
         log_type: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token bound to a tenant and a role; it is printed once and only its hash is kept.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// read_only, tenant_admin or admin.
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -337,6 +361,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Models { command } => models_cli::run(&config, cli.agents_dir, command),
+        Command::Tokens { command: TokensCommand::Create { tenant, role } } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("role '{role}' must be read_only, tenant_admin or admin"))?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let control = ControlStore::open(&config.control_db())?;
+            let token = control.create_token(&tenant, role)?;
+            println!("{token}");
+            eprintln!("token for tenant {tenant} with role {}: shown once, only its hash is kept", role.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen } => {
+            let address: std::net::SocketAddr = listen
+                .as_deref()
+                .unwrap_or(&config.listen)
+                .parse()
+                .with_context(|| "listen must be an address such as 127.0.0.1:8080")?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let control = ControlStore::open(&config.control_db())?;
+            if control.token_count()? == 0 {
+                let token = control.create_token(&config.tenant, Role::Admin)?;
+                println!(
+                    "first start: tenant '{}' created with an admin token (shown once):\n{token}\n",
+                    config.tenant
+                );
+            }
+            let registry = Arc::new(registry(&config, &agents_dir(cli.agents_dir, &config)?)?);
+            let models = config.model_manager()?;
+            models.watch(std::time::Duration::from_millis(config.model_watch_ms));
+            let cache = Arc::new(config.shared_cache()?);
+            println!("{}", cache.describe());
+            println!("control plane on http://{address} (OpenAPI at /openapi.json, docs at /docs)");
+            let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache));
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(mcp_runtime::api::serve(address, state))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Jobs { command: JobsCommand::List } => {
             let cache = config.shared_cache()?;
             println!("{}\n", cache.describe());

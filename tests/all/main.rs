@@ -1,6 +1,7 @@
 //! Integration tests of the host with the real bundled agents and the hostile
 //! fixture, built for wasm32-wasip2 by mcp-agent-artifacts.
 
+mod api;
 mod cache;
 mod common;
 mod conformance;

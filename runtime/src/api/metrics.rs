@@ -1,0 +1,87 @@
+//! Request ids, request logging and the Prometheus metrics of the API.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use super::ApiState;
+
+/// Upper bounds of the latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+
+#[derive(Debug, Default)]
+struct Series {
+    count: u64,
+    sum: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Metrics {
+    /// By (route, method, status).
+    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+}
+
+/// Gives every request an id (the caller's `x-request-id` when it is
+/// plain, else a new one), logs it with the route and status, returns it in
+/// `x-request-id`, and counts the request.
+pub(super) async fn observe(State(state): State<Arc<ApiState>>, request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = request.method().to_string();
+    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
+    let started = Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16();
+    span.in_scope(|| tracing::info!(status, elapsed_ms = elapsed * 1e3, "answered"));
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    if let Ok(mut requests) = state.metrics.requests.lock() {
+        let series = requests.entry((route, method, status)).or_default();
+        series.count += 1;
+        series.sum += elapsed;
+        for (bucket, bound) in series.buckets.iter_mut().zip(BUCKETS) {
+            if elapsed <= bound {
+                *bucket += 1;
+            }
+        }
+    }
+    response
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(super) async fn render(State(state): State<Arc<ApiState>>) -> ([(&'static str, &'static str); 1], String) {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP mcp_api_requests_total API requests answered.");
+    let _ = writeln!(out, "# TYPE mcp_api_requests_total counter");
+    let _ = writeln!(out, "# HELP mcp_api_request_seconds API latency.");
+    let _ = writeln!(out, "# TYPE mcp_api_request_seconds histogram");
+    if let Ok(requests) = state.metrics.requests.lock() {
+        for ((route, method, status), s) in requests.iter() {
+            let labels = format!("route=\"{route}\",method=\"{method}\",status=\"{status}\"");
+            let _ = writeln!(out, "mcp_api_requests_total{{{labels}}} {}", s.count);
+            for (bucket, bound) in s.buckets.iter().zip(BUCKETS) {
+                let _ = writeln!(out, "mcp_api_request_seconds_bucket{{{labels},le=\"{bound}\"}} {bucket}");
+            }
+            let _ = writeln!(out, "mcp_api_request_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
+            let _ = writeln!(out, "mcp_api_request_seconds_sum{{{labels}}} {}", s.sum);
+            let _ = writeln!(out, "mcp_api_request_seconds_count{{{labels}}} {}", s.count);
+        }
+    }
+    ([("content-type", "text/plain; version=0.0.4")], out)
+}

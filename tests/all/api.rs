@@ -1,0 +1,308 @@
+//! The REST control plane, driven in process: authentication and roles,
+//! problem details, keyset pages, runs, models, the OpenAPI document, and
+//! tenants that cannot see each other.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use mcp_runtime::api::{self, ApiState, ControlStore, Role};
+use mcp_runtime::cache::SharedCache;
+use mcp_runtime::config::McpConfig;
+use mcp_runtime::models::ModelManager;
+use mcp_runtime::pipeline::{self, RunSpec};
+use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
+use mcp_runtime::source::SqliteLogSource;
+use mcp_runtime::store::AnomalyStore;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use crate::common::{bundled_registry, sandbox};
+
+struct Api {
+    _dir: tempfile::TempDir,
+    router: axum::Router,
+    runtime: tokio::runtime::Runtime,
+    /// Tokens by (tenant, role).
+    tokens: std::collections::HashMap<(&'static str, Role), String>,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+    request_id: Option<String>,
+    content_type: String,
+}
+
+/// Two tenants, each with firewall logs run through the agent, and a model
+/// store copied from the shipped one.
+fn api() -> anyhow::Result<Api> {
+    let dir = tempfile::tempdir()?;
+    let models_dir = dir.path().join("models");
+    for agent in ["dns", "firewall", "wifi"] {
+        let to = models_dir.join(agent).join("1");
+        std::fs::create_dir_all(&to)?;
+        for file in ["model.onnx", "metadata.json"] {
+            std::fs::copy(
+                Path::new(mcp_runtime::models::BUNDLED_MODELS).join(agent).join("1").join(file),
+                to.join(file),
+            )?;
+        }
+    }
+    let config = McpConfig { data_dir: dir.path().join("data"), models_dir: Some(models_dir), ..McpConfig::default() };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let registry = Arc::new(bundled_registry(sandbox())?);
+    let source = SqliteLogSource::open(&config.logs_db(), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))?;
+    let mut store = AnomalyStore::open(&config.anomalies_db())?;
+    for (tenant, seed) in [("alpha", 1), ("beta", 2)] {
+        source.load(tenant, "firewall", &mcp_runtime::generator::generate("firewall", seed, 3_000)?)?;
+        let mut instance = pipeline::instance_for(&registry, "firewall", tenant, Default::default(), None)?;
+        let spec = RunSpec { tenant, agent: "firewall", log_source: "embedded", batch_size: 500, replay_ms: 0 };
+        pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
+    }
+    let control = ControlStore::open(&config.control_db())?;
+    let mut tokens = std::collections::HashMap::new();
+    for tenant in ["alpha", "beta"] {
+        for role in [Role::ReadOnly, Role::TenantAdmin, Role::Admin] {
+            tokens.insert((tenant, role), control.create_token(tenant, role)?);
+        }
+    }
+    let models = Arc::new(ModelManager::open(
+        config.models_dir.as_deref().unwrap_or(Path::new(".")),
+        &config.data_dir.join("models.db"),
+    )?);
+    let state = Arc::new(ApiState::new(
+        config,
+        control,
+        registry,
+        models,
+        Arc::new(SharedCache::open(None, "", Default::default())?),
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    Ok(Api { _dir: dir, router: api::router(state), runtime, tokens })
+}
+
+impl Api {
+    fn token(&self, tenant: &'static str, role: Role) -> &str {
+        self.tokens.get(&(tenant, role)).map_or("", String::as_str)
+    }
+
+    fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<Reply> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let response = router.oneshot(request).await?;
+            let status = response.status();
+            let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let content_type =
+                response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await?;
+            let body = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+            Ok(Reply { status, body, request_id, content_type })
+        })
+    }
+
+    fn get(&self, uri: &str, token: &str) -> anyhow::Result<Reply> {
+        self.call("GET", uri, Some(token), None)
+    }
+}
+
+fn problem(reply: &Reply, status: StatusCode, code: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.content_type, "application/problem+json");
+    assert_eq!(reply.body["code"], code, "{}", reply.body);
+    assert_eq!(reply.body["status"], status.as_u16());
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(!detail.is_empty() && !detail.contains("/work/") && !detail.contains("panicked"), "{detail}");
+    assert!(reply.request_id.is_some(), "every response carries x-request-id");
+}
+
+#[test]
+fn tokens_and_roles_are_enforced() -> anyhow::Result<()> {
+    let api = api()?;
+    problem(&api.call("GET", "/v1/anomalies", None, None)?, StatusCode::UNAUTHORIZED, "unauthorized");
+    problem(&api.call("GET", "/v1/anomalies", Some("mcp_forged"), None)?, StatusCode::UNAUTHORIZED, "unauthorized");
+    let read_only = api.token("alpha", Role::ReadOnly);
+    assert_eq!(api.get("/v1/anomalies", read_only)?.status, StatusCode::OK);
+    let start = api.call("POST", "/v1/runs", Some(read_only), Some(r#"{"agent":"firewall"}"#))?;
+    problem(&start, StatusCode::FORBIDDEN, "forbidden");
+    let activate = api.call("POST", "/v1/models/dns/1/activate", Some(api.token("alpha", Role::TenantAdmin)), None)?;
+    problem(&activate, StatusCode::FORBIDDEN, "forbidden");
+    let activate = api.call("POST", "/v1/models/dns/1/activate", Some(api.token("alpha", Role::Admin)), None)?;
+    assert_eq!(activate.status, StatusCode::OK, "{}", activate.body);
+    assert_eq!(api.call("GET", "/healthz", None, None)?.status, StatusCode::OK, "health needs no token");
+    Ok(())
+}
+
+#[test]
+fn anomalies_page_by_cursor_without_gaps_or_repeats() -> anyhow::Result<()> {
+    let api = api()?;
+    let token = api.token("alpha", Role::ReadOnly);
+    for sort in ["time", "score"] {
+        let mut seen = Vec::new();
+        let mut keys = Vec::new();
+        let mut uri = format!("/v1/anomalies?limit=7&sort={sort}");
+        loop {
+            let page = api.get(&uri, token)?;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            for item in page.body["items"].as_array().into_iter().flatten() {
+                seen.push(item["id"].as_i64().unwrap_or_default());
+                keys.push(if sort == "time" { item["log_ts_ms"].as_f64() } else { item["score"].as_f64() });
+            }
+            match page.body["next_cursor"].as_str() {
+                Some(cursor) => uri = format!("/v1/anomalies?limit=7&sort={sort}&cursor={cursor}"),
+                None => break,
+            }
+        }
+        let all = api.get("/v1/anomalies?limit=1000", token)?;
+        let total = all.body["items"].as_array().map_or(0, Vec::len);
+        assert!(total > 7, "the fixture should need several pages, has {total}");
+        let mut unique = seen.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!((seen.len(), unique.len()), (total, total), "{sort}: every anomaly once");
+        assert!(keys.windows(2).all(|w| w[0] >= w[1]), "{sort}: descending");
+    }
+    let filtered = api.get("/v1/anomalies?label=port_scan&min_score=0.5&limit=1000", token)?;
+    let items = filtered.body["items"].as_array().cloned().unwrap_or_default();
+    assert!(!items.is_empty() && items.iter().all(|a| a["label"] == "port_scan"), "{}", filtered.body);
+    let one = &items[0];
+    let by_id = api.get(&format!("/v1/anomalies/{}", one["id"]), token)?;
+    assert_eq!(by_id.body["agent_sha256"], one["agent_sha256"]);
+    assert!(by_id.body["entry_fields"].as_str().is_some_and(|f| f.contains("dst_port")), "provenance and the entry");
+    problem(&api.get("/v1/anomalies?cursor=garbage", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&api.get("/v1/anomalies?severity=urgent", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&api.get("/v1/anomalies?limit=0", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&api.get("/v1/anomalies?nosuch=1", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&api.get("/v1/anomalies/notanumber", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&api.get("/v1/nothing/here", token)?, StatusCode::NOT_FOUND, "not_found");
+    Ok(())
+}
+
+#[test]
+fn tenants_see_nothing_of_each_other() -> anyhow::Result<()> {
+    let api = api()?;
+    let alpha = api.token("alpha", Role::TenantAdmin);
+    let beta = api.token("beta", Role::Admin);
+    let ids = |token: &str| -> anyhow::Result<Vec<i64>> {
+        let page = api.get("/v1/anomalies?limit=1000", token)?;
+        Ok(page.body["items"].as_array().into_iter().flatten().filter_map(|a| a["id"].as_i64()).collect())
+    };
+    let (alpha_ids, beta_ids) = (ids(alpha)?, ids(beta)?);
+    assert!(!alpha_ids.is_empty() && !beta_ids.is_empty());
+    assert!(alpha_ids.iter().all(|id| !beta_ids.contains(id)), "no anomaly listed for both");
+    for id in &alpha_ids {
+        problem(&api.get(&format!("/v1/anomalies/{id}"), beta)?, StatusCode::NOT_FOUND, "not_found");
+    }
+    // Filters naming alpha's agent or sources find nothing of alpha's for beta.
+    let filtered = api.get("/v1/anomalies?agent=firewall&limit=1000", beta)?;
+    let found: Vec<i64> =
+        filtered.body["items"].as_array().into_iter().flatten().filter_map(|a| a["id"].as_i64()).collect();
+    assert!(found.iter().all(|id| beta_ids.contains(id)));
+
+    let run = api.call("POST", "/v1/runs", Some(alpha), Some(r#"{"agent":"firewall"}"#))?;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.body);
+    let run_id = run.body["id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(api.get(&format!("/v1/runs/{run_id}"), alpha)?.status, StatusCode::OK);
+    problem(&api.get(&format!("/v1/runs/{run_id}"), beta)?, StatusCode::NOT_FOUND, "not_found");
+    problem(
+        &api.call("POST", &format!("/v1/runs/{run_id}/cancel"), Some(beta), None)?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let listed = api.get("/v1/runs", beta)?;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(0), "beta lists none of alpha's runs");
+    Ok(())
+}
+
+#[test]
+fn runs_start_report_and_refuse_bad_bodies() -> anyhow::Result<()> {
+    let api = api()?;
+    let token = api.token("alpha", Role::TenantAdmin);
+    problem(&api.call("POST", "/v1/runs", Some(token), Some("{not json"))?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(
+        &api.call("POST", "/v1/runs", Some(token), Some(r#"{"agent":"nobody"}"#))?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    problem(
+        &api.call("POST", "/v1/runs", Some(token), Some(r#"{"agent":"dns","extra":1}"#))?,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
+    let run = api.call("POST", "/v1/runs", Some(token), Some(r#"{"agent":"dns"}"#))?;
+    assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.body);
+    let id = run.body["id"].as_str().unwrap_or_default().to_string();
+    let mut state = String::new();
+    for _ in 0..200 {
+        state = api.get(&format!("/v1/runs/{id}"), token)?.body["state"].as_str().unwrap_or_default().to_string();
+        if state != "running" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(state, "completed");
+    problem(&api.call("POST", &format!("/v1/runs/{id}/cancel"), Some(token), None)?, StatusCode::CONFLICT, "conflict");
+    Ok(())
+}
+
+#[test]
+fn models_are_listed_activated_and_rolled_back() -> anyhow::Result<()> {
+    let api = api()?;
+    let admin = api.token("alpha", Role::Admin);
+    let listed = api.get("/v1/models", admin)?;
+    assert_eq!(listed.body.as_array().map(Vec::len), Some(3), "{}", listed.body);
+    problem(&api.call("POST", "/v1/models/dns/9/activate", Some(admin), None)?, StatusCode::NOT_FOUND, "not_found");
+    problem(&api.call("POST", "/v1/models/dns/rollback", Some(admin), None)?, StatusCode::CONFLICT, "conflict");
+    assert_eq!(api.call("POST", "/v1/models/dns/1/activate", Some(admin), None)?.status, StatusCode::OK);
+    let agent = api.get("/v1/agents/dns", admin)?;
+    assert_eq!(agent.body["active_model"], "1");
+    problem(&api.get("/v1/agents/nobody", admin)?, StatusCode::NOT_FOUND, "not_found");
+    Ok(())
+}
+
+#[test]
+fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
+    let api = api()?;
+    let document = api.call("GET", "/openapi.json", None, None)?;
+    assert_eq!(document.status, StatusCode::OK);
+    assert!(document.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = document.body["paths"].as_object().cloned().unwrap_or_default();
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/v1/agents",
+        "/v1/agents/{name}",
+        "/v1/anomalies",
+        "/v1/anomalies/{id}",
+        "/v1/models",
+        "/v1/models/{agent}/{version}/activate",
+        "/v1/models/{agent}/rollback",
+        "/v1/runs",
+        "/v1/runs/{id}",
+        "/v1/runs/{id}/cancel",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the document");
+    }
+    for (path, item) in &paths {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            assert!(operation["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}: no responses");
+        }
+    }
+    assert!(document.body["components"]["securitySchemes"]["bearer"].is_object());
+    assert_eq!(api.call("GET", "/docs", None, None)?.status, StatusCode::OK);
+    let metrics = api.call("GET", "/metrics", None, None)?;
+    assert!(metrics.body.as_str().is_some_and(|m| m.contains("mcp_api_requests_total")), "{}", metrics.body);
+    let ready = api.call("GET", "/readyz", None, None)?;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    Ok(())
+}
