@@ -49,6 +49,8 @@ pub struct McpConfig {
     pub status_interval_ms: u64,
     /// Address `mcp serve` listens on.
     pub listen: String,
+    /// Largest agent component `POST /v1/agents` accepts, in bytes.
+    pub max_upload_bytes: usize,
     /// Where model versions live (`{agent}/{version}/model.onnx` and
     /// `metadata.json`); the repository's models/ when unset.
     pub models_dir: Option<PathBuf>,
@@ -87,6 +89,7 @@ impl Default for McpConfig {
             models_dir: None,
             model_watch_ms: 2000,
             listen: "127.0.0.1:8080".into(),
+            max_upload_bytes: 16 << 20,
             batch_size: 1000,
             replay_ms: 900_000,
             sandbox: SandboxLimits::default(),
@@ -244,6 +247,7 @@ fn apply_env(
         "models_dir",
         "model_watch_ms",
         "listen",
+        "max_upload_bytes",
     ];
     const SANDBOX: &[&str] = &[
         "budget",

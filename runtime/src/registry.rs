@@ -52,7 +52,7 @@ impl RegisteredAgent {
 }
 
 /// The agents this host knows.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Registry {
     sandbox: Arc<Sandbox>,
     agents: BTreeMap<String, RegisteredAgent>,

@@ -50,7 +50,12 @@ fn api() -> anyhow::Result<Api> {
             )?;
         }
     }
-    let config = McpConfig { data_dir: dir.path().join("data"), models_dir: Some(models_dir), ..McpConfig::default() };
+    let config = McpConfig {
+        data_dir: dir.path().join("data"),
+        models_dir: Some(models_dir),
+        max_upload_bytes: 4 << 20,
+        ..McpConfig::default()
+    };
     std::fs::create_dir_all(&config.data_dir)?;
     let registry = Arc::new(bundled_registry(sandbox())?);
     let source = SqliteLogSource::open(&config.logs_db(), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))?;
@@ -89,14 +94,26 @@ impl Api {
     }
 
     fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<Reply> {
+        let content_type = body.map(|_| "application/json");
+        self.send(method, uri, token, content_type, body.map(|b| b.as_bytes().to_vec()))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> anyhow::Result<Reply> {
         let mut request = Request::builder().method(method).uri(uri);
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
         }
-        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))?;
+        let request = request.body(body.map_or_else(Body::empty, Body::from))?;
         let router = self.router.clone();
         self.runtime.block_on(async move {
             let response = router.oneshot(request).await?;
@@ -290,6 +307,13 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
         "/v1/runs",
         "/v1/runs/{id}",
         "/v1/runs/{id}/cancel",
+        "/v1/agents/{name}/enable",
+        "/v1/agents/{name}/disable",
+        "/v1/agents/{name}/reload",
+        "/v1/config",
+        "/v1/audit",
+        "/v1/models/{agent}/{version}",
+        "/v1/models/reload",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the document");
     }
@@ -304,5 +328,124 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
     assert!(metrics.body.as_str().is_some_and(|m| m.contains("mcp_api_requests_total")), "{}", metrics.body);
     let ready = api.call("GET", "/readyz", None, None)?;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    Ok(())
+}
+
+#[test]
+fn agents_are_uploaded_per_tenant_enabled_disabled_and_deleted() -> anyhow::Result<()> {
+    let api = api()?;
+    let alpha = api.token("alpha", Role::TenantAdmin);
+    let beta = api.token("beta", Role::TenantAdmin);
+    let wasm = std::fs::read(mcp_agent_artifacts::PROXY)?;
+    let upload = |token: &str, bytes: Vec<u8>| {
+        api.send("POST", "/v1/agents", Some(token), Some("application/wasm"), Some(bytes))
+    };
+
+    problem(&upload(api.token("alpha", Role::ReadOnly), wasm.clone())?, StatusCode::FORBIDDEN, "forbidden");
+    problem(&upload(alpha, b"not a component".to_vec())?, StatusCode::UNPROCESSABLE_ENTITY, "invalid_component");
+    problem(&upload(alpha, vec![0u8; 5 << 20])?, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    problem(&upload(alpha, Vec::new())?, StatusCode::BAD_REQUEST, "bad_request");
+    let bundled = std::fs::read(Path::new(mcp_agent_artifacts::AGENTS_DIR).join("dns.wasm"))?;
+    problem(&upload(alpha, bundled)?, StatusCode::CONFLICT, "conflict");
+
+    let created = upload(alpha, wasm)?;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!((created.body["name"].as_str(), created.body["bundled"].as_bool()), (Some("proxy"), Some(false)));
+    let names = |token: &str| -> anyhow::Result<Vec<String>> {
+        let listed = api.get("/v1/agents", token)?;
+        Ok(listed
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["name"].as_str().map(str::to_string))
+            .collect())
+    };
+    assert!(names(alpha)?.contains(&"proxy".to_string()));
+    assert!(!names(beta)?.contains(&"proxy".to_string()), "beta does not see alpha's upload");
+    problem(&api.get("/v1/agents/proxy", beta)?, StatusCode::NOT_FOUND, "not_found");
+    for action in ["enable", "disable", "reload"] {
+        let uri = format!("/v1/agents/proxy/{action}");
+        problem(&api.call("POST", &uri, Some(beta), None)?, StatusCode::NOT_FOUND, "not_found");
+    }
+    problem(&api.call("DELETE", "/v1/agents/proxy", Some(beta), None)?, StatusCode::NOT_FOUND, "not_found");
+
+    let disabled = api.call("POST", "/v1/agents/firewall/disable", Some(alpha), None)?;
+    assert_eq!(disabled.body["enabled"], false, "{}", disabled.body);
+    let run = api.call("POST", "/v1/runs", Some(alpha), Some(r#"{"agent":"firewall"}"#))?;
+    problem(&run, StatusCode::CONFLICT, "conflict");
+    let beta_view = api.get("/v1/agents/firewall", beta)?;
+    assert_eq!(beta_view.body["enabled"], true, "disabling is per tenant");
+    assert_eq!(api.call("POST", "/v1/agents/firewall/enable", Some(alpha), None)?.body["enabled"], true);
+
+    let reloaded = api.call("POST", "/v1/agents/proxy/reload", Some(alpha), None)?;
+    assert_eq!(reloaded.status, StatusCode::OK, "{}", reloaded.body);
+    problem(&api.call("POST", "/v1/agents/dns/reload", Some(alpha), None)?, StatusCode::CONFLICT, "conflict");
+    problem(&api.call("DELETE", "/v1/agents/dns", Some(alpha), None)?, StatusCode::CONFLICT, "conflict");
+    assert_eq!(api.call("DELETE", "/v1/agents/proxy", Some(alpha), None)?.status, StatusCode::NO_CONTENT);
+    problem(&api.get("/v1/agents/proxy", alpha)?, StatusCode::NOT_FOUND, "not_found");
+    Ok(())
+}
+
+#[test]
+fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
+    let api = api()?;
+    let alpha = api.token("alpha", Role::TenantAdmin);
+    let change = |body: &str| api.call("PATCH", "/v1/config", Some(alpha), Some(body));
+    problem(&change(r#"{"batch_size":0}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&change(r#"{"agents":{"dns":{"detection":"magic"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&change(r#"{"agents":{"dns":{"model_threshold":"2"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&change(r#"{"agents":{"nobody":{"x":"1"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&change(r#"{"colour":"blue"}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    let read_only = api.call("PATCH", "/v1/config", Some(api.token("alpha", Role::ReadOnly)), Some("{}"))?;
+    problem(&read_only, StatusCode::FORBIDDEN, "forbidden");
+    let changed = change(r#"{"batch_size":250,"agents":{"dns":{"detection":"rules"}}}"#)?;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.body["batch_size"], 250);
+    assert_eq!(changed.body["agents"]["dns"]["detection"], "rules");
+    let beta = api.get("/v1/config", api.token("beta", Role::ReadOnly))?;
+    assert_eq!(beta.body["batch_size"], 1000, "another tenant's settings are its own");
+    let audit = api.get("/v1/audit", alpha)?;
+    let actions: Vec<&str> = audit.body.as_array().into_iter().flatten().filter_map(|e| e["detail"].as_str()).collect();
+    assert!(actions.contains(&"batch_size = 250") && actions.contains(&"agents.dns.detection = rules"), "{actions:?}");
+    assert_eq!(api.get("/v1/audit", api.token("beta", Role::TenantAdmin))?.body.as_array().map(Vec::len), Some(0));
+    Ok(())
+}
+
+#[test]
+fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
+    let api = api()?;
+    let admin = api.token("alpha", Role::Admin);
+    let shipped = Path::new(mcp_runtime::models::BUNDLED_MODELS).join("dns/1");
+    let onnx = std::fs::read(shipped.join("model.onnx"))?;
+    let mut metadata: Value = serde_json::from_str(&std::fs::read_to_string(shipped.join("metadata.json"))?)?;
+    metadata["version"] = "2".into();
+    let multipart = |model: &[u8], metadata: &str| {
+        let mut body = Vec::new();
+        for (name, bytes) in [("model", model), ("metadata", metadata.as_bytes())] {
+            body.extend_from_slice(
+                format!("--XBOUNDARY\r\ncontent-disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n")
+                    .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"--XBOUNDARY--\r\n");
+        body
+    };
+    let post = |token: &str, body: Vec<u8>| {
+        api.send("POST", "/v1/models/dns/2", Some(token), Some("multipart/form-data; boundary=XBOUNDARY"), Some(body))
+    };
+    let text = metadata.to_string();
+    problem(&post(api.token("alpha", Role::TenantAdmin), multipart(&onnx, &text))?, StatusCode::FORBIDDEN, "forbidden");
+    problem(&post(admin, multipart(b"garbage", &text))?, StatusCode::UNPROCESSABLE_ENTITY, "model_refused");
+    let created = post(admin, multipart(&onnx, &text))?;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["family"], "logistic-regression");
+    let reload = api.call("POST", "/v1/models/reload", Some(admin), None)?;
+    assert_eq!(reload.status, StatusCode::OK, "{}", reload.body);
+    let activated = api.call("POST", "/v1/models/dns/2/activate", Some(admin), None)?;
+    assert_eq!(activated.status, StatusCode::OK, "{}", activated.body);
+    assert_eq!(api.call("POST", "/v1/models/dns/rollback", Some(admin), None)?.body["version"], "1");
     Ok(())
 }

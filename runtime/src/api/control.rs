@@ -24,6 +24,25 @@ CREATE TABLE IF NOT EXISTS tokens (
     sha256 TEXT NOT NULL UNIQUE,
     created_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS uploads (
+    tenant TEXT NOT NULL REFERENCES tenants (name),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    uploaded_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS agent_flags (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
@@ -162,6 +181,73 @@ impl ControlStore {
             .optional()
         })?;
         Ok(found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role })))
+    }
+
+    /// Agents uploaded by tenants: (tenant, name, sha256).
+    pub fn uploads(&self) -> Result<Vec<(String, String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT tenant, name, sha256 FROM uploads ORDER BY tenant, name")?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+        })
+    }
+
+    pub fn record_upload(&self, tenant: &str, name: &str, sha256: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO uploads (tenant, name, sha256, uploaded_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, name) DO UPDATE SET sha256 = excluded.sha256, uploaded_ms = excluded.uploaded_ms",
+                params![tenant, name, sha256, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn forget_upload(&self, tenant: &str, name: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute("DELETE FROM uploads WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
+            c.execute("DELETE FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|_| ())
+        })
+    }
+
+    /// Whether `tenant` has `name` enabled (agents are, until disabled).
+    pub fn agent_enabled(&self, tenant: &str, name: &str) -> Result<bool, ControlError> {
+        let flag: Option<bool> = self.with(|c| {
+            c.query_row("SELECT enabled FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        Ok(flag.unwrap_or(true))
+    }
+
+    pub fn set_agent_enabled(&self, tenant: &str, name: &str, enabled: bool) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO agent_flags (tenant, name, enabled) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, name) DO UPDATE SET enabled = excluded.enabled",
+                params![tenant, name, enabled],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The settings `tenant` has changed through the API.
+    pub fn settings(&self, tenant: &str) -> Result<Vec<(String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT key, value FROM settings WHERE tenant = ?1 ORDER BY key")?;
+            s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
+    pub fn set_setting(&self, tenant: &str, key: &str, value: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (tenant, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+                params![tenant, key, value],
+            )
+            .map(|_| ())
+        })
     }
 
     /// Records a change made through the API.

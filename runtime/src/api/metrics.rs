@@ -29,6 +29,9 @@ pub(super) struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
 }
 
+/// A counter's name, help text and how it is read off a run's totals.
+type Counter = (&'static str, &'static str, fn(&super::RunTotals) -> f64);
+
 /// Gives every request an id (the caller's `x-request-id` when it is
 /// plain, else a new one), logs it with the route and status, returns it in
 /// `x-request-id`, and counts the request.
@@ -81,6 +84,26 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> ([(&'static st
             let _ = writeln!(out, "mcp_api_request_seconds_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
             let _ = writeln!(out, "mcp_api_request_seconds_sum{{{labels}}} {}", s.sum);
             let _ = writeln!(out, "mcp_api_request_seconds_count{{{labels}}} {}", s.count);
+        }
+    }
+    if let Ok(totals) = state.run_totals.lock() {
+        let series: [Counter; 7] = [
+            ("mcp_runs_total", "Runs finished.", |t| t.runs as f64),
+            ("mcp_entries_total", "Log entries processed by runs.", |t| t.entries as f64),
+            ("mcp_anomalies_total", "New anomalies stored by runs.", |t| t.anomalies as f64),
+            ("mcp_quarantined_total", "Rows quarantined during runs.", |t| t.quarantined as f64),
+            ("mcp_sandbox_faults_total", "Agent calls stopped by the sandbox.", |t| t.faults as f64),
+            ("mcp_fuel_used_total", "Fuel used by agents (budget = fuel).", |t| t.fuel as f64),
+            ("mcp_run_seconds_total", "Time spent in runs; entries per second is the ratio of the rates.", |t| {
+                t.seconds
+            }),
+        ];
+        for (name, help, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for ((tenant, agent), t) in totals.iter() {
+                let _ = writeln!(out, "{name}{{tenant=\"{tenant}\",agent=\"{agent}\"}} {}", value(t));
+            }
         }
     }
     ([("content-type", "text/plain; version=0.0.4")], out)

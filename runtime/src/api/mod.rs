@@ -6,6 +6,7 @@
 mod agents;
 mod anomalies;
 mod auth;
+mod config;
 pub mod control;
 mod health;
 mod metrics;
@@ -13,8 +14,9 @@ mod models;
 pub mod problem;
 mod runs;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use axum::Router;
 use axum::routing::get;
@@ -44,6 +46,30 @@ pub struct ApiState {
     /// Open anomaly store connections, reused across requests.
     stores: Mutex<Vec<AnomalyStore>>,
     metrics: metrics::Metrics,
+    /// Agents uploaded by each tenant, beside the bundled ones; replaced
+    /// whole on each change so a running run keeps the one it started with.
+    uploads: RwLock<HashMap<String, Arc<Registry>>>,
+    /// Totals of finished runs per (tenant, agent).
+    run_totals: Mutex<BTreeMap<(String, String), RunTotals>>,
+}
+
+/// What runs of one agent for one tenant added up to since the server started.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct RunTotals {
+    pub runs: u64,
+    pub entries: u64,
+    pub anomalies: u64,
+    pub quarantined: u64,
+    pub faults: u64,
+    pub fuel: u64,
+    pub seconds: f64,
+}
+
+/// Where an agent a tenant can run comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedAgent {
+    pub registry: Arc<Registry>,
+    pub bundled: bool,
 }
 
 impl ApiState {
@@ -55,7 +81,7 @@ impl ApiState {
         cache: Arc<SharedCache>,
     ) -> Self {
         let anomalies_db = config.anomalies_db();
-        ApiState {
+        let state = ApiState {
             config,
             control,
             registry,
@@ -64,7 +90,88 @@ impl ApiState {
             anomalies_db,
             stores: Mutex::default(),
             metrics: metrics::Metrics::default(),
+            uploads: RwLock::default(),
+            run_totals: Mutex::default(),
+        };
+        state.load_uploads();
+        state
+    }
+
+    /// Where uploaded components are kept: `data_dir/agents/<tenant>/<sha256>.wasm`.
+    pub(crate) fn upload_path(&self, tenant: &str, sha256: &str) -> PathBuf {
+        self.config.data_dir.join("agents").join(tenant).join(format!("{sha256}.wasm"))
+    }
+
+    /// Registers the uploaded agents recorded in the control store. One
+    /// that no longer validates (a host upgrade, a damaged file) is logged
+    /// and left out, not fatal.
+    fn load_uploads(&self) {
+        let uploads = match self.control.uploads() {
+            Ok(uploads) => uploads,
+            Err(e) => return tracing::error!("cannot read uploaded agents: {e}"),
+        };
+        for (tenant, name, sha256) in uploads {
+            let path = self.upload_path(&tenant, &sha256);
+            let registered = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| {
+                self.replace_upload(&tenant, |registry| {
+                    registry.register_bytes(&bytes, &format!("upload {name}")).map(|_| ()).map_err(|e| e.to_string())
+                })
+            });
+            if let Err(e) = registered {
+                tracing::error!(tenant, agent = name, path = %path.display(), "uploaded agent not loaded: {e}");
+            }
         }
+    }
+
+    /// Changes `tenant`'s uploads through a copy, then puts the copy in place.
+    pub(crate) fn replace_upload<E>(
+        &self,
+        tenant: &str,
+        change: impl FnOnce(&mut Registry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Ok(mut uploads) = self.uploads.write() else { return Ok(()) };
+        let mut copy = match uploads.get(tenant) {
+            Some(registry) => (**registry).clone(),
+            None => Registry::new(self.registry.sandbox().clone()),
+        };
+        change(&mut copy)?;
+        uploads.insert(tenant.to_string(), Arc::new(copy));
+        Ok(())
+    }
+
+    /// The agent `name` as `tenant` sees it: its own upload, else a bundled one.
+    pub(crate) fn resolve(&self, tenant: &str, name: &str) -> Option<ResolvedAgent> {
+        let uploaded = self.uploads.read().ok().and_then(|u| u.get(tenant).cloned());
+        if let Some(registry) = uploaded.filter(|r| r.get(name).is_ok()) {
+            return Some(ResolvedAgent { registry, bundled: false });
+        }
+        self.registry.get(name).ok().map(|_| ResolvedAgent { registry: self.registry.clone(), bundled: true })
+    }
+
+    /// `tenant`'s uploaded agents.
+    pub(crate) fn uploads_of(&self, tenant: &str) -> Option<Arc<Registry>> {
+        self.uploads.read().ok().and_then(|u| u.get(tenant).cloned())
+    }
+
+    pub(crate) fn add_run_totals(&self, tenant: &str, agent: &str, add: &RunTotals) {
+        if let Ok(mut totals) = self.run_totals.lock() {
+            let t = totals.entry((tenant.to_string(), agent.to_string())).or_default();
+            t.runs += add.runs;
+            t.entries += add.entries;
+            t.anomalies += add.anomalies;
+            t.quarantined += add.quarantined;
+            t.faults += add.faults;
+            t.fuel += add.fuel;
+            t.seconds += add.seconds;
+        }
+    }
+
+    pub(crate) fn run_totals(&self, tenant: &str, agent: &str) -> RunTotals {
+        self.run_totals
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&(tenant.to_string(), agent.to_string())).cloned())
+            .unwrap_or_default()
     }
 
     /// Runs `f` with an anomaly store connection on a blocking thread.
@@ -121,13 +228,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
-        .routes(routes!(agents::list_agents))
-        .routes(routes!(agents::get_agent))
+        .routes(routes!(agents::list_agents, agents::upload_agent))
+        .routes(routes!(agents::get_agent, agents::delete_agent))
+        .routes(routes!(agents::enable_agent))
+        .routes(routes!(agents::disable_agent))
+        .routes(routes!(agents::reload_agent))
+        .routes(routes!(config::get_config, config::patch_config))
+        .routes(routes!(config::get_audit))
         .routes(routes!(anomalies::list_anomalies))
         .routes(routes!(anomalies::get_anomaly))
         .routes(routes!(models::list_models))
         .routes(routes!(models::activate_model))
         .routes(routes!(models::rollback_model))
+        .routes(routes!(models::upload_model))
+        .routes(routes!(models::reload_models))
         .routes(routes!(runs::list_runs, runs::start_run))
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
@@ -138,6 +252,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics::render).with_state(state.clone()))
         .merge(Redoc::with_url("/docs", openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint; /openapi.json lists them") })
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_upload_bytes))
         .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
 }
 

@@ -122,3 +122,90 @@ pub async fn rollback_model(
     state.control.audit(&caller, "model.rollback", &format!("{agent} to {version}")).map_err(ApiError::internal)?;
     Ok(Json(ActiveModel { agent, version }))
 }
+
+/// Uploads a model version as multipart parts `model` (model.onnx) and
+/// `metadata` (metadata.json) (admin). It is validated like `mcp models add`
+/// and kept only if it passes; activating it is a separate step.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{agent}/{version}",
+    params(("agent" = String, Path), ("version" = String, Path)),
+    request_body(content_type = "multipart/form-data", description = "parts `model` and `metadata`"),
+    responses(
+        (status = CREATED, body = ModelVersionView),
+        (status = BAD_REQUEST, body = super::problem::Problem),
+        (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem),
+        (status = FORBIDDEN, body = super::problem::Problem),
+        (status = UNAUTHORIZED, body = super::problem::Problem)
+    )
+)]
+pub async fn upload_model(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path((agent, version)): Path<(String, String)>,
+    multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<(axum::http::StatusCode, Json<ModelVersionView>), ApiError> {
+    caller.require(Role::Admin)?;
+    let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let (mut model, mut metadata) = (None, None);
+    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
+        let name = field.name().unwrap_or_default().to_string();
+        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        match name.as_str() {
+            "model" => model = Some(bytes),
+            "metadata" => metadata = Some(bytes),
+            other => {
+                return Err(ApiError::bad_request(format!("unexpected part '{other}'; send `model` and `metadata`")));
+            }
+        }
+    }
+    let (Some(model), Some(metadata)) = (model, metadata) else {
+        return Err(ApiError::bad_request("send both parts, `model` (model.onnx) and `metadata` (metadata.json)"));
+    };
+    let shared = state.clone();
+    let (a, v) = (agent.clone(), version.clone());
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let staging = tempfile::tempdir_in(&shared.config.data_dir).map_err(ApiError::internal)?;
+        std::fs::write(staging.path().join("model.onnx"), &model).map_err(ApiError::internal)?;
+        std::fs::write(staging.path().join("metadata.json"), &metadata).map_err(ApiError::internal)?;
+        shared.models.add(staging.path(), &a, &v).map_err(|e| match e {
+            ModelError::Io { .. } => ApiError::bad_request(e.to_string()),
+            other => model_error(other),
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    state.control.audit(&caller, "model.upload", &format!("{agent} {version}")).map_err(ApiError::internal)?;
+    let view = ModelVersionView {
+        active: state.models.active_version(&agent).ok().flatten().as_deref() == Some(version.as_str()),
+        agent,
+        version,
+        family: Some(loaded.metadata.family.clone()),
+        refused: None,
+    };
+    Ok((axum::http::StatusCode::CREATED, Json(view)))
+}
+
+/// Looks for new or changed version folders now, as the watcher does (admin).
+#[utoipa::path(
+    post,
+    path = "/v1/models/reload",
+    responses(
+        (status = OK, description = "the versions activated", body = Vec<ActiveModel>),
+        (status = FORBIDDEN, body = super::problem::Problem),
+        (status = UNAUTHORIZED, body = super::problem::Problem)
+    )
+)]
+pub async fn reload_models(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Vec<ActiveModel>>, ApiError> {
+    caller.require(Role::Admin)?;
+    let models = state.models.clone();
+    let activated = tokio::task::spawn_blocking(move || models.scan()).await.map_err(ApiError::internal)?;
+    state
+        .control
+        .audit(&caller, "model.reload", &format!("{} activated", activated.len()))
+        .map_err(ApiError::internal)?;
+    Ok(Json(activated.into_iter().map(|(agent, version)| ActiveModel { agent, version }).collect()))
+}

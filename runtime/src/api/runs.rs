@@ -57,13 +57,26 @@ impl From<JobStatus> for RunView {
 }
 
 fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobStatus, ApiError> {
+    let resolved =
+        state.resolve(&tenant, &agent).ok_or_else(|| ApiError::not_found(format!("no agent named '{agent}'")))?;
+    if !state.control.agent_enabled(&tenant, &agent).map_err(ApiError::internal)? {
+        return Err(ApiError::conflict(format!("agent '{agent}' is disabled for this tenant; enable it first")));
+    }
     let source = state.config.log_source().map_err(ApiError::internal)?;
     let reader: Arc<dyn crate::sandbox::LogReader> = source.clone();
+    let mut settings = state.config.settings_for(&agent);
+    let prefix = format!("agents.{agent}.");
+    for (key, value) in state.control.settings(&tenant).map_err(ApiError::internal)? {
+        if let Some(key) = key.strip_prefix(&prefix) {
+            settings.insert(key.to_string(), value);
+        }
+    }
+    let batch_size = super::config::batch_size(&state, &tenant)?;
     let mut instance = pipeline::instance_with_models(
-        &state.registry,
+        &resolved.registry,
         &agent,
         &tenant,
-        state.config.settings_for(&agent),
+        settings,
         Some(reader),
         Some(state.models.clone()),
     )
@@ -81,14 +94,26 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
                 tenant: &tenant,
                 agent: &agent,
                 log_source: source.name(),
-                batch_size: state.config.batch_size,
+                batch_size,
                 replay_ms: state.config.replay_ms,
             };
             let outcome =
-                pipeline::run_observed(&state.registry, &mut instance, &*source, &mut store, &spec, &mut |r| {
+                pipeline::run_observed(&resolved.registry, &mut instance, &*source, &mut store, &spec, &mut |r| {
                     job.observe(r)
                 });
             job.finish(&outcome);
+            let mut totals = super::RunTotals { runs: 1, fuel: instance.fuel_used(), ..Default::default() };
+            match &outcome {
+                Ok(r) => {
+                    totals.entries = r.entries;
+                    totals.anomalies = r.anomalies;
+                    totals.quarantined = r.quarantined;
+                    totals.faults = r.faults.len() as u64;
+                    totals.seconds = r.elapsed.as_secs_f64();
+                }
+                Err(_) => totals.faults = instance.faults(),
+            }
+            state.add_run_totals(&tenant, &agent, &totals);
         })
         .map_err(ApiError::internal)?;
     status.recv().map_err(|_| ApiError::internal("the run thread ended before it started"))
@@ -103,6 +128,7 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
         (status = ACCEPTED, description = "started; poll /v1/runs/{id}", body = RunView),
         (status = BAD_REQUEST, body = super::problem::Problem),
         (status = NOT_FOUND, description = "no such agent", body = super::problem::Problem),
+        (status = CONFLICT, description = "the agent is disabled", body = super::problem::Problem),
         (status = FORBIDDEN, body = super::problem::Problem),
         (status = UNAUTHORIZED, body = super::problem::Problem)
     )
@@ -114,9 +140,6 @@ pub async fn start_run(
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     caller.require(Role::TenantAdmin)?;
     let Json(body) = body?;
-    if state.registry.get(&body.agent).is_err() {
-        return Err(ApiError::not_found(format!("no agent named '{}'", body.agent)));
-    }
     let (shared, tenant, agent) = (state.clone(), caller.tenant.clone(), body.agent.clone());
     let status =
         tokio::task::spawn_blocking(move || run_job(shared, tenant, agent)).await.map_err(ApiError::internal)??;

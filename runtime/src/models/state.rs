@@ -100,7 +100,7 @@ impl State {
         let live: Vec<(i64, String)> = {
             let mut statement = tx
                 .prepare(
-                    "SELECT id, version FROM model_activations WHERE agent = ?1 AND rolled_back = 0 ORDER BY id DESC LIMIT 2",
+                    "SELECT id, version FROM model_activations WHERE agent = ?1 AND rolled_back = 0 ORDER BY id DESC",
                 )
                 .map_err(wrap)?;
             statement
@@ -109,10 +109,17 @@ impl State {
                 .collect::<Result<_, _>>()
                 .map_err(wrap)?
         };
-        let [(current_id, current), (_, previous)] = live.as_slice() else { return Ok(None) };
-        tx.execute("UPDATE model_activations SET rolled_back = 1 WHERE id = ?1", [current_id]).map_err(wrap)?;
+        // Back to the last activation of another version: activating the
+        // same version twice must not make a rollback a no-op.
+        let Some((_, current)) = live.first().cloned() else { return Ok(None) };
+        let Some((previous_id, previous)) = live.iter().find(|(_, v)| *v != current).cloned() else { return Ok(None) };
+        tx.execute(
+            "UPDATE model_activations SET rolled_back = 1 WHERE agent = ?1 AND rolled_back = 0 AND id > ?2",
+            params![agent, previous_id],
+        )
+        .map_err(wrap)?;
         tx.commit().map_err(wrap)?;
-        Ok(Some((current.clone(), previous.clone())))
+        Ok(Some((current, previous)))
     }
 
     pub(super) fn record(&mut self, event: &ModelEvent) -> Result<(), ModelError> {
