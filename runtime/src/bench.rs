@@ -38,6 +38,9 @@ pub struct BenchArgs {
     /// Measure what the deployed models add to each agent's batch time, at batch 1 and 1024.
     #[arg(long)]
     pub models: bool,
+    /// Fill the anomaly store with this many synthetic anomalies for the API benchmark (scripts/bench_api.sh).
+    #[arg(long)]
+    pub fill_anomalies: Option<usize>,
     /// Measure lookups against a Redis GET of the same answer (needs Redis).
     #[arg(long)]
     pub cache: bool,

@@ -18,6 +18,7 @@ use mcp_runtime::sandbox::{CompileCache, Sandbox};
 use mcp_runtime::store::AnomalyStore;
 
 mod bench;
+mod bench_api;
 mod bench_boundary;
 mod bench_cache;
 mod bench_models;
@@ -445,6 +446,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench(args) => {
             if args.boundary {
                 bench_boundary::run(args.entries, args.batch, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(count) = args.fill_anomalies {
+                bench_api::fill(&config, count)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.models {

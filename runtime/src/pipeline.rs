@@ -161,6 +161,7 @@ pub fn run_observed(
     }
     report.elapsed = started.elapsed();
     report.retries = source.retries().saturating_sub(retries_before);
+    store.optimize()?;
     tracing::info!(
         agent = spec.agent,
         tenant = spec.tenant,

@@ -29,8 +29,15 @@ CREATE TABLE IF NOT EXISTS anomalies (
     UNIQUE (tenant, agent, log_id, label)
 );
 CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (tenant, log_ts_ms);
-CREATE INDEX IF NOT EXISTS anomalies_by_agent ON anomalies (tenant, agent, log_ts_ms);
-CREATE INDEX IF NOT EXISTS anomalies_by_severity ON anomalies (tenant, severity, log_ts_ms);
+DROP INDEX IF EXISTS anomalies_by_agent;
+DROP INDEX IF EXISTS anomalies_by_severity;
+DROP INDEX IF EXISTS anomalies_by_agent_time;
+DROP INDEX IF EXISTS anomalies_by_severity_time;
+-- (time, id) first, in the order pages are read; the other filters ride
+-- in the index after it, so a page reads only the rows it returns, not
+-- every row the index walk passes.
+CREATE INDEX IF NOT EXISTS anomalies_by_agent_page ON anomalies (tenant, agent, log_ts_ms, id, severity, score);
+CREATE INDEX IF NOT EXISTS anomalies_by_severity_page ON anomalies (tenant, severity, log_ts_ms, id, agent, score);
 CREATE INDEX IF NOT EXISTS anomalies_by_score ON anomalies (tenant, score, id);
 CREATE INDEX IF NOT EXISTS anomalies_by_label ON anomalies (tenant, label, log_ts_ms);
 CREATE TABLE IF NOT EXISTS checkpoints (
@@ -117,7 +124,25 @@ impl AnomalyStore {
         if !has_model {
             conn.execute_batch("ALTER TABLE anomalies ADD COLUMN model TEXT").map_err(wrap)?;
         }
-        Ok(AnomalyStore { path: name, conn })
+        let store = AnomalyStore { path: name, conn };
+        store.optimize()?;
+        Ok(store)
+    }
+
+    /// Settings for a connection that mostly reads (the API's): the file
+    /// mapped into memory instead of copied page by page, and a larger page
+    /// cache.
+    pub fn tune_for_reads(&self) -> Result<(), StoreError> {
+        self.db(self.conn.execute_batch("PRAGMA mmap_size = 1073741824; PRAGMA cache_size = -65536;"))
+    }
+
+    /// Refreshes the planner's statistics where they are missing or stale.
+    /// Without them SQLite picks the score index for a filtered page sorted
+    /// by time and sorts 170,000 rows (a second per page at a million
+    /// anomalies); with them it walks the right index (milliseconds). Cheap
+    /// when nothing changed: `analysis_limit` bounds the rows it samples.
+    pub fn optimize(&self) -> Result<(), StoreError> {
+        self.db(self.conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;"))
     }
 
     fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {

@@ -45,6 +45,9 @@ pub struct ApiState {
     pub anomalies_db: PathBuf,
     /// Open anomaly store connections, reused across requests.
     stores: Mutex<Vec<AnomalyStore>>,
+    /// Store queries at once: more than the cores only adds thread switches
+    /// and cold page caches.
+    store_slots: tokio::sync::Semaphore,
     metrics: metrics::Metrics,
     /// Agents uploaded by each tenant, beside the bundled ones; replaced
     /// whole on each change so a running run keeps the one it started with.
@@ -89,6 +92,9 @@ impl ApiState {
             cache,
             anomalies_db,
             stores: Mutex::default(),
+            store_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2),
+            ),
             metrics: metrics::Metrics::default(),
             uploads: RwLock::default(),
             run_totals: Mutex::default(),
@@ -179,12 +185,17 @@ impl ApiState {
         self: &Arc<Self>,
         f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let _slot = self.store_slots.acquire().await.map_err(ApiError::internal)?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = state.stores.lock().ok().and_then(|mut stores| stores.pop());
             let mut store = match pooled {
                 Some(store) => store,
-                None => AnomalyStore::open(&state.anomalies_db).map_err(ApiError::internal)?,
+                None => {
+                    let store = AnomalyStore::open(&state.anomalies_db).map_err(ApiError::internal)?;
+                    store.tune_for_reads().map_err(ApiError::internal)?;
+                    store
+                }
             };
             let result = f(&mut store).map_err(ApiError::internal);
             if let Ok(mut stores) = state.stores.lock() {
