@@ -18,9 +18,18 @@ lint: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Lint, then every test of the workspace (what CI runs).
+# Lint, then every test of the workspace, then the property-based run over the API (what CI runs).
 test: lint
     cargo test --workspace --locked
+    bash tests/schemathesis.sh 50
+
+# Load-test a filtered anomaly page over a store of ANOMALIES (wrk from Debian).
+bench-api anomalies="1000000" seconds="30": setup
+    bash scripts/bench_api.sh {{anomalies}} {{seconds}}
+
+# Start the REST control plane on the embedded default.
+serve *args: setup
+    cargo run --release --locked -p mcp-runtime --bin mcp -- serve {{args}}
 
 # Sandbox against native, budgets, fixed call cost, compile and instantiate times.
 bench *args: setup

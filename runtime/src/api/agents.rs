@@ -66,7 +66,7 @@ fn lookup(state: &ApiState, tenant: &str, name: &str) -> Result<AgentView, ApiEr
 #[utoipa::path(
     get,
     path = "/v1/agents",
-    responses((status = OK, body = Vec<AgentView>), (status = UNAUTHORIZED, body = super::problem::Problem))
+    responses((status = OK, body = Vec<AgentView>), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
 )]
 pub async fn list_agents(State(state): State<Arc<ApiState>>, caller: Caller) -> Json<Vec<AgentView>> {
     let mut views: Vec<AgentView> = state.registry.list().map(|a| view(&state, &caller.tenant, a, true)).collect();
@@ -83,8 +83,8 @@ pub async fn list_agents(State(state): State<Arc<ApiState>>, caller: Caller) -> 
     params(("name" = String, Path, description = "agent name")),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_agent(
@@ -102,14 +102,15 @@ pub async fn get_agent(
 #[utoipa::path(
     post,
     path = "/v1/agents",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "the component"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the component's bytes (application/wasm is accepted too)"),
     responses(
         (status = CREATED, body = AgentView),
-        (status = CONFLICT, description = "the name is a bundled agent's", body = super::problem::Problem),
-        (status = PAYLOAD_TOO_LARGE, body = super::problem::Problem),
-        (status = UNPROCESSABLE_ENTITY, description = "not a valid agent component", body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = BAD_REQUEST, description = "an empty body", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "the name is a bundled agent's", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = PAYLOAD_TOO_LARGE, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "not a valid agent component", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn upload_agent(
@@ -184,9 +185,9 @@ async fn set_enabled(
     params(("name" = String, Path)),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn enable_agent(
@@ -204,9 +205,9 @@ pub async fn enable_agent(
     params(("name" = String, Path)),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn disable_agent(
@@ -225,10 +226,10 @@ pub async fn disable_agent(
     params(("name" = String, Path)),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem),
-        (status = CONFLICT, description = "a bundled agent", body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "a bundled agent", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn reload_agent(
@@ -268,10 +269,10 @@ pub async fn reload_agent(
     params(("name" = String, Path)),
     responses(
         (status = NO_CONTENT, description = "removed"),
-        (status = NOT_FOUND, body = super::problem::Problem),
-        (status = CONFLICT, description = "a bundled agent: disable it instead", body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "a bundled agent: disable it instead", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn delete_agent(

@@ -124,8 +124,8 @@ fn parse_cursor(cursor: &str, sort: Sort) -> Result<(f64, i64), ApiError> {
     params(AnomalyFilter),
     responses(
         (status = OK, body = AnomalyPage),
-        (status = BAD_REQUEST, description = "a filter or the cursor is malformed", body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = BAD_REQUEST, description = "a filter or the cursor is malformed", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn list_anomalies(
@@ -185,8 +185,9 @@ pub async fn list_anomalies(
     params(("id" = i64, Path, description = "anomaly id")),
     responses(
         (status = OK, body = AnomalyView),
-        (status = NOT_FOUND, description = "no such anomaly in the caller's tenant", body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = BAD_REQUEST, description = "the id is not a 64-bit integer", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = NOT_FOUND, description = "no such anomaly in the caller's tenant", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn get_anomaly(

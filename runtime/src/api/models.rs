@@ -44,7 +44,7 @@ fn model_error(error: ModelError) -> ApiError {
 #[utoipa::path(
     get,
     path = "/v1/models",
-    responses((status = OK, body = Vec<ModelVersionView>), (status = UNAUTHORIZED, body = super::problem::Problem))
+    responses((status = OK, body = Vec<ModelVersionView>), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
 )]
 pub async fn list_models(
     State(state): State<Arc<ApiState>>,
@@ -73,10 +73,10 @@ pub async fn list_models(
     params(("agent" = String, Path), ("version" = String, Path)),
     responses(
         (status = OK, body = ActiveModel),
-        (status = NOT_FOUND, body = super::problem::Problem),
-        (status = UNPROCESSABLE_ENTITY, description = "the version fails validation; the active one stays", body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "the version fails validation; the active one stays", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn activate_model(
@@ -102,9 +102,9 @@ pub async fn activate_model(
     params(("agent" = String, Path)),
     responses(
         (status = OK, body = ActiveModel),
-        (status = CONFLICT, description = "nothing to roll back to", body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = CONFLICT, description = "nothing to roll back to", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn rollback_model(
@@ -133,10 +133,10 @@ pub async fn rollback_model(
     request_body(content_type = "multipart/form-data", description = "parts `model` and `metadata`"),
     responses(
         (status = CREATED, body = ModelVersionView),
-        (status = BAD_REQUEST, body = super::problem::Problem),
-        (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = BAD_REQUEST, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn upload_model(
@@ -192,8 +192,8 @@ pub async fn upload_model(
     path = "/v1/models/reload",
     responses(
         (status = OK, description = "the versions activated", body = Vec<ActiveModel>),
-        (status = FORBIDDEN, body = super::problem::Problem),
-        (status = UNAUTHORIZED, body = super::problem::Problem)
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
     )
 )]
 pub async fn reload_models(
