@@ -242,7 +242,7 @@ impl AnomalyStore {
 }
 
 /// One stored anomaly with its provenance, as the API serves it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct AnomalyRecord {
     pub id: i64,
     pub agent: String,
@@ -257,6 +257,7 @@ pub struct AnomalyRecord {
     pub reason: String,
     pub detected_at_ms: i64,
     pub schema_version: u32,
+    /// `name@version` of the model that scored the batch, if one did.
     pub model: Option<String>,
     /// The entry's fields as stored with the anomaly (JSON text).
     pub entry_fields: Option<String>,

@@ -48,54 +48,10 @@ pub struct AnomalyFilter {
     pub limit: Option<u32>,
 }
 
-/// A stored anomaly with its provenance.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AnomalyView {
-    pub id: i64,
-    pub agent: String,
-    pub agent_sha256: String,
-    pub log_type: String,
-    pub log_id: u64,
-    pub source: String,
-    pub log_ts_ms: i64,
-    pub score: f64,
-    pub label: String,
-    pub severity: String,
-    pub reason: String,
-    pub detected_at_ms: i64,
-    pub schema_version: u32,
-    /// `name@version` of the model that scored the batch, if one did.
-    pub model: Option<String>,
-    /// The entry's fields as stored, JSON text.
-    pub entry_fields: Option<String>,
-}
-
-impl From<AnomalyRecord> for AnomalyView {
-    fn from(r: AnomalyRecord) -> Self {
-        AnomalyView {
-            id: r.id,
-            agent: r.agent,
-            agent_sha256: r.agent_sha256,
-            log_type: r.log_type,
-            log_id: r.log_id,
-            source: r.source,
-            log_ts_ms: r.log_ts_ms,
-            score: r.score,
-            label: r.label,
-            severity: r.severity,
-            reason: r.reason,
-            detected_at_ms: r.detected_at_ms,
-            schema_version: r.schema_version,
-            model: r.model,
-            entry_fields: r.entry_fields,
-        }
-    }
-}
-
 /// One page of anomalies.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AnomalyPage {
-    pub items: Vec<AnomalyView>,
+    pub items: Vec<AnomalyRecord>,
     /// Pass as `cursor` for the next page; absent on the last one.
     pub next_cursor: Option<String>,
 }
@@ -175,7 +131,7 @@ pub async fn list_anomalies(
         }),
         _ => None,
     };
-    Ok(Json(AnomalyPage { items: records.into_iter().map(AnomalyView::from).collect(), next_cursor }))
+    Ok(Json(AnomalyPage { items: records, next_cursor }))
 }
 
 /// One anomaly of the caller's tenant.
@@ -184,7 +140,7 @@ pub async fn list_anomalies(
     path = "/v1/anomalies/{id}",
     params(("id" = i64, Path, description = "anomaly id")),
     responses(
-        (status = OK, body = AnomalyView),
+        (status = OK, body = AnomalyRecord),
         (status = BAD_REQUEST, description = "the id is not a 64-bit integer", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = NOT_FOUND, description = "no such anomaly in the caller's tenant", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
@@ -194,9 +150,9 @@ pub async fn get_anomaly(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
-) -> Result<Json<AnomalyView>, ApiError> {
+) -> Result<Json<AnomalyRecord>, ApiError> {
     let Path(id) = id?;
     let tenant = caller.tenant;
     let found = state.with_store(move |store| store.get(&tenant, id)).await?;
-    found.map(|r| Json(r.into())).ok_or_else(|| ApiError::not_found(format!("no anomaly {id}")))
+    found.map(Json).ok_or_else(|| ApiError::not_found(format!("no anomaly {id}")))
 }
