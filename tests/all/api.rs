@@ -38,6 +38,10 @@ struct Reply {
 /// Two tenants, each with firewall logs run through the agent, and a model
 /// store copied from the shipped one.
 fn api() -> anyhow::Result<Api> {
+    api_with_cache(SharedCache::open(None, "", Default::default())?)
+}
+
+fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
     let dir = tempfile::tempdir()?;
     let models_dir = dir.path().join("models");
     for agent in ["dns", "firewall", "wifi"] {
@@ -77,13 +81,7 @@ fn api() -> anyhow::Result<Api> {
         config.models_dir.as_deref().unwrap_or(Path::new(".")),
         &config.data_dir.join("models.db"),
     )?);
-    let state = Arc::new(ApiState::new(
-        config,
-        control,
-        registry,
-        models,
-        Arc::new(SharedCache::open(None, "", Default::default())?),
-    ));
+    let state = Arc::new(ApiState::new(config, control, registry, models, Arc::new(cache)));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     Ok(Api { _dir: dir, router: api::router(state), runtime, tokens })
 }
@@ -447,5 +445,26 @@ fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
     let activated = api.call("POST", "/v1/models/dns/2/activate", Some(admin), None)?;
     assert_eq!(activated.status, StatusCode::OK, "{}", activated.body);
     assert_eq!(api.call("POST", "/v1/models/dns/rollback", Some(admin), None)?.body["version"], "1");
+    Ok(())
+}
+
+#[test]
+fn readiness_names_what_is_not_reachable() -> anyhow::Result<()> {
+    // Nothing listens on port 1: the job store is down, the rest is up.
+    let retry = mcp_runtime::source::RetryPolicy { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 1 };
+    let api = api_with_cache(SharedCache::open(Some("redis://127.0.0.1:1/0"), "mcp-test:", retry)?)?;
+    let ready = api.call("GET", "/readyz", None, None)?;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
+    let failing: Vec<&str> = ready.body["checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["ok"] == false)
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(failing, ["cache"]);
+    assert_eq!(api.call("GET", "/healthz", None, None)?.status, StatusCode::OK, "alive all the same");
+    let runs = api.get("/v1/runs", api.token("alpha", Role::ReadOnly))?;
+    problem(&runs, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
     Ok(())
 }
