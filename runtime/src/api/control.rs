@@ -106,7 +106,15 @@ pub enum ControlError {
 pub struct ControlStore {
     conn: Mutex<Connection>,
     path: String,
+    /// Tokens seen lately, by hash: every request authenticates, and a
+    /// query under the connection's lock costs more than the rest of a
+    /// small request. Entries live for `TOKEN_CACHE`.
+    recent: std::sync::RwLock<std::collections::HashMap<String, (Caller, std::time::Instant)>>,
 }
+
+/// How long an authenticated token is trusted without asking the store
+/// again (so a token removed from the store stops working within this).
+pub const TOKEN_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -126,7 +134,7 @@ impl ControlStore {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(ControlStore { conn: Mutex::new(conn), path: name })
+        Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ControlError> {
@@ -174,13 +182,29 @@ impl ControlStore {
 
     /// The caller a bearer token stands for, if it is one of ours.
     pub fn authenticate(&self, token: &str) -> Result<Option<Caller>, ControlError> {
+        let hashed = hash(token);
+        if let Ok(recent) = self.recent.read()
+            && let Some((caller, at)) = recent.get(&hashed)
+            && at.elapsed() < TOKEN_CACHE
+        {
+            return Ok(Some(caller.clone()));
+        }
         let found: Option<(i64, String, String)> = self.with(|c| {
-            c.query_row("SELECT id, tenant, role FROM tokens WHERE sha256 = ?1", [hash(token)], |r| {
+            c.query_row("SELECT id, tenant, role FROM tokens WHERE sha256 = ?1", [&hashed], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .optional()
         })?;
-        Ok(found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role })))
+        let caller =
+            found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role }));
+        if let (Some(caller), Ok(mut recent)) = (&caller, self.recent.write()) {
+            // Unknown tokens are not remembered: a flood of forged ones must not grow the map.
+            if recent.len() > 10_000 {
+                recent.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE);
+            }
+            recent.insert(hashed, (caller.clone(), std::time::Instant::now()));
+        }
+        Ok(caller)
     }
 
     /// Agents uploaded by tenants: (tenant, name, sha256).
