@@ -11,7 +11,7 @@ setup:
 
 # Generate labelled logs, run the three bundled agents in the sandbox, score them.
 demo *args: setup
-    cargo run --release --locked -p mcp-runtime --bin mcp -- demo {{args}}
+    cargo run --release --locked -p mcp-cli --bin mcp -- demo {{args}}
 
 # Formatting and clippy with warnings denied.
 lint: setup
@@ -29,11 +29,11 @@ bench-api anomalies="1000000" seconds="30": setup
 
 # Start the REST control plane on the embedded default.
 serve *args: setup
-    cargo run --release --locked -p mcp-runtime --bin mcp -- serve {{args}}
+    cargo run --release --locked -p mcp-cli --bin mcp -- serve {{args}}
 
 # Sandbox against native, budgets, fixed call cost, compile and instantiate times.
 bench *args: setup
-    cargo run --release --locked -p mcp-runtime --bin mcp -- bench {{args}}
+    cargo run --release --locked -p mcp-cli --bin mcp -- bench {{args}}
 
 # Retrain the bundled agents' models into models/<agent>/VERSION (Python venv, pinned packages).
 train version="1": setup

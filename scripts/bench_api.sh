@@ -12,7 +12,7 @@ work="$(mktemp -d)"
 trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
 printf 'data_dir = "%s"\ntenant = "bench"\nlisten = "127.0.0.1:18089"\n' "$work/data" > "$work/mcp.toml"
 
-cargo build --release --locked -p mcp-runtime
+cargo build --release --locked -p mcp-cli
 mcp=target/release/mcp
 "$mcp" --config "$work/mcp.toml" bench --fill-anomalies "$anomalies"
 token="$("$mcp" --config "$work/mcp.toml" tokens create --tenant bench --role read_only 2>/dev/null)"

@@ -15,7 +15,7 @@ printf 'data_dir = "%s"\ntenant = "st"\nlisten = "127.0.0.1:%s"\n' "$work/data" 
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet "schemathesis==4.32.5"
 
-cargo build --release --locked -p mcp-runtime
+cargo build --release --locked -p mcp-cli
 mcp=target/release/mcp
 token="$("$mcp" --config "$work/mcp.toml" tokens create --tenant st --role admin 2>/dev/null)"
 "$mcp" --config "$work/mcp.toml" serve > "$work/serve.log" 2>&1 &

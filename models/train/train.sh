@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet -r models/train/requirements.txt
 
-cargo build --release --locked -p mcp-runtime
+cargo build --release --locked -p mcp-cli
 # Seed 42 trains, seed 7 picks each model's decision point; 9001, which
 # `mcp models evaluate` uses, is seen by neither.
 for agent in wifi firewall dns; do

@@ -20,17 +20,16 @@
 #![deny(missing_docs)]
 
 mod batch;
-mod builder;
+mod columns;
 mod config;
 #[doc(hidden)]
 pub mod export;
 pub mod host;
 pub mod scoring;
-pub mod shape;
 pub mod window;
 
 pub use batch::{Batch, EntryRef, Number, Text, Values};
-pub use builder::{BatchBuilder, RawRow, build_batch, build_shaped_batch};
+pub use columns::{BatchBuilder, RawRow, build_batch, build_shaped_batch, shape};
 pub use config::Config;
 pub use export::{AgentCell, batch_from_entries, run_batch};
 
@@ -172,5 +171,114 @@ pub fn features(pairs: &[(&str, f32)]) -> Features {
     Features {
         names: text_column(pairs.iter().map(|(name, _)| *name)),
         values: pairs.iter().map(|(_, v)| *v).collect(),
+    }
+}
+
+#[cfg(test)]
+mod builder_tests {
+    use crate::{AgentError, Batch, BatchBuilder, ColumnValues, LogBatch, RawRow, build_batch};
+
+    fn build(rows: &[&str]) -> (LogBatch, Vec<String>) {
+        let mut builder = BatchBuilder::new("t", 1);
+        let mut refused = Vec::new();
+        for (i, row) in rows.iter().enumerate() {
+            if let Err(reason) = builder.push_json(i as u64 + 1, i as i64 * 10, &format!("src-{i}"), row) {
+                refused.push(reason);
+            }
+        }
+        (builder.finish(), refused)
+    }
+
+    #[test]
+    fn rows_become_typed_columns_with_missing_values() -> Result<(), AgentError> {
+        let (raw, refused) = build(&[
+            r#"{"name": "a", "port": 80, "ok": true}"#,
+            r#"{"name": "bé\nc", "port": 443.5, "extra": "x"}"#,
+            r#"{"name": null, "port": 22, "ok": false}"#,
+        ]);
+        assert!(refused.is_empty(), "{refused:?}");
+        let batch = Batch::new(&raw)?;
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.source(1), "src-1");
+        assert_eq!((batch.id(2), batch.timestamp_ms(2)), (3, 20));
+        let name = batch.text("name")?;
+        assert_eq!((name.get(0), name.get(1), name.get(2)), (Some("a"), Some("bé\nc"), None));
+        // An integer column that meets a real becomes a real column.
+        assert!(batch.integer_opt("port").is_none());
+        let port = batch.number("port")?;
+        assert_eq!((port.get(0), port.get(1), port.get(2)), (Some(80.0), Some(443.5), Some(22.0)));
+        let ok = batch.boolean_opt("ok").ok_or_else(|| AgentError::Internal("no ok".into()))?;
+        assert_eq!((ok.get(0), ok.get(1), ok.get(2)), (Some(true), None, Some(false)));
+        // A field first seen in the second row is missing in the first and third.
+        let extra = batch.text("extra")?;
+        assert_eq!((extra.get(0), extra.get(1), extra.get(2)), (None, Some("x"), None));
+        Ok(())
+    }
+
+    #[test]
+    fn rows_that_do_not_fit_are_refused_and_leave_the_batch_alone() -> Result<(), AgentError> {
+        let (raw, refused) = build(&[
+            r#"{"name": "a", "port": 80}"#,
+            r#"{"name": 5, "port": 81}"#,
+            r#"{"name": "b", "nested": {"x": 1}}"#,
+            r#"{"name": "c", "name": "d"}"#,
+            r#"[1, 2]"#,
+            r#"{"name": "e", "port": 82}"#,
+        ]);
+        assert_eq!(refused.len(), 4, "{refused:?}");
+        assert!(refused[0].contains("'name' is text in this batch but an integer here"), "{}", refused[0]);
+        assert!(refused[1].contains("'nested' is an object or array"), "{}", refused[1]);
+        assert!(refused[2].contains("'name' appears twice"), "{}", refused[2]);
+        assert!(refused[3].contains("not a JSON object"), "{}", refused[3]);
+        let batch = Batch::new(&raw)?;
+        assert_eq!(batch.len(), 2);
+        assert_eq!(batch.text("name")?.get(1), Some("e"));
+        assert_eq!(batch.integer("port")?.get(1), Some(82));
+        assert!(batch.text_opt("nested").is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn the_majority_types_a_field_so_an_odd_first_row_is_the_one_refused() -> Result<(), AgentError> {
+        let texts = [r#"{"port": "http"}"#, r#"{"port": 80}"#, r#"{"port": 443}"#, r#"{"port": 8080.5}"#, "nope"];
+        let rows: Vec<RawRow<'_>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, f)| RawRow { id: i as u64 + 1, timestamp_ms: 0, source: "s", fields: f, schema_version: 0 })
+            .collect();
+        let (raw, refused) = build_batch("t", 1, &rows);
+        let refused_rows: Vec<usize> = refused.iter().map(|(i, _)| *i).collect();
+        assert_eq!(refused_rows, vec![0, 4], "{refused:?}");
+        assert!(refused[0].1.contains("'port' is a real number in this batch but text here"), "{}", refused[0].1);
+        let batch = Batch::new(&raw)?;
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.id(0), 2);
+        assert_eq!(batch.number("port")?.get(2), Some(8080.5));
+        Ok(())
+    }
+
+    #[test]
+    fn missing_required_field_names_it() {
+        let (raw, _) = build(&[r#"{"a": 1}"#]);
+        match Batch::new(&raw).and_then(|b| b.text("bssid").map(|_| ())) {
+            Err(AgentError::InvalidEntry(e)) => {
+                assert!(e.reason.contains("'bssid'"), "{}", e.reason)
+            }
+            other => panic!("expected an invalid-entry error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn inconsistent_batches_are_refused_before_reading() {
+        let (mut raw, _) = build(&[r#"{"a": "x"}"#, r#"{"a": "y"}"#]);
+        if let Some(column) = raw.columns.first_mut()
+            && let ColumnValues::Text(text) = &mut column.values
+        {
+            text.ends[1] = 99;
+        }
+        assert!(matches!(Batch::new(&raw), Err(AgentError::InvalidEntry(_))));
+        let (mut ragged, _) = build(&[r#"{"a": 1}"#, r#"{"a": 2}"#]);
+        ragged.ids.push(3);
+        assert!(matches!(Batch::new(&ragged), Err(AgentError::InvalidEntry(_))));
     }
 }

@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use mcp_runtime::api::{self, ApiState, ControlStore, Role};
-use mcp_runtime::cache::SharedCache;
-use mcp_runtime::config::McpConfig;
-use mcp_runtime::models::ModelManager;
-use mcp_runtime::pipeline::{self, RunSpec};
-use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::SqliteLogSource;
-use mcp_runtime::store::AnomalyStore;
+use mcp_api::{self, ApiState, ControlStore, Role};
+use mcp_engine::config::McpConfig;
+use mcp_engine::models::ModelManager;
+use mcp_engine::pipeline::{self, RunSpec};
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_storage::jobstatus::SharedCache;
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, SqliteLogSource};
+use mcp_storage::store::AnomalyStore;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -48,10 +49,7 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
         let to = models_dir.join(agent).join("1");
         std::fs::create_dir_all(&to)?;
         for file in ["model.onnx", "metadata.json"] {
-            std::fs::copy(
-                Path::new(mcp_runtime::models::BUNDLED_MODELS).join(agent).join("1").join(file),
-                to.join(file),
-            )?;
+            std::fs::copy(Path::new(mcp_fixtures::BUNDLED_MODELS).join(agent).join("1").join(file), to.join(file))?;
         }
     }
     let config = McpConfig {
@@ -65,7 +63,7 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
     let source = SqliteLogSource::open(&config.logs_db(), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))?;
     let mut store = AnomalyStore::open(&config.anomalies_db())?;
     for (tenant, seed) in [("alpha", 1), ("beta", 2)] {
-        source.load(tenant, "firewall", &mcp_runtime::generator::generate("firewall", seed, 3_000)?)?;
+        source.append(tenant, "firewall", &mcp_synth::to_rows(&mcp_synth::generate("firewall", seed, 3_000)?))?;
         let mut instance = pipeline::instance_for(&registry, "firewall", tenant, Default::default(), None)?;
         let spec = RunSpec { tenant, agent: "firewall", log_source: "embedded", batch_size: 500, replay_ms: 0 };
         pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
@@ -83,7 +81,7 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
     )?);
     let state = Arc::new(ApiState::new(config, control, registry, models, Arc::new(cache)));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    Ok(Api { _dir: dir, router: api::router(state), runtime, tokens })
+    Ok(Api { _dir: dir, router: mcp_api::router(state), runtime, tokens })
 }
 
 impl Api {
@@ -334,7 +332,7 @@ fn agents_are_uploaded_per_tenant_enabled_disabled_and_deleted() -> anyhow::Resu
     let api = api()?;
     let alpha = api.token("alpha", Role::TenantAdmin);
     let beta = api.token("beta", Role::TenantAdmin);
-    let wasm = std::fs::read(mcp_agent_artifacts::PROXY)?;
+    let wasm = std::fs::read(mcp_fixtures::PROXY)?;
     let upload = |token: &str, bytes: Vec<u8>| {
         api.send("POST", "/v1/agents", Some(token), Some("application/wasm"), Some(bytes))
     };
@@ -343,7 +341,7 @@ fn agents_are_uploaded_per_tenant_enabled_disabled_and_deleted() -> anyhow::Resu
     problem(&upload(alpha, b"not a component".to_vec())?, StatusCode::UNPROCESSABLE_ENTITY, "invalid_component");
     problem(&upload(alpha, vec![0u8; 5 << 20])?, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     problem(&upload(alpha, Vec::new())?, StatusCode::BAD_REQUEST, "bad_request");
-    let bundled = std::fs::read(Path::new(mcp_agent_artifacts::AGENTS_DIR).join("dns.wasm"))?;
+    let bundled = std::fs::read(Path::new(mcp_fixtures::AGENTS_DIR).join("dns.wasm"))?;
     problem(&upload(alpha, bundled)?, StatusCode::CONFLICT, "conflict");
 
     let created = upload(alpha, wasm)?;
@@ -414,7 +412,7 @@ fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
 fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
     let api = api()?;
     let admin = api.token("alpha", Role::Admin);
-    let shipped = Path::new(mcp_runtime::models::BUNDLED_MODELS).join("dns/1");
+    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("dns/1");
     let onnx = std::fs::read(shipped.join("model.onnx"))?;
     let mut metadata: Value = serde_json::from_str(&std::fs::read_to_string(shipped.join("metadata.json"))?)?;
     metadata["version"] = "2".into();
@@ -451,7 +449,7 @@ fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
 #[test]
 fn readiness_names_what_is_not_reachable() -> anyhow::Result<()> {
     // Nothing listens on port 1: the job store is down, the rest is up.
-    let retry = mcp_runtime::source::RetryPolicy { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 1 };
+    let retry = mcp_storage::source::RetryPolicy { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 1 };
     let api = api_with_cache(SharedCache::open(Some("redis://127.0.0.1:1/0"), "mcp-test:", retry)?)?;
     let ready = api.call("GET", "/readyz", None, None)?;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);

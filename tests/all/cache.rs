@@ -8,14 +8,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use mcp_runtime::cache::{JobState, JobStatus, SharedCache};
-use mcp_runtime::generator;
-use mcp_runtime::jobs::{RunJob, request_cancel};
-use mcp_runtime::pipeline::{self, RunError, RunSpec};
-use mcp_runtime::registry::Registry;
-use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::{RetryPolicy, SqliteLogSource};
-use mcp_runtime::store::AnomalyStore;
+use mcp_engine::jobs::{RunJob, request_cancel};
+use mcp_engine::pipeline::{self, RunError, RunSpec};
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_sandbox::registry::Registry;
+use mcp_storage::jobstatus::{JobState, JobStatus, SharedCache};
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, RetryPolicy, SqliteLogSource};
+use mcp_storage::store::AnomalyStore;
+use mcp_synth as generator;
 
 use crate::common::{bundled_registry, sandbox};
 
@@ -122,7 +123,7 @@ fn dns_logs(entries: usize) -> anyhow::Result<Logs> {
         &dir.path().join("logs.db"),
         Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))),
     )?);
-    source.load("t", "dns", &generator::generate("dns", 11, entries)?)?;
+    source.append("t", "dns", &generator::to_rows(&generator::generate("dns", 11, entries)?))?;
     let store_path = dir.path().join("anomalies.db");
     Ok(Logs { _dir: dir, source, store_path })
 }

@@ -2,9 +2,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mcp_runtime::conformance::{sample_entries, to_batch};
-use mcp_runtime::registry::Registry;
-use mcp_runtime::sandbox::{AgentInstance, CompileCache, InstanceContext, LogBatch, Sandbox, SandboxLimits};
+use mcp_sandbox::conformance::{SampleEntries, to_batch};
+use mcp_sandbox::registry::Registry;
+use mcp_sandbox::{AgentInstance, CompileCache, GuestBatch as LogBatch, InstanceContext, Sandbox, SandboxLimits};
 
 /// Limits small enough that hostile fixtures hit them quickly. The deadline
 /// is wall-clock, so it leaves room for a loaded CI machine: a memory bomb
@@ -30,11 +30,11 @@ pub fn sandbox() -> Arc<Sandbox> {
 }
 
 pub fn agents_dir() -> &'static Path {
-    Path::new(mcp_agent_artifacts::AGENTS_DIR)
+    Path::new(mcp_fixtures::AGENTS_DIR)
 }
 
 pub fn hostile_path() -> PathBuf {
-    PathBuf::from(mcp_agent_artifacts::HOSTILE)
+    PathBuf::from(mcp_fixtures::HOSTILE)
 }
 
 pub fn bundled_registry(sandbox: Arc<Sandbox>) -> anyhow::Result<Registry> {
@@ -53,5 +53,5 @@ pub fn hostile(sandbox: &Arc<Sandbox>, mode: &str) -> anyhow::Result<AgentInstan
 }
 
 pub fn wifi_batch(count: usize) -> LogBatch {
-    to_batch("wifi", &sample_entries("wifi", count).unwrap_or_default())
+    to_batch("wifi", &mcp_synth::GeneratedSamples.entries("wifi", count).unwrap_or_default())
 }

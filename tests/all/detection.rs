@@ -3,8 +3,8 @@
 //! tuning nor the training used (tuning and training used seed 42, the
 //! models' thresholds seed 7; this seed was run once, after tuning).
 
-use mcp_runtime::config::McpConfig;
-use mcp_runtime::demo::{self, DemoOptions};
+use mcp_cli::demo::{self, DemoOptions};
+use mcp_engine::config::McpConfig;
 
 use crate::common::agents_dir;
 

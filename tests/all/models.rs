@@ -5,14 +5,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use mcp_runtime::models::{ModelError, ModelManager};
-use mcp_runtime::pipeline;
-use mcp_runtime::registry::sha256_hex;
+use mcp_engine::models::{ModelError, ModelManager};
+use mcp_engine::pipeline;
+use mcp_sandbox::registry::sha256_hex;
 
 use crate::common::{bundled_registry, sandbox, wifi_batch};
 
 fn shipped() -> &'static Path {
-    Path::new(mcp_runtime::models::BUNDLED_MODELS)
+    Path::new(mcp_fixtures::BUNDLED_MODELS)
 }
 
 /// A model store in a temporary folder with its state beside it.
@@ -182,7 +182,7 @@ fn a_running_agent_follows_activation_and_rollback() -> anyhow::Result<()> {
     let mut instance =
         pipeline::instance_with_models(&registry, "wifi", "t", Default::default(), None, Some(s.manager.clone()))?;
     let batch = wifi_batch(500);
-    let used = |instance: &mcp_runtime::sandbox::AgentInstance| instance.model_used().map(|(_, v)| v);
+    let used = |instance: &mcp_sandbox::AgentInstance| instance.model_used().map(|(_, v)| v);
     instance.detect_batch(&batch)?;
     assert_eq!(used(&instance).as_deref(), Some("1"));
     s.manager.activate("wifi", "2")?;
@@ -211,16 +211,18 @@ fn adding_a_model_validates_it_first() -> anyhow::Result<()> {
 
 #[test]
 fn anomalies_record_the_model_version_that_scored_them() -> anyhow::Result<()> {
-    use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-    use mcp_runtime::source::SqliteLogSource;
-    use mcp_runtime::store::AnomalyStore;
+    use mcp_fixtures::BUNDLED_SCHEMAS;
+    use mcp_storage::schema::SchemaFiles;
+    use mcp_storage::source::SqliteLogSource;
+    use mcp_storage::store::AnomalyStore;
 
     let dir = tempfile::tempdir()?;
     let manager = Arc::new(ModelManager::open(shipped(), &dir.path().join("models.db"))?);
     let active = manager.active_version("dns")?.ok_or_else(|| anyhow::anyhow!("no shipped dns model"))?;
     let source =
         SqliteLogSource::open(&dir.path().join("logs.db"), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))?;
-    source.load("t", "dns", &mcp_runtime::generator::generate("dns", 5, 3_000)?)?;
+    use mcp_storage::source::LogSource;
+    source.append("t", "dns", &mcp_synth::to_rows(&mcp_synth::generate("dns", 5, 3_000)?))?;
     let mut store = AnomalyStore::open(&dir.path().join("anomalies.db"))?;
     let registry = bundled_registry(sandbox())?;
     let settings = [("detection".to_string(), "model".to_string())].into_iter().collect();

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use mcp_runtime::generator;
-use mcp_runtime::pipeline::{self, RunSpec};
-use mcp_runtime::sandbox::LogQuery;
-use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::{LogSource, NewRow, PgLogSource, SqliteLogSource};
-use mcp_runtime::store::AnomalyStore;
+use mcp_columns::LogQuery;
+use mcp_engine::pipeline::{self, RunSpec};
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, NewRow, PgLogSource, SqliteLogSource};
+use mcp_storage::store::AnomalyStore;
+use mcp_synth as generator;
 
 use crate::common::{bundled_registry, sandbox};
 
@@ -62,7 +63,7 @@ fn run_dns(source: &dyn LogSource, store: &mut AnomalyStore) -> anyhow::Result<B
 
 #[test]
 fn postgres_and_sqlite_give_the_same_anomalies() -> anyhow::Result<()> {
-    let rows: Vec<NewRow> = generator::generate("dns", 11, 3_000)?.iter().map(NewRow::generated).collect();
+    let rows: Vec<NewRow> = generator::to_rows(&generator::generate("dns", 11, 3_000)?);
     let dir = tempfile::tempdir()?;
     let pg = pg()?;
     assert_eq!(pg.0.append("t", "dns", &rows)?, rows.len() as u64);
@@ -103,17 +104,14 @@ fn postgres_rows_are_normalised_and_quarantined_like_embedded_ones() -> anyhow::
     assert_eq!((quarantined[0].log_id, quarantined[0].schema_version), (2, 2));
     assert!(quarantined[0].reason.contains("'signal_dbm' must be integer"), "{quarantined:?}");
     let signal = read.batch.columns.iter().find(|c| c.name == "signal_dbm").map(|c| c.values.clone());
-    assert!(
-        matches!(signal, Some(mcp_runtime::sandbox::ColumnValues::Integer(ref v)) if v == &[-61, -40]),
-        "{signal:?}"
-    );
+    assert!(matches!(signal, Some(mcp_columns::ColumnValues::Integer(ref v)) if v == &[-61, -40]), "{signal:?}");
     Ok(())
 }
 
 #[test]
 fn postgres_reads_are_scoped_to_the_tenant_and_paged_by_id() -> anyhow::Result<()> {
     let pg = pg()?;
-    let rows: Vec<NewRow> = generator::generate("firewall", 4, 1_000)?.iter().map(NewRow::generated).collect();
+    let rows: Vec<NewRow> = generator::to_rows(&generator::generate("firewall", 4, 1_000)?);
     pg.0.append("tenant-a", "firewall", &rows)?;
     assert!(pg.0.read_batch("tenant-b", &query("firewall", 100))?.batch.ids.is_empty());
     let mut after_id = 0;
@@ -174,7 +172,7 @@ fn a_run_survives_its_connections_being_terminated() -> anyhow::Result<()> {
     let schemas = Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS)));
     let source = Pg(PgLogSource::connect(&database_url(), Some(&namespace), schemas.clone())?);
     source.0.migrate()?;
-    let rows: Vec<NewRow> = generator::generate("dns", 12, 20_000)?.iter().map(NewRow::generated).collect();
+    let rows: Vec<NewRow> = generator::to_rows(&generator::generate("dns", 12, 20_000)?);
     source.0.append("t", "dns", &rows)?;
 
     let dir = tempfile::tempdir()?;

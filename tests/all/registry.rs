@@ -1,7 +1,7 @@
 //! Discovery, duplicates, unknown names, protocol mismatch, enable and disable.
 
-use mcp_runtime::registry::{Registry, RegistryError};
-use mcp_runtime::sandbox::{InstanceContext, PROTOCOL_VERSION, SandboxError};
+use mcp_sandbox::registry::{Registry, RegistryError};
+use mcp_sandbox::{InstanceContext, PROTOCOL_VERSION, SandboxError};
 
 use crate::common::{agents_dir, bundled_registry, sandbox};
 
@@ -114,19 +114,16 @@ fn unregister_forgets_an_agent() -> anyhow::Result<()> {
 
 #[test]
 fn compile_cache_serves_the_second_load() -> anyhow::Result<()> {
-    use mcp_runtime::sandbox::{CacheOutcome, CompileCache, Sandbox};
+    use mcp_sandbox::{CacheOutcome, CompileCache, Sandbox};
     let dir = tempfile::tempdir()?;
     let bytes = std::fs::read(agents_dir().join("dns.wasm"))?;
-    let sha = mcp_runtime::registry::sha256_hex(&bytes);
+    let sha = mcp_sandbox::registry::sha256_hex(&bytes);
     let first = Sandbox::new(crate::common::test_limits(), CompileCache::new(Some(dir.path().to_path_buf())))?;
     assert_eq!(first.load(&bytes, &sha)?.1, CacheOutcome::Miss);
     let second = Sandbox::new(crate::common::test_limits(), CompileCache::new(Some(dir.path().to_path_buf())))?;
     assert_eq!(second.load(&bytes, &sha)?.1, CacheOutcome::Hit);
     // An engine with other settings cannot use that artifact; it compiles anew.
-    let other = mcp_runtime::sandbox::SandboxLimits {
-        budget: mcp_runtime::sandbox::BudgetKind::Fuel,
-        ..crate::common::test_limits()
-    };
+    let other = mcp_sandbox::SandboxLimits { budget: mcp_sandbox::BudgetKind::Fuel, ..crate::common::test_limits() };
     let third = Sandbox::new(other, CompileCache::new(Some(dir.path().to_path_buf())))?;
     assert_eq!(third.load(&bytes, &sha)?.1, CacheOutcome::Miss);
     Ok(())

@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use mcp_runtime::generator;
-use mcp_runtime::pipeline::{self, RunError, RunSpec};
-use mcp_runtime::registry::Registry;
-use mcp_runtime::sandbox::{LogReader, SandboxError};
-use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::{LogSource, SqliteLogSource};
-use mcp_runtime::store::{AnomalyStore, CheckpointKey};
+use mcp_engine::pipeline::{self, RunError, RunSpec};
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_sandbox::SandboxError;
+use mcp_sandbox::registry::Registry;
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, SqliteLogSource};
+use mcp_storage::store::{AnomalyStore, CheckpointKey};
+use mcp_synth as generator;
 
 use crate::common::{bundled_registry, hostile_path, sandbox};
 
@@ -42,7 +43,7 @@ fn found(store: &AnomalyStore, tenant: &str, agent: &str) -> anyhow::Result<BTre
 #[test]
 fn rerun_stores_nothing_twice() -> anyhow::Result<()> {
     let mut f = fixture()?;
-    f.source.load("t1", "firewall", &generator::generate("firewall", 3, 4_000)?)?;
+    f.source.append("t1", "firewall", &generator::to_rows(&generator::generate("firewall", 3, 4_000)?))?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "firewall", "t1", Default::default(), None)?;
     let first = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("firewall", "t1"))?;
@@ -62,15 +63,15 @@ fn resuming_from_the_checkpoint_matches_one_full_run() -> anyhow::Result<()> {
     let registry = bundled_registry(sandbox())?;
 
     let mut whole = fixture()?;
-    whole.source.load("t", "dns", &logs)?;
+    whole.source.append("t", "dns", &generator::to_rows(&logs))?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
     pipeline::run(&registry, &mut instance, &*whole.source, &mut whole.store, &spec("dns", "t"))?;
 
     let mut parts = fixture()?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
-    parts.source.load("t", "dns", head)?;
+    parts.source.append("t", "dns", &generator::to_rows(head))?;
     let first = pipeline::run(&registry, &mut instance, &*parts.source, &mut parts.store, &spec("dns", "t"))?;
-    parts.source.load("t", "dns", tail)?;
+    parts.source.append("t", "dns", &generator::to_rows(tail))?;
     let second = pipeline::run(&registry, &mut instance, &*parts.source, &mut parts.store, &spec("dns", "t"))?;
     assert_eq!(first.entries + second.entries, logs.len() as u64);
     let key = CheckpointKey { tenant: "t", agent: "dns", log_source: "embedded", log_type: "dns" };
@@ -83,7 +84,7 @@ fn resuming_from_the_checkpoint_matches_one_full_run() -> anyhow::Result<()> {
 fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
     let mut f = fixture()?;
     let logs = generator::generate("wifi", 8, 1_000)?;
-    f.source.load("t", "wifi", &logs[..500])?;
+    f.source.append("t", "wifi", &generator::to_rows(&logs[..500]))?;
     // The batches hold 500 rows, so these open the second batch.
     let bad_json = f.source.insert_raw("t", "wifi", 1, "wlc-1", r#"{"event": "deauth", "#, 0)?;
     let not_object = f.source.insert_raw("t", "wifi", 2, "wlc-1", "[1, 2, 3]", 0)?;
@@ -96,7 +97,7 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
         0,
     )?;
     let missing = f.source.insert_raw("t", "wifi", 4, "wlc-1", r#"{"event": "data", "signal_dbm": -50}"#, 0)?;
-    f.source.load("t", "wifi", &logs[500..])?;
+    f.source.append("t", "wifi", &generator::to_rows(&logs[500..]))?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "wifi", "t", Default::default(), None)?;
     let report = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("wifi", "t"))?;
@@ -125,12 +126,12 @@ fn malformed_rows_are_quarantined_with_their_reason() -> anyhow::Result<()> {
 #[test]
 fn log_queries_see_only_the_agents_tenant() -> anyhow::Result<()> {
     let f = fixture()?;
-    f.source.load("tenant-a", "wifi", &generator::generate("wifi", 1, 500)?)?;
+    f.source.append("tenant-a", "wifi", &generator::to_rows(&generator::generate("wifi", 1, 500)?))?;
     let sandbox = sandbox();
     let mut registry = Registry::new(sandbox);
     registry.register_file(&hostile_path())?;
     let read = |tenant: &str| -> anyhow::Result<String> {
-        let reader: Arc<dyn LogReader> = f.source.clone();
+        let reader: Arc<dyn LogSource> = f.source.clone();
         let settings = [("mode".to_string(), "logs".to_string())].into();
         let mut instance = pipeline::instance_for(&registry, "hostile", tenant, settings, Some(reader))?;
         let found = instance.detect_batch(&crate::common::wifi_batch(1))?;
@@ -144,7 +145,7 @@ fn log_queries_see_only_the_agents_tenant() -> anyhow::Result<()> {
 #[test]
 fn an_agent_that_keeps_faulting_stops_the_run_without_losing_progress() -> anyhow::Result<()> {
     let mut f = fixture()?;
-    f.source.load("t", "wifi", &generator::generate("wifi", 2, 300)?)?;
+    f.source.append("t", "wifi", &generator::to_rows(&generator::generate("wifi", 2, 300)?))?;
     let mut registry = Registry::new(sandbox());
     registry.register_file(&hostile_path())?;
     let settings = [("mode".to_string(), "panic".to_string())].into();
@@ -170,7 +171,7 @@ fn a_restarted_agent_rebuilds_its_windows_by_replay() -> anyhow::Result<()> {
         let replaying = RunSpec { replay_ms: 900_000, ..spec(log_type, "t") };
 
         let mut whole = fixture()?;
-        whole.source.load("t", log_type, &logs)?;
+        whole.source.append("t", log_type, &generator::to_rows(&logs))?;
         let mut instance = pipeline::instance_for(&registry, log_type, "t", Default::default(), None)?;
         pipeline::run(&registry, &mut instance, &*whole.source, &mut whole.store, &replaying)?;
         let expected = found(&whole.store, "t", log_type)?;
@@ -178,10 +179,10 @@ fn a_restarted_agent_rebuilds_its_windows_by_replay() -> anyhow::Result<()> {
         let first_attack = logs.iter().position(|l| l.label.is_some()).unwrap_or(logs.len() / 2);
         let cut = (first_attack + 10).min(logs.len());
         let mut parts = fixture()?;
-        parts.source.load("t", log_type, &logs[..cut])?;
+        parts.source.append("t", log_type, &generator::to_rows(&logs[..cut]))?;
         let mut first = pipeline::instance_for(&registry, log_type, "t", Default::default(), None)?;
         pipeline::run(&registry, &mut first, &*parts.source, &mut parts.store, &replaying)?;
-        parts.source.load("t", log_type, &logs[cut..])?;
+        parts.source.append("t", log_type, &generator::to_rows(&logs[cut..]))?;
         // A new instance, as after a crash: empty windows until replay fills them.
         let mut restarted = pipeline::instance_for(&registry, log_type, "t", Default::default(), None)?;
         let resumed = pipeline::run(&registry, &mut restarted, &*parts.source, &mut parts.store, &replaying)?;

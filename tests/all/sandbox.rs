@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use mcp_runtime::sandbox::{Fault, SandboxError};
+use mcp_sandbox::{Fault, SandboxError};
 
 use crate::common::{bundled_registry, hostile, sandbox, test_limits, wifi_batch};
 
@@ -124,7 +124,7 @@ fn other_agents_keep_working_while_one_loops() -> anyhow::Result<()> {
             ))
         }
     });
-    let mut wifi = registry.instantiate("wifi", mcp_runtime::sandbox::InstanceContext::new("wifi", "tenant-b"))?;
+    let mut wifi = registry.instantiate("wifi", mcp_sandbox::InstanceContext::new("wifi", "tenant-b"))?;
     for _ in 0..5 {
         wifi.detect_batch(&wifi_batch(200))?;
     }
@@ -138,8 +138,8 @@ fn other_agents_keep_working_while_one_loops() -> anyhow::Result<()> {
 
 #[test]
 fn fuel_budget_stops_a_loop() -> anyhow::Result<()> {
-    let limits = mcp_runtime::sandbox::SandboxLimits {
-        budget: mcp_runtime::sandbox::BudgetKind::Fuel,
+    let limits = mcp_sandbox::SandboxLimits {
+        budget: mcp_sandbox::BudgetKind::Fuel,
         fuel_per_call: 50_000_000,
         ..test_limits()
     };
@@ -165,8 +165,8 @@ fn host_stamps_agent_name_and_entry_provenance() -> anyhow::Result<()> {
     assert_eq!(anomaly.agent, "hostile");
     assert!(anomaly.detected_at_ms > 0);
     assert_eq!(anomaly.log_type, "wifi");
-    assert_eq!(Some(anomaly.source.as_str()), mcp_runtime::batch::text_at(&batch.sources, 0));
-    assert_eq!(anomaly.log_timestamp_ms, batch.timestamps_ms[0]);
+    assert_eq!(Some(anomaly.source.as_str()), batch.source_at(0));
+    assert_eq!(Some(anomaly.log_timestamp_ms), batch.timestamp_at(0));
     Ok(())
 }
 

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use mcp_runtime::batch::text_at;
-use mcp_runtime::pipeline::{self, RunError, RunSpec};
-use mcp_runtime::registry::Registry;
-use mcp_runtime::sandbox::{ColumnValues, LogBatch, LogQuery};
-use mcp_runtime::schema::{BUNDLED_SCHEMAS, SchemaFiles};
-use mcp_runtime::source::{LogSource, SqliteLogSource};
-use mcp_runtime::store::AnomalyStore;
+use mcp_columns::{ColumnValues, LogBatch, LogQuery, text_at};
+use mcp_engine::pipeline::{self, RunError, RunSpec};
+use mcp_sandbox::registry::Registry;
+
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, SqliteLogSource};
+use mcp_storage::store::AnomalyStore;
 
 use crate::common::{bundled_registry, sandbox};
 
@@ -135,7 +136,7 @@ fn a_fourth_log_type_needs_only_a_schema_file_and_an_agent() -> anyhow::Result<(
         s.source.insert_raw("t", "proxy", i as i64, "squid-1", row, 0)?;
     }
     let mut registry = Registry::new(sandbox());
-    registry.register_file(Path::new(mcp_agent_artifacts::PROXY))?;
+    registry.register_file(Path::new(mcp_fixtures::PROXY))?;
     let mut instance = pipeline::instance_for(&registry, "proxy", "t", Default::default(), None)?;
     let spec = RunSpec { tenant: "t", agent: "proxy", log_source: "embedded", batch_size: 100, replay_ms: 0 };
     let report = pipeline::run(&registry, &mut instance, &s.source, &mut s.store, &spec)?;

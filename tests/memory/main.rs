@@ -6,7 +6,7 @@
 #[allow(dead_code)]
 mod common;
 
-use mcp_runtime::sandbox::{Fault, SandboxError};
+use mcp_sandbox::{Fault, SandboxError};
 
 fn resident_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;

@@ -1,4 +1,9 @@
-//! Paths of the guest components built for wasm32-wasip2 by this crate's
-//! build script: the bundled agents and the hostile test fixture.
+//! The bundled agents as bytes, built for wasm32-wasip2 by this crate's build
+//! script. The `mcp` binary embeds them, so it needs no source tree to run.
 
-include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+/// A bundled agent: its file name and component bytes.
+pub const AGENTS: &[(&str, &[u8])] = &[
+    ("wifi.wasm", include_bytes!(concat!(env!("OUT_DIR"), "/wifi.wasm"))),
+    ("firewall.wasm", include_bytes!(concat!(env!("OUT_DIR"), "/firewall.wasm"))),
+    ("dns.wasm", include_bytes!(concat!(env!("OUT_DIR"), "/dns.wasm"))),
+];

@@ -1,0 +1,289 @@
+//! The agents a tenant can run: the bundled ones and its own uploads.
+//! Uploads are validated against the world and the protocol before they are
+//! kept, stored by sha256, and visible to their tenant only.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::{ApiError, ApiState, Caller, Role};
+use mcp_sandbox::registry::{self, RegisteredAgent};
+
+/// An agent, as its tenant sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    pub name: String,
+    pub log_type: String,
+    pub agent_version: String,
+    pub protocol_version: String,
+    pub description: String,
+    pub sha256: String,
+    /// Bundled with the server (shared by every tenant), or uploaded by this tenant.
+    pub bundled: bool,
+    pub enabled: bool,
+    /// Schema versions of its log type the agent reads.
+    pub schema_versions: [u32; 2],
+    /// The model version in force for it, if one is deployed.
+    pub active_model: Option<String>,
+    /// Totals of this tenant's runs of it since the server started.
+    pub runs: super::RunTotals,
+}
+
+fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) -> AgentView {
+    let name = agent.info.name.clone();
+    AgentView {
+        enabled: state.control.agent_enabled(tenant, &name).unwrap_or(false),
+        active_model: state.models.active_version(&name).ok().flatten(),
+        runs: state.run_totals(tenant, &name),
+        log_type: agent.info.log_type.clone(),
+        agent_version: agent.info.agent_version.clone(),
+        protocol_version: agent.info.protocol_version.clone(),
+        description: agent.info.description.clone(),
+        sha256: agent.sha256.clone(),
+        bundled,
+        schema_versions: [agent.info.schema.min_version, agent.info.schema.max_version],
+        name,
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("no agent named '{name}'"))
+}
+
+fn lookup(state: &ApiState, tenant: &str, name: &str) -> Result<AgentView, ApiError> {
+    let resolved = state.resolve(tenant, name).ok_or_else(|| not_found(name))?;
+    let agent = resolved.registry.get(name).map_err(|_| not_found(name))?;
+    Ok(view(state, tenant, agent, resolved.bundled))
+}
+
+/// Every agent the caller's tenant can run.
+#[utoipa::path(
+    get,
+    path = "/v1/agents",
+    responses((status = OK, body = Vec<AgentView>), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
+)]
+pub async fn list_agents(State(state): State<Arc<ApiState>>, caller: Caller) -> Json<Vec<AgentView>> {
+    let mut views: Vec<AgentView> = state.registry.list().map(|a| view(&state, &caller.tenant, a, true)).collect();
+    if let Some(uploads) = state.uploads_of(&caller.tenant) {
+        views.extend(uploads.list().map(|a| view(&state, &caller.tenant, a, false)));
+    }
+    Json(views)
+}
+
+/// One agent.
+#[utoipa::path(
+    get,
+    path = "/v1/agents/{name}",
+    params(("name" = String, Path, description = "agent name")),
+    responses(
+        (status = OK, body = AgentView),
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    lookup(&state, &caller.tenant, &name).map(Json)
+}
+
+/// Uploads a component (the raw bytes of a `.wasm` file) for the caller's
+/// tenant (tenant admin). It is compiled, checked against the world and
+/// the protocol version, and kept under its sha256; an upload with the name
+/// of one of the tenant's agents replaces it.
+#[utoipa::path(
+    post,
+    path = "/v1/agents",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the component's bytes (application/wasm is accepted too)"),
+    responses(
+        (status = CREATED, body = AgentView),
+        (status = BAD_REQUEST, description = "an empty body", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "the name is a bundled agent's", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = PAYLOAD_TOO_LARGE, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "not a valid agent component", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn upload_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<AgentView>), ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("components are limited to {} bytes (max_upload_bytes)", state.config.max_upload_bytes),
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the body must be the component's bytes"));
+    }
+    let shared = state.clone();
+    let tenant = caller.tenant.clone();
+    let view = tokio::task::spawn_blocking(move || -> Result<AgentView, ApiError> {
+        let sha256 = registry::sha256_hex(&bytes);
+        let agent = registry::validate(shared.registry.sandbox(), &bytes, &format!("upload {sha256}"))
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string()))?;
+        let name = agent.info.name.clone();
+        if shared.registry.get(&name).is_ok() {
+            return Err(ApiError::conflict(format!("'{name}' is a bundled agent's name; rename yours")));
+        }
+        let path = shared.upload_path(&tenant, &sha256);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&path, &bytes)?;
+        shared.replace_upload(&tenant, |registry| {
+            let _ = registry.unregister(&name);
+            registry.register_bytes(&bytes, &format!("upload {name}")).map(|_| ()).map_err(ApiError::internal)
+        })?;
+        shared.control.record_upload(&tenant, &name, &sha256)?;
+        lookup(&shared, &tenant, &name)
+    })
+    .await??;
+    state.control.audit(&caller.identity(), "agent.upload", &format!("{} {}", view.name, view.sha256))?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn set_enabled(
+    state: Arc<ApiState>,
+    caller: Caller,
+    name: String,
+    enabled: bool,
+) -> Result<Json<AgentView>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    lookup(&state, &caller.tenant, &name)?;
+    state.control.set_agent_enabled(&caller.tenant, &name, enabled)?;
+    let action = if enabled { "agent.enable" } else { "agent.disable" };
+    state.control.audit(&caller.identity(), action, &name)?;
+    lookup(&state, &caller.tenant, &name).map(Json)
+}
+
+/// Lets the agent run again for the caller's tenant (tenant admin).
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{name}/enable",
+    params(("name" = String, Path)),
+    responses(
+        (status = OK, body = AgentView),
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn enable_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    set_enabled(state, caller, name, true).await
+}
+
+/// Stops the agent from being run for the caller's tenant (tenant admin).
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{name}/disable",
+    params(("name" = String, Path)),
+    responses(
+        (status = OK, body = AgentView),
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn disable_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    set_enabled(state, caller, name, false).await
+}
+
+/// Compiles and checks an uploaded agent again from its stored bytes
+/// (tenant admin); bundled agents reload with the server.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{name}/reload",
+    params(("name" = String, Path)),
+    responses(
+        (status = OK, body = AgentView),
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "a bundled agent", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn reload_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let current = lookup(&state, &caller.tenant, &name)?;
+    if current.bundled {
+        return Err(ApiError::conflict(format!("'{name}' is bundled; bundled agents reload when the server restarts")));
+    }
+    let shared = state.clone();
+    let tenant = caller.tenant.clone();
+    let view = tokio::task::spawn_blocking(move || -> Result<AgentView, ApiError> {
+        let bytes = std::fs::read(shared.upload_path(&tenant, &current.sha256))?;
+        shared.replace_upload(&tenant, |registry| {
+            let _ = registry.unregister(&name);
+            registry
+                .register_bytes(&bytes, &format!("upload {name}"))
+                .map(|_| ())
+                .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string()))
+        })?;
+        lookup(&shared, &tenant, &name)
+    })
+    .await??;
+    state.control.audit(&caller.identity(), "agent.reload", &view.name)?;
+    Ok(Json(view))
+}
+
+/// Removes one of the tenant's uploaded agents (tenant admin); its
+/// anomalies stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/agents/{name}",
+    params(("name" = String, Path)),
+    responses(
+        (status = NO_CONTENT, description = "removed"),
+        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "a bundled agent: disable it instead", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn delete_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let current = lookup(&state, &caller.tenant, &name)?;
+    if current.bundled {
+        return Err(ApiError::conflict(format!("'{name}' is bundled and shared; disable it for your tenant instead")));
+    }
+    state
+        .replace_upload(&caller.tenant, |registry| registry.unregister(&name).map(|_| ()))
+        .map_err(|_| not_found(&name))?;
+    state.control.forget_upload(&caller.tenant, &name)?;
+    state.control.audit(&caller.identity(), "agent.delete", &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}

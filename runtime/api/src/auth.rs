@@ -1,0 +1,60 @@
+//! The bearer token on every request, turned into a [`Caller`].
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+
+use mcp_storage::control::{Caller as Identity, Role};
+
+use super::{ApiError, ApiState};
+
+/// Who is calling, as their bearer token says: the control store's identity,
+/// extracted from each request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token_id: i64,
+    pub tenant: String,
+    pub role: Role,
+}
+
+impl From<Identity> for Caller {
+    fn from(identity: Identity) -> Self {
+        Caller { token_id: identity.token_id, tenant: identity.tenant, role: identity.role }
+    }
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
+            ApiError::unauthorized("send `Authorization: Bearer <token>`; `mcp tokens create` makes a token")
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        state
+            .control
+            .authenticate(token.trim())?
+            .map(Caller::from)
+            .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never issued here)"))
+    }
+}
+
+impl Caller {
+    /// The identity the control store records in its audit trail.
+    pub fn identity(&self) -> Identity {
+        Identity { token_id: self.token_id, tenant: self.tenant.clone(), role: self.role }
+    }
+
+    /// Refuses the call unless the token's role is at least `role`.
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role >= role {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!("this needs the {} role; the token has {}", role.name(), self.role.name())))
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! Settings a tenant may change while the server runs: its batch size and
+//! its agents' settings. Each change is validated and audited; runs started
+//! afterwards use it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, ApiState, Caller, Role};
+
+/// A tenant's live settings.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConfigView {
+    /// Entries per agent call for this tenant's runs.
+    pub batch_size: u32,
+    /// Agent settings this tenant set, by agent, over the server's own.
+    pub agents: BTreeMap<String, BTreeMap<String, String>>,
+    /// Per-call limits of every instance (deployment-wide, read-only here).
+    pub sandbox: SandboxView,
+}
+
+/// The sandbox limits in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SandboxView {
+    pub budget: String,
+    pub call_timeout_ms: u64,
+    pub fuel_per_call: u64,
+    pub memory_bytes: usize,
+}
+
+/// Changes to a tenant's settings; what is absent stays.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigChange {
+    /// 1 to 10,000.
+    pub batch_size: Option<u32>,
+    /// Agent settings by agent name; values are text, as agents read them.
+    pub agents: Option<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    /// The id of the token that made the change.
+    pub token_id: i64,
+    pub action: String,
+    pub detail: String,
+}
+
+pub(super) fn batch_size(state: &ApiState, tenant: &str) -> Result<u32, ApiError> {
+    let settings = state.control.settings(tenant)?;
+    Ok(settings
+        .iter()
+        .find(|(k, _)| k == "batch_size")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(state.config.batch_size))
+}
+
+fn view(state: &ApiState, tenant: &str) -> Result<ConfigView, ApiError> {
+    let mut agents: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for (key, value) in state.control.settings(tenant)? {
+        if let Some((agent, setting)) = key.strip_prefix("agents.").and_then(|k| k.split_once('.')) {
+            agents.entry(agent.to_string()).or_default().insert(setting.to_string(), value);
+        }
+    }
+    let limits = &state.config.sandbox;
+    Ok(ConfigView {
+        batch_size: batch_size(state, tenant)?,
+        agents,
+        sandbox: SandboxView {
+            budget: format!("{:?}", limits.budget).to_lowercase(),
+            call_timeout_ms: limits.call_timeout_ms,
+            fuel_per_call: limits.fuel_per_call,
+            memory_bytes: limits.memory_bytes,
+        },
+    })
+}
+
+fn plain(text: &str) -> bool {
+    !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Checks the settings every bundled agent reads; others are the agent's own.
+fn check_setting(key: &str, value: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| Err(ApiError::bad_request(format!("setting '{key}' = '{value}': {why}")));
+    match key {
+        "detection" if !["rules", "model", "both"].contains(&value) => bad("must be rules, model or both"),
+        "model_threshold" if !value.parse::<f32>().is_ok_and(|t| (0.0..=1.0).contains(&t)) => {
+            bad("must be a number from 0 to 1")
+        }
+        _ if value.len() > 4096 => bad("values are limited to 4096 bytes"),
+        _ => Ok(()),
+    }
+}
+
+/// The caller's tenant's live settings.
+#[utoipa::path(
+    get,
+    path = "/v1/config",
+    responses((status = OK, body = ConfigView), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
+)]
+pub async fn get_config(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<ConfigView>, ApiError> {
+    view(&state, &caller.tenant).map(Json)
+}
+
+/// Changes the caller's tenant's settings (tenant admin); audited.
+#[utoipa::path(
+    patch,
+    path = "/v1/config",
+    request_body = ConfigChange,
+    responses(
+        (status = OK, body = ConfigView),
+        (status = BAD_REQUEST, description = "a value is out of range or an agent unknown", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn patch_config(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Json<ConfigChange>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ConfigView>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let Json(change) = body?;
+    let mut writes = Vec::new();
+    if let Some(size) = change.batch_size {
+        if !(1..=10_000).contains(&size) {
+            return Err(ApiError::bad_request(format!("batch_size {size} must be from 1 to 10000")));
+        }
+        writes.push(("batch_size".to_string(), size.to_string()));
+    }
+    for (agent, settings) in change.agents.unwrap_or_default() {
+        if state.resolve(&caller.tenant, &agent).is_none() {
+            return Err(ApiError::bad_request(format!("no agent named '{agent}'")));
+        }
+        for (key, value) in settings {
+            if !plain(&key) {
+                return Err(ApiError::bad_request(format!(
+                    "setting name '{key}' must be 1 to 64 of a-z, 0-9, '_', '-'"
+                )));
+            }
+            check_setting(&key, &value)?;
+            writes.push((format!("agents.{agent}.{key}"), value));
+        }
+    }
+    for (key, value) in &writes {
+        state.control.set_setting(&caller.tenant, key, value)?;
+        state.control.audit(&caller.identity(), "config.set", &format!("{key} = {value}"))?;
+    }
+    view(&state, &caller.tenant).map(Json)
+}
+
+/// The caller's tenant's audit trail, newest first (last 1000 changes).
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    responses(
+        (status = OK, body = Vec<AuditEntry>),
+        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+    )
+)]
+pub async fn get_audit(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let trail = state.control.audit_trail(&caller.tenant, 1000)?;
+    Ok(Json(
+        trail
+            .into_iter()
+            .map(|(at_ms, token_id, action, detail)| AuditEntry { at_ms, token_id, action, detail })
+            .collect(),
+    ))
+}

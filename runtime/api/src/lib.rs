@@ -1,0 +1,294 @@
+//! The REST control plane (`mcp serve`): axum, with the OpenAPI document
+//! generated from the handlers by utoipa. Every endpoint but the health
+//! checks and the document itself needs a bearer token, and every query is
+//! scoped to the token's tenant: another tenant's ids answer 404.
+
+mod agents;
+mod anomalies;
+mod auth;
+mod config;
+
+mod health;
+mod metrics;
+mod models;
+pub mod problem;
+mod runs;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::Router;
+use axum::routing::get;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_redoc::{Redoc, Servable};
+
+pub use auth::Caller;
+use mcp_engine::config::McpConfig;
+use mcp_engine::models::ModelManager;
+use mcp_sandbox::registry::Registry;
+pub use mcp_storage::control::{ControlStore, Role};
+use mcp_storage::jobstatus::SharedCache;
+use mcp_storage::store::{AnomalyStore, StoreError};
+pub use problem::ApiError;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    pub config: McpConfig,
+    pub control: ControlStore,
+    pub registry: Arc<Registry>,
+    pub models: Arc<ModelManager>,
+    pub cache: Arc<SharedCache>,
+    pub anomalies_db: PathBuf,
+    /// Open anomaly store connections, reused across requests.
+    stores: Mutex<Vec<AnomalyStore>>,
+    /// Store queries at once: more than the cores only adds thread switches
+    /// and cold page caches.
+    store_slots: tokio::sync::Semaphore,
+    metrics: metrics::Metrics,
+    /// Agents uploaded by each tenant, beside the bundled ones; replaced
+    /// whole on each change so a running run keeps the one it started with.
+    uploads: RwLock<HashMap<String, Arc<Registry>>>,
+    /// Totals of finished runs per (tenant, agent).
+    run_totals: Mutex<BTreeMap<(String, String), RunTotals>>,
+}
+
+/// What runs of one agent for one tenant added up to since the server started.
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct RunTotals {
+    pub runs: u64,
+    pub entries: u64,
+    pub anomalies: u64,
+    pub quarantined: u64,
+    pub faults: u64,
+    pub fuel: u64,
+    pub seconds: f64,
+}
+
+impl RunTotals {
+    /// What one run adds.
+    pub fn of(outcome: &mcp_engine::runs::RunOutcome) -> Self {
+        let mut totals = RunTotals { runs: 1, fuel: outcome.fuel, ..Default::default() };
+        match &outcome.result {
+            Ok(r) => {
+                totals.entries = r.entries;
+                totals.anomalies = r.anomalies;
+                totals.quarantined = r.quarantined;
+                totals.faults = r.faults.len() as u64;
+                totals.seconds = r.elapsed.as_secs_f64();
+            }
+            Err(_) => totals.faults = outcome.faults,
+        }
+        totals
+    }
+}
+
+/// Where an agent a tenant can run comes from.
+#[derive(Debug, Clone)]
+pub(crate) struct ResolvedAgent {
+    pub registry: Arc<Registry>,
+    pub bundled: bool,
+}
+
+impl ApiState {
+    pub fn new(
+        config: McpConfig,
+        control: ControlStore,
+        registry: Arc<Registry>,
+        models: Arc<ModelManager>,
+        cache: Arc<SharedCache>,
+    ) -> Self {
+        let anomalies_db = config.anomalies_db();
+        let state = ApiState {
+            config,
+            control,
+            registry,
+            models,
+            cache,
+            anomalies_db,
+            stores: Mutex::default(),
+            store_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2),
+            ),
+            metrics: metrics::Metrics::default(),
+            uploads: RwLock::default(),
+            run_totals: Mutex::default(),
+        };
+        state.load_uploads();
+        state
+    }
+
+    /// Where uploaded components are kept: `data_dir/agents/<tenant>/<sha256>.wasm`.
+    pub(crate) fn upload_path(&self, tenant: &str, sha256: &str) -> PathBuf {
+        self.config.data_dir.join("agents").join(tenant).join(format!("{sha256}.wasm"))
+    }
+
+    /// Registers the uploaded agents recorded in the control store. One
+    /// that no longer validates (a host upgrade, a damaged file) is logged
+    /// and left out, not fatal.
+    fn load_uploads(&self) {
+        let uploads = match self.control.uploads() {
+            Ok(uploads) => uploads,
+            Err(e) => return tracing::error!("cannot read uploaded agents: {e}"),
+        };
+        for (tenant, name, sha256) in uploads {
+            let path = self.upload_path(&tenant, &sha256);
+            let registered = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| {
+                self.replace_upload(&tenant, |registry| {
+                    registry.register_bytes(&bytes, &format!("upload {name}")).map(|_| ()).map_err(|e| e.to_string())
+                })
+            });
+            if let Err(e) = registered {
+                tracing::error!(tenant, agent = name, path = %path.display(), "uploaded agent not loaded: {e}");
+            }
+        }
+    }
+
+    /// Changes `tenant`'s uploads through a copy, then puts the copy in place.
+    pub(crate) fn replace_upload<E>(
+        &self,
+        tenant: &str,
+        change: impl FnOnce(&mut Registry) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let Ok(mut uploads) = self.uploads.write() else { return Ok(()) };
+        let mut copy = match uploads.get(tenant) {
+            Some(registry) => (**registry).clone(),
+            None => Registry::new(self.registry.sandbox().clone()),
+        };
+        change(&mut copy)?;
+        uploads.insert(tenant.to_string(), Arc::new(copy));
+        Ok(())
+    }
+
+    /// The agent `name` as `tenant` sees it: its own upload, else a bundled one.
+    pub(crate) fn resolve(&self, tenant: &str, name: &str) -> Option<ResolvedAgent> {
+        let uploaded = self.uploads.read().ok().and_then(|u| u.get(tenant).cloned());
+        if let Some(registry) = uploaded.filter(|r| r.get(name).is_ok()) {
+            return Some(ResolvedAgent { registry, bundled: false });
+        }
+        self.registry.get(name).ok().map(|_| ResolvedAgent { registry: self.registry.clone(), bundled: true })
+    }
+
+    /// `tenant`'s uploaded agents.
+    pub(crate) fn uploads_of(&self, tenant: &str) -> Option<Arc<Registry>> {
+        self.uploads.read().ok().and_then(|u| u.get(tenant).cloned())
+    }
+
+    pub(crate) fn add_run_totals(&self, tenant: &str, agent: &str, add: &RunTotals) {
+        if let Ok(mut totals) = self.run_totals.lock() {
+            let t = totals.entry((tenant.to_string(), agent.to_string())).or_default();
+            t.runs += add.runs;
+            t.entries += add.entries;
+            t.anomalies += add.anomalies;
+            t.quarantined += add.quarantined;
+            t.faults += add.faults;
+            t.fuel += add.fuel;
+            t.seconds += add.seconds;
+        }
+    }
+
+    pub(crate) fn run_totals(&self, tenant: &str, agent: &str) -> RunTotals {
+        self.run_totals
+            .lock()
+            .ok()
+            .and_then(|t| t.get(&(tenant.to_string(), agent.to_string())).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Runs `f` with an anomaly store connection on a blocking thread.
+    pub(crate) async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _slot = self.store_slots.acquire().await?;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = state.stores.lock().ok().and_then(|mut stores| stores.pop());
+            let mut store = match pooled {
+                Some(store) => store,
+                None => {
+                    let store = AnomalyStore::open(&state.anomalies_db)?;
+                    store.tune_for_reads()?;
+                    store
+                }
+            };
+            let result = f(&mut store).map_err(ApiError::internal);
+            if let Ok(mut stores) = state.stores.lock() {
+                stores.push(store);
+            }
+            result
+        })
+        .await?
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "MCP control plane",
+        description = "Agents, runs, anomalies and models of a tenant. Every endpoint under /v1 needs `Authorization: Bearer <token>` (`mcp tokens create`); another tenant's ids answer 404. Errors are RFC 9457 problem details with a stable `code`.",
+        version = "1"
+    ),
+    components(schemas(anomalies::Sort, problem::Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("mcp_<64 hex>").build(),
+            ),
+        );
+    }
+}
+
+/// The router and the OpenAPI document it serves.
+pub fn router(state: Arc<ApiState>) -> Router {
+    let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(agents::list_agents, agents::upload_agent))
+        .routes(routes!(agents::get_agent, agents::delete_agent))
+        .routes(routes!(agents::enable_agent))
+        .routes(routes!(agents::disable_agent))
+        .routes(routes!(agents::reload_agent))
+        .routes(routes!(config::get_config, config::patch_config))
+        .routes(routes!(config::get_audit))
+        .routes(routes!(anomalies::list_anomalies))
+        .routes(routes!(anomalies::get_anomaly))
+        .routes(routes!(models::list_models))
+        .routes(routes!(models::activate_model))
+        .routes(routes!(models::rollback_model))
+        .routes(routes!(models::upload_model))
+        .routes(routes!(models::reload_models))
+        .routes(routes!(runs::list_runs, runs::start_run))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::cancel_run))
+        .with_state(state.clone())
+        .split_for_parts();
+    let document = openapi.clone();
+    api.route("/openapi.json", get(move || std::future::ready(axum::Json(document.clone()))))
+        .route("/metrics", get(metrics::render).with_state(state.clone()))
+        .merge(Redoc::with_url("/docs", openapi))
+        .fallback(|| async { ApiError::not_found("no such endpoint; /openapi.json lists them") })
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_upload_bytes))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
+}
+
+/// Serves `router` on `address` until the process ends.
+pub async fn serve(address: std::net::SocketAddr, state: Arc<ApiState>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    tracing::info!(%address, "control plane listening");
+    axum::serve(listener, router(state)).await
+}

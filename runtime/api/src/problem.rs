@@ -1,0 +1,155 @@
+//! Errors as RFC 9457 problem details: one JSON shape with a stable `code`,
+//! a message a person can act on, and never a stack trace or a path.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An RFC 9457 problem.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type: `/problems/<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The stable code clients match on.
+    pub code: String,
+}
+
+/// An error a handler returns.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, code, detail: detail.into() }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    /// A failure inside the host: logged in full, answered in general terms.
+    pub fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!("request failed: {error}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the server failed to answer; the server log has details under this request's x-request-id",
+        )
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let problem = Problem {
+            kind: format!("/problems/{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error").to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            code: self.code.to_string(),
+        };
+        let mut response = (self.status, axum::Json(problem)).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        response
+    }
+}
+
+/// Rejections of axum's extractors (bad JSON, bad query) as problems.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(rejection: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request(rejection.body_text())
+    }
+}
+
+/// Each domain error's status, in one place: what the caller can fix is a
+/// 4xx naming it, the rest is logged and answered as `internal`.
+impl From<mcp_engine::pipeline::RunError> for ApiError {
+    fn from(error: mcp_engine::pipeline::RunError) -> Self {
+        use mcp_engine::pipeline::RunError;
+        match error {
+            RunError::Disabled { .. } | RunError::SchemaUnsupported { .. } | RunError::Registry(_) => {
+                ApiError::conflict(error.to_string())
+            }
+            RunError::Cancelled { .. } => ApiError::conflict(error.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<mcp_storage::control::ControlError> for ApiError {
+    fn from(error: mcp_storage::control::ControlError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<mcp_storage::store::StoreError> for ApiError {
+    fn from(error: mcp_storage::store::StoreError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<mcp_storage::jobstatus::CacheError> for ApiError {
+    fn from(error: mcp_storage::jobstatus::CacheError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+impl From<mcp_storage::source::SourceError> for ApiError {
+    fn from(error: mcp_storage::source::SourceError) -> Self {
+        ApiError::internal(error)
+    }
+}
+
+/// Failures of the host's own machinery (files, worker threads, the store
+/// pool): never the caller's to fix.
+macro_rules! internal_from {
+    ($($error:ty),* $(,)?) => {
+        $(impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                ApiError::internal(error)
+            }
+        })*
+    };
+}
+
+internal_from!(std::io::Error, tokio::task::JoinError, tokio::sync::AcquireError);

@@ -1,0 +1,131 @@
+//! `mcp demo`: generate labelled logs, load them into the embedded source,
+//! run the bundled agents through the sandbox and score what they found.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use mcp_engine::config::McpConfig;
+use mcp_engine::models::ModelManager;
+use mcp_engine::pipeline::{RunError, RunReport};
+use mcp_engine::runs::RunBuilder;
+use mcp_sandbox::registry::{Registry, RegistryError};
+use mcp_sandbox::{CompileCache, Sandbox, SandboxError};
+use mcp_storage::source::{LogSource, SourceError, SqliteLogSource};
+use mcp_storage::store::{AnomalyStore, StoreError};
+use mcp_synth::scoring::Detection;
+use mcp_synth::{self as generator, GeneratorError};
+
+/// Errors of the demo.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Generator(#[from] GeneratorError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("cannot prepare {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("no bundled agent handles '{0}' logs")]
+    MissingAgent(String),
+}
+
+/// What the demo measured for one agent.
+#[derive(Debug, Clone)]
+pub struct AgentOutcome {
+    pub run: RunReport,
+    pub detection: Detection,
+}
+
+/// Options of one demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub seed: u64,
+    pub entries_per_type: usize,
+    /// Overrides every agent's `detection` setting (rules, model or both).
+    pub detection: Option<String>,
+}
+
+/// Runs the demo in `config.data_dir`/demo, starting from empty databases,
+/// with the models of `models` when given.
+pub fn run(
+    config: &McpConfig,
+    agents_dir: &Path,
+    models: Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+) -> Result<Vec<AgentOutcome>, DemoError> {
+    let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
+    let mut registry = Registry::new(sandbox);
+    registry.discover(agents_dir)?;
+    run_with(config, &Arc::new(registry), models, options, &config.data_dir.join("demo"))
+}
+
+/// Detection quality per agent with rules only, the model only and both,
+/// on one seed: `(mode, outcomes)` for each mode.
+pub fn evaluate(
+    config: &McpConfig,
+    agents_dir: &Path,
+    models: Arc<ModelManager>,
+    seed: u64,
+    entries_per_type: usize,
+) -> Result<Vec<(String, Vec<AgentOutcome>)>, DemoError> {
+    let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
+    let mut registry = Registry::new(sandbox);
+    registry.discover(agents_dir)?;
+    let registry = Arc::new(registry);
+    let mut results = Vec::new();
+    for mode in ["rules", "model", "both"] {
+        let options = DemoOptions { seed, entries_per_type, detection: Some(mode.to_string()) };
+        let dir = config.data_dir.join(format!("evaluate-{mode}"));
+        results.push((mode.to_string(), run_with(config, &registry, Some(models.clone()), &options, &dir)?));
+    }
+    Ok(results)
+}
+
+fn run_with(
+    config: &McpConfig,
+    registry: &Arc<Registry>,
+    models: Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+    dir: &Path,
+) -> Result<Vec<AgentOutcome>, DemoError> {
+    let io = |source| DemoError::Io { path: dir.display().to_string(), source };
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(io)?;
+    }
+    std::fs::create_dir_all(dir).map_err(io)?;
+
+    let source = Arc::new(SqliteLogSource::open(&dir.join("logs.db"), config.schema_files())?);
+    let mut store = AnomalyStore::open(&dir.join("anomalies.db"))?;
+    let tenant = config.tenant.as_str();
+    let mut outcomes = Vec::new();
+    for log_type in generator::LOG_TYPES {
+        let logs = generator::generate(log_type, options.seed, options.entries_per_type)?;
+        source.append(tenant, log_type, &generator::to_rows(&logs))?;
+        let agent = registry
+            .list()
+            .find(|a| a.info.log_type == *log_type && a.enabled)
+            .map(|a| a.info.name.clone())
+            .ok_or_else(|| DemoError::MissingAgent((*log_type).to_string()))?;
+        let shared: Arc<dyn LogSource> = source.clone();
+        let mut run = RunBuilder::new(config, registry.clone(), shared, tenant, &agent);
+        if let Some(mode) = &options.detection {
+            run = run.setting("detection", mode);
+        }
+        if let Some(models) = &models {
+            run = run.models(models.clone());
+        }
+        let run = run.build()?.execute(&mut store, &mut |_| std::ops::ControlFlow::Continue(())).result?;
+        let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
+        let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
+        outcomes.push(AgentOutcome { run, detection });
+    }
+    Ok(outcomes)
+}

@@ -1,0 +1,473 @@
+//! The `mcp` command: the edge where errors become messages and exit codes.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use demo::DemoOptions;
+use mcp_api::{ApiState, ControlStore, Role};
+use mcp_engine::config::McpConfig;
+use mcp_sandbox::conformance::{self, Outcome};
+
+use mcp_engine::runs::RunBuilder;
+use mcp_sandbox::registry::Registry;
+use mcp_sandbox::{CompileCache, Sandbox};
+use mcp_storage::store::AnomalyStore;
+
+mod assets;
+mod bench;
+mod bench_api;
+mod bench_cache;
+mod bench_models;
+mod bench_pipeline;
+mod models_cli;
+
+use mcp_cli::{demo, training};
+
+#[derive(Parser)]
+#[command(name = "mcp", version, about = "Run untrusted log-anomaly agents in a WebAssembly sandbox")]
+struct Cli {
+    /// Configuration file (default: config/mcp.toml when it exists).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Folder of agent components (default: the config's agents_dir, else the bundled agents).
+    #[arg(long, global = true)]
+    agents_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate labelled logs, run the bundled agents on them and score the result.
+    Demo {
+        /// Generator seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Normal entries per log type (attacks come on top).
+        #[arg(long, default_value_t = 10_000)]
+        entries: usize,
+    },
+    /// Inspect agents.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+    /// Run agents over the configured log source, from their checkpoints.
+    Run {
+        /// One agent; all enabled agents when omitted.
+        #[arg(long)]
+        agent: Option<String>,
+    },
+    /// Measure the sandbox against the same detection code compiled natively.
+    Bench(bench::BenchArgs),
+    /// The configured log source.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Model versions: list, add, activate, roll back; training data and evaluation.
+    Models {
+        #[command(subcommand)]
+        command: models_cli::ModelsCommand,
+    },
+    /// Start the REST control plane (OpenAPI at /openapi.json, browsable at /docs).
+    Serve {
+        /// Address to listen on (default: the config's `listen`, 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// API tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Job status (runs) from the shared cache: Redis when configured.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Rows of the configured log source that were set aside, with why.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create or update the PostgreSQL log tables.
+    Migrate,
+    /// Append a JSON Lines file of logs (one {"timestamp_ms", "source", "fields", "schema_version"?} object a line).
+    Load {
+        /// The file.
+        file: PathBuf,
+        /// The log type of every line.
+        #[arg(long)]
+        log_type: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokensCommand {
+    /// Create a token bound to a tenant and a role; it is printed once and only its hash is kept.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        /// read_only, tenant_admin or admin.
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// The configured tenant's jobs still kept, newest first.
+    List,
+    /// Ask a running job to stop after its current batch.
+    Cancel {
+        /// The job id, as `mcp jobs list` shows it.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Every quarantined row of the configured tenant.
+    List {
+        /// Print the raw rows too.
+        #[arg(long)]
+        raw: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentsCommand {
+    /// Name, log type, versions and sha256 of every agent.
+    List,
+    /// Run the protocol conformance check on a component.
+    Check {
+        /// The component file.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+pub(crate) fn agents_dir(cli_dir: Option<PathBuf>, config: &McpConfig) -> Result<PathBuf> {
+    let dir = cli_dir.or_else(|| config.agents_dir.clone()).unwrap_or_else(|| config.bundled_dir().join("agents"));
+    if !dir.is_dir() {
+        bail!("agents folder {} does not exist; pass --agents-dir or set agents_dir in the config", dir.display());
+    }
+    Ok(dir)
+}
+
+fn sandbox(config: &McpConfig) -> Result<Arc<Sandbox>> {
+    Ok(Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?))
+}
+
+pub(crate) fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
+    let mut registry = Registry::new(sandbox(config)?);
+    registry.discover(dir)?;
+    Ok(registry)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let config = McpConfig::load(cli.config.as_deref())?;
+    assets::install(&config)?;
+    match cli.command {
+        Command::Demo { seed, entries } => {
+            let dir = agents_dir(cli.agents_dir, &config)?;
+            println!(
+                "mcp demo: seed {seed}, {entries} normal entries per log type plus injected attacks, agents from {}",
+                dir.display()
+            );
+            println!(
+                "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",
+                config.data_dir.display()
+            );
+            let models = config.model_manager()?;
+            let options = DemoOptions { seed, entries_per_type: entries, detection: None };
+            let outcomes = demo::run(&config, &dir, Some(models.clone()), &options)?;
+            println!(
+                "{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
+                "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
+            );
+            for o in &outcomes {
+                let d = &o.detection;
+                println!(
+                    "{:<10} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
+                    o.run.agent,
+                    o.run.entries,
+                    o.run.anomalies,
+                    d.precision(),
+                    d.recall(),
+                    d.f1(),
+                    o.run.entries_per_second(),
+                    o.run.quarantined
+                );
+            }
+            println!("\nper attack kind (entries flagged / entries in the attack):");
+            for o in &outcomes {
+                let kinds: Vec<String> =
+                    o.detection.per_kind.iter().map(|(k, (hit, all))| format!("{k} {hit}/{all}")).collect();
+                println!("  {:<10} {}", o.run.agent, kinds.join(", "));
+                for fault in &o.run.faults {
+                    println!("  {:<10} recovered from fault: {fault}", o.run.agent);
+                }
+            }
+            println!("\nmodels (from {}; rules and model combined):", models.dir().display());
+            for o in &outcomes {
+                match &o.run.model {
+                    Some((name, version)) => {
+                        let family = models.load(name, version).map(|m| m.metadata.family.clone()).unwrap_or_default();
+                        println!("  {:<10} model {name} version {version} ({family})", o.run.agent)
+                    }
+                    None => println!("  {:<10} no model deployed: rules only", o.run.agent),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents { command: AgentsCommand::List } => {
+            let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
+            println!("{:<10} {:<9} {:<8} {:<9} {:<8} sha256", "name", "log type", "version", "protocol", "enabled");
+            for a in registry.list() {
+                println!(
+                    "{:<10} {:<9} {:<8} {:<9} {:<8} {}",
+                    a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents { command: AgentsCommand::Check { file } } => {
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let report = conformance::check(
+                &*sandbox(&config)?,
+                &bytes,
+                &file.display().to_string(),
+                &mcp_synth::GeneratedSamples,
+            );
+            for check in &report.checks {
+                let (mark, detail) = match &check.outcome {
+                    Outcome::Passed(d) => ("pass", d),
+                    Outcome::Failed(d) => ("FAIL", d),
+                    Outcome::Skipped(d) => ("skip", d),
+                };
+                println!("{mark}  {:<42} {detail}", check.name);
+            }
+            if report.passed() {
+                println!("\n{} conforms to mcp:agent@{}", file.display(), mcp_sandbox::PROTOCOL_VERSION);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("\n{} does not conform", file.display());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Run { agent } => {
+            let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let source = config.log_source()?;
+            let mut store = AnomalyStore::open(&config.anomalies_db())?;
+            let cache = config.shared_cache()?;
+            println!("{}", cache.describe());
+            let models = config.model_manager()?;
+            // New version directories are picked up while the run goes on.
+            models.watch(std::time::Duration::from_millis(config.model_watch_ms));
+            let interval = std::time::Duration::from_millis(config.status_interval_ms);
+            let names: Vec<String> = match agent {
+                Some(name) => vec![registry.get(&name)?.info.name.clone()],
+                None => registry.list().filter(|a| a.enabled).map(|a| a.info.name.clone()).collect(),
+            };
+            let registry = Arc::new(registry);
+            let control = ControlStore::open(&config.control_db())?;
+            let mut failed = false;
+            for name in names {
+                let outcome = RunBuilder::new(&config, registry.clone(), source.clone(), &config.tenant, &name)
+                    .tenant_control(&control)
+                    .and_then(|run| run.models(models.clone()).build())
+                    .map(|run| run.execute_as_job(&mut store, &cache, interval, |_| {}));
+                match outcome {
+                    Ok((outcome, job)) => match outcome.result {
+                        Ok(r) => println!(
+                            "{:<10} {} entries, {} new anomalies, {} quarantined, {} retried, {} replayed, {:.0} entries/s (job {})",
+                            r.agent,
+                            r.entries,
+                            r.anomalies,
+                            r.quarantined,
+                            r.retries,
+                            r.replayed,
+                            r.entries_per_second(),
+                            job.id
+                        ),
+                        Err(e) => {
+                            failed = true;
+                            println!("{name:<10} failed: {e}");
+                        }
+                    },
+                    Err(e) => {
+                        failed = true;
+                        println!("{name:<10} failed: {e}");
+                    }
+                }
+            }
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Db { command: DbCommand::Migrate } => {
+            let Some(url) = &config.database_url else {
+                println!("no database_url configured: the embedded SQLite source creates its tables when opened");
+                return Ok(ExitCode::SUCCESS);
+            };
+            let source = mcp_storage::source::PgLogSource::connect(
+                url,
+                config.database_schema.as_deref(),
+                config.schema_files(),
+            )?;
+            source.migrate()?;
+            println!("PostgreSQL log tables are up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command: DbCommand::Load { file, log_type } } => {
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let source = config.log_source()?;
+            let input = std::io::BufReader::new(
+                std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+            );
+            let report = mcp_storage::source::load::load_json_lines(&*source, &config.tenant, &log_type, input)?;
+            println!(
+                "loaded {} '{log_type}' lines into the {} source for tenant {} ({} unreadable, stored for quarantine)",
+                report.lines,
+                source.name(),
+                config.tenant,
+                report.unreadable
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models { command } => models_cli::run(&config, cli.agents_dir, command),
+        Command::Tokens { command: TokensCommand::Create { tenant, role } } => {
+            let role = Role::parse(&role)
+                .with_context(|| format!("role '{role}' must be read_only, tenant_admin or admin"))?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let control = ControlStore::open(&config.control_db())?;
+            let token = control.create_token(&tenant, role)?;
+            println!("{token}");
+            eprintln!("token for tenant {tenant} with role {}: shown once, only its hash is kept", role.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { listen } => {
+            let address: std::net::SocketAddr = listen
+                .as_deref()
+                .unwrap_or(&config.listen)
+                .parse()
+                .with_context(|| "listen must be an address such as 127.0.0.1:8080")?;
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let control = ControlStore::open(&config.control_db())?;
+            if control.token_count()? == 0 {
+                let token = control.create_token(&config.tenant, Role::Admin)?;
+                println!(
+                    "first start: tenant '{}' created with an admin token (shown once):\n{token}\n",
+                    config.tenant
+                );
+            }
+            let registry = Arc::new(registry(&config, &agents_dir(cli.agents_dir, &config)?)?);
+            let models = config.model_manager()?;
+            models.watch(std::time::Duration::from_millis(config.model_watch_ms));
+            let cache = Arc::new(config.shared_cache()?);
+            println!("{}", cache.describe());
+            println!("control plane on http://{address} (OpenAPI at /openapi.json, docs at /docs)");
+            let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache));
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(mcp_api::serve(address, state))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command: JobsCommand::List } => {
+            let cache = config.shared_cache()?;
+            println!("{}\n", cache.describe());
+            let jobs = cache.jobs(&config.tenant)?;
+            println!("{:<28} {:<10} {:<40} counters", "job", "state", "subject");
+            for job in &jobs {
+                let counters: Vec<String> = job.counters.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "{:<28} {:<10} {:<40} {}",
+                    job.id,
+                    format!("{:?}", job.state).to_lowercase(),
+                    job.subject,
+                    counters.join(" ")
+                );
+                if let Some(error) = &job.error {
+                    println!("{:<28} error: {error}", "");
+                }
+            }
+            println!("\n{} jobs for tenant {}", jobs.len(), config.tenant);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command: JobsCommand::Cancel { id } } => {
+            let cache = config.shared_cache()?;
+            if cache.job(&config.tenant, &id)?.is_none() {
+                bail!("no job {id} for tenant {}; `mcp jobs list` shows the jobs kept", config.tenant);
+            }
+            mcp_engine::jobs::request_cancel(&cache, &config.tenant, &id)?;
+            println!("asked job {id} to stop after its current batch");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Quarantine { command: QuarantineCommand::List { raw } } => {
+            let source = config.log_source()?;
+            let rows = source.quarantined(&config.tenant)?;
+            println!("{:<10} {:<10} {:<7} reason", "log id", "log type", "schema");
+            for row in &rows {
+                println!("{:<10} {:<10} {:<7} {}", row.log_id, row.log_type, row.schema_version, row.reason);
+                if raw {
+                    println!("           raw: {}", row.raw);
+                }
+            }
+            println!("\n{} quarantined rows for tenant {}", rows.len(), config.tenant);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(args) => {
+            if args.boundary {
+                // The boundary measurement needs a test fixture, which the
+                // production binary does not carry.
+                bail!(
+                    "the boundary measurement moved to the test crate: cargo run --release -p mcp-tests --bin boundary-bench -- [ENTRIES BATCH ROUNDS]"
+                );
+            }
+            if let Some(count) = args.fill_anomalies {
+                bench_api::fill(&config, count)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if args.models {
+                let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
+                bench_models::run(&config, &registry, args.entries, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if args.cache {
+                bench_cache::run(&config, &agents_dir(cli.agents_dir, &config)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(rows) = args.pipeline {
+                bench_pipeline::run(&config, &agents_dir(cli.agents_dir, &config)?, rows)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            bench::run(&config, &agents_dir(cli.agents_dir, &config)?, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Training data for the models: generated logs turned into features by the
+//! agent itself, through its `extract-features` export in the sandbox, so a
+//! model is trained on exactly the numbers it will be served.
+
+use std::io::Write;
+
+use mcp_sandbox::registry::{Registry, RegistryError};
+use mcp_sandbox::{InstanceContext, SandboxError};
+use mcp_synth::{self as generator, GeneratorError, to_entries};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainingError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Generator(#[from] GeneratorError),
+    #[error("agent {agent}: extract-features failed on entry {id}: {source}")]
+    Features { agent: String, id: u64, source: SandboxError },
+    #[error("agent {agent} gave {found} features for entry {id}, {expected} for the first")]
+    Ragged { agent: String, id: u64, expected: usize, found: usize },
+    #[error("cannot write the feature table: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+/// Features per entry with the generator's label (None for normal traffic).
+#[derive(Debug, Clone, Default)]
+pub struct FeatureTable {
+    pub names: Vec<String>,
+    pub rows: Vec<Vec<f32>>,
+    pub labels: Vec<Option<String>>,
+}
+
+/// Generates `entries` normal entries (plus attacks) of `agent`'s log type
+/// with `seed` and asks the sandboxed agent for each entry's features.
+pub fn feature_table(
+    registry: &Registry,
+    agent: &str,
+    seed: u64,
+    entries: usize,
+) -> Result<FeatureTable, TrainingError> {
+    let log_type = registry.get(agent)?.info.log_type.clone();
+    let logs = generator::generate(&log_type, seed, entries)?;
+    let mut instance = registry.instantiate(agent, InstanceContext::new(agent, "training"))?;
+    let mut table = FeatureTable::default();
+    for (entry, log) in to_entries(&log_type, &logs).iter().zip(&logs) {
+        let features = instance.extract_features(entry).map_err(|source| TrainingError::Features {
+            agent: agent.into(),
+            id: entry.id,
+            source,
+        })?;
+        let names = mcp_sandbox::feature_names(&features);
+        if table.names.is_empty() {
+            table.names = names;
+        } else if names.len() != table.names.len() {
+            return Err(TrainingError::Ragged {
+                agent: agent.into(),
+                id: entry.id,
+                expected: table.names.len(),
+                found: names.len(),
+            });
+        }
+        table.rows.push(features.values);
+        table.labels.push(log.label.map(str::to_string));
+    }
+    Ok(table)
+}
+
+impl FeatureTable {
+    /// Writes a CSV: the feature names and `label`, one row per entry.
+    pub fn write_csv(&self, mut out: impl Write) -> Result<(), TrainingError> {
+        writeln!(out, "{},label", self.names.join(","))?;
+        for (row, label) in self.rows.iter().zip(&self.labels) {
+            let values: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
+            writeln!(out, "{},{}", values.join(","), label.as_deref().unwrap_or(""))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! The `mcp` binary end to end on the embedded default: load a file, run an
+//! agent, list what was quarantined, check components.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn mcp(dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("mcp.toml");
+    match Command::new(env!("CARGO_BIN_EXE_mcp")).arg("--config").arg(&config).args(args).current_dir(dir).output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run mcp: {e}"),
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn load_run_and_list_quarantine() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!("data_dir = {:?}\ntenant = \"acme\"\n", dir.path().join("data")),
+    )?;
+    let lines = [
+        r#"{"timestamp_ms": 1, "source": "wlc-1", "fields": {"event": "beacon", "bssid": "aa", "ssid": "corp", "signal_dbm": -40}}"#,
+        r#"{"timestamp_ms": 2, "source": "wlc-1", "fields": {"event": "data", "bssid": "aa", "rssi": -70}, "schema_version": 1}"#,
+        r#"{"timestamp_ms": 3, "source": "wlc-1", "fields": {"event": "data", "bssid": "aa", "signal_dbm": "loud"}}"#,
+        r#"this line is not JSON"#,
+        r#"{"timestamp_ms": 5, "source": "wlc-1", "fields": {"event": "deauth", "bssid": "aa", "signal_dbm": -50}}"#,
+    ];
+    std::fs::write(dir.path().join("wifi.jsonl"), lines.join("\n"))?;
+
+    let load = mcp(dir.path(), &["db", "load", "wifi.jsonl", "--log-type", "wifi"]);
+    assert!(load.status.success(), "{load:?}");
+    assert!(
+        stdout(&load).contains("loaded 5 'wifi' lines") && stdout(&load).contains("1 unreadable"),
+        "{}",
+        stdout(&load)
+    );
+
+    let run = mcp(dir.path(), &["run", "--agent", "wifi"]);
+    assert!(run.status.success(), "{run:?}");
+    assert!(stdout(&run).contains("3 entries") && stdout(&run).contains("2 quarantined"), "{}", stdout(&run));
+    assert!(stdout(&run).contains("in-process (no redis_url set)"), "{}", stdout(&run));
+
+    let list = mcp(dir.path(), &["quarantine", "list"]);
+    let text = stdout(&list);
+    assert!(list.status.success(), "{list:?}");
+    assert!(text.contains("field 'signal_dbm' must be integer under wifi schema v2, found text"), "{text}");
+    assert!(text.contains("not a JSON object"), "{text}");
+    assert!(text.contains("2 quarantined rows for tenant acme"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn agents_list_and_check() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("mcp.toml"), format!("data_dir = {:?}\n", dir.path().join("data")))?;
+    let list = mcp(dir.path(), &["agents", "list"]);
+    let text = stdout(&list);
+    assert!(list.status.success(), "{list:?}");
+    for name in ["wifi", "firewall", "dns"] {
+        assert!(text.lines().any(|l| l.starts_with(name) && l.contains("0.1.0")), "{text}");
+    }
+    let good = Path::new(mcp_fixtures::AGENTS_DIR).join("dns.wasm");
+    let check = mcp(dir.path(), &["agents", "check", &good.display().to_string()]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(stdout(&check).contains("conforms to mcp:agent@0.1.0"));
+    std::fs::write(dir.path().join("junk.wasm"), b"not wasm")?;
+    let bad = mcp(dir.path(), &["agents", "check", "junk.wasm"]);
+    assert!(!bad.status.success(), "a junk file passed the check");
+    assert!(stdout(&bad).contains("FAIL") && stdout(&bad).contains("does not conform"), "{}", stdout(&bad));
+    Ok(())
+}
+
+#[test]
+fn unknown_config_keys_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("mcp.toml"), "data_dir = \"d\"\nbatchsize = 10\n")?;
+    let out = mcp(dir.path(), &["agents", "list"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown field `batchsize`"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn run_status_reaches_jobs_list_through_redis() -> Result<(), Box<dyn std::error::Error>> {
+    let url = std::env::var("MCP_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let prefix = format!("mcp-test-cli:{}:", std::process::id());
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!(
+            "data_dir = {:?}\ntenant = \"acme\"\nredis_url = {url:?}\nredis_prefix = {prefix:?}\n",
+            dir.path().join("data")
+        ),
+    )?;
+    let line = r#"{"timestamp_ms": 1, "source": "fw-1", "fields": {"action": "allow", "src_ip": "10.0.0.1", "dst_ip": "10.0.0.2", "dst_port": 443, "protocol": "tcp", "bytes": 10}}"#;
+    std::fs::write(dir.path().join("fw.jsonl"), format!("{line}\n{line}\n"))?;
+    assert!(mcp(dir.path(), &["db", "load", "fw.jsonl", "--log-type", "firewall"]).status.success());
+
+    let run = mcp(dir.path(), &["run", "--agent", "firewall"]);
+    let cache = mcp_storage::jobstatus::SharedCache::open(Some(&url), &prefix, Default::default())?;
+    let list = mcp(dir.path(), &["jobs", "list"]);
+    if let mcp_storage::jobstatus::SharedCache::Redis(redis) = &cache {
+        redis.clear_prefix()?;
+    }
+    assert!(run.status.success(), "{run:?}");
+    assert!(stdout(&run).contains("Redis at"), "start Redis for this test (see docs/deployment.md): {}", stdout(&run));
+    let text = stdout(&list);
+    assert!(list.status.success(), "{list:?}");
+    assert!(text.contains("completed") && text.contains("entries=2"), "{text}");
+    assert!(text.contains("1 jobs for tenant acme"), "{text}");
+    Ok(())
+}

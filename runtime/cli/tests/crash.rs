@@ -1,0 +1,156 @@
+//! Crash safety: `mcp run` over 100,000+ PostgreSQL rows, killed with SIGKILL
+//! at random moments and started again until it finishes, stores exactly the
+//! anomalies an uninterrupted run stores, each once.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, NewRow, PgLogSource};
+use mcp_synth as generator;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn database_url() -> String {
+    std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A PostgreSQL schema of this test's own, loaded with `rows`, dropped at the end.
+struct Namespace {
+    name: String,
+    source: PgLogSource,
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Err(e) = self.source.drop_namespace() {
+            eprintln!("could not drop schema {}: {e}", self.name);
+        }
+    }
+}
+
+fn namespace(tag: &str, rows: &[(String, Vec<NewRow>)]) -> Result<Namespace> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+    let name = format!("mcp_crash_{tag}_{}_{nanos}", std::process::id());
+    let source = PgLogSource::connect(&database_url(), Some(&name), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))
+        .map_err(|e| format!("{e}\nthis test needs PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", database_url()))?;
+    source.migrate()?;
+    for (log_type, batch) in rows {
+        source.append("t", log_type, batch)?;
+    }
+    Ok(Namespace { name, source })
+}
+
+fn write_config(dir: &Path, ns: &Namespace) -> Result<()> {
+    std::fs::write(
+        dir.join("mcp.toml"),
+        format!(
+            "data_dir = {:?}\ntenant = \"t\"\nbatch_size = 2000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
+            dir.join("data"),
+            database_url(),
+            ns.name
+        ),
+    )?;
+    Ok(())
+}
+
+fn mcp(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp"));
+    command.arg("--config").arg(dir.join("mcp.toml")).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+}
+
+/// (agent, log id, label)
+type Stored = BTreeSet<(String, i64, String)>;
+
+/// Every stored (agent, log id, label), and how many rows hold them.
+fn stored(dir: &Path) -> Result<(Stored, usize)> {
+    let conn = rusqlite::Connection::open(dir.join("data").join("anomalies.db"))?;
+    let mut stmt = conn.prepare("SELECT agent, log_id, label FROM anomalies")?;
+    let rows: Vec<(String, i64, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
+    let count = rows.len();
+    Ok((rows.into_iter().collect(), count))
+}
+
+/// A small deterministic generator for kill delays; the seed is printed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_ms(&mut self, low: u64, high: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        low + (self.0 >> 33) % (high - low)
+    }
+}
+
+#[test]
+fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
+    let rows: Vec<(String, Vec<NewRow>)> = ["firewall", "dns"]
+        .iter()
+        .map(|t| Ok((t.to_string(), generator::to_rows(&generator::generate(t, 77, 50_000)?))))
+        .collect::<std::result::Result<_, generator::GeneratorError>>()?;
+    let total: usize = rows.iter().map(|(_, r)| r.len()).sum();
+    assert!(total >= 100_000, "only {total} rows");
+
+    let reference_dir = tempfile::tempdir()?;
+    let reference_ns = namespace("ref", &rows)?;
+    write_config(reference_dir.path(), &reference_ns)?;
+    let status = mcp(reference_dir.path()).arg("run").status()?;
+    assert!(status.success(), "the uninterrupted run failed");
+    let (expected, expected_count) = stored(reference_dir.path())?;
+    assert!(expected.len() > 1_000, "only {} anomalies", expected.len());
+    assert_eq!(expected.len(), expected_count);
+
+    let crash_dir = tempfile::tempdir()?;
+    let crash_ns = namespace("kill", &rows)?;
+    write_config(crash_dir.path(), &crash_ns)?;
+    let seed = u64::from(SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos());
+    eprintln!("kill delays from seed {seed}");
+    let mut delays = Lcg(seed);
+    let mut kills = 0;
+    let started = Instant::now();
+    const MAX_KILLS: u32 = 12;
+    loop {
+        let mut child = mcp(crash_dir.path()).arg("run").spawn()?;
+        if kills == MAX_KILLS {
+            // Enough interruptions: let this one finish.
+            let status = child.wait()?;
+            assert!(status.success(), "the last run failed: {status}");
+            break;
+        }
+        let deadline = Instant::now() + Duration::from_millis(delays.next_ms(150, 2_500));
+        let finished = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        match finished {
+            Some(status) => {
+                assert!(status.success(), "a run failed on its own: {status}");
+                break;
+            }
+            None => {
+                child.kill()?; // SIGKILL on Unix
+                child.wait()?;
+                kills += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "runs did not finish in 10 minutes");
+    }
+    eprintln!("killed {kills} times");
+    assert!(kills >= 1, "the run finished before the first kill; nothing was interrupted");
+    let (found, found_count) = stored(crash_dir.path())?;
+    assert_eq!(found_count, found.len(), "an anomaly was stored twice");
+    let missing: Vec<_> = expected.difference(&found).take(5).collect();
+    let extra: Vec<_> = found.difference(&expected).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! Reading text columns: the one decoder of `(data, ends)` pairs that the
+//! host, the sandbox's checks and the SDK share.
+
+use crate::TextColumn;
+
+/// The text of entry `index` in `column`, if in range and on character boundaries.
+pub fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
+    text_in(&column.data, &column.ends, index)
+}
+
+/// Every text of a column, in order; a malformed end offset yields "".
+pub fn texts(column: &TextColumn) -> Vec<String> {
+    (0..column.ends.len()).map(|i| text_at(column, i).unwrap_or_default().to_string()).collect()
+}
+
+/// The text of entry `index` of a column given as its parts, for callers
+/// whose column is a generated binding type with the same two fields.
+pub fn text_in<'a>(data: &'a str, ends: &[u32], index: usize) -> Option<&'a str> {
+    let end = *ends.get(index)? as usize;
+    let start = if index == 0 { 0 } else { *ends.get(index - 1)? as usize };
+    data.get(start..end)
+}

@@ -1,0 +1,340 @@
+//! The runtime's configuration file (config/mcp.toml), typed and strict:
+//! an unknown key is an error, not a silent default.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use mcp_sandbox::SandboxLimits;
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG: &str = "config/mcp.toml";
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("config {path}: {source}")]
+    Parse { path: String, source: toml::de::Error },
+    #[error("environment variable {name} names no configuration key (see docs/deployment.md)")]
+    UnknownEnv { name: String },
+    #[error("config {path}: agents.{agent}.{key} must be a string, number or boolean")]
+    Setting { path: String, agent: String, key: String },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    /// Where the embedded log source, the anomaly store and the compile cache live.
+    pub data_dir: PathBuf,
+    /// The tenant the command-line tools act for.
+    pub tenant: String,
+    /// Where agent components are discovered; the bundled agents when unset.
+    pub agents_dir: Option<PathBuf>,
+    /// PostgreSQL log source (`postgres://user@host/db`); the embedded SQLite
+    /// source under `data_dir` when unset.
+    pub database_url: Option<String>,
+    /// The PostgreSQL schema (namespace) the log tables live in; the
+    /// connection's default when unset.
+    pub database_schema: Option<String>,
+    /// Redis for job status and cached lookups (`redis://host:port/db`); an
+    /// in-process fallback when unset.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key this deployment writes.
+    pub redis_prefix: String,
+    /// How often a run's progress is written to the job status, in milliseconds.
+    pub status_interval_ms: u64,
+    /// Address `mcp serve` listens on.
+    pub listen: String,
+    /// Largest agent component `POST /v1/agents` accepts, in bytes.
+    pub max_upload_bytes: usize,
+    /// Where model versions live (`{agent}/{version}/model.onnx` and
+    /// `metadata.json`); the repository's models/ when unset.
+    pub models_dir: Option<PathBuf>,
+    /// How often the model watcher looks for new version directories, in milliseconds.
+    pub model_watch_ms: u64,
+    /// Where the log schema files are; the repository's config/log_schemas when unset.
+    pub schema_dir: Option<PathBuf>,
+    /// Entries per agent call.
+    pub batch_size: u32,
+    /// Milliseconds of entries before a checkpoint fed again to a restarted
+    /// agent, to rebuild its windows (0: off).
+    pub replay_ms: i64,
+    /// Limits of every agent instance.
+    pub sandbox: SandboxLimits,
+    /// How transient database failures are retried.
+    pub retry: mcp_storage::source::RetryPolicy,
+    /// Settings per agent name, handed to the agent through the config import.
+    pub agents: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    /// Where this configuration came from, for messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            data_dir: PathBuf::from("mcp-data"),
+            tenant: "default".into(),
+            agents_dir: None,
+            database_url: None,
+            database_schema: None,
+            redis_url: None,
+            redis_prefix: "mcp:".into(),
+            status_interval_ms: 1000,
+            schema_dir: None,
+            models_dir: None,
+            model_watch_ms: 2000,
+            listen: "127.0.0.1:8080".into(),
+            max_upload_bytes: 16 << 20,
+            batch_size: 1000,
+            replay_ms: 900_000,
+            sandbox: SandboxLimits::default(),
+            retry: mcp_storage::source::RetryPolicy::default(),
+            agents: BTreeMap::new(),
+            origin: "built-in defaults".into(),
+        }
+    }
+}
+
+impl McpConfig {
+    /// Reads `path`, or config/mcp.toml when it exists, or the defaults,
+    /// then applies `MCP_*` environment variables over it.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    /// As [`McpConfig::load`], with the environment given.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let path = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None if Path::new(DEFAULT_CONFIG).exists() => Some(PathBuf::from(DEFAULT_CONFIG)),
+            None => None,
+        };
+        let (mut table, mut origin) = match &path {
+            Some(path) => {
+                let name = path.display().to_string();
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: name.clone(), source })?;
+                let table: toml::Table =
+                    toml::from_str(&text).map_err(|source| ConfigError::Parse { path: name.clone(), source })?;
+                (table, name)
+            }
+            None => (toml::Table::new(), "built-in defaults".to_string()),
+        };
+        let overridden = apply_env(&mut table, env)?;
+        if !overridden.is_empty() {
+            origin = format!("{origin} with {}", overridden.join(", "));
+        }
+        let mut config: McpConfig =
+            table.try_into().map_err(|source| ConfigError::Parse { path: origin.clone(), source })?;
+        config.origin = origin;
+        config.agent_settings_checked()?;
+        Ok(config)
+    }
+
+    /// Where this configuration came from.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    fn agent_settings_checked(&self) -> Result<(), ConfigError> {
+        for (agent, settings) in &self.agents {
+            for (key, value) in settings {
+                if setting_text(value).is_none() {
+                    return Err(ConfigError::Setting {
+                        path: self.origin.clone(),
+                        agent: agent.clone(),
+                        key: key.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings of `agent`, as the text values the config import serves.
+    pub fn settings_for(&self, agent: &str) -> BTreeMap<String, String> {
+        self.agents
+            .get(agent)
+            .map(|settings| settings.iter().filter_map(|(k, v)| setting_text(v).map(|t| (k.clone(), t))).collect())
+            .unwrap_or_default()
+    }
+
+    /// The schema files this configuration names.
+    pub fn schema_files(&self) -> std::sync::Arc<mcp_storage::schema::SchemaFiles> {
+        let dir = self.schema_dir.clone().unwrap_or_else(|| self.bundled_dir().join("log_schemas"));
+        std::sync::Arc::new(mcp_storage::schema::SchemaFiles::new(&dir))
+    }
+
+    /// The configured log source: PostgreSQL when `database_url` is set,
+    /// else the embedded SQLite file.
+    pub fn log_source(
+        &self,
+    ) -> Result<std::sync::Arc<dyn mcp_storage::source::LogSource>, mcp_storage::source::SourceError> {
+        match &self.database_url {
+            Some(url) => Ok(std::sync::Arc::new(
+                mcp_storage::source::PgLogSource::connect(url, self.database_schema.as_deref(), self.schema_files())?
+                    .with_retry(self.retry),
+            )),
+            None => {
+                std::fs::create_dir_all(&self.data_dir).map_err(|source| {
+                    mcp_storage::source::SourceError::DataDir { path: self.data_dir.display().to_string(), source }
+                })?;
+                Ok(std::sync::Arc::new(mcp_storage::source::SqliteLogSource::open(
+                    &self.logs_db(),
+                    self.schema_files(),
+                )?))
+            }
+        }
+    }
+
+    /// The job status store and cache: Redis when `redis_url` is set, else
+    /// in this process.
+    pub fn shared_cache(&self) -> Result<mcp_storage::jobstatus::SharedCache, mcp_storage::jobstatus::CacheError> {
+        mcp_storage::jobstatus::SharedCache::open(self.redis_url.as_deref(), &self.redis_prefix, self.retry)
+    }
+
+    /// The model store: `models_dir`, with activations and events recorded
+    /// in `data_dir`/models.db.
+    pub fn model_manager(&self) -> Result<std::sync::Arc<crate::models::ModelManager>, crate::models::ModelError> {
+        std::fs::create_dir_all(&self.data_dir)
+            .map_err(|source| crate::models::ModelError::Io { path: self.data_dir.display().to_string(), source })?;
+        let dir = self.models_dir.clone().unwrap_or_else(|| self.bundled_dir().join("models"));
+        Ok(std::sync::Arc::new(crate::models::ModelManager::open(&dir, &self.data_dir.join("models.db"))?))
+    }
+
+    /// Where the `mcp` binary installs the agents, log schemas and models it
+    /// carries, for the options left unset (`agents_dir`, `schema_dir`,
+    /// `models_dir`).
+    pub fn bundled_dir(&self) -> PathBuf {
+        self.data_dir.join("bundled")
+    }
+
+    pub fn control_db(&self) -> PathBuf {
+        self.data_dir.join("control.db")
+    }
+
+    pub fn logs_db(&self) -> PathBuf {
+        self.data_dir.join("logs.db")
+    }
+
+    pub fn anomalies_db(&self) -> PathBuf {
+        self.data_dir.join("anomalies.db")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache")
+    }
+}
+
+/// Environment variables that override the file: `MCP_<KEY>` for a top-level
+/// key and `MCP_SANDBOX_<KEY>` for a `[sandbox]` key, the key in capitals.
+/// A value is read as TOML when it parses as a number or boolean, else as
+/// text. An `MCP_` variable that names no key is an error, like an unknown
+/// key in the file.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, ConfigError> {
+    const TOP: &[&str] = &[
+        "data_dir",
+        "tenant",
+        "agents_dir",
+        "schema_dir",
+        "batch_size",
+        "replay_ms",
+        "database_url",
+        "database_schema",
+        "redis_url",
+        "redis_prefix",
+        "status_interval_ms",
+        "models_dir",
+        "model_watch_ms",
+        "listen",
+        "max_upload_bytes",
+    ];
+    const SANDBOX: &[&str] = &[
+        "budget",
+        "call_timeout_ms",
+        "fuel_per_call",
+        "memory_bytes",
+        "stack_bytes",
+        "max_instances",
+        "max_anomalies_per_call",
+        "max_query_page",
+    ];
+    let mut applied = Vec::new();
+    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("MCP_")).collect();
+    vars.sort();
+    for (name, raw) in vars {
+        let key = name["MCP_".len()..].to_ascii_lowercase();
+        let value = match raw.parse::<i64>() {
+            Ok(i) => toml::Value::Integer(i),
+            Err(_) => match raw.as_str() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => toml::Value::String(raw.clone()),
+            },
+        };
+        if let Some(sandbox_key) = key.strip_prefix("sandbox_").filter(|k| SANDBOX.contains(k)) {
+            let entry = table.entry("sandbox").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(sandbox) = entry {
+                sandbox.insert(sandbox_key.to_string(), value);
+            }
+        } else if TOP.contains(&key.as_str()) {
+            table.insert(key, value);
+        } else {
+            return Err(ConfigError::UnknownEnv { name });
+        }
+        applied.push(name);
+    }
+    Ok(applied)
+}
+
+fn setting_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn environment_overrides_the_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("mcp.toml");
+        std::fs::write(&path, "tenant = \"file\"\nbatch_size = 10\n[sandbox]\nbudget = \"fuel\"\n")?;
+        let vars = env(&[("MCP_TENANT", "acme"), ("MCP_SANDBOX_CALL_TIMEOUT_MS", "750"), ("HOME", "/root")]);
+        let config = McpConfig::load_with_env(Some(&path), vars)?;
+        assert_eq!((config.tenant.as_str(), config.batch_size), ("acme", 10));
+        assert_eq!(config.sandbox.call_timeout_ms, 750);
+        assert_eq!(config.sandbox.budget, mcp_sandbox::BudgetKind::Fuel);
+        assert!(config.origin().contains("MCP_TENANT") && config.origin().contains("MCP_SANDBOX_CALL_TIMEOUT_MS"));
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_and_mistyped_settings_are_errors() {
+        let unknown = McpConfig::load_with_env(None, env(&[("MCP_BATCHSIZE", "5")]));
+        assert!(matches!(unknown, Err(ConfigError::UnknownEnv { ref name }) if name == "MCP_BATCHSIZE"), "{unknown:?}");
+        let mistyped = McpConfig::load_with_env(None, env(&[("MCP_BATCH_SIZE", "many")]));
+        assert!(mistyped.is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! A run's status in the shared cache, for anyone watching: written when it
+//! starts, at most once per interval while it goes, and when it ends. A
+//! cache that cannot be written never stops a run; the failures are logged
+//! and counted.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use crate::pipeline::{RunError, RunReport};
+use mcp_storage::jobstatus::{CacheError, JOB_TTL, JobState, JobStatus, SharedCache, now_ms};
+
+/// The status of one run, kept up to date in the cache.
+#[derive(Debug)]
+pub struct RunJob<'a> {
+    cache: &'a SharedCache,
+    status: JobStatus,
+    interval: Duration,
+    last_write: Option<Instant>,
+    write_failures: u64,
+}
+
+/// A new job id: time-ordered, unguessable enough not to collide.
+pub fn new_job_id(kind: &str) -> String {
+    format!("{kind}-{}-{:08x}", now_ms(), rand::random::<u32>())
+}
+
+fn cancel_key(tenant: &str, id: &str) -> String {
+    format!("cancel:{tenant}:{id}")
+}
+
+/// Asks the run `id` of `tenant` to stop after its current batch.
+pub fn request_cancel(cache: &SharedCache, tenant: &str, id: &str) -> Result<(), CacheError> {
+    cache.put(&cancel_key(tenant, id), "1", JOB_TTL)
+}
+
+impl<'a> RunJob<'a> {
+    /// Records a run of `agent` as running.
+    pub fn start(cache: &'a SharedCache, tenant: &str, agent: &str, source: &str, interval: Duration) -> Self {
+        let now = now_ms();
+        let status = JobStatus {
+            id: new_job_id("run"),
+            tenant: tenant.to_string(),
+            kind: "run".into(),
+            state: JobState::Running,
+            subject: format!("agent {agent} over the {source} source"),
+            counters: BTreeMap::new(),
+            error: None,
+            started_ms: now,
+            updated_ms: now,
+        };
+        let mut job = RunJob { cache, status, interval, last_write: None, write_failures: 0 };
+        job.write();
+        job
+    }
+
+    pub fn id(&self) -> &str {
+        &self.status.id
+    }
+
+    /// The status as last written (or as it would have been, if the write failed).
+    pub fn status(&self) -> &JobStatus {
+        &self.status
+    }
+
+    /// Status writes that failed even after retries.
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures
+    }
+
+    /// For [`crate::pipeline::run_observed`]: records progress when the
+    /// interval has passed, and stops the run when a cancel was asked for.
+    pub fn observe(&mut self, report: &RunReport) -> ControlFlow<()> {
+        if self.last_write.is_some_and(|at| at.elapsed() < self.interval) {
+            return ControlFlow::Continue(());
+        }
+        self.set_counters(report);
+        self.write();
+        match self.cache.get(&cancel_key(&self.status.tenant, &self.status.id)) {
+            Ok(Some(_)) => ControlFlow::Break(()),
+            Ok(None) => ControlFlow::Continue(()),
+            Err(e) => {
+                tracing::warn!(job = %self.status.id, "cannot read the cancel flag: {e}");
+                ControlFlow::Continue(())
+            }
+        }
+    }
+
+    /// Records how the run ended.
+    pub fn finish(&mut self, outcome: &Result<RunReport, RunError>) {
+        match outcome {
+            Ok(report) => {
+                self.set_counters(report);
+                self.status.state = JobState::Completed;
+            }
+            Err(RunError::Cancelled { .. }) => self.status.state = JobState::Cancelled,
+            Err(error) => {
+                self.status.state = JobState::Failed;
+                self.status.error = Some(error.to_string());
+            }
+        }
+        self.write();
+    }
+
+    fn set_counters(&mut self, report: &RunReport) {
+        let counters = [
+            ("entries", report.entries),
+            ("batches", report.batches),
+            ("anomalies", report.anomalies),
+            ("quarantined", report.quarantined),
+            ("retries", report.retries),
+            ("replayed", report.replayed),
+            ("faults", report.faults.len() as u64),
+        ];
+        self.status.counters = counters.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    }
+
+    fn write(&mut self) {
+        self.status.updated_ms = now_ms();
+        self.last_write = Some(Instant::now());
+        if let Err(e) = self.cache.put_job(&self.status) {
+            self.write_failures += 1;
+            tracing::warn!(job = %self.status.id, "job status not recorded (the run goes on): {e}");
+        }
+    }
+}

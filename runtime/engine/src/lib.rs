@@ -1,0 +1,16 @@
+//! The engine: what turns stored logs into stored anomalies.
+//!
+//! It owns the configuration, the run of one agent over its log type
+//! (`pipeline`), the one run service every caller goes through (`runs`),
+//! the job status of runs (`jobs`), the models that tract runs for agents
+//! (`models`), and the adapters that give the sandbox's import traits their
+//! backends (`imports`).
+//!
+//! It must not know HTTP: the control plane and the `mcp` binary call it.
+
+pub mod config;
+pub mod imports;
+pub mod jobs;
+pub mod models;
+pub mod pipeline;
+pub mod runs;

@@ -1,0 +1,291 @@
+//! A run: one agent over one log type of one tenant, from its checkpoint to
+//! the end of the source, batch by batch. Each batch's anomalies and the new
+//! checkpoint commit together.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use mcp_columns::{Anomaly, LogQuery};
+use mcp_sandbox::registry::{Registry, RegistryError};
+use mcp_sandbox::{AgentInstance, GuestBatch, SandboxError};
+use mcp_storage::control::ControlError;
+use mcp_storage::source::{LogSource, SourceBatch, SourceError};
+use mcp_storage::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
+
+/// Errors that end a run. The checkpoint stays at the last committed batch,
+/// so running again resumes without loss.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("agent {agent} reads '{log_type}' schema versions {min} to {max}; the schema file is at version {version}")]
+    SchemaUnsupported { agent: String, log_type: String, version: u32, min: u32, max: u32 },
+    #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
+    Agent { agent: String, after_id: u64, source: SandboxError },
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("agent '{agent}' is disabled for this tenant; enable it first")]
+    Disabled { agent: String },
+    #[error("run of {agent} cancelled after log id {after_id}; running again resumes there")]
+    Cancelled { agent: String, after_id: u64 },
+}
+
+/// What a run is over.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub tenant: &'a str,
+    pub agent: &'a str,
+    pub log_source: &'a str,
+    pub batch_size: u32,
+    /// On resuming from a checkpoint, the entries of this many milliseconds
+    /// before it are fed to the fresh agent again (their findings are
+    /// discarded: they were stored before), so that its windows hold what
+    /// they held when the previous run stopped. 0 turns replay off.
+    pub replay_ms: i64,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    pub agent: String,
+    pub log_type: String,
+    pub entries: u64,
+    pub batches: u64,
+    pub anomalies: u64,
+    pub quarantined: u64,
+    /// Anomalies naming a log id this tenant does not have; dropped and logged.
+    pub rejected_anomalies: u64,
+    /// Faults the run recovered from by retrying a batch on a fresh instance.
+    pub faults: Vec<String>,
+    pub elapsed: Duration,
+    /// Time spent inside agent calls.
+    pub agent_time: Duration,
+    /// Entries fed again to rebuild the agent's windows after a restart.
+    pub replayed: u64,
+    /// Transient source failures retried during the run.
+    pub retries: u64,
+    /// The model and version of the last inference, when the agent used one.
+    pub model: Option<(String, String)>,
+}
+
+impl RunReport {
+    pub fn entries_per_second(&self) -> f64 {
+        self.entries as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `spec.agent` over its log type from the checkpoint to the end.
+pub fn run(
+    registry: &Registry,
+    instance: &mut AgentInstance,
+    source: &dyn LogSource,
+    store: &mut AnomalyStore,
+    spec: &RunSpec<'_>,
+) -> Result<RunReport, RunError> {
+    run_observed(registry, instance, source, store, spec, &mut |_| ControlFlow::Continue(()))
+}
+
+/// As [`run`], showing `observer` the report after each committed batch;
+/// the run stops (with [`RunError::Cancelled`]) when it answers `Break`.
+pub fn run_observed(
+    registry: &Registry,
+    instance: &mut AgentInstance,
+    source: &dyn LogSource,
+    store: &mut AnomalyStore,
+    spec: &RunSpec<'_>,
+    observer: &mut dyn FnMut(&RunReport) -> ControlFlow<()>,
+) -> Result<RunReport, RunError> {
+    let agent = registry.get(spec.agent)?;
+    let log_type = agent.info.log_type.clone();
+    let key =
+        CheckpointKey { tenant: spec.tenant, agent: spec.agent, log_source: spec.log_source, log_type: &log_type };
+    let mut report = RunReport { agent: spec.agent.to_string(), log_type: log_type.clone(), ..RunReport::default() };
+    let started = Instant::now();
+    let retries_before = source.retries();
+    let mut after_id = store.checkpoint(&key)?;
+    if after_id > 0 && spec.replay_ms > 0 {
+        report.replayed = replay(instance, source, spec, &log_type, after_id)?;
+    }
+    loop {
+        let query = LogQuery {
+            log_type: log_type.clone(),
+            after_id,
+            from_ms: None,
+            to_ms: None,
+            source: None,
+            limit: spec.batch_size,
+        };
+        let SourceBatch { batch, raw_fields, last_id, quarantined } = source.read_batch(spec.tenant, &query)?;
+        report.quarantined += quarantined as u64;
+        if last_id == after_id {
+            break;
+        }
+        // Moved, not copied, into the form the guest receives.
+        let batch = GuestBatch::from(batch);
+        let version = batch.schema_version();
+        let schema = &agent.info.schema;
+        if version != 0 && !(schema.min_version..=schema.max_version).contains(&version) {
+            return Err(RunError::SchemaUnsupported {
+                agent: spec.agent.into(),
+                log_type: log_type.clone(),
+                version,
+                min: schema.min_version,
+                max: schema.max_version,
+            });
+        }
+        let call_started = Instant::now();
+        let found = match instance.detect_batch(&batch) {
+            Ok(found) => found,
+            Err(first) => {
+                report.faults.push(first.to_string());
+                instance.detect_batch(&batch).map_err(|source| RunError::Agent {
+                    agent: spec.agent.into(),
+                    after_id,
+                    source,
+                })?
+            }
+        };
+        report.agent_time += call_started.elapsed();
+        report.model = instance.model_used();
+        let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
+        let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version, model: model.as_deref() };
+        let (with_fields, rejected) = attach_fields(source, spec.tenant, &batch, &raw_fields, found)?;
+        report.rejected_anomalies += rejected;
+        report.anomalies += store.commit(&key, &provenance, &with_fields, last_id)? as u64;
+        report.entries += batch.len() as u64;
+        report.batches += 1;
+        after_id = last_id;
+        report.elapsed = started.elapsed();
+        report.retries = source.retries().saturating_sub(retries_before);
+        if observer(&report).is_break() {
+            tracing::info!(agent = spec.agent, tenant = spec.tenant, after_id, "run cancelled");
+            return Err(RunError::Cancelled { agent: spec.agent.into(), after_id });
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.retries = source.retries().saturating_sub(retries_before);
+    store.optimize()?;
+    tracing::info!(
+        agent = spec.agent,
+        tenant = spec.tenant,
+        entries = report.entries,
+        anomalies = report.anomalies,
+        quarantined = report.quarantined,
+        "run finished"
+    );
+    Ok(report)
+}
+
+/// Feeds the agent the entries of `spec.replay_ms` before the checkpoint,
+/// up to and including it, and drops what it finds: those findings were
+/// committed with the checkpoint. Agents whose state spans longer than the
+/// replay (or that learn from the first entries they see) can still differ
+/// from an uninterrupted run; docs/ARCHITECTURE.md says which.
+fn replay(
+    instance: &mut AgentInstance,
+    source: &dyn LogSource,
+    spec: &RunSpec<'_>,
+    log_type: &str,
+    checkpoint: u64,
+) -> Result<u64, RunError> {
+    let Some(last) = source.entry(spec.tenant, checkpoint)? else { return Ok(0) };
+    let from_ms = last.timestamp_ms.saturating_sub(spec.replay_ms);
+    let mut after_id = 0;
+    let mut replayed = 0;
+    loop {
+        let query = LogQuery {
+            log_type: log_type.to_string(),
+            after_id,
+            from_ms: Some(from_ms),
+            to_ms: None,
+            source: None,
+            limit: spec.batch_size,
+        };
+        let read = source.read_range(spec.tenant, &query, Some(checkpoint))?;
+        if read.last_id == after_id {
+            break;
+        }
+        let batch = GuestBatch::from(read.batch);
+        instance.detect_batch(&batch).map_err(|source| RunError::Agent {
+            agent: spec.agent.into(),
+            after_id,
+            source,
+        })?;
+        replayed += batch.len() as u64;
+        after_id = read.last_id;
+    }
+    tracing::info!(agent = spec.agent, replayed, from_ms, checkpoint, "replayed entries before the checkpoint");
+    Ok(replayed)
+}
+
+/// Pairs each anomaly with the fields of the entry it names, from the batch
+/// or, for an earlier entry of a burst, from the source. An anomaly naming an
+/// entry the tenant does not have is dropped, logged and counted.
+fn attach_fields(
+    source: &dyn LogSource,
+    tenant: &str,
+    batch: &GuestBatch,
+    raw_fields: &[String],
+    found: Vec<Anomaly>,
+) -> Result<(Vec<AnomalyWithEntry>, u64), SourceError> {
+    if found.is_empty() {
+        return Ok((Vec::new(), 0));
+    }
+    let lines: HashMap<u64, &str> = batch.ids().iter().copied().zip(raw_fields.iter().map(String::as_str)).collect();
+    let mut kept = Vec::with_capacity(found.len());
+    let mut rejected = 0;
+    for mut anomaly in found {
+        if let Some(line) = lines.get(&anomaly.log_id) {
+            kept.push((anomaly, Some((*line).to_string())));
+            continue;
+        }
+        match source.entry(tenant, anomaly.log_id)? {
+            Some(entry) if entry.log_type == batch.log_type() => {
+                anomaly.log_type = entry.log_type;
+                anomaly.source = entry.source;
+                anomaly.log_timestamp_ms = entry.timestamp_ms;
+                kept.push((anomaly, Some(entry.fields)));
+            }
+            _ => {
+                rejected += 1;
+                tracing::warn!(tenant, agent = %anomaly.agent, log_id = anomaly.log_id, "anomaly names a log this tenant does not have; dropped");
+            }
+        }
+    }
+    Ok((kept, rejected))
+}
+
+/// A warm instance for `agent` with the operator's settings and, when
+/// given, log access through `logs`.
+pub fn instance_for(
+    registry: &Registry,
+    agent: &str,
+    tenant: &str,
+    settings: std::collections::BTreeMap<String, String>,
+    logs: Option<std::sync::Arc<dyn LogSource>>,
+) -> Result<AgentInstance, RegistryError> {
+    instance_with_models(registry, agent, tenant, settings, logs, None)
+}
+
+/// As [`instance_for`], with the agent's models served from `models`. The
+/// one place an instance's imports get their backends.
+pub fn instance_with_models(
+    registry: &Registry,
+    agent: &str,
+    tenant: &str,
+    settings: std::collections::BTreeMap<String, String>,
+    logs: Option<std::sync::Arc<dyn LogSource>>,
+    models: Option<std::sync::Arc<crate::models::ModelManager>>,
+) -> Result<AgentInstance, RegistryError> {
+    use std::sync::Arc;
+    let mut context = mcp_sandbox::InstanceContext::new(agent, tenant);
+    context.config = Arc::new(settings);
+    context.logs = logs.map(|source| Arc::new(crate::imports::SourceReader(source)) as Arc<dyn mcp_sandbox::LogReader>);
+    context.models = models.map(|m| Arc::new(crate::imports::ManagedModels(m)) as Arc<dyn mcp_sandbox::ModelProvider>);
+    registry.instantiate(agent, context)
+}

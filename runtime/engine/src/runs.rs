@@ -1,0 +1,203 @@
+//! The one way to run an agent, for every caller (`mcp run`, the API, the
+//! demo, the benchmarks), built like wasmtime's `WasiCtxBuilder`: say what
+//! differs, and the service resolves the agent, checks the tenant's enable
+//! flag, merges settings (the operator's, then the tenant's, then the
+//! caller's), attaches logs and models, and records job status and totals.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mcp_sandbox::AgentInstance;
+use mcp_sandbox::registry::Registry;
+use mcp_storage::control::ControlStore;
+use mcp_storage::jobstatus::{JobStatus, SharedCache};
+use mcp_storage::source::LogSource;
+use mcp_storage::store::AnomalyStore;
+
+use crate::config::McpConfig;
+use crate::jobs::RunJob;
+use crate::models::ModelManager;
+use crate::pipeline::{self, RunError, RunReport, RunSpec};
+
+/// What a run is to be: built step by step, then [`RunBuilder::build`].
+pub struct RunBuilder {
+    registry: Arc<Registry>,
+    source: Arc<dyn LogSource>,
+    tenant: String,
+    agent: String,
+    settings: BTreeMap<String, String>,
+    overrides: BTreeMap<String, String>,
+    models: Option<Arc<ModelManager>>,
+    tenant_settings: BTreeMap<String, String>,
+    batch_size: u32,
+    replay_ms: i64,
+}
+
+impl std::fmt::Debug for RunBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunBuilder").field("tenant", &self.tenant).field("agent", &self.agent).finish_non_exhaustive()
+    }
+}
+
+impl RunBuilder {
+    /// A run of `agent` (from `registry`) over `tenant`'s logs in `source`,
+    /// with the operator's settings, batch size and replay from `config`.
+    pub fn new(
+        config: &McpConfig,
+        registry: Arc<Registry>,
+        source: Arc<dyn LogSource>,
+        tenant: &str,
+        agent: &str,
+    ) -> Self {
+        RunBuilder {
+            registry,
+            source,
+            tenant: tenant.to_string(),
+            agent: agent.to_string(),
+            settings: config.settings_for(agent),
+            overrides: BTreeMap::new(),
+            models: None,
+            tenant_settings: BTreeMap::new(),
+            batch_size: config.batch_size,
+            replay_ms: config.replay_ms,
+        }
+    }
+
+    /// Honours the tenant's enable flag, agent settings and batch size from
+    /// the control store: a disabled agent does not run.
+    pub fn tenant_control(mut self, control: &ControlStore) -> Result<Self, RunError> {
+        let name = self.registry.get(&self.agent)?.info.name.clone();
+        if !control.agent_enabled(&self.tenant, &name)? {
+            return Err(RunError::Disabled { agent: name });
+        }
+        let prefix = format!("agents.{name}.");
+        for (key, value) in control.settings(&self.tenant)? {
+            if let Some(key) = key.strip_prefix(&prefix) {
+                self.tenant_settings.insert(key.to_string(), value);
+            } else if key == "batch_size" {
+                self.batch_size = value.parse().unwrap_or(self.batch_size);
+            }
+        }
+        Ok(self)
+    }
+
+    /// Serve the agent's models from `models`.
+    pub fn models(mut self, models: Arc<ModelManager>) -> Self {
+        self.models = Some(models);
+        self
+    }
+
+    /// One setting for this run, over the operator's and the tenant's.
+    pub fn setting(mut self, key: &str, value: &str) -> Self {
+        self.overrides.insert(key.to_string(), value.to_string());
+        self
+    }
+
+    /// Entries per batch, over the operator's and the tenant's.
+    pub fn batch_size(mut self, batch_size: u32) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Resolves the agent, checks it may run, merges settings and
+    /// instantiates it.
+    pub fn build(self) -> Result<Run, RunError> {
+        let name = self.registry.get(&self.agent)?.info.name.clone();
+        let mut settings = self.settings;
+        settings.extend(self.tenant_settings);
+        settings.extend(self.overrides);
+        let instance = pipeline::instance_with_models(
+            &self.registry,
+            &name,
+            &self.tenant,
+            settings,
+            Some(self.source.clone()),
+            self.models,
+        )?;
+        Ok(Run {
+            registry: self.registry,
+            source: self.source,
+            instance,
+            tenant: self.tenant,
+            agent: name,
+            batch_size: self.batch_size,
+            replay_ms: self.replay_ms,
+        })
+    }
+}
+
+/// A run ready to go: the agent instantiated for its tenant.
+pub struct Run {
+    registry: Arc<Registry>,
+    source: Arc<dyn LogSource>,
+    instance: AgentInstance,
+    tenant: String,
+    agent: String,
+    batch_size: u32,
+    replay_ms: i64,
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").field("tenant", &self.tenant).field("agent", &self.agent).finish_non_exhaustive()
+    }
+}
+
+/// How a run ended, with what the instance used.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub result: Result<RunReport, RunError>,
+    /// Fuel the instance burnt, when the budget is fuel.
+    pub fuel: u64,
+    /// Faults the instance met, recovered or not.
+    pub faults: u64,
+}
+
+impl Run {
+    /// The agent's name.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// The log source's name.
+    pub fn source_name(&self) -> &str {
+        self.source.name()
+    }
+
+    /// Runs from the checkpoint to the end of the source, showing `observer`
+    /// the report after each committed batch (it may stop the run).
+    pub fn execute(
+        mut self,
+        store: &mut AnomalyStore,
+        observer: &mut dyn FnMut(&RunReport) -> ControlFlow<()>,
+    ) -> RunOutcome {
+        let spec = RunSpec {
+            tenant: &self.tenant,
+            agent: &self.agent,
+            log_source: self.source.name(),
+            batch_size: self.batch_size,
+            replay_ms: self.replay_ms,
+        };
+        let result = pipeline::run_observed(&self.registry, &mut self.instance, &*self.source, store, &spec, observer);
+        RunOutcome { result, fuel: self.instance.fuel_used(), faults: self.instance.faults() }
+    }
+
+    /// As [`Run::execute`], recording job status in `cache` every
+    /// `interval` and honouring cancel requests; `started` sees the job's
+    /// first status before the first batch.
+    pub fn execute_as_job(
+        self,
+        store: &mut AnomalyStore,
+        cache: &SharedCache,
+        interval: Duration,
+        started: impl FnOnce(&JobStatus),
+    ) -> (RunOutcome, JobStatus) {
+        let mut job = RunJob::start(cache, &self.tenant, &self.agent, self.source.name(), interval);
+        started(job.status());
+        let outcome = self.execute(store, &mut |report| job.observe(report));
+        job.finish(&outcome.result);
+        (outcome, job.status().clone())
+    }
+}

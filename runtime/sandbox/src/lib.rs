@@ -1,0 +1,198 @@
+//! The sandbox: the only crate that names wasmtime.
+//!
+//! It owns the one wasmtime `Engine` per process, one `Store` per agent
+//! instance, the host side of the imports (behind the [`LogReader`] and
+//! [`ModelProvider`] traits, so it knows neither storage nor tract), the
+//! registry of validated components and the conformance check. Generated
+//! binding types are converted to `mcp-columns`' types in `boundary.rs` and
+//! nowhere else; the rest of the host sees [`AgentInstance`],
+//! [`GuestBatch`] and plain data.
+//!
+//! It must not know where logs or models come from, how anomalies are
+//! stored, or HTTP.
+
+mod bindings;
+mod boundary;
+mod cache;
+pub mod conformance;
+mod fault;
+mod findings;
+pub mod host;
+mod instance;
+mod limits;
+mod output;
+pub mod registry;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::{AgentError, AgentInfo, Features, InferenceResult, LogEntry, SchemaSupport};
+pub use boundary::{GuestBatch, ImportError, feature_names};
+pub use cache::{CacheOutcome, CompileCache};
+pub use fault::Fault;
+pub use findings::{MAX_LABEL_BYTES, MAX_REASON_BYTES};
+pub use host::{InstanceContext, LogReader, ModelProvider, ServedModel};
+pub use instance::AgentInstance;
+pub use limits::{BudgetKind, EPOCH_TICK_MS, SandboxLimits};
+
+/// The protocol version this host speaks: the version of the `mcp:agent` package in wit/.
+pub const PROTOCOL_VERSION: &str = "0.1.0";
+/// The interface every agent exports, with its version.
+pub const DETECTOR_EXPORT: &str = "mcp:agent/detector@0.1.0";
+
+/// Errors of the sandbox.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot set up the wasm engine: {0}")]
+    Engine(String),
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    #[error("component speaks protocol {found}, this host speaks {expected}")]
+    ProtocolMismatch { expected: String, found: String },
+    #[error("component is not an MCP agent: {0}")]
+    NotAnAgent(String),
+    #[error("agent {agent}: cannot instantiate: {detail}")]
+    Instantiate { agent: String, detail: String },
+    #[error("agent {agent} {fault}; the instance was discarded")]
+    Fault { agent: String, fault: Fault },
+    #[error("agent {agent} returned an error: {message}")]
+    Agent { agent: String, message: String },
+}
+
+pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
+
+/// The process-wide engine, linker and limits.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<host::HostState>,
+    limits: SandboxLimits,
+    cache: CompileCache,
+    _ticker: Option<EpochTicker>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox").field("limits", &self.limits).finish_non_exhaustive()
+    }
+}
+
+impl Sandbox {
+    /// Builds the engine with `limits` and a compile cache.
+    pub fn new(limits: SandboxLimits, cache: CompileCache) -> Result<Self> {
+        let engine = Engine::new(&engine_config(&limits)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let ticker = (limits.budget == BudgetKind::Epoch).then(|| EpochTicker::start(engine.clone()));
+        Ok(Sandbox { engine, linker, limits, cache, _ticker: ticker })
+    }
+
+    pub fn limits(&self) -> &SandboxLimits {
+        &self.limits
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compiles (or loads from the cache) a component and checks that it
+    /// exports this protocol's detector interface.
+    pub fn load(&self, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome)> {
+        let (component, outcome) = self.cache.load(&self.engine, bytes, sha256)?;
+        check_protocol(&self.engine, &component)?;
+        Ok((component, outcome))
+    }
+
+    /// Instantiates `component` for `context`; fails if its imports are not
+    /// ones this host offers.
+    pub fn instantiate(&self, component: &Component, context: InstanceContext) -> Result<AgentInstance> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        let pre = bindings::AgentPre::new(pre)
+            .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context)
+    }
+}
+
+fn engine_config(limits: &SandboxLimits) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    // No WASI 0.3 async here; the feature costs every call (docs/performance.md).
+    config.concurrency_support(false);
+    config.max_wasm_stack(limits.stack_bytes);
+    match limits.budget {
+        BudgetKind::Epoch => config.epoch_interruption(true),
+        BudgetKind::Fuel => config.consume_fuel(true),
+    };
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(limits.max_instances)
+        .total_core_instances(limits.max_instances * 8)
+        .total_memories(limits.max_instances * 2)
+        .total_tables(limits.max_instances * 8)
+        .max_memory_size(limits.memory_bytes);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+/// The version of the `mcp:agent` package a component was built against,
+/// read from its exports.
+pub fn exported_protocol(engine: &Engine, component: &Component) -> Option<String> {
+    component
+        .component_type()
+        .exports(engine)
+        .find_map(|(name, _)| name.strip_prefix("mcp:agent/detector@").map(str::to_string))
+}
+
+fn check_protocol(engine: &Engine, component: &Component) -> Result<()> {
+    match exported_protocol(engine, component) {
+        Some(found) if found == PROTOCOL_VERSION => Ok(()),
+        Some(found) => Err(SandboxError::ProtocolMismatch { expected: PROTOCOL_VERSION.into(), found }),
+        None => {
+            let exports: Vec<String> = component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
+            Err(SandboxError::NotAnAgent(format!(
+                "it does not export {DETECTOR_EXPORT} (exports: {})",
+                if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
+            )))
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK_MS`], so deadlines fire.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("mcp-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(EPOCH_TICK_MS));
+                    engine.increment_epoch();
+                }
+            })
+            .ok();
+        EpochTicker { stop, thread }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The agent registry: components found in a directory or registered by hand,
+//! each validated against the world and the protocol before it is accepted,
+//! and addressed by name and sha256.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use crate::{AgentInfo, AgentInstance, CacheOutcome, InstanceContext, PROTOCOL_VERSION, Sandbox, SandboxError};
+
+/// Errors of the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{origin}: {source}")]
+    Invalid { origin: String, source: SandboxError },
+    #[error("{origin}: its info says protocol {found}, this host speaks {expected}")]
+    InfoProtocol { origin: String, expected: String, found: String },
+    #[error("{origin}: {detail}")]
+    BadInfo { origin: String, detail: String },
+    #[error("two components are named '{name}': {first} and {second}")]
+    Duplicate { name: String, first: String, second: String },
+    #[error("no agent named '{name}'; available: {available}")]
+    Unknown { name: String, available: String },
+    #[error("agent '{0}' is disabled; enable it first")]
+    Disabled(String),
+}
+
+/// One accepted agent.
+#[derive(Debug, Clone)]
+pub struct RegisteredAgent {
+    pub info: AgentInfo,
+    pub sha256: String,
+    /// Where it came from: a file path or an upload name.
+    pub origin: String,
+    pub enabled: bool,
+    pub cache: CacheOutcome,
+    component: Component,
+}
+
+impl RegisteredAgent {
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+}
+
+/// The agents this host knows.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    sandbox: Arc<Sandbox>,
+    agents: BTreeMap<String, RegisteredAgent>,
+}
+
+/// The hex sha256 of a component's bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Registry {
+    pub fn new(sandbox: Arc<Sandbox>) -> Self {
+        Registry { sandbox, agents: BTreeMap::new() }
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    /// Registers every `*.wasm` in `dir`, in name order. Stops at the first
+    /// invalid or duplicate component: an operator should see it, not have it
+    /// skipped quietly.
+    pub fn discover(&mut self, dir: &Path) -> Result<usize, RegistryError> {
+        let read_err = |source| RegistryError::Read { path: dir.display().to_string(), source };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read_err)?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+            .collect();
+        files.sort();
+        for file in &files {
+            self.register_file(file)?;
+        }
+        Ok(files.len())
+    }
+
+    /// Validates and registers one component file.
+    pub fn register_file(&mut self, path: &Path) -> Result<&RegisteredAgent, RegistryError> {
+        let bytes =
+            std::fs::read(path).map_err(|source| RegistryError::Read { path: path.display().to_string(), source })?;
+        self.register_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// Validates and registers a component given as bytes; `origin` names it
+    /// in messages.
+    pub fn register_bytes(&mut self, bytes: &[u8], origin: &str) -> Result<&RegisteredAgent, RegistryError> {
+        let agent = validate(&self.sandbox, bytes, origin)?;
+        let name = agent.info.name.clone();
+        if let Some(existing) = self.agents.get(&name) {
+            return Err(RegistryError::Duplicate { name, first: existing.origin.clone(), second: origin.to_string() });
+        }
+        tracing::info!(agent = %name, sha256 = %agent.sha256, origin, "agent registered");
+        Ok(self.agents.entry(name).or_insert(agent))
+    }
+
+    /// Forgets an agent.
+    pub fn unregister(&mut self, name: &str) -> Result<RegisteredAgent, RegistryError> {
+        let available = self.available();
+        self.agents.remove(name).ok_or_else(|| RegistryError::Unknown { name: name.into(), available })
+    }
+
+    fn available(&self) -> String {
+        if self.agents.is_empty() { "none".into() } else { self.agents.keys().cloned().collect::<Vec<_>>().join(", ") }
+    }
+
+    /// One agent by name.
+    pub fn get(&self, name: &str) -> Result<&RegisteredAgent, RegistryError> {
+        self.agents.get(name).ok_or_else(|| RegistryError::Unknown { name: name.into(), available: self.available() })
+    }
+
+    /// Every agent, by name.
+    pub fn list(&self) -> impl Iterator<Item = &RegisteredAgent> {
+        self.agents.values()
+    }
+
+    fn set_enabled(&mut self, name: &str, enabled: bool) -> Result<(), RegistryError> {
+        let available = self.available();
+        let agent = self.agents.get_mut(name).ok_or_else(|| RegistryError::Unknown { name: name.into(), available })?;
+        agent.enabled = enabled;
+        Ok(())
+    }
+
+    pub fn enable(&mut self, name: &str) -> Result<(), RegistryError> {
+        self.set_enabled(name, true)
+    }
+
+    pub fn disable(&mut self, name: &str) -> Result<(), RegistryError> {
+        self.set_enabled(name, false)
+    }
+
+    /// A fresh instance of an enabled agent for `context`.
+    pub fn instantiate(&self, name: &str, context: InstanceContext) -> Result<AgentInstance, RegistryError> {
+        let agent = self.get(name)?;
+        if !agent.enabled {
+            return Err(RegistryError::Disabled(name.into()));
+        }
+        self.sandbox
+            .instantiate(&agent.component, context)
+            .map_err(|source| RegistryError::Invalid { origin: agent.origin.clone(), source })
+    }
+}
+
+/// Compiles a component, checks its protocol and its info, and returns it
+/// ready to register.
+pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<RegisteredAgent, RegistryError> {
+    let invalid = |source| RegistryError::Invalid { origin: origin.to_string(), source };
+    let sha256 = sha256_hex(bytes);
+    let (component, cache) = sandbox.load(bytes, &sha256).map_err(invalid)?;
+    let mut probe =
+        sandbox.instantiate(&component, InstanceContext::new("unregistered", "registry")).map_err(invalid)?;
+    let info = probe.info().map_err(invalid)?;
+    if info.protocol_version != PROTOCOL_VERSION {
+        return Err(RegistryError::InfoProtocol {
+            origin: origin.into(),
+            expected: PROTOCOL_VERSION.into(),
+            found: info.protocol_version,
+        });
+    }
+    if !valid_name(&info.name) {
+        return Err(RegistryError::BadInfo {
+            origin: origin.into(),
+            detail: format!("agent name '{}' must be 1 to 64 of a-z, 0-9, '-' and '_'", info.name),
+        });
+    }
+    if info.log_type.is_empty() || info.schema.log_type != info.log_type {
+        return Err(RegistryError::BadInfo {
+            origin: origin.into(),
+            detail: format!(
+                "log type '{}' and schema log type '{}' must be equal and not empty",
+                info.log_type, info.schema.log_type
+            ),
+        });
+    }
+    let fields = &info.schema.required_fields;
+    if (0..fields.ends.len()).any(|i| mcp_columns::text_in(&fields.data, &fields.ends, i).is_none()) {
+        return Err(RegistryError::BadInfo {
+            origin: origin.into(),
+            detail: "required fields are not a well-formed text column".into(),
+        });
+    }
+    if info.schema.min_version > info.schema.max_version {
+        return Err(RegistryError::BadInfo {
+            origin: origin.into(),
+            detail: format!("schema versions {}..{} are reversed", info.schema.min_version, info.schema.max_version),
+        });
+    }
+    Ok(RegisteredAgent { info, sha256, origin: origin.to_string(), enabled: true, cache, component })
+}

@@ -1,0 +1,296 @@
+//! The control plane's own records, in SQLite under `data_dir`: tenants,
+//! API tokens (only their sha256 is kept) with a role each, and the audit
+//! trail of changes made through the API.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::jobstatus::now_ms;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tenants (
+    name TEXT PRIMARY KEY,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL REFERENCES tenants (name),
+    role TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    tenant TEXT NOT NULL REFERENCES tenants (name),
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    uploaded_ms INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS agent_flags (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE IF NOT EXISTS settings (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at_ms INTEGER NOT NULL,
+    tenant TEXT NOT NULL,
+    token_id INTEGER NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read its tenant's resources.
+    ReadOnly,
+    /// Read and change its tenant's resources.
+    TenantAdmin,
+    /// All of that, plus what concerns the whole deployment (models).
+    Admin,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::ReadOnly => "read_only",
+            Role::TenantAdmin => "tenant_admin",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "read_only" => Some(Role::ReadOnly),
+            "tenant_admin" => Some(Role::TenantAdmin),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who is calling, as their token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub token_id: i64,
+    pub tenant: String,
+    pub role: Role,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control store {path}: {source}")]
+    Db { path: String, source: rusqlite::Error },
+    #[error("tenant name '{0}' must be 1 to 64 of a-z, 0-9, '-' and '_'")]
+    BadTenant(String),
+    #[error("control store lock poisoned")]
+    Poisoned,
+}
+
+#[derive(Debug)]
+pub struct ControlStore {
+    conn: Mutex<Connection>,
+    path: String,
+    /// Tokens seen lately, by hash: every request authenticates, and a
+    /// query under the connection's lock costs more than the rest of a
+    /// small request. Entries live for `TOKEN_CACHE`.
+    recent: std::sync::RwLock<std::collections::HashMap<String, (Caller, std::time::Instant)>>,
+}
+
+/// How long an authenticated token is trusted without asking the store
+/// again (so a token removed from the store stops working within this).
+pub const TOKEN_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn valid_tenant(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl ControlStore {
+    pub fn open(path: &Path) -> Result<Self, ControlError> {
+        let name = path.display().to_string();
+        let wrap = |source| ControlError::Db { path: name.clone(), source };
+        let conn = Connection::open(path).map_err(wrap)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+            .map_err(wrap)?;
+        conn.execute_batch(SCHEMA).map_err(wrap)?;
+        Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ControlError> {
+        let conn = self.conn.lock().map_err(|_| ControlError::Poisoned)?;
+        f(&conn).map_err(|source| ControlError::Db { path: self.path.clone(), source })
+    }
+
+    /// Creates `tenant` if it does not exist.
+    pub fn ensure_tenant(&self, tenant: &str) -> Result<(), ControlError> {
+        if !valid_tenant(tenant) {
+            return Err(ControlError::BadTenant(tenant.into()));
+        }
+        self.with(|c| {
+            c.execute("INSERT OR IGNORE INTO tenants (name, created_ms) VALUES (?1, ?2)", params![tenant, now_ms()])
+                .map(|_| ())
+        })
+    }
+
+    pub fn tenants(&self) -> Result<Vec<String>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT name FROM tenants ORDER BY name")?;
+            s.query_map([], |r| r.get(0))?.collect()
+        })
+    }
+
+    /// Creates a token for `tenant` (and the tenant, if new) and returns it:
+    /// the only time it is ever shown.
+    pub fn create_token(&self, tenant: &str, role: Role) -> Result<String, ControlError> {
+        self.ensure_tenant(tenant)?;
+        let secret: [u8; 32] = rand::random();
+        let token = format!("mcp_{}", hex::encode(secret));
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO tokens (tenant, role, sha256, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![tenant, role.name(), hash(&token), now_ms()],
+            )
+            .map(|_| ())
+        })?;
+        Ok(token)
+    }
+
+    pub fn token_count(&self) -> Result<i64, ControlError> {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0)))
+    }
+
+    /// The caller a bearer token stands for, if it is one of ours.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Caller>, ControlError> {
+        let hashed = hash(token);
+        if let Ok(recent) = self.recent.read()
+            && let Some((caller, at)) = recent.get(&hashed)
+            && at.elapsed() < TOKEN_CACHE
+        {
+            return Ok(Some(caller.clone()));
+        }
+        let found: Option<(i64, String, String)> = self.with(|c| {
+            c.query_row("SELECT id, tenant, role FROM tokens WHERE sha256 = ?1", [&hashed], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
+        })?;
+        let caller =
+            found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role }));
+        if let (Some(caller), Ok(mut recent)) = (&caller, self.recent.write()) {
+            // Unknown tokens are not remembered: a flood of forged ones must not grow the map.
+            if recent.len() > 10_000 {
+                recent.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE);
+            }
+            recent.insert(hashed, (caller.clone(), std::time::Instant::now()));
+        }
+        Ok(caller)
+    }
+
+    /// Agents uploaded by tenants: (tenant, name, sha256).
+    pub fn uploads(&self) -> Result<Vec<(String, String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT tenant, name, sha256 FROM uploads ORDER BY tenant, name")?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+        })
+    }
+
+    pub fn record_upload(&self, tenant: &str, name: &str, sha256: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO uploads (tenant, name, sha256, uploaded_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant, name) DO UPDATE SET sha256 = excluded.sha256, uploaded_ms = excluded.uploaded_ms",
+                params![tenant, name, sha256, now_ms()],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn forget_upload(&self, tenant: &str, name: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute("DELETE FROM uploads WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
+            c.execute("DELETE FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|_| ())
+        })
+    }
+
+    /// Whether `tenant` has `name` enabled (agents are, until disabled).
+    pub fn agent_enabled(&self, tenant: &str, name: &str) -> Result<bool, ControlError> {
+        let flag: Option<bool> = self.with(|c| {
+            c.query_row("SELECT enabled FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name], |r| {
+                r.get(0)
+            })
+            .optional()
+        })?;
+        Ok(flag.unwrap_or(true))
+    }
+
+    pub fn set_agent_enabled(&self, tenant: &str, name: &str, enabled: bool) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO agent_flags (tenant, name, enabled) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, name) DO UPDATE SET enabled = excluded.enabled",
+                params![tenant, name, enabled],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The settings `tenant` has changed through the API.
+    pub fn settings(&self, tenant: &str) -> Result<Vec<(String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT key, value FROM settings WHERE tenant = ?1 ORDER BY key")?;
+            s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
+    pub fn set_setting(&self, tenant: &str, key: &str, value: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO settings (tenant, key, value) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+                params![tenant, key, value],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Records a change made through the API.
+    pub fn audit(&self, caller: &Caller, action: &str, detail: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit (at_ms, tenant, token_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now_ms(), caller.tenant, caller.token_id, action, detail],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// The audit trail of `tenant`, newest first.
+    pub fn audit_trail(&self, tenant: &str, limit: u32) -> Result<Vec<(i64, i64, String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT at_ms, token_id, action, detail FROM audit WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            s.query_map(params![tenant, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect()
+        })
+    }
+}

@@ -1,0 +1,19 @@
+//! Where MCP keeps things.
+//!
+//! This crate owns the log sources behind [`source::LogSource`] (the embedded
+//! SQLite default and PostgreSQL), the log schema files that normalise rows
+//! as they are read, the anomaly store with its checkpoints, the control
+//! store (tenants, tokens, per-tenant settings, audit), job status in Redis
+//! or in the process, and the one retry policy that PostgreSQL and Redis
+//! calls share.
+//!
+//! It must not know wasmtime, the agents' protocol bindings, HTTP or
+//! OpenAPI: it speaks `mcp-columns`' plain types, and the engine wires it to
+//! the sandbox.
+
+pub mod control;
+pub mod jobstatus;
+pub mod retry;
+pub mod schema;
+pub mod source;
+pub mod store;

@@ -1,0 +1,222 @@
+//! Log schema files (config/log_schemas/<log-type>.yaml): the fields of a
+//! log type, their types, requirements and defaults, and renames between
+//! versions. A file is read again whenever its bytes change, so an edit takes
+//! effect at the next batch, without a restart.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use mcp_columns::shape::{Default as FieldDefault, FieldSpec, Kind, Rename, Shape};
+use serde::Deserialize;
+
+/// Errors reading schema files.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read schema {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("schema {path}: {detail}")]
+    Invalid { path: String, detail: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    log_type: String,
+    version: u32,
+    #[serde(default)]
+    description: String,
+    fields: Vec<FieldFile>,
+    #[serde(default)]
+    changes: Vec<ChangeFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldFile {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    required: bool,
+    default: Option<serde_norway::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChangeFile {
+    version: u32,
+    #[serde(default)]
+    renamed: BTreeMap<String, String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    added: Vec<String>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    note: String,
+}
+
+fn kind(name: &str) -> Option<Kind> {
+    match name {
+        "text" => Some(Kind::Text),
+        "integer" => Some(Kind::Integer),
+        "real" => Some(Kind::Real),
+        "boolean" => Some(Kind::Boolean),
+        _ => None,
+    }
+}
+
+fn default_value(kind: Kind, value: &serde_norway::Value) -> Option<FieldDefault> {
+    use serde_norway::Value;
+    match (kind, value) {
+        (Kind::Text, Value::String(s)) => Some(FieldDefault::Text(s.clone())),
+        (Kind::Integer, Value::Number(n)) => n.as_i64().map(FieldDefault::Integer),
+        (Kind::Real, Value::Number(n)) => n.as_f64().map(FieldDefault::Real),
+        (Kind::Boolean, Value::Bool(b)) => Some(FieldDefault::Boolean(*b)),
+        _ => None,
+    }
+}
+
+/// Parses and checks one schema file's text; `expected_type` is the log type
+/// its file name promises.
+pub fn parse(text: &str, expected_type: &str, path: &str) -> Result<Shape, SchemaError> {
+    let invalid = |detail: String| SchemaError::Invalid { path: path.to_string(), detail };
+    let file: SchemaFile = serde_norway::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    if file.log_type != expected_type {
+        return Err(invalid(format!("log_type '{}' does not match the file name '{expected_type}'", file.log_type)));
+    }
+    if file.version == 0 {
+        return Err(invalid("version starts at 1".into()));
+    }
+    let _ = file.description;
+    let mut fields = Vec::new();
+    for f in &file.fields {
+        let kind = kind(&f.kind).ok_or_else(|| {
+            invalid(format!("field '{}': type '{}' is not text, integer, real or boolean", f.name, f.kind))
+        })?;
+        if fields.iter().any(|s: &FieldSpec| s.name == f.name) {
+            return Err(invalid(format!("field '{}' is declared twice", f.name)));
+        }
+        let default = match &f.default {
+            None => None,
+            Some(_) if f.required => {
+                return Err(invalid(format!("field '{}' is required and has a default; pick one", f.name)));
+            }
+            Some(value) => Some(
+                default_value(kind, value)
+                    .ok_or_else(|| invalid(format!("field '{}': default {value:?} is not {}", f.name, kind.name())))?,
+            ),
+        };
+        fields.push(FieldSpec { name: f.name.clone(), kind, required: f.required, default });
+    }
+    let mut renames = Vec::new();
+    for change in &file.changes {
+        if change.version == 0 || change.version > file.version {
+            return Err(invalid(format!("change for version {} is outside 1..={}", change.version, file.version)));
+        }
+        for (from, to) in &change.renamed {
+            if !fields.iter().any(|f| &f.name == to) {
+                return Err(invalid(format!(
+                    "version {} renames '{from}' to '{to}', which is not a declared field",
+                    change.version
+                )));
+            }
+            renames.push(Rename { since: change.version, from: from.clone(), to: to.clone() });
+        }
+    }
+    Ok(Shape { log_type: file.log_type, version: file.version, fields, renames })
+}
+
+#[derive(Debug)]
+struct Cached {
+    bytes: Vec<u8>,
+    shape: Arc<Shape>,
+}
+
+/// The schema files of one folder, reloaded when they change.
+#[derive(Debug)]
+pub struct SchemaFiles {
+    dir: PathBuf,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl SchemaFiles {
+    pub fn new(dir: &Path) -> Self {
+        SchemaFiles { dir: dir.to_path_buf(), cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The current shape of `log_type`, or `None` when it has no schema file
+    /// (its fields are then typed by what most rows of a batch hold).
+    pub fn shape(&self, log_type: &str) -> Result<Option<Arc<Shape>>, SchemaError> {
+        let path = self.dir.join(format!("{log_type}.yaml"));
+        let name = path.display().to_string();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(SchemaError::Read { path: name, source }),
+        };
+        let mut cache = self
+            .cache
+            .lock()
+            .map_err(|_| SchemaError::Invalid { path: name.clone(), detail: "schema cache poisoned".into() })?;
+        if let Some(cached) = cache.get(log_type)
+            && cached.bytes == bytes
+        {
+            return Ok(Some(cached.shape.clone()));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let shape = Arc::new(parse(&text, log_type, &name)?);
+        if cache.contains_key(log_type) {
+            tracing::info!(log_type, version = shape.version, path = %name, "schema reloaded");
+        }
+        cache.insert(log_type.to_string(), Cached { bytes, shape: shape.clone() });
+        Ok(Some(shape))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        parse(text, "x", "x.yaml").err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_bundled_schemas_parse() -> Result<(), SchemaError> {
+        let files = SchemaFiles::new(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/log_schemas"));
+        for log_type in ["wifi", "firewall", "dns"] {
+            let shape = files.shape(log_type)?;
+            assert!(shape.is_some_and(|s| !s.fields.is_empty()), "{log_type}");
+        }
+        assert!(files.shape("netflow")?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn mistakes_in_a_schema_file_are_named() {
+        let head = "log_type: x\nversion: 2\nfields:\n";
+        for (text, expected) in [
+            ("log_type: y\nversion: 1\nfields: []\n".to_string(), "does not match the file name 'x'"),
+            (format!("{head}  - {{ name: a, type: txt }}\n"), "type 'txt' is not"),
+            (format!("{head}  - {{ name: a, type: integer, default: \"no\" }}\n"), "default"),
+            (
+                format!("{head}  - {{ name: a, type: integer, required: true, default: 1 }}\n"),
+                "required and has a default",
+            ),
+            (format!("{head}  - {{ name: a, type: text }}\n  - {{ name: a, type: text }}\n"), "declared twice"),
+            (
+                format!("{head}  - {{ name: a, type: text }}\nchanges:\n  - {{ version: 2, renamed: {{ b: c }} }}\n"),
+                "not a declared field",
+            ),
+            (format!("{head}  - {{ name: a, type: text }}\nchanges:\n  - {{ version: 3 }}\n"), "outside 1..=2"),
+            (format!("{head}  - {{ name: a, type: text, colour: red }}\n"), "unknown field `colour`"),
+        ] {
+            let error = error_of(&text);
+            assert!(error.contains(expected), "{error} lacks {expected}");
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! The PostgreSQL log source: a pooled sqlx connection, keyset reads by
+//! tenant, log type and id, bulk loads with COPY, migrations embedded in the
+//! binary. The rest of the host is synchronous, so the source owns a small
+//! tokio runtime and blocks on it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::Row;
+use std::str::FromStr;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{FetchedRow, LogSource, NewRow, Quarantined, RetryPolicy, SourceBatch, SourceError, StoredEntry, assemble};
+use crate::retry::GaveUp;
+use crate::schema::SchemaFiles;
+use mcp_columns::LogQuery;
+
+static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The PostgreSQL log source.
+#[derive(Debug)]
+pub struct PgLogSource {
+    runtime: tokio::runtime::Runtime,
+    pool: PgPool,
+    schemas: Arc<SchemaFiles>,
+    namespace: Option<String>,
+    retry: RetryPolicy,
+    retries: AtomicU64,
+}
+
+/// Whether an error may pass if the same statement is tried again: lost or
+/// refused connections, a server shutting a backend down, serialization
+/// failures and deadlocks. Anything else (bad SQL, missing tables, wrong
+/// credentials) fails at once.
+fn transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(message) => message.contains("closed") || message.contains("reset"),
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+        }),
+        _ => false,
+    }
+}
+
+fn pg(error: impl std::fmt::Display) -> SourceError {
+    SourceError::Postgres(error.to_string())
+}
+
+fn id_param(id: u64) -> i64 {
+    i64::try_from(id).unwrap_or(i64::MAX)
+}
+
+/// One CSV field for COPY: quoted, with quotes doubled.
+fn csv_field(out: &mut String, value: &str) {
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' {
+            out.push('"');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+impl PgLogSource {
+    /// Connects to `url`. With `schema`, every connection works in that
+    /// PostgreSQL schema (created if missing), which keeps tests apart.
+    pub fn connect(url: &str, schema: Option<&str>, schemas: Arc<SchemaFiles>) -> Result<Self, SourceError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(pg)?;
+        let search_path = schema.map(|s| s.replace('"', ""));
+        let pool = runtime.block_on(async {
+            if let Some(schema) = &search_path {
+                let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
+                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&admin).await?;
+                admin.close().await;
+            }
+            // The application name lets an operator (and the fault tests)
+            // find this source's backends in pg_stat_activity.
+            let options = PgConnectOptions::from_str(url)?
+                .application_name(&format!("mcp:{}", search_path.as_deref().unwrap_or("public")));
+            let path = search_path.clone();
+            // No ping before each use: a connection the server dropped fails
+            // its statement, which the retry loop repeats on a fresh one and
+            // counts, so the run reports it; a ping would hide it and cost a
+            // round trip per page.
+            PgPoolOptions::new()
+                .max_connections(4)
+                .test_before_acquire(false)
+                .after_connect(move |conn, _| {
+                    let path = path.clone();
+                    Box::pin(async move {
+                        if let Some(schema) = path {
+                            sqlx::query(&format!("SET search_path TO \"{schema}\"")).execute(conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await
+        });
+        let pool = pool.map_err(|e| SourceError::Postgres(format!("cannot connect to {}: {e}", redact(url))))?;
+        Ok(PgLogSource {
+            runtime,
+            pool,
+            schemas,
+            namespace: search_path,
+            retry: RetryPolicy::default(),
+            retries: AtomicU64::new(0),
+        })
+    }
+
+    /// Retries transient failures as `policy` says.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Runs a read, retrying it while its failures are transient.
+    fn read<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, SourceError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.runtime
+            .block_on(crate::retry::retry(&self.retry, &self.retries, "PostgreSQL", what, transient, &mut op))
+            .map_err(|gave_up| match gave_up {
+                GaveUp { error, attempts, transient: true } => {
+                    SourceError::Postgres(format!("{what} still failing after {attempts} attempts: {error}"))
+                }
+                GaveUp { error, .. } => SourceError::Postgres(format!("{what}: {error}")),
+            })
+    }
+
+    /// Drops the PostgreSQL schema this source was connected with, and
+    /// everything in it (tests use one schema each).
+    pub fn drop_namespace(&self) -> Result<(), SourceError> {
+        let Some(namespace) = &self.namespace else { return Ok(()) };
+        self.runtime
+            .block_on(sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{namespace}\" CASCADE")).execute(&self.pool))
+            .map(|_| ())
+            .map_err(pg)
+    }
+
+    /// Creates or updates the tables (`mcp db migrate`).
+    pub fn migrate(&self) -> Result<(), SourceError> {
+        self.runtime.block_on(MIGRATIONS.run(&self.pool)).map_err(pg)
+    }
+
+    /// Appends rows with COPY; returns how many were written.
+    fn copy_in(&self, tenant: &str, log_type: &str, rows: &[NewRow]) -> Result<u64, SourceError> {
+        let mut csv = String::with_capacity(rows.len() * 256);
+        for row in rows {
+            for (i, value) in [tenant, log_type].iter().enumerate() {
+                if i > 0 {
+                    csv.push(',');
+                }
+                csv_field(&mut csv, value);
+            }
+            csv.push_str(&format!(",{},", row.timestamp_ms));
+            csv_field(&mut csv, &row.source);
+            csv.push(',');
+            csv_field(&mut csv, &row.fields);
+            csv.push(',');
+            if let Some(label) = &row.label {
+                csv_field(&mut csv, label);
+            }
+            csv.push_str(&format!(",{}\n", row.schema_version));
+        }
+        self.runtime.block_on(async {
+            let mut conn = self.pool.acquire().await?;
+            let mut copy = conn
+                .copy_in_raw("COPY logs (tenant, log_type, ts_ms, source, fields, label, schema_version) FROM STDIN WITH (FORMAT csv)")
+                .await?;
+            copy.send(csv.as_bytes()).await?;
+            copy.finish().await
+        })
+        .map_err(pg)
+    }
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
+            None => url.to_string(),
+        },
+        _ => url.to_string(),
+    }
+}
+
+impl LogSource for PgLogSource {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    fn retries(&self) -> u64 {
+        self.retries.load(Ordering::Relaxed)
+    }
+
+    fn append(&self, tenant: &str, log_type: &str, rows: &[NewRow]) -> Result<u64, SourceError> {
+        self.copy_in(tenant, log_type, rows)
+    }
+
+    /// The ground-truth labels of `tenant`'s logs of `log_type`, by id.
+    fn labels(&self, tenant: &str, log_type: &str) -> Result<Vec<(u64, Option<String>)>, SourceError> {
+        let rows = self.read("labels", || {
+            sqlx::query("SELECT id, label FROM logs WHERE tenant = $1 AND log_type = $2 ORDER BY id")
+                .bind(tenant)
+                .bind(log_type)
+                .fetch_all(&self.pool)
+        })?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<i64, _>(0).map_err(pg)?.unsigned_abs(), r.try_get(1).map_err(pg)?)))
+            .collect()
+    }
+
+    fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
+        let shape = self.schemas.shape(&query.log_type)?;
+        let sql = format!(
+            "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+            super::page_filter(query, up_to_id, |n| format!("${n}")),
+            i64::from(query.limit)
+        );
+        let rows = self.read("read logs", || {
+            let mut statement = sqlx::query(&sql).bind(tenant).bind(&query.log_type).bind(id_param(query.after_id));
+            if let Some(from) = query.from_ms {
+                statement = statement.bind(from);
+            }
+            if let Some(to) = query.to_ms {
+                statement = statement.bind(to);
+            }
+            if let Some(source) = &query.source {
+                statement = statement.bind(source);
+            }
+            if let Some(up_to) = up_to_id {
+                statement = statement.bind(id_param(up_to));
+            }
+            statement.fetch_all(&self.pool)
+        })?;
+        let fetched = rows
+            .iter()
+            .map(|r| {
+                Ok(FetchedRow {
+                    id: r.try_get::<i64, _>(0).map_err(pg)?.unsigned_abs(),
+                    timestamp_ms: r.try_get(1).map_err(pg)?,
+                    source: r.try_get(2).map_err(pg)?,
+                    fields: r.try_get(3).map_err(pg)?,
+                    schema_version: r.try_get::<i32, _>(4).map_err(pg)?.unsigned_abs(),
+                })
+            })
+            .collect::<Result<Vec<_>, SourceError>>()?;
+        let assembled = assemble(shape.as_deref(), query, fetched);
+        if !assembled.rejected.is_empty() {
+            self.read("quarantine rows", || async {
+                let mut tx = self.pool.begin().await?;
+                for rejected in &assembled.rejected {
+                    sqlx::query(
+                        "INSERT INTO quarantine (tenant, log_type, log_id, raw, reason, schema_version)
+                             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (log_id) DO NOTHING",
+                    )
+                    .bind(tenant)
+                    .bind(&query.log_type)
+                    .bind(id_param(rejected.log_id))
+                    .bind(&rejected.raw)
+                    .bind(&rejected.reason)
+                    .bind(i32::try_from(assembled.checked_against).unwrap_or(i32::MAX))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await
+            })?;
+        }
+        Ok(assembled.batch)
+    }
+
+    fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
+        let row = self.read("read one log", || {
+            sqlx::query("SELECT log_type, ts_ms, source, fields FROM logs WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id_param(id))
+                .fetch_optional(&self.pool)
+        })?;
+        row.map(|r| {
+            Ok(StoredEntry {
+                log_type: r.try_get(0).map_err(pg)?,
+                timestamp_ms: r.try_get(1).map_err(pg)?,
+                source: r.try_get(2).map_err(pg)?,
+                fields: r.try_get(3).map_err(pg)?,
+            })
+        })
+        .transpose()
+    }
+
+    fn quarantined(&self, tenant: &str) -> Result<Vec<Quarantined>, SourceError> {
+        let rows = self.read("read quarantine", || sqlx::query(
+                    "SELECT log_id, log_type, schema_version, reason, raw FROM quarantine WHERE tenant = $1 ORDER BY log_id",
+                )
+                .bind(tenant)
+                .fetch_all(&self.pool))?;
+        rows.iter()
+            .map(|r| {
+                Ok(Quarantined {
+                    log_id: r.try_get::<i64, _>(0).map_err(pg)?.unsigned_abs(),
+                    log_type: r.try_get(1).map_err(pg)?,
+                    schema_version: r.try_get::<i32, _>(2).map_err(pg)?.unsigned_abs(),
+                    reason: r.try_get(3).map_err(pg)?,
+                    raw: r.try_get(4).map_err(pg)?,
+                })
+            })
+            .collect()
+    }
+}
