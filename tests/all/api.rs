@@ -55,6 +55,7 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
     let config = McpConfig {
         data_dir: dir.path().join("data"),
         models_dir: Some(models_dir),
+        schema_dir: Some(BUNDLED_SCHEMAS.into()),
         max_upload_bytes: 4 << 20,
         ..McpConfig::default()
     };

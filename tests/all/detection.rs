@@ -13,7 +13,13 @@ const UNSEEN_SEED: u64 = 9001;
 #[test]
 fn every_agent_reaches_f1_of_0_9_on_an_unseen_seed() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = McpConfig { data_dir: dir.path().to_path_buf(), ..McpConfig::default() };
+    // The source tree's schemas and models, as the binary would install them.
+    let config = McpConfig {
+        data_dir: dir.path().to_path_buf(),
+        schema_dir: Some(mcp_fixtures::BUNDLED_SCHEMAS.into()),
+        models_dir: Some(mcp_fixtures::BUNDLED_MODELS.into()),
+        ..McpConfig::default()
+    };
     let models = config.model_manager()?;
     let options = DemoOptions { seed: UNSEEN_SEED, entries_per_type: 10_000, detection: None };
     let outcomes = demo::run(&config, agents_dir(), Some(models), &options)?;
