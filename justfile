@@ -18,10 +18,12 @@ lint: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Lint, then every test of the workspace, then the property-based run over the API (what CI runs).
+# Lint, then every test of the workspace, then the property-based run over the API, then a check that a
+# second build compiles nothing (what CI runs).
 test: lint
     cargo test --workspace --locked
     bash tests/schemathesis.sh 50
+    bash scripts/check_no_rebuild.sh
 
 # Load-test a filtered anomaly page over a store of ANOMALIES (wrk from Debian).
 bench-api anomalies="1000000" seconds="30": setup
