@@ -4,8 +4,8 @@ use std::marker::PhantomData;
 
 use crate::wit::exports::mcp::agent::detector::Guest;
 use crate::{
-    Agent, AgentError, AgentInfo, Batch, BatchBuilder, Features, Finding, Findings, InferenceResult, InvalidEntry,
-    LogBatch, LogEntry,
+    Agent, AgentError, AgentInfo, Batch, BatchBuilder, FeatureTable, Finding, Findings, InvalidEntry, LogBatch,
+    LogEntry, TextColumn,
 };
 
 /// Gives the export glue the one agent value of this instance.
@@ -64,10 +64,6 @@ fn check_log_type<A: Agent>(log_type: &str) -> Result<(), AgentError> {
     )))
 }
 
-fn single(entry: &LogEntry) -> Result<LogBatch, AgentError> {
-    batch_from_entries(&entry.log_type, 1, std::slice::from_ref(entry))
-}
-
 /// Implements the exported interface for any agent type.
 #[doc(hidden)]
 pub struct Adapter<A>(PhantomData<A>);
@@ -77,31 +73,52 @@ impl<A: AgentCell> Guest for Adapter<A> {
         A::info()
     }
 
-    fn load_model(name: String, version: Option<String>) -> Result<String, AgentError> {
-        A::with_agent(|agent| agent.load_model(&name, version.as_deref()))
-    }
-
-    fn extract_features(entry: LogEntry) -> Result<Features, AgentError> {
-        check_log_type::<A>(&entry.log_type)?;
-        let batch = single(&entry)?;
-        A::with_agent(|agent| agent.extract_features(&Batch::new(&batch)?, 0))
-    }
-
-    fn infer(features: Features) -> Result<InferenceResult, AgentError> {
-        A::with_agent(|agent| agent.infer(&features))
-    }
-
-    fn detect(entry: LogEntry) -> Result<Findings, AgentError> {
-        check_log_type::<A>(&entry.log_type)?;
-        let batch = single(&entry)?;
-        let found = A::with_agent(|agent| run_batch(agent, &batch))?;
-        Ok(crate::findings_of(&found))
-    }
-
     fn detect_batch(batch: LogBatch) -> Result<Findings, AgentError> {
         let found = A::with_agent(|agent| run_batch(agent, &batch))?;
         Ok(crate::findings_of(&found))
     }
+
+    fn extract_features(batch: LogBatch) -> Result<FeatureTable, AgentError> {
+        check_log_type::<A>(&batch.log_type)?;
+        A::with_agent(|agent| feature_table(agent, &batch))
+    }
+
+    fn snapshot() -> Result<Vec<u8>, AgentError> {
+        A::with_agent(|agent| agent.snapshot())
+    }
+
+    fn restore(state: Vec<u8>) -> Result<(), AgentError> {
+        A::with_agent(|agent| agent.restore(&state))
+    }
+}
+
+/// The features of every entry of `batch`, row by row; every row must
+/// have the first row's names.
+pub fn feature_table<A: Agent>(agent: &mut A, batch: &LogBatch) -> Result<FeatureTable, AgentError> {
+    let mut table =
+        FeatureTable { names: TextColumn { data: String::new(), ends: Vec::new() }, rows: 0, values: Vec::new() };
+    if batch.ids.is_empty() {
+        return Ok(table);
+    }
+    let reader = Batch::new(batch)?;
+    for index in 0..batch.ids.len() {
+        let features = agent.extract_features(&reader, index)?;
+        if index == 0 {
+            table.names = features.names;
+        } else if features.names.data != table.names.data || features.names.ends != table.names.ends {
+            return Err(AgentError::Internal(format!("entry {index} has other feature names than the first")));
+        }
+        if features.values.len() != table.names.ends.len() {
+            return Err(AgentError::Internal(format!(
+                "entry {index} has {} feature values for {} names",
+                features.values.len(),
+                table.names.ends.len()
+            )));
+        }
+        table.values.extend(features.values);
+        table.rows += 1;
+    }
+    Ok(table)
 }
 
 /// Exports an [`Agent`] type as the component's `detector` interface.

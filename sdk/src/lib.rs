@@ -39,7 +39,7 @@ pub use export::{AgentCell, batch_from_entries, run_batch};
 pub mod wit {
     wit_bindgen::generate!({
         world: "agent",
-        path: "../wit",
+        path: "../wit/0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_agent_world",
         default_bindings_module: "mcp_sdk::wit",
@@ -47,12 +47,38 @@ pub mod wit {
 }
 
 pub use wit::mcp::agent::types::{
-    AgentError, AgentInfo, Column, ColumnValues, Features, Findings, InferenceResult, InvalidEntry, LogBatch, LogEntry,
-    SchemaSupport, Severity, Tensor, TextColumn,
+    AgentError, AgentInfo, Column, ColumnValues, FeatureTable, Findings, InvalidEntry, LogBatch, SchemaSupport,
+    Severity, Tensor, TextColumn,
 };
 
-/// The protocol version this SDK speaks: the version of the `mcp:agent` WIT package.
-pub const PROTOCOL_VERSION: &str = "0.1.0";
+/// The protocol version this SDK speaks: the version of the `mcp:agent` WIT
+/// package it is built against, the same constant the host names as its newest.
+pub const PROTOCOL_VERSION: &str = mcp_columns::PROTOCOL_VERSION;
+
+/// One log entry with its fields as JSON, for building test batches with
+/// [`batch_from_entries`] as the host would send them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// The log id.
+    pub id: u64,
+    /// When it happened, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The device or sensor that logged it.
+    pub source: String,
+    /// The log type.
+    pub log_type: String,
+    /// The fields, one JSON object.
+    pub fields: String,
+}
+
+/// The numeric features of one entry, as an agent's model sees them.
+#[derive(Debug, Clone)]
+pub struct Features {
+    /// The features' names, one per value.
+    pub names: TextColumn,
+    /// The values.
+    pub values: Vec<f32>,
+}
 
 /// An anomaly-detection agent.
 ///
@@ -81,18 +107,21 @@ pub trait Agent: Default + 'static {
         Ok(features(&[]))
     }
 
-    /// Scores features. The default scores everything 0, labelled `normal`.
-    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
-        let _ = features;
-        Ok(InferenceResult { score: 0.0, label: "normal".into(), raw: Vec::new() })
+    /// The agent's state (windows, learned baselines) as bytes of its own
+    /// format, which the host stores with the checkpoint. The default keeps
+    /// no state: after a restart the host replays recent entries instead.
+    fn snapshot(&self) -> Result<Vec<u8>, AgentError> {
+        Ok(Vec::new())
     }
 
-    /// Loads a model through the host and keeps it. The default asks the host
-    /// and drops the handle, which tells whether the model exists.
-    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
-        host::Model::load(name, version)
-            .map(|model| model.version())
-            .map_err(|e| AgentError::ModelUnavailable(host::describe(&e)))
+    /// Takes back what [`Agent::snapshot`] returned, in a fresh instance
+    /// after a restart. The default accepts only the empty state.
+    fn restore(&mut self, state: &[u8]) -> Result<(), AgentError> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(AgentError::Internal(format!("this agent keeps no state, but was given {} bytes", state.len())))
+        }
     }
 }
 

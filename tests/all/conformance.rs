@@ -38,12 +38,12 @@ fn dns_conforms() -> anyhow::Result<()> {
 
 #[test]
 fn other_protocol_fails_the_check() -> anyhow::Result<()> {
-    let bytes = crate::registry::wifi_with_protocol("0.2.0")?;
+    let bytes = crate::registry::wifi_with_protocol("0.3.0")?;
     let report = conformance::check(&sandbox(), &bytes, "old.wasm", &mcp_synth::GeneratedSamples);
     assert!(!report.passed());
     let Some(first) = report.checks.first() else { anyhow::bail!("no checks ran") };
     match &first.outcome {
-        Outcome::Failed(detail) => assert!(detail.contains("0.2.0") && detail.contains("0.1.0"), "{detail}"),
+        Outcome::Failed(detail) => assert!(detail.contains("0.3.0") && detail.contains("0.2.0"), "{detail}"),
         other => anyhow::bail!("expected a failure, got {other:?}"),
     }
     Ok(())

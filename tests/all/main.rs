@@ -8,6 +8,7 @@ mod conformance;
 mod detection;
 mod models;
 mod postgres;
+mod protocol;
 mod registry;
 mod runs;
 mod sandbox;

@@ -1,7 +1,7 @@
 //! Discovery, duplicates, unknown names, protocol mismatch, enable and disable.
 
 use mcp_sandbox::registry::{Registry, RegistryError};
-use mcp_sandbox::{InstanceContext, PROTOCOL_VERSION, SandboxError};
+use mcp_sandbox::{InstanceContext, PROTOCOL_VERSION, PROTOCOL_VERSIONS, SandboxError};
 
 use crate::common::{agents_dir, bundled_registry, sandbox};
 
@@ -74,7 +74,7 @@ fn another_protocol_version_is_refused_naming_both() -> anyhow::Result<()> {
         Err(RegistryError::Invalid { origin, source: SandboxError::ProtocolMismatch { expected, found } }) => {
             assert_eq!(
                 (origin.as_str(), expected.as_str(), found.as_str()),
-                ("future-wifi.wasm", PROTOCOL_VERSION, "0.9.0")
+                ("future-wifi.wasm", PROTOCOL_VERSIONS.join(" or ").as_str(), "0.9.0")
             );
         }
         other => anyhow::bail!("expected a protocol mismatch, got {other:?}"),

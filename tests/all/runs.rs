@@ -191,3 +191,45 @@ fn a_restarted_agent_rebuilds_its_windows_by_replay() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_restarted_wifi_agent_gets_back_what_it_learned() -> anyhow::Result<()> {
+    // Cut inside an evil twin's beacons, with a replay far shorter than the
+    // agent's learning of access points: only its stored state brings back
+    // which access points are legitimate and which it has flagged.
+    let logs = generator::generate("wifi", 23, 6_000)?;
+    let registry = bundled_registry(sandbox())?;
+    let replaying = RunSpec { replay_ms: 120_000, ..spec("wifi", "t") };
+    let rules: std::collections::BTreeMap<String, String> = [("detection".into(), "rules".into())].into();
+
+    let mut whole = fixture()?;
+    whole.source.append("t", "wifi", &generator::to_rows(&logs))?;
+    let mut instance = pipeline::instance_for(&registry, "wifi", "t", rules.clone(), None)?;
+    pipeline::run(&registry, &mut instance, &*whole.source, &mut whole.store, &replaying)?;
+    let expected = found(&whole.store, "t", "wifi")?;
+
+    let twin = logs.iter().position(|l| l.label == Some("evil_twin")).unwrap_or(logs.len() / 2);
+    let cut = (twin + 5).min(logs.len());
+    assert!(expected.iter().any(|(id, label)| *id > cut as u64 && label == "evil_twin"), "no evil twin after the cut");
+
+    let resume = |keep_state: bool| -> anyhow::Result<(BTreeSet<(u64, String)>, u64)> {
+        let mut parts = fixture()?;
+        parts.source.append("t", "wifi", &generator::to_rows(&logs[..cut]))?;
+        let mut first = pipeline::instance_for(&registry, "wifi", "t", rules.clone(), None)?;
+        pipeline::run(&registry, &mut first, &*parts.source, &mut parts.store, &replaying)?;
+        if !keep_state {
+            let conn = rusqlite::Connection::open(parts._dir.path().join("anomalies.db"))?;
+            assert_eq!(conn.execute("DELETE FROM agent_states", [])?, 1, "the Wi-Fi agent stored its state");
+        }
+        parts.source.append("t", "wifi", &generator::to_rows(&logs[cut..]))?;
+        let mut restarted = pipeline::instance_for(&registry, "wifi", "t", rules.clone(), None)?;
+        let resumed = pipeline::run(&registry, &mut restarted, &*parts.source, &mut parts.store, &replaying)?;
+        Ok((found(&parts.store, "t", "wifi")?, resumed.restored_state_bytes))
+    };
+    let (with_state, restored) = resume(true)?;
+    assert!(restored > 0, "no state was restored");
+    assert_eq!(with_state, expected, "resumed with its state, the agent matches one uninterrupted run");
+    let (without_state, _) = resume(false)?;
+    assert_ne!(without_state, expected, "without its state the restart would lose findings; the test shows that");
+    Ok(())
+}

@@ -5,8 +5,7 @@
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Severity, Text,
-    features, finding,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, Severity, Text, features, finding,
 };
 
 /// The fields of one `dns` entry that this agent reads.
@@ -215,19 +214,6 @@ impl Agent for DnsAgent {
         let row = feature_row(&DnsColumns::of(batch)?.lookup(index));
         let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
         Ok(features(&named))
-    }
-
-    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
-        self.model.load(name, version)
-    }
-
-    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
-        let value = |i: usize| features.values.get(i).copied().unwrap_or(0.0);
-        let long = ((value(1) - 20.0) / 30.0).clamp(0.0, 1.0);
-        let random = ((value(2) - 2.8) / 1.2).clamp(0.0, 1.0);
-        let score = (0.4 * long + 0.4 * random + 0.2 * value(4)).clamp(0.0, 1.0);
-        let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
     }
 }
 

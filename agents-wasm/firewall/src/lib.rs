@@ -7,8 +7,7 @@ use std::collections::HashSet;
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Severity, Text, Values,
-    features, finding,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, Severity, Text, Values, features, finding,
 };
 
 /// The columns of a batch this agent reads, resolved once.
@@ -197,18 +196,6 @@ impl Agent for FirewallAgent {
         let row = feature_row(&self.suspicious_ports, &FirewallColumns::of(batch)?.event(index));
         let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
         Ok(features(&named))
-    }
-
-    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
-        self.model.load(name, version)
-    }
-
-    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
-        let value = |i: usize| features.values.get(i).copied().unwrap_or(0.0);
-        let volume = ((value(2) - 16.0) / 4.0).clamp(0.0, 1.0);
-        let score = (0.5 * value(3) + 0.3 * volume + 0.2 * value(1)).clamp(0.0, 1.0);
-        let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
     }
 }
 

@@ -2,13 +2,12 @@
 //! bursts, evil-twin and rogue access points, and RF jamming (retry storms
 //! with weak signal).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
-    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, InferenceResult, Number, Severity, Text,
-    features, finding,
+    Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, Number, Severity, Text, features, finding,
 };
 
 /// The fields of one `wifi` entry that this agent reads.
@@ -137,7 +136,8 @@ impl WifiAgent {
                     f.bssid,
                     f.ssid,
                     bssids.len(),
-                    bssids.iter().take(3).cloned().collect::<Vec<_>>().join(", "),
+                    // Sorted, so the reason is the same whatever the set's order.
+                    bssids.iter().collect::<BTreeSet<_>>().into_iter().take(3).cloned().collect::<Vec<_>>().join(", "),
                     f.signal_dbm
                 ),
             ),
@@ -268,18 +268,77 @@ impl Agent for WifiAgent {
         Ok(features(&named))
     }
 
-    fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
-        self.model.load(name, version)
+    fn snapshot(&self) -> Result<Vec<u8>, AgentError> {
+        serde_json::to_vec(&LearnedState::of(self)).map_err(|e| AgentError::Internal(format!("snapshot: {e}")))
     }
 
-    fn infer(&mut self, features: &Features) -> Result<InferenceResult, AgentError> {
-        // Without a model, score how far the entry sits from a healthy link.
-        let value = |i: usize| features.values.get(i).copied().unwrap_or(0.0);
-        let weak = ((-value(0) - 70.0) / 30.0).clamp(0.0, 1.0);
-        let score = (0.5 * value(1) + 0.3 * weak + 0.2 * value(2).max(value(3))).clamp(0.0, 1.0);
-        let label = if score >= 0.5 { "suspicious" } else { "normal" };
-        Ok(InferenceResult { score, label: label.into(), raw: vec![score] })
+    fn restore(&mut self, state: &[u8]) -> Result<(), AgentError> {
+        let learned: LearnedState = serde_json::from_slice(state)
+            .map_err(|e| AgentError::Internal(format!("restore: not a state of this agent: {e}")))?;
+        learned.apply(self)
     }
+}
+
+/// What the agent learned that the host's replay of recent entries cannot
+/// rebuild: when it first saw traffic, the access points learned then, and
+/// the access points it has flagged. Burst windows are rebuilt by replay.
+/// Ordered maps, so the same state gives the same bytes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct LearnedState {
+    first_seen_ms: Option<i64>,
+    known: BTreeMap<String, BTreeSet<String>>,
+    /// BSSID → (label, severity, reason).
+    suspects: BTreeMap<String, (String, String, String)>,
+}
+
+impl LearnedState {
+    fn of(agent: &WifiAgent) -> Self {
+        LearnedState {
+            first_seen_ms: agent.first_seen_ms,
+            known: agent.known.iter().map(|(ssid, bssids)| (ssid.clone(), bssids.iter().cloned().collect())).collect(),
+            suspects: agent
+                .suspect_bssids
+                .iter()
+                .map(|(bssid, (label, severity, reason))| {
+                    (bssid.clone(), (label.to_string(), severity_name(*severity).to_string(), reason.clone()))
+                })
+                .collect(),
+        }
+    }
+
+    fn apply(self, agent: &mut WifiAgent) -> Result<(), AgentError> {
+        agent.first_seen_ms = self.first_seen_ms;
+        for (ssid, bssids) in self.known {
+            agent.known.entry(ssid).or_default().extend(bssids);
+        }
+        for (bssid, (label, severity, reason)) in self.suspects {
+            let label = match label.as_str() {
+                "evil_twin" => "evil_twin",
+                "rogue_ap" => "rogue_ap",
+                other => return Err(AgentError::Internal(format!("restore: unknown access-point label '{other}'"))),
+            };
+            let severity = severity_of(&severity)
+                .ok_or_else(|| AgentError::Internal(format!("restore: unknown severity '{severity}'")))?;
+            agent.suspect_bssids.insert(bssid, (label, severity, reason));
+        }
+        Ok(())
+    }
+}
+
+fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+fn severity_of(name: &str) -> Option<Severity> {
+    [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical]
+        .into_iter()
+        .find(|s| severity_name(*s) == name)
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -271,7 +271,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{mark}  {:<42} {detail}", check.name);
             }
             if report.passed() {
-                println!("\n{} conforms to mcp:agent@{}", file.display(), mcp_sandbox::PROTOCOL_VERSION);
+                let version = report.agent.as_ref().map_or(mcp_sandbox::PROTOCOL_VERSION, |a| a.protocol.version());
+                println!("\n{} conforms to mcp:agent@{version}", file.display());
                 Ok(ExitCode::SUCCESS)
             } else {
                 println!("\n{} does not conform", file.display());

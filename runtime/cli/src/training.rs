@@ -4,6 +4,7 @@
 
 use std::io::Write;
 
+use mcp_sandbox::conformance::to_batch;
 use mcp_sandbox::registry::{Registry, RegistryError};
 use mcp_sandbox::{InstanceContext, SandboxError};
 use mcp_synth::{self as generator, GeneratorError, to_entries};
@@ -42,25 +43,37 @@ pub fn feature_table(
     let logs = generator::generate(&log_type, seed, entries)?;
     let mut instance = registry.instantiate(agent, InstanceContext::new(agent, "training"))?;
     let mut table = FeatureTable::default();
-    for (entry, log) in to_entries(&log_type, &logs).iter().zip(&logs) {
-        let features = instance.extract_features(entry).map_err(|source| TrainingError::Features {
+    let entries = to_entries(&log_type, &logs);
+    for (chunk, labels) in entries.chunks(1_000).zip(logs.chunks(1_000)) {
+        let batch = to_batch(&log_type, chunk);
+        let first = chunk.first().map_or(0, |e| e.id);
+        let features = instance.extract_features(&batch, chunk).map_err(|source| TrainingError::Features {
             agent: agent.into(),
-            id: entry.id,
+            id: first,
             source,
         })?;
-        let names = mcp_sandbox::feature_names(&features);
         if table.names.is_empty() {
-            table.names = names;
-        } else if names.len() != table.names.len() {
+            table.names.clone_from(&features.names);
+        } else if features.names.len() != table.names.len() {
             return Err(TrainingError::Ragged {
                 agent: agent.into(),
-                id: entry.id,
+                id: first,
                 expected: table.names.len(),
-                found: names.len(),
+                found: features.names.len(),
             });
         }
-        table.rows.push(features.values);
-        table.labels.push(log.label.map(str::to_string));
+        if features.rows != chunk.len() {
+            return Err(TrainingError::Ragged {
+                agent: agent.into(),
+                id: first,
+                expected: chunk.len(),
+                found: features.rows,
+            });
+        }
+        for (index, log) in labels.iter().enumerate() {
+            table.rows.push(features.row(index).map(<[f32]>::to_vec).unwrap_or_default());
+            table.labels.push(log.label.map(str::to_string));
+        }
     }
     Ok(table)
 }

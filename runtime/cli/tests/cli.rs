@@ -67,7 +67,12 @@ fn agents_list_and_check() -> Result<(), Box<dyn std::error::Error>> {
     let good = Path::new(mcp_fixtures::AGENTS_DIR).join("dns.wasm");
     let check = mcp(dir.path(), &["agents", "check", &good.display().to_string()]);
     assert!(check.status.success(), "{}", stdout(&check));
-    assert!(stdout(&check).contains("conforms to mcp:agent@0.1.0"));
+    assert!(stdout(&check).contains("conforms to mcp:agent@0.2.0"), "{}", stdout(&check));
+    // A component built against 0.1.0, as it shipped, still conforms.
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/legacy/dns-0.1.0.wasm");
+    let check = mcp(dir.path(), &["agents", "check", &legacy.display().to_string()]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(stdout(&check).contains("conforms to mcp:agent@0.1.0"), "{}", stdout(&check));
     std::fs::write(dir.path().join("junk.wasm"), b"not wasm")?;
     let bad = mcp(dir.path(), &["agents", "check", "junk.wasm"]);
     assert!(!bad.status.success(), "a junk file passed the check");

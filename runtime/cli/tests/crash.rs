@@ -1,6 +1,9 @@
-//! Crash safety: `mcp run` over 100,000+ PostgreSQL rows, killed with SIGKILL
-//! at random moments and started again until it finishes, stores exactly the
-//! anomalies an uninterrupted run stores, each once.
+//! Crash safety: `mcp run` over 150,000 PostgreSQL rows of the three log
+//! types, killed with SIGKILL at random moments and started again until it
+//! finishes, stores exactly the anomalies an uninterrupted run stores, each
+//! once. Every agent is interrupted, the Wi-Fi agent (whose learned access
+//! points come back from its state snapshot) included; `tests/all/runs.rs`
+//! shows deterministically that a restart without that state loses findings.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -45,11 +48,14 @@ fn namespace(tag: &str, rows: &[(String, Vec<NewRow>)]) -> Result<Namespace> {
     Ok(Namespace { name, source })
 }
 
+/// The replay is twice the longest window of the bundled agents (60 s), so
+/// windows come back through it, but far shorter than the Wi-Fi agent's
+/// learning of access points (10 min): that comes back only with its state.
 fn write_config(dir: &Path, ns: &Namespace) -> Result<()> {
     std::fs::write(
         dir.join("mcp.toml"),
         format!(
-            "data_dir = {:?}\ntenant = \"t\"\nbatch_size = 2000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
+            "data_dir = {:?}\ntenant = \"t\"\nbatch_size = 2000\nreplay_ms = 120000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
             dir.join("data"),
             database_url(),
             ns.name
@@ -87,9 +93,48 @@ impl Lcg {
     }
 }
 
+/// Runs `mcp run --agent AGENT`, SIGKILLing it after random delays, until a
+/// run finishes on its own or `MAX_KILLS` kills were made and a last run
+/// completes. Returns the kills.
+fn run_with_kills(dir: &Path, agent: &str, delays: &mut Lcg, started: Instant) -> Result<u32> {
+    const MAX_KILLS: u32 = 6;
+    let mut kills = 0;
+    loop {
+        let mut child = mcp(dir).args(["run", "--agent", agent]).spawn()?;
+        if kills == MAX_KILLS {
+            // Enough interruptions: let this one finish.
+            let status = child.wait()?;
+            assert!(status.success(), "{agent}: the last run failed: {status}");
+            return Ok(kills);
+        }
+        let deadline = Instant::now() + Duration::from_millis(delays.next_ms(150, 1_500));
+        let finished = loop {
+            if let Some(status) = child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        match finished {
+            Some(status) => {
+                assert!(status.success(), "{agent}: a run failed on its own: {status}");
+                return Ok(kills);
+            }
+            None => {
+                child.kill()?; // SIGKILL on Unix
+                child.wait()?;
+                kills += 1;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "runs did not finish in 10 minutes");
+    }
+}
+
 #[test]
 fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
-    let rows: Vec<(String, Vec<NewRow>)> = ["firewall", "dns"]
+    let rows: Vec<(String, Vec<NewRow>)> = ["firewall", "dns", "wifi"]
         .iter()
         .map(|t| Ok((t.to_string(), generator::to_rows(&generator::generate(t, 77, 50_000)?))))
         .collect::<std::result::Result<_, generator::GeneratorError>>()?;
@@ -103,6 +148,9 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
     assert!(status.success(), "the uninterrupted run failed");
     let (expected, expected_count) = stored(reference_dir.path())?;
     assert!(expected.len() > 1_000, "only {} anomalies", expected.len());
+    let learned =
+        expected.iter().filter(|(agent, _, label)| agent == "wifi" && (label == "evil_twin" || label == "rogue_ap"));
+    assert!(learned.count() > 0, "no access-point findings: the Wi-Fi agent's learned state is not exercised");
     assert_eq!(expected.len(), expected_count);
 
     let crash_dir = tempfile::tempdir()?;
@@ -111,42 +159,14 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
     let seed = u64::from(SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos());
     eprintln!("kill delays from seed {seed}");
     let mut delays = Lcg(seed);
-    let mut kills = 0;
     let started = Instant::now();
-    const MAX_KILLS: u32 = 12;
-    loop {
-        let mut child = mcp(crash_dir.path()).arg("run").spawn()?;
-        if kills == MAX_KILLS {
-            // Enough interruptions: let this one finish.
-            let status = child.wait()?;
-            assert!(status.success(), "the last run failed: {status}");
-            break;
-        }
-        let deadline = Instant::now() + Duration::from_millis(delays.next_ms(150, 2_500));
-        let finished = loop {
-            if let Some(status) = child.try_wait()? {
-                break Some(status);
-            }
-            if Instant::now() >= deadline {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        match finished {
-            Some(status) => {
-                assert!(status.success(), "a run failed on its own: {status}");
-                break;
-            }
-            None => {
-                child.kill()?; // SIGKILL on Unix
-                child.wait()?;
-                kills += 1;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(600), "runs did not finish in 10 minutes");
+    // Agent by agent, so that every agent is interrupted, the Wi-Fi agent
+    // (whose learned state must come back) included.
+    for agent in ["wifi", "firewall", "dns"] {
+        let kills = run_with_kills(crash_dir.path(), agent, &mut delays, started)?;
+        eprintln!("{agent}: killed {kills} times");
+        assert!(kills >= 1, "{agent}: the run finished before the first kill; nothing was interrupted");
     }
-    eprintln!("killed {kills} times");
-    assert!(kills >= 1, "the run finished before the first kill; nothing was interrupted");
     let (found, found_count) = stored(crash_dir.path())?;
     assert_eq!(found_count, found.len(), "an anomaly was stored twice");
     let missing: Vec<_> = expected.difference(&found).take(5).collect();

@@ -18,6 +18,11 @@ pub mod shape;
 mod text;
 
 pub use anomaly::{Anomaly, Severity};
+
+/// The newest protocol version: that of `wit/0.2.0/agent.wit`. The SDK
+/// builds agents against it; the host serves it and the versions before it
+/// that `mcp-sandbox` lists. A test ties this constant to the WIT files.
+pub const PROTOCOL_VERSION: &str = "0.2.0";
 pub use builder::{BatchBuilder, RawRow, build_batch, build_shaped_batch};
 pub use text::{text_at, text_in, texts};
 

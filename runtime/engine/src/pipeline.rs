@@ -69,6 +69,8 @@ pub struct RunReport {
     pub replayed: u64,
     /// Transient source failures retried during the run.
     pub retries: u64,
+    /// Bytes of agent state restored from the checkpoint on resuming.
+    pub restored_state_bytes: u64,
     /// The model and version of the last inference, when the agent used one.
     pub model: Option<(String, String)>,
 }
@@ -108,6 +110,14 @@ pub fn run_observed(
     let started = Instant::now();
     let retries_before = source.retries();
     let mut after_id = store.checkpoint(&key)?;
+    if after_id > 0
+        && let Some(state) = store.agent_state(&key)?
+    {
+        // What the agent learned before the restart; its windows come back
+        // through the replay below.
+        instance.restore(&state).map_err(|source| RunError::Agent { agent: spec.agent.into(), after_id, source })?;
+        report.restored_state_bytes = state.len() as u64;
+    }
     if after_id > 0 && spec.replay_ms > 0 {
         report.replayed = replay(instance, source, spec, &log_type, after_id)?;
     }
@@ -150,13 +160,15 @@ pub fn run_observed(
                 })?
             }
         };
+        let state =
+            instance.snapshot().map_err(|source| RunError::Agent { agent: spec.agent.into(), after_id, source })?;
         report.agent_time += call_started.elapsed();
         report.model = instance.model_used();
         let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
         let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version, model: model.as_deref() };
         let (with_fields, rejected) = attach_fields(source, spec.tenant, &batch, &raw_fields, found)?;
         report.rejected_anomalies += rejected;
-        report.anomalies += store.commit(&key, &provenance, &with_fields, last_id)? as u64;
+        report.anomalies += store.commit_with_state(&key, &provenance, &with_fields, last_id, state.as_deref())? as u64;
         report.entries += batch.len() as u64;
         report.batches += 1;
         after_id = last_id;

@@ -3,13 +3,12 @@
 
 use mcp_columns as host;
 
-use crate::bindings::mcp::agent::logs::LogQuery as GuestQuery;
-use crate::bindings::{Column, ColumnValues, HostError, LogBatch, Severity, TextColumn};
+use crate::bindings::{v1, v2};
 
 /// A batch in the form a guest receives it, built once from the host's batch
 /// by move and then handed to every call that needs it.
 #[derive(Debug, Clone)]
-pub struct GuestBatch(pub(crate) LogBatch);
+pub struct GuestBatch(pub(crate) v2::LogBatch);
 
 impl GuestBatch {
     /// The log type of the entries.
@@ -54,59 +53,148 @@ impl From<host::LogBatch> for GuestBatch {
     }
 }
 
-impl From<host::TextColumn> for TextColumn {
-    fn from(column: host::TextColumn) -> Self {
-        TextColumn { data: column.data, ends: column.ends }
-    }
+/// The conversions between one protocol version's bindings and the host's
+/// types; every version's records have the same fields.
+macro_rules! conversions_for {
+    ($module:ident) => {
+        impl From<host::TextColumn> for $module::TextColumn {
+            fn from(column: host::TextColumn) -> Self {
+                $module::TextColumn { data: column.data, ends: column.ends }
+            }
+        }
+
+        impl From<host::LogBatch> for $module::LogBatch {
+            fn from(batch: host::LogBatch) -> Self {
+                $module::LogBatch {
+                    log_type: batch.log_type,
+                    schema_version: batch.schema_version,
+                    ids: batch.ids,
+                    timestamps_ms: batch.timestamps_ms,
+                    sources: batch.sources.into(),
+                    columns: batch
+                        .columns
+                        .into_iter()
+                        .map(|c| $module::Column {
+                            name: c.name,
+                            values: match c.values {
+                                host::ColumnValues::Text(t) => $module::ColumnValues::Text(t.into()),
+                                host::ColumnValues::Integer(v) => $module::ColumnValues::Integer(v),
+                                host::ColumnValues::Real(v) => $module::ColumnValues::Real(v),
+                                host::ColumnValues::Boolean(v) => $module::ColumnValues::Boolean(v),
+                            },
+                            missing: c.missing,
+                        })
+                        .collect(),
+                }
+            }
+        }
+
+        impl From<$module::mcp::agent::logs::LogQuery> for host::LogQuery {
+            fn from(query: $module::mcp::agent::logs::LogQuery) -> Self {
+                host::LogQuery {
+                    log_type: query.log_type,
+                    after_id: query.after_id,
+                    from_ms: query.from_ms,
+                    to_ms: query.to_ms,
+                    source: query.source,
+                    limit: query.limit,
+                }
+            }
+        }
+
+        impl From<$module::Severity> for host::Severity {
+            fn from(severity: $module::Severity) -> Self {
+                match severity {
+                    $module::Severity::Info => host::Severity::Info,
+                    $module::Severity::Low => host::Severity::Low,
+                    $module::Severity::Medium => host::Severity::Medium,
+                    $module::Severity::High => host::Severity::High,
+                    $module::Severity::Critical => host::Severity::Critical,
+                }
+            }
+        }
+
+        impl From<ImportError> for $module::HostError {
+            fn from(error: ImportError) -> Self {
+                match error {
+                    ImportError::NotFound(m) => $module::HostError::NotFound(m),
+                    ImportError::Denied(m) => $module::HostError::Denied(m),
+                    ImportError::InvalidArgument(m) => $module::HostError::InvalidArgument(m),
+                    ImportError::LimitExceeded(m) => $module::HostError::LimitExceeded(m),
+                    ImportError::Unavailable(m) => $module::HostError::Unavailable(m),
+                }
+            }
+        }
+
+        /// One line naming an agent error and its detail.
+        impl From<&$module::AgentError> for AgentFailure {
+            fn from(error: &$module::AgentError) -> Self {
+                AgentFailure(match error {
+                    $module::AgentError::UnsupportedLogType(m) => format!("unsupported log type: {m}"),
+                    $module::AgentError::InvalidEntry(e) => format!("invalid entry {}: {}", e.log_id, e.reason),
+                    $module::AgentError::ModelUnavailable(m) => format!("model unavailable: {m}"),
+                    $module::AgentError::Config(m) => format!("configuration: {m}"),
+                    $module::AgentError::Internal(m) => format!("internal: {m}"),
+                })
+            }
+        }
+    };
 }
 
-impl From<host::LogBatch> for LogBatch {
-    fn from(batch: host::LogBatch) -> Self {
-        LogBatch {
-            log_type: batch.log_type,
-            schema_version: batch.schema_version,
-            ids: batch.ids,
-            timestamps_ms: batch.timestamps_ms,
-            sources: batch.sources.into(),
-            columns: batch
-                .columns
+conversions_for!(v1);
+conversions_for!(v2);
+
+/// An agent's error, as one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentFailure(pub String);
+
+/// A 0.1.0 guest's findings are a 0.2.0 guest's, field for field.
+impl From<v1::Findings> for v2::Findings {
+    fn from(found: v1::Findings) -> Self {
+        v2::Findings {
+            log_ids: found.log_ids,
+            scores: found.scores,
+            severities: found
+                .severities
                 .into_iter()
-                .map(|c| Column {
-                    name: c.name,
-                    values: match c.values {
-                        host::ColumnValues::Text(t) => ColumnValues::Text(t.into()),
-                        host::ColumnValues::Integer(v) => ColumnValues::Integer(v),
-                        host::ColumnValues::Real(v) => ColumnValues::Real(v),
-                        host::ColumnValues::Boolean(v) => ColumnValues::Boolean(v),
-                    },
-                    missing: c.missing,
+                .map(|s| match s {
+                    v1::Severity::Info => v2::Severity::Info,
+                    v1::Severity::Low => v2::Severity::Low,
+                    v1::Severity::Medium => v2::Severity::Medium,
+                    v1::Severity::High => v2::Severity::High,
+                    v1::Severity::Critical => v2::Severity::Critical,
                 })
                 .collect(),
+            labels: v2::TextColumn { data: found.labels.data, ends: found.labels.ends },
+            reasons: v2::TextColumn { data: found.reasons.data, ends: found.reasons.ends },
         }
     }
 }
 
-impl From<GuestQuery> for host::LogQuery {
-    fn from(query: GuestQuery) -> Self {
-        host::LogQuery {
-            log_type: query.log_type,
-            after_id: query.after_id,
-            from_ms: query.from_ms,
-            to_ms: query.to_ms,
-            source: query.source,
-            limit: query.limit,
-        }
-    }
-}
-
-impl From<Severity> for host::Severity {
-    fn from(severity: Severity) -> Self {
-        match severity {
-            Severity::Info => host::Severity::Info,
-            Severity::Low => host::Severity::Low,
-            Severity::Medium => host::Severity::Medium,
-            Severity::High => host::Severity::High,
-            Severity::Critical => host::Severity::Critical,
+/// What a 0.1.0 guest receives: the same batch in that version's types.
+impl From<&v2::LogBatch> for v1::LogBatch {
+    fn from(batch: &v2::LogBatch) -> Self {
+        let text = |t: &v2::TextColumn| v1::TextColumn { data: t.data.clone(), ends: t.ends.clone() };
+        v1::LogBatch {
+            log_type: batch.log_type.clone(),
+            schema_version: batch.schema_version,
+            ids: batch.ids.clone(),
+            timestamps_ms: batch.timestamps_ms.clone(),
+            sources: text(&batch.sources),
+            columns: batch
+                .columns
+                .iter()
+                .map(|c| v1::Column {
+                    name: c.name.clone(),
+                    values: match &c.values {
+                        v2::ColumnValues::Text(t) => v1::ColumnValues::Text(text(t)),
+                        v2::ColumnValues::Integer(v) => v1::ColumnValues::Integer(v.clone()),
+                        v2::ColumnValues::Real(v) => v1::ColumnValues::Real(v.clone()),
+                        v2::ColumnValues::Boolean(v) => v1::ColumnValues::Boolean(v.clone()),
+                    },
+                    missing: c.missing.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -127,22 +215,33 @@ pub enum ImportError {
     Unavailable(String),
 }
 
-impl From<ImportError> for HostError {
-    fn from(error: ImportError) -> Self {
-        match error {
-            ImportError::NotFound(m) => HostError::NotFound(m),
-            ImportError::Denied(m) => HostError::Denied(m),
-            ImportError::InvalidArgument(m) => HostError::InvalidArgument(m),
-            ImportError::LimitExceeded(m) => HostError::LimitExceeded(m),
-            ImportError::Unavailable(m) => HostError::Unavailable(m),
-        }
+/// Features of every entry of a batch, in the host's types.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FeatureTable {
+    pub names: Vec<String>,
+    pub rows: usize,
+    /// Row-major, `rows` × `names.len()`.
+    pub values: Vec<f32>,
+}
+
+impl FeatureTable {
+    /// Row `index`, if in range.
+    pub fn row(&self, index: usize) -> Option<&[f32]> {
+        let width = self.names.len();
+        self.values.get(index * width..(index + 1) * width)
     }
 }
 
-/// The names of `features`, in order; a malformed end offset yields "".
-pub fn feature_names(features: &crate::bindings::Features) -> Vec<String> {
-    let names = &features.names;
-    (0..names.ends.len())
-        .map(|i| mcp_columns::text_in(&names.data, &names.ends, i).unwrap_or_default().to_string())
-        .collect()
+/// A table a guest returned, checked: well-formed names and as many values
+/// as rows times names.
+pub(crate) fn feature_table(table: v2::FeatureTable) -> Result<FeatureTable, String> {
+    let names = &table.names;
+    let names: Option<Vec<String>> =
+        (0..names.ends.len()).map(|i| mcp_columns::text_in(&names.data, &names.ends, i).map(str::to_string)).collect();
+    let names = names.ok_or("feature names are not a well-formed text column")?;
+    let rows = table.rows as usize;
+    if table.values.len() != rows.saturating_mul(names.len()) {
+        return Err(format!("{} values for {rows} rows of {} features", table.values.len(), names.len()));
+    }
+    Ok(FeatureTable { names, rows, values: table.values })
 }

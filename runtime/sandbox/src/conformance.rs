@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use mcp_columns::RawRow;
 
 use crate::registry::{self, RegisteredAgent};
-use crate::{GuestBatch, InstanceContext, LogEntry, Sandbox, SandboxError};
+use crate::{AgentInstance, GuestBatch, InstanceContext, LogEntry, Sandbox, SandboxError};
 
 /// One named check and how it went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +77,49 @@ fn fail(name: &'static str, detail: impl Into<String>) -> Check {
     Check { name, outcome: Outcome::Failed(detail.into()) }
 }
 
+/// Whether the agent's state survives a restart: a fresh instance given the
+/// snapshot finds on the next batch exactly what the original finds.
+fn state_check(sandbox: &Sandbox, agent: &RegisteredAgent, original: &mut AgentInstance, next: &GuestBatch) -> Check {
+    const NAME: &str = "snapshot and restore";
+    if !agent.protocol.has_state() {
+        return pass(
+            NAME,
+            format!(
+                "protocol {}: no state export; after a restart the host replays recent entries",
+                agent.protocol.version()
+            ),
+        );
+    }
+    let state = match original.snapshot() {
+        Ok(state) => state.unwrap_or_default(),
+        Err(e) => return fail(NAME, format!("snapshot: {e}")),
+    };
+    let context = InstanceContext::new(&agent.info.name, "conformance");
+    let mut restored = match sandbox.instantiate(agent.component(), context) {
+        Ok(instance) => instance,
+        Err(e) => return fail(NAME, e.to_string()),
+    };
+    if let Err(e) = restored.restore(&state) {
+        return fail(NAME, format!("restore of its own {} bytes: {e}", state.len()));
+    }
+    let key = |found: Vec<mcp_columns::Anomaly>| {
+        let mut keys: Vec<(u64, String)> = found.into_iter().map(|a| (a.log_id, a.label)).collect();
+        keys.sort();
+        keys
+    };
+    match (original.detect_batch(next), restored.detect_batch(next)) {
+        (Ok(a), Ok(b)) => {
+            let (a, b) = (key(a), key(b));
+            if a == b {
+                pass(NAME, format!("{} bytes; the restored instance found the same {} anomalies", state.len(), a.len()))
+            } else {
+                fail(NAME, format!("after restore it found {} anomalies where the original found {}", b.len(), a.len()))
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => fail(NAME, e.to_string()),
+    }
+}
+
 /// Runs every check on the component in `bytes`, calling its exports with
 /// entries from `samples`.
 pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str, samples: &dyn SampleEntries) -> Report {
@@ -116,50 +159,32 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str, samples: &dyn Sample
     let ids: HashSet<u64> = entries.iter().map(|e| e.id).collect();
     let batch = to_batch(&info.log_type, &entries);
 
-    checks.push(match instance.detect_batch(&batch) {
+    // Half the samples first, so that the state check below has a second
+    // half to compare on.
+    let half = entries.len() / 2;
+    let (first, second) = (to_batch(&info.log_type, &entries[..half]), to_batch(&info.log_type, &entries[half..]));
+    checks.push(match instance.detect_batch(&first) {
         Ok(found) => match found.iter().find(|a| !ids.contains(&a.log_id)) {
             Some(stray) => {
                 fail("detect-batch", format!("anomaly names log id {} that was not in the batch", stray.log_id))
             }
-            None => pass("detect-batch", format!("{} entries, {} anomalies", entries.len(), found.len())),
+            None => pass("detect-batch", format!("{half} entries, {} anomalies", found.len())),
         },
         Err(e) => fail("detect-batch", e.to_string()),
     });
 
-    let single = &entries[..entries.len().min(5)];
-    let singles: Result<Vec<_>, SandboxError> = single.iter().map(|e| instance.detect(e)).collect();
-    checks.push(match singles {
-        Ok(found) => {
-            pass("detect", format!("{} entries, {} anomalies", single.len(), found.iter().map(Vec::len).sum::<usize>()))
+    checks.push(match instance.extract_features(&batch, &entries) {
+        Ok(table) if table.rows != entries.len() => {
+            fail("extract-features", format!("{} feature rows for {} entries", table.rows, entries.len()))
         }
-        Err(e) => fail("detect", e.to_string()),
+        Ok(table) if table.values.iter().any(|v| !v.is_finite()) => {
+            fail("extract-features", "a feature value is not a finite number")
+        }
+        Ok(table) => pass("extract-features", format!("{} rows of {} features", table.rows, table.names.len())),
+        Err(e) => fail("extract-features", e.to_string()),
     });
 
-    checks.push(match single.first().map(|e| instance.extract_features(e)) {
-        Some(Ok(features))
-            if features.names.ends.len() == features.values.len()
-                && (0..features.values.len())
-                    .all(|i| mcp_columns::text_in(&features.names.data, &features.names.ends, i).is_some()) =>
-        {
-            let scored = instance.infer(&features);
-            match scored {
-                Ok(result) if result.score.is_finite() => pass(
-                    "extract-features and infer",
-                    format!("{} features, score {:.3} '{}'", features.values.len(), result.score, result.label),
-                ),
-                Ok(result) => {
-                    fail("extract-features and infer", format!("score {} is not a finite number", result.score))
-                }
-                Err(e) => fail("extract-features and infer", e.to_string()),
-            }
-        }
-        Some(Ok(features)) => fail(
-            "extract-features and infer",
-            format!("{} names for {} values", features.names.ends.len(), features.values.len()),
-        ),
-        Some(Err(e)) => fail("extract-features and infer", e.to_string()),
-        None => fail("extract-features and infer", "no sample entry"),
-    });
+    checks.push(state_check(sandbox, &agent, &mut instance, &second));
 
     let foreign_type = if info.log_type == "dns" { "firewall" } else { "dns" };
     let foreign = to_batch(foreign_type, &samples.entries(foreign_type, 20).unwrap_or_default());

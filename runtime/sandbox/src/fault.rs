@@ -23,6 +23,8 @@ pub enum Fault {
     TooManyAnomalies { count: usize, limit: usize },
     #[error("returned malformed findings: {0}")]
     BadFindings(String),
+    #[error("returned a state of {bytes} bytes, over the limit of {limit}")]
+    StateTooLarge { bytes: usize, limit: usize },
     #[error("trapped: {0}")]
     Trap(String),
 }
@@ -37,6 +39,7 @@ impl Fault {
             Fault::TableLimit { .. } => "table",
             Fault::StackOverflow { .. } => "stack",
             Fault::Panic => "panic",
+            Fault::StateTooLarge { .. } => "state",
             Fault::TooManyAnomalies { .. } => "result-size",
             Fault::BadFindings(_) => "bad-findings",
             Fault::Trap(_) => "trap",

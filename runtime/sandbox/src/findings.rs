@@ -5,7 +5,7 @@
 
 use mcp_columns::Anomaly;
 
-use crate::bindings::{Findings, TextColumn};
+use crate::bindings::v2::{Findings, TextColumn};
 
 /// Longest label a finding may carry, in bytes.
 pub const MAX_LABEL_BYTES: usize = 128;
@@ -88,7 +88,7 @@ pub enum UnpackError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bindings::Severity;
+    use crate::bindings::v2::Severity;
 
     fn column(texts: &[&str]) -> TextColumn {
         let mut c = TextColumn { data: String::new(), ends: Vec::new() };

@@ -9,8 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use mcp_columns::Anomaly;
 
-use super::bindings::mcp::agent::{config, log, logs, model, report, types};
-use super::bindings::{Findings, HostError, LogBatch};
+use super::bindings::{v1, v2};
 use super::boundary::ImportError;
 use super::findings::{self, UnpackError};
 use super::limits::GuestLimiter;
@@ -126,64 +125,59 @@ impl WasiView for HostState {
     }
 }
 
-impl types::Host for HostState {}
-
-impl logs::Host for HostState {
-    fn query(&mut self, mut query: logs::LogQuery) -> Result<LogBatch, HostError> {
+/// The imports' logic, in the host's types; each protocol version's
+/// bindings below only convert to and from it.
+impl HostState {
+    fn query_logs(&mut self, mut query: mcp_columns::LogQuery) -> Result<mcp_columns::LogBatch, ImportError> {
         let Some(reader) = self.context.logs.clone() else {
-            return Err(HostError::Unavailable("no log source is attached to this run".into()));
+            return Err(ImportError::Unavailable("no log source is attached to this run".into()));
         };
         if query.limit == 0 {
-            return Err(HostError::InvalidArgument("limit must be at least 1".into()));
+            return Err(ImportError::InvalidArgument("limit must be at least 1".into()));
         }
         query.limit = query.limit.min(self.max_query_page);
-        let batch = reader.query(&self.context.tenant, &query.into())?;
-        Ok(batch.into())
+        reader.query(&self.context.tenant, &query)
     }
-}
 
-impl model::Host for HostState {}
-
-impl model::HostLoadedModel for HostState {
-    fn load(&mut self, name: String, version: Option<String>) -> Result<Resource<ModelHandle>, HostError> {
+    fn load_model(&mut self, name: String, version: Option<String>) -> Result<Resource<ModelHandle>, ImportError> {
         let Some(models) = self.context.models.clone() else {
-            return Err(HostError::NotFound("no model store is attached to this host".into()));
+            return Err(ImportError::NotFound("no model store is attached to this host".into()));
         };
         if name != *self.context.agent {
-            return Err(HostError::NotFound(format!(
+            return Err(ImportError::NotFound(format!(
                 "agent {} may load only its own models (named '{}'), not '{name}'",
                 self.context.agent, self.context.agent
             )));
         }
         let model = models.model(&name, version.as_deref())?;
         let handle = ModelHandle { name, pinned: version, version: model.version().to_string() };
-        self.table.push(handle).map_err(|e| HostError::LimitExceeded(e.to_string()))
+        self.table.push(handle).map_err(|e| ImportError::LimitExceeded(e.to_string()))
     }
 
-    fn version(&mut self, handle: Resource<ModelHandle>) -> String {
-        self.table.get(&handle).map(|m| m.version.clone()).unwrap_or_default()
+    fn model_version(&mut self, handle: &Resource<ModelHandle>) -> String {
+        self.table.get(handle).map(|m| m.version.clone()).unwrap_or_default()
     }
 
-    fn infer(&mut self, handle: Resource<ModelHandle>, input: types::Tensor) -> Result<types::Tensor, HostError> {
+    fn infer(
+        &mut self,
+        handle: &Resource<ModelHandle>,
+        shape: &[u32],
+        data: &[f32],
+    ) -> Result<(Vec<u32>, Vec<f32>), ImportError> {
         let Some(models) = self.context.models.clone() else {
-            return Err(HostError::NotFound("no model store is attached to this host".into()));
+            return Err(ImportError::NotFound("no model store is attached to this host".into()));
         };
         let (name, pinned) = {
-            let handle = self.table.get(&handle).map_err(|e| HostError::InvalidArgument(e.to_string()))?;
+            let handle = self.table.get(handle).map_err(|e| ImportError::InvalidArgument(e.to_string()))?;
             (handle.name.clone(), handle.pinned.clone())
         };
         let model = models.model(&name, pinned.as_deref())?;
-        let (rows, columns) = match input.shape.as_slice() {
+        let (rows, columns) = match shape {
             [rows, columns] => (*rows as usize, *columns as usize),
-            _ => {
-                return Err(HostError::InvalidArgument(format!(
-                    "input shape {:?} is not [rows, features]",
-                    input.shape
-                )));
-            }
+            _ => return Err(ImportError::InvalidArgument(format!("input shape {shape:?} is not [rows, features]"))),
         };
         if columns != model.feature_names().len() {
-            return Err(HostError::InvalidArgument(format!(
+            return Err(ImportError::InvalidArgument(format!(
                 "model {name} {} takes {} features per row ({}); the input has {columns}",
                 model.version(),
                 model.feature_names().len(),
@@ -191,60 +185,121 @@ impl model::HostLoadedModel for HostState {
             )));
         }
         if rows > MAX_INFERENCE_ROWS {
-            return Err(HostError::LimitExceeded(format!("at most {MAX_INFERENCE_ROWS} rows per inference call")));
+            return Err(ImportError::LimitExceeded(format!("at most {MAX_INFERENCE_ROWS} rows per inference call")));
         }
-        let (shape, data) = model.infer(rows, &input.data)?;
+        let output = model.infer(rows, data)?;
         let version = model.version().to_string();
-        if let Ok(handle) = self.table.get_mut(&handle) {
+        if let Ok(handle) = self.table.get_mut(handle) {
             handle.version.clone_from(&version);
         }
         self.model_used = Some((name, version));
-        Ok(types::Tensor { shape, data })
+        Ok(output)
     }
 
-    fn drop(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<()> {
-        self.table.delete(handle)?;
-        Ok(())
-    }
-}
-
-impl report::Host for HostState {
-    fn report(&mut self, found: Findings) -> Result<(), HostError> {
+    fn report(&mut self, found: &v2::Findings) -> Result<(), ImportError> {
         let room = self.max_reported.saturating_sub(self.reported.len());
-        match findings::unpack(&found, room) {
+        match findings::unpack(found, room) {
             Ok(anomalies) => {
                 self.reported.extend(anomalies);
                 Ok(())
             }
             Err(UnpackError::TooMany { count }) => {
                 self.report_overflow += count;
-                Err(HostError::LimitExceeded(format!("at most {} findings per call", self.max_reported)))
+                Err(ImportError::LimitExceeded(format!("at most {} findings per call", self.max_reported)))
             }
-            Err(UnpackError::Malformed(reason)) => Err(HostError::InvalidArgument(reason)),
+            Err(UnpackError::Malformed(reason)) => Err(ImportError::InvalidArgument(reason)),
         }
     }
-}
 
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
+    fn log(&self, level: tracing::Level, message: &str) {
         let agent = &*self.context.agent;
         let tenant = &*self.context.tenant;
         match level {
-            log::Level::Trace => tracing::trace!(agent, tenant, "{message}"),
-            log::Level::Debug => tracing::debug!(agent, tenant, "{message}"),
-            log::Level::Info => tracing::info!(agent, tenant, "{message}"),
-            log::Level::Warn => tracing::warn!(agent, tenant, "{message}"),
-            log::Level::Error => tracing::error!(agent, tenant, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(agent, tenant, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(agent, tenant, "{message}"),
+            tracing::Level::INFO => tracing::info!(agent, tenant, "{message}"),
+            tracing::Level::WARN => tracing::warn!(agent, tenant, "{message}"),
+            tracing::Level::ERROR => tracing::error!(agent, tenant, "{message}"),
         }
     }
 }
 
-impl config::Host for HostState {
-    fn get(&mut self, key: String) -> Option<String> {
-        self.context.config.get(&key).cloned()
-    }
+/// The imports of one protocol version's bindings, as shims over the logic
+/// above: the same checks serve every version.
+macro_rules! imports_for {
+    ($module:ident) => {
+        impl $module::mcp::agent::types::Host for HostState {}
 
-    fn keys(&mut self) -> Vec<String> {
-        self.context.config.keys().cloned().collect()
-    }
+        impl $module::mcp::agent::logs::Host for HostState {
+            fn query(
+                &mut self,
+                query: $module::mcp::agent::logs::LogQuery,
+            ) -> Result<$module::LogBatch, $module::HostError> {
+                Ok(self.query_logs(query.into())?.into())
+            }
+        }
+
+        impl $module::mcp::agent::model::Host for HostState {}
+
+        impl $module::mcp::agent::model::HostLoadedModel for HostState {
+            fn load(
+                &mut self,
+                name: String,
+                version: Option<String>,
+            ) -> Result<Resource<ModelHandle>, $module::HostError> {
+                Ok(self.load_model(name, version)?)
+            }
+
+            fn version(&mut self, handle: Resource<ModelHandle>) -> String {
+                self.model_version(&handle)
+            }
+
+            fn infer(
+                &mut self,
+                handle: Resource<ModelHandle>,
+                input: $module::mcp::agent::types::Tensor,
+            ) -> Result<$module::mcp::agent::types::Tensor, $module::HostError> {
+                let (shape, data) = HostState::infer(self, &handle, &input.shape, &input.data)?;
+                Ok($module::mcp::agent::types::Tensor { shape, data })
+            }
+
+            fn drop(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<()> {
+                self.table.delete(handle)?;
+                Ok(())
+            }
+        }
+
+        impl $module::mcp::agent::report::Host for HostState {
+            fn report(&mut self, found: $module::Findings) -> Result<(), $module::HostError> {
+                Ok(HostState::report(self, &found.into())?)
+            }
+        }
+
+        impl $module::mcp::agent::log::Host for HostState {
+            fn log(&mut self, level: $module::mcp::agent::log::Level, message: String) {
+                use $module::mcp::agent::log::Level;
+                let level = match level {
+                    Level::Trace => tracing::Level::TRACE,
+                    Level::Debug => tracing::Level::DEBUG,
+                    Level::Info => tracing::Level::INFO,
+                    Level::Warn => tracing::Level::WARN,
+                    Level::Error => tracing::Level::ERROR,
+                };
+                HostState::log(self, level, &message);
+            }
+        }
+
+        impl $module::mcp::agent::config::Host for HostState {
+            fn get(&mut self, key: String) -> Option<String> {
+                self.context.config.get(&key).cloned()
+            }
+
+            fn keys(&mut self) -> Vec<String> {
+                self.context.config.keys().cloned().collect()
+            }
+        }
+    };
 }
+
+imports_for!(v1);
+imports_for!(v2);

@@ -4,25 +4,53 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Engine, Store};
 
-use super::bindings::Findings;
-use super::bindings::{Agent, AgentPre};
+use super::bindings::{v1, v2};
+use super::boundary::{AgentFailure, FeatureTable, feature_table};
 use super::fault::{self, Fault, FaultContext};
 use super::findings::{self, UnpackError};
 use super::host::{HostState, InstanceContext};
+use super::info::{AgentInfo, Protocol};
 use super::limits::{BudgetKind, SandboxLimits};
-use super::{AgentError, AgentInfo, Features, GuestBatch, InferenceResult, LogEntry, Result, SandboxError};
+use super::{GuestBatch, Result, SandboxError};
 use mcp_columns::Anomaly;
 
+/// A component ready to instantiate, in its protocol version's bindings.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    V1(v1::AgentPre<HostState>),
+    V2(v2::AgentPre<HostState>),
+}
+
+/// A live component's exports, in its protocol version's bindings.
+enum Exports {
+    V1(v1::Agent),
+    V2(v2::Agent),
+}
+
+/// One sample entry as the single-entry exports of 0.1.0 take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEntry {
+    pub id: u64,
+    pub timestamp_ms: i64,
+    pub source: String,
+    pub log_type: String,
+    /// The fields, one JSON object.
+    pub fields: String,
+}
+
 /// A warm instance of one agent. It keeps its guest state between calls; a
-/// failed call discards the Store, and the next call starts a fresh one.
+/// failed call discards the Store, and the next call starts a fresh one,
+/// given back the last state the agent's snapshot took (protocol 0.2.0).
 pub struct AgentInstance {
     engine: Engine,
-    pre: AgentPre<HostState>,
+    pre: Pre,
     limits: SandboxLimits,
     context: InstanceContext,
-    live: Option<(Store<HostState>, Agent)>,
+    live: Option<(Store<HostState>, Exports)>,
     faults: u64,
     fuel_used: u64,
+    /// The last state taken or given, for a fresh Store after a fault.
+    state: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for AgentInstance {
@@ -35,15 +63,19 @@ impl std::fmt::Debug for AgentInstance {
 }
 
 impl AgentInstance {
-    pub(crate) fn new(
-        engine: Engine,
-        pre: AgentPre<HostState>,
-        limits: SandboxLimits,
-        context: InstanceContext,
-    ) -> Result<Self> {
-        let mut instance = AgentInstance { engine, pre, limits, context, live: None, faults: 0, fuel_used: 0 };
+    pub(crate) fn new(engine: Engine, pre: Pre, limits: SandboxLimits, context: InstanceContext) -> Result<Self> {
+        let mut instance =
+            AgentInstance { engine, pre, limits, context, live: None, faults: 0, fuel_used: 0, state: None };
         instance.ensure_live()?;
         Ok(instance)
+    }
+
+    /// The protocol version the component was built against.
+    pub fn protocol(&self) -> Protocol {
+        match self.pre {
+            Pre::V1(_) => Protocol::V0_1,
+            Pre::V2(_) => Protocol::V0_2,
+        }
     }
 
     /// The agent name this instance runs as.
@@ -92,11 +124,20 @@ impl AgentInstance {
         store.limiter(|state| &mut state.limiter);
         // With epochs or fuel on, instantiation itself runs under the budget.
         self.arm(&mut store)?;
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| SandboxError::Instantiate {
+        let instantiated = match &self.pre {
+            Pre::V1(pre) => pre.instantiate(&mut store).map(Exports::V1),
+            Pre::V2(pre) => pre.instantiate(&mut store).map(Exports::V2),
+        };
+        let exports = instantiated.map_err(|e| SandboxError::Instantiate {
             agent: self.context.agent.to_string(),
             detail: format!("{e:#}"),
         })?;
-        self.live = Some((store, bindings));
+        self.live = Some((store, exports));
+        if let Some(state) = self.state.clone() {
+            // A fresh Store after a fault: the agent resumes from its last
+            // committed state instead of from nothing.
+            self.restore(&state)?;
+        }
         Ok(())
     }
 
@@ -113,7 +154,7 @@ impl AgentInstance {
     /// Runs one export call under the budget; a trap discards the instance.
     fn call<R>(
         &mut self,
-        f: impl FnOnce(&Agent, &mut Store<HostState>) -> wasmtime::Result<R>,
+        f: impl FnOnce(&Exports, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<(R, Vec<Anomaly>)> {
         self.ensure_live()?;
         let Some((mut store, bindings)) = self.live.take() else {
@@ -163,8 +204,8 @@ impl AgentInstance {
         SandboxError::Fault { agent: self.context.agent.to_string(), fault }
     }
 
-    fn agent_error(&self, error: AgentError) -> SandboxError {
-        SandboxError::Agent { agent: self.context.agent.to_string(), message: describe_agent_error(&error) }
+    fn agent_error(&self, error: impl Into<AgentFailure>) -> SandboxError {
+        SandboxError::Agent { agent: self.context.agent.to_string(), message: error.into().0 }
     }
 
     fn stamp(&self, mut anomalies: Vec<Anomaly>) -> Vec<Anomaly> {
@@ -179,38 +220,34 @@ impl AgentInstance {
 
     /// The agent's own description.
     pub fn info(&mut self) -> Result<AgentInfo> {
-        Ok(self.call(|b, s| b.mcp_agent_detector().call_info(s))?.0)
+        let (info, _) = self.call(|exports, store| match exports {
+            Exports::V1(agent) => agent.mcp_agent_detector().call_info(store).map(AgentInfo::try_from),
+            Exports::V2(agent) => agent.mcp_agent_detector().call_info(store).map(AgentInfo::try_from),
+        })?;
+        info.map_err(|detail| self.fault(Fault::BadFindings(format!("info: {detail}"))))
     }
 
     /// Runs the agent over a batch; returns what it found, stamped.
     pub fn detect_batch(&mut self, batch: &GuestBatch) -> Result<Vec<Anomaly>> {
-        let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect_batch(s, &batch.0))?;
+        let (result, reported) = self.call(|exports, store| match exports {
+            Exports::V1(agent) => agent
+                .mcp_agent_detector()
+                .call_detect_batch(&mut *store, &v1::LogBatch::from(&batch.0))
+                .map(|r| r.map(v2::Findings::from).map_err(|e| AgentFailure::from(&e))),
+            Exports::V2(agent) => agent
+                .mcp_agent_detector()
+                .call_detect_batch(store, &batch.0)
+                .map(|r| r.map_err(|e| AgentFailure::from(&e))),
+        })?;
         let findings = result.map_err(|e| self.agent_error(e))?;
         let mut found = self.unpack(&findings, reported)?;
         fill_from_batch(&batch.0, &mut found);
         Ok(self.stamp(found))
     }
 
-    /// Runs the agent over one entry.
-    pub fn detect(&mut self, entry: &LogEntry) -> Result<Vec<Anomaly>> {
-        let (result, reported) = self.call(|b, s| b.mcp_agent_detector().call_detect(s, entry))?;
-        let findings = result.map_err(|e| self.agent_error(e))?;
-        let mut found = self.unpack(&findings, reported)?;
-        for anomaly in found.iter_mut() {
-            if anomaly.log_id == entry.id {
-                anomaly.log_type.clone_from(&entry.log_type);
-                anomaly.source.clone_from(&entry.source);
-                anomaly.log_timestamp_ms = entry.timestamp_ms;
-            } else {
-                anomaly.source.clear();
-            }
-        }
-        Ok(self.stamp(found))
-    }
-
     /// Checks returned findings and adds the reported ones; a malformed or
     /// oversized result is a fault like a trap, and discards the instance.
-    fn unpack(&mut self, findings: &Findings, reported: Vec<Anomaly>) -> Result<Vec<Anomaly>> {
+    fn unpack(&mut self, findings: &v2::Findings, reported: Vec<Anomaly>) -> Result<Vec<Anomaly>> {
         let limit = self.limits.max_anomalies_per_call;
         let room = limit.saturating_sub(reported.len());
         match findings::unpack(findings, room) {
@@ -225,21 +262,92 @@ impl AgentInstance {
         }
     }
 
-    /// The agent's features for one entry.
-    pub fn extract_features(&mut self, entry: &LogEntry) -> Result<Features> {
-        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_extract_features(s, entry))?;
-        result.map_err(|e| self.agent_error(e))
+    /// The agent's features for every entry of `batch`. A 0.1.0 agent has
+    /// only the single-entry export, so it is called once per entry of
+    /// `entries`, which must be the batch's entries.
+    pub fn extract_features(&mut self, batch: &GuestBatch, entries: &[LogEntry]) -> Result<FeatureTable> {
+        if self.protocol() == Protocol::V0_1 {
+            return self.extract_features_by_entry(entries);
+        }
+        let (result, _) = self.call(|exports, store| match exports {
+            Exports::V2(agent) => agent
+                .mcp_agent_detector()
+                .call_extract_features(store, &batch.0)
+                .map(|r| r.map_err(|e| AgentFailure::from(&e))),
+            Exports::V1(_) => Ok(Err(AgentFailure("protocol 0.1.0 has no batch features".into()))),
+        })?;
+        let table = result.map_err(|e| self.agent_error(e))?;
+        feature_table(table).map_err(|detail| self.fault(Fault::BadFindings(format!("features: {detail}"))))
     }
 
-    /// The agent's score for features.
-    pub fn infer(&mut self, features: &Features) -> Result<InferenceResult> {
-        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_infer(s, features))?;
-        result.map_err(|e| self.agent_error(e))
+    fn extract_features_by_entry(&mut self, entries: &[LogEntry]) -> Result<FeatureTable> {
+        let mut table = FeatureTable::default();
+        for entry in entries {
+            let guest = v1::LogEntry {
+                id: entry.id,
+                timestamp_ms: entry.timestamp_ms,
+                source: entry.source.clone(),
+                log_type: entry.log_type.clone(),
+                fields: entry.fields.clone(),
+            };
+            let (result, _) = self.call(|exports, store| match exports {
+                Exports::V1(agent) => agent
+                    .mcp_agent_detector()
+                    .call_extract_features(store, &guest)
+                    .map(|r| r.map_err(|e| AgentFailure::from(&e))),
+                Exports::V2(_) => Ok(Err(AgentFailure("protocol 0.2.0 has no single-entry features".into()))),
+            })?;
+            let features = result.map_err(|e| self.agent_error(e))?;
+            let one = feature_table(v2::FeatureTable {
+                names: v2::TextColumn { data: features.names.data, ends: features.names.ends },
+                rows: 1,
+                values: features.values,
+            })
+            .map_err(|detail| self.fault(Fault::BadFindings(format!("features: {detail}"))))?;
+            if table.rows == 0 {
+                table.names = one.names;
+            } else if one.names != table.names {
+                return Err(self.fault(Fault::BadFindings(format!("entry {} has other feature names", entry.id))));
+            }
+            table.values.extend(one.values);
+            table.rows += 1;
+        }
+        Ok(table)
     }
 
-    /// Asks the agent to load a model through the host.
-    pub fn load_model(&mut self, name: &str, version: Option<&str>) -> Result<String> {
-        let (result, _) = self.call(|b, s| b.mcp_agent_detector().call_load_model(s, name, version))?;
+    /// The agent's state after its last call, checked against the size cap;
+    /// `None` for a 0.1.0 agent, which has none to give.
+    pub fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+        if !self.protocol().has_state() {
+            return Ok(None);
+        }
+        let (result, _) = self.call(|exports, store| match exports {
+            Exports::V2(agent) => {
+                agent.mcp_agent_detector().call_snapshot(store).map(|r| r.map_err(|e| AgentFailure::from(&e)))
+            }
+            Exports::V1(_) => Ok(Ok(Vec::new())),
+        })?;
+        let state = result.map_err(|e| self.agent_error(e))?;
+        if state.len() > self.limits.max_state_bytes {
+            return Err(self.fault(Fault::StateTooLarge { bytes: state.len(), limit: self.limits.max_state_bytes }));
+        }
+        self.state = Some(state.clone());
+        Ok(Some(state))
+    }
+
+    /// Gives the agent back a state its snapshot took. A 0.1.0 agent takes
+    /// none; its windows come back through replay.
+    pub fn restore(&mut self, state: &[u8]) -> Result<()> {
+        if !self.protocol().has_state() {
+            return Ok(());
+        }
+        self.state = Some(state.to_vec());
+        let (result, _) = self.call(|exports, store| match exports {
+            Exports::V2(agent) => {
+                agent.mcp_agent_detector().call_restore(store, state).map(|r| r.map_err(|e| AgentFailure::from(&e)))
+            }
+            Exports::V1(_) => Ok(Ok(())),
+        })?;
         result.map_err(|e| self.agent_error(e))
     }
 }
@@ -248,7 +356,7 @@ impl AgentInstance {
 /// its log id names; the host's records win over what the guest said.
 /// Anomalies naming entries outside the batch keep an empty source for the
 /// caller to resolve.
-fn fill_from_batch(batch: &crate::bindings::LogBatch, anomalies: &mut [Anomaly]) {
+fn fill_from_batch(batch: &v2::LogBatch, anomalies: &mut [Anomaly]) {
     if anomalies.is_empty() {
         return;
     }
@@ -264,17 +372,6 @@ fn fill_from_batch(batch: &crate::bindings::LogBatch, anomalies: &mut [Anomaly])
             }
             Err(_) => anomaly.source.clear(),
         }
-    }
-}
-
-/// One line naming an agent error and its detail.
-pub fn describe_agent_error(error: &AgentError) -> String {
-    match error {
-        AgentError::UnsupportedLogType(m) => format!("unsupported log type: {m}"),
-        AgentError::InvalidEntry(e) => format!("invalid entry {}: {}", e.log_id, e.reason),
-        AgentError::ModelUnavailable(m) => format!("model unavailable: {m}"),
-        AgentError::Config(m) => format!("configuration: {m}"),
-        AgentError::Internal(m) => format!("internal: {m}"),
     }
 }
 

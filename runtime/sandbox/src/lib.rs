@@ -18,6 +18,7 @@ pub mod conformance;
 mod fault;
 mod findings;
 pub mod host;
+mod info;
 mod instance;
 mod limits;
 mod output;
@@ -31,19 +32,20 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use bindings::{AgentError, AgentInfo, Features, InferenceResult, LogEntry, SchemaSupport};
-pub use boundary::{GuestBatch, ImportError, feature_names};
+pub use boundary::{FeatureTable, GuestBatch, ImportError};
 pub use cache::{CacheOutcome, CompileCache};
 pub use fault::Fault;
 pub use findings::{MAX_LABEL_BYTES, MAX_REASON_BYTES};
 pub use host::{InstanceContext, LogReader, ModelProvider, ServedModel};
-pub use instance::AgentInstance;
+pub use info::{AgentInfo, PROTOCOL_VERSIONS, Protocol, SchemaSupport};
+pub use instance::{AgentInstance, LogEntry};
 pub use limits::{BudgetKind, EPOCH_TICK_MS, SandboxLimits};
 
-/// The protocol version this host speaks: the version of the `mcp:agent` package in wit/.
-pub const PROTOCOL_VERSION: &str = "0.1.0";
-/// The interface every agent exports, with its version.
-pub const DETECTOR_EXPORT: &str = "mcp:agent/detector@0.1.0";
+/// The newest protocol version this host speaks; [`PROTOCOL_VERSIONS`] lists
+/// every one it serves.
+pub const PROTOCOL_VERSION: &str = mcp_columns::PROTOCOL_VERSION;
+/// The interface every agent exports, before its version.
+pub const DETECTOR_EXPORT: &str = "mcp:agent/detector";
 
 /// Errors of the sandbox.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +89,9 @@ impl Sandbox {
         let engine = Engine::new(&engine_config(&limits)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
-        bindings::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        bindings::v1::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        bindings::v2::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = (limits.budget == BudgetKind::Epoch).then(|| EpochTicker::start(engine.clone()));
         Ok(Sandbox { engine, linker, limits, cache, _ticker: ticker })
@@ -116,8 +120,12 @@ impl Sandbox {
             .linker
             .instantiate_pre(component)
             .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
-        let pre = bindings::AgentPre::new(pre)
-            .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        let protocol = exported_protocol(&self.engine, component).and_then(|v| Protocol::of_version(&v));
+        let pre = match protocol {
+            Some(Protocol::V0_1) => bindings::v1::AgentPre::new(pre).map(instance::Pre::V1),
+            _ => bindings::v2::AgentPre::new(pre).map(instance::Pre::V2),
+        }
+        .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
         AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context)
     }
 }
@@ -153,12 +161,12 @@ pub fn exported_protocol(engine: &Engine, component: &Component) -> Option<Strin
 
 fn check_protocol(engine: &Engine, component: &Component) -> Result<()> {
     match exported_protocol(engine, component) {
-        Some(found) if found == PROTOCOL_VERSION => Ok(()),
-        Some(found) => Err(SandboxError::ProtocolMismatch { expected: PROTOCOL_VERSION.into(), found }),
+        Some(found) if Protocol::of_version(&found).is_some() => Ok(()),
+        Some(found) => Err(SandboxError::ProtocolMismatch { expected: PROTOCOL_VERSIONS.join(" or "), found }),
         None => {
             let exports: Vec<String> = component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();
             Err(SandboxError::NotAnAgent(format!(
-                "it does not export {DETECTOR_EXPORT} (exports: {})",
+                "it does not export {DETECTOR_EXPORT}@{PROTOCOL_VERSION} (exports: {})",
                 if exports.is_empty() { "none".to_string() } else { exports.join(", ") }
             )))
         }

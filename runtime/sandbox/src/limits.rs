@@ -36,6 +36,8 @@ pub struct SandboxLimits {
     pub max_anomalies_per_call: usize,
     /// Entries the `logs.query` import returns at most per page.
     pub max_query_page: u32,
+    /// Bytes an agent's state snapshot may take (protocol 0.2.0).
+    pub max_state_bytes: usize,
 }
 
 impl Default for SandboxLimits {
@@ -49,6 +51,7 @@ impl Default for SandboxLimits {
             max_instances: 64,
             max_anomalies_per_call: 100_000,
             max_query_page: 10_000,
+            max_state_bytes: 4 << 20,
         }
     }
 }

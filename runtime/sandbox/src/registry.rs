@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use crate::{AgentInfo, AgentInstance, CacheOutcome, InstanceContext, PROTOCOL_VERSION, Sandbox, SandboxError};
+use crate::{AgentInfo, AgentInstance, CacheOutcome, InstanceContext, Protocol, Sandbox, SandboxError};
 
 /// Errors of the registry.
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,7 @@ pub enum RegistryError {
     Read { path: String, source: std::io::Error },
     #[error("{origin}: {source}")]
     Invalid { origin: String, source: SandboxError },
-    #[error("{origin}: its info says protocol {found}, this host speaks {expected}")]
+    #[error("{origin}: its info says protocol {found}, its exports are of protocol {expected}")]
     InfoProtocol { origin: String, expected: String, found: String },
     #[error("{origin}: {detail}")]
     BadInfo { origin: String, detail: String },
@@ -39,6 +39,8 @@ pub struct RegisteredAgent {
     pub origin: String,
     pub enabled: bool,
     pub cache: CacheOutcome,
+    /// The protocol version it was built against.
+    pub protocol: Protocol,
     component: Component,
 }
 
@@ -168,10 +170,11 @@ pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<Registe
     let mut probe =
         sandbox.instantiate(&component, InstanceContext::new("unregistered", "registry")).map_err(invalid)?;
     let info = probe.info().map_err(invalid)?;
-    if info.protocol_version != PROTOCOL_VERSION {
+    let protocol = probe.protocol();
+    if info.protocol_version != protocol.version() {
         return Err(RegistryError::InfoProtocol {
             origin: origin.into(),
-            expected: PROTOCOL_VERSION.into(),
+            expected: protocol.version().into(),
             found: info.protocol_version,
         });
     }
@@ -190,18 +193,11 @@ pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<Registe
             ),
         });
     }
-    let fields = &info.schema.required_fields;
-    if (0..fields.ends.len()).any(|i| mcp_columns::text_in(&fields.data, &fields.ends, i).is_none()) {
-        return Err(RegistryError::BadInfo {
-            origin: origin.into(),
-            detail: "required fields are not a well-formed text column".into(),
-        });
-    }
     if info.schema.min_version > info.schema.max_version {
         return Err(RegistryError::BadInfo {
             origin: origin.into(),
             detail: format!("schema versions {}..{} are reversed", info.schema.min_version, info.schema.max_version),
         });
     }
-    Ok(RegisteredAgent { info, sha256, origin: origin.to_string(), enabled: true, cache, component })
+    Ok(RegisteredAgent { info, sha256, origin: origin.to_string(), enabled: true, cache, protocol, component })
 }

@@ -5,6 +5,11 @@
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
 
 use mcp_columns::Anomaly;
 
@@ -40,6 +45,17 @@ CREATE INDEX IF NOT EXISTS anomalies_by_agent_page ON anomalies (tenant, agent, 
 CREATE INDEX IF NOT EXISTS anomalies_by_severity_page ON anomalies (tenant, severity, log_ts_ms, id, agent, score);
 CREATE INDEX IF NOT EXISTS anomalies_by_score ON anomalies (tenant, score, id);
 CREATE INDEX IF NOT EXISTS anomalies_by_label ON anomalies (tenant, label, log_ts_ms);
+-- An agent's own state (protocol 0.2.0 snapshots) as of its checkpoint,
+-- written in the same transaction, so a restart resumes both together.
+CREATE TABLE IF NOT EXISTS agent_states (
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    log_source TEXT NOT NULL,
+    log_type TEXT NOT NULL,
+    state BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (tenant, agent, log_source, log_type)
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
     tenant TEXT NOT NULL,
     agent TEXT NOT NULL,
@@ -162,6 +178,20 @@ impl AnomalyStore {
         anomalies: &[AnomalyWithEntry],
         last_id: u64,
     ) -> Result<usize, StoreError> {
+        self.commit_with_state(key, provenance, anomalies, last_id, None)
+    }
+
+    /// As [`AnomalyStore::commit`], and replaces the agent's stored state
+    /// with `state` in the same transaction (an empty state removes it;
+    /// `None` leaves it alone).
+    pub fn commit_with_state(
+        &mut self,
+        key: &CheckpointKey<'_>,
+        provenance: &Provenance<'_>,
+        anomalies: &[AnomalyWithEntry],
+        last_id: u64,
+        state: Option<&[u8]>,
+    ) -> Result<usize, StoreError> {
         let path = self.path.clone();
         let wrap = |source| StoreError { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
@@ -206,9 +236,55 @@ impl AnomalyStore {
                 ],
             )
             .map_err(wrap)?;
+            let where_key = params![key.tenant, key.agent, key.log_source, key.log_type];
+            match state {
+                Some([]) => {
+                    tx.execute(
+                        "DELETE FROM agent_states WHERE tenant = ?1 AND agent = ?2 AND log_source = ?3 AND log_type = ?4",
+                        where_key,
+                    )
+                    .map_err(wrap)?;
+                }
+                Some(bytes) => {
+                    tx.execute(
+                        "INSERT INTO agent_states (tenant, agent, log_source, log_type, state, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                         ON CONFLICT (tenant, agent, log_source, log_type) DO UPDATE SET state = excluded.state, sha256 = excluded.sha256",
+                        params![key.tenant, key.agent, key.log_source, key.log_type, bytes, sha256_hex(bytes)],
+                    )
+                    .map_err(wrap)?;
+                }
+                None => {}
+            }
         }
         tx.commit().map_err(wrap)?;
         Ok(inserted)
+    }
+
+    /// The agent's state as of its checkpoint, if it stored one. A state
+    /// whose checksum does not match is not given back (the agent then
+    /// rebuilds from the replay alone), and says so in the log.
+    pub fn agent_state(&self, key: &CheckpointKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
+        let found: Option<(Vec<u8>, String)> = self.db(
+            self.conn
+                .query_row(
+                    "SELECT state, sha256 FROM agent_states WHERE tenant = ?1 AND agent = ?2 AND log_source = ?3 AND log_type = ?4",
+                    params![key.tenant, key.agent, key.log_source, key.log_type],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional(),
+        )?;
+        Ok(found.and_then(|(state, sha256)| {
+            if sha256_hex(&state) == sha256 {
+                Some(state)
+            } else {
+                tracing::warn!(
+                    tenant = key.tenant,
+                    agent = key.agent,
+                    "stored agent state fails its checksum; ignored"
+                );
+                None
+            }
+        }))
     }
 
     /// The anomalies of `tenant` found by `agent`, by log id.
