@@ -66,7 +66,7 @@ fn lookup(state: &ApiState, tenant: &str, name: &str) -> Result<AgentView, ApiEr
 #[utoipa::path(
     get,
     path = "/v1/agents",
-    responses((status = OK, body = Vec<AgentView>), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
+    responses((status = OK, body = Vec<AgentView>), super::problem::Unauthorized)
 )]
 pub async fn list_agents(State(state): State<Arc<ApiState>>, caller: Caller) -> Json<Vec<AgentView>> {
     let mut views: Vec<AgentView> = state.registry.list().map(|a| view(&state, &caller.tenant, a, true)).collect();
@@ -83,8 +83,8 @@ pub async fn list_agents(State(state): State<Arc<ApiState>>, caller: Caller) -> 
     params(("name" = String, Path, description = "agent name")),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Unauthorized
     )
 )]
 pub async fn get_agent(
@@ -109,8 +109,7 @@ pub async fn get_agent(
         (status = CONFLICT, description = "the name is a bundled agent's", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = PAYLOAD_TOO_LARGE, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = UNPROCESSABLE_ENTITY, description = "not a valid agent component", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Restricted
     )
 )]
 pub async fn upload_agent(
@@ -181,9 +180,8 @@ async fn set_enabled(
     params(("name" = String, Path)),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Restricted
     )
 )]
 pub async fn enable_agent(
@@ -201,9 +199,8 @@ pub async fn enable_agent(
     params(("name" = String, Path)),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Restricted
     )
 )]
 pub async fn disable_agent(
@@ -222,10 +219,9 @@ pub async fn disable_agent(
     params(("name" = String, Path)),
     responses(
         (status = OK, body = AgentView),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = CONFLICT, description = "a bundled agent", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Restricted
     )
 )]
 pub async fn reload_agent(
@@ -264,10 +260,9 @@ pub async fn reload_agent(
     params(("name" = String, Path)),
     responses(
         (status = NO_CONTENT, description = "removed"),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = CONFLICT, description = "a bundled agent: disable it instead", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Restricted
     )
 )]
 pub async fn delete_agent(

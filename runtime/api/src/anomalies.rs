@@ -125,7 +125,7 @@ fn parse_cursor(cursor: &str, sort: Sort) -> Result<(f64, i64), ApiError> {
     responses(
         (status = OK, body = AnomalyPage),
         (status = BAD_REQUEST, description = "a filter or the cursor is malformed", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Unauthorized
     )
 )]
 pub async fn list_anomalies(
@@ -187,7 +187,7 @@ pub async fn list_anomalies(
         (status = OK, body = AnomalyRecord),
         (status = BAD_REQUEST, description = "the id is not a 64-bit integer", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = NOT_FOUND, description = "no such anomaly in the caller's tenant", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Unauthorized
     )
 )]
 pub async fn get_anomaly(

@@ -102,7 +102,7 @@ fn check_setting(key: &str, value: &str) -> Result<(), ApiError> {
 #[utoipa::path(
     get,
     path = "/v1/config",
-    responses((status = OK, body = ConfigView), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
+    responses((status = OK, body = ConfigView), super::problem::Unauthorized)
 )]
 pub async fn get_config(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<ConfigView>, ApiError> {
     view(&state, &caller.tenant).map(Json)
@@ -116,8 +116,7 @@ pub async fn get_config(State(state): State<Arc<ApiState>>, caller: Caller) -> R
     responses(
         (status = OK, body = ConfigView),
         (status = BAD_REQUEST, description = "a value is out of range or an agent unknown", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Restricted
     )
 )]
 pub async fn patch_config(
@@ -161,8 +160,7 @@ pub async fn patch_config(
     path = "/v1/audit",
     responses(
         (status = OK, body = Vec<AuditEntry>),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Restricted
     )
 )]
 pub async fn get_audit(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<Vec<AuditEntry>>, ApiError> {

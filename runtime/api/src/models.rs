@@ -44,7 +44,7 @@ fn model_error(error: ModelError) -> ApiError {
 #[utoipa::path(
     get,
     path = "/v1/models",
-    responses((status = OK, body = Vec<ModelVersionView>), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
+    responses((status = OK, body = Vec<ModelVersionView>), super::problem::Unauthorized)
 )]
 pub async fn list_models(
     State(state): State<Arc<ApiState>>,
@@ -73,10 +73,9 @@ pub async fn list_models(
     params(("agent" = String, Path), ("version" = String, Path)),
     responses(
         (status = OK, body = ActiveModel),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = UNPROCESSABLE_ENTITY, description = "the version fails validation; the active one stays", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Restricted
     )
 )]
 pub async fn activate_model(
@@ -100,8 +99,7 @@ pub async fn activate_model(
     responses(
         (status = OK, body = ActiveModel),
         (status = CONFLICT, description = "nothing to roll back to", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Restricted
     )
 )]
 pub async fn rollback_model(
@@ -127,10 +125,9 @@ pub async fn rollback_model(
     request_body(content_type = "multipart/form-data", description = "parts `model` and `metadata`"),
     responses(
         (status = CREATED, body = ModelVersionView),
-        (status = BAD_REQUEST, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::BadRequest,
+        super::problem::Restricted
     )
 )]
 pub async fn upload_model(
@@ -185,8 +182,7 @@ pub async fn upload_model(
     path = "/v1/models/reload",
     responses(
         (status = OK, description = "the versions activated", body = Vec<ActiveModel>),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::Restricted
     )
 )]
 pub async fn reload_models(

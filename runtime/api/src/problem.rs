@@ -4,7 +4,10 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use utoipa::ToSchema;
+use std::collections::BTreeMap;
+
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response as DocResponse, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
 /// An RFC 9457 problem.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -153,3 +156,46 @@ macro_rules! internal_from {
 }
 
 internal_from!(std::io::Error, tokio::task::JoinError, tokio::sync::AcquireError);
+
+/// The problem responses most endpoints share, documented once: each is a
+/// set of statuses with an `application/problem+json` body.
+fn problem_response(description: &str) -> RefOr<DocResponse> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+        )
+        .build()
+        .into()
+}
+
+macro_rules! problem_set {
+    ($(#[$doc:meta])* $name:ident: $(($status:literal, $description:literal)),+ $(,)?) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<DocResponse>> {
+                [$(($status.to_string(), problem_response($description))),+].into_iter().collect()
+            }
+        }
+    };
+}
+
+problem_set!(
+    /// Any endpoint under /v1: a missing or unknown bearer token.
+    Unauthorized: ("401", "no valid bearer token")
+);
+problem_set!(
+    /// A write: a missing token, or one whose role is too low.
+    Restricted: ("401", "no valid bearer token"), ("403", "the token's role may not do this")
+);
+problem_set!(
+    /// A resource named in the path that the caller's tenant does not have.
+    NotFound: ("404", "no such resource in the caller's tenant")
+);
+problem_set!(
+    /// A body, query or path parameter that does not parse or validate.
+    BadRequest: ("400", "the request does not parse or validate; the detail says which part")
+);

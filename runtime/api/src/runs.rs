@@ -84,11 +84,10 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
     request_body = StartRun,
     responses(
         (status = ACCEPTED, description = "started; poll /v1/runs/{id}", body = RunView),
-        (status = BAD_REQUEST, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = NOT_FOUND, description = "no such agent", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = CONFLICT, description = "the agent is disabled", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::BadRequest,
+        super::problem::Restricted
     )
 )]
 pub async fn start_run(
@@ -108,7 +107,7 @@ pub async fn start_run(
 #[utoipa::path(
     get,
     path = "/v1/runs",
-    responses((status = OK, body = Vec<RunView>), (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json"))
+    responses((status = OK, body = Vec<RunView>), super::problem::Unauthorized)
 )]
 pub async fn list_runs(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<Vec<RunView>>, ApiError> {
     let tenant = caller.tenant;
@@ -135,8 +134,8 @@ fn find(state: &ApiState, tenant: &str, id: &str) -> Result<JobStatus, ApiError>
     params(("id" = String, Path)),
     responses(
         (status = OK, body = RunView),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Unauthorized
     )
 )]
 pub async fn get_run(
@@ -156,10 +155,9 @@ pub async fn get_run(
     params(("id" = String, Path)),
     responses(
         (status = ACCEPTED, body = RunView),
-        (status = NOT_FOUND, body = super::problem::Problem, content_type = "application/problem+json"),
         (status = CONFLICT, description = "the run has ended", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = FORBIDDEN, body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNAUTHORIZED, body = super::problem::Problem, content_type = "application/problem+json")
+        super::problem::NotFound,
+        super::problem::Restricted
     )
 )]
 pub async fn cancel_run(

@@ -269,6 +269,7 @@ fn apply_env(
         "max_instances",
         "max_anomalies_per_call",
         "max_query_page",
+        "max_state_bytes",
     ];
     let mut applied = Vec::new();
     let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("MCP_")).collect();
