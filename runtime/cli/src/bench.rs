@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mcp_cli::samples;
 use mcp_engine::config::McpConfig;
-use mcp_sandbox::conformance::to_batch;
+use mcp_sandbox::conformance::{to_batch, to_columns};
 use mcp_sandbox::registry::{Registry, sha256_hex};
 use mcp_sandbox::{BudgetKind, CompileCache, GuestBatch as LogBatch, InstanceContext, Sandbox, SandboxLimits};
 use mcp_sdk::Agent;
@@ -99,7 +98,7 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
         let logs = generator::generate(log_type, 99, args.entries)?;
         let entries = to_entries(log_type, &logs);
         let columns: Vec<mcp_columns::LogBatch> =
-            entries.chunks(args.batch.max(1)).map(|c| samples::columns(log_type, c)).collect();
+            entries.chunks(args.batch.max(1)).map(|c| to_columns(log_type, c)).collect();
         let host_batches: Vec<LogBatch> = columns.iter().cloned().map(LogBatch::from).collect();
         let sdk_batches: Vec<mcp_sdk::LogBatch> = columns.into_iter().map(mcp_sdk::LogBatch::from).collect();
         let native = |batches: &[mcp_sdk::LogBatch]| match *log_type {

@@ -49,9 +49,9 @@ pub trait SampleEntries {
 
 const SAMPLE_SIZE: usize = 300;
 
-/// Packs entries into the columnar batch the host sends; entries that do
+/// Packs entries into the columnar batch the host builds; entries that do
 /// not fit a batch are left out, as the source would quarantine them.
-pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> GuestBatch {
+pub fn to_columns(log_type: &str, entries: &[LogEntry]) -> mcp_columns::LogBatch {
     let rows: Vec<RawRow<'_>> = entries
         .iter()
         .map(|e| RawRow {
@@ -66,7 +66,12 @@ pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> GuestBatch {
     for (index, reason) in refused {
         tracing::warn!(index, "sample entry left out: {reason}");
     }
-    batch.into()
+    batch
+}
+
+/// As [`to_columns`], in the form the guest receives.
+pub fn to_batch(log_type: &str, entries: &[LogEntry]) -> GuestBatch {
+    to_columns(log_type, entries).into()
 }
 
 fn pass(name: &'static str, detail: impl Into<String>) -> Check {
