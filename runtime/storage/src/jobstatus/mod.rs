@@ -24,10 +24,11 @@ pub const JOB_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// not be lost is kept here.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    #[error("Redis at {url}: {detail}")]
-    Redis { url: String, detail: String },
-    #[error("cached value under {key} is not readable: {detail}")]
-    Corrupt { key: String, detail: String },
+    /// `context` says what failed (and after how many attempts), ending in ": ".
+    #[error("Redis at {url}: {context}{source}")]
+    Redis { url: String, context: String, source: Box<dyn std::error::Error + Send + Sync> },
+    #[error("cached value under {key} is not readable: {source}")]
+    Corrupt { key: String, source: serde_json::Error },
     #[error("in-process cache lock poisoned")]
     Poisoned,
 }
@@ -104,8 +105,7 @@ impl SharedCache {
     /// Records a job's status and lists it under its tenant.
     pub fn put_job(&self, status: &JobStatus) -> Result<(), CacheError> {
         let key = job_key(&status.tenant, &status.id);
-        let json = serde_json::to_string(status)
-            .map_err(|e| CacheError::Corrupt { key: key.clone(), detail: e.to_string() })?;
+        let json = serde_json::to_string(status).map_err(|source| CacheError::Corrupt { key: key.clone(), source })?;
         match self {
             SharedCache::Redis(redis) => {
                 redis.put_job(&key, &job_index(&status.tenant), &status.id, &json, status.started_ms)
@@ -120,8 +120,7 @@ impl SharedCache {
     pub fn job(&self, tenant: &str, id: &str) -> Result<Option<JobStatus>, CacheError> {
         let key = job_key(tenant, id);
         let text = self.get(&key)?;
-        text.map(|text| serde_json::from_str(&text).map_err(|e| CacheError::Corrupt { key, detail: e.to_string() }))
-            .transpose()
+        text.map(|text| serde_json::from_str(&text).map_err(|source| CacheError::Corrupt { key, source })).transpose()
     }
 
     /// The jobs of `tenant` still kept, newest first.

@@ -33,14 +33,18 @@ fn transient(error: &redis::RedisError) -> bool {
 impl RedisCache {
     /// A lazily connecting cache on `url` (`redis://host:port/db`).
     pub fn connect(url: &str, prefix: &str, retry: RetryPolicy) -> Result<Self, CacheError> {
-        let fail = |detail: String| CacheError::Redis { url: url.to_string(), detail };
+        let fail = |source: Box<dyn std::error::Error + Send + Sync>| CacheError::Redis {
+            url: url.to_string(),
+            context: String::new(),
+            source,
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("mcp-redis")
             .enable_all()
             .build()
-            .map_err(|e| fail(e.to_string()))?;
-        let client = redis::Client::open(url).map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(e.into()))?;
+        let client = redis::Client::open(url).map_err(|e| fail(e.into()))?;
         // Our own retry loop does the backing off (and counts it); the
         // manager tries each reconnection once, briefly.
         let config = ConnectionManagerConfig::new()
@@ -49,7 +53,7 @@ impl RedisCache {
             .set_response_timeout(Some(Duration::from_secs(2)));
         let manager = {
             let _entered = runtime.enter();
-            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| fail(e.to_string()))?
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|e| fail(e.into()))?
         };
         Ok(RedisCache {
             runtime,
@@ -88,7 +92,8 @@ impl RedisCache {
             .block_on(retry(&self.retry, &self.retries, "Redis", what, transient, || op(manager.clone())))
             .map_err(|gave_up| CacheError::Redis {
                 url: self.url.clone(),
-                detail: format!("{what} failed after {} attempts: {}", gave_up.attempts, gave_up.error),
+                context: format!("{what} failed after {} attempts: ", gave_up.attempts),
+                source: gave_up.error.into(),
             })
     }
 

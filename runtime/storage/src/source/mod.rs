@@ -201,8 +201,9 @@ fn warn_old_rows(shape: &Shape, log_type: &str, rows: &[FetchedRow]) {
 pub enum SourceError {
     #[error("log source database {path}: {source}")]
     Database { path: String, source: rusqlite::Error },
-    #[error("PostgreSQL log source: {0}")]
-    Postgres(String),
+    /// `context` says what failed (and after how many attempts), ending in ": ".
+    #[error("PostgreSQL log source: {context}{source}")]
+    Postgres { context: String, source: Box<dyn std::error::Error + Send + Sync> },
     #[error("cannot create the data folder {path}: {source}")]
     DataDir { path: String, source: std::io::Error },
     #[error("log source lock poisoned")]

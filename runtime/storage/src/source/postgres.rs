@@ -44,8 +44,8 @@ fn transient(error: &sqlx::Error) -> bool {
     }
 }
 
-fn pg(error: impl std::fmt::Display) -> SourceError {
-    SourceError::Postgres(error.to_string())
+fn pg(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SourceError {
+    SourceError::Postgres { context: String::new(), source: error.into() }
 }
 
 fn id_param(id: u64) -> i64 {
@@ -100,7 +100,10 @@ impl PgLogSource {
                 .connect_with(options)
                 .await
         });
-        let pool = pool.map_err(|e| SourceError::Postgres(format!("cannot connect to {}: {e}", redact(url))))?;
+        let pool = pool.map_err(|e| SourceError::Postgres {
+            context: format!("cannot connect to {}: ", redact(url)),
+            source: e.into(),
+        })?;
         Ok(PgLogSource {
             runtime,
             pool,
@@ -126,10 +129,11 @@ impl PgLogSource {
         self.runtime
             .block_on(crate::retry::retry(&self.retry, &self.retries, "PostgreSQL", what, transient, &mut op))
             .map_err(|gave_up| match gave_up {
-                GaveUp { error, attempts, transient: true } => {
-                    SourceError::Postgres(format!("{what} still failing after {attempts} attempts: {error}"))
-                }
-                GaveUp { error, .. } => SourceError::Postgres(format!("{what}: {error}")),
+                GaveUp { error, attempts, transient: true } => SourceError::Postgres {
+                    context: format!("{what} still failing after {attempts} attempts: "),
+                    source: error.into(),
+                },
+                GaveUp { error, .. } => SourceError::Postgres { context: format!("{what}: "), source: error.into() },
             })
     }
 
