@@ -7,7 +7,7 @@ use crate::{AgentError, InvalidEntry, LogBatch, TextColumn as WitTextColumn};
 /// A reference to an entry, for agents that remember entries of a window
 /// and report them later. It is two numbers, so keeping one per event costs
 /// no allocation; the host fills in the rest of the entry from its log id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntryRef {
     /// The source log id.
     pub id: u64,

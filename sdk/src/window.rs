@@ -6,7 +6,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use crate::EntryRef;
 
 /// What a window counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Count {
     /// Every entry.
     Entries,
@@ -14,7 +14,7 @@ pub enum Count {
     DistinctTags,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct KeyWindow {
     events: VecDeque<(i64, u64, EntryRef)>,
     /// Events per tag in the window, kept only when counting distinct tags.
@@ -29,13 +29,25 @@ struct KeyWindow {
 /// Counts events per key within `span_ms`; when the count reaches
 /// `threshold`, every entry of the window is returned once, and each later
 /// entry of the same burst as it comes.
-#[derive(Debug)]
+///
+/// It serialises with serde (windows ordered by key, so the same windows
+/// give the same bytes), for an agent's state snapshot.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(bound(serialize = "K: serde::Serialize + Ord", deserialize = "K: serde::Deserialize<'de> + Hash + Eq"))]
 pub struct Burst<K> {
     span_ms: i64,
     threshold: usize,
     count: Count,
     max_keys: usize,
+    #[serde(serialize_with = "sorted_by_key")]
     windows: HashMap<K, KeyWindow>,
+}
+
+fn sorted_by_key<K: serde::Serialize + Ord, V: serde::Serialize, S: serde::Serializer>(
+    map: &HashMap<K, V>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(map.iter().collect::<std::collections::BTreeMap<_, _>>())
 }
 
 impl<K: Hash + Eq + Clone> Burst<K> {
@@ -43,6 +55,13 @@ impl<K: Hash + Eq + Clone> Burst<K> {
     /// At most `max_keys` keys are tracked; the stalest are dropped first.
     pub fn new(span_ms: i64, threshold: usize, count: Count, max_keys: usize) -> Self {
         Burst { span_ms, threshold: threshold.max(1), count, max_keys: max_keys.max(1), windows: HashMap::new() }
+    }
+
+    /// Takes the windows of `saved` (a restored snapshot), keeping this
+    /// window's span, threshold and limits, which the operator's settings
+    /// may have changed since.
+    pub fn take_windows(&mut self, saved: Burst<K>) {
+        self.windows = saved.windows;
     }
 
     /// Records an event; returns the entries to flag now (empty when calm).

@@ -233,3 +233,31 @@ fn a_restarted_wifi_agent_gets_back_what_it_learned() -> anyhow::Result<()> {
     assert_ne!(without_state, expected, "without its state the restart would lose findings; the test shows that");
     Ok(())
 }
+
+#[test]
+fn a_restored_state_is_not_fed_the_same_entries_again() -> anyhow::Result<()> {
+    // An agent whose whole state is a count of the entries it saw: after a
+    // restart with its state back, no entry may be counted twice, however
+    // long the replay window.
+    let logs = generator::generate("wifi", 24, 2_000)?;
+    let mut registry = Registry::new(sandbox());
+    registry.register_file(&hostile_path())?;
+    let counting: std::collections::BTreeMap<String, String> = [("mode".into(), "counter".into())].into();
+    let replaying = RunSpec { replay_ms: 3_600_000, ..spec("hostile", "t") };
+    let cut = logs.len() / 2;
+
+    let mut parts = fixture()?;
+    parts.source.append("t", "wifi", &generator::to_rows(&logs[..cut]))?;
+    let mut first = pipeline::instance_for(&registry, "hostile", "t", counting.clone(), None)?;
+    pipeline::run(&registry, &mut first, &*parts.source, &mut parts.store, &replaying)?;
+    parts.source.append("t", "wifi", &generator::to_rows(&logs[cut..]))?;
+    let mut restarted = pipeline::instance_for(&registry, "hostile", "t", counting, None)?;
+    let resumed = pipeline::run(&registry, &mut restarted, &*parts.source, &mut parts.store, &replaying)?;
+
+    assert!(resumed.restored_state_bytes > 0, "the count was restored");
+    assert_eq!(resumed.replayed, 0, "an agent that gave its state is not replayed to");
+    let count = restarted.snapshot()?.unwrap_or_default();
+    let total = resumed.entries + cut as u64;
+    assert_eq!(String::from_utf8(count)?, total.to_string(), "every entry counted once");
+    Ok(())
+}

@@ -229,3 +229,23 @@ fn a_flood_of_guest_output_is_cut_off() -> anyhow::Result<()> {
     assert!(logs.contains("guest output limit reached"), "no warning about the cut");
     Ok(())
 }
+
+#[test]
+fn a_guest_that_sleeps_is_stopped_at_once() -> anyhow::Result<()> {
+    for mode in ["sleep", "sleep-forever"] {
+        let (fault, elapsed) = fault_of(mode)?;
+        assert!(matches!(&fault, Fault::Wait(m) if m.contains("may not sleep")), "{mode}: {fault:?}");
+        assert_eq!(fault.kind(), "wait");
+        // Well inside the 2 s deadline that a blocking host call would outlive.
+        assert!(elapsed < Duration::from_secs(2), "{mode}: stopped after {elapsed:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_guest_may_read_the_clocks() -> anyhow::Result<()> {
+    let sandbox = sandbox();
+    let mut instance = hostile(&sandbox, "clock")?;
+    assert_eq!(instance.detect_batch(&wifi_batch(2))?.len(), 1);
+    Ok(())
+}

@@ -269,20 +269,47 @@ impl Agent for WifiAgent {
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, AgentError> {
-        serde_json::to_vec(&LearnedState::of(self)).map_err(|e| AgentError::Internal(format!("snapshot: {e}")))
+        let state = SavedRef {
+            learned: LearnedState::of(self),
+            deauths: &self.deauths,
+            auth_failures: &self.auth_failures,
+            retry_storms: &self.retry_storms,
+        };
+        serde_json::to_vec(&state).map_err(|e| AgentError::Internal(format!("snapshot: {e}")))
     }
 
     fn restore(&mut self, state: &[u8]) -> Result<(), AgentError> {
-        let learned: LearnedState = serde_json::from_slice(state)
+        let saved: Saved = serde_json::from_slice(state)
             .map_err(|e| AgentError::Internal(format!("restore: not a state of this agent: {e}")))?;
-        learned.apply(self)
+        self.deauths.take_windows(saved.deauths);
+        self.auth_failures.take_windows(saved.auth_failures);
+        self.retry_storms.take_windows(saved.retry_storms);
+        saved.learned.apply(self)
     }
 }
 
-/// What the agent learned that the host's replay of recent entries cannot
-/// rebuild: when it first saw traffic, the access points learned then, and
-/// the access points it has flagged. Burst windows are rebuilt by replay.
-/// Ordered maps, so the same state gives the same bytes.
+/// The agent's whole state, as its snapshot: the host does not replay
+/// entries to an agent that gave one, so the burst windows are in it too.
+#[derive(serde::Serialize)]
+struct SavedRef<'a> {
+    learned: LearnedState,
+    deauths: &'a Burst<u64>,
+    auth_failures: &'a Burst<u64>,
+    retry_storms: &'a Burst<u64>,
+}
+
+/// [`SavedRef`], read back.
+#[derive(serde::Deserialize)]
+struct Saved {
+    learned: LearnedState,
+    deauths: Burst<u64>,
+    auth_failures: Burst<u64>,
+    retry_storms: Burst<u64>,
+}
+
+/// What the agent learned: when it first saw traffic, the access points
+/// learned then, and the access points it has flagged. Ordered maps, so the
+/// same state gives the same bytes.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct LearnedState {
     first_seen_ms: Option<i64>,

@@ -159,6 +159,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
+        // Colour codes only for a terminal, not in a log file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(Cli::parse()) {
         Ok(code) => code,
@@ -305,6 +307,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map(|run| run.execute_as_job(&mut store, &cache, interval, |_| {}));
                 match outcome {
                     Ok((outcome, job)) => match outcome.result {
+                        Ok(r) if r.state_discarded.is_some() => println!(
+                            "{:<10} {} entries, {} new anomalies; its stored state could not be restored and was dropped ({}); it was replayed to instead (job {})",
+                            r.agent,
+                            r.entries,
+                            r.anomalies,
+                            r.state_discarded.as_deref().unwrap_or_default(),
+                            job.id
+                        ),
                         Ok(r) => println!(
                             "{:<10} {} entries, {} new anomalies, {} quarantined, {} retried, {} replayed, {:.0} entries/s (job {})",
                             r.agent,

@@ -27,6 +27,10 @@ pub enum RunError {
     SchemaUnsupported { agent: String, log_type: String, version: u32, min: u32, max: u32 },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
     Agent { agent: String, after_id: u64, source: SandboxError },
+    #[error("agent {agent} could not give its state after the batch after log id {after_id}: {source}")]
+    Snapshot { agent: String, after_id: u64, source: SandboxError },
+    #[error("agent {agent} failed on entries it was replayed before log id {after_id}: {source}")]
+    Replay { agent: String, after_id: u64, source: SandboxError },
     #[error(transparent)]
     Control(#[from] ControlError),
     #[error("agent '{agent}' is disabled for this tenant; enable it first")]
@@ -71,6 +75,8 @@ pub struct RunReport {
     pub retries: u64,
     /// Bytes of agent state restored from the checkpoint on resuming.
     pub restored_state_bytes: u64,
+    /// Why a stored state was dropped (its restore failed), if one was.
+    pub state_discarded: Option<String>,
     /// The model and version of the last inference, when the agent used one.
     pub model: Option<(String, String)>,
 }
@@ -110,15 +116,30 @@ pub fn run_observed(
     let started = Instant::now();
     let retries_before = source.retries();
     let mut after_id = store.checkpoint(&key)?;
+    let mut restored = false;
     if after_id > 0
-        && let Some(state) = store.agent_state(&key)?
+        && let Some(state) = store.agent_state(&key, &agent.sha256)?
     {
-        // What the agent learned before the restart; its windows come back
-        // through the replay below.
-        instance.restore(&state).map_err(|source| RunError::Agent { agent: spec.agent.into(), after_id, source })?;
-        report.restored_state_bytes = state.len() as u64;
+        // The agent's whole state as of the checkpoint: nothing to replay.
+        match instance.restore(&state) {
+            Ok(()) => {
+                restored = true;
+                report.restored_state_bytes = state.len() as u64;
+            }
+            Err(error) => {
+                // A state the agent cannot take back would stop every later
+                // run; drop it and rebuild by replay instead.
+                tracing::warn!(
+                    agent = spec.agent,
+                    tenant = spec.tenant,
+                    "restoring the agent's state failed, replaying instead: {error}"
+                );
+                store.forget_agent_state(&key)?;
+                report.state_discarded = Some(error.to_string());
+            }
+        }
     }
-    if after_id > 0 && spec.replay_ms > 0 {
+    if after_id > 0 && spec.replay_ms > 0 && !restored {
         report.replayed = replay(instance, source, spec, &log_type, after_id)?;
     }
     loop {
@@ -161,7 +182,7 @@ pub fn run_observed(
             }
         };
         let state =
-            instance.snapshot().map_err(|source| RunError::Agent { agent: spec.agent.into(), after_id, source })?;
+            instance.snapshot().map_err(|source| RunError::Snapshot { agent: spec.agent.into(), after_id, source })?;
         report.agent_time += call_started.elapsed();
         report.model = instance.model_used();
         let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
@@ -223,7 +244,7 @@ fn replay(
             break;
         }
         let batch = GuestBatch::from(read.batch);
-        instance.detect_batch(&batch).map_err(|source| RunError::Agent {
+        instance.detect_batch(&batch).map_err(|source| RunError::Replay {
             agent: spec.agent.into(),
             after_id,
             source,

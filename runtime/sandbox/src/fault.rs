@@ -25,6 +25,8 @@ pub enum Fault {
     BadFindings(String),
     #[error("returned a state of {bytes} bytes, over the limit of {limit}")]
     StateTooLarge { bytes: usize, limit: usize },
+    #[error("{0}")]
+    Wait(String),
     #[error("trapped: {0}")]
     Trap(String),
 }
@@ -42,6 +44,7 @@ impl Fault {
             Fault::StateTooLarge { .. } => "state",
             Fault::TooManyAnomalies { .. } => "result-size",
             Fault::BadFindings(_) => "bad-findings",
+            Fault::Wait(_) => "wait",
             Fault::Trap(_) => "trap",
         }
     }
@@ -65,6 +68,9 @@ pub fn classify(error: &wasmtime::Error, context: FaultContext) -> Fault {
         }
         Some(LimitHit::Table { desired }) => return Fault::TableLimit { desired },
         None => {}
+    }
+    if let Some(denied) = error.downcast_ref::<crate::waits::WaitDenied>() {
+        return Fault::Wait(denied.to_string());
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => Fault::Deadline { timeout_ms: context.timeout_ms },

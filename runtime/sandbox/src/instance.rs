@@ -341,14 +341,16 @@ impl AgentInstance {
         if !self.protocol().has_state() {
             return Ok(());
         }
-        self.state = Some(state.to_vec());
         let (result, _) = self.call(|exports, store| match exports {
             Exports::V2(agent) => {
                 agent.mcp_agent_detector().call_restore(store, state).map(|r| r.map_err(|e| AgentFailure::from(&e)))
             }
             Exports::V1(_) => Ok(Ok(())),
         })?;
-        result.map_err(|e| self.agent_error(e))
+        result.map_err(|e| self.agent_error(e))?;
+        // Only a state the agent took back is given to a fresh Store later.
+        self.state = Some(state.to_vec());
+        Ok(())
     }
 }
 

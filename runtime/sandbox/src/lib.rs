@@ -23,6 +23,7 @@ mod instance;
 mod limits;
 mod output;
 pub mod registry;
+mod waits;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,6 +90,7 @@ impl Sandbox {
         let engine = Engine::new(&engine_config(&limits)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        waits::deny_waits(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         bindings::v1::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         bindings::v2::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)

@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS agent_states (
     agent TEXT NOT NULL,
     log_source TEXT NOT NULL,
     log_type TEXT NOT NULL,
+    -- The build that took it: another build of the agent is not given it.
+    agent_sha256 TEXT NOT NULL,
     state BLOB NOT NULL,
     sha256 TEXT NOT NULL,
     PRIMARY KEY (tenant, agent, log_source, log_type)
@@ -247,9 +249,9 @@ impl AnomalyStore {
                 }
                 Some(bytes) => {
                     tx.execute(
-                        "INSERT INTO agent_states (tenant, agent, log_source, log_type, state, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                         ON CONFLICT (tenant, agent, log_source, log_type) DO UPDATE SET state = excluded.state, sha256 = excluded.sha256",
-                        params![key.tenant, key.agent, key.log_source, key.log_type, bytes, sha256_hex(bytes)],
+                        "INSERT INTO agent_states (tenant, agent, log_source, log_type, agent_sha256, state, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (tenant, agent, log_source, log_type) DO UPDATE SET agent_sha256 = excluded.agent_sha256, state = excluded.state, sha256 = excluded.sha256",
+                        params![key.tenant, key.agent, key.log_source, key.log_type, provenance.agent_sha256, bytes, sha256_hex(bytes)],
                     )
                     .map_err(wrap)?;
                 }
@@ -260,31 +262,48 @@ impl AnomalyStore {
         Ok(inserted)
     }
 
-    /// The agent's state as of its checkpoint, if it stored one. A state
-    /// whose checksum does not match is not given back (the agent then
-    /// rebuilds from the replay alone), and says so in the log.
-    pub fn agent_state(&self, key: &CheckpointKey<'_>) -> Result<Option<Vec<u8>>, StoreError> {
-        let found: Option<(Vec<u8>, String)> = self.db(
+    /// The state the build `agent_sha256` of the agent stored with its
+    /// checkpoint, if any. A state whose checksum does not match, or that
+    /// another build of the agent took (its format may differ), is not given
+    /// back (the agent then rebuilds from the replay), and the log says so.
+    pub fn agent_state(&self, key: &CheckpointKey<'_>, agent_sha256: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let found: Option<(Vec<u8>, String, String)> = self.db(
             self.conn
                 .query_row(
-                    "SELECT state, sha256 FROM agent_states WHERE tenant = ?1 AND agent = ?2 AND log_source = ?3 AND log_type = ?4",
+                    "SELECT state, sha256, agent_sha256 FROM agent_states WHERE tenant = ?1 AND agent = ?2 AND log_source = ?3 AND log_type = ?4",
                     params![key.tenant, key.agent, key.log_source, key.log_type],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional(),
         )?;
-        Ok(found.and_then(|(state, sha256)| {
-            if sha256_hex(&state) == sha256 {
-                Some(state)
-            } else {
+        Ok(found.and_then(|(state, sha256, taken_by)| {
+            if sha256_hex(&state) != sha256 {
                 tracing::warn!(
                     tenant = key.tenant,
                     agent = key.agent,
                     "stored agent state fails its checksum; ignored"
                 );
                 None
+            } else if taken_by != agent_sha256 {
+                tracing::info!(
+                    tenant = key.tenant,
+                    agent = key.agent,
+                    "stored agent state is another build's; ignored"
+                );
+                None
+            } else {
+                Some(state)
             }
         }))
+    }
+
+    /// Drops the agent's stored state (after its restore failed).
+    pub fn forget_agent_state(&self, key: &CheckpointKey<'_>) -> Result<(), StoreError> {
+        self.db(self.conn.execute(
+            "DELETE FROM agent_states WHERE tenant = ?1 AND agent = ?2 AND log_source = ?3 AND log_type = ?4",
+            params![key.tenant, key.agent, key.log_source, key.log_type],
+        ))
+        .map(|_| ())
     }
 
     /// The anomalies of `tenant` found by `agent`, by log id.
