@@ -93,10 +93,12 @@ impl Lcg {
     }
 }
 
-/// Runs `mcp run --agent AGENT`, SIGKILLing it after random delays, until a
-/// run finishes on its own or `MAX_KILLS` kills were made and a last run
-/// completes. Returns the kills.
-fn run_with_kills(dir: &Path, agent: &str, delays: &mut Lcg, started: Instant) -> Result<u32> {
+/// Runs `mcp run --agent AGENT`, SIGKILLing it after random delays of up to
+/// half the agent's uninterrupted run (`alone`), so the first attempt is
+/// always interrupted, until a run finishes on its own or `MAX_KILLS` kills
+/// were made and a last run completes. Returns the kills.
+fn run_with_kills(dir: &Path, agent: &str, alone: Duration, delays: &mut Lcg, started: Instant) -> Result<u32> {
+    let longest = u64::try_from(alone.as_millis() / 2).unwrap_or(u64::MAX).max(60);
     const MAX_KILLS: u32 = 6;
     let mut kills = 0;
     loop {
@@ -107,7 +109,7 @@ fn run_with_kills(dir: &Path, agent: &str, delays: &mut Lcg, started: Instant) -
             assert!(status.success(), "{agent}: the last run failed: {status}");
             return Ok(kills);
         }
-        let deadline = Instant::now() + Duration::from_millis(delays.next_ms(150, 1_500));
+        let deadline = Instant::now() + Duration::from_millis(delays.next_ms(40, longest));
         let finished = loop {
             if let Some(status) = child.try_wait()? {
                 break Some(status);
@@ -144,8 +146,14 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
     let reference_dir = tempfile::tempdir()?;
     let reference_ns = namespace("ref", &rows)?;
     write_config(reference_dir.path(), &reference_ns)?;
-    let status = mcp(reference_dir.path()).arg("run").status()?;
-    assert!(status.success(), "the uninterrupted run failed");
+    // Agent by agent, timed, to bound the kill delays below.
+    let mut alone = Vec::new();
+    for agent in ["wifi", "firewall", "dns"] {
+        let began = Instant::now();
+        let status = mcp(reference_dir.path()).args(["run", "--agent", agent]).status()?;
+        assert!(status.success(), "{agent}: the uninterrupted run failed");
+        alone.push((agent, began.elapsed()));
+    }
     let (expected, expected_count) = stored(reference_dir.path())?;
     assert!(expected.len() > 1_000, "only {} anomalies", expected.len());
     let learned =
@@ -162,9 +170,9 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
     let started = Instant::now();
     // Agent by agent, so that every agent is interrupted, the Wi-Fi agent
     // (whose learned state must come back) included.
-    for agent in ["wifi", "firewall", "dns"] {
-        let kills = run_with_kills(crash_dir.path(), agent, &mut delays, started)?;
-        eprintln!("{agent}: killed {kills} times");
+    for (agent, alone) in alone {
+        let kills = run_with_kills(crash_dir.path(), agent, alone, &mut delays, started)?;
+        eprintln!("{agent}: killed {kills} times (uninterrupted run {alone:?})");
         assert!(kills >= 1, "{agent}: the run finished before the first kill; nothing was interrupted");
     }
     let (found, found_count) = stored(crash_dir.path())?;
