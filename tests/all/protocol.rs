@@ -105,7 +105,7 @@ fn the_wifi_agent_gives_back_what_it_learned() -> anyhow::Result<()> {
     assert!(!state.is_empty(), "the Wi-Fi agent has learned access points to keep");
 
     let mut restored = instance(&registry)?;
-    restored.restore(&state)?;
+    restored.restore(state)?;
     let mut forgetful = instance(&registry)?;
     let keys = |found: Vec<mcp_columns::Anomaly>| -> BTreeSet<(u64, String)> {
         found.into_iter().map(|a| (a.log_id, a.label)).collect()

@@ -258,6 +258,6 @@ fn a_restored_state_is_not_fed_the_same_entries_again() -> anyhow::Result<()> {
     assert_eq!(resumed.replayed, 0, "an agent that gave its state is not replayed to");
     let count = restarted.snapshot()?.unwrap_or_default();
     let total = resumed.entries + cut as u64;
-    assert_eq!(String::from_utf8(count)?, total.to_string(), "every entry counted once");
+    assert_eq!(std::str::from_utf8(count)?, total.to_string(), "every entry counted once");
     Ok(())
 }

@@ -8,9 +8,10 @@ pub fn text_at(column: &TextColumn, index: usize) -> Option<&str> {
     text_in(&column.data, &column.ends, index)
 }
 
-/// Every text of a column, in order; a malformed end offset yields "".
-pub fn texts(column: &TextColumn) -> Vec<String> {
-    (0..column.ends.len()).map(|i| text_at(column, i).unwrap_or_default().to_string()).collect()
+/// Every text of a column given as its parts, or `None` when an offset is
+/// out of range or off a character boundary.
+pub fn texts_in(data: &str, ends: &[u32]) -> Option<Vec<String>> {
+    (0..ends.len()).map(|i| text_in(data, ends, i).map(str::to_string)).collect()
 }
 
 /// The text of entry `index` of a column given as its parts, for callers

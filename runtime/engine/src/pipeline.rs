@@ -139,6 +139,9 @@ pub fn run_observed(
             }
         }
     }
+    // Whether a stored state may exist: only then does an empty snapshot
+    // cost a statement (to remove it), so a stateless agent costs none.
+    let mut state_stored = true;
     if after_id > 0 && spec.replay_ms > 0 && !restored {
         report.replayed = replay(instance, source, spec, &log_type, after_id)?;
     }
@@ -181,15 +184,22 @@ pub fn run_observed(
                 })?
             }
         };
+        report.model = instance.model_used();
         let state =
             instance.snapshot().map_err(|source| RunError::Snapshot { agent: spec.agent.into(), after_id, source })?;
+        let state = match state {
+            Some([]) if !state_stored => None,
+            other => other,
+        };
+        if let Some(bytes) = state {
+            state_stored = !bytes.is_empty();
+        }
         report.agent_time += call_started.elapsed();
-        report.model = instance.model_used();
         let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
         let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version, model: model.as_deref() };
         let (with_fields, rejected) = attach_fields(source, spec.tenant, &batch, &raw_fields, found)?;
         report.rejected_anomalies += rejected;
-        report.anomalies += store.commit_with_state(&key, &provenance, &with_fields, last_id, state.as_deref())? as u64;
+        report.anomalies += store.commit_with_state(&key, &provenance, &with_fields, last_id, state)? as u64;
         report.entries += batch.len() as u64;
         report.batches += 1;
         after_id = last_id;

@@ -95,12 +95,6 @@ impl RunBuilder {
         self
     }
 
-    /// Entries per batch, over the operator's and the tenant's.
-    pub fn batch_size(mut self, batch_size: u32) -> Self {
-        self.batch_size = batch_size;
-        self
-    }
-
     /// Resolves the agent, checks it may run, merges settings and
     /// instantiates it.
     pub fn build(self) -> Result<Run, RunError> {
@@ -156,16 +150,6 @@ pub struct RunOutcome {
 }
 
 impl Run {
-    /// The agent's name.
-    pub fn agent(&self) -> &str {
-        &self.agent
-    }
-
-    /// The log source's name.
-    pub fn source_name(&self) -> &str {
-        self.source.name()
-    }
-
     /// Runs from the checkpoint to the end of the source, showing `observer`
     /// the report after each committed batch (it may stop the run).
     pub fn execute(

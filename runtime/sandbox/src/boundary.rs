@@ -235,10 +235,8 @@ impl FeatureTable {
 /// A table a guest returned, checked: well-formed names and as many values
 /// as rows times names.
 pub(crate) fn feature_table(table: v2::FeatureTable) -> Result<FeatureTable, String> {
-    let names = &table.names;
-    let names: Option<Vec<String>> =
-        (0..names.ends.len()).map(|i| mcp_columns::text_in(&names.data, &names.ends, i).map(str::to_string)).collect();
-    let names = names.ok_or("feature names are not a well-formed text column")?;
+    let names = mcp_columns::texts_in(&table.names.data, &table.names.ends)
+        .ok_or("feature names are not a well-formed text column")?;
     let rows = table.rows as usize;
     if table.values.len() != rows.saturating_mul(names.len()) {
         return Err(format!("{} values for {rows} rows of {} features", table.values.len(), names.len()));

@@ -96,7 +96,7 @@ fn state_check(sandbox: &Sandbox, agent: &RegisteredAgent, original: &mut AgentI
         );
     }
     let state = match original.snapshot() {
-        Ok(state) => state.unwrap_or_default(),
+        Ok(state) => state.unwrap_or_default().to_vec(),
         Err(e) => return fail(NAME, format!("snapshot: {e}")),
     };
     let context = InstanceContext::new(&agent.info.name, "conformance");

@@ -61,12 +61,6 @@ pub struct AgentInfo {
     pub schema: SchemaSupport,
 }
 
-/// The texts of a text column, or `None` when an offset is out of range or
-/// off a character boundary.
-fn decode(data: &str, ends: &[u32]) -> Option<Vec<String>> {
-    (0..ends.len()).map(|i| mcp_columns::text_in(data, ends, i).map(str::to_string)).collect()
-}
-
 macro_rules! info_from {
     ($module:ident) => {
         impl TryFrom<$module::AgentInfo> for AgentInfo {
@@ -74,7 +68,7 @@ macro_rules! info_from {
 
             fn try_from(info: $module::AgentInfo) -> Result<Self, String> {
                 let fields = &info.schema.required_fields;
-                let required_fields = decode(&fields.data, &fields.ends)
+                let required_fields = mcp_columns::texts_in(&fields.data, &fields.ends)
                     .ok_or_else(|| "required fields are not a well-formed text column".to_string())?;
                 Ok(AgentInfo {
                     name: info.name,

@@ -316,8 +316,9 @@ impl AgentInstance {
     }
 
     /// The agent's state after its last call, checked against the size cap;
-    /// `None` for a 0.1.0 agent, which has none to give.
-    pub fn snapshot(&mut self) -> Result<Option<Vec<u8>>> {
+    /// `None` for a 0.1.0 agent, which has none to give. The instance keeps
+    /// it (for a fresh Store after a fault) and lends it to the caller.
+    pub fn snapshot(&mut self) -> Result<Option<&[u8]>> {
         if !self.protocol().has_state() {
             return Ok(None);
         }
@@ -331,8 +332,7 @@ impl AgentInstance {
         if state.len() > self.limits.max_state_bytes {
             return Err(self.fault(Fault::StateTooLarge { bytes: state.len(), limit: self.limits.max_state_bytes }));
         }
-        self.state = Some(state.clone());
-        Ok(Some(state))
+        Ok(Some(self.state.insert(state).as_slice()))
     }
 
     /// Gives the agent back a state its snapshot took. A 0.1.0 agent takes

@@ -123,7 +123,7 @@ impl LoadedModel {
         let path = dir.join("model.onnx");
         let bytes =
             std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
-        let found = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        let found = mcp_sandbox::registry::sha256_hex(&bytes);
         if found != metadata.sha256 {
             return Err(ModelError::Checksum {
                 agent: metadata.agent.clone(),
