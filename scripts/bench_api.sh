@@ -16,6 +16,8 @@ cargo build --release --locked -p mcp-cli
 mcp=target/release/mcp
 "$mcp" --config "$work/mcp.toml" bench --fill-anomalies "$anomalies"
 token="$("$mcp" --config "$work/mcp.toml" tokens create --tenant bench --role read_only 2>/dev/null)"
+# The load test measures the server, not the tenant's request budget.
+"$mcp" --config "$work/mcp.toml" budgets set bench requests_per_minute 100000000 >/dev/null
 "$mcp" --config "$work/mcp.toml" serve > "$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf http://127.0.0.1:18089/healthz >/dev/null && break; sleep 0.2; done

@@ -21,7 +21,7 @@ use tower::ServiceExt;
 
 use crate::common::{bundled_registry, sandbox};
 
-struct Api {
+pub(crate) struct Api {
     _dir: tempfile::TempDir,
     router: axum::Router,
     runtime: tokio::runtime::Runtime,
@@ -29,9 +29,9 @@ struct Api {
     tokens: std::collections::HashMap<(&'static str, Role), String>,
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
     request_id: Option<String>,
     content_type: String,
 }
@@ -43,6 +43,17 @@ fn api() -> anyhow::Result<Api> {
 }
 
 fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
+    api_configured(cache, &["alpha", "beta"], |_, _| Ok(()))
+}
+
+/// As [`api`], for `tenants` (each with a token of every role), with
+/// `prepare` changing the config and adding to the data before the server
+/// starts.
+pub(crate) fn api_configured(
+    cache: SharedCache,
+    tenants: &[&'static str],
+    prepare: impl FnOnce(&mut McpConfig, &SqliteLogSource) -> anyhow::Result<()>,
+) -> anyhow::Result<Api> {
     let dir = tempfile::tempdir()?;
     let models_dir = dir.path().join("models");
     for agent in ["dns", "firewall", "wifi"] {
@@ -52,7 +63,7 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
             std::fs::copy(Path::new(mcp_fixtures::BUNDLED_MODELS).join(agent).join("1").join(file), to.join(file))?;
         }
     }
-    let config = McpConfig {
+    let mut config = McpConfig {
         data_dir: dir.path().join("data"),
         models_dir: Some(models_dir),
         schema_dir: Some(BUNDLED_SCHEMAS.into()),
@@ -69,9 +80,10 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
         let spec = RunSpec { tenant, agent: "firewall", log_source: "embedded", batch_size: 500, replay_ms: 0 };
         pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     }
+    prepare(&mut config, &source)?;
     let control = ControlStore::open(&config.control_db())?;
     let mut tokens = std::collections::HashMap::new();
-    for tenant in ["alpha", "beta"] {
+    for tenant in tenants.iter().copied() {
         for role in [Role::ReadOnly, Role::TenantAdmin, Role::Admin] {
             tokens.insert((tenant, role), control.create_token(tenant, role)?);
         }
@@ -86,16 +98,22 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
 }
 
 impl Api {
-    fn token(&self, tenant: &'static str, role: Role) -> &str {
+    pub(crate) fn token(&self, tenant: &'static str, role: Role) -> &str {
         self.tokens.get(&(tenant, role)).map_or("", String::as_str)
     }
 
-    fn call(&self, method: &str, uri: &str, token: Option<&str>, body: Option<&str>) -> anyhow::Result<Reply> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> anyhow::Result<Reply> {
         let content_type = body.map(|_| "application/json");
         self.send(method, uri, token, content_type, body.map(|b| b.as_bytes().to_vec()))
     }
 
-    fn send(
+    pub(crate) fn send(
         &self,
         method: &str,
         uri: &str,
@@ -125,12 +143,12 @@ impl Api {
         })
     }
 
-    fn get(&self, uri: &str, token: &str) -> anyhow::Result<Reply> {
+    pub(crate) fn get(&self, uri: &str, token: &str) -> anyhow::Result<Reply> {
         self.call("GET", uri, Some(token), None)
     }
 }
 
-fn problem(reply: &Reply, status: StatusCode, code: &str) {
+pub(crate) fn problem(reply: &Reply, status: StatusCode, code: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
     assert_eq!(reply.content_type, "application/problem+json");
     assert_eq!(reply.body["code"], code, "{}", reply.body);

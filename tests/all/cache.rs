@@ -147,7 +147,7 @@ fn observed_run(
     let mut job = RunJob::start(cache, "t", "dns", "embedded", Duration::ZERO);
     let outcome =
         pipeline::run_observed(registry, &mut instance, &*logs.source, &mut store, &spec(), &mut |r| job.observe(r));
-    job.finish(&outcome);
+    job.finish(&outcome, &Default::default());
     Ok((outcome, job.id().to_string(), job.write_failures()))
 }
 
@@ -238,7 +238,7 @@ fn a_cancelled_run_resumes_from_its_checkpoint() -> anyhow::Result<()> {
         }
         job.observe(r)
     });
-    job.finish(&outcome);
+    job.finish(&outcome, &Default::default());
     assert!(matches!(outcome, Err(RunError::Cancelled { after_id, .. }) if after_id > 0), "{outcome:?}");
     let kept = redis.0.job("t", job.id())?.map(|j| j.state);
     assert_eq!(kept, Some(JobState::Cancelled));

@@ -6,6 +6,7 @@ mod cache;
 mod common;
 mod conformance;
 mod detection;
+mod hostile;
 mod models;
 mod postgres;
 mod protocol;

@@ -43,18 +43,21 @@ fn discovers_the_three_bundled_agents() -> anyhow::Result<()> {
 }
 
 #[test]
-fn duplicate_names_are_an_error_naming_both_files() -> anyhow::Result<()> {
+fn a_duplicate_name_is_refused_naming_both_files_and_the_first_kept() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     std::fs::copy(agents_dir().join("wifi.wasm"), dir.path().join("a-wifi.wasm"))?;
     std::fs::copy(agents_dir().join("wifi.wasm"), dir.path().join("b-wifi.wasm"))?;
     let mut registry = Registry::new(sandbox());
-    match registry.discover(dir.path()) {
-        Err(RegistryError::Duplicate { name, first, second }) => {
+    let found = registry.discover(dir.path())?;
+    assert_eq!(found.registered, ["wifi"]);
+    match found.refused.as_slice() {
+        [RegistryError::Duplicate { name, first, second }] => {
             assert_eq!(name, "wifi");
             assert!(first.ends_with("a-wifi.wasm") && second.ends_with("b-wifi.wasm"), "{first} {second}");
         }
-        other => anyhow::bail!("expected a duplicate error, got {other:?}"),
+        other => anyhow::bail!("expected one duplicate refusal, got {other:?}"),
     }
+    assert!(registry.get("wifi")?.origin.ends_with("a-wifi.wasm"));
     Ok(())
 }
 

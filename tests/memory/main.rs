@@ -8,6 +8,9 @@ mod common;
 
 use mcp_sandbox::{Fault, SandboxError};
 
+/// The tests of this binary measure one process's memory: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn resident_bytes() -> anyhow::Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm")?;
     let pages: u64 = statm.split_whitespace().nth(1).ok_or_else(|| anyhow::anyhow!("odd /proc/self/statm"))?.parse()?;
@@ -16,6 +19,7 @@ fn resident_bytes() -> anyhow::Result<u64> {
 
 #[test]
 fn memory_returns_after_memory_bombs() -> anyhow::Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let sandbox = common::sandbox();
     // Warm up: compile, instantiate and run once so lazily built state exists.
     common::hostile(&sandbox, "behave")?.detect_batch(&common::wifi_batch(2))?;
@@ -41,6 +45,34 @@ fn memory_returns_after_memory_bombs() -> anyhow::Result<()> {
         before >> 20,
         after >> 20
     );
+    let mut behaving = common::hostile(&sandbox, "behave")?;
+    assert_eq!(behaving.detect_batch(&common::wifi_batch(2))?.len(), 1);
+    Ok(())
+}
+
+/// The hostile suite's attacks that make the host hold memory (lifted
+/// errors, reported findings, log lines, handles), each run four times:
+/// what they made the host hold is given back.
+#[test]
+fn memory_returns_after_the_hostile_suite() -> anyhow::Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let sandbox = common::sandbox();
+    let modes = ["huge-error", "report-flood", "log-flood", "handles", "recursion", "nan", "other-model"];
+    for mode in modes {
+        // Warm up each path once: lazily built state is not a leak.
+        let _ = common::hostile(&sandbox, mode)?.detect_batch(&common::wifi_batch(2));
+    }
+    let before = resident_bytes()?;
+    for round in 0..4 {
+        for mode in modes {
+            let mut instance = common::hostile(&sandbox, mode)?;
+            if instance.detect_batch(&common::wifi_batch(2)).is_ok() {
+                anyhow::bail!("round {round}, {mode}: the attack was not stopped");
+            }
+        }
+    }
+    let grown = resident_bytes()?.saturating_sub(before);
+    assert!(grown < 32 << 20, "resident memory grew by {} MiB over four rounds", grown >> 20);
     let mut behaving = common::hostile(&sandbox, "behave")?;
     assert_eq!(behaving.detect_batch(&common::wifi_batch(2))?.len(), 1);
     Ok(())

@@ -105,16 +105,34 @@ fn copy_if_changed(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 /// Installs the wasm32-wasip2 target through rustup when it is missing.
+fn target_installed() -> Result<bool, std::io::Error> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET))
+}
+
+/// Whether another install of the target completes within `wait`.
+fn installed_within(wait: std::time::Duration) -> bool {
+    let started = std::time::Instant::now();
+    while started.elapsed() < wait {
+        if target_installed().unwrap_or(false) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    false
+}
+
 fn ensure_target() -> Result<(), String> {
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
-    match installed {
-        Ok(out) if String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
-        Ok(_) => {
+    match target_installed() {
+        Ok(true) => Ok(()),
+        Ok(false) => {
             let status = Command::new("rustup")
                 .args(["target", "add", TARGET])
                 .status()
                 .map_err(|e| format!("cannot run rustup to add {TARGET}: {e}"))?;
-            if status.success() {
+            // Two build scripts may race to install it; the loser's rustup
+            // fails with a conflict while the winner's install completes.
+            if status.success() || installed_within(std::time::Duration::from_secs(120)) {
                 Ok(())
             } else {
                 Err(format!("`rustup target add {TARGET}` failed; install the target by hand and build again"))

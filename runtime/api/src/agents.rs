@@ -33,11 +33,70 @@ pub struct AgentView {
     pub active_model: Option<String>,
     /// Totals of this tenant's runs of it since the server started.
     pub runs: super::RunTotals,
+    /// What the host lets it reach.
+    pub grants: Grants,
+    /// Set while the agent is held out of runs after repeated faults.
+    pub quarantine: Option<QuarantineView>,
+    /// Its newest faults for this tenant, newest first.
+    pub recent_faults: Vec<FaultView>,
+}
+
+/// What an agent may reach through the host: every host call is checked
+/// against these and the tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Grants {
+    /// The log types `logs.query` serves it: the one its info declares.
+    pub log_types: Vec<String>,
+    /// The models `model.load` serves it: its own, by its name.
+    pub models: Vec<String>,
+    /// The setting keys its config import sees for this tenant.
+    pub settings: Vec<String>,
+}
+
+/// An agent held out of runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QuarantineView {
+    pub since_ms: i64,
+    /// When it runs again by itself; a tenant admin can release it sooner.
+    pub until_ms: i64,
+    /// The how-many-th quarantine in a row; each doubles the backoff.
+    pub level: u32,
+    pub reason: String,
+}
+
+/// One recorded fault.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FaultView {
+    pub at_ms: i64,
+    /// deadline, memory, panic, budget, ... (docs/security.md).
+    pub kind: String,
+    pub message: String,
 }
 
 fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) -> AgentView {
     let name = agent.info.name.clone();
+    let mut settings: Vec<String> = state.config.settings_for(&name).into_keys().collect();
+    let prefix = format!("agents.{name}.");
+    if let Ok(tenant_settings) = state.control.settings(tenant) {
+        settings.extend(tenant_settings.into_iter().filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string)));
+    }
+    settings.sort();
+    settings.dedup();
+    let quarantine = mcp_engine::quarantine::in_force(&state.control, tenant, &name)
+        .ok()
+        .flatten()
+        .map(|q| QuarantineView { since_ms: q.since_ms, until_ms: q.until_ms, level: q.level, reason: q.reason });
+    let recent_faults = state
+        .control
+        .recent_faults(tenant, &name, 5)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|f| FaultView { at_ms: f.at_ms, kind: f.kind, message: f.message })
+        .collect();
     AgentView {
+        grants: Grants { log_types: vec![agent.info.log_type.clone()], models: vec![name.clone()], settings },
+        quarantine,
+        recent_faults,
         enabled: state.control.agent_enabled(tenant, &name).unwrap_or(false),
         active_model: state.models.active_version(&name).ok().flatten(),
         runs: state.run_totals(tenant, &name),
@@ -132,6 +191,14 @@ pub async fn upload_agent(
     if bytes.is_empty() {
         return Err(ApiError::bad_request("the body must be the component's bytes"));
     }
+    let allowed = state.tenant_budget(&caller.tenant)?.upload_bytes;
+    if bytes.len() as u64 > allowed {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("component of {} bytes; this tenant's upload_bytes budget is {allowed}", bytes.len()),
+        ));
+    }
     let shared = state.clone();
     let tenant = caller.tenant.clone();
     let view = tokio::task::spawn_blocking(move || -> Result<AgentView, ApiError> {
@@ -142,16 +209,18 @@ pub async fn upload_agent(
         if shared.registry.get(&name).is_ok() {
             return Err(ApiError::conflict(format!("'{name}' is a bundled agent's name; rename yours")));
         }
-        let path = shared.upload_path(&tenant, &sha256);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(&path, &bytes)?;
+        let replaced = shared.uploads_of(&tenant).and_then(|r| r.get(&name).ok().map(|a| a.sha256.clone()));
+        shared.write_upload(&tenant, &sha256, &bytes)?;
         shared.replace_upload(&tenant, |registry| {
             let _ = registry.unregister(&name);
-            registry.register_bytes(&bytes, &format!("upload {name}")).map(|_| ()).map_err(ApiError::internal)
+            // The agent validated above, registered as checked: its info is
+            // not asked a second time.
+            registry.insert(agent).map(|_| ()).map_err(ApiError::internal)
         })?;
         shared.control.record_upload(&tenant, &name, &sha256)?;
+        if let Some(old) = replaced.filter(|old| *old != sha256) {
+            shared.remove_upload_if_unused(&tenant, &old);
+        }
         lookup(&shared, &tenant, &name)
     })
     .await??;
@@ -237,7 +306,7 @@ pub async fn reload_agent(
     let shared = state.clone();
     let tenant = caller.tenant.clone();
     let view = tokio::task::spawn_blocking(move || -> Result<AgentView, ApiError> {
-        let bytes = std::fs::read(shared.upload_path(&tenant, &current.sha256))?;
+        let bytes = shared.read_upload(&tenant, &current.sha256)?;
         shared.replace_upload(&tenant, |registry| {
             let _ = registry.unregister(&name);
             registry
@@ -279,6 +348,33 @@ pub async fn delete_agent(
         .replace_upload(&caller.tenant, |registry| registry.unregister(&name).map(|_| ()))
         .map_err(|_| not_found(&name))?;
     state.control.forget_upload(&caller.tenant, &name)?;
+    state.remove_upload_if_unused(&caller.tenant, &current.sha256);
     state.control.audit(&caller.identity(), "agent.delete", &name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends the agent's quarantine for the caller's tenant now (tenant admin);
+/// its recorded faults are cleared, its backoff level kept, so a relapse
+/// is held out longer.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{name}/release",
+    params(("name" = String, Path)),
+    responses(
+        (status = OK, body = AgentView),
+        super::problem::NotFound,
+        super::problem::Restricted
+    )
+)]
+pub async fn release_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    lookup(&state, &caller.tenant, &name)?;
+    let now = mcp_storage::jobstatus::now_ms();
+    state.control.release_quarantine(&caller.tenant, &name, now, false)?;
+    state.control.audit(&caller.identity(), "agent.release", &name)?;
+    lookup(&state, &caller.tenant, &name).map(Json)
 }

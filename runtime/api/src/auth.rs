@@ -35,11 +35,13 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         let token = header
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        state
+        let caller = state
             .control
             .authenticate(token.trim())?
             .map(Caller::from)
-            .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never issued here)"))
+            .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never issued here)"))?;
+        state.admit(&caller.tenant)?;
+        Ok(caller)
     }
 }
 

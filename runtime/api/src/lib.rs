@@ -6,6 +6,7 @@
 mod agents;
 mod anomalies;
 mod auth;
+mod budgets;
 mod config;
 
 mod health;
@@ -55,6 +56,12 @@ pub struct ApiState {
     uploads: RwLock<HashMap<String, Arc<Registry>>>,
     /// Totals of finished runs per (tenant, agent).
     run_totals: Mutex<BTreeMap<(String, String), RunTotals>>,
+    /// Each tenant's budget as last read, and when.
+    budgets: Mutex<HashMap<String, (mcp_sandbox::RunBudget, std::time::Instant)>>,
+    /// Each tenant's requests in the current minute.
+    request_windows: Mutex<HashMap<String, (std::time::Instant, u64)>>,
+    /// The folder of uploaded components, opened once as a capability.
+    uploads_dir: Option<cap_std::fs::Dir>,
 }
 
 /// What runs of one agent for one tenant added up to since the server started.
@@ -87,6 +94,18 @@ impl RunTotals {
     }
 }
 
+/// An upload's file inside the uploads folder. Both parts are the host's
+/// own: a validated tenant name and a hex digest.
+fn upload_file(tenant: &str, sha256: &str) -> String {
+    format!("{tenant}/{sha256}.wasm")
+}
+
+fn open_uploads_dir(path: &std::path::Path) -> Option<cap_std::fs::Dir> {
+    let opened = std::fs::create_dir_all(path)
+        .and_then(|()| cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority()));
+    opened.inspect_err(|e| tracing::error!(path = %path.display(), "cannot open the uploads folder: {e}")).ok()
+}
+
 /// Where an agent a tenant can run comes from.
 #[derive(Debug, Clone)]
 pub(crate) struct ResolvedAgent {
@@ -117,14 +136,46 @@ impl ApiState {
             metrics: metrics::Metrics::default(),
             uploads: RwLock::default(),
             run_totals: Mutex::default(),
+            budgets: Mutex::default(),
+            request_windows: Mutex::default(),
+            uploads_dir: None,
         };
+        let mut state = state;
+        state.uploads_dir = open_uploads_dir(&state.config.data_dir.join("agents"));
         state.load_uploads();
         state
     }
 
-    /// Where uploaded components are kept: `data_dir/agents/<tenant>/<sha256>.wasm`.
-    pub(crate) fn upload_path(&self, tenant: &str, sha256: &str) -> PathBuf {
-        self.config.data_dir.join("agents").join(tenant).join(format!("{sha256}.wasm"))
+    fn uploads_dir(&self) -> std::io::Result<&cap_std::fs::Dir> {
+        self.uploads_dir
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the uploads folder could not be opened at start"))
+    }
+
+    /// Keeps an uploaded component as `<tenant>/<sha256>.wasm` inside the
+    /// uploads folder, written whole under a temporary name first.
+    pub(crate) fn write_upload(&self, tenant: &str, sha256: &str, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = self.uploads_dir()?;
+        dir.create_dir_all(tenant)?;
+        let file = upload_file(tenant, sha256);
+        let temp = format!("{file}.part");
+        dir.write(&temp, bytes)?;
+        dir.rename(&temp, dir, &file)
+    }
+
+    pub(crate) fn read_upload(&self, tenant: &str, sha256: &str) -> std::io::Result<Vec<u8>> {
+        self.uploads_dir()?.read(upload_file(tenant, sha256))
+    }
+
+    /// Removes a component file no agent of `tenant` uses any more.
+    pub(crate) fn remove_upload_if_unused(&self, tenant: &str, sha256: &str) {
+        let used = self.control.uploads().is_ok_and(|all| all.iter().any(|(t, _, sha)| t == tenant && sha == sha256));
+        if used {
+            return;
+        }
+        if let Err(e) = self.uploads_dir().and_then(|dir| dir.remove_file(upload_file(tenant, sha256))) {
+            tracing::warn!(tenant, sha256, "cannot remove an unused upload: {e}");
+        }
     }
 
     /// Registers the uploaded agents recorded in the control store. One
@@ -136,14 +187,14 @@ impl ApiState {
             Err(e) => return tracing::error!("cannot read uploaded agents: {e}"),
         };
         for (tenant, name, sha256) in uploads {
-            let path = self.upload_path(&tenant, &sha256);
-            let registered = std::fs::read(&path).map_err(|e| e.to_string()).and_then(|bytes| {
+            let path = upload_file(&tenant, &sha256);
+            let registered = self.read_upload(&tenant, &sha256).map_err(|e| e.to_string()).and_then(|bytes| {
                 self.replace_upload(&tenant, |registry| {
                     registry.register_bytes(&bytes, &format!("upload {name}")).map(|_| ()).map_err(|e| e.to_string())
                 })
             });
             if let Err(e) = registered {
-                tracing::error!(tenant, agent = name, path = %path.display(), "uploaded agent not loaded: {e}");
+                tracing::error!(tenant, agent = name, path, "uploaded agent not loaded: {e}");
             }
         }
     }
@@ -263,6 +314,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(agents::enable_agent))
         .routes(routes!(agents::disable_agent))
         .routes(routes!(agents::reload_agent))
+        .routes(routes!(agents::release_agent))
+        .routes(routes!(budgets::get_budget))
+        .routes(routes!(budgets::put_budget))
         .routes(routes!(config::get_config, config::patch_config))
         .routes(routes!(config::get_audit))
         .routes(routes!(anomalies::list_anomalies))

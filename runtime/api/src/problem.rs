@@ -28,11 +28,13 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Seconds for a `Retry-After` header, on a 429.
+    pub retry_after_s: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into() }
+        ApiError { status, code, detail: detail.into(), retry_after_s: None }
     }
 
     pub fn unauthorized(detail: impl Into<String>) -> Self {
@@ -68,6 +70,13 @@ impl ApiError {
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
     }
+
+    /// A tenant over a budget that refills: 429, with when to try again.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_s: u64) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "over_budget", detail);
+        error.retry_after_s = Some(retry_after_s);
+        error
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -81,6 +90,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, axum::Json(problem)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after_s {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }
@@ -110,10 +122,15 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
     fn from(error: mcp_engine::pipeline::RunError) -> Self {
         use mcp_engine::pipeline::RunError;
         match error {
+            RunError::Registry(mcp_sandbox::registry::RegistryError::Invalid { ref source, .. })
+                if source.fault().is_some_and(mcp_sandbox::Fault::is_budget) =>
+            {
+                ApiError::too_many_requests(format!("{source}; wait for one of the tenant's runs to end"), 5)
+            }
             RunError::Disabled { .. } | RunError::SchemaUnsupported { .. } | RunError::Registry(_) => {
                 ApiError::conflict(error.to_string())
             }
-            RunError::Cancelled { .. } => ApiError::conflict(error.to_string()),
+            RunError::Cancelled { .. } | RunError::Quarantined { .. } => ApiError::conflict(error.to_string()),
             other => ApiError::internal(other),
         }
     }

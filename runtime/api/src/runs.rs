@@ -73,6 +73,16 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
             let _ = started.send(status.clone());
         });
         state.add_run_totals(&tenant, &agent, &super::RunTotals::of(&outcome));
+        let settled = mcp_engine::quarantine::settle(
+            &state.control,
+            &state.config.quarantine,
+            &tenant,
+            &agent,
+            &outcome.fault_list,
+        );
+        if let Err(e) = settled {
+            tracing::error!(tenant, agent, "cannot record the run's faults: {e}");
+        }
     })?;
     status.recv().map_err(|_| ApiError::internal("the run thread ended before it started"))
 }

@@ -56,6 +56,11 @@ enum Command {
         #[command(subcommand)]
         command: AgentsCommand,
     },
+    /// Each tenant's budget: what its runs may use.
+    Budgets {
+        #[command(subcommand)]
+        command: BudgetsCommand,
+    },
     /// Run agents over the configured log source, from their checkpoints.
     Run {
         /// One agent; all enabled agents when omitted.
@@ -153,6 +158,28 @@ enum AgentsCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// End an agent's quarantine for the configured tenant now.
+    Release {
+        /// The agent.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum BudgetsCommand {
+    /// A tenant's budget in force (the configured tenant by default).
+    Show {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Override one budget of a tenant; `default` removes the override.
+    Set {
+        tenant: String,
+        /// A budget name (`mcp budgets show` lists them).
+        key: String,
+        /// A number, or `default`.
+        value: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -247,13 +274,60 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Agents { command: AgentsCommand::List } => {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
-            println!("{:<10} {:<9} {:<8} {:<9} {:<8} sha256", "name", "log type", "version", "protocol", "enabled");
+            let control = ControlStore::open(&config.control_db())?;
+            println!(
+                "{:<10} {:<9} {:<8} {:<9} {:<8} {:<64} state (tenant {})",
+                "name", "log type", "version", "protocol", "enabled", "sha256", config.tenant
+            );
             for a in registry.list() {
+                let state = match mcp_engine::quarantine::in_force(&control, &config.tenant, &a.info.name)? {
+                    Some(q) => format!("quarantined until {} (level {}): {}", q.until_ms, q.level, q.reason),
+                    None => "runnable".to_string(),
+                };
                 println!(
-                    "{:<10} {:<9} {:<8} {:<9} {:<8} {}",
+                    "{:<10} {:<9} {:<8} {:<9} {:<8} {} {state}",
                     a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
                 );
+                for fault in control.recent_faults(&config.tenant, &a.info.name, 3)? {
+                    println!("           fault at {}: {} ({})", fault.at_ms, fault.message, fault.kind);
+                }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agents { command: AgentsCommand::Release { name } } => {
+            let control = ControlStore::open(&config.control_db())?;
+            let now = mcp_storage::jobstatus::now_ms();
+            let released = control.release_quarantine(&config.tenant, &name, now, false)?;
+            println!("{name}: {}", if released { "released" } else { "was not quarantined; its faults are cleared" });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Budgets { command: BudgetsCommand::Show { tenant } } => {
+            let control = ControlStore::open(&config.control_db())?;
+            let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+            let budget = mcp_engine::runs::tenant_budget(&config.budgets, &control, &tenant)?;
+            let overrides: std::collections::BTreeMap<String, u64> =
+                control.budget_overrides(&tenant)?.into_iter().collect();
+            println!("budget of tenant {tenant} (before the [sandbox] ceilings):");
+            for b in mcp_sandbox::Budget::ALL {
+                let note = if overrides.contains_key(b.name()) { " (override)" } else { "" };
+                println!("  {:<20} {}{note}", b.name(), budget.get(b));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Budgets { command: BudgetsCommand::Set { tenant, key, value } } => {
+            let control = ControlStore::open(&config.control_db())?;
+            let budget = mcp_sandbox::Budget::parse(&key).with_context(|| format!("no budget named '{key}'"))?;
+            let value = match value.as_str() {
+                "default" => None,
+                number => {
+                    let number: u64 = number.parse().with_context(|| format!("'{number}' is not a number"))?;
+                    mcp_sandbox::RunBudget::default().set(budget, number).map_err(anyhow::Error::msg)?;
+                    Some(number)
+                }
+            };
+            control.ensure_tenant(&tenant)?;
+            control.set_budget_override(&tenant, budget.name(), value)?;
+            println!("{tenant}: {} = {}", budget.name(), value.map_or("default".to_string(), |v| v.to_string()));
             Ok(ExitCode::SUCCESS)
         }
         Command::Agents { command: AgentsCommand::Check { file } } => {
@@ -305,6 +379,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .tenant_control(&control)
                     .and_then(|run| run.models(models.clone()).build())
                     .map(|run| run.execute_as_job(&mut store, &cache, interval, |_| {}));
+                if let Ok((outcome, _)) = &outcome {
+                    let settled = mcp_engine::quarantine::settle(
+                        &control,
+                        &config.quarantine,
+                        &config.tenant,
+                        &name,
+                        &outcome.fault_list,
+                    )?;
+                    if let Some(held) = settled {
+                        println!(
+                            "{name:<10} quarantined until {} (ms since the epoch): {}",
+                            held.until_ms, held.reason
+                        );
+                    }
+                }
                 match outcome {
                     Ok((outcome, job)) => match outcome.result {
                         Ok(r) if r.state_discarded.is_some() => println!(

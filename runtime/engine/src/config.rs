@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use mcp_sandbox::SandboxLimits;
+use mcp_sandbox::{RunBudget, SandboxLimits};
 
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG: &str = "config/mcp.toml";
@@ -63,8 +63,12 @@ pub struct McpConfig {
     /// Milliseconds of entries before a checkpoint fed again to a restarted
     /// agent, to rebuild its windows (0: off).
     pub replay_ms: i64,
-    /// Limits of every agent instance.
+    /// Limits of every agent instance: the ceilings no tenant passes.
     pub sandbox: SandboxLimits,
+    /// Each tenant's budget, unless overridden for it through the API.
+    pub budgets: RunBudget,
+    /// When an agent that keeps faulting is held out of runs.
+    pub quarantine: crate::quarantine::QuarantinePolicy,
     /// How transient database failures are retried.
     pub retry: mcp_storage::source::RetryPolicy,
     /// Settings per agent name, handed to the agent through the config import.
@@ -93,6 +97,8 @@ impl Default for McpConfig {
             batch_size: 1000,
             replay_ms: 900_000,
             sandbox: SandboxLimits::default(),
+            budgets: RunBudget::default(),
+            quarantine: crate::quarantine::QuarantinePolicy::default(),
             retry: mcp_storage::source::RetryPolicy::default(),
             agents: BTreeMap::new(),
             origin: "built-in defaults".into(),

@@ -86,8 +86,9 @@ impl<'a> RunJob<'a> {
         }
     }
 
-    /// Records how the run ended.
-    pub fn finish(&mut self, outcome: &Result<RunReport, RunError>) {
+    /// Records how the run ended and what its agent used; a failed run
+    /// keeps the counters of its last recorded progress.
+    pub fn finish(&mut self, outcome: &Result<RunReport, RunError>, usage: &mcp_sandbox::Usage) {
         match outcome {
             Ok(report) => {
                 self.set_counters(report);
@@ -99,7 +100,25 @@ impl<'a> RunJob<'a> {
                 self.status.error = Some(error.to_string());
             }
         }
+        self.set_usage(usage);
         self.write();
+    }
+
+    /// The agent's usage, as `usage.*` counters beside the run's own.
+    fn set_usage(&mut self, usage: &mcp_sandbox::Usage) {
+        let counters = [
+            ("usage.calls", usage.calls),
+            ("usage.agent_ms", usage.agent_ms),
+            ("usage.fuel", usage.fuel),
+            ("usage.memory_high_water", usage.memory_high_water),
+            ("usage.log_rows", usage.log_rows),
+            ("usage.inferences", usage.inferences),
+            ("usage.findings", usage.findings),
+            ("usage.log_lines", usage.log_lines),
+            ("usage.log_bytes", usage.log_bytes),
+            ("usage.returned_bytes", usage.returned_bytes),
+        ];
+        self.status.counters.extend(counters.into_iter().map(|(k, v)| (k.to_string(), v)));
     }
 
     fn set_counters(&mut self, report: &RunReport) {
@@ -113,6 +132,7 @@ impl<'a> RunJob<'a> {
             ("faults", report.faults.len() as u64),
         ];
         self.status.counters = counters.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        self.set_usage(&report.usage);
     }
 
     fn write(&mut self) {

@@ -13,4 +13,5 @@ pub mod imports;
 pub mod jobs;
 pub mod models;
 pub mod pipeline;
+pub mod quarantine;
 pub mod runs;

@@ -37,6 +37,29 @@ pub enum RunError {
     Disabled { agent: String },
     #[error("run of {agent} cancelled after log id {after_id}; running again resumes there")]
     Cancelled { agent: String, after_id: u64 },
+    #[error("agent {agent} stopped on the batch after log id {after_id}: {source}")]
+    Budget { agent: String, after_id: u64, source: SandboxError },
+    #[error(
+        "agent '{agent}' is quarantined until {until_ms} (ms since the epoch): {reason}; a tenant admin can release it"
+    )]
+    Quarantined { agent: String, until_ms: i64, reason: String },
+}
+
+impl RunError {
+    /// The budget that ended the run, if one did.
+    pub fn budget(&self) -> Option<mcp_sandbox::BudgetExceeded> {
+        let source = match self {
+            RunError::Budget { source, .. }
+            | RunError::Agent { source, .. }
+            | RunError::Snapshot { source, .. }
+            | RunError::Replay { source, .. } => source,
+            _ => return None,
+        };
+        match source.fault() {
+            Some(mcp_sandbox::Fault::Budget(exceeded)) => Some(*exceeded),
+            _ => None,
+        }
+    }
 }
 
 /// What a run is over.
@@ -79,6 +102,8 @@ pub struct RunReport {
     pub state_discarded: Option<String>,
     /// The model and version of the last inference, when the agent used one.
     pub model: Option<(String, String)>,
+    /// What the agent used so far: calls, time, fuel, memory, host calls.
+    pub usage: mcp_sandbox::Usage,
 }
 
 impl RunReport {
@@ -143,7 +168,7 @@ pub fn run_observed(
     // cost a statement (to remove it), so a stateless agent costs none.
     let mut state_stored = true;
     if after_id > 0 && spec.replay_ms > 0 && !restored {
-        report.replayed = replay(instance, source, spec, &log_type, after_id)?;
+        report.replayed = replay(instance, registry.sandbox().turns(), source, spec, &log_type, after_id)?;
     }
     loop {
         let query = LogQuery {
@@ -172,9 +197,14 @@ pub fn run_observed(
                 max: schema.max_version,
             });
         }
+        // One turn per batch, shared fairly with every other tenant's runs.
+        let turn = registry.sandbox().turns().take(spec.tenant);
         let call_started = Instant::now();
         let found = match instance.detect_batch(&batch) {
             Ok(found) => found,
+            Err(first) if first.fault().is_some_and(mcp_sandbox::Fault::is_budget) => {
+                return Err(RunError::Budget { agent: spec.agent.into(), after_id, source: first });
+            }
             Err(first) => {
                 report.faults.push(first.to_string());
                 instance.detect_batch(&batch).map_err(|source| RunError::Agent {
@@ -187,6 +217,7 @@ pub fn run_observed(
         report.model = instance.model_used();
         let state =
             instance.snapshot().map_err(|source| RunError::Snapshot { agent: spec.agent.into(), after_id, source })?;
+        drop(turn);
         let state = match state {
             Some([]) if !state_stored => None,
             other => other,
@@ -202,6 +233,7 @@ pub fn run_observed(
         report.anomalies += store.commit_with_state(&key, &provenance, &with_fields, last_id, state)? as u64;
         report.entries += batch.len() as u64;
         report.batches += 1;
+        report.usage = *instance.usage();
         after_id = last_id;
         report.elapsed = started.elapsed();
         report.retries = source.retries().saturating_sub(retries_before);
@@ -231,6 +263,7 @@ pub fn run_observed(
 /// from an uninterrupted run; docs/ARCHITECTURE.md says which.
 fn replay(
     instance: &mut AgentInstance,
+    turns: &mcp_sandbox::Turns,
     source: &dyn LogSource,
     spec: &RunSpec<'_>,
     log_type: &str,
@@ -254,6 +287,7 @@ fn replay(
             break;
         }
         let batch = GuestBatch::from(read.batch);
+        let _turn = turns.take(spec.tenant);
         instance.detect_batch(&batch).map_err(|source| RunError::Replay {
             agent: spec.agent.into(),
             after_id,
@@ -266,9 +300,15 @@ fn replay(
     Ok(replayed)
 }
 
+/// Earlier entries one batch's findings may name (a burst that began in an
+/// earlier batch); each costs the host a lookup, so more are dropped.
+pub const MAX_EARLIER_ENTRIES_PER_BATCH: usize = 1000;
+
 /// Pairs each anomaly with the fields of the entry it names, from the batch
 /// or, for an earlier entry of a burst, from the source. An anomaly naming an
-/// entry the tenant does not have is dropped, logged and counted.
+/// entry the agent was never given (after the batch), one the tenant does
+/// not have, or one past [`MAX_EARLIER_ENTRIES_PER_BATCH`] is dropped and
+/// counted, with one log line per batch.
 fn attach_fields(
     source: &dyn LogSource,
     tenant: &str,
@@ -280,13 +320,20 @@ fn attach_fields(
         return Ok((Vec::new(), 0));
     }
     let lines: HashMap<u64, &str> = batch.ids().iter().copied().zip(raw_fields.iter().map(String::as_str)).collect();
+    let first_id = batch.ids().first().copied().unwrap_or(0);
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
+    let mut lookups = 0;
     for mut anomaly in found {
         if let Some(line) = lines.get(&anomaly.log_id) {
             kept.push((anomaly, Some((*line).to_string())));
             continue;
         }
+        if anomaly.log_id >= first_id || lookups >= MAX_EARLIER_ENTRIES_PER_BATCH {
+            rejected += 1;
+            continue;
+        }
+        lookups += 1;
         match source.entry(tenant, anomaly.log_id)? {
             Some(entry) if entry.log_type == batch.log_type() => {
                 anomaly.log_type = entry.log_type;
@@ -294,11 +341,16 @@ fn attach_fields(
                 anomaly.log_timestamp_ms = entry.timestamp_ms;
                 kept.push((anomaly, Some(entry.fields)));
             }
-            _ => {
-                rejected += 1;
-                tracing::warn!(tenant, agent = %anomaly.agent, log_id = anomaly.log_id, "anomaly names a log this tenant does not have; dropped");
-            }
+            _ => rejected += 1,
         }
+    }
+    if rejected > 0 {
+        tracing::warn!(
+            tenant,
+            rejected,
+            first_id,
+            "findings naming entries this agent was not given or this tenant does not have were dropped"
+        );
     }
     Ok((kept, rejected))
 }
@@ -325,10 +377,24 @@ pub fn instance_with_models(
     logs: Option<std::sync::Arc<dyn LogSource>>,
     models: Option<std::sync::Arc<crate::models::ModelManager>>,
 ) -> Result<AgentInstance, RegistryError> {
+    instance_with_budget(registry, agent, tenant, settings, logs, models, mcp_sandbox::RunBudget::default())
+}
+
+/// As [`instance_with_models`], under the tenant's `budget`.
+pub fn instance_with_budget(
+    registry: &Registry,
+    agent: &str,
+    tenant: &str,
+    settings: std::collections::BTreeMap<String, String>,
+    logs: Option<std::sync::Arc<dyn LogSource>>,
+    models: Option<std::sync::Arc<crate::models::ModelManager>>,
+    budget: mcp_sandbox::RunBudget,
+) -> Result<AgentInstance, RegistryError> {
     use std::sync::Arc;
     let mut context = mcp_sandbox::InstanceContext::new(agent, tenant);
     context.config = Arc::new(settings);
     context.logs = logs.map(|source| Arc::new(crate::imports::SourceReader(source)) as Arc<dyn mcp_sandbox::LogReader>);
     context.models = models.map(|m| Arc::new(crate::imports::ManagedModels(m)) as Arc<dyn mcp_sandbox::ModelProvider>);
+    context.budget = budget;
     registry.instantiate(agent, context)
 }

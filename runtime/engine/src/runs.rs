@@ -9,8 +9,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_sandbox::AgentInstance;
 use mcp_sandbox::registry::Registry;
+use mcp_sandbox::{AgentInstance, Budget, Fault, RunBudget, Usage};
 use mcp_storage::control::ControlStore;
 use mcp_storage::jobstatus::{JobStatus, SharedCache};
 use mcp_storage::source::LogSource;
@@ -31,9 +31,15 @@ pub struct RunBuilder {
     overrides: BTreeMap<String, String>,
     models: Option<Arc<ModelManager>>,
     tenant_settings: BTreeMap<String, String>,
+    budget: RunBudget,
     batch_size: u32,
     replay_ms: i64,
 }
+
+/// The smallest batch a tenant's `batch_size` setting may ask for: every
+/// batch costs a commit and a snapshot, so tiny batches multiply the work
+/// a run makes the host do.
+pub const MIN_TENANT_BATCH_SIZE: u32 = 100;
 
 impl std::fmt::Debug for RunBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,24 +66,30 @@ impl RunBuilder {
             overrides: BTreeMap::new(),
             models: None,
             tenant_settings: BTreeMap::new(),
+            budget: config.budgets.clone(),
             batch_size: config.batch_size,
             replay_ms: config.replay_ms,
         }
     }
 
-    /// Honours the tenant's enable flag, agent settings and batch size from
-    /// the control store: a disabled agent does not run.
+    /// Honours the tenant's enable flag, quarantine, budget overrides,
+    /// agent settings and batch size from the control store: a disabled or
+    /// quarantined agent does not run.
     pub fn tenant_control(mut self, control: &ControlStore) -> Result<Self, RunError> {
         let name = self.registry.get(&self.agent)?.info.name.clone();
         if !control.agent_enabled(&self.tenant, &name)? {
             return Err(RunError::Disabled { agent: name });
         }
+        if let Some(held) = crate::quarantine::in_force(control, &self.tenant, &name)? {
+            return Err(RunError::Quarantined { agent: name, until_ms: held.until_ms, reason: held.reason });
+        }
+        self.budget = tenant_budget(&self.budget, control, &self.tenant)?;
         let prefix = format!("agents.{name}.");
         for (key, value) in control.settings(&self.tenant)? {
             if let Some(key) = key.strip_prefix(&prefix) {
                 self.tenant_settings.insert(key.to_string(), value);
             } else if key == "batch_size" {
-                self.batch_size = value.parse().unwrap_or(self.batch_size);
+                self.batch_size = value.parse::<u32>().unwrap_or(self.batch_size).max(MIN_TENANT_BATCH_SIZE);
             }
         }
         Ok(self)
@@ -102,13 +114,14 @@ impl RunBuilder {
         let mut settings = self.settings;
         settings.extend(self.tenant_settings);
         settings.extend(self.overrides);
-        let instance = pipeline::instance_with_models(
+        let instance = pipeline::instance_with_budget(
             &self.registry,
             &name,
             &self.tenant,
             settings,
             Some(self.source.clone()),
             self.models,
+            self.budget,
         )?;
         Ok(Run {
             registry: self.registry,
@@ -147,6 +160,10 @@ pub struct RunOutcome {
     pub fuel: u64,
     /// Faults the instance met, recovered or not.
     pub faults: u64,
+    /// The faults themselves, oldest first (the newest 64), for quarantine.
+    pub fault_list: Vec<Fault>,
+    /// What the agent used.
+    pub usage: Usage,
 }
 
 impl Run {
@@ -165,7 +182,13 @@ impl Run {
             replay_ms: self.replay_ms,
         };
         let result = pipeline::run_observed(&self.registry, &mut self.instance, &*self.source, store, &spec, observer);
-        RunOutcome { result, fuel: self.instance.fuel_used(), faults: self.instance.faults() }
+        RunOutcome {
+            result,
+            fuel: self.instance.fuel_used(),
+            faults: self.instance.faults(),
+            fault_list: self.instance.take_faults(),
+            usage: *self.instance.usage(),
+        }
     }
 
     /// As [`Run::execute`], recording job status in `cache` every
@@ -181,7 +204,19 @@ impl Run {
         let mut job = RunJob::start(cache, &self.tenant, &self.agent, self.source.name(), interval);
         started(job.status());
         let outcome = self.execute(store, &mut |report| job.observe(report));
-        job.finish(&outcome.result);
+        job.finish(&outcome.result, &outcome.usage);
         (outcome, job.status().clone())
     }
+}
+
+/// `defaults` with `tenant`'s overrides from the control store; an
+/// override of an unknown key (from an older version) is ignored.
+pub fn tenant_budget(defaults: &RunBudget, control: &ControlStore, tenant: &str) -> Result<RunBudget, RunError> {
+    let mut budget = defaults.clone();
+    for (key, value) in control.budget_overrides(tenant)? {
+        if let Some(which) = Budget::parse(&key) {
+            let _ = budget.set(which, value);
+        }
+    }
+    Ok(budget)
 }

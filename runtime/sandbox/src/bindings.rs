@@ -7,7 +7,7 @@ pub mod v2 {
     wasmtime::component::bindgen!({
         path: "../../wit/0.2.0",
         world: "agent",
-        imports: { default: tracing },
+        imports: { default: tracing | trappable },
         with: {
             "mcp:agent/model.loaded-model": crate::host::ModelHandle,
         },
@@ -24,7 +24,7 @@ pub mod v1 {
     wasmtime::component::bindgen!({
         path: "../../wit/0.1.0",
         world: "agent",
-        imports: { default: tracing },
+        imports: { default: tracing | trappable },
         with: {
             "mcp:agent/model.loaded-model": crate::host::ModelHandle,
         },

@@ -129,7 +129,7 @@ macro_rules! conversions_for {
         /// One line naming an agent error and its detail.
         impl From<&$module::AgentError> for AgentFailure {
             fn from(error: &$module::AgentError) -> Self {
-                AgentFailure(match error {
+                AgentFailure::bounded(match error {
                     $module::AgentError::UnsupportedLogType(m) => format!("unsupported log type: {m}"),
                     $module::AgentError::InvalidEntry(e) => format!("invalid entry {}: {}", e.log_id, e.reason),
                     $module::AgentError::ModelUnavailable(m) => format!("model unavailable: {m}"),
@@ -147,6 +147,17 @@ conversions_for!(v2);
 /// An agent's error, as one line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentFailure(pub String);
+
+/// The most of an agent's error message the host keeps: it is printed,
+/// stored in the job record and returned by the API.
+pub const MAX_ERROR_BYTES: usize = 1024;
+
+impl AgentFailure {
+    /// `message`, cut to [`MAX_ERROR_BYTES`] with a note of how much was cut.
+    pub fn bounded(message: String) -> Self {
+        AgentFailure(crate::text::bounded(message, MAX_ERROR_BYTES))
+    }
+}
 
 /// A 0.1.0 guest's findings are a 0.2.0 guest's, field for field.
 impl From<v1::Findings> for v2::Findings {

@@ -2,6 +2,7 @@
 
 use wasmtime::Trap;
 
+use super::budget::{Budget, BudgetExceeded};
 use super::limits::LimitHit;
 
 /// Why the sandbox stopped an agent call.
@@ -27,6 +28,12 @@ pub enum Fault {
     StateTooLarge { bytes: usize, limit: usize },
     #[error("{0}")]
     Wait(String),
+    #[error("{0}")]
+    Budget(BudgetExceeded),
+    #[error("called exit with status {0}")]
+    Exit(i32),
+    #[error("held more than {limit} host handles at once")]
+    Handles { limit: usize },
     #[error("trapped: {0}")]
     Trap(String),
 }
@@ -45,6 +52,9 @@ impl Fault {
             Fault::TooManyAnomalies { .. } => "result-size",
             Fault::BadFindings(_) => "bad-findings",
             Fault::Wait(_) => "wait",
+            Fault::Budget(_) => "budget",
+            Fault::Exit(_) => "exit",
+            Fault::Handles { .. } => "handles",
             Fault::Trap(_) => "trap",
         }
     }
@@ -58,6 +68,10 @@ pub struct FaultContext {
     pub memory_limit: usize,
     pub stack_limit: usize,
     pub limit_hit: Option<LimitHit>,
+    /// The call's deadline was the run's remaining time, not the per-call one.
+    pub deadline_is_run_budget: Option<u64>,
+    /// The call's fuel was the run's remaining fuel, not the per-call amount.
+    pub fuel_is_run_budget: Option<u64>,
 }
 
 /// Turns the error of a failed call into a [`Fault`].
@@ -72,12 +86,45 @@ pub fn classify(error: &wasmtime::Error, context: FaultContext) -> Fault {
     if let Some(denied) = error.downcast_ref::<crate::waits::WaitDenied>() {
         return Fault::Wait(denied.to_string());
     }
+    if let Some(exceeded) = error.downcast_ref::<BudgetExceeded>() {
+        return Fault::Budget(*exceeded);
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return Fault::Exit(exit.0);
+    }
+    if let Some(wasmtime::component::ResourceTableError::Full) =
+        error.downcast_ref::<wasmtime::component::ResourceTableError>()
+    {
+        return Fault::Handles { limit: crate::host::MAX_HANDLES };
+    }
     match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Fault::Deadline { timeout_ms: context.timeout_ms },
-        Some(Trap::OutOfFuel) => Fault::FuelExhausted { fuel: context.fuel },
+        Some(Trap::Interrupt) => match context.deadline_is_run_budget {
+            Some(limit) => Fault::Budget(BudgetExceeded { budget: Budget::RunAgentMs, limit }),
+            None => Fault::Deadline { timeout_ms: context.timeout_ms },
+        },
+        Some(Trap::OutOfFuel) => match context.fuel_is_run_budget {
+            Some(limit) => Fault::Budget(BudgetExceeded { budget: Budget::FuelPerRun, limit }),
+            None => Fault::FuelExhausted { fuel: context.fuel },
+        },
         Some(Trap::StackOverflow) => Fault::StackOverflow { limit: context.stack_limit },
         Some(Trap::UnreachableCodeReached) => Fault::Panic,
         Some(other) => Fault::Trap(other.to_string()),
-        None => Fault::Trap(format!("{error:#}")),
+        None => Fault::Trap(first_line(error)),
+    }
+}
+
+/// The first line of an untyped error, bounded: backtraces and wasmtime's
+/// context chains span lines, and this text reaches job records and the API.
+fn first_line(error: &wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    let line = text.lines().next().unwrap_or("").trim();
+    crate::text::bounded(crate::text::one_line(line), 512)
+}
+
+impl Fault {
+    /// Whether retrying the call on a fresh instance cannot help: a spent
+    /// run budget stays spent.
+    pub fn is_budget(&self) -> bool {
+        matches!(self, Fault::Budget(_))
     }
 }

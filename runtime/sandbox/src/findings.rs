@@ -78,6 +78,12 @@ pub fn unpack(findings: &Findings, limit: usize) -> Result<Vec<Anomaly>, UnpackE
     Ok(anomalies)
 }
 
+/// What findings cost against the returned-bytes budget: their texts and
+/// a fixed amount for the numbers.
+pub fn bytes_of(anomalies: &[Anomaly]) -> u64 {
+    anomalies.iter().map(|a| (a.label.len() + a.reason.len() + 24) as u64).sum()
+}
+
 /// Why findings were refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UnpackError {

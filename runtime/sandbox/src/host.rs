@@ -11,9 +11,11 @@ use mcp_columns::Anomaly;
 
 use super::bindings::{v1, v2};
 use super::boundary::ImportError;
+use super::budget::{Budget, BudgetExceeded, CallQuota, RunBudget};
 use super::findings::{self, UnpackError};
-use super::limits::GuestLimiter;
+use super::limits::{GuestLimiter, SandboxLimits};
 use super::output::GuestOutput;
+use super::text;
 
 /// Serves `logs.query` for an agent's tenant.
 pub trait LogReader: Send + Sync {
@@ -42,10 +44,15 @@ pub trait ServedModel: Send + Sync {
 pub struct InstanceContext {
     pub agent: Arc<str>,
     pub tenant: Arc<str>,
+    /// The one log type the agent was granted; `logs.query` serves no other.
+    /// `None` (validation probes) serves none.
+    pub log_type: Option<Arc<str>>,
     pub config: Arc<BTreeMap<String, String>>,
     pub logs: Option<Arc<dyn LogReader>>,
     /// The models this instance may use (its own agent's only).
     pub models: Option<Arc<dyn ModelProvider>>,
+    /// The tenant's budget for the run this instance serves.
+    pub budget: RunBudget,
 }
 
 impl std::fmt::Debug for InstanceContext {
@@ -58,15 +65,28 @@ impl std::fmt::Debug for InstanceContext {
 }
 
 impl InstanceContext {
-    /// An agent of `tenant` with no settings and no log access.
+    /// An agent of `tenant` with no settings, no log access and the default
+    /// budget.
     pub fn new(agent: &str, tenant: &str) -> Self {
-        InstanceContext { agent: agent.into(), tenant: tenant.into(), config: Arc::default(), logs: None, models: None }
+        InstanceContext {
+            agent: agent.into(),
+            tenant: tenant.into(),
+            log_type: None,
+            config: Arc::default(),
+            logs: None,
+            models: None,
+            budget: RunBudget::default(),
+        }
     }
 }
 
 /// The most rows one inference call may carry: the host allocates the
 /// input and output tensors, so a guest must not choose their size freely.
 pub const MAX_INFERENCE_ROWS: usize = 100_000;
+/// Longest message the `log` import passes on, in bytes.
+pub const MAX_LOG_MESSAGE_BYTES: usize = 1024;
+/// Host-side handles (models, WASI streams) one instance may hold at once.
+pub const MAX_HANDLES: usize = 1024;
 
 /// A model handle given to a guest. A handle without a pinned version
 /// follows the active one, so an activation or rollback reaches running
@@ -90,11 +110,12 @@ pub struct HostState {
     pub(crate) model_used: Option<(String, String)>,
     pub(crate) max_reported: usize,
     pub(crate) report_overflow: usize,
+    pub(crate) quota: CallQuota,
     max_query_page: u32,
 }
 
 impl HostState {
-    pub fn new(context: InstanceContext, memory_bytes: usize, max_reported: usize, max_query_page: u32) -> Self {
+    pub fn new(context: InstanceContext, limits: &SandboxLimits) -> Self {
         // Deny by default: no preopened directories, no environment, no
         // arguments, no network, no inherited stdio.
         let mut builder = WasiCtxBuilder::new();
@@ -105,16 +126,19 @@ impl HostState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HANDLES);
         HostState {
             wasi: builder.build(),
-            table: ResourceTable::new(),
-            limiter: GuestLimiter::new(memory_bytes),
+            table,
+            limiter: GuestLimiter::new(context.budget.memory_bytes),
+            quota: CallQuota::new(context.budget.clone()),
             context,
             reported: Vec::new(),
             model_used: None,
-            max_reported,
+            max_reported: limits.max_anomalies_per_call,
             report_overflow: 0,
-            max_query_page,
+            max_query_page: limits.max_query_page,
         }
     }
 }
@@ -125,40 +149,80 @@ impl WasiView for HostState {
     }
 }
 
+/// What an import answers: a trap for a spent budget (the guest cannot go
+/// on asking), else the guest's own result.
+type Answer<T> = wasmtime::Result<Result<T, ImportError>>;
+
+fn budget_trap<T>(exceeded: BudgetExceeded) -> Answer<T> {
+    Err(wasmtime::Error::new(exceeded))
+}
+
 /// The imports' logic, in the host's types; each protocol version's
 /// bindings below only convert to and from it.
 impl HostState {
-    fn query_logs(&mut self, mut query: mcp_columns::LogQuery) -> Result<mcp_columns::LogBatch, ImportError> {
+    fn query_logs(&mut self, mut query: mcp_columns::LogQuery) -> Answer<mcp_columns::LogBatch> {
         let Some(reader) = self.context.logs.clone() else {
-            return Err(ImportError::Unavailable("no log source is attached to this run".into()));
+            return Ok(Err(ImportError::Unavailable("no log source is attached to this run".into())));
         };
-        if query.limit == 0 {
-            return Err(ImportError::InvalidArgument("limit must be at least 1".into()));
+        let granted = self.context.log_type.clone();
+        if granted.as_deref() != Some(query.log_type.as_str()) {
+            return Ok(Err(ImportError::Denied(format!(
+                "agent {} may read only its own log type ({}), not '{}'",
+                self.context.agent,
+                granted.as_deref().unwrap_or("none"),
+                text::bounded(query.log_type, 64)
+            ))));
         }
-        query.limit = query.limit.min(self.max_query_page);
-        reader.query(&self.context.tenant, &query)
+        if query.limit == 0 {
+            return Ok(Err(ImportError::InvalidArgument("limit must be at least 1".into())));
+        }
+        let left = self.quota.budget.log_rows.saturating_sub(self.quota.before.log_rows + self.quota.used.log_rows);
+        if left == 0 {
+            return budget_trap(BudgetExceeded { budget: Budget::LogRows, limit: self.quota.budget.log_rows });
+        }
+        query.limit = query.limit.min(self.max_query_page).min(u32::try_from(left).unwrap_or(u32::MAX));
+        let batch = match reader.query(&self.context.tenant, &query) {
+            Ok(batch) => batch,
+            Err(error) => return Ok(Err(error)),
+        };
+        if let Err(exceeded) = self.quota.take(Budget::LogRows, batch.ids.len() as u64) {
+            return budget_trap(exceeded);
+        }
+        Ok(Ok(batch))
     }
 
-    fn load_model(&mut self, name: String, version: Option<String>) -> Result<Resource<ModelHandle>, ImportError> {
+    fn load_model(&mut self, name: String, version: Option<String>) -> Answer<Resource<ModelHandle>> {
         let Some(models) = self.context.models.clone() else {
-            return Err(ImportError::NotFound("no model store is attached to this host".into()));
+            return Ok(Err(ImportError::NotFound("no model store is attached to this host".into())));
         };
         if name != *self.context.agent {
-            return Err(ImportError::NotFound(format!(
-                "agent {} may load only its own models (named '{}'), not '{name}'",
-                self.context.agent, self.context.agent
-            )));
+            return Ok(Err(ImportError::NotFound(format!(
+                "agent {} may load only its own models (named '{}'), not '{}'",
+                self.context.agent,
+                self.context.agent,
+                text::one_line(&text::bounded(name, 64))
+            ))));
         }
-        let model = models.model(&name, version.as_deref())?;
+        let model = match models.model(&name, version.as_deref()) {
+            Ok(model) => model,
+            Err(error) => return Ok(Err(error)),
+        };
         let handle = ModelHandle { name, pinned: version, version: model.version().to_string() };
-        self.table.push(handle).map_err(|e| ImportError::LimitExceeded(e.to_string()))
+        Ok(self.table.push(handle).map_err(|e| ImportError::LimitExceeded(e.to_string())))
     }
 
     fn model_version(&mut self, handle: &Resource<ModelHandle>) -> String {
         self.table.get(handle).map(|m| m.version.clone()).unwrap_or_default()
     }
 
-    fn infer(
+    fn infer(&mut self, handle: &Resource<ModelHandle>, shape: &[u32], data: &[f32]) -> Answer<(Vec<u32>, Vec<f32>)> {
+        if let Err(exceeded) = self.quota.take(Budget::Inferences, 1) {
+            return budget_trap(exceeded);
+        }
+        Ok(self.infer_once(handle, shape, data))
+    }
+
+    fn infer_once(
         &mut self,
         handle: &Resource<ModelHandle>,
         shape: &[u32],
@@ -196,31 +260,42 @@ impl HostState {
         Ok(output)
     }
 
-    fn report(&mut self, found: &v2::Findings) -> Result<(), ImportError> {
+    fn report(&mut self, found: &v2::Findings) -> Answer<()> {
         let room = self.max_reported.saturating_sub(self.reported.len());
         match findings::unpack(found, room) {
             Ok(anomalies) => {
+                if let Err(exceeded) = self
+                    .quota
+                    .take(Budget::Findings, anomalies.len() as u64)
+                    .and_then(|()| self.quota.take(Budget::ReturnedBytes, findings::bytes_of(&anomalies)))
+                {
+                    return budget_trap(exceeded);
+                }
                 self.reported.extend(anomalies);
-                Ok(())
+                Ok(Ok(()))
             }
             Err(UnpackError::TooMany { count }) => {
                 self.report_overflow += count;
-                Err(ImportError::LimitExceeded(format!("at most {} findings per call", self.max_reported)))
+                Ok(Err(ImportError::LimitExceeded(format!("at most {} findings per call", self.max_reported))))
             }
-            Err(UnpackError::Malformed(reason)) => Err(ImportError::InvalidArgument(reason)),
+            Err(UnpackError::Malformed(reason)) => Ok(Err(ImportError::InvalidArgument(reason))),
         }
     }
 
-    fn log(&self, level: tracing::Level, message: &str) {
+    fn log(&mut self, level: tracing::Level, message: String) -> wasmtime::Result<()> {
+        let message = text::one_line(&text::bounded(message, MAX_LOG_MESSAGE_BYTES));
+        self.quota.take(Budget::LogLines, 1)?;
+        self.quota.take(Budget::LogBytes, message.len() as u64)?;
         let agent = &*self.context.agent;
         let tenant = &*self.context.tenant;
         match level {
-            tracing::Level::TRACE => tracing::trace!(agent, tenant, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(agent, tenant, "{message}"),
-            tracing::Level::INFO => tracing::info!(agent, tenant, "{message}"),
-            tracing::Level::WARN => tracing::warn!(agent, tenant, "{message}"),
-            tracing::Level::ERROR => tracing::error!(agent, tenant, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(agent, tenant, guest = %message),
+            tracing::Level::DEBUG => tracing::debug!(agent, tenant, guest = %message),
+            tracing::Level::INFO => tracing::info!(agent, tenant, guest = %message),
+            tracing::Level::WARN => tracing::warn!(agent, tenant, guest = %message),
+            tracing::Level::ERROR => tracing::error!(agent, tenant, guest = %message),
         }
+        Ok(())
     }
 }
 
@@ -234,8 +309,8 @@ macro_rules! imports_for {
             fn query(
                 &mut self,
                 query: $module::mcp::agent::logs::LogQuery,
-            ) -> Result<$module::LogBatch, $module::HostError> {
-                Ok(self.query_logs(query.into())?.into())
+            ) -> wasmtime::Result<Result<$module::LogBatch, $module::HostError>> {
+                Ok(self.query_logs(query.into())?.map(Into::into).map_err(Into::into))
             }
         }
 
@@ -246,21 +321,22 @@ macro_rules! imports_for {
                 &mut self,
                 name: String,
                 version: Option<String>,
-            ) -> Result<Resource<ModelHandle>, $module::HostError> {
-                Ok(self.load_model(name, version)?)
+            ) -> wasmtime::Result<Result<Resource<ModelHandle>, $module::HostError>> {
+                Ok(self.load_model(name, version)?.map_err(Into::into))
             }
 
-            fn version(&mut self, handle: Resource<ModelHandle>) -> String {
-                self.model_version(&handle)
+            fn version(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<String> {
+                Ok(self.model_version(&handle))
             }
 
             fn infer(
                 &mut self,
                 handle: Resource<ModelHandle>,
                 input: $module::mcp::agent::types::Tensor,
-            ) -> Result<$module::mcp::agent::types::Tensor, $module::HostError> {
-                let (shape, data) = HostState::infer(self, &handle, &input.shape, &input.data)?;
-                Ok($module::mcp::agent::types::Tensor { shape, data })
+            ) -> wasmtime::Result<Result<$module::mcp::agent::types::Tensor, $module::HostError>> {
+                Ok(HostState::infer(self, &handle, &input.shape, &input.data)?
+                    .map(|(shape, data)| $module::mcp::agent::types::Tensor { shape, data })
+                    .map_err(Into::into))
             }
 
             fn drop(&mut self, handle: Resource<ModelHandle>) -> wasmtime::Result<()> {
@@ -270,13 +346,13 @@ macro_rules! imports_for {
         }
 
         impl $module::mcp::agent::report::Host for HostState {
-            fn report(&mut self, found: $module::Findings) -> Result<(), $module::HostError> {
-                Ok(HostState::report(self, &found.into())?)
+            fn report(&mut self, found: $module::Findings) -> wasmtime::Result<Result<(), $module::HostError>> {
+                Ok(HostState::report(self, &found.into())?.map_err(Into::into))
             }
         }
 
         impl $module::mcp::agent::log::Host for HostState {
-            fn log(&mut self, level: $module::mcp::agent::log::Level, message: String) {
+            fn log(&mut self, level: $module::mcp::agent::log::Level, message: String) -> wasmtime::Result<()> {
                 use $module::mcp::agent::log::Level;
                 let level = match level {
                     Level::Trace => tracing::Level::TRACE,
@@ -285,17 +361,17 @@ macro_rules! imports_for {
                     Level::Warn => tracing::Level::WARN,
                     Level::Error => tracing::Level::ERROR,
                 };
-                HostState::log(self, level, &message);
+                HostState::log(self, level, message)
             }
         }
 
         impl $module::mcp::agent::config::Host for HostState {
-            fn get(&mut self, key: String) -> Option<String> {
-                self.context.config.get(&key).cloned()
+            fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+                Ok(self.context.config.get(&key).cloned())
             }
 
-            fn keys(&mut self) -> Vec<String> {
-                self.context.config.keys().cloned().collect()
+            fn keys(&mut self) -> wasmtime::Result<Vec<String>> {
+                Ok(self.context.config.keys().cloned().collect())
             }
         }
     };

@@ -1,16 +1,18 @@
 //! One agent instance: a Store, its bindings, and the rules for a call.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Engine, Store};
 
 use super::bindings::{v1, v2};
 use super::boundary::{AgentFailure, FeatureTable, feature_table};
+use super::budget::{Budget, BudgetExceeded, Usage};
 use super::fault::{self, Fault, FaultContext};
 use super::findings::{self, UnpackError};
 use super::host::{HostState, InstanceContext};
 use super::info::{AgentInfo, Protocol};
-use super::limits::{BudgetKind, SandboxLimits};
+use super::limits::{BudgetKind, EPOCH_TICK_MS, SandboxLimits};
+use super::slots::TenantSlot;
 use super::{GuestBatch, Result, SandboxError};
 use mcp_columns::Anomaly;
 
@@ -48,9 +50,14 @@ pub struct AgentInstance {
     context: InstanceContext,
     live: Option<(Store<HostState>, Exports)>,
     faults: u64,
-    fuel_used: u64,
+    /// What every call so far used, summed; checked against the budget.
+    usage: Usage,
+    /// The faults not yet taken by [`AgentInstance::take_faults`], newest last.
+    fault_log: Vec<Fault>,
     /// The last state taken or given, for a fresh Store after a fault.
     state: Option<Vec<u8>>,
+    /// This tenant's share of the process's instances, given back on drop.
+    _slot: TenantSlot,
 }
 
 impl std::fmt::Debug for AgentInstance {
@@ -63,9 +70,25 @@ impl std::fmt::Debug for AgentInstance {
 }
 
 impl AgentInstance {
-    pub(crate) fn new(engine: Engine, pre: Pre, limits: SandboxLimits, context: InstanceContext) -> Result<Self> {
-        let mut instance =
-            AgentInstance { engine, pre, limits, context, live: None, faults: 0, fuel_used: 0, state: None };
+    pub(crate) fn new(
+        engine: Engine,
+        pre: Pre,
+        limits: SandboxLimits,
+        context: InstanceContext,
+        slot: TenantSlot,
+    ) -> Result<Self> {
+        let mut instance = AgentInstance {
+            engine,
+            pre,
+            limits,
+            context,
+            live: None,
+            faults: 0,
+            usage: Usage::default(),
+            fault_log: Vec::new(),
+            state: None,
+            _slot: slot,
+        };
         instance.ensure_live()?;
         Ok(instance)
     }
@@ -93,33 +116,83 @@ impl AgentInstance {
         self.live.as_ref().and_then(|(store, _)| store.data().model_used.clone())
     }
 
-    /// Fuel consumed by completed calls, with `budget = "fuel"`.
+    /// Fuel consumed by calls so far, with `budget = "fuel"`.
     pub fn fuel_used(&self) -> u64 {
-        self.fuel_used
+        self.usage.fuel
     }
 
-    fn arm(&self, store: &mut Store<HostState>) -> Result<()> {
+    /// What this instance's calls used so far.
+    pub fn usage(&self) -> &Usage {
+        &self.usage
+    }
+
+    /// Sets the call's deadline or fuel: the per-call amount, or what is
+    /// left of the run's when that is less. Says which, for naming a fault.
+    fn arm(&mut self, store: &mut Store<HostState>) -> Result<Armed> {
+        let budget = &self.context.budget;
+        let mut armed = Armed::default();
         let result = match self.limits.budget {
             BudgetKind::Epoch => {
-                store.set_epoch_deadline(self.limits.deadline_ticks());
+                let left = budget.run_agent_ms.saturating_sub(self.usage.agent_ms);
+                if left == 0 {
+                    return Err(self.fault_of_budget(Budget::RunAgentMs));
+                }
+                let ms = if left < budget.call_timeout_ms {
+                    armed.deadline_is_run_budget = Some(budget.run_agent_ms);
+                    left
+                } else {
+                    budget.call_timeout_ms
+                };
+                store.set_epoch_deadline(ms.div_ceil(EPOCH_TICK_MS).max(1));
                 Ok(())
             }
-            BudgetKind::Fuel => store.set_fuel(self.limits.fuel_per_call),
+            BudgetKind::Fuel => {
+                let left = budget.fuel_per_run.saturating_sub(self.usage.fuel);
+                if left == 0 {
+                    return Err(self.fault_of_budget(Budget::FuelPerRun));
+                }
+                armed.fuel = if left < budget.fuel_per_call {
+                    armed.fuel_is_run_budget = Some(budget.fuel_per_run);
+                    left
+                } else {
+                    budget.fuel_per_call
+                };
+                store.set_fuel(armed.fuel)
+            }
         };
-        result
-            .map_err(|e| SandboxError::Instantiate { agent: self.context.agent.to_string(), detail: format!("{e:#}") })
+        result.map_err(|e| SandboxError::Instantiate {
+            agent: self.context.agent.to_string(),
+            detail: format!("{e:#}"),
+        })?;
+        Ok(armed)
+    }
+
+    fn fault_of_budget(&mut self, budget: Budget) -> SandboxError {
+        let exceeded = BudgetExceeded { budget, limit: self.context.budget.get(budget) };
+        self.fault(Fault::Budget(exceeded))
+    }
+
+    /// Takes `amount` of a run budget for what the host received after a
+    /// call; a hit is a fault like one inside the call.
+    fn charge(&mut self, budget: Budget, amount: u64) -> Result<()> {
+        let limit = self.context.budget.get(budget);
+        if self.usage.of(budget).saturating_add(amount) > limit {
+            self.live = None;
+            return Err(self.fault(Fault::Budget(BudgetExceeded { budget, limit })));
+        }
+        match budget {
+            Budget::Findings => self.usage.findings += amount,
+            Budget::ReturnedBytes => self.usage.returned_bytes += amount,
+            _ => {}
+        }
+        Ok(())
     }
 
     fn ensure_live(&mut self) -> Result<()> {
         if self.live.is_some() {
             return Ok(());
         }
-        let state = HostState::new(
-            self.context.clone(),
-            self.limits.memory_bytes,
-            self.limits.max_anomalies_per_call,
-            self.limits.max_query_page,
-        );
+        let state = HostState::new(self.context.clone(), &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         // With epochs or fuel on, instantiation itself runs under the budget.
@@ -141,14 +214,29 @@ impl AgentInstance {
         Ok(())
     }
 
-    fn fault_context(&self, store: &Store<HostState>) -> FaultContext {
+    fn fault_context(&self, store: &Store<HostState>, armed: Armed) -> FaultContext {
         FaultContext {
-            timeout_ms: self.limits.call_timeout_ms,
-            fuel: self.limits.fuel_per_call,
-            memory_limit: self.limits.memory_bytes,
+            timeout_ms: self.context.budget.call_timeout_ms,
+            fuel: armed.fuel,
+            memory_limit: self.context.budget.memory_bytes,
             stack_limit: self.limits.stack_bytes,
             limit_hit: store.data().limiter.hit,
+            deadline_is_run_budget: armed.deadline_is_run_budget,
+            fuel_is_run_budget: armed.fuel_is_run_budget,
         }
+    }
+
+    /// Adds what the call just made in `store` used to the run's usage.
+    fn account(&mut self, store: &mut Store<HostState>, started: Instant, armed: Armed) {
+        let state = store.data();
+        let mut call = state.quota.used;
+        call.calls = 1;
+        call.agent_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        call.memory_high_water = state.limiter.high_water as u64;
+        if self.limits.budget == BudgetKind::Fuel {
+            call.fuel = armed.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        }
+        self.usage.add(&call);
     }
 
     /// Runs one export call under the budget; a trap discards the instance.
@@ -166,13 +254,20 @@ impl AgentInstance {
         store.data_mut().limiter.hit = None;
         store.data_mut().reported.clear();
         store.data_mut().report_overflow = 0;
-        self.arm(&mut store)?;
-        match f(&bindings, &mut store) {
+        store.data_mut().quota.before = self.usage;
+        store.data_mut().quota.used = Usage::default();
+        let armed = match self.arm(&mut store) {
+            Ok(armed) => armed,
+            Err(error) => {
+                self.live = Some((store, bindings));
+                return Err(error);
+            }
+        };
+        let started = Instant::now();
+        let outcome = f(&bindings, &mut store);
+        self.account(&mut store, started, armed);
+        match outcome {
             Ok(value) => {
-                if self.limits.budget == BudgetKind::Fuel {
-                    let left = store.get_fuel().unwrap_or(0);
-                    self.fuel_used += self.limits.fuel_per_call.saturating_sub(left);
-                }
                 let reported = std::mem::take(&mut store.data_mut().reported);
                 let overflow = store.data().report_overflow;
                 self.live = Some((store, bindings));
@@ -185,7 +280,7 @@ impl AgentInstance {
                 Ok((value, reported))
             }
             Err(error) => {
-                let fault = fault::classify(&error, self.fault_context(&store));
+                let fault = fault::classify(&error, self.fault_context(&store, armed));
                 // The Store is dropped here: after a trap it cannot be entered again.
                 drop(store);
                 Err(self.fault(fault))
@@ -193,19 +288,33 @@ impl AgentInstance {
         }
     }
 
+    /// The faults since the last call of this, oldest first (at most the
+    /// newest 64: a record of a loop, not the loop).
+    pub fn take_faults(&mut self) -> Vec<Fault> {
+        std::mem::take(&mut self.fault_log)
+    }
+
     fn fault(&mut self, fault: Fault) -> SandboxError {
         self.faults += 1;
+        if self.fault_log.len() >= 64 {
+            self.fault_log.remove(0);
+        }
+        self.fault_log.push(fault.clone());
         // A trap already dropped the Store; a bad result leaves it alive but
         // untrusted, so it goes too.
-        if matches!(fault, Fault::TooManyAnomalies { .. } | Fault::BadFindings(_)) {
+        if matches!(fault, Fault::TooManyAnomalies { .. } | Fault::BadFindings(_) | Fault::StateTooLarge { .. }) {
             self.live = None;
         }
         tracing::warn!(agent = %self.context.agent, tenant = %self.context.tenant, fault = fault.kind(), "agent call stopped: {fault}");
         SandboxError::Fault { agent: self.context.agent.to_string(), fault }
     }
 
-    fn agent_error(&self, error: impl Into<AgentFailure>) -> SandboxError {
-        SandboxError::Agent { agent: self.context.agent.to_string(), message: error.into().0 }
+    fn agent_error(&mut self, error: impl Into<AgentFailure>) -> SandboxError {
+        let message = error.into().0;
+        if let Err(spent) = self.charge(Budget::ReturnedBytes, message.len() as u64) {
+            return spent;
+        }
+        SandboxError::Agent { agent: self.context.agent.to_string(), message }
     }
 
     fn stamp(&self, mut anomalies: Vec<Anomaly>) -> Vec<Anomaly> {
@@ -240,7 +349,12 @@ impl AgentInstance {
                 .map(|r| r.map_err(|e| AgentFailure::from(&e))),
         })?;
         let findings = result.map_err(|e| self.agent_error(e))?;
+        let returned = findings.log_ids.len() as u64;
         let mut found = self.unpack(&findings, reported)?;
+        // Reported findings were charged by the import as they came.
+        self.charge(Budget::Findings, returned)?;
+        let returned_bytes = crate::findings::bytes_of(&found[..returned as usize]);
+        self.charge(Budget::ReturnedBytes, returned_bytes)?;
         fill_from_batch(&batch.0, &mut found);
         Ok(self.stamp(found))
     }
@@ -375,6 +489,14 @@ fn fill_from_batch(batch: &v2::LogBatch, anomalies: &mut [Anomaly]) {
             Err(_) => anomaly.source.clear(),
         }
     }
+}
+
+/// How a call was armed, for naming the fault that ends it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Armed {
+    fuel: u64,
+    deadline_is_run_budget: Option<u64>,
+    fuel_is_run_budget: Option<u64>,
 }
 
 fn now_ms() -> i64 {

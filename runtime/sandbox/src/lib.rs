@@ -13,6 +13,7 @@
 
 mod bindings;
 mod boundary;
+mod budget;
 mod cache;
 pub mod conformance;
 mod fault;
@@ -23,6 +24,10 @@ mod instance;
 mod limits;
 mod output;
 pub mod registry;
+mod slots;
+mod text;
+mod turns;
+pub mod upload;
 mod waits;
 
 use std::sync::Arc;
@@ -33,7 +38,8 @@ use std::time::Duration;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use boundary::{FeatureTable, GuestBatch, ImportError};
+pub use boundary::{FeatureTable, GuestBatch, ImportError, MAX_ERROR_BYTES};
+pub use budget::{Budget, BudgetExceeded, RunBudget, Usage};
 pub use cache::{CacheOutcome, CompileCache};
 pub use fault::Fault;
 pub use findings::{MAX_LABEL_BYTES, MAX_REASON_BYTES};
@@ -41,6 +47,8 @@ pub use host::{InstanceContext, LogReader, ModelProvider, ServedModel};
 pub use info::{AgentInfo, PROTOCOL_VERSIONS, Protocol, SchemaSupport};
 pub use instance::{AgentInstance, LogEntry};
 pub use limits::{BudgetKind, EPOCH_TICK_MS, SandboxLimits};
+pub use slots::TenantSlots;
+pub use turns::{Turn, Turns};
 
 /// The newest protocol version this host speaks; [`PROTOCOL_VERSIONS`] lists
 /// every one it serves.
@@ -65,6 +73,18 @@ pub enum SandboxError {
     Fault { agent: String, fault: Fault },
     #[error("agent {agent} returned an error: {message}")]
     Agent { agent: String, message: String },
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl SandboxError {
+    /// The fault that stopped the agent, if a fault did.
+    pub fn fault(&self) -> Option<&Fault> {
+        match self {
+            SandboxError::Fault { fault, .. } => Some(fault),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = SandboxError> = std::result::Result<T, E>;
@@ -75,6 +95,8 @@ pub struct Sandbox {
     linker: Linker<host::HostState>,
     limits: SandboxLimits,
     cache: CompileCache,
+    slots: TenantSlots,
+    turns: Turns,
     _ticker: Option<EpochTicker>,
 }
 
@@ -96,7 +118,16 @@ impl Sandbox {
         bindings::v2::Agent::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let ticker = (limits.budget == BudgetKind::Epoch).then(|| EpochTicker::start(engine.clone()));
-        Ok(Sandbox { engine, linker, limits, cache, _ticker: ticker })
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Sandbox {
+            engine,
+            linker,
+            limits,
+            cache,
+            slots: TenantSlots::default(),
+            turns: Turns::new(workers),
+            _ticker: ticker,
+        })
     }
 
     pub fn limits(&self) -> &SandboxLimits {
@@ -107,17 +138,43 @@ impl Sandbox {
         &self.engine
     }
 
+    /// Each tenant's live instances.
+    pub fn slots(&self) -> &TenantSlots {
+        &self.slots
+    }
+
+    /// The turns agent calls take, fairly across tenants.
+    pub fn turns(&self) -> &Turns {
+        &self.turns
+    }
+
+    /// `budget` within what this process allows everyone: a tenant's budget
+    /// can lower the `[sandbox]` limits, never raise them.
+    pub fn clamp(&self, mut budget: RunBudget) -> RunBudget {
+        budget.call_timeout_ms = budget.call_timeout_ms.min(self.limits.call_timeout_ms);
+        budget.fuel_per_call = budget.fuel_per_call.min(self.limits.fuel_per_call);
+        budget.memory_bytes = budget.memory_bytes.min(self.limits.memory_bytes);
+        budget.max_instances = budget.max_instances.min(self.limits.max_instances);
+        budget
+    }
+
     /// Compiles (or loads from the cache) a component and checks that it
     /// exports this protocol's detector interface.
     pub fn load(&self, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome)> {
-        let (component, outcome) = self.cache.load(&self.engine, bytes, sha256)?;
-        check_protocol(&self.engine, &component)?;
-        Ok((component, outcome))
+        upload::check_header(bytes)?;
+        self.cache.load(&self.engine, bytes, sha256, |component| {
+            let protocol = check_protocol(&self.engine, component)?;
+            upload::check_imports(&self.engine, component, protocol)
+        })
     }
 
     /// Instantiates `component` for `context`; fails if its imports are not
     /// ones this host offers.
-    pub fn instantiate(&self, component: &Component, context: InstanceContext) -> Result<AgentInstance> {
+    pub fn instantiate(&self, component: &Component, mut context: InstanceContext) -> Result<AgentInstance> {
+        context.budget = self.clamp(context.budget);
+        let slot = self.slots.take(&context.tenant, context.budget.max_instances).map_err(|exceeded| {
+            SandboxError::Fault { agent: context.agent.to_string(), fault: Fault::Budget(exceeded) }
+        })?;
         let pre = self
             .linker
             .instantiate_pre(component)
@@ -128,7 +185,7 @@ impl Sandbox {
             _ => bindings::v2::AgentPre::new(pre).map(instance::Pre::V2),
         }
         .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
-        AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context)
+        AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context, slot)
     }
 }
 
@@ -147,6 +204,9 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         .total_core_instances(limits.max_instances * 8)
         .total_memories(limits.max_instances * 2)
         .total_tables(limits.max_instances * 8)
+        .max_core_instances_per_component(limits::MAX_CORE_INSTANCES_PER_COMPONENT)
+        .max_memories_per_component(limits::MAX_MEMORIES_PER_COMPONENT)
+        .max_tables_per_component(limits::MAX_TABLES_PER_COMPONENT)
         .max_memory_size(limits.memory_bytes);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
@@ -161,9 +221,9 @@ pub fn exported_protocol(engine: &Engine, component: &Component) -> Option<Strin
         .find_map(|(name, _)| name.strip_prefix("mcp:agent/detector@").map(str::to_string))
 }
 
-fn check_protocol(engine: &Engine, component: &Component) -> Result<()> {
+fn check_protocol(engine: &Engine, component: &Component) -> Result<Protocol> {
     match exported_protocol(engine, component) {
-        Some(found) if Protocol::of_version(&found).is_some() => Ok(()),
+        Some(found) if let Some(protocol) = Protocol::of_version(&found) => Ok(protocol),
         Some(found) => Err(SandboxError::ProtocolMismatch { expected: PROTOCOL_VERSIONS.join(" or "), found }),
         None => {
             let exports: Vec<String> = component.component_type().exports(engine).map(|(n, _)| n.to_string()).collect();

@@ -73,28 +73,43 @@ pub enum LimitHit {
     Table { desired: usize },
 }
 
-/// Enforces the memory cap and remembers that it did, so the trap that
-/// follows can be named precisely instead of as a bare `unreachable`.
+/// Enforces the memory cap over all of an instance's memories together
+/// (a component may have many), remembers the high-water mark, and
+/// remembers that it refused, so the trap that follows can be named
+/// precisely instead of as a bare `unreachable`.
 #[derive(Debug)]
 pub struct GuestLimiter {
     memory_bytes: usize,
+    /// Bytes of all the instance's memories now.
+    total: usize,
+    pub(crate) high_water: usize,
     pub(crate) hit: Option<LimitHit>,
 }
 
-const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Elements one table may grow to.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Core instances, memories and tables one component may create: generous
+/// for any toolchain's output (a Rust agent has 3, 1 and 2), small enough
+/// that the per-instance memory cap cannot be multiplied.
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
+pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
 
 impl GuestLimiter {
     pub fn new(memory_bytes: usize) -> Self {
-        GuestLimiter { memory_bytes, hit: None }
+        GuestLimiter { memory_bytes, total: 0, high_water: 0, hit: None }
     }
 }
 
 impl wasmtime::ResourceLimiter for GuestLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
-            self.hit = Some(LimitHit::Memory { desired });
-            wasmtime::bail!("memory limit of {} bytes reached (asked for {desired})", self.memory_bytes);
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.memory_bytes {
+            self.hit = Some(LimitHit::Memory { desired: total });
+            wasmtime::bail!("memory limit of {} bytes reached (asked for {total} in all)", self.memory_bytes);
         }
+        self.total = total;
+        self.high_water = self.high_water.max(total);
         Ok(true)
     }
 
@@ -104,5 +119,35 @@ impl wasmtime::ResourceLimiter for GuestLimiter {
             wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements reached");
         }
         Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_CORE_INSTANCES_PER_COMPONENT as usize
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES_PER_COMPONENT as usize
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES_PER_COMPONENT as usize
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_memory_cap_counts_every_memory_of_an_instance() {
+        let mut limiter = GuestLimiter::new(100);
+        assert!(limiter.memory_growing(0, 60, None).unwrap_or(false));
+        // A second memory of 60 would make 120 in all.
+        assert!(limiter.memory_growing(0, 60, None).is_err());
+        assert_eq!(limiter.hit, Some(LimitHit::Memory { desired: 120 }));
+        // Growing the first memory within the cap still works.
+        assert!(limiter.memory_growing(60, 90, None).unwrap_or(false));
+        assert_eq!(limiter.high_water, 90);
     }
 }

@@ -45,10 +45,13 @@ impl GuestOutput {
             }
             return;
         }
+        // Only what fits: the write that crosses the cap is cut, not taken whole.
+        let room = MAX_BYTES_PER_INSTANCE - buffer.total;
+        let bytes = &bytes[..bytes.len().min(room)];
         buffer.total += bytes.len();
         for &byte in bytes {
             if byte == b'\n' || buffer.line.len() >= MAX_LINE {
-                let line = String::from_utf8_lossy(&buffer.line).into_owned();
+                let line = crate::text::one_line(&String::from_utf8_lossy(&buffer.line));
                 buffer.line.clear();
                 tracing::info!(agent = %self.agent, stream = self.stream, "{line}");
                 if byte == b'\n' {
@@ -104,5 +107,20 @@ impl StdoutStream for GuestOutput {
     }
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_that_crosses_the_cap_is_cut_to_it() {
+        let output = GuestOutput::new("chatty", "stdout");
+        output.accept(&vec![b'x'; 100 * 1024]);
+        output.accept(&vec![b'y'; 300 * 1024]);
+        output.accept(b"more");
+        let total = output.buffer.lock().map(|b| b.total).unwrap_or(0);
+        assert_eq!(total, MAX_BYTES_PER_INSTANCE);
     }
 }

@@ -51,6 +51,41 @@ impl RegisteredAgent {
     }
 }
 
+/// What [`Registry::discover`] found in a directory.
+#[derive(Debug, Default)]
+pub struct Discovery {
+    /// Names registered, in file name order.
+    pub registered: Vec<String>,
+    /// Components refused, each with its reason.
+    pub refused: Vec<RegistryError>,
+}
+
+/// Longest description an agent's info may carry, in bytes.
+pub const MAX_DESCRIPTION_BYTES: usize = 1024;
+/// Most required fields an agent may name, and the longest name.
+pub const MAX_REQUIRED_FIELDS: usize = 256;
+const MAX_FIELD_NAME_BYTES: usize = 128;
+
+/// Info strings reach listings, logs and the API: bounded like findings.
+fn check_info_sizes(info: &AgentInfo) -> Result<(), String> {
+    if info.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(format!("description of {} bytes (at most {MAX_DESCRIPTION_BYTES})", info.description.len()));
+    }
+    if info.agent_version.is_empty()
+        || info.agent_version.len() > 64
+        || info.agent_version.chars().any(char::is_control)
+    {
+        return Err("agent version must be 1 to 64 printable characters".into());
+    }
+    let fields = &info.schema.required_fields;
+    if fields.len() > MAX_REQUIRED_FIELDS || fields.iter().any(|f| f.len() > MAX_FIELD_NAME_BYTES) {
+        return Err(format!(
+            "at most {MAX_REQUIRED_FIELDS} required fields of at most {MAX_FIELD_NAME_BYTES} bytes each"
+        ));
+    }
+    Ok(())
+}
+
 /// The agents this host knows.
 #[derive(Debug, Clone)]
 pub struct Registry {
@@ -78,10 +113,11 @@ impl Registry {
         &self.sandbox
     }
 
-    /// Registers every `*.wasm` in `dir`, in name order. Stops at the first
-    /// invalid or duplicate component: an operator should see it, not have it
-    /// skipped quietly.
-    pub fn discover(&mut self, dir: &Path) -> Result<usize, RegistryError> {
+    /// Registers every `*.wasm` in `dir`, in name order. A component that
+    /// is invalid, or named like one registered before it, is refused with
+    /// its reason (logged, and in the answer) and the rest still register:
+    /// one bad file must not stop every agent beside it.
+    pub fn discover(&mut self, dir: &Path) -> Result<Discovery, RegistryError> {
         let read_err = |source| RegistryError::Read { path: dir.display().to_string(), source };
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(read_err)?
@@ -89,10 +125,17 @@ impl Registry {
             .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
             .collect();
         files.sort();
+        let mut discovery = Discovery::default();
         for file in &files {
-            self.register_file(file)?;
+            match self.register_file(file) {
+                Ok(agent) => discovery.registered.push(agent.info.name.clone()),
+                Err(refusal) => {
+                    tracing::error!(path = %file.display(), "agent refused: {refusal}");
+                    discovery.refused.push(refusal);
+                }
+            }
         }
-        Ok(files.len())
+        Ok(discovery)
     }
 
     /// Validates and registers one component file.
@@ -106,11 +149,18 @@ impl Registry {
     /// in messages.
     pub fn register_bytes(&mut self, bytes: &[u8], origin: &str) -> Result<&RegisteredAgent, RegistryError> {
         let agent = validate(&self.sandbox, bytes, origin)?;
+        self.insert(agent)
+    }
+
+    /// Registers an agent [`validate`] accepted, without asking its info
+    /// again (a second answer could differ from the one checked).
+    pub fn insert(&mut self, agent: RegisteredAgent) -> Result<&RegisteredAgent, RegistryError> {
         let name = agent.info.name.clone();
+        let origin = agent.origin.as_str();
         if let Some(existing) = self.agents.get(&name) {
             return Err(RegistryError::Duplicate { name, first: existing.origin.clone(), second: origin.to_string() });
         }
-        tracing::info!(agent = %name, sha256 = %agent.sha256, origin, "agent registered");
+        tracing::info!(agent = %name, sha256 = %agent.sha256, origin = %agent.origin, "agent registered");
         Ok(self.agents.entry(name).or_insert(agent))
     }
 
@@ -150,8 +200,10 @@ impl Registry {
     }
 
     /// A fresh instance of an enabled agent for `context`.
-    pub fn instantiate(&self, name: &str, context: InstanceContext) -> Result<AgentInstance, RegistryError> {
+    pub fn instantiate(&self, name: &str, mut context: InstanceContext) -> Result<AgentInstance, RegistryError> {
         let agent = self.get(name)?;
+        // The grant: the log type its info declared, checked at registration.
+        context.log_type = Some(agent.info.log_type.as_str().into());
         if !agent.enabled {
             return Err(RegistryError::Disabled(name.into()));
         }
@@ -167,8 +219,10 @@ pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<Registe
     let invalid = |source| RegistryError::Invalid { origin: origin.to_string(), source };
     let sha256 = sha256_hex(bytes);
     let (component, cache) = sandbox.load(bytes, &sha256).map_err(invalid)?;
-    let mut probe =
-        sandbox.instantiate(&component, InstanceContext::new("unregistered", "registry")).map_err(invalid)?;
+    // Named for where it came from: it has no name of its own until its
+    // info is checked, and faults must say which file failed.
+    let probe_name = format!("(validating {})", crate::text::bounded(origin.to_string(), 80));
+    let mut probe = sandbox.instantiate(&component, InstanceContext::new(&probe_name, "registry")).map_err(invalid)?;
     let info = probe.info().map_err(invalid)?;
     let protocol = probe.protocol();
     if info.protocol_version != protocol.version() {
@@ -184,11 +238,12 @@ pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<Registe
             detail: format!("agent name '{}' must be 1 to 64 of a-z, 0-9, '-' and '_'", info.name),
         });
     }
-    if info.log_type.is_empty() || info.schema.log_type != info.log_type {
+    check_info_sizes(&info).map_err(|detail| RegistryError::BadInfo { origin: origin.into(), detail })?;
+    if !valid_name(&info.log_type) || info.schema.log_type != info.log_type {
         return Err(RegistryError::BadInfo {
             origin: origin.into(),
             detail: format!(
-                "log type '{}' and schema log type '{}' must be equal and not empty",
+                "log type '{}' and schema log type '{}' must be equal, 1 to 64 of a-z, 0-9, '-' and '_'",
                 info.log_type, info.schema.log_type
             ),
         });

@@ -42,6 +42,30 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL,
     PRIMARY KEY (tenant, key)
 );
+CREATE TABLE IF NOT EXISTS budgets (
+    tenant TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)
+);
+CREATE TABLE IF NOT EXISTS agent_faults (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agent_faults_by_agent ON agent_faults (tenant, agent, at_ms);
+CREATE TABLE IF NOT EXISTS quarantine (
+    tenant TEXT NOT NULL,
+    agent TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    until_ms INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (tenant, agent)
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY,
     at_ms INTEGER NOT NULL,
@@ -136,7 +160,7 @@ impl ControlStore {
         Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ControlError> {
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ControlError> {
         let conn = self.conn.lock().map_err(|_| ControlError::Poisoned)?;
         f(&conn).map_err(|source| ControlError::Db { path: self.path.clone(), source })
     }

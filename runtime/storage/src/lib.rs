@@ -13,6 +13,7 @@
 
 pub mod control;
 pub mod jobstatus;
+pub mod quarantine;
 pub mod retry;
 pub mod schema;
 pub mod source;

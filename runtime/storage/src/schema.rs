@@ -136,24 +136,57 @@ struct Cached {
     shape: Arc<Shape>,
 }
 
-/// The schema files of one folder, reloaded when they change.
+/// The schema files of one folder, reloaded when they change. The folder is
+/// opened once as a capability directory: a log type names a file inside
+/// it and nothing else (no `..`, no absolute path, no symlink out).
 #[derive(Debug)]
 pub struct SchemaFiles {
     dir: PathBuf,
+    capability: Option<cap_std::fs::Dir>,
     cache: Mutex<HashMap<String, Cached>>,
 }
 
+/// Whether `log_type` can name a schema file: what agent names allow.
+pub fn valid_log_type(log_type: &str) -> bool {
+    !log_type.is_empty()
+        && log_type.len() <= 64
+        && log_type.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
 impl SchemaFiles {
+    /// The schema files of `dir`; a folder that does not exist (yet) has none.
     pub fn new(dir: &Path) -> Self {
-        SchemaFiles { dir: dir.to_path_buf(), cache: Mutex::new(HashMap::new()) }
+        let capability = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
+            .inspect_err(|e| tracing::debug!(dir = %dir.display(), "no schema folder: {e}"))
+            .ok();
+        SchemaFiles { dir: dir.to_path_buf(), capability, cache: Mutex::new(HashMap::new()) }
     }
 
     /// The current shape of `log_type`, or `None` when it has no schema file
     /// (its fields are then typed by what most rows of a batch hold).
     pub fn shape(&self, log_type: &str) -> Result<Option<Arc<Shape>>, SchemaError> {
-        let path = self.dir.join(format!("{log_type}.yaml"));
-        let name = path.display().to_string();
-        let bytes = match std::fs::read(&path) {
+        let file = format!("{log_type}.yaml");
+        let name = self.dir.join(&file).display().to_string();
+        if !valid_log_type(log_type) {
+            return Err(SchemaError::Invalid {
+                path: self.dir.display().to_string(),
+                detail: format!("log type '{}' is not 1 to 64 of a-z, 0-9, '-' and '_'", log_type.escape_debug()),
+            });
+        }
+        // A folder made after start (an operator adding the first file) is
+        // opened when first needed.
+        let opened;
+        let dir = match &self.capability {
+            Some(dir) => dir,
+            None => {
+                opened = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority()).ok();
+                match &opened {
+                    Some(dir) => dir,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let bytes = match dir.read(&file) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(source) => return Err(SchemaError::Read { path: name, source }),
@@ -180,6 +213,24 @@ impl SchemaFiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_type_cannot_name_a_file_outside_the_schema_folder() -> Result<(), Box<dyn std::error::Error>> {
+        let outside = tempfile::tempdir()?;
+        std::fs::write(outside.path().join("secret.yaml"), "log_type: secret\nversion: 1\nfields: {}\n")?;
+        let dir = tempfile::tempdir()?;
+        std::os::unix::fs::symlink(outside.path().join("secret.yaml"), dir.path().join("linked.yaml"))?;
+        let files = SchemaFiles::new(dir.path());
+        let secret = outside.path().join("secret").display().to_string();
+        for hostile in ["../secret", "..", secret.as_str(), "a\0b", "Wifi", "a/b", ""] {
+            let answer = files.shape(hostile);
+            assert!(matches!(answer, Err(SchemaError::Invalid { .. })), "{hostile:?} gave {answer:?}");
+        }
+        // A symlink inside the folder that points out of it is not followed.
+        let linked = files.shape("linked");
+        assert!(matches!(linked, Err(SchemaError::Read { .. })), "the symlink out was followed: {linked:?}");
+        Ok(())
+    }
 
     fn error_of(text: &str) -> String {
         parse(text, "x", "x.yaml").err().map(|e| e.to_string()).unwrap_or_default()
