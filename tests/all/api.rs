@@ -408,6 +408,7 @@ fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
     let alpha = api.token("alpha", Role::TenantAdmin);
     let change = |body: &str| api.call("PATCH", "/v1/config", Some(alpha), Some(body));
     problem(&change(r#"{"batch_size":0}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&change(r#"{"batch_size":99}"#)?, StatusCode::BAD_REQUEST, "bad_request");
     problem(&change(r#"{"agents":{"dns":{"detection":"magic"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
     problem(&change(r#"{"agents":{"dns":{"model_threshold":"2"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
     problem(&change(r#"{"agents":{"nobody":{"x":"1"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");

@@ -36,7 +36,8 @@ pub struct SandboxView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
-    /// 1 to 10,000.
+    /// 100 to 10,000: every batch costs a commit and a state snapshot.
+    #[schema(minimum = 100, maximum = 10000)]
     pub batch_size: Option<u32>,
     /// Agent settings by agent name; values are text, as agents read them.
     pub agents: Option<BTreeMap<String, BTreeMap<String, String>>>,
@@ -128,8 +129,9 @@ pub async fn patch_config(
     let Json(change) = body?;
     let mut writes = Vec::new();
     if let Some(size) = change.batch_size {
-        if !(1..=10_000).contains(&size) {
-            return Err(ApiError::bad_request(format!("batch_size {size} must be from 1 to 10000")));
+        let least = mcp_engine::runs::MIN_TENANT_BATCH_SIZE;
+        if !(least..=10_000).contains(&size) {
+            return Err(ApiError::bad_request(format!("batch_size {size} must be from {least} to 10000")));
         }
         writes.push(("batch_size".to_string(), size.to_string()));
     }
