@@ -24,6 +24,8 @@ const ATTACKER_ENTRIES: usize = 5_000;
 fn hostile_api(quarantine: mcp_engine::quarantine::QuarantinePolicy) -> anyhow::Result<Api> {
     let tenants = ["alpha", "beta", "gamma", "clock", "random", "forge"];
     api_configured(SharedCache::open(None, "", Default::default())?, &tenants, |config, source| {
+        // Alpha's admin tokens are the deployment's admin.
+        config.tenant = "alpha".into();
         config.sandbox.call_timeout_ms = 500;
         config.budgets.call_timeout_ms = 500;
         // Small enough that a flood meets it well before the deadline.
@@ -150,7 +152,8 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     let created = upload(&api, "alpha", hostile)?;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["grants"]["log_types"], json!(["wifi"]), "{}", created.body);
-    assert_eq!(created.body["grants"]["models"], json!(["hostile"]), "{}", created.body);
+    assert_eq!(created.body["grants"]["models"], json!([]), "no deployment model for an upload: {}", created.body);
+    assert_eq!(created.body["active_model"], Value::Null, "{}", created.body);
 
     // Attacks that end the run with a named fault or error.
     for (mode, expected) in [
@@ -162,9 +165,9 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
         ("log-flood", "log_lines budget"),
         ("host-spin", "log_lines budget"),
         ("other-log-type", "may read only its own log type (wifi), not 'firewall'"),
-        ("other-model", "may load only its own models"),
-        ("lying-tensor", "features per row"),
-        ("handles", "after"),
+        // An upload gets no deployment model, whatever its name.
+        ("other-model", "no model store is attached"),
+        ("lying-tensor", "no model store is attached"),
         ("nan", "score NaN"),
         ("read-file", "read-file denied"),
         ("socket", "socket denied"),
@@ -212,7 +215,11 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     let error = slow["error"].as_str().unwrap_or_default();
     assert!(error.contains("run_agent_ms budget of 1000"), "{slow}");
     assert!(slow["counters"]["usage.agent_ms"].as_u64().unwrap_or(0) >= 900, "usage is recorded: {slow}");
-    let unset = api.call("PUT", "/v1/tenants/alpha/budgets", Some(admin), Some(r#"{"run_agent_ms": null}"#))?;
+    // Rows read through logs.query count, whether or not the page is full.
+    api.call("PUT", "/v1/tenants/alpha/budgets", Some(admin), Some(r#"{"run_agent_ms": null, "log_rows": 100}"#))?;
+    let (_, error) = attack(&api, "logs-all")?;
+    assert!(error.contains("used up its log_rows budget of 100"), "{error}");
+    let unset = api.call("PUT", "/v1/tenants/alpha/budgets", Some(admin), Some(r#"{"log_rows": null}"#))?;
     assert_eq!(unset.body["overrides"], json!({}), "{}", unset.body);
 
     // The host still answers, and another tenant's ordinary run finds what
@@ -230,6 +237,9 @@ fn budgets_are_the_admins_to_set_and_each_tenants_to_read() -> anyhow::Result<()
     let tenant_admin = api.token("alpha", Role::TenantAdmin);
     let body = r#"{"findings": 10}"#;
     let refused = api.call("PUT", "/v1/tenants/alpha/budgets", Some(tenant_admin), Some(body))?;
+    problem(&refused, StatusCode::FORBIDDEN, "forbidden");
+    let other_admin = api.token("beta", Role::Admin);
+    let refused = api.call("PUT", "/v1/tenants/beta/budgets", Some(other_admin), Some(body))?;
     problem(&refused, StatusCode::FORBIDDEN, "forbidden");
     let admin = api.token("alpha", Role::Admin);
     for bad in [r#"{"findings": 0}"#, r#"{"no_such_budget": 5}"#, r#"{"findings": -1}"#] {
@@ -399,5 +409,73 @@ fn a_tenant_cannot_hold_every_instance() -> anyhow::Result<()> {
     assert!(take("globex").is_ok(), "another tenant still gets an instance");
     drop(held);
     assert!(take("acme").is_ok(), "ended instances give their slots back");
+    Ok(())
+}
+
+#[test]
+fn the_model_import_refuses_other_models_a_lying_tensor_and_a_handle_flood() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let version = dir.path().join("models/hostile/1");
+    std::fs::create_dir_all(&version)?;
+    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("wifi/1");
+    std::fs::copy(shipped.join("model.onnx"), version.join("model.onnx"))?;
+    let metadata = std::fs::read_to_string(shipped.join("metadata.json"))?;
+    std::fs::write(version.join("metadata.json"), metadata.replace("\"agent\": \"wifi\"", "\"agent\": \"hostile\""))?;
+    let models = std::sync::Arc::new(mcp_engine::models::ModelManager::open(
+        &dir.path().join("models"),
+        &dir.path().join("models.db"),
+    )?);
+    let mut registry = mcp_sandbox::registry::Registry::new(crate::common::sandbox());
+    registry.register_file(&crate::common::hostile_path())?;
+    let budget = mcp_sandbox::RunBudget { inferences: 50, ..Default::default() };
+    for (mode, expected) in [
+        ("other-model", "may load only its own models (named 'hostile'), not '../dns'"),
+        ("lying-tensor", "takes 4 features per row"),
+        ("handles", "limit"),
+        ("infer-flood", "used up its inferences budget of 50"),
+    ] {
+        let settings = std::collections::BTreeMap::from([("mode".to_string(), mode.to_string())]);
+        let mut instance = mcp_engine::pipeline::instance_with_budget(
+            &registry,
+            "hostile",
+            "acme",
+            settings,
+            None,
+            Some(models.clone()),
+            budget.clone(),
+        )?;
+        let error =
+            instance.detect_batch(&crate::common::wifi_batch(2)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains(expected), "{mode}: expected '{expected}' in: {error}");
+        // The instance is still usable after a refused import.
+        assert!(instance.usage().calls >= 1);
+    }
+    Ok(())
+}
+
+#[test]
+fn a_tenant_cannot_upload_without_end() -> anyhow::Result<()> {
+    let api = hostile_api(Default::default())?;
+    let admin = api.token("alpha", Role::Admin);
+    api.call("PUT", "/v1/tenants/beta/budgets", Some(admin), Some(r#"{"agents": 1}"#))?;
+    assert_eq!(upload(&api, "beta", std::fs::read(mcp_fixtures::PROXY)?)?.status, StatusCode::CREATED);
+    // Replacing the one it has is fine; a second name is over its budget.
+    assert_eq!(upload(&api, "beta", std::fs::read(mcp_fixtures::PROXY)?)?.status, StatusCode::CREATED);
+    problem(&upload(&api, "beta", std::fs::read(mcp_fixtures::HOSTILE)?)?, StatusCode::CONFLICT, "over_budget");
+    Ok(())
+}
+
+#[test]
+fn with_fuel_a_run_ends_at_its_fuel_budget() -> anyhow::Result<()> {
+    let limits = mcp_sandbox::SandboxLimits { budget: mcp_sandbox::BudgetKind::Fuel, ..crate::common::test_limits() };
+    let mut registry = mcp_sandbox::registry::Registry::new(crate::common::sandbox_with(limits));
+    registry.register_file(&crate::common::hostile_path())?;
+    let budget = mcp_sandbox::RunBudget { fuel_per_run: 5_000_000, ..Default::default() };
+    let settings = std::collections::BTreeMap::from([("mode".to_string(), "loop".to_string())]);
+    let mut instance =
+        mcp_engine::pipeline::instance_with_budget(&registry, "hostile", "acme", settings, None, None, budget)?;
+    let error = instance.detect_batch(&crate::common::wifi_batch(2)).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(error.contains("used up its fuel_per_run budget of 5000000"), "{error}");
+    assert!(instance.usage().fuel <= 5_000_000, "{:?}", instance.usage());
     Ok(())
 }

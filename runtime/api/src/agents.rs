@@ -47,7 +47,8 @@ pub struct AgentView {
 pub struct Grants {
     /// The log types `logs.query` serves it: the one its info declares.
     pub log_types: Vec<String>,
-    /// The models `model.load` serves it: its own, by its name.
+    /// The models `model.load` serves it: a bundled agent's own, by its
+    /// name; none for an upload until per-tenant models exist.
     pub models: Vec<String>,
     /// The setting keys its config import sees for this tenant.
     pub settings: Vec<String>,
@@ -75,7 +76,9 @@ pub struct FaultView {
 
 fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) -> AgentView {
     let name = agent.info.name.clone();
-    let mut settings: Vec<String> = state.config.settings_for(&name).into_keys().collect();
+    // Operator settings and deployment models serve bundled agents only.
+    let mut settings: Vec<String> =
+        if bundled { state.config.settings_for(&name).into_keys().collect() } else { Vec::new() };
     let prefix = format!("agents.{name}.");
     if let Ok(tenant_settings) = state.control.settings(tenant) {
         settings.extend(tenant_settings.into_iter().filter_map(|(k, _)| k.strip_prefix(&prefix).map(str::to_string)));
@@ -94,11 +97,15 @@ fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) 
         .map(|f| FaultView { at_ms: f.at_ms, kind: f.kind, message: f.message })
         .collect();
     AgentView {
-        grants: Grants { log_types: vec![agent.info.log_type.clone()], models: vec![name.clone()], settings },
+        grants: Grants {
+            log_types: vec![agent.info.log_type.clone()],
+            models: if bundled { vec![name.clone()] } else { Vec::new() },
+            settings,
+        },
         quarantine,
         recent_faults,
         enabled: state.control.agent_enabled(tenant, &name).unwrap_or(false),
-        active_model: state.models.active_version(&name).ok().flatten(),
+        active_model: if bundled { state.models.active_version(&name).ok().flatten() } else { None },
         runs: state.run_totals(tenant, &name),
         log_type: agent.info.log_type.clone(),
         agent_version: agent.info.agent_version.clone(),
@@ -199,6 +206,7 @@ pub async fn upload_agent(
             format!("component of {} bytes; this tenant's upload_bytes budget is {allowed}", bytes.len()),
         ));
     }
+    let most_agents = state.tenant_budget(&caller.tenant)?.agents;
     let shared = state.clone();
     let tenant = caller.tenant.clone();
     let view = tokio::task::spawn_blocking(move || -> Result<AgentView, ApiError> {
@@ -209,7 +217,16 @@ pub async fn upload_agent(
         if shared.registry.get(&name).is_ok() {
             return Err(ApiError::conflict(format!("'{name}' is a bundled agent's name; rename yours")));
         }
-        let replaced = shared.uploads_of(&tenant).and_then(|r| r.get(&name).ok().map(|a| a.sha256.clone()));
+        let uploads = shared.uploads_of(&tenant);
+        let replaced = uploads.as_ref().and_then(|r| r.get(&name).ok().map(|a| a.sha256.clone()));
+        let held = uploads.map_or(0, |r| r.list().count()) as u64;
+        if replaced.is_none() && held >= most_agents {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "over_budget",
+                format!("the tenant has {held} uploaded agents, its agents budget; delete one first"),
+            ));
+        }
         shared.write_upload(&tenant, &sha256, &bytes)?;
         shared.replace_upload(&tenant, |registry| {
             let _ = registry.unregister(&name);

@@ -89,8 +89,9 @@ pub async fn get_budget(State(state): State<Arc<ApiState>>, caller: Caller) -> R
     state.budget_view(&caller.tenant).map(Json)
 }
 
-/// Sets or removes (`null`) budget overrides of one tenant (the
-/// deployment's `admin` role only). Unknown names and 0 are refused.
+/// Sets or removes (`null`) budget overrides of one tenant: the deployment's
+/// admin only (an `admin` token of the configured `tenant`, the one `mcp
+/// serve` creates at its first start). Unknown names and 0 are refused.
 #[utoipa::path(
     put,
     path = "/v1/tenants/{tenant}/budgets",
@@ -110,6 +111,14 @@ pub async fn put_budget(
     change: Result<Json<BTreeMap<String, Option<u64>>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<BudgetView>, ApiError> {
     caller.require(Role::Admin)?;
+    // An admin token of another tenant must not set budgets: they bound
+    // what every tenant shares.
+    if caller.tenant != state.config.tenant {
+        return Err(ApiError::forbidden(format!(
+            "budgets are set by the deployment's admin (an admin token of tenant '{}')",
+            state.config.tenant
+        )));
+    }
     let Json(change) = change?;
     if !state.control.tenants()?.contains(&tenant) {
         return Err(ApiError::not_found(format!("no tenant named '{tenant}'")));

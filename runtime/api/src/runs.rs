@@ -60,10 +60,13 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
     let resolved =
         state.resolve(&tenant, &agent).ok_or_else(|| ApiError::not_found(format!("no agent named '{agent}'")))?;
     let source = state.config.log_source()?;
-    let run = RunBuilder::new(&state.config, resolved.registry.clone(), source, &tenant, &agent)
+    let mut builder = RunBuilder::new(&state.config, resolved.registry.clone(), source, &tenant, &agent)
         .tenant_control(&state.control)?
-        .models(state.models.clone())
-        .build()?;
+        .models(state.models.clone());
+    if !resolved.bundled {
+        builder = builder.uploaded();
+    }
+    let run = builder.build()?;
     let mut store = mcp_storage::store::AnomalyStore::open(&state.anomalies_db)?;
     let (started, status) = std::sync::mpsc::channel();
     // The run outlives the request: it goes on in a thread of its own.
@@ -73,13 +76,8 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
             let _ = started.send(status.clone());
         });
         state.add_run_totals(&tenant, &agent, &super::RunTotals::of(&outcome));
-        let settled = mcp_engine::quarantine::settle(
-            &state.control,
-            &state.config.quarantine,
-            &tenant,
-            &agent,
-            &outcome.fault_list,
-        );
+        let settled =
+            mcp_engine::quarantine::settle(&state.control, &state.config.quarantine, &tenant, &agent, &outcome);
         if let Err(e) = settled {
             tracing::error!(tenant, agent, "cannot record the run's faults: {e}");
         }

@@ -380,13 +380,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .and_then(|run| run.models(models.clone()).build())
                     .map(|run| run.execute_as_job(&mut store, &cache, interval, |_| {}));
                 if let Ok((outcome, _)) = &outcome {
-                    let settled = mcp_engine::quarantine::settle(
-                        &control,
-                        &config.quarantine,
-                        &config.tenant,
-                        &name,
-                        &outcome.fault_list,
-                    )?;
+                    let settled =
+                        mcp_engine::quarantine::settle(&control, &config.quarantine, &config.tenant, &name, outcome)?;
                     if let Some(held) = settled {
                         println!(
                             "{name:<10} quarantined until {} (ms since the epoch): {}",

@@ -20,8 +20,12 @@ impl std::fmt::Debug for SourceReader {
 }
 
 impl LogReader for SourceReader {
-    fn query(&self, tenant: &str, query: &LogQuery) -> Result<LogBatch, ImportError> {
-        self.0.read_batch(tenant, query).map(|read| read.batch).map_err(|e| {
+    fn query(&self, tenant: &str, query: &LogQuery) -> Result<(LogBatch, u64), ImportError> {
+        let read = |page: mcp_storage::source::SourceBatch| {
+            let rows = page.batch.ids.len() as u64 + page.quarantined as u64;
+            (page.batch, rows)
+        };
+        self.0.read_batch(tenant, query).map(read).map_err(|e| {
             tracing::error!(tenant, "log query failed: {e}");
             ImportError::Unavailable("the log source failed; the host log has details".into())
         })

@@ -46,6 +46,19 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The agent's own error message, when the agent's error ended the run.
+    pub fn agent_error(&self) -> Option<&str> {
+        match self {
+            RunError::Agent { source, .. } | RunError::Snapshot { source, .. } | RunError::Replay { source, .. } => {
+                match source {
+                    SandboxError::Agent { message, .. } => Some(message),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
     /// The budget that ended the run, if one did.
     pub fn budget(&self) -> Option<mcp_sandbox::BudgetExceeded> {
         let source = match self {
@@ -146,7 +159,11 @@ pub fn run_observed(
         && let Some(state) = store.agent_state(&key, &agent.sha256)?
     {
         // The agent's whole state as of the checkpoint: nothing to replay.
-        match instance.restore(&state) {
+        let restored_state = {
+            let _turn = registry.sandbox().turns().take(spec.tenant);
+            instance.restore(&state)
+        };
+        match restored_state {
             Ok(()) => {
                 restored = true;
                 report.restored_state_bytes = state.len() as u64;
@@ -300,6 +317,9 @@ fn replay(
     Ok(replayed)
 }
 
+/// Labels one entry may carry from one batch of one agent.
+pub const MAX_LABELS_PER_ENTRY: usize = 8;
+
 /// Earlier entries one batch's findings may name (a burst that began in an
 /// earlier batch); each costs the host a lookup, so more are dropped.
 pub const MAX_EARLIER_ENTRIES_PER_BATCH: usize = 1000;
@@ -324,7 +344,17 @@ fn attach_fields(
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
     let mut lookups = 0;
+    // Each anomaly carries a copy of its entry's fields: one per (entry,
+    // label), and a few labels per entry, or one entry named a hundred
+    // thousand times would be copied as often.
+    let mut labels_of: HashMap<u64, Vec<String>> = HashMap::new();
     for mut anomaly in found {
+        let labels = labels_of.entry(anomaly.log_id).or_default();
+        if labels.contains(&anomaly.label) || labels.len() >= MAX_LABELS_PER_ENTRY {
+            rejected += 1;
+            continue;
+        }
+        labels.push(anomaly.label.clone());
         if let Some(line) = lines.get(&anomaly.log_id) {
             kept.push((anomaly, Some((*line).to_string())));
             continue;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use mcp_sandbox::Fault;
+use crate::runs::RunOutcome;
 use mcp_storage::control::{ControlError, ControlStore};
 use mcp_storage::jobstatus::now_ms;
 use mcp_storage::quarantine::Quarantine;
@@ -42,25 +42,47 @@ pub fn in_force(control: &ControlStore, tenant: &str, agent: &str) -> Result<Opt
     Ok(control.quarantine(tenant, agent)?.filter(|q| q.until_ms > now_ms()))
 }
 
-/// Records the faults a run met and quarantines the agent when they reach
-/// the policy's count within its window; a run without faults clears a
-/// past quarantine's level. Returns the quarantine it started, if it did.
+/// Records the faults a run met (and an agent error that ended it) and
+/// quarantines the agent when they reach the policy's count within its
+/// window; a run that made calls without any clears a past quarantine's
+/// level once it has expired. Returns the quarantine it started, if any.
 pub fn settle(
     control: &ControlStore,
     policy: &QuarantinePolicy,
     tenant: &str,
     agent: &str,
-    faults: &[Fault],
+    outcome: &RunOutcome,
+) -> Result<Option<Quarantine>, ControlError> {
+    let mut faults: Vec<(&str, String)> = outcome.fault_list.iter().map(|f| (f.kind(), f.to_string())).collect();
+    if let Err(error) = &outcome.result
+        && let Some(message) = error.agent_error()
+    {
+        // An agent that fails every batch with an error loops like one that traps.
+        faults.push(("agent-error", message.to_string()));
+    }
+    record(control, policy, tenant, agent, &faults, outcome.usage.calls > 0)
+}
+
+/// As [`settle`], with the faults as (kind, message) and whether the run
+/// made any agent call.
+pub fn record(
+    control: &ControlStore,
+    policy: &QuarantinePolicy,
+    tenant: &str,
+    agent: &str,
+    faults: &[(&str, String)],
+    made_calls: bool,
 ) -> Result<Option<Quarantine>, ControlError> {
     let now = now_ms();
     if faults.is_empty() {
-        if control.quarantine(tenant, agent)?.is_some_and(|q| q.until_ms <= now) {
+        // Only a run that called the agent shows it healthy.
+        if made_calls && control.quarantine(tenant, agent)?.is_some_and(|q| q.until_ms <= now) {
             control.release_quarantine(tenant, agent, now, true)?;
         }
         return Ok(None);
     }
-    for fault in faults {
-        control.record_fault(tenant, agent, now, fault.kind(), &fault.to_string())?;
+    for (kind, message) in faults {
+        control.record_fault(tenant, agent, now, kind, message)?;
     }
     let since = now.saturating_sub(i64::try_from(policy.window_ms).unwrap_or(i64::MAX));
     let count = control.faults_since(tenant, agent, since)?;
@@ -70,7 +92,7 @@ pub fn settle(
     let level = control.quarantine(tenant, agent)?.map_or(1, |past| past.level.saturating_add(1));
     let backoff = i64::try_from(policy.backoff(level)).unwrap_or(i64::MAX);
     // The kind only: the reason is shown in listings and problem details.
-    let last = faults.last().map_or("", Fault::kind);
+    let last = faults.last().map_or("", |(kind, _)| kind);
     let record = Quarantine {
         since_ms: now,
         until_ms: now.saturating_add(backoff),
@@ -97,19 +119,21 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let control = ControlStore::open(&dir.path().join("control.db"))?;
         let policy = QuarantinePolicy { faults: 3, window_ms: 60_000, backoff_ms: 1, max_backoff_ms: 1 };
-        let panic = [Fault::Panic];
-        assert_eq!(settle(&control, &policy, "acme", "crash", &panic)?, None);
-        assert_eq!(settle(&control, &policy, "acme", "crash", &panic)?, None);
-        let quarantined = settle(&control, &policy, "acme", "crash", &panic)?;
+        let panic = [("panic", "panicked".to_string())];
+        assert_eq!(record(&control, &policy, "acme", "crash", &panic, true)?, None);
+        assert_eq!(record(&control, &policy, "acme", "crash", &panic, true)?, None);
+        let quarantined = record(&control, &policy, "acme", "crash", &panic, true)?;
         assert_eq!(quarantined.as_ref().map(|q| q.level), Some(1));
         assert!(quarantined.is_some_and(|q| q.reason.contains("3 faults")));
         assert!(control.quarantine("globex", "crash")?.is_none(), "another tenant's agent is untouched");
         std::thread::sleep(std::time::Duration::from_millis(5));
         // Still within the window: the next fault quarantines again, longer.
-        let again = settle(&control, &policy, "acme", "crash", &panic)?;
+        let again = record(&control, &policy, "acme", "crash", &panic, true)?;
         assert_eq!(again.map(|q| q.level), Some(2));
         std::thread::sleep(std::time::Duration::from_millis(5));
-        assert_eq!(settle(&control, &policy, "acme", "crash", &[])?, None);
+        assert_eq!(record(&control, &policy, "acme", "crash", &[], false)?, None);
+        assert!(control.quarantine("acme", "crash")?.is_some(), "a run that made no call shows nothing");
+        assert_eq!(record(&control, &policy, "acme", "crash", &[], true)?, None);
         assert!(control.quarantine("acme", "crash")?.is_none(), "a clean run after expiry clears it");
         Ok(())
     }

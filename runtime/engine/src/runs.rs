@@ -34,6 +34,7 @@ pub struct RunBuilder {
     budget: RunBudget,
     batch_size: u32,
     replay_ms: i64,
+    uploaded: bool,
 }
 
 /// The smallest batch a tenant's `batch_size` setting may ask for: every
@@ -69,6 +70,7 @@ impl RunBuilder {
             budget: config.budgets.clone(),
             batch_size: config.batch_size,
             replay_ms: config.replay_ms,
+            uploaded: false,
         }
     }
 
@@ -101,6 +103,15 @@ impl RunBuilder {
         self
     }
 
+    /// A tenant's uploaded agent: the deployment's models and the
+    /// operator's `[agents.<name>]` settings are keyed by agent name and
+    /// meant for the bundled agents, so an upload named like one gets
+    /// neither (per-tenant models are on the roadmap).
+    pub fn uploaded(mut self) -> Self {
+        self.uploaded = true;
+        self
+    }
+
     /// One setting for this run, over the operator's and the tenant's.
     pub fn setting(mut self, key: &str, value: &str) -> Self {
         self.overrides.insert(key.to_string(), value.to_string());
@@ -111,7 +122,7 @@ impl RunBuilder {
     /// instantiates it.
     pub fn build(self) -> Result<Run, RunError> {
         let name = self.registry.get(&self.agent)?.info.name.clone();
-        let mut settings = self.settings;
+        let (mut settings, models) = if self.uploaded { (BTreeMap::new(), None) } else { (self.settings, self.models) };
         settings.extend(self.tenant_settings);
         settings.extend(self.overrides);
         let instance = pipeline::instance_with_budget(
@@ -120,7 +131,7 @@ impl RunBuilder {
             &self.tenant,
             settings,
             Some(self.source.clone()),
-            self.models,
+            models,
             self.budget,
         )?;
         Ok(Run {

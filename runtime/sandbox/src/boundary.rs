@@ -153,9 +153,10 @@ pub struct AgentFailure(pub String);
 pub const MAX_ERROR_BYTES: usize = 1024;
 
 impl AgentFailure {
-    /// `message`, cut to [`MAX_ERROR_BYTES`] with a note of how much was cut.
+    /// `message` on one line, cut to [`MAX_ERROR_BYTES`] with a note of how
+    /// much was cut.
     pub fn bounded(message: String) -> Self {
-        AgentFailure(crate::text::bounded(message, MAX_ERROR_BYTES))
+        AgentFailure(crate::text::one_line(&crate::text::bounded(message, MAX_ERROR_BYTES)))
     }
 }
 

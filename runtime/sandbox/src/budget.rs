@@ -45,6 +45,9 @@ pub struct RunBudget {
     pub upload_bytes: u64,
     /// API requests this tenant's tokens may make per minute.
     pub requests_per_minute: u64,
+    /// Agents this tenant may have uploaded at once (each keeps compiled
+    /// code in the host's memory).
+    pub agents: u64,
 }
 
 impl Default for RunBudget {
@@ -64,6 +67,7 @@ impl Default for RunBudget {
             returned_bytes: 64 << 20,
             upload_bytes: 16 << 20,
             requests_per_minute: 60_000,
+            agents: 100,
         }
     }
 }
@@ -86,11 +90,12 @@ pub enum Budget {
     ReturnedBytes,
     UploadBytes,
     RequestsPerMinute,
+    Agents,
 }
 
 impl Budget {
     /// Every budget, in the order documents list them.
-    pub const ALL: [Budget; 14] = [
+    pub const ALL: [Budget; 15] = [
         Budget::CallTimeout,
         Budget::FuelPerCall,
         Budget::RunAgentMs,
@@ -105,6 +110,7 @@ impl Budget {
         Budget::ReturnedBytes,
         Budget::UploadBytes,
         Budget::RequestsPerMinute,
+        Budget::Agents,
     ];
 
     /// The key in `[budgets]` and in the API.
@@ -124,6 +130,7 @@ impl Budget {
             Budget::ReturnedBytes => "returned_bytes",
             Budget::UploadBytes => "upload_bytes",
             Budget::RequestsPerMinute => "requests_per_minute",
+            Budget::Agents => "agents",
         }
     }
 
@@ -156,6 +163,7 @@ impl RunBudget {
             Budget::ReturnedBytes => self.returned_bytes,
             Budget::UploadBytes => self.upload_bytes,
             Budget::RequestsPerMinute => self.requests_per_minute,
+            Budget::Agents => self.agents,
         }
     }
 
@@ -181,6 +189,7 @@ impl RunBudget {
             Budget::ReturnedBytes => self.returned_bytes = value,
             Budget::UploadBytes => self.upload_bytes = value,
             Budget::RequestsPerMinute => self.requests_per_minute = value,
+            Budget::Agents => self.agents = value,
         }
         Ok(())
     }
@@ -236,7 +245,8 @@ impl Usage {
             | Budget::FuelPerCall
             | Budget::MaxInstances
             | Budget::UploadBytes
-            | Budget::RequestsPerMinute => 0,
+            | Budget::RequestsPerMinute
+            | Budget::Agents => 0,
         }
     }
 }

@@ -113,9 +113,19 @@ pub fn classify(error: &wasmtime::Error, context: FaultContext) -> Fault {
     }
 }
 
+/// Whether a failed instantiation was stopped by the guest's own code (a
+/// trap, a limit, a denied wait or exit) rather than by the host.
+pub fn is_guest_fault(error: &wasmtime::Error, limit_hit: Option<LimitHit>) -> bool {
+    limit_hit.is_some()
+        || error.downcast_ref::<Trap>().is_some()
+        || error.downcast_ref::<crate::waits::WaitDenied>().is_some()
+        || error.downcast_ref::<BudgetExceeded>().is_some()
+        || error.downcast_ref::<wasmtime_wasi::I32Exit>().is_some()
+}
+
 /// The first line of an untyped error, bounded: backtraces and wasmtime's
 /// context chains span lines, and this text reaches job records and the API.
-fn first_line(error: &wasmtime::Error) -> String {
+pub fn first_line(error: &wasmtime::Error) -> String {
     let text = format!("{error:#}");
     let line = text.lines().next().unwrap_or("").trim();
     crate::text::bounded(crate::text::one_line(line), 512)

@@ -19,8 +19,10 @@ use super::text;
 
 /// Serves `logs.query` for an agent's tenant.
 pub trait LogReader: Send + Sync {
-    /// One page of entries for `tenant`; an empty batch when there are no more.
-    fn query(&self, tenant: &str, query: &mcp_columns::LogQuery) -> Result<mcp_columns::LogBatch, ImportError>;
+    /// One page of entries for `tenant` (an empty batch when there are no
+    /// more) and the rows read to make it, quarantined ones included: what
+    /// the query cost, charged to the agent's `log_rows` budget.
+    fn query(&self, tenant: &str, query: &mcp_columns::LogQuery) -> Result<(mcp_columns::LogBatch, u64), ImportError>;
 }
 
 /// Serves the `model` import: the versions of an agent's models.
@@ -181,11 +183,12 @@ impl HostState {
             return budget_trap(BudgetExceeded { budget: Budget::LogRows, limit: self.quota.budget.log_rows });
         }
         query.limit = query.limit.min(self.max_query_page).min(u32::try_from(left).unwrap_or(u32::MAX));
-        let batch = match reader.query(&self.context.tenant, &query) {
-            Ok(batch) => batch,
+        let (batch, read) = match reader.query(&self.context.tenant, &query) {
+            Ok(page) => page,
             Err(error) => return Ok(Err(error)),
         };
-        if let Err(exceeded) = self.quota.take(Budget::LogRows, batch.ids.len() as u64) {
+        // Every query costs at least a row, so an empty page is not free.
+        if let Err(exceeded) = self.quota.take(Budget::LogRows, read.max(1)) {
             return budget_trap(exceeded);
         }
         Ok(Ok(batch))

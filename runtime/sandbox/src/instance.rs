@@ -147,6 +147,10 @@ impl AgentInstance {
                 Ok(())
             }
             BudgetKind::Fuel => {
+                // Fuel bounds each call; the run's time still counts.
+                if self.usage.agent_ms >= budget.run_agent_ms {
+                    return Err(self.fault_of_budget(Budget::RunAgentMs));
+                }
                 let left = budget.fuel_per_run.saturating_sub(self.usage.fuel);
                 if left == 0 {
                     return Err(self.fault_of_budget(Budget::FuelPerRun));
@@ -195,16 +199,31 @@ impl AgentInstance {
         let state = HostState::new(self.context.clone(), &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        // With epochs or fuel on, instantiation itself runs under the budget.
-        self.arm(&mut store)?;
+        // With epochs or fuel on, instantiation itself (start functions)
+        // runs under the budget and is charged like a call.
+        let armed = self.arm(&mut store)?;
+        let started = Instant::now();
         let instantiated = match &self.pre {
             Pre::V1(pre) => pre.instantiate(&mut store).map(Exports::V1),
             Pre::V2(pre) => pre.instantiate(&mut store).map(Exports::V2),
         };
-        let exports = instantiated.map_err(|e| SandboxError::Instantiate {
-            agent: self.context.agent.to_string(),
-            detail: format!("{e:#}"),
-        })?;
+        self.account(&mut store, started, armed);
+        let exports = match instantiated {
+            Ok(exports) => exports,
+            // The guest's own code stopped: a fault like any call's.
+            Err(error) if fault::is_guest_fault(&error, store.data().limiter.hit) => {
+                let fault = fault::classify(&error, self.fault_context(&store, armed));
+                return Err(self.fault(fault));
+            }
+            // The host could not make an instance (the pool is full): not
+            // the agent's fault, and said in one bounded line.
+            Err(error) => {
+                return Err(SandboxError::Instantiate {
+                    agent: self.context.agent.to_string(),
+                    detail: fault::first_line(&error),
+                });
+            }
+        };
         self.live = Some((store, exports));
         if let Some(state) = self.state.clone() {
             // A fresh Store after a fault: the agent resumes from its last

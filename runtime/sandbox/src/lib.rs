@@ -53,6 +53,8 @@ pub use turns::{Turn, Turns};
 /// The newest protocol version this host speaks; [`PROTOCOL_VERSIONS`] lists
 /// every one it serves.
 pub const PROTOCOL_VERSION: &str = mcp_columns::PROTOCOL_VERSION;
+/// The name compiles take turns under, beside the tenants.
+const COMPILE_TURNS: &str = "(compile)";
 /// The interface every agent exports, before its version.
 pub const DETECTOR_EXPORT: &str = "mcp:agent/detector";
 
@@ -162,6 +164,8 @@ impl Sandbox {
     /// exports this protocol's detector interface.
     pub fn load(&self, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome)> {
         upload::check_header(bytes)?;
+        // Compiling takes every core; compiles wait their turn like calls.
+        let _turn = self.turns.take(COMPILE_TURNS);
         self.cache.load(&self.engine, bytes, sha256, |component| {
             let protocol = check_protocol(&self.engine, component)?;
             upload::check_imports(&self.engine, component, protocol)
@@ -185,6 +189,8 @@ impl Sandbox {
             _ => bindings::v2::AgentPre::new(pre).map(instance::Pre::V2),
         }
         .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        // Instantiation runs the guest's start code: it takes a turn.
+        let _turn = self.turns.take(&context.tenant);
         AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context, slot)
     }
 }
@@ -199,11 +205,14 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         BudgetKind::Epoch => config.epoch_interruption(true),
         BudgetKind::Fuel => config.consume_fuel(true),
     };
+    // Slots for every instance at its per-component maxima: a tenant's
+    // share of instances is then a share of the pool too, whatever its
+    // components are made of.
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(limits.max_instances)
-        .total_core_instances(limits.max_instances * 8)
-        .total_memories(limits.max_instances * 2)
-        .total_tables(limits.max_instances * 8)
+        .total_core_instances(limits.max_instances * limits::MAX_CORE_INSTANCES_PER_COMPONENT)
+        .total_memories(limits.max_instances * limits::MAX_MEMORIES_PER_COMPONENT)
+        .total_tables(limits.max_instances * limits::MAX_TABLES_PER_COMPONENT)
         .max_core_instances_per_component(limits::MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(limits::MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(limits::MAX_TABLES_PER_COMPONENT)

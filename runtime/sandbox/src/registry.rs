@@ -66,6 +66,11 @@ pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 pub const MAX_REQUIRED_FIELDS: usize = 256;
 const MAX_FIELD_NAME_BYTES: usize = 128;
 
+/// A guest's string in a refusal: one line, at most 80 bytes.
+fn shown(text: &str) -> String {
+    crate::text::one_line(&crate::text::bounded(text.to_string(), 80))
+}
+
 /// Info strings reach listings, logs and the API: bounded like findings.
 fn check_info_sizes(info: &AgentInfo) -> Result<(), String> {
     if info.description.len() > MAX_DESCRIPTION_BYTES {
@@ -223,19 +228,22 @@ pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<Registe
     // info is checked, and faults must say which file failed.
     let probe_name = format!("(validating {})", crate::text::bounded(origin.to_string(), 80));
     let mut probe = sandbox.instantiate(&component, InstanceContext::new(&probe_name, "registry")).map_err(invalid)?;
-    let info = probe.info().map_err(invalid)?;
+    let info = {
+        let _turn = sandbox.turns().take("registry");
+        probe.info().map_err(invalid)?
+    };
     let protocol = probe.protocol();
     if info.protocol_version != protocol.version() {
         return Err(RegistryError::InfoProtocol {
             origin: origin.into(),
             expected: protocol.version().into(),
-            found: info.protocol_version,
+            found: shown(&info.protocol_version),
         });
     }
     if !valid_name(&info.name) {
         return Err(RegistryError::BadInfo {
             origin: origin.into(),
-            detail: format!("agent name '{}' must be 1 to 64 of a-z, 0-9, '-' and '_'", info.name),
+            detail: format!("agent name '{}' must be 1 to 64 of a-z, 0-9, '-' and '_'", shown(&info.name)),
         });
     }
     check_info_sizes(&info).map_err(|detail| RegistryError::BadInfo { origin: origin.into(), detail })?;
@@ -244,7 +252,8 @@ pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<Registe
             origin: origin.into(),
             detail: format!(
                 "log type '{}' and schema log type '{}' must be equal, 1 to 64 of a-z, 0-9, '-' and '_'",
-                info.log_type, info.schema.log_type
+                shown(&info.log_type),
+                shown(&info.schema.log_type)
             ),
         });
     }

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_by_type ON logs (tenant, log_type, id);
 CREATE INDEX IF NOT EXISTS logs_by_time ON logs (tenant, log_type, ts_ms);
+CREATE INDEX IF NOT EXISTS logs_by_source ON logs (tenant, log_type, source, id);
 CREATE TABLE IF NOT EXISTS quarantine (
     id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
