@@ -74,12 +74,34 @@ pub struct RunTotals {
     pub faults: u64,
     pub fuel: u64,
     pub seconds: f64,
+    /// Milliseconds inside agent calls.
+    pub agent_ms: u64,
+    /// Rows the agent read through `logs.query`.
+    pub log_rows: u64,
+    pub inferences: u64,
+    /// Findings returned and reported (before the host's checks dropped any).
+    pub findings: u64,
+    /// Lines through the `log` import.
+    pub log_lines: u64,
+    /// The most memory one instance of it held, in bytes.
+    pub memory_high_water: u64,
 }
 
 impl RunTotals {
     /// What one run adds.
     pub fn of(outcome: &mcp_engine::runs::RunOutcome) -> Self {
-        let mut totals = RunTotals { runs: 1, fuel: outcome.fuel, ..Default::default() };
+        let usage = &outcome.usage;
+        let mut totals = RunTotals {
+            runs: 1,
+            fuel: outcome.fuel,
+            agent_ms: usage.agent_ms,
+            log_rows: usage.log_rows,
+            inferences: usage.inferences,
+            findings: usage.findings,
+            log_lines: usage.log_lines,
+            memory_high_water: usage.memory_high_water,
+            ..Default::default()
+        };
         match &outcome.result {
             Ok(r) => {
                 totals.entries = r.entries;
@@ -239,6 +261,12 @@ impl ApiState {
             t.faults += add.faults;
             t.fuel += add.fuel;
             t.seconds += add.seconds;
+            t.agent_ms += add.agent_ms;
+            t.log_rows += add.log_rows;
+            t.inferences += add.inferences;
+            t.findings += add.findings;
+            t.log_lines += add.log_lines;
+            t.memory_high_water = t.memory_high_water.max(add.memory_high_water);
         }
     }
 

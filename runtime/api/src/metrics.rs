@@ -87,7 +87,7 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> ([(&'static st
         }
     }
     if let Ok(totals) = state.run_totals.lock() {
-        let series: [Counter; 7] = [
+        let series: [Counter; 13] = [
             ("mcp_runs_total", "Runs finished.", |t| t.runs as f64),
             ("mcp_entries_total", "Log entries processed by runs.", |t| t.entries as f64),
             ("mcp_anomalies_total", "New anomalies stored by runs.", |t| t.anomalies as f64),
@@ -97,10 +97,17 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> ([(&'static st
             ("mcp_run_seconds_total", "Time spent in runs; entries per second is the ratio of the rates.", |t| {
                 t.seconds
             }),
+            ("mcp_agent_call_seconds_total", "Time inside agent calls.", |t| t.agent_ms as f64 / 1000.0),
+            ("mcp_agent_log_rows_total", "Rows agents read through logs.query.", |t| t.log_rows as f64),
+            ("mcp_agent_inferences_total", "Model inferences agents asked for.", |t| t.inferences as f64),
+            ("mcp_agent_findings_total", "Findings agents returned or reported.", |t| t.findings as f64),
+            ("mcp_agent_log_lines_total", "Lines agents wrote through the log import.", |t| t.log_lines as f64),
+            ("mcp_agent_memory_high_water_bytes", "The most memory one instance held.", |t| t.memory_high_water as f64),
         ];
         for (name, help, value) in series {
+            let kind = if name.ends_with("_bytes") { "gauge" } else { "counter" };
             let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
             for ((tenant, agent), t) in totals.iter() {
                 let _ = writeln!(out, "{name}{{tenant=\"{tenant}\",agent=\"{agent}\"}} {}", value(t));
             }
