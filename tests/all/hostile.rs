@@ -57,6 +57,17 @@ fn upload(api: &Api, tenant: &'static str, bytes: Vec<u8>) -> anyhow::Result<cra
     api.send("POST", "/v1/agents", Some(api.token(tenant, Role::TenantAdmin)), Some("application/wasm"), Some(bytes))
 }
 
+/// Uploads and approves, as a tenant admin does before running an upload.
+fn upload_approved(api: &Api, tenant: &'static str, bytes: Vec<u8>) -> anyhow::Result<crate::api::Reply> {
+    let created = upload(api, tenant, bytes)?;
+    anyhow::ensure!(created.status == StatusCode::CREATED, "upload refused: {}", created.body);
+    let name = created.body["name"].as_str().unwrap_or_default().to_string();
+    let token = Some(api.token(tenant, Role::TenantAdmin));
+    let approved = api.call("POST", &format!("/v1/agents/{name}/approve"), token, None)?;
+    anyhow::ensure!(approved.body["grants"]["approved"] == true, "not approved: {}", approved.body);
+    Ok(created)
+}
+
 /// Starts a run of `agent` for `tenant` and waits for it to end; its final view.
 fn run_to_end(api: &Api, tenant: &'static str, agent: &str) -> anyhow::Result<Value> {
     let token = api.token(tenant, Role::TenantAdmin);
@@ -149,8 +160,7 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_component");
 
     let hostile = std::fs::read(mcp_fixtures::HOSTILE)?;
-    let created = upload(&api, "alpha", hostile)?;
-    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let created = upload_approved(&api, "alpha", hostile)?;
     assert_eq!(created.body["grants"]["log_types"], json!(["wifi"]), "{}", created.body);
     assert_eq!(created.body["grants"]["models"], json!([]), "no deployment model for an upload: {}", created.body);
     assert_eq!(created.body["active_model"], Value::Null, "{}", created.body);
@@ -164,7 +174,7 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
         ("report-flood", "returned_bytes budget"),
         ("log-flood", "log_lines budget"),
         ("host-spin", "log_lines budget"),
-        ("other-log-type", "may read only its own log type (wifi), not 'firewall'"),
+        ("other-log-type", "may read only the log types it was granted (wifi), not 'firewall'"),
         // An upload gets no deployment model, whatever its name.
         ("other-model", "no model store is attached"),
         ("lying-tensor", "no model store is attached"),
@@ -196,7 +206,7 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     // for entries the agent was never given are dropped; the ones it was
     // given are stored under its own name.
     for tenant in ["clock", "random", "forge"] {
-        assert_eq!(upload(&api, tenant, std::fs::read(mcp_fixtures::HOSTILE)?)?.status, StatusCode::CREATED);
+        upload_approved(&api, tenant, std::fs::read(mcp_fixtures::HOSTILE)?)?;
         set_mode_of(&api, tenant, tenant, 0)?;
         let view = run_to_end(&api, tenant, "hostile")?;
         assert_eq!(view["state"], "completed", "{tenant}: {view}");
@@ -302,7 +312,7 @@ fn an_agent_that_keeps_faulting_is_quarantined_then_released() -> anyhow::Result
         max_backoff_ms: 60_000,
     };
     let api = hostile_api(policy)?;
-    assert_eq!(upload(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?.status, StatusCode::CREATED);
+    upload_approved(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
     set_mode(&api, "panic", 0)?;
     // Each run retries its batch once: two faults a run.
     assert_eq!(run_to_end(&api, "alpha", "hostile")?["state"], "failed");
@@ -351,8 +361,7 @@ fn a_tenant_flooding_the_workers_does_not_starve_another() -> anyhow::Result<()>
 
     // Alpha uploads spinning agents under several names and runs them all:
     // each batch spins for 400 ms, under the 500 ms deadline.
-    let hostile = std::fs::read(mcp_fixtures::HOSTILE)?;
-    assert_eq!(upload(&api, "alpha", hostile)?.status, StatusCode::CREATED);
+    upload_approved(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
     set_mode(&api, "slow", 400)?;
     let token = api.token("alpha", Role::TenantAdmin);
     let mut flood = Vec::new();
@@ -435,7 +444,7 @@ fn the_model_import_refuses_other_models_a_lying_tensor_and_a_handle_flood() -> 
     registry.register_file(&crate::common::hostile_path())?;
     let budget = mcp_sandbox::RunBudget { inferences: 50, ..Default::default() };
     for (mode, expected) in [
-        ("other-model", "may load only its own models (named 'hostile'), not '../dns'"),
+        ("other-model", "may load only the models it was granted (hostile), not '../dns'"),
         ("lying-tensor", "takes 4 features per row"),
         ("handles", "limit"),
         ("infer-flood", "used up its inferences budget of 50"),
@@ -483,5 +492,71 @@ fn with_fuel_a_run_ends_at_its_fuel_budget() -> anyhow::Result<()> {
     let error = instance.detect_batch(&crate::common::wifi_batch(2)).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(error.contains("used up its fuel_per_run budget of 5000000"), "{error}");
     assert!(instance.usage().fuel <= 5_000_000, "{:?}", instance.usage());
+    Ok(())
+}
+
+#[test]
+fn an_upload_runs_only_with_an_approved_manifest_and_reaches_only_what_it_grants() -> anyhow::Result<()> {
+    let api = hostile_api(Default::default())?;
+    let admin = api.token("alpha", Role::TenantAdmin);
+    let created = upload(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
+    assert_eq!(created.body["grants"]["approved"], false, "{}", created.body);
+    let waiting = api.call("POST", "/v1/runs", Some(admin), Some(r#"{"agent":"hostile"}"#))?;
+    problem(&waiting, StatusCode::CONFLICT, "conflict");
+    assert!(waiting.body["detail"].as_str().unwrap_or_default().contains("approve"), "{}", waiting.body);
+
+    // A manifest the host cannot grant is refused; a read-only token cannot declare or approve.
+    let declare =
+        |token: &str, manifest: &str| api.call("PUT", "/v1/agents/hostile/manifest", Some(token), Some(manifest));
+    for (bad, expected) in [
+        (r#"{"log_types":["firewall"]}"#, "own log type"),
+        (r#"{"log_types":["wifi"],"models":["dns"]}"#, "no models"),
+        (r#"{"log_types":["wifi","../etc"]}"#, "../etc"),
+    ] {
+        let reply = declare(admin, bad)?;
+        problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "manifest_refused");
+        assert!(reply.body["detail"].as_str().unwrap_or_default().contains(expected), "{}", reply.body);
+    }
+    let read_only = api.token("alpha", Role::ReadOnly);
+    problem(&declare(read_only, r#"{"log_types":["wifi"]}"#)?, StatusCode::FORBIDDEN, "forbidden");
+    problem(
+        &api.call("POST", "/v1/agents/hostile/approve", Some(read_only), None)?,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    problem(&api.call("POST", "/v1/agents/wifi/approve", Some(admin), None)?, StatusCode::CONFLICT, "conflict");
+
+    // It asks for firewall logs too and sees two settings; once approved, so it runs.
+    let manifest = r#"{"log_types":["wifi","firewall"],"settings":["mode","spin_ms"]}"#;
+    let declared = declare(admin, manifest)?;
+    assert_eq!(declared.body["grants"]["log_types"], json!(["wifi", "firewall"]), "{}", declared.body);
+    assert_eq!(declared.body["grants"]["approved"], false);
+    let change = json!({ "agents": { "hostile": { "mode": "settings-seen", "secret": "s3cret" } } });
+    api.call("PATCH", "/v1/config", Some(admin), Some(&change.to_string()))?;
+    problem(
+        &api.call("POST", "/v1/runs", Some(admin), Some(r#"{"agent":"hostile"}"#))?,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    let approved = api.call("POST", "/v1/agents/hostile/approve", Some(admin), None)?;
+    assert_eq!(approved.body["grants"]["approved"], true, "{}", approved.body);
+    let audit = api.get("/v1/audit", admin)?.body.to_string();
+    assert!(audit.contains("agent.approve") && audit.contains("firewall"), "{audit}");
+
+    // The settings it was not granted stay hidden.
+    let seen = run_to_end(&api, "alpha", "hostile")?;
+    let error = seen["error"].as_str().unwrap_or_default();
+    assert!(error.contains("keys [mode], the hidden value absent"), "{seen}");
+
+    // The firewall logs it was granted are served.
+    set_mode(&api, "other-log-type", 0)?;
+    let run = run_to_end(&api, "alpha", "hostile")?;
+    assert_eq!(run["state"], "completed", "the granted firewall logs were served: {run}");
+    assert!(run["counters"]["usage.log_rows"].as_u64().unwrap_or(0) > 0, "{run}");
+
+    // The same component again keeps its approval and manifest.
+    let again = upload(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
+    assert_eq!(again.body["grants"]["approved"], true, "{}", again.body);
+    assert_eq!(again.body["grants"]["log_types"], json!(["wifi", "firewall"]), "{}", again.body);
     Ok(())
 }

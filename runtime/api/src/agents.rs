@@ -13,6 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, Caller, Role};
+use mcp_sandbox::Grant;
 use mcp_sandbox::registry::{self, RegisteredAgent};
 
 /// An agent, as its tenant sees it.
@@ -42,16 +43,65 @@ pub struct AgentView {
 }
 
 /// What an agent may reach through the host: every host call is checked
-/// against these and the tenant.
+/// against these and the tenant. A bundled agent is granted what its info
+/// declares; an upload what its manifest asks, once a tenant admin approved it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Grants {
-    /// The log types `logs.query` serves it: the one its info declares.
+    /// The log types `logs.query` serves it.
     pub log_types: Vec<String>,
     /// The models `model.load` serves it: a bundled agent's own, by its
     /// name; none for an upload until per-tenant models exist.
     pub models: Vec<String>,
-    /// The setting keys its config import sees for this tenant.
-    pub settings: Vec<String>,
+    /// The setting keys its config import shows; absent: every key.
+    pub settings: Option<Vec<String>>,
+    /// The setting keys set for it now (the operator's and this tenant's).
+    pub settings_set: Vec<String>,
+    /// Whether it may run: always for a bundled agent; for an upload, once
+    /// a tenant admin approved this manifest (`POST .../approve`).
+    pub approved: bool,
+    /// When it was approved, for an upload.
+    pub approved_ms: Option<i64>,
+}
+
+/// What an uploaded agent asks to reach.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The log types it reads; its own must be among them.
+    pub log_types: Vec<String>,
+    /// Models it loads: none for uploads yet.
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// The setting keys it sees; absent: every key.
+    #[serde(default)]
+    pub settings: Option<Vec<String>>,
+}
+
+impl From<Manifest> for Grant {
+    fn from(manifest: Manifest) -> Self {
+        Grant { log_types: manifest.log_types, models: manifest.models, settings: manifest.settings }
+    }
+}
+
+/// The grant `tenant`'s agent runs with and whether it may run: a bundled
+/// agent's is its info's; an upload's is its recorded manifest.
+pub(crate) fn grant_of(
+    state: &ApiState,
+    tenant: &str,
+    agent: &RegisteredAgent,
+    bundled: bool,
+) -> Result<(Grant, Option<i64>), ApiError> {
+    if bundled {
+        return Ok((Grant::of_info(&agent.info), None));
+    }
+    let record = state.control.grant(tenant, &agent.info.name)?;
+    match record {
+        Some(record) if record.sha256 == agent.sha256 => {
+            let grant: Grant = serde_json::from_str(&record.manifest).map_err(ApiError::internal)?;
+            Ok((grant, record.approved.map(|(at, _)| at)))
+        }
+        _ => Ok((Grant::requested_by_default(&agent.info), None)),
+    }
 }
 
 /// An agent held out of runs.
@@ -85,6 +135,8 @@ fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) 
     }
     settings.sort();
     settings.dedup();
+    let (grant, approved_ms) =
+        grant_of(state, tenant, agent, bundled).unwrap_or_else(|_| (Grant::requested_by_default(&agent.info), None));
     let quarantine = mcp_engine::quarantine::in_force(&state.control, tenant, &name)
         .ok()
         .flatten()
@@ -98,9 +150,12 @@ fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) 
         .collect();
     AgentView {
         grants: Grants {
-            log_types: vec![agent.info.log_type.clone()],
-            models: if bundled { vec![name.clone()] } else { Vec::new() },
-            settings,
+            log_types: grant.log_types,
+            models: grant.models,
+            settings: grant.settings,
+            settings_set: settings,
+            approved: bundled || approved_ms.is_some(),
+            approved_ms,
         },
         quarantine,
         recent_faults,
@@ -214,6 +269,7 @@ pub async fn upload_agent(
         let agent = registry::validate(shared.registry.sandbox(), &bytes, &format!("upload {sha256}"))
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string()))?;
         let name = agent.info.name.clone();
+        let info = agent.info.clone();
         if shared.registry.get(&name).is_ok() {
             return Err(ApiError::conflict(format!("'{name}' is a bundled agent's name; rename yours")));
         }
@@ -235,6 +291,16 @@ pub async fn upload_agent(
             registry.insert(agent).map(|_| ()).map_err(ApiError::internal)
         })?;
         shared.control.record_upload(&tenant, &name, &sha256)?;
+        // A new component waits for a tenant admin's approval again, asking
+        // for what the one before it asked; the same bytes keep theirs.
+        let previous = shared.control.grant(&tenant, &name)?;
+        if previous.as_ref().is_none_or(|p| p.sha256 != sha256) {
+            let manifest = match previous {
+                Some(p) => p.manifest,
+                None => serde_json::to_string(&Grant::requested_by_default(&info)).map_err(ApiError::internal)?,
+            };
+            shared.control.request_grant(&tenant, &name, &sha256, &manifest)?;
+        }
         if let Some(old) = replaced.filter(|old| *old != sha256) {
             shared.remove_upload_if_unused(&tenant, &old);
         }
@@ -393,5 +459,82 @@ pub async fn release_agent(
     let now = mcp_storage::jobstatus::now_ms();
     state.control.release_quarantine(&caller.tenant, &name, now, false)?;
     state.control.audit(&caller.identity(), "agent.release", &name)?;
+    lookup(&state, &caller.tenant, &name).map(Json)
+}
+
+/// Declares what one of the tenant's uploaded agents asks to reach (tenant
+/// admin): the log types it reads (its own among them), the setting keys it
+/// sees (absent: all). Uploads get no models yet. The agent waits for
+/// approval again.
+#[utoipa::path(
+    put,
+    path = "/v1/agents/{name}/manifest",
+    params(("name" = String, Path)),
+    request_body = Manifest,
+    responses(
+        (status = OK, body = AgentView),
+        (status = BAD_REQUEST, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "a bundled agent", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "a manifest the host cannot grant", body = super::problem::Problem, content_type = "application/problem+json"),
+        super::problem::NotFound,
+        super::problem::Restricted
+    )
+)]
+pub async fn put_manifest(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Result<Json<Manifest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let Json(manifest) = body?;
+    let manifest = Grant::from(manifest);
+    let resolved = state.resolve(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
+    if resolved.bundled {
+        return Err(ApiError::conflict(format!("'{name}' is bundled; its grant is its own info")));
+    }
+    let agent = resolved.registry.get(&name).map_err(|_| not_found(&name))?;
+    let unprocessable = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest_refused", detail);
+    manifest.check(&agent.info).map_err(unprocessable)?;
+    if !manifest.models.is_empty() {
+        return Err(unprocessable("uploaded agents get no models yet (per-tenant models are on the roadmap)".into()));
+    }
+    let json = serde_json::to_string(&manifest).map_err(ApiError::internal)?;
+    state.control.request_grant(&caller.tenant, &name, &agent.sha256, &json)?;
+    state.control.audit(&caller.identity(), "agent.manifest", &format!("{name} {json}"))?;
+    lookup(&state, &caller.tenant, &name).map(Json)
+}
+
+/// Approves what one of the tenant's uploaded agents asks to reach (tenant
+/// admin); until then its runs are refused.
+#[utoipa::path(
+    post,
+    path = "/v1/agents/{name}/approve",
+    params(("name" = String, Path)),
+    responses(
+        (status = OK, body = AgentView),
+        (status = CONFLICT, description = "a bundled agent", body = super::problem::Problem, content_type = "application/problem+json"),
+        super::problem::NotFound,
+        super::problem::Restricted
+    )
+)]
+pub async fn approve_agent(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let resolved = state.resolve(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
+    if resolved.bundled {
+        return Err(ApiError::conflict(format!("'{name}' is bundled; it needs no approval")));
+    }
+    let agent = resolved.registry.get(&name).map_err(|_| not_found(&name))?;
+    let (grant, _) = grant_of(&state, &caller.tenant, agent, false)?;
+    let json = serde_json::to_string(&grant).map_err(ApiError::internal)?;
+    if !state.control.approve_grant(&caller.tenant, &name, &agent.sha256, caller.token_id)? {
+        state.control.request_grant(&caller.tenant, &name, &agent.sha256, &json)?;
+        state.control.approve_grant(&caller.tenant, &name, &agent.sha256, caller.token_id)?;
+    }
+    state.control.audit(&caller.identity(), "agent.approve", &format!("{name} {} {json}", agent.sha256))?;
     lookup(&state, &caller.tenant, &name).map(Json)
 }

@@ -343,6 +343,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(agents::disable_agent))
         .routes(routes!(agents::reload_agent))
         .routes(routes!(agents::release_agent))
+        .routes(routes!(agents::put_manifest))
+        .routes(routes!(agents::approve_agent))
         .routes(routes!(budgets::get_budget))
         .routes(routes!(budgets::put_budget))
         .routes(routes!(config::get_config, config::patch_config))

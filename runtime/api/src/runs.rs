@@ -64,7 +64,15 @@ fn run_job(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobSta
         .tenant_control(&state.control)?
         .models(state.models.clone());
     if !resolved.bundled {
-        builder = builder.uploaded();
+        let registered =
+            resolved.registry.get(&agent).map_err(|_| ApiError::not_found(format!("no agent named '{agent}'")))?;
+        let (grant, approved) = super::agents::grant_of(&state, &tenant, registered, false)?;
+        if approved.is_none() {
+            return Err(ApiError::conflict(format!(
+                "agent '{agent}' waits for a tenant admin to approve what it asks to reach (POST /v1/agents/{agent}/approve)"
+            )));
+        }
+        builder = builder.uploaded().grant(grant);
     }
     let run = builder.build()?;
     let mut store = mcp_storage::store::AnomalyStore::open(&state.anomalies_db)?;

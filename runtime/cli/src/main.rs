@@ -288,6 +288,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{:<10} {:<9} {:<8} {:<9} {:<8} {} {state}",
                     a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
                 );
+                let grant = mcp_sandbox::Grant::of_info(&a.info);
+                println!(
+                    "           grants: log types [{}], models [{}], settings all",
+                    grant.log_types.join(", "),
+                    grant.models.join(", ")
+                );
                 for fault in control.recent_faults(&config.tenant, &a.info.name, 3)? {
                     println!("           fault at {}: {} ({})", fault.at_ms, fault.message, fault.kind);
                 }

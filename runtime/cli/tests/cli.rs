@@ -62,8 +62,22 @@ fn agents_list_and_check() -> Result<(), Box<dyn std::error::Error>> {
     let text = stdout(&list);
     assert!(list.status.success(), "{list:?}");
     for name in ["wifi", "firewall", "dns"] {
-        assert!(text.lines().any(|l| l.starts_with(name) && l.contains("0.1.0")), "{text}");
+        assert!(text.lines().any(|l| l.starts_with(name) && l.contains("0.1.0") && l.ends_with("runnable")), "{text}");
+        let grant = format!("grants: log types [{name}], models [{name}], settings all");
+        assert!(text.contains(&grant), "{text}");
     }
+    // Quarantine shows in the list, with the faults, until released.
+    let control = mcp_storage::control::ControlStore::open(&dir.path().join("data/control.db"))?;
+    let faults = [("panic", "panicked or hit unreachable code".to_string())];
+    let policy = mcp_engine::quarantine::QuarantinePolicy { faults: 1, ..Default::default() };
+    mcp_engine::quarantine::record(&control, &policy, "default", "dns", &faults, true)?;
+    let held = stdout(&mcp(dir.path(), &["agents", "list"]));
+    assert!(held.lines().any(|l| l.starts_with("dns") && l.contains("quarantined until")), "{held}");
+    assert!(held.contains("fault at") && held.contains("(panic)"), "{held}");
+    let released = mcp(dir.path(), &["agents", "release", "dns"]);
+    assert!(stdout(&released).contains("dns: released"), "{released:?}");
+    let after = stdout(&mcp(dir.path(), &["agents", "list"]));
+    assert!(after.lines().any(|l| l.starts_with("dns") && l.ends_with("runnable")), "{after}");
     let good = Path::new(mcp_fixtures::AGENTS_DIR).join("dns.wasm");
     let check = mcp(dir.path(), &["agents", "check", &good.display().to_string()]);
     assert!(check.status.success(), "{}", stdout(&check));

@@ -420,11 +420,24 @@ pub fn instance_with_budget(
     models: Option<std::sync::Arc<crate::models::ModelManager>>,
     budget: mcp_sandbox::RunBudget,
 ) -> Result<AgentInstance, RegistryError> {
+    registry.instantiate(agent, context_for(agent, tenant, settings, logs, models, budget))
+}
+
+/// What an instance of `agent` for `tenant` is given: settings, logs,
+/// models and budget. Its grant is the registry's default unless set.
+pub fn context_for(
+    agent: &str,
+    tenant: &str,
+    settings: std::collections::BTreeMap<String, String>,
+    logs: Option<std::sync::Arc<dyn LogSource>>,
+    models: Option<std::sync::Arc<crate::models::ModelManager>>,
+    budget: mcp_sandbox::RunBudget,
+) -> mcp_sandbox::InstanceContext {
     use std::sync::Arc;
     let mut context = mcp_sandbox::InstanceContext::new(agent, tenant);
     context.config = Arc::new(settings);
     context.logs = logs.map(|source| Arc::new(crate::imports::SourceReader(source)) as Arc<dyn mcp_sandbox::LogReader>);
     context.models = models.map(|m| Arc::new(crate::imports::ManagedModels(m)) as Arc<dyn mcp_sandbox::ModelProvider>);
     context.budget = budget;
-    registry.instantiate(agent, context)
+    context
 }

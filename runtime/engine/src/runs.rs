@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_sandbox::registry::Registry;
-use mcp_sandbox::{AgentInstance, Budget, Fault, RunBudget, Usage};
+use mcp_sandbox::{AgentInstance, Budget, Fault, Grant, RunBudget, Usage};
 use mcp_storage::control::ControlStore;
 use mcp_storage::jobstatus::{JobStatus, SharedCache};
 use mcp_storage::source::LogSource;
@@ -35,6 +35,7 @@ pub struct RunBuilder {
     batch_size: u32,
     replay_ms: i64,
     uploaded: bool,
+    grant: Option<Grant>,
 }
 
 /// The smallest batch a tenant's `batch_size` setting may ask for: every
@@ -71,6 +72,7 @@ impl RunBuilder {
             batch_size: config.batch_size,
             replay_ms: config.replay_ms,
             uploaded: false,
+            grant: None,
         }
     }
 
@@ -103,6 +105,13 @@ impl RunBuilder {
         self
     }
 
+    /// The grant the instance gets instead of its info's (an upload's
+    /// approved manifest).
+    pub fn grant(mut self, grant: Grant) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+
     /// A tenant's uploaded agent: the deployment's models and the
     /// operator's `[agents.<name>]` settings are keyed by agent name and
     /// meant for the bundled agents, so an upload named like one gets
@@ -125,15 +134,10 @@ impl RunBuilder {
         let (mut settings, models) = if self.uploaded { (BTreeMap::new(), None) } else { (self.settings, self.models) };
         settings.extend(self.tenant_settings);
         settings.extend(self.overrides);
-        let instance = pipeline::instance_with_budget(
-            &self.registry,
-            &name,
-            &self.tenant,
-            settings,
-            Some(self.source.clone()),
-            models,
-            self.budget,
-        )?;
+        let mut context =
+            pipeline::context_for(&name, &self.tenant, settings, Some(self.source.clone()), models, self.budget);
+        context.grant = self.grant.map(Arc::new);
+        let instance = self.registry.instantiate(&name, context)?;
         Ok(Run {
             registry: self.registry,
             source: self.source,

@@ -13,6 +13,7 @@ use super::bindings::{v1, v2};
 use super::boundary::ImportError;
 use super::budget::{Budget, BudgetExceeded, CallQuota, RunBudget};
 use super::findings::{self, UnpackError};
+use super::grant::Grant;
 use super::limits::{GuestLimiter, SandboxLimits};
 use super::output::GuestOutput;
 use super::text;
@@ -46,9 +47,10 @@ pub trait ServedModel: Send + Sync {
 pub struct InstanceContext {
     pub agent: Arc<str>,
     pub tenant: Arc<str>,
-    /// The one log type the agent was granted; `logs.query` serves no other.
-    /// `None` (validation probes) serves none.
-    pub log_type: Option<Arc<str>>,
+    /// What the agent may reach; the registry gives a bundled agent the
+    /// grant of its info when none is set. `None` (validation probes):
+    /// no log type, no model, every setting.
+    pub grant: Option<Arc<Grant>>,
     pub config: Arc<BTreeMap<String, String>>,
     pub logs: Option<Arc<dyn LogReader>>,
     /// The models this instance may use (its own agent's only).
@@ -73,7 +75,7 @@ impl InstanceContext {
         InstanceContext {
             agent: agent.into(),
             tenant: tenant.into(),
-            log_type: None,
+            grant: None,
             config: Arc::default(),
             logs: None,
             models: None,
@@ -166,13 +168,13 @@ impl HostState {
         let Some(reader) = self.context.logs.clone() else {
             return Ok(Err(ImportError::Unavailable("no log source is attached to this run".into())));
         };
-        let granted = self.context.log_type.clone();
-        if granted.as_deref() != Some(query.log_type.as_str()) {
+        let grant = self.context.grant.clone();
+        if !grant.as_ref().is_some_and(|g| g.reads(&query.log_type)) {
+            let granted = grant.map(|g| g.log_types.join(", ")).unwrap_or_default();
             return Ok(Err(ImportError::Denied(format!(
-                "agent {} may read only its own log type ({}), not '{}'",
+                "agent {} may read only the log types it was granted ({granted}), not '{}'",
                 self.context.agent,
-                granted.as_deref().unwrap_or("none"),
-                text::bounded(query.log_type, 64)
+                text::one_line(&text::bounded(query.log_type, 64))
             ))));
         }
         if query.limit == 0 {
@@ -198,10 +200,11 @@ impl HostState {
         let Some(models) = self.context.models.clone() else {
             return Ok(Err(ImportError::NotFound("no model store is attached to this host".into())));
         };
-        if name != *self.context.agent {
+        let grant = self.context.grant.clone();
+        if !grant.as_ref().is_some_and(|g| g.loads(&name)) {
+            let granted = grant.map(|g| g.models.join(", ")).unwrap_or_default();
             return Ok(Err(ImportError::NotFound(format!(
-                "agent {} may load only its own models (named '{}'), not '{}'",
-                self.context.agent,
+                "agent {} may load only the models it was granted ({granted}), not '{}'",
                 self.context.agent,
                 text::one_line(&text::bounded(name, 64))
             ))));
@@ -283,6 +286,12 @@ impl HostState {
             }
             Err(UnpackError::Malformed(reason)) => Ok(Err(ImportError::InvalidArgument(reason))),
         }
+    }
+
+    /// A setting, if the grant shows it.
+    fn setting(&self, key: &str) -> Option<&String> {
+        let shown = self.context.grant.as_ref().is_none_or(|g| g.shows(key));
+        self.context.config.get(key).filter(|_| shown)
     }
 
     fn log(&mut self, level: tracing::Level, message: String) -> wasmtime::Result<()> {
@@ -370,11 +379,11 @@ macro_rules! imports_for {
 
         impl $module::mcp::agent::config::Host for HostState {
             fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-                Ok(self.context.config.get(&key).cloned())
+                Ok(self.setting(&key).cloned())
             }
 
             fn keys(&mut self) -> wasmtime::Result<Vec<String>> {
-                Ok(self.context.config.keys().cloned().collect())
+                Ok(self.context.config.keys().filter(|k| self.setting(k).is_some()).cloned().collect())
             }
         }
     };

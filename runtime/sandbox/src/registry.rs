@@ -207,8 +207,11 @@ impl Registry {
     /// A fresh instance of an enabled agent for `context`.
     pub fn instantiate(&self, name: &str, mut context: InstanceContext) -> Result<AgentInstance, RegistryError> {
         let agent = self.get(name)?;
-        // The grant: the log type its info declared, checked at registration.
-        context.log_type = Some(agent.info.log_type.as_str().into());
+        // A bundled agent's grant is what its info declared, checked at
+        // registration; an upload's is the manifest its tenant approved.
+        if context.grant.is_none() {
+            context.grant = Some(Arc::new(crate::Grant::of_info(&agent.info)));
+        }
         if !agent.enabled {
             return Err(RegistryError::Disabled(name.into()));
         }

@@ -42,6 +42,15 @@ CREATE TABLE IF NOT EXISTS settings (
     value TEXT NOT NULL,
     PRIMARY KEY (tenant, key)
 );
+CREATE TABLE IF NOT EXISTS grants (
+    tenant TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    manifest TEXT NOT NULL,
+    approved_ms INTEGER,
+    approved_by INTEGER,
+    PRIMARY KEY (tenant, name)
+);
 CREATE TABLE IF NOT EXISTS budgets (
     tenant TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -252,6 +261,7 @@ impl ControlStore {
     pub fn forget_upload(&self, tenant: &str, name: &str) -> Result<(), ControlError> {
         self.with(|c| {
             c.execute("DELETE FROM uploads WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
+            c.execute("DELETE FROM grants WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
             c.execute("DELETE FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|_| ())
         })
     }

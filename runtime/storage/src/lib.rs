@@ -12,6 +12,7 @@
 //! the sandbox.
 
 pub mod control;
+pub mod grants;
 pub mod jobstatus;
 pub mod quarantine;
 pub mod retry;
