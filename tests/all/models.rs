@@ -238,3 +238,30 @@ fn anomalies_record_the_model_version_that_scored_them() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_model_name_or_symlink_cannot_reach_outside_the_models_folder() -> anyhow::Result<()> {
+    let s = store()?;
+    let models = s.dir.path().join("models");
+    let outside = tempfile::tempdir()?;
+    let onnx = shipped_onnx("wifi")?;
+    // The same valid version, once inside and once outside behind a symlink.
+    write_version(&models, "wifi", "8", &onnx, |_| {})?;
+    write_version(outside.path(), "wifi", "9", &onnx, |_| {})?;
+    std::os::unix::fs::symlink(outside.path().join("wifi/9"), models.join("wifi/9"))?;
+    assert!(s.manager.load("wifi", "8").is_ok(), "the copy inside loads");
+    assert!(
+        matches!(s.manager.load("wifi", "9"), Err(ModelError::NotFound { .. })),
+        "a version behind a symlink out of the folder is not followed"
+    );
+    let outside_path = outside.path().join("wifi").display().to_string();
+    for (agent, version) in
+        [("wifi", ".."), ("wifi", "../wifi/8"), ("..", "wifi"), (outside_path.as_str(), "9"), ("wifi", "8\0")]
+    {
+        assert!(
+            matches!(s.manager.load(agent, version), Err(ModelError::NotFound { .. })),
+            "{agent:?}/{version:?} was not refused"
+        );
+    }
+    Ok(())
+}

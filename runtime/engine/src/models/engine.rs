@@ -123,7 +123,13 @@ impl LoadedModel {
         let path = dir.join("model.onnx");
         let bytes =
             std::fs::read(&path).map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
-        let found = mcp_sandbox::registry::sha256_hex(&bytes);
+        Self::load_checked(&bytes, metadata)
+    }
+
+    /// Loads model.onnx's `bytes`, checking them against the metadata's
+    /// sha256 before anything else.
+    pub fn load_checked(bytes: &[u8], metadata: ModelMetadata) -> Result<Self, ModelError> {
+        let found = mcp_sandbox::registry::sha256_hex(bytes);
         if found != metadata.sha256 {
             return Err(ModelError::Checksum {
                 agent: metadata.agent.clone(),
@@ -132,7 +138,7 @@ impl LoadedModel {
                 found,
             });
         }
-        Self::load(&bytes, metadata)
+        Self::load(bytes, metadata)
     }
 
     fn check_reference(&self) -> Result<(), ModelError> {

@@ -128,13 +128,19 @@ impl ModelManager {
         if !valid_component(agent) || !valid_component(version) {
             return Err(ModelError::NotFound { agent: agent.into(), version: Some(version.into()) });
         }
-        let dir = self.dir.join(agent).join(version);
-        if !dir.is_dir() {
-            return Err(ModelError::NotFound { agent: agent.into(), version: Some(version.into()) });
-        }
-        let path = dir.join("metadata.json");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|source| ModelError::Io { path: path.display().to_string(), source })?;
+        // Read through a capability directory: the names were checked above,
+        // and a symlink inside the models folder that points out of it is
+        // not followed.
+        let not_found = || ModelError::NotFound { agent: agent.into(), version: Some(version.into()) };
+        let root =
+            cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority()).map_err(|_| not_found())?;
+        let Ok(dir) = root.open_dir(agent).and_then(|a| a.open_dir(version)) else {
+            return Err(not_found());
+        };
+        let shown = |file: &str| self.dir.join(agent).join(version).join(file).display().to_string();
+        let text = dir
+            .read_to_string("metadata.json")
+            .map_err(|source| ModelError::Io { path: shown("metadata.json"), source })?;
         let metadata: ModelMetadata = serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
             agent: agent.into(),
             version: version.into(),
@@ -150,7 +156,8 @@ impl ModelManager {
                 ),
             });
         }
-        LoadedModel::load_dir(&dir, metadata)
+        let onnx = dir.read("model.onnx").map_err(|source| ModelError::Io { path: shown("model.onnx"), source })?;
+        LoadedModel::load_checked(&onnx, metadata)
     }
 
     /// A version, loaded once and shared; validated on first load.
