@@ -68,6 +68,8 @@ pub(crate) fn api_configured(
         models_dir: Some(models_dir),
         schema_dir: Some(BUNDLED_SCHEMAS.into()),
         max_upload_bytes: 4 << 20,
+        // Alpha's admin tokens are the deployment's admin.
+        tenant: "alpha".into(),
         ..McpConfig::default()
     };
     std::fs::create_dir_all(&config.data_dir)?;
@@ -295,6 +297,16 @@ fn models_are_listed_activated_and_rolled_back() -> anyhow::Result<()> {
     assert_eq!(listed.body.as_array().map(Vec::len), Some(3), "{}", listed.body);
     problem(&api.call("POST", "/v1/models/dns/9/activate", Some(admin), None)?, StatusCode::NOT_FOUND, "not_found");
     problem(&api.call("POST", "/v1/models/dns/rollback", Some(admin), None)?, StatusCode::CONFLICT, "conflict");
+    problem(
+        &api.call("DELETE", "/v1/budgets", Some(admin), None)?,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    // Another tenant's admin token does not change the deployment's models.
+    let other_admin = api.token("beta", Role::Admin);
+    for uri in ["/v1/models/dns/1/activate", "/v1/models/dns/rollback", "/v1/models/reload"] {
+        problem(&api.call("POST", uri, Some(other_admin), None)?, StatusCode::FORBIDDEN, "forbidden");
+    }
     assert_eq!(api.call("POST", "/v1/models/dns/1/activate", Some(admin), None)?.status, StatusCode::OK);
     let agent = api.get("/v1/agents/dns", admin)?;
     assert_eq!(agent.body["active_model"], "1");

@@ -24,8 +24,6 @@ const ATTACKER_ENTRIES: usize = 5_000;
 fn hostile_api(quarantine: mcp_engine::quarantine::QuarantinePolicy) -> anyhow::Result<Api> {
     let tenants = ["alpha", "beta", "gamma", "clock", "random", "forge"];
     api_configured(SharedCache::open(None, "", Default::default())?, &tenants, |config, source| {
-        // Alpha's admin tokens are the deployment's admin.
-        config.tenant = "alpha".into();
         config.sandbox.call_timeout_ms = 500;
         config.budgets.call_timeout_ms = 500;
         // Small enough that a flood meets it well before the deadline.
@@ -277,6 +275,7 @@ fn budgets_are_the_admins_to_set_and_each_tenants_to_read() -> anyhow::Result<()
     let beta = api.get("/v1/budgets", api.token("beta", Role::ReadOnly))?;
     assert_eq!(beta.body["budget"]["findings"], 1, "{}", beta.body);
     assert_eq!(beta.body["budget"]["memory_bytes"], 64 << 20, "the [sandbox] ceiling holds: {}", beta.body);
+    assert_eq!(beta.body["held_to_ceiling"], json!(["memory_bytes"]), "and says so: {}", beta.body);
     assert_eq!(api.get("/v1/budgets", tenant_admin)?.body["budget"]["findings"], 1_000_000, "alpha is untouched");
     let audit = api.get("/v1/audit", api.token("beta", Role::TenantAdmin))?;
     assert!(audit.body.to_string().contains("budget.set"), "audited in the tenant it affects: {}", audit.body);

@@ -51,6 +51,20 @@ impl Caller {
         Identity { token_id: self.token_id, tenant: self.tenant.clone(), role: self.role }
     }
 
+    /// Refuses the call unless the token is the deployment's admin: the
+    /// `admin` role of `deployment_tenant` (the configured tenant, the one
+    /// `mcp serve` creates at its first start). An `admin` token of another
+    /// tenant must not change what every tenant shares.
+    pub fn require_deployment_admin(&self, deployment_tenant: &str) -> Result<(), ApiError> {
+        self.require(Role::Admin)?;
+        if self.tenant != deployment_tenant {
+            return Err(ApiError::forbidden(format!(
+                "this is the deployment admin's (an admin token of tenant '{deployment_tenant}')"
+            )));
+        }
+        Ok(())
+    }
+
     /// Refuses the call unless the token's role is at least `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
         if self.role >= role {

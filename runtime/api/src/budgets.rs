@@ -13,7 +13,7 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiState, Caller, Role};
+use super::{ApiError, ApiState, Caller};
 use mcp_sandbox::{Budget, RunBudget};
 use mcp_storage::control::Caller as Identity;
 
@@ -26,6 +26,9 @@ pub struct BudgetView {
     pub budget: BTreeMap<String, u64>,
     /// The names this tenant overrides, with their values.
     pub overrides: BTreeMap<String, u64>,
+    /// Overrides above the deployment's `[sandbox]` ceilings: the ceiling
+    /// applies, not the override.
+    pub held_to_ceiling: Vec<String>,
 }
 
 /// How long a tenant's budget is kept in memory before it is read again, so
@@ -71,10 +74,17 @@ impl ApiState {
 
     fn budget_view(&self, tenant: &str) -> Result<BudgetView, ApiError> {
         let budget = self.tenant_budget(tenant)?;
+        let overrides: BTreeMap<String, u64> = self.control.budget_overrides(tenant)?.into_iter().collect();
+        let held_to_ceiling = overrides
+            .iter()
+            .filter(|(name, value)| Budget::parse(name).is_some_and(|b| budget.get(b) < **value))
+            .map(|(name, _)| name.clone())
+            .collect();
         Ok(BudgetView {
             tenant: tenant.to_string(),
             budget: Budget::ALL.iter().map(|b| (b.name().to_string(), budget.get(*b))).collect(),
-            overrides: self.control.budget_overrides(tenant)?.into_iter().collect(),
+            overrides,
+            held_to_ceiling,
         })
     }
 }
@@ -110,15 +120,7 @@ pub async fn put_budget(
     Path(tenant): Path<String>,
     change: Result<Json<BTreeMap<String, Option<u64>>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<BudgetView>, ApiError> {
-    caller.require(Role::Admin)?;
-    // An admin token of another tenant must not set budgets: they bound
-    // what every tenant shares.
-    if caller.tenant != state.config.tenant {
-        return Err(ApiError::forbidden(format!(
-            "budgets are set by the deployment's admin (an admin token of tenant '{}')",
-            state.config.tenant
-        )));
-    }
+    caller.require_deployment_admin(&state.config.tenant)?;
     let Json(change) = change?;
     if !state.control.tenants()?.contains(&tenant) {
         return Err(ApiError::not_found(format!("no tenant named '{tenant}'")));

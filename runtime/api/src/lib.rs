@@ -366,6 +366,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics::render).with_state(state.clone()))
         .merge(Redoc::with_url("/docs", openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint; /openapi.json lists them") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this path does not take that method; /openapi.json lists what it takes",
+            )
+        })
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_upload_bytes))
         .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
 }

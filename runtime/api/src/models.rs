@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{ApiError, ApiState, Caller, Role};
+use super::{ApiError, ApiState, Caller};
 use mcp_engine::models::ModelError;
 
 /// A model version on disk.
@@ -83,7 +83,7 @@ pub async fn activate_model(
     caller: Caller,
     Path((agent, version)): Path<(String, String)>,
 ) -> Result<Json<ActiveModel>, ApiError> {
-    caller.require(Role::Admin)?;
+    caller.require_deployment_admin(&state.config.tenant)?;
     let models = state.models.clone();
     let (a, v) = (agent.clone(), version.clone());
     tokio::task::spawn_blocking(move || models.activate(&a, &v).map(|_| ())).await?.map_err(model_error)?;
@@ -107,7 +107,7 @@ pub async fn rollback_model(
     caller: Caller,
     Path(agent): Path<String>,
 ) -> Result<Json<ActiveModel>, ApiError> {
-    caller.require(Role::Admin)?;
+    caller.require_deployment_admin(&state.config.tenant)?;
     let models = state.models.clone();
     let a = agent.clone();
     let version = tokio::task::spawn_blocking(move || models.rollback(&a)).await?.map_err(model_error)?;
@@ -136,7 +136,7 @@ pub async fn upload_model(
     Path((agent, version)): Path<(String, String)>,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(axum::http::StatusCode, Json<ModelVersionView>), ApiError> {
-    caller.require(Role::Admin)?;
+    caller.require_deployment_admin(&state.config.tenant)?;
     let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (mut model, mut metadata) = (None, None);
     while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
@@ -189,7 +189,7 @@ pub async fn reload_models(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
 ) -> Result<Json<Vec<ActiveModel>>, ApiError> {
-    caller.require(Role::Admin)?;
+    caller.require_deployment_admin(&state.config.tenant)?;
     let models = state.models.clone();
     let activated = tokio::task::spawn_blocking(move || models.scan()).await?;
     state.control.audit(&caller.identity(), "model.reload", &format!("{} activated", activated.len()))?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_sandbox::registry::Registry;
-use mcp_sandbox::{AgentInstance, Budget, Fault, Grant, RunBudget, Usage};
+use mcp_sandbox::{Budget, Fault, Grant, RunBudget, Usage};
 use mcp_storage::control::ControlStore;
 use mcp_storage::jobstatus::{JobStatus, SharedCache};
 use mcp_storage::source::LogSource;
@@ -137,11 +137,15 @@ impl RunBuilder {
         let mut context =
             pipeline::context_for(&name, &self.tenant, settings, Some(self.source.clone()), models, self.budget);
         context.grant = self.grant.map(Arc::new);
-        let instance = self.registry.instantiate(&name, context)?;
+        // The slot now, so a tenant over its instances hears it at once; the
+        // instance when the run starts, on its own thread, since making it
+        // runs guest code and waits for a fair turn.
+        let slot = self.registry.reserve(&name, &context)?;
         Ok(Run {
             registry: self.registry,
             source: self.source,
-            instance,
+            context,
+            slot,
             tenant: self.tenant,
             agent: name,
             batch_size: self.batch_size,
@@ -150,11 +154,14 @@ impl RunBuilder {
     }
 }
 
-/// A run ready to go: the agent instantiated for its tenant.
+/// A run ready to go: the agent resolved and an instance slot held for it.
 pub struct Run {
     registry: Arc<Registry>,
     source: Arc<dyn LogSource>,
-    instance: AgentInstance,
+    /// What the instance is made from, and the slot it will take: the
+    /// instance itself is made when the run starts.
+    context: mcp_sandbox::InstanceContext,
+    slot: mcp_sandbox::TenantSlot,
     tenant: String,
     agent: String,
     batch_size: u32,
@@ -185,10 +192,29 @@ impl Run {
     /// Runs from the checkpoint to the end of the source, showing `observer`
     /// the report after each committed batch (it may stop the run).
     pub fn execute(
-        mut self,
+        self,
         store: &mut AnomalyStore,
         observer: &mut dyn FnMut(&RunReport) -> ControlFlow<()>,
     ) -> RunOutcome {
+        let mut instance = match self.registry.instantiate_reserved(&self.agent, self.context, self.slot) {
+            Ok(instance) => instance,
+            Err(error) => {
+                // A trap in the agent's start code counts like any fault.
+                let fault_list = match &error {
+                    mcp_sandbox::registry::RegistryError::Invalid { source, .. } => {
+                        source.fault().cloned().into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                };
+                return RunOutcome {
+                    result: Err(error.into()),
+                    fuel: 0,
+                    faults: fault_list.len() as u64,
+                    fault_list,
+                    usage: Usage::default(),
+                };
+            }
+        };
         let spec = RunSpec {
             tenant: &self.tenant,
             agent: &self.agent,
@@ -196,13 +222,13 @@ impl Run {
             batch_size: self.batch_size,
             replay_ms: self.replay_ms,
         };
-        let result = pipeline::run_observed(&self.registry, &mut self.instance, &*self.source, store, &spec, observer);
+        let result = pipeline::run_observed(&self.registry, &mut instance, &*self.source, store, &spec, observer);
         RunOutcome {
             result,
-            fuel: self.instance.fuel_used(),
-            faults: self.instance.faults(),
-            fault_list: self.instance.take_faults(),
-            usage: *self.instance.usage(),
+            fuel: instance.fuel_used(),
+            faults: instance.faults(),
+            fault_list: instance.take_faults(),
+            usage: *instance.usage(),
         }
     }
 

@@ -49,7 +49,7 @@ pub use host::{InstanceContext, LogReader, ModelProvider, ServedModel};
 pub use info::{AgentInfo, PROTOCOL_VERSIONS, Protocol, SchemaSupport};
 pub use instance::{AgentInstance, LogEntry};
 pub use limits::{BudgetKind, EPOCH_TICK_MS, SandboxLimits};
-pub use slots::TenantSlots;
+pub use slots::{TenantSlot, TenantSlots};
 pub use turns::{Turn, Turns};
 
 /// The newest protocol version this host speaks; [`PROTOCOL_VERSIONS`] lists
@@ -176,11 +176,30 @@ impl Sandbox {
 
     /// Instantiates `component` for `context`; fails if its imports are not
     /// ones this host offers.
-    pub fn instantiate(&self, component: &Component, mut context: InstanceContext) -> Result<AgentInstance> {
+    pub fn instantiate(&self, component: &Component, context: InstanceContext) -> Result<AgentInstance> {
+        let slot = self.reserve(&context)?;
+        self.instantiate_reserved(component, context, slot)
+    }
+
+    /// Takes one of `context`'s tenant's instance slots now, for an
+    /// instantiation later (a run started by a request, instantiated on its
+    /// own thread); over the tenant's `max_instances`, the budget fault.
+    pub fn reserve(&self, context: &InstanceContext) -> Result<TenantSlot> {
+        let max = self.clamp(context.budget.clone()).max_instances;
+        self.slots.take(&context.tenant, max).map_err(|exceeded| SandboxError::Fault {
+            agent: context.agent.to_string(),
+            fault: Fault::Budget(exceeded),
+        })
+    }
+
+    /// As [`Sandbox::instantiate`], in a slot [`Sandbox::reserve`] took.
+    pub fn instantiate_reserved(
+        &self,
+        component: &Component,
+        mut context: InstanceContext,
+        slot: TenantSlot,
+    ) -> Result<AgentInstance> {
         context.budget = self.clamp(context.budget);
-        let slot = self.slots.take(&context.tenant, context.budget.max_instances).map_err(|exceeded| {
-            SandboxError::Fault { agent: context.agent.to_string(), fault: Fault::Budget(exceeded) }
-        })?;
         let pre = self
             .linker
             .instantiate_pre(component)

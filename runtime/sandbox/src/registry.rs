@@ -205,7 +205,28 @@ impl Registry {
     }
 
     /// A fresh instance of an enabled agent for `context`.
-    pub fn instantiate(&self, name: &str, mut context: InstanceContext) -> Result<AgentInstance, RegistryError> {
+    pub fn instantiate(&self, name: &str, context: InstanceContext) -> Result<AgentInstance, RegistryError> {
+        let slot = self.reserve(name, &context)?;
+        self.instantiate_reserved(name, context, slot)
+    }
+
+    /// Takes an instance slot of `context`'s tenant for `name` now, to
+    /// instantiate it later with [`Registry::instantiate_reserved`].
+    pub fn reserve(&self, name: &str, context: &InstanceContext) -> Result<crate::TenantSlot, RegistryError> {
+        let agent = self.get(name)?;
+        if !agent.enabled {
+            return Err(RegistryError::Disabled(name.into()));
+        }
+        self.sandbox.reserve(context).map_err(|source| RegistryError::Invalid { origin: agent.origin.clone(), source })
+    }
+
+    /// As [`Registry::instantiate`], in a slot [`Registry::reserve`] took.
+    pub fn instantiate_reserved(
+        &self,
+        name: &str,
+        mut context: InstanceContext,
+        slot: crate::TenantSlot,
+    ) -> Result<AgentInstance, RegistryError> {
         let agent = self.get(name)?;
         // A bundled agent's grant is what its info declared, checked at
         // registration; an upload's is the manifest its tenant approved.
@@ -216,7 +237,7 @@ impl Registry {
             return Err(RegistryError::Disabled(name.into()));
         }
         self.sandbox
-            .instantiate(&agent.component, context)
+            .instantiate_reserved(&agent.component, context, slot)
             .map_err(|source| RegistryError::Invalid { origin: agent.origin.clone(), source })
     }
 }
