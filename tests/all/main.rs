@@ -14,3 +14,4 @@ mod registry;
 mod runs;
 mod sandbox;
 mod schemas;
+mod tenancy;

@@ -14,6 +14,7 @@ mod metrics;
 mod models;
 pub mod problem;
 mod runs;
+mod tenancy;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -189,6 +190,16 @@ impl ApiState {
         self.uploads_dir()?.read(upload_file(tenant, sha256))
     }
 
+    /// Forgets a deleted tenant's uploaded agents and removes their files.
+    pub(crate) fn forget_tenant_uploads(&self, tenant: &str, files: &[String]) {
+        if let Ok(mut uploads) = self.uploads.write() {
+            uploads.remove(tenant);
+        }
+        for sha256 in files {
+            self.remove_upload_if_unused(tenant, sha256);
+        }
+    }
+
     /// Removes a component file no agent of `tenant` uses any more.
     pub(crate) fn remove_upload_if_unused(&self, tenant: &str, sha256: &str) {
         let used = self.control.uploads().is_ok_and(|all| all.iter().any(|(t, _, sha)| t == tenant && sha == sha256));
@@ -347,6 +358,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(agents::approve_agent))
         .routes(routes!(budgets::get_budget))
         .routes(routes!(budgets::put_budget))
+        .routes(routes!(tenancy::list_tokens, tenancy::create_token))
+        .routes(routes!(tenancy::revoke_token))
+        .routes(routes!(tenancy::list_tenants, tenancy::create_tenant))
+        .routes(routes!(tenancy::delete_tenant))
+        .routes(routes!(tenancy::disable_tenant))
+        .routes(routes!(tenancy::enable_tenant))
         .routes(routes!(config::get_config, config::patch_config))
         .routes(routes!(config::get_audit))
         .routes(routes!(anomalies::list_anomalies))

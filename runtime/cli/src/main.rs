@@ -90,6 +90,11 @@ enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Tenants: list, create, disable, enable, delete.
+    Tenants {
+        #[command(subcommand)]
+        command: TenantsCommand,
+    },
     /// Job status (runs) from the shared cache: Redis when configured.
     Jobs {
         #[command(subcommand)]
@@ -125,7 +130,36 @@ enum TokensCommand {
         /// read_only, tenant_admin or admin.
         #[arg(long)]
         role: String,
+        /// A name to tell it apart in `mcp tokens list`.
+        #[arg(long, default_value = "")]
+        name: String,
     },
+    /// A tenant's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Revoke a tenant's token by id.
+    Revoke {
+        #[arg(long)]
+        tenant: String,
+        id: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantsCommand {
+    /// Every tenant with its state.
+    List,
+    /// Create a tenant.
+    Create { name: String },
+    /// Disable a tenant: its tokens stop working, its data stays.
+    Disable { name: String },
+    /// Enable a disabled tenant.
+    Enable { name: String },
+    /// Delete a tenant's tokens and control records (uploads, settings,
+    /// grants, budgets, quarantine); its audit trail, logs and anomalies stay.
+    Delete { name: String },
 }
 
 #[derive(Subcommand)]
@@ -461,13 +495,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Models { command } => models_cli::run(&config, cli.agents_dir, command),
-        Command::Tokens { command: TokensCommand::Create { tenant, role } } => {
+        Command::Tokens { command: TokensCommand::List { tenant } } => {
+            let control = ControlStore::open(&config.control_db())?;
+            println!("{:>5} {:<24} {:<13} {:<14} {:<14} created by", "id", "name", "role", "created", "last used");
+            for t in control.tokens(&tenant)? {
+                let last = t.last_used_ms.map_or("never".to_string(), |ms| ms.to_string());
+                let by = t.created_by.map_or("command line".to_string(), |id| format!("token {id}"));
+                println!("{:>5} {:<24} {:<13} {:<14} {:<14} {by}", t.id, t.name, t.role, t.created_ms, last);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens { command: TokensCommand::Revoke { tenant, id } } => {
+            let control = ControlStore::open(&config.control_db())?;
+            if !control.revoke_token(&tenant, id)? {
+                anyhow::bail!("tenant {tenant} has no token {id}");
+            }
+            println!("token {id} of {tenant} revoked (a running server stops taking it within 30 s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tenants { command } => tenants(&config, command),
+        Command::Tokens { command: TokensCommand::Create { tenant, role, name } } => {
             let role = Role::parse(&role)
                 .with_context(|| format!("role '{role}' must be read_only, tenant_admin or admin"))?;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let control = ControlStore::open(&config.control_db())?;
-            let token = control.create_token(&tenant, role)?;
+            control.ensure_tenant(&tenant)?;
+            let (_, token) = control.create_named_token(&tenant, role, &name, None)?;
             println!("{token}");
             eprintln!("token for tenant {tenant} with role {}: shown once, only its hash is kept", role.name());
             Ok(ExitCode::SUCCESS)
@@ -571,4 +625,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `mcp tenants ...`: the same changes as the API's, for the operator.
+fn tenants(config: &McpConfig, command: TenantsCommand) -> Result<ExitCode> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let control = ControlStore::open(&config.control_db())?;
+    match command {
+        TenantsCommand::List => {
+            println!("{:<24} {:<14} {:<14} tokens", "name", "created", "disabled");
+            for t in control.tenant_records()? {
+                let disabled = t.disabled_ms.map_or("-".to_string(), |ms| ms.to_string());
+                println!("{:<24} {:<14} {:<14} {}", t.name, t.created_ms, disabled, t.tokens);
+            }
+        }
+        TenantsCommand::Create { name } => {
+            control.ensure_tenant(&name)?;
+            println!("tenant {name} exists; `mcp tokens create --tenant {name} --role tenant_admin` gives it a token");
+        }
+        TenantsCommand::Disable { name } if name == config.tenant => {
+            anyhow::bail!("{name} is the deployment's own tenant (`tenant` in the config)");
+        }
+        TenantsCommand::Disable { name } => {
+            anyhow::ensure!(control.set_tenant_disabled(&name, true)?, "no tenant named '{name}'");
+            println!("tenant {name} disabled: its tokens stop working (within 30 s on a running server)");
+        }
+        TenantsCommand::Enable { name } => {
+            anyhow::ensure!(control.set_tenant_disabled(&name, false)?, "no tenant named '{name}'");
+            println!("tenant {name} enabled");
+        }
+        TenantsCommand::Delete { name } => {
+            anyhow::ensure!(name != config.tenant, "{name} is the deployment's own tenant (`tenant` in the config)");
+            anyhow::ensure!(control.delete_tenant(&name)?, "no tenant named '{name}'");
+            // Its uploaded components go with it; the name was a valid tenant's.
+            let uploads = config.data_dir.join("agents").join(&name);
+            if uploads.exists() {
+                std::fs::remove_dir_all(&uploads).with_context(|| format!("cannot remove {}", uploads.display()))?;
+            }
+            println!("tenant {name} deleted: tokens and control records gone; audit trail, logs and anomalies kept");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -135,3 +135,33 @@ fn run_status_reaches_jobs_list_through_redis() -> Result<(), Box<dyn std::error
     assert!(text.contains("1 jobs for tenant acme"), "{text}");
     Ok(())
 }
+
+#[test]
+fn tokens_and_tenants_are_managed_from_the_command_line() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("mcp.toml"), format!("data_dir = {:?}\n", dir.path().join("data")))?;
+    let made =
+        mcp(dir.path(), &["tokens", "create", "--tenant", "acme", "--role", "read_only", "--name", "dashboards"]);
+    assert!(made.status.success() && stdout(&made).starts_with("mcp_"), "{made:?}");
+    let listed = stdout(&mcp(dir.path(), &["tokens", "list", "--tenant", "acme"]));
+    let id = listed
+        .lines()
+        .find(|l| l.contains("dashboards"))
+        .and_then(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .ok_or_else(|| format!("no token listed: {listed}"))?;
+    assert!(listed.contains("read_only") && listed.contains("command line"), "{listed}");
+    assert!(mcp(dir.path(), &["tokens", "revoke", "--tenant", "acme", &id]).status.success());
+    assert!(!stdout(&mcp(dir.path(), &["tokens", "list", "--tenant", "acme"])).contains("dashboards"));
+    assert!(!mcp(dir.path(), &["tokens", "revoke", "--tenant", "acme", &id]).status.success(), "revoked twice");
+
+    assert!(mcp(dir.path(), &["tenants", "create", "globex"]).status.success());
+    assert!(mcp(dir.path(), &["tenants", "disable", "globex"]).status.success());
+    let tenants = stdout(&mcp(dir.path(), &["tenants", "list"]));
+    let globex = tenants.lines().find(|l| l.starts_with("globex")).unwrap_or_default();
+    assert!(!globex.contains(" - "), "disabled shows a time: {tenants}");
+    assert!(!mcp(dir.path(), &["tenants", "disable", "default"]).status.success(), "the deployment's own tenant");
+    assert!(mcp(dir.path(), &["tenants", "delete", "globex"]).status.success());
+    assert!(!stdout(&mcp(dir.path(), &["tenants", "list"])).contains("globex"));
+    Ok(())
+}

@@ -148,7 +148,7 @@ pub struct ControlStore {
 /// again (so a token removed from the store stops working within this).
 pub const TOKEN_CACHE: std::time::Duration = std::time::Duration::from_secs(30);
 
-fn hash(token: &str) -> String {
+pub(crate) fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
@@ -166,6 +166,7 @@ impl ControlStore {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        crate::tenancy::migrate(&conn).map_err(wrap)?;
         Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
     }
 
@@ -221,11 +222,21 @@ impl ControlStore {
         {
             return Ok(Some(caller.clone()));
         }
+        // A token of a disabled or deleted tenant is no token; each lookup
+        // also records when the token was last used.
         let found: Option<(i64, String, String)> = self.with(|c| {
-            c.query_row("SELECT id, tenant, role FROM tokens WHERE sha256 = ?1", [&hashed], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
+            let found = c
+                .query_row(
+                    "SELECT tokens.id, tokens.tenant, tokens.role FROM tokens JOIN tenants ON tenants.name = tokens.tenant
+                     WHERE tokens.sha256 = ?1 AND tenants.disabled_ms IS NULL",
+                    [&hashed],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if let Some((id, _, _)) = &found {
+                c.execute("UPDATE tokens SET last_used_ms = ?2 WHERE id = ?1", params![id, now_ms()])?;
+            }
+            Ok(found)
         })?;
         let caller =
             found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role }));
@@ -237,6 +248,14 @@ impl ControlStore {
             recent.insert(hashed, (caller.clone(), std::time::Instant::now()));
         }
         Ok(caller)
+    }
+
+    /// Drops remembered tokens whose caller matches, so a revocation or a
+    /// disabled tenant takes effect in this process at once.
+    pub(crate) fn forget_cached(&self, matches: impl Fn(&Caller) -> bool) {
+        if let Ok(mut recent) = self.recent.write() {
+            recent.retain(|_, (caller, _)| !matches(caller));
+        }
     }
 
     /// Agents uploaded by tenants: (tenant, name, sha256).

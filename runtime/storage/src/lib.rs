@@ -19,3 +19,4 @@ pub mod retry;
 pub mod schema;
 pub mod source;
 pub mod store;
+pub mod tenancy;

@@ -1,0 +1,271 @@
+//! Tenants and tokens as resources. A tenant admin lists, creates and
+//! revokes its own tenant's tokens; the deployment's admin creates, lists,
+//! disables, enables and deletes tenants. Every change is audited in the
+//! tenant it affects.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{ApiError, ApiState, Caller, Role};
+use mcp_storage::control::Caller as Identity;
+
+/// A token, without its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// The id of the token that created it; null for the command line.
+    pub created_by: Option<i64>,
+    pub created_ms: i64,
+    /// When it was last used (recorded at most every 30 seconds).
+    pub last_used_ms: Option<i64>,
+}
+
+impl From<mcp_storage::tenancy::TokenRecord> for TokenView {
+    fn from(t: mcp_storage::tenancy::TokenRecord) -> Self {
+        TokenView {
+            id: t.id,
+            name: t.name,
+            role: t.role,
+            created_by: t.created_by,
+            created_ms: t.created_ms,
+            last_used_ms: t.last_used_ms,
+        }
+    }
+}
+
+/// A token to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// 1 to 64 printable characters, to tell tokens apart.
+    pub name: String,
+    /// read_only or tenant_admin (admin: the deployment's admin only).
+    pub role: String,
+}
+
+/// A new token: the only answer that carries its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// `mcp_` and 64 hex characters; shown once, only its hash is kept.
+    pub token: String,
+}
+
+/// A tenant, as the deployment's admin sees it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub name: String,
+    pub created_ms: i64,
+    pub disabled_ms: Option<i64>,
+    pub tokens: i64,
+}
+
+impl From<mcp_storage::tenancy::TenantRecord> for TenantView {
+    fn from(t: mcp_storage::tenancy::TenantRecord) -> Self {
+        TenantView { name: t.name, created_ms: t.created_ms, disabled_ms: t.disabled_ms, tokens: t.tokens }
+    }
+}
+
+/// A tenant to make.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewTenant {
+    /// 1 to 64 of a-z, 0-9, '-' and '_'.
+    pub name: String,
+}
+
+fn audit_in(state: &ApiState, caller: &Caller, tenant: &str, action: &str, detail: &str) -> Result<(), ApiError> {
+    let affected = Identity { token_id: caller.token_id, tenant: tenant.to_string(), role: caller.role };
+    Ok(state.control.audit(&affected, action, detail)?)
+}
+
+/// The caller's tenant's tokens (tenant admin).
+#[utoipa::path(get, path = "/v1/tokens", responses((status = OK, body = Vec<TokenView>), super::problem::Restricted))]
+pub async fn list_tokens(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    Ok(Json(state.control.tokens(&caller.tenant)?.into_iter().map(TokenView::from).collect()))
+}
+
+/// Makes a token for the caller's tenant (tenant admin); its secret is in
+/// this answer only.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    request_body = NewToken,
+    responses(
+        (status = CREATED, body = CreatedToken),
+        super::problem::BadRequest,
+        super::problem::Restricted
+    )
+)]
+pub async fn create_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    let Json(body) = body?;
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| ApiError::bad_request("role must be read_only, tenant_admin or admin"))?;
+    if role == Role::Admin {
+        caller.require_deployment_admin(&state.config.tenant)?;
+    }
+    if body.name.is_empty() || body.name.len() > 64 || body.name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request("name must be 1 to 64 printable characters"));
+    }
+    let (id, token) = state.control.create_named_token(&caller.tenant, role, &body.name, Some(caller.token_id))?;
+    audit_in(&state, &caller, &caller.tenant, "token.create", &format!("{id} {} {}", body.name, role.name()))?;
+    Ok((StatusCode::CREATED, Json(CreatedToken { id, name: body.name, role: role.name().to_string(), token })))
+}
+
+/// Revokes one of the caller's tenant's tokens (tenant admin); it stops
+/// working at once on this server, within 30 seconds on others.
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{id}",
+    params(("id" = i64, Path)),
+    responses((status = NO_CONTENT, description = "revoked"), super::problem::NotFound, super::problem::Restricted)
+)]
+pub async fn revoke_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(Role::TenantAdmin)?;
+    if !state.control.revoke_token(&caller.tenant, id)? {
+        return Err(ApiError::not_found(format!("no token {id}")));
+    }
+    audit_in(&state, &caller, &caller.tenant, "token.revoke", &id.to_string())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every tenant (the deployment's admin).
+#[utoipa::path(get, path = "/v1/tenants", responses((status = OK, body = Vec<TenantView>), super::problem::Restricted))]
+pub async fn list_tenants(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<Vec<TenantView>>, ApiError> {
+    caller.require_deployment_admin(&state.config.tenant)?;
+    Ok(Json(state.control.tenant_records()?.into_iter().map(TenantView::from).collect()))
+}
+
+/// Makes a tenant (the deployment's admin); `POST /v1/tokens` by its
+/// admin, or `mcp tokens create`, gives it tokens.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    request_body = NewTenant,
+    responses(
+        (status = CREATED, body = TenantView),
+        (status = CONFLICT, description = "it exists", body = super::problem::Problem, content_type = "application/problem+json"),
+        super::problem::BadRequest,
+        super::problem::Restricted
+    )
+)]
+pub async fn create_tenant(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Json<NewTenant>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+    caller.require_deployment_admin(&state.config.tenant)?;
+    let Json(body) = body?;
+    if state.control.tenant_record(&body.name)?.is_some() {
+        return Err(ApiError::conflict(format!("tenant '{}' exists", body.name)));
+    }
+    state.control.ensure_tenant(&body.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    audit_in(&state, &caller, &body.name, "tenant.create", &body.name)?;
+    let created = state.control.tenant_record(&body.name)?.ok_or_else(|| ApiError::internal("tenant vanished"))?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+async fn set_disabled(
+    state: Arc<ApiState>,
+    caller: Caller,
+    name: String,
+    disabled: bool,
+) -> Result<Json<TenantView>, ApiError> {
+    caller.require_deployment_admin(&state.config.tenant)?;
+    if disabled && name == state.config.tenant {
+        return Err(ApiError::conflict("the deployment's own tenant cannot be disabled"));
+    }
+    if !state.control.set_tenant_disabled(&name, disabled)? {
+        return Err(ApiError::not_found(format!("no tenant named '{name}'")));
+    }
+    audit_in(&state, &caller, &name, if disabled { "tenant.disable" } else { "tenant.enable" }, &name)?;
+    let view =
+        state.control.tenant_record(&name)?.ok_or_else(|| ApiError::not_found(format!("no tenant named '{name}'")))?;
+    Ok(Json(view.into()))
+}
+
+/// Disables a tenant (the deployment's admin): its tokens stop working at
+/// once on this server, its data stays.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{name}/disable",
+    params(("name" = String, Path)),
+    responses((status = OK, body = TenantView), (status = CONFLICT, body = super::problem::Problem, content_type = "application/problem+json"), super::problem::NotFound, super::problem::Restricted)
+)]
+pub async fn disable_tenant(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    set_disabled(state, caller, name, true).await
+}
+
+/// Enables a disabled tenant again (the deployment's admin).
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{name}/enable",
+    params(("name" = String, Path)),
+    responses((status = OK, body = TenantView), super::problem::NotFound, super::problem::Restricted)
+)]
+pub async fn enable_tenant(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    set_disabled(state, caller, name, false).await
+}
+
+/// Deletes a tenant (the deployment's admin): its tokens, uploaded agents
+/// and their files, settings, grants, budgets and quarantine records go;
+/// its audit trail, logs and anomalies stay.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{name}",
+    params(("name" = String, Path)),
+    responses((status = NO_CONTENT, description = "deleted"), (status = CONFLICT, body = super::problem::Problem, content_type = "application/problem+json"), super::problem::NotFound, super::problem::Restricted)
+)]
+pub async fn delete_tenant(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_deployment_admin(&state.config.tenant)?;
+    if name == state.config.tenant {
+        return Err(ApiError::conflict("the deployment's own tenant cannot be deleted"));
+    }
+    let uploads: Vec<String> = state
+        .control
+        .uploads()?
+        .into_iter()
+        .filter(|(tenant, _, _)| *tenant == name)
+        .map(|(_, _, sha256)| sha256)
+        .collect();
+    if !state.control.delete_tenant(&name)? {
+        return Err(ApiError::not_found(format!("no tenant named '{name}'")));
+    }
+    state.forget_tenant_uploads(&name, &uploads);
+    audit_in(&state, &caller, &name, "tenant.delete", &name)?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,159 @@
+//! Tenants and tokens as resources: created, listed, disabled, deleted and
+//! revoked through the control store. A disabled or deleted tenant's tokens
+//! stop working at once in this process (the cache of recent tokens is
+//! purged) and within [`crate::control::TOKEN_CACHE`] in any other.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use crate::control::{ControlError, ControlStore, Role};
+use crate::jobstatus::now_ms;
+
+/// One token, as its tenant's admins see it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRecord {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    /// The token that created it; `None` for the command line.
+    pub created_by: Option<i64>,
+    pub created_ms: i64,
+    /// When it was last seen (recorded at most every half minute).
+    pub last_used_ms: Option<i64>,
+}
+
+/// One tenant, as the deployment's admin sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantRecord {
+    pub name: String,
+    pub created_ms: i64,
+    pub disabled_ms: Option<i64>,
+    pub tokens: i64,
+}
+
+/// What deleting a tenant removes: its tokens and every control record
+/// (uploads, flags, settings, grants, budgets, quarantine, faults). Its
+/// audit trail is kept; its logs and anomalies stay in their stores.
+const TENANT_RECORDS: [&str; 8] =
+    ["tokens", "uploads", "agent_flags", "settings", "grants", "budgets", "quarantine", "agent_faults"];
+
+/// Columns added after the first release, for control stores made before.
+pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let added = [
+        ("tokens", "name", "TEXT NOT NULL DEFAULT ''"),
+        ("tokens", "created_by", "INTEGER"),
+        ("tokens", "last_used_ms", "INTEGER"),
+        ("tenants", "disabled_ms", "INTEGER"),
+    ];
+    for (table, column, kind) in added {
+        let present: bool =
+            conn.prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?.exists([column])?;
+        if !present {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
+}
+
+impl ControlStore {
+    /// Creates a named token for an existing, enabled `tenant` and returns
+    /// its id and secret: the only time the secret is shown.
+    pub fn create_named_token(
+        &self,
+        tenant: &str,
+        role: Role,
+        name: &str,
+        created_by: Option<i64>,
+    ) -> Result<(i64, String), ControlError> {
+        let secret: [u8; 32] = rand::random();
+        let token = format!("mcp_{}", hex::encode(secret));
+        let id = self.with(|c| {
+            c.execute(
+                "INSERT INTO tokens (tenant, role, sha256, created_ms, name, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![tenant, role.name(), crate::control::hash(&token), now_ms(), name, created_by],
+            )?;
+            Ok(c.last_insert_rowid())
+        })?;
+        Ok((id, token))
+    }
+
+    /// `tenant`'s tokens, oldest first.
+    pub fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT id, name, role, created_by, created_ms, last_used_ms FROM tokens WHERE tenant = ?1 ORDER BY id",
+            )?;
+            s.query_map([tenant], |r| {
+                Ok(TokenRecord {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    role: r.get(2)?,
+                    created_by: r.get(3)?,
+                    created_ms: r.get(4)?,
+                    last_used_ms: r.get(5)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Revokes `tenant`'s token `id`; false when the tenant has no such token.
+    pub fn revoke_token(&self, tenant: &str, id: i64) -> Result<bool, ControlError> {
+        let removed =
+            self.with(|c| c.execute("DELETE FROM tokens WHERE tenant = ?1 AND id = ?2", params![tenant, id]))? > 0;
+        self.forget_cached(|caller| caller.token_id == id);
+        Ok(removed)
+    }
+
+    /// Every tenant with its state.
+    pub fn tenant_records(&self) -> Result<Vec<TenantRecord>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare(
+                "SELECT name, created_ms, disabled_ms, (SELECT COUNT(*) FROM tokens WHERE tokens.tenant = tenants.name)
+                 FROM tenants ORDER BY name",
+            )?;
+            s.query_map([], |r| {
+                Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)?, disabled_ms: r.get(2)?, tokens: r.get(3)? })
+            })?
+            .collect()
+        })
+    }
+
+    /// One tenant's record.
+    pub fn tenant_record(&self, name: &str) -> Result<Option<TenantRecord>, ControlError> {
+        Ok(self.tenant_records()?.into_iter().find(|t| t.name == name))
+    }
+
+    /// Disables (`true`) or enables `name`; false when there is no such tenant.
+    pub fn set_tenant_disabled(&self, name: &str, disabled: bool) -> Result<bool, ControlError> {
+        let at = disabled.then(now_ms);
+        let found =
+            self.with(|c| c.execute("UPDATE tenants SET disabled_ms = ?2 WHERE name = ?1", params![name, at]))? > 0;
+        self.forget_cached(|caller| caller.tenant == name);
+        Ok(found)
+    }
+
+    /// Whether `name` exists and is enabled.
+    pub fn tenant_enabled(&self, name: &str) -> Result<bool, ControlError> {
+        let disabled: Option<Option<i64>> = self.with(|c| {
+            c.query_row("SELECT disabled_ms FROM tenants WHERE name = ?1", [name], |r| r.get(0)).optional()
+        })?;
+        Ok(matches!(disabled, Some(None)))
+    }
+
+    /// Deletes `name` and its control records ([`TENANT_RECORDS`]); false
+    /// when there is no such tenant.
+    pub fn delete_tenant(&self, name: &str) -> Result<bool, ControlError> {
+        let found = self.with(|c| {
+            let tx = c.unchecked_transaction()?;
+            for table in TENANT_RECORDS {
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])?;
+            }
+            let found = tx.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0;
+            tx.commit()?;
+            Ok(found)
+        })?;
+        self.forget_cached(|caller| caller.tenant == name);
+        Ok(found)
+    }
+}
