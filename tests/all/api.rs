@@ -351,8 +351,14 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
     }
     assert!(document.body["components"]["securitySchemes"]["bearer"].is_object());
     assert_eq!(api.call("GET", "/docs", None, None)?.status, StatusCode::OK);
-    let metrics = api.call("GET", "/metrics", None, None)?;
-    assert!(metrics.body.as_str().is_some_and(|m| m.contains("mcp_api_requests_total")), "{}", metrics.body);
+    // /metrics names every tenant: a token of the deployment's tenant only.
+    problem(&api.call("GET", "/metrics", None, None)?, StatusCode::UNAUTHORIZED, "unauthorized");
+    problem(&api.get("/metrics", api.token("beta", Role::Admin))?, StatusCode::FORBIDDEN, "forbidden");
+    api.call("BREW", "/v1/agents", Some(api.token("alpha", Role::ReadOnly)), None)?;
+    let metrics = api.get("/metrics", api.token("alpha", Role::ReadOnly))?;
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(text.contains("mcp_api_requests_total"), "{}", metrics.body);
+    assert!(!text.contains("BREW") && text.contains("method=\"other\""), "made-up methods are one label: {text}");
     let ready = api.call("GET", "/readyz", None, None)?;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
     Ok(())

@@ -237,7 +237,7 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     assert_eq!(after["state"], "completed", "{after}");
     assert_eq!(anomaly_count(&api, "gamma", "wifi")?.0, beta_anomalies);
     // Usage per tenant and agent is in /metrics.
-    let reply = api.call("GET", "/metrics", None, None)?;
+    let reply = api.get("/metrics", api.token("alpha", Role::ReadOnly))?;
     let metrics = reply.body.as_str().unwrap_or_default();
     for series in ["mcp_agent_call_seconds_total", "mcp_agent_log_rows_total", "mcp_agent_memory_high_water_bytes"] {
         assert!(metrics.contains(&format!(r#"{series}{{tenant="alpha",agent="hostile"}}"#)), "{series}: {metrics}");

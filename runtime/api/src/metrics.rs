@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -44,7 +44,13 @@ pub(super) async fn observe(State(state): State<Arc<ApiState>>, request: Request
         .map(str::to_string)
         .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
-    let method = request.method().to_string();
+    // Only the methods HTTP defines: a made-up one must not grow the series.
+    let method = match *request.method() {
+        Method::GET | Method::POST | Method::PUT | Method::PATCH | Method::DELETE | Method::HEAD | Method::OPTIONS => {
+            request.method().to_string()
+        }
+        _ => "other".to_string(),
+    };
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -67,8 +73,19 @@ pub(super) async fn observe(State(state): State<Arc<ApiState>>, request: Request
     response
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub(super) async fn render(State(state): State<Arc<ApiState>>) -> ([(&'static str, &'static str); 1], String) {
+/// `GET /metrics`: Prometheus text format. It names every tenant and
+/// agent, so it needs a token of the deployment's own tenant (any role: a
+/// `read_only` one is what a scraper should hold).
+pub(super) async fn render(
+    State(state): State<Arc<ApiState>>,
+    caller: super::Caller,
+) -> Result<([(&'static str, &'static str); 1], String), super::ApiError> {
+    if caller.tenant != state.config.tenant {
+        return Err(super::ApiError::forbidden(format!(
+            "/metrics shows every tenant: it needs a token of the deployment's tenant '{}'",
+            state.config.tenant
+        )));
+    }
     let mut out = String::new();
     let _ = writeln!(out, "# HELP mcp_api_requests_total API requests answered.");
     let _ = writeln!(out, "# TYPE mcp_api_requests_total counter");
@@ -113,5 +130,5 @@ pub(super) async fn render(State(state): State<Arc<ApiState>>) -> ([(&'static st
             }
         }
     }
-    ([("content-type", "text/plain; version=0.0.4")], out)
+    Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }
