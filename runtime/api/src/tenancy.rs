@@ -132,15 +132,21 @@ pub async fn create_token(
 #[utoipa::path(
     delete,
     path = "/v1/tokens/{id}",
-    params(("id" = i64, Path)),
-    responses((status = NO_CONTENT, description = "revoked"), super::problem::NotFound, super::problem::Restricted)
+    params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
+    responses(
+        (status = NO_CONTENT, description = "revoked"),
+        super::problem::BadRequest,
+        super::problem::NotFound,
+        super::problem::Restricted
+    )
 )]
 pub async fn revoke_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    Path(id): Path<i64>,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(Role::TenantAdmin)?;
+    let Path(id) = id?;
     if !state.control.revoke_token(&caller.tenant, id)? {
         return Err(ApiError::not_found(format!("no token {id}")));
     }
