@@ -22,7 +22,7 @@ const ATTACKER_ENTRIES: usize = 5_000;
 /// run only the bundled agent. A model named for the hostile agent exists,
 /// so the inference attacks reach the host's checks.
 fn hostile_api(quarantine: mcp_engine::quarantine::QuarantinePolicy) -> anyhow::Result<Api> {
-    let tenants = ["alpha", "beta", "gamma", "clock", "random", "forge"];
+    let tenants = ["alpha", "beta", "gamma", "clock", "random", "forge", "labels"];
     api_configured(SharedCache::open(None, "", Default::default())?, &tenants, |config, source| {
         config.sandbox.call_timeout_ms = 500;
         config.budgets.call_timeout_ms = 500;
@@ -44,7 +44,7 @@ fn hostile_api(quarantine: mcp_engine::quarantine::QuarantinePolicy) -> anyhow::
         }
         // Attacks whose runs complete, each with logs of its own tenant (a
         // completed run moves the checkpoint to the end of its tenant's logs).
-        for tenant in ["clock", "random", "forge"] {
+        for tenant in ["clock", "random", "forge", "labels"] {
             source.append(tenant, "wifi", &mcp_synth::to_rows(&mcp_synth::generate("wifi", 5, 1_000)?))?;
         }
         Ok(())
@@ -203,13 +203,17 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     // Allowed and harmless: reading the clocks and random numbers. Findings
     // for entries the agent was never given are dropped; the ones it was
     // given are stored under its own name.
-    for tenant in ["clock", "random", "forge"] {
+    for tenant in ["clock", "random", "forge", "labels"] {
         upload_approved(&api, tenant, std::fs::read(mcp_fixtures::HOSTILE)?)?;
         set_mode_of(&api, tenant, tenant, 0)?;
         let view = run_to_end(&api, tenant, "hostile")?;
         assert_eq!(view["state"], "completed", "{tenant}: {view}");
         assert!(view["counters"]["batches"].as_u64().unwrap_or(0) > 0, "{tenant}: {view}");
     }
+    // Forty findings on one entry of each batch, twenty labels: eight kept.
+    let (labelled, label_ids) = anomaly_count(&api, "labels", "hostile")?;
+    let entries = label_ids.iter().collect::<std::collections::BTreeSet<_>>().len();
+    assert!(entries > 0 && labelled == entries * 8, "{labelled} anomalies on {entries} entries");
     let (_, forged_ids) = anomaly_count(&api, "forge", "hostile")?;
     let largest_given = forged_ids.iter().copied().max().unwrap_or(0);
     assert!(!forged_ids.is_empty() && largest_given < 1_000_000, "forged ids stored: {forged_ids:?}");
