@@ -145,6 +145,12 @@ impl Api {
         })
     }
 
+    /// The status of a request built by hand.
+    fn raw(&self, request: Request<Body>) -> anyhow::Result<StatusCode> {
+        let router = self.router.clone();
+        self.runtime.block_on(async move { Ok(router.oneshot(request).await?.status()) })
+    }
+
     pub(crate) fn get(&self, uri: &str, token: &str) -> anyhow::Result<Reply> {
         self.call("GET", uri, Some(token), None)
     }
@@ -163,6 +169,16 @@ pub(crate) fn problem(reply: &Reply, status: StatusCode, code: &str) {
 #[test]
 fn tokens_and_roles_are_enforced() -> anyhow::Result<()> {
     let api = api()?;
+    // The scheme is case-insensitive.
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let token = api.token("alpha", Role::ReadOnly).to_string();
+        let request = axum::http::Request::builder()
+            .uri("/v1/agents")
+            .header("authorization", format!("{scheme} {token}"))
+            .body(axum::body::Body::empty())?;
+        let status = api.raw(request)?;
+        assert_eq!(status, StatusCode::OK, "scheme {scheme}");
+    }
     problem(&api.call("GET", "/v1/anomalies", None, None)?, StatusCode::UNAUTHORIZED, "unauthorized");
     problem(&api.call("GET", "/v1/anomalies", Some("mcp_forged"), None)?, StatusCode::UNAUTHORIZED, "unauthorized");
     let read_only = api.token("alpha", Role::ReadOnly);
@@ -473,6 +489,18 @@ fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
     let text = metadata.to_string();
     problem(&post(api.token("alpha", Role::TenantAdmin), multipart(&onnx, &text))?, StatusCode::FORBIDDEN, "forbidden");
     problem(&post(admin, multipart(b"garbage", &text))?, StatusCode::UNPROCESSABLE_ENTITY, "model_refused");
+    // Models serve bundled agents; hidden version names are refused.
+    let to = |uri: &str| {
+        api.send(
+            "POST",
+            uri,
+            Some(admin),
+            Some("multipart/form-data; boundary=XBOUNDARY"),
+            Some(multipart(&onnx, &text)),
+        )
+    };
+    problem(&to("/v1/models/nosuchagent/2")?, StatusCode::NOT_FOUND, "not_found");
+    problem(&to("/v1/models/dns/.hidden")?, StatusCode::BAD_REQUEST, "bad_request");
     let created = post(admin, multipart(&onnx, &text))?;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["family"], "logistic-regression");

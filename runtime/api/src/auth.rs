@@ -32,8 +32,11 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         let header = parts.headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(|| {
             ApiError::unauthorized("send `Authorization: Bearer <token>`; `mcp tokens create` makes a token")
         })?;
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
         let token = header
-            .strip_prefix("Bearer ")
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
         let caller = state
             .control

@@ -127,6 +127,7 @@ pub async fn rollback_model(
         (status = CREATED, body = ModelVersionView),
         (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
+        super::problem::NotFound,
         super::problem::Restricted
     )
 )]
@@ -137,6 +138,14 @@ pub async fn upload_model(
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(axum::http::StatusCode, Json<ModelVersionView>), ApiError> {
     caller.require_deployment_admin(&state.config.tenant)?;
+    // Deployment models serve the bundled agents, by name; a version name
+    // starting with a dot would be hidden from listings.
+    if state.registry.get(&agent).is_err() {
+        return Err(ApiError::not_found(format!("no bundled agent named '{agent}'; models serve bundled agents")));
+    }
+    if version.starts_with('.') {
+        return Err(ApiError::bad_request(format!("version '{version}' must not start with '.'")));
+    }
     let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let (mut model, mut metadata) = (None, None);
     while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
