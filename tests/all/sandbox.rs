@@ -155,7 +155,7 @@ fn fuel_budget_stops_a_loop() -> anyhow::Result<()> {
     }
     let mut behaving = hostile(&sandbox, "behave")?;
     assert_eq!(behaving.detect_batch(&wifi_batch(2))?.len(), 1);
-    assert!(behaving.fuel_used() > 0, "fuel use is counted");
+    assert!(behaving.usage().fuel > 0, "fuel use is counted");
     Ok(())
 }
 

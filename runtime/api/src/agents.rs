@@ -63,6 +63,16 @@ pub struct Grants {
     pub approved_ms: Option<i64>,
 }
 
+/// `tenant`'s uploaded agent `name`; a bundled one is a conflict, for the
+/// reason `bundled` gives.
+fn upload_named(state: &ApiState, tenant: &str, name: &str, bundled: &str) -> Result<RegisteredAgent, ApiError> {
+    let resolved = state.resolve(tenant, name).ok_or_else(|| not_found(name))?;
+    if resolved.bundled {
+        return Err(ApiError::conflict(format!("'{name}' is bundled; {bundled}")));
+    }
+    resolved.registry.get(name).cloned().map_err(|_| not_found(name))
+}
+
 /// What an uploaded agent asks to reach.
 #[derive(Debug, serde::Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -489,11 +499,7 @@ pub async fn put_manifest(
     caller.require(Role::TenantAdmin)?;
     let Json(manifest) = body?;
     let manifest = Grant::from(manifest);
-    let resolved = state.resolve(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
-    if resolved.bundled {
-        return Err(ApiError::conflict(format!("'{name}' is bundled; its grant is its own info")));
-    }
-    let agent = resolved.registry.get(&name).map_err(|_| not_found(&name))?;
+    let agent = upload_named(&state, &caller.tenant, &name, "its grant is its own info")?;
     let unprocessable = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest_refused", detail);
     manifest.check(&agent.info).map_err(unprocessable)?;
     if !manifest.models.is_empty() {
@@ -524,12 +530,8 @@ pub async fn approve_agent(
     Path(name): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
     caller.require(Role::TenantAdmin)?;
-    let resolved = state.resolve(&caller.tenant, &name).ok_or_else(|| not_found(&name))?;
-    if resolved.bundled {
-        return Err(ApiError::conflict(format!("'{name}' is bundled; it needs no approval")));
-    }
-    let agent = resolved.registry.get(&name).map_err(|_| not_found(&name))?;
-    let (grant, _) = grant_of(&state, &caller.tenant, agent, false)?;
+    let agent = upload_named(&state, &caller.tenant, &name, "it needs no approval")?;
+    let (grant, _) = grant_of(&state, &caller.tenant, &agent, false)?;
     let json = serde_json::to_string(&grant).map_err(ApiError::internal)?;
     if !state.control.approve_grant(&caller.tenant, &name, &agent.sha256, caller.token_id)? {
         state.control.request_grant(&caller.tenant, &name, &agent.sha256, &json)?;

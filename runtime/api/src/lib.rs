@@ -94,7 +94,7 @@ impl RunTotals {
         let usage = &outcome.usage;
         let mut totals = RunTotals {
             runs: 1,
-            fuel: outcome.fuel,
+            fuel: usage.fuel,
             agent_ms: usage.agent_ms,
             log_rows: usage.log_rows,
             inferences: usage.inferences,

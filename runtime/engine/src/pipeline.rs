@@ -58,21 +58,6 @@ impl RunError {
             _ => None,
         }
     }
-
-    /// The budget that ended the run, if one did.
-    pub fn budget(&self) -> Option<mcp_sandbox::BudgetExceeded> {
-        let source = match self {
-            RunError::Budget { source, .. }
-            | RunError::Agent { source, .. }
-            | RunError::Snapshot { source, .. }
-            | RunError::Replay { source, .. } => source,
-            _ => return None,
-        };
-        match source.fault() {
-            Some(mcp_sandbox::Fault::Budget(exceeded)) => Some(*exceeded),
-            _ => None,
-        }
-    }
 }
 
 /// What a run is over.

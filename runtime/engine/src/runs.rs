@@ -178,8 +178,6 @@ impl std::fmt::Debug for Run {
 #[derive(Debug)]
 pub struct RunOutcome {
     pub result: Result<RunReport, RunError>,
-    /// Fuel the instance burnt, when the budget is fuel.
-    pub fuel: u64,
     /// Faults the instance met, recovered or not.
     pub faults: u64,
     /// The faults themselves, oldest first (the newest 64), for quarantine.
@@ -208,7 +206,6 @@ impl Run {
                 };
                 return RunOutcome {
                     result: Err(error.into()),
-                    fuel: 0,
                     faults: fault_list.len() as u64,
                     fault_list,
                     usage: Usage::default(),
@@ -223,13 +220,7 @@ impl Run {
             replay_ms: self.replay_ms,
         };
         let result = pipeline::run_observed(&self.registry, &mut instance, &*self.source, store, &spec, observer);
-        RunOutcome {
-            result,
-            fuel: instance.fuel_used(),
-            faults: instance.faults(),
-            fault_list: instance.take_faults(),
-            usage: *instance.usage(),
-        }
+        RunOutcome { result, faults: instance.faults(), fault_list: instance.take_faults(), usage: *instance.usage() }
     }
 
     /// As [`Run::execute`], recording job status in `cache` every

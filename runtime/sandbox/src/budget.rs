@@ -229,6 +229,32 @@ impl Usage {
         self.returned_bytes += call.returned_bytes;
     }
 
+    /// The counter a host call or a returned value adds to, for the budgets
+    /// that count what an agent hands over or asks for.
+    fn counter_mut(&mut self, budget: Budget) -> Option<&mut u64> {
+        match budget {
+            Budget::LogRows => Some(&mut self.log_rows),
+            Budget::Inferences => Some(&mut self.inferences),
+            Budget::Findings => Some(&mut self.findings),
+            Budget::LogLines => Some(&mut self.log_lines),
+            Budget::LogBytes => Some(&mut self.log_bytes),
+            Budget::ReturnedBytes => Some(&mut self.returned_bytes),
+            _ => None,
+        }
+    }
+
+    /// Takes `amount` of `budget` under `limit`, or names the budget when
+    /// `amount` would pass it; `already` is what was used elsewhere first.
+    pub(crate) fn take(&mut self, budget: Budget, amount: u64, limit: u64, already: u64) -> Result<(), BudgetExceeded> {
+        if already.saturating_add(self.of(budget)).saturating_add(amount) > limit {
+            return Err(BudgetExceeded { budget, limit });
+        }
+        if let Some(counter) = self.counter_mut(budget) {
+            *counter += amount;
+        }
+        Ok(())
+    }
+
     /// The amount of a countable budget used so far.
     pub fn of(&self, budget: Budget) -> u64 {
         match budget {
@@ -277,22 +303,12 @@ impl CallQuota {
     /// Takes `amount` of `budget`, or fails naming it when the run would
     /// pass its ceiling.
     pub fn take(&mut self, budget: Budget, amount: u64) -> Result<(), BudgetExceeded> {
-        let limit = self.budget.get(budget);
-        let so_far = self.before.of(budget) + self.used.of(budget);
-        if so_far.saturating_add(amount) > limit {
-            return Err(BudgetExceeded { budget, limit });
-        }
-        let counter = match budget {
-            Budget::LogRows => &mut self.used.log_rows,
-            Budget::Inferences => &mut self.used.inferences,
-            Budget::Findings => &mut self.used.findings,
-            Budget::LogLines => &mut self.used.log_lines,
-            Budget::LogBytes => &mut self.used.log_bytes,
-            Budget::ReturnedBytes => &mut self.used.returned_bytes,
-            _ => return Ok(()),
-        };
-        *counter += amount;
-        Ok(())
+        self.used.take(budget, amount, self.budget.get(budget), self.before.of(budget))
+    }
+
+    /// What is left of `budget` for the rest of the run.
+    pub fn left(&self, budget: Budget) -> u64 {
+        self.budget.get(budget).saturating_sub(self.before.of(budget) + self.used.of(budget))
     }
 }
 

@@ -53,7 +53,7 @@ pub struct InstanceContext {
     pub grant: Option<Arc<Grant>>,
     pub config: Arc<BTreeMap<String, String>>,
     pub logs: Option<Arc<dyn LogReader>>,
-    /// The models this instance may use (its own agent's only).
+    /// Where the models its grant names are served from.
     pub models: Option<Arc<dyn ModelProvider>>,
     /// The tenant's budget for the run this instance serves.
     pub budget: RunBudget,
@@ -180,7 +180,7 @@ impl HostState {
         if query.limit == 0 {
             return Ok(Err(ImportError::InvalidArgument("limit must be at least 1".into())));
         }
-        let left = self.quota.budget.log_rows.saturating_sub(self.quota.before.log_rows + self.quota.used.log_rows);
+        let left = self.quota.left(Budget::LogRows);
         if left == 0 {
             return budget_trap(BudgetExceeded { budget: Budget::LogRows, limit: self.quota.budget.log_rows });
         }

@@ -116,11 +116,6 @@ impl AgentInstance {
         self.live.as_ref().and_then(|(store, _)| store.data().model_used.clone())
     }
 
-    /// Fuel consumed by calls so far, with `budget = "fuel"`.
-    pub fn fuel_used(&self) -> u64 {
-        self.usage.fuel
-    }
-
     /// What this instance's calls used so far.
     pub fn usage(&self) -> &Usage {
         &self.usage
@@ -180,14 +175,9 @@ impl AgentInstance {
     /// call; a hit is a fault like one inside the call.
     fn charge(&mut self, budget: Budget, amount: u64) -> Result<()> {
         let limit = self.context.budget.get(budget);
-        if self.usage.of(budget).saturating_add(amount) > limit {
+        if let Err(exceeded) = self.usage.take(budget, amount, limit, 0) {
             self.live = None;
-            return Err(self.fault(Fault::Budget(BudgetExceeded { budget, limit })));
-        }
-        match budget {
-            Budget::Findings => self.usage.findings += amount,
-            Budget::ReturnedBytes => self.usage.returned_bytes += amount,
-            _ => {}
+            return Err(self.fault(Fault::Budget(exceeded)));
         }
         Ok(())
     }

@@ -142,11 +142,6 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Each tenant's live instances.
-    pub fn slots(&self) -> &TenantSlots {
-        &self.slots
-    }
-
     /// The turns agent calls take, fairly across tenants.
     pub fn turns(&self) -> &Turns {
         &self.turns

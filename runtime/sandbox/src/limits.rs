@@ -59,13 +59,6 @@ impl Default for SandboxLimits {
 /// Milliseconds between epoch ticks; a deadline is rounded up to ticks.
 pub const EPOCH_TICK_MS: u64 = 5;
 
-impl SandboxLimits {
-    /// The epoch deadline of one call, in ticks.
-    pub fn deadline_ticks(&self) -> u64 {
-        self.call_timeout_ms.div_ceil(EPOCH_TICK_MS).max(1)
-    }
-}
-
 /// Which limit stopped a guest, when a limiter saw it happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitHit {

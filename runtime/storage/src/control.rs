@@ -197,16 +197,7 @@ impl ControlStore {
     /// the only time it is ever shown.
     pub fn create_token(&self, tenant: &str, role: Role) -> Result<String, ControlError> {
         self.ensure_tenant(tenant)?;
-        let secret: [u8; 32] = rand::random();
-        let token = format!("mcp_{}", hex::encode(secret));
-        self.with(|c| {
-            c.execute(
-                "INSERT INTO tokens (tenant, role, sha256, created_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![tenant, role.name(), hash(&token), now_ms()],
-            )
-            .map(|_| ())
-        })?;
-        Ok(token)
+        self.create_named_token(tenant, role, "", None).map(|(_, token)| token)
     }
 
     pub fn token_count(&self) -> Result<i64, ControlError> {

@@ -11,6 +11,7 @@
 //! OpenAPI: it speaks `mcp-columns`' plain types, and the engine wires it to
 //! the sandbox.
 
+pub mod budgets;
 pub mod control;
 pub mod grants;
 pub mod jobstatus;

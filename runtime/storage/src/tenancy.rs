@@ -3,7 +3,7 @@
 //! stop working at once in this process (the cache of recent tokens is
 //! purged) and within [`crate::control::TOKEN_CACHE`] in any other.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::control::{ControlError, ControlStore, Role};
@@ -131,14 +131,6 @@ impl ControlStore {
             self.with(|c| c.execute("UPDATE tenants SET disabled_ms = ?2 WHERE name = ?1", params![name, at]))? > 0;
         self.forget_cached(|caller| caller.tenant == name);
         Ok(found)
-    }
-
-    /// Whether `name` exists and is enabled.
-    pub fn tenant_enabled(&self, name: &str) -> Result<bool, ControlError> {
-        let disabled: Option<Option<i64>> = self.with(|c| {
-            c.query_row("SELECT disabled_ms FROM tenants WHERE name = ?1", [name], |r| r.get(0)).optional()
-        })?;
-        Ok(matches!(disabled, Some(None)))
     }
 
     /// Deletes `name` and its control records ([`TENANT_RECORDS`]); false
