@@ -94,7 +94,7 @@ pub(crate) fn api_configured(
         config.models_dir.as_deref().unwrap_or(Path::new(".")),
         &config.data_dir.join("models.db"),
     )?);
-    let state = Arc::new(ApiState::new(config, control, registry, models, Arc::new(cache)));
+    let state = Arc::new(ApiState::new(config, control, registry, models, Arc::new(cache))?);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     Ok(Api { _dir: dir, router: mcp_api::router(state), runtime, tokens })
 }
@@ -270,7 +270,7 @@ fn tenants_see_nothing_of_each_other() -> anyhow::Result<()> {
         "not_found",
     );
     let listed = api.get("/v1/runs", beta)?;
-    assert_eq!(listed.body.as_array().map(Vec::len), Some(0), "beta lists none of alpha's runs");
+    assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(0), "beta lists none of alpha's runs");
     Ok(())
 }
 
@@ -295,13 +295,59 @@ fn runs_start_report_and_refuse_bad_bodies() -> anyhow::Result<()> {
     let mut state = String::new();
     for _ in 0..200 {
         state = api.get(&format!("/v1/runs/{id}"), token)?.body["state"].as_str().unwrap_or_default().to_string();
-        if state != "running" {
+        if state != "running" && state != "queued" {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(state, "completed");
     problem(&api.call("POST", &format!("/v1/runs/{id}/cancel"), Some(token), None)?, StatusCode::CONFLICT, "conflict");
+    Ok(())
+}
+
+#[test]
+fn runs_are_listed_by_page_and_filter() -> anyhow::Result<()> {
+    let api = api()?;
+    let token = api.token("alpha", Role::TenantAdmin);
+    let mut ids = Vec::new();
+    for agent in ["dns", "wifi", "firewall", "dns"] {
+        // One run per agent at a time: wait for each to end.
+        let run = api.call("POST", "/v1/runs", Some(token), Some(&format!("{{\"agent\":\"{agent}\"}}")))?;
+        assert_eq!(run.status, StatusCode::ACCEPTED, "{}", run.body);
+        let id = run.body["id"].as_str().unwrap_or_default().to_string();
+        for _ in 0..500 {
+            let state = api.get(&format!("/v1/runs/{id}"), token)?.body["state"].clone();
+            if state != "running" && state != "queued" {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        ids.push(id);
+    }
+    let page = |query: &str| api.get(&format!("/v1/runs{query}"), token);
+    let listed = |reply: &crate::api::Reply| -> Vec<String> {
+        reply.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["id"].as_str().map(String::from))
+            .collect()
+    };
+    let all = page("")?;
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed(&all), newest_first);
+    let first = page("?limit=3")?;
+    assert_eq!(listed(&first), newest_first[..3]);
+    let cursor = first.body["next_cursor"].as_str().unwrap_or_default().to_string();
+    let second = page(&format!("?limit=3&cursor={cursor}"))?;
+    assert_eq!(listed(&second), newest_first[3..]);
+    assert!(second.body["next_cursor"].is_null(), "{}", second.body);
+    let dns = page("?agent=dns&state=completed")?;
+    assert_eq!(listed(&dns), [ids[3].clone(), ids[0].clone()]);
+    assert!(listed(&page("?state=failed")?).is_empty());
+    for bad in ["?limit=0", "?limit=501", "?state=sleeping", "?cursor=run-0-0", "?colour=red"] {
+        problem(&page(bad)?, StatusCode::BAD_REQUEST, "bad_request");
+    }
     Ok(())
 }
 
@@ -516,9 +562,12 @@ fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
 fn readiness_names_what_is_not_reachable() -> anyhow::Result<()> {
     // Nothing listens on port 1: the job store is down, the rest is up.
     let retry = mcp_storage::source::RetryPolicy { max_attempts: 1, base_delay_ms: 1, max_delay_ms: 1 };
-    let api = api_with_cache(SharedCache::open(Some("redis://127.0.0.1:1/0"), "mcp-test:", retry)?)?;
+    let url = "redis://:hunter2-secret@127.0.0.1:1/0";
+    let api = api_with_cache(SharedCache::open(Some(url), "mcp-test:", retry)?)?;
     let ready = api.call("GET", "/readyz", None, None)?;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
+    // Open to anyone: it names what is down, never how to reach it.
+    assert!(!ready.body.to_string().contains("hunter2") && !ready.body.to_string().contains(":1/0"), "{}", ready.body);
     let failing: Vec<&str> = ready.body["checks"]
         .as_array()
         .into_iter()
@@ -530,5 +579,9 @@ fn readiness_names_what_is_not_reachable() -> anyhow::Result<()> {
     assert_eq!(api.call("GET", "/healthz", None, None)?.status, StatusCode::OK, "alive all the same");
     let runs = api.get("/v1/runs", api.token("alpha", Role::ReadOnly))?;
     problem(&runs, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    assert!(!runs.body.to_string().contains("hunter2"), "{}", runs.body);
+    let started =
+        api.call("POST", "/v1/runs", Some(api.token("alpha", Role::TenantAdmin)), Some(r#"{"agent":"dns"}"#))?;
+    assert!(!started.body.to_string().contains("hunter2"), "{}", started.body);
     Ok(())
 }

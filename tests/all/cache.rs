@@ -70,6 +70,8 @@ fn status(tenant: &str, id: &str, started_ms: i64) -> JobStatus {
         error: None,
         started_ms,
         updated_ms: started_ms,
+        stopped_after_id: None,
+        agent: Some("dns".into()),
     }
 }
 
@@ -85,6 +87,15 @@ fn job_status_contract(cache: &SharedCache) -> anyhow::Result<()> {
     assert_eq!(ids, ["run-2", "run-1"], "newest first, only tenant a's");
     assert_eq!(cache.job("a", "run-3")?, None, "another tenant's job is not found");
     assert_eq!(cache.job("b", "run-3")?.map(|j| j.tenant), Some("b".to_string()));
+    // A busy tenant's index keeps its newest jobs only.
+    let many = mcp_storage::jobstatus::MAX_JOBS_PER_TENANT + 5;
+    for n in 0..many {
+        cache.put_job(&status("busy", &format!("run-{n:05}"), 10_000 + n as i64))?;
+    }
+    let kept = cache.job_ids("busy")?;
+    assert_eq!(kept.len(), mcp_storage::jobstatus::MAX_JOBS_PER_TENANT);
+    assert_eq!(kept.first().map(String::as_str), Some(format!("run-{:05}", many - 1).as_str()), "newest first");
+    assert_eq!(cache.jobs_by_id("busy", &kept[..2])?.len(), 2);
     cache.put("lookup", "value", Duration::from_secs(60))?;
     assert_eq!(cache.get("lookup")?.as_deref(), Some("value"));
     cache.put("short", "value", Duration::from_millis(1))?;

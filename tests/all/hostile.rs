@@ -22,13 +22,17 @@ const ATTACKER_ENTRIES: usize = 5_000;
 /// run only the bundled agent. A model named for the hostile agent exists,
 /// so the inference attacks reach the host's checks.
 fn hostile_api(quarantine: mcp_engine::quarantine::QuarantinePolicy) -> anyhow::Result<Api> {
+    hostile_api_with(|config| config.quarantine = quarantine)
+}
+
+fn hostile_api_with(configure: impl FnOnce(&mut mcp_engine::config::McpConfig)) -> anyhow::Result<Api> {
     let tenants = ["alpha", "beta", "gamma", "clock", "random", "forge", "labels"];
     api_configured(SharedCache::open(None, "", Default::default())?, &tenants, |config, source| {
         config.sandbox.call_timeout_ms = 500;
         config.budgets.call_timeout_ms = 500;
         // Small enough that a flood meets it well before the deadline.
         config.budgets.log_lines = 1_000;
-        config.quarantine = quarantine;
+        configure(config);
         let models = config.models_dir.clone().unwrap_or_default();
         let hostile_model = models.join("hostile").join("1");
         std::fs::create_dir_all(&hostile_model)?;
@@ -75,7 +79,7 @@ fn run_to_end(api: &Api, tenant: &'static str, agent: &str) -> anyhow::Result<Va
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let view = api.get(&format!("/v1/runs/{id}"), token)?;
-        if view.body["state"] != "running" {
+        if view.body["state"] != "running" && view.body["state"] != "queued" {
             return Ok(view.body);
         }
         anyhow::ensure!(Instant::now() < deadline, "run {id} of {agent} did not end: {}", view.body);
@@ -227,6 +231,12 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     let error = slow["error"].as_str().unwrap_or_default();
     assert!(error.contains("run_agent_ms budget of 1000"), "{slow}");
     assert!(slow["counters"]["usage.agent_ms"].as_u64().unwrap_or(0) >= 900, "usage is recorded: {slow}");
+    // The failed run keeps how far it got: the batches it committed before
+    // the budget stopped it, and the batch it stopped on.
+    assert!(slow["counters"]["batches"].as_u64().unwrap_or(0) >= 1, "progress is kept: {slow}");
+    assert!(slow["counters"]["entries"].as_u64().unwrap_or(0) >= 1_000, "progress is kept: {slow}");
+    let stopped = slow["stopped_after_id"].as_u64().unwrap_or(0);
+    assert!(stopped > 0 && Some(stopped) == slow["counters"]["checkpoint"].as_u64(), "{slow}");
     // Rows read through logs.query count, whether or not the page is full.
     api.call("PUT", "/v1/tenants/alpha/budgets", Some(admin), Some(r#"{"run_agent_ms": null, "log_rows": 100}"#))?;
     let (_, error) = attack(&api, "logs-all")?;
@@ -355,39 +365,71 @@ fn an_agent_that_keeps_faulting_is_quarantined_then_released() -> anyhow::Result
 }
 
 #[test]
-fn a_tenant_flooding_the_workers_does_not_starve_another() -> anyhow::Result<()> {
-    let api = hostile_api(Default::default())?;
+fn a_tenant_flooding_runs_does_not_starve_another() -> anyhow::Result<()> {
+    // Two runs at once in all, one per tenant; two may wait per tenant.
+    let api = hostile_api_with(|config| {
+        config.runs =
+            mcp_engine::queue::RunLimits { running: 2, queued: 64, running_per_tenant: 1, queued_per_tenant: 2 };
+    })?;
     // Alone: how long beta's ordinary run takes on this machine now.
     let alone_started = Instant::now();
     assert_eq!(run_to_end(&api, "beta", "wifi")?["state"], "completed");
     let alone = alone_started.elapsed();
 
-    // Alpha uploads spinning agents under several names and runs them all:
-    // each batch spins for 400 ms, under the 500 ms deadline.
+    // Alpha runs a spinning agent (each batch spins 400 ms, under the 500 ms
+    // deadline) and queues every other agent it has.
     upload_approved(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
     set_mode(&api, "slow", 400)?;
     let token = api.token("alpha", Role::TenantAdmin);
+    let start = |agent: &str| api.call("POST", "/v1/runs", Some(token), Some(&json!({ "agent": agent }).to_string()));
     let mut flood = Vec::new();
-    for _ in 0..6 {
-        let started = api.call("POST", "/v1/runs", Some(token), Some(r#"{"agent":"hostile"}"#))?;
+    for agent in ["hostile", "wifi", "firewall"] {
+        let started = start(agent)?;
         assert_eq!(started.status, StatusCode::ACCEPTED, "{}", started.body);
         flood.push(started.body["id"].as_str().unwrap_or_default().to_string());
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // One run per agent at a time, and a bounded wait per tenant.
+    let again = start("hostile")?;
+    problem(&again, StatusCode::CONFLICT, "conflict");
+    assert!(again.body["detail"].as_str().unwrap_or_default().contains(&flood[0]), "{}", again.body);
+    let full = start("dns")?;
+    problem(&full, StatusCode::TOO_MANY_REQUESTS, "queue_full");
+    let queued = api.get("/v1/runs?state=queued&limit=10", token)?;
+    assert_eq!(queued.body["items"].as_array().map(Vec::len), Some(2), "{}", queued.body);
+
+    // Gamma's run starts on the worker alpha may not take, and ends in
+    // about the time it takes alone: its batches wait only for the guest
+    // calls already going (one per core, 500 ms at most each).
     let contended_started = Instant::now();
     assert_eq!(run_to_end(&api, "gamma", "wifi")?["state"], "completed");
     let contended = contended_started.elapsed();
-    // Gamma's three batches each wait at most for the calls already running
-    // (one per core, at most 500 ms each), not for alpha's queue.
     let bound = alone * 3 + Duration::from_millis(3 * 2 * 500 + 1_000);
     assert!(
         contended <= bound,
         "gamma's run took {contended:?} beside the flood, {alone:?} alone; the bound is {bound:?}"
     );
-    for id in flood {
+    // Alpha's queued runs are still waiting behind its own spinning one.
+    let waiting = api.get(&format!("/v1/runs/{}", flood[2]), token)?;
+    assert_eq!(waiting.body["state"], "queued", "{}", waiting.body);
+    // A queued run withdrawn is cancelled at once; the running one stops.
+    for id in flood.iter().rev() {
         api.call("POST", &format!("/v1/runs/{id}/cancel"), Some(token), None)?;
     }
+    assert_eq!(api.get(&format!("/v1/runs/{}", flood[2]), token)?.body["state"], "cancelled");
+    assert_eq!(run_state_eventually(&api, token, &flood[0], "cancelled")?, "cancelled");
     Ok(())
+}
+
+/// The state of run `id` once it is `wanted`, or the last seen after 60 s.
+fn run_state_eventually(api: &Api, token: &str, id: &str, wanted: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = api.get(&format!("/v1/runs/{id}"), token)?.body["state"].as_str().unwrap_or_default().to_string();
+        if state == wanted || Instant::now() > deadline {
+            return Ok(state);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

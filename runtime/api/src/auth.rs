@@ -38,9 +38,17 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let caller = state
-            .control
-            .authenticate(token.trim())?
+        let token = token.trim().to_string();
+        // A token seen lately is answered from memory; any other needs the
+        // control store, whose connection is behind a blocking lock.
+        let identity = match state.control.recently_authenticated(&token) {
+            Some(identity) => Some(identity),
+            None => {
+                let shared = state.clone();
+                tokio::task::spawn_blocking(move || shared.control.authenticate(&token)).await??
+            }
+        };
+        let caller = identity
             .map(Caller::from)
             .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never issued here)"))?;
         state.admit(&caller.tenant)?;

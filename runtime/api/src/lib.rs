@@ -63,6 +63,17 @@ pub struct ApiState {
     request_windows: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     /// The folder of uploaded components, opened once as a capability.
     uploads_dir: Option<cap_std::fs::Dir>,
+    /// Runs waiting and going.
+    pub(crate) queue: Arc<mcp_engine::queue::RunQueue>,
+    /// The log source every run and readiness check shares (one
+    /// PostgreSQL pool for the server), opened on first use.
+    source: Mutex<Option<Arc<dyn mcp_storage::source::LogSource>>>,
+}
+
+impl Drop for ApiState {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
 }
 
 /// What runs of one agent for one tenant added up to since the server started.
@@ -143,8 +154,9 @@ impl ApiState {
         registry: Arc<Registry>,
         models: Arc<ModelManager>,
         cache: Arc<SharedCache>,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         let anomalies_db = config.anomalies_db();
+        let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
         let state = ApiState {
             config,
             control,
@@ -162,11 +174,28 @@ impl ApiState {
             budgets: Mutex::default(),
             request_windows: Mutex::default(),
             uploads_dir: None,
+            queue,
+            source: Mutex::default(),
         };
         let mut state = state;
         state.uploads_dir = open_uploads_dir(&state.config.data_dir.join("agents"));
         state.load_uploads();
-        state
+        Ok(state)
+    }
+
+    /// The shared log source, opened now if it is not yet (or could not be
+    /// before).
+    pub(crate) fn log_source(&self) -> Result<Arc<dyn mcp_storage::source::LogSource>, ApiError> {
+        let mut source = self.source.lock().map_err(|_| ApiError::internal("the log source lock is poisoned"))?;
+        if let Some(source) = &*source {
+            return Ok(source.clone());
+        }
+        let opened = self.config.log_source().map_err(|e| {
+            tracing::error!("cannot open the log source: {e}");
+            ApiError::unavailable("the log source cannot be reached; /readyz says which dependency is down")
+        })?;
+        *source = Some(opened.clone());
+        Ok(opened)
     }
 
     fn uploads_dir(&self) -> std::io::Result<&cap_std::fs::Dir> {
@@ -289,6 +318,27 @@ impl ApiState {
             .unwrap_or_default()
     }
 
+    /// Runs `f` with a pooled anomaly store connection, on this thread.
+    pub(crate) fn with_store_blocking<T>(
+        &self,
+        f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.stores.lock().ok().and_then(|mut stores| stores.pop());
+        let mut store = match pooled {
+            Some(store) => store,
+            None => {
+                let store = AnomalyStore::open(&self.anomalies_db)?;
+                store.tune_for_reads()?;
+                store
+            }
+        };
+        let result = f(&mut store);
+        if let Ok(mut stores) = self.stores.lock() {
+            stores.push(store);
+        }
+        result
+    }
+
     /// Runs `f` with an anomaly store connection on a blocking thread.
     pub(crate) async fn with_store<T: Send + 'static>(
         self: &Arc<Self>,
@@ -296,23 +346,7 @@ impl ApiState {
     ) -> Result<T, ApiError> {
         let _slot = self.store_slots.acquire().await?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = state.stores.lock().ok().and_then(|mut stores| stores.pop());
-            let mut store = match pooled {
-                Some(store) => store,
-                None => {
-                    let store = AnomalyStore::open(&state.anomalies_db)?;
-                    store.tune_for_reads()?;
-                    store
-                }
-            };
-            let result = f(&mut store).map_err(ApiError::internal);
-            if let Ok(mut stores) = state.stores.lock() {
-                stores.push(store);
-            }
-            result
-        })
-        .await?
+        tokio::task::spawn_blocking(move || state.with_store_blocking(f).map_err(ApiError::internal)).await?
     }
 }
 
@@ -323,7 +357,7 @@ impl ApiState {
         description = "Agents, runs, anomalies and models of a tenant. Every endpoint under /v1 needs `Authorization: Bearer <token>` (`mcp tokens create`); another tenant's ids answer 404. Errors are RFC 9457 problem details with a stable `code`.",
         version = "1"
     ),
-    components(schemas(anomalies::Sort, problem::Problem)),
+    components(schemas(anomalies::Sort, runs::RunState, problem::Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

@@ -130,5 +130,12 @@ pub(super) async fn render(
             }
         }
     }
+    let load = state.queue.load();
+    let _ = writeln!(out, "# HELP mcp_runs_running Runs going now.");
+    let _ = writeln!(out, "# TYPE mcp_runs_running gauge");
+    let _ = writeln!(out, "mcp_runs_running {}", load.running);
+    let _ = writeln!(out, "# HELP mcp_runs_waiting Runs waiting in the queue.");
+    let _ = writeln!(out, "# TYPE mcp_runs_waiting gauge");
+    let _ = writeln!(out, "mcp_runs_waiting {}", load.waiting);
     Ok(([("content-type", "text/plain; version=0.0.4")], out))
 }

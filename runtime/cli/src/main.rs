@@ -548,7 +548,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let cache = Arc::new(config.shared_cache()?);
             println!("{}", cache.describe());
             println!("control plane on http://{address} (OpenAPI at /openapi.json, docs at /docs)");
-            let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache));
+            let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache)?);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(mcp_api::serve(address, state))?;
             Ok(ExitCode::SUCCESS)

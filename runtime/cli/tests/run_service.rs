@@ -90,7 +90,7 @@ impl Api {
         let token = control.create_token(TENANT, Role::TenantAdmin)?;
         let models = Arc::new(ModelManager::open(Path::new(BUNDLED_MODELS), &data_dir.join("models.db"))?);
         let cache = SharedCache::open(None, "", Default::default())?;
-        let state = Arc::new(ApiState::new(config, control, Arc::new(registry), models, Arc::new(cache)));
+        let state = Arc::new(ApiState::new(config, control, Arc::new(registry), models, Arc::new(cache))?);
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
         Ok(Api { router: mcp_api::router(state), runtime, token })
     }
@@ -121,7 +121,7 @@ impl Api {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let (status, run) = self.call("GET", &format!("/v1/runs/{id}"), None)?;
-            if run["state"] != "running" || Instant::now() > deadline {
+            if (run["state"] != "running" && run["state"] != "queued") || Instant::now() > deadline {
                 return Ok((status, run));
             }
             std::thread::sleep(Duration::from_millis(50));

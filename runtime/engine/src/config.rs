@@ -40,6 +40,8 @@ pub struct McpConfig {
     /// The PostgreSQL schema (namespace) the log tables live in; the
     /// connection's default when unset.
     pub database_schema: Option<String>,
+    /// Connections to PostgreSQL, all of the server's runs together.
+    pub database_connections: u32,
     /// Redis for job status and cached lookups (`redis://host:port/db`); an
     /// in-process fallback when unset.
     pub redis_url: Option<String>,
@@ -69,6 +71,8 @@ pub struct McpConfig {
     pub budgets: RunBudget,
     /// When an agent that keeps faulting is held out of runs.
     pub quarantine: crate::quarantine::QuarantinePolicy,
+    /// How many runs go and wait at once, in all and per tenant.
+    pub runs: crate::queue::RunLimits,
     /// How transient database failures are retried.
     pub retry: mcp_storage::source::RetryPolicy,
     /// Settings per agent name, handed to the agent through the config import.
@@ -86,6 +90,7 @@ impl Default for McpConfig {
             agents_dir: None,
             database_url: None,
             database_schema: None,
+            database_connections: 8,
             redis_url: None,
             redis_prefix: "mcp:".into(),
             status_interval_ms: 1000,
@@ -99,6 +104,7 @@ impl Default for McpConfig {
             sandbox: SandboxLimits::default(),
             budgets: RunBudget::default(),
             quarantine: crate::quarantine::QuarantinePolicy::default(),
+            runs: crate::queue::RunLimits::default(),
             retry: mcp_storage::source::RetryPolicy::default(),
             agents: BTreeMap::new(),
             origin: "built-in defaults".into(),
@@ -186,8 +192,13 @@ impl McpConfig {
     ) -> Result<std::sync::Arc<dyn mcp_storage::source::LogSource>, mcp_storage::source::SourceError> {
         match &self.database_url {
             Some(url) => Ok(std::sync::Arc::new(
-                mcp_storage::source::PgLogSource::connect(url, self.database_schema.as_deref(), self.schema_files())?
-                    .with_retry(self.retry),
+                mcp_storage::source::PgLogSource::connect_pooled(
+                    url,
+                    self.database_schema.as_deref(),
+                    self.schema_files(),
+                    self.database_connections,
+                )?
+                .with_retry(self.retry),
             )),
             None => {
                 std::fs::create_dir_all(&self.data_dir).map_err(|source| {

@@ -34,24 +34,45 @@ pub fn request_cancel(cache: &SharedCache, tenant: &str, id: &str) -> Result<(),
     cache.put(&cancel_key(tenant, id), "1", JOB_TTL)
 }
 
+/// The status of a run of `agent` accepted but not started.
+pub fn queued_status(tenant: &str, agent: &str, source: &str) -> JobStatus {
+    let now = now_ms();
+    JobStatus {
+        id: new_job_id("run"),
+        tenant: tenant.to_string(),
+        kind: "run".into(),
+        state: JobState::Queued,
+        subject: format!("agent {agent} over the {source} source"),
+        counters: BTreeMap::new(),
+        error: None,
+        started_ms: now,
+        updated_ms: now,
+        stopped_after_id: None,
+        agent: Some(agent.to_string()),
+    }
+}
+
 impl<'a> RunJob<'a> {
-    /// Records a run of `agent` as running.
+    /// Records a new run of `agent` as running.
     pub fn start(cache: &'a SharedCache, tenant: &str, agent: &str, source: &str, interval: Duration) -> Self {
-        let now = now_ms();
-        let status = JobStatus {
-            id: new_job_id("run"),
-            tenant: tenant.to_string(),
-            kind: "run".into(),
-            state: JobState::Running,
-            subject: format!("agent {agent} over the {source} source"),
-            counters: BTreeMap::new(),
-            error: None,
-            started_ms: now,
-            updated_ms: now,
-        };
+        Self::begin(cache, queued_status(tenant, agent, source), interval)
+    }
+
+    /// Records the queued run `queued` as running from now.
+    pub fn begin(cache: &'a SharedCache, queued: JobStatus, interval: Duration) -> Self {
+        let status = JobStatus { state: JobState::Running, ..queued };
         let mut job = RunJob { cache, status, interval, last_write: None, write_failures: 0 };
         job.write();
         job
+    }
+
+    /// Records that the run ended before it started (it could not be
+    /// made, or it was withdrawn from the queue).
+    pub fn never_started(cache: &SharedCache, queued: JobStatus, state: JobState, error: Option<String>) {
+        let status = JobStatus { state, error, updated_ms: now_ms(), ..queued };
+        if let Err(e) = cache.put_job(&status) {
+            tracing::warn!(job = %status.id, "job status not recorded: {e}");
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -71,10 +92,12 @@ impl<'a> RunJob<'a> {
     /// For [`crate::pipeline::run_observed`]: records progress when the
     /// interval has passed, and stops the run when a cancel was asked for.
     pub fn observe(&mut self, report: &RunReport) -> ControlFlow<()> {
+        // Counted at every batch, written once per interval: a run that
+        // fails between writes still reports how far it got.
+        self.set_counters(report);
         if self.last_write.is_some_and(|at| at.elapsed() < self.interval) {
             return ControlFlow::Continue(());
         }
-        self.set_counters(report);
         self.write();
         match self.cache.get(&cancel_key(&self.status.tenant, &self.status.id)) {
             Ok(Some(_)) => ControlFlow::Break(()),
@@ -94,10 +117,14 @@ impl<'a> RunJob<'a> {
                 self.set_counters(report);
                 self.status.state = JobState::Completed;
             }
-            Err(RunError::Cancelled { .. }) => self.status.state = JobState::Cancelled,
             Err(error) => {
-                self.status.state = JobState::Failed;
-                self.status.error = Some(error.to_string());
+                self.status.state =
+                    if matches!(error, RunError::Cancelled { .. }) { JobState::Cancelled } else { JobState::Failed };
+                if self.status.state == JobState::Failed {
+                    self.status.error = Some(error.to_string());
+                }
+                self.status.stopped_after_id =
+                    error.after_id().or_else(|| self.status.counters.get("checkpoint").copied());
             }
         }
         self.set_usage(usage);
@@ -130,6 +157,7 @@ impl<'a> RunJob<'a> {
             ("retries", report.retries),
             ("replayed", report.replayed),
             ("faults", report.faults.len() as u64),
+            ("checkpoint", report.checkpoint),
         ];
         self.status.counters = counters.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         self.set_usage(&report.usage);

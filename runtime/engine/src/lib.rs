@@ -14,4 +14,5 @@ pub mod jobs;
 pub mod models;
 pub mod pipeline;
 pub mod quarantine;
+pub mod queue;
 pub mod runs;

@@ -46,6 +46,19 @@ pub enum RunError {
 }
 
 impl RunError {
+    /// The log id after which the batch the run stopped on begins, when
+    /// the run got as far as a batch.
+    pub fn after_id(&self) -> Option<u64> {
+        match self {
+            RunError::Agent { after_id, .. }
+            | RunError::Snapshot { after_id, .. }
+            | RunError::Replay { after_id, .. }
+            | RunError::Cancelled { after_id, .. }
+            | RunError::Budget { after_id, .. } => Some(*after_id),
+            _ => None,
+        }
+    }
+
     /// The agent's own error message, when the agent's error ended the run.
     pub fn agent_error(&self) -> Option<&str> {
         match self {
@@ -102,6 +115,8 @@ pub struct RunReport {
     pub model: Option<(String, String)>,
     /// What the agent used so far: calls, time, fuel, memory, host calls.
     pub usage: mcp_sandbox::Usage,
+    /// The log id of the last committed batch: where a run resumes.
+    pub checkpoint: u64,
 }
 
 impl RunReport {
@@ -139,6 +154,7 @@ pub fn run_observed(
     let started = Instant::now();
     let retries_before = source.retries();
     let mut after_id = store.checkpoint(&key)?;
+    report.checkpoint = after_id;
     let mut restored = false;
     if after_id > 0
         && let Some(state) = store.agent_state(&key, &agent.sha256)?
@@ -237,6 +253,7 @@ pub fn run_observed(
         report.batches += 1;
         report.usage = *instance.usage();
         after_id = last_id;
+        report.checkpoint = after_id;
         report.elapsed = started.elapsed();
         report.retries = source.retries().saturating_sub(retries_before);
         if observer(&report).is_break() {

@@ -127,6 +127,11 @@ impl RunBuilder {
         self
     }
 
+    /// The agent's name as asked for.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
     /// Resolves the agent, checks it may run, merges settings and
     /// instantiates it.
     pub fn build(self) -> Result<Run, RunError> {
@@ -233,8 +238,20 @@ impl Run {
         interval: Duration,
         started: impl FnOnce(&JobStatus),
     ) -> (RunOutcome, JobStatus) {
-        let mut job = RunJob::start(cache, &self.tenant, &self.agent, self.source.name(), interval);
-        started(job.status());
+        let queued = crate::jobs::queued_status(&self.tenant, &self.agent, self.source.name());
+        started(&queued);
+        self.execute_queued(store, cache, interval, queued)
+    }
+
+    /// As [`Run::execute_as_job`], for the run whose queued status is `queued`.
+    pub fn execute_queued(
+        self,
+        store: &mut AnomalyStore,
+        cache: &SharedCache,
+        interval: Duration,
+        queued: JobStatus,
+    ) -> (RunOutcome, JobStatus) {
+        let mut job = RunJob::begin(cache, queued, interval);
         let outcome = self.execute(store, &mut |report| job.observe(report));
         job.finish(&outcome.result, &outcome.usage);
         (outcome, job.status().clone())

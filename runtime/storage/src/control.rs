@@ -175,6 +175,19 @@ impl ControlStore {
         f(&conn).map_err(|source| ControlError::Db { path: self.path.clone(), source })
     }
 
+    /// Whether the store answers: one cheap statement.
+    pub fn ping(&self) -> Result<(), ControlError> {
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    /// The caller of `token` when it was authenticated within
+    /// [`TOKEN_CACHE`]: no lock held across a query, so async code may ask.
+    pub fn recently_authenticated(&self, token: &str) -> Option<Caller> {
+        let recent = self.recent.read().ok()?;
+        let (caller, at) = recent.get(&hash(token))?;
+        (at.elapsed() < TOKEN_CACHE).then(|| caller.clone())
+    }
+
     /// Creates `tenant` if it does not exist.
     pub fn ensure_tenant(&self, tenant: &str) -> Result<(), ControlError> {
         if !valid_tenant(tenant) {
@@ -206,13 +219,10 @@ impl ControlStore {
 
     /// The caller a bearer token stands for, if it is one of ours.
     pub fn authenticate(&self, token: &str) -> Result<Option<Caller>, ControlError> {
-        let hashed = hash(token);
-        if let Ok(recent) = self.recent.read()
-            && let Some((caller, at)) = recent.get(&hashed)
-            && at.elapsed() < TOKEN_CACHE
-        {
-            return Ok(Some(caller.clone()));
+        if let Some(caller) = self.recently_authenticated(token) {
+            return Ok(Some(caller));
         }
+        let hashed = hash(token);
         // A token of a disabled or deleted tenant is no token; each lookup
         // also records when the token was last used.
         let found: Option<(i64, String, String)> = self.with(|c| {

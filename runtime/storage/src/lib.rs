@@ -16,6 +16,7 @@ pub mod control;
 pub mod grants;
 pub mod jobstatus;
 pub mod quarantine;
+pub mod redact;
 pub mod retry;
 pub mod schema;
 pub mod source;

@@ -137,6 +137,11 @@ impl AnomalyStore {
         Ok(store)
     }
 
+    /// Whether the store answers: one cheap statement.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.db(self.conn.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
     /// Settings for a connection that mostly reads (the API's): the file
     /// mapped into memory instead of copied page by page, and a larger page
     /// cache.

@@ -20,6 +20,10 @@ use crate::retry::RetryPolicy;
 /// How long a job's status is kept after its last update.
 pub const JOB_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// Jobs kept in each tenant's index, newest first; older ones drop out of
+/// listings (and their status expires with [`JOB_TTL`]).
+pub const MAX_JOBS_PER_TENANT: usize = 1000;
+
 /// Errors of the cache. Callers treat them as warnings: nothing that must
 /// not be lost is kept here.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +41,8 @@ pub enum CacheError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// Accepted and waiting for its turn in the run queue.
+    Queued,
     Running,
     Completed,
     Failed,
@@ -59,6 +65,14 @@ pub struct JobStatus {
     pub error: Option<String>,
     pub started_ms: i64,
     pub updated_ms: i64,
+    /// When a failed or cancelled run stopped: the log id after which the
+    /// batch it stopped on begins (running again resumes from its
+    /// checkpoint, at or before it).
+    #[serde(default)]
+    pub stopped_after_id: Option<u64>,
+    /// The agent a run is of.
+    #[serde(default)]
+    pub agent: Option<String>,
 }
 
 /// The cache: Redis or this process.
@@ -83,7 +97,11 @@ impl SharedCache {
     pub fn describe(&self) -> String {
         match self {
             SharedCache::Redis(redis) => match redis.ping() {
-                Ok(()) => format!("job status and cache: Redis at {} (key prefix '{}')", redis.url(), redis.prefix()),
+                Ok(()) => format!(
+                    "job status and cache: Redis at {} (key prefix '{}')",
+                    crate::redact::url(redis.url()),
+                    redis.prefix()
+                ),
                 Err(e) => format!(
                     "job status and cache: Redis configured but unreachable ({e}); runs go on, status writes are retried and then skipped"
                 ),
@@ -123,19 +141,32 @@ impl SharedCache {
         text.map(|text| serde_json::from_str(&text).map_err(|source| CacheError::Corrupt { key, source })).transpose()
     }
 
+    /// The ids of `tenant`'s jobs still kept, newest first (at most
+    /// [`MAX_JOBS_PER_TENANT`]).
+    pub fn job_ids(&self, tenant: &str) -> Result<Vec<String>, CacheError> {
+        match self {
+            SharedCache::Redis(redis) => redis.job_ids(&job_index(tenant)),
+            SharedCache::Local(local) => local.job_ids(&job_index(tenant)),
+        }
+    }
+
+    /// The statuses of `ids` of `tenant`, in one round trip; an expired one is left out.
+    pub fn jobs_by_id(&self, tenant: &str, ids: &[String]) -> Result<Vec<JobStatus>, CacheError> {
+        let keys: Vec<String> = ids.iter().map(|id| job_key(tenant, id)).collect();
+        let texts = match self {
+            SharedCache::Redis(redis) => redis.get_many(&keys)?,
+            SharedCache::Local(local) => local.get_many(&keys)?,
+        };
+        keys.into_iter()
+            .zip(texts)
+            .filter_map(|(key, text)| text.map(|text| (key, text)))
+            .map(|(key, text)| serde_json::from_str(&text).map_err(|source| CacheError::Corrupt { key, source }))
+            .collect()
+    }
+
     /// The jobs of `tenant` still kept, newest first.
     pub fn jobs(&self, tenant: &str) -> Result<Vec<JobStatus>, CacheError> {
-        let ids = match self {
-            SharedCache::Redis(redis) => redis.job_ids(&job_index(tenant))?,
-            SharedCache::Local(local) => local.job_ids(&job_index(tenant))?,
-        };
-        let mut jobs = Vec::with_capacity(ids.len());
-        for id in ids {
-            if let Some(job) = self.job(tenant, &id)? {
-                jobs.push(job);
-            }
-        }
-        Ok(jobs)
+        self.jobs_by_id(tenant, &self.job_ids(tenant)?)
     }
 
     /// A cached value (under the configured prefix).

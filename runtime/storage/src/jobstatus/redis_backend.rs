@@ -10,7 +10,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{CacheError, JOB_TTL};
+use super::{CacheError, JOB_TTL, MAX_JOBS_PER_TENANT};
 use crate::retry::{RetryPolicy, retry};
 
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl RedisCache {
     /// A lazily connecting cache on `url` (`redis://host:port/db`).
     pub fn connect(url: &str, prefix: &str, retry: RetryPolicy) -> Result<Self, CacheError> {
         let fail = |source: Box<dyn std::error::Error + Send + Sync>| CacheError::Redis {
-            url: url.to_string(),
+            url: crate::redact::url(url),
             context: String::new(),
             source,
         };
@@ -91,7 +91,7 @@ impl RedisCache {
         self.runtime
             .block_on(retry(&self.retry, &self.retries, "Redis", what, transient, || op(manager.clone())))
             .map_err(|gave_up| CacheError::Redis {
-                url: self.url.clone(),
+                url: crate::redact::url(&self.url),
                 context: format!("{what} failed after {} attempts: ", gave_up.attempts),
                 source: gave_up.error.into(),
             })
@@ -145,9 +145,24 @@ impl RedisCache {
                 .ignore()
                 .zadd(&index, id, started_ms)
                 .ignore()
+                // The newest jobs only: the index of a busy tenant would
+                // otherwise grow for as long as its jobs keep coming.
+                .zremrangebyrank(&index, 0, -(MAX_JOBS_PER_TENANT as isize) - 1)
+                .ignore()
                 .expire(&index, i64::try_from(seconds).unwrap_or(i64::MAX))
                 .ignore();
             async move { pipe.query_async::<()>(&mut conn).await }
+        })
+    }
+
+    pub(super) fn get_many(&self, keys: &[String]) -> Result<Vec<Option<String>>, CacheError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = keys.iter().map(|k| self.key(k)).collect();
+        self.call("MGET", |mut conn| {
+            let keys = keys.clone();
+            async move { redis::cmd("MGET").arg(keys).query_async(&mut conn).await }
         })
     }
 

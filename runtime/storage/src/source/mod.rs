@@ -17,7 +17,7 @@ pub use sqlite::SqliteLogSource;
 pub const UNSCHEMATIZED_VERSION: u32 = 0;
 
 /// A log source a run can read.
-pub trait LogSource: Send + Sync {
+pub trait LogSource: Send + Sync + std::fmt::Debug {
     /// A short name for checkpoints and messages, for example `embedded`.
     fn name(&self) -> &str;
     /// The next page after `query.after_id`, normalised; rows that do not
@@ -40,6 +40,8 @@ pub trait LogSource: Send + Sync {
     fn retries(&self) -> u64 {
         0
     }
+    /// Whether the source answers now: one cheap statement, no retries.
+    fn ping(&self) -> Result<(), SourceError>;
 }
 
 pub use crate::retry::RetryPolicy;

@@ -68,7 +68,26 @@ impl PgLogSource {
     /// Connects to `url`. With `schema`, every connection works in that
     /// PostgreSQL schema (created if missing), which keeps tests apart.
     pub fn connect(url: &str, schema: Option<&str>, schemas: Arc<SchemaFiles>) -> Result<Self, SourceError> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(pg)?;
+        Self::connect_pooled(url, schema, schemas, 4)
+    }
+
+    /// As [`PgLogSource::connect`], with at most `connections` to the
+    /// server. One source serves every run of a server: its pool is the
+    /// server's whole share of PostgreSQL's connections.
+    pub fn connect_pooled(
+        url: &str,
+        schema: Option<&str>,
+        schemas: Arc<SchemaFiles>,
+        connections: u32,
+    ) -> Result<Self, SourceError> {
+        // One worker drives the connections; every run thread blocks on it
+        // at once, which a current-thread runtime would serialise.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mcp-postgres")
+            .enable_all()
+            .build()
+            .map_err(pg)?;
         let search_path = schema.map(|s| s.replace('"', ""));
         let pool = runtime.block_on(async {
             if let Some(schema) = &search_path {
@@ -86,7 +105,7 @@ impl PgLogSource {
             // counts, so the run reports it; a ping would hide it and cost a
             // round trip per page.
             PgPoolOptions::new()
-                .max_connections(4)
+                .max_connections(connections.max(1))
                 .test_before_acquire(false)
                 .after_connect(move |conn, _| {
                     let path = path.clone();
@@ -101,7 +120,7 @@ impl PgLogSource {
                 .await
         });
         let pool = pool.map_err(|e| SourceError::Postgres {
-            context: format!("cannot connect to {}: ", redact(url)),
+            context: format!("cannot connect to {}: ", crate::redact::url(url)),
             source: e.into(),
         })?;
         Ok(PgLogSource {
@@ -184,17 +203,6 @@ impl PgLogSource {
     }
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].find(':') {
-            Some(colon) => format!("{}:***{}", &url[..scheme + 3 + colon], &url[at..]),
-            None => url.to_string(),
-        },
-        _ => url.to_string(),
-    }
-}
-
 impl LogSource for PgLogSource {
     fn name(&self) -> &str {
         "postgres"
@@ -202,6 +210,18 @@ impl LogSource for PgLogSource {
 
     fn retries(&self) -> u64 {
         self.retries.load(Ordering::Relaxed)
+    }
+
+    fn ping(&self) -> Result<(), SourceError> {
+        let answered = self.runtime.block_on(tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            sqlx::query("SELECT 1").execute(&self.pool),
+        ));
+        match answered {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(pg(e)),
+            Err(_) => Err(pg("no answer within 2 s")),
+        }
     }
 
     fn append(&self, tenant: &str, log_type: &str, rows: &[NewRow]) -> Result<u64, SourceError> {

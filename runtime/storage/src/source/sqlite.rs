@@ -204,6 +204,11 @@ impl LogSource for SqliteLogSource {
     }
 
     /// One log of `tenant` by id, for storing with its anomaly.
+    fn ping(&self) -> Result<(), SourceError> {
+        let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
+        self.db(conn.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
     fn entry(&self, tenant: &str, id: u64) -> Result<Option<StoredEntry>, SourceError> {
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
         self.db(conn
