@@ -29,6 +29,10 @@ test: lint
 bench-api anomalies="1000000" seconds="30": setup
     bash scripts/bench_api.sh {{anomalies}} {{seconds}}
 
+# Load-test one tenant's pages beside another tenant's most expensive filters (wrk from Debian).
+bench-api-mix anomalies="1000000" seconds="30": setup
+    bash scripts/bench_api_mix.sh {{anomalies}} {{seconds}}
+
 # Start the REST control plane on the embedded default.
 serve *args: setup
     cargo run --release --locked -p mcp-cli --bin mcp -- serve {{args}}

@@ -7,6 +7,7 @@ mod common;
 mod conformance;
 mod detection;
 mod hostile;
+mod indexes;
 mod models;
 mod postgres;
 mod protocol;

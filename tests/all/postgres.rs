@@ -22,7 +22,7 @@ fn database_url() -> String {
 }
 
 /// A source in a fresh schema, dropped when the guard goes.
-struct Pg(PgLogSource);
+pub(crate) struct Pg(pub(crate) PgLogSource);
 
 impl Drop for Pg {
     fn drop(&mut self) {
@@ -32,7 +32,7 @@ impl Drop for Pg {
     }
 }
 
-fn pg() -> anyhow::Result<Pg> {
+pub(crate) fn pg() -> anyhow::Result<Pg> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
     let namespace = format!("mcp_test_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));

@@ -124,7 +124,7 @@ fn parse_cursor(cursor: &str, sort: Sort) -> Result<(f64, i64), ApiError> {
     params(AnomalyFilter),
     responses(
         (status = OK, body = AnomalyPage),
-        (status = BAD_REQUEST, description = "a filter or the cursor is malformed", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = BAD_REQUEST, description = "a filter or the cursor is malformed (`bad_request`), or the filters are too broad to serve from an index within the query's work bound (`query_too_broad`)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::Unauthorized
     )
 )]

@@ -327,8 +327,9 @@ impl ApiState {
         let mut store = match pooled {
             Some(store) => store,
             None => {
-                let store = AnomalyStore::open(&self.anomalies_db)?;
+                let mut store = AnomalyStore::open(&self.anomalies_db)?;
                 store.tune_for_reads()?;
+                store.set_page_query_steps(self.config.page_query_steps);
                 store
             }
         };
@@ -346,7 +347,7 @@ impl ApiState {
     ) -> Result<T, ApiError> {
         let _slot = self.store_slots.acquire().await?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || state.with_store_blocking(f).map_err(ApiError::internal)).await?
+        tokio::task::spawn_blocking(move || state.with_store_blocking(f).map_err(ApiError::from)).await?
     }
 }
 

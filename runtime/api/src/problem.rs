@@ -144,6 +144,13 @@ impl From<mcp_storage::control::ControlError> for ApiError {
 
 impl From<mcp_storage::store::StoreError> for ApiError {
     fn from(error: mcp_storage::store::StoreError) -> Self {
+        if error.too_broad() {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "query_too_broad",
+                "the filters match too few of the anomalies the query has to pass over; add a time range (from_ms, to_ms), a source, agent or label, or sort=score with min_score",
+            );
+        }
         ApiError::internal(error)
     }
 }

@@ -53,6 +53,9 @@ pub struct McpConfig {
     pub listen: String,
     /// Largest agent component `POST /v1/agents` accepts, in bytes.
     pub max_upload_bytes: usize,
+    /// The most work one anomaly page query may do, in SQLite steps; a
+    /// page over it is refused as too broad (docs/api_usage.md).
+    pub page_query_steps: u64,
     /// Where model versions live (`{agent}/{version}/model.onnx` and
     /// `metadata.json`); the repository's models/ when unset.
     pub models_dir: Option<PathBuf>,
@@ -99,6 +102,7 @@ impl Default for McpConfig {
             model_watch_ms: 2000,
             listen: "127.0.0.1:8080".into(),
             max_upload_bytes: 16 << 20,
+            page_query_steps: mcp_storage::store::PAGE_QUERY_STEPS,
             batch_size: 1000,
             replay_ms: 900_000,
             sandbox: SandboxLimits::default(),

@@ -33,18 +33,31 @@ CREATE TABLE IF NOT EXISTS anomalies (
     model TEXT,
     UNIQUE (tenant, agent, log_id, label)
 );
-CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (tenant, log_ts_ms);
+DROP INDEX IF EXISTS anomalies_by_time;
 DROP INDEX IF EXISTS anomalies_by_agent;
 DROP INDEX IF EXISTS anomalies_by_severity;
 DROP INDEX IF EXISTS anomalies_by_agent_time;
 DROP INDEX IF EXISTS anomalies_by_severity_time;
--- (time, id) first, in the order pages are read; the other filters ride
--- in the index after it, so a page reads only the rows it returns, not
--- every row the index walk passes.
-CREATE INDEX IF NOT EXISTS anomalies_by_agent_page ON anomalies (tenant, agent, log_ts_ms, id, severity, score);
-CREATE INDEX IF NOT EXISTS anomalies_by_severity_page ON anomalies (tenant, severity, log_ts_ms, id, agent, score);
-CREATE INDEX IF NOT EXISTS anomalies_by_score ON anomalies (tenant, score, id);
-CREATE INDEX IF NOT EXISTS anomalies_by_label ON anomalies (tenant, label, log_ts_ms);
+DROP INDEX IF EXISTS anomalies_by_agent_page;
+DROP INDEX IF EXISTS anomalies_by_severity_page;
+DROP INDEX IF EXISTS anomalies_by_label;
+DROP INDEX IF EXISTS anomalies_by_score;
+-- Every page query walks one of these (see `page_index`): the tenant, at
+-- most one equality filter, then the sort key and id in the order pages are
+-- read. The sort key's partner (score or time) rides at the end, so a
+-- min_score or time range is checked in the index, not in the table.
+CREATE INDEX IF NOT EXISTS anomalies_time ON anomalies (tenant, log_ts_ms, id, score);
+CREATE INDEX IF NOT EXISTS anomalies_score ON anomalies (tenant, score, id, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_source_time ON anomalies (tenant, source, log_ts_ms, id, score);
+CREATE INDEX IF NOT EXISTS anomalies_source_score ON anomalies (tenant, source, score, id, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_label_time ON anomalies (tenant, label, log_ts_ms, id, score);
+CREATE INDEX IF NOT EXISTS anomalies_label_score ON anomalies (tenant, label, score, id, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_agent_time ON anomalies (tenant, agent, log_ts_ms, id, score);
+CREATE INDEX IF NOT EXISTS anomalies_agent_score ON anomalies (tenant, agent, score, id, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_log_type_time ON anomalies (tenant, log_type, log_ts_ms, id, score);
+CREATE INDEX IF NOT EXISTS anomalies_log_type_score ON anomalies (tenant, log_type, score, id, log_ts_ms);
+CREATE INDEX IF NOT EXISTS anomalies_severity_time ON anomalies (tenant, severity, log_ts_ms, id, score);
+CREATE INDEX IF NOT EXISTS anomalies_severity_score ON anomalies (tenant, severity, score, id, log_ts_ms);
 -- An agent's own state (protocol 0.2.0 snapshots) as of its checkpoint,
 -- written in the same transaction, so a restart resumes both together.
 CREATE TABLE IF NOT EXISTS agent_states (
@@ -78,6 +91,27 @@ pub struct StoreError {
     path: String,
     source: rusqlite::Error,
 }
+
+impl StoreError {
+    /// Whether a page query was stopped for doing more work than
+    /// [`PAGE_QUERY_STEPS`] allows.
+    pub fn too_broad(&self) -> bool {
+        self.source.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted)
+    }
+}
+
+/// The most work one page query may do, in SQLite virtual machine steps
+/// (about a quarter of a million index entries walked): a page whose
+/// filters match too few of the entries its index walk passes is refused
+/// rather than left to hold a connection that other tenants' pages wait for.
+pub const PAGE_QUERY_STEPS: u64 = 20_000_000;
+
+/// Steps between two looks at the budget.
+const STEPS_PER_CHECK: i32 = 10_000;
+
+/// The equality filters, in the order one is chosen to drive the index
+/// walk: the one likely to match fewest entries first.
+const DRIVING_FILTERS: [&str; 5] = ["source", "label", "agent", "log_type", "severity"];
 
 /// Which progress a checkpoint records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +148,8 @@ pub struct StoredAnomaly {
 pub struct AnomalyStore {
     path: String,
     conn: Connection,
+    /// The work bound of one page query, in SQLite steps.
+    page_query_steps: u64,
 }
 
 impl AnomalyStore {
@@ -132,9 +168,15 @@ impl AnomalyStore {
         if !has_model {
             conn.execute_batch("ALTER TABLE anomalies ADD COLUMN model TEXT").map_err(wrap)?;
         }
-        let store = AnomalyStore { path: name, conn };
+        let store = AnomalyStore { path: name, conn, page_query_steps: PAGE_QUERY_STEPS };
         store.optimize()?;
         Ok(store)
+    }
+
+    /// Bounds each page query at `steps` SQLite steps instead of
+    /// [`PAGE_QUERY_STEPS`].
+    pub fn set_page_query_steps(&mut self, steps: u64) {
+        self.page_query_steps = steps;
     }
 
     /// Whether the store answers: one cheap statement.
@@ -404,21 +446,78 @@ impl AnomalyStore {
     /// One page of `query.tenant`'s anomalies; keyset-paged, so a page
     /// costs the same however deep it is.
     pub fn query(&self, query: &AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError> {
+        let (sql, args) = page_sql(query);
+        let mut statement = self.db(self.conn.prepare_cached(&sql))?;
+        let mut checks = 0u64;
+        let allowed = self.page_query_steps / STEPS_PER_CHECK as u64;
+        self.conn.progress_handler(
+            STEPS_PER_CHECK,
+            Some(move || {
+                checks += 1;
+                checks > allowed
+            }),
+        );
+        let rows = statement
+            .query_map(rusqlite::params_from_iter(args), record)
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
+        self.conn.progress_handler(0, None::<fn() -> bool>);
+        self.db(rows)
+    }
+
+    /// How SQLite would run the page query for `query`, one line per step.
+    pub fn query_plan(&self, query: &AnomalyQuery) -> Result<Vec<String>, StoreError> {
+        let (sql, args) = page_sql(query);
+        let mut statement = self.db(self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")))?;
+        let rows = self.db(statement.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3)))?;
+        self.db(rows.collect())
+    }
+
+    /// One anomaly of `tenant` by id; `None` for another tenant's.
+    pub fn get(&self, tenant: &str, id: i64) -> Result<Option<AnomalyRecord>, StoreError> {
+        use rusqlite::OptionalExtension;
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE tenant = ?1 AND id = ?2");
+        self.db(self.conn.query_row(&sql, params![tenant, id], record).optional())
+    }
+}
+
+/// The index a page query walks: the first of [`DRIVING_FILTERS`] the
+/// query has, paired with its sort, or the tenant's own time or score index.
+pub fn page_index(query: &AnomalyQuery) -> String {
+    let sort = match query.sort {
+        AnomalySort::Time => "time",
+        AnomalySort::Score => "score",
+    };
+    let driving = DRIVING_FILTERS.iter().find(|column| equality_filter(query, column).is_some());
+    match driving {
+        Some(column) => format!("anomalies_{column}_{sort}"),
+        None => format!("anomalies_{sort}"),
+    }
+}
+
+fn equality_filter<'a>(query: &'a AnomalyQuery, column: &str) -> Option<&'a String> {
+    match column {
+        "agent" => query.agent.as_ref(),
+        "log_type" => query.log_type.as_ref(),
+        "label" => query.label.as_ref(),
+        "severity" => query.severity.as_ref(),
+        "source" => query.source.as_ref(),
+        _ => None,
+    }
+}
+
+/// The page query's text and arguments; the index is named, so the plan
+/// does not depend on the planner's statistics of the day.
+fn page_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
+    {
         let key = match query.sort {
             AnomalySort::Time => "log_ts_ms",
             AnomalySort::Score => "score",
         };
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE tenant = ?");
+        let index = page_index(query);
+        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies INDEXED BY {index} WHERE tenant = ?");
         let mut args: Vec<rusqlite::types::Value> = vec![query.tenant.clone().into()];
-        let text_filters = [
-            ("agent", &query.agent),
-            ("log_type", &query.log_type),
-            ("label", &query.label),
-            ("severity", &query.severity),
-            ("source", &query.source),
-        ];
-        for (column, value) in text_filters {
-            if let Some(value) = value {
+        for column in DRIVING_FILTERS {
+            if let Some(value) = equality_filter(query, column) {
                 sql.push_str(&format!(" AND {column} = ?"));
                 args.push(value.clone().into());
             }
@@ -444,15 +543,6 @@ impl AnomalyStore {
             args.push(id.into());
         }
         sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
-        let mut statement = self.db(self.conn.prepare_cached(&sql))?;
-        let rows = self.db(statement.query_map(rusqlite::params_from_iter(args), record))?;
-        self.db(rows.collect())
-    }
-
-    /// One anomaly of `tenant` by id; `None` for another tenant's.
-    pub fn get(&self, tenant: &str, id: i64) -> Result<Option<AnomalyRecord>, StoreError> {
-        use rusqlite::OptionalExtension;
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE tenant = ?1 AND id = ?2");
-        self.db(self.conn.query_row(&sql, params![tenant, id], record).optional())
+        (sql, args)
     }
 }

@@ -203,6 +203,55 @@ impl PgLogSource {
     }
 }
 
+fn page_sql(query: &LogQuery, up_to_id: Option<u64>) -> String {
+    format!(
+        "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+        super::page_filter(query, up_to_id, |n| format!("${n}")),
+        i64::from(query.limit)
+    )
+}
+
+/// Binds a page query's arguments in the order `page_filter` numbers them.
+fn bind_page<'q>(
+    mut statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    tenant: &'q str,
+    query: &'q LogQuery,
+    up_to_id: Option<u64>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    statement = statement.bind(tenant).bind(&query.log_type).bind(id_param(query.after_id));
+    if let Some(from) = query.from_ms {
+        statement = statement.bind(from);
+    }
+    if let Some(to) = query.to_ms {
+        statement = statement.bind(to);
+    }
+    if let Some(source) = &query.source {
+        statement = statement.bind(source);
+    }
+    if let Some(up_to) = up_to_id {
+        statement = statement.bind(id_param(up_to));
+    }
+    statement
+}
+
+impl PgLogSource {
+    /// How PostgreSQL would run the page query for `query`, with sequential
+    /// scans priced out of its choices: a `Seq Scan` left in the plan means
+    /// no index serves the query.
+    pub fn page_plan(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<Vec<String>, SourceError> {
+        let sql = format!("EXPLAIN {}", page_sql(query, up_to_id));
+        self.runtime
+            .block_on(async {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
+                let rows = bind_page(sqlx::query(&sql), tenant, query, up_to_id).fetch_all(&mut *tx).await?;
+                tx.rollback().await?;
+                rows.iter().map(|row| row.try_get::<String, _>(0)).collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(pg)
+    }
+}
+
 impl LogSource for PgLogSource {
     fn name(&self) -> &str {
         "postgres"
@@ -243,25 +292,9 @@ impl LogSource for PgLogSource {
 
     fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
-        let sql = format!(
-            "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
-            super::page_filter(query, up_to_id, |n| format!("${n}")),
-            i64::from(query.limit)
-        );
+        let sql = page_sql(query, up_to_id);
         let rows = self.read("read logs", || {
-            let mut statement = sqlx::query(&sql).bind(tenant).bind(&query.log_type).bind(id_param(query.after_id));
-            if let Some(from) = query.from_ms {
-                statement = statement.bind(from);
-            }
-            if let Some(to) = query.to_ms {
-                statement = statement.bind(to);
-            }
-            if let Some(source) = &query.source {
-                statement = statement.bind(source);
-            }
-            if let Some(up_to) = up_to_id {
-                statement = statement.bind(id_param(up_to));
-            }
+            let statement = bind_page(sqlx::query(&sql), tenant, query, up_to_id);
             statement.fetch_all(&self.pool)
         })?;
         let fetched = rows

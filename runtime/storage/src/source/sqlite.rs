@@ -105,6 +105,33 @@ impl SqliteLogSource {
     }
 }
 
+/// A page query's text and arguments, numbered as `page_filter` numbers them.
+fn page_query(tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> (String, Vec<Value>) {
+    let sql = format!(
+        "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+        super::page_filter(query, up_to_id, |n| format!("?{n}")),
+        query.limit
+    );
+    let id = |id: u64| Value::Integer(i64::try_from(id).unwrap_or(i64::MAX));
+    let mut values = vec![Value::Text(tenant.to_string()), Value::Text(query.log_type.clone()), id(query.after_id)];
+    values.extend(query.from_ms.map(Value::Integer));
+    values.extend(query.to_ms.map(Value::Integer));
+    values.extend(query.source.clone().map(Value::Text));
+    values.extend(up_to_id.map(id));
+    (sql, values)
+}
+
+impl SqliteLogSource {
+    /// How SQLite would run the page query for `query`, one line per step.
+    pub fn page_plan(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<Vec<String>, SourceError> {
+        let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
+        let (sql, values) = page_query(tenant, query, up_to_id);
+        let mut stmt = self.db(conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")))?;
+        let rows = self.db(stmt.query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(3)))?;
+        self.db(rows.collect())
+    }
+}
+
 impl LogSource for SqliteLogSource {
     fn name(&self) -> &str {
         "embedded"
@@ -168,18 +195,8 @@ impl LogSource for SqliteLogSource {
     fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
         let conn = self.conn.lock().map_err(|_| SourceError::Poisoned)?;
-        let sql = format!(
-            "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
-            super::page_filter(query, up_to_id, |n| format!("?{n}")),
-            query.limit
-        );
+        let (sql, values) = page_query(tenant, query, up_to_id);
         let mut stmt = self.db(conn.prepare_cached(&sql))?;
-        let id = |id: u64| Value::Integer(i64::try_from(id).unwrap_or(i64::MAX));
-        let mut values = vec![Value::Text(tenant.to_string()), Value::Text(query.log_type.clone()), id(query.after_id)];
-        values.extend(query.from_ms.map(Value::Integer));
-        values.extend(query.to_ms.map(Value::Integer));
-        values.extend(query.source.clone().map(Value::Text));
-        values.extend(up_to_id.map(id));
         let mut rows = self.db(stmt.query(rusqlite::params_from_iter(values)))?;
         let mut fetched = Vec::new();
         while let Some(row) = self.db(rows.next())? {
