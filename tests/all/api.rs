@@ -49,6 +49,9 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
 /// As [`api`], for `tenants` (each with a token of every role), with
 /// `prepare` changing the config and adding to the data before the server
 /// starts.
+/// The deployment's own tokens' tenant.
+pub(crate) const DEPLOYMENT: &str = mcp_storage::control::DEPLOYMENT_TENANT;
+
 pub(crate) fn api_configured(
     cache: SharedCache,
     tenants: &[&'static str],
@@ -89,6 +92,9 @@ pub(crate) fn api_configured(
         for role in [Role::ReadOnly, Role::TenantAdmin, Role::Admin] {
             tokens.insert((tenant, role), control.create_token(tenant, role)?);
         }
+    }
+    for role in [Role::ReadOnly, Role::DeploymentAdmin] {
+        tokens.insert((DEPLOYMENT, role), control.create_token(DEPLOYMENT, role)?);
     }
     let models = Arc::new(ModelManager::open(
         config.models_dir.as_deref().unwrap_or(Path::new(".")),
@@ -187,8 +193,24 @@ fn tokens_and_roles_are_enforced() -> anyhow::Result<()> {
     problem(&start, StatusCode::FORBIDDEN, "forbidden");
     let activate = api.call("POST", "/v1/models/dns/1/activate", Some(api.token("alpha", Role::TenantAdmin)), None)?;
     problem(&activate, StatusCode::FORBIDDEN, "forbidden");
+    // A tenant's admin changes no deployment model; the deployment admin
+    // changes no tenant's resources.
     let activate = api.call("POST", "/v1/models/dns/1/activate", Some(api.token("alpha", Role::Admin)), None)?;
+    problem(&activate, StatusCode::FORBIDDEN, "forbidden");
+    let deployment = api.token(DEPLOYMENT, Role::DeploymentAdmin);
+    let activate = api.call("POST", "/v1/models/dns/1/activate", Some(deployment), None)?;
     assert_eq!(activate.status, StatusCode::OK, "{}", activate.body);
+    problem(
+        &api.call("POST", "/v1/runs", Some(deployment), Some(r#"{"agent":"dns"}"#))?,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    let audit = api.get("/v1/audit", api.token("beta", Role::TenantAdmin))?;
+    assert!(
+        audit.body["items"].as_array().into_iter().flatten().any(|e| e["action"] == "model.activate"),
+        "every tenant's trail records a change of the deployment's models: {}",
+        audit.body
+    );
     assert_eq!(api.call("GET", "/healthz", None, None)?.status, StatusCode::OK, "health needs no token");
     Ok(())
 }
@@ -354,7 +376,7 @@ fn runs_are_listed_by_page_and_filter() -> anyhow::Result<()> {
 #[test]
 fn models_are_listed_activated_and_rolled_back() -> anyhow::Result<()> {
     let api = api()?;
-    let admin = api.token("alpha", Role::Admin);
+    let admin = api.token(DEPLOYMENT, Role::DeploymentAdmin);
     let listed = api.get("/v1/models", admin)?;
     assert_eq!(listed.body.as_array().map(Vec::len), Some(3), "{}", listed.body);
     problem(&api.call("POST", "/v1/models/dns/9/activate", Some(admin), None)?, StatusCode::NOT_FOUND, "not_found");
@@ -416,8 +438,9 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
     // /metrics names every tenant: a token of the deployment's tenant only.
     problem(&api.call("GET", "/metrics", None, None)?, StatusCode::UNAUTHORIZED, "unauthorized");
     problem(&api.get("/metrics", api.token("beta", Role::Admin))?, StatusCode::FORBIDDEN, "forbidden");
+    problem(&api.get("/metrics", api.token("alpha", Role::Admin))?, StatusCode::FORBIDDEN, "forbidden");
     api.call("BREW", "/v1/agents", Some(api.token("alpha", Role::ReadOnly)), None)?;
-    let metrics = api.get("/metrics", api.token("alpha", Role::ReadOnly))?;
+    let metrics = api.get("/metrics", api.token(DEPLOYMENT, Role::ReadOnly))?;
     let text = metrics.body.as_str().unwrap_or_default();
     assert!(text.contains("mcp_api_requests_total"), "{}", metrics.body);
     assert!(!text.contains("BREW") && text.contains("method=\"other\""), "made-up methods are one label: {text}");
@@ -502,33 +525,68 @@ fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
     let beta = api.get("/v1/config", api.token("beta", Role::ReadOnly))?;
     assert_eq!(beta.body["batch_size"], 1000, "another tenant's settings are its own");
     let audit = api.get("/v1/audit", alpha)?;
-    let actions: Vec<&str> = audit.body.as_array().into_iter().flatten().filter_map(|e| e["detail"].as_str()).collect();
-    assert!(actions.contains(&"batch_size = 250") && actions.contains(&"agents.dns.detection = rules"), "{actions:?}");
-    assert_eq!(api.get("/v1/audit", api.token("beta", Role::TenantAdmin))?.body.as_array().map(Vec::len), Some(0));
+    let entries = audit.body["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "one entry per change request: {}", audit.body);
+    let detail: serde_json::Value = serde_json::from_str(entries[0]["detail"].as_str().unwrap_or_default())?;
+    assert_eq!(detail, serde_json::json!({"batch_size": "250", "agents.dns.detection": "rules"}));
+    assert_eq!(api.get("/v1/audit", api.token("beta", Role::TenantAdmin))?.body["items"], serde_json::json!([]));
+
+    // Null deletes a setting; a body that is not an object is refused.
+    let deleted = change(r#"{"agents":{"dns":{"detection":null}}}"#)?;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);
+    assert!(deleted.body["agents"]["dns"].is_null(), "{}", deleted.body);
+    problem(&change("[null,null]")?, StatusCode::BAD_REQUEST, "bad_request");
+    // One request names at most 100 settings; a tenant keeps at most 1,000.
+    let many = |from: usize, count: usize| {
+        let keys: serde_json::Map<String, serde_json::Value> =
+            (from..from + count).map(|n| (format!("k{n}"), serde_json::json!("v"))).collect();
+        serde_json::json!({ "agents": { "dns": keys } }).to_string()
+    };
+    problem(&change(&many(0, 101))?, StatusCode::BAD_REQUEST, "bad_request");
+    // batch_size is one of them.
+    for chunk in 0..10 {
+        assert_eq!(change(&many(chunk * 100, if chunk == 9 { 99 } else { 100 }))?.status, StatusCode::OK);
+    }
+    let over = change(&many(999, 1))?;
+    problem(&over, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(over.body["detail"].as_str().unwrap_or_default().contains("at most 1000"), "{}", over.body);
+    // The trail pages: eleven changes so far, five at a time.
+    let first = api.get("/v1/audit?limit=5", alpha)?;
+    assert_eq!(first.body["items"].as_array().map(Vec::len), Some(5));
+    let cursor = first.body["next_cursor"].as_str().unwrap_or_default().to_string();
+    let second = api.get(&format!("/v1/audit?limit=5&cursor={cursor}"), alpha)?;
+    let (newest_second, oldest_first) = (&second.body["items"][0]["id"], &first.body["items"][4]["id"]);
+    assert!(newest_second.as_i64() < oldest_first.as_i64(), "{} then {}", first.body, second.body);
+    for bad in ["?limit=0", "?limit=1001", "?cursor=abc", "?colour=red"] {
+        problem(&api.get(&format!("/v1/audit{bad}"), alpha)?, StatusCode::BAD_REQUEST, "bad_request");
+    }
     Ok(())
+}
+
+/// A model upload's body: parts `model` and `metadata`, boundary XBOUNDARY.
+pub(crate) fn model_parts(model: &[u8], metadata: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, bytes) in [("model", model), ("metadata", metadata.as_bytes())] {
+        body.extend_from_slice(
+            format!("--XBOUNDARY\r\ncontent-disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XBOUNDARY--\r\n");
+    body
 }
 
 #[test]
 fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
     let api = api()?;
-    let admin = api.token("alpha", Role::Admin);
+    let admin = api.token(DEPLOYMENT, Role::DeploymentAdmin);
     let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("dns/1");
     let onnx = std::fs::read(shipped.join("model.onnx"))?;
     let mut metadata: Value = serde_json::from_str(&std::fs::read_to_string(shipped.join("metadata.json"))?)?;
     metadata["version"] = "2".into();
-    let multipart = |model: &[u8], metadata: &str| {
-        let mut body = Vec::new();
-        for (name, bytes) in [("model", model), ("metadata", metadata.as_bytes())] {
-            body.extend_from_slice(
-                format!("--XBOUNDARY\r\ncontent-disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\n\r\n")
-                    .as_bytes(),
-            );
-            body.extend_from_slice(bytes);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(b"--XBOUNDARY--\r\n");
-        body
-    };
+    let multipart = model_parts;
     let post = |token: &str, body: Vec<u8>| {
         api.send("POST", "/v1/models/dns/2", Some(token), Some("multipart/form-data; boundary=XBOUNDARY"), Some(body))
     };

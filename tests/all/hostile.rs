@@ -33,15 +33,6 @@ fn hostile_api_with(configure: impl FnOnce(&mut mcp_engine::config::McpConfig)) 
         // Small enough that a flood meets it well before the deadline.
         config.budgets.log_lines = 1_000;
         configure(config);
-        let models = config.models_dir.clone().unwrap_or_default();
-        let hostile_model = models.join("hostile").join("1");
-        std::fs::create_dir_all(&hostile_model)?;
-        std::fs::copy(models.join("wifi/1/model.onnx"), hostile_model.join("model.onnx"))?;
-        let metadata = std::fs::read_to_string(models.join("wifi/1/metadata.json"))?;
-        std::fs::write(
-            hostile_model.join("metadata.json"),
-            metadata.replace("\"agent\": \"wifi\"", "\"agent\": \"hostile\""),
-        )?;
         source.append("alpha", "wifi", &mcp_synth::to_rows(&mcp_synth::generate("wifi", 3, ATTACKER_ENTRIES)?))?;
         for tenant in ["beta", "gamma"] {
             source.append(tenant, "wifi", &mcp_synth::to_rows(&mcp_synth::generate("wifi", 4, 3_000)?))?;
@@ -177,9 +168,10 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
         ("log-flood", "log_lines budget"),
         ("host-spin", "log_lines budget"),
         ("other-log-type", "may read only the log types it was granted (wifi), not 'firewall'"),
-        // An upload gets no deployment model, whatever its name.
-        ("other-model", "no model store is attached"),
-        ("lying-tensor", "no model store is attached"),
+        // An upload gets no deployment model, whatever its name: its
+        // tenant's models only, and of those only what it was granted.
+        ("other-model", "may load only the models it was granted (), not '../dns'"),
+        ("lying-tensor", "may load only the models it was granted (), not 'hostile'"),
         ("nan", "score NaN"),
         ("read-file", "read-file denied"),
         ("socket", "socket denied"),
@@ -223,7 +215,7 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     assert!(!forged_ids.is_empty() && largest_given < 1_000_000, "forged ids stored: {forged_ids:?}");
 
     // A spin under the per-call deadline still ends at the run's budget.
-    let admin = api.token("alpha", Role::Admin);
+    let admin = api.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin);
     let set = api.call("PUT", "/v1/tenants/alpha/budgets", Some(admin), Some(r#"{"run_agent_ms": 1000}"#))?;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
     set_mode(&api, "slow", 400)?;
@@ -251,7 +243,7 @@ fn the_hostile_suite_is_stopped_attack_by_attack_and_the_host_carries_on() -> an
     assert_eq!(after["state"], "completed", "{after}");
     assert_eq!(anomaly_count(&api, "gamma", "wifi")?.0, beta_anomalies);
     // Usage per tenant and agent is in /metrics.
-    let reply = api.get("/metrics", api.token("alpha", Role::ReadOnly))?;
+    let reply = api.get("/metrics", api.token(crate::api::DEPLOYMENT, Role::ReadOnly))?;
     let metrics = reply.body.as_str().unwrap_or_default();
     for series in ["mcp_agent_call_seconds_total", "mcp_agent_log_rows_total", "mcp_agent_memory_high_water_bytes"] {
         assert!(metrics.contains(&format!(r#"{series}{{tenant="alpha",agent="hostile"}}"#)), "{series}: {metrics}");
@@ -269,7 +261,7 @@ fn budgets_are_the_admins_to_set_and_each_tenants_to_read() -> anyhow::Result<()
     let other_admin = api.token("beta", Role::Admin);
     let refused = api.call("PUT", "/v1/tenants/beta/budgets", Some(other_admin), Some(body))?;
     problem(&refused, StatusCode::FORBIDDEN, "forbidden");
-    let admin = api.token("alpha", Role::Admin);
+    let admin = api.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin);
     for bad in [r#"{"findings": 0}"#, r#"{"no_such_budget": 5}"#, r#"{"findings": -1}"#] {
         let reply = api.call("PUT", "/v1/tenants/beta/budgets", Some(admin), Some(bad))?;
         problem(&reply, StatusCode::BAD_REQUEST, "bad_request");
@@ -516,7 +508,7 @@ fn the_model_import_refuses_other_models_a_lying_tensor_and_a_handle_flood() -> 
 #[test]
 fn a_tenant_cannot_upload_without_end() -> anyhow::Result<()> {
     let api = hostile_api(Default::default())?;
-    let admin = api.token("alpha", Role::Admin);
+    let admin = api.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin);
     api.call("PUT", "/v1/tenants/beta/budgets", Some(admin), Some(r#"{"agents": 1}"#))?;
     assert_eq!(upload(&api, "beta", std::fs::read(mcp_fixtures::PROXY)?)?.status, StatusCode::CREATED);
     // Replacing the one it has is fine; a second name is over its budget.
@@ -555,7 +547,7 @@ fn an_upload_runs_only_with_an_approved_manifest_and_reaches_only_what_it_grants
         |token: &str, manifest: &str| api.call("PUT", "/v1/agents/hostile/manifest", Some(token), Some(manifest));
     for (bad, expected) in [
         (r#"{"log_types":["firewall"]}"#, "own log type"),
-        (r#"{"log_types":["wifi"],"models":["dns"]}"#, "no models"),
+        (r#"{"log_types":["wifi"],"models":["../dns"]}"#, "../dns"),
         (r#"{"log_types":["wifi","../etc"]}"#, "../etc"),
     ] {
         let reply = declare(admin, bad)?;
@@ -603,5 +595,67 @@ fn an_upload_runs_only_with_an_approved_manifest_and_reaches_only_what_it_grants
     let again = upload(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
     assert_eq!(again.body["grants"]["approved"], true, "{}", again.body);
     assert_eq!(again.body["grants"]["log_types"], json!(["wifi", "firewall"]), "{}", again.body);
+    Ok(())
+}
+
+#[test]
+fn a_tenants_uploaded_agent_uses_the_tenants_own_models_and_no_one_elses() -> anyhow::Result<()> {
+    let api = hostile_api(Default::default())?;
+    let admin = api.token("alpha", Role::TenantAdmin);
+    let created = upload(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let manifest = json!({ "log_types": ["wifi"], "models": ["hostile"] }).to_string();
+    let granted = api.call("PUT", "/v1/agents/hostile/manifest", Some(admin), Some(&manifest))?;
+    assert_eq!(granted.status, StatusCode::OK, "{}", granted.body);
+    api.call("POST", "/v1/agents/hostile/approve", Some(admin), None)?;
+
+    // Alpha's own model for it: the shipped Wi-Fi model under its name.
+    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("wifi/1");
+    let metadata = std::fs::read_to_string(shipped.join("metadata.json"))?
+        .replace("\"agent\": \"wifi\"", "\"agent\": \"hostile\"");
+    let body = crate::api::model_parts(&std::fs::read(shipped.join("model.onnx"))?, &metadata);
+    let kind = Some("multipart/form-data; boundary=XBOUNDARY");
+    let read_only =
+        api.send("POST", "/v1/models/hostile/1", Some(api.token("alpha", Role::ReadOnly)), kind, Some(body.clone()))?;
+    problem(&read_only, StatusCode::FORBIDDEN, "forbidden");
+    let added = api.send("POST", "/v1/models/hostile/1", Some(admin), kind, Some(body.clone()))?;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    assert_eq!(added.body["scope"], "tenant");
+    let active = api.call("POST", "/v1/models/hostile/1/activate", Some(admin), None)?;
+    assert_eq!(active.status, StatusCode::OK, "{}", active.body);
+
+    // Nobody else sees or changes it: not another tenant, not the deployment admin.
+    let theirs = api.get("/v1/models", api.token("beta", Role::ReadOnly))?;
+    assert!(theirs.body.as_array().into_iter().flatten().all(|m| m["agent"] != "hostile"), "{}", theirs.body);
+    let ours = api.get("/v1/models", admin)?;
+    assert!(ours.body.as_array().into_iter().flatten().any(|m| m["agent"] == "hostile" && m["scope"] == "tenant"));
+    let beta_admin = api.token("beta", Role::TenantAdmin);
+    for uri in ["/v1/models/hostile/1/activate", "/v1/models/hostile/rollback"] {
+        let refused = api.call("POST", uri, Some(beta_admin), None)?;
+        assert!(refused.status == StatusCode::FORBIDDEN || refused.status == StatusCode::NOT_FOUND, "{}", refused.body);
+    }
+    let deployment = api.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin);
+    let refused = api.call("POST", "/v1/models/hostile/1/activate", Some(deployment), None)?;
+    problem(&refused, StatusCode::NOT_FOUND, "not_found");
+
+    // The upload loads its tenant's model: inferences run until the budget stops them.
+    api.call("PUT", "/v1/tenants/alpha/budgets", Some(deployment), Some(r#"{"inferences": 50}"#))?;
+    let (state, error) = attack(&api, "infer-flood")?;
+    assert_eq!(state, "failed");
+    assert!(error.contains("used up its inferences budget of 50"), "{error}");
+
+    // Each change is in alpha's trail and no one else's.
+    let trail = |token: &str| -> anyhow::Result<Vec<String>> {
+        let page = api.get("/v1/audit?limit=1000", token)?;
+        Ok(page.body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["action"].as_str().map(String::from))
+            .collect())
+    };
+    let alpha_trail = trail(admin)?;
+    assert!(alpha_trail.contains(&"model.upload".to_string()) && alpha_trail.contains(&"model.activate".to_string()));
+    assert!(!trail(beta_admin)?.iter().any(|a| a.starts_with("model.")), "beta's trail shows alpha's models");
     Ok(())
 }

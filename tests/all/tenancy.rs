@@ -58,7 +58,7 @@ fn the_deployment_admin_manages_tenants_and_a_disabled_or_deleted_one_stops() ->
         &["alpha", "beta"],
         |_, _| Ok(()),
     )?;
-    let root = api.token("alpha", Role::Admin);
+    let root = api.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin);
     let other_admin = api.token("beta", Role::Admin);
     problem(&api.get("/v1/tenants", other_admin)?, StatusCode::FORBIDDEN, "forbidden");
     let made = api.call("POST", "/v1/tenants", Some(root), Some(r#"{"name":"gamma"}"#))?;

@@ -79,7 +79,7 @@ fn upload_named(state: &ApiState, tenant: &str, name: &str, bundled: &str) -> Re
 pub struct Manifest {
     /// The log types it reads; its own must be among them.
     pub log_types: Vec<String>,
-    /// Models it loads: none for uploads yet.
+    /// Models it loads, from its tenant's own (`POST /v1/models/{agent}/{version}`).
     #[serde(default)]
     pub models: Vec<String>,
     /// The setting keys it sees; absent: every key.
@@ -494,17 +494,14 @@ pub async fn put_manifest(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(name): Path<String>,
-    body: Result<Json<Manifest>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::contract::JsonObject<Manifest>, ApiError>,
 ) -> Result<Json<AgentView>, ApiError> {
     caller.require(Role::TenantAdmin)?;
-    let Json(manifest) = body?;
+    let super::contract::JsonObject(manifest) = body?;
     let manifest = Grant::from(manifest);
     let agent = upload_named(&state, &caller.tenant, &name, "its grant is its own info")?;
     let unprocessable = |detail: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "manifest_refused", detail);
     manifest.check(&agent.info).map_err(unprocessable)?;
-    if !manifest.models.is_empty() {
-        return Err(unprocessable("uploaded agents get no models yet (per-tenant models are on the roadmap)".into()));
-    }
     let json = serde_json::to_string(&manifest).map_err(ApiError::internal)?;
     state.control.request_grant(&caller.tenant, &name, &agent.sha256, &json)?;
     state.control.audit(&caller.identity(), "agent.manifest", &format!("{name} {json}"))?;

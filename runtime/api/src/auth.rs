@@ -62,22 +62,29 @@ impl Caller {
         Identity { token_id: self.token_id, tenant: self.tenant.clone(), role: self.role }
     }
 
-    /// Refuses the call unless the token is the deployment's admin: the
-    /// `admin` role of `deployment_tenant` (the configured tenant, the one
-    /// `mcp serve` creates at its first start). An `admin` token of another
-    /// tenant must not change what every tenant shares.
-    pub fn require_deployment_admin(&self, deployment_tenant: &str) -> Result<(), ApiError> {
-        self.require(Role::Admin)?;
-        if self.tenant != deployment_tenant {
-            return Err(ApiError::forbidden(format!(
-                "this is the deployment admin's (an admin token of tenant '{deployment_tenant}')"
-            )));
+    /// Refuses the call unless the token is the deployment's admin's.
+    pub fn require_deployment_admin(&self) -> Result<(), ApiError> {
+        if self.role == Role::DeploymentAdmin {
+            return Ok(());
         }
-        Ok(())
+        Err(ApiError::forbidden(
+            "this is the deployment admin's (a deployment_admin token: `mcp tokens create --role deployment_admin`)",
+        ))
+    }
+
+    /// Whether the token is one of the deployment's own (the deployment
+    /// admin's, or a read-only one for a metrics scraper).
+    pub fn is_deployment(&self) -> bool {
+        self.tenant == mcp_storage::control::DEPLOYMENT_TENANT
     }
 
     /// Refuses the call unless the token's role is at least `role`.
     pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role == Role::DeploymentAdmin && role != Role::DeploymentAdmin {
+            return Err(ApiError::forbidden(
+                "the deployment admin's token changes no tenant's resources; use a token of the tenant",
+            ));
+        }
         if self.role >= role {
             Ok(())
         } else {

@@ -118,10 +118,10 @@ pub async fn put_budget(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(tenant): Path<String>,
-    change: Result<Json<BTreeMap<String, Option<u64>>>, axum::extract::rejection::JsonRejection>,
+    change: Result<super::contract::JsonObject<BTreeMap<String, Option<u64>>>, ApiError>,
 ) -> Result<Json<BudgetView>, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    let Json(change) = change?;
+    caller.require_deployment_admin()?;
+    let super::contract::JsonObject(change) = change?;
     if !state.control.tenants()?.contains(&tenant) {
         return Err(ApiError::not_found(format!("no tenant named '{tenant}'")));
     }

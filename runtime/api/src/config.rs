@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, ApiState, Caller, Role};
 
@@ -32,25 +32,54 @@ pub struct SandboxView {
     pub memory_bytes: usize,
 }
 
-/// Changes to a tenant's settings; what is absent stays.
+/// Changes to a tenant's settings; what is absent stays, what is null is
+/// deleted (the server's own value applies again).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
     /// 100 to 10,000: every batch costs a commit and a state snapshot.
     #[schema(minimum = 100, maximum = 10000)]
     pub batch_size: Option<u32>,
-    /// Agent settings by agent name; values are text, as agents read them.
-    pub agents: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Agent settings by agent name; values are text, as agents read them
+    /// (at most 4,096 bytes), or null to delete one.
+    pub agents: Option<BTreeMap<String, BTreeMap<String, Option<String>>>>,
 }
+
+/// Settings one change may name.
+pub const MAX_SETTINGS_PER_CHANGE: usize = 100;
+
+/// Settings one tenant may keep.
+pub const MAX_SETTINGS_PER_TENANT: usize = 1_000;
 
 /// One entry of the audit trail.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditEntry {
+    pub id: i64,
     pub at_ms: i64,
     /// The id of the token that made the change.
     pub token_id: i64,
     pub action: String,
     pub detail: String,
+}
+
+/// One page of the audit trail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditEntry>,
+    /// Pass as `cursor` for the next (older) page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of `GET /v1/audit`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditPaging {
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Entries per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
 }
 
 pub(super) fn batch_size(state: &ApiState, tenant: &str) -> Result<u32, ApiError> {
@@ -123,17 +152,17 @@ pub async fn get_config(State(state): State<Arc<ApiState>>, caller: Caller) -> R
 pub async fn patch_config(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    body: Result<Json<ConfigChange>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::contract::JsonObject<ConfigChange>, ApiError>,
 ) -> Result<Json<ConfigView>, ApiError> {
     caller.require(Role::TenantAdmin)?;
-    let Json(change) = body?;
-    let mut writes = Vec::new();
+    let super::contract::JsonObject(change) = body?;
+    let mut writes: Vec<(String, Option<String>)> = Vec::new();
     if let Some(size) = change.batch_size {
         let least = mcp_engine::runs::MIN_TENANT_BATCH_SIZE;
         if !(least..=10_000).contains(&size) {
             return Err(ApiError::bad_request(format!("batch_size {size} must be from {least} to 10000")));
         }
-        writes.push(("batch_size".to_string(), size.to_string()));
+        writes.push(("batch_size".to_string(), Some(size.to_string())));
     }
     for (agent, settings) in change.agents.unwrap_or_default() {
         if state.resolve(&caller.tenant, &agent).is_none() {
@@ -145,33 +174,61 @@ pub async fn patch_config(
                     "setting name '{key}' must be 1 to 64 of a-z, 0-9, '_', '-'"
                 )));
             }
-            check_setting(&key, &value)?;
+            if let Some(value) = &value {
+                check_setting(&key, value)?;
+            }
             writes.push((format!("agents.{agent}.{key}"), value));
         }
     }
-    for (key, value) in &writes {
-        state.control.set_setting(&caller.tenant, key, value)?;
-        state.control.audit(&caller.identity(), "config.set", &format!("{key} = {value}"))?;
+    if writes.len() > MAX_SETTINGS_PER_CHANGE {
+        return Err(ApiError::bad_request(format!(
+            "{} settings in one change; at most {MAX_SETTINGS_PER_CHANGE}",
+            writes.len()
+        )));
+    }
+    if !writes.is_empty() {
+        state.control.change_settings(&caller.identity(), &writes, MAX_SETTINGS_PER_TENANT)?;
     }
     view(&state, &caller.tenant).map(Json)
 }
 
-/// The caller's tenant's audit trail, newest first (last 1000 changes).
+/// The caller's tenant's audit trail, newest first, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/audit",
+    params(AuditPaging),
     responses(
-        (status = OK, body = Vec<AuditEntry>),
+        (status = OK, body = AuditPage),
+        super::problem::BadRequest,
         super::problem::Restricted
     )
 )]
-pub async fn get_audit(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+pub async fn get_audit(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    paging: Result<Query<AuditPaging>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, ApiError> {
     caller.require(Role::TenantAdmin)?;
-    let trail = state.control.audit_trail(&caller.tenant, 1000)?;
-    Ok(Json(
-        trail
-            .into_iter()
-            .map(|(at_ms, token_id, action, detail)| AuditEntry { at_ms, token_id, action, detail })
-            .collect(),
-    ))
+    let Query(paging) = paging?;
+    let limit = paging.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
+    }
+    let before = match &paging.cursor {
+        Some(cursor) => Some(
+            cursor
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("cursor '{cursor}' is not one this endpoint gave out")))?,
+        ),
+        None => None,
+    };
+    let mut trail = state.control.audit_trail(&caller.tenant, before, limit + 1)?;
+    let more = trail.len() > limit as usize;
+    trail.truncate(limit as usize);
+    let next_cursor = if more { trail.last().map(|last| last.id.to_string()) } else { None };
+    let items = trail
+        .into_iter()
+        .map(|r| AuditEntry { id: r.id, at_ms: r.at_ms, token_id: r.token_id, action: r.action, detail: r.detail })
+        .collect();
+    Ok(Json(AuditPage { items, next_cursor }))
 }

@@ -8,6 +8,7 @@ mod anomalies;
 mod auth;
 mod budgets;
 mod config;
+mod contract;
 
 mod health;
 mod metrics;
@@ -63,6 +64,8 @@ pub struct ApiState {
     request_windows: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     /// The folder of uploaded components, opened once as a capability.
     uploads_dir: Option<cap_std::fs::Dir>,
+    /// Each tenant's own models, for its uploaded agents; opened on first use.
+    tenant_models: Mutex<HashMap<String, Arc<ModelManager>>>,
     /// Runs waiting and going.
     pub(crate) queue: Arc<mcp_engine::queue::RunQueue>,
     /// The log source every run and readiness check shares (one
@@ -176,6 +179,7 @@ impl ApiState {
             uploads_dir: None,
             queue,
             source: Mutex::default(),
+            tenant_models: Mutex::default(),
         };
         let mut state = state;
         state.uploads_dir = open_uploads_dir(&state.config.data_dir.join("agents"));
@@ -217,6 +221,40 @@ impl ApiState {
 
     pub(crate) fn read_upload(&self, tenant: &str, sha256: &str) -> std::io::Result<Vec<u8>> {
         self.uploads_dir()?.read(upload_file(tenant, sha256))
+    }
+
+    /// Where `tenant`'s own files live (its models): a validated tenant
+    /// name under the data folder.
+    fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        self.config.data_dir.join("tenants").join(tenant)
+    }
+
+    /// `tenant`'s own models, which its uploaded agents use (the
+    /// deployment's serve the bundled agents).
+    pub(crate) fn models_of(&self, tenant: &str) -> Result<Arc<ModelManager>, ApiError> {
+        let mut opened = self.tenant_models.lock().map_err(|_| ApiError::internal("the models lock is poisoned"))?;
+        if let Some(models) = opened.get(tenant) {
+            return Ok(models.clone());
+        }
+        let dir = self.tenant_dir(tenant);
+        std::fs::create_dir_all(dir.join("models"))?;
+        let models =
+            Arc::new(ModelManager::open(&dir.join("models"), &dir.join("models.db")).map_err(ApiError::internal)?);
+        opened.insert(tenant.to_string(), models.clone());
+        Ok(models)
+    }
+
+    /// Forgets a deleted tenant's models and removes their files.
+    pub(crate) fn forget_tenant_models(&self, tenant: &str) {
+        if let Ok(mut opened) = self.tenant_models.lock() {
+            opened.remove(tenant);
+        }
+        let dir = self.tenant_dir(tenant);
+        if dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(tenant, "cannot remove a deleted tenant's files: {e}");
+        }
     }
 
     /// Forgets a deleted tenant's uploaded agents and removes their files.
@@ -411,11 +449,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(runs::list_runs, runs::start_run))
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
+        .routes(routes!(metrics::render))
         .with_state(state.clone())
         .split_for_parts();
     let document = openapi.clone();
+    let declared = Arc::new(contract::DeclaredQueries::of(&openapi));
     api.route("/openapi.json", get(move || std::future::ready(axum::Json(document.clone()))))
-        .route("/metrics", get(metrics::render).with_state(state.clone()))
         .merge(Redoc::with_url("/docs", openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint; /openapi.json lists them") })
         .method_not_allowed_fallback(|| async {
@@ -425,8 +464,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
                 "this path does not take that method; /openapi.json lists what it takes",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(declared, contract::refuse_undeclared_queries))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_upload_bytes))
         .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
+        .layer(axum::middleware::from_fn(contract::errors_as_problems))
 }
 
 /// Serves `router` on `address` until the process ends.

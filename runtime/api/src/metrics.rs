@@ -73,18 +73,25 @@ pub(super) async fn observe(State(state): State<Arc<ApiState>>, request: Request
     response
 }
 
-/// `GET /metrics`: Prometheus text format. It names every tenant and
-/// agent, so it needs a token of the deployment's own tenant (any role: a
-/// `read_only` one is what a scraper should hold).
-pub(super) async fn render(
+/// Prometheus metrics (text format 0.0.4). They name every tenant and
+/// agent, so they need one of the deployment's tokens (tenant
+/// `_deployment`; a `read_only` one is what a scraper should hold).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses(
+        (status = OK, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        super::problem::Restricted
+    )
+)]
+pub async fn render(
     State(state): State<Arc<ApiState>>,
     caller: super::Caller,
 ) -> Result<([(&'static str, &'static str); 1], String), super::ApiError> {
-    if caller.tenant != state.config.tenant {
-        return Err(super::ApiError::forbidden(format!(
-            "/metrics shows every tenant: it needs a token of the deployment's tenant '{}'",
-            state.config.tenant
-        )));
+    if !caller.is_deployment() {
+        return Err(super::ApiError::forbidden(
+            "/metrics shows every tenant: it needs one of the deployment's tokens (`mcp tokens create --tenant _deployment --role read_only` for a scraper)",
+        ));
     }
     let mut out = String::new();
     let _ = writeln!(out, "# HELP mcp_api_requests_total API requests answered.");

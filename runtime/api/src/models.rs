@@ -1,5 +1,7 @@
-//! Model versions: list, activate, roll back. Models serve the whole
-//! deployment, so changing them needs the admin role.
+//! Model versions: list, upload, activate, roll back. The deployment's
+//! models serve the bundled agents and only the deployment admin changes
+//! them (every tenant's audit trail records it); each tenant's own models
+//! serve its uploaded agents and only its admins change them.
 
 use std::sync::Arc;
 
@@ -9,11 +11,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, Caller};
-use mcp_engine::models::ModelError;
+use mcp_engine::models::{ModelError, ModelManager};
 
 /// A model version on disk.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelVersionView {
+    /// `deployment` (the bundled agents') or `tenant` (the caller's tenant's own).
+    pub scope: String,
     pub agent: String,
     pub version: String,
     pub active: bool,
@@ -40,7 +44,67 @@ fn model_error(error: ModelError) -> ApiError {
     }
 }
 
-/// Every agent's model versions.
+/// Whose models an agent's name refers to, for the caller.
+enum Scope {
+    Deployment,
+    Tenant,
+}
+
+impl Scope {
+    fn name(&self) -> &'static str {
+        match self {
+            Scope::Deployment => "deployment",
+            Scope::Tenant => "tenant",
+        }
+    }
+}
+
+/// The models `agent` uses as the caller's tenant sees it, once the
+/// caller may change them: its tenant's own for its uploaded agent (tenant
+/// admin), the deployment's for a bundled one (the deployment admin).
+fn models_to_change(state: &ApiState, caller: &Caller, agent: &str) -> Result<(Arc<ModelManager>, Scope), ApiError> {
+    if !caller.is_deployment()
+        && let Some(resolved) = state.resolve(&caller.tenant, agent)
+        && !resolved.bundled
+    {
+        caller.require(super::Role::TenantAdmin)?;
+        return Ok((state.models_of(&caller.tenant)?, Scope::Tenant));
+    }
+    caller.require_deployment_admin()?;
+    if state.registry.get(agent).is_err() {
+        return Err(ApiError::not_found(format!(
+            "no agent named '{agent}'; the deployment's models serve bundled agents, a tenant's its uploads"
+        )));
+    }
+    Ok((state.models.clone(), Scope::Deployment))
+}
+
+/// Records a model change where it matters: in every tenant's trail for
+/// the deployment's models, in the caller's tenant's for its own.
+fn audit_model(state: &ApiState, caller: &Caller, scope: &Scope, action: &str, detail: &str) -> Result<(), ApiError> {
+    match scope {
+        Scope::Deployment => state.control.audit_everywhere(&caller.identity(), action, detail)?,
+        Scope::Tenant => state.control.audit(&caller.identity(), action, detail)?,
+    }
+    Ok(())
+}
+
+fn views(listing: Vec<mcp_engine::models::VersionListing>, scope: &Scope) -> Vec<ModelVersionView> {
+    listing
+        .into_iter()
+        .map(|v| ModelVersionView {
+            scope: scope.name().into(),
+            agent: v.agent,
+            version: v.version,
+            active: v.active,
+            family: v.family,
+            refused: v.refused,
+        })
+        .collect()
+}
+
+/// The deployment's model versions (the bundled agents') and the caller's
+/// tenant's own (its uploaded agents').
 #[utoipa::path(
     get,
     path = "/v1/models",
@@ -48,22 +112,19 @@ fn model_error(error: ModelError) -> ApiError {
 )]
 pub async fn list_models(
     State(state): State<Arc<ApiState>>,
-    _caller: Caller,
+    caller: Caller,
 ) -> Result<Json<Vec<ModelVersionView>>, ApiError> {
-    let models = state.models.clone();
-    let listing = tokio::task::spawn_blocking(move || models.list()).await?;
-    let views = listing
-        .map_err(model_error)?
-        .into_iter()
-        .map(|v| ModelVersionView {
-            agent: v.agent,
-            version: v.version,
-            active: v.active,
-            family: v.family,
-            refused: v.refused,
-        })
-        .collect();
-    Ok(Json(views))
+    let shared = state.clone();
+    let listed = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let mut listed = views(shared.models.list().map_err(model_error)?, &Scope::Deployment);
+        if !caller.is_deployment() {
+            let own = shared.models_of(&caller.tenant)?.list().map_err(model_error)?;
+            listed.extend(views(own, &Scope::Tenant));
+        }
+        Ok(listed)
+    })
+    .await??;
+    Ok(Json(listed))
 }
 
 /// Validates a version and puts it in force (admin).
@@ -83,11 +144,10 @@ pub async fn activate_model(
     caller: Caller,
     Path((agent, version)): Path<(String, String)>,
 ) -> Result<Json<ActiveModel>, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    let models = state.models.clone();
+    let (models, scope) = models_to_change(&state, &caller, &agent)?;
     let (a, v) = (agent.clone(), version.clone());
     tokio::task::spawn_blocking(move || models.activate(&a, &v).map(|_| ())).await?.map_err(model_error)?;
-    state.control.audit(&caller.identity(), "model.activate", &format!("{agent} {version}"))?;
+    audit_model(&state, &caller, &scope, "model.activate", &format!("{agent} {version}"))?;
     Ok(Json(ActiveModel { agent, version }))
 }
 
@@ -107,17 +167,18 @@ pub async fn rollback_model(
     caller: Caller,
     Path(agent): Path<String>,
 ) -> Result<Json<ActiveModel>, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    let models = state.models.clone();
+    let (models, scope) = models_to_change(&state, &caller, &agent)?;
     let a = agent.clone();
     let version = tokio::task::spawn_blocking(move || models.rollback(&a)).await?.map_err(model_error)?;
-    state.control.audit(&caller.identity(), "model.rollback", &format!("{agent} to {version}"))?;
+    audit_model(&state, &caller, &scope, "model.rollback", &format!("{agent} to {version}"))?;
     Ok(Json(ActiveModel { agent, version }))
 }
 
 /// Uploads a model version as multipart parts `model` (model.onnx) and
-/// `metadata` (metadata.json) (admin). It is validated like `mcp models add`
-/// and kept only if it passes; activating it is a separate step.
+/// `metadata` (metadata.json): for a bundled agent the deployment admin,
+/// for the tenant's uploaded agent a tenant admin. It is validated like
+/// `mcp models add` and kept only if it passes; activating it is a
+/// separate step.
 #[utoipa::path(
     post,
     path = "/v1/models/{agent}/{version}",
@@ -126,6 +187,7 @@ pub async fn rollback_model(
     responses(
         (status = CREATED, body = ModelVersionView),
         (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = PAYLOAD_TOO_LARGE, description = "the upload is over `max_upload_bytes` (16 MiB by default)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::NotFound,
         super::problem::Restricted
@@ -137,20 +199,24 @@ pub async fn upload_model(
     Path((agent, version)): Path<(String, String)>,
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(axum::http::StatusCode, Json<ModelVersionView>), ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    // Deployment models serve the bundled agents, by name; a version name
-    // starting with a dot would be hidden from listings.
-    if state.registry.get(&agent).is_err() {
-        return Err(ApiError::not_found(format!("no bundled agent named '{agent}'; models serve bundled agents")));
-    }
+    let (models, scope) = models_to_change(&state, &caller, &agent)?;
+    // A version name starting with a dot would be hidden from listings.
     if version.starts_with('.') {
         return Err(ApiError::bad_request(format!("version '{version}' must not start with '.'")));
     }
     let mut multipart = multipart.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let limit = state.config.max_upload_bytes;
+    let part_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(e.status(), "payload_too_large", format!("a model upload is at most {limit} bytes"))
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    };
     let (mut model, mut metadata) = (None, None);
-    while let Some(field) = multipart.next_field().await.map_err(|e| ApiError::bad_request(e.body_text()))? {
+    while let Some(field) = multipart.next_field().await.map_err(part_error)? {
         let name = field.name().unwrap_or_default().to_string();
-        let bytes = field.bytes().await.map_err(|e| ApiError::bad_request(e.body_text()))?;
+        let bytes = field.bytes().await.map_err(part_error)?;
         match name.as_str() {
             "model" => model = Some(bytes),
             "metadata" => metadata = Some(bytes),
@@ -168,15 +234,16 @@ pub async fn upload_model(
         let staging = tempfile::tempdir_in(&shared.config.data_dir)?;
         std::fs::write(staging.path().join("model.onnx"), &model)?;
         std::fs::write(staging.path().join("metadata.json"), &metadata)?;
-        shared.models.add(staging.path(), &a, &v).map_err(|e| match e {
+        models.add(staging.path(), &a, &v).map_err(|e| match e {
             ModelError::Io { .. } => ApiError::bad_request(e.to_string()),
             other => model_error(other),
         })
     })
     .await??;
-    state.control.audit(&caller.identity(), "model.upload", &format!("{agent} {version}"))?;
+    audit_model(&state, &caller, &scope, "model.upload", &format!("{agent} {version}"))?;
     let view = ModelVersionView {
-        active: state.models.active_version(&agent).ok().flatten().as_deref() == Some(version.as_str()),
+        scope: scope.name().into(),
+        active: false,
         agent,
         version,
         family: Some(loaded.metadata.family.clone()),
@@ -198,9 +265,10 @@ pub async fn reload_models(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
 ) -> Result<Json<Vec<ActiveModel>>, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
+    caller.require_deployment_admin()?;
     let models = state.models.clone();
     let activated = tokio::task::spawn_blocking(move || models.scan()).await?;
-    state.control.audit(&caller.identity(), "model.reload", &format!("{} activated", activated.len()))?;
+    let names: Vec<String> = activated.iter().map(|(agent, version)| format!("{agent} {version}")).collect();
+    audit_model(&state, &caller, &Scope::Deployment, "model.reload", &format!("activated: {}", names.join(", ")))?;
     Ok(Json(activated.into_iter().map(|(agent, version)| ActiveModel { agent, version }).collect()))
 }

@@ -138,7 +138,10 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
 
 impl From<mcp_storage::control::ControlError> for ApiError {
     fn from(error: mcp_storage::control::ControlError) -> Self {
-        ApiError::internal(error)
+        match error {
+            mcp_storage::control::ControlError::TooManySettings { .. } => ApiError::bad_request(error.to_string()),
+            error => ApiError::internal(error),
+        }
     }
 }
 

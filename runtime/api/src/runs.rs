@@ -82,7 +82,7 @@ fn queue_run(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobS
                 "agent '{agent}' waits for a tenant admin to approve what it asks to reach (POST /v1/agents/{agent}/approve)"
             )));
         }
-        builder = builder.uploaded().grant(grant);
+        builder = builder.uploaded().grant(grant).models(state.models_of(&tenant)?);
     }
     let name = resolved.registry.get(&agent).map(|a| a.info.name.clone()).unwrap_or(agent);
     let queued = queued_status(&tenant, &name, source.name());
@@ -119,7 +119,8 @@ fn queue_refusal(error: QueueError) -> ApiError {
 /// A queued run's turn: makes its instance and runs it to the end, then
 /// adds its totals and settles the agent's quarantine.
 fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
-    let (tenant, agent) = (queued.tenant.clone(), builder.agent().to_string());
+    let tenant = queued.tenant.clone();
+    let agent = queued.agent.clone().unwrap_or_else(|| builder.agent().to_string());
     let run = match builder.build() {
         Ok(run) => run,
         Err(error) => return RunJob::never_started(&state.cache, queued, JobState::Failed, Some(error.to_string())),
@@ -133,12 +134,18 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
         }
     };
     let interval = std::time::Duration::from_millis(state.config.status_interval_ms);
-    let (outcome, _) = run.execute_queued(&mut store, &state.cache, interval, queued);
+    let id = queued.id.clone();
+    let mut job = RunJob::begin(&state.cache, queued, interval);
+    let outcome = run.execute(&mut store, &mut |report| job.observe(report));
     state.add_run_totals(&tenant, &agent, &super::RunTotals::of(&outcome));
     let settled = mcp_engine::quarantine::settle(&state.control, &state.config.quarantine, &tenant, &agent, &outcome);
     if let Err(e) = settled {
         tracing::error!(tenant, agent, "cannot record the run's faults: {e}");
     }
+    // Everything the next run must see (quarantine, totals) is recorded:
+    // the agent may be queued again before the status says the run ended.
+    state.queue.release_agent(&tenant, &agent, &id);
+    job.finish(&outcome.result, &outcome.usage);
 }
 
 /// Starts a run of one agent (tenant admin).
@@ -159,10 +166,10 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
 pub async fn start_run(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    body: Result<Json<StartRun>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::contract::JsonObject<StartRun>, ApiError>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
     caller.require(Role::TenantAdmin)?;
-    let Json(body) = body?;
+    let super::contract::JsonObject(body) = body?;
     let (shared, tenant, agent) = (state.clone(), caller.tenant.clone(), body.agent.clone());
     let status = tokio::task::spawn_blocking(move || queue_run(shared, tenant, agent)).await??;
     state.control.audit(&caller.identity(), "run.start", &format!("{} as {}", body.agent, status.id))?;

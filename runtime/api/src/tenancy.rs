@@ -83,6 +83,12 @@ pub struct NewTenant {
     pub name: String,
 }
 
+/// Whoever manages the caller's tenant's tokens: its tenant admins, or for
+/// the deployment's own tokens, the deployment admin.
+fn require_token_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.is_deployment() { caller.require_deployment_admin() } else { caller.require(Role::TenantAdmin) }
+}
+
 fn audit_in(state: &ApiState, caller: &Caller, tenant: &str, action: &str, detail: &str) -> Result<(), ApiError> {
     let affected = Identity { token_id: caller.token_id, tenant: tenant.to_string(), role: caller.role };
     Ok(state.control.audit(&affected, action, detail)?)
@@ -91,7 +97,7 @@ fn audit_in(state: &ApiState, caller: &Caller, tenant: &str, action: &str, detai
 /// The caller's tenant's tokens (tenant admin).
 #[utoipa::path(get, path = "/v1/tokens", responses((status = OK, body = Vec<TokenView>), super::problem::Restricted))]
 pub async fn list_tokens(State(state): State<Arc<ApiState>>, caller: Caller) -> Result<Json<Vec<TokenView>>, ApiError> {
-    caller.require(Role::TenantAdmin)?;
+    require_token_admin(&caller)?;
     Ok(Json(state.control.tokens(&caller.tenant)?.into_iter().map(TokenView::from).collect()))
 }
 
@@ -110,14 +116,23 @@ pub async fn list_tokens(State(state): State<Arc<ApiState>>, caller: Caller) -> 
 pub async fn create_token(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    body: Result<Json<NewToken>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::contract::JsonObject<NewToken>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    caller.require(Role::TenantAdmin)?;
-    let Json(body) = body?;
+    let super::contract::JsonObject(body) = body?;
     let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::bad_request("role must be read_only, tenant_admin or admin"))?;
-    if role == Role::Admin {
-        caller.require_deployment_admin(&state.config.tenant)?;
+        .ok_or_else(|| ApiError::bad_request("role must be read_only, tenant_admin, admin or deployment_admin"))?;
+    // A tenant's admins make its tokens (an admin one needs an admin); the
+    // deployment admin makes the deployment's own.
+    if caller.is_deployment() {
+        caller.require_deployment_admin()?;
+        if !matches!(role, Role::DeploymentAdmin | Role::ReadOnly) {
+            return Err(ApiError::bad_request("the deployment's tokens are deployment_admin or read_only"));
+        }
+    } else {
+        caller.require(if role == Role::Admin { Role::Admin } else { Role::TenantAdmin })?;
+        if role == Role::DeploymentAdmin {
+            return Err(ApiError::forbidden("only the deployment admin makes deployment_admin tokens"));
+        }
     }
     if body.name.is_empty() || body.name.len() > 64 || body.name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("name must be 1 to 64 printable characters"));
@@ -145,7 +160,7 @@ pub async fn revoke_token(
     caller: Caller,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(Role::TenantAdmin)?;
+    require_token_admin(&caller)?;
     let Path(id) = id?;
     if !state.control.revoke_token(&caller.tenant, id)? {
         return Err(ApiError::not_found(format!("no token {id}")));
@@ -160,8 +175,9 @@ pub async fn list_tenants(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
 ) -> Result<Json<Vec<TenantView>>, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    Ok(Json(state.control.tenant_records()?.into_iter().map(TenantView::from).collect()))
+    caller.require_deployment_admin()?;
+    let tenants = state.control.tenant_records()?.into_iter();
+    Ok(Json(tenants.filter(|t| t.name != mcp_storage::control::DEPLOYMENT_TENANT).map(TenantView::from).collect()))
 }
 
 /// Makes a tenant (the deployment's admin); `POST /v1/tokens` by its
@@ -180,10 +196,13 @@ pub async fn list_tenants(
 pub async fn create_tenant(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
-    body: Result<Json<NewTenant>, axum::extract::rejection::JsonRejection>,
+    body: Result<super::contract::JsonObject<NewTenant>, ApiError>,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    let Json(body) = body?;
+    caller.require_deployment_admin()?;
+    let super::contract::JsonObject(body) = body?;
+    if !mcp_storage::control::valid_new_tenant(&body.name) {
+        return Err(ApiError::bad_request(mcp_storage::control::ControlError::BadTenant(body.name).to_string()));
+    }
     if state.control.tenant_record(&body.name)?.is_some() {
         return Err(ApiError::conflict(format!("tenant '{}' exists", body.name)));
     }
@@ -193,15 +212,20 @@ pub async fn create_tenant(
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
+/// The deployment's own tenant and the command-line tools' default one.
+fn protected(state: &ApiState, name: &str) -> bool {
+    name == mcp_storage::control::DEPLOYMENT_TENANT || name == state.config.tenant
+}
+
 async fn set_disabled(
     state: Arc<ApiState>,
     caller: Caller,
     name: String,
     disabled: bool,
 ) -> Result<Json<TenantView>, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    if disabled && name == state.config.tenant {
-        return Err(ApiError::conflict("the deployment's own tenant cannot be disabled"));
+    caller.require_deployment_admin()?;
+    if disabled && protected(&state, &name) {
+        return Err(ApiError::conflict(format!("tenant '{name}' is the deployment's own and cannot be disabled")));
     }
     if !state.control.set_tenant_disabled(&name, disabled)? {
         return Err(ApiError::not_found(format!("no tenant named '{name}'")));
@@ -257,9 +281,9 @@ pub async fn delete_tenant(
     caller: Caller,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require_deployment_admin(&state.config.tenant)?;
-    if name == state.config.tenant {
-        return Err(ApiError::conflict("the deployment's own tenant cannot be deleted"));
+    caller.require_deployment_admin()?;
+    if protected(&state, &name) {
+        return Err(ApiError::conflict(format!("tenant '{name}' is the deployment's own and cannot be deleted")));
     }
     let uploads: Vec<String> = state
         .control
@@ -272,6 +296,7 @@ pub async fn delete_tenant(
         return Err(ApiError::not_found(format!("no tenant named '{name}'")));
     }
     state.forget_tenant_uploads(&name, &uploads);
+    state.forget_tenant_models(&name);
     audit_in(&state, &caller, &name, "tenant.delete", &name)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -125,9 +125,11 @@ enum DbCommand {
 enum TokensCommand {
     /// Create a token bound to a tenant and a role; it is printed once and only its hash is kept.
     Create {
+        /// The tenant (made if new); `_deployment` for the deployment's own
+        /// tokens, the default with `--role deployment_admin`.
         #[arg(long)]
-        tenant: String,
-        /// read_only, tenant_admin or admin.
+        tenant: Option<String>,
+        /// read_only, tenant_admin, admin or deployment_admin.
         #[arg(long)]
         role: String,
         /// A name to tell it apart in `mcp tokens list`.
@@ -516,7 +518,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tenants { command } => tenants(&config, command),
         Command::Tokens { command: TokensCommand::Create { tenant, role, name } } => {
             let role = Role::parse(&role)
-                .with_context(|| format!("role '{role}' must be read_only, tenant_admin or admin"))?;
+                .with_context(|| format!("role '{role}' must be read_only, tenant_admin, admin or deployment_admin"))?;
+            let deployment = mcp_storage::control::DEPLOYMENT_TENANT;
+            let tenant = match (tenant, role) {
+                (None, Role::DeploymentAdmin) => deployment.to_string(),
+                (Some(tenant), Role::DeploymentAdmin) if tenant != deployment => {
+                    anyhow::bail!(
+                        "deployment_admin tokens belong to the deployment ({deployment}), not to tenant {tenant}"
+                    )
+                }
+                (Some(tenant), Role::TenantAdmin | Role::Admin) if tenant == deployment => {
+                    anyhow::bail!("the deployment's tokens are deployment_admin or read_only")
+                }
+                (Some(tenant), _) => tenant,
+                (None, _) => anyhow::bail!("say which tenant with --tenant"),
+            };
+            if tenant != deployment && !mcp_storage::control::valid_new_tenant(&tenant) {
+                anyhow::bail!(mcp_storage::control::ControlError::BadTenant(tenant));
+            }
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let control = ControlStore::open(&config.control_db())?;
@@ -537,8 +556,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let control = ControlStore::open(&config.control_db())?;
             if control.token_count()? == 0 {
                 let token = control.create_token(&config.tenant, Role::Admin)?;
+                let deployment =
+                    control.create_token(mcp_storage::control::DEPLOYMENT_TENANT, Role::DeploymentAdmin)?;
                 println!(
-                    "first start: tenant '{}' created with an admin token (shown once):\n{token}\n",
+                    "first start: tenant '{}' created with an admin token (shown once):\n{token}\n\
+                     and the deployment admin's token (tenants, budgets, the bundled agents' models; shown once):\n{deployment}\n",
                     config.tenant
                 );
             }
@@ -635,17 +657,23 @@ fn tenants(config: &McpConfig, command: TenantsCommand) -> Result<ExitCode> {
     match command {
         TenantsCommand::List => {
             println!("{:<24} {:<14} {:<14} tokens", "name", "created", "disabled");
-            for t in control.tenant_records()? {
+            for t in control.tenant_records()?.into_iter().filter(|t| t.name != mcp_storage::control::DEPLOYMENT_TENANT)
+            {
                 let disabled = t.disabled_ms.map_or("-".to_string(), |ms| ms.to_string());
                 println!("{:<24} {:<14} {:<14} {}", t.name, t.created_ms, disabled, t.tokens);
             }
         }
         TenantsCommand::Create { name } => {
+            if !mcp_storage::control::valid_new_tenant(&name) {
+                anyhow::bail!(mcp_storage::control::ControlError::BadTenant(name));
+            }
             control.ensure_tenant(&name)?;
             println!("tenant {name} exists; `mcp tokens create --tenant {name} --role tenant_admin` gives it a token");
         }
-        TenantsCommand::Disable { name } if name == config.tenant => {
-            anyhow::bail!("{name} is the deployment's own tenant (`tenant` in the config)");
+        TenantsCommand::Disable { name }
+            if name == config.tenant || name == mcp_storage::control::DEPLOYMENT_TENANT =>
+        {
+            anyhow::bail!("{name} is the deployment's own tenant");
         }
         TenantsCommand::Disable { name } => {
             anyhow::ensure!(control.set_tenant_disabled(&name, true)?, "no tenant named '{name}'");
@@ -656,12 +684,15 @@ fn tenants(config: &McpConfig, command: TenantsCommand) -> Result<ExitCode> {
             println!("tenant {name} enabled");
         }
         TenantsCommand::Delete { name } => {
-            anyhow::ensure!(name != config.tenant, "{name} is the deployment's own tenant (`tenant` in the config)");
+            let own = name == config.tenant || name == mcp_storage::control::DEPLOYMENT_TENANT;
+            anyhow::ensure!(!own, "{name} is the deployment's own tenant");
             anyhow::ensure!(control.delete_tenant(&name)?, "no tenant named '{name}'");
-            // Its uploaded components go with it; the name was a valid tenant's.
-            let uploads = config.data_dir.join("agents").join(&name);
-            if uploads.exists() {
-                std::fs::remove_dir_all(&uploads).with_context(|| format!("cannot remove {}", uploads.display()))?;
+            // Its uploaded components and its own models go with it; the
+            // name was a valid tenant's.
+            for files in [config.data_dir.join("agents").join(&name), config.data_dir.join("tenants").join(&name)] {
+                if files.exists() {
+                    std::fs::remove_dir_all(&files).with_context(|| format!("cannot remove {}", files.display()))?;
+                }
             }
             println!("tenant {name} deleted: tokens and control records gone; audit trail, logs and anomalies kept");
         }

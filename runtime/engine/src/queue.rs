@@ -87,14 +87,21 @@ impl State {
         Some((chosen, run))
     }
 
-    fn finished(&mut self, tenant: &str, agent: &str) {
+    fn finished(&mut self, tenant: &str, agent: &str, id: &str) {
         if let Some(count) = self.running.get_mut(tenant) {
             *count = count.saturating_sub(1);
             if *count == 0 {
                 self.running.remove(tenant);
             }
         }
-        self.busy.remove(&(tenant.to_string(), agent.to_string()));
+        self.release(tenant, agent, id);
+    }
+
+    fn release(&mut self, tenant: &str, agent: &str, id: &str) {
+        let key = (tenant.to_string(), agent.to_string());
+        if self.busy.get(&key).is_some_and(|busy| busy == id) {
+            self.busy.remove(&key);
+        }
     }
 }
 
@@ -194,6 +201,13 @@ impl RunQueue {
         }
     }
 
+    /// Lets `agent` of `tenant` run again before run `id` has quite ended:
+    /// a run calls it once its outcome is recorded, so that whoever sees
+    /// the run ended can start the next at once.
+    pub fn release_agent(&self, tenant: &str, agent: &str, id: &str) {
+        self.lock().release(tenant, agent, id);
+    }
+
     /// Runs waiting and going, all tenants together.
     pub fn load(&self) -> QueueLoad {
         let state = self.lock();
@@ -235,7 +249,7 @@ impl RunQueue {
             if std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).is_err() {
                 tracing::error!(tenant, agent, run = id, "a run panicked; its worker goes on");
             }
-            self.lock().finished(&tenant, &agent);
+            self.lock().finished(&tenant, &agent, &id);
             self.changed.notify_all();
         }
     }

@@ -115,9 +115,11 @@ impl RunBuilder {
     /// A tenant's uploaded agent: the deployment's models and the
     /// operator's `[agents.<name>]` settings are keyed by agent name and
     /// meant for the bundled agents, so an upload named like one gets
-    /// neither (per-tenant models are on the roadmap).
+    /// neither; give it its tenant's models with [`RunBuilder::models`]
+    /// after this.
     pub fn uploaded(mut self) -> Self {
         self.uploaded = true;
+        self.models = None;
         self
     }
 
@@ -136,7 +138,8 @@ impl RunBuilder {
     /// instantiates it.
     pub fn build(self) -> Result<Run, RunError> {
         let name = self.registry.get(&self.agent)?.info.name.clone();
-        let (mut settings, models) = if self.uploaded { (BTreeMap::new(), None) } else { (self.settings, self.models) };
+        let mut settings = if self.uploaded { BTreeMap::new() } else { self.settings };
+        let models = self.models;
         settings.extend(self.tenant_settings);
         settings.extend(self.overrides);
         let mut context =
@@ -238,20 +241,8 @@ impl Run {
         interval: Duration,
         started: impl FnOnce(&JobStatus),
     ) -> (RunOutcome, JobStatus) {
-        let queued = crate::jobs::queued_status(&self.tenant, &self.agent, self.source.name());
-        started(&queued);
-        self.execute_queued(store, cache, interval, queued)
-    }
-
-    /// As [`Run::execute_as_job`], for the run whose queued status is `queued`.
-    pub fn execute_queued(
-        self,
-        store: &mut AnomalyStore,
-        cache: &SharedCache,
-        interval: Duration,
-        queued: JobStatus,
-    ) -> (RunOutcome, JobStatus) {
-        let mut job = RunJob::begin(cache, queued, interval);
+        let mut job = RunJob::start(cache, &self.tenant, &self.agent, self.source.name(), interval);
+        started(job.status());
         let outcome = self.execute(store, &mut |report| job.observe(report));
         job.finish(&outcome.result, &outcome.usage);
         (outcome, job.status().clone())

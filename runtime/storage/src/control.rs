@@ -83,6 +83,7 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS audit_by_tenant ON audit (tenant, id);
 ";
 
 /// What a token may do.
@@ -93,9 +94,20 @@ pub enum Role {
     ReadOnly,
     /// Read and change its tenant's resources.
     TenantAdmin,
-    /// All of that, plus what concerns the whole deployment (models).
+    /// All of that, plus making admin tokens of its tenant.
     Admin,
+    /// The deployment's own administrator: tenants, budgets, the models of
+    /// the bundled agents, metrics. Its tokens belong to
+    /// [`DEPLOYMENT_TENANT`], which holds no data, so it acts on no
+    /// tenant's agents, logs or anomalies.
+    DeploymentAdmin,
 }
+
+/// The tenant that holds the deployment's own tokens (the deployment
+/// admin's, and read-only ones for a metrics scraper). Its name cannot be
+/// given to a tenant: tenant names made through the API and the CLI do
+/// not start with '_'.
+pub const DEPLOYMENT_TENANT: &str = "_deployment";
 
 impl Role {
     pub fn name(self) -> &'static str {
@@ -103,6 +115,7 @@ impl Role {
             Role::ReadOnly => "read_only",
             Role::TenantAdmin => "tenant_admin",
             Role::Admin => "admin",
+            Role::DeploymentAdmin => "deployment_admin",
         }
     }
 
@@ -111,6 +124,7 @@ impl Role {
             "read_only" => Some(Role::ReadOnly),
             "tenant_admin" => Some(Role::TenantAdmin),
             "admin" => Some(Role::Admin),
+            "deployment_admin" => Some(Role::DeploymentAdmin),
             _ => None,
         }
     }
@@ -128,10 +142,22 @@ pub struct Caller {
 pub enum ControlError {
     #[error("control store {path}: {source}")]
     Db { path: String, source: rusqlite::Error },
-    #[error("tenant name '{0}' must be 1 to 64 of a-z, 0-9, '-' and '_'")]
+    #[error("tenant name '{0}' must be 1 to 64 of a-z, 0-9, '-' and '_', not starting with '_'")]
     BadTenant(String),
     #[error("control store lock poisoned")]
     Poisoned,
+    #[error("a tenant keeps at most {limit} settings; delete some (set them to null) first")]
+    TooManySettings { limit: usize },
+}
+
+/// One entry of a tenant's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at_ms: i64,
+    pub token_id: i64,
+    pub action: String,
+    pub detail: String,
 }
 
 #[derive(Debug)]
@@ -156,6 +182,12 @@ fn valid_tenant(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Whether `name` may be given to a new tenant: a valid name, and not the
+/// deployment's own (`_`-prefixed names are kept for it).
+pub fn valid_new_tenant(name: &str) -> bool {
+    valid_tenant(name) && !name.starts_with('_')
 }
 
 impl ControlStore {
@@ -327,6 +359,71 @@ impl ControlStore {
         })
     }
 
+    /// Applies `changes` to `caller`'s tenant (`None` deletes a setting)
+    /// and records them as one audit entry, in one transaction; refused
+    /// whole when the tenant would keep more than `max_kept` settings.
+    pub fn change_settings(
+        &self,
+        caller: &Caller,
+        changes: &[(String, Option<String>)],
+        max_kept: usize,
+    ) -> Result<(), ControlError> {
+        let mut conn = self.conn.lock().map_err(|_| ControlError::Poisoned)?;
+        let db = |source| ControlError::Db { path: self.path.clone(), source };
+        let tx = conn.transaction().map_err(db)?;
+        for (key, value) in changes {
+            match value {
+                Some(value) => tx.execute(
+                    "INSERT INTO settings (tenant, key, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+                    params![caller.tenant, key, value],
+                ),
+                None => tx.execute("DELETE FROM settings WHERE tenant = ?1 AND key = ?2", params![caller.tenant, key]),
+            }
+            .map_err(db)?;
+        }
+        let kept: i64 = tx
+            .query_row("SELECT COUNT(*) FROM settings WHERE tenant = ?1", [&caller.tenant], |r| r.get(0))
+            .map_err(db)?;
+        if usize::try_from(kept).unwrap_or(usize::MAX) > max_kept {
+            return Err(ControlError::TooManySettings { limit: max_kept });
+        }
+        // One entry per change request, values cut short: a request of many
+        // keys must not flush the trail.
+        let shown: serde_json::Map<String, serde_json::Value> = changes
+            .iter()
+            .map(|(key, value)| {
+                let value = value.as_ref().map_or(serde_json::Value::Null, |v| {
+                    let mut end = v.len().min(256);
+                    while !v.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    serde_json::Value::String(v[..end].to_string())
+                });
+                (key.clone(), value)
+            })
+            .collect();
+        tx.execute(
+            "INSERT INTO audit (at_ms, tenant, token_id, action, detail) VALUES (?1, ?2, ?3, 'config.change', ?4)",
+            params![now_ms(), caller.tenant, caller.token_id, serde_json::Value::Object(shown).to_string()],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)
+    }
+
+    /// Records a change that affects every tenant (a model of the bundled
+    /// agents) in every tenant's trail.
+    pub fn audit_everywhere(&self, caller: &Caller, action: &str, detail: &str) -> Result<(), ControlError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO audit (at_ms, tenant, token_id, action, detail)
+                 SELECT ?1, name, ?2, ?3, ?4 FROM tenants",
+                params![now_ms(), caller.token_id, action, detail],
+            )
+            .map(|_| ())
+        })
+    }
+
     /// Records a change made through the API.
     pub fn audit(&self, caller: &Caller, action: &str, detail: &str) -> Result<(), ControlError> {
         self.with(|c| {
@@ -338,13 +435,24 @@ impl ControlStore {
         })
     }
 
-    /// The audit trail of `tenant`, newest first.
-    pub fn audit_trail(&self, tenant: &str, limit: u32) -> Result<Vec<(i64, i64, String, String)>, ControlError> {
+    /// The audit trail of `tenant`, newest first, from before entry
+    /// `before` when given.
+    pub fn audit_trail(&self, tenant: &str, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare(
-                "SELECT at_ms, token_id, action, detail FROM audit WHERE tenant = ?1 ORDER BY id DESC LIMIT ?2",
+            let mut s = c.prepare_cached(
+                "SELECT id, at_ms, token_id, action, detail FROM audit WHERE tenant = ?1 AND id < ?2
+                 ORDER BY id DESC LIMIT ?3",
             )?;
-            s.query_map(params![tenant, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect()
+            s.query_map(params![tenant, before.unwrap_or(i64::MAX), limit], |r| {
+                Ok(AuditRecord {
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
+                    token_id: r.get(2)?,
+                    action: r.get(3)?,
+                    detail: r.get(4)?,
+                })
+            })?
+            .collect()
         })
     }
 }

@@ -1,0 +1,168 @@
+//! What the OpenAPI document promises at the edge of every endpoint, kept
+//! in one place rather than by each handler: a query parameter the
+//! document does not name is refused, a request body is a JSON object, and
+//! every error is a problem+json — including the ones axum and hyper make
+//! before a handler runs (405, 413, 414, a path that is not UTF-8).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// The longest request target served; a longer one answers 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// The query parameters each operation of the document declares.
+#[derive(Debug, Default)]
+pub struct DeclaredQueries {
+    by_operation: HashMap<(String, Method), BTreeSet<String>>,
+}
+
+impl DeclaredQueries {
+    pub fn of(document: &utoipa::openapi::OpenApi) -> Self {
+        use utoipa::openapi::path::ParameterIn;
+        let mut by_operation = HashMap::new();
+        for (path, item) in &document.paths.paths {
+            let operations = [
+                (Method::GET, &item.get),
+                (Method::POST, &item.post),
+                (Method::PUT, &item.put),
+                (Method::PATCH, &item.patch),
+                (Method::DELETE, &item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let names = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter_map(|p| match p {
+                        utoipa::openapi::RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Query) => {
+                            Some(p.name.clone())
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                by_operation.insert((path.clone(), method), names);
+            }
+        }
+        DeclaredQueries { by_operation }
+    }
+}
+
+/// Refuses a query parameter the operation does not declare, so a typo
+/// (`limt=5`) is an error everywhere rather than silently ignored.
+pub async fn refuse_undeclared_queries(
+    State(declared): State<Arc<DeclaredQueries>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+    let method = if request.method() == Method::HEAD { Method::GET } else { request.method().clone() };
+    if let (Some(route), Some(query)) = (route, request.uri().query())
+        && let Some(names) = declared.by_operation.get(&(route.clone(), method))
+    {
+        for (key, _) in form_urlencoded::parse(query.as_bytes()) {
+            if !names.contains(key.as_ref()) {
+                let takes = if names.is_empty() {
+                    "no query parameters".to_string()
+                } else {
+                    names.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                let key = one_line(&key, 64);
+                return ApiError::bad_request(format!("unknown query parameter '{key}'; {route} takes {takes}"))
+                    .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// Answers an over-long target with a problem, and turns any error
+/// response that is not JSON (axum's and hyper's plain-text ones) into a
+/// problem, keeping its status and
+/// headers (`Allow`, `Retry-After`) and its text as the detail.
+pub async fn errors_as_problems(request: Request, next: Next) -> Response {
+    if request.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is over {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let response = next.run(request).await;
+    let status = response.status();
+    // A problem already, or a JSON answer the document declares for the
+    // status (the readiness report's 503).
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json") || v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let detail = one_line(&String::from_utf8_lossy(&text), 1024);
+    let detail = if detail.trim().is_empty() {
+        status.canonical_reason().unwrap_or("the request failed").to_string()
+    } else {
+        detail
+    };
+    let code = match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        status if status.is_server_error() => "internal",
+        _ => "error",
+    };
+    let mut problem = ApiError::new(status, code, detail).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            problem.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    problem
+}
+
+/// `text` on one line, at most `max` bytes, for a problem's detail.
+fn one_line(text: &str, max: usize) -> String {
+    let mut line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if line.len() > max {
+        let mut end = max;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line
+}
+
+/// A JSON request body that must be an object: serde would otherwise take
+/// a struct from an array (`[null, null]`) as well.
+#[derive(Debug)]
+pub struct JsonObject<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonObject<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<serde_json::Value>::from_request(request, state).await?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the body must be a JSON object"));
+        }
+        serde_json::from_value(value).map(JsonObject).map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+    }
+}
