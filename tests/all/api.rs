@@ -367,7 +367,8 @@ fn runs_are_listed_by_page_and_filter() -> anyhow::Result<()> {
     let dns = page("?agent=dns&state=completed")?;
     assert_eq!(listed(&dns), [ids[3].clone(), ids[0].clone()]);
     assert!(listed(&page("?state=failed")?).is_empty());
-    for bad in ["?limit=0", "?limit=501", "?state=sleeping", "?cursor=run-0-0", "?colour=red"] {
+    assert!(listed(&page("?cursor=run-0-0")?).is_empty(), "a cursor older than every run ends the list");
+    for bad in ["?limit=0", "?limit=501", "?state=sleeping", "?colour=red"] {
         problem(&page(bad)?, StatusCode::BAD_REQUEST, "bad_request");
     }
     Ok(())
@@ -512,9 +513,10 @@ fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
     let change = |body: &str| api.call("PATCH", "/v1/config", Some(alpha), Some(body));
     problem(&change(r#"{"batch_size":0}"#)?, StatusCode::BAD_REQUEST, "bad_request");
     problem(&change(r#"{"batch_size":99}"#)?, StatusCode::BAD_REQUEST, "bad_request");
-    problem(&change(r#"{"agents":{"dns":{"detection":"magic"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
-    problem(&change(r#"{"agents":{"dns":{"model_threshold":"2"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
-    problem(&change(r#"{"agents":{"nobody":{"x":"1"}}}"#)?, StatusCode::BAD_REQUEST, "bad_request");
+    let invalid = StatusCode::UNPROCESSABLE_ENTITY;
+    problem(&change(r#"{"agents":{"dns":{"detection":"magic"}}}"#)?, invalid, "invalid_setting");
+    problem(&change(r#"{"agents":{"dns":{"model_threshold":"2"}}}"#)?, invalid, "invalid_setting");
+    problem(&change(r#"{"agents":{"nobody":{"x":"1"}}}"#)?, invalid, "invalid_setting");
     problem(&change(r#"{"colour":"blue"}"#)?, StatusCode::BAD_REQUEST, "bad_request");
     let read_only = api.call("PATCH", "/v1/config", Some(api.token("alpha", Role::ReadOnly)), Some("{}"))?;
     problem(&read_only, StatusCode::FORBIDDEN, "forbidden");
@@ -542,13 +544,13 @@ fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
             (from..from + count).map(|n| (format!("k{n}"), serde_json::json!("v"))).collect();
         serde_json::json!({ "agents": { "dns": keys } }).to_string()
     };
-    problem(&change(&many(0, 101))?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&change(&many(0, 101))?, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting");
     // batch_size is one of them.
     for chunk in 0..10 {
         assert_eq!(change(&many(chunk * 100, if chunk == 9 { 99 } else { 100 }))?.status, StatusCode::OK);
     }
     let over = change(&many(999, 1))?;
-    problem(&over, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&over, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting");
     assert!(over.body["detail"].as_str().unwrap_or_default().contains("at most 1000"), "{}", over.body);
     // The trail pages: eleven changes so far, five at a time.
     let first = api.get("/v1/audit?limit=5", alpha)?;

@@ -34,18 +34,43 @@ pub struct AnomalyFilter {
     pub agent: Option<String>,
     pub log_type: Option<String>,
     pub label: Option<String>,
-    /// info, low, medium, high or critical.
-    pub severity: Option<String>,
+    pub severity: Option<SeverityFilter>,
     /// The entry's source (device).
     pub source: Option<String>,
     /// Scores at or above this, from 0 to 1.
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub min_score: Option<f64>,
     #[serde(default)]
     pub sort: Sort,
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^-?[0-9]{1,15}(\.[0-9]{1,17})?_[0-9]{1,18}$")]
     pub cursor: Option<String>,
-    /// Anomalies per page, 1 to 1000 (default 100).
+    /// Anomalies per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
+}
+
+/// A severity, as a filter.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeverityFilter {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl SeverityFilter {
+    fn name(self) -> &'static str {
+        match self {
+            SeverityFilter::Info => "info",
+            SeverityFilter::Low => "low",
+            SeverityFilter::Medium => "medium",
+            SeverityFilter::High => "high",
+            SeverityFilter::Critical => "critical",
+        }
+    }
 }
 
 /// An anomaly as served: the store's record, with its provenance.
@@ -100,15 +125,14 @@ pub struct AnomalyPage {
     pub next_cursor: Option<String>,
 }
 
-const SEVERITIES: [&str; 5] = ["info", "low", "medium", "high", "critical"];
-
 fn parse_cursor(cursor: &str, sort: Sort) -> Result<(f64, i64), ApiError> {
     let bad =
         || ApiError::bad_request(format!("cursor '{cursor}' is not one this endpoint gave out with sort {sort:?}"));
     let (key, id) = cursor.split_once('_').ok_or_else(bad)?;
     let id: i64 = id.parse().map_err(|_| bad())?;
+    // Any number the pattern lets through is a position in either order.
     let key: f64 = match sort {
-        Sort::Time => key.parse::<i64>().map_err(|_| bad())? as f64,
+        Sort::Time => key.parse::<f64>().map_err(|_| bad())?.floor(),
         Sort::Score => key.parse().map_err(|_| bad())?,
     };
     if !key.is_finite() {
@@ -138,11 +162,6 @@ pub async fn list_anomalies(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit {limit} must be between 1 and 1000")));
     }
-    if let Some(severity) = &filter.severity
-        && !SEVERITIES.contains(&severity.as_str())
-    {
-        return Err(ApiError::bad_request(format!("severity '{severity}' must be one of {}", SEVERITIES.join(", "))));
-    }
     if filter.min_score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
         return Err(ApiError::bad_request("min_score must be between 0 and 1"));
     }
@@ -153,7 +172,7 @@ pub async fn list_anomalies(
         agent: filter.agent,
         log_type: filter.log_type,
         label: filter.label,
-        severity: filter.severity,
+        severity: filter.severity.map(|s| s.name().to_string()),
         source: filter.source,
         min_score: filter.min_score,
         from_ms: filter.from_ms,

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{ApiError, ApiState, Caller};
@@ -99,17 +99,42 @@ pub async fn get_budget(State(state): State<Arc<ApiState>>, caller: Caller) -> R
     state.budget_view(&caller.tenant).map(Json)
 }
 
-/// Sets or removes (`null`) budget overrides of one tenant: the deployment's
-/// admin only (an `admin` token of the configured `tenant`, the one `mcp
-/// serve` creates at its first start). Unknown names and 0 are refused.
+/// A change of budget overrides: budget names to a whole number from 1, or
+/// null to remove the override. Only the budgets' names are properties.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct BudgetChange(BTreeMap<String, Option<serde_json::Number>>);
+
+impl utoipa::PartialSchema for BudgetChange {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
+        let mut object = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("Budget names to a whole number from 1, or null to remove the override."))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for budget in Budget::ALL {
+            let value = ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::Integer, Type::Null]))
+                .minimum(Some(1))
+                .maximum(Some(budget.max_value()));
+            object = object.property(budget.name(), value);
+        }
+        object.into()
+    }
+}
+
+impl utoipa::ToSchema for BudgetChange {}
+
+/// Sets or removes (`null`) budget overrides of one tenant (the
+/// deployment admin).
 #[utoipa::path(
     put,
     path = "/v1/tenants/{tenant}/budgets",
     params(("tenant" = String, Path)),
-    request_body = BTreeMap<String, Option<u64>>,
+    request_body = BudgetChange,
     responses(
         (status = OK, body = BudgetView),
-        (status = BAD_REQUEST, body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = BAD_REQUEST, description = "an unknown budget name, or a value that is not a whole number from 1", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::NotFound,
         super::problem::Restricted
     )
@@ -118,10 +143,26 @@ pub async fn put_budget(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(tenant): Path<String>,
-    change: Result<super::contract::JsonObject<BTreeMap<String, Option<u64>>>, ApiError>,
+    change: Result<super::contract::JsonObject<BudgetChange>, ApiError>,
 ) -> Result<Json<BudgetView>, ApiError> {
     caller.require_deployment_admin()?;
-    let super::contract::JsonObject(change) = change?;
+    let super::contract::JsonObject(BudgetChange(numbers)) = change?;
+    let mut change = BTreeMap::new();
+    for (key, value) in numbers {
+        let value = match value {
+            None => None,
+            Some(number) => Some(
+                number
+                    .as_u64()
+                    .or_else(|| {
+                        // A whole number written with a fraction (`5.0`), within range.
+                        number.as_f64().filter(|n| n.fract() == 0.0 && (0.0..9.0e18).contains(n)).map(|n| n as u64)
+                    })
+                    .ok_or_else(|| ApiError::bad_request(format!("{key}: {number} is not a whole number from 1")))?,
+            ),
+        };
+        change.insert(key, value);
+    }
     if !state.control.tenants()?.contains(&tenant) {
         return Err(ApiError::not_found(format!("no tenant named '{tenant}'")));
     }

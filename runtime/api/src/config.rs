@@ -39,10 +39,26 @@ pub struct SandboxView {
 pub struct ConfigChange {
     /// 100 to 10,000: every batch costs a commit and a state snapshot.
     #[schema(minimum = 100, maximum = 10000)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub batch_size: Option<u32>,
     /// Agent settings by agent name; values are text, as agents read them
     /// (at most 4,096 bytes), or null to delete one.
     pub agents: Option<BTreeMap<String, BTreeMap<String, Option<String>>>>,
+}
+
+/// A JSON number with no fraction (`150` or `150.0`, as JSON Schema's
+/// `integer` allows), or null.
+fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let number: Option<f64> = Option::deserialize(deserializer)?;
+    number
+        .map(|n| {
+            if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
+                Ok(n as u32)
+            } else {
+                Err(serde::de::Error::custom(format!("{n} is not a whole number from 0 to {}", u32::MAX)))
+            }
+        })
+        .transpose()
 }
 
 /// Settings one change may name.
@@ -76,6 +92,7 @@ pub struct AuditPage {
 #[into_params(parameter_in = Query)]
 pub struct AuditPaging {
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^[0-9]{1,18}$")]
     pub cursor: Option<String>,
     /// Entries per page (default 100).
     #[param(minimum = 1, maximum = 1000)]
@@ -115,9 +132,15 @@ fn plain(text: &str) -> bool {
     !text.is_empty() && text.len() <= 64 && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// A change the document's schema allows but the tenant's agents do not
+/// (an agent it does not have, a setting name or value out of bounds).
+fn invalid_setting(detail: String) -> ApiError {
+    ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting", detail)
+}
+
 /// Checks the settings every bundled agent reads; others are the agent's own.
 fn check_setting(key: &str, value: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| Err(ApiError::bad_request(format!("setting '{key}' = '{value}': {why}")));
+    let bad = |why: &str| Err(invalid_setting(format!("setting '{key}' = '{value}': {why}")));
     match key {
         "detection" if !["rules", "model", "both"].contains(&value) => bad("must be rules, model or both"),
         "model_threshold" if !value.parse::<f32>().is_ok_and(|t| (0.0..=1.0).contains(&t)) => {
@@ -145,7 +168,8 @@ pub async fn get_config(State(state): State<Arc<ApiState>>, caller: Caller) -> R
     request_body = ConfigChange,
     responses(
         (status = OK, body = ConfigView),
-        (status = BAD_REQUEST, description = "a value is out of range or an agent unknown", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = BAD_REQUEST, description = "the body does not match the schema", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "an agent the tenant does not have, a setting name or value out of bounds, or more settings than a change or a tenant may hold (`invalid_setting`)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::Restricted
     )
 )]
@@ -166,13 +190,11 @@ pub async fn patch_config(
     }
     for (agent, settings) in change.agents.unwrap_or_default() {
         if state.resolve(&caller.tenant, &agent).is_none() {
-            return Err(ApiError::bad_request(format!("no agent named '{agent}'")));
+            return Err(invalid_setting(format!("no agent named '{agent}'")));
         }
         for (key, value) in settings {
             if !plain(&key) {
-                return Err(ApiError::bad_request(format!(
-                    "setting name '{key}' must be 1 to 64 of a-z, 0-9, '_', '-'"
-                )));
+                return Err(invalid_setting(format!("setting name '{key}' must be 1 to 64 of a-z, 0-9, '_', '-'")));
             }
             if let Some(value) = &value {
                 check_setting(&key, value)?;
@@ -181,7 +203,7 @@ pub async fn patch_config(
         }
     }
     if writes.len() > MAX_SETTINGS_PER_CHANGE {
-        return Err(ApiError::bad_request(format!(
+        return Err(invalid_setting(format!(
             "{} settings in one change; at most {MAX_SETTINGS_PER_CHANGE}",
             writes.len()
         )));

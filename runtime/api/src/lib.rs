@@ -396,7 +396,7 @@ impl ApiState {
         description = "Agents, runs, anomalies and models of a tenant. Every endpoint under /v1 needs `Authorization: Bearer <token>` (`mcp tokens create`); another tenant's ids answer 404. Errors are RFC 9457 problem details with a stable `code`.",
         version = "1"
     ),
-    components(schemas(anomalies::Sort, runs::RunState, problem::Problem)),
+    components(schemas(anomalies::Sort, anomalies::SeverityFilter, runs::RunState, problem::Problem)),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]

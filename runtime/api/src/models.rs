@@ -26,6 +26,19 @@ pub struct ModelVersionView {
     pub refused: Option<String>,
 }
 
+/// The parts of a model upload.
+#[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // read part by part from the multipart stream, never as a whole
+pub struct ModelUpload {
+    /// model.onnx
+    #[schema(value_type = String, format = Binary)]
+    pub model: Vec<u8>,
+    /// metadata.json
+    #[schema(value_type = String, format = Binary)]
+    pub metadata: Vec<u8>,
+}
+
 /// What an activation or rollback left in force.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ActiveModel {
@@ -159,6 +172,7 @@ pub async fn activate_model(
     responses(
         (status = OK, body = ActiveModel),
         (status = CONFLICT, description = "nothing to roll back to", body = super::problem::Problem, content_type = "application/problem+json"),
+        super::problem::NotFound,
         super::problem::Restricted
     )
 )]
@@ -182,8 +196,8 @@ pub async fn rollback_model(
 #[utoipa::path(
     post,
     path = "/v1/models/{agent}/{version}",
-    params(("agent" = String, Path), ("version" = String, Path)),
-    request_body(content_type = "multipart/form-data", description = "parts `model` and `metadata`"),
+    params(("agent" = String, Path), ("version" = String, Path, pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$")),
+    request_body(content = ModelUpload, content_type = "multipart/form-data", description = "parts `model` and `metadata`"),
     responses(
         (status = CREATED, body = ModelVersionView),
         (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -235,7 +249,13 @@ pub async fn upload_model(
         std::fs::write(staging.path().join("model.onnx"), &model)?;
         std::fs::write(staging.path().join("metadata.json"), &metadata)?;
         models.add(staging.path(), &a, &v).map_err(|e| match e {
-            ModelError::Io { .. } => ApiError::bad_request(e.to_string()),
+            // Content that is not text where text is due: the upload's
+            // fault, named by file and never by the server's path.
+            ModelError::Io { path, source } if source.kind() == std::io::ErrorKind::InvalidData => {
+                let file = std::path::Path::new(&path).file_name().map(|f| f.to_string_lossy().to_string());
+                let detail = format!("{}: {source}", file.unwrap_or_default());
+                ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "model_refused", detail)
+            }
             other => model_error(other),
         })
     })

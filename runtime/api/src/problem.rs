@@ -139,7 +139,9 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
 impl From<mcp_storage::control::ControlError> for ApiError {
     fn from(error: mcp_storage::control::ControlError) -> Self {
         match error {
-            mcp_storage::control::ControlError::TooManySettings { .. } => ApiError::bad_request(error.to_string()),
+            mcp_storage::control::ControlError::TooManySettings { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting", error.to_string())
+            }
             error => ApiError::internal(error),
         }
     }

@@ -234,10 +234,10 @@ fn run_page(state: &ApiState, tenant: &str, filter: &RunFilter) -> Result<RunPag
         return Err(ApiError::bad_request("limit must be between 1 and 500"));
     }
     let ids = state.cache.job_ids(tenant).map_err(unavailable)?;
+    // Ids are `run-<ms>-<hex>`, newest first: a page goes on after the
+    // cursor's place in that order, whether or not that run is still kept.
     let start = match &filter.cursor {
-        Some(cursor) => ids.iter().position(|id| id == cursor).map(|at| at + 1).ok_or_else(|| {
-            ApiError::bad_request(format!("cursor '{cursor}' names no run still kept; start again without one"))
-        })?,
+        Some(cursor) => ids.iter().position(|id| id.as_str() < cursor.as_str()).unwrap_or(ids.len()),
         None => 0,
     };
     let mut items = Vec::new();

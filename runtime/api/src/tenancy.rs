@@ -45,9 +45,32 @@ impl From<mcp_storage::tenancy::TokenRecord> for TokenView {
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     /// 1 to 64 printable characters, to tell tokens apart.
+    #[schema(min_length = 1, max_length = 64, pattern = r"^[^\x00-\x1f\x7f-\x9f]+$")]
     pub name: String,
-    /// read_only or tenant_admin (admin: the deployment's admin only).
-    pub role: String,
+    /// read_only, tenant_admin or admin (an admin token needs an admin's);
+    /// for the deployment's own tokens, read_only or deployment_admin.
+    pub role: RoleName,
+}
+
+/// A token's role.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleName {
+    ReadOnly,
+    TenantAdmin,
+    Admin,
+    DeploymentAdmin,
+}
+
+impl From<RoleName> for Role {
+    fn from(role: RoleName) -> Self {
+        match role {
+            RoleName::ReadOnly => Role::ReadOnly,
+            RoleName::TenantAdmin => Role::TenantAdmin,
+            RoleName::Admin => Role::Admin,
+            RoleName::DeploymentAdmin => Role::DeploymentAdmin,
+        }
+    }
 }
 
 /// A new token: the only answer that carries its secret.
@@ -79,7 +102,8 @@ impl From<mcp_storage::tenancy::TenantRecord> for TenantView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
-    /// 1 to 64 of a-z, 0-9, '-' and '_'.
+    /// 1 to 64 of a-z, 0-9, '-' and '_', not starting with '_'.
+    #[schema(pattern = r"^[a-z0-9-][a-z0-9_-]{0,63}$")]
     pub name: String,
 }
 
@@ -119,8 +143,7 @@ pub async fn create_token(
     body: Result<super::contract::JsonObject<NewToken>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let super::contract::JsonObject(body) = body?;
-    let role = Role::parse(&body.role)
-        .ok_or_else(|| ApiError::bad_request("role must be read_only, tenant_admin, admin or deployment_admin"))?;
+    let role = Role::from(body.role);
     // A tenant's admins make its tokens (an admin one needs an admin); the
     // deployment admin makes the deployment's own.
     if caller.is_deployment() {
@@ -134,7 +157,7 @@ pub async fn create_token(
             return Err(ApiError::forbidden("only the deployment admin makes deployment_admin tokens"));
         }
     }
-    if body.name.is_empty() || body.name.len() > 64 || body.name.chars().any(char::is_control) {
+    if body.name.is_empty() || body.name.chars().count() > 64 || body.name.chars().any(char::is_control) {
         return Err(ApiError::bad_request("name must be 1 to 64 printable characters"));
     }
     let (id, token) = state.control.create_named_token(&caller.tenant, role, &body.name, Some(caller.token_id))?;
@@ -143,13 +166,16 @@ pub async fn create_token(
 }
 
 /// Revokes one of the caller's tenant's tokens (tenant admin); it stops
-/// working at once on this server, within 30 seconds on others.
+/// working at once on this server, within 30 seconds on others. A token
+/// does not revoke itself (409), so an admin cannot lock a tenant out by
+/// mistake.
 #[utoipa::path(
     delete,
     path = "/v1/tokens/{id}",
     params(("id" = i64, Path, minimum = 1, maximum = 9223372036854775807_i64)),
     responses(
         (status = NO_CONTENT, description = "revoked"),
+        (status = CONFLICT, description = "the token making the call", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::NotFound,
         super::problem::Restricted
@@ -162,6 +188,11 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     require_token_admin(&caller)?;
     let Path(id) = id?;
+    if id == caller.token_id {
+        return Err(ApiError::conflict(
+            "a token does not revoke itself; revoke it with another of the tenant's tokens",
+        ));
+    }
     if !state.control.revoke_token(&caller.tenant, id)? {
         return Err(ApiError::not_found(format!("no token {id}")));
     }

@@ -134,6 +134,14 @@ impl Budget {
         }
     }
 
+    /// The largest value the budget takes (stored as a signed 64-bit number).
+    pub fn max_value(self) -> u64 {
+        match self {
+            Budget::MaxInstances => u64::from(u32::MAX),
+            _ => i64::MAX as u64,
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Budget> {
         Budget::ALL.into_iter().find(|b| b.name() == name)
     }
@@ -170,6 +178,9 @@ impl RunBudget {
     /// Sets `budget` to `value`; refuses 0 (a budget of nothing is a
     /// disabled agent, which has its own switch) and values that do not fit.
     pub fn set(&mut self, budget: Budget, value: u64) -> Result<(), String> {
+        if value > budget.max_value() {
+            return Err(format!("{budget} of {value} is too large (at most {})", budget.max_value()));
+        }
         if value == 0 {
             return Err(format!("{budget} must be at least 1"));
         }

@@ -285,7 +285,7 @@ impl ModelManager {
             return Err(ModelError::Invalid {
                 agent: agent.into(),
                 version: version.into(),
-                detail: format!("{} exists already; versions are never overwritten", target.display()),
+                detail: format!("{agent}/{version} exists already; versions are never overwritten"),
             });
         }
         let source =
