@@ -328,6 +328,55 @@ fn runs_start_report_and_refuse_bad_bodies() -> anyhow::Result<()> {
 }
 
 #[test]
+fn every_error_is_a_problem_and_no_endpoint_takes_an_unknown_parameter() -> anyhow::Result<()> {
+    let api = api()?;
+    let token = api.token("alpha", Role::TenantAdmin);
+    for uri in [
+        "/v1/agents?limt=5",
+        "/v1/agents/dns?limt=5",
+        "/v1/config?limt=5",
+        "/v1/audit?limt=5",
+        "/v1/models?limt=5",
+        "/v1/runs?limt=5",
+        "/v1/anomalies?limt=5",
+        "/v1/budgets?limt=5",
+        "/v1/tokens?limt=5",
+        "/v1/anomalies?limit=5&%6Cimt=5",
+    ] {
+        let reply = api.get(uri, token)?;
+        problem(&reply, StatusCode::BAD_REQUEST, "bad_request");
+        assert!(
+            reply.body["detail"].as_str().unwrap_or_default().contains("unknown query parameter"),
+            "{uri}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(api.get("/v1/runs?limit=5", token)?.status, StatusCode::OK, "declared parameters pass");
+    // What axum and hyper refuse before any handler is a problem too.
+    problem(
+        &api.call("DELETE", "/v1/config", Some(token), None)?,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
+    let long = format!("/v1/anomalies?source={}", "a".repeat(9_000));
+    problem(&api.get(&long, token)?, StatusCode::URI_TOO_LONG, "uri_too_long");
+    problem(&api.get("/v1/agents/%FF%FE", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&api.get("/v1/anomalies/not-a-number", token)?, StatusCode::BAD_REQUEST, "bad_request");
+    let deployment = api.token(DEPLOYMENT, Role::DeploymentAdmin);
+    let huge = model_parts(&vec![0u8; 5 << 20], "{}");
+    let over = api.send(
+        "POST",
+        "/v1/models/dns/9",
+        Some(deployment),
+        Some("multipart/form-data; boundary=XBOUNDARY"),
+        Some(huge),
+    )?;
+    problem(&over, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    problem(&api.call("POST", "/v1/runs", Some(token), Some(r#"["dns"]"#))?, StatusCode::BAD_REQUEST, "bad_request");
+    Ok(())
+}
+
+#[test]
 fn runs_are_listed_by_page_and_filter() -> anyhow::Result<()> {
     let api = api()?;
     let token = api.token("alpha", Role::TenantAdmin);
@@ -435,7 +484,11 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
         }
     }
     assert!(document.body["components"]["securitySchemes"]["bearer"].is_object());
-    assert_eq!(api.call("GET", "/docs", None, None)?.status, StatusCode::OK);
+    // /docs works offline: the page and Redoc come from this server.
+    let docs = api.call("GET", "/docs", None, None)?;
+    assert_eq!(docs.status, StatusCode::OK);
+    let script = api.call("GET", "/docs/redoc.standalone.js", None, None)?;
+    assert_eq!(script.status, StatusCode::OK);
     // /metrics names every tenant: a token of the deployment's tenant only.
     problem(&api.call("GET", "/metrics", None, None)?, StatusCode::UNAUTHORIZED, "unauthorized");
     problem(&api.get("/metrics", api.token("beta", Role::Admin))?, StatusCode::FORBIDDEN, "forbidden");

@@ -9,6 +9,7 @@ mod auth;
 mod budgets;
 mod config;
 mod contract;
+mod docs;
 
 mod health;
 mod metrics;
@@ -27,7 +28,6 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use utoipa_redoc::{Redoc, Servable};
 
 pub use auth::Caller;
 use mcp_engine::config::McpConfig;
@@ -455,7 +455,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     let document = openapi.clone();
     let declared = Arc::new(contract::DeclaredQueries::of(&openapi));
     api.route("/openapi.json", get(move || std::future::ready(axum::Json(document.clone()))))
-        .merge(Redoc::with_url("/docs", openapi))
+        .route("/docs", get(docs::page))
+        .route("/docs/redoc.standalone.js", get(docs::script))
         .fallback(|| async { ApiError::not_found("no such endpoint; /openapi.json lists them") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -466,8 +467,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         })
         .layer(axum::middleware::from_fn_with_state(declared, contract::refuse_undeclared_queries))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_upload_bytes))
-        .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
         .layer(axum::middleware::from_fn(contract::errors_as_problems))
+        .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
 }
 
 /// Serves `router` on `address` until the process ends.
