@@ -49,6 +49,9 @@ fn api_with_cache(cache: SharedCache) -> anyhow::Result<Api> {
 /// As [`api`], for `tenants` (each with a token of every role), with
 /// `prepare` changing the config and adding to the data before the server
 /// starts.
+/// The schema of the proxy fixture's log type.
+pub(crate) const PROXY_SCHEMA: &str = "log_type: proxy\nversion: 1\nfields:\n  - { name: url, type: text, required: true }\n  - { name: status, type: integer, required: true }\n";
+
 /// The deployment's own tokens' tenant.
 pub(crate) const DEPLOYMENT: &str = mcp_storage::control::DEPLOYMENT_TENANT;
 
@@ -85,6 +88,15 @@ pub(crate) fn api_configured(
         let spec = RunSpec { tenant, agent: "firewall", log_source: "embedded", batch_size: 500, replay_ms: 0 };
         pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     }
+    // The bundled log types and `proxy`, which the proxy fixture reads.
+    let schemas = config.data_dir.join("schemas");
+    std::fs::create_dir_all(&schemas)?;
+    for entry in std::fs::read_dir(BUNDLED_SCHEMAS)? {
+        let path = entry?.path();
+        std::fs::copy(&path, schemas.join(path.file_name().unwrap_or_default()))?;
+    }
+    std::fs::write(schemas.join("proxy.yaml"), PROXY_SCHEMA)?;
+    config.schema_dir = Some(schemas);
     prepare(&mut config, &source)?;
     let control = ControlStore::open(&config.control_db())?;
     let mut tokens = std::collections::HashMap::new();
@@ -505,7 +517,13 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
 
 #[test]
 fn agents_are_uploaded_per_tenant_enabled_disabled_and_deleted() -> anyhow::Result<()> {
-    let api = api()?;
+    // A deployment with the bundled log types only, until proxy's is added.
+    let mut schemas = std::path::PathBuf::new();
+    let api = api_configured(SharedCache::open(None, "", Default::default())?, &["alpha", "beta"], |config, _| {
+        schemas = config.data_dir.join("schemas");
+        std::fs::remove_file(schemas.join("proxy.yaml"))?;
+        Ok(())
+    })?;
     let alpha = api.token("alpha", Role::TenantAdmin);
     let beta = api.token("beta", Role::TenantAdmin);
     let wasm = std::fs::read(mcp_fixtures::PROXY)?;
@@ -520,6 +538,11 @@ fn agents_are_uploaded_per_tenant_enabled_disabled_and_deleted() -> anyhow::Resu
     let bundled = std::fs::read(Path::new(mcp_fixtures::AGENTS_DIR).join("dns.wasm"))?;
     problem(&upload(alpha, bundled)?, StatusCode::CONFLICT, "conflict");
 
+    // An agent of a log type no schema file describes would run over nothing.
+    let unknown = upload(alpha, wasm.clone())?;
+    problem(&unknown, StatusCode::UNPROCESSABLE_ENTITY, "unknown_log_type");
+    assert!(unknown.body["detail"].as_str().unwrap_or_default().contains("'proxy'"), "{}", unknown.body);
+    std::fs::write(schemas.join("proxy.yaml"), PROXY_SCHEMA)?;
     let created = upload(alpha, wasm)?;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!((created.body["name"].as_str(), created.body["bundled"].as_bool()), (Some("proxy"), Some(false)));

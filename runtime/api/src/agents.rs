@@ -280,6 +280,21 @@ pub async fn upload_agent(
             .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string()))?;
         let name = agent.info.name.clone();
         let info = agent.info.clone();
+        // Log types are what a schema file describes: an agent of another
+        // would run over nothing and report success.
+        let described = shared.config.schema_files().shape(&info.log_type).map_err(|e| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", format!("log type: {e}"))
+        })?;
+        if described.is_none() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown_log_type",
+                format!(
+                    "agent '{name}' reads log type '{}', which no schema file of this deployment describes; the operator adds one (docs/log_schemas.md) before such an agent can run",
+                    info.log_type
+                ),
+            ));
+        }
         if shared.registry.get(&name).is_ok() {
             return Err(ApiError::conflict(format!("'{name}' is a bundled agent's name; rename yours")));
         }
