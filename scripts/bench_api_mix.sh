@@ -25,7 +25,8 @@ quiet="$(run tokens create --tenant quiet --role read_only 2>/dev/null)"
 # The load test measures the server, not the tenants' request budgets.
 run budgets set noisy requests_per_minute 100000000 >/dev/null
 run budgets set quiet requests_per_minute 100000000 >/dev/null
-run serve > "$work/serve.log" 2>&1 &
+# Started directly (not through `run`), so that $! is the server itself.
+"$mcp" --config "$work/mcp.toml" serve > "$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 
@@ -48,6 +49,10 @@ request = function()
 end
 LUA
 quiet_url="http://127.0.0.1:$port/v1/anomalies?limit=100"
+for token in "$quiet" "$noisy"; do
+    status="$(curl -s -o "$work/check.json" -w '%{http_code}' -H "Authorization: Bearer $token" "$quiet_url")"
+    [ "$status" = 200 ] || { echo "a page answered $status: $(cat "$work/check.json")" >&2; exit 1; }
+done
 echo "== quiet alone (4 connections, ${seconds}s)"
 wrk --latency -t 1 -c 4 -d "${seconds}s" -H "Authorization: Bearer $quiet" "$quiet_url"
 echo "== noisy alone (32 connections, ${seconds}s)"

@@ -184,7 +184,8 @@ pub async fn list_anomalies(
         after,
         limit: limit + 1,
     };
-    let mut records = state.with_store(move |store| store.query(&query)).await?;
+    let tenant = query.tenant.clone();
+    let mut records = state.with_store(&tenant, move |store| store.query(&query)).await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
     let next_cursor = match (more, records.last()) {
@@ -216,6 +217,6 @@ pub async fn get_anomaly(
 ) -> Result<Json<AnomalyRecord>, ApiError> {
     let Path(id) = id?;
     let tenant = caller.tenant;
-    let found = state.with_store(move |store| store.get(&tenant, id)).await?;
+    let found = state.with_store(&tenant.clone(), move |store| store.get(&tenant, id)).await?;
     found.map(|r| Json(AnomalyRecord::from(r))).ok_or_else(|| ApiError::not_found(format!("no anomaly {id}")))
 }

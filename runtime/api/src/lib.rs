@@ -52,6 +52,9 @@ pub struct ApiState {
     /// Store queries at once: more than the cores only adds thread switches
     /// and cold page caches.
     store_slots: tokio::sync::Semaphore,
+    store_slot_count: usize,
+    /// Each tenant's share of `store_slots`.
+    tenant_store_slots: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     metrics: metrics::Metrics,
     /// Agents uploaded by each tenant, beside the bundled ones; replaced
     /// whole on each change so a running run keeps the one it started with.
@@ -160,6 +163,7 @@ impl ApiState {
     ) -> std::io::Result<Self> {
         let anomalies_db = config.anomalies_db();
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
+        let store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
         let state = ApiState {
             config,
             control,
@@ -168,9 +172,9 @@ impl ApiState {
             cache,
             anomalies_db,
             stores: Mutex::default(),
-            store_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2),
-            ),
+            store_slots: tokio::sync::Semaphore::new(store_slot_count),
+            store_slot_count,
+            tenant_store_slots: Mutex::default(),
             metrics: metrics::Metrics::default(),
             uploads: RwLock::default(),
             run_totals: Mutex::default(),
@@ -378,11 +382,20 @@ impl ApiState {
         result
     }
 
-    /// Runs `f` with an anomaly store connection on a blocking thread.
+    /// Runs `f` for `tenant` with an anomaly store connection on a blocking
+    /// thread. A tenant holds at most half the store's slots, so another
+    /// tenant's page never waits behind a flood of its queries.
     pub(crate) async fn with_store<T: Send + 'static>(
         self: &Arc<Self>,
+        tenant: &str,
         f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
+        let share = {
+            let mut shares = self.tenant_store_slots.lock().map_err(|_| ApiError::internal("store slots poisoned"))?;
+            let permits = (self.store_slot_count / 2).max(1);
+            shares.entry(tenant.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits))).clone()
+        };
+        let _share = share.acquire_owned().await?;
         let _slot = self.store_slots.acquire().await?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || state.with_store_blocking(f).map_err(ApiError::from)).await?
