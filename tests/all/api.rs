@@ -609,6 +609,11 @@ fn settings_change_live_validated_and_audited() -> anyhow::Result<()> {
     assert_eq!(detail, serde_json::json!({"batch_size": "250", "agents.dns.detection": "rules"}));
     assert_eq!(api.get("/v1/audit", api.token("beta", Role::TenantAdmin))?.body["items"], serde_json::json!([]));
 
+    // Numbers and booleans are settings too, read as text.
+    let typed = change(r#"{"agents":{"dns":{"model_threshold":0.25,"custom":true}}}"#)?;
+    assert_eq!(typed.body["agents"]["dns"]["model_threshold"], "0.25", "{}", typed.body);
+    assert_eq!(typed.body["agents"]["dns"]["custom"], "true", "{}", typed.body);
+    change(r#"{"agents":{"dns":{"model_threshold":null,"custom":null}}}"#)?;
     // Null deletes a setting; a body that is not an object is refused.
     let deleted = change(r#"{"agents":{"dns":{"detection":null}}}"#)?;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.body);

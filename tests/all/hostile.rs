@@ -386,6 +386,9 @@ fn a_tenant_flooding_runs_does_not_starve_another() -> anyhow::Result<()> {
     assert!(again.body["detail"].as_str().unwrap_or_default().contains(&flood[0]), "{}", again.body);
     let full = start("dns")?;
     problem(&full, StatusCode::TOO_MANY_REQUESTS, "queue_full");
+    // An agent with a run queued or going is neither deleted nor replaced.
+    problem(&api.call("DELETE", "/v1/agents/hostile", Some(token), None)?, StatusCode::CONFLICT, "conflict");
+    problem(&upload(&api, "alpha", std::fs::read(mcp_fixtures::HOSTILE)?)?, StatusCode::CONFLICT, "conflict");
     let queued = api.get("/v1/runs?state=queued&limit=10", token)?;
     assert_eq!(queued.body["items"].as_array().map(Vec::len), Some(2), "{}", queued.body);
 

@@ -63,6 +63,20 @@ fn the_deployment_admin_manages_tenants_and_a_disabled_or_deleted_one_stops() ->
     problem(&api.get("/v1/tenants", other_admin)?, StatusCode::FORBIDDEN, "forbidden");
     let made = api.call("POST", "/v1/tenants", Some(root), Some(r#"{"name":"gamma"}"#))?;
     assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    // A new tenant comes with its first admin token, shown once.
+    let gamma_admin = made.body["admin_token"]["token"].as_str().unwrap_or_default().to_string();
+    assert_eq!(made.body["admin_token"]["role"], "admin", "{}", made.body);
+    assert_eq!(api.get("/v1/tokens", &gamma_admin)?.status, StatusCode::OK);
+    // A tenant_admin does not revoke its tenant's admin tokens.
+    let made_ta = api.call("POST", "/v1/tokens", Some(&gamma_admin), Some(r#"{"name":"ta","role":"tenant_admin"}"#))?;
+    let gamma_ta = made_ta.body["token"].as_str().unwrap_or_default().to_string();
+    let admin_id = made.body["admin_token"]["id"].as_i64().unwrap_or_default();
+    problem(
+        &api.call("DELETE", &format!("/v1/tokens/{admin_id}"), Some(&gamma_ta), None)?,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_eq!(api.get("/v1/tokens", &gamma_admin)?.status, StatusCode::OK, "the admin token still works");
     problem(
         &api.call("POST", "/v1/tenants", Some(root), Some(r#"{"name":"gamma"}"#))?,
         StatusCode::CONFLICT,
@@ -105,6 +119,11 @@ fn the_deployment_admin_manages_tenants_and_a_disabled_or_deleted_one_stops() ->
         "unauthorized",
     );
     problem(&api.call("DELETE", "/v1/tenants/beta", Some(root), None)?, StatusCode::NOT_FOUND, "not_found");
+    // A deleted tenant's logs, anomalies and trail stay under its name: the
+    // name is not given again.
+    let again = api.call("POST", "/v1/tenants", Some(root), Some(r#"{"name":"beta"}"#))?;
+    problem(&again, StatusCode::CONFLICT, "conflict");
+    assert!(again.body["detail"].as_str().unwrap_or_default().contains("was deleted"), "{}", again.body);
     problem(&api.call("DELETE", "/v1/tenants/alpha", Some(root), None)?, StatusCode::CONFLICT, "conflict");
     let audit = api.get("/v1/audit", root)?.body.to_string();
     assert!(!audit.contains("tenant.delete"), "beta's audit is beta's: {audit}");

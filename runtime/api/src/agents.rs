@@ -300,6 +300,9 @@ pub async fn upload_agent(
         }
         let uploads = shared.uploads_of(&tenant);
         let replaced = uploads.as_ref().and_then(|r| r.get(&name).ok().map(|a| a.sha256.clone()));
+        if replaced.is_some() {
+            refuse_while_running(&shared, &tenant, &name)?;
+        }
         let held = uploads.map_or(0, |r| r.list().count()) as u64;
         if replaced.is_none() && held >= most_agents {
             return Err(ApiError::new(
@@ -452,6 +455,7 @@ pub async fn delete_agent(
     if current.bundled {
         return Err(ApiError::conflict(format!("'{name}' is bundled and shared; disable it for your tenant instead")));
     }
+    refuse_while_running(&state, &caller.tenant, &name)?;
     state
         .replace_upload(&caller.tenant, |registry| registry.unregister(&name).map(|_| ()))
         .map_err(|_| not_found(&name))?;
@@ -459,6 +463,17 @@ pub async fn delete_agent(
     state.remove_upload_if_unused(&caller.tenant, &current.sha256);
     state.control.audit(&caller.identity(), "agent.delete", &name)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// An agent with a run waiting or going is neither deleted nor replaced:
+/// the run would go on with a component that is gone.
+fn refuse_while_running(state: &ApiState, tenant: &str, name: &str) -> Result<(), ApiError> {
+    match state.queue.busy_run(tenant, name) {
+        Some(run) => Err(ApiError::conflict(format!(
+            "agent '{name}' has run {run} queued or going; cancel it or wait for it to end first"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Ends the agent's quarantine for the caller's tenant now (tenant admin);

@@ -22,6 +22,15 @@ pub enum Sort {
     Score,
 }
 
+impl Sort {
+    fn name(self) -> &'static str {
+        match self {
+            Sort::Time => "time",
+            Sort::Score => "score",
+        }
+    }
+}
+
 /// Filters of `GET /v1/anomalies`; all optional, combined with AND.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -126,8 +135,9 @@ pub struct AnomalyPage {
 }
 
 fn parse_cursor(cursor: &str, sort: Sort) -> Result<(f64, i64), ApiError> {
-    let bad =
-        || ApiError::bad_request(format!("cursor '{cursor}' is not one this endpoint gave out with sort {sort:?}"));
+    let bad = || {
+        ApiError::bad_request(format!("cursor '{cursor}' is not one this endpoint gave out with sort={}", sort.name()))
+    };
     let (key, id) = cursor.split_once('_').ok_or_else(bad)?;
     let id: i64 = id.parse().map_err(|_| bad())?;
     // Any number the pattern lets through is a position in either order.

@@ -41,9 +41,46 @@ pub struct ConfigChange {
     #[schema(minimum = 100, maximum = 10000)]
     #[serde(default, deserialize_with = "whole_number")]
     pub batch_size: Option<u32>,
-    /// Agent settings by agent name; values are text, as agents read them
-    /// (at most 4,096 bytes), or null to delete one.
-    pub agents: Option<BTreeMap<String, BTreeMap<String, Option<String>>>>,
+    /// Agent settings by agent name; values are text, numbers or booleans
+    /// (agents read them as text, at most 4,096 bytes), or null to delete one.
+    pub agents: Option<BTreeMap<String, BTreeMap<String, SettingValue>>>,
+}
+
+/// A setting's value: text, a number or a boolean, as in config/mcp.toml;
+/// agents read it as text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SettingValue {
+    Text(String),
+    Number(f64),
+    Flag(bool),
+    /// Deletes the setting.
+    Null,
+}
+
+impl utoipa::PartialSchema for SettingValue {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number, Type::Boolean, Type::Null]))
+            .description(Some("text (at most 4,096 bytes), a number or a boolean; null deletes the setting"))
+            .into()
+    }
+}
+
+impl ToSchema for SettingValue {}
+
+impl SettingValue {
+    /// The text agents read; `None` deletes the setting.
+    fn into_text(self) -> Option<String> {
+        match self {
+            SettingValue::Text(text) => Some(text),
+            SettingValue::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Some(format!("{}", n as i64)),
+            SettingValue::Number(n) => Some(n.to_string()),
+            SettingValue::Flag(flag) => Some(flag.to_string()),
+            SettingValue::Null => None,
+        }
+    }
 }
 
 /// A JSON number with no fraction (`150` or `150.0`, as JSON Schema's
@@ -193,6 +230,7 @@ pub async fn patch_config(
             return Err(invalid_setting(format!("no agent named '{agent}'")));
         }
         for (key, value) in settings {
+            let value = value.into_text();
             if !plain(&key) {
                 return Err(invalid_setting(format!("setting name '{key}' must be 1 to 64 of a-z, 0-9, '_', '-'")));
             }

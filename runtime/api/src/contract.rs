@@ -65,9 +65,10 @@ pub async fn refuse_undeclared_queries(
 ) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = if request.method() == Method::HEAD { Method::GET } else { request.method().clone() };
-    if let (Some(route), Some(query)) = (route, request.uri().query())
-        && let Some(names) = declared.by_operation.get(&(route.clone(), method))
-    {
+    // A route outside the document (`/openapi.json`, `/docs`) takes none.
+    let none = BTreeSet::new();
+    if let (Some(route), Some(query)) = (route, request.uri().query()) {
+        let names = declared.by_operation.get(&(route.clone(), method)).unwrap_or(&none);
         for (key, _) in form_urlencoded::parse(query.as_bytes()) {
             if !names.contains(key.as_ref()) {
                 let takes = if names.is_empty() {

@@ -75,7 +75,7 @@ fn checks(state: &Arc<ApiState>) -> Vec<Check> {
     let log_source =
         state.log_source().map_err(|e| e.detail).and_then(|source| source.ping().map_err(|e| e.to_string()));
     let cache = match &*state.cache {
-        SharedCache::Redis(redis) => check("cache", "Redis answers", redis.ping()),
+        SharedCache::Redis(redis) => check("cache", "Redis answers", redis.ping_once()),
         SharedCache::Local(_) => check("cache", "in-process", Ok::<(), String>(())),
     };
     vec![

@@ -218,7 +218,9 @@ impl ApiState {
         let dir = self.uploads_dir()?;
         dir.create_dir_all(tenant)?;
         let file = upload_file(tenant, sha256);
-        let temp = format!("{file}.part");
+        // Unique per write: two uploads of the same bytes at once each
+        // write their own, and the second rename replaces the first whole.
+        let temp = format!("{file}.{:016x}.part", rand::random::<u64>());
         dir.write(&temp, bytes)?;
         dir.rename(&temp, dir, &file)
     }

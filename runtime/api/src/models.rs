@@ -214,6 +214,11 @@ pub async fn upload_model(
     multipart: Result<axum::extract::Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<(axum::http::StatusCode, Json<ModelVersionView>), ApiError> {
     let (models, scope) = models_to_change(&state, &caller, &agent)?;
+    if !mcp_engine::models::valid_component(&version) {
+        return Err(ApiError::bad_request(format!(
+            "version '{version}' must be 1 to 64 of A-Z, a-z, 0-9, '.', '-' and '_'"
+        )));
+    }
     // A version name starting with a dot would be hidden from listings.
     if version.starts_with('.') {
         return Err(ApiError::bad_request(format!("version '{version}' must not start with '.'")));

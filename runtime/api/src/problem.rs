@@ -100,7 +100,15 @@ impl IntoResponse for ApiError {
 /// Rejections of axum's extractors (bad JSON, bad query) as problems.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::bad_request(rejection.body_text())
+        match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", rejection.body_text())
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", rejection.body_text())
+            }
+            _ => ApiError::bad_request(rejection.body_text()),
+        }
     }
 }
 
@@ -139,6 +147,7 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
 impl From<mcp_storage::control::ControlError> for ApiError {
     fn from(error: mcp_storage::control::ControlError) -> Self {
         match error {
+            mcp_storage::control::ControlError::DeletedTenant(_) => ApiError::conflict(error.to_string()),
             mcp_storage::control::ControlError::TooManySettings { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting", error.to_string())
             }

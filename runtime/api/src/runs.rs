@@ -29,6 +29,8 @@ pub struct RunView {
     pub id: String,
     /// queued, running, completed, failed or cancelled.
     pub state: String,
+    /// The agent it runs.
+    pub agent: Option<String>,
     pub subject: String,
     /// entries, batches, anomalies, quarantined, retries, replayed, faults.
     pub counters: std::collections::BTreeMap<String, u64>,
@@ -41,18 +43,22 @@ pub struct RunView {
     pub stopped_after_id: Option<u64>,
 }
 
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Completed => "completed",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
 impl From<JobStatus> for RunView {
     fn from(job: JobStatus) -> Self {
-        let state = match job.state {
-            JobState::Queued => "queued",
-            JobState::Running => "running",
-            JobState::Completed => "completed",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        };
         RunView {
             id: job.id,
-            state: state.into(),
+            state: state_name(job.state).into(),
+            agent: job.agent,
             subject: job.subject,
             counters: job.counters,
             error: job.error,
@@ -145,6 +151,7 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
     // Everything the next run must see (quarantine, totals) is recorded:
     // the agent may be queued again before the status says the run ended.
     state.queue.release_agent(&tenant, &agent, &id);
+    job.record_faults(outcome.faults);
     job.finish(&outcome.result, &outcome.usage);
 }
 
@@ -347,7 +354,7 @@ pub async fn cancel_run(
             return Ok(JobStatus { state: JobState::Cancelled, ..job });
         }
         if job.state != JobState::Running && job.state != JobState::Queued {
-            return Err(ApiError::conflict(format!("run {id} has ended ({:?})", job.state)));
+            return Err(ApiError::conflict(format!("run {id} has ended ({})", state_name(job.state))));
         }
         request_cancel(&shared.cache, &tenant, &id).map_err(unavailable)?;
         Ok(job)

@@ -98,6 +98,14 @@ impl From<mcp_storage::tenancy::TenantRecord> for TenantView {
     }
 }
 
+/// A new tenant and its first admin token: the only answer that carries
+/// the token's secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    pub tenant: TenantView,
+    pub admin_token: CreatedToken,
+}
+
 /// A tenant to make.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +196,15 @@ pub async fn revoke_token(
 ) -> Result<StatusCode, ApiError> {
     require_token_admin(&caller)?;
     let Path(id) = id?;
+    // A token is revoked by a role at least its own: a tenant_admin does
+    // not lock out its tenant's admins.
+    match state.control.token_role(&caller.tenant, id)? {
+        None => return Err(ApiError::not_found(format!("no token {id}"))),
+        Some(role) if role > caller.role => {
+            return Err(ApiError::forbidden(format!("revoking an {} token needs that role", role.name())));
+        }
+        Some(_) => {}
+    }
     if id == caller.token_id {
         return Err(ApiError::conflict(
             "a token does not revoke itself; revoke it with another of the tenant's tokens",
@@ -218,8 +235,8 @@ pub async fn list_tenants(
     path = "/v1/tenants",
     request_body = NewTenant,
     responses(
-        (status = CREATED, body = TenantView),
-        (status = CONFLICT, description = "it exists", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CREATED, body = CreatedTenant),
+        (status = CONFLICT, description = "it exists, or a deleted tenant had the name", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Restricted
     )
@@ -228,7 +245,7 @@ pub async fn create_tenant(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     body: Result<super::contract::JsonObject<NewTenant>, ApiError>,
-) -> Result<(StatusCode, Json<TenantView>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedTenant>), ApiError> {
     caller.require_deployment_admin()?;
     let super::contract::JsonObject(body) = body?;
     if !mcp_storage::control::valid_new_tenant(&body.name) {
@@ -237,10 +254,37 @@ pub async fn create_tenant(
     if state.control.tenant_record(&body.name)?.is_some() {
         return Err(ApiError::conflict(format!("tenant '{}' exists", body.name)));
     }
-    state.control.ensure_tenant(&body.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    audit_in(&state, &caller, &body.name, "tenant.create", &body.name)?;
+    state.control.ensure_tenant(&body.name)?;
+    let (id, token) =
+        state.control.create_named_token(&body.name, Role::Admin, "first admin", Some(caller.token_id))?;
+    audit_in(&state, &caller, &body.name, "tenant.create", &format!("{} with admin token {id}", body.name))?;
     let created = state.control.tenant_record(&body.name)?.ok_or_else(|| ApiError::internal("tenant vanished"))?;
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let admin_token = CreatedToken { id, name: "first admin".into(), role: Role::Admin.name().to_string(), token };
+    Ok((StatusCode::CREATED, Json(CreatedTenant { tenant: created.into(), admin_token })))
+}
+
+/// Takes a deleted tenant's waiting runs out of the queue and asks its
+/// running ones to stop after their batch.
+fn stop_runs_of(state: &ApiState, tenant: &str) {
+    let jobs = match state.cache.jobs(tenant) {
+        Ok(jobs) => jobs,
+        Err(e) => return tracing::warn!(tenant, "cannot list a deleted tenant's runs to stop them: {e}"),
+    };
+    for job in jobs {
+        let withdrawn = job.state == mcp_storage::jobstatus::JobState::Queued && state.queue.withdraw(tenant, &job.id);
+        if withdrawn {
+            mcp_engine::jobs::RunJob::never_started(
+                &state.cache,
+                job,
+                mcp_storage::jobstatus::JobState::Cancelled,
+                Some("its tenant was deleted".into()),
+            );
+        } else if job.state == mcp_storage::jobstatus::JobState::Running
+            && let Err(e) = mcp_engine::jobs::request_cancel(&state.cache, tenant, &job.id)
+        {
+            tracing::warn!(tenant, run = job.id, "cannot stop a deleted tenant's run: {e}");
+        }
+    }
 }
 
 /// The deployment's own tenant and the command-line tools' default one.
@@ -326,6 +370,7 @@ pub async fn delete_tenant(
     if !state.control.delete_tenant(&name)? {
         return Err(ApiError::not_found(format!("no tenant named '{name}'")));
     }
+    stop_runs_of(&state, &name);
     state.forget_tenant_uploads(&name, &uploads);
     state.forget_tenant_models(&name);
     audit_in(&state, &caller, &name, "tenant.delete", &name)?;

@@ -18,6 +18,10 @@ pub enum ConfigError {
     Read { path: String, source: std::io::Error },
     #[error("config {path}: {source}")]
     Parse { path: String, source: toml::de::Error },
+    #[error(
+        "config {origin}: tenant '{tenant}' must be 1 to 64 of a-z, 0-9, '-' and '_', not starting with '_' (kept for the deployment's own tokens)"
+    )]
+    Tenant { origin: String, tenant: String },
     #[error("environment variable {name} names no configuration key (see docs/deployment.md)")]
     UnknownEnv { name: String },
     #[error("config {path}: agents.{agent}.{key} must be a string, number or boolean")]
@@ -152,6 +156,9 @@ impl McpConfig {
             table.try_into().map_err(|source| ConfigError::Parse { path: origin.clone(), source })?;
         config.origin = origin;
         config.agent_settings_checked()?;
+        if !mcp_storage::control::valid_new_tenant(&config.tenant) {
+            return Err(ConfigError::Tenant { origin: config.origin, tenant: config.tenant });
+        }
         Ok(config)
     }
 
@@ -354,6 +361,8 @@ mod tests {
 
     #[test]
     fn unknown_and_mistyped_settings_are_errors() {
+        let reserved = McpConfig::load_with_env(None, env(&[("MCP_TENANT", "_deployment")]));
+        assert!(matches!(reserved, Err(ConfigError::Tenant { .. })), "{reserved:?}");
         let unknown = McpConfig::load_with_env(None, env(&[("MCP_BATCHSIZE", "5")]));
         assert!(matches!(unknown, Err(ConfigError::UnknownEnv { ref name }) if name == "MCP_BATCHSIZE"), "{unknown:?}");
         let mistyped = McpConfig::load_with_env(None, env(&[("MCP_BATCH_SIZE", "many")]));

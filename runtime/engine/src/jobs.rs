@@ -62,8 +62,19 @@ impl<'a> RunJob<'a> {
     pub fn begin(cache: &'a SharedCache, queued: JobStatus, interval: Duration) -> Self {
         let status = JobStatus { state: JobState::Running, ..queued };
         let mut job = RunJob { cache, status, interval, last_write: None, write_failures: 0 };
+        // Every counter from the start, so a run that fails before its first
+        // batch still says it read nothing.
+        job.set_counters(&RunReport::default());
+        job.status.counters.remove("checkpoint");
         job.write();
         job
+    }
+
+    /// Counts the faults the run's instance met (recovered or not), which a
+    /// run that failed before committing a batch has no report of.
+    pub fn record_faults(&mut self, faults: u64) {
+        let counted = self.status.counters.entry("faults".to_string()).or_default();
+        *counted = (*counted).max(faults);
     }
 
     /// Records that the run ended before it started (it could not be
@@ -125,6 +136,9 @@ impl<'a> RunJob<'a> {
                 }
                 self.status.stopped_after_id =
                     error.after_id().or_else(|| self.status.counters.get("checkpoint").copied());
+                if let Some(after_id) = error.after_id() {
+                    self.status.counters.entry("checkpoint".to_string()).or_insert(after_id);
+                }
             }
         }
         self.set_usage(usage);

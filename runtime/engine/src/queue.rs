@@ -208,6 +208,11 @@ impl RunQueue {
         self.lock().release(tenant, agent, id);
     }
 
+    /// The run of `agent` of `tenant` waiting or going, if there is one.
+    pub fn busy_run(&self, tenant: &str, agent: &str) -> Option<String> {
+        self.lock().busy.get(&(tenant.to_string(), agent.to_string())).cloned()
+    }
+
     /// Runs waiting and going, all tenants together.
     pub fn load(&self) -> QueueLoad {
         let state = self.lock();

@@ -244,6 +244,7 @@ impl Run {
         let mut job = RunJob::start(cache, &self.tenant, &self.agent, self.source.name(), interval);
         started(job.status());
         let outcome = self.execute(store, &mut |report| job.observe(report));
+        job.record_faults(outcome.faults);
         job.finish(&outcome.result, &outcome.usage);
         (outcome, job.status().clone())
     }

@@ -61,8 +61,15 @@ impl Grant {
             if settings.len() > MAX_GRANTED_SETTINGS {
                 return Err(format!("at most {MAX_GRANTED_SETTINGS} settings"));
             }
-            if let Some(bad) = settings.iter().find(|k| k.is_empty() || k.len() > 128 || k.contains(char::is_control)) {
-                return Err(format!("setting key '{}' must be 1 to 128 printable bytes", bad.escape_debug()));
+            // The rule a tenant's setting names follow (PATCH /v1/config).
+            let plain = |k: &String| {
+                !k.is_empty() && k.len() <= 64 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            };
+            if let Some(bad) = settings.iter().find(|k| !plain(k)) {
+                return Err(format!(
+                    "setting key '{}' must be 1 to 64 of A-Z, a-z, 0-9, '_' and '-'",
+                    bad.escape_debug()
+                ));
             }
         }
         Ok(())

@@ -148,6 +148,10 @@ pub enum ControlError {
     Poisoned,
     #[error("a tenant keeps at most {limit} settings; delete some (set them to null) first")]
     TooManySettings { limit: usize },
+    #[error(
+        "tenant '{0}' was deleted and its logs, anomalies and audit trail are kept under its name; choose another name"
+    )]
+    DeletedTenant(String),
 }
 
 /// One entry of a tenant's audit trail.
@@ -224,6 +228,9 @@ impl ControlStore {
     pub fn ensure_tenant(&self, tenant: &str) -> Result<(), ControlError> {
         if !valid_tenant(tenant) {
             return Err(ControlError::BadTenant(tenant.into()));
+        }
+        if self.was_deleted(tenant)? {
+            return Err(ControlError::DeletedTenant(tenant.into()));
         }
         self.with(|c| {
             c.execute("INSERT OR IGNORE INTO tenants (name, created_ms) VALUES (?1, ?2)", params![tenant, now_ms()])

@@ -449,6 +449,10 @@ impl AnomalyStore {
     pub fn query(&self, query: &AnomalyQuery) -> Result<Vec<AnomalyRecord>, StoreError> {
         let (sql, args) = page_sql(query);
         let mut statement = self.db(self.conn.prepare_cached(&sql))?;
+        // SQLite times the progress handler by the statement's step count,
+        // which a cached statement carries over from its earlier runs:
+        // start it at zero so the same page meets the bound the same way.
+        statement.reset_status(rusqlite::StatementStatus::VmStep);
         let mut checks = 0u64;
         let allowed = self.page_query_steps / STEPS_PER_CHECK as u64;
         self.conn.progress_handler(

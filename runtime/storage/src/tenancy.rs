@@ -52,7 +52,11 @@ pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
         }
     }
-    Ok(())
+    // A deleted tenant's logs, anomalies, runs and audit trail stay under its
+    // name, so the name is never given again.
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS deleted_tenants (name TEXT PRIMARY KEY, deleted_ms INTEGER NOT NULL)",
+    )
 }
 
 impl ControlStore {
@@ -98,6 +102,22 @@ impl ControlStore {
     }
 
     /// Revokes `tenant`'s token `id`; false when the tenant has no such token.
+    /// The role of `tenant`'s token `id`, if it has one.
+    pub fn token_role(&self, tenant: &str, id: i64) -> Result<Option<Role>, ControlError> {
+        use rusqlite::OptionalExtension;
+        let role: Option<String> = self.with(|c| {
+            c.query_row("SELECT role FROM tokens WHERE tenant = ?1 AND id = ?2", params![tenant, id], |r| r.get(0))
+                .optional()
+        })?;
+        Ok(role.and_then(|r| Role::parse(&r)))
+    }
+
+    /// Whether `name` was a tenant that was deleted: its data stays under
+    /// the name, so the name is not given again.
+    pub fn was_deleted(&self, name: &str) -> Result<bool, ControlError> {
+        self.with(|c| c.prepare("SELECT 1 FROM deleted_tenants WHERE name = ?1")?.exists([name]))
+    }
+
     pub fn revoke_token(&self, tenant: &str, id: i64) -> Result<bool, ControlError> {
         let removed =
             self.with(|c| c.execute("DELETE FROM tokens WHERE tenant = ?1 AND id = ?2", params![tenant, id]))? > 0;
@@ -142,6 +162,12 @@ impl ControlStore {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])?;
             }
             let found = tx.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0;
+            if found {
+                tx.execute(
+                    "INSERT OR IGNORE INTO deleted_tenants (name, deleted_ms) VALUES (?1, ?2)",
+                    rusqlite::params![name, now_ms()],
+                )?;
+            }
             tx.commit()?;
             Ok(found)
         })?;

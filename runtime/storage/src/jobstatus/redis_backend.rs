@@ -82,25 +82,45 @@ impl RedisCache {
     }
 
     /// Runs a command, retrying it while its failures are transient.
-    fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, CacheError>
+    fn call<T, F, Fut>(&self, what: &str, op: F) -> Result<T, CacheError>
+    where
+        F: FnMut(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.call_with(&self.retry, what, op)
+    }
+
+    fn call_with<T, F, Fut>(&self, policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, CacheError>
     where
         F: FnMut(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         let manager = &self.manager;
-        self.runtime
-            .block_on(retry(&self.retry, &self.retries, "Redis", what, transient, || op(manager.clone())))
-            .map_err(|gave_up| CacheError::Redis {
+        self.runtime.block_on(retry(policy, &self.retries, "Redis", what, transient, || op(manager.clone()))).map_err(
+            |gave_up| CacheError::Redis {
                 url: crate::redact::url(&self.url),
                 context: format!("{what} failed after {} attempts: ", gave_up.attempts),
                 source: gave_up.error.into(),
-            })
+            },
+        )
     }
 
     /// Whether the server answers.
     pub fn ping(&self) -> Result<(), CacheError> {
         self.call("PING", |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
             .map(|_| ())
+    }
+
+    /// Whether the server answers now, asked once: for a readiness probe,
+    /// which must answer quickly either way.
+    pub fn ping_once(&self) -> Result<(), CacheError> {
+        let once = RetryPolicy { max_attempts: 1, ..self.retry };
+        self.call_with(
+            &once,
+            "PING",
+            |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await },
+        )
+        .map(|_| ())
     }
 
     /// The server's id of the connection in use (`CLIENT ID`), which an
