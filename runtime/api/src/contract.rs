@@ -22,6 +22,7 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 #[derive(Debug, Default)]
 pub struct DeclaredQueries {
     by_operation: HashMap<(String, Method), BTreeSet<String>>,
+    paths: BTreeSet<String>,
 }
 
 impl DeclaredQueries {
@@ -52,7 +53,7 @@ impl DeclaredQueries {
                 by_operation.insert((path.clone(), method), names);
             }
         }
-        DeclaredQueries { by_operation }
+        DeclaredQueries { by_operation, paths: document.paths.paths.keys().cloned().collect() }
     }
 }
 
@@ -65,10 +66,15 @@ pub async fn refuse_undeclared_queries(
 ) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = if request.method() == Method::HEAD { Method::GET } else { request.method().clone() };
-    // A route outside the document (`/openapi.json`, `/docs`) takes none.
+    // A route outside the document (`/openapi.json`, `/docs`) takes none; a
+    // method the document does not give a path is left to answer 405.
     let none = BTreeSet::new();
     if let (Some(route), Some(query)) = (route, request.uri().query()) {
-        let names = declared.by_operation.get(&(route.clone(), method)).unwrap_or(&none);
+        let names = match declared.by_operation.get(&(route.clone(), method)) {
+            Some(names) => names,
+            None if declared.paths.contains(&route) => return next.run(request).await,
+            None => &none,
+        };
         for (key, _) in form_urlencoded::parse(query.as_bytes()) {
             if !names.contains(key.as_ref()) {
                 let takes = if names.is_empty() {

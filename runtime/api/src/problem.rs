@@ -104,9 +104,6 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
             StatusCode::PAYLOAD_TOO_LARGE => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", rejection.body_text())
             }
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", rejection.body_text())
-            }
             _ => ApiError::bad_request(rejection.body_text()),
         }
     }
