@@ -345,6 +345,34 @@ mod tests {
     }
 
     #[test]
+    fn a_run_releases_its_agent_before_it_ends() -> Result<(), Box<dyn std::error::Error>> {
+        let queue = RunQueue::start(limits(1, 1))?;
+        let (started, starts) = mpsc::channel();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let releasing = queue.clone();
+        let hold = held("r1", &started, &gate);
+        queue.submit(
+            "acme",
+            "dns",
+            "r1",
+            Box::new(move || {
+                releasing.release_agent("acme", "dns", "r1");
+                hold();
+            }),
+        )?;
+        starts.recv_timeout(Duration::from_secs(5))?;
+        // r1 still holds the worker, but its agent may be queued again.
+        assert_eq!(queue.busy_run("acme", "dns"), None);
+        queue.submit("acme", "dns", "r2", held("r2", &started, &gate))?;
+        assert_eq!(queue.busy_run("acme", "dns").as_deref(), Some("r2"));
+        // r1's end does not free r2's claim.
+        open(&gate);
+        assert_eq!(starts.recv_timeout(Duration::from_secs(5))?, "r2");
+        queue.close();
+        Ok(())
+    }
+
+    #[test]
     fn a_panicking_run_frees_its_worker() -> Result<(), Box<dyn std::error::Error>> {
         let queue = RunQueue::start(limits(1, 1))?;
         queue.submit("acme", "bad", "r1", Box::new(|| panic!("boom")))?;
