@@ -24,6 +24,8 @@ use crate::common::{bundled_registry, sandbox};
 pub(crate) struct Api {
     _dir: tempfile::TempDir,
     router: axum::Router,
+    /// What the `metrics_listen` address serves.
+    metrics: axum::Router,
     runtime: tokio::runtime::Runtime,
     /// Tokens by (tenant, role).
     tokens: std::collections::HashMap<(&'static str, Role), String>,
@@ -114,7 +116,13 @@ pub(crate) fn api_configured(
     )?);
     let state = Arc::new(ApiState::new(config, control, registry, models, Arc::new(cache))?);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    Ok(Api { _dir: dir, router: mcp_api::router(state), runtime, tokens })
+    Ok(Api {
+        _dir: dir,
+        metrics: mcp_api::metrics_router(state.clone()),
+        router: mcp_api::router(state),
+        runtime,
+        tokens,
+    })
 }
 
 impl Api {
@@ -160,6 +168,18 @@ impl Api {
             let body = serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
             Ok(Reply { status, body, request_id, content_type })
+        })
+    }
+
+    /// A GET, with no token, of what the `metrics_listen` address serves.
+    pub(crate) fn metrics_address(&self, uri: &str) -> anyhow::Result<(StatusCode, String)> {
+        let request = Request::builder().method("GET").uri(uri).body(Body::empty())?;
+        let router = self.metrics.clone();
+        self.runtime.block_on(async move {
+            let response = router.oneshot(request).await?;
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+            Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
         })
     }
 
@@ -385,6 +405,9 @@ fn every_error_is_a_problem_and_no_endpoint_takes_an_unknown_parameter() -> anyh
     )?;
     problem(&over, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     problem(&api.call("POST", "/v1/runs", Some(token), Some(r#"["dns"]"#))?, StatusCode::BAD_REQUEST, "bad_request");
+    let twice = api.call("POST", "/v1/runs", Some(token), Some(r#"{"agent":"dns","agent":"wifi"}"#))?;
+    problem(&twice, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(twice.body["detail"].as_str().unwrap_or_default().contains("twice"), "{}", twice.body);
     Ok(())
 }
 
@@ -510,6 +533,11 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
     let text = metrics.body.as_str().unwrap_or_default();
     assert!(text.contains("mcp_api_requests_total"), "{}", metrics.body);
     assert!(!text.contains("BREW") && text.contains("method=\"other\""), "made-up methods are one label: {text}");
+    // The metrics address serves /metrics with no token, and nothing else.
+    let (status, open) = api.metrics_address("/metrics")?;
+    assert_eq!(status, StatusCode::OK);
+    assert!(open.contains("mcp_runs_waiting"), "{open}");
+    assert_eq!(api.metrics_address("/v1/agents")?.0, StatusCode::NOT_FOUND);
     let ready = api.call("GET", "/readyz", None, None)?;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
     Ok(())

@@ -486,9 +486,28 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
 }
 
-/// Serves `router` on `address` until the process ends.
+/// `/metrics` alone, with no token, for the `metrics_listen` address.
+pub fn metrics_router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::render_open))
+        .fallback(|| async { ApiError::not_found("this address serves /metrics only") })
+        .with_state(state)
+}
+
+/// Serves `router` on `address` (and `/metrics` alone on `metrics_listen`,
+/// when set) until the process ends.
 pub async fn serve(address: std::net::SocketAddr, state: Arc<ApiState>) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "control plane listening");
+    if let Some(metrics_address) = &state.config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_address.as_str()).await?;
+        tracing::info!(address = %metrics_address, "metrics listening (no token)");
+        let metrics = metrics_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics_listener, metrics).await {
+                tracing::error!("the metrics listener stopped: {e}");
+            }
+        });
+    }
     axum::serve(listener, router(state)).await
 }

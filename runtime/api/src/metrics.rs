@@ -93,6 +93,17 @@ pub async fn render(
             "/metrics shows every tenant: it needs one of the deployment's tokens (`mcp tokens create --tenant _deployment --role read_only` for a scraper)",
         ));
     }
+    Ok(([("content-type", "text/plain; version=0.0.4")], text(&state)))
+}
+
+/// `/metrics` on the `metrics_listen` address: no token, since that
+/// address is one the operator keeps on an internal network.
+pub(super) async fn render_open(State(state): State<Arc<ApiState>>) -> ([(&'static str, &'static str); 1], String) {
+    ([("content-type", "text/plain; version=0.0.4")], text(&state))
+}
+
+/// The metrics in Prometheus text format.
+fn text(state: &ApiState) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# HELP mcp_api_requests_total API requests answered.");
     let _ = writeln!(out, "# TYPE mcp_api_requests_total counter");
@@ -144,5 +155,5 @@ pub async fn render(
     let _ = writeln!(out, "# HELP mcp_runs_waiting Runs waiting in the queue.");
     let _ = writeln!(out, "# TYPE mcp_runs_waiting gauge");
     let _ = writeln!(out, "mcp_runs_waiting {}", load.waiting);
-    Ok(([("content-type", "text/plain; version=0.0.4")], out))
+    out
 }

@@ -55,6 +55,10 @@ pub struct McpConfig {
     pub status_interval_ms: u64,
     /// Address `mcp serve` listens on.
     pub listen: String,
+    /// A second address serving `/metrics` alone with no token, for a
+    /// scraper on an internal network; unset: `/metrics` is on `listen`
+    /// only, behind a deployment token.
+    pub metrics_listen: Option<String>,
     /// Largest agent component `POST /v1/agents` accepts, in bytes.
     pub max_upload_bytes: usize,
     /// The most work one anomaly page query may do, in SQLite steps; a
@@ -105,6 +109,7 @@ impl Default for McpConfig {
             models_dir: None,
             model_watch_ms: 2000,
             listen: "127.0.0.1:8080".into(),
+            metrics_listen: None,
             max_upload_bytes: 16 << 20,
             page_query_steps: mcp_storage::store::PAGE_QUERY_STEPS,
             batch_size: 1000,
