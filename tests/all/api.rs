@@ -171,6 +171,23 @@ impl Api {
         })
     }
 
+    /// A GET's status, headers and raw body (a download).
+    pub(crate) fn download(
+        &self,
+        uri: &str,
+        token: &str,
+    ) -> anyhow::Result<(StatusCode, axum::http::HeaderMap, Vec<u8>)> {
+        let request = Request::builder().method("GET").uri(uri).header("authorization", format!("Bearer {token}"));
+        let request = request.body(Body::empty())?;
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let response = router.oneshot(request).await?;
+            let (status, headers) = (response.status(), response.headers().clone());
+            let bytes = axum::body::to_bytes(response.into_body(), 256 << 20).await?;
+            Ok((status, headers, bytes.to_vec()))
+        })
+    }
+
     /// A GET, with no token, of what the `metrics_listen` address serves.
     pub(crate) fn metrics_address(&self, uri: &str) -> anyhow::Result<(StatusCode, String)> {
         let request = Request::builder().method("GET").uri(uri).body(Body::empty())?;

@@ -6,6 +6,7 @@ mod cache;
 mod common;
 mod conformance;
 mod detection;
+mod exports;
 mod hostile;
 mod indexes;
 mod models;

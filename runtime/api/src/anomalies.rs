@@ -71,7 +71,7 @@ pub enum SeverityFilter {
 }
 
 impl SeverityFilter {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             SeverityFilter::Info => "info",
             SeverityFilter::Low => "low",

@@ -241,3 +241,16 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
         Ok(serde_json::Value::Object(object))
     }
 }
+
+/// A JSON number with no fraction (`5` or `5.0`, as JSON Schema's `integer`
+/// allows) within i64, or null.
+pub fn whole_i64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    let number: Option<serde_json::Number> = serde::Deserialize::deserialize(deserializer)?;
+    number
+        .map(|n| {
+            n.as_i64()
+                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64))
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
+        })
+        .transpose()
+}

@@ -10,6 +10,7 @@ mod budgets;
 mod config;
 mod contract;
 mod docs;
+mod exports;
 
 mod health;
 mod metrics;
@@ -67,6 +68,8 @@ pub struct ApiState {
     request_windows: Mutex<HashMap<String, (std::time::Instant, u64)>>,
     /// The folder of uploaded components, opened once as a capability.
     uploads_dir: Option<cap_std::fs::Dir>,
+    /// The folder of export files, opened once as a capability.
+    exports_dir: Option<cap_std::fs::Dir>,
     /// Each tenant's own models, for its uploaded agents; opened on first use.
     tenant_models: Mutex<HashMap<String, Arc<ModelManager>>>,
     /// Runs waiting and going.
@@ -140,10 +143,10 @@ fn upload_file(tenant: &str, sha256: &str) -> String {
     format!("{tenant}/{sha256}.wasm")
 }
 
-fn open_uploads_dir(path: &std::path::Path) -> Option<cap_std::fs::Dir> {
+fn open_data_folder(path: &std::path::Path) -> Option<cap_std::fs::Dir> {
     let opened = std::fs::create_dir_all(path)
         .and_then(|()| cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority()));
-    opened.inspect_err(|e| tracing::error!(path = %path.display(), "cannot open the uploads folder: {e}")).ok()
+    opened.inspect_err(|e| tracing::error!(path = %path.display(), "cannot open a data folder: {e}")).ok()
 }
 
 /// Where an agent a tenant can run comes from.
@@ -181,12 +184,21 @@ impl ApiState {
             budgets: Mutex::default(),
             request_windows: Mutex::default(),
             uploads_dir: None,
+            exports_dir: None,
             queue,
             source: Mutex::default(),
             tenant_models: Mutex::default(),
         };
         let mut state = state;
-        state.uploads_dir = open_uploads_dir(&state.config.data_dir.join("agents"));
+        state.uploads_dir = open_data_folder(&state.config.data_dir.join("agents"));
+        state.exports_dir = open_data_folder(&state.config.data_dir.join("exports"));
+        // An export the last process left unfinished never renamed its
+        // partial file into place: it failed, and says so.
+        match state.control.fail_interrupted_exports() {
+            Ok(0) => {}
+            Ok(failed) => tracing::warn!(failed, "exports interrupted by the last stop are marked failed"),
+            Err(e) => tracing::error!("cannot mark interrupted exports: {e}"),
+        }
         state.load_uploads();
         Ok(state)
     }
@@ -204,6 +216,12 @@ impl ApiState {
         })?;
         *source = Some(opened.clone());
         Ok(opened)
+    }
+
+    pub(crate) fn exports_dir(&self) -> std::io::Result<&cap_std::fs::Dir> {
+        self.exports_dir
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the exports folder could not be opened at start"))
     }
 
     fn uploads_dir(&self) -> std::io::Result<&cap_std::fs::Dir> {
@@ -465,6 +483,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(metrics::render))
+        .routes(routes!(exports::list_exports, exports::start_export))
+        .routes(routes!(exports::get_export, exports::delete_export))
+        .routes(routes!(exports::download_export))
         .with_state(state.clone())
         .split_for_parts();
     let document = openapi.clone();

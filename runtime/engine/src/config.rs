@@ -28,6 +28,24 @@ pub enum ConfigError {
     Setting { path: String, agent: String, key: String },
 }
 
+/// Bounds of anomaly exports, from `[exports]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportLimits {
+    /// Exports of one tenant queued or running at once.
+    pub active_per_tenant: u64,
+    /// The most rows one export may hold.
+    pub max_rows: u64,
+    /// Rows read from the store per page.
+    pub page_rows: u32,
+}
+
+impl Default for ExportLimits {
+    fn default() -> Self {
+        ExportLimits { active_per_tenant: 2, max_rows: 10_000_000, page_rows: 1_000 }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -84,6 +102,8 @@ pub struct McpConfig {
     pub quarantine: crate::quarantine::QuarantinePolicy,
     /// How many runs go and wait at once, in all and per tenant.
     pub runs: crate::queue::RunLimits,
+    /// Bounds of anomaly exports.
+    pub exports: ExportLimits,
     /// How transient database failures are retried.
     pub retry: mcp_storage::source::RetryPolicy,
     /// Settings per agent name, handed to the agent through the config import.
@@ -118,6 +138,7 @@ impl Default for McpConfig {
             budgets: RunBudget::default(),
             quarantine: crate::quarantine::QuarantinePolicy::default(),
             runs: crate::queue::RunLimits::default(),
+            exports: ExportLimits::default(),
             retry: mcp_storage::source::RetryPolicy::default(),
             agents: BTreeMap::new(),
             origin: "built-in defaults".into(),

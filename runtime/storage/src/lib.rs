@@ -13,6 +13,7 @@
 
 pub mod budgets;
 pub mod control;
+pub mod exports;
 pub mod grants;
 pub mod jobstatus;
 pub mod quarantine;
