@@ -152,12 +152,8 @@ pub async fn put_budget(
         let value = match value {
             None => None,
             Some(number) => Some(
-                number
-                    .as_u64()
-                    .or_else(|| {
-                        // A whole number written with a fraction (`5.0`), within range.
-                        number.as_f64().filter(|n| n.fract() == 0.0 && (0.0..9.0e18).contains(n)).map(|n| n as u64)
-                    })
+                super::contract::whole(&number)
+                    .and_then(|n| u64::try_from(n).ok())
                     .ok_or_else(|| ApiError::bad_request(format!("{key}: {number} is not a whole number from 1")))?,
             ),
         };

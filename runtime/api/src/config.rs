@@ -83,17 +83,12 @@ impl SettingValue {
     }
 }
 
-/// A JSON number with no fraction (`150` or `150.0`, as JSON Schema's
-/// `integer` allows), or null.
+/// An optional [`super::contract::whole`] number that fits a u32.
 fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
-    let number: Option<f64> = Option::deserialize(deserializer)?;
-    number
+    super::contract::whole_i64(deserializer)?
         .map(|n| {
-            if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) {
-                Ok(n as u32)
-            } else {
-                Err(serde::de::Error::custom(format!("{n} is not a whole number from 0 to {}", u32::MAX)))
-            }
+            u32::try_from(n)
+                .map_err(|_| serde::de::Error::custom(format!("{n} is not a whole number from 0 to {}", u32::MAX)))
         })
         .transpose()
 }

@@ -242,15 +242,14 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
     }
 }
 
-/// A JSON number with no fraction (`5` or `5.0`, as JSON Schema's `integer`
-/// allows) within i64, or null.
+/// The value of a JSON number with no fraction (`5` or `5.0`, as JSON
+/// Schema's `integer` allows), when it is one within i64.
+pub fn whole(number: &serde_json::Number) -> Option<i64> {
+    number.as_i64().or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64))
+}
+
+/// Deserializes an optional [`whole`] number.
 pub fn whole_i64<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     let number: Option<serde_json::Number> = serde::Deserialize::deserialize(deserializer)?;
-    number
-        .map(|n| {
-            n.as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64))
-                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))
-        })
-        .transpose()
+    number.map(|n| whole(&n).ok_or_else(|| serde::de::Error::custom(format!("{n} is not a whole number")))).transpose()
 }

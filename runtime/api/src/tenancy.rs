@@ -224,8 +224,7 @@ pub async fn list_tenants(
     caller: Caller,
 ) -> Result<Json<Vec<TenantView>>, ApiError> {
     caller.require_deployment_admin()?;
-    let tenants = state.control.tenant_records()?.into_iter();
-    Ok(Json(tenants.filter(|t| t.name != mcp_storage::control::DEPLOYMENT_TENANT).map(TenantView::from).collect()))
+    Ok(Json(state.control.tenant_records()?.into_iter().map(TenantView::from).collect()))
 }
 
 /// Makes a tenant (the deployment's admin); `POST /v1/tokens` by its

@@ -657,8 +657,7 @@ fn tenants(config: &McpConfig, command: TenantsCommand) -> Result<ExitCode> {
     match command {
         TenantsCommand::List => {
             println!("{:<24} {:<14} {:<14} tokens", "name", "created", "disabled");
-            for t in control.tenant_records()?.into_iter().filter(|t| t.name != mcp_storage::control::DEPLOYMENT_TENANT)
-            {
+            for t in control.tenant_records()? {
                 let disabled = t.disabled_ms.map_or("-".to_string(), |ms| ms.to_string());
                 println!("{:<24} {:<14} {:<14} {}", t.name, t.created_ms, disabled, t.tokens);
             }

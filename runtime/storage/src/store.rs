@@ -513,41 +513,39 @@ fn equality_filter<'a>(query: &'a AnomalyQuery, column: &str) -> Option<&'a Stri
 /// The page query's text and arguments; the index is named, so the plan
 /// does not depend on the planner's statistics of the day.
 fn page_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
-    {
-        let key = match query.sort {
-            AnomalySort::Time => "log_ts_ms",
-            AnomalySort::Score => "score",
-        };
-        let index = page_index(query);
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies INDEXED BY {index} WHERE tenant = ?");
-        let mut args: Vec<rusqlite::types::Value> = vec![query.tenant.clone().into()];
-        for column in DRIVING_FILTERS {
-            if let Some(value) = equality_filter(query, column) {
-                sql.push_str(&format!(" AND {column} = ?"));
-                args.push(value.clone().into());
-            }
+    let key = match query.sort {
+        AnomalySort::Time => "log_ts_ms",
+        AnomalySort::Score => "score",
+    };
+    let index = page_index(query);
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies INDEXED BY {index} WHERE tenant = ?");
+    let mut args: Vec<rusqlite::types::Value> = vec![query.tenant.clone().into()];
+    for column in DRIVING_FILTERS {
+        if let Some(value) = equality_filter(query, column) {
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(value.clone().into());
         }
-        if let Some(min) = query.min_score {
-            sql.push_str(" AND score >= ?");
-            args.push(min.into());
-        }
-        if let Some(from) = query.from_ms {
-            sql.push_str(" AND log_ts_ms >= ?");
-            args.push(from.into());
-        }
-        if let Some(to) = query.to_ms {
-            sql.push_str(" AND log_ts_ms < ?");
-            args.push(to.into());
-        }
-        if let Some((value, id)) = query.after {
-            sql.push_str(&format!(" AND ({key}, id) < (?, ?)"));
-            match query.sort {
-                AnomalySort::Time => args.push((value as i64).into()),
-                AnomalySort::Score => args.push(value.into()),
-            }
-            args.push(id.into());
-        }
-        sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
-        (sql, args)
     }
+    if let Some(min) = query.min_score {
+        sql.push_str(" AND score >= ?");
+        args.push(min.into());
+    }
+    if let Some(from) = query.from_ms {
+        sql.push_str(" AND log_ts_ms >= ?");
+        args.push(from.into());
+    }
+    if let Some(to) = query.to_ms {
+        sql.push_str(" AND log_ts_ms < ?");
+        args.push(to.into());
+    }
+    if let Some((value, id)) = query.after {
+        sql.push_str(&format!(" AND ({key}, id) < (?, ?)"));
+        match query.sort {
+            AnomalySort::Time => args.push((value as i64).into()),
+            AnomalySort::Score => args.push(value.into()),
+        }
+        args.push(id.into());
+    }
+    sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
+    (sql, args)
 }

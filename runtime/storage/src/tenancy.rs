@@ -125,14 +125,15 @@ impl ControlStore {
         Ok(removed)
     }
 
-    /// Every tenant with its state.
+    /// Every tenant with its state; not the deployment's own, which holds
+    /// its tokens and no data.
     pub fn tenant_records(&self) -> Result<Vec<TenantRecord>, ControlError> {
         self.with(|c| {
             let mut s = c.prepare(
                 "SELECT name, created_ms, disabled_ms, (SELECT COUNT(*) FROM tokens WHERE tokens.tenant = tenants.name)
-                 FROM tenants ORDER BY name",
+                 FROM tenants WHERE name != ?1 ORDER BY name",
             )?;
-            s.query_map([], |r| {
+            s.query_map([crate::control::DEPLOYMENT_TENANT], |r| {
                 Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)?, disabled_ms: r.get(2)?, tokens: r.get(3)? })
             })?
             .collect()
