@@ -27,6 +27,8 @@ pub(crate) struct Api {
     /// What the `metrics_listen` address serves.
     metrics: axum::Router,
     runtime: tokio::runtime::Runtime,
+    /// The server's state, for what the host does on its own (retention).
+    pub(crate) state: Arc<ApiState>,
     /// Tokens by (tenant, role).
     tokens: std::collections::HashMap<(&'static str, Role), String>,
 }
@@ -119,7 +121,8 @@ pub(crate) fn api_configured(
     Ok(Api {
         _dir: dir,
         metrics: mcp_api::metrics_router(state.clone()),
-        router: mcp_api::router(state),
+        router: mcp_api::router(state.clone()),
+        state,
         runtime,
         tokens,
     })
@@ -177,7 +180,20 @@ impl Api {
         uri: &str,
         token: &str,
     ) -> anyhow::Result<(StatusCode, axum::http::HeaderMap, Vec<u8>)> {
-        let request = Request::builder().method("GET").uri(uri).header("authorization", format!("Bearer {token}"));
+        self.download_with(uri, token, &[])
+    }
+
+    /// A GET of raw bytes with extra request headers (`Range`, `If-Range`).
+    pub(crate) fn download_with(
+        &self,
+        uri: &str,
+        token: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, axum::http::HeaderMap, Vec<u8>)> {
+        let mut request = Request::builder().method("GET").uri(uri).header("authorization", format!("Bearer {token}"));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         let request = request.body(Body::empty())?;
         let router = self.router.clone();
         self.runtime.block_on(async move {

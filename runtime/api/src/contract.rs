@@ -170,7 +170,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonObject<T> {
         if !value.is_object() {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
-        serde_json::from_value(value).map(JsonObject).map_err(|e| ApiError::bad_request(format!("the body: {e}")))
+        // The path names the field at fault (`format: unknown variant …`).
+        serde_path_to_error::deserialize(value).map(JsonObject).map_err(|e| {
+            let path = e.path().to_string();
+            let detail = if path == "." { e.inner().to_string() } else { format!("{path}: {}", e.inner()) };
+            ApiError::bad_request(format!("the body: {detail}"))
+        })
     }
 }
 

@@ -1,27 +1,33 @@
 //! Exports of a tenant's anomalies: started, watched, listed, downloaded
-//! and cancelled or deleted. The control store's record is the truth; the
-//! job status cache mirrors progress for watchers. Files live under
-//! `data_dir/exports/<tenant>/<id>.<format>`, reached through the exports
-//! folder opened as a capability directory.
+//! (resumably) and cancelled or deleted, and removed by the host when
+//! older than the retention. The control store's record is the truth; the
+//! job status cache mirrors progress for watchers. Exports wait in a queue
+//! of their own, so the tenants take turns and runs are never delayed by
+//! them. Files live under `data_dir/exports/<tenant>/<id>.<format>`,
+//! reached through the exports folder opened as a capability directory.
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::anomalies::SeverityFilter;
+use super::range::{RangeAnswer, answer};
 use super::{ApiError, ApiState, Caller};
-use mcp_engine::export::{ExportError, ExportFormat, ExportSpec, write_export};
-use mcp_storage::exports::ExportRecord;
-use mcp_storage::jobstatus::{JOB_TTL, JobState, JobStatus, now_ms};
-use mcp_storage::store::{AnomalyQuery, AnomalySort, AnomalyStore};
+use mcp_engine::export::{ExportError, ExportFormat, ExportProgress, ExportSpec, write_export};
+use mcp_storage::control::Caller as Identity;
+use mcp_storage::export_scan::ExportFilter;
+use mcp_storage::exports::{ExportCounts, ExportRecord};
+use mcp_storage::jobstatus::{JobState, JobStatus, now_ms};
+use mcp_storage::store::AnomalyStore;
 
 /// A file format of an export.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
@@ -29,31 +35,65 @@ use mcp_storage::store::{AnomalyQuery, AnomalySort, AnomalyStore};
 pub enum FormatName {
     /// JSON Lines: one anomaly object per line.
     Jsonl,
-    /// CSV with a header row.
+    /// CSV with a header row (written even when no anomaly follows).
     Csv,
+    /// Parquet: typed columns (UTC millisecond timestamps, a double score,
+    /// optional strings), Snappy-compressed row groups.
+    Parquet,
 }
 
 /// What to export: the anomalies of the caller's tenant that pass every
-/// filter given, newest first.
+/// filter given, newest log time first, as the store held them when the
+/// export started. A list matches any of its values.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportRequest {
     pub format: FormatName,
-    /// Entries at or after this time (ms since the epoch).
-    #[serde(default, deserialize_with = "super::contract::whole_i64")]
+    /// Log entries at or after this time (ms since the epoch).
+    #[serde(default, deserialize_with = "super::contract::whole_i64", skip_serializing_if = "Option::is_none")]
     pub from_ms: Option<i64>,
-    /// Entries before this time.
-    #[serde(default, deserialize_with = "super::contract::whole_i64")]
+    /// Log entries before this time.
+    #[serde(default, deserialize_with = "super::contract::whole_i64", skip_serializing_if = "Option::is_none")]
     pub to_ms: Option<i64>,
-    pub agent: Option<String>,
-    pub log_type: Option<String>,
-    pub label: Option<String>,
-    pub severity: Option<SeverityFilter>,
-    pub source: Option<String>,
+    /// Anomalies detected at or after this time (ms since the epoch).
+    #[serde(default, deserialize_with = "super::contract::whole_i64", skip_serializing_if = "Option::is_none")]
+    pub detected_from_ms: Option<i64>,
+    /// Anomalies detected before this time.
+    #[serde(default, deserialize_with = "super::contract::whole_i64", skip_serializing_if = "Option::is_none")]
+    pub detected_to_ms: Option<i64>,
+    /// Agents that reported them (the tenant's, or ones since deleted that left anomalies).
+    #[schema(min_items = 1, max_items = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agents: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_types: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    #[schema(min_items = 1, max_items = 5)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severities: Option<Vec<SeverityFilter>>,
+    /// Sources (devices) of the entries.
+    #[schema(min_items = 1, max_items = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<String>>,
+    /// Models that scored the batch, as `name@version`.
+    #[schema(min_items = 1, max_items = 100)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub models: Option<Vec<String>>,
     /// Scores at or above this.
     #[schema(minimum = 0.0, maximum = 1.0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_score: Option<f64>,
+    /// Scores at or below this.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_score: Option<f64>,
 }
+
+/// How many values one list filter may hold.
+const MAX_FILTER_VALUES: usize = 100;
 
 impl Serialize for FormatName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -71,6 +111,7 @@ fn format(name: FormatName) -> ExportFormat {
     match name {
         FormatName::Jsonl => ExportFormat::JsonLines,
         FormatName::Csv => ExportFormat::Csv,
+        FormatName::Parquet => ExportFormat::Parquet,
     }
 }
 
@@ -87,6 +128,13 @@ pub struct ExportView {
     /// Rows written so far (all of them once completed).
     pub rows: u64,
     pub bytes: u64,
+    /// Anomalies within the export's time range looked at so far.
+    pub examined: u64,
+    /// Anomalies within its time range in all, counted when it started: an
+    /// upper bound of `rows`.
+    pub estimated_total: u64,
+    /// `examined` as a share of `estimated_total`, 0 to 100.
+    pub percent: f64,
     /// The file's sha256, once completed (also its download's ETag).
     pub sha256: Option<String>,
     pub error: Option<String>,
@@ -98,6 +146,18 @@ pub struct ExportView {
 
 impl From<ExportRecord> for ExportView {
     fn from(r: ExportRecord) -> Self {
+        let progress = ExportProgress {
+            rows: r.rows,
+            bytes: r.bytes,
+            examined: r.examined,
+            to_examine: r.to_examine,
+            complete: false,
+        };
+        let percent = match r.state.as_str() {
+            "queued" => 0.0,
+            "completed" => 100.0,
+            _ => (progress.percent() * 10.0).round() / 10.0,
+        };
         ExportView {
             filters: serde_json::from_str(&r.filters).unwrap_or(serde_json::Value::Null),
             id: r.id,
@@ -105,6 +165,9 @@ impl From<ExportRecord> for ExportView {
             format: r.format,
             rows: r.rows,
             bytes: r.bytes,
+            examined: r.examined,
+            estimated_total: r.to_examine,
+            percent,
             sha256: r.sha256,
             error: r.error,
             token_id: r.token_id,
@@ -145,9 +208,10 @@ fn tenant_dir(state: &ApiState, tenant: &str) -> std::io::Result<cap_std::fs::Di
     root.open_dir(tenant)
 }
 
-fn cancel_key(tenant: &str, id: &str) -> String {
-    format!("cancel:{tenant}:{id}")
-}
+/// How often a running export records its progress (and looks for a
+/// cancellation): often enough for a watcher, rarely enough that ten
+/// million rows cost a few hundred writes, not ten thousand.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// Mirrors an export's record in the job status cache; a cache that does
 /// not answer loses a progress report, never the export.
@@ -165,7 +229,12 @@ fn mirror(state: &ApiState, record: &ExportRecord) {
         kind: "export".into(),
         state: job_state,
         subject: format!("export of anomalies as {}", record.format),
-        counters: BTreeMap::from([("rows".to_string(), record.rows), ("bytes".to_string(), record.bytes)]),
+        counters: BTreeMap::from([
+            ("rows".to_string(), record.rows),
+            ("bytes".to_string(), record.bytes),
+            ("examined".to_string(), record.examined),
+            ("estimated_total".to_string(), record.to_examine),
+        ]),
         error: record.error.clone(),
         started_ms: record.created_ms,
         updated_ms: now_ms(),
@@ -177,65 +246,92 @@ fn mirror(state: &ApiState, record: &ExportRecord) {
     }
 }
 
-fn query_of(tenant: &str, request: &ExportRequest) -> AnomalyQuery {
-    AnomalyQuery {
-        tenant: tenant.to_string(),
-        agent: request.agent.clone(),
-        log_type: request.log_type.clone(),
-        label: request.label.clone(),
-        severity: request.severity.map(|s| s.name().to_string()),
-        source: request.source.clone(),
-        min_score: request.min_score,
-        from_ms: request.from_ms,
-        to_ms: request.to_ms,
-        sort: AnomalySort::Time,
-        after: None,
-        limit: 1,
+fn mirror_current(state: &ApiState, tenant: &str, id: &str) {
+    match state.control.export(tenant, id) {
+        Ok(Some(record)) => mirror(state, &record),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(export = id, "cannot read an export's record: {e}"),
     }
 }
 
-/// Runs export `id` to its end on this thread.
+fn filter_of(tenant: &str, request: &ExportRequest) -> ExportFilter {
+    let list = |values: &Option<Vec<String>>| values.clone().unwrap_or_default();
+    ExportFilter {
+        tenant: tenant.to_string(),
+        agents: list(&request.agents),
+        log_types: list(&request.log_types),
+        labels: list(&request.labels),
+        severities: request.severities.iter().flatten().map(|s| s.name().to_string()).collect(),
+        sources: list(&request.sources),
+        models: list(&request.models),
+        min_score: request.min_score,
+        max_score: request.max_score,
+        from_ms: request.from_ms,
+        to_ms: request.to_ms,
+        detected_from_ms: request.detected_from_ms,
+        detected_to_ms: request.detected_to_ms,
+        up_to_id: None,
+    }
+}
+
+fn counts(progress: &ExportProgress) -> ExportCounts {
+    ExportCounts {
+        rows: progress.rows,
+        bytes: progress.bytes,
+        examined: progress.examined,
+        to_examine: progress.to_examine,
+    }
+}
+
+/// Runs export `id` to its end on this thread (a worker of the export queue).
 fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
     let name = file_name(id, spec.format.name());
-    let record = |state: &ApiState| state.control.export(tenant, id).ok().flatten();
+    let mut last = ExportProgress::default();
     let result = (|| -> Result<_, ExportError> {
-        let mut store = AnomalyStore::open(&state.anomalies_db)?;
-        // An export reads everything that passes its filters: the page
-        // bound that keeps interactive pages cheap does not apply.
-        store.set_page_query_steps(u64::MAX);
+        match state.control.export_progress(id, &ExportCounts::default()) {
+            Ok(false) => {}
+            Ok(true) => return Err(ExportError::Cancelled),
+            Err(e) => tracing::warn!(export = id, "export start not recorded: {e}"),
+        }
+        mirror_current(state, tenant, id);
+        let store = AnomalyStore::open(&state.anomalies_db)?;
+        store.tune_for_reads()?;
         let dir = tenant_dir(state, tenant)?;
-        let mut progress = |rows: u64, bytes: u64| {
-            if let Err(e) = state.control.export_progress(id, rows, bytes) {
-                tracing::warn!(export = id, "export progress not recorded: {e}");
+        let mut recorded = Instant::now();
+        let mut progress = |done: &ExportProgress| {
+            last = *done;
+            if !done.complete && recorded.elapsed() < PROGRESS_EVERY {
+                return ControlFlow::Continue(());
             }
-            if let Some(current) = record(state) {
-                mirror(state, &current);
-            }
-            match state.cache.get(&cancel_key(tenant, id)) {
-                Ok(Some(_)) => ControlFlow::Break(()),
-                _ => ControlFlow::Continue(()),
-            }
+            recorded = Instant::now();
+            let cancelled = match state.control.export_progress(id, &counts(done)) {
+                Ok(cancelled) => cancelled,
+                Err(e) => {
+                    tracing::warn!(export = id, "export progress not recorded: {e}");
+                    false
+                }
+            };
+            mirror_current(state, tenant, id);
+            if cancelled { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };
         write_export(&store, spec, &dir, &name, &mut progress)
     })();
     let finished = match &result {
-        Ok(file) => state.control.finish_export(id, "completed", file.rows, file.bytes, Some(&file.sha256), None),
-        Err(ExportError::Cancelled) => state.control.finish_export(id, "cancelled", 0, 0, None, None),
+        Ok(file) => state.control.finish_export(id, "completed", &counts(&last), Some(&file.sha256), None),
+        Err(ExportError::Cancelled) => state.control.finish_export(id, "cancelled", &counts(&last), None, None),
         Err(error) => {
             tracing::warn!(tenant, export = id, "export failed: {error}");
             let shown = match error {
                 ExportError::TooManyRows { .. } => error.to_string(),
                 _ => "the export could not be written; the server log says why".to_string(),
             };
-            state.control.finish_export(id, "failed", 0, 0, None, Some(&shown))
+            state.control.finish_export(id, "failed", &counts(&last), None, Some(&shown))
         }
     };
     if let Err(e) = finished {
         tracing::error!(export = id, "the export's end not recorded: {e}");
     }
-    if let Some(current) = record(state) {
-        mirror(state, &current);
-    }
+    mirror_current(state, tenant, id);
 }
 
 /// Filters the schema allows that cannot select anything: named by field.
@@ -247,16 +343,40 @@ fn bad_field(field: &str, why: &str) -> ApiError {
     ApiError::bad_request(format!("{field}: {why}"))
 }
 
+/// What the document declares of a request, checked: bounds of lists and scores.
+fn check_declared(request: &ExportRequest) -> Result<(), ApiError> {
+    let lists = [
+        ("agents", request.agents.as_ref().map(Vec::len)),
+        ("log_types", request.log_types.as_ref().map(Vec::len)),
+        ("labels", request.labels.as_ref().map(Vec::len)),
+        ("severities", request.severities.as_ref().map(Vec::len)),
+        ("sources", request.sources.as_ref().map(Vec::len)),
+        ("models", request.models.as_ref().map(Vec::len)),
+    ];
+    for (field, length) in lists {
+        if length.is_some_and(|n| n == 0 || n > MAX_FILTER_VALUES) {
+            return Err(bad_field(field, &format!("must hold 1 to {MAX_FILTER_VALUES} values")));
+        }
+    }
+    for (field, score) in [("min_score", request.min_score), ("max_score", request.max_score)] {
+        if score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
+            return Err(bad_field(field, "must be between 0 and 1"));
+        }
+    }
+    Ok(())
+}
+
 /// Starts an export of the caller's tenant's anomalies (any role: it reads
-/// what the token may read). It runs in the background; poll its status.
+/// what the token may read). It waits in the export queue, then runs in
+/// the background; poll its status.
 #[utoipa::path(
     post,
     path = "/v1/exports",
     request_body = ExportRequest,
     responses(
         (status = ACCEPTED, description = "queued; poll /v1/exports/{id}", body = ExportView),
-        (status = UNPROCESSABLE_ENTITY, description = "filters that cannot select anything: an agent the tenant does not have, `from_ms` after `to_ms` (`invalid_filter`, the detail starts with the field)", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = TOO_MANY_REQUESTS, description = "the tenant has as many exports going as it may (`queue_full`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "filters that cannot select anything: an agent the tenant has not had, a range that ends before it starts (`invalid_filter`, the detail starts with the field)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = TOO_MANY_REQUESTS, description = "the tenant has as many exports going as it may, or the server's export queue is full (`queue_full`, with Retry-After)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Unauthorized
     )
@@ -267,46 +387,68 @@ pub async fn start_export(
     body: Result<super::contract::JsonObject<ExportRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ExportView>), ApiError> {
     let super::contract::JsonObject(request) = body?;
-    if let (Some(from), Some(to)) = (request.from_ms, request.to_ms)
-        && from > to
-    {
-        return Err(invalid_filter("from_ms: is after to_ms"));
+    check_declared(&request)?;
+    let filter = filter_of(&caller.tenant, &request);
+    filter.check().map_err(|e| invalid_filter(&e.to_string()))?;
+    for agent in &filter.agents {
+        if state.resolve(&caller.tenant, agent).is_some() {
+            continue;
+        }
+        let (tenant, name) = (caller.tenant.clone(), agent.clone());
+        if !state.with_store(&caller.tenant, move |store| store.agent_has_anomalies(&tenant, &name)).await? {
+            return Err(invalid_filter(&format!(
+                "agents: the tenant has no agent named '{agent}' and no anomalies of one"
+            )));
+        }
     }
-    if request.min_score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
-        return Err(bad_field("min_score", "must be between 0 and 1"));
-    }
-    if let Some(agent) = &request.agent
-        && state.resolve(&caller.tenant, agent).is_none()
-    {
-        return Err(invalid_filter(&format!("agent: the tenant has no agent named '{agent}'")));
-    }
+    let identity = caller.identity();
+    let view = tokio::task::spawn_blocking(move || queue_export(&state, &identity, &request, filter)).await??;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// Records export of `filter` and queues it. Blocking: the cache is
+/// reached synchronously.
+fn queue_export(
+    state: &Arc<ApiState>,
+    caller: &Identity,
+    request: &ExportRequest,
+    filter: ExportFilter,
+) -> Result<ExportView, ApiError> {
     let limits = state.config.exports;
-    if state.control.active_exports(&caller.tenant)? >= limits.active_per_tenant {
-        let mut refused = ApiError::too_many_requests(
-            format!("the tenant has {} exports going, its limit; wait for one to end", limits.active_per_tenant),
-            10,
-        );
+    let queue_full = |detail: String| {
+        let mut refused = ApiError::too_many_requests(detail, 10);
         refused.code = "queue_full";
-        return Err(refused);
+        refused
+    };
+    if state.control.active_exports(&caller.tenant)? >= limits.active_per_tenant {
+        return Err(queue_full(format!(
+            "the tenant has {} exports going, its limit; wait for one to end",
+            limits.active_per_tenant
+        )));
     }
     let id = mcp_engine::jobs::new_job_id("export");
-    let filters = serde_json::to_string(&request).map_err(ApiError::internal)?;
+    let filters = serde_json::to_string(request).map_err(ApiError::internal)?;
     let export_format = format(request.format);
     state.control.create_export(&id, &caller.tenant, caller.token_id, export_format.name(), &filters)?;
-    state.control.audit(&caller.identity(), "export.start", &format!("{id} {filters}"))?;
     let record = state.control.export(&caller.tenant, &id)?.ok_or_else(|| ApiError::internal("export vanished"))?;
-    mirror(&state, &record);
+    // The queued status is in the cache before the export can start, so
+    // it never overwrites the export's own.
+    mirror(state, &record);
     let spec = ExportSpec {
-        query: query_of(&caller.tenant, &request),
+        filter,
         format: export_format,
         page_rows: limits.page_rows,
         max_rows: limits.max_rows,
+        row_group_rows: limits.row_group_rows,
     };
     let (shared, tenant, job) = (state.clone(), caller.tenant.clone(), id.clone());
-    std::thread::Builder::new()
-        .name(format!("export-{id}"))
-        .spawn(move || run_export(&shared, &tenant, &job, &spec))?;
-    Ok((StatusCode::ACCEPTED, Json(record.into())))
+    let work = Box::new(move || run_export(&shared, &tenant, &job, &spec));
+    if let Err(refused) = state.export_queue.submit(&caller.tenant, &id, &id, work) {
+        state.control.forget_export(&caller.tenant, &id)?;
+        return Err(queue_full(refused.to_string()));
+    }
+    state.control.audit(caller, "export.start", &format!("{id} {filters}"))?;
+    Ok(record.into())
 }
 
 fn find(state: &ApiState, tenant: &str, id: &str) -> Result<ExportRecord, ApiError> {
@@ -353,14 +495,17 @@ pub async fn list_exports(
 }
 
 /// A completed export's file, streamed, with its length and its sha256 as
-/// the ETag.
+/// the ETag. `Range: bytes=N-` resumes an interrupted download; with
+/// `If-Range: "<etag>"` the range applies only to that same file.
 #[utoipa::path(
     get,
     path = "/v1/exports/{id}/download",
     params(("id" = String, Path)),
     responses(
-        (status = OK, description = "the file", content((String = "application/jsonl"), (String = "text/csv"))),
+        (status = OK, description = "the file", content((String = "application/jsonl"), (String = "text/csv"), (String = "application/vnd.apache.parquet"))),
+        (status = PARTIAL_CONTENT, description = "the bytes of the file the `Range` header asked for, with `Content-Range`", content((String = "application/jsonl"), (String = "text/csv"), (String = "application/vnd.apache.parquet"))),
         (status = CONFLICT, description = "the export has not completed", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = RANGE_NOT_SATISFIABLE, description = "the range starts past the end of the file (`Content-Range: bytes */<length>`)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::NotFound,
         super::problem::Unauthorized
     )
@@ -369,7 +514,10 @@ pub async fn download_export(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
     let record = find(&state, &caller.tenant, &id)?;
     if record.state != "completed" {
         return Err(ApiError::conflict(format!("export {id} is {}; only a completed one downloads", record.state)));
@@ -378,15 +526,50 @@ pub async fn download_export(
         ExportFormat::parse(&record.format).ok_or_else(|| ApiError::internal("unknown export format"))?;
     let file = tenant_dir(&state, &caller.tenant)?.open(file_name(&record.id, &record.format))?;
     let length = file.metadata()?.len();
-    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file.into_std()));
+    let etag = format!("\"{}\"", record.sha256.unwrap_or_default());
+    let header_text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    // A range meant for another file (If-Range names another ETag) gets the whole file.
+    let same_file = header_text(header::IF_RANGE).is_none_or(|tag| tag.trim() == etag);
+    let wanted = if same_file { answer(header_text(header::RANGE), length) } else { RangeAnswer::Whole };
     let disposition = format!("attachment; filename=\"{}\"", file_name(&record.id, &record.format));
-    let headers = [
-        (header::CONTENT_TYPE, export_format.content_type().to_string()),
-        (header::CONTENT_LENGTH, length.to_string()),
-        (header::ETAG, format!("\"{}\"", record.sha256.unwrap_or_default())),
-        (header::CONTENT_DISPOSITION, disposition),
-    ];
-    Ok((headers, Body::from_stream(stream)).into_response())
+    let mut file = tokio::fs::File::from_std(file.into_std());
+    let (status, start, end) = match wanted {
+        RangeAnswer::Whole => (StatusCode::OK, 0, length.saturating_sub(1)),
+        RangeAnswer::Part { start, end } => (StatusCode::PARTIAL_CONTENT, start, end),
+        RangeAnswer::Unsatisfiable => {
+            let mut refused = ApiError::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range_not_satisfiable",
+                format!("the file has {length} bytes; the range starts past its end"),
+            )
+            .into_response();
+            if let Ok(value) = format!("bytes */{length}").parse() {
+                refused.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            return Ok(refused);
+        }
+    };
+    let sent = if length == 0 { 0 } else { end - start + 1 };
+    file.seek(std::io::SeekFrom::Start(start)).await?;
+    let stream = tokio_util::io::ReaderStream::new(file.take(sent));
+    let mut response = (
+        status,
+        [
+            (header::CONTENT_TYPE, export_format.content_type().to_string()),
+            (header::CONTENT_LENGTH, sent.to_string()),
+            (header::ETAG, etag),
+            (header::ACCEPT_RANGES, "bytes".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response();
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(value) = format!("bytes {start}-{end}/{length}").parse()
+    {
+        response.headers_mut().insert(header::CONTENT_RANGE, value);
+    }
+    Ok(response)
 }
 
 /// Cancels a queued or running export, or deletes a finished one with its file.
@@ -395,7 +578,7 @@ pub async fn download_export(
     path = "/v1/exports/{id}",
     params(("id" = String, Path)),
     responses(
-        (status = ACCEPTED, description = "cancelling: it stops after its current page and leaves no file", body = ExportView),
+        (status = ACCEPTED, description = "cancelling (or cancelled, if it had not started): it stops within a second and leaves no file", body = ExportView),
         (status = NO_CONTENT, description = "deleted, with its file"),
         super::problem::NotFound,
         super::problem::Unauthorized
@@ -406,19 +589,88 @@ pub async fn delete_export(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let record = find(&state, &caller.tenant, &id)?;
+    let identity = caller.identity();
+    tokio::task::spawn_blocking(move || cancel_or_delete(&state, &identity, &id)).await?
+}
+
+/// Blocking: the cache is reached synchronously.
+fn cancel_or_delete(state: &ApiState, caller: &Identity, id: &str) -> Result<Response, ApiError> {
+    let record = find(state, &caller.tenant, id)?;
     if record.state == "queued" || record.state == "running" {
-        state.cache.put(&cancel_key(&caller.tenant, &id), "1", JOB_TTL)?;
-        state.control.audit(&caller.identity(), "export.cancel", &id)?;
-        return Ok((StatusCode::ACCEPTED, Json(ExportView::from(record))).into_response());
+        if state.export_queue.withdraw(&caller.tenant, id) {
+            state.control.finish_export(id, "cancelled", &ExportCounts::default(), None, None)?;
+        } else {
+            state.control.request_export_cancel(&caller.tenant, id)?;
+        }
+        state.control.audit(caller, "export.cancel", id)?;
+        let current = find(state, &caller.tenant, id)?;
+        mirror(state, &current);
+        return Ok((StatusCode::ACCEPTED, Json(ExportView::from(current))).into_response());
     }
-    if record.state == "completed" {
-        let dir = tenant_dir(&state, &caller.tenant)?;
-        if let Err(e) = dir.remove_file(file_name(&record.id, &record.format)) {
-            tracing::warn!(export = id, "cannot remove an export's file: {e}");
+    remove_file_of(state, &record);
+    state.control.forget_export(&caller.tenant, id)?;
+    state.control.audit(caller, "export.delete", id)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Withdraws a deleted tenant's waiting exports and asks its running ones
+/// to stop; their files never become complete.
+pub(crate) fn stop_exports_of(state: &ApiState, tenant: &str) {
+    let records = match state.control.exports(tenant, None, 1000) {
+        Ok(records) => records,
+        Err(e) => return tracing::warn!(tenant, "cannot list a deleted tenant's exports to stop them: {e}"),
+    };
+    for record in records.iter().filter(|r| r.state == "queued" || r.state == "running") {
+        let stopped = if state.export_queue.withdraw(tenant, &record.id) {
+            state.control.finish_export(&record.id, "cancelled", &ExportCounts::default(), None, None)
+        } else {
+            state.control.request_export_cancel(tenant, &record.id).map(drop)
+        };
+        if let Err(e) = stopped {
+            tracing::warn!(tenant, export = record.id, "cannot stop a deleted tenant's export: {e}");
         }
     }
-    state.control.forget_export(&caller.tenant, &id)?;
-    state.control.audit(&caller.identity(), "export.delete", &id)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+fn remove_file_of(state: &ApiState, record: &ExportRecord) {
+    if record.state != "completed" {
+        return;
+    }
+    let removed =
+        tenant_dir(state, &record.tenant).and_then(|dir| dir.remove_file(file_name(&record.id, &record.format)));
+    if let Err(e) = removed {
+        tracing::warn!(export = record.id, "cannot remove an export's file: {e}");
+    }
+}
+
+/// Removes the files and records of exports that ended more than the
+/// configured retention before `now_ms`, each noted in its tenant's audit
+/// trail; how many. Nothing when the retention is 0 (keep for ever).
+pub fn expire_exports(state: &ApiState, now_ms: i64) -> Result<u64, mcp_storage::control::ControlError> {
+    let days = state.config.exports.retention_days;
+    if days == 0 {
+        return Ok(0);
+    }
+    let cutoff = now_ms.saturating_sub(i64::from(days) * 24 * 3600 * 1000);
+    let mut removed = 0;
+    loop {
+        let expired = state.control.finished_exports_before(cutoff, 500)?;
+        if expired.is_empty() {
+            return Ok(removed);
+        }
+        for record in expired {
+            remove_file_of(state, &record);
+            state.control.forget_export(&record.tenant, &record.id)?;
+            // The host did it: token 0 is no token.
+            let host = Identity { token_id: 0, tenant: record.tenant.clone(), role: mcp_storage::control::Role::Admin };
+            let detail = format!(
+                "{} ({}, ended {} ms after the epoch) older than the {days}-day retention",
+                record.id,
+                record.state,
+                record.finished_ms.unwrap_or_default()
+            );
+            state.control.audit(&host, "export.expire", &detail)?;
+            removed += 1;
+        }
+    }
 }

@@ -16,6 +16,7 @@ mod health;
 mod metrics;
 mod models;
 pub mod problem;
+mod range;
 mod runs;
 mod tenancy;
 
@@ -31,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use auth::Caller;
+pub use exports::expire_exports;
 use mcp_engine::config::McpConfig;
 use mcp_engine::models::ModelManager;
 use mcp_sandbox::registry::Registry;
@@ -74,6 +76,9 @@ pub struct ApiState {
     tenant_models: Mutex<HashMap<String, Arc<ModelManager>>>,
     /// Runs waiting and going.
     pub(crate) queue: Arc<mcp_engine::queue::RunQueue>,
+    /// Exports waiting and going: a queue of their own, so the tenants
+    /// take turns and exports never hold a run's worker.
+    pub(crate) export_queue: Arc<mcp_engine::queue::RunQueue>,
     /// The log source every run and readiness check shares (one
     /// PostgreSQL pool for the server), opened on first use.
     source: Mutex<Option<Arc<dyn mcp_storage::source::LogSource>>>,
@@ -82,6 +87,7 @@ pub struct ApiState {
 impl Drop for ApiState {
     fn drop(&mut self) {
         self.queue.close();
+        self.export_queue.close();
     }
 }
 
@@ -166,6 +172,7 @@ impl ApiState {
     ) -> std::io::Result<Self> {
         let anomalies_db = config.anomalies_db();
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
+        let export_queue = mcp_engine::queue::RunQueue::start(config.exports.queue_limits())?;
         let store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
         let state = ApiState {
             config,
@@ -186,6 +193,7 @@ impl ApiState {
             uploads_dir: None,
             exports_dir: None,
             queue,
+            export_queue,
             source: Mutex::default(),
             tenant_models: Mutex::default(),
         };
@@ -530,5 +538,20 @@ pub async fn serve(address: std::net::SocketAddr, state: Arc<ApiState>) -> std::
             }
         });
     }
+    let sweeping = state.clone();
+    tokio::spawn(async move {
+        // Once at start, then hourly: a retention counted in days needs no finer grain.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let state = sweeping.clone();
+            match tokio::task::spawn_blocking(move || expire_exports(&state, mcp_storage::jobstatus::now_ms())).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(removed)) => tracing::info!(removed, "exports older than the retention removed"),
+                Ok(Err(e)) => tracing::error!("cannot remove expired exports: {e}"),
+                Err(e) => tracing::error!("the export retention sweep stopped: {e}"),
+            }
+        }
+    });
     axum::serve(listener, router(state)).await
 }

@@ -369,7 +369,13 @@ pub async fn delete_tenant(
     if !state.control.delete_tenant(&name)? {
         return Err(ApiError::not_found(format!("no tenant named '{name}'")));
     }
-    stop_runs_of(&state, &name);
+    // The cache is reached synchronously: not on the request's own thread.
+    let (stopping, deleted) = (state.clone(), name.clone());
+    tokio::task::spawn_blocking(move || {
+        stop_runs_of(&stopping, &deleted);
+        super::exports::stop_exports_of(&stopping, &deleted);
+    })
+    .await?;
     state.forget_tenant_uploads(&name, &uploads);
     state.forget_tenant_models(&name);
     audit_in(&state, &caller, &name, "tenant.delete", &name)?;

@@ -23,6 +23,7 @@ mod bench_api;
 mod bench_cache;
 mod bench_models;
 mod bench_pipeline;
+mod export_cli;
 mod models_cli;
 
 use mcp_cli::{demo, training};
@@ -69,6 +70,8 @@ enum Command {
     },
     /// Measure the sandbox against the same detection code compiled natively.
     Bench(bench::BenchArgs),
+    /// Export the tenant's anomalies to a file (JSON Lines, CSV or Parquet), with a progress bar; prints its sha256.
+    Export(Box<export_cli::ExportArgs>),
     /// The configured log source.
     Db {
         #[command(subcommand)]
@@ -616,6 +619,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             println!("\n{} quarantined rows for tenant {}", rows.len(), config.tenant);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export(args) => {
+            export_cli::run(&config, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(args) => {

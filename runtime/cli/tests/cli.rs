@@ -165,3 +165,52 @@ fn tokens_and_tenants_are_managed_from_the_command_line() -> Result<(), Box<dyn 
     assert!(!stdout(&mcp(dir.path(), &["tenants", "list"])).contains("globex"));
     Ok(())
 }
+
+#[test]
+fn export_writes_a_file_with_its_sha256_and_refuses_what_it_cannot_do() -> Result<(), Box<dyn std::error::Error>> {
+    use sha2::Digest;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!("data_dir = {:?}\ntenant = \"acme\"\n[exports]\npage_rows = 100\n", dir.path().join("data")),
+    )?;
+    let missing = mcp(dir.path(), &["export", "-o", "none.jsonl"]);
+    assert!(!missing.status.success() && String::from_utf8_lossy(&missing.stderr).contains("no anomaly store"));
+    let fill = mcp(dir.path(), &["bench", "--fill-anomalies", "3000"]);
+    assert!(fill.status.success(), "{fill:?}");
+    let since = "2026-07-01T00:00:00Z";
+    let args = ["export", "--format", "parquet", "--since", since, "--severity", "high", "--severity", "critical"];
+    let export = mcp(dir.path(), &[&args[..], &["-o", "out/high.parquet"]].concat());
+    assert!(!export.status.success(), "the output folder must exist: {export:?}");
+    std::fs::create_dir(dir.path().join("out"))?;
+    let export = mcp(dir.path(), &[&args[..], &["-o", "out/high.parquet"]].concat());
+    assert!(export.status.success(), "{export:?}");
+    let file = std::fs::read(dir.path().join("out/high.parquet"))?;
+    let sha256 = hex::encode(sha2::Sha256::digest(&file));
+    let text = stdout(&export);
+    assert!(text.contains(&format!("{sha256}  out/high.parquet")), "{text}");
+
+    // The rows are the store's that pass, counted here by SQL.
+    let db = rusqlite::Connection::open(dir.path().join("data/anomalies.db"))?;
+    let expected: i64 = db.query_row(
+        "SELECT COUNT(*) FROM anomalies WHERE tenant = 'acme' AND severity IN ('high', 'critical') AND log_ts_ms >= 1782864000000",
+        [],
+        |r| r.get(0),
+    )?;
+    assert!(expected > 0);
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(std::fs::File::open(
+        dir.path().join("out/high.parquet"),
+    )?)?;
+    use parquet::file::reader::FileReader;
+    assert_eq!(reader.metadata().file_metadata().num_rows(), expected);
+    assert!(text.contains(&format!("wrote {expected} anomalies of tenant acme")), "{text}");
+
+    let again = mcp(dir.path(), &[&args[..], &["-o", "out/high.parquet"]].concat());
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"), "{again:?}");
+    let inverted = mcp(dir.path(), &["export", "--since", "1d", "--until", "2d", "-o", "x.csv"]);
+    assert!(String::from_utf8_lossy(&inverted.stderr).contains("--until: is before --since"), "{inverted:?}");
+    let control = mcp_storage::control::ControlStore::open(&dir.path().join("data/control.db"))?;
+    let audit = control.audit_trail("acme", None, 10)?;
+    assert!(audit.iter().any(|e| e.action == "export.cli" && e.detail.contains(&sha256)), "{audit:?}");
+    Ok(())
+}

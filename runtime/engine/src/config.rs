@@ -36,13 +36,42 @@ pub struct ExportLimits {
     pub active_per_tenant: u64,
     /// The most rows one export may hold.
     pub max_rows: u64,
-    /// Rows read from the store per page.
+    /// Anomalies looked at per window of an export's walk of the store.
     pub page_rows: u32,
+    /// Exports written at once, all tenants together (one thread each);
+    /// the rest wait their tenant's turn.
+    pub running: usize,
+    /// Rows per Parquet row group: larger groups compress and scan better,
+    /// smaller ones hold less in memory while written.
+    pub row_group_rows: usize,
+    /// Days a finished export (file and record) is kept; 0 keeps them.
+    pub retention_days: u32,
 }
 
 impl Default for ExportLimits {
     fn default() -> Self {
-        ExportLimits { active_per_tenant: 2, max_rows: 10_000_000, page_rows: 1_000 }
+        ExportLimits {
+            active_per_tenant: 2,
+            max_rows: 10_000_000,
+            page_rows: 1_000,
+            running: 2,
+            row_group_rows: 65_536,
+            retention_days: 30,
+        }
+    }
+}
+
+impl ExportLimits {
+    /// The export queue's limits: each tenant's exports wait in its own
+    /// line, one of them written at a time, tenants taking turns.
+    pub fn queue_limits(&self) -> crate::queue::RunLimits {
+        let per_tenant = usize::try_from(self.active_per_tenant).unwrap_or(usize::MAX);
+        crate::queue::RunLimits {
+            running: self.running.max(1),
+            queued: 4096,
+            running_per_tenant: 1,
+            queued_per_tenant: per_tenant.max(1),
+        }
     }
 }
 

@@ -202,8 +202,8 @@ impl ControlStore {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        crate::tenancy::migrate(&conn).map_err(wrap)?;
         conn.execute_batch(crate::exports::SCHEMA).map_err(wrap)?;
+        crate::tenancy::migrate(&conn).map_err(wrap)?;
         Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
     }
 

@@ -1,6 +1,8 @@
 //! The export history: one record per export job, kept in the control
-//! store. It is the truth about an export; the job status cache only
-//! mirrors its progress for watchers.
+//! store. It is the truth about an export (the job status cache only
+//! mirrors its progress for watchers), and it carries a cancellation
+//! request to the thread writing the export, so cancelling works with the
+//! cache down.
 
 use rusqlite::{OptionalExtension, params};
 
@@ -32,7 +34,7 @@ pub struct ExportRecord {
     pub tenant: String,
     /// The token that started it.
     pub token_id: i64,
-    /// `jsonl` or `csv`.
+    /// `jsonl`, `csv` or `parquet`.
     pub format: String,
     /// The filters, as JSON.
     pub filters: String,
@@ -44,6 +46,18 @@ pub struct ExportRecord {
     pub error: Option<String>,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
+    /// Anomalies the export has looked at, of `to_examine`.
+    pub examined: u64,
+    pub to_examine: u64,
+}
+
+/// An export's progress, as recorded while it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExportCounts {
+    pub rows: u64,
+    pub bytes: u64,
+    pub examined: u64,
+    pub to_examine: u64,
 }
 
 fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRecord> {
@@ -60,11 +74,12 @@ fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRecord> {
         error: r.get(9)?,
         created_ms: r.get(10)?,
         finished_ms: r.get(11)?,
+        examined: r.get::<_, i64>(12)?.unsigned_abs(),
+        to_examine: r.get::<_, i64>(13)?.unsigned_abs(),
     })
 }
 
-const COLUMNS: &str =
-    "id, tenant, token_id, format, filters, state, rows, bytes, sha256, error, created_ms, finished_ms";
+const COLUMNS: &str = "id, tenant, token_id, format, filters, state, rows, bytes, sha256, error, created_ms, finished_ms, examined, to_examine";
 
 fn count(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
@@ -90,15 +105,31 @@ impl ControlStore {
         })
     }
 
-    /// Records an export's progress while it runs.
-    pub fn export_progress(&self, id: &str, rows: u64, bytes: u64) -> Result<(), ControlError> {
+    /// Records an export's progress while it runs; whether it has been
+    /// asked to stop.
+    pub fn export_progress(&self, id: &str, counts: &ExportCounts) -> Result<bool, ControlError> {
         self.with(|c| {
             c.execute(
-                "UPDATE exports SET state = 'running', rows = ?2, bytes = ?3 WHERE id = ?1 AND state IN ('queued', 'running')",
-                params![id, count(rows), count(bytes)],
-            )
-            .map(|_| ())
+                "UPDATE exports SET state = 'running', rows = ?2, bytes = ?3, examined = ?4, to_examine = ?5
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+                params![id, count(counts.rows), count(counts.bytes), count(counts.examined), count(counts.to_examine)],
+            )?;
+            c.query_row("SELECT cancel_requested FROM exports WHERE id = ?1", [id], |r| r.get::<_, bool>(0))
+                .optional()
+                .map(|cancel| cancel.unwrap_or(true))
         })
+    }
+
+    /// Asks a queued or running export of `tenant` to stop; whether it was
+    /// one.
+    pub fn request_export_cancel(&self, tenant: &str, id: &str) -> Result<bool, ControlError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE exports SET cancel_requested = 1 WHERE tenant = ?1 AND id = ?2 AND state IN ('queued', 'running')",
+                params![tenant, id],
+            )
+        })
+        .map(|n| n > 0)
     }
 
     /// Records how an export ended.
@@ -106,15 +137,25 @@ impl ControlStore {
         &self,
         id: &str,
         state: &str,
-        rows: u64,
-        bytes: u64,
+        counts: &ExportCounts,
         sha256: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), ControlError> {
         self.with(|c| {
             c.execute(
-                "UPDATE exports SET state = ?2, rows = ?3, bytes = ?4, sha256 = ?5, error = ?6, finished_ms = ?7 WHERE id = ?1",
-                params![id, state, count(rows), count(bytes), sha256, error, now_ms()],
+                "UPDATE exports SET state = ?2, rows = ?3, bytes = ?4, examined = ?5, to_examine = ?6,
+                 sha256 = ?7, error = ?8, finished_ms = ?9 WHERE id = ?1",
+                params![
+                    id,
+                    state,
+                    count(counts.rows),
+                    count(counts.bytes),
+                    count(counts.examined),
+                    count(counts.to_examine),
+                    sha256,
+                    error,
+                    now_ms()
+                ],
             )
             .map(|_| ())
         })
@@ -159,6 +200,18 @@ impl ControlStore {
     pub fn forget_export(&self, tenant: &str, id: &str) -> Result<bool, ControlError> {
         self.with(|c| c.execute("DELETE FROM exports WHERE tenant = ?1 AND id = ?2", params![tenant, id]))
             .map(|n| n > 0)
+    }
+
+    /// Finished exports (of every tenant) that ended before `before_ms`,
+    /// oldest first, at most `limit`.
+    pub fn finished_exports_before(&self, before_ms: i64, limit: u32) -> Result<Vec<ExportRecord>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM exports WHERE state NOT IN ('queued', 'running') AND finished_ms < ?1
+                 ORDER BY finished_ms LIMIT ?2"
+            ))?;
+            s.query_map(params![before_ms, limit], record)?.collect()
+        })
     }
 
     /// Marks every export left queued or running by a process that ended

@@ -13,6 +13,7 @@
 
 pub mod budgets;
 pub mod control;
+pub mod export_scan;
 pub mod exports;
 pub mod grants;
 pub mod jobstatus;

@@ -112,7 +112,7 @@ const STEPS_PER_CHECK: i32 = 10_000;
 
 /// The equality filters, in the order one is chosen to drive the index
 /// walk: the one likely to match fewest entries first.
-const DRIVING_FILTERS: [&str; 5] = ["source", "label", "agent", "log_type", "severity"];
+pub(crate) const DRIVING_FILTERS: [&str; 5] = ["source", "label", "agent", "log_type", "severity"];
 
 /// Which progress a checkpoint records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,7 +148,7 @@ pub struct StoredAnomaly {
 #[derive(Debug)]
 pub struct AnomalyStore {
     path: String,
-    conn: Connection,
+    pub(crate) conn: Connection,
     /// The work bound of one page query, in SQLite steps.
     page_query_steps: u64,
 }
@@ -201,7 +201,7 @@ impl AnomalyStore {
         self.db(self.conn.execute_batch("PRAGMA analysis_limit = 1000; PRAGMA optimize = 0x10002;"))
     }
 
-    fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
+    pub(crate) fn db<T>(&self, result: rusqlite::Result<T>) -> Result<T, StoreError> {
         result.map_err(|source| StoreError { path: self.path.clone(), source })
     }
 
@@ -421,9 +421,9 @@ pub struct AnomalyQuery {
     pub limit: u32,
 }
 
-const RECORD_COLUMNS: &str = "id, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label, severity, reason, detected_at_ms, schema_version, model, entry_fields";
+pub(crate) const RECORD_COLUMNS: &str = "id, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label, severity, reason, detected_at_ms, schema_version, model, entry_fields";
 
-fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnomalyRecord> {
+pub(crate) fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnomalyRecord> {
     Ok(AnomalyRecord {
         id: r.get(0)?,
         agent: r.get(1)?,

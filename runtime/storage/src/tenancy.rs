@@ -44,6 +44,9 @@ pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         ("tokens", "created_by", "INTEGER"),
         ("tokens", "last_used_ms", "INTEGER"),
         ("tenants", "disabled_ms", "INTEGER"),
+        ("exports", "examined", "INTEGER NOT NULL DEFAULT 0"),
+        ("exports", "to_examine", "INTEGER NOT NULL DEFAULT 0"),
+        ("exports", "cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
     ];
     for (table, column, kind) in added {
         let present: bool =
