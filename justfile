@@ -18,16 +18,29 @@ lint: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Lint, then every test of the workspace, then the property-based run over the API, then a check that a
-# second build compiles nothing (what CI runs).
+# Lint, then every test of the workspace, the property-based run over the API and a check that a second
+# build compiles nothing, all in one build instrumented for line coverage, whose total ends the output
+# (what CI runs).
 test: lint
+    bash scripts/coverage.sh {{just_executable()}} _test-steps
+
+_test-steps:
     cargo test --workspace --locked
     bash tests/schemathesis.sh 50
     bash scripts/check_no_rebuild.sh
 
+# Line coverage of the workspace's tests, per crate (the README's table) and in total; HTML in
+# target/coverage/html.
+coverage: setup
+    bash scripts/coverage.sh
+
 # Load-test a filtered anomaly page over a store of ANOMALIES (wrk from Debian).
 bench-api anomalies="1000000" seconds="30": setup
     bash scripts/bench_api.sh {{anomalies}} {{seconds}}
+
+# Export ROWS anomalies in each format: rows per second and peak memory (median of RUNS).
+bench-export rows="1000000" runs="3": setup
+    bash scripts/bench_export.sh {{rows}} {{runs}}
 
 # Load-test one tenant's pages beside another tenant's most expensive filters (wrk from Debian).
 bench-api-mix anomalies="1000000" seconds="30": setup

@@ -20,7 +20,7 @@ venv="${SCHEMATHESIS_VENV:-$work/venv}"
 # The debug binary that `cargo test` has just built: the API's contract is
 # the same, and CI is spared a second, release build of the whole host.
 cargo build --locked -p mcp-cli
-mcp=target/debug/mcp
+mcp="${CARGO_TARGET_DIR:-target}/debug/mcp"
 token="$("$mcp" --config "$work/mcp.toml" tokens create --tenant st --role admin 2>/dev/null)"
 deployment="$("$mcp" --config "$work/mcp.toml" tokens create --role deployment_admin 2>/dev/null)"
 "$mcp" --config "$work/mcp.toml" serve > "$work/serve.log" 2>&1 &

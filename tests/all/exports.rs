@@ -369,6 +369,7 @@ fn exports_are_the_tenants_own_and_bad_filters_are_named() -> anyhow::Result<()>
         (json!({ "format": "jsonl", "detected_from_ms": 10, "detected_to_ms": 5 }), "detected_to_ms"),
         (json!({ "format": "jsonl", "min_score": 0.8, "max_score": 0.2 }), "max_score"),
         (json!({ "format": "jsonl", "agents": ["firewall", "nobody"] }), "agents"),
+        (json!({ "format": "jsonl", "from_ms": 10, "to_ms": 10 }), "to_ms"),
     ] {
         let reply = refused(body.clone())?;
         problem(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter");
@@ -380,15 +381,48 @@ fn exports_are_the_tenants_own_and_bad_filters_are_named() -> anyhow::Result<()>
         (json!({ "format": "jsonl", "min_score": 1.5 }), "min_score"),
         (json!({ "format": "jsonl", "labels": [] }), "labels"),
         (json!({ "format": "jsonl", "severities": ["urgent"] }), "severities"),
+        (json!({ "format": "jsonl", "sources": ["x".repeat(257)] }), "sources"),
+        (json!({ "format": "jsonl", "labels": [""] }), "labels"),
+        (json!({ "format": "jsonl", "models": ["no-version"] }), "models"),
     ] {
         let reply = refused(body.clone())?;
         problem(&reply, StatusCode::BAD_REQUEST, "bad_request");
         assert!(reply.body["detail"].as_str().unwrap_or_default().contains(field), "{body}: {}", reply.body);
     }
 
+    problem(&api.get("/v1/exports?cursor=garbage", alpha)?, StatusCode::BAD_REQUEST, "bad_request");
+
+    // A read_only token undoes only its own exports.
+    let admin = api.token("alpha", Role::Admin);
+    let admins = export(&api, admin, &json!({ "format": "jsonl" }))?;
+    let admins = admins["id"].as_str().unwrap_or_default().to_string();
+    problem(
+        &api.call("DELETE", &format!("/v1/exports/{admins}"), Some(alpha), None)?,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_eq!(api.call("DELETE", &format!("/v1/exports/{admins}"), Some(admin), None)?.status, StatusCode::NO_CONTENT);
+
     // Deleting a finished export removes its record and its file.
     assert_eq!(api.call("DELETE", &format!("/v1/exports/{id}"), Some(alpha), None)?.status, StatusCode::NO_CONTENT);
     problem(&api.get(&format!("/v1/exports/{id}"), alpha)?, StatusCode::NOT_FOUND, "not_found");
+    Ok(())
+}
+
+#[test]
+fn a_tenant_keeps_a_bounded_number_of_exports() -> anyhow::Result<()> {
+    let api = api_configured(SharedCache::open(None, "", Default::default())?, &["alpha"], |config, _| {
+        config.exports.kept_per_tenant = 2;
+        Ok(())
+    })?;
+    let token = api.token("alpha", Role::Admin);
+    let first = export(&api, token, &json!({ "format": "csv" }))?;
+    export(&api, token, &json!({ "format": "jsonl" }))?;
+    let third = api.call("POST", "/v1/exports", Some(token), Some(&json!({ "format": "csv" }).to_string()))?;
+    problem(&third, StatusCode::CONFLICT, "over_budget");
+    let first = first["id"].as_str().unwrap_or_default();
+    assert_eq!(api.call("DELETE", &format!("/v1/exports/{first}"), Some(token), None)?.status, StatusCode::NO_CONTENT);
+    export(&api, token, &json!({ "format": "csv" }))?;
     Ok(())
 }
 
@@ -418,8 +452,13 @@ fn a_cancelled_export_leaves_no_file_and_a_restart_fails_an_unfinished_one() -> 
             "export-1-00000000",
             &mcp_storage::exports::ExportCounts { rows: 5, ..Default::default() },
         )?;
+        // ... and its partial file, which a crash never removed.
+        let folder = config.data_dir.join("exports").join("alpha");
+        std::fs::create_dir_all(&folder)?;
+        std::fs::write(folder.join("export-1-00000000.jsonl.part"), "{\"id\":1}\n")?;
         Ok(())
     })?;
+    assert!(files_of(&data_dir, "alpha", "export-1-00000000")?.is_empty(), "a partial file outlived the restart");
     let token = api.token("alpha", Role::TenantAdmin);
     let interrupted = api.get("/v1/exports/export-1-00000000", token)?;
     assert_eq!(interrupted.body["state"], "failed", "{}", interrupted.body);

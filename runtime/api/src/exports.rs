@@ -62,24 +62,24 @@ pub struct ExportRequest {
     #[serde(default, deserialize_with = "super::contract::whole_i64", skip_serializing_if = "Option::is_none")]
     pub detected_to_ms: Option<i64>,
     /// Agents that reported them (the tenant's, or ones since deleted that left anomalies).
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<FilterValue>>, min_items = 1, max_items = 100)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agents: Option<Vec<String>>,
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<FilterValue>>, min_items = 1, max_items = 100)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_types: Option<Vec<String>>,
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<FilterValue>>, min_items = 1, max_items = 100)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<String>>,
     #[schema(min_items = 1, max_items = 5)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub severities: Option<Vec<SeverityFilter>>,
     /// Sources (devices) of the entries.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<FilterValue>>, min_items = 1, max_items = 100)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<String>>,
     /// Models that scored the batch, as `name@version`.
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(value_type = Option<Vec<ModelValue>>, min_items = 1, max_items = 100)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub models: Option<Vec<String>>,
     /// Scores at or above this.
@@ -92,8 +92,25 @@ pub struct ExportRequest {
     pub max_score: Option<f64>,
 }
 
+/// One value of a list filter (a name, label or source).
+#[derive(ToSchema)]
+#[schema(min_length = 1, max_length = 256)]
+#[allow(dead_code)] // the document's shape of a value; requests hold plain strings
+pub struct FilterValue(String);
+
+/// A model of the `models` filter: `name@version`.
+#[derive(ToSchema)]
+#[schema(min_length = 3, max_length = 256, pattern = r"^[^@]+@[\s\S]+$")]
+#[allow(dead_code)] // the document's shape of a value; requests hold plain strings
+pub struct ModelValue(String);
+
 /// How many values one list filter may hold.
 const MAX_FILTER_VALUES: usize = 100;
+
+/// The longest value of a list filter: names, labels, sources and models
+/// are far shorter; a filter is kept with its export and in the audit
+/// trail, so it must stay small.
+const MAX_FILTER_VALUE_CHARS: usize = 256;
 
 impl Serialize for FormatName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -153,9 +170,10 @@ impl From<ExportRecord> for ExportView {
             to_examine: r.to_examine,
             complete: false,
         };
+        // Before the walk is counted there is nothing to be a share of.
         let percent = match r.state.as_str() {
-            "queued" => 0.0,
             "completed" => 100.0,
+            _ if r.to_examine == 0 => 0.0,
             _ => (progress.percent() * 10.0).round() / 10.0,
         };
         ExportView {
@@ -191,10 +209,22 @@ pub struct ExportPage {
 #[into_params(parameter_in = Query)]
 pub struct ExportPaging {
     /// `next_cursor` of the previous page.
+    #[param(pattern = r"^export-[0-9]{1,20}-[0-9a-fA-F]{8}$")]
     pub cursor: Option<String>,
     /// Exports per page (default 50).
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
+}
+
+/// Whether `text` has the shape of an export id: `export-<ms>-<8 hex>`.
+fn is_export_id(text: &str) -> bool {
+    let Some(rest) = text.strip_prefix("export-") else { return false };
+    let Some((ms, tag)) = rest.split_once('-') else { return false };
+    !ms.is_empty()
+        && ms.len() <= 20
+        && ms.bytes().all(|b| b.is_ascii_digit())
+        && tag.len() == 8
+        && tag.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn file_name(record_id: &str, format: &str) -> String {
@@ -284,7 +314,12 @@ fn counts(progress: &ExportProgress) -> ExportCounts {
 }
 
 /// Runs export `id` to its end on this thread (a worker of the export queue).
+/// What an export stopped by the server's shutdown says.
+pub(crate) const SHUTDOWN_REASON: &str = "interrupted by the server's shutdown; start it again";
+
 fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
+    let span = tracing::info_span!("export", tenant, export = id);
+    let _entered = span.enter();
     let name = file_name(id, spec.format.name());
     let mut last = ExportProgress::default();
     let result = (|| -> Result<_, ExportError> {
@@ -300,6 +335,9 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
         let mut recorded = Instant::now();
         let mut progress = |done: &ExportProgress| {
             last = *done;
+            if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                return ControlFlow::Break(());
+            }
             if !done.complete && recorded.elapsed() < PROGRESS_EVERY {
                 return ControlFlow::Continue(());
             }
@@ -318,6 +356,9 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
     })();
     let finished = match &result {
         Ok(file) => state.control.finish_export(id, "completed", &counts(&last), Some(&file.sha256), None),
+        Err(ExportError::Cancelled) if state.stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+            state.control.finish_export(id, "failed", &counts(&last), None, Some(SHUTDOWN_REASON))
+        }
         Err(ExportError::Cancelled) => state.control.finish_export(id, "cancelled", &counts(&last), None, None),
         Err(error) => {
             tracing::warn!(tenant, export = id, "export failed: {error}");
@@ -363,6 +404,22 @@ fn check_declared(request: &ExportRequest) -> Result<(), ApiError> {
             return Err(bad_field(field, "must be between 0 and 1"));
         }
     }
+    let texts = [
+        ("agents", &request.agents),
+        ("log_types", &request.log_types),
+        ("labels", &request.labels),
+        ("sources", &request.sources),
+        ("models", &request.models),
+    ];
+    for (field, values) in texts {
+        if values.iter().flatten().any(|v| v.is_empty() || v.chars().count() > MAX_FILTER_VALUE_CHARS) {
+            return Err(bad_field(field, &format!("each value must be 1 to {MAX_FILTER_VALUE_CHARS} characters")));
+        }
+    }
+    if request.models.iter().flatten().any(|m| !m.split_once('@').is_some_and(|(n, v)| !n.is_empty() && !v.is_empty()))
+    {
+        return Err(bad_field("models", "each value must be name@version"));
+    }
     Ok(())
 }
 
@@ -376,6 +433,7 @@ fn check_declared(request: &ExportRequest) -> Result<(), ApiError> {
     responses(
         (status = ACCEPTED, description = "queued; poll /v1/exports/{id}", body = ExportView),
         (status = UNPROCESSABLE_ENTITY, description = "filters that cannot select anything: an agent the tenant has not had, a range that ends before it starts (`invalid_filter`, the detail starts with the field)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "the tenant keeps as many exports, or as many bytes of them, as it may (`over_budget`): delete some first", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = TOO_MANY_REQUESTS, description = "the tenant has as many exports going as it may, or the server's export queue is full (`queue_full`, with Retry-After)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Unauthorized
@@ -425,6 +483,16 @@ fn queue_export(
             "the tenant has {} exports going, its limit; wait for one to end",
             limits.active_per_tenant
         )));
+    }
+    let (kept, kept_bytes) = state.control.kept_exports(&caller.tenant)?;
+    if kept >= limits.kept_per_tenant || kept_bytes >= limits.kept_bytes_per_tenant {
+        let mut refused = ApiError::conflict(format!(
+            "the tenant keeps {kept} exports of {kept_bytes} bytes; its limit is {} exports and {} bytes: \
+             delete some (DELETE /v1/exports/{{id}}) first",
+            limits.kept_per_tenant, limits.kept_bytes_per_tenant
+        ));
+        refused.code = "over_budget";
+        return Err(refused);
     }
     let id = mcp_engine::jobs::new_job_id("export");
     let filters = serde_json::to_string(request).map_err(ApiError::internal)?;
@@ -486,6 +554,9 @@ pub async fn list_exports(
     let limit = paging.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
         return Err(bad_field("limit", "must be between 1 and 500"));
+    }
+    if paging.cursor.as_deref().is_some_and(|cursor| !is_export_id(cursor)) {
+        return Err(bad_field("cursor", "is not a next_cursor this server gave"));
     }
     let mut records = state.control.exports(&caller.tenant, paging.cursor.as_deref(), limit + 1)?;
     let more = records.len() > limit as usize;
@@ -581,7 +652,7 @@ pub async fn download_export(
         (status = ACCEPTED, description = "cancelling (or cancelled, if it had not started): it stops within a second and leaves no file", body = ExportView),
         (status = NO_CONTENT, description = "deleted, with its file"),
         super::problem::NotFound,
-        super::problem::Unauthorized
+        super::problem::Restricted
     )
 )]
 pub async fn delete_export(
@@ -596,6 +667,12 @@ pub async fn delete_export(
 /// Blocking: the cache is reached synchronously.
 fn cancel_or_delete(state: &ApiState, caller: &Identity, id: &str) -> Result<Response, ApiError> {
     let record = find(state, &caller.tenant, id)?;
+    // Reading is every role's; undoing another token's work is not.
+    if caller.role == mcp_storage::control::Role::ReadOnly && record.token_id != caller.token_id {
+        return Err(ApiError::forbidden(
+            "a read_only token may cancel or delete only the exports it started; ask an admin of the tenant",
+        ));
+    }
     if record.state == "queued" || record.state == "running" {
         if state.export_queue.withdraw(&caller.tenant, id) {
             state.control.finish_export(id, "cancelled", &ExportCounts::default(), None, None)?;
@@ -611,6 +688,27 @@ fn cancel_or_delete(state: &ApiState, caller: &Identity, id: &str) -> Result<Res
     state.control.forget_export(&caller.tenant, id)?;
     state.control.audit(caller, "export.delete", id)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Removes the partial files of exports a stopped process left (none is
+/// being written when the server starts); how many.
+pub(crate) fn remove_partial_files(exports: &cap_std::fs::Dir) -> std::io::Result<usize> {
+    let mut removed = 0;
+    for tenant in exports.entries()? {
+        let tenant = tenant?;
+        if !tenant.file_type()?.is_dir() {
+            continue;
+        }
+        let dir = tenant.open_dir()?;
+        for file in dir.entries()? {
+            let name = file?.file_name();
+            if name.to_str().is_some_and(|n| n.ends_with(".part")) {
+                dir.remove_file(&name)?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// Withdraws a deleted tenant's waiting exports and asks its running ones
@@ -633,12 +731,14 @@ pub(crate) fn stop_exports_of(state: &ApiState, tenant: &str) {
 }
 
 fn remove_file_of(state: &ApiState, record: &ExportRecord) {
-    if record.state != "completed" {
-        return;
-    }
-    let removed =
-        tenant_dir(state, &record.tenant).and_then(|dir| dir.remove_file(file_name(&record.id, &record.format)));
-    if let Err(e) = removed {
+    // A failed export's partial file is normally gone already; one a
+    // crash left is removed with its record.
+    let name = match record.state.as_str() {
+        "completed" => file_name(&record.id, &record.format),
+        _ => format!("{}.part", file_name(&record.id, &record.format)),
+    };
+    let removed = tenant_dir(state, &record.tenant).and_then(|dir| dir.remove_file(&name));
+    if let Err(e) = removed.or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }) {
         tracing::warn!(export = record.id, "cannot remove an export's file: {e}");
     }
 }

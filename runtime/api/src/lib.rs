@@ -18,7 +18,10 @@ mod models;
 pub mod problem;
 mod range;
 mod runs;
+mod shutdown;
 mod tenancy;
+
+pub use shutdown::{Drained, serve_until, terminate_signal};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -82,6 +85,9 @@ pub struct ApiState {
     /// The log source every run and readiness check shares (one
     /// PostgreSQL pool for the server), opened on first use.
     source: Mutex<Option<Arc<dyn mcp_storage::source::LogSource>>>,
+    /// Set when the server shuts down: runs and exports stop at their next
+    /// committed batch or window (shutdown.rs).
+    pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for ApiState {
@@ -196,6 +202,7 @@ impl ApiState {
             export_queue,
             source: Mutex::default(),
             tenant_models: Mutex::default(),
+            stopping: Arc::default(),
         };
         let mut state = state;
         state.uploads_dir = open_data_folder(&state.config.data_dir.join("agents"));
@@ -206,6 +213,13 @@ impl ApiState {
             Ok(0) => {}
             Ok(failed) => tracing::warn!(failed, "exports interrupted by the last stop are marked failed"),
             Err(e) => tracing::error!("cannot mark interrupted exports: {e}"),
+        }
+        if let Some(exports) = &state.exports_dir {
+            match exports::remove_partial_files(exports) {
+                Ok(0) => {}
+                Ok(removed) => tracing::warn!(removed, "partial export files of the last stop removed"),
+                Err(e) => tracing::error!("cannot remove partial export files: {e}"),
+            }
         }
         state.load_uploads();
         Ok(state)
@@ -526,6 +540,16 @@ pub fn metrics_router(state: Arc<ApiState>) -> Router {
 /// Serves `router` on `address` (and `/metrics` alone on `metrics_listen`,
 /// when set) until the process ends.
 pub async fn serve(address: std::net::SocketAddr, state: Arc<ApiState>) -> std::io::Result<()> {
+    serve_with_shutdown(address, state, std::future::pending()).await
+}
+
+/// As [`serve`], until `shutdown` resolves; requests in flight then finish.
+/// [`serve_until`] also stops the runs and exports.
+pub async fn serve_with_shutdown(
+    address: std::net::SocketAddr,
+    state: Arc<ApiState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(%address, "control plane listening");
     if let Some(metrics_address) = &state.config.metrics_listen {
@@ -553,5 +577,5 @@ pub async fn serve(address: std::net::SocketAddr, state: Arc<ApiState>) -> std::
             }
         }
     });
-    axum::serve(listener, router(state)).await
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

@@ -36,6 +36,8 @@ pub(crate) fn answer(header: Option<&str>, length: u64) -> RangeAnswer {
             let Some(start) = number(first) else { return RangeAnswer::Whole };
             let end = match last {
                 "" => None,
+                // Digits past u64 name a position past any file: its end.
+                text if text.len() > 19 && text.bytes().all(|b| b.is_ascii_digit()) => None,
                 text => match number(text) {
                     Some(end) if end >= start => Some(end),
                     _ => return RangeAnswer::Whole,
@@ -55,6 +57,7 @@ mod tests {
 
     #[test]
     fn ranges_of_a_hundred_bytes() {
+        assert_eq!(answer(Some("bytes=10-99999999999999999999999"), 100), RangeAnswer::Part { start: 10, end: 99 });
         let of = |h: &str| answer(Some(h), 100);
         assert_eq!(answer(None, 100), RangeAnswer::Whole);
         assert_eq!(of("bytes=0-9"), RangeAnswer::Part { start: 0, end: 9 });

@@ -141,7 +141,11 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
     };
     let interval = std::time::Duration::from_millis(state.config.status_interval_ms);
     let id = queued.id.clone();
-    let mut job = RunJob::begin(&state.cache, queued, interval);
+    // Every line logged while the run goes (the agent's own included)
+    // carries its tenant, agent and run id.
+    let span = tracing::info_span!("run", tenant = %tenant, agent = %agent, run = %id);
+    let _entered = span.enter();
+    let mut job = RunJob::begin(&state.cache, queued, interval).stop_when(state.stopping.clone());
     let outcome = run.execute(&mut store, &mut |report| job.observe(report));
     state.add_run_totals(&tenant, &agent, &super::RunTotals::of(&outcome));
     let settled = mcp_engine::quarantine::settle(&state.control, &state.config.quarantine, &tenant, &agent, &outcome);

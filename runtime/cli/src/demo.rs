@@ -61,10 +61,21 @@ pub fn run(
     models: Option<Arc<ModelManager>>,
     options: &DemoOptions,
 ) -> Result<Vec<AgentOutcome>, DemoError> {
+    run_observed(config, agents_dir, models, options, &mut |_, _| {})
+}
+
+/// As [`run`], showing `progress` each agent's report after each batch.
+pub fn run_observed(
+    config: &McpConfig,
+    agents_dir: &Path,
+    models: Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+    progress: &mut dyn FnMut(&str, &RunReport),
+) -> Result<Vec<AgentOutcome>, DemoError> {
     let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
     let mut registry = Registry::new(sandbox);
     registry.discover(agents_dir)?;
-    run_with(config, &Arc::new(registry), models, options, &config.data_dir.join("demo"))
+    run_with(config, &Arc::new(registry), models, options, &config.data_dir.join("demo"), progress)
 }
 
 /// Detection quality per agent with rules only, the model only and both,
@@ -84,7 +95,10 @@ pub fn evaluate(
     for mode in ["rules", "model", "both"] {
         let options = DemoOptions { seed, entries_per_type, detection: Some(mode.to_string()) };
         let dir = config.data_dir.join(format!("evaluate-{mode}"));
-        results.push((mode.to_string(), run_with(config, &registry, Some(models.clone()), &options, &dir)?));
+        results.push((
+            mode.to_string(),
+            run_with(config, &registry, Some(models.clone()), &options, &dir, &mut |_, _| {})?,
+        ));
     }
     Ok(results)
 }
@@ -95,6 +109,7 @@ fn run_with(
     models: Option<Arc<ModelManager>>,
     options: &DemoOptions,
     dir: &Path,
+    progress: &mut dyn FnMut(&str, &RunReport),
 ) -> Result<Vec<AgentOutcome>, DemoError> {
     let io = |source| DemoError::Io { path: dir.display().to_string(), source };
     if dir.exists() {
@@ -122,7 +137,13 @@ fn run_with(
         if let Some(models) = &models {
             run = run.models(models.clone());
         }
-        let run = run.build()?.execute(&mut store, &mut |_| std::ops::ControlFlow::Continue(())).result?;
+        let run = run
+            .build()?
+            .execute(&mut store, &mut |report| {
+                progress(&agent, report);
+                std::ops::ControlFlow::Continue(())
+            })
+            .result?;
         let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
         let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
         outcomes.push(AgentOutcome { run, detection });

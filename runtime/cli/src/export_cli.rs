@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use mcp_engine::config::McpConfig;
 use mcp_engine::export::{ExportFormat, ExportProgress, ExportSpec, write_export};
 use mcp_storage::control::{Caller, ControlStore, Role};
@@ -91,6 +90,12 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if let Ok(time) = humantime::parse_rfc3339_weak(text) {
         return millis(time);
     }
+    // A day alone is its first instant, in UTC.
+    if text.len() == 10
+        && let Ok(time) = humantime::parse_rfc3339_weak(&format!("{text}T00:00:00Z"))
+    {
+        return millis(time);
+    }
     match humantime::parse_duration(text) {
         Ok(span) => {
             millis(std::time::SystemTime::now().checked_sub(span).ok_or(format!("'{text}' reaches before 1970"))?)
@@ -154,13 +159,31 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
     if !store_path.exists() {
         bail!("no anomaly store at {}: nothing has been detected yet (mcp run)", store_path.display());
     }
-    if args.output.exists() && !args.force {
-        bail!("{} exists; pass --force to replace it", args.output.display());
+    if args.output.as_os_str() == "-" {
+        bail!("-o needs a file: an export is written whole, then named, and its sha256 is of that file");
+    }
+    if let Ok(existing) = std::fs::symlink_metadata(&args.output) {
+        if !existing.file_type().is_file() {
+            bail!("{} is not a regular file; refusing to replace it", args.output.display());
+        }
+        if !args.force {
+            bail!("{} exists; pass --force to replace it", args.output.display());
+        }
     }
     let (folder, file_name) = split_output(&args.output)?;
     let dir = cap_std::fs::Dir::open_ambient_dir(&folder, cap_std::ambient_authority())
         .with_context(|| format!("cannot open the folder {}", folder.display()))?;
     let store = AnomalyStore::open(&store_path)?;
+    // What the API refuses as selecting nothing, the command refuses too.
+    let control = ControlStore::open(&config.control_db())?;
+    if tenant != config.tenant && !control.tenants()?.contains(&tenant) {
+        bail!("--tenant: no tenant named '{tenant}' (mcp tenants list)");
+    }
+    for agent in &args.agent {
+        if !store.agent_has_anomalies(&tenant, agent)? {
+            bail!("--agent: tenant {tenant} has no anomalies of an agent named '{agent}'");
+        }
+    }
     let limits = config.exports;
     let spec = ExportSpec {
         filter,
@@ -169,21 +192,14 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
         max_rows: limits.max_rows,
         row_group_rows: limits.row_group_rows,
     };
-    let bar = ProgressBar::new(0);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let mut bar = crate::progress::Progress::new("export", Some(0));
     let mut progress = |done: &ExportProgress| {
-        bar.set_length(done.to_examine.max(1));
-        bar.set_position(done.examined);
-        bar.set_message(format!("{} rows", done.rows));
+        bar.update(done.examined, Some(done.to_examine), || format!("{} rows", done.rows));
         ControlFlow::Continue(())
     };
     let written = write_export(&store, &spec, &dir, &file_name, &mut progress);
-    bar.finish_and_clear();
+    bar.finish();
     let file = written.with_context(|| format!("exporting to {}", args.output.display()))?;
-    let control = ControlStore::open(&config.control_db())?;
     let operator = Caller { token_id: 0, tenant: tenant.clone(), role: Role::Admin };
     let detail = format!("{} {} rows sha256 {} (mcp export)", args.output.display(), file.rows, file.sha256);
     control.audit(&operator, "export.cli", &detail)?;
@@ -227,5 +243,6 @@ mod tests {
         let now = mcp_storage::jobstatus::now_ms();
         assert!((now - 86_400_000 - day_ago).abs() < 60_000, "{day_ago}");
         assert!(parse_time("yesterday").is_err());
+        assert_eq!(parse_time("2026-01-01"), Ok(1_767_225_600_000));
     }
 }

@@ -25,6 +25,7 @@ mod bench_models;
 mod bench_pipeline;
 mod export_cli;
 mod models_cli;
+mod progress;
 
 use mcp_cli::{demo, training};
 
@@ -37,8 +38,17 @@ struct Cli {
     /// Folder of agent components (default: the config's agents_dir, else the bundled agents).
     #[arg(long, global = true)]
     agents_dir: Option<PathBuf>,
+    /// Log lines as text or as JSON objects (default: the config's log_format, MCP_LOG_FORMAT, else text).
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -103,11 +113,33 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Check the configuration (file and MCP_* environment) and what it points to.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Rows of the configured log source that were set aside, with why.
     Quarantine {
         #[command(subcommand)]
         command: QuarantineCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Every problem of the file and the environment (unknown keys, bad values, unreadable folders,
+    /// schema files, models, PostgreSQL and Redis reachable), each with where it came from; exits
+    /// non-zero on any.
+    Check {
+        /// Do not connect to PostgreSQL and Redis.
+        #[arg(long)]
+        offline: bool,
+        /// An environment file (KEY=VALUE lines, as systemd's EnvironmentFile) read over the environment.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+    },
+    /// The MemoryMax and TasksMax a service manager should hold `mcp serve` to, from the sandbox's ceilings.
+    Limits,
 }
 
 #[derive(Subcommand)]
@@ -222,18 +254,58 @@ enum BudgetsCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
+    let cli = Cli::parse();
+    // The flag wins; else the configuration's choice, when it loads (a
+    // configuration that does not is reported by run()).
+    let json = match cli.log_format {
+        Some(flag) => matches!(flag, LogFormatArg::Json),
+        None => McpConfig::load(cli.config.as_deref())
+            .is_ok_and(|config| config.log_format == mcp_engine::config::LogFormat::Json),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        logs.json().with_current_span(true).with_span_list(true).init();
+    } else {
         // Colour codes only for a terminal, not in a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match run(Cli::parse()) {
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints each problem of the configuration, or what was checked; the exit
+/// code says whether there was any.
+fn config_check(path: Option<&Path>, env_file: Option<&Path>, services: bool) -> Result<ExitCode> {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    if let Some(file) = env_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (name, value) =
+                line.split_once('=').with_context(|| format!("{}: '{line}' is not KEY=VALUE", file.display()))?;
+            let value = value.trim().trim_matches('"');
+            env.retain(|(existing, _)| existing != name.trim());
+            env.push((name.trim().to_string(), value.to_string()));
+        }
+    }
+    let report = mcp_engine::config_check::check(path, env, services);
+    for checked in &report.checked {
+        println!("ok       {checked}");
+    }
+    for problem in &report.problems {
+        println!("problem  {problem}");
+    }
+    if report.problems.is_empty() {
+        println!("the configuration is sound");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} problem(s)", report.problems.len());
+        Ok(ExitCode::FAILURE)
     }
 }
 
@@ -256,7 +328,18 @@ pub(crate) fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    // A configuration that does not load is what `config check` is for.
+    if let Command::Config { command: ConfigCommand::Check { offline, env_file } } = &cli.command {
+        return config_check(cli.config.as_deref(), env_file.as_deref(), !offline);
+    }
     let config = McpConfig::load(cli.config.as_deref())?;
+    // Reading the configuration writes nothing (setup_prod.sh runs it as
+    // root, before the data folder belongs to the service's user).
+    if let Command::Config { command: ConfigCommand::Limits } = &cli.command {
+        let (memory, tasks) = mcp_engine::config_check::service_limits(&config);
+        println!("MemoryMax={memory}\nTasksMax={tasks}");
+        return Ok(ExitCode::SUCCESS);
+    }
     assets::install(&config)?;
     match cli.command {
         Command::Demo { seed, entries } => {
@@ -271,7 +354,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             let models = config.model_manager()?;
             let options = DemoOptions { seed, entries_per_type: entries, detection: None };
-            let outcomes = demo::run(&config, &dir, Some(models.clone()), &options)?;
+            let mut bar: Option<(String, progress::Progress)> = None;
+            let outcomes = demo::run_observed(&config, &dir, Some(models.clone()), &options, &mut |agent, report| {
+                if bar.as_ref().is_none_or(|(shown, _)| shown != agent) {
+                    if let Some((_, done)) = bar.take() {
+                        done.finish();
+                    }
+                    bar = Some((agent.to_string(), progress::Progress::new(agent, None)));
+                }
+                if let Some((_, shown)) = bar.as_mut() {
+                    shown.update(report.entries, None, || {
+                        format!("{} entries, {} anomalies", report.entries, report.anomalies)
+                    });
+                }
+            });
+            if let Some((_, done)) = bar.take() {
+                done.finish();
+            }
+            let outcomes = outcomes?;
             println!(
                 "{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
                 "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
@@ -423,7 +523,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let outcome = RunBuilder::new(&config, registry.clone(), source.clone(), &config.tenant, &name)
                     .tenant_control(&control)
                     .and_then(|run| run.models(models.clone()).build())
-                    .map(|run| run.execute_as_job(&mut store, &cache, interval, |_| {}));
+                    .map(|run| {
+                        let mut bar = progress::Progress::new(&name, None);
+                        let ran = run.execute_as_job(&mut store, &cache, interval, &mut |report| {
+                            bar.update(report.entries, None, || {
+                                format!("{} entries, {} anomalies", report.entries, report.anomalies)
+                            })
+                        });
+                        bar.finish();
+                        ran
+                    });
                 if let Ok((outcome, _)) = &outcome {
                     let settled =
                         mcp_engine::quarantine::settle(&control, &config.quarantine, &config.tenant, &name, outcome)?;
@@ -486,10 +595,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let source = config.log_source()?;
-            let input = std::io::BufReader::new(
-                std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+            let opened = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            let size = opened.metadata().map(|m| m.len()).ok();
+            let input = std::io::BufReader::new(opened);
+            let mut bar = progress::Progress::new("load", size);
+            let report = mcp_storage::source::load::load_json_lines_observed(
+                &*source,
+                &config.tenant,
+                &log_type,
+                input,
+                &mut |bytes| bar.update(bytes, size, || format!("{} MiB", bytes >> 20)),
             );
-            let report = mcp_storage::source::load::load_json_lines(&*source, &config.tenant, &log_type, input)?;
+            bar.finish();
+            let report = report?;
             println!(
                 "loaded {} '{log_type}' lines into the {} source for tenant {} ({} unreadable, stored for quarantine)",
                 report.lines,
@@ -575,9 +693,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("control plane on http://{address} (OpenAPI at /openapi.json, docs at /docs)");
             let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache)?);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(mcp_api::serve(address, state))?;
+            let timeout = std::time::Duration::from_millis(config.shutdown_timeout_ms);
+            let drained =
+                runtime.block_on(mcp_api::serve_until(address, state, mcp_api::terminate_signal(), timeout))?;
+            println!(
+                "stopped: {} waiting runs and {} waiting exports withdrawn; {}",
+                drained.runs_withdrawn,
+                drained.exports_withdrawn,
+                if drained.settled {
+                    "every run and export going stopped at a committed batch"
+                } else {
+                    "some were still going at the bound and end with the process (the next run resumes from its checkpoint)"
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
+        // Both answered before the assets are installed (above).
+        Command::Config { .. } => Ok(ExitCode::SUCCESS),
         Command::Jobs { command: JobsCommand::List } => {
             let cache = config.shared_cache()?;
             println!("{}\n", cache.describe());

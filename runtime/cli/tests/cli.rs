@@ -209,8 +209,76 @@ fn export_writes_a_file_with_its_sha256_and_refuses_what_it_cannot_do() -> Resul
     assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"), "{again:?}");
     let inverted = mcp(dir.path(), &["export", "--since", "1d", "--until", "2d", "-o", "x.csv"]);
     assert!(String::from_utf8_lossy(&inverted.stderr).contains("--until: is before --since"), "{inverted:?}");
+    // Only a regular file is replaced, and filters that select nothing are named.
+    std::fs::create_dir_all(dir.path().join("a-folder"))?;
+    for (args, said) in [
+        (vec!["export", "-o", "a-folder", "--force"], "not a regular file"),
+        (vec!["export", "-o", "-"], "-o needs a file"),
+        (vec!["export", "--agent", "nobody", "-o", "n.csv"], "--agent: tenant acme has no anomalies"),
+        (vec!["export", "--tenant", "acmee", "-o", "n.csv"], "--tenant: no tenant named 'acmee'"),
+    ] {
+        let refused = mcp(dir.path(), &args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(said), "{args:?}: {stderr}");
+    }
+    assert!(dir.path().join("a-folder").is_dir() && !dir.path().join("a-folder.part").exists());
+    assert!(!dir.path().join("n.csv").exists(), "a refused export wrote a file");
     let control = mcp_storage::control::ControlStore::open(&dir.path().join("data/control.db"))?;
     let audit = control.audit_trail("acme", None, 10)?;
     assert!(audit.iter().any(|e| e.action == "export.cli" && e.detail.contains(&sha256)), "{audit:?}");
+    Ok(())
+}
+
+/// `mcp config check` names every problem of a broken deployment, each
+/// with where it came from, and exits non-zero; a sound one passes.
+#[test]
+fn config_check_names_each_problem() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let schemas = dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas)?;
+    std::fs::write(schemas.join("dns.yaml"), "log_type: dns\nfields: [this is not a field list\n")?;
+    let models = dir.path().join("models/dns/2");
+    std::fs::create_dir_all(&models)?;
+    std::fs::write(models.join("model.onnx"), b"not a model")?;
+    std::fs::write(models.join("metadata.json"), "{}")?;
+    let file = format!(
+        "data_dir = {:?}\nbatch_sise = 10\nreplay_ms = \"soon\"\nlisten = \"everywhere\"\n\
+         schema_dir = {schemas:?}\nmodels_dir = {:?}\nagents_dir = {:?}\n\
+         database_url = \"postgres://nobody@127.0.0.1:1/none\"\nredis_url = \"redis://127.0.0.1:1/0\"\n\
+         [sandbox]\nmax_instances = \"many\"\n[retry]\nmax_attempts = 1\n",
+        dir.path().join("data"),
+        dir.path().join("models"),
+        dir.path().join("no-agents-here"),
+    );
+    std::fs::write(dir.path().join("mcp.toml"), file)?;
+    let env_file = dir.path().join("mcp.env");
+    std::fs::write(&env_file, "# secrets\nMCP_BATCH_SIZ=5\nMCP_SANDBOX_BUDGET=\"epoch\"\n")?;
+    let env_arg = env_file.display().to_string();
+    let checked = mcp(dir.path(), &["config", "check", "--env-file", &env_arg]);
+    let said = stdout(&checked);
+    assert!(!checked.status.success(), "{said}");
+    for named in [
+        "mcp.toml: batch_sise: unknown field",
+        "mcp.toml: replay_ms: invalid type",
+        "mcp.toml: sandbox.max_instances",
+        "environment: MCP_BATCH_SIZ",
+        "listen: 'everywhere'",
+        "agents_dir: ",
+        "dns.yaml",
+        "models_dir: dns/2",
+        "database_url: PostgreSQL does not answer",
+        "redis_url: Redis does not answer",
+    ] {
+        assert!(said.contains(named), "`{named}` not named:\n{said}");
+    }
+    let problems: Vec<&str> = said.lines().filter(|l| l.starts_with("problem")).collect();
+    assert_eq!(problems.len(), 10, "{said}");
+    assert!(!problems.iter().any(|l| l.contains("MCP_SANDBOX_BUDGET")), "a sound variable was named:\n{said}");
+    assert!(!dir.path().join("data").exists(), "the check made the data folder");
+
+    std::fs::write(dir.path().join("mcp.toml"), format!("data_dir = {:?}\n", dir.path().join("data")))?;
+    let sound = mcp(dir.path(), &["config", "check"]);
+    assert!(sound.status.success(), "{}", stdout(&sound));
+    assert!(stdout(&sound).contains("the configuration is sound"), "{}", stdout(&sound));
     Ok(())
 }

@@ -5,7 +5,6 @@
 //! points come back from its state snapshot) included; `tests/all/runs.rs`
 //! shows deterministically that a restart without that state loses findings.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -15,6 +14,9 @@ use mcp_fixtures::BUNDLED_SCHEMAS;
 use mcp_storage::schema::SchemaFiles;
 use mcp_storage::source::{LogSource, NewRow, PgLogSource};
 use mcp_synth as generator;
+
+mod common;
+use common::stored;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -68,19 +70,6 @@ fn mcp(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mcp"));
     command.arg("--config").arg(dir.join("mcp.toml")).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
     command
-}
-
-/// (agent, log id, label)
-type Stored = BTreeSet<(String, i64, String)>;
-
-/// Every stored (agent, log id, label), and how many rows hold them.
-fn stored(dir: &Path) -> Result<(Stored, usize)> {
-    let conn = rusqlite::Connection::open(dir.join("data").join("anomalies.db"))?;
-    let mut stmt = conn.prepare("SELECT agent, log_id, label FROM anomalies")?;
-    let rows: Vec<(String, i64, String)> =
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-    let count = rows.len();
-    Ok((rows.into_iter().collect(), count))
 }
 
 /// A small deterministic generator for kill delays; the seed is printed.

@@ -46,6 +46,10 @@ pub struct ExportLimits {
     pub row_group_rows: usize,
     /// Days a finished export (file and record) is kept; 0 keeps them.
     pub retention_days: u32,
+    /// Exports (records, whatever their state) a tenant may keep at once.
+    pub kept_per_tenant: u64,
+    /// Bytes of completed export files a tenant may keep at once.
+    pub kept_bytes_per_tenant: u64,
 }
 
 impl Default for ExportLimits {
@@ -57,6 +61,8 @@ impl Default for ExportLimits {
             running: 2,
             row_group_rows: 65_536,
             retention_days: 30,
+            kept_per_tenant: 200,
+            kept_bytes_per_tenant: 10 << 30,
         }
     }
 }
@@ -73,6 +79,17 @@ impl ExportLimits {
             queued_per_tenant: per_tenant.max(1),
         }
     }
+}
+
+/// How the process writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Lines for a person: time, level, span fields, message.
+    #[default]
+    Text,
+    /// One JSON object a line, span fields included, for a log pipeline.
+    Json,
 }
 
 /// The whole configuration.
@@ -108,6 +125,11 @@ pub struct McpConfig {
     pub metrics_listen: Option<String>,
     /// Largest agent component `POST /v1/agents` accepts, in bytes.
     pub max_upload_bytes: usize,
+    /// `text` or `json`; `--log-format` overrides it.
+    pub log_format: LogFormat,
+    /// How long `mcp serve` waits at SIGTERM or SIGINT for runs and exports
+    /// to stop at a committed batch, in milliseconds.
+    pub shutdown_timeout_ms: u64,
     /// The most work one anomaly page query may do, in SQLite steps; a
     /// page over it is refused as too broad (docs/api_usage.md).
     pub page_query_steps: u64,
@@ -160,6 +182,8 @@ impl Default for McpConfig {
             listen: "127.0.0.1:8080".into(),
             metrics_listen: None,
             max_upload_bytes: 16 << 20,
+            shutdown_timeout_ms: 30_000,
+            log_format: LogFormat::Text,
             page_query_steps: mcp_storage::store::PAGE_QUERY_STEPS,
             batch_size: 1000,
             replay_ms: 900_000,
@@ -207,6 +231,12 @@ impl McpConfig {
         if !overridden.is_empty() {
             origin = format!("{origin} with {}", overridden.join(", "));
         }
+        Self::from_table(table, origin)
+    }
+
+    /// The configuration a table (the file with the environment applied)
+    /// holds, checked whole.
+    pub(crate) fn from_table(table: toml::Table, origin: String) -> Result<Self, ConfigError> {
         let mut config: McpConfig =
             table.try_into().map_err(|source| ConfigError::Parse { path: origin.clone(), source })?;
         config.origin = origin;
@@ -317,43 +347,52 @@ impl McpConfig {
     }
 }
 
+/// Top-level keys an `MCP_<KEY>` variable may set.
+const TOP: &[&str] = &[
+    "data_dir",
+    "tenant",
+    "agents_dir",
+    "schema_dir",
+    "batch_size",
+    "replay_ms",
+    "database_url",
+    "database_schema",
+    "redis_url",
+    "redis_prefix",
+    "status_interval_ms",
+    "models_dir",
+    "model_watch_ms",
+    "listen",
+    "max_upload_bytes",
+    "shutdown_timeout_ms",
+    "log_format",
+    "database_connections",
+    "metrics_listen",
+    "page_query_steps",
+];
+
+/// `[sandbox]` keys an `MCP_SANDBOX_<KEY>` variable may set.
+const SANDBOX: &[&str] = &[
+    "budget",
+    "call_timeout_ms",
+    "fuel_per_call",
+    "memory_bytes",
+    "stack_bytes",
+    "max_instances",
+    "max_anomalies_per_call",
+    "max_query_page",
+    "max_state_bytes",
+];
+
 /// Environment variables that override the file: `MCP_<KEY>` for a top-level
 /// key and `MCP_SANDBOX_<KEY>` for a `[sandbox]` key, the key in capitals.
 /// A value is read as TOML when it parses as a number or boolean, else as
 /// text. An `MCP_` variable that names no key is an error, like an unknown
 /// key in the file.
-fn apply_env(
+pub(crate) fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<String>, ConfigError> {
-    const TOP: &[&str] = &[
-        "data_dir",
-        "tenant",
-        "agents_dir",
-        "schema_dir",
-        "batch_size",
-        "replay_ms",
-        "database_url",
-        "database_schema",
-        "redis_url",
-        "redis_prefix",
-        "status_interval_ms",
-        "models_dir",
-        "model_watch_ms",
-        "listen",
-        "max_upload_bytes",
-    ];
-    const SANDBOX: &[&str] = &[
-        "budget",
-        "call_timeout_ms",
-        "fuel_per_call",
-        "memory_bytes",
-        "stack_bytes",
-        "max_instances",
-        "max_anomalies_per_call",
-        "max_query_page",
-        "max_state_bytes",
-    ];
     let mut applied = Vec::new();
     let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("MCP_")).collect();
     vars.sort();
@@ -411,6 +450,30 @@ mod tests {
         assert_eq!(config.sandbox.call_timeout_ms, 750);
         assert_eq!(config.sandbox.budget, mcp_sandbox::BudgetKind::Fuel);
         assert!(config.origin().contains("MCP_TENANT") && config.origin().contains("MCP_SANDBOX_CALL_TIMEOUT_MS"));
+        Ok(())
+    }
+
+    /// config/mcp.env.example names every variable there is, and only those.
+    #[test]
+    fn the_environment_example_lists_every_variable() -> Result<(), Box<dyn std::error::Error>> {
+        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/mcp.env.example"))?;
+        let listed: Vec<String> = example
+            .lines()
+            .map(|l| l.trim_start_matches('#').trim())
+            .filter_map(|l| l.split_once('=').map(|(name, _)| name.to_string()))
+            .filter(|name| name.starts_with("MCP_"))
+            .collect();
+        let every = TOP
+            .iter()
+            .map(|k| format!("MCP_{}", k.to_ascii_uppercase()))
+            .chain(SANDBOX.iter().map(|k| format!("MCP_SANDBOX_{}", k.to_ascii_uppercase())));
+        for name in every {
+            assert!(listed.contains(&name), "config/mcp.env.example lacks {name}");
+        }
+        for name in &listed {
+            let mut table = toml::Table::new();
+            assert!(apply_env(&mut table, [(name.clone(), "1".to_string())]).is_ok(), "{name} names no key");
+        }
         Ok(())
     }
 

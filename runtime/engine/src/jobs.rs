@@ -5,6 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::pipeline::{RunError, RunReport};
@@ -18,7 +20,15 @@ pub struct RunJob<'a> {
     interval: Duration,
     last_write: Option<Instant>,
     write_failures: u64,
+    /// Set when the process shuts down: the run stops after its batch.
+    stopping: Option<Arc<AtomicBool>>,
+    stopped_for_shutdown: bool,
 }
+
+/// What a run stopped by a shutdown says: it is not an operator's cancel,
+/// and nothing is lost.
+pub const SHUTDOWN_REASON: &str =
+    "the server shut down; the run stopped after a committed batch and its next run resumes from the checkpoint";
 
 /// A new job id: time-ordered, unguessable enough not to collide.
 pub fn new_job_id(kind: &str) -> String {
@@ -61,7 +71,15 @@ impl<'a> RunJob<'a> {
     /// Records the queued run `queued` as running from now.
     pub fn begin(cache: &'a SharedCache, queued: JobStatus, interval: Duration) -> Self {
         let status = JobStatus { state: JobState::Running, ..queued };
-        let mut job = RunJob { cache, status, interval, last_write: None, write_failures: 0 };
+        let mut job = RunJob {
+            cache,
+            status,
+            interval,
+            last_write: None,
+            write_failures: 0,
+            stopping: None,
+            stopped_for_shutdown: false,
+        };
         // Every counter from the start, so a run that fails before its first
         // batch still says it read nothing.
         job.set_counters(&RunReport::default());
@@ -86,6 +104,13 @@ impl<'a> RunJob<'a> {
         }
     }
 
+    /// Stops the run after its current batch once `stopping` is set (a
+    /// server shutting down), recorded as cancelled with [`SHUTDOWN_REASON`].
+    pub fn stop_when(mut self, stopping: Arc<AtomicBool>) -> Self {
+        self.stopping = Some(stopping);
+        self
+    }
+
     pub fn id(&self) -> &str {
         &self.status.id
     }
@@ -106,6 +131,10 @@ impl<'a> RunJob<'a> {
         // Counted at every batch, written once per interval: a run that
         // fails between writes still reports how far it got.
         self.set_counters(report);
+        if self.stopping.as_ref().is_some_and(|stopping| stopping.load(Ordering::Relaxed)) {
+            self.stopped_for_shutdown = true;
+            return ControlFlow::Break(());
+        }
         if self.last_write.is_some_and(|at| at.elapsed() < self.interval) {
             return ControlFlow::Continue(());
         }
@@ -133,6 +162,8 @@ impl<'a> RunJob<'a> {
                     if matches!(error, RunError::Cancelled { .. }) { JobState::Cancelled } else { JobState::Failed };
                 if self.status.state == JobState::Failed {
                     self.status.error = Some(error.to_string());
+                } else if self.stopped_for_shutdown {
+                    self.status.error = Some(SHUTDOWN_REASON.to_string());
                 }
                 self.status.stopped_after_id =
                     error.after_id().or_else(|| self.status.counters.get("checkpoint").copied());

@@ -9,6 +9,7 @@
 //! It must not know HTTP: the control plane and the `mcp` binary call it.
 
 pub mod config;
+pub mod config_check;
 pub mod export;
 pub mod imports;
 pub mod jobs;

@@ -234,6 +234,42 @@ impl RunQueue {
         self.changed.notify_all();
     }
 
+    /// Stops taking runs and takes every waiting one out of the queue,
+    /// for a server that shuts down: (tenant, id) of each, never started.
+    pub fn close_and_drain(&self) -> Vec<(String, String)> {
+        let mut state = self.lock();
+        state.closed = true;
+        let waiting = std::mem::take(&mut state.waiting);
+        state.waiting_total = 0;
+        let mut drained = Vec::new();
+        for (tenant, runs) in waiting {
+            for run in runs {
+                state.busy.remove(&(tenant.clone(), run.agent));
+                drained.push((tenant.clone(), run.id));
+            }
+        }
+        drop(state);
+        self.changed.notify_all();
+        drained
+    }
+
+    /// Waits until no run is going, at most `timeout`; whether none is.
+    pub fn wait_idle(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut state = self.lock();
+        while !state.running.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = match self.changed.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        true
+    }
+
     fn work(&self) {
         loop {
             let (tenant, run) = {

@@ -232,18 +232,24 @@ impl Run {
     }
 
     /// As [`Run::execute`], recording job status in `cache` every
-    /// `interval` and honouring cancel requests; `started` sees the job's
-    /// first status before the first batch.
+    /// `interval` and honouring cancel requests; `progress` sees the
+    /// report after each committed batch.
     pub fn execute_as_job(
         self,
         store: &mut AnomalyStore,
         cache: &SharedCache,
         interval: Duration,
-        started: impl FnOnce(&JobStatus),
+        progress: &mut dyn FnMut(&RunReport),
     ) -> (RunOutcome, JobStatus) {
         let mut job = RunJob::start(cache, &self.tenant, &self.agent, self.source.name(), interval);
-        started(job.status());
-        let outcome = self.execute(store, &mut |report| job.observe(report));
+        // Every line logged while the run goes (the agent's own included)
+        // carries its tenant, agent and run id.
+        let span = tracing::info_span!("run", tenant = %self.tenant, agent = %self.agent, run = %job.id());
+        let _entered = span.enter();
+        let outcome = self.execute(store, &mut |report| {
+            progress(report);
+            job.observe(report)
+        });
         job.record_faults(outcome.faults);
         job.finish(&outcome.result, &outcome.usage);
         (outcome, job.status().clone())

@@ -41,21 +41,31 @@ pub struct FilterError {
 }
 
 impl ExportFilter {
-    /// Refuses ranges that end before they start and scores outside 0..=1.
+    /// Refuses time ranges that end where or before they start (the end is
+    /// exclusive), score ranges that end before they start, and scores
+    /// outside 0..=1.
     pub fn check(&self) -> Result<(), FilterError> {
         let inverted = |field: &'static str, start: &'static str| FilterError {
             field,
             reason: format!("is before {start}; the range would select nothing"),
         };
+        let empty = |field: &'static str, start: &'static str| FilterError {
+            field,
+            reason: format!("is not after {start} (the end is exclusive); the range would select nothing"),
+        };
         if let (Some(from), Some(to)) = (self.from_ms, self.to_ms)
-            && to < from
+            && to <= from
         {
-            return Err(inverted("to_ms", "from_ms"));
+            return Err(if to < from { inverted("to_ms", "from_ms") } else { empty("to_ms", "from_ms") });
         }
         if let (Some(from), Some(to)) = (self.detected_from_ms, self.detected_to_ms)
-            && to < from
+            && to <= from
         {
-            return Err(inverted("detected_to_ms", "detected_from_ms"));
+            return Err(if to < from {
+                inverted("detected_to_ms", "detected_from_ms")
+            } else {
+                empty("detected_to_ms", "detected_from_ms")
+            });
         }
         for (field, score) in [("min_score", self.min_score), ("max_score", self.max_score)] {
             if score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
@@ -246,12 +256,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inverted_ranges_and_scores_are_named() {
+    fn empty_and_inverted_ranges_and_scores_are_named() {
         let base = ExportFilter { tenant: "t".into(), ..ExportFilter::default() };
         assert_eq!(base.check(), Ok(()));
         let field = |f: ExportFilter| f.check().err().map(|e| e.field);
         assert_eq!(field(ExportFilter { from_ms: Some(5), to_ms: Some(4), ..base.clone() }), Some("to_ms"));
-        assert_eq!(field(ExportFilter { from_ms: Some(5), to_ms: Some(5), ..base.clone() }), None);
+        // The end is exclusive: an equal end selects nothing either.
+        assert_eq!(field(ExportFilter { from_ms: Some(5), to_ms: Some(5), ..base.clone() }), Some("to_ms"));
+        assert_eq!(field(ExportFilter { from_ms: Some(5), to_ms: Some(6), ..base.clone() }), None);
         assert_eq!(
             field(ExportFilter { detected_from_ms: Some(9), detected_to_ms: Some(1), ..base.clone() }),
             Some("detected_to_ms")

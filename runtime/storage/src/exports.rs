@@ -196,6 +196,19 @@ impl ControlStore {
         .map(i64::unsigned_abs)
     }
 
+    /// `tenant`'s exports kept (every record) and the bytes of its files.
+    pub fn kept_exports(&self, tenant: &str) -> Result<(u64, u64), ControlError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'completed' THEN bytes ELSE 0 END), 0)
+                 FROM exports WHERE tenant = ?1",
+                [tenant],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+        })
+        .map(|(count, bytes)| (count.unsigned_abs(), bytes.unsigned_abs()))
+    }
+
     /// Removes `tenant`'s export record `id`; whether it existed.
     pub fn forget_export(&self, tenant: &str, id: &str) -> Result<bool, ControlError> {
         self.with(|c| c.execute("DELETE FROM exports WHERE tenant = ?1 AND id = ?2", params![tenant, id]))

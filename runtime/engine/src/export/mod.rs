@@ -198,12 +198,10 @@ pub fn write_export(
     progress: &mut dyn FnMut(&ExportProgress) -> ControlFlow<()>,
 ) -> Result<ExportedFile, ExportError> {
     let partial = format!("{file_name}.part");
-    let written = write_partial(store, spec, dir, &partial, progress);
+    let written = write_partial(store, spec, dir, &partial, progress)
+        .and_then(|exported| dir.rename(&partial, dir, file_name).map(|()| exported).map_err(ExportError::from));
     match written {
-        Ok(exported) => {
-            dir.rename(&partial, dir, file_name)?;
-            Ok(exported)
-        }
+        Ok(exported) => Ok(exported),
         Err(error) => {
             if let Err(e) = dir.remove_file(&partial) {
                 tracing::warn!(file = partial, "cannot remove a partial export: {e}");

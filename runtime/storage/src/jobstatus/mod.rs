@@ -93,6 +93,15 @@ impl SharedCache {
         }
     }
 
+    /// Whether the store answers: Redis's PING (retried as configured),
+    /// always for the in-process store.
+    pub fn ping(&self) -> Result<(), CacheError> {
+        match self {
+            SharedCache::Redis(redis) => redis.ping(),
+            SharedCache::Local(_) => Ok(()),
+        }
+    }
+
     /// One line for start-up: where job status lives and whether it is reachable.
     pub fn describe(&self) -> String {
         match self {

@@ -35,10 +35,24 @@ pub fn load_json_lines(
     log_type: &str,
     input: impl BufRead,
 ) -> Result<LoadReport, LoadError> {
+    load_json_lines_observed(source, tenant, log_type, input, &mut |_| {})
+}
+
+/// As [`load_json_lines`], telling `progress` the bytes read so far after
+/// each chunk is stored.
+pub fn load_json_lines_observed(
+    source: &dyn LogSource,
+    tenant: &str,
+    log_type: &str,
+    input: impl BufRead,
+    progress: &mut dyn FnMut(u64),
+) -> Result<LoadReport, LoadError> {
     let mut report = LoadReport::default();
+    let mut bytes_read = 0u64;
     let mut pending = Vec::with_capacity(CHUNK);
     for (number, line) in input.lines().enumerate() {
         let line = line.map_err(|e| LoadError::Read { line: number + 1, source: e })?;
+        bytes_read += line.len() as u64 + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -59,6 +73,7 @@ pub fn load_json_lines(
         if pending.len() == CHUNK {
             report.lines += source.append(tenant, log_type, &pending)?;
             pending.clear();
+            progress(bytes_read);
         }
     }
     report.lines += source.append(tenant, log_type, &pending)?;
