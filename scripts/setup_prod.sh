@@ -15,8 +15,11 @@
 # as installed. Without it: /usr/local/bin, /etc/mcp, /var/lib/mcp and
 # /etc/systemd/system, as root.
 set -euo pipefail
+called_from="$(pwd)"
 cd "$(dirname "$0")/.."
 source_tree="$(pwd)"
+# Paths given are the caller's, not the checkout's.
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$called_from/$1" ;; esac; }
 
 prefix=""
 binary=""
@@ -27,8 +30,8 @@ uninstall=false
 purge=false
 while [ $# -gt 0 ]; do
     case "$1" in
-        --prefix) prefix="$(mkdir -p "$2" && cd "$2" && pwd)"; shift 2 ;;
-        --binary) binary="$2"; shift 2 ;;
+        --prefix) prefix="$(absolute "$2")"; mkdir -p "$prefix"; prefix="$(cd "$prefix" && pwd)"; shift 2 ;;
+        --binary) binary="$(absolute "$2")"; shift 2 ;;
         --listen) listen="$2"; shift 2 ;;
         --memory-max) memory_max="$2"; shift 2 ;;
         --tasks-max) tasks_max="$2"; shift 2 ;;
@@ -60,15 +63,29 @@ changes=0
 said() { echo "setup_prod.sh: $*"; }
 
 if $uninstall; then
+    if [ -z "$prefix" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now mcp.service || true
+    fi
+    # The config and environment files are the operator's (secrets among
+    # them): kept unless --purge, as Debian keeps a package's conffiles.
     if [ -f "$manifest" ]; then
         while IFS= read -r path; do
-            [ -n "$path" ] && rm -f "$path" "$path.new" && said "removed $path"
+            [ -n "$path" ] || continue
+            case "$path" in
+                "$etc_dir/mcp.toml" | "$etc_dir/mcp.env")
+                    if $purge; then rm -f "$path" "$path.new" && said "removed $path"; else rm -f "$path.new"; said "kept $path (--purge removes it)"; fi ;;
+                *) rm -f "$path" "$path.new" && said "removed $path" ;;
+            esac
         done < "$manifest"
-        rm -f "$manifest"
+        if $purge; then
+            rm -f "$manifest" "$etc_dir/.shipped"
+        else
+            grep -xF -e "$etc_dir/mcp.toml" -e "$etc_dir/mcp.env" "$manifest" > "$manifest.tmp" || true
+            mv "$manifest.tmp" "$manifest"
+        fi
     fi
     rmdir "$etc_dir" 2>/dev/null || true
     if [ -z "$prefix" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-        systemctl disable --now mcp.service 2>/dev/null || true
         systemctl daemon-reload
     fi
     if $purge; then
@@ -81,15 +98,24 @@ if $uninstall; then
     exit 0
 fi
 
-# Installs $2 (a file) as $1 with mode $3 unless identical; an operator's
-# edit is kept and the new version written beside it as .new.
+# Installs $2 (a file) as $1 with mode $3 unless identical. With "keep",
+# a file that differs from what this script last shipped there is the
+# operator's edit: it stays, and the new version goes beside it as .new.
+shipped="$etc_dir/.shipped"
 install_file() {
     local target="$1" source="$2" mode="$3" kept="${4:-replace}"
     mkdir -p "$(dirname "$target")"
     if [ -f "$target" ] && cmp -s "$target" "$source"; then
         return
     fi
+    local edited=false
     if [ -f "$target" ] && [ "$kept" = keep ]; then
+        local last now
+        last="$(sed -n "s|^\([0-9a-f]*\)  $target\$|\1|p" "$shipped" 2>/dev/null)"
+        now="$(sha256sum "$target" | cut -d' ' -f1)"
+        [ "$last" = "$now" ] || edited=true
+    fi
+    if $edited; then
         if [ -f "$target.new" ] && cmp -s "$target.new" "$source"; then
             return
         fi
@@ -97,7 +123,13 @@ install_file() {
         said "kept your $target; the one this version ships is $target.new (compare them)"
     else
         install -m "$mode" "$source" "$target"
+        rm -f "$target.new"
         said "installed $target"
+        if [ "$kept" = keep ]; then
+            grep -vF "  $target" "$shipped" 2>/dev/null > "$shipped.tmp" || true
+            echo "$(sha256sum "$target" | cut -d' ' -f1)  $target" >> "$shipped.tmp"
+            mv "$shipped.tmp" "$shipped"
+        fi
     fi
     changes=$((changes + 1))
     grep -qxF "$target" "$manifest" 2>/dev/null || echo "$target" >> "$manifest"
@@ -132,7 +164,7 @@ cat > "$work/mcp.service" <<EOF
 # Installed by scripts/setup_prod.sh; edit a drop-in (systemctl edit mcp), not this file.
 [Unit]
 Description=MCP, a WebAssembly sandbox for log-anomaly agents
-Documentation=https://github.com/mcp/mcp/blob/main/docs/deployment.md
+# Local PostgreSQL and Redis, when they are on this machine, start first.
 After=network-online.target postgresql.service redis-server.service
 Wants=network-online.target
 StartLimitIntervalSec=300
@@ -213,6 +245,9 @@ if [ "$changes" -eq 0 ]; then
 else
     said "$changes change(s)"
 fi
+for pending in "$etc_dir/mcp.toml.new" "$etc_dir/mcp.env.new"; do
+    [ -f "$pending" ] && said "waiting for you: $pending (merge it into ${pending%.new}, then remove it)"
+done
 cat <<EOF
   binary   $bin_dir/mcp
   config   $etc_dir/mcp.toml  (check it: $bin_dir/mcp --config $etc_dir/mcp.toml config check)

@@ -38,6 +38,10 @@ struct Cli {
     /// Folder of agent components (default: the config's agents_dir, else the bundled agents).
     #[arg(long, global = true)]
     agents_dir: Option<PathBuf>,
+    /// An environment file (KEY=VALUE lines, as systemd's EnvironmentFile=) whose MCP_* variables are read
+    /// over the process's own, so a command sees what the service sees.
+    #[arg(long, global = true)]
+    env_file: Option<PathBuf>,
     /// Log lines as text or as JSON objects (default: the config's log_format, MCP_LOG_FORMAT, else text).
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormatArg>,
@@ -134,9 +138,6 @@ enum ConfigCommand {
         /// Do not connect to PostgreSQL and Redis.
         #[arg(long)]
         offline: bool,
-        /// An environment file (KEY=VALUE lines, as systemd's EnvironmentFile) read over the environment.
-        #[arg(long)]
-        env_file: Option<PathBuf>,
     },
     /// The MemoryMax and TasksMax a service manager should hold `mcp serve` to, from the sandbox's ceilings.
     Limits,
@@ -259,8 +260,7 @@ fn main() -> ExitCode {
     // configuration that does not is reported by run()).
     let json = match cli.log_format {
         Some(flag) => matches!(flag, LogFormatArg::Json),
-        None => McpConfig::load(cli.config.as_deref())
-            .is_ok_and(|config| config.log_format == mcp_engine::config::LogFormat::Json),
+        None => load_config(&cli).is_ok_and(|config| config.log_format == mcp_engine::config::LogFormat::Json),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -279,20 +279,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// The process's environment with the MCP_* variables of `env_file` over
+/// it, read as systemd reads an EnvironmentFile: `#` and `;` comments,
+/// values in single or double quotes; an `export ` before a name is
+/// allowed, as shells write it.
+fn environment(env_file: Option<&Path>) -> Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = std::env::vars().collect();
+    let Some(file) = env_file else { return Ok(env) };
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let (name, value) = line
+            .split_once('=')
+            .with_context(|| format!("{}:{}: '{line}' is not NAME=VALUE", file.display(), number + 1))?;
+        let (name, value) = (name.trim(), value.trim());
+        let unquoted =
+            ['"', '\''].iter().find_map(|q| value.strip_prefix(*q).and_then(|v| v.strip_suffix(*q))).unwrap_or(value);
+        env.retain(|(existing, _)| existing != name);
+        env.push((name.to_string(), unquoted.to_string()));
+    }
+    Ok(env)
+}
+
+/// The configuration as `--config` and `--env-file` give it.
+fn load_config(cli: &Cli) -> Result<McpConfig> {
+    Ok(McpConfig::load_with_env(cli.config.as_deref(), environment(cli.env_file.as_deref())?)?)
+}
+
 /// Prints each problem of the configuration, or what was checked; the exit
 /// code says whether there was any.
-fn config_check(path: Option<&Path>, env_file: Option<&Path>, services: bool) -> Result<ExitCode> {
-    let mut env: Vec<(String, String)> = std::env::vars().collect();
-    if let Some(file) = env_file {
-        let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            let (name, value) =
-                line.split_once('=').with_context(|| format!("{}: '{line}' is not KEY=VALUE", file.display()))?;
-            let value = value.trim().trim_matches('"');
-            env.retain(|(existing, _)| existing != name.trim());
-            env.push((name.trim().to_string(), value.to_string()));
-        }
-    }
+fn config_check(path: Option<&Path>, env: Vec<(String, String)>, services: bool) -> Result<ExitCode> {
     let report = mcp_engine::config_check::check(path, env, services);
     for checked in &report.checked {
         println!("ok       {checked}");
@@ -329,10 +349,10 @@ pub(crate) fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     // A configuration that does not load is what `config check` is for.
-    if let Command::Config { command: ConfigCommand::Check { offline, env_file } } = &cli.command {
-        return config_check(cli.config.as_deref(), env_file.as_deref(), !offline);
+    if let Command::Config { command: ConfigCommand::Check { offline } } = &cli.command {
+        return config_check(cli.config.as_deref(), environment(cli.env_file.as_deref())?, !offline);
     }
-    let config = McpConfig::load(cli.config.as_deref())?;
+    let config = load_config(&cli)?;
     // Reading the configuration writes nothing (setup_prod.sh runs it as
     // root, before the data folder belongs to the service's user).
     if let Command::Config { command: ConfigCommand::Limits } = &cli.command {

@@ -2,7 +2,8 @@
 //! from the installed config and env file with no source tree, answers
 //! /healthz and stops cleanly at SIGTERM; a second install changes nothing
 //! and keeps an operator's edit; the unit passes `systemd-analyze verify`;
-//! `--uninstall` leaves the data and nothing else.
+//! `--uninstall` leaves the data, the config and the environment file and
+//! nothing else, `--purge` not even those.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -69,7 +70,7 @@ fn healthz(port: u16) -> Option<String> {
 }
 
 #[test]
-fn a_staged_install_runs_alone_is_idempotent_and_uninstalls_to_its_data() -> Result<()> {
+fn a_staged_install_runs_alone_is_idempotent_and_uninstalls_to_its_data_and_config() -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let stage = tempfile::tempdir()?;
     let root = stage.path();
@@ -116,8 +117,16 @@ fn a_staged_install_runs_alone_is_idempotent_and_uninstalls_to_its_data() -> Res
     assert!(second.contains("nothing to change"), "{second}");
     assert_eq!(files(root)?, before, "a second run changed the installation:\n{second}");
 
-    // An operator's edit survives, the shipped file goes beside it.
+    // A config nobody edited follows what the script ships (here another
+    // address), with nothing left beside it.
     let config = root.join("etc/mcp/mcp.toml");
+    let other_port = port.wrapping_add(1).max(1024);
+    let moved = setup(root, other_port, &[])?;
+    assert!(std::fs::read_to_string(&config)?.contains(&format!("127.0.0.1:{other_port}")), "{moved}");
+    assert!(!root.join("etc/mcp/mcp.toml.new").exists(), "an unedited config was treated as edited:\n{moved}");
+    setup(root, port, &[])?;
+
+    // An operator's edit survives, the shipped file goes beside it.
     let edited = format!("{}\nbatch_size = 500\n", std::fs::read_to_string(&config)?.replace("batch_size = 1000", ""));
     std::fs::write(&config, &edited)?;
     let third = setup(root, port, &[])?;
@@ -164,17 +173,30 @@ fn a_staged_install_runs_alone_is_idempotent_and_uninstalls_to_its_data() -> Res
     };
     assert!(status.success(), "SIGTERM: {status}");
 
-    // Uninstall: the data stays, nothing else.
-    let removed = Command::new("bash")
-        .arg(repository().join("scripts/setup_prod.sh"))
-        .arg("--prefix")
-        .arg(root)
-        .arg("--uninstall")
-        .output()?;
-    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
-    let left: Vec<PathBuf> =
-        files(root)?.into_keys().filter(|p| !p.starts_with("var")).filter(|p| !root.join(p).is_dir()).collect();
+    // Uninstall: the data and the operator's config and environment stay,
+    // nothing else; a purge takes those too.
+    let uninstall = |purge: bool| -> Result<()> {
+        let mut command = Command::new("bash");
+        command.arg(repository().join("scripts/setup_prod.sh")).arg("--prefix").arg(root).arg("--uninstall");
+        if purge {
+            command.arg("--purge");
+        }
+        let removed = command.output()?;
+        assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+        Ok(())
+    };
+    uninstall(false)?;
+    let left: Vec<PathBuf> = files(root)?
+        .into_keys()
+        .filter(|p| !p.starts_with("var"))
+        .filter(|p| !root.join(p).is_dir())
+        .filter(|p| !["mcp.toml", "mcp.env", ".installed", ".shipped"].iter().any(|kept| p.ends_with(kept)))
+        .collect();
     assert!(left.is_empty(), "--uninstall left {left:?}");
-    assert!(data.join("control.db").is_file(), "--uninstall removed the data");
+    assert!(!root.join("bin/mcp").exists() && !root.join("etc/systemd/system/mcp.service").exists());
+    assert!(config.is_file() && data.join("control.db").is_file(), "--uninstall removed the config or the data");
+    uninstall(true)?;
+    let left: Vec<PathBuf> = files(root)?.into_keys().filter(|p| !root.join(p).is_dir()).collect();
+    assert!(left.is_empty(), "--uninstall --purge left {left:?}");
     Ok(())
 }

@@ -398,6 +398,22 @@ pub(crate) fn apply_env(
     vars.sort();
     for (name, raw) in vars {
         let key = name["MCP_".len()..].to_ascii_lowercase();
+        // `MCP_REDIS_URL=` in an environment file means "not set", as the
+        // key left out of the file does; the default then holds.
+        if raw.is_empty()
+            && (TOP.contains(&key.as_str()) || key.strip_prefix("sandbox_").is_some_and(|k| SANDBOX.contains(&k)))
+        {
+            match key.strip_prefix("sandbox_") {
+                Some(inner) => {
+                    if let Some(toml::Value::Table(sandbox)) = table.get_mut("sandbox") {
+                        sandbox.remove(inner);
+                    }
+                }
+                None => drop(table.remove(&key)),
+            }
+            applied.push(name);
+            continue;
+        }
         let value = match raw.parse::<i64>() {
             Ok(i) => toml::Value::Integer(i),
             Err(_) => match raw.as_str() {
@@ -444,10 +460,16 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("mcp.toml");
         std::fs::write(&path, "tenant = \"file\"\nbatch_size = 10\n[sandbox]\nbudget = \"fuel\"\n")?;
-        let vars = env(&[("MCP_TENANT", "acme"), ("MCP_SANDBOX_CALL_TIMEOUT_MS", "750"), ("HOME", "/root")]);
+        let vars = env(&[
+            ("MCP_TENANT", "acme"),
+            ("MCP_SANDBOX_CALL_TIMEOUT_MS", "750"),
+            ("MCP_REDIS_URL", ""),
+            ("HOME", "/root"),
+        ]);
         let config = McpConfig::load_with_env(Some(&path), vars)?;
         assert_eq!((config.tenant.as_str(), config.batch_size), ("acme", 10));
         assert_eq!(config.sandbox.call_timeout_ms, 750);
+        assert_eq!(config.redis_url, None, "an empty variable leaves the key unset");
         assert_eq!(config.sandbox.budget, mcp_sandbox::BudgetKind::Fuel);
         assert!(config.origin().contains("MCP_TENANT") && config.origin().contains("MCP_SANDBOX_CALL_TIMEOUT_MS"));
         Ok(())

@@ -90,14 +90,16 @@ pub fn check(path: Option<&Path>, env: Vec<(String, String)>, services: bool) ->
     report
 }
 
-/// The limits a service manager should hold the server to, from the
-/// sandbox's ceilings: every instance at its memory ceiling plus a GiB for
-/// the stores, models and export buffers; a thread per run and export
-/// worker plus room for the async runtime and the database pools.
+/// The limits a service manager should hold the server to on this
+/// machine, from the sandbox's ceilings: every instance at its memory
+/// ceiling plus a GiB for the stores, models and export buffers; a thread
+/// per run and export worker, two per core (the async runtime's workers and
+/// blocking threads start per core) and room for the database pools.
 pub fn service_limits(config: &McpConfig) -> (u64, u64) {
     let instances = u64::from(config.sandbox.max_instances) * config.sandbox.memory_bytes as u64;
     let memory = instances.saturating_add(1 << 30);
-    let tasks = 128 + config.runs.running as u64 + config.exports.running as u64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    let tasks = 256 + 2 * cores + config.runs.running as u64 + config.exports.running as u64;
     (memory, tasks)
 }
 
@@ -235,7 +237,7 @@ fn schema_files(config: &McpConfig, report: &mut CheckReport) {
 }
 
 fn models(config: &McpConfig, report: &mut CheckReport) {
-    let Some(dir) = &config.models_dir else { return };
+    let Some(dir) = config.models_dir.as_ref().filter(|dir| dir.is_dir()) else { return };
     // The versions are read as the server reads them; its record of
     // activations (in data_dir) is left alone: a scratch one stands in.
     let scratch = match tempfile::tempdir() {

@@ -262,10 +262,11 @@ impl LogSource for PgLogSource {
     }
 
     fn ping(&self) -> Result<(), SourceError> {
-        let answered = self.runtime.block_on(tokio::time::timeout(
-            std::time::Duration::from_secs(2),
-            sqlx::query("SELECT 1").execute(&self.pool),
-        ));
+        // The timer is made inside the source's own runtime: a caller on no
+        // runtime (the command line's `config check`) has none to lend it.
+        let answered = self.runtime.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(2), sqlx::query("SELECT 1").execute(&self.pool)).await
+        });
         match answered {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(pg(e)),
