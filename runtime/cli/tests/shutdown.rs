@@ -110,6 +110,24 @@ fn run_status(dir: &Path, id: &str) -> Result<Value> {
     Ok(serde_json::json!({ "line": line, "error": error.map(str::trim) }))
 }
 
+/// Every checkpoint the store holds, for a failure's message.
+fn checkpoints(dir: &Path) -> Result<Vec<(String, String, String, i64)>> {
+    let conn = rusqlite::Connection::open(dir.join("data").join("anomalies.db"))?;
+    let mut stmt = conn.prepare("SELECT tenant, agent, log_source, last_id FROM checkpoints")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The entries `mcp run` says the wifi agent read.
+fn wifi_entries(said: &str) -> Result<u64> {
+    Ok(said
+        .lines()
+        .find(|l| l.starts_with("wifi"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .ok_or_else(|| format!("no wifi line in {said}"))?
+        .parse()?)
+}
+
 #[test]
 fn sigterm_stops_runs_at_a_committed_batch_and_the_next_run_resumes() -> Result<()> {
     // The reference: the same logs, run once without a stop.
@@ -118,6 +136,7 @@ fn sigterm_stops_runs_at_a_committed_batch_and_the_next_run_resumes() -> Result<
     load_logs(whole.path())?;
     let out = mcp(whole.path()).args(["run", "--agent", "wifi"]).output()?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reference_entries = wifi_entries(&String::from_utf8_lossy(&out.stdout))?;
     let (expected, _) = stored(whole.path())?;
     assert!(!expected.is_empty(), "the reference run found nothing to compare");
 
@@ -142,7 +161,8 @@ fn sigterm_stops_runs_at_a_committed_batch_and_the_next_run_resumes() -> Result<
             run["state"] == "running" || run["state"] == "queued",
             "the run ended before the stop ({run}); it needs more rows to be stopped mid-way"
         );
-        if entries > 0 {
+        // A few committed batches, so that the stop falls between two.
+        if entries >= 1_000 {
             break;
         }
         assert!(started.elapsed() < Duration::from_secs(120), "the run did not start: {run}");
@@ -182,13 +202,13 @@ fn sigterm_stops_runs_at_a_committed_batch_and_the_next_run_resumes() -> Result<
     let out = mcp(dir.path()).args(["run", "--agent", "wifi"]).output()?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let resumed = String::from_utf8_lossy(&out.stdout);
-    let entries: u64 = resumed
-        .lines()
-        .find(|l| l.starts_with("wifi"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .ok_or_else(|| format!("no wifi line in {resumed}"))?
-        .parse()?;
-    assert!(entries < WIFI_ROWS as u64, "the second run read everything again: {resumed}");
+    let entries = wifi_entries(&resumed)?;
+    assert!(
+        entries < reference_entries,
+        "the second run read {entries} entries of {reference_entries}: it did not start at the checkpoint \
+         ({checkpoint}): {resumed}\ncheckpoints: {:?}",
+        checkpoints(dir.path())
+    );
     let (got, rows) = stored(dir.path())?;
     assert_eq!(rows, got.len(), "an anomaly was stored twice");
     assert_eq!(got, expected, "the stopped and resumed run differs from the uninterrupted one");
