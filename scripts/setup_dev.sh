@@ -9,13 +9,14 @@
 #
 # --binary takes an `mcp` built elsewhere instead of building the release one.
 set -euo pipefail
+called_from="$(pwd)"
 cd "$(dirname "$0")/.."
 
 binary=""
 database="mcp_dev"
 while [ $# -gt 0 ]; do
     case "$1" in
-        --binary) binary="$2"; shift 2 ;;
+        --binary) case "$2" in /*) binary="$2" ;; *) binary="$called_from/$2" ;; esac; shift 2 ;;
         --database) database="$2"; shift 2 ;;
         -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup_dev.sh: unknown option $1 (see --help)" >&2; exit 2 ;;

@@ -313,10 +313,10 @@ fn counts(progress: &ExportProgress) -> ExportCounts {
     }
 }
 
-/// Runs export `id` to its end on this thread (a worker of the export queue).
 /// What an export stopped by the server's shutdown says.
 pub(crate) const SHUTDOWN_REASON: &str = "interrupted by the server's shutdown; start it again";
 
+/// Runs export `id` to its end on this thread (a worker of the export queue).
 fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
     let span = tracing::info_span!("export", tenant, export = id);
     let _entered = span.enter();
@@ -335,7 +335,7 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
         let mut recorded = Instant::now();
         let mut progress = |done: &ExportProgress| {
             last = *done;
-            if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            if state.is_stopping() {
                 return ControlFlow::Break(());
             }
             if !done.complete && recorded.elapsed() < PROGRESS_EVERY {
@@ -356,7 +356,7 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
     })();
     let finished = match &result {
         Ok(file) => state.control.finish_export(id, "completed", &counts(&last), Some(&file.sha256), None),
-        Err(ExportError::Cancelled) if state.stopping.load(std::sync::atomic::Ordering::Relaxed) => {
+        Err(ExportError::Cancelled) if state.is_stopping() => {
             state.control.finish_export(id, "failed", &counts(&last), None, Some(SHUTDOWN_REASON))
         }
         Err(ExportError::Cancelled) => state.control.finish_export(id, "cancelled", &counts(&last), None, None),

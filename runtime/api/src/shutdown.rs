@@ -27,6 +27,11 @@ pub struct Drained {
 }
 
 impl ApiState {
+    /// Whether the server is shutting down.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
     /// Stops the work of the server: see the module's comment. Blocking
     /// (the job status store may be Redis): call it off the async threads.
     pub fn shut_down(&self, timeout: Duration) -> Drained {

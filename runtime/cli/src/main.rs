@@ -256,11 +256,12 @@ enum BudgetsCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The flag wins; else the configuration's choice, when it loads (a
-    // configuration that does not is reported by run()).
+    // Read once, before logging starts, since it chooses how logs look; a
+    // configuration that does not load is reported by run().
+    let config = load_config(&cli);
     let json = match cli.log_format {
         Some(flag) => matches!(flag, LogFormatArg::Json),
-        None => load_config(&cli).is_ok_and(|config| config.log_format == mcp_engine::config::LogFormat::Json),
+        None => config.as_ref().is_ok_and(|config| config.log_format == mcp_engine::config::LogFormat::Json),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -270,7 +271,7 @@ fn main() -> ExitCode {
         // Colour codes only for a terminal, not in a log file or a pipe.
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     }
-    match run(cli) {
+    match run(cli, config) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -347,12 +348,12 @@ pub(crate) fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
     Ok(registry)
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
     // A configuration that does not load is what `config check` is for.
     if let Command::Config { command: ConfigCommand::Check { offline } } = &cli.command {
         return config_check(cli.config.as_deref(), environment(cli.env_file.as_deref())?, !offline);
     }
-    let config = load_config(&cli)?;
+    let config = config?;
     // Reading the configuration writes nothing (setup_prod.sh runs it as
     // root, before the data folder belongs to the service's user).
     if let Command::Config { command: ConfigCommand::Limits } = &cli.command {
@@ -383,9 +384,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     bar = Some((agent.to_string(), progress::Progress::new(agent, None)));
                 }
                 if let Some((_, shown)) = bar.as_mut() {
-                    shown.update(report.entries, None, || {
-                        format!("{} entries, {} anomalies", report.entries, report.anomalies)
-                    });
+                    shown.show_run(report);
                 }
             });
             if let Some((_, done)) = bar.take() {
@@ -545,11 +544,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .and_then(|run| run.models(models.clone()).build())
                     .map(|run| {
                         let mut bar = progress::Progress::new(&name, None);
-                        let ran = run.execute_as_job(&mut store, &cache, interval, &mut |report| {
-                            bar.update(report.entries, None, || {
-                                format!("{} entries, {} anomalies", report.entries, report.anomalies)
-                            })
-                        });
+                        let ran = run.execute_as_job(&mut store, &cache, interval, &mut |report| bar.show_run(report));
                         bar.finish();
                         ran
                     });

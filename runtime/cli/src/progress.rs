@@ -59,6 +59,11 @@ impl Progress {
         }
     }
 
+    /// A run's entries and anomalies so far (its total is not known).
+    pub fn show_run(&mut self, report: &mcp_engine::pipeline::RunReport) {
+        self.update(report.entries, None, || format!("{} entries, {} anomalies", report.entries, report.anomalies));
+    }
+
     /// Removes the bar; the command prints its own summary after.
     pub fn finish(self) {
         if let Some(bar) = self.bar {

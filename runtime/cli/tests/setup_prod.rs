@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
+mod common;
+
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn repository() -> PathBuf {
@@ -162,15 +164,7 @@ fn a_staged_install_runs_alone_is_idempotent_and_uninstalls_to_its_data_and_conf
     };
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(data.join("control.db").is_file(), "the server did not keep its data in the installed data folder");
-    assert!(Command::new("kill").args(["-TERM", &server.id().to_string()]).status()?.success());
-    let stop = Instant::now();
-    let status = loop {
-        if let Some(status) = server.try_wait()? {
-            break status;
-        }
-        assert!(stop.elapsed() < Duration::from_secs(60), "the server did not stop at SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::terminate(&mut server, Duration::from_secs(60))?;
     assert!(status.success(), "SIGTERM: {status}");
 
     // Uninstall: the data and the operator's config and environment stay,

@@ -168,16 +168,7 @@ fn sigterm_stops_runs_at_a_committed_batch_and_the_next_run_resumes() -> Result<
         assert!(started.elapsed() < Duration::from_secs(120), "the run did not start: {run}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let killed = Command::new("kill").args(["-TERM", &server.id().to_string()]).status()?;
-    assert!(killed.success());
-    let stop = Instant::now();
-    let status = loop {
-        if let Some(status) = server.try_wait()? {
-            break status;
-        }
-        assert!(stop.elapsed() < Duration::from_secs(90), "the server did not stop within 90 s of SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = common::terminate(&mut server, Duration::from_secs(90))?;
     let mut said = String::new();
     if let Some(mut stdout) = server.stdout.take() {
         stdout.read_to_string(&mut said)?;

@@ -211,11 +211,7 @@ impl McpConfig {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let path = match path {
-            Some(p) => Some(p.to_path_buf()),
-            None if Path::new(DEFAULT_CONFIG).exists() => Some(PathBuf::from(DEFAULT_CONFIG)),
-            None => None,
-        };
+        let path = config_path(path);
         let (mut table, mut origin) = match &path {
             Some(path) => {
                 let name = path.display().to_string();
@@ -347,6 +343,15 @@ impl McpConfig {
     }
 }
 
+/// The file read: `path` when given, else config/mcp.toml when it exists.
+pub(crate) fn config_path(path: Option<&Path>) -> Option<PathBuf> {
+    match path {
+        Some(p) => Some(p.to_path_buf()),
+        None if Path::new(DEFAULT_CONFIG).exists() => Some(PathBuf::from(DEFAULT_CONFIG)),
+        None => None,
+    }
+}
+
 /// Top-level keys an `MCP_<KEY>` variable may set.
 const TOP: &[&str] = &[
     "data_dir",
@@ -398,39 +403,34 @@ pub(crate) fn apply_env(
     vars.sort();
     for (name, raw) in vars {
         let key = name["MCP_".len()..].to_ascii_lowercase();
+        let (section, key) = match key.strip_prefix("sandbox_").filter(|k| SANDBOX.contains(k)) {
+            Some(sandbox_key) => {
+                let entry = table.entry("sandbox").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                // A `sandbox` of the file that is no table is the file's
+                // error, reported when the whole is read.
+                let toml::Value::Table(sandbox) = entry else {
+                    applied.push(name);
+                    continue;
+                };
+                (sandbox, sandbox_key.to_string())
+            }
+            None if TOP.contains(&key.as_str()) => (&mut *table, key),
+            None => return Err(ConfigError::UnknownEnv { name }),
+        };
         // `MCP_REDIS_URL=` in an environment file means "not set", as the
         // key left out of the file does; the default then holds.
-        if raw.is_empty()
-            && (TOP.contains(&key.as_str()) || key.strip_prefix("sandbox_").is_some_and(|k| SANDBOX.contains(&k)))
-        {
-            match key.strip_prefix("sandbox_") {
-                Some(inner) => {
-                    if let Some(toml::Value::Table(sandbox)) = table.get_mut("sandbox") {
-                        sandbox.remove(inner);
-                    }
-                }
-                None => drop(table.remove(&key)),
-            }
-            applied.push(name);
-            continue;
-        }
-        let value = match raw.parse::<i64>() {
-            Ok(i) => toml::Value::Integer(i),
-            Err(_) => match raw.as_str() {
-                "true" => toml::Value::Boolean(true),
-                "false" => toml::Value::Boolean(false),
-                _ => toml::Value::String(raw.clone()),
-            },
-        };
-        if let Some(sandbox_key) = key.strip_prefix("sandbox_").filter(|k| SANDBOX.contains(k)) {
-            let entry = table.entry("sandbox").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-            if let toml::Value::Table(sandbox) = entry {
-                sandbox.insert(sandbox_key.to_string(), value);
-            }
-        } else if TOP.contains(&key.as_str()) {
-            table.insert(key, value);
+        if raw.is_empty() {
+            section.remove(&key);
         } else {
-            return Err(ConfigError::UnknownEnv { name });
+            let value = match raw.parse::<i64>() {
+                Ok(i) => toml::Value::Integer(i),
+                Err(_) => match raw.as_str() {
+                    "true" => toml::Value::Boolean(true),
+                    "false" => toml::Value::Boolean(false),
+                    _ => toml::Value::String(raw.clone()),
+                },
+            };
+            section.insert(key, value);
         }
         applied.push(name);
     }

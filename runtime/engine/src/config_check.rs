@@ -4,9 +4,9 @@
 //! at each key and each `MCP_*` variable alone, then at what the values
 //! point to (folders, PostgreSQL, Redis, schema files, models).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::config::{DEFAULT_CONFIG, McpConfig, apply_env};
+use crate::config::{McpConfig, apply_env, config_path};
 
 /// One problem: where it came from (a file and key, a variable, a service)
 /// and what is wrong.
@@ -41,13 +41,12 @@ impl CheckReport {
 /// Redis when they are configured.
 pub fn check(path: Option<&Path>, env: Vec<(String, String)>, services: bool) -> CheckReport {
     let mut report = CheckReport::default();
-    let path = path.map(Path::to_path_buf).or_else(|| Some(PathBuf::from(DEFAULT_CONFIG)).filter(|p| p.exists()));
+    let path = config_path(path);
     let table = match &path {
         Some(path) => file_table(path, &mut report),
         None => Some(toml::Table::new()),
     };
     let Some(table) = table else { return report };
-    let env: Vec<(String, String)> = env.into_iter().filter(|(name, _)| name.starts_with("MCP_")).collect();
     let file = path.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     // Each part alone; those found wrong are left out of what is checked
     // whole next, so that the rest is still looked at.

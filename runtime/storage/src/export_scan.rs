@@ -49,24 +49,19 @@ impl ExportFilter {
             field,
             reason: format!("is before {start}; the range would select nothing"),
         };
-        let empty = |field: &'static str, start: &'static str| FilterError {
-            field,
-            reason: format!("is not after {start} (the end is exclusive); the range would select nothing"),
+        // A time range's end is exclusive: an end equal to its start
+        // selects nothing either.
+        let time_range = |field: &'static str, start: &'static str, from: Option<i64>, to: Option<i64>| match (from, to)
+        {
+            (Some(from), Some(to)) if to < from => Err(inverted(field, start)),
+            (Some(from), Some(to)) if to == from => Err(FilterError {
+                field,
+                reason: format!("is not after {start} (the end is exclusive); the range would select nothing"),
+            }),
+            _ => Ok(()),
         };
-        if let (Some(from), Some(to)) = (self.from_ms, self.to_ms)
-            && to <= from
-        {
-            return Err(if to < from { inverted("to_ms", "from_ms") } else { empty("to_ms", "from_ms") });
-        }
-        if let (Some(from), Some(to)) = (self.detected_from_ms, self.detected_to_ms)
-            && to <= from
-        {
-            return Err(if to < from {
-                inverted("detected_to_ms", "detected_from_ms")
-            } else {
-                empty("detected_to_ms", "detected_from_ms")
-            });
-        }
+        time_range("to_ms", "from_ms", self.from_ms, self.to_ms)?;
+        time_range("detected_to_ms", "detected_from_ms", self.detected_from_ms, self.detected_to_ms)?;
         for (field, score) in [("min_score", self.min_score), ("max_score", self.max_score)] {
             if score.is_some_and(|s| !(0.0..=1.0).contains(&s)) {
                 return Err(FilterError { field, reason: "must be between 0 and 1".into() });
