@@ -381,6 +381,10 @@ fn exports_are_the_tenants_own_and_bad_filters_are_named() -> anyhow::Result<()>
         (json!({ "format": "jsonl", "min_score": 1.5 }), "min_score"),
         (json!({ "format": "jsonl", "labels": [] }), "labels"),
         (json!({ "format": "jsonl", "severities": ["urgent"] }), "severities"),
+        (
+            json!({ "format": "jsonl", "severities": ["info", "low", "medium", "high", "critical", "info"] }),
+            "severities",
+        ),
         (json!({ "format": "jsonl", "sources": ["x".repeat(257)] }), "sources"),
         (json!({ "format": "jsonl", "labels": [""] }), "labels"),
         (json!({ "format": "jsonl", "models": ["no-version"] }), "models"),

@@ -386,17 +386,18 @@ fn bad_field(field: &str, why: &str) -> ApiError {
 
 /// What the document declares of a request, checked: bounds of lists and scores.
 fn check_declared(request: &ExportRequest) -> Result<(), ApiError> {
+    // The bounds the document declares: five severities, 100 of the rest.
     let lists = [
-        ("agents", request.agents.as_ref().map(Vec::len)),
-        ("log_types", request.log_types.as_ref().map(Vec::len)),
-        ("labels", request.labels.as_ref().map(Vec::len)),
-        ("severities", request.severities.as_ref().map(Vec::len)),
-        ("sources", request.sources.as_ref().map(Vec::len)),
-        ("models", request.models.as_ref().map(Vec::len)),
+        ("agents", request.agents.as_ref().map(Vec::len), MAX_FILTER_VALUES),
+        ("log_types", request.log_types.as_ref().map(Vec::len), MAX_FILTER_VALUES),
+        ("labels", request.labels.as_ref().map(Vec::len), MAX_FILTER_VALUES),
+        ("severities", request.severities.as_ref().map(Vec::len), 5),
+        ("sources", request.sources.as_ref().map(Vec::len), MAX_FILTER_VALUES),
+        ("models", request.models.as_ref().map(Vec::len), MAX_FILTER_VALUES),
     ];
-    for (field, length) in lists {
-        if length.is_some_and(|n| n == 0 || n > MAX_FILTER_VALUES) {
-            return Err(bad_field(field, &format!("must hold 1 to {MAX_FILTER_VALUES} values")));
+    for (field, length, most) in lists {
+        if length.is_some_and(|n| n == 0 || n > most) {
+            return Err(bad_field(field, &format!("must hold 1 to {most} values")));
         }
     }
     for (field, score) in [("min_score", request.min_score), ("max_score", request.max_score)] {
