@@ -203,6 +203,7 @@ impl ControlStore {
             .map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         conn.execute_batch(crate::exports::SCHEMA).map_err(wrap)?;
+        conn.execute_batch(crate::notify::channels::SCHEMA).map_err(wrap)?;
         crate::tenancy::migrate(&conn).map_err(wrap)?;
         Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
     }

@@ -16,6 +16,7 @@ pub mod control;
 pub mod export_scan;
 pub mod exports;
 pub mod grants;
+pub mod notify;
 pub mod jobstatus;
 pub mod quarantine;
 pub mod redact;

@@ -13,6 +13,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 use mcp_columns::Anomaly;
 
+use crate::notify::RouteBook;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS anomalies (
     id INTEGER PRIMARY KEY,
@@ -89,8 +91,8 @@ pub type AnomalyWithEntry = (Anomaly, Option<String>);
 #[derive(Debug, thiserror::Error)]
 #[error("anomaly store {path}: {source}")]
 pub struct StoreError {
-    path: String,
-    source: rusqlite::Error,
+    pub(crate) path: String,
+    pub(crate) source: rusqlite::Error,
 }
 
 impl StoreError {
@@ -151,6 +153,9 @@ pub struct AnomalyStore {
     pub(crate) conn: Connection,
     /// The work bound of one page query, in SQLite steps.
     page_query_steps: u64,
+    /// Where commits find the tenant's notification routes; none routes
+    /// nothing.
+    routes: Option<std::sync::Arc<RouteBook>>,
 }
 
 impl AnomalyStore {
@@ -162,6 +167,7 @@ impl AnomalyStore {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
+        conn.execute_batch(crate::notify::outbox::SCHEMA).map_err(wrap)?;
         // Stores made before models existed lack the model column.
         let has_model: bool = conn
             .query_row("SELECT COUNT(*) FROM pragma_table_info('anomalies') WHERE name = 'model'", [], |r| r.get(0))
@@ -169,9 +175,15 @@ impl AnomalyStore {
         if !has_model {
             conn.execute_batch("ALTER TABLE anomalies ADD COLUMN model TEXT").map_err(wrap)?;
         }
-        let store = AnomalyStore { path: name, conn, page_query_steps: PAGE_QUERY_STEPS };
+        let store = AnomalyStore { path: name, conn, page_query_steps: PAGE_QUERY_STEPS, routes: None };
         store.optimize()?;
         Ok(store)
+    }
+
+    /// Queues a notification for each new anomaly that `routes` sends to a
+    /// channel, in the transaction that stores it.
+    pub fn route_with(&mut self, routes: std::sync::Arc<RouteBook>) {
+        self.routes = Some(routes);
     }
 
     /// Bounds each page query at `steps` SQLite steps instead of
@@ -249,6 +261,13 @@ impl AnomalyStore {
         last_id: u64,
         state: Option<&[u8]>,
     ) -> Result<usize, StoreError> {
+        // Read before the transaction: a change of routes applies from the
+        // next batch, and the write lock is not held while reading them.
+        let routes = match (&self.routes, anomalies.is_empty()) {
+            (Some(book), false) => Some(book.routes(key.tenant)?).filter(|set| !set.is_empty()),
+            _ => None,
+        };
+        let now = crate::jobstatus::now_ms();
         let path = self.path.clone();
         let wrap = |source| StoreError { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(wrap)?;
@@ -261,7 +280,7 @@ impl AnomalyStore {
                 )
                 .map_err(wrap)?;
             for (a, fields) in anomalies {
-                inserted += insert
+                let new = insert
                     .execute(params![
                         key.tenant,
                         key.agent,
@@ -280,6 +299,14 @@ impl AnomalyStore {
                         provenance.model,
                     ])
                     .map_err(wrap)?;
+                inserted += new;
+                // An anomaly stored before (a rerun) was announced before.
+                if let (1, Some(routes)) = (new, &routes) {
+                    let id = tx.last_insert_rowid();
+                    for (channel, policy) in routes.channels_for(a) {
+                        crate::notify::outbox::enqueue(&tx, key.tenant, id, a, channel, policy, now).map_err(wrap)?;
+                    }
+                }
             }
             tx.execute(
                 "INSERT INTO checkpoints (tenant, agent, log_source, log_type, last_id) VALUES (?1, ?2, ?3, ?4, ?5)

@@ -1,0 +1,12 @@
+//! Notifications as MCP keeps them: each tenant's channels and routes in
+//! the control store, and the outbox in the anomaly store, written in the
+//! same transaction as the anomalies it announces. Sending is the
+//! `mcp-notify` crate's job; nothing here speaks HTTP or SMTP.
+
+pub mod channels;
+pub mod outbox;
+pub mod routing;
+
+pub use channels::{ChannelRecord, Managed, RouteRecord};
+pub use outbox::{Claimed, OutboxEntry, OutboxFilter, OutboxState};
+pub use routing::{RouteBook, RouteSet};
