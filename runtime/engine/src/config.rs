@@ -92,6 +92,66 @@ pub enum LogFormat {
     Json,
 }
 
+/// Environment variables whose names start with this hold secrets of
+/// notification channels (docs/notifications.md), not configuration: they
+/// are read when a message is sent, and never when the configuration is.
+pub const SECRET_ENV_PREFIX: &str = "MCP_SECRET_";
+
+/// The variable holding the key that seals secrets given to the API.
+pub const SECRETS_KEY_ENV: &str = "MCP_SECRETS_KEY";
+
+/// How notifications are delivered, from `[notifications]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationsConfig {
+    /// The channels and routes file applied at every start; the
+    /// repository's config/notifications.toml when unset.
+    pub file: Option<PathBuf>,
+    /// Whether `mcp serve` runs the delivery worker.
+    pub deliver: bool,
+    /// How long the worker sleeps when nothing is due, in milliseconds.
+    pub poll_ms: u64,
+    /// Notifications sent at once.
+    pub concurrency: usize,
+    /// How long a receiver may take to answer, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts before a notification is dead-lettered.
+    pub max_attempts: u32,
+    /// The first retry's delay; each next one doubles, with full jitter.
+    pub backoff_base_ms: u64,
+    /// The longest delay between two attempts.
+    pub backoff_max_ms: u64,
+    /// Whether channels may send to loopback, private, link-local and other
+    /// internal addresses. Off, a tenant cannot aim a webhook at the
+    /// deployment's own services.
+    pub allow_private_targets: bool,
+    /// The address links in messages point at (`https://mcp.example.com`);
+    /// `http://<listen>` when unset.
+    pub public_url: Option<String>,
+    /// Defaults of a channel that does not say.
+    pub dedup_window_s: u64,
+    pub rate_per_minute: u32,
+}
+
+impl Default for NotificationsConfig {
+    fn default() -> Self {
+        NotificationsConfig {
+            file: None,
+            deliver: true,
+            poll_ms: 500,
+            concurrency: 8,
+            timeout_ms: 10_000,
+            max_attempts: 8,
+            backoff_base_ms: 2_000,
+            backoff_max_ms: 900_000,
+            allow_private_targets: false,
+            public_url: None,
+            dedup_window_s: 600,
+            rate_per_minute: 30,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -157,6 +217,8 @@ pub struct McpConfig {
     pub exports: ExportLimits,
     /// How transient database failures are retried.
     pub retry: mcp_storage::source::RetryPolicy,
+    /// How notifications are delivered.
+    pub notifications: NotificationsConfig,
     /// Settings per agent name, handed to the agent through the config import.
     pub agents: BTreeMap<String, BTreeMap<String, toml::Value>>,
     /// Where this configuration came from, for messages.
@@ -193,6 +255,7 @@ impl Default for McpConfig {
             runs: crate::queue::RunLimits::default(),
             exports: ExportLimits::default(),
             retry: mcp_storage::source::RetryPolicy::default(),
+            notifications: NotificationsConfig::default(),
             agents: BTreeMap::new(),
             origin: "built-in defaults".into(),
         }
@@ -399,7 +462,10 @@ pub(crate) fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Vec<String>, ConfigError> {
     let mut applied = Vec::new();
-    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with("MCP_")).collect();
+    let mut vars: Vec<(String, String)> = env
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("MCP_") && !k.starts_with(SECRET_ENV_PREFIX) && k != SECRETS_KEY_ENV)
+        .collect();
     vars.sort();
     for (name, raw) in vars {
         let key = name["MCP_".len()..].to_ascii_lowercase();
