@@ -225,6 +225,12 @@ impl Api {
     pub(crate) fn get(&self, uri: &str, token: &str) -> anyhow::Result<Reply> {
         self.call("GET", uri, Some(token), None)
     }
+
+    /// Delivers the notifications due now, as the server's worker would.
+    pub(crate) fn deliver(&self) -> anyhow::Result<usize> {
+        let deliverer = self.state.deliverer.clone();
+        Ok(self.runtime.block_on(async move { deliverer.drain().await })?)
+    }
 }
 
 pub(crate) fn problem(reply: &Reply, status: StatusCode, code: &str) {

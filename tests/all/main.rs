@@ -10,6 +10,7 @@ mod exports;
 mod hostile;
 mod indexes;
 mod models;
+mod notifications;
 mod postgres;
 mod protocol;
 mod registry;

@@ -80,6 +80,12 @@ impl SeverityFilter {
             SeverityFilter::Critical => "critical",
         }
     }
+
+    pub(crate) fn parse(name: &str) -> Option<SeverityFilter> {
+        [SeverityFilter::Info, SeverityFilter::Low, SeverityFilter::Medium, SeverityFilter::High, SeverityFilter::Critical]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
 }
 
 /// An anomaly as served: the store's record, with its provenance.

@@ -15,6 +15,7 @@ mod exports;
 mod health;
 mod metrics;
 mod models;
+mod notifications;
 pub mod problem;
 mod range;
 mod runs;
@@ -88,6 +89,12 @@ pub struct ApiState {
     /// Set when the server shuts down: runs and exports stop at their next
     /// committed batch or window (shutdown.rs).
     pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Where runs' commits find each tenant's notification routes.
+    pub(crate) routes: Arc<mcp_storage::notify::RouteBook>,
+    /// Sends notifications: the worker `serve` starts, and channel tests.
+    pub deliverer: Arc<mcp_notify::Deliverer>,
+    /// Seals secrets given to the API (`MCP_SECRETS_KEY`).
+    pub(crate) secrets: mcp_notify::secret::SecretKey,
 }
 
 impl Drop for ApiState {
@@ -177,6 +184,16 @@ impl ApiState {
         cache: Arc<SharedCache>,
     ) -> std::io::Result<Self> {
         let anomalies_db = config.anomalies_db();
+        // The operator's channels and routes, as the file says now.
+        let (channels, routes) = mcp_notify::seed::apply(&control, &config.notifications)
+            .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
+        tracing::info!(channels, routes, "notification channels and routes from the file applied");
+        let route_book = mcp_storage::notify::RouteBook::open(&config.control_db())
+            .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
+        let deliverer =
+            mcp_notify::Deliverer::open(&config).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
+        let secrets =
+            mcp_notify::secret::SecretKey::load(&config.notifications).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
         let export_queue = mcp_engine::queue::RunQueue::start(config.exports.queue_limits())?;
         let store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
@@ -203,6 +220,9 @@ impl ApiState {
             source: Mutex::default(),
             tenant_models: Mutex::default(),
             stopping: Arc::default(),
+            routes: Arc::new(route_book),
+            deliverer,
+            secrets,
         };
         let mut state = state;
         state.uploads_dir = open_data_folder(&state.config.data_dir.join("agents"));
@@ -508,6 +528,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(exports::list_exports, exports::start_export))
         .routes(routes!(exports::get_export, exports::delete_export))
         .routes(routes!(exports::download_export))
+        .routes(routes!(notifications::list_channels))
+        .routes(routes!(notifications::get_channel, notifications::put_channel, notifications::delete_channel))
+        .routes(routes!(notifications::test_channel))
+        .routes(routes!(notifications::list_routes))
+        .routes(routes!(notifications::put_route, notifications::delete_route))
+        .routes(routes!(notifications::list_outbox))
+        .routes(routes!(notifications::get_outbox))
+        .routes(routes!(notifications::retry_outbox))
+        .routes(routes!(notifications::drop_outbox))
         .with_state(state.clone())
         .split_for_parts();
     let document = openapi.clone();
@@ -561,6 +590,12 @@ pub async fn serve_with_shutdown(
                 tracing::error!("the metrics listener stopped: {e}");
             }
         });
+    }
+    if state.config.notifications.deliver {
+        let deliverer = state.deliverer.clone();
+        let stopping = state.stopping.clone();
+        tokio::spawn(async move { deliverer.run(stopping).await });
+        tracing::info!("notification delivery started");
     }
     let sweeping = state.clone();
     tokio::spawn(async move {

@@ -155,5 +155,22 @@ fn text(state: &ApiState) -> String {
     let _ = writeln!(out, "# HELP mcp_runs_waiting Runs waiting in the queue.");
     let _ = writeln!(out, "# TYPE mcp_runs_waiting gauge");
     let _ = writeln!(out, "mcp_runs_waiting {}", load.waiting);
+    let channels = state.deliverer.metrics().snapshot(None);
+    let series: [(&str, &str, fn(&mcp_notify::worker::ChannelCounts) -> u64); 5] = [
+        ("mcp_notifications_delivered_total", "Notifications a receiver took.", |c| c.delivered),
+        ("mcp_notifications_retried_total", "Failed attempts that will be tried again.", |c| c.retried),
+        ("mcp_notifications_dead_lettered_total", "Notifications given up after their last attempt.", |c| {
+            c.dead_lettered
+        }),
+        ("mcp_notifications_folded_total", "Anomalies folded into delivered notifications.", |c| c.folded),
+        ("mcp_notifications_rate_limited_total", "Sends held back by a channel's rate limit.", |c| c.rate_limited),
+    ];
+    for (name, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for ((tenant, channel), counts) in &channels {
+            let _ = writeln!(out, "{name}{{tenant=\"{tenant}\",channel=\"{channel}\"}} {}", value(counts));
+        }
+    }
     out
 }

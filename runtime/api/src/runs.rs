@@ -132,7 +132,10 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
         Err(error) => return RunJob::never_started(&state.cache, queued, JobState::Failed, Some(error.to_string())),
     };
     let mut store = match mcp_storage::store::AnomalyStore::open(&state.anomalies_db) {
-        Ok(store) => store,
+        Ok(mut store) => {
+            store.route_with(state.routes.clone());
+            store
+        }
         Err(error) => {
             tracing::error!(tenant, agent, "cannot open the anomaly store for a run: {error}");
             let reason = "the anomaly store could not be opened; the server log says why".to_string();

@@ -25,6 +25,7 @@ mod bench_models;
 mod bench_pipeline;
 mod export_cli;
 mod models_cli;
+mod notify_cli;
 mod progress;
 
 use mcp_cli::{demo, training};
@@ -121,6 +122,11 @@ enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Notifications: a test message on a channel, delivery without a server, the outbox.
+    Notify {
+        #[command(subcommand)]
+        command: notify_cli::NotifyCommand,
     },
     /// Rows of the configured log source that were set aside, with why.
     Quarantine {
@@ -524,7 +530,10 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let source = config.log_source()?;
+            let control = ControlStore::open(&config.control_db())?;
+            notify_cli::apply_seed(&config, &control)?;
             let mut store = AnomalyStore::open(&config.anomalies_db())?;
+            store.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
             let cache = config.shared_cache()?;
             println!("{}", cache.describe());
             let models = config.model_manager()?;
@@ -536,7 +545,6 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 None => registry.list().filter(|a| a.enabled).map(|a| a.info.name.clone()).collect(),
             };
             let registry = Arc::new(registry);
-            let control = ControlStore::open(&config.control_db())?;
             let mut failed = false;
             for name in names {
                 let outcome = RunBuilder::new(&config, registry.clone(), source.clone(), &config.tenant, &name)
@@ -588,6 +596,17 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                         failed = true;
                         println!("{name:<10} failed: {e}");
                     }
+                }
+            }
+            // What the runs queued goes out now; what fails waits in the
+            // outbox for `mcp serve` or `mcp notify deliver`.
+            if config.notifications.deliver {
+                let deliverer = mcp_notify::Deliverer::open(&config)?;
+                let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+                let handled = runtime.block_on(deliverer.drain())?;
+                if handled > 0 {
+                    let delivered: u64 = deliverer.metrics().snapshot(None).iter().map(|(_, c)| c.delivered).sum();
+                    println!("notifications: {delivered} of {handled} delivered (the rest wait in the outbox: mcp notify outbox)");
                 }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -768,6 +787,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             println!("\n{} quarantined rows for tenant {}", rows.len(), config.tenant);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Notify { command } => notify_cli::run(&config, command),
         Command::Export(args) => {
             export_cli::run(&config, &args)?;
             Ok(ExitCode::SUCCESS)

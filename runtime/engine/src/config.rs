@@ -128,6 +128,10 @@ pub struct NotificationsConfig {
     /// The address links in messages point at (`https://mcp.example.com`);
     /// `http://<listen>` when unset.
     pub public_url: Option<String>,
+    /// A file holding the sealing key (64 hex digits), read instead of
+    /// `MCP_SECRETS_KEY` when set (for a key the service manager hands
+    /// over as a file).
+    pub secrets_key_file: Option<PathBuf>,
     /// Defaults of a channel that does not say.
     pub dedup_window_s: u64,
     pub rate_per_minute: u32,
@@ -146,6 +150,7 @@ impl Default for NotificationsConfig {
             backoff_max_ms: 900_000,
             allow_private_targets: false,
             public_url: None,
+            secrets_key_file: None,
             dedup_window_s: 600,
             rate_per_minute: 30,
         }

@@ -14,7 +14,7 @@ pub use mcp_engine::config::{SECRET_ENV_PREFIX, SECRETS_KEY_ENV};
 /// A secret as given or stored: `{"env": "MCP_SECRET_…"}`,
 /// `{"value": "…"}` (given to the API, sealed before it is stored) or
 /// `{"sealed": "…"}` (as stored).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Secret {
     Env(String),
@@ -59,8 +59,10 @@ pub enum SecretError {
         "{SECRETS_KEY_ENV} is not set: the server cannot store secrets; set it to 64 hex digits (`openssl rand -hex 32`), or reference an environment variable instead"
     )]
     NoKey,
-    #[error("{SECRETS_KEY_ENV} must be 64 hex digits (32 bytes)")]
+    #[error("{SECRETS_KEY_ENV} (or secrets_key_file) must be 64 hex digits (32 bytes)")]
     BadKey,
+    #[error("cannot read the secrets key file {0}")]
+    KeyFile(String),
     #[error("a stored secret cannot be opened with this {SECRETS_KEY_ENV} (was the key changed?)")]
     Unopenable,
     #[error("a secret must be given as {{\"env\": …}} or {{\"value\": …}}")]
@@ -84,6 +86,19 @@ impl SecretKey {
         match std::env::var(SECRETS_KEY_ENV) {
             Ok(text) if !text.is_empty() => SecretKey::from_hex(&text),
             _ => Ok(SecretKey(None)),
+        }
+    }
+
+    /// The key of `[notifications] secrets_key_file` when set, else of
+    /// `MCP_SECRETS_KEY`.
+    pub fn load(config: &mcp_engine::config::NotificationsConfig) -> Result<SecretKey, SecretError> {
+        match &config.secrets_key_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| SecretError::KeyFile(format!("{}: {e}", path.display())))?;
+                SecretKey::from_hex(&text)
+            }
+            None => SecretKey::from_env(),
         }
     }
 

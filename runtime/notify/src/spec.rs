@@ -9,7 +9,7 @@ use mcp_engine::config::NotificationsConfig;
 use mcp_storage::notify::{ChannelRecord, Managed};
 
 /// The kinds of channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A JSON POST signed with HMAC-SHA256 (docs/notifications.md).
@@ -34,7 +34,7 @@ impl Kind {
 }
 
 /// How an email channel secures its SMTP connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpTls {
     /// Plain connection upgraded with STARTTLS, which must succeed (port 587).
@@ -47,7 +47,7 @@ pub enum SmtpTls {
 }
 
 /// A channel's settings. Fields that do not apply to its kind are refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChannelSpec {
     pub kind: Kind,
@@ -59,8 +59,10 @@ pub struct ChannelSpec {
     pub signing_key: Option<Secret>,
     /// email: the SMTP server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 253)]
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SmtpTls>,
@@ -71,13 +73,16 @@ pub struct ChannelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 20)]
     pub to: Vec<String>,
     /// Anomalies of the same agent, source and label within this many
     /// seconds of the first are folded into one notification (0: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 86400)]
     pub dedup_window_s: Option<u64>,
     /// The most messages this channel sends a minute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 6000)]
     pub rate_per_minute: Option<u32>,
     #[serde(default = "enabled", skip_serializing_if = "Clone::clone")]
     pub enabled: bool,
@@ -144,9 +149,33 @@ impl ChannelSpec {
         })
     }
 
+    /// Checks the bounds the API's document declares (a request past them
+    /// does not match the document).
+    pub fn check_bounds(&self) -> Result<(), SpecError> {
+        if let Some(host) = &self.host
+            && (host.is_empty() || host.len() > 253)
+        {
+            return Err(refuse("host", "1 to 253 characters"));
+        }
+        if self.port == Some(0) {
+            return Err(refuse("port", "must be 1 to 65535"));
+        }
+        if self.to.len() > MAX_RECIPIENTS {
+            return Err(refuse("to", format!("at most {MAX_RECIPIENTS} recipients")));
+        }
+        if self.dedup_window_s.is_some_and(|s| s > MAX_DEDUP_WINDOW_S) {
+            return Err(refuse("dedup_window_s", format!("at most {MAX_DEDUP_WINDOW_S} (a day)")));
+        }
+        if self.rate_per_minute.is_some_and(|r| r == 0 || r > MAX_RATE_PER_MINUTE) {
+            return Err(refuse("rate_per_minute", format!("1 to {MAX_RATE_PER_MINUTE}")));
+        }
+        Ok(())
+    }
+
     /// Checks every field against the kind; `owner` decides which
     /// environment variables secrets may name.
     pub fn validate(&self, owner: &Owner) -> Result<(), SpecError> {
+        self.check_bounds()?;
         let applies: &[&str] = match self.kind {
             Kind::Webhook => &["url", "signing_key"],
             Kind::Slack => &["url"],
@@ -194,12 +223,9 @@ impl ChannelSpec {
             return Err(refuse("signing_key", "must be at least 16 characters"));
         }
         if let Some(host) = &self.host
-            && (host.is_empty() || host.len() > 253 || host.contains(|c: char| c.is_whitespace() || c == '/'))
+            && host.contains(|c: char| c.is_whitespace() || c == '/')
         {
             return Err(refuse("host", "must be a host name or address"));
-        }
-        if self.port == Some(0) {
-            return Err(refuse("port", "must be 1 to 65535"));
         }
         if self.username.is_some() != self.password.is_some() {
             let missing = if self.username.is_some() { "password" } else { "username" };
@@ -214,17 +240,8 @@ impl ChannelSpec {
         if let Some(from) = &self.from {
             from.parse::<lettre::message::Mailbox>().map_err(|e| refuse("from", format!("not an address: {e}")))?;
         }
-        if self.to.len() > MAX_RECIPIENTS {
-            return Err(refuse("to", format!("at most {MAX_RECIPIENTS} recipients")));
-        }
         for (i, to) in self.to.iter().enumerate() {
             to.parse::<lettre::message::Mailbox>().map_err(|e| refuse(&format!("to[{i}]"), format!("not an address: {e}")))?;
-        }
-        if self.dedup_window_s.is_some_and(|s| s > MAX_DEDUP_WINDOW_S) {
-            return Err(refuse("dedup_window_s", format!("at most {MAX_DEDUP_WINDOW_S} (a day)")));
-        }
-        if self.rate_per_minute.is_some_and(|r| r == 0 || r > MAX_RATE_PER_MINUTE) {
-            return Err(refuse("rate_per_minute", format!("1 to {MAX_RATE_PER_MINUTE}")));
         }
         Ok(())
     }

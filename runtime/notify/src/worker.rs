@@ -114,7 +114,7 @@ impl Deliverer {
             .trim_end_matches('/')
             .to_string();
         Ok(Arc::new(Deliverer {
-            sender: Sender::new(&settings, SecretKey::from_env()?)?,
+            sender: Sender::new(&settings, SecretKey::load(&settings)?)?,
             config: settings,
             control: ControlStore::open(control_db)?,
             store: Mutex::new(AnomalyStore::open(anomalies_db)?),
