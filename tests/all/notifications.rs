@@ -90,7 +90,8 @@ fn commit(api: &Api, tenant: &str, anomalies: &[(&str, &str, Severity, f32)]) ->
 }
 
 fn outbox(api: &Api, tenant: &'static str, query: &str) -> anyhow::Result<Vec<Value>> {
-    let page = ok(api.get(&format!("/v1/notifications/outbox{query}"), api.token(tenant, Role::ReadOnly))?, StatusCode::OK)?;
+    let page =
+        ok(api.get(&format!("/v1/notifications/outbox{query}"), api.token(tenant, Role::ReadOnly))?, StatusCode::OK)?;
     Ok(page["items"].as_array().cloned().unwrap_or_default())
 }
 
@@ -138,7 +139,10 @@ fn a_signed_webhook_gets_what_its_route_admits_with_a_link() -> anyhow::Result<(
     let id = body["anomaly"]["id"].as_i64().unwrap_or_default();
     assert_eq!(body["link"], format!("https://mcp.example/v1/anomalies/{id}"));
     // A route change applies to the next commit.
-    ok(put(&api, "alpha", "/v1/notifications/routes/crit", json!({"channel": "soc", "severities": ["high"]}))?, StatusCode::OK)?;
+    ok(
+        put(&api, "alpha", "/v1/notifications/routes/crit", json!({"channel": "soc", "severities": ["high"]}))?,
+        StatusCode::OK,
+    )?;
     commit(&api, "alpha", &[("10.0.0.4", "tunnel", Severity::High, 0.2)])?;
     api.deliver()?;
     assert_eq!(receiver.accepted().len(), 2);
@@ -154,7 +158,10 @@ fn a_signed_webhook_gets_what_its_route_admits_with_a_link() -> anyhow::Result<(
 fn the_same_kind_within_the_window_is_folded_and_counted() -> anyhow::Result<()> {
     let api = notify_api(true)?;
     let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
-    ok(put(&api, "alpha", "/v1/notifications/channels/soc", webhook(&receiver, json!({"dedup_window_s": 600})))?, StatusCode::CREATED)?;
+    ok(
+        put(&api, "alpha", "/v1/notifications/channels/soc", webhook(&receiver, json!({"dedup_window_s": 600})))?,
+        StatusCode::CREATED,
+    )?;
     ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "soc"}))?, StatusCode::CREATED)?;
     let storm: Vec<_> = (0..313).map(|_| ("10.0.0.9", "tunnel", Severity::High, 0.9)).collect();
     commit(&api, "alpha", &storm)?;
@@ -175,7 +182,13 @@ fn the_same_kind_within_the_window_is_folded_and_counted() -> anyhow::Result<()>
     assert_eq!(digests[0]["state"], "pending");
     assert!(digests[0]["next_attempt_ms"].as_i64() >= Some(mcp_storage::jobstatus::now_ms() + 500_000));
     let metrics = api.get("/metrics", api.token(crate::api::DEPLOYMENT, Role::ReadOnly))?;
-    assert!(metrics.body.as_str().unwrap_or_default().contains("mcp_notifications_folded_total{tenant=\"alpha\",channel=\"soc\"} 312"));
+    assert!(
+        metrics
+            .body
+            .as_str()
+            .unwrap_or_default()
+            .contains("mcp_notifications_folded_total{tenant=\"alpha\",channel=\"soc\"} 312")
+    );
     Ok(())
 }
 
@@ -186,7 +199,9 @@ fn a_storm_is_held_to_the_channels_rate() -> anyhow::Result<()> {
     let channel = webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 3}));
     ok(put(&api, "alpha", "/v1/notifications/channels/slow", channel)?, StatusCode::CREATED)?;
     ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "slow"}))?, StatusCode::CREATED)?;
-    let storm: Vec<_> = (0..20).map(|i| if i % 2 == 0 { ("a", "x", Severity::Low, 0.1) } else { ("b", "y", Severity::Low, 0.1) }).collect();
+    let storm: Vec<_> = (0..20)
+        .map(|i| if i % 2 == 0 { ("a", "x", Severity::Low, 0.1) } else { ("b", "y", Severity::Low, 0.1) })
+        .collect();
     commit(&api, "alpha", &storm)?;
     api.deliver()?;
     api.deliver()?;
@@ -202,12 +217,16 @@ fn a_storm_is_held_to_the_channels_rate() -> anyhow::Result<()> {
 fn failures_are_retried_then_dead_lettered_and_an_admin_retries_or_drops() -> anyhow::Result<()> {
     let api = notify_api(true)?;
     let flaky = HttpReceiver::start(Some(KEY), Mode::FailFirst(2))?;
-    ok(put(&api, "alpha", "/v1/notifications/channels/flaky", webhook(&flaky, json!({"dedup_window_s": 0})))?, StatusCode::CREATED)?;
+    ok(
+        put(&api, "alpha", "/v1/notifications/channels/flaky", webhook(&flaky, json!({"dedup_window_s": 0})))?,
+        StatusCode::CREATED,
+    )?;
     ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "flaky"}))?, StatusCode::CREATED)?;
     commit(&api, "alpha", &[("h1", "x", Severity::Medium, 0.5)])?;
     deliver_until(&api, "delivered after two failures", || Ok(flaky.accepted().len() == 1))?;
     let id = outbox(&api, "alpha", "")?[0]["id"].as_i64().unwrap_or_default();
-    let entry = ok(api.get(&format!("/v1/notifications/outbox/{id}"), api.token("alpha", Role::ReadOnly))?, StatusCode::OK)?;
+    let entry =
+        ok(api.get(&format!("/v1/notifications/outbox/{id}"), api.token("alpha", Role::ReadOnly))?, StatusCode::OK)?;
     assert_eq!(entry["state"], "delivered");
     let statuses: Vec<_> = entry["attempt_log"].as_array().into_iter().flatten().map(|a| a["status"].clone()).collect();
     assert_eq!(statuses, [json!(500), json!(500), json!(200)]);
@@ -224,16 +243,26 @@ fn failures_are_retried_then_dead_lettered_and_an_admin_retries_or_drops() -> an
     assert!(dead.iter().all(|e| e["attempts"] == 3 && e["last_error"].as_str().is_some_and(|x| x.contains("500"))));
     let (first, second) = (dead[0]["id"].as_i64().unwrap_or_default(), dead[1]["id"].as_i64().unwrap_or_default());
     let read_only = api.token("alpha", Role::ReadOnly);
-    problem(&api.call("POST", &format!("/v1/notifications/outbox/{first}/retry"), Some(read_only), None)?, StatusCode::FORBIDDEN, "forbidden");
+    problem(
+        &api.call("POST", &format!("/v1/notifications/outbox/{first}/retry"), Some(read_only), None)?,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     let admin = api.token("alpha", Role::TenantAdmin);
-    let retried = ok(api.call("POST", &format!("/v1/notifications/outbox/{first}/retry"), Some(admin), None)?, StatusCode::OK)?;
+    let retried =
+        ok(api.call("POST", &format!("/v1/notifications/outbox/{first}/retry"), Some(admin), None)?, StatusCode::OK)?;
     assert_eq!((retried["state"].clone(), retried["attempts"].clone()), (json!("pending"), json!(0)));
-    let dropped = ok(api.call("POST", &format!("/v1/notifications/outbox/{second}/drop"), Some(admin), None)?, StatusCode::OK)?;
+    let dropped =
+        ok(api.call("POST", &format!("/v1/notifications/outbox/{second}/drop"), Some(admin), None)?, StatusCode::OK)?;
     assert_eq!(dropped["state"], "dropped");
     flaky.set_mode(Mode::Ok);
     deliver_until(&api, "the retried one delivered", || Ok(flaky.accepted().contains(&format!("mcp-{first}"))))?;
     assert!(!flaky.accepted().contains(&format!("mcp-{second}")), "a dropped one is not sent");
-    problem(&api.call("POST", &format!("/v1/notifications/outbox/{first}/drop"), Some(admin), None)?, StatusCode::CONFLICT, "conflict");
+    problem(
+        &api.call("POST", &format!("/v1/notifications/outbox/{first}/drop"), Some(admin), None)?,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
     let metrics = api.get("/metrics", api.token(crate::api::DEPLOYMENT, Role::ReadOnly))?;
     let text = metrics.body.as_str().unwrap_or_default();
     assert!(text.contains("mcp_notifications_dead_lettered_total{tenant=\"alpha\",channel=\"flaky\"} 2"), "{text}");
@@ -250,7 +279,11 @@ fn a_receiver_that_hangs_times_out_and_is_tried_again() -> anyhow::Result<()> {
     commit(&api, "alpha", &[("h1", "x", Severity::High, 0.5)])?;
     let started = Instant::now();
     api.deliver()?;
-    assert!(started.elapsed() < Duration::from_secs(3), "the worker waited {:?} for a hung receiver", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the worker waited {:?} for a hung receiver",
+        started.elapsed()
+    );
     let entry = &outbox(&api, "alpha", "")?[0];
     assert_eq!(entry["state"], "pending");
     assert!(entry["last_error"].as_str().is_some_and(|e| e.contains("no answer within 300 ms")), "{entry}");
@@ -276,13 +309,21 @@ fn email_goes_through_smtp_with_authentication() -> anyhow::Result<()> {
     assert_eq!(mail.auth, Some(("mcp".into(), "smtp-password".into())));
     assert_eq!(mail.to, ["<soc@example.com>", "<oncall@example.com>"]);
     assert!(mail.data.contains("Subject: [MCP critical] exfiltration on 10.9.9.9 (dns)"), "{}", mail.data);
-    assert!(mail.data.contains("Reason: a reason") && mail.data.contains("https://mcp.example/v1/anomalies/"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Reason: a reason") && mail.data.contains("https://mcp.example/v1/anomalies/"),
+        "{}",
+        mail.data
+    );
     let entry = &outbox(&api, "alpha", "")?[0];
     let id = entry["id"].as_i64().unwrap_or_default();
-    let entry = ok(api.get(&format!("/v1/notifications/outbox/{id}"), api.token("alpha", Role::ReadOnly))?, StatusCode::OK)?;
+    let entry =
+        ok(api.get(&format!("/v1/notifications/outbox/{id}"), api.token("alpha", Role::ReadOnly))?, StatusCode::OK)?;
     assert_eq!(entry["attempt_log"][0]["status"], 250, "the SMTP reply code: {entry}");
     // The test endpoint answers with what the server said.
-    let test = ok(api.call("POST", "/v1/notifications/channels/mail/test", Some(api.token("alpha", Role::TenantAdmin)), None)?, StatusCode::OK)?;
+    let test = ok(
+        api.call("POST", "/v1/notifications/channels/mail/test", Some(api.token("alpha", Role::TenantAdmin)), None)?,
+        StatusCode::OK,
+    )?;
     assert_eq!(test["delivered"], true, "{test}");
     assert_eq!(test["status"], 250);
     assert!(sink.mails().last().is_some_and(|m| m.data.contains("test message")));
@@ -290,7 +331,10 @@ fn email_goes_through_smtp_with_authentication() -> anyhow::Result<()> {
     let wrong = json!({"kind": "email", "host": "127.0.0.1", "port": sink.port, "tls": "none",
         "username": "mcp", "password": {"value": "wrong"}, "from": "mcp@example.com", "to": ["soc@example.com"]});
     ok(put(&api, "alpha", "/v1/notifications/channels/mail", wrong)?, StatusCode::OK)?;
-    let test = ok(api.call("POST", "/v1/notifications/channels/mail/test", Some(api.token("alpha", Role::TenantAdmin)), None)?, StatusCode::OK)?;
+    let test = ok(
+        api.call("POST", "/v1/notifications/channels/mail/test", Some(api.token("alpha", Role::TenantAdmin)), None)?,
+        StatusCode::OK,
+    )?;
     assert_eq!(test["delivered"], false);
     assert_eq!(test["status"], 535, "{test}");
     Ok(())
@@ -308,19 +352,43 @@ fn another_tenants_channels_and_notifications_are_invisible_and_unusable() -> an
     let listed = ok(api.get("/v1/notifications/channels", beta)?, StatusCode::OK)?;
     assert_eq!(listed["items"], json!([]));
     problem(&api.get("/v1/notifications/channels/soc", beta)?, StatusCode::NOT_FOUND, "not_found");
-    problem(&api.call("POST", "/v1/notifications/channels/soc/test", Some(beta), None)?, StatusCode::NOT_FOUND, "not_found");
-    problem(&api.call("DELETE", "/v1/notifications/channels/soc", Some(beta), None)?, StatusCode::NOT_FOUND, "not_found");
-    problem(&put(&api, "beta", "/v1/notifications/routes/steal", json!({"channel": "soc"}))?, StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel");
+    problem(
+        &api.call("POST", "/v1/notifications/channels/soc/test", Some(beta), None)?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    problem(
+        &api.call("DELETE", "/v1/notifications/channels/soc", Some(beta), None)?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    problem(
+        &put(&api, "beta", "/v1/notifications/routes/steal", json!({"channel": "soc"}))?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_channel",
+    );
     assert_eq!(ok(api.get("/v1/notifications/routes", beta)?, StatusCode::OK)?["items"], json!([]));
     assert!(outbox(&api, "beta", "")?.is_empty());
     problem(&api.get(&format!("/v1/notifications/outbox/{id}"), beta)?, StatusCode::NOT_FOUND, "not_found");
-    problem(&api.call("POST", &format!("/v1/notifications/outbox/{id}/retry"), Some(beta), None)?, StatusCode::NOT_FOUND, "not_found");
-    problem(&api.call("POST", &format!("/v1/notifications/outbox/{id}/drop"), Some(beta), None)?, StatusCode::NOT_FOUND, "not_found");
+    problem(
+        &api.call("POST", &format!("/v1/notifications/outbox/{id}/retry"), Some(beta), None)?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    problem(
+        &api.call("POST", &format!("/v1/notifications/outbox/{id}/drop"), Some(beta), None)?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
     // Nor may beta name alpha's (or the deployment's) secrets.
     let stolen = json!({"kind": "slack", "url": {"env": "MCP_SECRET_ALPHA_SLACK"}});
     let refused = put(&api, "beta", "/v1/notifications/channels/mine", stolen)?;
     problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_channel");
-    assert!(refused.body["detail"].as_str().is_some_and(|d| d.starts_with("url: ") && d.contains("MCP_SECRET_BETA_")), "{}", refused.body);
+    assert!(
+        refused.body["detail"].as_str().is_some_and(|d| d.starts_with("url: ") && d.contains("MCP_SECRET_BETA_")),
+        "{}",
+        refused.body
+    );
     // A sealed value copied from alpha's channel does not open as beta's.
     let stored: String = rusqlite::Connection::open(api.state.config.control_db())?.query_row(
         "SELECT spec FROM notify_channels WHERE tenant = 'alpha' AND name = 'soc'",
@@ -328,7 +396,11 @@ fn another_tenants_channels_and_notifications_are_invisible_and_unusable() -> an
         |r| r.get(0),
     )?;
     let sealed: Value = serde_json::from_str(&stored)?;
-    problem(&put(&api, "beta", "/v1/notifications/channels/mine", json!({"kind": "slack", "url": sealed["url"]}))?, StatusCode::UNPROCESSABLE_ENTITY, "invalid_channel");
+    problem(
+        &put(&api, "beta", "/v1/notifications/channels/mine", json!({"kind": "slack", "url": sealed["url"]}))?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_channel",
+    );
     Ok(())
 }
 
@@ -347,16 +419,36 @@ fn bad_settings_are_named_by_field_and_secrets_never_come_back() -> anyhow::Resu
     refused(json!({"kind": "webhook", "url": {"value": "https://h.example/x"}}), unprocessable, "signing_key")?;
     refused(json!({"kind": "slack", "url": {"value": "ftp://h.example/x"}}), unprocessable, "url")?;
     refused(json!({"kind": "log", "host": "smtp.example.com"}), unprocessable, "host")?;
-    refused(json!({"kind": "email", "host": "smtp.example.com", "from": "a@example.com", "to": ["not an address"]}), unprocessable, "to[0]")?;
-    refused(json!({"kind": "email", "host": "smtp.example.com", "from": "a@example.com", "to": ["b@example.com"], "username": "u", "password": {"value": "p"}, "tls": "none"}), unprocessable, "tls")?;
-    refused(json!({"kind": "webhook", "url": {"value": "https://h.example"}, "signing_key": {"value": "short"}}), unprocessable, "signing_key")?;
+    refused(
+        json!({"kind": "email", "host": "smtp.example.com", "from": "a@example.com", "to": ["not an address"]}),
+        unprocessable,
+        "to[0]",
+    )?;
+    refused(
+        json!({"kind": "email", "host": "smtp.example.com", "from": "a@example.com", "to": ["b@example.com"], "username": "u", "password": {"value": "p"}, "tls": "none"}),
+        unprocessable,
+        "tls",
+    )?;
+    refused(
+        json!({"kind": "webhook", "url": {"value": "https://h.example"}, "signing_key": {"value": "short"}}),
+        unprocessable,
+        "signing_key",
+    )?;
     refused(json!({"kind": "log", "colour": "red"}), StatusCode::BAD_REQUEST, "colour")?;
     refused(json!({"kind": "pager"}), StatusCode::BAD_REQUEST, "kind")?;
     refused(json!({"kind": "log", "rate_per_minute": 0}), StatusCode::BAD_REQUEST, "rate_per_minute")?;
     let bad_name = api.call("PUT", "/v1/notifications/channels/Bad%20Name", Some(admin), Some("{\"kind\":\"log\"}"))?;
     problem(&bad_name, StatusCode::BAD_REQUEST, "bad_request");
-    problem(&put(&api, "alpha", "/v1/notifications/routes/r", json!({"channel": "none"}))?, unprocessable, "unknown_channel");
-    problem(&put(&api, "alpha", "/v1/notifications/routes/r", json!({"channel": "c", "severities": ["urgent"]}))?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(
+        &put(&api, "alpha", "/v1/notifications/routes/r", json!({"channel": "none"}))?,
+        unprocessable,
+        "unknown_channel",
+    );
+    problem(
+        &put(&api, "alpha", "/v1/notifications/routes/r", json!({"channel": "c", "severities": ["urgent"]}))?,
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+    );
 
     let secret_url = "https://hooks.example/services/T000/B000/very-secret-token";
     let created = ok(
@@ -364,7 +456,11 @@ fn bad_settings_are_named_by_field_and_secrets_never_come_back() -> anyhow::Resu
         StatusCode::CREATED,
     )?;
     assert_eq!(created["settings"]["url"], json!({"stored": true}));
-    for reply in [api.get("/v1/notifications/channels", admin)?, api.get("/v1/notifications/channels/c", admin)?, api.get("/v1/audit", admin)?] {
+    for reply in [
+        api.get("/v1/notifications/channels", admin)?,
+        api.get("/v1/notifications/channels/c", admin)?,
+        api.get("/v1/audit", admin)?,
+    ] {
         assert!(!reply.body.to_string().contains("very-secret-token"), "a secret came back: {}", reply.body);
     }
     let stored: String = rusqlite::Connection::open(api.state.config.control_db())?.query_row(
@@ -381,12 +477,21 @@ fn internal_addresses_are_refused_unless_the_operator_allows_them() -> anyhow::R
     let api = notify_api(false)?;
     let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
     ok(put(&api, "alpha", "/v1/notifications/channels/inside", webhook(&receiver, json!({})))?, StatusCode::CREATED)?;
-    let test = ok(api.call("POST", "/v1/notifications/channels/inside/test", Some(api.token("alpha", Role::TenantAdmin)), None)?, StatusCode::OK)?;
+    let test = ok(
+        api.call("POST", "/v1/notifications/channels/inside/test", Some(api.token("alpha", Role::TenantAdmin)), None)?,
+        StatusCode::OK,
+    )?;
     assert_eq!(test["delivered"], false);
-    assert!(test["error"].as_str().is_some_and(|e| e.contains("internal address") && e.contains("allow_private_targets")), "{test}");
+    assert!(
+        test["error"].as_str().is_some_and(|e| e.contains("internal address") && e.contains("allow_private_targets")),
+        "{test}"
+    );
     let by_name = json!({"kind": "webhook", "url": {"value": format!("http://localhost:{}/hook", receiver.port)}, "signing_key": {"value": KEY}});
     ok(put(&api, "alpha", "/v1/notifications/channels/inside", by_name)?, StatusCode::OK)?;
-    let test = ok(api.call("POST", "/v1/notifications/channels/inside/test", Some(api.token("alpha", Role::TenantAdmin)), None)?, StatusCode::OK)?;
+    let test = ok(
+        api.call("POST", "/v1/notifications/channels/inside/test", Some(api.token("alpha", Role::TenantAdmin)), None)?,
+        StatusCode::OK,
+    )?;
     assert_eq!(test["delivered"], false, "a name that resolves inside is refused too: {test}");
     assert!(receiver.received().is_empty(), "the receiver was reached");
     Ok(())
@@ -396,13 +501,29 @@ fn internal_addresses_are_refused_unless_the_operator_allows_them() -> anyhow::R
 fn a_runs_anomalies_reach_the_receiver_once_each() -> anyhow::Result<()> {
     let api = notify_api(true)?;
     let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
-    ok(put(&api, "alpha", "/v1/notifications/channels/soc", webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 6000})))?, StatusCode::CREATED)?;
-    ok(put(&api, "alpha", "/v1/notifications/routes/fw", json!({"channel": "soc", "agents": ["firewall"]}))?, StatusCode::CREATED)?;
+    ok(
+        put(
+            &api,
+            "alpha",
+            "/v1/notifications/channels/soc",
+            webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 6000})),
+        )?,
+        StatusCode::CREATED,
+    )?;
+    ok(
+        put(&api, "alpha", "/v1/notifications/routes/fw", json!({"channel": "soc", "agents": ["firewall"]}))?,
+        StatusCode::CREATED,
+    )?;
     let source = mcp_storage::source::SqliteLogSource::open(
         &api.state.config.logs_db(),
         Arc::new(mcp_storage::schema::SchemaFiles::new(Path::new(mcp_fixtures::BUNDLED_SCHEMAS))),
     )?;
-    mcp_storage::source::LogSource::append(&source, "alpha", "firewall", &mcp_synth::to_rows(&mcp_synth::generate("firewall", 5, 3_000)?))?;
+    mcp_storage::source::LogSource::append(
+        &source,
+        "alpha",
+        "firewall",
+        &mcp_synth::to_rows(&mcp_synth::generate("firewall", 5, 3_000)?),
+    )?;
     let admin = api.token("alpha", Role::TenantAdmin);
     let run = ok(api.call("POST", "/v1/runs", Some(admin), Some("{\"agent\":\"firewall\"}"))?, StatusCode::ACCEPTED)?;
     let id = run["id"].as_str().unwrap_or_default().to_string();
@@ -437,8 +558,16 @@ fn channels_the_operators_file_keeps_cannot_be_changed_through_the_api() -> anyh
     })?;
     let listed = ok(api.get("/v1/notifications/channels", api.token("alpha", Role::ReadOnly))?, StatusCode::OK)?;
     assert_eq!(listed["items"][0]["managed_by"], "config");
-    problem(&put(&api, "alpha", "/v1/notifications/channels/ops-log", json!({"kind": "log"}))?, StatusCode::CONFLICT, "managed_by_config");
-    problem(&api.call("DELETE", "/v1/notifications/routes/everything", Some(api.token("alpha", Role::TenantAdmin)), None)?, StatusCode::CONFLICT, "managed_by_config");
+    problem(
+        &put(&api, "alpha", "/v1/notifications/channels/ops-log", json!({"kind": "log"}))?,
+        StatusCode::CONFLICT,
+        "managed_by_config",
+    );
+    problem(
+        &api.call("DELETE", "/v1/notifications/routes/everything", Some(api.token("alpha", Role::TenantAdmin)), None)?,
+        StatusCode::CONFLICT,
+        "managed_by_config",
+    );
     // The log channel delivers with nothing outside.
     commit(&api, "alpha", &[("h", "x", Severity::Info, 0.1)])?;
     api.deliver()?;

@@ -82,9 +82,15 @@ impl SeverityFilter {
     }
 
     pub(crate) fn parse(name: &str) -> Option<SeverityFilter> {
-        [SeverityFilter::Info, SeverityFilter::Low, SeverityFilter::Medium, SeverityFilter::High, SeverityFilter::Critical]
-            .into_iter()
-            .find(|s| s.name() == name)
+        [
+            SeverityFilter::Info,
+            SeverityFilter::Low,
+            SeverityFilter::Medium,
+            SeverityFilter::High,
+            SeverityFilter::Critical,
+        ]
+        .into_iter()
+        .find(|s| s.name() == name)
     }
 }
 

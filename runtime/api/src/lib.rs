@@ -192,8 +192,8 @@ impl ApiState {
             .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let deliverer =
             mcp_notify::Deliverer::open(&config).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
-        let secrets =
-            mcp_notify::secret::SecretKey::load(&config.notifications).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
+        let secrets = mcp_notify::secret::SecretKey::load(&config.notifications)
+            .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
         let export_queue = mcp_engine::queue::RunQueue::start(config.exports.queue_limits())?;
         let store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);

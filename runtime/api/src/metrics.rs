@@ -29,6 +29,10 @@ pub(super) struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Series>>,
 }
 
+/// A notification counter's name, help text and how it is read off a
+/// channel's counts.
+type ChannelCounter = (&'static str, &'static str, fn(&mcp_notify::worker::ChannelCounts) -> u64);
+
 /// A counter's name, help text and how it is read off a run's totals.
 type Counter = (&'static str, &'static str, fn(&super::RunTotals) -> f64);
 
@@ -156,7 +160,7 @@ fn text(state: &ApiState) -> String {
     let _ = writeln!(out, "# TYPE mcp_runs_waiting gauge");
     let _ = writeln!(out, "mcp_runs_waiting {}", load.waiting);
     let channels = state.deliverer.metrics().snapshot(None);
-    let series: [(&str, &str, fn(&mcp_notify::worker::ChannelCounts) -> u64); 5] = [
+    let series: [ChannelCounter; 5] = [
         ("mcp_notifications_delivered_total", "Notifications a receiver took.", |c| c.delivered),
         ("mcp_notifications_retried_total", "Failed attempts that will be tried again.", |c| c.retried),
         ("mcp_notifications_dead_lettered_total", "Notifications given up after their last attempt.", |c| {

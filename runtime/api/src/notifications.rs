@@ -431,7 +431,9 @@ pub async fn test_channel(
     })?;
     state.control.audit(&caller.identity(), "notify.channel.test", &name)?;
     Ok(Json(match result {
-        Ok(d) => TestResult { delivered: true, status: d.status, answer: d.answer, error: None, latency_ms: d.latency_ms },
+        Ok(d) => {
+            TestResult { delivered: true, status: d.status, answer: d.answer, error: None, latency_ms: d.latency_ms }
+        }
         Err(f) => TestResult {
             delivered: false,
             status: f.status,
@@ -571,8 +573,7 @@ pub async fn list_outbox(
         ),
         None => None,
     };
-    let filter =
-        OutboxFilter { state: query.state.map(Into::into), channel: query.channel, before, limit: limit + 1 };
+    let filter = OutboxFilter { state: query.state.map(Into::into), channel: query.channel, before, limit: limit + 1 };
     let tenant = caller.tenant.clone();
     let mut entries = state.with_store(&caller.tenant, move |store| store.outbox(&tenant, &filter)).await?;
     let more = entries.len() > limit as usize;

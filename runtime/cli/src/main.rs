@@ -606,7 +606,9 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 let handled = runtime.block_on(deliverer.drain())?;
                 if handled > 0 {
                     let delivered: u64 = deliverer.metrics().snapshot(None).iter().map(|(_, c)| c.delivered).sum();
-                    println!("notifications: {delivered} of {handled} delivered (the rest wait in the outbox: mcp notify outbox)");
+                    println!(
+                        "notifications: {delivered} of {handled} delivered (the rest wait in the outbox: mcp notify outbox)"
+                    );
                 }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })

@@ -52,7 +52,8 @@ pub fn apply_seed(config: &McpConfig, control: &ControlStore) -> Result<()> {
 }
 
 pub fn run(config: &McpConfig, command: NotifyCommand) -> Result<ExitCode> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let control = ControlStore::open(&config.control_db())?;
     apply_seed(config, &control)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -101,7 +102,10 @@ pub fn run(config: &McpConfig, command: NotifyCommand) -> Result<ExitCode> {
             let state = state.as_deref().map(parse_state).transpose()?;
             let store = AnomalyStore::open(&config.anomalies_db())?;
             let entries = store.outbox(&tenant, &OutboxFilter { state, channel: None, before: None, limit })?;
-            println!("{:>8}  {:<16} {:<8} {:>8} {:<10} {:>8}  last error", "id", "channel", "kind", "anomaly", "state", "attempts");
+            println!(
+                "{:>8}  {:<16} {:<8} {:>8} {:<10} {:>8}  last error",
+                "id", "channel", "kind", "anomaly", "state", "attempts"
+            );
             for e in entries {
                 println!(
                     "{:>8}  {:<16} {:<8} {:>8} {:<10} {:>8}  {}",

@@ -129,7 +129,8 @@ fn sigkill_between_commit_and_delivery_delivers_each_notification_once() -> Resu
     write_config(dir.path(), port)?;
     load_logs(dir.path())?;
     let receiver = HttpReceiver::start(Some(KEY), Mode::Hang(Duration::from_secs(300)))?;
-    let token = mcp(dir.path(), &receiver).args(["tokens", "create", "--tenant", TENANT, "--role", "admin"]).output()?;
+    let token =
+        mcp(dir.path(), &receiver).args(["tokens", "create", "--tenant", TENANT, "--role", "admin"]).output()?;
     assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
     let token = String::from_utf8(token.stdout)?.trim().to_string();
 
@@ -183,7 +184,8 @@ fn notify_test_prints_the_receivers_answer_and_run_delivers_what_it_queued() -> 
     assert_eq!(receiver.received()[0].signature_ok, Some(true));
 
     // Without the variable the secret cannot be had, and it says which.
-    let unset = mcp(dir.path(), &receiver).env_remove("MCP_SECRET_HOOK_URL").args(["notify", "test", "hook"]).output()?;
+    let unset =
+        mcp(dir.path(), &receiver).env_remove("MCP_SECRET_HOOK_URL").args(["notify", "test", "hook"]).output()?;
     let said = String::from_utf8_lossy(&unset.stdout);
     assert!(!unset.status.success() && said.contains("MCP_SECRET_HOOK_URL is not set"), "{said}");
 
@@ -193,7 +195,8 @@ fn notify_test_prints_the_receivers_answer_and_run_delivers_what_it_queued() -> 
     let (total, states) = outbox(dir.path())?;
     assert!(total > 0 && said.contains(&format!("notifications: {total} of {total} delivered")), "{said} {states:?}");
     assert_eq!(receiver.accepted().len() as i64, total + 1);
-    let listing = mcp(dir.path(), &receiver).args(["notify", "outbox", "--state", "delivered", "--limit", "5"]).output()?;
+    let listing =
+        mcp(dir.path(), &receiver).args(["notify", "outbox", "--state", "delivered", "--limit", "5"]).output()?;
     let listing = String::from_utf8_lossy(&listing.stdout);
     assert_eq!(listing.lines().filter(|l| l.contains("delivered")).count(), 5, "{listing}");
     Ok(())

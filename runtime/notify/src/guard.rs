@@ -96,7 +96,8 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.0;
         Box::pin(async move {
-            let addrs = policy.resolve(name.as_str(), 0).await.map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
+            let addrs =
+                policy.resolve(name.as_str(), 0).await.map_err(Box::<dyn std::error::Error + Send + Sync>::from)?;
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
@@ -121,7 +122,19 @@ mod tests {
 
     #[test]
     fn internal_addresses_are_refused_unless_allowed() {
-        for internal in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fd00::1", "fe80::1", "::ffff:127.0.0.1"] {
+        for internal in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fd00::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(internal.parse().unwrap()), "{internal}");
         }
         for public in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {

@@ -52,9 +52,12 @@ pub fn seed_path(config: &NotificationsConfig) -> Option<PathBuf> {
     config.file.clone().or_else(|| Some(PathBuf::from("config/notifications.toml")).filter(|p| p.exists()))
 }
 
+/// What the file holds: channels, and routes with their tenant.
+pub type Seed = (Vec<ChannelRecord>, Vec<(String, RouteRecord)>);
+
 /// Reads and checks the file: every channel's settings, every route's
 /// channel and names.
-pub fn read(path: &Path, defaults: &NotificationsConfig) -> Result<(Vec<ChannelRecord>, Vec<(String, RouteRecord)>), SeedError> {
+pub fn read(path: &Path, defaults: &NotificationsConfig) -> Result<Seed, SeedError> {
     let shown = path.display().to_string();
     let bad = |message: String| SeedError::File { path: shown.clone(), message };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
@@ -78,7 +81,10 @@ pub fn read(path: &Path, defaults: &NotificationsConfig) -> Result<(Vec<ChannelR
         check_name(&entry.route.name).map_err(|m| bad(format!("{at}: name: {m}")))?;
         check_route(&entry.route).map_err(|m| bad(format!("{at}: {m}")))?;
         if !channels.iter().any(|c| c.tenant == entry.tenant && c.name == entry.route.channel) {
-            return Err(bad(format!("{at}: channel: no channel '{}' of tenant '{}' in this file", entry.route.channel, entry.tenant)));
+            return Err(bad(format!(
+                "{at}: channel: no channel '{}' of tenant '{}' in this file",
+                entry.route.channel, entry.tenant
+            )));
         }
         routes.push((entry.tenant.clone(), entry.route.clone()));
     }
@@ -115,7 +121,12 @@ pub fn check_route(route: &RouteRecord) -> Result<(), String> {
             return Err(format!("severities: '{severity}' is not one of {}", SEVERITIES.join(", ")));
         }
     }
-    for (field, values) in [("severities", &route.severities), ("agents", &route.agents), ("log_types", &route.log_types), ("labels", &route.labels)] {
+    for (field, values) in [
+        ("severities", &route.severities),
+        ("agents", &route.agents),
+        ("log_types", &route.log_types),
+        ("labels", &route.labels),
+    ] {
         if values.len() > 50 {
             return Err(format!("{field}: at most 50 values"));
         }
@@ -149,13 +160,18 @@ mod tests {
 
     #[test]
     fn mistakes_in_the_file_name_the_entry_and_field() {
-        let (_d, path) = write("[[channel]]\ntenant = \"a\"\nname = \"ops\"\nkind = \"slack\"\nurl = { value = \"https://hooks.example/x\" }\n");
+        let (_d, path) = write(
+            "[[channel]]\ntenant = \"a\"\nname = \"ops\"\nkind = \"slack\"\nurl = { value = \"https://hooks.example/x\" }\n",
+        );
         let e = read(&path, &NotificationsConfig::default()).unwrap_err().to_string();
         assert!(e.contains("channel[0] (a/ops): url:") && e.contains("never by value"), "{e}");
-        let (_d, path) = write("[[channel]]\ntenant = \"a\"\nname = \"ops\"\nkind = \"log\"\n[[route]]\ntenant = \"a\"\nname = \"r\"\nchannel = \"nope\"\n");
+        let (_d, path) = write(
+            "[[channel]]\ntenant = \"a\"\nname = \"ops\"\nkind = \"log\"\n[[route]]\ntenant = \"a\"\nname = \"r\"\nchannel = \"nope\"\n",
+        );
         let e = read(&path, &NotificationsConfig::default()).unwrap_err().to_string();
         assert!(e.contains("route[0] (a/r): channel: no channel 'nope'"), "{e}");
-        let (_d, path) = write("[[route]]\ntenant = \"a\"\nname = \"r\"\nchannel = \"ops\"\nseverities = [\"urgent\"]\n");
+        let (_d, path) =
+            write("[[route]]\ntenant = \"a\"\nname = \"r\"\nchannel = \"ops\"\nseverities = [\"urgent\"]\n");
         let e = read(&path, &NotificationsConfig::default()).unwrap_err().to_string();
         assert!(e.contains("severities: 'urgent'"), "{e}");
     }

@@ -115,8 +115,9 @@ impl Sender {
                     .header(sign::DELIVERY_HEADER, &notice.delivery_id)
                     .header(sign::ATTEMPT_HEADER, attempt.to_string());
                 if let Some((timestamp, signature)) = signature {
-                    request =
-                        request.header(sign::TIMESTAMP_HEADER, timestamp.to_string()).header(sign::SIGNATURE_HEADER, signature);
+                    request = request
+                        .header(sign::TIMESTAMP_HEADER, timestamp.to_string())
+                        .header(sign::SIGNATURE_HEADER, signature);
                 }
                 self.answer(request.body(body), started).await
             }
@@ -151,7 +152,12 @@ impl Sender {
         if status.is_success() {
             Ok(Delivery { status: Some(status.as_u16()), answer, latency_ms })
         } else {
-            Err(Failure { status: Some(status.as_u16()), error: format!("the receiver answered {status}"), answer, latency_ms })
+            Err(Failure {
+                status: Some(status.as_u16()),
+                error: format!("the receiver answered {status}"),
+                answer,
+                latency_ms,
+            })
         }
     }
 

@@ -45,6 +45,9 @@ mod tests {
         assert!(verify(b"secret-key-0123456789", 1_700_000_000, b"{\"a\":1}", &header, 1_700_000_100, 300));
         assert!(!verify(b"another-key-0123456789", 1_700_000_000, b"{\"a\":1}", &header, 1_700_000_100, 300));
         assert!(!verify(b"secret-key-0123456789", 1_700_000_000, b"{\"a\":2}", &header, 1_700_000_100, 300));
-        assert!(!verify(b"secret-key-0123456789", 1_700_000_000, b"{\"a\":1}", &header, 1_700_000_301, 300), "replayed late");
+        assert!(
+            !verify(b"secret-key-0123456789", 1_700_000_000, b"{\"a\":1}", &header, 1_700_000_301, 300),
+            "replayed late"
+        );
     }
 }

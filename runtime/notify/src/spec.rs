@@ -241,7 +241,8 @@ impl ChannelSpec {
             from.parse::<lettre::message::Mailbox>().map_err(|e| refuse("from", format!("not an address: {e}")))?;
         }
         for (i, to) in self.to.iter().enumerate() {
-            to.parse::<lettre::message::Mailbox>().map_err(|e| refuse(&format!("to[{i}]"), format!("not an address: {e}")))?;
+            to.parse::<lettre::message::Mailbox>()
+                .map_err(|e| refuse(&format!("to[{i}]"), format!("not an address: {e}")))?;
         }
         Ok(())
     }
@@ -270,7 +271,8 @@ impl ChannelSpec {
             [("url", &mut sealed.url), ("signing_key", &mut sealed.signing_key), ("password", &mut sealed.password)]
         {
             if let Some(secret) = secret.as_mut() {
-                *secret = key.seal(secret, &secret_context(tenant, name, field)).map_err(|e| refuse(field, e.to_string()))?;
+                *secret =
+                    key.seal(secret, &secret_context(tenant, name, field)).map_err(|e| refuse(field, e.to_string()))?;
             }
         }
         let spec = serde_json::to_string(&sealed).map_err(|e| refuse("body", e.to_string()))?;
@@ -290,8 +292,8 @@ impl ChannelSpec {
 
     /// The stored settings of `record`.
     pub fn from_record(record: &ChannelRecord) -> Result<ChannelSpec, SpecError> {
-        let value: serde_json::Value =
-            serde_json::from_str(&record.spec).map_err(|e| refuse("spec", format!("stored settings unreadable: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(&record.spec)
+            .map_err(|e| refuse("spec", format!("stored settings unreadable: {e}")))?;
         ChannelSpec::from_json(value)
     }
 
@@ -299,7 +301,9 @@ impl ChannelSpec {
     pub fn view(&self) -> serde_json::Value {
         let mut value = serde_json::to_value(self).unwrap_or_default();
         if let Some(object) = value.as_object_mut() {
-            for (field, secret) in [("url", &self.url), ("signing_key", &self.signing_key), ("password", &self.password)] {
+            for (field, secret) in
+                [("url", &self.url), ("signing_key", &self.signing_key), ("password", &self.password)]
+            {
                 if let Some(secret) = secret {
                     object.insert(field.into(), serde_json::to_value(secret.view()).unwrap_or_default());
                 }
@@ -321,7 +325,11 @@ fn check_secret(field: &str, secret: &Secret, owner: &Owner) -> Result<(), SpecE
             let valid = name.len() > prefix.len()
                 && name.starts_with(&prefix)
                 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-            if valid { Ok(()) } else { Err(refuse(field, format!("an environment variable named {prefix}<NAME> (A-Z, 0-9, _)"))) }
+            if valid {
+                Ok(())
+            } else {
+                Err(refuse(field, format!("an environment variable named {prefix}<NAME> (A-Z, 0-9, _)")))
+            }
         }
         Secret::Value(value) if value.is_empty() => Err(refuse(field, "must not be empty")),
         Secret::Value(_) if *owner == Owner::Operator => Err(refuse(
@@ -374,7 +382,10 @@ mod tests {
         assert_eq!(field(json!({"kind": "slack", "url": {"env": "MCP_SECRET_OTHER_URL"}})), "url");
         assert_eq!(field(json!({"kind": "slack", "url": {"env": "MCP_DATABASE_URL"}})), "url");
         assert_eq!(field(json!({"kind": "slack", "url": {"sealed": "AAAA"}})), "url");
-        assert_eq!(field(json!({"kind": "email", "host": "smtp.example", "from": "a@example.com", "to": ["nope"]})), "to[0]");
+        assert_eq!(
+            field(json!({"kind": "email", "host": "smtp.example", "from": "a@example.com", "to": ["nope"]})),
+            "to[0]"
+        );
         assert_eq!(
             field(json!({"kind": "email", "host": "smtp.example", "from": "a@example.com", "to": ["b@example.com"],
                           "username": "u", "password": {"value": "p"}, "tls": "none"})),
@@ -382,7 +393,12 @@ mod tests {
         );
         assert_eq!(field(json!({"kind": "log", "rate_per_minute": 0})), "rate_per_minute");
         assert_eq!(field(json!({"kind": "log", "dedup_window_s": 100000})), "dedup_window_s");
-        assert_eq!(field(json!({"kind": "email", "host": "smtp.example", "from": "a@example.com", "to": ["b@example.com"], "port": 0})), "port");
+        assert_eq!(
+            field(
+                json!({"kind": "email", "host": "smtp.example", "from": "a@example.com", "to": ["b@example.com"], "port": 0})
+            ),
+            "port"
+        );
     }
 
     #[test]

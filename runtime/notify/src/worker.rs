@@ -197,17 +197,23 @@ impl Deliverer {
         .await??;
         let now = now_ms();
         let Some(channel) = channel else {
-            return self.finish(&entry, Err(give_up(format!("channel '{}' no longer exists", entry.channel))), true).await;
+            return self
+                .finish(&entry, Err(give_up(format!("channel '{}' no longer exists", entry.channel))), true)
+                .await;
         };
         if !channel.enabled {
             return self.defer(entry.id, now + PAUSED_RETRY_MS).await;
         }
         let spec = match ChannelSpec::from_record(&channel) {
             Ok(spec) => spec,
-            Err(e) => return self.finish(&entry, Err(give_up(format!("channel settings unreadable: {e}"))), true).await,
+            Err(e) => {
+                return self.finish(&entry, Err(give_up(format!("channel settings unreadable: {e}"))), true).await;
+            }
         };
         let Some(anomaly) = anomaly else {
-            return self.finish(&entry, Err(give_up(format!("anomaly {} is no longer stored", entry.anomaly_id))), true).await;
+            return self
+                .finish(&entry, Err(give_up(format!("anomaly {} is no longer stored", entry.anomaly_id))), true)
+                .await;
         };
         if let Err(wait_ms) = self.limits.take(&entry.tenant, &entry.channel, channel.rate_per_minute, now) {
             self.metrics.add(&entry.tenant, &entry.channel, |c| c.rate_limited += 1);
@@ -280,7 +286,8 @@ impl Deliverer {
         };
         let this = self.clone();
         let id = entry.id;
-        tokio::task::spawn_blocking(move || this.with_store(|store| store.record_attempt(id, &attempt, after))).await??;
+        tokio::task::spawn_blocking(move || this.with_store(|store| store.record_attempt(id, &attempt, after)))
+            .await??;
         Ok(())
     }
 

@@ -264,8 +264,7 @@ impl ControlStore {
     /// Deletes a route; false when there was none.
     pub fn delete_notify_route(&self, tenant: &str, name: &str) -> Result<bool, ControlError> {
         self.with(|c| {
-            c.execute("DELETE FROM notify_routes WHERE tenant = ?1 AND name = ?2", params![tenant, name])
-                .map(|n| n > 0)
+            c.execute("DELETE FROM notify_routes WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|n| n > 0)
         })
     }
 

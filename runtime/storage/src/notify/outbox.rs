@@ -193,7 +193,8 @@ pub(crate) fn enqueue(
             .optional()?;
         if let Some((lead, state, window_end_ms)) = lead {
             if state == "pending" {
-                tx.prepare_cached("UPDATE notify_outbox SET folded = folded + 1 WHERE id = ?1")?.execute(params![lead])?;
+                tx.prepare_cached("UPDATE notify_outbox SET folded = folded + 1 WHERE id = ?1")?
+                    .execute(params![lead])?;
                 return Ok(());
             }
             let folded = tx
@@ -276,15 +277,14 @@ impl AnomalyStore {
     /// Puts a claimed notification back, due at `until_ms`, without
     /// counting an attempt: its channel's rate limit held it.
     pub fn defer_notification(&self, id: i64, until_ms: i64) -> Result<(), StoreError> {
-        self.db(
-            self.conn
-                .prepare_cached(
-                    "UPDATE notify_outbox SET state = 'pending', next_attempt_ms = ?2, claimed_until_ms = 0
+        self.db(self
+            .conn
+            .prepare_cached(
+                "UPDATE notify_outbox SET state = 'pending', next_attempt_ms = ?2, claimed_until_ms = 0
                      WHERE id = ?1 AND state = 'sending'",
-                )
-                .and_then(|mut s| s.execute(params![id, until_ms]))
-                .map(|_| ()),
-        )
+            )
+            .and_then(|mut s| s.execute(params![id, until_ms]))
+            .map(|_| ()))
     }
 
     /// `tenant`'s notifications, newest first.
@@ -314,34 +314,32 @@ impl AnomalyStore {
 
     /// One of `tenant`'s notifications with its attempts, oldest first.
     pub fn outbox_entry(&self, tenant: &str, id: i64) -> Result<Option<(OutboxEntry, Vec<Attempt>)>, StoreError> {
-        let entry = self.db(
-            self.conn
-                .query_row(
-                    &format!("SELECT {ENTRY_COLUMNS} FROM notify_outbox WHERE id = ?1 AND tenant = ?2"),
-                    params![id, tenant],
-                    entry_row,
-                )
-                .optional(),
-        )?;
+        let entry = self.db(self
+            .conn
+            .query_row(
+                &format!("SELECT {ENTRY_COLUMNS} FROM notify_outbox WHERE id = ?1 AND tenant = ?2"),
+                params![id, tenant],
+                entry_row,
+            )
+            .optional())?;
         let Some(entry) = entry else { return Ok(None) };
-        let attempts = self.db(
-            self.conn
-                .prepare_cached(
-                    "SELECT at_ms, status, error, latency_ms, answer FROM notify_attempts WHERE outbox_id = ?1 ORDER BY id",
-                )
-                .and_then(|mut s| {
-                    s.query_map(params![id], |r| {
-                        Ok(Attempt {
-                            at_ms: r.get(0)?,
-                            status: r.get(1)?,
-                            error: r.get(2)?,
-                            latency_ms: r.get(3)?,
-                            answer: r.get(4)?,
-                        })
-                    })?
-                    .collect()
-                }),
-        )?;
+        let attempts = self.db(self
+            .conn
+            .prepare_cached(
+                "SELECT at_ms, status, error, latency_ms, answer FROM notify_attempts WHERE outbox_id = ?1 ORDER BY id",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![id], |r| {
+                    Ok(Attempt {
+                        at_ms: r.get(0)?,
+                        status: r.get(1)?,
+                        error: r.get(2)?,
+                        latency_ms: r.get(3)?,
+                        answer: r.get(4)?,
+                    })
+                })?
+                .collect()
+            }))?;
         Ok(Some((entry, attempts)))
     }
 
@@ -374,15 +372,12 @@ impl AnomalyStore {
         if self.db(self.conn.execute(update, params![id, tenant, now_ms]))? > 0 {
             return Ok(AdminAction::Done);
         }
-        let state: Option<String> = self.db(
-            self.conn
-                .query_row(
-                    "SELECT state FROM notify_outbox WHERE id = ?1 AND tenant = ?2",
-                    params![id, tenant],
-                    |r| r.get(0),
-                )
-                .optional(),
-        )?;
+        let state: Option<String> = self.db(self
+            .conn
+            .query_row("SELECT state FROM notify_outbox WHERE id = ?1 AND tenant = ?2", params![id, tenant], |r| {
+                r.get(0)
+            })
+            .optional())?;
         Ok(state.map_or(AdminAction::NotFound, |s| AdminAction::Refused(OutboxState::parse(&s))))
     }
 }
@@ -503,7 +498,8 @@ mod tests {
         let id = f.store.claim_notifications(now, 1_000, 10).unwrap()[0].id;
         assert!(f.store.claim_notifications(now + 999, 1_000, 10).unwrap().is_empty(), "leased");
         assert_eq!(f.store.claim_notifications(now + 1_000, 1_000, 10).unwrap()[0].id, id, "lease ran out");
-        let failed = Attempt { at_ms: now, status: Some(500), error: Some("HTTP 500".into()), latency_ms: 3, answer: None };
+        let failed =
+            Attempt { at_ms: now, status: Some(500), error: Some("HTTP 500".into()), latency_ms: 3, answer: None };
         f.store.record_attempt(id, &failed, AfterAttempt::RetryAt(now + 5_000)).unwrap();
         assert!(f.store.claim_notifications(now + 4_999, 1_000, 10).unwrap().is_empty(), "backing off");
         f.store.claim_notifications(now + 5_000, 1_000, 10).unwrap();
