@@ -50,7 +50,7 @@ pub struct ChannelList {
 
 /// A route: anomalies matching every non-empty list and the minimum score
 /// go to `channel`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteBody {
     #[schema(pattern = r"^[a-z0-9_-]{1,64}$")]
@@ -77,7 +77,7 @@ pub struct RouteBody {
 }
 
 /// A name in a route's list.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = String, min_length = 1, max_length = 256)]
 pub struct Bounded(pub String);
@@ -86,9 +86,14 @@ pub struct Bounded(pub String);
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RouteView {
     pub name: String,
+    /// `api`, or `config` for one config/notifications.toml keeps.
     pub managed_by: String,
-    #[serde(flatten)]
-    pub route: RouteBody,
+    pub channel: String,
+    pub severities: Vec<super::anomalies::SeverityFilter>,
+    pub agents: Vec<String>,
+    pub log_types: Vec<String>,
+    pub labels: Vec<String>,
+    pub min_score: f64,
 }
 
 /// The caller's tenant's routes.
@@ -192,6 +197,7 @@ pub struct OutboxPage {
 #[into_params(parameter_in = Query)]
 pub struct OutboxQuery {
     /// Only notifications in this state (`dead` lists the dead letters).
+    #[param(inline)]
     pub state: Option<OutboxStateView>,
     /// Only this channel's.
     #[param(pattern = r"^[a-z0-9_-]{1,64}$")]
@@ -257,14 +263,12 @@ fn route_view(route: RouteRecord, managed: Managed) -> RouteView {
     RouteView {
         name: route.name,
         managed_by: managed_name(managed),
-        route: RouteBody {
-            channel: route.channel,
-            severities: route.severities.iter().filter_map(|s| super::anomalies::SeverityFilter::parse(s)).collect(),
-            agents: route.agents.into_iter().map(Bounded).collect(),
-            log_types: route.log_types.into_iter().map(Bounded).collect(),
-            labels: route.labels.into_iter().map(Bounded).collect(),
-            min_score: route.min_score,
-        },
+        channel: route.channel,
+        severities: route.severities.iter().filter_map(|s| super::anomalies::SeverityFilter::parse(s)).collect(),
+        agents: route.agents,
+        log_types: route.log_types,
+        labels: route.labels,
+        min_score: route.min_score,
     }
 }
 

@@ -14,13 +14,35 @@ pub use mcp_engine::config::{SECRET_ENV_PREFIX, SECRETS_KEY_ENV};
 /// A secret as given or stored: `{"env": "MCP_SECRET_…"}`,
 /// `{"value": "…"}` (given to the API, sealed before it is stored) or
 /// `{"sealed": "…"}` (as stored).
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Secret {
     Env(String),
     Value(String),
     Sealed(String),
 }
+
+/// In the API's document a secret is given as one of its two request
+/// forms; the stored form is never accepted there.
+impl utoipa::PartialSchema for Secret {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let form = |key: &str, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .property(key, ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(4096)))
+                .required(key)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+                .description(Some(description))
+        };
+        OneOfBuilder::new()
+            .item(form("env", "the name of an environment variable of the server, MCP_SECRET_<TENANT>_…"))
+            .item(form("value", "the secret itself, sealed with the deployment's key before it is stored"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Secret {}
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

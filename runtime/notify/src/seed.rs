@@ -130,7 +130,7 @@ pub fn check_route(route: &RouteRecord) -> Result<(), String> {
         if values.len() > 50 {
             return Err(format!("{field}: at most 50 values"));
         }
-        if values.iter().any(|v| v.is_empty() || v.len() > 256) {
+        if values.iter().any(|v| v.is_empty() || v.chars().count() > 256) {
             return Err(format!("{field}: each value 1 to 256 characters"));
         }
     }

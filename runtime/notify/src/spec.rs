@@ -61,8 +61,8 @@ pub struct ChannelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(min_length = 1, max_length = 253)]
     pub host: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1)]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole")]
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SmtpTls>,
@@ -77,11 +77,11 @@ pub struct ChannelSpec {
     pub to: Vec<String>,
     /// Anomalies of the same agent, source and label within this many
     /// seconds of the first are folded into one notification (0: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole")]
     #[schema(maximum = 86400)]
     pub dedup_window_s: Option<u64>,
     /// The most messages this channel sends a minute.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "whole")]
     #[schema(minimum = 1, maximum = 6000)]
     pub rate_per_minute: Option<u32>,
     #[serde(default = "enabled", skip_serializing_if = "Clone::clone")]
@@ -90,6 +90,19 @@ pub struct ChannelSpec {
 
 fn enabled() -> bool {
     true
+}
+
+/// A whole number written either way JSON Schema's `integer` allows (`5`
+/// or `5.0`), in the range of `T`.
+fn whole<'de, D: serde::Deserializer<'de>, T: TryFrom<i64>>(deserializer: D) -> Result<Option<T>, D::Error> {
+    let number: Option<serde_json::Number> = Deserialize::deserialize(deserializer)?;
+    let Some(number) = number else { return Ok(None) };
+    number
+        .as_i64()
+        .or_else(|| number.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64))
+        .and_then(|n| T::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a whole number in range")))
 }
 
 /// A setting refused, with the field that holds it.
@@ -131,6 +144,8 @@ impl Owner {
 pub const MAX_DEDUP_WINDOW_S: u64 = 86_400;
 /// The fastest channel: 100 messages a second.
 pub const MAX_RATE_PER_MINUTE: u32 = 6_000;
+/// The longest secret (or variable name) a channel takes.
+pub const MAX_SECRET_CHARS: usize = 4096;
 /// Recipients of one email channel.
 pub const MAX_RECIPIENTS: usize = 20;
 
@@ -153,9 +168,16 @@ impl ChannelSpec {
     /// does not match the document).
     pub fn check_bounds(&self) -> Result<(), SpecError> {
         if let Some(host) = &self.host
-            && (host.is_empty() || host.len() > 253)
+            && (host.is_empty() || host.chars().count() > 253)
         {
             return Err(refuse("host", "1 to 253 characters"));
+        }
+        for (field, secret) in [("url", &self.url), ("signing_key", &self.signing_key), ("password", &self.password)] {
+            if let Some(Secret::Env(text) | Secret::Value(text)) = secret
+                && (text.is_empty() || text.chars().count() > MAX_SECRET_CHARS)
+            {
+                return Err(refuse(field, format!("1 to {MAX_SECRET_CHARS} characters")));
+            }
         }
         if self.port == Some(0) {
             return Err(refuse("port", "must be 1 to 65535"));
