@@ -108,6 +108,38 @@ fn deliver_until(api: &Api, what: &str, done: impl Fn() -> anyhow::Result<bool>)
     }
 }
 
+/// Runs the Python receiver example of docs/notifications.md over a
+/// request the server sent, and over the same request with one byte of the
+/// body changed (which it must refuse).
+fn docs_python_verifies(request: &mcp_fixtures::receivers::Received) -> anyhow::Result<bool> {
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/notifications.md"))?;
+    let example = docs
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .ok_or_else(|| anyhow::anyhow!("no Python example in docs/notifications.md"))?;
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("body"), &request.body)?;
+    let headers: serde_json::Map<String, Value> = ["X-MCP-Timestamp", "X-MCP-Signature", "X-MCP-Delivery"]
+        .iter()
+        .map(|name| (name.to_string(), json!(request.headers[&name.to_ascii_lowercase()])))
+        .collect();
+    let script = format!(
+        "{example}\nimport json, sys\nbody = open(sys.argv[1], 'rb').read()\nheaders = json.loads(sys.argv[2])\n\
+         tampered = body.replace(b'10.0.0.1', b'10.0.0.2')\n\
+         print(verify({KEY:?}.encode(), headers, body, set()), verify({KEY:?}.encode(), headers, tampered, set()))\n"
+    );
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.path().join("body"))
+        .arg(Value::Object(headers).to_string())
+        .output()
+        .map_err(|e| anyhow::anyhow!("python3 is needed to check the documented receiver: {e}"))?;
+    anyhow::ensure!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "True False")
+}
+
 #[test]
 fn a_signed_webhook_gets_what_its_route_admits_with_a_link() -> anyhow::Result<()> {
     let api = notify_api(true)?;
@@ -132,6 +164,7 @@ fn a_signed_webhook_gets_what_its_route_admits_with_a_link() -> anyhow::Result<(
     assert_eq!(request.signature_ok, Some(true));
     let timestamp = &request.headers["x-mcp-timestamp"];
     assert_eq!(request.headers["x-mcp-signature"], expected_signature(KEY, timestamp, &request.body));
+    assert!(docs_python_verifies(request)?, "the receiver example of docs/notifications.md refused a real delivery");
     let body: Value = serde_json::from_slice(&request.body)?;
     assert_eq!(body["anomaly"]["source"], "10.0.0.1");
     assert_eq!(body["tenant"], "alpha");

@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Measure lookups against a Redis GET of the same answer (needs Redis).
     #[arg(long)]
     pub cache: bool,
+    /// Measure notification delivery: this many signed webhook deliveries
+    /// to a receiver on loopback, and what queueing them adds to a commit.
+    #[arg(long)]
+    pub notify: Option<usize>,
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

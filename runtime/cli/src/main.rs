@@ -22,6 +22,7 @@ mod bench;
 mod bench_api;
 mod bench_cache;
 mod bench_models;
+mod bench_notify;
 mod bench_pipeline;
 mod export_cli;
 mod models_cli;
@@ -809,6 +810,10 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             if args.models {
                 let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
                 bench_models::run(&config, &registry, args.entries, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(count) = args.notify {
+                bench_notify::run(count, args.rounds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.cache {
