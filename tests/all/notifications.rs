@@ -24,6 +24,9 @@ use crate::api::{Api, api_configured, problem};
 
 const KEY: &str = "a-signing-key-of-some-length";
 
+/// The most channels a tenant may have, as docs/notifications.md says.
+const MAX_CHANNELS: usize = 50;
+
 /// The API of tenants alpha and beta with quick retries, short timeouts,
 /// loopback allowed and a sealing key from a file.
 fn notify_api(allow_private: bool) -> anyhow::Result<Api> {
@@ -502,6 +505,19 @@ fn bad_settings_are_named_by_field_and_secrets_never_come_back() -> anyhow::Resu
         |r| r.get(0),
     )?;
     assert!(!stored.contains("very-secret-token"), "stored in the clear: {stored}");
+    // A tenant's channels are bounded; replacing one at the bound is fine.
+    for i in 1..MAX_CHANNELS {
+        ok(
+            put(&api, "alpha", &format!("/v1/notifications/channels/c{i}"), json!({"kind": "log"}))?,
+            StatusCode::CREATED,
+        )?;
+    }
+    problem(
+        &put(&api, "alpha", "/v1/notifications/channels/one-more", json!({"kind": "log"}))?,
+        StatusCode::CONFLICT,
+        "over_budget",
+    );
+    ok(put(&api, "alpha", "/v1/notifications/channels/c1", json!({"kind": "log", "enabled": false}))?, StatusCode::OK)?;
     Ok(())
 }
 

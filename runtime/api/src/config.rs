@@ -269,14 +269,7 @@ pub async fn get_audit(
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
-    let before = match &paging.cursor {
-        Some(cursor) => Some(
-            cursor
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("cursor '{cursor}' is not one this endpoint gave out")))?,
-        ),
-        None => None,
-    };
+    let before = super::contract::id_cursor(paging.cursor.as_deref())?;
     let mut trail = state.control.audit_trail(&caller.tenant, before, limit + 1)?;
     let more = trail.len() > limit as usize;
     trail.truncate(limit as usize);

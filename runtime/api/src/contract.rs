@@ -247,6 +247,17 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
     }
 }
 
+/// The position a paged listing continues before: the `next_cursor` (an
+/// id) the previous page gave out.
+pub fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request(format!("cursor '{c}' is not one this endpoint gave out")))
+        })
+        .transpose()
+}
+
 /// The value of a JSON number with no fraction (`5` or `5.0`, as JSON
 /// Schema's `integer` allows), when it is one within i64.
 pub fn whole(number: &serde_json::Number) -> Option<i64> {

@@ -280,6 +280,20 @@ fn invalid_channel(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_channel", e.to_string())
 }
 
+/// Whether `name` may be put: not one the operator's file keeps, and a
+/// new one only while the tenant has fewer than `max`.
+fn may_put(what: &str, name: &str, existing: Option<Managed>, count: usize, max: usize) -> Result<(), ApiError> {
+    match existing {
+        Some(Managed::Config) => Err(managed_by_config(what, name)),
+        None if count >= max => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "over_budget",
+            format!("a tenant has at most {max} {what}s; delete one first"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn managed_by_config(what: &str, name: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -348,17 +362,8 @@ pub async fn put_channel(
     spec.check_bounds().map_err(|e| ApiError::bad_request(format!("the body: {e}")))?;
     spec.validate(&Owner::Tenant(caller.tenant.clone())).map_err(invalid_channel)?;
     let existing = state.control.notify_channels(&caller.tenant)?;
-    match existing.iter().find(|c| c.name == name) {
-        Some(c) if c.managed_by == Managed::Config => return Err(managed_by_config("channel", &name)),
-        None if existing.len() >= MAX_CHANNELS => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "over_budget",
-                format!("a tenant has at most {MAX_CHANNELS} channels; delete one first"),
-            ));
-        }
-        _ => {}
-    }
+    let current = existing.iter().find(|c| c.name == name).map(|c| c.managed_by);
+    may_put("channel", &name, current, existing.len(), MAX_CHANNELS)?;
     let record = spec
         .to_record(&caller.tenant, &name, &state.secrets, &state.config.notifications, Managed::Api)
         .map_err(invalid_channel)?;
@@ -502,17 +507,8 @@ pub async fn put_route(
         ));
     }
     let existing = state.control.notify_routes(&caller.tenant)?;
-    match existing.iter().find(|(r, _)| r.name == name) {
-        Some((_, Managed::Config)) => return Err(managed_by_config("route", &name)),
-        None if existing.len() >= MAX_ROUTES => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "over_budget",
-                format!("a tenant has at most {MAX_ROUTES} routes; delete one first"),
-            ));
-        }
-        _ => {}
-    }
+    let current = existing.iter().find(|(r, _)| r.name == name).map(|(_, managed)| *managed);
+    may_put("route", &name, current, existing.len(), MAX_ROUTES)?;
     let created = state.control.put_notify_route(&caller.tenant, &route, Managed::Api)?;
     state.control.audit(&caller.identity(), "notify.route.put", &format!("{name} -> {}", route.channel))?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(route_view(route, Managed::Api))))
@@ -569,14 +565,7 @@ pub async fn list_outbox(
     if let Some(channel) = &query.channel {
         valid_name("channel", channel)?;
     }
-    let before = match &query.cursor {
-        Some(cursor) => Some(
-            cursor
-                .parse::<i64>()
-                .map_err(|_| ApiError::bad_request(format!("cursor '{cursor}' is not one this endpoint gave out")))?,
-        ),
-        None => None,
-    };
+    let before = super::contract::id_cursor(query.cursor.as_deref())?;
     let filter = OutboxFilter { state: query.state.map(Into::into), channel: query.channel, before, limit: limit + 1 };
     let tenant = caller.tenant.clone();
     let mut entries = state.with_store(&caller.tenant, move |store| store.outbox(&tenant, &filter)).await?;

@@ -4,7 +4,6 @@
 //! id accepted once. Also `mcp notify test` and `mcp run` delivering what
 //! it queued, from the command line, with secrets from the environment.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -14,6 +13,9 @@ use mcp_fixtures::BUNDLED_SCHEMAS;
 use mcp_fixtures::receivers::{HttpReceiver, Mode};
 use mcp_storage::schema::SchemaFiles;
 use mcp_storage::source::{LogSource, SqliteLogSource};
+
+mod common;
+use common::request;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -68,23 +70,6 @@ fn load_logs(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// One HTTP/1.1 request on its own connection; (status, body).
-fn request(port: u16, method: &str, path: &str, token: &str, body: &str) -> Result<(u16, serde_json::Value)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let status = answer.split_whitespace().nth(1).ok_or("no status line")?.parse()?;
-    let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null)))
-}
-
 fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<()> {
     let started = Instant::now();
     while !done()? {
@@ -103,7 +88,7 @@ fn serve(dir: &Path, receiver: &HttpReceiver, port: u16, token: &str) -> Result<
         if let Some(status) = server.try_wait()? {
             return Err(format!("the server exited at start: {status}").into());
         }
-        if request(port, "GET", "/healthz", token, "").is_ok_and(|(code, _)| code == 200) {
+        if request(port, "GET", "/healthz", token, None).is_ok_and(|(code, _)| code == 200) {
             return Ok(server);
         }
         if started.elapsed() > Duration::from_secs(120) {
@@ -135,12 +120,12 @@ fn sigkill_between_commit_and_delivery_delivers_each_notification_once() -> Resu
     let token = String::from_utf8(token.stdout)?.trim().to_string();
 
     let mut server = serve(dir.path(), &receiver, port, &token)?;
-    let (code, run) = request(port, "POST", "/v1/runs", &token, "{\"agent\":\"dns\"}")?;
+    let (code, run) = request(port, "POST", "/v1/runs", &token, Some("{\"agent\":\"dns\"}"))?;
     assert_eq!(code, 202, "{run}");
     let id = run["id"].as_str().ok_or("no run id")?.to_string();
     let mut anomalies = 0;
     wait_until("the run completed and a delivery is in flight", Duration::from_secs(120), || {
-        let (_, run) = request(port, "GET", &format!("/v1/runs/{id}"), &token, "")?;
+        let (_, run) = request(port, "GET", &format!("/v1/runs/{id}"), &token, None)?;
         assert_ne!(run["state"], "failed", "{run}");
         anomalies = run["counters"]["anomalies"].as_i64().unwrap_or(0);
         Ok(run["state"] == "completed" && !receiver.received().is_empty())

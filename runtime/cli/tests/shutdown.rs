@@ -4,7 +4,7 @@
 //! resumes from the checkpoint to exactly the anomalies an uninterrupted
 //! run stores, each once.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use mcp_storage::source::{LogSource, SqliteLogSource};
 use serde_json::Value;
 
 mod common;
-use common::stored;
+use common::{request, stored};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -61,24 +61,6 @@ fn load_logs(dir: &Path) -> Result<()> {
     source.append(TENANT, "wifi", &mcp_synth::to_rows(&mcp_synth::generate("wifi", 7, WIFI_ROWS)?))?;
     source.append(TENANT, "dns", &mcp_synth::to_rows(&mcp_synth::generate("dns", 8, 2_000)?))?;
     Ok(())
-}
-
-/// One HTTP/1.1 request on its own connection; (status, JSON body).
-fn request(port: u16, method: &str, path: &str, token: &str, body: Option<&str>) -> Result<(u16, Value)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let body = body.unwrap_or("");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer)?;
-    let status = answer.split_whitespace().nth(1).ok_or("no status line")?.parse()?;
-    let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, serde_json::from_str(json).unwrap_or(Value::Null)))
 }
 
 fn wait_for_server(port: u16, token: &str, server: &mut Child) -> Result<()> {

@@ -30,7 +30,10 @@ impl utoipa::PartialSchema for Secret {
         let form = |key: &str, description: &str| {
             ObjectBuilder::new()
                 .schema_type(Type::Object)
-                .property(key, ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(4096)))
+                .property(
+                    key,
+                    ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(4096)),
+                )
                 .required(key)
                 .additional_properties(Some(AdditionalProperties::FreeForm(false)))
                 .description(Some(description))

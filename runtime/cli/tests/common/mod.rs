@@ -36,3 +36,29 @@ pub fn terminate(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// One HTTP/1.1 request on its own connection; (status, JSON body).
+#[allow(dead_code)] // not every test binary that includes this module talks to a server
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value), Box<dyn std::error::Error>> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let body = body.unwrap_or("");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    let status = answer.split_whitespace().nth(1).ok_or("no status line")?.parse()?;
+    let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null)))
+}
