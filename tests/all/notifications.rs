@@ -416,12 +416,15 @@ fn another_tenants_channels_and_notifications_are_invisible_and_unusable() -> an
         StatusCode::NOT_FOUND,
         "not_found",
     );
-    // Nor may beta name alpha's (or the deployment's) secrets.
+    // Nor may beta name alpha's (or the deployment's) secrets: no tenant
+    // names a variable of the server's environment.
     let stolen = json!({"kind": "slack", "url": {"env": "MCP_SECRET_ALPHA_SLACK"}});
     let refused = put(&api, "beta", "/v1/notifications/channels/mine", stolen)?;
     problem(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_channel");
     assert!(
-        refused.body["detail"].as_str().is_some_and(|d| d.starts_with("url: ") && d.contains("MCP_SECRET_BETA_")),
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("url: ") && d.contains("belongs to the operator")),
         "{}",
         refused.body
     );
@@ -621,5 +624,39 @@ fn channels_the_operators_file_keeps_cannot_be_changed_through_the_api() -> anyh
     commit(&api, "alpha", &[("h", "x", Severity::Info, 0.1)])?;
     api.deliver()?;
     assert_eq!(outbox(&api, "alpha", "?state=delivered")?.len(), 1);
+    Ok(())
+}
+
+#[test]
+fn a_tenant_whose_receiver_hangs_does_not_hold_up_another() -> anyhow::Result<()> {
+    let api = notify_api(true)?;
+    let hanging = HttpReceiver::start(Some(KEY), Mode::Hang(Duration::from_secs(30)))?;
+    let prompt = HttpReceiver::start(Some(KEY), Mode::Ok)?;
+    let flood = json!({"dedup_window_s": 0, "rate_per_minute": 600000});
+    ok(put(&api, "beta", "/v1/notifications/channels/stuck", webhook(&hanging, flood.clone()))?, StatusCode::CREATED)?;
+    ok(put(&api, "beta", "/v1/notifications/routes/all", json!({"channel": "stuck"}))?, StatusCode::CREATED)?;
+    ok(put(&api, "alpha", "/v1/notifications/channels/soc", webhook(&prompt, flood))?, StatusCode::CREATED)?;
+    ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "soc"}))?, StatusCode::CREATED)?;
+    let backlog: Vec<_> = (0..60).map(|_| ("h", "x", Severity::Low, 0.1)).collect();
+    commit(&api, "beta", &backlog)?;
+    commit(&api, "alpha", &[("h", "x", Severity::Critical, 0.99)])?;
+    let deliverer = api.state.deliverer.clone();
+    let worker = std::thread::spawn(move || -> anyhow::Result<usize> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        Ok(runtime.block_on(deliverer.drain())?)
+    });
+    let started = Instant::now();
+    while prompt.accepted().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(3), "alpha waited behind beta's hanging receiver");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let waiting = outbox(&api, "beta", "?state=pending")?.len() + outbox(&api, "beta", "?state=sending")?.len();
+    assert!(waiting > 40, "beta's backlog was not still waiting ({waiting}): the test proves nothing");
+    assert!(
+        hanging.received().len() <= 4,
+        "beta had more than its share of sends at once: {}",
+        hanging.received().len()
+    );
+    worker.join().map_err(|_| anyhow::anyhow!("the worker thread panicked"))??;
     Ok(())
 }

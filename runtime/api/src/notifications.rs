@@ -403,6 +403,9 @@ pub async fn delete_channel(
     match state.control.delete_notify_channel(&caller.tenant, &name)? {
         ChannelDeletion::Deleted => {
             state.control.audit(&caller.identity(), "notify.channel.delete", &name)?;
+            let (tenant, channel) = (caller.tenant.clone(), name.clone());
+            let reason = format!("channel '{name}' was deleted");
+            state.with_store(&caller.tenant, move |s| s.give_up_channel(&tenant, &channel, &reason, now_ms())).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         ChannelDeletion::NotFound => Err(ApiError::not_found(format!("no channel named '{name}'"))),
@@ -414,14 +417,15 @@ pub async fn delete_channel(
     }
 }
 
-/// Sends a test message on a channel now (past its rate limit and the
-/// outbox) and gives the receiver's answer (tenant admins).
+/// Sends a test message on a channel now (past the outbox, within the
+/// channel's rate limit) and gives the receiver's answer (tenant admins).
 #[utoipa::path(
     post,
     path = "/v1/notifications/channels/{name}/test",
     params(("name" = String, Path, pattern = r"^[a-z0-9_-]{1,64}$")),
     responses(
         (status = OK, description = "sent or not: `delivered` says, with the receiver's answer or the error", body = TestResult),
+        (status = TOO_MANY_REQUESTS, description = "the channel is at its rate limit (with Retry-After)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::NotFound,
         super::problem::Restricted
@@ -436,6 +440,9 @@ pub async fn test_channel(
     valid_name("channel", &name)?;
     let result = state.deliverer.test(&caller.tenant, &name).await.map_err(|e| match e {
         mcp_notify::worker::NotifyError::NoChannel(_) => ApiError::not_found(format!("no channel named '{name}'")),
+        mcp_notify::worker::NotifyError::RateLimited { wait_ms, .. } => {
+            ApiError::too_many_requests(e.to_string(), u64::try_from(wait_ms / 1000 + 1).unwrap_or(1))
+        }
         other => ApiError::internal(other),
     })?;
     state.control.audit(&caller.identity(), "notify.channel.test", &name)?;

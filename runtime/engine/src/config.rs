@@ -469,7 +469,13 @@ pub(crate) fn apply_env(
     let mut applied = Vec::new();
     let mut vars: Vec<(String, String)> = env
         .into_iter()
-        .filter(|(k, _)| k.starts_with("MCP_") && !k.starts_with(SECRET_ENV_PREFIX) && k != SECRETS_KEY_ENV)
+        // `MCP_SECRET_KEY` is `MCP_SECRETS_KEY` mistyped, not a channel's
+        // secret: it is reported like any unknown variable.
+        .filter(|(k, _)| {
+            k.starts_with("MCP_")
+                && (!k.starts_with(SECRET_ENV_PREFIX) || k == "MCP_SECRET_KEY")
+                && k != SECRETS_KEY_ENV
+        })
         .collect();
     vars.sort();
     for (name, raw) in vars {
@@ -574,6 +580,11 @@ mod tests {
     fn unknown_and_mistyped_settings_are_errors() {
         let reserved = McpConfig::load_with_env(None, env(&[("MCP_TENANT", "_deployment")]));
         assert!(matches!(reserved, Err(ConfigError::Tenant { .. })), "{reserved:?}");
+        let secret =
+            McpConfig::load_with_env(None, env(&[("MCP_SECRET_SOC_URL", "https://x"), ("MCP_SECRETS_KEY", "ab")]));
+        assert!(secret.is_ok(), "channel secrets and the sealing key are not settings: {secret:?}");
+        let typo = McpConfig::load_with_env(None, env(&[("MCP_SECRET_KEY", "ab")]));
+        assert!(matches!(typo, Err(ConfigError::UnknownEnv { ref name }) if name == "MCP_SECRET_KEY"), "{typo:?}");
         let unknown = McpConfig::load_with_env(None, env(&[("MCP_BATCHSIZE", "5")]));
         assert!(matches!(unknown, Err(ConfigError::UnknownEnv { ref name }) if name == "MCP_BATCHSIZE"), "{unknown:?}");
         let mistyped = McpConfig::load_with_env(None, env(&[("MCP_BATCH_SIZE", "many")]));

@@ -26,19 +26,33 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
                 || (a == 198 && (b == 18 || b == 19))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let last_v4 = std::net::Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+            // Forms that carry an IPv4 address a gateway may turn into a
+            // connection to it: NAT64 (64:ff9b::/96, 64:ff9b:1::/48) and the
+            // old IPv4-compatible ::a.b.c.d; 6to4 (2002::/16) holds it in
+            // the second and third groups.
+            if (s[0] == 0x64 && s[1] == 0xff9b) || s[..6].iter().all(|g| *g == 0) {
+                return is_public(IpAddr::V4(last_v4));
+            }
+            if s[0] == 0x2002 {
+                let inner = std::net::Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
+                return is_public(IpAddr::V4(inner));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                // Teredo tunnels (2001::/32) and documentation (2001:db8::/32).
+                || (s[0] == 0x2001 && (s[1] == 0 || s[1] == 0x0db8)))
         }
     }
 }
@@ -137,7 +151,7 @@ mod tests {
         ] {
             assert!(!is_public(internal.parse().unwrap()), "{internal}");
         }
-        for public in ["93.184.216.34", "2606:4700::1111", "1.1.1.1"] {
+        for public in ["93.184.216.34", "2606:4700::1111", "1.1.1.1", "64:ff9b::101:101", "2002:101:101::"] {
             assert!(is_public(public.parse().unwrap()), "{public}");
         }
         let strict = AddressPolicy { allow_private: false };

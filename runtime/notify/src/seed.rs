@@ -99,6 +99,14 @@ pub fn apply(control: &ControlStore, config: &NotificationsConfig) -> Result<(us
         None => (Vec::new(), Vec::new()),
     };
     control.seed_notifications(&channels, &routes)?;
+    let tenants = control.tenants()?;
+    for channel in channels.iter().filter(|c| !tenants.contains(&c.tenant)) {
+        tracing::warn!(
+            tenant = %channel.tenant,
+            channel = %channel.name,
+            "config/notifications.toml names a tenant that does not exist (yet): its channel gets nothing until it does"
+        );
+    }
     Ok((channels.len(), routes.len()))
 }
 

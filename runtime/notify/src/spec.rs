@@ -117,27 +117,17 @@ fn refuse(field: &str, message: impl Into<String>) -> SpecError {
     SpecError { field: field.into(), message: message.into() }
 }
 
-/// Who configures a channel, which decides the environment variables its
-/// secrets may name.
+/// Who configures a channel, which decides the forms its secrets may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Owner {
-    /// A tenant through the API: only `MCP_SECRET_<TENANT>_…`, so one
-    /// tenant cannot send another's (or the deployment's) secrets.
+    /// A tenant through the API: values only, sealed before they are
+    /// stored. The server's environment is the operator's: no tenant names
+    /// a variable of it (no naming rule keeps `acme` from `acme-eu`'s, or
+    /// from the deployment's).
     Tenant(String),
-    /// The operator's config/notifications.toml: any `MCP_SECRET_…`.
+    /// The operator's config/notifications.toml: `MCP_SECRET_…` variables
+    /// only, never values in the file.
     Operator,
-}
-
-impl Owner {
-    /// The prefix the owner's secret variables must start with.
-    pub fn env_prefix(&self) -> String {
-        match self {
-            Owner::Tenant(tenant) => {
-                format!("{SECRET_ENV_PREFIX}{}_", tenant.to_ascii_uppercase().replace('-', "_"))
-            }
-            Owner::Operator => SECRET_ENV_PREFIX.to_string(),
-        }
-    }
 }
 
 /// The longest dedup window: a day.
@@ -218,7 +208,7 @@ impl ChannelSpec {
         ];
         for (field, present) in given {
             if present && !applies.contains(&field) {
-                return Err(refuse(field, format!("does not apply to a {} channel", self.kind.name())));
+                return Err(refuse(field, format!("does not apply to {} channel", article(self.kind))));
             }
         }
         let required: &[&str] = match self.kind {
@@ -229,7 +219,7 @@ impl ChannelSpec {
         };
         for field in required {
             if !given.iter().any(|(name, present)| name == field && *present) {
-                return Err(refuse(field, format!("is required for a {} channel", self.kind.name())));
+                return Err(refuse(field, format!("is required for {} channel", article(self.kind))));
             }
         }
         for (field, secret) in [("url", &self.url), ("signing_key", &self.signing_key), ("password", &self.password)] {
@@ -336,6 +326,12 @@ impl ChannelSpec {
     }
 }
 
+/// "a webhook", "an email": for messages.
+fn article(kind: Kind) -> String {
+    let name = kind.name();
+    if name.starts_with(['a', 'e', 'i', 'o', 'u']) { format!("an {name}") } else { format!("a {name}") }
+}
+
 /// What a sealed secret is bound to.
 pub fn secret_context(tenant: &str, channel: &str, field: &str) -> String {
     format!("{tenant}/{channel}/{field}")
@@ -343,15 +339,18 @@ pub fn secret_context(tenant: &str, channel: &str, field: &str) -> String {
 
 fn check_secret(field: &str, secret: &Secret, owner: &Owner) -> Result<(), SpecError> {
     match secret {
+        Secret::Env(_) if matches!(owner, Owner::Tenant(_)) => Err(refuse(
+            field,
+            "the server's environment belongs to the operator: give the secret as {\"value\": …} (sealed with the deployment's key), or ask the operator to keep the channel in config/notifications.toml",
+        )),
         Secret::Env(name) => {
-            let prefix = owner.env_prefix();
-            let valid = name.len() > prefix.len()
-                && name.starts_with(&prefix)
+            let valid = name.len() > SECRET_ENV_PREFIX.len()
+                && name.starts_with(SECRET_ENV_PREFIX)
                 && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
             if valid {
                 Ok(())
             } else {
-                Err(refuse(field, format!("an environment variable named {prefix}<NAME> (A-Z, 0-9, _)")))
+                Err(refuse(field, format!("an environment variable named {SECRET_ENV_PREFIX}<NAME> (A-Z, 0-9, _)")))
             }
         }
         Secret::Value(value) if value.is_empty() => Err(refuse(field, "must not be empty")),
@@ -372,7 +371,8 @@ pub fn check_url(kind: Kind, url: &str) -> Result<reqwest::Url, SpecError> {
         _ => parsed.scheme() == "https",
     };
     if !scheme_ok {
-        return Err(refuse("url", format!("a {} URL must be https", kind.name())));
+        let allowed = if kind == Kind::Webhook { "http or https" } else { "https" };
+        return Err(refuse("url", format!("a {} URL must be {allowed}", kind.name())));
     }
     if parsed.host_str().is_none() || !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(refuse("url", "must name a host and carry no user or password"));
@@ -403,6 +403,11 @@ mod tests {
         assert_eq!(field(json!({"kind": "webhook", "url": {"value": "https://x.example"}})), "signing_key");
         assert_eq!(field(json!({"kind": "slack", "url": {"value": "http://hooks.example"}})), "url");
         assert_eq!(field(json!({"kind": "slack", "url": {"env": "MCP_SECRET_OTHER_URL"}})), "url");
+        assert_eq!(
+            field(json!({"kind": "slack", "url": {"env": "MCP_SECRET_ACME_EU_URL"}})),
+            "url",
+            "not even its own"
+        );
         assert_eq!(field(json!({"kind": "slack", "url": {"env": "MCP_DATABASE_URL"}})), "url");
         assert_eq!(field(json!({"kind": "slack", "url": {"sealed": "AAAA"}})), "url");
         assert_eq!(
@@ -426,8 +431,13 @@ mod tests {
 
     #[test]
     fn good_channels_pass_and_their_secrets_are_sealed_and_hidden() {
+        let operators = ChannelSpec::from_json(json!({"kind": "webhook", "url": {"env": "MCP_SECRET_SOC_URL"},
+                                "signing_key": {"env": "MCP_SECRET_SOC_KEY"}}))
+        .unwrap();
+        operators.validate(&Owner::Operator).unwrap();
+        assert_eq!(operators.view()["signing_key"], json!({"env": "MCP_SECRET_SOC_KEY"}));
         let spec = check(json!({"kind": "webhook", "url": {"value": "https://hooks.example/abc"},
-                                "signing_key": {"env": "MCP_SECRET_ACME_EU_KEY"}}))
+                                "signing_key": {"value": "a-signing-key-0123456789"}}))
         .unwrap();
         let key = SecretKey::from_hex(&"11".repeat(32)).unwrap();
         let record = spec.to_record("acme-eu", "ops", &key, &NotificationsConfig::default(), Managed::Api).unwrap();
@@ -439,7 +449,7 @@ mod tests {
         );
         let view = stored.view();
         assert_eq!(view["url"], json!({"stored": true}));
-        assert_eq!(view["signing_key"], json!({"env": "MCP_SECRET_ACME_EU_KEY"}));
+        assert_eq!(view["signing_key"], json!({"stored": true}));
         assert_eq!(record.dedup_window_ms, 600_000);
         check(json!({"kind": "email", "host": "127.0.0.1", "port": 2525, "tls": "none", "username": "u",
                      "password": {"value": "p"}, "from": "MCP <mcp@example.com>", "to": ["soc@example.com"]}))

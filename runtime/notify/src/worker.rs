@@ -40,6 +40,8 @@ pub enum NotifyError {
     BadChannel { channel: String, message: String },
     #[error("a delivery task stopped: {0}")]
     Join(#[from] tokio::task::JoinError),
+    #[error("channel '{channel}' is at its rate limit; its next message may go in {wait_ms} ms")]
+    RateLimited { channel: String, wait_ms: i64 },
 }
 
 /// How long a paused (disabled) channel's notifications wait before they
@@ -139,51 +141,139 @@ impl Deliverer {
         f(&mut store)
     }
 
-    /// Delivers until `stop` is set, sleeping `poll_ms` when nothing is due.
-    pub async fn run(self: Arc<Self>, stop: Arc<AtomicBool>) {
-        let idle = Duration::from_millis(self.config.poll_ms.max(10));
-        while !stop.load(Ordering::Relaxed) {
-            match self.round().await {
-                Ok(0) => tokio::time::sleep(idle).await,
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!("notification delivery: {e}");
-                    tokio::time::sleep(idle).await;
-                }
-            }
-        }
+    /// Notifications one channel may have in flight at once, so a slow or
+    /// hanging receiver holds a few of the worker's slots, never all.
+    fn per_channel(&self) -> usize {
+        (self.config.concurrency / 4).max(1)
     }
 
-    /// Claims what is due (up to `concurrency` rows), sends them at once,
-    /// and records each; returns how many were claimed.
-    pub async fn round(self: &Arc<Self>) -> Result<usize, NotifyError> {
-        let this = self.clone();
-        let limit = u32::try_from(self.config.concurrency.max(1)).unwrap_or(u32::MAX);
-        let claimed = tokio::task::spawn_blocking(move || {
-            this.with_store(|store| store.claim_notifications(now_ms(), this.lease_ms(), limit))
-        })
-        .await??;
-        let count = claimed.len();
-        let mut sending = tokio::task::JoinSet::new();
-        for entry in claimed {
-            let this = self.clone();
-            sending.spawn(async move { this.deliver(entry).await });
+    /// Delivers until `stop` is set, sleeping `poll_ms` when nothing is due.
+    pub async fn run(self: Arc<Self>, stop: Arc<AtomicBool>) {
+        if let Err(e) = self.give_up_orphans().await {
+            tracing::error!("notification delivery: {e}");
         }
-        while let Some(done) = sending.join_next().await {
-            done??;
+        if let Err(e) = self.pump(Some(&stop)).await {
+            tracing::error!("notification delivery stopped: {e}");
         }
-        Ok(count)
     }
 
     /// Sends until nothing is due now; returns how many rows were handled.
     pub async fn drain(self: &Arc<Self>) -> Result<usize, NotifyError> {
-        let mut total = 0;
+        self.give_up_orphans().await?;
+        self.pump(None).await
+    }
+
+    /// Dead-letters what waits for channels that no longer exist (deleted,
+    /// or dropped from the operator's file), which no turn would reach.
+    async fn give_up_orphans(self: &Arc<Self>) -> Result<(), NotifyError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), NotifyError> {
+            let channels: std::collections::BTreeSet<(String, String)> =
+                this.control.all_notify_channels()?.into_iter().collect();
+            for (tenant, channel) in this.with_store(|store| store.channels_with_work())? {
+                if !channels.contains(&(tenant.clone(), channel.clone())) {
+                    let reason = format!("channel '{channel}' no longer exists");
+                    let given_up =
+                        this.with_store(|store| store.give_up_channel(&tenant, &channel, &reason, now_ms()))?;
+                    tracing::warn!(tenant, channel, given_up, "notifications of a channel that is gone dead-lettered");
+                }
+            }
+            Ok(())
+        })
+        .await?
+    }
+
+    /// Keeps up to `concurrency` sends going, taking channels in turn and
+    /// at most [`Deliverer::per_channel`] of one channel at once, until
+    /// `stop` is set, or (without one) until nothing is due or in flight.
+    async fn pump(self: &Arc<Self>, stop: Option<&AtomicBool>) -> Result<usize, NotifyError> {
+        let idle = Duration::from_millis(self.config.poll_ms.max(10));
+        let mut flight: tokio::task::JoinSet<((String, String), Result<(), NotifyError>)> = tokio::task::JoinSet::new();
+        let mut busy: std::collections::HashMap<(String, String), usize> = std::collections::HashMap::new();
+        let mut turn = 0usize;
+        let mut handled = 0usize;
         loop {
-            match self.round().await? {
-                0 => return Ok(total),
-                n => total += n,
+            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+                break;
+            }
+            let free = self.config.concurrency.max(1).saturating_sub(flight.len());
+            let claimed = if free > 0 { self.claim_in_turn(free, &busy, turn).await? } else { Vec::new() };
+            turn = turn.wrapping_add(1);
+            handled += claimed.len();
+            for entry in claimed {
+                let key = (entry.tenant.clone(), entry.channel.clone());
+                *busy.entry(key.clone()).or_default() += 1;
+                let this = self.clone();
+                flight.spawn(async move { (key, this.deliver(entry).await) });
+            }
+            if flight.is_empty() {
+                if stop.is_none() {
+                    break;
+                }
+                tokio::time::sleep(idle).await;
+                continue;
+            }
+            // A send that ends frees its slot at once; the idle tick brings
+            // in what became due meanwhile.
+            let finished = tokio::select! {
+                done = flight.join_next() => done,
+                _ = tokio::time::sleep(idle) => None,
+            };
+            if let Some(done) = finished {
+                let (key, result) = done?;
+                if let Some(count) = busy.get_mut(&key) {
+                    *count = count.saturating_sub(1);
+                }
+                if let Err(e) = result {
+                    tracing::error!(tenant = %key.0, channel = %key.1, "notification delivery: {e}");
+                }
             }
         }
+        while let Some(done) = flight.join_next().await {
+            if let (key, Err(e)) = done? {
+                tracing::error!(tenant = %key.0, channel = %key.1, "notification delivery: {e}");
+            }
+        }
+        Ok(handled)
+    }
+
+    /// Claims up to `free` due notifications, asking each enabled channel
+    /// in turn (starting one further each time) for what it may add to
+    /// what it has in flight.
+    async fn claim_in_turn(
+        self: &Arc<Self>,
+        free: usize,
+        busy: &std::collections::HashMap<(String, String), usize>,
+        turn: usize,
+    ) -> Result<Vec<Claimed>, NotifyError> {
+        let this = self.clone();
+        let room: std::collections::HashMap<(String, String), usize> =
+            busy.iter().map(|(k, n)| (k.clone(), self.per_channel().saturating_sub(*n))).collect();
+        tokio::task::spawn_blocking(move || -> Result<Vec<Claimed>, NotifyError> {
+            let mut channels = this.control.enabled_notify_channels()?;
+            if channels.is_empty() {
+                return Ok(Vec::new());
+            }
+            let start = turn % channels.len();
+            channels.rotate_left(start);
+            let now = now_ms();
+            let mut claimed = Vec::new();
+            for key in channels {
+                let left = free - claimed.len();
+                if left == 0 {
+                    break;
+                }
+                let room = room.get(&key).copied().unwrap_or_else(|| this.per_channel()).min(left);
+                if room == 0 {
+                    continue;
+                }
+                let (tenant, channel) = &key;
+                claimed
+                    .extend(this.with_store(|store| store.claim_channel(tenant, channel, now, this.lease_ms(), room))?);
+            }
+            Ok(claimed)
+        })
+        .await?
     }
 
     async fn deliver(self: Arc<Self>, entry: Claimed) -> Result<(), NotifyError> {
@@ -292,7 +382,8 @@ impl Deliverer {
     }
 
     /// Sends a test message on `tenant`'s channel `name` now, past the
-    /// outbox and the rate limit, and gives the receiver's answer.
+    /// outbox but within the channel's rate limit, and gives the
+    /// receiver's answer.
     pub async fn test(self: &Arc<Self>, tenant: &str, name: &str) -> Result<Result<Delivery, Failure>, NotifyError> {
         let this = self.clone();
         let (t, n) = (tenant.to_string(), name.to_string());
@@ -301,6 +392,12 @@ impl Deliverer {
             .ok_or_else(|| NotifyError::NoChannel(name.to_string()))?;
         let spec = ChannelSpec::from_record(&channel)
             .map_err(|e| NotifyError::BadChannel { channel: name.to_string(), message: e.to_string() })?;
+        // A test is a message like any other to the receiver: it takes its
+        // turn in the channel's rate limit, so tests cannot flood it.
+        if let Err(wait_ms) = self.limits.take(tenant, name, channel.rate_per_minute, now_ms()) {
+            self.metrics.add(tenant, name, |c| c.rate_limited += 1);
+            return Err(NotifyError::RateLimited { channel: name.to_string(), wait_ms });
+        }
         let notice = Notice {
             delivery_id: format!("mcp-test-{:016x}", rand::random::<u64>()),
             kind: NoticeKind::Test,

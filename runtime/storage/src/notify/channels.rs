@@ -209,6 +209,24 @@ impl ControlStore {
         })
     }
 
+    /// Every tenant's enabled channels, as (tenant, name): what a delivery
+    /// worker takes turns over.
+    pub fn enabled_notify_channels(&self) -> Result<Vec<(String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s =
+                c.prepare_cached("SELECT tenant, name FROM notify_channels WHERE enabled ORDER BY tenant, name")?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
+    /// Every channel there is, enabled or not, as (tenant, name).
+    pub fn all_notify_channels(&self) -> Result<Vec<(String, String)>, ControlError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached("SELECT tenant, name FROM notify_channels ORDER BY tenant, name")?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+        })
+    }
+
     /// One of `tenant`'s channels.
     pub fn notify_channel(&self, tenant: &str, name: &str) -> Result<Option<ChannelRecord>, ControlError> {
         self.with(|c| {

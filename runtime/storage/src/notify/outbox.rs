@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS notify_outbox (
 CREATE INDEX IF NOT EXISTS notify_outbox_due ON notify_outbox (state, next_attempt_ms);
 CREATE INDEX IF NOT EXISTS notify_outbox_window ON notify_outbox (tenant, channel, dedup_key, window_end_ms);
 CREATE INDEX IF NOT EXISTS notify_outbox_by_tenant ON notify_outbox (tenant, id);
+CREATE INDEX IF NOT EXISTS notify_outbox_channel_due ON notify_outbox (tenant, channel, state, next_attempt_ms);
 CREATE TABLE IF NOT EXISTS notify_attempts (
     id INTEGER PRIMARY KEY,
     outbox_id INTEGER NOT NULL,
@@ -223,29 +224,63 @@ pub(crate) fn enqueue(
 }
 
 impl AnomalyStore {
-    /// Claims up to `limit` due notifications (and any whose worker's
-    /// lease ran out) until `now_ms + lease_ms`, oldest due first.
-    pub fn claim_notifications(&mut self, now_ms: i64, lease_ms: i64, limit: u32) -> Result<Vec<Claimed>, StoreError> {
+    /// Claims up to `limit` of `tenant`'s `channel`'s due notifications
+    /// (and any whose worker's lease ran out), oldest due first: a worker
+    /// asks each channel in turn, so one channel's backlog never stands in
+    /// front of another's.
+    pub fn claim_channel(
+        &mut self,
+        tenant: &str,
+        channel: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
         let sql = format!(
-            "UPDATE notify_outbox SET state = 'sending', claimed_until_ms = ?2
+            "UPDATE notify_outbox SET state = 'sending', claimed_until_ms = ?4
              WHERE id IN (
-                 SELECT id FROM notify_outbox WHERE state = 'pending' AND next_attempt_ms <= ?1
-                 UNION ALL
-                 SELECT id FROM notify_outbox WHERE state = 'sending' AND claimed_until_ms <= ?1
-                 ORDER BY 1 LIMIT ?3)
+                 SELECT id FROM (
+                     SELECT id, next_attempt_ms AS due FROM notify_outbox
+                     WHERE tenant = ?1 AND channel = ?2 AND state = 'pending' AND next_attempt_ms <= ?3
+                     UNION ALL
+                     SELECT id, claimed_until_ms AS due FROM notify_outbox
+                     WHERE tenant = ?1 AND channel = ?2 AND state = 'sending' AND claimed_until_ms <= ?3)
+                 ORDER BY due, id LIMIT ?5)
              RETURNING {ENTRY_COLUMNS}"
         );
         let result = (|| {
             let tx = self.conn.transaction()?;
             let claimed = {
                 let mut s = tx.prepare_cached(&sql)?;
-                s.query_map(params![now_ms, now_ms.saturating_add(lease_ms), limit], entry_row)?
+                let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+                s.query_map(params![tenant, channel, now_ms, now_ms.saturating_add(lease_ms), limit], entry_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?
             };
             tx.commit()?;
             Ok(claimed)
         })();
         self.db(result)
+    }
+
+    /// The (tenant, channel) pairs with notifications still to send.
+    pub fn channels_with_work(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let result = self
+            .conn
+            .prepare_cached(
+                "SELECT DISTINCT tenant, channel FROM notify_outbox WHERE state IN ('pending', 'sending') ORDER BY 1, 2",
+            )
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect());
+        self.db(result)
+    }
+
+    /// Dead-letters every notification `tenant`'s `channel` still had to
+    /// send (the channel is gone); returns how many.
+    pub fn give_up_channel(&self, tenant: &str, channel: &str, reason: &str, now_ms: i64) -> Result<usize, StoreError> {
+        self.db(self.conn.execute(
+            "UPDATE notify_outbox SET state = 'dead', last_error = ?3, finished_ms = ?4, claimed_until_ms = 0
+             WHERE tenant = ?1 AND channel = ?2 AND state IN ('pending', 'sending')",
+            params![tenant, channel, reason, now_ms],
+        ))
     }
 
     /// Records `attempt` on notification `id` and moves it on. A row whose
@@ -479,14 +514,14 @@ mod tests {
         let queued = f.outbox("a");
         assert_eq!(queued.len(), 2, "{queued:?}");
         let lead = queued.iter().find(|e| e.folded == 1).expect("h1's second folded into its first");
-        let claimed = f.store.claim_notifications(crate::jobstatus::now_ms(), 10_000, 10).unwrap();
+        let claimed = f.store.claim_channel("a", "ops", crate::jobstatus::now_ms(), 10_000, 10).unwrap();
         assert_eq!(claimed.len(), 2);
         f.commit("a", &[anomaly(4, "h1"), anomaly(5, "h1")]);
         let digest: Vec<_> = f.outbox("a").into_iter().filter(|e| e.kind == "digest").collect();
         assert_eq!(digest.len(), 1);
         assert_eq!(digest[0].folded, 2);
         assert_eq!(digest[0].next_attempt_ms, lead.window_end_ms, "the digest waits for the window's end");
-        assert!(f.store.claim_notifications(crate::jobstatus::now_ms(), 10_000, 10).unwrap().is_empty());
+        assert!(f.store.claim_channel("a", "ops", crate::jobstatus::now_ms(), 10_000, 10).unwrap().is_empty());
         drop(f.control);
     }
 
@@ -495,14 +530,14 @@ mod tests {
         let mut f = Fixture::new(0);
         f.commit("a", &[anomaly(1, "h1")]);
         let now = crate::jobstatus::now_ms();
-        let id = f.store.claim_notifications(now, 1_000, 10).unwrap()[0].id;
-        assert!(f.store.claim_notifications(now + 999, 1_000, 10).unwrap().is_empty(), "leased");
-        assert_eq!(f.store.claim_notifications(now + 1_000, 1_000, 10).unwrap()[0].id, id, "lease ran out");
+        let id = f.store.claim_channel("a", "ops", now, 1_000, 10).unwrap()[0].id;
+        assert!(f.store.claim_channel("a", "ops", now + 999, 1_000, 10).unwrap().is_empty(), "leased");
+        assert_eq!(f.store.claim_channel("a", "ops", now + 1_000, 1_000, 10).unwrap()[0].id, id, "lease ran out");
         let failed =
             Attempt { at_ms: now, status: Some(500), error: Some("HTTP 500".into()), latency_ms: 3, answer: None };
         f.store.record_attempt(id, &failed, AfterAttempt::RetryAt(now + 5_000)).unwrap();
-        assert!(f.store.claim_notifications(now + 4_999, 1_000, 10).unwrap().is_empty(), "backing off");
-        f.store.claim_notifications(now + 5_000, 1_000, 10).unwrap();
+        assert!(f.store.claim_channel("a", "ops", now + 4_999, 1_000, 10).unwrap().is_empty(), "backing off");
+        f.store.claim_channel("a", "ops", now + 5_000, 1_000, 10).unwrap();
         f.store.record_attempt(id, &failed, AfterAttempt::Dead).unwrap();
         let (entry, attempts) = f.store.outbox_entry("a", id).unwrap().unwrap();
         assert_eq!((entry.state, entry.attempts, attempts.len()), (OutboxState::Dead, 2, 2));
@@ -511,7 +546,7 @@ mod tests {
         assert_eq!(f.store.retry_notification("a", id, now).unwrap(), AdminAction::Done);
         let (entry, _) = f.store.outbox_entry("a", id).unwrap().unwrap();
         assert_eq!((entry.state, entry.attempts), (OutboxState::Pending, 0));
-        f.store.claim_notifications(now + 10_000, 1_000, 10).unwrap();
+        f.store.claim_channel("a", "ops", now + 10_000, 1_000, 10).unwrap();
         let ok = Attempt { at_ms: now, status: Some(200), error: None, latency_ms: 3, answer: Some("ok".into()) };
         f.store.record_attempt(id, &ok, AfterAttempt::Delivered).unwrap();
         assert_eq!(
