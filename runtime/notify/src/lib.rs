@@ -7,6 +7,7 @@
 //! honours each channel's rate limit, sends, and records every attempt,
 //! retrying with backoff until a notification is delivered or dead.
 
+pub mod backends;
 pub mod guard;
 pub mod limit;
 pub mod message;

@@ -39,7 +39,7 @@ impl utoipa::PartialSchema for Secret {
                 .description(Some(description))
         };
         OneOfBuilder::new()
-            .item(form("env", "the name of an environment variable of the server, MCP_SECRET_<TENANT>_…"))
+            .item(form("env", "an MCP_SECRET_… environment variable of the server: config/notifications.toml only; the API refuses it (422)"))
             .item(form("value", "the secret itself, sealed with the deployment's key before it is stored"))
             .into()
     }
