@@ -91,10 +91,9 @@ pub struct ApiState {
     pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Where runs' commits find each tenant's notification routes.
     pub(crate) routes: Arc<mcp_storage::notify::RouteBook>,
-    /// Sends notifications: the worker `serve` starts, and channel tests.
+    /// Sends notifications: the worker `serve` starts, and channel tests;
+    /// its key seals the secrets given to the API.
     pub deliverer: Arc<mcp_notify::Deliverer>,
-    /// Seals secrets given to the API (`MCP_SECRETS_KEY`).
-    pub(crate) secrets: mcp_notify::secret::SecretKey,
 }
 
 impl Drop for ApiState {
@@ -192,8 +191,6 @@ impl ApiState {
             .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let deliverer =
             mcp_notify::Deliverer::open(&config).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
-        let secrets = mcp_notify::secret::SecretKey::load(&config.notifications)
-            .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
         let export_queue = mcp_engine::queue::RunQueue::start(config.exports.queue_limits())?;
         let store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
@@ -222,7 +219,6 @@ impl ApiState {
             stopping: Arc::default(),
             routes: Arc::new(route_book),
             deliverer,
-            secrets,
         };
         let mut state = state;
         state.uploads_dir = open_data_folder(&state.config.data_dir.join("agents"));

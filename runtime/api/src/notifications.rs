@@ -238,19 +238,12 @@ fn outbox_view(entry: OutboxEntry, attempts: Option<Vec<Attempt>>) -> OutboxView
     }
 }
 
-fn managed_name(managed: Managed) -> String {
-    match managed {
-        Managed::Api => "api".into(),
-        Managed::Config => "config".into(),
-    }
-}
-
 fn channel_view(record: &ChannelRecord) -> ChannelView {
     let settings = ChannelSpec::from_record(record).map(|spec| spec.view()).unwrap_or_default();
     ChannelView {
         name: record.name.clone(),
         kind: record.kind.clone(),
-        managed_by: managed_name(record.managed_by),
+        managed_by: record.managed_by.as_str().to_string(),
         enabled: record.enabled,
         dedup_window_s: record.dedup_window_ms / 1000,
         rate_per_minute: record.rate_per_minute,
@@ -262,7 +255,7 @@ fn channel_view(record: &ChannelRecord) -> ChannelView {
 fn route_view(route: RouteRecord, managed: Managed) -> RouteView {
     RouteView {
         name: route.name,
-        managed_by: managed_name(managed),
+        managed_by: managed.as_str().to_string(),
         channel: route.channel,
         severities: route.severities.iter().filter_map(|s| super::anomalies::SeverityFilter::parse(s)).collect(),
         agents: route.agents,
@@ -365,7 +358,7 @@ pub async fn put_channel(
     let current = existing.iter().find(|c| c.name == name).map(|c| c.managed_by);
     may_put("channel", &name, current, existing.len(), MAX_CHANNELS)?;
     let record = spec
-        .to_record(&caller.tenant, &name, &state.secrets, &state.config.notifications, Managed::Api)
+        .to_record(&caller.tenant, &name, state.deliverer.secret_key(), &state.config.notifications, Managed::Api)
         .map_err(invalid_channel)?;
     let created = state.control.put_notify_channel(&record)?;
     state.control.audit(&caller.identity(), "notify.channel.put", &format!("{name} ({})", record.kind))?;

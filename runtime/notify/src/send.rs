@@ -87,6 +87,11 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// The key secrets are sealed and opened with.
+    pub fn key(&self) -> &SecretKey {
+        &self.key
+    }
+
     pub fn new(config: &NotificationsConfig, key: SecretKey) -> Result<Sender, reqwest::Error> {
         let policy = AddressPolicy { allow_private: config.allow_private_targets };
         let timeout = Duration::from_millis(config.timeout_ms.max(1));

@@ -126,6 +126,11 @@ impl Deliverer {
         }))
     }
 
+    /// The deployment's sealing key, as read when the worker was opened.
+    pub fn secret_key(&self) -> &SecretKey {
+        self.sender.key()
+    }
+
     pub fn metrics(&self) -> &DeliveryMetrics {
         &self.metrics
     }

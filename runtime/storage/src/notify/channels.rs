@@ -48,7 +48,7 @@ pub enum Managed {
 }
 
 impl Managed {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Managed::Api => "api",
             Managed::Config => "config",
