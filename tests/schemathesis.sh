@@ -27,6 +27,10 @@ deployment="$("$mcp" --config "$work/mcp.toml" tokens create --role deployment_a
 server=$!
 for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 
+# One worker: with two, hypothesis parses lambdas' source with `ast` from two
+# threads at once, and CPython 3.11 (this machine's) can then fail with
+# "AST constructor recursion depth mismatch" (CPython gh-106905), which
+# failed a CI run although every request had passed.
 # Once as a tenant's admin over every operation, once as the deployment's
 # admin over what only it may do (tenants, budgets, the bundled agents'
 # models, metrics).
@@ -35,7 +39,7 @@ run() {
         --checks all \
         --phases examples,coverage,fuzzing,stateful \
         --max-examples "$examples" \
-        --workers 2 \
+        --workers 1 \
         --seed "${SCHEMATHESIS_SEED:-20261124}" \
         "$@"
 }
