@@ -613,6 +613,10 @@ fn agents_are_uploaded_per_tenant_enabled_disabled_and_deleted() -> anyhow::Resu
     let created = upload(alpha, wasm)?;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!((created.body["name"].as_str(), created.body["bundled"].as_bool()), (Some("proxy"), Some(false)));
+    assert_eq!(created.body["origin"], "upload", "{}", created.body);
+    // Only what the binary ships is bundled.
+    let shipped = api.get("/v1/agents/dns", alpha)?;
+    assert_eq!((shipped.body["bundled"].as_bool(), shipped.body["origin"].as_str()), (Some(true), Some("bundled")));
     let names = |token: &str| -> anyhow::Result<Vec<String>> {
         let listed = api.get("/v1/agents", token)?;
         Ok(listed

@@ -87,6 +87,7 @@ fn postgres_rows_are_normalised_and_quarantined_like_embedded_ones() -> anyhow::
         fields: fields.into(),
         schema_version: version,
         label: None,
+        load_error: None,
     };
     pg.0.append(
         "t",
@@ -97,10 +98,15 @@ fn postgres_rows_are_normalised_and_quarantined_like_embedded_ones() -> anyhow::
             row(r#"{"event": "beacon", "bssid": "cc", "signal_dbm": -40}"#, 2),
         ],
     )?;
+    // A line the load could not read is quarantined with the load's reason.
+    let unreadable = r#"{"ts": 5, "source": "wlc", "fields": {"event": "data"}}"#;
+    pg.0.append("t", "wifi", &[mcp_storage::source::load::parse_line(unreadable)])?;
     let read = pg.0.read_batch("t", &query("wifi", 100))?;
-    assert_eq!((read.batch.ids.clone(), read.quarantined, read.last_id), (vec![1, 3], 1, 3));
+    assert_eq!((read.batch.ids.clone(), read.quarantined, read.last_id), (vec![1, 3], 2, 4));
     let quarantined = pg.0.quarantined("t")?;
-    assert_eq!(quarantined.len(), 1);
+    assert_eq!(quarantined.len(), 2);
+    assert_eq!(quarantined[1].raw, unreadable);
+    assert!(quarantined[1].reason.contains("unknown key(s) 'ts'"), "{quarantined:?}");
     assert_eq!((quarantined[0].log_id, quarantined[0].schema_version), (2, 2));
     assert!(quarantined[0].reason.contains("'signal_dbm' must be integer"), "{quarantined:?}");
     let signal = read.batch.columns.iter().find(|c| c.name == "signal_dbm").map(|c| c.values.clone());
@@ -142,6 +148,7 @@ fn copy_keeps_quotes_commas_and_line_breaks() -> anyhow::Result<()> {
             fields: fields.into(),
             schema_version: 0,
             label: None,
+            load_error: None,
         }],
     )?;
     let entry = pg.0.entry("t", 1)?.ok_or_else(|| anyhow::anyhow!("row 1 missing"))?;

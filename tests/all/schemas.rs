@@ -164,3 +164,22 @@ fn an_agent_is_not_run_on_a_schema_version_it_does_not_read() -> anyhow::Result<
     }
     Ok(())
 }
+
+#[test]
+fn an_agent_that_reads_schema_versions_is_not_run_without_a_schema_file() -> anyhow::Result<()> {
+    let mut s = setup()?;
+    std::fs::remove_file(s.schema_path("dns"))?;
+    s.source.insert_raw("t", "dns", 1, "r", r#"{"client_ip": "10.0.0.1", "query": "a.com", "rcode": "NOERROR"}"#, 0)?;
+    let registry = bundled_registry(sandbox())?;
+    let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
+    let spec = RunSpec { tenant: "t", agent: "dns", log_source: "embedded", batch_size: 100, replay_ms: 0 };
+    match pipeline::run(&registry, &mut instance, &s.source, &mut s.store, &spec) {
+        Err(e @ RunError::SchemaMissing { .. }) => {
+            let message = e.to_string();
+            assert!(message.contains("reads 'dns' schema versions 1 to 1, but no dns.yaml"), "{message}");
+        }
+        other => anyhow::bail!("expected the run to be refused, got {other:?}"),
+    }
+    assert!(s.store.anomalies("t", "dns")?.is_empty(), "nothing stored at schema version 0");
+    Ok(())
+}

@@ -25,8 +25,12 @@ pub struct AgentView {
     pub protocol_version: String,
     pub description: String,
     pub sha256: String,
-    /// Bundled with the server (shared by every tenant), or uploaded by this tenant.
+    /// Shipped inside the `mcp` binary (wifi, firewall, dns as released);
+    /// false for a component the operator put in the agents folder and for
+    /// this tenant's uploads. `origin` says which.
     pub bundled: bool,
+    /// Where the component comes from.
+    pub origin: AgentOrigin,
     pub enabled: bool,
     /// Schema versions of its log type the agent reads.
     pub schema_versions: [u32; 2],
@@ -40,6 +44,27 @@ pub struct AgentView {
     pub quarantine: Option<QuarantineView>,
     /// Its newest faults for this tenant, newest first.
     pub recent_faults: Vec<FaultView>,
+}
+
+/// Where an agent's component comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentOrigin {
+    /// Shipped inside the `mcp` binary.
+    Bundled,
+    /// Put in the deployment's agents folder by its operator; shared by
+    /// every tenant, trusted as the bundled ones are.
+    Deployment,
+    /// Uploaded by this tenant.
+    Upload,
+}
+
+/// The sha256 of each component the binary ships.
+fn shipped() -> &'static std::collections::HashSet<String> {
+    static SHIPPED: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
+    SHIPPED.get_or_init(|| {
+        mcp_agent_artifacts::AGENTS.iter().map(|(_, bytes)| mcp_sandbox::registry::sha256_hex(bytes)).collect()
+    })
 }
 
 /// What an agent may reach through the host: every host call is checked
@@ -176,8 +201,13 @@ fn view(state: &ApiState, tenant: &str, agent: &RegisteredAgent, bundled: bool) 
         agent_version: agent.info.agent_version.clone(),
         protocol_version: agent.info.protocol_version.clone(),
         description: agent.info.description.clone(),
+        origin: match (bundled, shipped().contains(&agent.sha256)) {
+            (false, _) => AgentOrigin::Upload,
+            (true, true) => AgentOrigin::Bundled,
+            (true, false) => AgentOrigin::Deployment,
+        },
+        bundled: bundled && shipped().contains(&agent.sha256),
         sha256: agent.sha256.clone(),
-        bundled,
         schema_versions: [agent.info.schema.min_version, agent.info.schema.max_version],
         name,
     }

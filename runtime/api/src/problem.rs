@@ -132,9 +132,10 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
             {
                 ApiError::too_many_requests(format!("{source}; wait for one of the tenant's runs to end"), 5)
             }
-            RunError::Disabled { .. } | RunError::SchemaUnsupported { .. } | RunError::Registry(_) => {
-                ApiError::conflict(error.to_string())
-            }
+            RunError::Disabled { .. }
+            | RunError::SchemaUnsupported { .. }
+            | RunError::SchemaMissing { .. }
+            | RunError::Registry(_) => ApiError::conflict(error.to_string()),
             RunError::Cancelled { .. } | RunError::Quarantined { .. } => ApiError::conflict(error.to_string()),
             other => ApiError::internal(other),
         }

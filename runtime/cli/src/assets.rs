@@ -1,8 +1,9 @@
 //! What the `mcp` binary carries: the bundled agents, the log schema files
 //! and the shipped models, embedded at build time so that the binary runs
 //! anywhere, with no source tree. They are installed under the data
-//! directory's `bundled/` folder for the options left unset (`agents_dir`,
-//! `schema_dir`, `models_dir`), rewritten only where their bytes differ, so
+//! directory's `bundled/` folder (agents and models for the options left
+//! unset, `agents_dir` and `models_dir`; the log schemas always, as the end
+//! of the schema search path), rewritten only where their bytes differ, so
 //! the model state and edits elsewhere are never touched.
 
 use std::path::Path;
@@ -19,9 +20,8 @@ pub fn install(config: &McpConfig) -> Result<()> {
     for (name, bytes) in mcp_agent_artifacts::AGENTS {
         wanted.push((format!("agents/{name}"), bytes));
     }
-    if config.schema_dir.is_none() {
-        wanted.extend(SCHEMAS.iter().map(|(name, bytes)| (format!("log_schemas/{name}"), *bytes)));
-    }
+    // Always: they stay on the schema search path behind the operator's folder.
+    wanted.extend(SCHEMAS.iter().map(|(name, bytes)| (format!("log_schemas/{name}"), *bytes)));
     if config.models_dir.is_none() {
         wanted.extend(MODELS.iter().map(|(name, bytes)| (format!("models/{name}"), *bytes)));
     }

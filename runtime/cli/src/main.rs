@@ -10,13 +10,14 @@ use clap::{Parser, Subcommand};
 use demo::DemoOptions;
 use mcp_api::{ApiState, ControlStore, Role};
 use mcp_engine::config::McpConfig;
-use mcp_sandbox::conformance::{self, Outcome};
 
 use mcp_engine::runs::RunBuilder;
 use mcp_sandbox::registry::Registry;
 use mcp_sandbox::{CompileCache, Sandbox};
 use mcp_storage::store::AnomalyStore;
 
+mod agents_cli;
+mod anomalies_cli;
 mod assets;
 mod bench;
 mod bench_api;
@@ -71,7 +72,7 @@ enum Command {
     /// Inspect agents.
     Agents {
         #[command(subcommand)]
-        command: AgentsCommand,
+        command: agents_cli::AgentsCommand,
     },
     /// Each tenant's budget: what its runs may use.
     Budgets {
@@ -128,6 +129,11 @@ enum Command {
     Notify {
         #[command(subcommand)]
         command: notify_cli::NotifyCommand,
+    },
+    /// The configured tenant's anomalies: list with the API's filters, show one.
+    Anomalies {
+        #[command(subcommand)]
+        command: anomalies_cli::AnomaliesCommand,
     },
     /// Rows of the configured log source that were set aside, with why.
     Quarantine {
@@ -225,22 +231,6 @@ enum QuarantineCommand {
         /// Print the raw rows too.
         #[arg(long)]
         raw: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum AgentsCommand {
-    /// Name, log type, versions and sha256 of every agent.
-    List,
-    /// Run the protocol conformance check on a component.
-    Check {
-        /// The component file.
-        file: PathBuf,
-    },
-    /// End an agent's quarantine for the configured tenant now.
-    Release {
-        /// The agent.
-        name: String,
     },
 }
 
@@ -437,41 +427,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Agents { command: AgentsCommand::List } => {
-            let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
-            let control = ControlStore::open(&config.control_db())?;
-            println!(
-                "{:<10} {:<9} {:<8} {:<9} {:<8} {:<64} state (tenant {})",
-                "name", "log type", "version", "protocol", "enabled", "sha256", config.tenant
-            );
-            for a in registry.list() {
-                let state = match mcp_engine::quarantine::in_force(&control, &config.tenant, &a.info.name)? {
-                    Some(q) => format!("quarantined until {} (level {}): {}", q.until_ms, q.level, q.reason),
-                    None => "runnable".to_string(),
-                };
-                println!(
-                    "{:<10} {:<9} {:<8} {:<9} {:<8} {} {state}",
-                    a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
-                );
-                let grant = mcp_sandbox::Grant::of_info(&a.info);
-                println!(
-                    "           grants: log types [{}], models [{}], settings all",
-                    grant.log_types.join(", "),
-                    grant.models.join(", ")
-                );
-                for fault in control.recent_faults(&config.tenant, &a.info.name, 3)? {
-                    println!("           fault at {}: {} ({})", fault.at_ms, fault.message, fault.kind);
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Agents { command: AgentsCommand::Release { name } } => {
-            let control = ControlStore::open(&config.control_db())?;
-            let now = mcp_storage::jobstatus::now_ms();
-            let released = control.release_quarantine(&config.tenant, &name, now, false)?;
-            println!("{name}: {}", if released { "released" } else { "was not quarantined; its faults are cleared" });
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Agents { command } => agents_cli::run(&config, cli.agents_dir, command),
         Command::Budgets { command: BudgetsCommand::Show { tenant } } => {
             let control = ControlStore::open(&config.control_db())?;
             let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
@@ -500,31 +456,6 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             control.set_budget_override(&tenant, budget.name(), value)?;
             println!("{tenant}: {} = {}", budget.name(), value.map_or("default".to_string(), |v| v.to_string()));
             Ok(ExitCode::SUCCESS)
-        }
-        Command::Agents { command: AgentsCommand::Check { file } } => {
-            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let report = conformance::check(
-                &*sandbox(&config)?,
-                &bytes,
-                &file.display().to_string(),
-                &mcp_synth::GeneratedSamples,
-            );
-            for check in &report.checks {
-                let (mark, detail) = match &check.outcome {
-                    Outcome::Passed(d) => ("pass", d),
-                    Outcome::Failed(d) => ("FAIL", d),
-                    Outcome::Skipped(d) => ("skip", d),
-                };
-                println!("{mark}  {:<42} {detail}", check.name);
-            }
-            if report.passed() {
-                let version = report.agent.as_ref().map_or(mcp_sandbox::PROTOCOL_VERSION, |a| a.protocol.version());
-                println!("\n{} conforms to mcp:agent@{version}", file.display());
-                Ok(ExitCode::SUCCESS)
-            } else {
-                println!("\n{} does not conform", file.display());
-                Ok(ExitCode::FAILURE)
-            }
         }
         Command::Run { agent } => {
             let registry = registry(&config, &agents_dir(cli.agents_dir, &config)?)?;
@@ -652,7 +583,20 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 config.tenant,
                 report.unreadable
             );
-            Ok(ExitCode::SUCCESS)
+            if report.unreadable == 0 {
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Every line is stored; the status tells a script that some will
+            // only reach quarantine, and the file should not be loaded again.
+            for (line, reason) in &report.first_unreadable {
+                println!("  line {line}: {reason}");
+            }
+            println!(
+                "{} line(s) could not be read; they are stored and the next run quarantines them with this reason \
+                 (docs/log_schemas.md shows a line of each log type). Do not load the file again.",
+                report.unreadable
+            );
+            Ok(ExitCode::FAILURE)
         }
         Command::Models { command } => models_cli::run(&config, cli.agents_dir, command),
         Command::Tokens { command: TokensCommand::List { tenant } } => {
@@ -791,6 +735,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Notify { command } => notify_cli::run(&config, command),
+        Command::Anomalies { command } => anomalies_cli::run(&config, command),
         Command::Export(args) => {
             export_cli::run(&config, &args)?;
             Ok(ExitCode::SUCCESS)

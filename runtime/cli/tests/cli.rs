@@ -29,28 +29,31 @@ fn load_run_and_list_quarantine() -> Result<(), Box<dyn std::error::Error>> {
         r#"{"timestamp_ms": 3, "source": "wlc-1", "fields": {"event": "data", "bssid": "aa", "signal_dbm": "loud"}}"#,
         r#"this line is not JSON"#,
         r#"{"timestamp_ms": 5, "source": "wlc-1", "fields": {"event": "deauth", "bssid": "aa", "signal_dbm": -50}}"#,
+        r#"{"ts": 6, "timestamp_ms": 6, "source": "wlc-1", "fields": {"event": "data", "bssid": "aa"}}"#,
+        r#"{"timestamp_ms": 7, "source": "wlc-1", "fields": {"event": "deauth", "bssid": "aa", "signal_dbm": -52}, "label": "deauth_flood"}"#,
     ];
     std::fs::write(dir.path().join("wifi.jsonl"), lines.join("\n"))?;
 
+    // Every line is stored; the status says two will only reach quarantine,
+    // and why.
     let load = mcp(dir.path(), &["db", "load", "wifi.jsonl", "--log-type", "wifi"]);
-    assert!(load.status.success(), "{load:?}");
-    assert!(
-        stdout(&load).contains("loaded 5 'wifi' lines") && stdout(&load).contains("1 unreadable"),
-        "{}",
-        stdout(&load)
-    );
+    let text = stdout(&load);
+    assert_eq!(load.status.code(), Some(1), "{load:?}");
+    assert!(text.contains("loaded 7 'wifi' lines") && text.contains("2 unreadable"), "{text}");
+    assert!(text.contains("line 6: unknown key(s) 'ts'"), "{text}");
 
     let run = mcp(dir.path(), &["run", "--agent", "wifi"]);
     assert!(run.status.success(), "{run:?}");
-    assert!(stdout(&run).contains("3 entries") && stdout(&run).contains("2 quarantined"), "{}", stdout(&run));
+    assert!(stdout(&run).contains("4 entries") && stdout(&run).contains("3 quarantined"), "{}", stdout(&run));
     assert!(stdout(&run).contains("in-process (no redis_url set)"), "{}", stdout(&run));
 
     let list = mcp(dir.path(), &["quarantine", "list"]);
     let text = stdout(&list);
     assert!(list.status.success(), "{list:?}");
     assert!(text.contains("field 'signal_dbm' must be integer under wifi schema v2, found text"), "{text}");
-    assert!(text.contains("not a JSON object"), "{text}");
-    assert!(text.contains("2 quarantined rows for tenant acme"), "{text}");
+    assert!(text.contains("unreadable line (mcp db load): expected ident at line 1"), "{text}");
+    assert!(text.contains("unreadable line (mcp db load): unknown key(s) 'ts'"), "{text}");
+    assert!(text.contains("3 quarantined rows for tenant acme"), "{text}");
     Ok(())
 }
 

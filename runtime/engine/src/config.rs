@@ -203,7 +203,9 @@ pub struct McpConfig {
     pub models_dir: Option<PathBuf>,
     /// How often the model watcher looks for new version directories, in milliseconds.
     pub model_watch_ms: u64,
-    /// Where the log schema files are; the repository's config/log_schemas when unset.
+    /// The operator's folder of log schema files, searched before the
+    /// bundled ones (`<data_dir>/bundled/log_schemas`): it adds log types and
+    /// overrides bundled ones of the same name.
     pub schema_dir: Option<PathBuf>,
     /// Entries per agent call.
     pub batch_size: u32,
@@ -291,6 +293,9 @@ impl McpConfig {
             }
             None => (toml::Table::new(), "built-in defaults".to_string()),
         };
+        if let Some(folder) = path.as_deref().and_then(Path::parent) {
+            resolve_paths_against(&mut table, folder);
+        }
         let overridden = apply_env(&mut table, env)?;
         if !overridden.is_empty() {
             origin = format!("{origin} with {}", overridden.join(", "));
@@ -339,10 +344,15 @@ impl McpConfig {
             .unwrap_or_default()
     }
 
-    /// The schema files this configuration names.
+    /// The schema search path: the operator's `schema_dir`, then the
+    /// bundled schema files.
+    pub fn schema_dirs(&self) -> Vec<PathBuf> {
+        self.schema_dir.iter().cloned().chain([self.bundled_dir().join("log_schemas")]).collect()
+    }
+
+    /// The schema files of [`McpConfig::schema_dirs`].
     pub fn schema_files(&self) -> std::sync::Arc<mcp_storage::schema::SchemaFiles> {
-        let dir = self.schema_dir.clone().unwrap_or_else(|| self.bundled_dir().join("log_schemas"));
-        std::sync::Arc::new(mcp_storage::schema::SchemaFiles::new(&dir))
+        std::sync::Arc::new(mcp_storage::schema::SchemaFiles::search(&self.schema_dirs()))
     }
 
     /// The configured log source: PostgreSQL when `database_url` is set,
@@ -408,6 +418,32 @@ impl McpConfig {
 
     pub fn cache_dir(&self) -> PathBuf {
         self.data_dir.join("cache")
+    }
+}
+
+/// The keys of the file that name files or folders, by section.
+const PATH_KEYS: [(Option<&str>, &str); 6] = [
+    (None, "data_dir"),
+    (None, "agents_dir"),
+    (None, "models_dir"),
+    (None, "schema_dir"),
+    (Some("notifications"), "file"),
+    (Some("notifications"), "secrets_key_file"),
+];
+
+/// Makes the file's relative paths relative to its own folder, so that a
+/// command reads the same files from any working directory (a service
+/// manager's, a shell's). Values from the environment stay as given.
+pub(crate) fn resolve_paths_against(table: &mut toml::Table, folder: &Path) {
+    for (section, key) in PATH_KEYS {
+        let holder = match section {
+            None => Some(&mut *table),
+            Some(name) => table.get_mut(name).and_then(toml::Value::as_table_mut),
+        };
+        let Some(toml::Value::String(value)) = holder.and_then(|t| t.get_mut(key)) else { continue };
+        if !value.is_empty() && Path::new(value.as_str()).is_relative() {
+            *value = folder.join(value.as_str()).display().to_string();
+        }
     }
 }
 

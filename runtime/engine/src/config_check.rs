@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use crate::config::{McpConfig, apply_env, config_path};
+use crate::config::{McpConfig, apply_env, config_path, resolve_paths_against};
 
 /// One problem: where it came from (a file and key, a variable, a service)
 /// and what is wrong.
@@ -42,10 +42,13 @@ impl CheckReport {
 pub fn check(path: Option<&Path>, env: Vec<(String, String)>, services: bool) -> CheckReport {
     let mut report = CheckReport::default();
     let path = config_path(path);
-    let table = match &path {
+    let mut table = match &path {
         Some(path) => file_table(path, &mut report),
         None => Some(toml::Table::new()),
     };
+    if let (Some(table), Some(folder)) = (table.as_mut(), path.as_deref().and_then(Path::parent)) {
+        resolve_paths_against(table, folder);
+    }
     let Some(table) = table else { return report };
     let file = path.as_ref().map_or("built-in defaults".to_string(), |p| p.display().to_string());
     // Each part alone; those found wrong are left out of what is checked

@@ -25,6 +25,11 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("agent {agent} reads '{log_type}' schema versions {min} to {max}; the schema file is at version {version}")]
     SchemaUnsupported { agent: String, log_type: String, version: u32, min: u32, max: u32 },
+    #[error(
+        "agent {agent} reads '{log_type}' schema versions {min} to {max}, but no {log_type}.yaml is on the schema \
+         search path (schema_dir, then the bundled schemas); add one (docs/log_schemas.md)"
+    )]
+    SchemaMissing { agent: String, log_type: String, min: u32, max: u32 },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
     Agent { agent: String, after_id: u64, source: SandboxError },
     #[error("agent {agent} could not give its state after the batch after log id {after_id}: {source}")]
@@ -206,6 +211,16 @@ pub fn run_observed(
         let batch = GuestBatch::from(batch);
         let version = batch.schema_version();
         let schema = &agent.info.schema;
+        // Version 0: no schema file typed the batch. An agent that declared
+        // versions from 1 expects the types a file guarantees.
+        if version == 0 && schema.min_version > 0 {
+            return Err(RunError::SchemaMissing {
+                agent: spec.agent.into(),
+                log_type: log_type.clone(),
+                min: schema.min_version,
+                max: schema.max_version,
+            });
+        }
         if version != 0 && !(schema.min_version..=schema.max_version).contains(&version) {
             return Err(RunError::SchemaUnsupported {
                 agent: spec.agent.into(),

@@ -136,14 +136,53 @@ struct Cached {
     shape: Arc<Shape>,
 }
 
-/// The schema files of one folder, reloaded when they change. The folder is
-/// opened once as a capability directory: a log type names a file inside
-/// it and nothing else (no `..`, no absolute path, no symlink out).
+/// The schema files of a search path of folders, reloaded when they change:
+/// a log type's file is taken from the first folder that has one, so an
+/// operator's folder placed before the bundled one adds log types and
+/// overrides bundled ones without losing the rest. Each folder is opened as
+/// a capability directory: a log type names a file inside it and nothing
+/// else (no `..`, no absolute path, no symlink out).
 #[derive(Debug)]
 pub struct SchemaFiles {
-    dir: PathBuf,
-    capability: Option<cap_std::fs::Dir>,
+    dirs: Vec<SchemaDir>,
     cache: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Debug)]
+struct SchemaDir {
+    path: PathBuf,
+    capability: Option<cap_std::fs::Dir>,
+}
+
+impl SchemaDir {
+    fn open(path: &Path) -> Self {
+        let capability = cap_std::fs::Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .inspect_err(|e| tracing::debug!(dir = %path.display(), "no schema folder: {e}"))
+            .ok();
+        SchemaDir { path: path.to_path_buf(), capability }
+    }
+
+    /// The bytes of `file` in this folder, `None` when it has no such file.
+    fn read(&self, file: &str) -> Result<Option<Vec<u8>>, SchemaError> {
+        // A folder made after start (an operator adding the first file) is
+        // opened when first needed.
+        let opened;
+        let dir = match &self.capability {
+            Some(dir) => dir,
+            None => {
+                opened = cap_std::fs::Dir::open_ambient_dir(&self.path, cap_std::ambient_authority()).ok();
+                match &opened {
+                    Some(dir) => dir,
+                    None => return Ok(None),
+                }
+            }
+        };
+        match dir.read(file) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(SchemaError::Read { path: self.path.join(file).display().to_string(), source }),
+        }
+    }
 }
 
 /// Whether `log_type` can name a schema file: what agent names allow.
@@ -156,41 +195,38 @@ pub fn valid_log_type(log_type: &str) -> bool {
 impl SchemaFiles {
     /// The schema files of `dir`; a folder that does not exist (yet) has none.
     pub fn new(dir: &Path) -> Self {
-        let capability = cap_std::fs::Dir::open_ambient_dir(dir, cap_std::ambient_authority())
-            .inspect_err(|e| tracing::debug!(dir = %dir.display(), "no schema folder: {e}"))
-            .ok();
-        SchemaFiles { dir: dir.to_path_buf(), capability, cache: Mutex::new(HashMap::new()) }
+        Self::search(&[dir.to_path_buf()])
     }
 
-    /// The current shape of `log_type`, or `None` when it has no schema file
-    /// (its fields are then typed by what most rows of a batch hold).
+    /// The schema files of `dirs`, searched in order.
+    pub fn search(dirs: &[PathBuf]) -> Self {
+        SchemaFiles { dirs: dirs.iter().map(|d| SchemaDir::open(d)).collect(), cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The folders searched, in order, for messages.
+    pub fn describe(&self) -> String {
+        self.dirs.iter().map(|d| d.path.display().to_string()).collect::<Vec<_>>().join(", then ")
+    }
+
+    /// The current shape of `log_type`, or `None` when no folder has a
+    /// schema file for it (its fields are then typed by what most rows of a
+    /// batch hold).
     pub fn shape(&self, log_type: &str) -> Result<Option<Arc<Shape>>, SchemaError> {
         let file = format!("{log_type}.yaml");
-        let name = self.dir.join(&file).display().to_string();
         if !valid_log_type(log_type) {
             return Err(SchemaError::Invalid {
-                path: self.dir.display().to_string(),
+                path: self.describe(),
                 detail: format!("log type '{}' is not 1 to 64 of a-z, 0-9, '-' and '_'", log_type.escape_debug()),
             });
         }
-        // A folder made after start (an operator adding the first file) is
-        // opened when first needed.
-        let opened;
-        let dir = match &self.capability {
-            Some(dir) => dir,
-            None => {
-                opened = cap_std::fs::Dir::open_ambient_dir(&self.dir, cap_std::ambient_authority()).ok();
-                match &opened {
-                    Some(dir) => dir,
-                    None => return Ok(None),
-                }
+        let mut found = None;
+        for dir in &self.dirs {
+            if let Some(bytes) = dir.read(&file)? {
+                found = Some((dir.path.join(&file).display().to_string(), bytes));
+                break;
             }
-        };
-        let bytes = match dir.read(&file) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(SchemaError::Read { path: name, source }),
-        };
+        }
+        let Some((name, bytes)) = found else { return Ok(None) };
         let mut cache = self
             .cache
             .lock()
@@ -244,6 +280,26 @@ mod tests {
             assert!(shape.is_some_and(|s| !s.fields.is_empty()), "{log_type}");
         }
         assert!(files.shape("netflow")?.is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn the_first_folder_of_the_search_path_with_a_file_wins() -> Result<(), Box<dyn std::error::Error>> {
+        let own = tempfile::tempdir()?;
+        let bundled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/log_schemas");
+        std::fs::write(
+            own.path().join("bgl.yaml"),
+            "log_type: bgl\nversion: 1\nfields:\n  - { name: msg, type: text }\n",
+        )?;
+        std::fs::write(
+            own.path().join("dns.yaml"),
+            "log_type: dns\nversion: 9\nfields:\n  - { name: q, type: text }\n",
+        )?;
+        let files = SchemaFiles::search(&[own.path().to_path_buf(), bundled.clone()]);
+        assert_eq!(files.shape("bgl")?.map(|s| s.version), Some(1), "the operator's own type");
+        assert_eq!(files.shape("dns")?.map(|s| s.version), Some(9), "the operator's file overrides the bundled one");
+        assert!(files.shape("wifi")?.is_some_and(|s| !s.fields.is_empty()), "the bundled types stay");
+        assert!(files.describe().ends_with(&bundled.display().to_string()));
         Ok(())
     }
 

@@ -11,6 +11,7 @@
 //! `rand_chacha` in Cargo.lock). Each attack entry carries its attack kind as
 //! its label; normal entries carry none.
 
+pub mod author;
 mod dns;
 mod firewall;
 mod samples;

@@ -43,6 +43,7 @@ pub fn to_rows(logs: &[GeneratedLog]) -> Vec<NewRow> {
             fields: log.fields.to_string(),
             schema_version: 0,
             label: log.label.map(str::to_string),
+            load_error: None,
         })
         .collect()
 }

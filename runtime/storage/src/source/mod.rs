@@ -55,8 +55,26 @@ pub struct NewRow {
     pub fields: String,
     /// The schema version it was written under; 0 for the current one.
     pub schema_version: u32,
-    /// The attack kind, for generated logs.
+    /// The ground truth: the attack kind of a generated log, or the `label`
+    /// of a loaded line; `None` for normal traffic.
     pub label: Option<String>,
+    /// Why `mcp db load` could not read the line (then `fields` holds the
+    /// whole line): the run quarantines it with this reason.
+    pub load_error: Option<String>,
+}
+
+impl NewRow {
+    /// A row of `fields` with no label, written under the current schema.
+    pub fn new(timestamp_ms: i64, source: impl Into<String>, fields: impl Into<String>) -> Self {
+        NewRow {
+            timestamp_ms,
+            source: source.into(),
+            fields: fields.into(),
+            schema_version: 0,
+            label: None,
+            load_error: None,
+        }
+    }
 }
 
 /// A batch read from a source, with what was set aside.
@@ -128,6 +146,8 @@ pub struct FetchedRow {
     pub source: String,
     pub fields: String,
     pub schema_version: u32,
+    /// Set for a line the load could not read.
+    pub load_error: Option<String>,
 }
 
 /// A row refused while assembling a batch.
@@ -150,8 +170,21 @@ pub struct Assembled {
 /// rows when the log type has no schema file), logging each refusal.
 pub fn assemble(shape: Option<&Shape>, query: &LogQuery, fetched: Vec<FetchedRow>) -> Assembled {
     let last_id = fetched.last().map_or(query.after_id, |row| row.id);
-    let raw_rows: Vec<RawRow<'_>> = fetched
+    // Lines the load could not read are refused with the load's reason; the
+    // rest are built, their refusals mapped back to positions in `fetched`.
+    let mut reasons: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
+    let mut readable = Vec::with_capacity(fetched.len());
+    for (index, row) in fetched.iter().enumerate() {
+        match &row.load_error {
+            Some(error) => {
+                reasons.insert(index, format!("unreadable line (mcp db load): {error}"));
+            }
+            None => readable.push(index),
+        }
+    }
+    let raw_rows: Vec<RawRow<'_>> = readable
         .iter()
+        .map(|&index| &fetched[index])
         .map(|r| RawRow {
             id: r.id,
             timestamp_ms: r.timestamp_ms,
@@ -171,7 +204,7 @@ pub fn assemble(shape: Option<&Shape>, query: &LogQuery, fetched: Vec<FetchedRow
     drop(raw_rows);
     // The fetched rows are ours now: move each row's JSON into the batch's
     // raw fields or its quarantine record instead of copying it.
-    let mut reasons: std::collections::HashMap<usize, String> = refused.into_iter().collect();
+    reasons.extend(refused.into_iter().filter_map(|(position, reason)| Some((*readable.get(position)?, reason))));
     let mut raw_fields = Vec::with_capacity(fetched.len().saturating_sub(reasons.len()));
     let mut rejected = Vec::with_capacity(reasons.len());
     for (index, row) in fetched.into_iter().enumerate() {

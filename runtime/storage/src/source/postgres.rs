@@ -189,12 +189,16 @@ impl PgLogSource {
             if let Some(label) = &row.label {
                 csv_field(&mut csv, label);
             }
-            csv.push_str(&format!(",{}\n", row.schema_version));
+            csv.push_str(&format!(",{},", row.schema_version));
+            if let Some(error) = &row.load_error {
+                csv_field(&mut csv, error);
+            }
+            csv.push('\n');
         }
         self.runtime.block_on(async {
             let mut conn = self.pool.acquire().await?;
             let mut copy = conn
-                .copy_in_raw("COPY logs (tenant, log_type, ts_ms, source, fields, label, schema_version) FROM STDIN WITH (FORMAT csv)")
+                .copy_in_raw("COPY logs (tenant, log_type, ts_ms, source, fields, label, schema_version, load_error) FROM STDIN WITH (FORMAT csv)")
                 .await?;
             copy.send(csv.as_bytes()).await?;
             copy.finish().await
@@ -205,7 +209,7 @@ impl PgLogSource {
 
 fn page_sql(query: &LogQuery, up_to_id: Option<u64>) -> String {
     format!(
-        "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+        "SELECT id, ts_ms, source, fields, schema_version, load_error FROM logs WHERE {} ORDER BY id LIMIT {}",
         super::page_filter(query, up_to_id, |n| format!("${n}")),
         i64::from(query.limit)
     )
@@ -307,6 +311,7 @@ impl LogSource for PgLogSource {
                     source: r.try_get(2).map_err(pg)?,
                     fields: r.try_get(3).map_err(pg)?,
                     schema_version: r.try_get::<i32, _>(4).map_err(pg)?.unsigned_abs(),
+                    load_error: r.try_get(5).map_err(pg)?,
                 })
             })
             .collect::<Result<Vec<_>, SourceError>>()?;

@@ -67,6 +67,7 @@ impl SqliteLogSource {
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         ensure_column(&conn, "logs", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
         ensure_column(&conn, "quarantine", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
+        ensure_column(&conn, "logs", "load_error", "TEXT").map_err(wrap)?;
         Ok(SqliteLogSource { path: name, conn: Mutex::new(conn), schemas })
     }
 
@@ -108,7 +109,7 @@ impl SqliteLogSource {
 /// A page query's text and arguments, numbered as `page_filter` numbers them.
 fn page_query(tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> (String, Vec<Value>) {
     let sql = format!(
-        "SELECT id, ts_ms, source, fields, schema_version FROM logs WHERE {} ORDER BY id LIMIT {}",
+        "SELECT id, ts_ms, source, fields, schema_version, load_error FROM logs WHERE {} ORDER BY id LIMIT {}",
         super::page_filter(query, up_to_id, |n| format!("?{n}")),
         query.limit
     );
@@ -142,7 +143,7 @@ impl LogSource for SqliteLogSource {
         let tx = self.db(conn.transaction())?;
         {
             let mut insert = self.db(tx.prepare(
-                "INSERT INTO logs (tenant, log_type, ts_ms, source, fields, label, schema_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO logs (tenant, log_type, ts_ms, source, fields, label, schema_version, load_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             ))?;
             for row in rows {
                 self.db(insert.execute(params![
@@ -152,7 +153,8 @@ impl LogSource for SqliteLogSource {
                     row.source,
                     row.fields,
                     row.label,
-                    row.schema_version
+                    row.schema_version,
+                    row.load_error
                 ]))?;
             }
         }
@@ -206,6 +208,7 @@ impl LogSource for SqliteLogSource {
                 source: self.db(row.get(2))?,
                 fields: self.db(row.get(3))?,
                 schema_version: self.db(row.get(4))?,
+                load_error: self.db(row.get(5))?,
             });
         }
         drop(rows);

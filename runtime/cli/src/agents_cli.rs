@@ -1,0 +1,400 @@
+//! `mcp agents ...`: list, check, test and release agents. `check` and
+//! `test` are the author's loop: they need a component and, for a log type
+//! of the author's own, a schema file or a sample file; no database, no
+//! server and no source tree.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use mcp_api::ControlStore;
+use mcp_engine::config::McpConfig;
+use mcp_sandbox::conformance::{self, Outcome, SampleEntries};
+use mcp_synth::author::{FileSamples, FirstOf, LabelColumn, LogFile, SchemaSamples};
+use mcp_synth::scoring::Detection;
+
+#[derive(Subcommand)]
+pub enum AgentsCommand {
+    /// Name, log type, versions and sha256 of every agent.
+    List,
+    /// Run the protocol conformance check on a component.
+    Check {
+        /// The component file.
+        file: PathBuf,
+        /// Entries of the agent's log type to call it with: a JSON Lines file
+        /// in `mcp db load`'s line format. Without it, the generator's for the
+        /// bundled log types, else entries made up from the log type's schema
+        /// file.
+        #[arg(long)]
+        samples: Option<PathBuf>,
+    },
+    /// Run a component on a JSON Lines file in the sandbox, with no database
+    /// or server: its findings, timing and limits used, and with labels its
+    /// precision, recall and F1.
+    Test(TestArgs),
+    /// End an agent's quarantine for the configured tenant now.
+    Release {
+        /// The agent.
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct TestArgs {
+    /// The component file.
+    pub file: PathBuf,
+    /// The log file, one `mcp db load` line each (docs/log_schemas.md).
+    #[arg(long)]
+    pub logs: PathBuf,
+    /// The log type of the file (default: the agent's).
+    #[arg(long)]
+    pub log_type: Option<String>,
+    /// Where each line's ground truth is: `label` for the line's own `label`
+    /// key, or the name of a field (taken out before the agent sees it).
+    #[arg(long)]
+    pub labels: Option<String>,
+    /// Exit non-zero when F1 is below this (needs --labels): a release gate for CI.
+    #[arg(long)]
+    pub min_f1: Option<f64>,
+    /// Entries per call, as a run's batch_size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// table (default) or json.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Findings printed in the table (all of them in JSON).
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: AgentsCommand) -> Result<ExitCode> {
+    match command {
+        AgentsCommand::List => list(config, agents_dir),
+        AgentsCommand::Check { file, samples } => check(config, &file, samples.as_deref()),
+        AgentsCommand::Test(args) => test(config, &args),
+        AgentsCommand::Release { name } => {
+            let control = ControlStore::open(&config.control_db())?;
+            let now = mcp_storage::jobstatus::now_ms();
+            let released = control.release_quarantine(&config.tenant, &name, now, false)?;
+            println!("{name}: {}", if released { "released" } else { "was not quarantined; its faults are cleared" });
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(config: &McpConfig, agents_dir: Option<PathBuf>) -> Result<ExitCode> {
+    let registry = crate::registry(config, &crate::agents_dir(agents_dir, config)?)?;
+    let control = ControlStore::open(&config.control_db())?;
+    println!(
+        "{:<10} {:<9} {:<8} {:<9} {:<8} {:<64} state (tenant {})",
+        "name", "log type", "version", "protocol", "enabled", "sha256", config.tenant
+    );
+    for a in registry.list() {
+        let state = match mcp_engine::quarantine::in_force(&control, &config.tenant, &a.info.name)? {
+            Some(q) => format!("quarantined until {} (level {}): {}", q.until_ms, q.level, q.reason),
+            None => "runnable".to_string(),
+        };
+        println!(
+            "{:<10} {:<9} {:<8} {:<9} {:<8} {} {state}",
+            a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
+        );
+        let grant = mcp_sandbox::Grant::of_info(&a.info);
+        println!(
+            "           grants: log types [{}], models [{}], settings all",
+            grant.log_types.join(", "),
+            grant.models.join(", ")
+        );
+        for fault in control.recent_faults(&config.tenant, &a.info.name, 3)? {
+            println!("           fault at {}: {} ({})", fault.at_ms, fault.message, fault.kind);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The log type a component declares, read without running anything else.
+fn declared_log_type(config: &McpConfig, bytes: &[u8], origin: &str) -> Result<String> {
+    let sandbox = crate::sandbox(config)?;
+    let agent = mcp_sandbox::registry::validate(&sandbox, bytes, origin)?;
+    Ok(agent.info.log_type.clone())
+}
+
+fn check(config: &McpConfig, file: &Path, samples: Option<&Path>) -> Result<ExitCode> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let origin = file.display().to_string();
+    let from_file = match samples {
+        None => None,
+        Some(path) => {
+            let log_type = declared_log_type(config, &bytes, &origin)?;
+            let read = LogFile::read(path, &log_type, None)?;
+            for (line, reason) in read.unreadable.iter().take(5) {
+                println!("note  {}:{line} left out: {reason}", path.display());
+            }
+            Some(FileSamples::new(&log_type, read))
+        }
+    };
+    let schema_samples = SchemaSamples::new(config.schema_files());
+    let mut sources: Vec<&dyn SampleEntries> = Vec::new();
+    if let Some(file_samples) = &from_file {
+        sources.push(file_samples);
+    }
+    sources.push(&mcp_synth::GeneratedSamples);
+    sources.push(&schema_samples);
+    let report = conformance::check(&*crate::sandbox(config)?, &bytes, &origin, &FirstOf(sources));
+    for check in &report.checks {
+        let (mark, detail) = match &check.outcome {
+            Outcome::Passed(d) => ("pass", d),
+            Outcome::Failed(d) => ("FAIL", d),
+            Outcome::Skipped(d) => ("skip", d),
+        };
+        println!("{mark}  {:<42} {detail}", check.name);
+    }
+    if report.passed() {
+        let version = report.agent.as_ref().map_or(mcp_sandbox::PROTOCOL_VERSION, |a| a.protocol.version());
+        println!("\n{} conforms to mcp:agent@{version}", file.display());
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if report.checks.iter().any(|c| matches!(c.outcome, Outcome::Skipped(_))) {
+            println!(
+                "\nno entries to call it with: give --samples FILE.jsonl, or put the log type's schema file \
+                 in schema_dir (docs/log_schemas.md)"
+            );
+        }
+        println!("\n{} does not conform", file.display());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// What one test run found and used.
+struct TestOutcome {
+    findings: Vec<mcp_columns::Anomaly>,
+    entries: usize,
+    quarantined: Vec<(u64, String)>,
+    calls: u64,
+    agent_ms: f64,
+    wall_ms: f64,
+    usage: mcp_sandbox::Usage,
+}
+
+fn test(config: &McpConfig, args: &TestArgs) -> Result<ExitCode> {
+    if args.min_f1.is_some() && args.labels.is_none() {
+        bail!("--min-f1 needs --labels: F1 is measured against the file's ground truth");
+    }
+    let started = Instant::now();
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let origin = args.file.display().to_string();
+    let sandbox = crate::sandbox(config)?;
+    let mut registry = mcp_sandbox::registry::Registry::new(sandbox);
+    let agent = registry.register_bytes(&bytes, &origin)?.clone();
+    let info = &agent.info;
+    let log_type = args.log_type.clone().unwrap_or_else(|| info.log_type.clone());
+    let labels = args.labels.as_deref().map(LabelColumn::named);
+    let file = LogFile::read(&args.logs, &log_type, labels.as_ref())?;
+
+    let shape = config.schema_files().shape(&log_type)?;
+    let schema = &info.schema;
+    match shape.as_deref() {
+        None if schema.min_version > 0 => bail!(mcp_engine::pipeline::RunError::SchemaMissing {
+            agent: info.name.clone(),
+            log_type,
+            min: schema.min_version,
+            max: schema.max_version,
+        }),
+        Some(shape) if !(schema.min_version..=schema.max_version).contains(&shape.version) => {
+            bail!(mcp_engine::pipeline::RunError::SchemaUnsupported {
+                agent: info.name.clone(),
+                log_type,
+                version: shape.version,
+                min: schema.min_version,
+                max: schema.max_version,
+            })
+        }
+        _ => {}
+    }
+
+    let models = config.model_manager()?;
+    let context = mcp_engine::pipeline::context_for(
+        &info.name,
+        &config.tenant,
+        config.settings_for(&info.name),
+        None,
+        Some(models),
+        mcp_sandbox::RunBudget::default(),
+    );
+    let mut instance = registry.instantiate(&info.name, context)?;
+    let batch_size = args.batch_size.unwrap_or(config.batch_size as usize).max(1);
+    let mut outcome = detect_all(&mut instance, shape.as_deref(), &log_type, &file, batch_size)?;
+    outcome.wall_ms = started.elapsed().as_secs_f64() * 1e3;
+    let detection = args.labels.as_ref().map(|_| {
+        let flagged: HashSet<u64> = outcome.findings.iter().map(|a| a.log_id).collect();
+        Detection::score(&file.labels(), &flagged)
+    });
+    match args.format {
+        Format::Table => print_table(args, &info.name, &file, &outcome, detection.as_ref()),
+        Format::Json => print_json(&info.name, &log_type, &file, &outcome, detection.as_ref())?,
+    }
+    match (args.min_f1, &detection) {
+        (Some(bar), Some(d)) if d.f1() < bar => {
+            eprintln!("F1 {:.3} is below --min-f1 {bar}", d.f1());
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// Calls the agent batch after batch, as a run does, keeping its state.
+fn detect_all(
+    instance: &mut mcp_sandbox::AgentInstance,
+    shape: Option<&mcp_columns::shape::Shape>,
+    log_type: &str,
+    file: &LogFile,
+    batch_size: usize,
+) -> Result<TestOutcome> {
+    let mut outcome = TestOutcome {
+        findings: Vec::new(),
+        entries: 0,
+        quarantined: Vec::new(),
+        calls: 0,
+        agent_ms: 0.0,
+        wall_ms: 0.0,
+        usage: mcp_sandbox::Usage::default(),
+    };
+    for chunk in file.entries.chunks(batch_size) {
+        let rows: Vec<mcp_columns::RawRow<'_>> = chunk
+            .iter()
+            .map(|e| mcp_columns::RawRow {
+                id: e.entry.id,
+                timestamp_ms: e.entry.timestamp_ms,
+                source: &e.entry.source,
+                fields: &e.entry.fields,
+                schema_version: 0,
+            })
+            .collect();
+        let (batch, refused) = match shape {
+            Some(shape) => mcp_columns::build_shaped_batch(shape, &rows),
+            None => mcp_columns::build_batch(log_type, mcp_storage::source::UNSCHEMATIZED_VERSION, &rows),
+        };
+        outcome.quarantined.extend(refused.into_iter().filter_map(|(i, why)| Some((chunk.get(i)?.entry.id, why))));
+        outcome.entries += batch.ids.len();
+        if batch.ids.is_empty() {
+            continue;
+        }
+        let batch = mcp_sandbox::GuestBatch::from(batch);
+        let call = Instant::now();
+        let found = instance.detect_batch(&batch).with_context(|| {
+            format!("the agent failed on the batch from log id {}", chunk.first().map_or(0, |e| e.entry.id))
+        })?;
+        outcome.agent_ms += call.elapsed().as_secs_f64() * 1e3;
+        outcome.calls += 1;
+        outcome.findings.extend(found);
+    }
+    outcome.usage = *instance.usage();
+    Ok(outcome)
+}
+
+fn print_table(args: &TestArgs, agent: &str, file: &LogFile, o: &TestOutcome, detection: Option<&Detection>) {
+    println!(
+        "{agent} on {}: {} entries in {} calls, {} quarantined, {} unreadable lines, {} findings",
+        args.logs.display(),
+        o.entries,
+        o.calls,
+        o.quarantined.len(),
+        file.unreadable.len(),
+        o.findings.len()
+    );
+    for (line, reason) in file.unreadable.iter().take(5) {
+        println!("  unreadable line {line}: {reason}");
+    }
+    for (id, reason) in o.quarantined.iter().take(5) {
+        println!("  quarantined entry {id}: {reason}");
+    }
+    if !o.findings.is_empty() {
+        println!("\n{:>8} {:<24} {:<9} {:>6}  reason", "log id", "label", "severity", "score");
+        for a in o.findings.iter().take(args.show) {
+            println!("{:>8} {:<24} {:<9} {:>6.3}  {}", a.log_id, a.label, a.severity.name(), a.score, a.reason);
+        }
+        if o.findings.len() > args.show {
+            println!("   ... {} more (--show N, or --format json)", o.findings.len() - args.show);
+        }
+    }
+    let per_second = if o.agent_ms > 0.0 { o.entries as f64 / (o.agent_ms / 1e3) } else { 0.0 };
+    println!(
+        "\ntiming: {:.1} ms inside the agent ({per_second:.0} entries/s), {:.1} ms in all (reading, compiling, typing)",
+        o.agent_ms, o.wall_ms
+    );
+    let u = &o.usage;
+    println!(
+        "limits used: memory high water {} KiB, findings {}, inferences {}, log lines {}, fuel {}",
+        u.memory_high_water / 1024,
+        u.findings,
+        u.inferences,
+        u.log_lines,
+        u.fuel
+    );
+    if let Some(d) = detection {
+        println!(
+            "\nagainst the labels: precision {:.3}, recall {:.3}, F1 {:.3} (tp {}, fp {}, fn {})",
+            d.precision(),
+            d.recall(),
+            d.f1(),
+            d.true_positives,
+            d.false_positives,
+            d.false_negatives
+        );
+        for (kind, (hit, all)) in &d.per_kind {
+            println!("  {kind}: {hit} of {all} flagged");
+        }
+    }
+}
+
+fn print_json(
+    agent: &str,
+    log_type: &str,
+    file: &LogFile,
+    o: &TestOutcome,
+    detection: Option<&Detection>,
+) -> Result<()> {
+    let findings: Vec<serde_json::Value> = o
+        .findings
+        .iter()
+        .map(|a| {
+            serde_json::json!({
+                "log_id": a.log_id, "label": a.label, "severity": a.severity.name(), "score": a.score,
+                "reason": a.reason, "source": a.source, "log_timestamp_ms": a.log_timestamp_ms,
+            })
+        })
+        .collect();
+    let score = detection.map(|d| {
+        serde_json::json!({
+            "precision": d.precision(), "recall": d.recall(), "f1": d.f1(),
+            "true_positives": d.true_positives, "false_positives": d.false_positives,
+            "false_negatives": d.false_negatives, "per_kind": d.per_kind,
+        })
+    });
+    let u = &o.usage;
+    let document = serde_json::json!({
+        "agent": agent,
+        "log_type": log_type,
+        "entries": o.entries,
+        "calls": o.calls,
+        "unreadable_lines": file.unreadable.iter().map(|(line, why)| serde_json::json!({"line": line, "reason": why})).collect::<Vec<_>>(),
+        "quarantined": o.quarantined.iter().map(|(id, why)| serde_json::json!({"log_id": id, "reason": why})).collect::<Vec<_>>(),
+        "findings": findings,
+        "timing_ms": {"agent": o.agent_ms, "total": o.wall_ms},
+        "usage": {
+            "memory_high_water_bytes": u.memory_high_water, "findings": u.findings, "inferences": u.inferences,
+            "log_lines": u.log_lines, "log_bytes": u.log_bytes, "fuel": u.fuel, "agent_ms": u.agent_ms,
+        },
+        "score": score,
+    });
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! An agent author's loop with the `mcp` binary alone, as someone outside
+//! this repository works: a fourth log type with its own schema folder, a
+//! component, `agents check` and `agents test` with labels and a release
+//! gate, and the anomalies read back without a server.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const PROXY_SCHEMA: &str = "log_type: proxy\nversion: 1\nfields:\n  - { name: url, type: text, required: true }\n  - { name: status, type: integer, required: true }\n";
+
+fn mcp(dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("mcp.toml");
+    match Command::new(env!("CARGO_BIN_EXE_mcp")).arg("--config").arg(&config).args(args).current_dir(dir).output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run mcp: {e}"),
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// A config whose relative paths are the config file's folder's: the test
+/// runs every command from elsewhere to show it.
+fn author_setup(with_schema: bool) -> Result<tempfile::TempDir, Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::create_dir_all(dir.path().join("etc/schemas"))?;
+    if with_schema {
+        std::fs::write(dir.path().join("etc/schemas/proxy.yaml"), PROXY_SCHEMA)?;
+    }
+    std::fs::write(dir.path().join("etc/mcp.toml"), "data_dir = \"../data\"\nschema_dir = \"schemas\"\n")?;
+    std::fs::copy(mcp_fixtures::PROXY, dir.path().join("proxy.wasm"))?;
+    // Labels: 502 and 503 are errors, 500 is a planned test (normal), the
+    // slow 200 is an attack the agent cannot see: tp 2, fp 1, fn 1.
+    let lines = [
+        r#"{"timestamp_ms": 1, "source": "squid", "fields": {"url": "/a", "status": 200}}"#,
+        r#"{"timestamp_ms": 2, "source": "squid", "fields": {"url": "/b", "status": 502}, "label": "error"}"#,
+        r#"{"timestamp_ms": 3, "source": "squid", "fields": {"url": "/c", "status": 500}, "label": null}"#,
+        r#"{"timestamp_ms": 4, "source": "squid", "fields": {"url": "/d", "status": 200}, "label": "slow"}"#,
+        r#"{"timestamp_ms": 5, "source": "squid", "fields": {"url": "/e", "status": 503}, "label": "error"}"#,
+    ];
+    std::fs::write(dir.path().join("proxy.jsonl"), lines.join("\n"))?;
+    Ok(dir)
+}
+
+/// `mcp` run from the temporary folder with the config in etc/.
+fn author(dir: &Path, args: &[&str]) -> Output {
+    let config = dir.join("etc/mcp.toml");
+    match Command::new(env!("CARGO_BIN_EXE_mcp")).arg("--config").arg(&config).args(args).current_dir(dir).output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run mcp: {e}"),
+    }
+}
+
+#[test]
+fn a_fourth_log_type_passes_the_check_from_its_schema_file_or_a_sample_file() -> Result<(), Box<dyn std::error::Error>>
+{
+    // Without a schema file or samples the check cannot call the exports,
+    // and says what to give it.
+    let bare = author_setup(false)?;
+    let check = author(bare.path(), &["agents", "check", "proxy.wasm"]);
+    let text = stdout(&check);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(text.contains("give --samples FILE.jsonl"), "{text}");
+    // A sample file is enough.
+    let check = author(bare.path(), &["agents", "check", "proxy.wasm", "--samples", "proxy.jsonl"]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(stdout(&check).contains("conforms to mcp:agent@"), "{}", stdout(&check));
+
+    // So is a schema file in the operator's folder; the bundled log types
+    // stay on the search path beside it.
+    let with_schema = author_setup(true)?;
+    let check = author(with_schema.path(), &["agents", "check", "proxy.wasm"]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    let bundled = with_schema.path().join("data/bundled/agents/dns.wasm");
+    let check = author(with_schema.path(), &["agents", "check", bundled.to_str().ok_or("path")?]);
+    assert!(check.status.success(), "the bundled types are still found: {}", stdout(&check));
+    Ok(())
+}
+
+#[test]
+fn agents_test_scores_against_labels_and_gates_on_f1() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = author_setup(true)?;
+    let args = ["agents", "test", "proxy.wasm", "--logs", "proxy.jsonl", "--labels", "label"];
+    let tested = author(dir.path(), &args);
+    let text = stdout(&tested);
+    assert!(tested.status.success(), "{tested:?}");
+    assert!(text.contains("5 entries in 1 calls, 0 quarantined, 0 unreadable lines, 3 findings"), "{text}");
+    assert!(text.contains("precision 0.667, recall 0.667, F1 0.667 (tp 2, fp 1, fn 1)"), "{text}");
+    assert!(text.contains("slow: 0 of 1 flagged") && text.contains("error: 2 of 2 flagged"), "{text}");
+
+    let gate = |bar: &str| author(dir.path(), &[&args[..], &["--min-f1", bar]].concat());
+    assert_eq!(gate("0.9").status.code(), Some(1), "below the bar fails");
+    assert!(String::from_utf8_lossy(&gate("0.9").stderr).contains("F1 0.667 is below --min-f1 0.9"));
+    assert!(gate("0.6").status.success(), "above the bar passes");
+    let ungated = author(dir.path(), &["agents", "test", "proxy.wasm", "--logs", "proxy.jsonl", "--min-f1", "0.5"]);
+    assert!(!ungated.status.success() && String::from_utf8_lossy(&ungated.stderr).contains("--min-f1 needs --labels"));
+
+    let json = author(dir.path(), &[&args[..], &["--format", "json"]].concat());
+    let document: serde_json::Value = serde_json::from_slice(&json.stdout)?;
+    let ids: Vec<u64> =
+        document["findings"].as_array().into_iter().flatten().filter_map(|f| f["log_id"].as_u64()).collect();
+    assert_eq!(ids, vec![2, 3, 5], "{document}");
+    assert_eq!(document["score"]["true_positives"], 2, "{document}");
+    assert!(document["usage"]["memory_high_water_bytes"].as_u64().is_some_and(|m| m > 0), "{document}");
+
+    // A label column among the fields is taken out before the agent sees it.
+    let fielded = r#"{"timestamp_ms": 1, "source": "squid", "fields": {"url": "/z", "status": 500, "truth": "error"}}"#;
+    std::fs::write(dir.path().join("fielded.jsonl"), fielded)?;
+    let by_field =
+        author(dir.path(), &["agents", "test", "proxy.wasm", "--logs", "fielded.jsonl", "--labels", "truth"]);
+    assert!(stdout(&by_field).contains("F1 1.000 (tp 1, fp 0, fn 0)"), "{}", stdout(&by_field));
+    Ok(())
+}
+
+#[test]
+fn an_agent_that_reads_a_schema_version_is_refused_without_its_schema_file() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = author_setup(false)?;
+    assert!(author(dir.path(), &["db", "load", "proxy.jsonl", "--log-type", "proxy"]).status.success());
+    let tested = author(dir.path(), &["agents", "test", "proxy.wasm", "--logs", "proxy.jsonl"]);
+    let error = String::from_utf8_lossy(&tested.stderr).into_owned();
+    assert!(!tested.status.success(), "{tested:?}");
+    assert!(error.contains("reads 'proxy' schema versions 1 to 1, but no proxy.yaml"), "{error}");
+    // And a run refuses it the same way, storing nothing.
+    std::fs::create_dir_all(dir.path().join("agents"))?;
+    std::fs::copy(dir.path().join("proxy.wasm"), dir.path().join("agents/proxy.wasm"))?;
+    let run = author(dir.path(), &["--agents-dir", "agents", "run", "--agent", "proxy"]);
+    assert!(!run.status.success() && stdout(&run).contains("but no proxy.yaml"), "{}", stdout(&run));
+    Ok(())
+}
+
+#[test]
+fn anomalies_are_listed_and_shown_without_a_server() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("mcp.toml"), "data_dir = \"data\"\ntenant = \"acme\"\n")?;
+    let lines: Vec<String> = mcp_synth::generate("firewall", 3, 2_000)?
+        .iter()
+        .map(|log| {
+            serde_json::json!({"timestamp_ms": log.timestamp_ms, "source": log.source, "fields": log.fields, "label": log.label})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("fw.jsonl"), lines.join("\n"))?;
+    assert!(mcp(dir.path(), &["db", "load", "fw.jsonl", "--log-type", "firewall"]).status.success());
+    assert!(mcp(dir.path(), &["run", "--agent", "firewall"]).status.success());
+
+    let listed = mcp(dir.path(), &["anomalies", "list", "--agent", "firewall", "--limit", "5", "--json"]);
+    assert!(listed.status.success(), "{listed:?}");
+    let records: Vec<serde_json::Value> =
+        stdout(&listed).lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(records.len(), 5, "{}", stdout(&listed));
+    let id = records[0]["id"].as_i64().ok_or("no id")?;
+    let table = stdout(&mcp(dir.path(), &["anomalies", "list", "--severity", "high", "--sort", "score"]));
+    assert!(table.contains("anomalies of tenant acme"), "{table}");
+    let shown = mcp(dir.path(), &["anomalies", "show", &id.to_string()]);
+    assert!(shown.status.success() && stdout(&shown).contains(&format!("anomaly {id} of agent firewall")));
+    assert!(stdout(&shown).contains("fields         {"), "{}", stdout(&shown));
+
+    // Another tenant's command line sees none of them.
+    let other = Command::new(env!("CARGO_BIN_EXE_mcp"))
+        .env("MCP_TENANT", "other")
+        .args(["--config", "mcp.toml", "anomalies", "show", &id.to_string()])
+        .current_dir(dir.path())
+        .output()?;
+    assert!(!other.status.success() && String::from_utf8_lossy(&other.stderr).contains("has no anomaly"));
+    let bad = mcp(dir.path(), &["anomalies", "list", "--severity", "urgent"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("severity 'urgent' is not"), "{bad:?}");
+
+    // The labels loaded with the lines score a test of the same file.
+    let wasm = dir.path().join("data/bundled/agents/firewall.wasm");
+    let args = ["agents", "test", wasm.to_str().ok_or("path")?, "--logs", "fw.jsonl", "--labels", "label"];
+    let tested = mcp(dir.path(), &args);
+    assert!(stdout(&tested).contains("against the labels: precision"), "{}", stdout(&tested));
+    Ok(())
+}
