@@ -39,7 +39,7 @@ pub use export::{AgentCell, batch_from_entries, run_batch};
 pub mod wit {
     wit_bindgen::generate!({
         world: "agent",
-        path: "../wit/0.2.0",
+        path: "wit/0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_agent_world",
         default_bindings_module: "mcp_sdk::wit",

@@ -35,6 +35,21 @@ pub enum AgentsCommand {
     /// or server: its findings, timing and limits used, and with labels its
     /// precision, recall and F1.
     Test(TestArgs),
+    /// Write a new agent project: source, vendored SDK, a labelled sample file,
+    /// a test, and a config that finds its schema file.
+    New {
+        /// The agent's name (a-z, 0-9, '-', '_').
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::scaffold::Language,
+        /// The log type it reads: a bundled one, or your own (a starter schema file is written).
+        #[arg(long)]
+        log_type: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// End an agent's quarantine for the configured tenant now.
     Release {
         /// The agent.
@@ -81,6 +96,11 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: AgentsComma
         AgentsCommand::List => list(config, agents_dir),
         AgentsCommand::Check { file, samples } => check(config, &file, samples.as_deref()),
         AgentsCommand::Test(args) => test(config, &args),
+        AgentsCommand::New { name, lang, log_type, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            println!("{}", crate::scaffold::new_project(config, &name, &log_type, lang, &dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
         AgentsCommand::Release { name } => {
             let control = ControlStore::open(&config.control_db())?;
             let now = mcp_storage::jobstatus::now_ms();

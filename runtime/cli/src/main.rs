@@ -29,6 +29,7 @@ mod export_cli;
 mod models_cli;
 mod notify_cli;
 mod progress;
+mod scaffold;
 
 use mcp_cli::{demo, training};
 

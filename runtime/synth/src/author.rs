@@ -177,20 +177,24 @@ fn made_up(shape: &Shape, n: usize) -> Map<String, Value> {
     fields
 }
 
+/// `count` entries of `shape`'s log type, ids from 1, one a second from
+/// five sources, each with every declared field.
+pub fn made_up_entries(shape: &Shape, count: usize) -> Vec<LogEntry> {
+    (0..count)
+        .map(|n| LogEntry {
+            id: n as u64 + 1,
+            timestamp_ms: crate::EPOCH_START_MS + n as i64 * 1_000,
+            source: format!("sample-{}", n % 5),
+            log_type: shape.log_type.clone(),
+            fields: Value::Object(made_up(shape, n)).to_string(),
+        })
+        .collect()
+}
+
 impl SampleEntries for SchemaSamples {
     fn entries(&self, log_type: &str, count: usize) -> Option<Vec<LogEntry>> {
         let shape = self.files.shape(log_type).ok().flatten()?;
-        Some(
-            (0..count)
-                .map(|n| LogEntry {
-                    id: n as u64 + 1,
-                    timestamp_ms: crate::EPOCH_START_MS + n as i64 * 1_000,
-                    source: format!("sample-{}", n % 5),
-                    log_type: log_type.into(),
-                    fields: Value::Object(made_up(&shape, n)).to_string(),
-                })
-                .collect(),
-        )
+        Some(made_up_entries(&shape, count))
     }
 }
 

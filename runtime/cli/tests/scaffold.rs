@@ -1,0 +1,108 @@
+//! `mcp agents new` as an author outside this repository uses it: the
+//! project it writes builds on its own (vendored SDK, crates.io only), its
+//! test passes, and the component passes `agents check` and scores F1 1 on
+//! the sample file it came with, unchanged.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn mcp(dir: &Path, args: &[&str]) -> Output {
+    match Command::new(env!("CARGO_BIN_EXE_mcp")).args(args).current_dir(dir).output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run mcp: {e}"),
+    }
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// A cargo for the scaffolded project with none of this build's settings
+/// (coverage flags, wrappers, target dir); its target folder is kept
+/// between runs under this workspace's, so only the first run compiles the
+/// SDK's dependencies.
+fn project_cargo(project: &Path, target_dir: &Path, args: &[&str]) -> Output {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(args).arg("--offline").arg("--target-dir").arg(target_dir).current_dir(project);
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_MAKEFLAGS",
+        "LLVM_PROFILE_FILE",
+        "CARGO_LLVM_COV",
+        "CARGO_LLVM_COV_TARGET_DIR",
+        "CARGO_INCREMENTAL",
+    ] {
+        command.env_remove(var);
+    }
+    match command.output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run cargo: {e}"),
+    }
+}
+
+fn shared_target() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/scaffolded-agents")
+}
+
+#[test]
+fn a_new_rust_agent_for_an_own_log_type_builds_checks_and_scores() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let made = mcp(dir.path(), &["agents", "new", "burst-finder", "--log-type", "bgl"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let project = dir.path().join("burst-finder");
+    for file in ["Cargo.toml", "src/lib.rs", "schemas/bgl.yaml", "samples/bgl.jsonl", "mcp.toml", "README.md"] {
+        assert!(project.join(file).is_file(), "{file} missing: {}", text(&made));
+    }
+    assert!(project.join("vendor/mcp-sdk/wit/0.2.0/agent.wit").is_file());
+    let again = mcp(dir.path(), &["agents", "new", "burst-finder", "--log-type", "bgl"]);
+    assert!(!again.status.success() && text(&again).contains("exists already"), "{}", text(&again));
+
+    let target = shared_target();
+    let tested = project_cargo(&project, &target, &["test"]);
+    assert!(tested.status.success(), "the project's own test: {}", text(&tested));
+    let built = project_cargo(&project, &target, &["build", "--release", "--target", "wasm32-wasip2"]);
+    assert!(built.status.success(), "{}", text(&built));
+    let wasm = target.join("wasm32-wasip2/release/burst_finder.wasm");
+    let wasm = wasm.to_str().ok_or("path")?;
+
+    let check = mcp(&project, &["--config", "mcp.toml", "agents", "check", wasm]);
+    assert!(check.status.success(), "{}", text(&check));
+    let scored = mcp(
+        &project,
+        &["--config", "mcp.toml", "agents", "test", wasm, "--logs", "samples/bgl.jsonl", "--labels", "label"],
+    );
+    assert!(scored.status.success(), "{}", text(&scored));
+    assert!(text(&scored).contains("F1 1.000 (tp 150, fp 0, fn 0)"), "{}", text(&scored));
+    Ok(())
+}
+
+#[test]
+fn a_new_agent_for_a_bundled_log_type_uses_the_bundled_schema() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let made = mcp(dir.path(), &["agents", "new", "dns-bursts", "--log-type", "dns", "--dir", "here"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let project = dir.path().join("here");
+    assert!(!project.join("schemas/dns.yaml").exists(), "no copy of a bundled schema");
+    let samples = std::fs::read_to_string(project.join("samples/dns.jsonl"))?;
+    assert_eq!(samples.lines().count(), 550);
+    let first: serde_json::Value = serde_json::from_str(samples.lines().next().unwrap_or_default())?;
+    for field in ["client_ip", "query", "rcode"] {
+        assert!(first["fields"].get(field).is_some(), "{field} missing in {first}");
+    }
+    for (args, expected) in [
+        (vec!["agents", "new", "x", "--log-type", "dns", "--lang", "python"], "only --lang rust"),
+        (vec!["agents", "new", "../evil", "--log-type", "dns"], "must be 1 to 64"),
+        (vec!["agents", "new", "ok", "--log-type", "../dns"], "must be 1 to 64"),
+    ] {
+        let refused = mcp(dir.path(), &args);
+        assert!(!refused.status.success() && text(&refused).contains(expected), "{args:?}: {}", text(&refused));
+    }
+    assert!(!dir.path().join("evil").exists() && !dir.path().parent().is_some_and(|p| p.join("evil").exists()));
+    Ok(())
+}
