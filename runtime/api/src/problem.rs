@@ -135,6 +135,7 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
             RunError::Disabled { .. }
             | RunError::SchemaUnsupported { .. }
             | RunError::SchemaMissing { .. }
+            | RunError::ShadowMismatch { .. }
             | RunError::Registry(_) => ApiError::conflict(error.to_string()),
             RunError::Cancelled { .. } | RunError::Quarantined { .. } => ApiError::conflict(error.to_string()),
             other => ApiError::internal(other),

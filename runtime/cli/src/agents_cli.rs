@@ -16,6 +16,8 @@ use mcp_sandbox::conformance::{self, Outcome, SampleEntries};
 use mcp_synth::author::{FileSamples, FirstOf, LabelColumn, LogFile, SchemaSamples};
 use mcp_synth::scoring::Detection;
 
+use crate::printable::one_line;
+
 #[derive(Subcommand)]
 pub enum AgentsCommand {
     /// Name, log type, versions and sha256 of every agent.
@@ -50,6 +52,9 @@ pub enum AgentsCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Run a candidate build beside the active agent over history, storing
+    /// nothing, and report which entries only one of them flags.
+    Shadow(ShadowArgs),
     /// End an agent's quarantine for the configured tenant now.
     Release {
         /// The agent.
@@ -85,6 +90,30 @@ pub struct TestArgs {
     pub show: usize,
 }
 
+#[derive(clap::Args)]
+pub struct ShadowArgs {
+    /// The candidate component.
+    pub file: PathBuf,
+    /// The active agent to compare with (same log type).
+    #[arg(long)]
+    pub against: String,
+    /// From this log time, in ms since the epoch (default: the oldest entry).
+    #[arg(long)]
+    pub since: Option<i64>,
+    /// Before this log time, in ms since the epoch.
+    #[arg(long)]
+    pub until: Option<i64>,
+    /// Rows read at most.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_rows: u64,
+    /// Examples shown of each difference.
+    #[arg(long, default_value_t = 5)]
+    pub examples: usize,
+    /// table (default) or json.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
@@ -96,6 +125,7 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: AgentsComma
         AgentsCommand::List => list(config, agents_dir),
         AgentsCommand::Check { file, samples } => check(config, &file, samples.as_deref()),
         AgentsCommand::Test(args) => test(config, &args),
+        AgentsCommand::Shadow(args) => shadow(config, agents_dir, &args),
         AgentsCommand::New { name, lang, log_type, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
             println!("{}", crate::scaffold::new_project(config, &name, &log_type, lang, &dir)?);
@@ -154,9 +184,24 @@ fn check(config: &McpConfig, file: &Path, samples: Option<&Path>) -> Result<Exit
         None => None,
         Some(path) => {
             let log_type = declared_log_type(config, &bytes, &origin)?;
-            let read = LogFile::read(path, &log_type, None)?;
-            for (line, reason) in read.unreadable.iter().take(5) {
-                println!("note  {}:{line} left out: {reason}", path.display());
+            let mut read = LogFile::read(path, &log_type, None)?;
+            let mut left_out = std::mem::take(&mut read.unreadable);
+            // As a run would: lines the schema refuses never reach the agent.
+            match config.schema_files().shape(&log_type)? {
+                Some(shape) => left_out.extend(refused_by(&shape, &mut read)),
+                None => println!(
+                    "note  no {log_type}.yaml on the schema search path: runs and `agents test` refuse an agent \
+                     that reads schema versions until one is there (docs/log_schemas.md)"
+                ),
+            }
+            for (line, reason) in left_out.iter().take(5) {
+                println!("note  {}:{line} left out: {}", path.display(), one_line(reason));
+            }
+            if left_out.len() > 5 {
+                println!("note  ... and {} more lines left out", left_out.len() - 5);
+            }
+            if read.entries.is_empty() {
+                bail!("no line of {} is a log line its schema accepts", path.display());
             }
             Some(FileSamples::new(&log_type, read))
         }
@@ -193,11 +238,43 @@ fn check(config: &McpConfig, file: &Path, samples: Option<&Path>) -> Result<Exit
     }
 }
 
+/// Takes the entries `shape` refuses out of `file`: (line, why) of each.
+fn refused_by(shape: &mcp_columns::shape::Shape, file: &mut LogFile) -> Vec<(usize, String)> {
+    let rows: Vec<mcp_columns::RawRow<'_>> = file
+        .entries
+        .iter()
+        .map(|e| mcp_columns::RawRow {
+            id: e.entry.id,
+            timestamp_ms: e.entry.timestamp_ms,
+            source: &e.entry.source,
+            fields: &e.entry.fields,
+            schema_version: 0,
+        })
+        .collect();
+    let (_, refused) = mcp_columns::build_shaped_batch(shape, &rows);
+    let refused: std::collections::HashMap<usize, String> = refused.into_iter().collect();
+    let mut left_out = Vec::new();
+    let mut index = 0;
+    file.entries.retain(|e| {
+        let keep = match refused.get(&index) {
+            Some(why) => {
+                left_out.push((e.line, why.clone()));
+                false
+            }
+            None => true,
+        };
+        index += 1;
+        keep
+    });
+    left_out
+}
+
 /// What one test run found and used.
 struct TestOutcome {
     findings: Vec<mcp_columns::Anomaly>,
     entries: usize,
-    quarantined: Vec<(u64, String)>,
+    /// (line of the file, why) of each entry the schema refused.
+    quarantined: Vec<(usize, String)>,
     calls: u64,
     agent_ms: f64,
     wall_ms: f64,
@@ -208,6 +285,14 @@ fn test(config: &McpConfig, args: &TestArgs) -> Result<ExitCode> {
     if args.min_f1.is_some() && args.labels.is_none() {
         bail!("--min-f1 needs --labels: F1 is measured against the file's ground truth");
     }
+    if let Some(bar) = args.min_f1
+        && !(0.0..=1.0).contains(&bar)
+    {
+        bail!("--min-f1 {bar} must be between 0 and 1");
+    }
+    if args.batch_size == Some(0) {
+        bail!("--batch-size must be at least 1");
+    }
     let started = Instant::now();
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let origin = args.file.display().to_string();
@@ -215,11 +300,30 @@ fn test(config: &McpConfig, args: &TestArgs) -> Result<ExitCode> {
     let mut registry = mcp_sandbox::registry::Registry::new(sandbox);
     let agent = registry.register_bytes(&bytes, &origin)?.clone();
     let info = &agent.info;
-    let log_type = args.log_type.clone().unwrap_or_else(|| info.log_type.clone());
+    if let Some(given) = &args.log_type
+        && *given != info.log_type
+    {
+        bail!("agent {} reads '{}' logs, not '{}'", info.name, info.log_type, given.escape_debug());
+    }
+    let log_type = info.log_type.clone();
     let labels = args.labels.as_deref().map(LabelColumn::named);
-    let file = LogFile::read(&args.logs, &log_type, labels.as_ref())?;
-
     let shape = config.schema_files().shape(&log_type)?;
+    if let (Some(LabelColumn::Field(name)), Some(shape)) = (&labels, shape.as_deref())
+        && shape.fields.iter().any(|f| &f.name == name)
+    {
+        bail!("'{name}' is a field of the '{log_type}' schema, which the agent reads: it cannot be the answer key");
+    }
+    let file = LogFile::read(&args.logs, &log_type, labels.as_ref())?;
+    if let Some(column) = &args.labels
+        && file.labelled_lines == 0
+    {
+        bail!(
+            "no line of {} carries '{}': every entry would count as normal (--labels label reads each line's \
+             own label key; any other name a field of `fields`)",
+            args.logs.display(),
+            column.escape_debug()
+        );
+    }
     let schema = &info.schema;
     match shape.as_deref() {
         None if schema.min_version > 0 => bail!(mcp_engine::pipeline::RunError::SchemaMissing {
@@ -258,7 +362,10 @@ fn test(config: &McpConfig, args: &TestArgs) -> Result<ExitCode> {
         Detection::score(&file.labels(), &flagged)
     });
     match args.format {
-        Format::Table => print_table(args, &info.name, &file, &outcome, detection.as_ref()),
+        Format::Table => {
+            println!("config: {}", config.origin());
+            print_table(args, &info.name, &file, &outcome, detection.as_ref())
+        }
         Format::Json => print_json(&info.name, &log_type, &file, &outcome, detection.as_ref())?,
     }
     match (args.min_f1, &detection) {
@@ -302,7 +409,7 @@ fn detect_all(
             Some(shape) => mcp_columns::build_shaped_batch(shape, &rows),
             None => mcp_columns::build_batch(log_type, mcp_storage::source::UNSCHEMATIZED_VERSION, &rows),
         };
-        outcome.quarantined.extend(refused.into_iter().filter_map(|(i, why)| Some((chunk.get(i)?.entry.id, why))));
+        outcome.quarantined.extend(refused.into_iter().filter_map(|(i, why)| Some((chunk.get(i)?.line, why))));
         outcome.entries += batch.ids.len();
         if batch.ids.is_empty() {
             continue;
@@ -322,7 +429,7 @@ fn detect_all(
 
 fn print_table(args: &TestArgs, agent: &str, file: &LogFile, o: &TestOutcome, detection: Option<&Detection>) {
     println!(
-        "{agent} on {}: {} entries in {} calls, {} quarantined, {} unreadable lines, {} findings",
+        "{agent} on {}: {} entries in {} batches, {} quarantined, {} unreadable lines, {} findings",
         args.logs.display(),
         o.entries,
         o.calls,
@@ -330,16 +437,25 @@ fn print_table(args: &TestArgs, agent: &str, file: &LogFile, o: &TestOutcome, de
         file.unreadable.len(),
         o.findings.len()
     );
-    for (line, reason) in file.unreadable.iter().take(5) {
-        println!("  unreadable line {line}: {reason}");
-    }
-    for (id, reason) in o.quarantined.iter().take(5) {
-        println!("  quarantined entry {id}: {reason}");
+    for (what, list) in [("unreadable", &file.unreadable), ("quarantined", &o.quarantined)] {
+        for (line, reason) in list.iter().take(5) {
+            println!("  {what} line {line}: {}", one_line(reason));
+        }
+        if list.len() > 5 {
+            println!("  ... {} more {what} lines (--format json lists them all)", list.len() - 5);
+        }
     }
     if !o.findings.is_empty() {
         println!("\n{:>8} {:<24} {:<9} {:>6}  reason", "log id", "label", "severity", "score");
         for a in o.findings.iter().take(args.show) {
-            println!("{:>8} {:<24} {:<9} {:>6.3}  {}", a.log_id, a.label, a.severity.name(), a.score, a.reason);
+            println!(
+                "{:>8} {:<24} {:<9} {:>6.3}  {}",
+                a.log_id,
+                one_line(&a.label),
+                a.severity.name(),
+                a.score,
+                one_line(&a.reason)
+            );
         }
         if o.findings.len() > args.show {
             println!("   ... {} more (--show N, or --format json)", o.findings.len() - args.show);
@@ -370,7 +486,7 @@ fn print_table(args: &TestArgs, agent: &str, file: &LogFile, o: &TestOutcome, de
             d.false_negatives
         );
         for (kind, (hit, all)) in &d.per_kind {
-            println!("  {kind}: {hit} of {all} flagged");
+            println!("  {}: {hit} of {all} flagged", one_line(kind));
         }
     }
 }
@@ -406,15 +522,70 @@ fn print_json(
         "entries": o.entries,
         "calls": o.calls,
         "unreadable_lines": file.unreadable.iter().map(|(line, why)| serde_json::json!({"line": line, "reason": why})).collect::<Vec<_>>(),
-        "quarantined": o.quarantined.iter().map(|(id, why)| serde_json::json!({"log_id": id, "reason": why})).collect::<Vec<_>>(),
+        "quarantined": o.quarantined.iter().map(|(line, why)| serde_json::json!({"line": line, "reason": why})).collect::<Vec<_>>(),
         "findings": findings,
         "timing_ms": {"agent": o.agent_ms, "total": o.wall_ms},
         "usage": {
             "memory_high_water_bytes": u.memory_high_water, "findings": u.findings, "inferences": u.inferences,
-            "log_lines": u.log_lines, "log_bytes": u.log_bytes, "fuel": u.fuel, "agent_ms": u.agent_ms,
+            "log_lines": u.log_lines, "log_bytes": u.log_bytes, "fuel": u.fuel,
         },
         "score": score,
     });
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(())
+}
+
+fn shadow(config: &McpConfig, agents_dir: Option<PathBuf>, args: &ShadowArgs) -> Result<ExitCode> {
+    if args.max_rows == 0 {
+        bail!("--max-rows must be at least 1");
+    }
+    let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let registry = std::sync::Arc::new(crate::registry(config, &crate::agents_dir(agents_dir, config)?)?);
+    let source = config.log_source()?;
+    let control = ControlStore::open(&config.control_db())?;
+    let run = mcp_engine::runs::RunBuilder::new(config, registry, source, &config.tenant, &args.against)
+        .tenant_control(&control)?
+        .models(config.model_manager()?)
+        .build()?;
+    let window = mcp_engine::runs::ShadowWindow {
+        from_ms: args.since,
+        to_ms: args.until,
+        max_rows: args.max_rows,
+        examples: args.examples,
+    };
+    let report = run.shadow(&bytes, &args.file.display().to_string(), window)?;
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} entries of tenant {} in {} batches ({} quarantined){}",
+        report.entries,
+        config.tenant,
+        report.batches,
+        report.quarantined,
+        if report.truncated { ", stopped at --max-rows" } else { "" }
+    );
+    println!("{:<24} {:>9} {:>12}  labels", "", "flagged", "agent ms");
+    for (name, side) in [(args.against.as_str(), &report.active), ("candidate", &report.candidate)] {
+        let labels: Vec<String> = side.labels.iter().map(|(label, n)| format!("{} {n}", one_line(label))).collect();
+        println!("{name:<24} {:>9} {:>12.1}  {}", side.flagged, side.agent_ms, labels.join(", "));
+    }
+    println!(
+        "\nflagged by both: {}; only by the candidate: {}; only by {}: {}",
+        report.both, report.only_candidate, args.against, report.only_active
+    );
+    for (title, examples) in
+        [("only the candidate", &report.only_candidate_examples), (args.against.as_str(), &report.only_active_examples)]
+    {
+        if examples.is_empty() {
+            continue;
+        }
+        println!("\nexamples flagged by {title} alone:");
+        for e in examples {
+            let (source, label, reason) = (one_line(&e.source), one_line(&e.label), one_line(&e.reason));
+            println!("  log id {:>8} {source:<12} {label:<20} {:.3}  {reason}", e.log_id, e.score);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -8,6 +8,8 @@ use clap::Subcommand;
 use mcp_engine::config::McpConfig;
 use mcp_storage::store::{AnomalyQuery, AnomalyRecord, AnomalySort, AnomalyStore};
 
+use crate::printable::one_line;
+
 #[derive(Subcommand)]
 pub enum AnomaliesCommand {
     /// A page of anomalies, newest (or highest scored) first, with the API's filters.
@@ -131,7 +133,7 @@ fn list(config: &McpConfig, store: &AnomalyStore, args: &ListArgs) -> Result<Exi
             r.agent,
             r.log_type,
             r.log_id,
-            r.label,
+            one_line(&r.label),
             r.severity,
             r.score,
             one_line(&r.reason)
@@ -141,15 +143,9 @@ fn list(config: &McpConfig, store: &AnomalyStore, args: &ListArgs) -> Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-/// Agent text on one line, with control characters shown escaped: a reason
-/// comes from an untrusted guest and must not move a terminal's cursor.
-fn one_line(text: &str) -> String {
-    text.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
-}
-
 fn show(r: &AnomalyRecord) {
     println!("anomaly {} of agent {} ({})", r.id, r.agent, r.agent_sha256);
-    println!("  log entry      {} id {} from {} at {} ms", r.log_type, r.log_id, r.source, r.log_ts_ms);
+    println!("  log entry      {} id {} from {} at {} ms", r.log_type, r.log_id, one_line(&r.source), r.log_ts_ms);
     println!("  label          {}", one_line(&r.label));
     println!("  severity       {} (score {:.3})", r.severity, r.score);
     println!("  reason         {}", one_line(&r.reason));

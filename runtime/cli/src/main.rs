@@ -28,6 +28,7 @@ mod bench_pipeline;
 mod export_cli;
 mod models_cli;
 mod notify_cli;
+mod printable;
 mod progress;
 mod scaffold;
 
@@ -161,7 +162,8 @@ enum ConfigCommand {
 enum DbCommand {
     /// Create or update the PostgreSQL log tables.
     Migrate,
-    /// Append a JSON Lines file of logs (one {"timestamp_ms", "source", "fields", "schema_version"?} object a line).
+    /// Append a JSON Lines file of logs (one {"timestamp_ms", "source", "fields", "schema_version"?, "label"?}
+    /// object a line; docs/log_schemas.md).
     Load {
         /// The file.
         file: PathBuf,
@@ -561,6 +563,17 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Db { command: DbCommand::Load { file, log_type } } => {
+            if !mcp_storage::schema::valid_log_type(&log_type) {
+                bail!("log type '{}' must be 1 to 64 of a-z, 0-9, '-' and '_'", log_type.escape_debug());
+            }
+            let schemas = config.schema_files();
+            if schemas.shape(&log_type)?.is_none() {
+                println!(
+                    "note: no {log_type}.yaml on the schema search path ({}): the rows load untyped, and agents \
+                     that read schema versions will not run on them until one is there",
+                    schemas.describe()
+                );
+            }
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let source = config.log_source()?;
@@ -727,9 +740,10 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             let rows = source.quarantined(&config.tenant)?;
             println!("{:<10} {:<10} {:<7} reason", "log id", "log type", "schema");
             for row in &rows {
-                println!("{:<10} {:<10} {:<7} {}", row.log_id, row.log_type, row.schema_version, row.reason);
+                let reason = printable::one_line(&row.reason);
+                println!("{:<10} {:<10} {:<7} {reason}", row.log_id, row.log_type, row.schema_version);
                 if raw {
-                    println!("           raw: {}", row.raw);
+                    println!("           raw: {}", printable::one_line(&row.raw));
                 }
             }
             println!("\n{} quarantined rows for tenant {}", rows.len(), config.tenant);

@@ -144,13 +144,16 @@ use std::collections::HashMap;
 
 use mcp_sdk::{Agent, AgentError, AgentInfo, Batch, Config, Finding, Severity, finding};
 
+/// Entries one source may send in a batch before it is a burst.
+const DEFAULT_THRESHOLD: usize = 100;
+
 pub struct {{TYPE}} {
     threshold: usize,
 }
 
 impl Default for {{TYPE}} {
     fn default() -> Self {
-        {{TYPE}} { threshold: 100 }
+        {{TYPE}} { threshold: DEFAULT_THRESHOLD }
     }
 }
 
@@ -168,7 +171,7 @@ impl Agent for {{TYPE}} {
 
     /// Settings from `[agents.{{NAME}}]` of the operator's config file.
     fn configure(&mut self, config: &Config) -> Result<(), AgentError> {
-        self.threshold = config.parse_or("burst_threshold", 100)?;
+        self.threshold = config.parse_or("burst_threshold", DEFAULT_THRESHOLD)?;
         Ok(())
     }
 

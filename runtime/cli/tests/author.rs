@@ -62,16 +62,31 @@ fn a_fourth_log_type_passes_the_check_from_its_schema_file_or_a_sample_file() ->
     let text = stdout(&check);
     assert_eq!(check.status.code(), Some(1), "{check:?}");
     assert!(text.contains("give --samples FILE.jsonl"), "{text}");
-    // A sample file is enough.
+    // A sample file is enough, with a note that runs need the schema file.
     let check = author(bare.path(), &["agents", "check", "proxy.wasm", "--samples", "proxy.jsonl"]);
     assert!(check.status.success(), "{}", stdout(&check));
     assert!(stdout(&check).contains("conforms to mcp:agent@"), "{}", stdout(&check));
+    assert!(stdout(&check).contains("no proxy.yaml on the schema search path"), "{}", stdout(&check));
 
     // So is a schema file in the operator's folder; the bundled log types
     // stay on the search path beside it.
     let with_schema = author_setup(true)?;
     let check = author(with_schema.path(), &["agents", "check", "proxy.wasm"]);
     assert!(check.status.success(), "{}", stdout(&check));
+    // Sample lines the schema refuses are left out, as a run would, not fed
+    // to the agent mistyped.
+    let mixed = r#"{"timestamp_ms": 1, "source": "s", "fields": {"url": "/a", "status": "200"}}"#;
+    std::fs::write(
+        with_schema.path().join("mixed.jsonl"),
+        format!(
+            "{mixed}
+{}",
+            std::fs::read_to_string(with_schema.path().join("proxy.jsonl"))?
+        ),
+    )?;
+    let check = author(with_schema.path(), &["agents", "check", "proxy.wasm", "--samples", "mixed.jsonl"]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(stdout(&check).contains("mixed.jsonl:1 left out: field 'status' must be integer"), "{}", stdout(&check));
     let bundled = with_schema.path().join("data/bundled/agents/dns.wasm");
     let check = author(with_schema.path(), &["agents", "check", bundled.to_str().ok_or("path")?]);
     assert!(check.status.success(), "the bundled types are still found: {}", stdout(&check));
@@ -85,7 +100,7 @@ fn agents_test_scores_against_labels_and_gates_on_f1() -> Result<(), Box<dyn std
     let tested = author(dir.path(), &args);
     let text = stdout(&tested);
     assert!(tested.status.success(), "{tested:?}");
-    assert!(text.contains("5 entries in 1 calls, 0 quarantined, 0 unreadable lines, 3 findings"), "{text}");
+    assert!(text.contains("5 entries in 1 batches, 0 quarantined, 0 unreadable lines, 3 findings"), "{text}");
     assert!(text.contains("precision 0.667, recall 0.667, F1 0.667 (tp 2, fp 1, fn 1)"), "{text}");
     assert!(text.contains("slow: 0 of 1 flagged") && text.contains("error: 2 of 2 flagged"), "{text}");
 
@@ -103,6 +118,39 @@ fn agents_test_scores_against_labels_and_gates_on_f1() -> Result<(), Box<dyn std
     assert_eq!(ids, vec![2, 3, 5], "{document}");
     assert_eq!(document["score"]["true_positives"], 2, "{document}");
     assert!(document["usage"]["memory_high_water_bytes"].as_u64().is_some_and(|m| m > 0), "{document}");
+
+    // Mistakes that would make the gate lie are refused.
+    for (extra, expected) in [
+        (vec!["--min-f1", "NaN"], "must be between 0 and 1"),
+        (vec!["--min-f1", "1.5"], "must be between 0 and 1"),
+        (vec!["--batch-size", "0"], "at least 1"),
+        (vec!["--log-type", "dns"], "reads 'proxy' logs, not 'dns'"),
+    ] {
+        let refused = author(dir.path(), &[&args[..], &extra[..]].concat());
+        let error = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(!refused.status.success() && error.contains(expected), "{extra:?}: {error}");
+    }
+    for (column, expected) in [("nosuch", "no line of proxy.jsonl carries 'nosuch'"), ("status", "is a field of")] {
+        let refused =
+            author(dir.path(), &["agents", "test", "proxy.wasm", "--logs", "proxy.jsonl", "--labels", column]);
+        let error = String::from_utf8_lossy(&refused.stderr).into_owned();
+        assert!(!refused.status.success() && error.contains(expected), "{column}: {error}");
+    }
+
+    // Text from the log and the agent cannot drive the terminal, and
+    // "normal" is normal however a label spells it.
+    let hostile = concat!(
+        r#"{"timestamp_ms": 1, "source": "s", "fields": {"url": "/x\u001b[2J\nFAKE\u202e", "status": 500}, "label": "Normal"}"#,
+        "
+",
+        r#"{"timestamp_ms": 2, "source": "s", "fields": {"url": "/y", "status": 200}, "label": "benign"}"#,
+    );
+    std::fs::write(dir.path().join("hostile.jsonl"), hostile)?;
+    let shown = author(dir.path(), &["agents", "test", "proxy.wasm", "--logs", "hostile.jsonl", "--labels", "label"]);
+    let text = stdout(&shown);
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{202e}'), "{text:?}");
+    assert!(text.contains("/x\\u{1b}[2J\\nFAKE\\u{202e} answered 500"), "{text}");
+    assert!(text.contains("(tp 0, fp 1, fn 0)"), "{text}");
 
     // A label column among the fields is taken out before the agent sees it.
     let fielded = r#"{"timestamp_ms": 1, "source": "squid", "fields": {"url": "/z", "status": 500, "truth": "error"}}"#;

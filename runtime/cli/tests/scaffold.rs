@@ -79,6 +79,77 @@ fn a_new_rust_agent_for_an_own_log_type_builds_checks_and_scores() -> Result<(),
     );
     assert!(scored.status.success(), "{}", text(&scored));
     assert!(text(&scored).contains("F1 1.000 (tp 150, fp 0, fn 0)"), "{}", text(&scored));
+
+    // A shadow run: the build above deployed, a deliberately changed build
+    // (threshold 10 instead of 100, so the five normal sources' 80 entries
+    // each are flagged too) compared with it over the loaded samples.
+    let loaded = mcp(&project, &["--config", "mcp.toml", "db", "load", "samples/bgl.jsonl", "--log-type", "bgl"]);
+    assert!(loaded.status.success(), "{}", text(&loaded));
+    std::fs::create_dir_all(project.join("agents"))?;
+    std::fs::copy(wasm, project.join("agents/burst_finder.wasm"))?;
+    let source = std::fs::read_to_string(project.join("src/lib.rs"))?;
+    std::fs::write(
+        project.join("src/lib.rs"),
+        source.replace("DEFAULT_THRESHOLD: usize = 100", "DEFAULT_THRESHOLD: usize = 10"),
+    )?;
+    let rebuilt = project_cargo(&project, &target, &["build", "--release", "--target", "wasm32-wasip2"]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt));
+    let shadow = |candidate: &str| {
+        mcp(
+            &project,
+            &[
+                "--config",
+                "mcp.toml",
+                "--agents-dir",
+                "agents",
+                "agents",
+                "shadow",
+                candidate,
+                "--against",
+                "burst-finder",
+            ],
+        )
+    };
+    let compared = mcp(
+        &project,
+        &[
+            "--config",
+            "mcp.toml",
+            "--agents-dir",
+            "agents",
+            "agents",
+            "shadow",
+            wasm,
+            "--against",
+            "burst-finder",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(compared.status.success(), "{}", text(&compared));
+    let report: serde_json::Value = serde_json::from_slice(&compared.stdout)?;
+    let counts = ["entries", "both", "only_candidate", "only_active"].map(|k| report[k].as_u64());
+    assert_eq!(counts, [Some(550), Some(150), Some(400), Some(0)], "{report}");
+    assert!(
+        report["only_candidate_examples"][0]["reason"].as_str().is_some_and(|r| r.contains("80 entries")),
+        "{report}"
+    );
+    assert!(text(&shadow(wasm)).contains("only by the candidate: 400; only by burst-finder: 0"));
+    // Nothing was stored: no anomaly store was even made.
+    assert!(
+        !project.join(".mcp/anomalies.db").exists() || {
+            let listed = mcp(&project, &["--config", "mcp.toml", "anomalies", "list"]);
+            text(&listed).contains("0 anomalies")
+        }
+    );
+    // A candidate of another log type is refused.
+    let other = project.join(".mcp/bundled/agents/dns.wasm");
+    let refused = shadow(other.to_str().ok_or("path")?);
+    assert!(
+        !refused.status.success() && text(&refused).contains("candidate dns reads 'dns' logs"),
+        "{}",
+        text(&refused)
+    );
     Ok(())
 }
 

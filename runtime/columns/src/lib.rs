@@ -24,7 +24,7 @@ pub use anomaly::{Anomaly, Severity};
 /// that `mcp-sandbox` lists. A test ties this constant to the WIT files.
 pub const PROTOCOL_VERSION: &str = "0.2.0";
 pub use builder::{BatchBuilder, RawRow, build_batch, build_shaped_batch};
-pub use text::{text_at, text_in, texts_in};
+pub use text::{is_invisible_format, text_at, text_in, texts_in};
 
 /// A column of texts: the texts end to end in `data`, entry `i` ending at
 /// byte `ends[i]`.

@@ -21,3 +21,10 @@ pub fn text_in<'a>(data: &'a str, ends: &[u32], index: usize) -> Option<&'a str>
     let start = if index == 0 { 0 } else { *ends.get(index - 1)? as usize };
     data.get(start..end)
 }
+
+/// Whether `c` is a bidirectional override or a zero-width character: in
+/// text shown to a person they would let a log line or an agent reorder or
+/// hide what is read.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}

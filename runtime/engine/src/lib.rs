@@ -18,3 +18,4 @@ pub mod pipeline;
 pub mod quarantine;
 pub mod queue;
 pub mod runs;
+pub mod shadow;

@@ -30,6 +30,8 @@ pub enum RunError {
          search path (schema_dir, then the bundled schemas); add one (docs/log_schemas.md)"
     )]
     SchemaMissing { agent: String, log_type: String, min: u32, max: u32 },
+    #[error("candidate {candidate} reads '{candidate_log_type}' logs; agent {agent} reads '{log_type}'")]
+    ShadowMismatch { agent: String, log_type: String, candidate: String, candidate_log_type: String },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
     Agent { agent: String, after_id: u64, source: SandboxError },
     #[error("agent {agent} could not give its state after the batch after log id {after_id}: {source}")]

@@ -16,6 +16,9 @@ use mcp_storage::jobstatus::{JobStatus, SharedCache};
 use mcp_storage::source::LogSource;
 use mcp_storage::store::AnomalyStore;
 
+pub use crate::shadow::ShadowReport;
+use crate::shadow::ShadowSpec;
+
 use crate::config::McpConfig;
 use crate::jobs::RunJob;
 use crate::models::ModelManager;
@@ -182,6 +185,18 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// What history a shadow run compares over.
+#[derive(Debug, Clone, Copy)]
+pub struct ShadowWindow {
+    /// Log time from (inclusive) and to (exclusive), in ms since the epoch.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Rows read at most.
+    pub max_rows: u64,
+    /// Examples kept of each difference.
+    pub examples: usize,
+}
+
 /// How a run ended, with what the instance used.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -229,6 +244,42 @@ impl Run {
         };
         let result = pipeline::run_observed(&self.registry, &mut instance, &*self.source, store, &spec, observer);
         RunOutcome { result, faults: instance.faults(), fault_list: instance.take_faults(), usage: *instance.usage() }
+    }
+
+    /// A shadow run: the candidate component in `bytes` beside this run's
+    /// agent over `window` of history, both fresh, storing nothing. The
+    /// candidate must read the same log type; it gets exactly this run's
+    /// context (settings, grant, budget, models), so it can reach nothing the
+    /// active agent cannot, and takes a second instance slot of the tenant.
+    pub fn shadow(self, bytes: &[u8], origin: &str, window: ShadowWindow) -> Result<ShadowReport, RunError> {
+        let active_info = self.registry.get(&self.agent)?.info.clone();
+        let mut candidates = Registry::new(self.registry.sandbox().clone());
+        let candidate = candidates.register_bytes(bytes, origin)?.info.clone();
+        if candidate.log_type != active_info.log_type {
+            return Err(RunError::ShadowMismatch {
+                agent: self.agent.clone(),
+                log_type: active_info.log_type,
+                candidate: candidate.name,
+                candidate_log_type: candidate.log_type,
+            });
+        }
+        let mut candidate_context = self.context.clone();
+        candidate_context.agent = candidate.name.as_str().into();
+        // The active agent's grant, whatever the candidate's info asks for.
+        candidate_context.grant =
+            Some(self.context.grant.clone().unwrap_or_else(|| Arc::new(Grant::of_info(&active_info))));
+        let mut candidate_instance = candidates.instantiate(&candidate.name, candidate_context)?;
+        let mut active = self.registry.instantiate_reserved(&self.agent, self.context, self.slot)?;
+        let spec = ShadowSpec {
+            tenant: &self.tenant,
+            log_type: &active_info.log_type,
+            from_ms: window.from_ms,
+            to_ms: window.to_ms,
+            max_rows: window.max_rows,
+            batch_size: self.batch_size,
+            examples: window.examples,
+        };
+        crate::shadow::compare(self.registry.sandbox(), &*self.source, &mut active, &mut candidate_instance, &spec)
     }
 
     /// As [`Run::execute`], recording job status in `cache` every

@@ -77,11 +77,11 @@ pub struct Notice {
 /// Text from agents goes to people: keep it to one line and a bounded
 /// length, so an agent cannot forge extra lines or markup in a message.
 fn clean(text: &str, limit: usize) -> String {
-    // Bidirectional overrides and zero-width characters would let a log
-    // line reorder or hide what a person reads.
-    let invisible = |c: char| matches!(c, '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}');
-    let one_line: String =
-        text.chars().filter(|c| !invisible(*c)).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one_line: String = text
+        .chars()
+        .filter(|c| !mcp_columns::is_invisible_format(*c))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if one_line.chars().count() > limit {
         format!("{}…", one_line.chars().take(limit).collect::<String>())
     } else {

@@ -18,10 +18,10 @@ use serde_json::{Map, Value};
 /// Errors reading an author's log file.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorFileError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: String, source: std::io::Error },
-    #[error("{path} has no readable line")]
-    Empty { path: String },
+    #[error("{path} has no readable line{}", first_reasons(.unreadable))]
+    Empty { path: String, unreadable: Vec<(usize, String)> },
 }
 
 /// One entry of an author's file with its ground truth: the attack kind, or
@@ -30,6 +30,12 @@ pub enum AuthorFileError {
 pub struct LabelledEntry {
     pub entry: LogEntry,
     pub label: Option<String>,
+    /// The line of the file it came from.
+    pub line: usize,
+}
+
+fn first_reasons(unreadable: &[(usize, String)]) -> String {
+    unreadable.iter().take(3).map(|(line, why)| format!("; line {line}: {why}")).collect()
 }
 
 /// An author's JSON Lines file, read as `mcp db load` reads one.
@@ -38,6 +44,8 @@ pub struct LogFile {
     pub entries: Vec<LabelledEntry>,
     /// Lines that are not a log line: (line number, why).
     pub unreadable: Vec<(usize, String)>,
+    /// Readable lines that carried the label column at all.
+    pub labelled_lines: usize,
 }
 
 /// Where the ground truth of a line is: the line's own `label`, or a field
@@ -55,20 +63,8 @@ impl LabelColumn {
     }
 }
 
-/// A label value as ground truth: null, false, 0, "", "normal", "benign"
-/// and "0" are normal traffic; true and 1 are an attack of kind "attack";
-/// any other text is the attack's kind.
-pub fn label_of(value: &Value) -> Option<String> {
-    match value {
-        Value::Null | Value::Bool(false) => None,
-        Value::Bool(true) => Some("attack".to_string()),
-        Value::Number(n) if n.as_f64() == Some(0.0) => None,
-        Value::Number(_) => Some("attack".to_string()),
-        Value::String(s) if matches!(s.trim().to_ascii_lowercase().as_str(), "" | "normal" | "benign" | "0") => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
+/// A label value as ground truth, as `mcp db load` reads one.
+pub use mcp_storage::source::load::ground_truth as label_of;
 
 impl LogFile {
     /// Reads `path` as log lines of `log_type`, ids from 1 in line order,
@@ -79,7 +75,7 @@ impl LogFile {
         let read = Self::parse(std::io::BufReader::new(file), log_type, labels)
             .map_err(|source| AuthorFileError::Read { path: name.clone(), source })?;
         if read.entries.is_empty() {
-            return Err(AuthorFileError::Empty { path: name });
+            return Err(AuthorFileError::Empty { path: name, unreadable: read.unreadable });
         }
         Ok(read)
     }
@@ -99,19 +95,27 @@ impl LogFile {
             }
             let (fields, label) = match labels {
                 None => (row.fields, None),
-                Some(LabelColumn::Envelope) => (row.fields, row.label),
+                Some(LabelColumn::Envelope) => {
+                    let carries =
+                        serde_json::from_str::<Map<String, Value>>(&line).is_ok_and(|l| l.contains_key("label"));
+                    out.labelled_lines += usize::from(carries);
+                    (row.fields, row.label)
+                }
                 Some(LabelColumn::Field(name)) => match serde_json::from_str::<Value>(&row.fields) {
-                    Ok(Value::Object(mut object)) => {
-                        let label = object.remove(name).as_ref().and_then(label_of);
-                        (Value::Object(object).to_string(), label)
-                    }
+                    Ok(Value::Object(mut object)) => match object.remove(name) {
+                        Some(value) => {
+                            out.labelled_lines += 1;
+                            (Value::Object(object).to_string(), label_of(&value))
+                        }
+                        None => (row.fields, None),
+                    },
                     _ => (row.fields, None),
                 },
             };
             let id = out.entries.len() as u64 + 1;
             let entry =
                 LogEntry { id, timestamp_ms: row.timestamp_ms, source: row.source, log_type: log_type.into(), fields };
-            out.entries.push(LabelledEntry { entry, label });
+            out.entries.push(LabelledEntry { entry, label, line: number + 1 });
         }
         Ok(out)
     }
@@ -233,6 +237,7 @@ mod tests {
         assert_eq!(envelope.unreadable.len(), 1);
         let field = LogFile::parse(text.as_bytes(), "bgl", Some(&LabelColumn::named("truth")))?;
         assert_eq!(field.labels(), vec![(1, Some("-".into())), (2, Some("KERNDTLB".into()))]);
+        assert_eq!((envelope.labelled_lines, field.labelled_lines), (1, 2));
         assert!(!field.entries[0].entry.fields.contains("truth"), "the agent must not see its answer");
         Ok(())
     }

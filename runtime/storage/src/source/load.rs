@@ -16,13 +16,35 @@ use super::{LogSource, NewRow, SourceError};
 struct Line {
     timestamp_ms: i64,
     source: String,
-    fields: serde_json::Value,
+    /// Kept as written, so that the schema check sees a key given twice.
+    fields: Box<serde_json::value::RawValue>,
     #[serde(default)]
     schema_version: u32,
     /// Ground truth for evaluation (`mcp agents test --labels`, the demo's
-    /// scoring): an attack kind, or null or absent for normal traffic.
+    /// scoring), read by [`ground_truth`].
     #[serde(default)]
-    label: Option<String>,
+    label: serde_json::Value,
+}
+
+/// A label value as ground truth: null, false, 0, and the texts "",
+/// "normal", "benign", "0" and "false" (any case) are normal traffic; true
+/// and other numbers are an attack of kind "attack"; other text is the
+/// attack's kind.
+pub fn ground_truth(value: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match value {
+        Value::Null | Value::Bool(false) => None,
+        Value::Bool(true) => Some("attack".to_string()),
+        Value::Number(n) if n.as_f64() == Some(0.0) => None,
+        Value::Number(_) => Some("attack".to_string()),
+        Value::String(s)
+            if matches!(s.trim().to_ascii_lowercase().as_str(), "" | "normal" | "benign" | "0" | "false") =>
+        {
+            None
+        }
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 /// The keys a line may have, for the message that names a stray one.
@@ -76,9 +98,9 @@ pub fn parse_line(line: &str) -> NewRow {
         Ok(parsed) => NewRow {
             timestamp_ms: parsed.timestamp_ms,
             source: parsed.source,
-            fields: parsed.fields.to_string(),
+            fields: parsed.fields.get().to_string(),
             schema_version: parsed.schema_version,
-            label: parsed.label.filter(|l| !l.is_empty()),
+            label: ground_truth(&parsed.label),
             load_error: None,
         },
         Err(e) => NewRow { load_error: Some(unreadable_reason(line, &e)), ..NewRow::new(0, "", line) },
@@ -163,7 +185,15 @@ mod tests {
     fn a_label_is_carried_as_ground_truth() {
         let row = parse_line(r#"{"timestamp_ms": 1, "source": "a", "fields": {"x": 1}, "label": "tunnel"}"#);
         assert_eq!((row.label.as_deref(), row.load_error), (Some("tunnel"), None));
-        let row = parse_line(r#"{"timestamp_ms": 1, "source": "a", "fields": {}, "label": null}"#);
-        assert_eq!((row.label, row.load_error), (None, None));
+        for normal in ["null", "\"normal\"", "\"Benign\"", "false", "0", "\"\""] {
+            let row =
+                parse_line(&format!(r#"{{"timestamp_ms": 1, "source": "a", "fields": {{}}, "label": {normal}}}"#));
+            assert_eq!((row.label, row.load_error), (None, None), "{normal}");
+        }
+        let row = parse_line(r#"{"timestamp_ms": 1, "source": "a", "fields": {}, "label": true}"#);
+        assert_eq!(row.label.as_deref(), Some("attack"));
+        // Fields are kept as written: a key given twice reaches the schema check.
+        let row = parse_line(r#"{"timestamp_ms": 1, "source": "a", "fields": {"s": 500, "s": 200}}"#);
+        assert_eq!(row.fields, r#"{"s": 500, "s": 200}"#);
     }
 }
