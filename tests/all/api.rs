@@ -797,3 +797,52 @@ fn readiness_names_what_is_not_reachable() -> anyhow::Result<()> {
     assert!(!started.body.to_string().contains("hunter2"), "{}", started.body);
     Ok(())
 }
+
+#[test]
+fn a_shadow_run_compares_a_candidate_over_the_tenants_own_history_and_stores_nothing() -> anyhow::Result<()> {
+    let api = api()?;
+    let (alpha, beta) = (api.token("alpha", Role::TenantAdmin), api.token("beta", Role::TenantAdmin));
+    let firewall = std::fs::read(Path::new(mcp_fixtures::AGENTS_DIR).join("firewall.wasm"))?;
+    let stored_before = api.get("/v1/anomalies?agent=firewall&limit=1000", alpha)?.body["items"].clone();
+    let shadow = |token: &str, agent: &str, query: &str, bytes: Vec<u8>| {
+        api.send(
+            "POST",
+            &format!("/v1/agents/{agent}/shadow{query}"),
+            Some(token),
+            Some("application/wasm"),
+            Some(bytes),
+        )
+    };
+
+    // The same build finds the same entries: no difference, over beta's
+    // 3,000 rows alone.
+    let same = shadow(beta, "firewall", "?examples=2", firewall.clone())?;
+    assert_eq!(same.status, StatusCode::OK, "{}", same.body);
+    let betas = mcp_synth::generate("firewall", 2, 3_000)?.len();
+    assert_eq!(same.body["entries"].as_u64(), Some(betas as u64), "{}", same.body);
+    assert_eq!((same.body["only_candidate"].as_u64(), same.body["only_active"].as_u64()), (Some(0), Some(0)));
+    assert!(same.body["both"].as_u64().is_some_and(|b| b > 0) && same.body["both"] == same.body["active"]["flagged"]);
+    let bounded = shadow(alpha, "firewall", "?max_rows=500", firewall.clone())?;
+    assert_eq!((bounded.body["entries"].as_u64(), bounded.body["truncated"].as_bool()), (Some(500), Some(true)));
+
+    // Nothing stored, whatever the candidate found.
+    let stored_after = api.get("/v1/anomalies?agent=firewall&limit=1000", alpha)?.body["items"].clone();
+    assert_eq!(stored_before, stored_after);
+
+    // What cannot be compared is refused, and named.
+    let dns = std::fs::read(Path::new(mcp_fixtures::AGENTS_DIR).join("dns.wasm"))?;
+    let other_type = shadow(alpha, "firewall", "", dns)?;
+    problem(&other_type, StatusCode::UNPROCESSABLE_ENTITY, "invalid_component");
+    assert!(other_type.body["detail"].as_str().unwrap_or_default().contains("reads 'dns' logs"), "{}", other_type.body);
+    problem(
+        &shadow(alpha, "firewall", "", b"not wasm".to_vec())?,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_component",
+    );
+    problem(&shadow(alpha, "nosuch", "", firewall.clone())?, StatusCode::NOT_FOUND, "not_found");
+    problem(&shadow(alpha, "firewall", "?max_rows=0", firewall.clone())?, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&shadow(alpha, "firewall", "?colour=red", firewall.clone())?, StatusCode::BAD_REQUEST, "bad_request");
+    let read_only = shadow(api.token("alpha", Role::ReadOnly), "firewall", "", firewall)?;
+    assert_eq!(read_only.status, StatusCode::FORBIDDEN, "{}", read_only.body);
+    Ok(())
+}

@@ -59,6 +59,38 @@ pub enum AgentOrigin {
     Upload,
 }
 
+/// A component sent as a request body, within the deployment's
+/// `max_upload_bytes` and the tenant's `upload_bytes` budget.
+pub(crate) fn component_body(
+    state: &ApiState,
+    tenant: &str,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("components are limited to {} bytes (max_upload_bytes)", state.config.max_upload_bytes),
+            )
+        } else {
+            ApiError::bad_request(rejection.body_text())
+        }
+    })?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("the body must be the component's bytes"));
+    }
+    let allowed = state.tenant_budget(tenant)?.upload_bytes;
+    if bytes.len() as u64 > allowed {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("component of {} bytes; this tenant's upload_bytes budget is {allowed}", bytes.len()),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// The sha256 of each component the binary ships.
 fn shipped() -> &'static std::collections::HashSet<String> {
     static SHIPPED: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
@@ -279,28 +311,7 @@ pub async fn upload_agent(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<AgentView>), ApiError> {
     caller.require(Role::TenantAdmin)?;
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("components are limited to {} bytes (max_upload_bytes)", state.config.max_upload_bytes),
-            )
-        } else {
-            ApiError::bad_request(rejection.body_text())
-        }
-    })?;
-    if bytes.is_empty() {
-        return Err(ApiError::bad_request("the body must be the component's bytes"));
-    }
-    let allowed = state.tenant_budget(&caller.tenant)?.upload_bytes;
-    if bytes.len() as u64 > allowed {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("component of {} bytes; this tenant's upload_bytes budget is {allowed}", bytes.len()),
-        ));
-    }
+    let bytes = component_body(&state, &caller.tenant, body)?;
     let most_agents = state.tenant_budget(&caller.tenant)?.agents;
     let shared = state.clone();
     let tenant = caller.tenant.clone();

@@ -19,6 +19,7 @@ mod notifications;
 pub mod problem;
 mod range;
 mod runs;
+mod shadow;
 mod shutdown;
 mod tenancy;
 
@@ -500,6 +501,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(agents::release_agent))
         .routes(routes!(agents::put_manifest))
         .routes(routes!(agents::approve_agent))
+        .routes(routes!(shadow::shadow_agent))
         .routes(routes!(budgets::get_budget))
         .routes(routes!(budgets::put_budget))
         .routes(routes!(tenancy::list_tokens, tenancy::create_token))

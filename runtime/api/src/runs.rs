@@ -69,28 +69,43 @@ impl From<JobStatus> for RunView {
     }
 }
 
-/// Checks that `agent` may run for `tenant` now (it exists, is enabled, is
-/// not quarantined, is approved when uploaded) and queues it; the run
-/// starts when its turn in the queue comes.
-fn queue_run(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobStatus, ApiError> {
+/// The run builder of `tenant`'s `agent` as the API runs it: the agent as
+/// the tenant sees it, its settings and budget, and for an upload its
+/// approved grant and the tenant's own models; with the log source.
+pub(crate) fn builder_for(
+    state: &ApiState,
+    tenant: &str,
+    agent: &str,
+) -> Result<(RunBuilder, Arc<dyn mcp_storage::source::LogSource>), ApiError> {
     let resolved =
-        state.resolve(&tenant, &agent).ok_or_else(|| ApiError::not_found(format!("no agent named '{agent}'")))?;
+        state.resolve(tenant, agent).ok_or_else(|| ApiError::not_found(format!("no agent named '{agent}'")))?;
     let source = state.log_source()?;
-    let mut builder = RunBuilder::new(&state.config, resolved.registry.clone(), source.clone(), &tenant, &agent)
+    let mut builder = RunBuilder::new(&state.config, resolved.registry.clone(), source.clone(), tenant, agent)
         .tenant_control(&state.control)?
         .models(state.models.clone());
     if !resolved.bundled {
         let registered =
-            resolved.registry.get(&agent).map_err(|_| ApiError::not_found(format!("no agent named '{agent}'")))?;
-        let (grant, approved) = super::agents::grant_of(&state, &tenant, registered, false)?;
+            resolved.registry.get(agent).map_err(|_| ApiError::not_found(format!("no agent named '{agent}'")))?;
+        let (grant, approved) = super::agents::grant_of(state, tenant, registered, false)?;
         if approved.is_none() {
             return Err(ApiError::conflict(format!(
                 "agent '{agent}' waits for a tenant admin to approve what it asks to reach (POST /v1/agents/{agent}/approve)"
             )));
         }
-        builder = builder.uploaded().grant(grant).models(state.models_of(&tenant)?);
+        builder = builder.uploaded().grant(grant).models(state.models_of(tenant)?);
     }
-    let name = resolved.registry.get(&agent).map(|a| a.info.name.clone()).unwrap_or(agent);
+    Ok((builder, source))
+}
+
+/// Checks that `agent` may run for `tenant` now (it exists, is enabled, is
+/// not quarantined, is approved when uploaded) and queues it; the run
+/// starts when its turn in the queue comes.
+fn queue_run(state: Arc<ApiState>, tenant: String, agent: String) -> Result<JobStatus, ApiError> {
+    let (builder, source) = builder_for(&state, &tenant, &agent)?;
+    let name = state
+        .resolve(&tenant, &agent)
+        .and_then(|r| r.registry.get(&agent).ok().map(|a| a.info.name.clone()))
+        .unwrap_or(agent);
     let queued = queued_status(&tenant, &name, source.name());
     // The run waits until its queued status is written, so that status
     // never overwrites the run's own.

@@ -86,7 +86,8 @@ pub fn compare(
             from_ms: spec.from_ms,
             to_ms: spec.to_ms,
             source: None,
-            limit: spec.batch_size,
+            // The last page no longer than what is left of `max_rows`.
+            limit: u32::try_from(spec.max_rows.saturating_sub(rows_read)).unwrap_or(u32::MAX).min(spec.batch_size),
         };
         let SourceBatch { batch, last_id, quarantined, .. } = source.read_batch(spec.tenant, &query)?;
         if last_id == after_id {
