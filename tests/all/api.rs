@@ -846,3 +846,48 @@ fn a_shadow_run_compares_a_candidate_over_the_tenants_own_history_and_stores_not
     assert_eq!(read_only.status, StatusCode::FORBIDDEN, "{}", read_only.body);
     Ok(())
 }
+
+#[test]
+fn a_shadow_candidate_gets_the_tenants_settings_and_models_and_its_faults_are_named() -> anyhow::Result<()> {
+    let api = api_configured(SharedCache::open(None, "", Default::default())?, &["alpha"], |config, source| {
+        let secret = toml::Value::String("operator-only".into());
+        config.agents.insert("wifi".into(), [("secret".to_string(), secret)].into_iter().collect());
+        source.append("alpha", "wifi", &mcp_synth::to_rows(&mcp_synth::generate("wifi", 1, 200)?))?;
+        Ok(())
+    })?;
+    let alpha = api.token("alpha", Role::TenantAdmin);
+    let hostile = std::fs::read(mcp_fixtures::HOSTILE)?;
+    let shadow_as = |mode: &str| -> anyhow::Result<Reply> {
+        let body = format!(r#"{{"agents":{{"wifi":{{"mode":"{mode}"}}}}}}"#);
+        let set = api.call("PATCH", "/v1/config", Some(alpha), Some(&body))?;
+        assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+        api.send("POST", "/v1/agents/wifi/shadow", Some(alpha), Some("application/wasm"), Some(hostile.clone()))
+    };
+    // The candidate is the tenant's code: the operator's settings for the
+    // bundled agent and the deployment's model stay out of its reach.
+    let seen = shadow_as("settings-seen")?;
+    problem(&seen, StatusCode::UNPROCESSABLE_ENTITY, "agent_fault");
+    let detail = seen.body["detail"].as_str().unwrap_or_default().to_string();
+    assert!(detail.contains("the candidate (hostile) failed") && detail.contains("hidden value absent"), "{detail}");
+    let model = shadow_as("other-model")?;
+    problem(&model, StatusCode::UNPROCESSABLE_ENTITY, "agent_fault");
+    assert!(!model.body["detail"].as_str().unwrap_or_default().contains("loaded wifi"), "{}", model.body);
+    // (Not `problem`: its detail names the agent's panic, which that helper
+    // takes for the server's.)
+    let panicked = shadow_as("panic")?;
+    assert_eq!(
+        (panicked.status, panicked.body["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("agent_fault"))
+    );
+    // A range that selects nothing is a mistake, not an empty answer.
+    let wifi = std::fs::read(Path::new(mcp_fixtures::AGENTS_DIR).join("wifi.wasm"))?;
+    let reversed = api.send(
+        "POST",
+        "/v1/agents/wifi/shadow?since=2000&until=1000",
+        Some(alpha),
+        Some("application/wasm"),
+        Some(wifi),
+    )?;
+    problem(&reversed, StatusCode::BAD_REQUEST, "bad_request");
+    Ok(())
+}

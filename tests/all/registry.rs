@@ -131,3 +131,15 @@ fn compile_cache_serves_the_second_load() -> anyhow::Result<()> {
     assert_eq!(third.load(&bytes, &sha)?.1, CacheOutcome::Miss);
     Ok(())
 }
+
+#[test]
+fn a_transient_load_leaves_nothing_in_the_compile_cache() -> anyhow::Result<()> {
+    use mcp_sandbox::{CompileCache, Sandbox};
+    let dir = tempfile::tempdir()?;
+    let bytes = std::fs::read(agents_dir().join("wifi.wasm"))?;
+    let sandbox = Sandbox::new(crate::common::test_limits(), CompileCache::new(Some(dir.path().to_path_buf())))?;
+    let checked = mcp_sandbox::registry::validate_transient(&sandbox, &bytes, "candidate")?;
+    assert_eq!(checked.info.name, "wifi");
+    assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0, "a shadow's candidate left files");
+    Ok(())
+}

@@ -92,6 +92,9 @@ pub struct ApiState {
     pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Where runs' commits find each tenant's notification routes.
     pub(crate) routes: Arc<mcp_storage::notify::RouteBook>,
+    /// Tenants with a shadow run going: one at a time each, since a
+    /// candidate's compile takes every core while it lasts.
+    pub(crate) shadows: Mutex<std::collections::HashSet<String>>,
     /// Sends notifications: the worker `serve` starts, and channel tests;
     /// its key seals the secrets given to the API.
     pub deliverer: Arc<mcp_notify::Deliverer>,
@@ -219,6 +222,7 @@ impl ApiState {
             tenant_models: Mutex::default(),
             stopping: Arc::default(),
             routes: Arc::new(route_book),
+            shadows: Mutex::new(std::collections::HashSet::new()),
             deliverer,
         };
         let mut state = state;

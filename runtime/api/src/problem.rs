@@ -135,8 +135,13 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
             RunError::Disabled { .. }
             | RunError::SchemaUnsupported { .. }
             | RunError::SchemaMissing { .. }
-            | RunError::ShadowMismatch { .. }
             | RunError::Registry(_) => ApiError::conflict(error.to_string()),
+            RunError::ShadowMismatch { .. } | RunError::ShadowCandidate(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", error.to_string())
+            }
+            RunError::ShadowFault { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "agent_fault", error.to_string())
+            }
             RunError::Cancelled { .. } | RunError::Quarantined { .. } => ApiError::conflict(error.to_string()),
             other => ApiError::internal(other),
         }

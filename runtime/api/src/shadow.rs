@@ -8,7 +8,6 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -59,8 +58,10 @@ pub struct ShadowView {
     pub entries: u64,
     pub quarantined: u64,
     pub batches: u64,
-    /// Whether `max_rows` stopped it before the end of the range.
+    /// Whether it stopped before the end of the range.
     pub truncated: bool,
+    /// Why: `max_rows`, `time_limit` (120 s) or `cancelled`.
+    pub stopped_by: Option<String>,
     pub active: ShadowSide,
     pub candidate: ShadowSide,
     pub both: u64,
@@ -96,6 +97,7 @@ impl From<mcp_engine::shadow::ShadowReport> for ShadowView {
             quarantined: r.quarantined,
             batches: r.batches,
             truncated: r.truncated,
+            stopped_by: r.stopped_by,
             active: r.active.into(),
             candidate: r.candidate.into(),
             both: r.both,
@@ -121,8 +123,8 @@ impl From<mcp_engine::shadow::ShadowReport> for ShadowView {
         (status = NOT_FOUND, description = "no such agent", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = CONFLICT, description = "the agent is disabled, quarantined or unapproved", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = PAYLOAD_TOO_LARGE, description = "over max_upload_bytes or the tenant's upload_bytes budget", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNPROCESSABLE_ENTITY, description = "the body is not an agent component, or reads another log type (`invalid_component`)", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = TOO_MANY_REQUESTS, description = "the tenant has no instance slot free", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "the body is not an agent component or reads another log type (`invalid_component`), or one side faulted (`agent_fault`, naming which)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = TOO_MANY_REQUESTS, description = "the tenant has a shadow run going, or no instance slot free", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Restricted
     )
@@ -144,31 +146,79 @@ pub async fn shadow_agent(
     if examples > 100 {
         return Err(ApiError::bad_request("examples must be between 0 and 100"));
     }
+    if let (Some(since), Some(until)) = (params.since, params.until)
+        && since >= until
+    {
+        return Err(ApiError::bad_request(format!("since {since} must be before until {until}")));
+    }
     let bytes = super::agents::component_body(&state, &caller.tenant, body)?;
-    let shared = state.clone();
-    let tenant = caller.tenant.clone();
+    let _going = ShadowGoing::take(&state, &caller.tenant)?;
+    let sha256 = mcp_sandbox::registry::sha256_hex(&bytes);
+    state.control.audit(&caller.identity(), "agent.shadow", &format!("{name} candidate {sha256}"))?;
+    // Set when this request is dropped (the client went away): the runs
+    // stop after the batch going instead of working for no one.
+    let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let _cancel_on_drop = CancelOnDrop(cancelled.clone());
     let window = mcp_engine::runs::ShadowWindow {
         from_ms: params.since,
         to_ms: params.until,
         max_rows,
         examples: examples as usize,
+        deadline: Some(std::time::Instant::now() + SHADOW_TIME_LIMIT),
+        cancelled: Some(cancelled),
     };
-    let agent = name.clone();
+    let (shared, tenant) = (state.clone(), caller.tenant.clone());
     let report = tokio::task::spawn_blocking(move || -> Result<ShadowView, ApiError> {
-        let sha256 = mcp_sandbox::registry::sha256_hex(&bytes);
-        mcp_sandbox::registry::validate(shared.registry.sandbox(), &bytes, &format!("candidate {sha256}"))
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string()))?;
-        let (builder, _) = super::runs::builder_for(&shared, &tenant, &agent)?;
-        let run = builder.build()?;
-        match run.shadow(&bytes, &format!("candidate {sha256}"), window) {
-            Ok(report) => Ok(report.into()),
-            Err(e @ mcp_engine::pipeline::RunError::ShadowMismatch { .. }) => {
-                Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_component", e.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        // The agent resolved and both instance slots held before the
+        // candidate is compiled: a request that cannot run costs no compile.
+        let (active, _) = super::runs::builder_for(&shared, &tenant, &name)?;
+        let active = active.build()?;
+        // The candidate is the tenant's code, whatever agent it shadows: it
+        // gets the tenant's settings and models, never the operator's
+        // settings or the deployment's models.
+        let (candidate, _) = super::runs::builder_for(&shared, &tenant, &name)?;
+        let candidate = candidate.uploaded().models(shared.models_of(&tenant)?).build()?;
+        Ok(active.shadow(candidate, &bytes, &format!("candidate {sha256}"), window)?.into())
     })
     .await??;
-    state.control.audit(&caller.identity(), "agent.shadow", &name)?;
     Ok(Json(report))
+}
+
+/// How long one shadow request may compare for; it answers with what it
+/// compared so far (`stopped_by: time_limit`).
+const SHADOW_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The tenant's one shadow run going, released when the request ends.
+struct ShadowGoing<'a> {
+    state: &'a ApiState,
+    tenant: String,
+}
+
+impl<'a> ShadowGoing<'a> {
+    fn take(state: &'a ApiState, tenant: &str) -> Result<Self, ApiError> {
+        let mut going = state.shadows.lock().map_err(|_| ApiError::internal("shadow registry poisoned"))?;
+        if !going.insert(tenant.to_string()) {
+            return Err(ApiError::too_many_requests(
+                "this tenant has a shadow run going; one at a time, retry when it ends",
+                10,
+            ));
+        }
+        Ok(ShadowGoing { state, tenant: tenant.to_string() })
+    }
+}
+
+impl Drop for ShadowGoing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut going) = self.state.shadows.lock() {
+            going.remove(&self.tenant);
+        }
+    }
+}
+
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }

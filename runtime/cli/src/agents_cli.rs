@@ -543,17 +543,24 @@ fn shadow(config: &McpConfig, agents_dir: Option<PathBuf>, args: &ShadowArgs) ->
     let registry = std::sync::Arc::new(crate::registry(config, &crate::agents_dir(agents_dir, config)?)?);
     let source = config.log_source()?;
     let control = ControlStore::open(&config.control_db())?;
-    let run = mcp_engine::runs::RunBuilder::new(config, registry, source, &config.tenant, &args.against)
-        .tenant_control(&control)?
-        .models(config.model_manager()?)
-        .build()?;
+    // The operator's own command: the candidate gets what the active agent
+    // gets (settings and models), so the two differ only in their code.
+    let models = config.model_manager()?;
+    let build = || {
+        mcp_engine::runs::RunBuilder::new(config, registry.clone(), source.clone(), &config.tenant, &args.against)
+            .tenant_control(&control)
+            .map(|builder| builder.models(models.clone()))
+            .and_then(|builder| builder.build())
+    };
+    let (active, candidate) = (build()?, build()?);
     let window = mcp_engine::runs::ShadowWindow {
         from_ms: args.since,
         to_ms: args.until,
         max_rows: args.max_rows,
         examples: args.examples,
+        ..Default::default()
     };
-    let report = run.shadow(&bytes, &args.file.display().to_string(), window)?;
+    let report = active.shadow(candidate, &bytes, &args.file.display().to_string(), window)?;
     if args.format == Format::Json {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
@@ -564,7 +571,11 @@ fn shadow(config: &McpConfig, agents_dir: Option<PathBuf>, args: &ShadowArgs) ->
         config.tenant,
         report.batches,
         report.quarantined,
-        if report.truncated { ", stopped at --max-rows" } else { "" }
+        match report.stopped_by.as_deref() {
+            Some("max_rows") => ", stopped at --max-rows",
+            Some(_) => ", stopped early",
+            None => "",
+        }
     );
     println!("{:<24} {:>9} {:>12}  labels", "", "flagged", "agent ms");
     for (name, side) in [(args.against.as_str(), &report.active), ("candidate", &report.candidate)] {

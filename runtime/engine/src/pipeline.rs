@@ -32,6 +32,10 @@ pub enum RunError {
     SchemaMissing { agent: String, log_type: String, min: u32, max: u32 },
     #[error("candidate {candidate} reads '{candidate_log_type}' logs; agent {agent} reads '{log_type}'")]
     ShadowMismatch { agent: String, log_type: String, candidate: String, candidate_log_type: String },
+    #[error("the candidate is not an agent component: {0}")]
+    ShadowCandidate(RegistryError),
+    #[error("the {side} ({agent}) failed: {message}")]
+    ShadowFault { side: &'static str, agent: String, message: String },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
     Agent { agent: String, after_id: u64, source: SandboxError },
     #[error("agent {agent} could not give its state after the batch after log id {after_id}: {source}")]

@@ -185,8 +185,8 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// What history a shadow run compares over.
-#[derive(Debug, Clone, Copy)]
+/// What history a shadow run compares over, and when it stops early.
+#[derive(Debug, Clone, Default)]
 pub struct ShadowWindow {
     /// Log time from (inclusive) and to (exclusive), in ms since the epoch.
     pub from_ms: Option<i64>,
@@ -195,6 +195,10 @@ pub struct ShadowWindow {
     pub max_rows: u64,
     /// Examples kept of each difference.
     pub examples: usize,
+    /// Stop after the batch going when this passes.
+    pub deadline: Option<std::time::Instant>,
+    /// Stop after the batch going once this is set (the client left).
+    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// How a run ended, with what the instance used.
@@ -248,28 +252,51 @@ impl Run {
 
     /// A shadow run: the candidate component in `bytes` beside this run's
     /// agent over `window` of history, both fresh, storing nothing. The
-    /// candidate must read the same log type; it gets exactly this run's
-    /// context (settings, grant, budget, models), so it can reach nothing the
-    /// active agent cannot, and takes a second instance slot of the tenant.
-    pub fn shadow(self, bytes: &[u8], origin: &str, window: ShadowWindow) -> Result<ShadowReport, RunError> {
+    /// candidate must read the same log type. It runs in `candidate`'s
+    /// context (settings, models, budget and instance slot; built for the
+    /// same agent, as an upload when its author is not trusted with the
+    /// operator's settings and models) under this run's grant, so it can
+    /// reach nothing the active agent cannot. Its compile is not cached.
+    pub fn shadow(
+        self,
+        candidate: Run,
+        bytes: &[u8],
+        origin: &str,
+        window: ShadowWindow,
+    ) -> Result<ShadowReport, RunError> {
         let active_info = self.registry.get(&self.agent)?.info.clone();
         let mut candidates = Registry::new(self.registry.sandbox().clone());
-        let candidate = candidates.register_bytes(bytes, origin)?.info.clone();
-        if candidate.log_type != active_info.log_type {
+        let checked = mcp_sandbox::registry::validate_transient(self.registry.sandbox(), bytes, origin)
+            .map_err(RunError::ShadowCandidate)?;
+        let candidate_info = candidates.insert(checked).map_err(RunError::ShadowCandidate)?.info.clone();
+        if candidate_info.log_type != active_info.log_type {
             return Err(RunError::ShadowMismatch {
                 agent: self.agent.clone(),
                 log_type: active_info.log_type,
-                candidate: candidate.name,
-                candidate_log_type: candidate.log_type,
+                candidate: candidate_info.name,
+                candidate_log_type: candidate_info.log_type,
             });
         }
-        let mut candidate_context = self.context.clone();
-        candidate_context.agent = candidate.name.as_str().into();
+        let mut candidate_context = candidate.context;
+        candidate_context.agent = candidate_info.name.as_str().into();
         // The active agent's grant, whatever the candidate's info asks for.
         candidate_context.grant =
             Some(self.context.grant.clone().unwrap_or_else(|| Arc::new(Grant::of_info(&active_info))));
-        let mut candidate_instance = candidates.instantiate(&candidate.name, candidate_context)?;
-        let mut active = self.registry.instantiate_reserved(&self.agent, self.context, self.slot)?;
+        let fault = |side: &'static str, agent: &str| {
+            let agent = agent.to_string();
+            move |source: mcp_sandbox::registry::RegistryError| RunError::ShadowFault {
+                side,
+                agent,
+                message: source.to_string(),
+            }
+        };
+        let mut candidate_instance = candidates
+            .instantiate_reserved(&candidate_info.name, candidate_context, candidate.slot)
+            .map_err(fault("candidate", &candidate_info.name))?;
+        let mut active = self
+            .registry
+            .instantiate_reserved(&self.agent, self.context, self.slot)
+            .map_err(fault("active agent", &self.agent))?;
         let spec = ShadowSpec {
             tenant: &self.tenant,
             log_type: &active_info.log_type,
@@ -278,6 +305,8 @@ impl Run {
             max_rows: window.max_rows,
             batch_size: self.batch_size,
             examples: window.examples,
+            deadline: window.deadline,
+            cancelled: window.cancelled.as_deref(),
         };
         crate::shadow::compare(self.registry.sandbox(), &*self.source, &mut active, &mut candidate_instance, &spec)
     }

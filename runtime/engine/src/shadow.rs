@@ -3,7 +3,8 @@
 //! checkpoint, so that an operator promotes a version on evidence: which
 //! entries only the candidate flags, which only the active one, which both.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use mcp_columns::{Anomaly, LogQuery};
@@ -12,7 +13,7 @@ use mcp_storage::source::{LogSource, SourceBatch};
 
 use crate::pipeline::RunError;
 
-/// What to compare over.
+/// What to compare over, and when to stop early.
 #[derive(Debug, Clone)]
 pub struct ShadowSpec<'a> {
     pub tenant: &'a str,
@@ -25,6 +26,10 @@ pub struct ShadowSpec<'a> {
     pub batch_size: u32,
     /// Examples kept of each difference.
     pub examples: usize,
+    /// Stop after the batch going when this passes.
+    pub deadline: Option<Instant>,
+    /// Stop after the batch going once this is set.
+    pub cancelled: Option<&'a AtomicBool>,
 }
 
 /// One side of the comparison.
@@ -32,7 +37,7 @@ pub struct ShadowSpec<'a> {
 pub struct SideReport {
     /// Entries it flagged (an entry flagged twice counts once).
     pub flagged: u64,
-    /// Findings per label.
+    /// Entries flagged per label.
     pub labels: BTreeMap<String, u64>,
     /// Milliseconds inside its calls.
     pub agent_ms: f64,
@@ -55,8 +60,10 @@ pub struct ShadowReport {
     pub entries: u64,
     pub quarantined: u64,
     pub batches: u64,
-    /// Whether `max_rows` stopped the comparison before the end of the range.
+    /// Whether it stopped before the end of the range, and why:
+    /// `max_rows`, `time_limit` or `cancelled`.
     pub truncated: bool,
+    pub stopped_by: Option<String>,
     pub candidate: SideReport,
     pub active: SideReport,
     pub only_candidate: u64,
@@ -80,17 +87,36 @@ pub fn compare(
     let mut after_id = 0;
     let mut rows_read = 0u64;
     loop {
+        let stop = if rows_read >= spec.max_rows {
+            Some("max_rows")
+        } else if spec.deadline.is_some_and(|d| Instant::now() >= d) {
+            Some("time_limit")
+        } else if spec.cancelled.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            Some("cancelled")
+        } else {
+            None
+        };
+        // The last page no longer than what is left of `max_rows`; one
+        // row past it only asks whether the range went on.
+        let limit = match stop {
+            Some(_) => 1,
+            None => u32::try_from(spec.max_rows - rows_read).unwrap_or(u32::MAX).min(spec.batch_size),
+        };
         let query = LogQuery {
             log_type: spec.log_type.to_string(),
             after_id,
             from_ms: spec.from_ms,
             to_ms: spec.to_ms,
             source: None,
-            // The last page no longer than what is left of `max_rows`.
-            limit: u32::try_from(spec.max_rows.saturating_sub(rows_read)).unwrap_or(u32::MAX).min(spec.batch_size),
+            limit,
         };
         let SourceBatch { batch, last_id, quarantined, .. } = source.read_batch(spec.tenant, &query)?;
         if last_id == after_id {
+            break;
+        }
+        if let Some(reason) = stop {
+            report.truncated = true;
+            report.stopped_by = Some(reason.to_string());
             break;
         }
         rows_read += (batch.ids.len() + quarantined) as u64;
@@ -99,31 +125,41 @@ pub fn compare(
         report.batches += 1;
         after_id = last_id;
         let batch = GuestBatch::from(batch);
+        let in_batch: HashSet<u64> = batch.ids().iter().copied().collect();
         // One turn for both calls, shared fairly with other tenants' runs.
         let _turn = sandbox.turns().take(spec.tenant);
-        let active_found = timed(active, &batch, &mut report.active)?;
-        let candidate_found = timed(candidate, &batch, &mut report.candidate)?;
+        let active_found = timed("active agent", active, &batch, &in_batch, &mut report.active)?;
+        let candidate_found = timed("candidate", candidate, &batch, &in_batch, &mut report.candidate)?;
         tally(&mut report, spec.examples, active_found, candidate_found);
-        if rows_read >= spec.max_rows {
-            report.truncated = true;
-            break;
-        }
     }
     Ok(report)
 }
 
-fn timed(instance: &mut AgentInstance, batch: &GuestBatch, side: &mut SideReport) -> Result<Vec<Anomaly>, RunError> {
+/// One side's findings on `batch`, kept to entries of the batch (as a run
+/// stores them), one per entry and label.
+fn timed(
+    side: &'static str,
+    instance: &mut AgentInstance,
+    batch: &GuestBatch,
+    in_batch: &HashSet<u64>,
+    report: &mut SideReport,
+) -> Result<Vec<Anomaly>, RunError> {
     let started = Instant::now();
-    let found = instance.detect_batch(batch).map_err(|source| RunError::Agent {
+    let found = instance.detect_batch(batch).map_err(|source| RunError::ShadowFault {
+        side,
         agent: instance.agent().to_string(),
-        after_id: 0,
-        source,
+        message: source.to_string(),
     })?;
-    side.agent_ms += started.elapsed().as_secs_f64() * 1e3;
-    for anomaly in &found {
-        *side.labels.entry(anomaly.label.clone()).or_default() += 1;
+    report.agent_ms += started.elapsed().as_secs_f64() * 1e3;
+    let mut seen = BTreeSet::new();
+    let kept: Vec<Anomaly> = found
+        .into_iter()
+        .filter(|a| in_batch.contains(&a.log_id) && seen.insert((a.log_id, a.label.clone())))
+        .collect();
+    for anomaly in &kept {
+        *report.labels.entry(anomaly.label.clone()).or_default() += 1;
     }
-    Ok(found)
+    Ok(kept)
 }
 
 /// The first finding of each entry, by log id.

@@ -160,10 +160,21 @@ impl Sandbox {
     /// Compiles (or loads from the cache) a component and checks that it
     /// exports this protocol's detector interface.
     pub fn load(&self, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome)> {
+        self.load_with(bytes, sha256, &self.cache)
+    }
+
+    /// As [`Sandbox::load`], writing nothing to the compile cache: for a
+    /// component used once (a shadow run's candidate), which would otherwise
+    /// leave an artifact per request on disk.
+    pub fn load_transient(&self, bytes: &[u8], sha256: &str) -> Result<(Component, CacheOutcome)> {
+        self.load_with(bytes, sha256, &CompileCache::new(None))
+    }
+
+    fn load_with(&self, bytes: &[u8], sha256: &str, cache: &CompileCache) -> Result<(Component, CacheOutcome)> {
         upload::check_header(bytes)?;
         // Compiling takes every core; compiles wait their turn like calls.
         let _turn = self.turns.take(COMPILE_TURNS);
-        self.cache.load(&self.engine, bytes, sha256, |component| {
+        cache.load(&self.engine, bytes, sha256, |component| {
             let protocol = check_protocol(&self.engine, component)?;
             upload::check_imports(&self.engine, component, protocol)
         })

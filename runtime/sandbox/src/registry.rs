@@ -245,9 +245,24 @@ impl Registry {
 /// Compiles a component, checks its protocol and its info, and returns it
 /// ready to register.
 pub fn validate(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<RegisteredAgent, RegistryError> {
+    validate_compiled(sandbox, bytes, origin, false)
+}
+
+/// As [`validate`], leaving nothing in the compile cache (`Sandbox::load_transient`).
+pub fn validate_transient(sandbox: &Sandbox, bytes: &[u8], origin: &str) -> Result<RegisteredAgent, RegistryError> {
+    validate_compiled(sandbox, bytes, origin, true)
+}
+
+fn validate_compiled(
+    sandbox: &Sandbox,
+    bytes: &[u8],
+    origin: &str,
+    transient: bool,
+) -> Result<RegisteredAgent, RegistryError> {
     let invalid = |source| RegistryError::Invalid { origin: origin.to_string(), source };
     let sha256 = sha256_hex(bytes);
-    let (component, cache) = sandbox.load(bytes, &sha256).map_err(invalid)?;
+    let loaded = if transient { sandbox.load_transient(bytes, &sha256) } else { sandbox.load(bytes, &sha256) };
+    let (component, cache) = loaded.map_err(invalid)?;
     // Named for where it came from: it has no name of its own until its
     // info is checked, and faults must say which file failed.
     let probe_name = format!("(validating {})", crate::text::bounded(origin.to_string(), 80));

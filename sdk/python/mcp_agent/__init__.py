@@ -1,0 +1,358 @@
+"""The MCP agent SDK for Python: write a log-anomaly agent as a class, build
+it into a WebAssembly component of the `mcp:agent@0.2.0` world with
+componentize-py.
+
+An agent is a class with `info()` and `detect(batch)`; `export(MyAgent)`
+gives componentize-py the `Detector` it looks for:
+
+    import mcp_agent as mcp
+
+    class Quiet:
+        def info(self):
+            return mcp.info("quiet", "dns", "0.1.0", "finds nothing", ["query"])
+
+        def detect(self, batch):
+            return []
+
+    Detector = mcp.export(Quiet)
+
+What this module gives, as the Rust SDK does: typed access to a batch's
+columns, findings built and packed into the protocol's columns, windows per
+key (`Burst`), settings (`Config`), logging (`log`) and the model import
+(`Model`). An exception an agent raises becomes an `internal` agent error,
+so a bug fails the call with its message instead of trapping the instance.
+"""
+
+import math
+from collections import deque
+
+from componentize_py_types import Err
+from wit_world.imports import config as _config
+from wit_world.imports import log as _log
+from wit_world.imports import types
+
+PROTOCOL_VERSION = "0.2.0"
+
+Severity = types.Severity
+
+
+class AgentError(Exception):
+    """An error the host is told about: `kind` is `config`,
+    `unsupported_log_type`, `model_unavailable` or `internal`."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+    def to_wit(self):
+        return {
+            "config": types.AgentError_Config,
+            "unsupported_log_type": types.AgentError_UnsupportedLogType,
+            "model_unavailable": types.AgentError_ModelUnavailable,
+        }.get(self.kind, types.AgentError_Internal)(self.message)
+
+
+# --- text columns ----------------------------------------------------------
+
+def decode_texts(column):
+    """The texts of a `(data, ends)` column: entry i is the UTF-8 bytes
+    `data[ends[i-1]:ends[i]]`."""
+    data = column.data.encode("utf-8")
+    texts, start = [], 0
+    for end in column.ends:
+        texts.append(data[start:end].decode("utf-8", errors="replace"))
+        start = end
+    return texts
+
+
+def encode_texts(texts):
+    """A text column of `texts`."""
+    ends, total = [], 0
+    for text in texts:
+        total += len(text.encode("utf-8"))
+        ends.append(total)
+    return types.TextColumn("".join(texts), ends)
+
+
+# --- batches ---------------------------------------------------------------
+
+class Batch:
+    """One batch as the host sent it: entries in id order, columns by name.
+    A value an entry lacks is `None`."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.log_type = raw.log_type
+        self.schema_version = raw.schema_version
+        self.ids = list(raw.ids)
+        self.timestamps_ms = list(raw.timestamps_ms)
+        self.sources = decode_texts(raw.sources)
+        self._columns = {column.name: column for column in raw.columns}
+
+    def __len__(self):
+        return len(self.ids)
+
+    def has(self, name):
+        return name in self._columns
+
+    def _values(self, name, kind, required):
+        column = self._columns.get(name)
+        if column is None:
+            if required:
+                raise AgentError("internal", f"the batch has no column '{name}'")
+            return [None] * len(self)
+        values = column.values
+        if not isinstance(values, kind):
+            raise AgentError("internal", f"column '{name}' is not {kind.__name__.split('_')[-1].lower()}")
+        out = decode_texts(values.value) if kind is types.ColumnValues_Text else list(values.value)
+        for index in column.missing:
+            if index < len(out):
+                out[index] = None
+        return out
+
+    def text(self, name, required=True):
+        return self._values(name, types.ColumnValues_Text, required)
+
+    def integer(self, name, required=True):
+        return self._values(name, types.ColumnValues_Integer, required)
+
+    def real(self, name, required=True):
+        return self._values(name, types.ColumnValues_Real, required)
+
+    def boolean(self, name, required=True):
+        return self._values(name, types.ColumnValues_Boolean, required)
+
+    def entry(self, index):
+        """The reference a finding carries: (log id, timestamp)."""
+        return (self.ids[index], self.timestamps_ms[index])
+
+
+# --- findings --------------------------------------------------------------
+
+class Finding:
+    """What an agent found about one entry."""
+
+    __slots__ = ("log_id", "timestamp_ms", "score", "label", "severity", "reason")
+
+    def __init__(self, entry, score, label, severity, reason):
+        self.log_id, self.timestamp_ms = entry
+        self.score = float(min(max(score, 0.0), 1.0))
+        self.label = label
+        self.severity = severity
+        self.reason = reason
+
+
+def finding(entry, score, label, severity, reason):
+    return Finding(entry, score, label, severity, reason)
+
+
+def pack(found):
+    """Findings in the protocol's columns."""
+    return types.Findings(
+        [f.log_id for f in found],
+        [f.score for f in found],
+        [f.severity for f in found],
+        encode_texts([f.label for f in found]),
+        encode_texts([f.reason for f in found]),
+    )
+
+
+def info(name, log_type, version, description, required_fields, min_version=1, max_version=1):
+    """Who the agent is and the schema versions of its log type it reads."""
+    return types.AgentInfo(
+        name,
+        log_type,
+        version,
+        PROTOCOL_VERSION,
+        description,
+        types.SchemaSupport(log_type, min_version, max_version, encode_texts(list(required_fields))),
+    )
+
+
+# --- settings and logging --------------------------------------------------
+
+class Config:
+    """The agent's settings: the operator's `[agents.<name>]` and its tenant's."""
+
+    def get(self, key, default=None):
+        value = _config.get(key)
+        return default if value is None else value
+
+    def integer(self, key, default):
+        value = self.get(key)
+        if value is None:
+            return default
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise AgentError("config", f"setting '{key}' = '{value}' is not a whole number")
+
+    def real(self, key, default):
+        value = self.get(key)
+        if value is None:
+            return default
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise AgentError("config", f"setting '{key}' = '{value}' is not a number")
+        return number
+
+
+def log(level, message):
+    """One line into the host's log: level is trace, debug, info, warn or error."""
+    _log.log(getattr(_log.Level, level.upper(), _log.Level.INFO), str(message))
+
+
+class Model:
+    """The agent's model through the host (`model.load`), scoring rows of
+    features in one call."""
+
+    def __init__(self, name, version=None):
+        from wit_world.imports import model as _model
+
+        try:
+            self._model = _model.LoadedModel.load(name, version)
+        except Err as error:
+            raise AgentError("model_unavailable", f"model '{name}': {error.value}")
+
+    def version(self):
+        return self._model.version()
+
+    def infer(self, rows, width):
+        flat = [float(v) for row in rows for v in row]
+        out = self._model.infer(types.Tensor([len(rows), width], flat))
+        return list(out.data)
+
+
+# --- windows ---------------------------------------------------------------
+
+class Burst:
+    """Events per key in a sliding window of `span_ms`; at `threshold` the
+    whole window is flagged once, then each new event while it stays over.
+    At most `max_keys` keys are kept, the stalest dropped first."""
+
+    def __init__(self, span_ms, threshold, max_keys=16384):
+        self.span_ms = span_ms
+        self.threshold = max(threshold, 1)
+        self.max_keys = max(max_keys, 1)
+        self.windows = {}
+
+    def push(self, key, timestamp_ms, entry):
+        if key not in self.windows and len(self.windows) >= self.max_keys:
+            self._evict(timestamp_ms)
+        window = self.windows.setdefault(key, [deque(), False])
+        events = window[0]
+        horizon = timestamp_ms - self.span_ms
+        while events and events[0][0] < horizon:
+            events.popleft()
+        events.append((timestamp_ms, entry))
+        if len(events) < self.threshold:
+            window[1] = False
+            return []
+        if window[1]:
+            return [entry]
+        window[1] = True
+        return [e for _, e in events]
+
+    def level(self, key):
+        window = self.windows.get(key)
+        return len(window[0]) if window else 0
+
+    def _evict(self, now_ms):
+        horizon = now_ms - self.span_ms
+        self.windows = {k: w for k, w in self.windows.items() if w[0] and w[0][-1][0] >= horizon}
+        if len(self.windows) >= self.max_keys:
+            stalest = min(self.windows, key=lambda k: self.windows[k][0][-1][0] if self.windows[k][0] else -math.inf)
+            del self.windows[stalest]
+
+
+def entropy(text):
+    """Shannon entropy of a string's UTF-8 bytes, in bits per byte."""
+    data = text.encode("utf-8")
+    if not data:
+        return 0.0
+    counts = {}
+    for byte in data:
+        counts[byte] = counts.get(byte, 0) + 1
+    total = len(data)
+    return -sum((c / total) * math.log2(c / total) for c in counts.values())
+
+
+# --- the export ------------------------------------------------------------
+
+def export(agent_class):
+    """The `Detector` componentize-py exports, around one instance of
+    `agent_class` made on first use (its `configure(Config())`, if any, runs
+    then). `detect(batch)` returns a list of findings; `features(batch)`,
+    if defined, a (names, rows) pair; `snapshot()`/`restore(bytes)`, if
+    defined, its state."""
+
+    class Detector:
+        _agent = None
+
+        @classmethod
+        def _instance(cls):
+            if Detector._agent is None:
+                agent = agent_class()
+                if hasattr(agent, "configure"):
+                    agent.configure(Config())
+                Detector._agent = agent
+            return Detector._agent
+
+        def info(self):
+            return agent_class().info()
+
+        def _guard(self, call):
+            try:
+                return call()
+            except AgentError as error:
+                raise Err(error.to_wit())
+            except Err:
+                raise
+            except Exception as error:  # a bug fails the call, not the instance
+                raise Err(types.AgentError_Internal(f"{type(error).__name__}: {error}"))
+
+        def detect_batch(self, batch):
+            def call():
+                agent = self._instance()
+                expected = agent.info().log_type
+                if batch.log_type != expected:
+                    raise AgentError(
+                        "unsupported_log_type",
+                        f"agent {agent.info().name} handles '{expected}' logs, not '{batch.log_type}'",
+                    )
+                return pack(agent.detect(Batch(batch)))
+
+            return self._guard(call)
+
+        def extract_features(self, batch):
+            def call():
+                agent = self._instance()
+                view = Batch(batch)
+                if not hasattr(agent, "features"):
+                    return types.FeatureTable(encode_texts([]), len(view), [])
+                names, rows = agent.features(view)
+                flat = [float(v) for row in rows for v in row]
+                return types.FeatureTable(encode_texts(list(names)), len(rows), flat)
+
+            return self._guard(call)
+
+        def snapshot(self):
+            def call():
+                agent = self._instance()
+                return bytes(agent.snapshot()) if hasattr(agent, "snapshot") else b""
+
+            return self._guard(call)
+
+        def restore(self, state):
+            def call():
+                agent = self._instance()
+                if hasattr(agent, "restore"):
+                    agent.restore(bytes(state))
+
+            return self._guard(call)
+
+    return Detector
