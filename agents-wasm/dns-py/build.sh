@@ -14,6 +14,12 @@ if [ ! -x "$venv/bin/componentize-py" ]; then
 fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
+# Copies of the sources: componentize-py's Python writes __pycache__ beside
+# what it imports, and a file written into a folder cargo watches would make
+# every later build run this again.
+mkdir -p "$work/sdk" "$work/app"
+cp -r "$root/sdk/python/mcp_agent" "$work/sdk/"
+cp "$root/agents-wasm/dns-py/app.py" "$work/app/"
 (cd "$work" && "$venv/bin/componentize-py" -d "$root/wit/0.2.0" -w agent componentize \
-    -p "$root/sdk/python" -p "$root/agents-wasm/dns-py" app --stub-wasi -o "$work/agent.wasm" >/dev/null)
+    -p "$work/sdk" -p "$work/app" app --stub-wasi -o "$work/agent.wasm" >/dev/null)
 mv "$work/agent.wasm" "$out"

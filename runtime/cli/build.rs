@@ -83,8 +83,12 @@ fn vendor_tree(out: &mut String, root: &Path, out_dir: &Path) {
         let _ = writeln!(out, "    (\"{name}/Cargo.toml\", include_bytes!({:?})),", written.display().to_string());
         let mut files = Vec::new();
         for sub in ["src", "wit/0.2.0"] {
-            walk(&dir, &dir.join(sub), &mut files);
-            println!("cargo:rerun-if-changed={}", dir.join(sub).display());
+            // Only folders that exist: a watched path that does not makes
+            // cargo run this script again on every build.
+            if dir.join(sub).is_dir() {
+                walk(&dir, &dir.join(sub), &mut files);
+                println!("cargo:rerun-if-changed={}", dir.join(sub).display());
+            }
         }
         files.sort();
         for relative in files {

@@ -888,6 +888,6 @@ fn a_shadow_candidate_gets_the_tenants_settings_and_models_and_its_faults_are_na
         Some("application/wasm"),
         Some(wifi),
     )?;
-    problem(&reversed, StatusCode::BAD_REQUEST, "bad_request");
+    problem(&reversed, StatusCode::UNPROCESSABLE_ENTITY, "invalid_filter");
     Ok(())
 }

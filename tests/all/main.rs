@@ -11,6 +11,7 @@ mod hostile;
 mod indexes;
 mod models;
 mod notifications;
+mod polyglot;
 mod postgres;
 mod protocol;
 mod registry;

@@ -117,13 +117,13 @@ impl From<mcp_engine::shadow::ShadowReport> for ShadowView {
     post,
     path = "/v1/agents/{name}/shadow",
     params(("name" = String, Path, description = "the active agent"), ShadowParams),
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "the candidate component"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the candidate component's bytes (application/wasm is accepted too)"),
     responses(
         (status = OK, body = ShadowView),
         (status = NOT_FOUND, description = "no such agent", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = CONFLICT, description = "the agent is disabled, quarantined or unapproved", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = PAYLOAD_TOO_LARGE, description = "over max_upload_bytes or the tenant's upload_bytes budget", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = UNPROCESSABLE_ENTITY, description = "the body is not an agent component or reads another log type (`invalid_component`), or one side faulted (`agent_fault`, naming which)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = UNPROCESSABLE_ENTITY, description = "the body is not an agent component or reads another log type (`invalid_component`), one side faulted (`agent_fault`, naming which), or since is not before until (`invalid_filter`)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = TOO_MANY_REQUESTS, description = "the tenant has a shadow run going, or no instance slot free", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Restricted
@@ -149,7 +149,11 @@ pub async fn shadow_agent(
     if let (Some(since), Some(until)) = (params.since, params.until)
         && since >= until
     {
-        return Err(ApiError::bad_request(format!("since {since} must be before until {until}")));
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_filter",
+            format!("since {since} must be before until {until}: the range selects nothing"),
+        ));
     }
     let bytes = super::agents::component_body(&state, &caller.tenant, body)?;
     let _going = ShadowGoing::take(&state, &caller.tenant)?;

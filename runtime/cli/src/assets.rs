@@ -20,6 +20,9 @@ pub fn install(config: &McpConfig) -> Result<()> {
     for (name, bytes) in mcp_agent_artifacts::AGENTS {
         wanted.push((format!("agents/{name}"), bytes));
     }
+    for (name, _, bytes) in mcp_agent_artifacts::EXAMPLES {
+        wanted.push((format!("examples/{name}"), bytes));
+    }
     // Always: they stay on the schema search path behind the operator's folder.
     wanted.extend(SCHEMAS.iter().map(|(name, bytes)| (format!("log_schemas/{name}"), *bytes)));
     if config.models_dir.is_none() {

@@ -42,6 +42,17 @@ pub enum DemoError {
 pub struct AgentOutcome {
     pub run: RunReport,
     pub detection: Detection,
+    /// The language the agent was written in, where the binary knows it.
+    pub language: &'static str,
+}
+
+/// The language of a component the binary ships, by its file name.
+pub fn language_of(origin: &str) -> &'static str {
+    let file = Path::new(origin).file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    if mcp_agent_artifacts::AGENTS.iter().any(|(name, _)| *name == file) {
+        return "Rust";
+    }
+    mcp_agent_artifacts::EXAMPLES.iter().find(|(name, _, _)| *name == file).map_or("?", |(_, language, _)| language)
 }
 
 /// Options of one demo.
@@ -51,6 +62,9 @@ pub struct DemoOptions {
     pub entries_per_type: usize,
     /// Overrides every agent's `detection` setting (rules, model or both).
     pub detection: Option<String>,
+    /// A folder of agents in other languages to run beside the bundled
+    /// ones, each over its log type's entries.
+    pub examples_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs the demo in `config.data_dir`/demo, starting from empty databases,
@@ -73,9 +87,61 @@ pub fn run_observed(
     progress: &mut dyn FnMut(&str, &RunReport),
 ) -> Result<Vec<AgentOutcome>, DemoError> {
     let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
-    let mut registry = Registry::new(sandbox);
+    let mut registry = Registry::new(sandbox.clone());
     registry.discover(agents_dir)?;
-    run_with(config, &Arc::new(registry), models, options, &config.data_dir.join("demo"), progress)
+    let examples = match &options.examples_dir {
+        Some(dir) => {
+            let mut examples = Registry::new(sandbox);
+            examples.discover(dir)?;
+            Some(Arc::new(examples))
+        }
+        None => None,
+    };
+    let dir = config.data_dir.join("demo");
+    let mut outcomes = run_with(config, &Arc::new(registry), models.clone(), options, &dir, progress)?;
+    if let Some(examples) = examples {
+        outcomes.extend(run_examples(config, &examples, models, options, &dir, progress)?);
+    }
+    Ok(outcomes)
+}
+
+/// Runs each agent of `examples` over the entries `run_with` loaded for its
+/// log type, into the same store, so they are scored on the same labels.
+fn run_examples(
+    config: &McpConfig,
+    examples: &Arc<Registry>,
+    models: Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str, &RunReport),
+) -> Result<Vec<AgentOutcome>, DemoError> {
+    let source = Arc::new(SqliteLogSource::open(&dir.join("logs.db"), config.schema_files())?);
+    let mut store = AnomalyStore::open(&dir.join("anomalies.db"))?;
+    let tenant = config.tenant.as_str();
+    let mut outcomes = Vec::new();
+    let agents: Vec<(String, String, String)> =
+        examples.list().map(|a| (a.info.name.clone(), a.info.log_type.clone(), a.origin.clone())).collect();
+    for (agent, log_type, origin) in agents {
+        let shared: Arc<dyn LogSource> = source.clone();
+        let mut run = RunBuilder::new(config, examples.clone(), shared, tenant, &agent);
+        if let Some(mode) = &options.detection {
+            run = run.setting("detection", mode);
+        }
+        if let Some(models) = &models {
+            run = run.models(models.clone());
+        }
+        let run = run
+            .build()?
+            .execute(&mut store, &mut |report| {
+                progress(&agent, report);
+                std::ops::ControlFlow::Continue(())
+            })
+            .result?;
+        let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
+        let detection = Detection::score(&source.labels(tenant, &log_type)?, &flagged);
+        outcomes.push(AgentOutcome { run, detection, language: language_of(&origin) });
+    }
+    Ok(outcomes)
 }
 
 /// Detection quality per agent with rules only, the model only and both,
@@ -93,7 +159,7 @@ pub fn evaluate(
     let registry = Arc::new(registry);
     let mut results = Vec::new();
     for mode in ["rules", "model", "both"] {
-        let options = DemoOptions { seed, entries_per_type, detection: Some(mode.to_string()) };
+        let options = DemoOptions { seed, entries_per_type, detection: Some(mode.to_string()), examples_dir: None };
         let dir = config.data_dir.join(format!("evaluate-{mode}"));
         results.push((
             mode.to_string(),
@@ -124,10 +190,10 @@ fn run_with(
     for log_type in generator::LOG_TYPES {
         let logs = generator::generate(log_type, options.seed, options.entries_per_type)?;
         source.append(tenant, log_type, &generator::to_rows(&logs))?;
-        let agent = registry
+        let (agent, origin) = registry
             .list()
             .find(|a| a.info.log_type == *log_type && a.enabled)
-            .map(|a| a.info.name.clone())
+            .map(|a| (a.info.name.clone(), a.origin.clone()))
             .ok_or_else(|| DemoError::MissingAgent((*log_type).to_string()))?;
         let shared: Arc<dyn LogSource> = source.clone();
         let mut run = RunBuilder::new(config, registry.clone(), shared, tenant, &agent);
@@ -146,7 +212,7 @@ fn run_with(
             .result?;
         let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
         let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
-        outcomes.push(AgentOutcome { run, detection });
+        outcomes.push(AgentOutcome { run, detection, language: language_of(&origin) });
     }
     Ok(outcomes)
 }

@@ -374,7 +374,9 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 config.data_dir.display()
             );
             let models = config.model_manager()?;
-            let options = DemoOptions { seed, entries_per_type: entries, detection: None };
+            let examples = config.bundled_dir().join("examples");
+            let options =
+                DemoOptions { seed, entries_per_type: entries, detection: None, examples_dir: Some(examples) };
             let mut bar: Option<(String, progress::Progress)> = None;
             let outcomes = demo::run_observed(&config, &dir, Some(models.clone()), &options, &mut |agent, report| {
                 if bar.as_ref().is_none_or(|(shown, _)| shown != agent) {
@@ -392,14 +394,15 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             let outcomes = outcomes?;
             println!(
-                "{:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
-                "agent", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
+                "{:<10} {:<8} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
+                "agent", "language", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
             );
             for o in &outcomes {
                 let d = &o.detection;
                 println!(
-                    "{:<10} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
+                    "{:<10} {:<8} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
                     o.run.agent,
+                    o.language,
                     o.run.entries,
                     o.run.anomalies,
                     d.precision(),

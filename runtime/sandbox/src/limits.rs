@@ -84,7 +84,7 @@ pub const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Core instances, memories and tables one component may create: generous
 /// for any toolchain's output (a Rust agent has 3, 1 and 2), small enough
 /// that the per-instance memory cap cannot be multiplied.
-pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
 pub const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 pub const MAX_TABLES_PER_COMPONENT: u32 = 16;
 
