@@ -238,10 +238,9 @@ fn check(config: &McpConfig, file: &Path, samples: Option<&Path>) -> Result<Exit
     }
 }
 
-/// Takes the entries `shape` refuses out of `file`: (line, why) of each.
-fn refused_by(shape: &mcp_columns::shape::Shape, file: &mut LogFile) -> Vec<(usize, String)> {
-    let rows: Vec<mcp_columns::RawRow<'_>> = file
-        .entries
+/// An author's entries as the rows a source hands the batch builder.
+fn raw_rows(entries: &[mcp_synth::author::LabelledEntry]) -> Vec<mcp_columns::RawRow<'_>> {
+    entries
         .iter()
         .map(|e| mcp_columns::RawRow {
             id: e.entry.id,
@@ -250,8 +249,12 @@ fn refused_by(shape: &mcp_columns::shape::Shape, file: &mut LogFile) -> Vec<(usi
             fields: &e.entry.fields,
             schema_version: 0,
         })
-        .collect();
-    let (_, refused) = mcp_columns::build_shaped_batch(shape, &rows);
+        .collect()
+}
+
+/// Takes the entries `shape` refuses out of `file`: (line, why) of each.
+fn refused_by(shape: &mcp_columns::shape::Shape, file: &mut LogFile) -> Vec<(usize, String)> {
+    let (_, refused) = mcp_columns::build_shaped_batch(shape, &raw_rows(&file.entries));
     let refused: std::collections::HashMap<usize, String> = refused.into_iter().collect();
     let mut left_out = Vec::new();
     let mut index = 0;
@@ -395,16 +398,7 @@ fn detect_all(
         usage: mcp_sandbox::Usage::default(),
     };
     for chunk in file.entries.chunks(batch_size) {
-        let rows: Vec<mcp_columns::RawRow<'_>> = chunk
-            .iter()
-            .map(|e| mcp_columns::RawRow {
-                id: e.entry.id,
-                timestamp_ms: e.entry.timestamp_ms,
-                source: &e.entry.source,
-                fields: &e.entry.fields,
-                schema_version: 0,
-            })
-            .collect();
+        let rows = raw_rows(chunk);
         let (batch, refused) = match shape {
             Some(shape) => mcp_columns::build_shaped_batch(shape, &rows),
             None => mcp_columns::build_batch(log_type, mcp_storage::source::UNSCHEMATIZED_VERSION, &rows),

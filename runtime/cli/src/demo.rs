@@ -117,29 +117,12 @@ fn run_examples(
 ) -> Result<Vec<AgentOutcome>, DemoError> {
     let source = Arc::new(SqliteLogSource::open(&dir.join("logs.db"), config.schema_files())?);
     let mut store = AnomalyStore::open(&dir.join("anomalies.db"))?;
-    let tenant = config.tenant.as_str();
     let mut outcomes = Vec::new();
     let agents: Vec<(String, String, String)> =
         examples.list().map(|a| (a.info.name.clone(), a.info.log_type.clone(), a.origin.clone())).collect();
     for (agent, log_type, origin) in agents {
-        let shared: Arc<dyn LogSource> = source.clone();
-        let mut run = RunBuilder::new(config, examples.clone(), shared, tenant, &agent);
-        if let Some(mode) = &options.detection {
-            run = run.setting("detection", mode);
-        }
-        if let Some(models) = &models {
-            run = run.models(models.clone());
-        }
-        let run = run
-            .build()?
-            .execute(&mut store, &mut |report| {
-                progress(&agent, report);
-                std::ops::ControlFlow::Continue(())
-            })
-            .result?;
-        let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
-        let detection = Detection::score(&source.labels(tenant, &log_type)?, &flagged);
-        outcomes.push(AgentOutcome { run, detection, language: language_of(&origin) });
+        let job = Scored { agent: &agent, log_type: &log_type, origin: &origin };
+        outcomes.push(run_and_score(config, examples, &source, &mut store, &models, options, job, progress)?);
     }
     Ok(outcomes)
 }
@@ -195,24 +178,49 @@ fn run_with(
             .find(|a| a.info.log_type == *log_type && a.enabled)
             .map(|a| (a.info.name.clone(), a.origin.clone()))
             .ok_or_else(|| DemoError::MissingAgent((*log_type).to_string()))?;
-        let shared: Arc<dyn LogSource> = source.clone();
-        let mut run = RunBuilder::new(config, registry.clone(), shared, tenant, &agent);
-        if let Some(mode) = &options.detection {
-            run = run.setting("detection", mode);
-        }
-        if let Some(models) = &models {
-            run = run.models(models.clone());
-        }
-        let run = run
-            .build()?
-            .execute(&mut store, &mut |report| {
-                progress(&agent, report);
-                std::ops::ControlFlow::Continue(())
-            })
-            .result?;
-        let flagged: HashSet<u64> = store.anomalies(tenant, &agent)?.into_iter().map(|a| a.log_id).collect();
-        let detection = Detection::score(&source.labels(tenant, log_type)?, &flagged);
-        outcomes.push(AgentOutcome { run, detection, language: language_of(&origin) });
+        let job = Scored { agent: &agent, log_type, origin: &origin };
+        outcomes.push(run_and_score(config, registry, &source, &mut store, &models, options, job, progress)?);
     }
     Ok(outcomes)
+}
+
+/// Which agent `run_and_score` runs, over which log type, and from which file.
+struct Scored<'a> {
+    agent: &'a str,
+    log_type: &'a str,
+    origin: &'a str,
+}
+
+/// Runs `job.agent` of `registry` over its log type's entries in `source`
+/// and scores what it stored against the labels.
+#[allow(clippy::too_many_arguments)]
+fn run_and_score(
+    config: &McpConfig,
+    registry: &Arc<Registry>,
+    source: &Arc<SqliteLogSource>,
+    store: &mut AnomalyStore,
+    models: &Option<Arc<ModelManager>>,
+    options: &DemoOptions,
+    job: Scored<'_>,
+    progress: &mut dyn FnMut(&str, &RunReport),
+) -> Result<AgentOutcome, DemoError> {
+    let tenant = config.tenant.as_str();
+    let shared: Arc<dyn LogSource> = source.clone();
+    let mut run = RunBuilder::new(config, registry.clone(), shared, tenant, job.agent);
+    if let Some(mode) = &options.detection {
+        run = run.setting("detection", mode);
+    }
+    if let Some(models) = models {
+        run = run.models(models.clone());
+    }
+    let run = run
+        .build()?
+        .execute(store, &mut |report| {
+            progress(job.agent, report);
+            std::ops::ControlFlow::Continue(())
+        })
+        .result?;
+    let flagged: HashSet<u64> = store.anomalies(tenant, job.agent)?.into_iter().map(|a| a.log_id).collect();
+    let detection = Detection::score(&source.labels(tenant, job.log_type)?, &flagged);
+    Ok(AgentOutcome { run, detection, language: language_of(job.origin) })
 }

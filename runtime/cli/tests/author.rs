@@ -6,19 +6,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::{mcp, mcp_with, stdout};
+
 const PROXY_SCHEMA: &str = "log_type: proxy\nversion: 1\nfields:\n  - { name: url, type: text, required: true }\n  - { name: status, type: integer, required: true }\n";
-
-fn mcp(dir: &Path, args: &[&str]) -> Output {
-    let config = dir.join("mcp.toml");
-    match Command::new(env!("CARGO_BIN_EXE_mcp")).arg("--config").arg(&config).args(args).current_dir(dir).output() {
-        Ok(output) => output,
-        Err(e) => panic!("cannot run mcp: {e}"),
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 /// A config whose relative paths are the config file's folder's: the test
 /// runs every command from elsewhere to show it.
@@ -45,11 +36,7 @@ fn author_setup(with_schema: bool) -> Result<tempfile::TempDir, Box<dyn std::err
 
 /// `mcp` run from the temporary folder with the config in etc/.
 fn author(dir: &Path, args: &[&str]) -> Output {
-    let config = dir.join("etc/mcp.toml");
-    match Command::new(env!("CARGO_BIN_EXE_mcp")).arg("--config").arg(&config).args(args).current_dir(dir).output() {
-        Ok(output) => output,
-        Err(e) => panic!("cannot run mcp: {e}"),
-    }
+    mcp_with(&dir.join("etc/mcp.toml"), dir, args)
 }
 
 #[test]

@@ -2,19 +2,9 @@
 //! agent, list what was quarantined, check components.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn mcp(dir: &Path, args: &[&str]) -> Output {
-    let config = dir.join("mcp.toml");
-    match Command::new(env!("CARGO_BIN_EXE_mcp")).arg("--config").arg(&config).args(args).current_dir(dir).output() {
-        Ok(output) => output,
-        Err(e) => panic!("cannot run mcp: {e}"),
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
+mod common;
+use common::{mcp, stdout};
 
 #[test]
 fn load_run_and_list_quarantine() -> Result<(), Box<dyn std::error::Error>> {

@@ -94,38 +94,11 @@ fn a_new_rust_agent_for_an_own_log_type_builds_checks_and_scores() -> Result<(),
     )?;
     let rebuilt = project_cargo(&project, &target, &["build", "--release", "--target", "wasm32-wasip2"]);
     assert!(rebuilt.status.success(), "{}", text(&rebuilt));
-    let shadow = |candidate: &str| {
-        mcp(
-            &project,
-            &[
-                "--config",
-                "mcp.toml",
-                "--agents-dir",
-                "agents",
-                "agents",
-                "shadow",
-                candidate,
-                "--against",
-                "burst-finder",
-            ],
-        )
+    let shadow = |candidate: &str, extra: &[&str]| {
+        let args = ["--config", "mcp.toml", "--agents-dir", "agents", "agents", "shadow", candidate, "--against"];
+        mcp(&project, &[&args[..], &["burst-finder"], extra].concat())
     };
-    let compared = mcp(
-        &project,
-        &[
-            "--config",
-            "mcp.toml",
-            "--agents-dir",
-            "agents",
-            "agents",
-            "shadow",
-            wasm,
-            "--against",
-            "burst-finder",
-            "--format",
-            "json",
-        ],
-    );
+    let compared = shadow(wasm, &["--format", "json"]);
     assert!(compared.status.success(), "{}", text(&compared));
     let report: serde_json::Value = serde_json::from_slice(&compared.stdout)?;
     let counts = ["entries", "both", "only_candidate", "only_active"].map(|k| report[k].as_u64());
@@ -134,7 +107,7 @@ fn a_new_rust_agent_for_an_own_log_type_builds_checks_and_scores() -> Result<(),
         report["only_candidate_examples"][0]["reason"].as_str().is_some_and(|r| r.contains("80 entries")),
         "{report}"
     );
-    assert!(text(&shadow(wasm)).contains("only by the candidate: 400; only by burst-finder: 0"));
+    assert!(text(&shadow(wasm, &[])).contains("only by the candidate: 400; only by burst-finder: 0"));
     // Nothing was stored: no anomaly store was even made.
     assert!(
         !project.join(".mcp/anomalies.db").exists() || {
@@ -144,7 +117,7 @@ fn a_new_rust_agent_for_an_own_log_type_builds_checks_and_scores() -> Result<(),
     );
     // A candidate of another log type is refused.
     let other = project.join(".mcp/bundled/agents/dns.wasm");
-    let refused = shadow(other.to_str().ok_or("path")?);
+    let refused = shadow(other.to_str().ok_or("path")?, &[]);
     assert!(
         !refused.status.success() && text(&refused).contains("candidate dns reads 'dns' logs"),
         "{}",

@@ -62,3 +62,30 @@ pub fn request(
     let json = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Ok((status, serde_json::from_str(json).unwrap_or(serde_json::Value::Null)))
 }
+
+/// `mcp --config CONFIG ARGS` run in `dir`.
+#[allow(dead_code)] // not every test binary that includes this module runs commands
+pub fn mcp_with(config: &Path, dir: &Path, args: &[&str]) -> std::process::Output {
+    match std::process::Command::new(env!("CARGO_BIN_EXE_mcp"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .current_dir(dir)
+        .output()
+    {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run mcp: {e}"),
+    }
+}
+
+/// `mcp ARGS` with `dir/mcp.toml`, run in `dir`.
+#[allow(dead_code)] // not every test binary that includes this module runs commands
+pub fn mcp(dir: &Path, args: &[&str]) -> std::process::Output {
+    mcp_with(&dir.join("mcp.toml"), dir, args)
+}
+
+/// A command's standard output as text.
+#[allow(dead_code)] // not every test binary that includes this module runs commands
+pub fn stdout(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
