@@ -327,25 +327,9 @@ fn test(config: &McpConfig, args: &TestArgs) -> Result<ExitCode> {
             column.escape_debug()
         );
     }
-    let schema = &info.schema;
-    match shape.as_deref() {
-        None if schema.min_version > 0 => bail!(mcp_engine::pipeline::RunError::SchemaMissing {
-            agent: info.name.clone(),
-            log_type,
-            min: schema.min_version,
-            max: schema.max_version,
-        }),
-        Some(shape) if !(schema.min_version..=schema.max_version).contains(&shape.version) => {
-            bail!(mcp_engine::pipeline::RunError::SchemaUnsupported {
-                agent: info.name.clone(),
-                log_type,
-                version: shape.version,
-                min: schema.min_version,
-                max: schema.max_version,
-            })
-        }
-        _ => {}
-    }
+    // As a run checks each batch: the version the schema file gives it.
+    let version = shape.as_deref().map_or(mcp_storage::source::UNSCHEMATIZED_VERSION, |s| s.version);
+    mcp_engine::pipeline::reads_schema_version(&info.name, &info.schema, version)?;
 
     let models = config.model_manager()?;
     let context = mcp_engine::pipeline::context_for(

@@ -216,26 +216,7 @@ pub fn run_observed(
         // Moved, not copied, into the form the guest receives.
         let batch = GuestBatch::from(batch);
         let version = batch.schema_version();
-        let schema = &agent.info.schema;
-        // Version 0: no schema file typed the batch. An agent that declared
-        // versions from 1 expects the types a file guarantees.
-        if version == 0 && schema.min_version > 0 {
-            return Err(RunError::SchemaMissing {
-                agent: spec.agent.into(),
-                log_type: log_type.clone(),
-                min: schema.min_version,
-                max: schema.max_version,
-            });
-        }
-        if version != 0 && !(schema.min_version..=schema.max_version).contains(&version) {
-            return Err(RunError::SchemaUnsupported {
-                agent: spec.agent.into(),
-                log_type: log_type.clone(),
-                version,
-                min: schema.min_version,
-                max: schema.max_version,
-            });
-        }
+        reads_schema_version(spec.agent, &agent.info.schema, version)?;
         // One turn per batch, shared fairly with every other tenant's runs.
         let turn = registry.sandbox().turns().take(spec.tenant);
         let call_started = Instant::now();
@@ -406,6 +387,21 @@ fn attach_fields(
         );
     }
     Ok((kept, rejected))
+}
+
+/// Whether an agent that declared `schema` may be fed a batch of `log_type`
+/// at schema `version` (0: no schema file typed it).
+pub fn reads_schema_version(agent: &str, schema: &mcp_sandbox::SchemaSupport, version: u32) -> Result<(), RunError> {
+    let (min, max, log_type) = (schema.min_version, schema.max_version, schema.log_type.clone());
+    // Version 0: no schema file typed the batch. An agent that declared
+    // versions from 1 expects the types a file guarantees.
+    if version == 0 && min > 0 {
+        return Err(RunError::SchemaMissing { agent: agent.into(), log_type, min, max });
+    }
+    if version != 0 && !(min..=max).contains(&version) {
+        return Err(RunError::SchemaUnsupported { agent: agent.into(), log_type, version, min, max });
+    }
+    Ok(())
 }
 
 /// A warm instance for `agent` with the operator's settings and, when

@@ -16,8 +16,8 @@ use mcp_storage::jobstatus::{JobStatus, SharedCache};
 use mcp_storage::source::LogSource;
 use mcp_storage::store::AnomalyStore;
 
-pub use crate::shadow::ShadowReport;
 use crate::shadow::ShadowSpec;
+pub use crate::shadow::{ShadowReport, ShadowWindow};
 
 use crate::config::McpConfig;
 use crate::jobs::RunJob;
@@ -185,22 +185,6 @@ impl std::fmt::Debug for Run {
     }
 }
 
-/// What history a shadow run compares over, and when it stops early.
-#[derive(Debug, Clone, Default)]
-pub struct ShadowWindow {
-    /// Log time from (inclusive) and to (exclusive), in ms since the epoch.
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-    /// Rows read at most.
-    pub max_rows: u64,
-    /// Examples kept of each difference.
-    pub examples: usize,
-    /// Stop after the batch going when this passes.
-    pub deadline: Option<std::time::Instant>,
-    /// Stop after the batch going once this is set (the client left).
-    pub cancelled: Option<Arc<std::sync::atomic::AtomicBool>>,
-}
-
 /// How a run ended, with what the instance used.
 #[derive(Debug)]
 pub struct RunOutcome {
@@ -300,13 +284,8 @@ impl Run {
         let spec = ShadowSpec {
             tenant: &self.tenant,
             log_type: &active_info.log_type,
-            from_ms: window.from_ms,
-            to_ms: window.to_ms,
-            max_rows: window.max_rows,
             batch_size: self.batch_size,
-            examples: window.examples,
-            deadline: window.deadline,
-            cancelled: window.cancelled.as_deref(),
+            window: &window,
         };
         crate::shadow::compare(self.registry.sandbox(), &*self.source, &mut active, &mut candidate_instance, &spec)
     }

@@ -13,23 +13,29 @@ use mcp_storage::source::{LogSource, SourceBatch};
 
 use crate::pipeline::RunError;
 
-/// What to compare over, and when to stop early.
-#[derive(Debug, Clone)]
-pub struct ShadowSpec<'a> {
-    pub tenant: &'a str,
-    pub log_type: &'a str,
+/// What history a shadow run compares over, and when it stops early.
+#[derive(Debug, Clone, Default)]
+pub struct ShadowWindow {
     /// Log time from (inclusive) and to (exclusive), in ms since the epoch.
     pub from_ms: Option<i64>,
     pub to_ms: Option<i64>,
-    /// Stop after this many rows read.
+    /// Rows read at most.
     pub max_rows: u64,
-    pub batch_size: u32,
     /// Examples kept of each difference.
     pub examples: usize,
     /// Stop after the batch going when this passes.
     pub deadline: Option<Instant>,
-    /// Stop after the batch going once this is set.
-    pub cancelled: Option<&'a AtomicBool>,
+    /// Stop after the batch going once this is set (the client left).
+    pub cancelled: Option<std::sync::Arc<AtomicBool>>,
+}
+
+/// Whose entries, of which log type, in pages of what size, over `window`.
+#[derive(Debug, Clone)]
+pub struct ShadowSpec<'a> {
+    pub tenant: &'a str,
+    pub log_type: &'a str,
+    pub batch_size: u32,
+    pub window: &'a ShadowWindow,
 }
 
 /// One side of the comparison.
@@ -83,15 +89,16 @@ pub fn compare(
     candidate: &mut AgentInstance,
     spec: &ShadowSpec<'_>,
 ) -> Result<ShadowReport, RunError> {
+    let window = spec.window;
     let mut report = ShadowReport::default();
     let mut after_id = 0;
     let mut rows_read = 0u64;
     loop {
-        let stop = if rows_read >= spec.max_rows {
+        let stop = if rows_read >= window.max_rows {
             Some("max_rows")
-        } else if spec.deadline.is_some_and(|d| Instant::now() >= d) {
+        } else if window.deadline.is_some_and(|d| Instant::now() >= d) {
             Some("time_limit")
-        } else if spec.cancelled.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        } else if window.cancelled.as_ref().is_some_and(|c| c.load(Ordering::Relaxed)) {
             Some("cancelled")
         } else {
             None
@@ -100,13 +107,13 @@ pub fn compare(
         // row past it only asks whether the range went on.
         let limit = match stop {
             Some(_) => 1,
-            None => u32::try_from(spec.max_rows - rows_read).unwrap_or(u32::MAX).min(spec.batch_size),
+            None => u32::try_from(window.max_rows - rows_read).unwrap_or(u32::MAX).min(spec.batch_size),
         };
         let query = LogQuery {
             log_type: spec.log_type.to_string(),
             after_id,
-            from_ms: spec.from_ms,
-            to_ms: spec.to_ms,
+            from_ms: window.from_ms,
+            to_ms: window.to_ms,
             source: None,
             limit,
         };
@@ -130,7 +137,7 @@ pub fn compare(
         let _turn = sandbox.turns().take(spec.tenant);
         let active_found = timed("active agent", active, &batch, &in_batch, &mut report.active)?;
         let candidate_found = timed("candidate", candidate, &batch, &in_batch, &mut report.candidate)?;
-        tally(&mut report, spec.examples, active_found, candidate_found);
+        tally(&mut report, window.examples, active_found, candidate_found);
     }
     Ok(report)
 }
