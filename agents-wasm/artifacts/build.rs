@@ -13,8 +13,19 @@ const AGENTS: &[Guest] = &[
     Guest { package: "mcp-agent-dns", folder: "agents-wasm/dns", file: "dns.wasm" },
 ];
 
-/// Agents in other languages: (folder, build script, output file).
-const EXAMPLES: &[(&str, &str, &str)] = &[("agents-wasm/dns-py", "build.sh", "dns-py.wasm")];
+/// An agent in another language, built by its toolchain's script.
+struct Example {
+    folder: &'static str,
+    script: &'static str,
+    file: &'static str,
+    /// Its SDK's folder: a change there rebuilds it.
+    sdk: &'static str,
+}
+
+const EXAMPLES: &[Example] = &[
+    Example { folder: "agents-wasm/dns-py", script: "build.sh", file: "dns-py.wasm", sdk: "sdk/python" },
+    Example { folder: "agents-wasm/dns-js", script: "build.sh", file: "dns-js.wasm", sdk: "sdk/js" },
+];
 
 fn main() {
     if let Err(message) = build(AGENTS, 2) {
@@ -22,8 +33,8 @@ fn main() {
     }
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("../..");
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
-    for (folder, script, file) in EXAMPLES {
-        for watched in [folder, &"sdk/python", &"wit/0.2.0"] {
+    for Example { folder, script, file, sdk } in EXAMPLES {
+        for watched in [folder, sdk, &"wit/0.2.0"] {
             println!("cargo:rerun-if-changed={}", root.join(watched).display());
         }
         let status = Command::new("bash").arg(root.join(folder).join(script)).arg(out_dir.join(file)).status();

@@ -28,10 +28,19 @@ def ratio(text, keep):
 VOWELS = frozenset(b"aeiou")
 
 
+def is_under(query, domain):
+    """Whether `query` is `domain` (lower case, no trailing dot) or a name
+    under it, in any ASCII letter case, with or without the trailing dot."""
+    name, domain = query.rstrip(".").encode("utf-8").lower(), domain.encode("utf-8")
+    start = len(name) - len(domain)
+    return start >= 0 and name[start:] == domain and (start == 0 or name[start - 1 : start] == b".")
+
+
 class DnsAgent:
     def __init__(self):
         self.tunnel_label_len = 30
         self.dga_min_len = 10
+        self.allowed = []
         self.nxdomains = mcp.Burst(30_000, 15, 16_384)
 
     def info(self):
@@ -49,6 +58,8 @@ class DnsAgent:
         )
         self.tunnel_label_len = config.integer("tunnel_label_len", 30)
         self.dga_min_len = config.integer("dga_min_len", 10)
+        allowed = (d.rstrip(".").encode("utf-8").lower().decode("utf-8") for d in config.list("allow_domains"))
+        self.allowed = [d for d in allowed if d]
 
     def detect(self, batch):
         clients, queries, rcodes = batch.text("client_ip"), batch.text("query"), batch.text("rcode")
@@ -64,7 +75,8 @@ class DnsAgent:
                 size = len(part.encode("utf-8"))
                 if size >= longest_len:
                     longest, longest_len = part, size
-            if longest_len >= self.tunnel_label_len and mcp.entropy(longest) >= 3.5:
+            judged = not any(is_under(query, domain) for domain in self.allowed)
+            if judged and longest_len >= self.tunnel_label_len and mcp.entropy(longest) >= 3.5:
                 found.append(mcp.finding(entry, 0.9, "dns_tunnel", mcp.Severity.HIGH, (
                     f"{client} queried {query} ({qtype}) with a {longest_len}-character label of entropy "
                     f"{mcp.entropy(longest):.1f} bits/char: data encoded into DNS names, typical of tunnelling "
@@ -72,7 +84,7 @@ class DnsAgent:
             label = registered_label(query)
             randomness, vowels = mcp.entropy(label), ratio(label, VOWELS.__contains__)
             digits = ratio(label, lambda b: 48 <= b <= 57)
-            if len(label.encode("utf-8")) >= self.dga_min_len and randomness >= 3.2 and (vowels < 0.28 or digits > 0.25):
+            if judged and len(label.encode("utf-8")) >= self.dga_min_len and randomness >= 3.2 and (vowels < 0.28 or digits > 0.25):
                 found.append(mcp.finding(entry, 0.8, "dga", mcp.Severity.HIGH, (
                     f"{client} looked up {query}: the name '{label}' reads as machine-generated "
                     f"({randomness:.1f} bits/char, {vowels * 100:.0f}% vowels), as malware does to find its "

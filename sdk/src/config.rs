@@ -41,6 +41,40 @@ impl Config {
             }),
         }
     }
+
+    /// The value of `key` as a list, or `default` when it is not set. A
+    /// TOML list in the operator's config reaches the agent as a JSON array;
+    /// a value typed by hand (an environment variable, a tenant's setting
+    /// over the API) may also be comma-separated. Items are trimmed, empty
+    /// ones dropped, and each parsed as `T`.
+    pub fn list_or<T: FromStr>(&self, key: &str, default: Vec<T>) -> Result<Vec<T>, AgentError> {
+        let Some(raw) = self.get(key) else { return Ok(default) };
+        let invalid = |what: &str| AgentError::Config(format!("setting '{key}' = '{raw}' {what}"));
+        let items: Vec<String> = if raw.trim_start().starts_with('[') {
+            let values: Vec<serde_json::Value> =
+                serde_json::from_str(raw).map_err(|_| invalid("is not a JSON array"))?;
+            values
+                .into_iter()
+                .map(|value| match value {
+                    serde_json::Value::String(text) => Ok(text),
+                    serde_json::Value::Number(_) | serde_json::Value::Bool(_) => Ok(value.to_string()),
+                    _ => Err(invalid("holds an item that is not a string, number or boolean")),
+                })
+                .collect::<Result<_, _>>()?
+        } else {
+            raw.split(',').map(str::to_string).collect()
+        };
+        items
+            .iter()
+            .map(|item| item.trim())
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                item.parse().map_err(|_| {
+                    invalid(&format!("holds '{item}', which is not a valid {}", std::any::type_name::<T>()))
+                })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -57,6 +91,31 @@ mod tests {
                 assert!(message.contains("ratio") && message.contains("'x'"), "{message}")
             }
             other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lists_come_as_json_arrays_or_comma_separated() {
+        let config = Config::from_pairs([
+            ("allow", r#"["corp.example", " cdn.example ", ""]"#),
+            ("ports", "[53, 853]"),
+            ("typed", "53, 853,"),
+            ("bad", "[53, \"x\"]"),
+            ("nested", "[[1]]"),
+            ("broken", "[1,"),
+        ]);
+        assert_eq!(
+            config.list_or::<String>("allow", vec![]).ok(),
+            Some(vec!["corp.example".into(), "cdn.example".into()])
+        );
+        assert_eq!(config.list_or::<u16>("ports", vec![]).ok(), Some(vec![53, 853]));
+        assert_eq!(config.list_or::<u16>("typed", vec![]).ok(), Some(vec![53, 853]));
+        assert_eq!(config.list_or::<u16>("missing", vec![7]).ok(), Some(vec![7]));
+        for key in ["bad", "nested", "broken"] {
+            match config.list_or::<u16>(key, vec![]) {
+                Err(AgentError::Config(message)) => assert!(message.contains(key), "{message}"),
+                other => panic!("{key}: expected a config error, got {other:?}"),
+            }
         }
     }
 }

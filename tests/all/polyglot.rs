@@ -1,6 +1,7 @@
 //! Agents in other languages than Rust: the Python DNS agent (componentize-py,
-//! agents-wasm/dns-py) is an agent like any other, passing the conformance
-//! check, and finds on the demo's data what the Rust DNS agent's rules find.
+//! agents-wasm/dns-py) and the JavaScript one (componentize-js,
+//! agents-wasm/dns-js) are agents like any other, passing the conformance
+//! check, and find on the demo's data what the Rust DNS agent's rules find.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -13,21 +14,32 @@ use mcp_storage::store::AnomalyStore;
 
 use crate::common::{bundled_registry, sandbox};
 
-fn python_dns() -> anyhow::Result<&'static [u8]> {
+fn example(agent: &str) -> anyhow::Result<&'static [u8]> {
+    let file = format!("{agent}.wasm");
     mcp_agent_artifacts::EXAMPLES
         .iter()
-        .find(|(name, _, _)| *name == "dns-py.wasm")
+        .find(|(name, _, _)| *name == file)
         .map(|(_, _, bytes)| *bytes)
-        .ok_or_else(|| anyhow::anyhow!("the Python DNS agent is not among the examples"))
+        .ok_or_else(|| anyhow::anyhow!("{file} is not among the examples"))
+}
+
+fn conforms(agent: &str) -> anyhow::Result<()> {
+    let file = format!("{agent}.wasm");
+    let report = conformance::check(&sandbox(), example(agent)?, &file, &mcp_synth::GeneratedSamples);
+    let failed: Vec<_> = report.checks.iter().filter(|c| !matches!(c.outcome, Outcome::Passed(_))).collect();
+    assert!(failed.is_empty(), "{agent}: {failed:?}");
+    assert_eq!(report.agent.map(|a| (a.info.name, a.info.log_type)), Some((agent.into(), "dns".into())));
+    Ok(())
 }
 
 #[test]
 fn the_python_dns_agent_conforms() -> anyhow::Result<()> {
-    let report = conformance::check(&sandbox(), python_dns()?, "dns-py.wasm", &mcp_synth::GeneratedSamples);
-    let failed: Vec<_> = report.checks.iter().filter(|c| !matches!(c.outcome, Outcome::Passed(_))).collect();
-    assert!(failed.is_empty(), "{failed:?}");
-    assert_eq!(report.agent.map(|a| (a.info.name, a.info.log_type)), Some(("dns-py".into(), "dns".into())));
-    Ok(())
+    conforms("dns-py")
+}
+
+#[test]
+fn the_javascript_dns_agent_conforms() -> anyhow::Result<()> {
+    conforms("dns-js")
 }
 
 /// (log id, label) of every anomaly `agent` stores running over `source`.
@@ -44,26 +56,64 @@ fn findings(
     Ok(store.anomalies("t", agent)?.into_iter().map(|a| (a.log_id, a.label)).collect())
 }
 
-#[test]
-fn the_python_dns_agent_finds_what_the_rust_rules_find() -> anyhow::Result<()> {
+/// What the Rust rules and `agent` each find on 10,000 generated DNS
+/// entries, with `settings` given to both: the difference is bounded; and
+/// how many entries the Rust rules found.
+fn compared_with_rust(agent: &str, settings: &[(&str, &str)]) -> anyhow::Result<usize> {
     let dir = tempfile::tempdir()?;
     let schemas = Arc::new(mcp_storage::schema::SchemaFiles::new(std::path::Path::new(mcp_fixtures::BUNDLED_SCHEMAS)));
     let source = SqliteLogSource::open(&dir.path().join("logs.db"), schemas)?;
     let mut store = AnomalyStore::open(&dir.path().join("anomalies.db"))?;
     source.append("t", "dns", &mcp_synth::to_rows(&mcp_synth::generate("dns", 42, 10_000)?))?;
+    let settings: BTreeMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
 
     let rust = bundled_registry(sandbox())?;
-    let rules = BTreeMap::from([("detection".to_string(), "rules".to_string())]);
+    let mut rules = settings.clone();
+    rules.insert("detection".into(), "rules".into());
     let by_rust = findings(&rust, "dns", rules, &source, &mut store)?;
-    let mut python = Registry::new(sandbox());
-    python.register_bytes(python_dns()?, "dns-py.wasm")?;
-    let by_python = findings(&python, "dns-py", BTreeMap::new(), &source, &mut store)?;
+    let mut other = Registry::new(sandbox());
+    other.register_bytes(example(agent)?, &format!("{agent}.wasm"))?;
+    let by_other = findings(&other, agent, settings, &source, &mut store)?;
 
-    // Entropy is f32 in Rust and f64 in Python: a label exactly at a
-    // threshold could fall either side. None does on this data; the bound
-    // below says how many may before the difference is a bug.
-    let differ: Vec<_> = by_rust.symmetric_difference(&by_python).collect();
+    // Entropy is f32 in Rust and f64 in Python and JavaScript: a label
+    // exactly at a threshold could fall either side. None does on this
+    // data; the bound below says how many may before the difference is a bug.
+    let differ: Vec<_> = by_rust.symmetric_difference(&by_other).collect();
     assert!(by_rust.len() > 100, "the rules found {} entries", by_rust.len());
-    assert!(differ.len() * 1000 <= by_rust.len(), "{} of {} findings differ: {differ:?}", differ.len(), by_rust.len());
+    assert!(
+        differ.len() * 1000 <= by_rust.len(),
+        "{agent}: {} of {} findings differ: {differ:?}",
+        differ.len(),
+        by_rust.len()
+    );
+    Ok(by_rust.len())
+}
+
+/// The tunnel domains of the generator, given as an operator would: a TOML
+/// list reaches an agent as a JSON array (mixed case, a trailing dot), a
+/// setting typed by hand as comma-separated text.
+const ALLOW_AS_LIST: &str = r#"["SYNC-UPDATES0.com.", "sync-updates1.COM", "sync-updates2.com", "sync-updates3.com"]"#;
+const ALLOW_AS_TEXT: &str = "sync-updates0.com, SYNC-updates1.com., sync-updates2.com,sync-updates3.com";
+
+#[test]
+fn an_allow_list_silences_the_same_names_in_every_language() -> anyhow::Result<()> {
+    let everything = compared_with_rust("dns-py", &[])?;
+    for (agent, allow) in [("dns-py", ALLOW_AS_LIST), ("dns-js", ALLOW_AS_TEXT), ("dns-js", ALLOW_AS_LIST)] {
+        let allowed = compared_with_rust(agent, &[("allow_domains", allow)])?;
+        assert!(
+            allowed + 300 < everything,
+            "{agent}: {allowed} findings with the tunnel domains allowed, {everything} without"
+        );
+    }
     Ok(())
+}
+
+#[test]
+fn the_python_dns_agent_finds_what_the_rust_rules_find() -> anyhow::Result<()> {
+    compared_with_rust("dns-py", &[]).map(drop)
+}
+
+#[test]
+fn the_javascript_dns_agent_finds_what_the_rust_rules_find() -> anyhow::Result<()> {
+    compared_with_rust("dns-js", &[]).map(drop)
 }

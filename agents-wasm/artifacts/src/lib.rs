@@ -12,5 +12,7 @@ pub const AGENTS: &[(&str, &[u8])] = &[
 /// bytes. Not run by default (`mcp run`, `serve`); `mcp demo` runs them
 /// beside the bundled agents, and they are installed under
 /// `<data_dir>/bundled/examples/` to copy from.
-pub const EXAMPLES: &[(&str, &str, &[u8])] =
-    &[("dns-py.wasm", "Python", include_bytes!(concat!(env!("OUT_DIR"), "/dns-py.wasm")))];
+pub const EXAMPLES: &[(&str, &str, &[u8])] = &[
+    ("dns-py.wasm", "Python", include_bytes!(concat!(env!("OUT_DIR"), "/dns-py.wasm"))),
+    ("dns-js.wasm", "JavaScript", include_bytes!(concat!(env!("OUT_DIR"), "/dns-js.wasm"))),
+];

@@ -51,6 +51,9 @@ pub struct DnsAgent {
     nxdomains: Burst<u64>,
     tunnel_label_len: usize,
     dga_min_len: usize,
+    /// Registered domains whose names the name rules and the model do not
+    /// judge (`allow_domains`): lower case, no trailing dot.
+    allowed: Vec<String>,
     model: Scorer,
 }
 
@@ -60,6 +63,7 @@ impl Default for DnsAgent {
             nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384),
             tunnel_label_len: 30,
             dga_min_len: 10,
+            allowed: Vec::new(),
             model: Scorer::new("dns"),
         }
     }
@@ -102,7 +106,21 @@ fn digit_ratio(label: &str) -> f32 {
     label.bytes().filter(u8::is_ascii_digit).count() as f32 / label.len() as f32
 }
 
+/// Whether `query` is `domain` or a name under it, in any letter case and
+/// with or without the trailing dot. Compared as bytes: a query is guest
+/// input and need not be ASCII.
+fn is_under(query: &str, domain: &str) -> bool {
+    let name = query.trim_end_matches('.').as_bytes();
+    let domain = domain.as_bytes();
+    let Some(start) = name.len().checked_sub(domain.len()) else { return false };
+    name[start..].eq_ignore_ascii_case(domain) && (start == 0 || name[start - 1] == b'.')
+}
+
 impl DnsAgent {
+    fn is_allowed(&self, query: &str) -> bool {
+        self.allowed.iter().any(|domain| is_under(query, domain))
+    }
+
     fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
         let longest = f.query.split('.').max_by_key(|l| l.len()).unwrap_or("");
         if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
@@ -149,8 +167,10 @@ impl DnsAgent {
         ))
     }
     fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
-        found.extend(self.tunnel(entry, f));
-        found.extend(self.dga(entry, f));
+        if !self.is_allowed(f.query) {
+            found.extend(self.tunnel(entry, f));
+            found.extend(self.dga(entry, f));
+        }
         if f.rcode == "NXDOMAIN" {
             let hits = self.nxdomains.push(&key_of(f.client_ip), entry.timestamp_ms, 0, entry);
             if !hits.is_empty() {
@@ -186,6 +206,12 @@ impl Agent for DnsAgent {
         );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
         self.dga_min_len = config.parse_or("dga_min_len", 10)?;
+        self.allowed = config
+            .list_or::<String>("allow_domains", Vec::new())?
+            .into_iter()
+            .map(|domain| domain.trim_end_matches('.').to_ascii_lowercase())
+            .filter(|domain| !domain.is_empty())
+            .collect();
         self.model.configure(config)
     }
 
@@ -199,13 +225,20 @@ impl Agent for DnsAgent {
         }
         let rows = || (0..batch.len()).flat_map(|i| feature_row(&columns.lookup(i))).collect();
         let threshold = self.model.threshold();
-        let scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
+        let mut scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
             let f = columns.lookup(i);
             finding(&batch.entry(i), score, "dns_model", Severity::Medium, format!(
                 "the DNS model (version {version}) scores {}'s lookup of {} at {score:.2}, over its threshold {threshold:.2}: the name's length and randomness resemble tunnelling or generated domains. Inspect the client.",
                 f.client_ip, f.query
             ))
         })?;
+        if !self.allowed.is_empty() {
+            let allowed: std::collections::HashSet<u64> = (0..batch.len())
+                .filter(|&i| self.is_allowed(columns.lookup(i).query))
+                .map(|i| batch.entry(i).id)
+                .collect();
+            scored.retain(|f| !allowed.contains(&f.entry.id));
+        }
         found.extend(scored);
         Ok(found)
     }
@@ -219,3 +252,17 @@ impl Agent for DnsAgent {
 
 #[cfg(target_arch = "wasm32")]
 mcp_sdk::export_agent!(DnsAgent);
+
+#[cfg(test)]
+mod tests {
+    use super::is_under;
+
+    #[test]
+    fn names_under_a_domain_match_in_any_case_and_only_at_a_label() {
+        assert!(is_under("a.b.Corp.Example.", "corp.example"));
+        assert!(is_under("corp.example", "corp.example"));
+        assert!(!is_under("evilcorp.example", "corp.example"));
+        assert!(!is_under("example", "corp.example"));
+        assert!(!is_under("é.corp.exampl\u{e9}", "corp.example"));
+    }
+}

@@ -49,6 +49,10 @@ pub struct BenchArgs {
     /// to a receiver on loopback, and what queueing them adds to a commit.
     #[arg(long)]
     pub notify: Option<usize>,
+    /// Compare the DNS rules in Rust, Python and JavaScript: size, compile,
+    /// instantiate, entries per second and memory per instance.
+    #[arg(long)]
+    pub languages: bool,
 }
 
 fn median(mut samples: Vec<Duration>) -> Duration {

@@ -22,6 +22,7 @@ mod assets;
 mod bench;
 mod bench_api;
 mod bench_cache;
+mod bench_languages;
 mod bench_models;
 mod bench_notify;
 mod bench_pipeline;
@@ -394,13 +395,13 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             let outcomes = outcomes?;
             println!(
-                "{:<10} {:<8} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
+                "{:<10} {:<10} {:>8} {:>10} {:>10} {:>8} {:>7} {:>12} {:>11}",
                 "agent", "language", "entries", "anomalies", "precision", "recall", "F1", "entries/s", "quarantined"
             );
             for o in &outcomes {
                 let d = &o.detection;
                 println!(
-                    "{:<10} {:<8} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
+                    "{:<10} {:<10} {:>8} {:>10} {:>10.3} {:>8.3} {:>7.3} {:>12.0} {:>11}",
                     o.run.agent,
                     o.language,
                     o.run.entries,
@@ -777,6 +778,11 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             if let Some(count) = args.notify {
                 bench_notify::run(count, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if args.languages {
+                let dir = agents_dir(cli.agents_dir, &config)?;
+                bench_languages::run(&config, &dir, args.entries, args.batch, args.rounds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.cache {

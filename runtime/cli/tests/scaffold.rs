@@ -1,7 +1,8 @@
 //! `mcp agents new` as an author outside this repository uses it: the
-//! project it writes builds on its own (vendored SDK, crates.io only), its
-//! test passes, and the component passes `agents check` and scores F1 1 on
-//! the sample file it came with, unchanged.
+//! project it writes, in Rust, Python or JavaScript, builds on its own (the
+//! SDK written into it, its language's registry only), its test passes, and
+//! the component passes `agents check` and scores F1 1 on the sample file it
+//! came with, unchanged.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -140,7 +141,7 @@ fn a_new_agent_for_a_bundled_log_type_uses_the_bundled_schema() -> Result<(), Bo
         assert!(first["fields"].get(field).is_some(), "{field} missing in {first}");
     }
     for (args, expected) in [
-        (vec!["agents", "new", "x", "--log-type", "dns", "--lang", "python"], "only --lang rust"),
+        (vec!["agents", "new", "x", "--log-type", "dns", "--lang", "cobol"], "invalid value 'cobol'"),
         (vec!["agents", "new", "../evil", "--log-type", "dns"], "must be 1 to 64"),
         (vec!["agents", "new", "ok", "--log-type", "../dns"], "must be 1 to 64"),
     ] {
@@ -148,5 +149,59 @@ fn a_new_agent_for_a_bundled_log_type_uses_the_bundled_schema() -> Result<(), Bo
         assert!(!refused.status.success() && text(&refused).contains(expected), "{args:?}: {}", text(&refused));
     }
     assert!(!dir.path().join("evil").exists() && !dir.path().parent().is_some_and(|p| p.join("evil").exists()));
+    Ok(())
+}
+
+/// The author's shell: `mcp` (the binary under test) first on PATH.
+fn author_path() -> std::ffi::OsString {
+    let mcp_dir = Path::new(env!("CARGO_BIN_EXE_mcp")).parent().map(Path::to_path_buf).unwrap_or_default();
+    let rest = std::env::var_os("PATH").unwrap_or_default();
+    std::env::join_paths(std::iter::once(mcp_dir).chain(std::env::split_paths(&rest))).unwrap_or(rest)
+}
+
+fn author_runs(project: &Path, program: &str, args: &[&str]) -> Output {
+    match Command::new(program).args(args).current_dir(project).env("PATH", author_path()).output() {
+        Ok(output) => output,
+        Err(e) => panic!("cannot run {program} (install it to run this test): {e}"),
+    }
+}
+
+/// What the project's own test prints when the template agent finds the
+/// sample file's burst and nothing else.
+fn assert_scored(output: &Output) {
+    assert!(output.status.success(), "{}", text(output));
+    let printed = text(output);
+    assert!(printed.contains("conforms"), "{printed}");
+    assert!(printed.contains("F1 1.000 (tp 150, fp 0, fn 0)"), "{printed}");
+}
+
+#[test]
+fn a_new_python_agent_builds_checks_and_scores() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let made = mcp(dir.path(), &["agents", "new", "burst-py", "--lang", "python", "--log-type", "bgl"]);
+    assert!(made.status.success(), "{}", text(&made));
+    assert!(text(&made).contains("bash build.sh"), "{}", text(&made));
+    let project = dir.path().join("burst-py");
+    for file in ["src/app.py", "src/mcp_agent/__init__.py", "wit/0.2.0/agent.wit", "requirements.txt", "test.sh"] {
+        assert!(project.join(file).is_file(), "{file} missing: {}", text(&made));
+    }
+    assert!(std::fs::read_to_string(project.join("src/app.py"))?.contains("class BurstPy:"));
+    assert_scored(&author_runs(&project, "bash", &["test.sh"]));
+    Ok(())
+}
+
+#[test]
+fn a_new_javascript_agent_builds_checks_and_scores() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let made = mcp(dir.path(), &["agents", "new", "burst-js", "--lang", "js", "--log-type", "firewall"]);
+    assert!(made.status.success(), "{}", text(&made));
+    let project = dir.path().join("burst-js");
+    for file in ["src/app.js", "src/mcp_agent.js", "wit/0.2.0/agent.wit", "package.json", "package-lock.json"] {
+        assert!(project.join(file).is_file(), "{file} missing: {}", text(&made));
+    }
+    assert!(!project.join("schemas/firewall.yaml").exists(), "no copy of a bundled schema");
+    let installed = author_runs(&project, "npm", &["ci", "--no-audit", "--no-fund"]);
+    assert!(installed.status.success(), "npm ci: {}", text(&installed));
+    assert_scored(&author_runs(&project, "npm", &["test"]));
     Ok(())
 }

@@ -24,7 +24,7 @@ pub enum ConfigError {
     Tenant { origin: String, tenant: String },
     #[error("environment variable {name} names no configuration key (see docs/deployment.md)")]
     UnknownEnv { name: String },
-    #[error("config {path}: agents.{agent}.{key} must be a string, number or boolean")]
+    #[error("config {path}: agents.{agent}.{key} must be a string, number, boolean or a list of them")]
     Setting { path: String, agent: String, key: String },
 }
 
@@ -550,12 +550,26 @@ pub(crate) fn apply_env(
     Ok(applied)
 }
 
+/// A setting as the text the `config` import serves: a scalar as itself, a
+/// list of scalars as a JSON array (which every SDK's `list` reads), and
+/// nothing for a table or a nested list, which the config check refuses.
 fn setting_text(value: &toml::Value) -> Option<String> {
     match value {
+        toml::Value::Array(items) => {
+            let items: Option<Vec<serde_json::Value>> = items.iter().map(json_scalar).collect();
+            serde_json::to_string(&items?).ok()
+        }
         toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        toml::Value::Boolean(b) => Some(b.to_string()),
+        scalar => json_scalar(scalar).map(|v| v.to_string()),
+    }
+}
+
+fn json_scalar(value: &toml::Value) -> Option<serde_json::Value> {
+    match value {
+        toml::Value::String(s) => Some(s.clone().into()),
+        toml::Value::Integer(i) => Some((*i).into()),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(Into::into),
+        toml::Value::Boolean(b) => Some((*b).into()),
         _ => None,
     }
 }
@@ -625,5 +639,26 @@ mod tests {
         assert!(matches!(unknown, Err(ConfigError::UnknownEnv { ref name }) if name == "MCP_BATCHSIZE"), "{unknown:?}");
         let mistyped = McpConfig::load_with_env(None, env(&[("MCP_BATCH_SIZE", "many")]));
         assert!(mistyped.is_err());
+    }
+
+    #[test]
+    fn list_settings_reach_the_agent_as_json_arrays_and_tables_are_refused() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("mcp.toml");
+        std::fs::write(
+            &path,
+            "[agents.dns]\nallow = [\"corp.example\", \"cdn.example\"]\nports = [53, 853]\nratio = 0.25\nname = \"a,b\"\n",
+        )?;
+        let settings = McpConfig::load_with_env(Some(&path), Vec::new())?.settings_for("dns");
+        assert_eq!(settings.get("allow").map(String::as_str), Some(r#"["corp.example","cdn.example"]"#));
+        assert_eq!(settings.get("ports").map(String::as_str), Some("[53,853]"));
+        assert_eq!(settings.get("ratio").map(String::as_str), Some("0.25"));
+        assert_eq!(settings.get("name").map(String::as_str), Some("a,b"));
+        for refused in ["nested = [[1], [2]]", "table = { a = 1 }", "mixed = [1, { a = 2 }]"] {
+            std::fs::write(&path, format!("[agents.dns]\n{refused}\n"))?;
+            let loaded = McpConfig::load_with_env(Some(&path), Vec::new());
+            assert!(matches!(loaded, Err(ConfigError::Setting { .. })), "{refused}: {loaded:?}");
+        }
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ key (`Burst`), settings (`Config`), logging (`log`) and the model import
 so a bug fails the call with its message instead of trapping the instance.
 """
 
+import json
 import math
 from collections import deque
 
@@ -199,6 +200,33 @@ class Config:
         if not math.isfinite(number):
             raise AgentError("config", f"setting '{key}' = '{value}' is not a number")
         return number
+
+    def list(self, key, default=None, item=str):
+        """A list setting: a TOML list in the operator's config reaches the
+        agent as a JSON array; a value typed by hand may be comma-separated.
+        Items are trimmed, empty ones dropped, each converted by `item`."""
+        value = self.get(key)
+        if value is None:
+            return [] if default is None else default
+        if value.lstrip().startswith("["):
+            try:
+                raw = json.loads(value)
+            except ValueError:
+                raw = None
+            if not isinstance(raw, list) or any(isinstance(v, (list, dict)) or v is None for v in raw):
+                raise AgentError("config", f"setting '{key}' = '{value}' is not a JSON array of strings, numbers or booleans")
+            texts = [json.dumps(v) if isinstance(v, bool) else str(v) for v in raw]
+        else:
+            texts = value.split(",")
+        out = []
+        for text in (t.strip() for t in texts):
+            if not text:
+                continue
+            try:
+                out.append(item(text))
+            except ValueError:
+                raise AgentError("config", f"setting '{key}' = '{value}' holds '{text}', which is not a valid {item.__name__}")
+        return out
 
 
 def log(level, message):

@@ -1,0 +1,506 @@
+// The MCP agent SDK for JavaScript: write a log-anomaly agent as a class and
+// build it into a WebAssembly component of the `mcp:agent@0.2.0` world with
+// componentize-js (`componentize-js --wit wit/0.2.0 -n agent -d stdio random
+// clocks http fetch-event app.js`).
+//
+//     import * as mcp from "./mcp_agent.js";
+//
+//     class Quiet {
+//       info() { return mcp.info("quiet", "dns", "0.1.0", "finds nothing", ["query"]); }
+//       detect(batch) { return []; }
+//     }
+//
+//     export const detector = mcp.exportAgent(Quiet);
+//
+// What this module gives, as the Rust and Python SDKs do: typed access to a
+// batch's columns, findings built and packed into the protocol's columns,
+// windows per key (`Burst`), settings (`Config`), logging (`log`) and the
+// model import (`Model`). An exception an agent throws becomes an `internal`
+// agent error, so a bug fails the call with its message: componentize-js
+// traps the instance on an exception it is not given as an error payload.
+
+import { get as configGet } from "mcp:agent/config@0.2.0";
+import { log as hostLog } from "mcp:agent/log@0.2.0";
+import { LoadedModel } from "mcp:agent/model@0.2.0";
+
+export const PROTOCOL_VERSION = "0.2.0";
+
+export const Severity = Object.freeze({
+  INFO: "info",
+  LOW: "low",
+  MEDIUM: "medium",
+  HIGH: "high",
+  CRITICAL: "critical",
+});
+
+const ERROR_KINDS = new Set(["config", "unsupported-log-type", "model-unavailable", "internal"]);
+
+/** An error the host is told about: `kind` is `config`,
+ * `unsupported-log-type`, `model-unavailable` or `internal`. */
+export class AgentError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = ERROR_KINDS.has(kind) ? kind : "internal";
+    // componentize-js lowers an exception's `payload` as the `err` value.
+    this.payload = { tag: this.kind, val: String(message) };
+  }
+}
+
+// --- text columns ----------------------------------------------------------
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Bytes of `text` in UTF-8, without encoding it. */
+export function utf8Length(text) {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit < 0xdc00 && i + 1 < text.length) {
+      bytes += 4; // a surrogate pair is one code point of four bytes
+      i++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+/** The texts of a `{data, ends}` column: entry i is the UTF-8 bytes
+ * `data[ends[i-1]..ends[i]]`. */
+export function decodeTexts(column) {
+  const { data, ends } = column;
+  const count = ends.length;
+  const texts = new Array(count);
+  const total = count ? ends[count - 1] : 0;
+  let start = 0;
+  if (data.length === total) {
+    // As many UTF-16 units as bytes: all ASCII, so byte offsets index the string.
+    for (let i = 0; i < count; i++) {
+      texts[i] = data.slice(start, ends[i]);
+      start = ends[i];
+    }
+    return texts;
+  }
+  const bytes = encoder.encode(data);
+  for (let i = 0; i < count; i++) {
+    texts[i] = decoder.decode(bytes.subarray(start, ends[i]));
+    start = ends[i];
+  }
+  return texts;
+}
+
+/** A text column of `texts`. */
+export function encodeTexts(texts) {
+  const ends = new Uint32Array(texts.length);
+  let total = 0;
+  texts.forEach((text, i) => {
+    total += utf8Length(text);
+    ends[i] = total;
+  });
+  return { data: texts.join(""), ends };
+}
+
+// --- batches ---------------------------------------------------------------
+
+/** One batch as the host sent it: entries in id order, columns by name. A
+ * value an entry lacks is `null`. Integers come as numbers (exact up to
+ * 2^53); `bigints(name)` gives them exactly. */
+export class Batch {
+  constructor(raw) {
+    this.raw = raw;
+    this.logType = raw.logType;
+    this.schemaVersion = raw.schemaVersion;
+    this.ids = raw.ids;
+    this.timestampsMs = raw.timestampsMs;
+    this.length = raw.ids.length;
+    this.sources = decodeTexts(raw.sources);
+    this.columns = new Map(raw.columns.map((column) => [column.name, column]));
+  }
+
+  has(name) {
+    return this.columns.has(name);
+  }
+
+  values(name, kind, required = true) {
+    const column = this.columns.get(name);
+    if (column === undefined) {
+      if (required) throw new AgentError("internal", `the batch has no column '${name}'`);
+      return new Array(this.length).fill(null);
+    }
+    if (column.values.tag !== kind) {
+      throw new AgentError("internal", `column '${name}' is ${column.values.tag}, not ${kind}`);
+    }
+    const raw = column.values.val;
+    let out;
+    if (kind === "text") out = decodeTexts(raw);
+    else if (kind === "integer") out = Array.from(raw, Number);
+    else out = Array.from(raw);
+    for (const index of column.missing) {
+      if (index < out.length) out[index] = null;
+    }
+    return out;
+  }
+
+  text(name, required = true) {
+    return this.values(name, "text", required);
+  }
+
+  integer(name, required = true) {
+    return this.values(name, "integer", required);
+  }
+
+  bigints(name) {
+    const column = this.columns.get(name);
+    return column && column.values.tag === "integer" ? column.values.val : null;
+  }
+
+  real(name, required = true) {
+    return this.values(name, "real", required);
+  }
+
+  boolean(name, required = true) {
+    return this.values(name, "boolean", required);
+  }
+
+  /** The reference a finding carries. */
+  entry(index) {
+    return { id: this.ids[index], timestampMs: Number(this.timestampsMs[index]) };
+  }
+}
+
+// --- findings --------------------------------------------------------------
+
+/** What an agent found about one entry (`entry` from `batch.entry(i)`). */
+export function finding(entry, score, label, severity, reason) {
+  const bounded = Number.isFinite(score) ? Math.min(Math.max(score, 0), 1) : 0;
+  return { entry, score: bounded, label: String(label), severity, reason: String(reason) };
+}
+
+/** Findings in the protocol's columns. */
+export function pack(found) {
+  return {
+    logIds: BigUint64Array.from(found, (f) => BigInt(f.entry.id)),
+    scores: Float32Array.from(found, (f) => f.score),
+    severities: found.map((f) => f.severity),
+    labels: encodeTexts(found.map((f) => f.label)),
+    reasons: encodeTexts(found.map((f) => f.reason)),
+  };
+}
+
+/** Who the agent is and the schema versions of its log type it reads. */
+export function info(name, logType, version, description, requiredFields, minVersion = 1, maxVersion = 1) {
+  return {
+    name,
+    logType,
+    agentVersion: version,
+    protocolVersion: PROTOCOL_VERSION,
+    description,
+    schema: { logType, minVersion, maxVersion, requiredFields: encodeTexts(requiredFields) },
+  };
+}
+
+// --- settings and logging --------------------------------------------------
+
+/** The agent's settings: the operator's `[agents.<name>]` and its tenant's. */
+export class Config {
+  get(key, fallback = undefined) {
+    const value = configGet(key);
+    return value === undefined || value === null ? fallback : value;
+  }
+
+  integer(key, fallback) {
+    const value = this.get(key);
+    if (value === undefined) return fallback;
+    if (!/^\s*[+-]?\d+\s*$/.test(value) || !Number.isSafeInteger(Number(value))) {
+      throw new AgentError("config", `setting '${key}' = '${value}' is not a whole number`);
+    }
+    return Number(value);
+  }
+
+  real(key, fallback) {
+    const value = this.get(key);
+    if (value === undefined) return fallback;
+    const number = value.trim() === "" ? NaN : Number(value);
+    if (!Number.isFinite(number)) throw new AgentError("config", `setting '${key}' = '${value}' is not a number`);
+    return number;
+  }
+
+  /** A list setting: a TOML list in the operator's config reaches the
+   * agent as a JSON array; a value typed by hand may be comma-separated.
+   * Items are trimmed texts, empty ones dropped; `item` converts each (for
+   * example `Number`) and a NaN it returns is a config error. */
+  list(key, fallback = [], item = (text) => text) {
+    const value = this.get(key);
+    if (value === undefined) return fallback;
+    let texts;
+    if (value.trimStart().startsWith("[")) {
+      let raw;
+      try {
+        raw = JSON.parse(value);
+      } catch {
+        raw = null;
+      }
+      const scalar = (v) => ["string", "number", "boolean"].includes(typeof v);
+      if (!Array.isArray(raw) || !raw.every(scalar)) {
+        throw new AgentError("config", `setting '${key}' = '${value}' is not a JSON array of strings, numbers or booleans`);
+      }
+      texts = raw.map(String);
+    } else {
+      texts = value.split(",");
+    }
+    return texts
+      .map((text) => text.trim())
+      .filter((text) => text !== "")
+      .map((text) => {
+        const converted = item(text);
+        if (typeof converted === "number" && Number.isNaN(converted)) {
+          throw new AgentError("config", `setting '${key}' = '${value}' holds '${text}', which is not a number`);
+        }
+        return converted;
+      });
+  }
+}
+
+const LEVELS = new Set(["trace", "debug", "info", "warn", "error"]);
+
+/** One line into the host's log: level is trace, debug, info, warn or error. */
+export function log(level, message) {
+  hostLog(LEVELS.has(level) ? level : "info", String(message));
+}
+
+/** The agent's model through the host (`model.load`), scoring rows of
+ * features in one call. */
+export class Model {
+  constructor(name, version = undefined) {
+    try {
+      this.model = LoadedModel.load(name, version);
+    } catch (error) {
+      throw new AgentError("model-unavailable", `model '${name}': ${describe(error)}`);
+    }
+  }
+
+  version() {
+    return this.model.version();
+  }
+
+  infer(rows, width) {
+    const data = new Float32Array(rows.length * width);
+    rows.forEach((row, r) => data.set(row, r * width));
+    try {
+      return Array.from(this.model.infer({ shape: Uint32Array.of(rows.length, width), data }).data);
+    } catch (error) {
+      throw new AgentError("model-unavailable", describe(error));
+    }
+  }
+}
+
+function describe(error) {
+  const payload = error && error.payload;
+  if (payload && typeof payload === "object" && "tag" in payload) return `${payload.tag}: ${payload.val}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+// --- windows ---------------------------------------------------------------
+
+/** Events per key in a sliding window of `spanMs`; at `threshold` the whole
+ * window is flagged once, then each new event while it stays over. At most
+ * `maxKeys` keys are kept, the stalest dropped first. */
+export class Burst {
+  constructor(spanMs, threshold, maxKeys = 16384) {
+    this.spanMs = spanMs;
+    this.threshold = Math.max(threshold, 1);
+    this.maxKeys = Math.max(maxKeys, 1);
+    this.windows = new Map();
+  }
+
+  push(key, timestampMs, entry) {
+    if (!this.windows.has(key) && this.windows.size >= this.maxKeys) this.evict(timestampMs);
+    let window = this.windows.get(key);
+    if (window === undefined) {
+      window = { events: [], alarmed: false };
+      this.windows.set(key, window);
+    }
+    const horizon = timestampMs - this.spanMs;
+    let stale = 0;
+    while (stale < window.events.length && window.events[stale][0] < horizon) stale++;
+    if (stale) window.events.splice(0, stale);
+    window.events.push([timestampMs, entry]);
+    if (window.events.length < this.threshold) {
+      window.alarmed = false;
+      return [];
+    }
+    if (window.alarmed) return [entry];
+    window.alarmed = true;
+    return window.events.map(([, e]) => e);
+  }
+
+  level(key) {
+    const window = this.windows.get(key);
+    return window ? window.events.length : 0;
+  }
+
+  evict(nowMs) {
+    const horizon = nowMs - this.spanMs;
+    const last = (window) => (window.events.length ? window.events[window.events.length - 1][0] : -Infinity);
+    for (const [key, window] of this.windows) {
+      if (last(window) < horizon) this.windows.delete(key);
+    }
+    if (this.windows.size >= this.maxKeys) {
+      let stalest = null;
+      for (const [key, window] of this.windows) {
+        if (stalest === null || last(window) < last(this.windows.get(stalest))) stalest = key;
+      }
+      this.windows.delete(stalest);
+    }
+  }
+
+  /** The windows as JSON-ready values, for `snapshot`. */
+  toJSON() {
+    const out = {};
+    for (const [key, { events, alarmed }] of this.windows) {
+      out[key] = [events.map(([ts, e]) => [ts, String(e.id), e.timestampMs]), alarmed];
+    }
+    return out;
+  }
+
+  /** Takes back what `toJSON` gave. */
+  restore(saved) {
+    this.windows = new Map(
+      Object.entries(saved).map(([key, [events, alarmed]]) => [
+        key,
+        { events: events.map(([ts, id, at]) => [ts, { id: BigInt(id), timestampMs: at }]), alarmed },
+      ]),
+    );
+  }
+}
+
+const byteCounts = new Uint32Array(256);
+const bytesSeen = new Uint8Array(256);
+
+/** The UTF-8 bytes of `text`; for ASCII text (most log fields) the string
+ * itself, whose char codes are its bytes, with no copy. */
+export function utf8Bytes(text) {
+  return utf8Length(text) === text.length ? text : encoder.encode(text);
+}
+
+/** Shannon entropy of a string's UTF-8 bytes, in bits per byte. */
+export function entropy(text) {
+  const bytes = utf8Bytes(text);
+  const length = bytes.length;
+  let distinct = 0;
+  const ascii = typeof bytes === "string";
+  for (let i = 0; i < length; i++) {
+    const byte = ascii ? bytes.charCodeAt(i) : bytes[i];
+    if (byteCounts[byte]++ === 0) bytesSeen[distinct++] = byte;
+  }
+  // Summed in order of first appearance, and the counts cleared for the
+  // next call: a walk over the distinct bytes, not all 256.
+  let bits = 0;
+  for (let k = 0; k < distinct; k++) {
+    const p = byteCounts[bytesSeen[k]] / length;
+    byteCounts[bytesSeen[k]] = 0;
+    bits -= p * Math.log2(p);
+  }
+  return bits;
+}
+
+/** The share of `text`'s UTF-8 bytes that `keep(byte)` accepts. */
+export function byteShare(text, keep) {
+  const bytes = utf8Bytes(text);
+  if (bytes.length === 0) return 0;
+  let kept = 0;
+  if (typeof bytes === "string") {
+    for (let i = 0; i < bytes.length; i++) if (keep(bytes.charCodeAt(i))) kept++;
+  } else {
+    for (let i = 0; i < bytes.length; i++) if (keep(bytes[i])) kept++;
+  }
+  return kept / bytes.length;
+}
+
+// --- the export ------------------------------------------------------------
+
+function asAgentError(error) {
+  if (error instanceof AgentError) return error;
+  const name = error && error.name ? error.name : "Error";
+  const message = error && error.message !== undefined ? error.message : String(error);
+  return new AgentError("internal", `${name}: ${message}`);
+}
+
+function guard(call) {
+  try {
+    return call();
+  } catch (error) {
+    throw asAgentError(error);
+  }
+}
+
+/** The `detector` export, around one instance of `AgentClass` made on first
+ * use (its `configure(new Config())`, if any, runs then). `detect(batch)`
+ * returns a list of findings; `features(batch)`, if defined, a
+ * `[names, rows]` pair; `snapshot()`/`restore(bytes)`, if defined, its
+ * state as a Uint8Array. */
+export function exportAgent(AgentClass) {
+  let agent = null;
+  const instance = () => {
+    if (agent === null) {
+      const made = new AgentClass();
+      if (typeof made.configure === "function") made.configure(new Config());
+      agent = made;
+    }
+    return agent;
+  };
+  return {
+    info() {
+      return new AgentClass().info();
+    },
+    detectBatch(raw) {
+      return guard(() => {
+        const current = instance();
+        const expected = current.info().logType;
+        if (raw.logType !== expected) {
+          throw new AgentError(
+            "unsupported-log-type",
+            `agent ${current.info().name} handles '${expected}' logs, not '${raw.logType}'`,
+          );
+        }
+        return pack(current.detect(new Batch(raw)));
+      });
+    },
+    extractFeatures(raw) {
+      return guard(() => {
+        const current = instance();
+        const batch = new Batch(raw);
+        if (typeof current.features !== "function") {
+          return { names: encodeTexts([]), rows: batch.length, values: new Float32Array(0) };
+        }
+        const [names, rows] = current.features(batch);
+        const width = names.length;
+        const values = new Float32Array(rows.length * width);
+        rows.forEach((row, r) => values.set(row, r * width));
+        return { names: encodeTexts(names), rows: rows.length, values };
+      });
+    },
+    snapshot() {
+      return guard(() => {
+        const current = instance();
+        return typeof current.snapshot === "function" ? Uint8Array.from(current.snapshot()) : new Uint8Array(0);
+      });
+    },
+    restore(state) {
+      return guard(() => {
+        const current = instance();
+        if (typeof current.restore === "function") current.restore(state);
+      });
+    },
+  };
+}
+
+/** JSON of `value` as UTF-8 bytes (a snapshot), and back. */
+export function jsonBytes(value) {
+  return encoder.encode(JSON.stringify(value));
+}
+
+export function fromJsonBytes(bytes) {
+  return bytes.length ? JSON.parse(decoder.decode(bytes)) : null;
+}
