@@ -31,6 +31,91 @@ function isUnder(query, domain) {
   return start === 0 || query.charCodeAt(start - 1) === 46;
 }
 
+const SECOND_LEVELS = new Set(["co", "com", "net", "org", "gov", "edu", "ac", "ne", "or"]);
+
+/** The name as DNS compares it: ASCII letters in lower case, no trailing dot. */
+function normalised(query) {
+  let end = query.length;
+  while (end > 0 && query.charCodeAt(end - 1) === 46) end--;
+  return asciiLower(query.slice(0, end));
+}
+
+/** Its last two labels, or three under a country code's second level. */
+function registeredDomain(name) {
+  const last = name.lastIndexOf(".");
+  const second = last > 0 ? name.lastIndexOf(".", last - 1) : -1;
+  if (last < 0 || second < 0) return name;
+  const tld = name.slice(last + 1);
+  if (mcp.utf8Length(tld) === 2 && SECOND_LEVELS.has(name.slice(second + 1, last))) {
+    const third = second > 0 ? name.lastIndexOf(".", second - 1) : -1;
+    return third < 0 ? name : name.slice(third + 1);
+  }
+  return name.slice(second + 1);
+}
+
+function subdomainOf(name, domain) {
+  if (!name.endsWith(domain)) return null;
+  const rest = name.slice(0, name.length - domain.length);
+  return rest.length > 1 && rest.endsWith(".") ? rest.slice(0, -1) : null;
+}
+
+/** Names per (client, registered domain) within a window: many distinct
+ * names carrying data, mostly answered, make a tunnel of short chunks. */
+class Sessions {
+  constructor(windowMs = 60_000, minNames = 40, minBytes = 250, maxKeys = 8_192) {
+    Object.assign(this, { windowMs, minNames, minBytes, maxKeys });
+    this.sessions = new Map();
+  }
+
+  push(client, domain, subdomain, answered, entry) {
+    const key = `${client}\u0000${domain}`;
+    if (!this.sessions.has(key) && this.sessions.size >= this.maxKeys) this.evict(entry.timestampMs);
+    let s = this.sessions.get(key);
+    if (s === undefined) {
+      s = { events: [], head: 0, names: new Map(), bytes: 0, answered: 0, alarmed: false };
+      this.sessions.set(key, s);
+    }
+    const horizon = entry.timestampMs - this.windowMs;
+    while (s.head < s.events.length && s.events[s.head].ts < horizon) {
+      const old = s.events[s.head++];
+      s.bytes -= old.size;
+      s.answered -= old.answered;
+      const left = s.names.get(old.name) - 1;
+      if (left === 0) s.names.delete(old.name);
+      else s.names.set(old.name, left);
+    }
+    if (s.head > 1024 && s.head * 2 > s.events.length) {
+      s.events = s.events.slice(s.head);
+      s.head = 0;
+    }
+    const size = mcp.utf8Length(subdomain);
+    s.events.push({ ts: entry.timestampMs, name: subdomain, size, answered: answered ? 1 : 0, entry });
+    s.names.set(subdomain, (s.names.get(subdomain) ?? 0) + 1);
+    s.bytes += size;
+    s.answered += answered ? 1 : 0;
+    const live = s.events.length - s.head;
+    const level = { names: s.names.size, bytes: s.bytes, answeredPercent: Math.floor((s.answered * 100) / live) };
+    if (!(level.names >= this.minNames && level.bytes >= this.minBytes && level.answeredPercent >= 50)) {
+      s.alarmed = false;
+      return [[], level];
+    }
+    if (s.alarmed) return [[entry], level];
+    s.alarmed = true;
+    return [s.events.slice(s.head).map((e) => e.entry), level];
+  }
+
+  evict(nowMs) {
+    const horizon = nowMs - this.windowMs;
+    const last = (s) => (s.events.length > s.head ? s.events[s.events.length - 1].ts : -Infinity);
+    for (const [key, s] of this.sessions) if (last(s) < horizon) this.sessions.delete(key);
+    if (this.sessions.size >= this.maxKeys) {
+      let stalest = null;
+      for (const [key, s] of this.sessions) if (stalest === null || last(s) < last(this.sessions.get(stalest))) stalest = key;
+      this.sessions.delete(stalest);
+    }
+  }
+}
+
 const isDigit = (byte) => byte >= 48 && byte <= 57;
 
 class DnsAgent {
@@ -38,6 +123,7 @@ class DnsAgent {
     this.tunnelLabelLen = 30;
     this.dgaMinLen = 10;
     this.allowed = [];
+    this.sessions = new Sessions();
     this.nxdomains = new mcp.Burst(30_000, 15, 16_384);
   }
 
@@ -59,6 +145,11 @@ class DnsAgent {
     );
     this.tunnelLabelLen = config.integer("tunnel_label_len", 30);
     this.dgaMinLen = config.integer("dga_min_len", 10);
+    this.sessions = new Sessions(
+      config.integer("session_window_ms", 60_000),
+      config.integer("session_min_names", 40),
+      config.integer("session_min_bytes", 250),
+    );
     this.allowed = config
       .list("allow_domains")
       .map((domain) => asciiLower(domain.replace(/\.+$/, "")))
@@ -76,17 +167,18 @@ class DnsAgent {
       const query = queries[i] ?? "";
       const qtype = qtypes[i] ?? "";
       const entry = batch.entry(i);
+      const name = normalised(query);
       // The last of the longest labels, as Rust's max_by_key picks.
       let longest = "";
       let longestLen = 0;
-      for (const part of query.split(".")) {
+      for (const part of name.split(".")) {
         const size = mcp.utf8Length(part);
         if (size >= longestLen) {
           longest = part;
           longestLen = size;
         }
       }
-      const judged = !this.allowed.some((domain) => isUnder(query, domain));
+      const judged = !this.allowed.some((domain) => isUnder(name, domain));
       if (judged && longestLen >= this.tunnelLabelLen && mcp.entropy(longest) >= 3.5) {
         found.push(
           mcp.finding(entry, 0.9, "dns_tunnel", mcp.Severity.HIGH,
@@ -95,7 +187,7 @@ class DnsAgent {
               "or exfiltration. Block the domain and inspect the client."),
         );
       }
-      const label = registeredLabel(query);
+      const label = registeredLabel(name);
       const randomness = mcp.entropy(label);
       const vowels = mcp.byteShare(label, isVowel);
       const digits = mcp.byteShare(label, isDigit);
@@ -106,6 +198,19 @@ class DnsAgent {
               `(${randomness.toFixed(1)} bits/char, ${Math.round(vowels * 100)}% vowels), as malware does to find its ` +
               `controller. Check ${client} for infection.`),
         );
+      }
+      const domain = registeredDomain(name);
+      const subdomain = judged ? subdomainOf(name, domain) : null;
+      if (subdomain) {
+        const [hits, level] = this.sessions.push(client, domain, subdomain, rcodes[i] === "NOERROR", entry);
+        for (const hit of hits) {
+          found.push(
+            mcp.finding(hit, 0.85, "dns_tunnel_session", mcp.Severity.HIGH,
+              `${client} sent ${level.names} distinct names carrying ${level.bytes} bytes under ${domain} within a ` +
+                `window (${level.answeredPercent}% answered; latest ${query}): a DNS tunnel in short chunks, each name ` +
+                `harmless alone. Block ${domain} and inspect the client.`),
+          );
+        }
       }
       if (rcodes[i] === "NXDOMAIN") {
         const hits = this.nxdomains.push(client, entry.timestampMs, entry);

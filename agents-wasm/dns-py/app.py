@@ -1,17 +1,84 @@
 """dns-py: the DNS agent's rules in Python, built with componentize-py.
 
 The same detection as the bundled Rust `dns` agent with `detection = rules`:
-tunnelling through long high-entropy labels, algorithmically generated
-names (DGA), and NXDOMAIN bursts per client. It exists to show that an agent
+tunnelling through long high-entropy labels or many short names under one
+domain, algorithmically generated names (DGA), and NXDOMAIN bursts per
+client; names judged in any letter case, with or without the trailing dot. It exists to show that an agent
 in another language is a first-class agent (same protocol, same checks) and
 to compare languages on the same detector (docs/performance.md).
 """
 
 import json
+from collections import deque
 
 import mcp_agent as mcp
 
 VERSION = "0.1.0"
+
+
+SECOND_LEVELS = frozenset(["co", "com", "net", "org", "gov", "edu", "ac", "ne", "or"])
+
+
+def normalised(query):
+    """The name as DNS compares it: ASCII letters in lower case, no trailing dot."""
+    return query.rstrip(".").encode("utf-8").lower().decode("utf-8")
+
+
+def registered_domain(name):
+    """Its last two labels, or three under a country code's second level."""
+    parts = name.rsplit(".", 3)
+    if len(parts) < 3:
+        return name
+    if len(parts[-1].encode("utf-8")) == 2 and parts[-2] in SECOND_LEVELS:
+        return ".".join(parts[-3:]) if len(parts) == 4 else name
+    return ".".join(parts[-2:])
+
+
+def subdomain_of(name, domain):
+    rest = name[: -len(domain)] if name.endswith(domain) else None
+    return rest[:-1] if rest and rest.endswith(".") and len(rest) > 1 else None
+
+
+class Sessions:
+    """Names per (client, registered domain) within a window: many distinct
+    names carrying data, mostly answered, make a tunnel of short chunks."""
+
+    def __init__(self, window_ms=60_000, min_names=40, min_bytes=250, max_keys=8_192):
+        self.window_ms, self.min_names, self.min_bytes, self.max_keys = window_ms, min_names, min_bytes, max_keys
+        self.sessions = {}
+
+    def push(self, client, domain, subdomain, answered, entry):
+        key = (client, domain)
+        if key not in self.sessions and len(self.sessions) >= self.max_keys:
+            self._evict(entry[1])
+        s = self.sessions.setdefault(key, {"events": deque(), "names": {}, "bytes": 0, "answered": 0, "alarmed": False})
+        horizon = entry[1] - self.window_ms
+        while s["events"] and s["events"][0][0] < horizon:
+            _, old_name, old_bytes, old_answered, _ = s["events"].popleft()
+            s["bytes"] -= old_bytes
+            s["answered"] -= old_answered
+            s["names"][old_name] -= 1
+            if not s["names"][old_name]:
+                del s["names"][old_name]
+        size = len(subdomain.encode("utf-8"))
+        s["events"].append((entry[1], subdomain, size, int(answered), entry))
+        s["names"][subdomain] = s["names"].get(subdomain, 0) + 1
+        s["bytes"] += size
+        s["answered"] += int(answered)
+        level = (len(s["names"]), s["bytes"], s["answered"] * 100 // len(s["events"]))
+        if not (level[0] >= self.min_names and level[1] >= self.min_bytes and level[2] >= 50):
+            s["alarmed"] = False
+            return [], level
+        if s["alarmed"]:
+            return [entry], level
+        s["alarmed"] = True
+        return [e[4] for e in s["events"]], level
+
+    def _evict(self, now_ms):
+        horizon = now_ms - self.window_ms
+        self.sessions = {k: s for k, s in self.sessions.items() if s["events"] and s["events"][-1][0] >= horizon}
+        if len(self.sessions) >= self.max_keys:
+            del self.sessions[min(self.sessions, key=lambda k: self.sessions[k]["events"][-1][0])]
 
 
 def registered_label(query):
@@ -41,6 +108,7 @@ class DnsAgent:
         self.tunnel_label_len = 30
         self.dga_min_len = 10
         self.allowed = []
+        self.sessions = Sessions()
         self.nxdomains = mcp.Burst(30_000, 15, 16_384)
 
     def info(self):
@@ -58,6 +126,11 @@ class DnsAgent:
         )
         self.tunnel_label_len = config.integer("tunnel_label_len", 30)
         self.dga_min_len = config.integer("dga_min_len", 10)
+        self.sessions = Sessions(
+            config.integer("session_window_ms", 60_000),
+            config.integer("session_min_names", 40),
+            config.integer("session_min_bytes", 250),
+        )
         allowed = (d.rstrip(".").encode("utf-8").lower().decode("utf-8") for d in config.list("allow_domains"))
         self.allowed = [d for d in allowed if d]
 
@@ -69,19 +142,20 @@ class DnsAgent:
             client, query, rcode = clients[i] or "", queries[i] or "", rcodes[i] or ""
             qtype = qtypes[i] or ""
             entry = batch.entry(i)
+            name = normalised(query)
             # The last of the longest labels, as Rust's max_by_key picks.
             longest, longest_len = "", 0
-            for part in query.split("."):
+            for part in name.split("."):
                 size = len(part.encode("utf-8"))
                 if size >= longest_len:
                     longest, longest_len = part, size
-            judged = not any(is_under(query, domain) for domain in self.allowed)
+            judged = not any(is_under(name, domain) for domain in self.allowed)
             if judged and longest_len >= self.tunnel_label_len and mcp.entropy(longest) >= 3.5:
                 found.append(mcp.finding(entry, 0.9, "dns_tunnel", mcp.Severity.HIGH, (
                     f"{client} queried {query} ({qtype}) with a {longest_len}-character label of entropy "
                     f"{mcp.entropy(longest):.1f} bits/char: data encoded into DNS names, typical of tunnelling "
                     "or exfiltration. Block the domain and inspect the client.")))
-            label = registered_label(query)
+            label = registered_label(name)
             randomness, vowels = mcp.entropy(label), ratio(label, VOWELS.__contains__)
             digits = ratio(label, lambda b: 48 <= b <= 57)
             if judged and len(label.encode("utf-8")) >= self.dga_min_len and randomness >= 3.2 and (vowels < 0.28 or digits > 0.25):
@@ -89,6 +163,15 @@ class DnsAgent:
                     f"{client} looked up {query}: the name '{label}' reads as machine-generated "
                     f"({randomness:.1f} bits/char, {vowels * 100:.0f}% vowels), as malware does to find its "
                     f"controller. Check {client} for infection.")))
+            domain = registered_domain(name)
+            subdomain = subdomain_of(name, domain) if judged else None
+            if subdomain:
+                hits, (names, size, answered) = self.sessions.push(client, domain, subdomain, rcode == "NOERROR", entry)
+                for hit in hits:
+                    found.append(mcp.finding(hit, 0.85, "dns_tunnel_session", mcp.Severity.HIGH, (
+                        f"{client} sent {names} distinct names carrying {size} bytes under {domain} within a window "
+                        f"({answered}% answered; latest {query}): a DNS tunnel in short chunks, each name harmless "
+                        f"alone. Block {domain} and inspect the client.")))
             if rcode == "NXDOMAIN":
                 hits = self.nxdomains.push(client, entry[1], entry)
                 if hits:

@@ -1,6 +1,12 @@
 //! The bundled DNS agent: tunnelling and exfiltration through long or
-//! high-entropy labels, NXDOMAIN bursts, and algorithmically generated
-//! domains (DGA).
+//! high-entropy labels or through many short names under one domain,
+//! NXDOMAIN bursts, and algorithmically generated domains (DGA). Names are
+//! judged as DNS compares them: in any letter case, with or without the
+//! trailing dot.
+
+mod session;
+
+use std::borrow::Cow;
 
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
@@ -8,11 +14,16 @@ use mcp_sdk::{
     Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, Severity, Text, features, finding,
 };
 
+use crate::session::{SessionRule, Sessions};
+
 /// The fields of one `dns` entry that this agent reads.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Lookup<'a> {
     client_ip: &'a str,
+    /// The name as logged, for the reasons a person reads.
     query: &'a str,
+    /// The name as DNS compares it, which every rule and feature reads.
+    name: Cow<'a, str>,
     qtype: &'a str,
     rcode: &'a str,
 }
@@ -36,19 +47,56 @@ impl<'a> DnsColumns<'a> {
     }
 
     fn lookup(&self, i: usize) -> Lookup<'a> {
+        let query = self.query.or_empty(i);
         Lookup {
             client_ip: self.client_ip.or_empty(i),
-            query: self.query.or_empty(i),
+            query,
+            name: normalised(query),
             qtype: self.qtype.map_or("", |c| c.or_empty(i)),
             rcode: self.rcode.or_empty(i),
         }
     }
 }
 
-/// Per-instance state: NXDOMAIN windows per client.
+/// `query` as DNS compares names: ASCII letters in lower case, no trailing
+/// dot. Borrowed when it is so already, as most logged names are.
+fn normalised(query: &str) -> Cow<'_, str> {
+    let trimmed = query.trim_end_matches('.');
+    if trimmed.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(trimmed.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(trimmed)
+    }
+}
+
+/// Second-level labels under which country codes register names
+/// ("example.co.uk"): a stand-in for the public suffix list (docs/ROADMAP.md).
+const SECOND_LEVELS: [&str; 9] = ["co", "com", "net", "org", "gov", "edu", "ac", "ne", "or"];
+
+/// The registered domain of a normalised name: its last two labels, or
+/// three under a country code's second level ("example.co.uk").
+fn registered_domain(name: &str) -> &str {
+    let mut dots = name.rmatch_indices('.').map(|(i, _)| i);
+    let (Some(last), Some(second)) = (dots.next(), dots.next()) else { return name };
+    let tld = &name[last + 1..];
+    let level = &name[second + 1..last];
+    if tld.len() == 2 && SECOND_LEVELS.contains(&level) {
+        return dots.next().map_or(name, |third| &name[third + 1..]);
+    }
+    &name[second + 1..]
+}
+
+/// The part of `name` left of `domain` without the joining dot, if any.
+fn subdomain_of<'n>(name: &'n str, domain: &str) -> Option<&'n str> {
+    name.strip_suffix(domain).and_then(|rest| rest.strip_suffix('.')).filter(|rest| !rest.is_empty())
+}
+
+/// Per-instance state: NXDOMAIN windows per client, names per client and
+/// registered domain.
 #[derive(Debug)]
 pub struct DnsAgent {
     nxdomains: Burst<u64>,
+    sessions: Sessions,
     tunnel_label_len: usize,
     dga_min_len: usize,
     /// Registered domains whose names the name rules and the model do not
@@ -61,6 +109,7 @@ impl Default for DnsAgent {
     fn default() -> Self {
         DnsAgent {
             nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384),
+            sessions: Sessions::new(SessionRule::default(), SESSION_KEYS),
             tunnel_label_len: 30,
             dga_min_len: 10,
             allowed: Vec::new(),
@@ -69,14 +118,17 @@ impl Default for DnsAgent {
     }
 }
 
+/// Most (client, registered domain) windows kept at once.
+const SESSION_KEYS: usize = 8_192;
+
 /// The model's input columns, in order.
 pub const FEATURES: [&str; 5] = ["query_len", "longest_label", "label_entropy", "vowel_ratio", "nxdomain"];
 
 fn feature_row(f: &Lookup<'_>) -> [f32; 5] {
-    let label = registered_label(f.query);
-    let longest = f.query.split('.').map(str::len).max().unwrap_or(0);
+    let label = registered_label(&f.name);
+    let longest = f.name.split('.').map(str::len).max().unwrap_or(0);
     [
-        f.query.len() as f32,
+        f.name.len() as f32,
         longest as f32,
         entropy(label),
         vowel_ratio(label),
@@ -122,7 +174,7 @@ impl DnsAgent {
     }
 
     fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
-        let longest = f.query.split('.').max_by_key(|l| l.len()).unwrap_or("");
+        let longest = f.name.split('.').max_by_key(|l| l.len()).unwrap_or("");
         if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
             return None;
         }
@@ -143,7 +195,7 @@ impl DnsAgent {
     }
 
     fn dga(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
-        let label = registered_label(f.query);
+        let label = registered_label(&f.name);
         let randomness = entropy(label);
         let vowels = vowel_ratio(label);
         let looks_generated =
@@ -166,10 +218,25 @@ impl DnsAgent {
             ),
         ))
     }
+    /// Many short names under one domain: the window's entries, once it
+    /// holds a tunnel's worth of them.
+    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
+        let domain = registered_domain(&f.name);
+        let Some(subdomain) = subdomain_of(&f.name, domain) else { return };
+        let (hits, level) = self.sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
+        for hit in hits {
+            found.push(finding(&hit, 0.85, "dns_tunnel_session", Severity::High, format!(
+                "{} sent {} distinct names carrying {} bytes under {domain} within a window ({}% answered; latest {}): a DNS tunnel in short chunks, each name harmless alone. Block {domain} and inspect the client.",
+                f.client_ip, level.names, level.bytes, level.answered_percent, f.query
+            )));
+        }
+    }
+
     fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
-        if !self.is_allowed(f.query) {
+        if !self.is_allowed(&f.name) {
             found.extend(self.tunnel(entry, f));
             found.extend(self.dga(entry, f));
+            self.session(entry, f, found);
         }
         if f.rcode == "NXDOMAIN" {
             let hits = self.nxdomains.push(&key_of(f.client_ip), entry.timestamp_ms, 0, entry);
@@ -206,6 +273,13 @@ impl Agent for DnsAgent {
         );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
         self.dga_min_len = config.parse_or("dga_min_len", 10)?;
+        let defaults = SessionRule::default();
+        let rule = SessionRule {
+            window_ms: config.parse_or("session_window_ms", defaults.window_ms)?,
+            min_names: config.parse_or("session_min_names", defaults.min_names)?,
+            min_bytes: config.parse_or("session_min_bytes", defaults.min_bytes)?,
+        };
+        self.sessions = Sessions::new(rule, SESSION_KEYS);
         self.allowed = config
             .list_or::<String>("allow_domains", Vec::new())?
             .into_iter()
@@ -264,5 +338,149 @@ mod tests {
         assert!(!is_under("evilcorp.example", "corp.example"));
         assert!(!is_under("example", "corp.example"));
         assert!(!is_under("é.corp.exampl\u{e9}", "corp.example"));
+    }
+
+    #[test]
+    fn registered_domains_and_their_subdomains() {
+        use super::{normalised, registered_domain, subdomain_of};
+        assert_eq!(registered_domain("a.b.example.com"), "example.com");
+        assert_eq!(registered_domain("a.example.co.uk"), "example.co.uk");
+        assert_eq!(registered_domain("example.co.uk"), "example.co.uk");
+        assert_eq!(registered_domain("co.uk"), "co.uk");
+        assert_eq!(registered_domain("localhost"), "localhost");
+        assert_eq!(subdomain_of("1.pjmwnf.evil.io", "evil.io"), Some("1.pjmwnf"));
+        assert_eq!(subdomain_of("evil.io", "evil.io"), None);
+        assert_eq!(normalised("WWW.Example.COM."), "www.example.com");
+    }
+
+    mod rules {
+        use std::collections::BTreeMap;
+
+        use mcp_sdk::{Agent, AgentError, Config, LogEntry, batch_from_entries, run_batch};
+
+        use crate::DnsAgent;
+
+        fn lookup(id: u64, seconds: i64, client: &str, query: &str, rcode: &str) -> LogEntry {
+            let fields = serde_json::json!({"client_ip": client, "query": query, "qtype": "A", "rcode": rcode});
+            LogEntry {
+                id,
+                timestamp_ms: 1_700_000_000_000 + seconds * 1000,
+                source: "resolver-1".into(),
+                log_type: "dns".into(),
+                fields: fields.to_string(),
+            }
+        }
+
+        /// The labels the rules give each entry.
+        fn verdicts(entries: &[LogEntry]) -> Result<BTreeMap<u64, Vec<String>>, AgentError> {
+            let mut agent = DnsAgent::default();
+            agent.configure(&Config::from_pairs([("detection", "rules")]))?;
+            let mut out: BTreeMap<u64, Vec<String>> = entries.iter().map(|e| (e.id, Vec::new())).collect();
+            for found in run_batch(&mut agent, &batch_from_entries("dns", 1, entries)?)? {
+                out.entry(found.entry.id).or_default().push(found.label);
+            }
+            for labels in out.values_mut() {
+                labels.sort();
+            }
+            Ok(out)
+        }
+
+        /// A base32 chunk of `len` characters from `seed`, as tunnels encode.
+        fn chunk(seed: u64, len: usize) -> String {
+            const BASE32: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
+            let mut x = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (0..len)
+                .map(|_| {
+                    x ^= x >> 29;
+                    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+                    BASE32[(x >> 59) as usize % 32] as char
+                })
+                .collect()
+        }
+
+        fn everyday(first_id: u64) -> Vec<LogEntry> {
+            let names =
+                ["www.google.com", "mail.google.com", "api.github.com", "cdn.example.org", "login.microsoft.com"];
+            (0..200u64)
+                .map(|i| {
+                    lookup(first_id + i, i as i64, &format!("10.0.1.{}", i % 40), names[i as usize % 5], "NOERROR")
+                })
+                .collect()
+        }
+
+        #[test]
+        fn names_that_differ_only_in_letter_case_get_the_same_verdict() -> Result<(), AgentError> {
+            let queries = [
+                format!("{}.t.sync-updates.com", chunk(1, 48)),
+                "xkqzvbrtplmnw.net".to_string(),
+                "www.google.com".to_string(),
+                "wpad.corp.internal".to_string(),
+            ];
+            let lower: Vec<LogEntry> = queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| lookup(i as u64 + 1, i as i64, "10.0.0.9", q, "NOERROR"))
+                .collect();
+            let shouted: Vec<LogEntry> = queries
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    // Alternate case, as a resolver sees 0x20-encoded queries, and the root's dot.
+                    let mixed: String = q
+                        .chars()
+                        .enumerate()
+                        .map(|(n, c)| if n % 2 == 0 { c.to_ascii_uppercase() } else { c })
+                        .collect();
+                    lookup(i as u64 + 1, i as i64, "10.0.0.9", &format!("{mixed}."), "NOERROR")
+                })
+                .collect();
+            let (as_logged, as_shouted) = (verdicts(&lower)?, verdicts(&shouted)?);
+            assert_eq!(as_logged, as_shouted);
+            assert!(as_logged[&1].contains(&"dns_tunnel".to_string()), "{as_logged:?}");
+            assert_eq!(as_logged[&2], vec!["dga".to_string()]);
+            Ok(())
+        }
+
+        #[test]
+        fn a_tunnel_of_names_under_twelve_characters_is_found_whole() -> Result<(), AgentError> {
+            let mut entries = everyday(10_000);
+            let tunnel: Vec<LogEntry> = (0..120u64)
+                .map(|i| {
+                    let name = format!("{}.zq.io", chunk(i, 5));
+                    assert!(name.len() < 12, "{name}");
+                    lookup(1 + i, (i as i64 * 3) / 4, "10.0.7.7", &name, "NOERROR")
+                })
+                .collect();
+            entries.extend(tunnel);
+            entries.sort_by_key(|e| (e.timestamp_ms, e.id));
+            let found = verdicts(&entries)?;
+            let flagged: Vec<u64> = found.iter().filter(|(_, labels)| !labels.is_empty()).map(|(id, _)| *id).collect();
+            assert_eq!(flagged, (1..=120).collect::<Vec<u64>>(), "every name of the tunnel, and nothing else");
+            assert!(found.values().flatten().all(|label| label == "dns_tunnel_session"));
+            Ok(())
+        }
+
+        #[test]
+        fn a_flood_of_unanswered_names_is_a_burst_not_a_tunnel() -> Result<(), AgentError> {
+            let flood: Vec<LogEntry> = (0..80u64)
+                .map(|i| lookup(1 + i, i as i64 / 4, "10.0.7.8", &format!("{}.victim.com", chunk(i, 8)), "NXDOMAIN"))
+                .collect();
+            let found = verdicts(&flood)?;
+            assert!(found.values().flatten().all(|label| label == "nxdomain_burst"), "{found:?}");
+            Ok(())
+        }
+
+        #[test]
+        fn allowed_domains_are_not_judged_by_name() -> Result<(), AgentError> {
+            let entries: Vec<LogEntry> = (0..120u64)
+                .map(|i| lookup(1 + i, i as i64 / 2, "10.0.7.9", &format!("{}.Sync.Example", chunk(i, 40)), "NOERROR"))
+                .collect();
+            let mut agent = DnsAgent::default();
+            agent
+                .configure(&Config::from_pairs([("detection", "rules"), ("allow_domains", r#"["sync.example."]"#)]))?;
+            assert!(run_batch(&mut agent, &batch_from_entries("dns", 1, &entries)?)?.is_empty());
+            assert!(verdicts(&entries)?.values().all(|labels| !labels.is_empty()));
+            Ok(())
+        }
     }
 }

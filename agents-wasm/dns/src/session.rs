@@ -1,0 +1,199 @@
+//! What one client sends to one registered domain over a window: a tunnel
+//! of short chunks (`1.pjmwnf.evil.example`) looks harmless name by name,
+//! and shows only as many distinct names carrying data under one domain,
+//! most of them answered (a tunnel needs answers to carry data back; a
+//! random-subdomain flood is mostly NXDOMAIN, which the burst rule finds).
+
+use std::collections::{HashMap, VecDeque};
+
+use mcp_sdk::EntryRef;
+use mcp_sdk::window::key_of;
+
+/// When a client's names under one domain make a tunnel.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRule {
+    pub window_ms: i64,
+    /// Distinct names under the domain within the window.
+    pub min_names: usize,
+    /// Bytes of those names left of the domain (the data they can carry).
+    pub min_bytes: usize,
+}
+
+impl Default for SessionRule {
+    fn default() -> Self {
+        SessionRule { window_ms: 60_000, min_names: 40, min_bytes: 250 }
+    }
+}
+
+/// What a session's window holds when it is flagged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLevel {
+    pub names: usize,
+    pub bytes: usize,
+    pub answered_percent: usize,
+}
+
+#[derive(Debug)]
+struct Event {
+    timestamp_ms: i64,
+    name: u64,
+    bytes: usize,
+    answered: bool,
+    entry: EntryRef,
+}
+
+#[derive(Debug, Default)]
+struct Session {
+    events: VecDeque<Event>,
+    /// How many events of the window carry each name.
+    names: HashMap<u64, u32>,
+    bytes: usize,
+    answered: usize,
+    alarmed: bool,
+}
+
+impl Session {
+    fn expire(&mut self, horizon: i64) {
+        while self.events.front().is_some_and(|e| e.timestamp_ms < horizon) {
+            let Some(old) = self.events.pop_front() else { break };
+            self.bytes -= old.bytes;
+            self.answered -= usize::from(old.answered);
+            if let Some(count) = self.names.get_mut(&old.name) {
+                *count -= 1;
+                if *count == 0 {
+                    self.names.remove(&old.name);
+                }
+            }
+        }
+    }
+
+    fn level(&self) -> SessionLevel {
+        let answered_percent = self.answered * 100 / self.events.len().max(1);
+        SessionLevel { names: self.names.len(), bytes: self.bytes, answered_percent }
+    }
+}
+
+/// Sessions per (client, registered domain), at most `max_keys` of them,
+/// the stalest dropped first.
+#[derive(Debug)]
+pub struct Sessions {
+    rule: SessionRule,
+    max_keys: usize,
+    sessions: HashMap<u64, Session>,
+}
+
+impl Sessions {
+    pub fn new(rule: SessionRule, max_keys: usize) -> Self {
+        Sessions { rule, max_keys: max_keys.max(1), sessions: HashMap::new() }
+    }
+
+    /// Adds one lookup of `subdomain` (the name left of `domain`, never
+    /// empty) by `client`. Returns the entries to flag: the whole window
+    /// when it first makes a tunnel, then each new entry while it does.
+    pub fn push(
+        &mut self,
+        client: &str,
+        domain: &str,
+        subdomain: &str,
+        answered: bool,
+        entry: EntryRef,
+    ) -> (Vec<EntryRef>, SessionLevel) {
+        let key = key_of(&(client, domain));
+        if !self.sessions.contains_key(&key) && self.sessions.len() >= self.max_keys {
+            self.evict(entry.timestamp_ms);
+        }
+        let session = self.sessions.entry(key).or_default();
+        session.expire(entry.timestamp_ms - self.rule.window_ms);
+        let name = key_of(subdomain);
+        *session.names.entry(name).or_default() += 1;
+        session.bytes += subdomain.len();
+        session.answered += usize::from(answered);
+        session.events.push_back(Event {
+            timestamp_ms: entry.timestamp_ms,
+            name,
+            bytes: subdomain.len(),
+            answered,
+            entry,
+        });
+        let level = session.level();
+        let tunnel =
+            level.names >= self.rule.min_names && level.bytes >= self.rule.min_bytes && level.answered_percent >= 50;
+        if !tunnel {
+            session.alarmed = false;
+            return (Vec::new(), level);
+        }
+        if session.alarmed {
+            return (vec![entry], level);
+        }
+        session.alarmed = true;
+        (session.events.iter().map(|e| e.entry).collect(), level)
+    }
+
+    fn evict(&mut self, now_ms: i64) {
+        let horizon = now_ms - self.rule.window_ms;
+        self.sessions.retain(|_, s| s.events.back().is_some_and(|e| e.timestamp_ms >= horizon));
+        if self.sessions.len() >= self.max_keys {
+            let stalest = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, s)| s.events.back().map_or(i64::MIN, |e| e.timestamp_ms))
+                .map(|(k, _)| *k);
+            if let Some(key) = stalest {
+                self.sessions.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(id: u64, seconds: i64) -> EntryRef {
+        EntryRef { id, timestamp_ms: seconds * 1000 }
+    }
+
+    #[test]
+    fn many_distinct_answered_names_under_one_domain_are_flagged_once_then_each() {
+        let mut sessions = Sessions::new(SessionRule { window_ms: 60_000, min_names: 5, min_bytes: 10 }, 8);
+        for i in 0..4u64 {
+            let (hits, _) = sessions.push("10.0.0.1", "evil.example", &format!("{i}.abc"), true, at(i, i as i64));
+            assert!(hits.is_empty());
+        }
+        let (hits, level) = sessions.push("10.0.0.1", "evil.example", "4.abc", true, at(4, 4));
+        assert_eq!(hits.len(), 5);
+        assert_eq!(level, SessionLevel { names: 5, bytes: 25, answered_percent: 100 });
+        let (hits, _) = sessions.push("10.0.0.1", "evil.example", "5.abc", true, at(5, 5));
+        assert_eq!(hits, vec![at(5, 5)]);
+    }
+
+    #[test]
+    fn repeats_unanswered_names_other_clients_and_old_names_do_not_add_up() {
+        let rule = SessionRule { window_ms: 10_000, min_names: 3, min_bytes: 1 };
+        let mut sessions = Sessions::new(rule, 8);
+        for i in 0..10u64 {
+            // The same name again and again: one name.
+            assert!(sessions.push("a", "d.example", "www", true, at(i, i as i64)).0.is_empty());
+            // Distinct names, but never answered: a flood, not a tunnel.
+            assert!(sessions.push("b", "d.example", &format!("x{i}"), false, at(100 + i, i as i64)).0.is_empty());
+            // Distinct names, each from another client.
+            assert!(
+                sessions
+                    .push(&format!("c{i}"), "d.example", &format!("y{i}"), true, at(200 + i, i as i64))
+                    .0
+                    .is_empty()
+            );
+            // Distinct names, too far apart for the window.
+            assert!(sessions.push("e", "d.example", &format!("z{i}"), true, at(300 + i, i as i64 * 20)).0.is_empty());
+        }
+    }
+
+    #[test]
+    fn keys_are_bounded() {
+        let mut sessions = Sessions::new(SessionRule::default(), 4);
+        for i in 0..100u64 {
+            sessions.push(&format!("client-{i}"), "d.example", "x", true, at(i, i as i64));
+        }
+        assert!(sessions.sessions.len() <= 4);
+    }
+}
