@@ -72,7 +72,7 @@ class Sessions {
     if (!this.sessions.has(key) && this.sessions.size >= this.maxKeys) this.evict(entry.timestampMs);
     let s = this.sessions.get(key);
     if (s === undefined) {
-      s = { events: [], head: 0, names: new Map(), bytes: 0, answered: 0, alarmed: false };
+      s = { events: [], head: 0, names: new Map(), bytes: 0, answered: 0 };
       this.sessions.set(key, s);
     }
     const horizon = entry.timestampMs - this.windowMs;
@@ -89,19 +89,25 @@ class Sessions {
       s.head = 0;
     }
     const size = mcp.utf8Length(subdomain);
-    s.events.push({ ts: entry.timestampMs, name: subdomain, size, answered: answered ? 1 : 0, entry });
+    s.events.push({ ts: entry.timestampMs, name: subdomain, size, answered: answered ? 1 : 0, entry, flagged: false });
     s.names.set(subdomain, (s.names.get(subdomain) ?? 0) + 1);
     s.bytes += size;
     s.answered += answered ? 1 : 0;
     const live = s.events.length - s.head;
     const level = { names: s.names.size, bytes: s.bytes, answeredPercent: Math.floor((s.answered * 100) / live) };
     if (!(level.names >= this.minNames && level.bytes >= this.minBytes && level.answeredPercent >= 50)) {
-      s.alarmed = false;
       return [[], level];
     }
-    if (s.alarmed) return [[entry], level];
-    s.alarmed = true;
-    return [s.events.slice(s.head).map((e) => e.entry), level];
+    // Never one entry twice: a window that falls below the bar and rises
+    // again reports only what it has not.
+    const hits = [];
+    for (let k = s.head; k < s.events.length; k++) {
+      if (!s.events[k].flagged) {
+        s.events[k].flagged = true;
+        hits.push(s.events[k].entry);
+      }
+    }
+    return [hits, level];
   }
 
   evict(nowMs) {
@@ -124,7 +130,7 @@ class DnsAgent {
     this.dgaMinLen = 10;
     this.allowed = [];
     this.sessions = new Sessions();
-    this.nxdomains = new mcp.Burst(30_000, 15, 16_384);
+    this.nxdomains = new mcp.Burst(30_000, 15, 16_384, true);
   }
 
   info() {
@@ -142,6 +148,7 @@ class DnsAgent {
       config.integer("nxdomain_window_ms", 30_000),
       config.integer("nxdomain_threshold", 15),
       16_384,
+      true,
     );
     this.tunnelLabelLen = config.integer("tunnel_label_len", 30);
     this.dgaMinLen = config.integer("dga_min_len", 10);
@@ -179,7 +186,9 @@ class DnsAgent {
         }
       }
       const judged = !this.allowed.some((domain) => isUnder(name, domain));
-      if (judged && longestLen >= this.tunnelLabelLen && mcp.entropy(longest) >= 3.5) {
+      // Encoded data has few vowels; a long label of words about a third.
+      const encoded = mcp.byteShare(longest, isVowel) < 0.3;
+      if (judged && longestLen >= this.tunnelLabelLen && mcp.entropy(longest) >= 3.5 && encoded) {
         found.push(
           mcp.finding(entry, 0.9, "dns_tunnel", mcp.Severity.HIGH,
             `${client} queried ${query} (${qtype}) with a ${longestLen}-character label of entropy ` +
@@ -200,7 +209,10 @@ class DnsAgent {
         );
       }
       const domain = registeredDomain(name);
-      const subdomain = judged ? subdomainOf(name, domain) : null;
+      // Reverse lookups name addresses, not data; a scanner's sweep makes
+      // many of them, unanswered for every unused address.
+      const reverse = domain.endsWith("arpa");
+      const subdomain = judged && !reverse ? subdomainOf(name, domain) : null;
       if (subdomain) {
         const [hits, level] = this.sessions.push(client, domain, subdomain, rcodes[i] === "NOERROR", entry);
         for (const hit of hits) {
@@ -212,13 +224,13 @@ class DnsAgent {
           );
         }
       }
-      if (rcodes[i] === "NXDOMAIN") {
-        const hits = this.nxdomains.push(client, entry.timestampMs, entry);
+      if (rcodes[i] === "NXDOMAIN" && !reverse) {
+        const hits = this.nxdomains.push(client, entry.timestampMs, entry, name);
         const level = this.nxdomains.level(client);
         for (const hit of hits) {
           found.push(
             mcp.finding(hit, 0.85, "nxdomain_burst", mcp.Severity.MEDIUM,
-              `${client} received ${level} NXDOMAIN answers within 30 seconds (latest for ${query}): ` +
+              `${client} received NXDOMAIN for ${level} distinct names within 30 seconds (latest ${query}): ` +
                 "random-subdomain flooding or malware probing for live domains. Inspect the client."),
           );
         }

@@ -23,6 +23,8 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cp "$root/sdk/js/mcp_agent.js" "$here/app.js" "$work/"
+# componentize-js reports a syntax error without its place; node names it.
+node --check "$work/app.js"
 node "$tools/node_modules/@bytecodealliance/componentize-js/src/cli.js" "$work/app.js" \
     --wit "$root/wit/0.2.0" -n agent -d stdio random clocks http fetch-event -o "$work/agent.wasm" >/dev/null
 mv "$work/agent.wasm" "$out"

@@ -51,28 +51,29 @@ class Sessions:
         key = (client, domain)
         if key not in self.sessions and len(self.sessions) >= self.max_keys:
             self._evict(entry[1])
-        s = self.sessions.setdefault(key, {"events": deque(), "names": {}, "bytes": 0, "answered": 0, "alarmed": False})
+        s = self.sessions.setdefault(key, {"events": deque(), "names": {}, "bytes": 0, "answered": 0})
         horizon = entry[1] - self.window_ms
         while s["events"] and s["events"][0][0] < horizon:
-            _, old_name, old_bytes, old_answered, _ = s["events"].popleft()
+            _, old_name, old_bytes, old_answered, _, _ = s["events"].popleft()
             s["bytes"] -= old_bytes
             s["answered"] -= old_answered
             s["names"][old_name] -= 1
             if not s["names"][old_name]:
                 del s["names"][old_name]
         size = len(subdomain.encode("utf-8"))
-        s["events"].append((entry[1], subdomain, size, int(answered), entry))
+        s["events"].append([entry[1], subdomain, size, int(answered), entry, False])
         s["names"][subdomain] = s["names"].get(subdomain, 0) + 1
         s["bytes"] += size
         s["answered"] += int(answered)
         level = (len(s["names"]), s["bytes"], s["answered"] * 100 // len(s["events"]))
         if not (level[0] >= self.min_names and level[1] >= self.min_bytes and level[2] >= 50):
-            s["alarmed"] = False
             return [], level
-        if s["alarmed"]:
-            return [entry], level
-        s["alarmed"] = True
-        return [e[4] for e in s["events"]], level
+        # Never one entry twice: a window that falls below the bar and rises
+        # again reports only what it has not.
+        hits = [event[4] for event in s["events"] if not event[5]]
+        for event in s["events"]:
+            event[5] = True
+        return hits, level
 
     def _evict(self, now_ms):
         horizon = now_ms - self.window_ms
@@ -109,7 +110,7 @@ class DnsAgent:
         self.dga_min_len = 10
         self.allowed = []
         self.sessions = Sessions()
-        self.nxdomains = mcp.Burst(30_000, 15, 16_384)
+        self.nxdomains = mcp.Burst(30_000, 15, 16_384, distinct=True)
 
     def info(self):
         return mcp.info(
@@ -122,7 +123,7 @@ class DnsAgent:
 
     def configure(self, config):
         self.nxdomains = mcp.Burst(
-            config.integer("nxdomain_window_ms", 30_000), config.integer("nxdomain_threshold", 15), 16_384
+            config.integer("nxdomain_window_ms", 30_000), config.integer("nxdomain_threshold", 15), 16_384, distinct=True
         )
         self.tunnel_label_len = config.integer("tunnel_label_len", 30)
         self.dga_min_len = config.integer("dga_min_len", 10)
@@ -150,7 +151,9 @@ class DnsAgent:
                 if size >= longest_len:
                     longest, longest_len = part, size
             judged = not any(is_under(name, domain) for domain in self.allowed)
-            if judged and longest_len >= self.tunnel_label_len and mcp.entropy(longest) >= 3.5:
+            # Encoded data has few vowels; a long label of words about a third.
+            encoded = ratio(longest, VOWELS.__contains__) < 0.3
+            if judged and longest_len >= self.tunnel_label_len and mcp.entropy(longest) >= 3.5 and encoded:
                 found.append(mcp.finding(entry, 0.9, "dns_tunnel", mcp.Severity.HIGH, (
                     f"{client} queried {query} ({qtype}) with a {longest_len}-character label of entropy "
                     f"{mcp.entropy(longest):.1f} bits/char: data encoded into DNS names, typical of tunnelling "
@@ -164,7 +167,10 @@ class DnsAgent:
                     f"({randomness:.1f} bits/char, {vowels * 100:.0f}% vowels), as malware does to find its "
                     f"controller. Check {client} for infection.")))
             domain = registered_domain(name)
-            subdomain = subdomain_of(name, domain) if judged else None
+            # Reverse lookups name addresses, not data; a scanner's sweep makes
+            # many of them, unanswered for every unused address.
+            reverse = domain.endswith("arpa")
+            subdomain = subdomain_of(name, domain) if judged and not reverse else None
             if subdomain:
                 hits, (names, size, answered) = self.sessions.push(client, domain, subdomain, rcode == "NOERROR", entry)
                 for hit in hits:
@@ -172,29 +178,22 @@ class DnsAgent:
                         f"{client} sent {names} distinct names carrying {size} bytes under {domain} within a window "
                         f"({answered}% answered; latest {query}): a DNS tunnel in short chunks, each name harmless "
                         f"alone. Block {domain} and inspect the client.")))
-            if rcode == "NXDOMAIN":
-                hits = self.nxdomains.push(client, entry[1], entry)
+            if rcode == "NXDOMAIN" and not reverse:
+                hits = self.nxdomains.push(client, entry[1], entry, tag=name)
                 if hits:
                     level = self.nxdomains.level(client)
                     for hit in hits:
                         found.append(mcp.finding(hit, 0.85, "nxdomain_burst", mcp.Severity.MEDIUM, (
-                            f"{client} received {level} NXDOMAIN answers within 30 seconds (latest for {query}): "
+                            f"{client} received NXDOMAIN for {level} distinct names within 30 seconds (latest {query}): "
                             "random-subdomain flooding or malware probing for live domains. Inspect the client.")))
         return found
 
     def snapshot(self):
-        windows = {key: [list(events), alarmed] for key, (events, alarmed) in self.nxdomains.windows.items()}
-        return json.dumps(windows).encode("utf-8")
+        return json.dumps(self.nxdomains.state()).encode("utf-8")
 
     def restore(self, state):
-        if not state:
-            return
-        from collections import deque
-
-        saved = json.loads(state.decode("utf-8"))
-        self.nxdomains.windows = {
-            key: [deque((ts, tuple(entry)) for ts, entry in events), alarmed] for key, (events, alarmed) in saved.items()
-        }
+        if state:
+            self.nxdomains.restore_state(json.loads(state.decode("utf-8")))
 
 
 Detector = mcp.export(DnsAgent)

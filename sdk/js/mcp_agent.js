@@ -171,10 +171,25 @@ export class Batch {
 
 // --- findings --------------------------------------------------------------
 
-/** What an agent found about one entry (`entry` from `batch.entry(i)`). */
+const SEVERITIES = new Set(Object.values(Severity));
+
+/** A severity from its name in any case ("high", "HIGH", Severity.HIGH). */
+export function severityOf(value) {
+  const name = String(value).toLowerCase();
+  if (!SEVERITIES.has(name)) {
+    throw new AgentError("internal", `severity '${value}' is not one of ${[...SEVERITIES].join(", ")}`);
+  }
+  return name;
+}
+
+/** What an agent found about one entry (`entry` from `batch.entry(i)`).
+ * The score is passed on as given: the host refuses one outside 0..1 (or
+ * NaN), naming it. */
 export function finding(entry, score, label, severity, reason) {
-  const bounded = Number.isFinite(score) ? Math.min(Math.max(score, 0), 1) : 0;
-  return { entry, score: bounded, label: String(label), severity, reason: String(reason) };
+  if (entry === null || typeof entry !== "object" || entry.id === undefined) {
+    throw new AgentError("internal", `a finding's entry is batch.entry(i), not ${String(entry)}`);
+  }
+  return { entry, score: Number(score), label: String(label), severity: severityOf(severity), reason: String(reason) };
 }
 
 /** Findings in the protocol's columns. */
@@ -269,6 +284,17 @@ export function log(level, message) {
   hostLog(LEVELS.has(level) ? level : "info", String(message));
 }
 
+// The engine is built without stdio, so console output would go nowhere:
+// it goes to the host's log instead.
+const consoleTo = (level) => (...parts) => log(level, parts.map((part) => String(part)).join(" "));
+globalThis.console = {
+  log: consoleTo("info"),
+  info: consoleTo("info"),
+  debug: consoleTo("debug"),
+  warn: consoleTo("warn"),
+  error: consoleTo("error"),
+};
+
 /** The agent's model through the host (`model.load`), scoring rows of
  * features in one call. */
 export class Model {
@@ -304,29 +330,41 @@ function describe(error) {
 // --- windows ---------------------------------------------------------------
 
 /** Events per key in a sliding window of `spanMs`; at `threshold` the whole
- * window is flagged once, then each new event while it stays over. At most
- * `maxKeys` keys are kept, the stalest dropped first. */
+ * window is flagged once, then each new event while it stays over. With
+ * `distinct` the level is the number of distinct tags (push's `tag`, for
+ * example the name looked up) rather than of events. At most `maxKeys` keys
+ * are kept, the stalest dropped first. */
 export class Burst {
-  constructor(spanMs, threshold, maxKeys = 16384) {
+  constructor(spanMs, threshold, maxKeys = 16384, distinct = false) {
     this.spanMs = spanMs;
     this.threshold = Math.max(threshold, 1);
     this.maxKeys = Math.max(maxKeys, 1);
+    this.distinct = distinct;
     this.windows = new Map();
   }
 
-  push(key, timestampMs, entry) {
+  push(key, timestampMs, entry, tag = null) {
     if (!this.windows.has(key) && this.windows.size >= this.maxKeys) this.evict(timestampMs);
     let window = this.windows.get(key);
     if (window === undefined) {
-      window = { events: [], alarmed: false };
+      window = { events: [], alarmed: false, tags: new Map() };
       this.windows.set(key, window);
     }
     const horizon = timestampMs - this.spanMs;
     let stale = 0;
-    while (stale < window.events.length && window.events[stale][0] < horizon) stale++;
+    while (stale < window.events.length && window.events[stale][0] < horizon) {
+      if (this.distinct) {
+        const old = window.events[stale][2];
+        const left = window.tags.get(old) - 1;
+        if (left === 0) window.tags.delete(old);
+        else window.tags.set(old, left);
+      }
+      stale++;
+    }
     if (stale) window.events.splice(0, stale);
-    window.events.push([timestampMs, entry]);
-    if (window.events.length < this.threshold) {
+    window.events.push([timestampMs, entry, tag]);
+    if (this.distinct) window.tags.set(tag, (window.tags.get(tag) ?? 0) + 1);
+    if (this.level(key) < this.threshold) {
       window.alarmed = false;
       return [];
     }
@@ -337,7 +375,8 @@ export class Burst {
 
   level(key) {
     const window = this.windows.get(key);
-    return window ? window.events.length : 0;
+    if (!window) return 0;
+    return this.distinct ? window.tags.size : window.events.length;
   }
 
   evict(nowMs) {
@@ -359,19 +398,22 @@ export class Burst {
   toJSON() {
     const out = {};
     for (const [key, { events, alarmed }] of this.windows) {
-      out[key] = [events.map(([ts, e]) => [ts, String(e.id), e.timestampMs]), alarmed];
+      out[key] = [events.map(([ts, e, tag]) => [ts, String(e.id), e.timestampMs, tag]), alarmed];
     }
     return out;
   }
 
   /** Takes back what `toJSON` gave. */
   restore(saved) {
-    this.windows = new Map(
-      Object.entries(saved).map(([key, [events, alarmed]]) => [
-        key,
-        { events: events.map(([ts, id, at]) => [ts, { id: BigInt(id), timestampMs: at }]), alarmed },
-      ]),
-    );
+    this.windows = new Map();
+    for (const [key, [events, alarmed]] of Object.entries(saved)) {
+      const window = { events: [], alarmed, tags: new Map() };
+      for (const [ts, id, at, tag = null] of events) {
+        window.events.push([ts, { id: BigInt(id), timestampMs: at }, tag]);
+        window.tags.set(tag, (window.tags.get(tag) ?? 0) + 1);
+      }
+      this.windows.set(key, window);
+    }
   }
 }
 
@@ -422,9 +464,26 @@ export function byteShare(text, keep) {
 
 function asAgentError(error) {
   if (error instanceof AgentError) return error;
-  const name = error && error.name ? error.name : "Error";
-  const message = error && error.message !== undefined ? error.message : String(error);
-  return new AgentError("internal", `${name}: ${message}`);
+  try {
+    const name = error && error.name ? String(error.name) : "Error";
+    const message = error && error.message !== undefined ? String(error.message) : String(error);
+    // SpiderMonkey tells where an Error was made.
+    const file = error && typeof error.fileName === "string" ? error.fileName.split("/").pop() : "";
+    const where = file && error.lineNumber ? ` (at ${file} line ${error.lineNumber})` : "";
+    return new AgentError("internal", `${name}: ${message}${where}`);
+  } catch {
+    // A value with no prototype, or whose getters throw.
+    return new AgentError("internal", "the agent threw a value that cannot be described");
+  }
+}
+
+/** A snapshot as bytes: a Uint8Array or an array of bytes as they are, a
+ * string as its UTF-8 (a natural mistake is to return JSON text). */
+function stateBytes(state) {
+  if (state instanceof Uint8Array) return state;
+  if (typeof state === "string") return encoder.encode(state);
+  if (Array.isArray(state) && state.every((b) => Number.isInteger(b) && b >= 0 && b < 256)) return Uint8Array.from(state);
+  throw new AgentError("internal", "snapshot() must return a Uint8Array (mcp.jsonBytes(value)) or a string");
 }
 
 function guard(call) {
@@ -484,7 +543,7 @@ export function exportAgent(AgentClass) {
     snapshot() {
       return guard(() => {
         const current = instance();
-        return typeof current.snapshot === "function" ? Uint8Array.from(current.snapshot()) : new Uint8Array(0);
+        return typeof current.snapshot === "function" ? stateBytes(current.snapshot()) : new Uint8Array(0);
       });
     },
     restore(state) {

@@ -21,7 +21,13 @@ fn every_agent_reaches_f1_of_0_9_on_an_unseen_seed() -> anyhow::Result<()> {
         ..McpConfig::default()
     };
     let models = config.model_manager()?;
-    let options = DemoOptions { seed: UNSEEN_SEED, entries_per_type: 10_000, detection: None, examples_dir: None };
+    let options = DemoOptions {
+        seed: UNSEEN_SEED,
+        entries_per_type: 10_000,
+        profile: mcp_synth::Profile::Easy,
+        detection: None,
+        examples_dir: None,
+    };
     let outcomes = demo::run(&config, agents_dir(), Some(models), &options)?;
     assert_eq!(outcomes.len(), 3);
     for outcome in &outcomes {

@@ -56,6 +56,28 @@ fn rerun_stores_nothing_twice() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A setting the agent refuses is the operator's to fix: the run stops at
+/// once with the agent's message, is not retried, and counts as no fault.
+#[test]
+fn refused_settings_stop_the_run_without_a_fault() -> anyhow::Result<()> {
+    let mut f = fixture()?;
+    f.source.append("t1", "dns", &generator::to_rows(&generator::generate("dns", 3, 1_000)?))?;
+    let registry = bundled_registry(sandbox())?;
+    let settings = [("nxdomain_threshold".to_string(), "many".to_string())].into_iter().collect();
+    let mut instance = pipeline::instance_for(&registry, "dns", "t1", settings, None)?;
+    let refused = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("dns", "t1"));
+    match refused {
+        Err(error @ RunError::Configuration { .. }) => {
+            let text = error.to_string();
+            assert!(text.contains("nxdomain_threshold") && text.contains("[agents.dns]"), "{text}");
+            assert!(error.agent_error().is_none(), "counted as the agent's fault: {text}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(found(&f.store, "t1", "dns")?.is_empty());
+    Ok(())
+}
+
 #[test]
 fn resuming_from_the_checkpoint_matches_one_full_run() -> anyhow::Result<()> {
     let logs = generator::generate("dns", 5, 6_000)?;

@@ -86,6 +86,13 @@ fn registered_domain(name: &str) -> &str {
     &name[second + 1..]
 }
 
+/// Whether names under `domain` are reverse lookups (in-addr.arpa,
+/// ip6.arpa): they name addresses, not data, and a scanner's sweep makes
+/// many of them, unanswered for every unused address.
+fn is_reverse(domain: &str) -> bool {
+    domain.ends_with("arpa")
+}
+
 /// The part of `name` left of `domain` without the joining dot, if any.
 fn subdomain_of<'n>(name: &'n str, domain: &str) -> Option<&'n str> {
     name.strip_suffix(domain).and_then(|rest| rest.strip_suffix('.')).filter(|rest| !rest.is_empty())
@@ -108,7 +115,7 @@ pub struct DnsAgent {
 impl Default for DnsAgent {
     fn default() -> Self {
         DnsAgent {
-            nxdomains: Burst::new(30_000, 15, Count::Entries, 16_384),
+            nxdomains: Burst::new(30_000, 15, Count::DistinctTags, 16_384),
             sessions: Sessions::new(SessionRule::default(), SESSION_KEYS),
             tunnel_label_len: 30,
             dga_min_len: 10,
@@ -175,7 +182,10 @@ impl DnsAgent {
 
     fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
         let longest = f.name.split('.').max_by_key(|l| l.len()).unwrap_or("");
-        if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 {
+        // Encoded data has few vowels (hex 2 of 16 symbols, base32 5 of
+        // 32); a long label of words ("chromefeedcontentsuggestions-pa") has
+        // about a third.
+        if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 || vowel_ratio(longest) >= 0.3 {
             return None;
         }
         Some(finding(
@@ -222,6 +232,9 @@ impl DnsAgent {
     /// holds a tunnel's worth of them.
     fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
         let domain = registered_domain(&f.name);
+        if is_reverse(domain) {
+            return;
+        }
         let Some(subdomain) = subdomain_of(&f.name, domain) else { return };
         let (hits, level) = self.sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
         for hit in hits {
@@ -238,13 +251,13 @@ impl DnsAgent {
             found.extend(self.dga(entry, f));
             self.session(entry, f, found);
         }
-        if f.rcode == "NXDOMAIN" {
-            let hits = self.nxdomains.push(&key_of(f.client_ip), entry.timestamp_ms, 0, entry);
+        if f.rcode == "NXDOMAIN" && !is_reverse(registered_domain(&f.name)) {
+            let hits = self.nxdomains.push(&key_of(f.client_ip), entry.timestamp_ms, key_of(&*f.name), entry);
             if !hits.is_empty() {
                 let level = self.nxdomains.level(&key_of(f.client_ip));
                 for hit in hits {
                     found.push(finding(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
-                        "{} received {level} NXDOMAIN answers within 30 seconds (latest for {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
+                        "{} received NXDOMAIN for {level} distinct names within 30 seconds (latest {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
                         f.client_ip, f.query
                     )));
                 }
@@ -268,7 +281,9 @@ impl Agent for DnsAgent {
         self.nxdomains = Burst::new(
             config.parse_or("nxdomain_window_ms", 30_000)?,
             config.parse_or("nxdomain_threshold", 15)?,
-            Count::Entries,
+            // Distinct names: a laptop away from its office asking again and
+            // again for the same few names is no probe.
+            Count::DistinctTags,
             16_384,
         );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;

@@ -40,6 +40,9 @@ struct Event {
     bytes: usize,
     answered: bool,
     entry: EntryRef,
+    /// Already reported: a window that falls below the bar and rises again
+    /// reports only what it has not.
+    flagged: bool,
 }
 
 #[derive(Debug, Default)]
@@ -49,7 +52,6 @@ struct Session {
     names: HashMap<u64, u32>,
     bytes: usize,
     answered: usize,
-    alarmed: bool,
 }
 
 impl Session {
@@ -89,7 +91,8 @@ impl Sessions {
 
     /// Adds one lookup of `subdomain` (the name left of `domain`, never
     /// empty) by `client`. Returns the entries to flag: the whole window
-    /// when it first makes a tunnel, then each new entry while it does.
+    /// when it first makes a tunnel, then each new entry while it does;
+    /// never one entry twice.
     pub fn push(
         &mut self,
         client: &str,
@@ -114,19 +117,20 @@ impl Sessions {
             bytes: subdomain.len(),
             answered,
             entry,
+            flagged: false,
         });
         let level = session.level();
         let tunnel =
             level.names >= self.rule.min_names && level.bytes >= self.rule.min_bytes && level.answered_percent >= 50;
         if !tunnel {
-            session.alarmed = false;
             return (Vec::new(), level);
         }
-        if session.alarmed {
-            return (vec![entry], level);
+        let mut hits = Vec::new();
+        for event in session.events.iter_mut().filter(|e| !e.flagged) {
+            event.flagged = true;
+            hits.push(event.entry);
         }
-        session.alarmed = true;
-        (session.events.iter().map(|e| e.entry).collect(), level)
+        (hits, level)
     }
 
     fn evict(&mut self, now_ms: i64) {
@@ -165,6 +169,20 @@ mod tests {
         assert_eq!(level, SessionLevel { names: 5, bytes: 25, answered_percent: 100 });
         let (hits, _) = sessions.push("10.0.0.1", "evil.example", "5.abc", true, at(5, 5));
         assert_eq!(hits, vec![at(5, 5)]);
+        // Unanswered names pull the share under half, then answered ones
+        // lift it again: only the entries not yet reported come back.
+        for i in 6..20u64 {
+            let (hits, _) = sessions.push("10.0.0.1", "evil.example", &format!("{i}.abc"), false, at(i, i as i64));
+            assert!(hits.len() <= 1);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut again = 0;
+        for i in 20..50u64 {
+            let (hits, _) = sessions.push("10.0.0.1", "evil.example", &format!("{i}.abc"), true, at(i, i as i64));
+            again += hits.len();
+            assert!(hits.iter().all(|h| seen.insert(h.id)), "an entry came back twice: {hits:?}");
+        }
+        assert!(again > 30, "the window rose over the bar again and its unreported entries came back: {again}");
     }
 
     #[test]

@@ -201,7 +201,7 @@ pub async fn rollback_model(
     responses(
         (status = CREATED, body = ModelVersionView),
         (status = UNPROCESSABLE_ENTITY, description = "the version fails validation", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = PAYLOAD_TOO_LARGE, description = "the upload is over `max_upload_bytes` (16 MiB by default)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = PAYLOAD_TOO_LARGE, description = "the upload is over `max_upload_bytes` (32 MiB by default)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::NotFound,
         super::problem::Restricted

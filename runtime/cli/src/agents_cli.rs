@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use mcp_api::ControlStore;
 use mcp_engine::config::McpConfig;
+use mcp_engine::pipeline::Verdict;
 use mcp_sandbox::conformance::{self, Outcome, SampleEntries};
 use mcp_synth::author::{FileSamples, FirstOf, LabelColumn, LogFile, SchemaSamples};
 use mcp_synth::scoring::Detection;
@@ -153,6 +154,7 @@ fn list(config: &McpConfig, agents_dir: Option<PathBuf>) -> Result<ExitCode> {
             Some(q) => format!("quarantined until {} (level {}): {}", q.until_ms, q.level, q.reason),
             None => "runnable".to_string(),
         };
+        let state = one_line(&state);
         println!(
             "{:<10} {:<9} {:<8} {:<9} {:<8} {} {state}",
             a.info.name, a.info.log_type, a.info.agent_version, a.info.protocol_version, a.enabled, a.sha256
@@ -164,7 +166,7 @@ fn list(config: &McpConfig, agents_dir: Option<PathBuf>) -> Result<ExitCode> {
             grant.models.join(", ")
         );
         for fault in control.recent_faults(&config.tenant, &a.info.name, 3)? {
-            println!("           fault at {}: {} ({})", fault.at_ms, fault.message, fault.kind);
+            println!("           fault at {}: {} ({})", fault.at_ms, one_line(&fault.message), fault.kind);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -274,7 +276,11 @@ fn refused_by(shape: &mcp_columns::shape::Shape, file: &mut LogFile) -> Vec<(usi
 
 /// What one test run found and used.
 struct TestOutcome {
+    /// What a run would store: findings it would drop are not here.
     findings: Vec<mcp_columns::Anomaly>,
+    /// Findings a run would drop (duplicates, too many labels, entries the
+    /// agent was not given), neither shown nor scored.
+    rejected: usize,
     entries: usize,
     /// (line of the file, why) of each entry the schema refused.
     quarantined: Vec<(usize, String)>,
@@ -338,7 +344,8 @@ fn test(config: &McpConfig, args: &TestArgs) -> Result<ExitCode> {
         config.settings_for(&info.name),
         None,
         Some(models),
-        mcp_sandbox::RunBudget::default(),
+        // The operator's budgets, so the gate sees the limits a run enforces.
+        config.budgets.clone(),
     );
     let mut instance = registry.instantiate(&info.name, context)?;
     let batch_size = args.batch_size.unwrap_or(config.batch_size as usize).max(1);
@@ -374,6 +381,7 @@ fn detect_all(
 ) -> Result<TestOutcome> {
     let mut outcome = TestOutcome {
         findings: Vec::new(),
+        rejected: 0,
         entries: 0,
         quarantined: Vec::new(),
         calls: 0,
@@ -381,6 +389,9 @@ fn detect_all(
         wall_ms: 0.0,
         usage: mcp_sandbox::Usage::default(),
     };
+    // Entries the agent has been given, and what a run would have stored.
+    let mut given: HashSet<u64> = HashSet::new();
+    let mut stored: HashSet<(u64, String)> = HashSet::new();
     for chunk in file.entries.chunks(batch_size) {
         let rows = raw_rows(chunk);
         let (batch, refused) = match shape {
@@ -399,7 +410,23 @@ fn detect_all(
         })?;
         outcome.agent_ms += call.elapsed().as_secs_f64() * 1e3;
         outcome.calls += 1;
-        outcome.findings.extend(found);
+        // Judged as a run judges them, so the gate scores what would be stored.
+        let in_batch: HashSet<u64> = batch.ids().iter().copied().collect();
+        let mut admission = mcp_engine::pipeline::Admission::new(batch.ids().first().copied().unwrap_or(0));
+        for anomaly in found {
+            let kept = match admission.judge(anomaly.log_id, &anomaly.label, in_batch.contains(&anomaly.log_id)) {
+                Verdict::InBatch => true,
+                Verdict::Earlier => given.contains(&anomaly.log_id),
+                Verdict::Rejected => false,
+            };
+            // A run stores one anomaly per (entry, label), whichever batch named it.
+            if kept && stored.insert((anomaly.log_id, anomaly.label.clone())) {
+                outcome.findings.push(anomaly);
+            } else if !kept {
+                outcome.rejected += 1;
+            }
+        }
+        given.extend(in_batch);
     }
     outcome.usage = *instance.usage();
     Ok(outcome)
@@ -415,6 +442,12 @@ fn print_table(args: &TestArgs, agent: &str, file: &LogFile, o: &TestOutcome, de
         file.unreadable.len(),
         o.findings.len()
     );
+    if o.rejected > 0 {
+        println!(
+            "  {} findings dropped, as a run drops them: duplicates, more than 8 labels on an entry, or entries the agent was not given (not scored)",
+            o.rejected
+        );
+    }
     for (what, list) in [("unreadable", &file.unreadable), ("quarantined", &o.quarantined)] {
         for (line, reason) in list.iter().take(5) {
             println!("  {what} line {line}: {}", one_line(reason));
@@ -502,6 +535,7 @@ fn print_json(
         "unreadable_lines": file.unreadable.iter().map(|(line, why)| serde_json::json!({"line": line, "reason": why})).collect::<Vec<_>>(),
         "quarantined": o.quarantined.iter().map(|(line, why)| serde_json::json!({"line": line, "reason": why})).collect::<Vec<_>>(),
         "findings": findings,
+        "rejected_findings": o.rejected,
         "timing_ms": {"agent": o.agent_ms, "total": o.wall_ms},
         "usage": {
             "memory_high_water_bytes": u.memory_high_water, "findings": u.findings, "inferences": u.inferences,

@@ -139,7 +139,12 @@ fn list(config: &McpConfig, store: &AnomalyStore, args: &ListArgs) -> Result<Exi
             one_line(&r.reason)
         );
     }
-    println!("\n{} anomalies of tenant {} (at most {}; --limit N)", records.len(), config.tenant, args.limit);
+    let more = if records.len() >= usize::try_from(args.limit).unwrap_or(usize::MAX) {
+        format!("the first {}; there may be more: raise --limit", args.limit)
+    } else {
+        "all that match".to_string()
+    };
+    println!("\n{} anomalies of tenant {} shown ({more})", records.len(), config.tenant);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -60,6 +60,8 @@ pub fn language_of(origin: &str) -> &'static str {
 pub struct DemoOptions {
     pub seed: u64,
     pub entries_per_type: usize,
+    /// The generator's traffic: easy (templates) or realistic.
+    pub profile: generator::Profile,
     /// Overrides every agent's `detection` setting (rules, model or both).
     pub detection: Option<String>,
     /// A folder of agents in other languages to run beside the bundled
@@ -135,6 +137,7 @@ pub fn evaluate(
     models: Arc<ModelManager>,
     seed: u64,
     entries_per_type: usize,
+    profile: generator::Profile,
 ) -> Result<Vec<(String, Vec<AgentOutcome>)>, DemoError> {
     let sandbox = Arc::new(Sandbox::new(config.sandbox.clone(), CompileCache::new(Some(config.cache_dir())))?);
     let mut registry = Registry::new(sandbox);
@@ -142,7 +145,8 @@ pub fn evaluate(
     let registry = Arc::new(registry);
     let mut results = Vec::new();
     for mode in ["rules", "model", "both"] {
-        let options = DemoOptions { seed, entries_per_type, detection: Some(mode.to_string()), examples_dir: None };
+        let detection = Some(mode.to_string());
+        let options = DemoOptions { seed, entries_per_type, profile, detection, examples_dir: None };
         let dir = config.data_dir.join(format!("evaluate-{mode}"));
         results.push((
             mode.to_string(),
@@ -171,7 +175,7 @@ fn run_with(
     let tenant = config.tenant.as_str();
     let mut outcomes = Vec::new();
     for log_type in generator::LOG_TYPES {
-        let logs = generator::generate(log_type, options.seed, options.entries_per_type)?;
+        let logs = generator::generate_with(log_type, options.seed, options.entries_per_type, options.profile)?;
         source.append(tenant, log_type, &generator::to_rows(&logs))?;
         let (agent, origin) = registry
             .list()

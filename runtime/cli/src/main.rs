@@ -71,6 +71,11 @@ enum Command {
         /// Normal entries per log type (attacks come on top).
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
+        /// The generator's traffic: easy (templates the rules were written
+        /// for) or realistic (real services' names, mixed case, harmless
+        /// bursts, attacks as tools make them; DNS only so far).
+        #[arg(long, default_value = "easy")]
+        profile: mcp_synth::Profile,
     },
     /// Inspect agents.
     Agents {
@@ -255,7 +260,28 @@ enum BudgetsCommand {
     },
 }
 
+/// A reader that closes the pipe early (`mcp anomalies list | head`) ends
+/// the command quietly, as a shell tool's default SIGPIPE would: `println!`
+/// panics on EPIPE, and this project denies the unsafe code that would
+/// restore the signal.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    quiet_on_closed_pipe();
     let cli = Cli::parse();
     // Read once, before logging starts, since it chooses how logs look; a
     // configuration that does not load is reported by run().
@@ -275,7 +301,8 @@ fn main() -> ExitCode {
     match run(cli, config) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // An agent's error message is guest text: escaped like any.
+            eprintln!("error: {}", printable::one_line(&format!("{error:#}")));
             ExitCode::FAILURE
         }
     }
@@ -364,12 +391,21 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
     }
     assets::install(&config)?;
     match cli.command {
-        Command::Demo { seed, entries } => {
+        Command::Demo { seed, entries, profile } => {
             let dir = agents_dir(cli.agents_dir, &config)?;
             println!(
-                "mcp demo: seed {seed}, {entries} normal entries per log type plus injected attacks, agents from {}",
+                "mcp demo: seed {seed}, {} profile, {entries} normal entries per log type plus injected attacks, agents from {}",
+                profile.name(),
                 dir.display()
             );
+            let easy_only: Vec<&str> = mcp_synth::LOG_TYPES.iter().copied().filter(|t| !profile.covers(t)).collect();
+            if !easy_only.is_empty() {
+                println!(
+                    "the {} profile has no traffic of its own for {} yet: easy data there",
+                    profile.name(),
+                    easy_only.join(", ")
+                );
+            }
             println!(
                 "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",
                 config.data_dir.display()
@@ -377,7 +413,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             let models = config.model_manager()?;
             let examples = config.bundled_dir().join("examples");
             let options =
-                DemoOptions { seed, entries_per_type: entries, detection: None, examples_dir: Some(examples) };
+                DemoOptions { seed, entries_per_type: entries, profile, detection: None, examples_dir: Some(examples) };
             let mut bar: Option<(String, progress::Progress)> = None;
             let outcomes = demo::run_observed(&config, &dir, Some(models.clone()), &options, &mut |agent, report| {
                 if bar.as_ref().is_none_or(|(shown, _)| shown != agent) {
@@ -528,12 +564,12 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                         ),
                         Err(e) => {
                             failed = true;
-                            println!("{name:<10} failed: {e}");
+                            println!("{name:<10} failed: {}", printable::one_line(&e.to_string()));
                         }
                     },
                     Err(e) => {
                         failed = true;
-                        println!("{name:<10} failed: {e}");
+                        println!("{name:<10} failed: {}", printable::one_line(&e.to_string()));
                     }
                 }
             }

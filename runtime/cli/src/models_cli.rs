@@ -48,6 +48,9 @@ pub enum ModelsCommand {
         seed: u64,
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
+        /// The generator's traffic: easy (what the models were trained on) or realistic.
+        #[arg(long, default_value = "easy")]
+        profile: mcp_synth::Profile,
     },
 }
 
@@ -102,10 +105,10 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: ModelsComma
                 out.display()
             );
         }
-        ModelsCommand::Evaluate { seed, entries } => {
+        ModelsCommand::Evaluate { seed, entries, profile } => {
             let dir = crate::agents_dir(agents_dir, config)?;
-            let results = demo::evaluate(config, &dir, models, seed, entries)?;
-            println!("seed {seed}, {entries} normal entries per log type plus attacks\n");
+            let results = demo::evaluate(config, &dir, models, seed, entries, profile)?;
+            println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks\n", profile.name());
             println!("{:<10} {:<6} {:>10} {:>8} {:>7} {:>10}", "agent", "mode", "precision", "recall", "F1", "model");
             for (mode, outcomes) in &results {
                 for o in outcomes {

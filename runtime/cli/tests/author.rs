@@ -208,3 +208,34 @@ fn anomalies_are_listed_and_shown_without_a_server() -> Result<(), Box<dyn std::
     assert!(stdout(&tested).contains("against the labels: precision"), "{}", stdout(&tested));
     Ok(())
 }
+
+/// The release gate scores what a run would store: findings naming entries
+/// the agent was not given, or the same (entry, label) twice, are dropped
+/// and said, not credited.
+#[test]
+fn agents_test_does_not_credit_findings_a_run_would_drop() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("mcp.toml"), "data_dir = \"data\"\n[agents.hostile]\nmode = \"forge\"\n")?;
+    std::fs::copy(mcp_fixtures::HOSTILE, dir.path().join("hostile.wasm"))?;
+    // Twenty Wi-Fi entries, the last of each batch of ten labelled: "forge"
+    // names that entry, one a million ids on, and the last possible id.
+    let logs = mcp_synth::generate("wifi", 3, 20)?;
+    let lines: Vec<String> = logs
+        .iter()
+        .take(20)
+        .enumerate()
+        .map(|(i, log)| {
+            let label = if i % 10 == 9 { serde_json::json!("forged") } else { serde_json::Value::Null };
+            serde_json::json!({"timestamp_ms": log.timestamp_ms, "source": log.source, "fields": log.fields, "label": label})
+                .to_string()
+        })
+        .collect();
+    std::fs::write(dir.path().join("wifi.jsonl"), lines.join("\n"))?;
+    let args = ["agents", "test", "hostile.wasm", "--logs", "wifi.jsonl", "--labels", "label", "--batch-size", "10"];
+    let tested = mcp(dir.path(), &args);
+    let text = stdout(&tested);
+    assert!(tested.status.success(), "{text}{}", String::from_utf8_lossy(&tested.stderr));
+    assert!(text.contains("2 findings") && text.contains("4 findings dropped, as a run drops them"), "{text}");
+    assert!(text.contains("F1 1.000 (tp 2, fp 0, fn 0)"), "{text}");
+    Ok(())
+}

@@ -250,7 +250,8 @@ impl Default for McpConfig {
             model_watch_ms: 2000,
             listen: "127.0.0.1:8080".into(),
             metrics_listen: None,
-            max_upload_bytes: 16 << 20,
+            // A Python component carries CPython: about 18 MB.
+            max_upload_bytes: 32 << 20,
             shutdown_timeout_ms: 30_000,
             log_format: LogFormat::Text,
             page_query_steps: mcp_storage::store::PAGE_QUERY_STEPS,

@@ -38,6 +38,11 @@ pub enum RunError {
     ShadowFault { side: &'static str, agent: String, message: String },
     #[error("agent {agent} failed twice on the batch after log id {after_id}: {source}")]
     Agent { agent: String, after_id: u64, source: SandboxError },
+    #[error(
+        "agent {agent} refused its settings and did not run: {source}. Fix [agents.{agent}] in the config file \
+         (or the tenant's settings); this is not counted as a fault"
+    )]
+    Configuration { agent: String, source: SandboxError },
     #[error("agent {agent} could not give its state after the batch after log id {after_id}: {source}")]
     Snapshot { agent: String, after_id: u64, source: SandboxError },
     #[error("agent {agent} failed on entries it was replayed before log id {after_id}: {source}")]
@@ -75,6 +80,8 @@ impl RunError {
         match self {
             RunError::Agent { source, .. } | RunError::Snapshot { source, .. } | RunError::Replay { source, .. } => {
                 match source {
+                    // Refused settings are the operator's to fix, not a fault.
+                    SandboxError::Agent { .. } if source.is_configuration() => None,
                     SandboxError::Agent { message, .. } => Some(message),
                     _ => None,
                 }
@@ -222,6 +229,10 @@ pub fn run_observed(
         let call_started = Instant::now();
         let found = match instance.detect_batch(&batch) {
             Ok(found) => found,
+            // The same settings would be refused again.
+            Err(first) if first.is_configuration() => {
+                return Err(RunError::Configuration { agent: spec.agent.into(), source: first });
+            }
             Err(first) if first.fault().is_some_and(mcp_sandbox::Fault::is_budget) => {
                 return Err(RunError::Budget { agent: spec.agent.into(), after_id, source: first });
             }
@@ -328,6 +339,52 @@ pub const MAX_LABELS_PER_ENTRY: usize = 8;
 /// earlier batch); each costs the host a lookup, so more are dropped.
 pub const MAX_EARLIER_ENTRIES_PER_BATCH: usize = 1000;
 
+/// Which findings of one batch a run keeps, as a run and `mcp agents test`
+/// both judge them: a finding on an entry of the batch, or on an earlier
+/// entry (at most [`MAX_EARLIER_ENTRIES_PER_BATCH`], each looked up), once
+/// per (entry, label) and at most [`MAX_LABELS_PER_ENTRY`] labels an entry.
+#[derive(Debug)]
+pub struct Admission {
+    first_id: u64,
+    labels_of: HashMap<u64, Vec<String>>,
+    lookups: usize,
+}
+
+/// What [`Admission::judge`] says of one finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Kept: its entry is in the batch.
+    InBatch,
+    /// Kept if the earlier entry it names is the tenant's, of this log type.
+    Earlier,
+    /// Dropped: a duplicate, one label too many, or an entry the agent was
+    /// not given (after the batch, or past the lookups allowed).
+    Rejected,
+}
+
+impl Admission {
+    /// For a batch whose first entry is `first_id`.
+    pub fn new(first_id: u64) -> Self {
+        Admission { first_id, labels_of: HashMap::new(), lookups: 0 }
+    }
+
+    pub fn judge(&mut self, log_id: u64, label: &str, in_batch: bool) -> Verdict {
+        let labels = self.labels_of.entry(log_id).or_default();
+        if labels.iter().any(|l| l == label) || labels.len() >= MAX_LABELS_PER_ENTRY {
+            return Verdict::Rejected;
+        }
+        labels.push(label.to_string());
+        if in_batch {
+            return Verdict::InBatch;
+        }
+        if log_id >= self.first_id || self.lookups >= MAX_EARLIER_ENTRIES_PER_BATCH {
+            return Verdict::Rejected;
+        }
+        self.lookups += 1;
+        Verdict::Earlier
+    }
+}
+
 /// Pairs each anomaly with the fields of the entry it names, from the batch
 /// or, for an earlier entry of a burst, from the source. An anomaly naming an
 /// entry the agent was never given (after the batch), one the tenant does
@@ -347,35 +404,27 @@ fn attach_fields(
     let first_id = batch.ids().first().copied().unwrap_or(0);
     let mut kept = Vec::with_capacity(found.len());
     let mut rejected = 0;
-    let mut lookups = 0;
     // Each anomaly carries a copy of its entry's fields: one per (entry,
     // label), and a few labels per entry, or one entry named a hundred
     // thousand times would be copied as often.
-    let mut labels_of: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut admission = Admission::new(first_id);
     for mut anomaly in found {
-        let labels = labels_of.entry(anomaly.log_id).or_default();
-        if labels.contains(&anomaly.label) || labels.len() >= MAX_LABELS_PER_ENTRY {
-            rejected += 1;
-            continue;
-        }
-        labels.push(anomaly.label.clone());
-        if let Some(line) = lines.get(&anomaly.log_id) {
-            kept.push((anomaly, Some((*line).to_string())));
-            continue;
-        }
-        if anomaly.log_id >= first_id || lookups >= MAX_EARLIER_ENTRIES_PER_BATCH {
-            rejected += 1;
-            continue;
-        }
-        lookups += 1;
-        match source.entry(tenant, anomaly.log_id)? {
-            Some(entry) if entry.log_type == batch.log_type() => {
-                anomaly.log_type = entry.log_type;
-                anomaly.source = entry.source;
-                anomaly.log_timestamp_ms = entry.timestamp_ms;
-                kept.push((anomaly, Some(entry.fields)));
+        let line = lines.get(&anomaly.log_id);
+        match admission.judge(anomaly.log_id, &anomaly.label, line.is_some()) {
+            Verdict::Rejected => rejected += 1,
+            Verdict::InBatch => {
+                let line = line.map(|l| (*l).to_string());
+                kept.push((anomaly, line));
             }
-            _ => rejected += 1,
+            Verdict::Earlier => match source.entry(tenant, anomaly.log_id)? {
+                Some(entry) if entry.log_type == batch.log_type() => {
+                    anomaly.log_type = entry.log_type;
+                    anomaly.source = entry.source;
+                    anomaly.log_timestamp_ms = entry.timestamp_ms;
+                    kept.push((anomaly, Some(entry.fields)));
+                }
+                _ => rejected += 1,
+            },
         }
     }
     if rejected > 0 {
@@ -383,7 +432,7 @@ fn attach_fields(
             tenant,
             rejected,
             first_id,
-            "findings naming entries this agent was not given or this tenant does not have were dropped"
+            "findings dropped: duplicates, over the labels an entry may carry, or naming entries this agent was not given or this tenant does not have"
         );
     }
     Ok((kept, rejected))

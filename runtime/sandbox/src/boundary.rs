@@ -133,7 +133,7 @@ macro_rules! conversions_for {
                     $module::AgentError::UnsupportedLogType(m) => format!("unsupported log type: {m}"),
                     $module::AgentError::InvalidEntry(e) => format!("invalid entry {}: {}", e.log_id, e.reason),
                     $module::AgentError::ModelUnavailable(m) => format!("model unavailable: {m}"),
-                    $module::AgentError::Config(m) => format!("configuration: {m}"),
+                    $module::AgentError::Config(m) => format!("{}: {m}", crate::CONFIGURATION),
                     $module::AgentError::Internal(m) => format!("internal: {m}"),
                 })
             }

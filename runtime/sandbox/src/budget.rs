@@ -65,7 +65,7 @@ impl Default for RunBudget {
             log_lines: 100_000,
             log_bytes: 16 << 20,
             returned_bytes: 64 << 20,
-            upload_bytes: 16 << 20,
+            upload_bytes: 32 << 20,
             requests_per_minute: 60_000,
             agents: 100,
         }

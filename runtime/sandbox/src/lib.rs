@@ -81,7 +81,16 @@ pub enum SandboxError {
     Refused(String),
 }
 
+/// How an agent's `config` error begins once the host has named it.
+pub(crate) const CONFIGURATION: &str = "configuration";
+
 impl SandboxError {
+    /// Whether the agent refused its settings (its `config` error): the
+    /// operator's to fix, not a fault of the agent's.
+    pub fn is_configuration(&self) -> bool {
+        matches!(self, SandboxError::Agent { message, .. } if message.starts_with(CONFIGURATION))
+    }
+
     /// The fault that stopped the agent, if a fault did.
     pub fn fault(&self) -> Option<&Fault> {
         match self {

@@ -75,7 +75,7 @@ const CONSONANT_HEAVY: &[u8] = b"bcdfghjklmnpqrstvwxzbcdfghjklmnpqrstvwxz0123456
 const HEX: &[u8] = b"0123456789abcdef";
 
 #[allow(clippy::too_many_arguments)]
-fn entry(
+pub(super) fn entry(
     ts: i64,
     client: &str,
     query: &str,

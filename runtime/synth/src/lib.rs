@@ -13,6 +13,7 @@
 
 pub mod author;
 mod dns;
+mod dns_realistic;
 mod firewall;
 mod samples;
 pub mod scoring;
@@ -47,13 +48,64 @@ pub enum GeneratorError {
     UnknownLogType(String),
 }
 
+/// Which traffic the generator makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Profile {
+    /// Templates the bundled rules were written for: what the tests, the
+    /// benchmarks and the shipped models use.
+    #[default]
+    Easy,
+    /// Traffic as a real site sees it, and attacks as tools produce them
+    /// (DNS only so far; the other log types fall back to `Easy`).
+    Realistic,
+}
+
+impl Profile {
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Easy => "easy",
+            Profile::Realistic => "realistic",
+        }
+    }
+
+    /// Whether this profile has its own traffic for `log_type`, rather than
+    /// the easy profile's.
+    pub fn covers(self, log_type: &str) -> bool {
+        self == Profile::Easy || log_type == "dns"
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "easy" => Ok(Profile::Easy),
+            "realistic" => Ok(Profile::Realistic),
+            other => Err(format!("unknown profile '{other}'; use easy or realistic")),
+        }
+    }
+}
+
 /// Generates about `count` normal entries of `log_type` plus injected attacks,
-/// sorted by time.
+/// sorted by time, with the easy profile.
 pub fn generate(log_type: &str, seed: u64, count: usize) -> Result<Vec<GeneratedLog>, GeneratorError> {
+    generate_with(log_type, seed, count, Profile::Easy)
+}
+
+/// As [`generate`], with `profile`'s traffic where it has its own.
+pub fn generate_with(
+    log_type: &str,
+    seed: u64,
+    count: usize,
+    profile: Profile,
+) -> Result<Vec<GeneratedLog>, GeneratorError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ type_salt(log_type));
+    let realistic = profile.covers(log_type) && profile == Profile::Realistic;
     let mut logs = match log_type {
         "wifi" => wifi::generate(&mut rng, count),
         "firewall" => firewall::generate(&mut rng, count),
+        "dns" if realistic => dns_realistic::generate(&mut rng, count),
         "dns" => dns::generate(&mut rng, count),
         other => return Err(GeneratorError::UnknownLogType(other.to_string())),
     };
@@ -104,6 +156,25 @@ mod tests {
             let attacks = a.iter().filter(|l| l.label.is_some()).count();
             assert!(attacks > 50 && attacks < a.len() / 2, "{log_type}: {attacks} attack entries of {}", a.len());
         }
+        Ok(())
+    }
+
+    #[test]
+    fn the_realistic_dns_profile_is_deterministic_labelled_and_mixed_case() -> Result<(), GeneratorError> {
+        let logs = generate_with("dns", 5, 20_000, Profile::Realistic)?;
+        assert_eq!(logs, generate_with("dns", 5, 20_000, Profile::Realistic)?);
+        assert_ne!(logs, generate("dns", 5, 20_000)?);
+        let query = |l: &GeneratedLog| l.fields["query"].as_str().unwrap_or_default().to_string();
+        let shouted = logs.iter().filter(|l| query(l).bytes().any(|b| b.is_ascii_uppercase())).count();
+        let rooted = logs.iter().filter(|l| query(l).ends_with('.')).count();
+        assert!(shouted > 1_000 && rooted > 1_000, "{shouted} mixed-case, {rooted} rooted names");
+        for kind in ["dns_tunnel", "dga", "nxdomain_burst"] {
+            assert!(logs.iter().any(|l| l.label == Some(kind)), "no {kind}");
+        }
+        // Tunnels in short chunks: no label of the name 12 characters or more.
+        let short_labels = |l: &GeneratedLog| query(l).split('.').all(|label| label.len() < 12);
+        let short = logs.iter().filter(|l| l.label == Some("dns_tunnel") && short_labels(l)).count();
+        assert!(short > 100, "{short} tunnel names of short labels");
         Ok(())
     }
 

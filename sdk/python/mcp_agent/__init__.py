@@ -25,6 +25,8 @@ so a bug fails the call with its message instead of trapping the instance.
 
 import json
 import math
+import sys
+import traceback
 from collections import deque
 
 from componentize_py_types import Err
@@ -131,17 +133,33 @@ class Batch:
 
 # --- findings --------------------------------------------------------------
 
+_SEVERITIES = {level.name.lower(): level for level in Severity}
+
+
+def severity_of(value):
+    """A `Severity`, from itself or its name in any case ("high")."""
+    if isinstance(value, Severity):
+        return value
+    level = _SEVERITIES.get(str(value).lower())
+    if level is None:
+        raise AgentError("internal", f"severity {value!r} is not one of {', '.join(_SEVERITIES)}")
+    return level
+
+
 class Finding:
-    """What an agent found about one entry."""
+    """What an agent found about one entry. The score is passed on as given:
+    the host refuses one outside 0..1 (or NaN), naming it."""
 
     __slots__ = ("log_id", "timestamp_ms", "score", "label", "severity", "reason")
 
     def __init__(self, entry, score, label, severity, reason):
+        if not (isinstance(entry, tuple) and len(entry) == 2):
+            raise AgentError("internal", f"a finding's entry is batch.entry(i), not {entry!r}")
         self.log_id, self.timestamp_ms = entry
-        self.score = float(min(max(score, 0.0), 1.0))
-        self.label = label
-        self.severity = severity
-        self.reason = reason
+        self.score = float(score)
+        self.label = str(label)
+        self.severity = severity_of(severity)
+        self.reason = str(reason)
 
 
 def finding(entry, score, label, severity, reason):
@@ -234,6 +252,36 @@ def log(level, message):
     _log.log(getattr(_log.Level, level.upper(), _log.Level.INFO), str(message))
 
 
+class _HostLogWriter:
+    """`sys.stdout` and `sys.stderr`: a component built with --stub-wasi has
+    no stdout, and a write to it would trap the instance; lines go to the
+    host's log instead."""
+
+    def __init__(self, level):
+        self.level = level
+        self.pending = ""
+
+    def write(self, text):
+        self.pending += str(text)
+        while "\n" in self.pending or len(self.pending) > 4096:
+            line, _, self.pending = self.pending.partition("\n") if "\n" in self.pending else (self.pending, "", "")
+            if line:
+                _log.log(self.level, line)
+        return len(text)
+
+    def flush(self):
+        if self.pending:
+            _log.log(self.level, self.pending)
+            self.pending = ""
+
+    def isatty(self):
+        return False
+
+
+sys.stdout = _HostLogWriter(_log.Level.INFO)
+sys.stderr = _HostLogWriter(_log.Level.WARN)
+
+
 class Model:
     """The agent's model through the host (`model.load`), scoring rows of
     features in one call."""
@@ -260,34 +308,60 @@ class Model:
 class Burst:
     """Events per key in a sliding window of `span_ms`; at `threshold` the
     whole window is flagged once, then each new event while it stays over.
-    At most `max_keys` keys are kept, the stalest dropped first."""
+    With `distinct=True` the level is the number of distinct tags (push's
+    `tag`, for example the name looked up) rather than of events. At most
+    `max_keys` keys are kept, the stalest dropped first."""
 
-    def __init__(self, span_ms, threshold, max_keys=16384):
+    def __init__(self, span_ms, threshold, max_keys=16384, distinct=False):
         self.span_ms = span_ms
         self.threshold = max(threshold, 1)
         self.max_keys = max(max_keys, 1)
+        self.distinct = distinct
         self.windows = {}
 
-    def push(self, key, timestamp_ms, entry):
+    def push(self, key, timestamp_ms, entry, tag=None):
         if key not in self.windows and len(self.windows) >= self.max_keys:
             self._evict(timestamp_ms)
-        window = self.windows.setdefault(key, [deque(), False])
-        events = window[0]
+        window = self.windows.setdefault(key, [deque(), False, {}])
+        events, tags = window[0], window[2]
         horizon = timestamp_ms - self.span_ms
         while events and events[0][0] < horizon:
-            events.popleft()
-        events.append((timestamp_ms, entry))
-        if len(events) < self.threshold:
+            _, _, old = events.popleft()
+            if self.distinct:
+                tags[old] -= 1
+                if not tags[old]:
+                    del tags[old]
+        events.append((timestamp_ms, entry, tag))
+        if self.distinct:
+            tags[tag] = tags.get(tag, 0) + 1
+        if self.level(key) < self.threshold:
             window[1] = False
             return []
         if window[1]:
             return [entry]
         window[1] = True
-        return [e for _, e in events]
+        return [e for _, e, _ in events]
 
     def level(self, key):
         window = self.windows.get(key)
-        return len(window[0]) if window else 0
+        if not window:
+            return 0
+        return len(window[2]) if self.distinct else len(window[0])
+
+    def state(self):
+        """The windows as JSON-ready values, for `snapshot`:
+        `json.dumps(self.burst.state()).encode()`."""
+        return {str(key): [[[ts, list(entry), tag] for ts, entry, tag in events], alarmed]
+                for key, (events, alarmed, _) in self.windows.items()}
+
+    def restore_state(self, saved):
+        """Takes back what `state` gave (keys come back as text)."""
+        self.windows = {}
+        for key, (events, alarmed) in saved.items():
+            window = [deque((ts, tuple(entry), tag) for ts, entry, tag in events), alarmed, {}]
+            for _, _, tag in window[0]:
+                window[2][tag] = window[2].get(tag, 0) + 1
+            self.windows[key] = window
 
     def _evict(self, now_ms):
         horizon = now_ms - self.span_ms
@@ -310,6 +384,23 @@ def entropy(text):
 
 
 # --- the export ------------------------------------------------------------
+
+def _describe(error):
+    """An exception as one line, even one whose `__str__` fails."""
+    try:
+        return f"{type(error).__name__}: {error}{_where(error)}"
+    except BaseException:
+        return f"{type(error).__name__} (its message cannot be shown){_where(error)}"
+
+
+def _where(error):
+    """Where an exception was raised: the innermost frame of the agent's code."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (at {frame.filename.rsplit('/', 1)[-1]} line {frame.lineno}, in {frame.name})"
+
 
 def export(agent_class):
     """The `Detector` componentize-py exports, around one instance of
@@ -340,8 +431,11 @@ def export(agent_class):
                 raise Err(error.to_wit())
             except Err:
                 raise
-            except Exception as error:  # a bug fails the call, not the instance
-                raise Err(types.AgentError_Internal(f"{type(error).__name__}: {error}"))
+            except BaseException as error:  # a bug fails the call, not the instance
+                raise Err(types.AgentError_Internal(_describe(error)))
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
 
         def detect_batch(self, batch):
             def call():

@@ -24,8 +24,9 @@ pub(super) fn project(name: &str, log_type: &str) -> Result<LanguageProject> {
         "private": true,
         "type": "module",
         "scripts": {
+            // `node --check` first: componentize-js reports a syntax error without its place.
             "build": format!(
-                "mkdir -p build && componentize-js src/app.js --wit wit/0.2.0 -n agent -d stdio random clocks http fetch-event -o {wasm}"
+                "node --check src/app.js && mkdir -p build && componentize-js src/app.js --wit wit/0.2.0 -n agent -d stdio random clocks http fetch-event -o {wasm}"
             ),
             "check": check,
             "test": format!("npm run build && npm run check && {score}"),

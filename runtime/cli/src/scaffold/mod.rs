@@ -68,8 +68,13 @@ pub fn new_project(config: &McpConfig, name: &str, log_type: &str, language: Lan
     };
     let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
     let schemas_dir = dir.join("schemas");
-    if let Some(text) = &schema_text {
-        files.push((schemas_dir.join(format!("{log_type}.yaml")), text.clone().into_bytes()));
+    match &schema_text {
+        Some(text) => files.push((schemas_dir.join(format!("{log_type}.yaml")), text.clone().into_bytes())),
+        // The folder mcp.toml names, so `config check` finds it.
+        None => files.push((
+            schemas_dir.join("README.md"),
+            "Schema files of your own log types (docs/log_schemas.md); the bundled ones need none.\n".into(),
+        )),
     }
     let samples = sample_lines(config, log_type, schema_text.as_deref())?;
     files.push((dir.join("samples").join(format!("{log_type}.jsonl")), samples.into_bytes()));
@@ -80,7 +85,8 @@ pub fn new_project(config: &McpConfig, name: &str, log_type: &str, language: Lan
     };
     files.extend(project.files.iter().map(|(path, bytes)| (dir.join(path), bytes.clone())));
     files.push((dir.join("mcp.toml"), "# `mcp --config mcp.toml ...` from this folder: your schema files before the bundled ones.\ndata_dir = \".mcp\"\nschema_dir = \"schemas\"\n".into()));
-    files.push((dir.join(".gitignore"), format!("{}/.mcp/\n", project.ignored).into_bytes()));
+    // /mcp-data/: what `mcp` makes when run here without `--config mcp.toml`.
+    files.push((dir.join(".gitignore"), format!("{}/.mcp/\n/mcp-data/\n", project.ignored).into_bytes()));
     files.push((dir.join("README.md"), readme(name, log_type, own_schema, &project).into_bytes()));
     for (path, bytes) in files {
         if let Some(parent) = path.parent() {
