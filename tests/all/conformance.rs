@@ -17,7 +17,7 @@ fn check_bundled(name: &str) -> anyhow::Result<()> {
         assert!(matches!(check.outcome, Outcome::Passed(_)), "{name}: {} {:?}", check.name, check.outcome);
     }
     assert!(report.passed());
-    assert_eq!(report.checks.len(), 5, "every check ran: {:?}", report.checks);
+    assert_eq!(report.checks.len(), 6, "every check ran: {:?}", report.checks);
     Ok(())
 }
 

@@ -54,6 +54,12 @@ fn a_fourth_log_type_passes_the_check_from_its_schema_file_or_a_sample_file() ->
     assert!(check.status.success(), "{}", stdout(&check));
     assert!(stdout(&check).contains("conforms to mcp:agent@"), "{}", stdout(&check));
     assert!(stdout(&check).contains("no proxy.yaml on the schema search path"), "{}", stdout(&check));
+    // A field the agent declares that no sample entry has is named.
+    let urlless = r#"{"timestamp_ms": 1, "source": "s", "fields": {"status": 502}}"#;
+    std::fs::write(bare.path().join("urlless.jsonl"), format!("{urlless}\n{urlless}\n"))?;
+    let check = author(bare.path(), &["agents", "check", "proxy.wasm", "--samples", "urlless.jsonl"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stdout(&check));
+    assert!(stdout(&check).contains("'url' is in no sample entry"), "{}", stdout(&check));
 
     // So is a schema file in the operator's folder; the bundled log types
     // stay on the search path beside it.

@@ -84,6 +84,22 @@ fn fail(name: &'static str, detail: impl Into<String>) -> Check {
 
 /// Whether the agent's state survives a restart: a fresh instance given the
 /// snapshot finds on the next batch exactly what the original finds.
+/// Whether each field the agent declares it reads is in some sample entry:
+/// one in none would never reach it (a typo, or a field the log type's
+/// schema file lacks).
+fn fields_check(required: &[String], batch: &GuestBatch) -> Check {
+    let present: HashSet<&str> = batch.0.columns.iter().map(|c| c.name.as_str()).collect();
+    match required.iter().find(|field| !present.contains(field.as_str())) {
+        Some(missing) => fail(
+            "required fields",
+            format!(
+                "'{missing}' is in no sample entry: the log type's schema file or the samples lack it, so the agent would never be given it"
+            ),
+        ),
+        None => pass("required fields", format!("{} declared, each in the samples", required.len())),
+    }
+}
+
 fn state_check(sandbox: &Sandbox, agent: &RegisteredAgent, original: &mut AgentInstance, next: &GuestBatch) -> Check {
     const NAME: &str = "snapshot and restore";
     if !agent.protocol.has_state() {
@@ -163,6 +179,7 @@ pub fn check(sandbox: &Sandbox, bytes: &[u8], origin: &str, samples: &dyn Sample
     };
     let ids: HashSet<u64> = entries.iter().map(|e| e.id).collect();
     let batch = to_batch(&info.log_type, &entries);
+    checks.push(fields_check(&info.schema.required_fields, &batch));
 
     // Half the samples first, so that the state check below has a second
     // half to compare on.
