@@ -228,13 +228,9 @@ impl DnsAgent {
             ),
         ))
     }
-    /// Many short names under one domain: the window's entries, once it
-    /// holds a tunnel's worth of them.
-    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
-        let domain = registered_domain(&f.name);
-        if is_reverse(domain) {
-            return;
-        }
+    /// Many short names under `domain`: the window's entries, once it holds
+    /// a tunnel's worth of them.
+    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) {
         let Some(subdomain) = subdomain_of(&f.name, domain) else { return };
         let (hits, level) = self.sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
         for hit in hits {
@@ -246,15 +242,20 @@ impl DnsAgent {
     }
 
     fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
+        let domain = registered_domain(&f.name);
+        let reverse = is_reverse(domain);
         if !self.is_allowed(&f.name) {
             found.extend(self.tunnel(entry, f));
             found.extend(self.dga(entry, f));
-            self.session(entry, f, found);
+            if !reverse {
+                self.session(entry, f, domain, found);
+            }
         }
-        if f.rcode == "NXDOMAIN" && !is_reverse(registered_domain(&f.name)) {
-            let hits = self.nxdomains.push(&key_of(f.client_ip), entry.timestamp_ms, key_of(&*f.name), entry);
+        if f.rcode == "NXDOMAIN" && !reverse {
+            let client = key_of(f.client_ip);
+            let hits = self.nxdomains.push(&client, entry.timestamp_ms, key_of(&*f.name), entry);
             if !hits.is_empty() {
-                let level = self.nxdomains.level(&key_of(f.client_ip));
+                let level = self.nxdomains.level(&client);
                 for hit in hits {
                     found.push(finding(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
                         "{} received NXDOMAIN for {level} distinct names within 30 seconds (latest {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",

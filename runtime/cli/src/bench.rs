@@ -55,7 +55,7 @@ pub struct BenchArgs {
     pub languages: bool,
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
+pub(crate) fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort_unstable();
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
@@ -184,7 +184,7 @@ pub fn run(config: &McpConfig, dir: &Path, args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn time<E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration> {
+pub(crate) fn time<E: Into<anyhow::Error>>(f: impl FnOnce() -> Result<(), E>) -> Result<Duration> {
     let started = Instant::now();
     f().map_err(Into::into)?;
     Ok(started.elapsed())

@@ -16,6 +16,8 @@ use mcp_sandbox::registry::sha256_hex;
 use mcp_sandbox::{CompileCache, GuestBatch as LogBatch, InstanceContext, Sandbox};
 use mcp_synth::to_entries;
 
+use crate::bench::{median, time};
+
 /// One agent measured: its name, language, bytes and settings.
 struct Contender {
     agent: &'static str,
@@ -37,11 +39,6 @@ fn contenders(dir: &Path) -> Result<Vec<Contender>> {
         all.push(Contender { agent, language, bytes: bytes.to_vec(), settings: BTreeMap::new() });
     }
     Ok(all)
-}
-
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
 fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(Duration, T)> {
@@ -78,21 +75,17 @@ pub fn run(config: &McpConfig, dir: &Path, entries: usize, batch: usize, rounds:
     for contender in contenders(dir)? {
         let sha = sha256_hex(&contender.bytes);
         // Compiles take seconds for the big components: three at most.
-        let compiles = (0..rounds.min(3))
-            .map(|_| timed(|| cold.load(&contender.bytes, &sha).map(|_| ()).map_err(Into::into)).map(|(d, ())| d))
-            .collect::<Result<Vec<_>>>()?;
+        let compiles =
+            (0..rounds.min(3)).map(|_| time(|| cold.load(&contender.bytes, &sha).map(drop))).collect::<Result<_>>()?;
         let (component, _) = warm.load(&contender.bytes, &sha)?;
-        let cached = (0..10)
-            .map(|_| timed(|| warm.load(&contender.bytes, &sha).map(|_| ()).map_err(Into::into)).map(|(d, ())| d))
-            .collect::<Result<Vec<_>>>()?;
+        let cached = (0..10).map(|_| time(|| warm.load(&contender.bytes, &sha).map(drop))).collect::<Result<_>>()?;
         let context = || {
             let mut context = InstanceContext::new(contender.agent, "bench");
             context.config = Arc::new(contender.settings.clone());
             context
         };
-        let instantiations = (0..50)
-            .map(|_| timed(|| warm.instantiate(&component, context()).map(|_| ()).map_err(Into::into)).map(|(d, ())| d))
-            .collect::<Result<Vec<_>>>()?;
+        let instantiations =
+            (0..50).map(|_| time(|| warm.instantiate(&component, context()).map(drop))).collect::<Result<_>>()?;
         let mut runs = Vec::new();
         let (mut found, mut memory) = (0, 0);
         for _ in 0..rounds {

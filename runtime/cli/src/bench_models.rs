@@ -17,10 +17,7 @@ use mcp_sandbox::registry::Registry;
 use mcp_synth as generator;
 use mcp_synth::to_entries;
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort_unstable();
-    samples.get(samples.len() / 2).copied().unwrap_or_default()
-}
+use crate::bench::median;
 
 fn detect_round(
     registry: &Registry,

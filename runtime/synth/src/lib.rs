@@ -101,11 +101,10 @@ pub fn generate_with(
     profile: Profile,
 ) -> Result<Vec<GeneratedLog>, GeneratorError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ type_salt(log_type));
-    let realistic = profile.covers(log_type) && profile == Profile::Realistic;
     let mut logs = match log_type {
         "wifi" => wifi::generate(&mut rng, count),
         "firewall" => firewall::generate(&mut rng, count),
-        "dns" if realistic => dns_realistic::generate(&mut rng, count),
+        "dns" if profile == Profile::Realistic => dns_realistic::generate(&mut rng, count),
         "dns" => dns::generate(&mut rng, count),
         other => return Err(GeneratorError::UnknownLogType(other.to_string())),
     };

@@ -358,7 +358,8 @@ class Burst:
         """Takes back what `state` gave (keys come back as text)."""
         self.windows = {}
         for key, (events, alarmed) in saved.items():
-            window = [deque((ts, tuple(entry), tag) for ts, entry, tag in events), alarmed, {}]
+            # Events saved before tags were kept have none.
+            window = [deque((ts, tuple(entry), tag[0] if tag else None) for ts, entry, *tag in events), alarmed, {}]
             for _, _, tag in window[0]:
                 window[2][tag] = window[2].get(tag, 0) + 1
             self.windows[key] = window
