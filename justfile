@@ -18,10 +18,11 @@ lint: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Lint, then every test of the workspace, the property-based run over the API and a check that a second
+# Lint, then Chromium and the HTML validator for the console's browser test, then every test of the workspace, the property-based run over the API and a check that a second
 # build compiles nothing, all in one build instrumented for line coverage, whose total ends the output
 # (what CI runs).
 test: lint
+    bash scripts/console_tools.sh
     bash scripts/coverage.sh {{just_executable()}} _test-steps
 
 _test-steps:

@@ -133,6 +133,35 @@ impl Api {
         self.tokens.get(&(tenant, role)).map_or("", String::as_str)
     }
 
+    /// Serves the router on a free loopback port until the test ends, for
+    /// a client outside the process (a browser).
+    pub(crate) fn serve_on_loopback(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let address = listener.local_addr()?;
+            tokio::spawn(async move { axum::serve(listener, router).await });
+            Ok(address)
+        })
+    }
+
+    /// A GET with request headers of its own (a console session's cookie):
+    /// the status and the body as text.
+    pub(crate) fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> anyhow::Result<(StatusCode, String)> {
+        let mut request = Request::builder().method("GET").uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Body::empty())?;
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let response = router.oneshot(request).await?;
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 16 << 20).await?;
+            Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+        })
+    }
+
     pub(crate) fn call(
         &self,
         method: &str,

@@ -5,6 +5,7 @@ mod api;
 mod cache;
 mod common;
 mod conformance;
+mod console;
 mod detection;
 mod exports;
 mod hostile;

@@ -12,7 +12,7 @@ use super::{ApiError, ApiState, Caller};
 use mcp_storage::store::{AnomalyQuery, AnomalyRecord as StoredAnomaly, AnomalySort};
 
 /// How a page is ordered.
-#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Sort {
     /// Newest entry first.
@@ -23,7 +23,7 @@ pub enum Sort {
 }
 
 impl Sort {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Sort::Time => "time",
             Sort::Score => "score",
@@ -32,7 +32,7 @@ impl Sort {
 }
 
 /// Filters of `GET /v1/anomalies`; all optional, combined with AND.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AnomalyFilter {
@@ -163,6 +163,27 @@ fn parse_cursor(cursor: &str, sort: Sort) -> Result<(f64, i64), ApiError> {
     Ok((key, id))
 }
 
+/// The store's query for `filter` within `tenant`, from the first page.
+pub(crate) fn store_query(filter: AnomalyFilter, tenant: String) -> AnomalyQuery {
+    AnomalyQuery {
+        tenant,
+        agent: filter.agent,
+        log_type: filter.log_type,
+        label: filter.label,
+        severity: filter.severity.map(|s| s.name().to_string()),
+        source: filter.source,
+        min_score: filter.min_score,
+        from_ms: filter.from_ms,
+        to_ms: filter.to_ms,
+        sort: match filter.sort {
+            Sort::Time => AnomalySort::Time,
+            Sort::Score => AnomalySort::Score,
+        },
+        after: None,
+        limit: filter.limit.unwrap_or(100),
+    }
+}
+
 /// The caller's anomalies, filtered, newest (or highest scored) first.
 #[utoipa::path(
     get,
@@ -189,23 +210,7 @@ pub async fn list_anomalies(
     }
     let after = filter.cursor.as_deref().map(|c| parse_cursor(c, filter.sort)).transpose()?;
     let sort = filter.sort;
-    let query = AnomalyQuery {
-        tenant: caller.tenant,
-        agent: filter.agent,
-        log_type: filter.log_type,
-        label: filter.label,
-        severity: filter.severity.map(|s| s.name().to_string()),
-        source: filter.source,
-        min_score: filter.min_score,
-        from_ms: filter.from_ms,
-        to_ms: filter.to_ms,
-        sort: match sort {
-            Sort::Time => AnomalySort::Time,
-            Sort::Score => AnomalySort::Score,
-        },
-        after,
-        limit: limit + 1,
-    };
+    let query = AnomalyQuery { after, limit: limit + 1, ..store_query(filter, caller.tenant) };
     let tenant = query.tenant.clone();
     let mut records = state.with_store(&tenant, move |store| store.query(&query)).await?;
     let more = records.len() > limit as usize;

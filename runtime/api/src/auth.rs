@@ -38,22 +38,28 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        let token = token.trim().to_string();
-        // A token seen lately is answered from memory; any other needs the
-        // control store, whose connection is behind a blocking lock.
-        let identity = match state.control.recently_authenticated(&token) {
-            Some(identity) => Some(identity),
-            None => {
-                let shared = state.clone();
-                tokio::task::spawn_blocking(move || shared.control.authenticate(&token)).await??
-            }
-        };
-        let caller = identity
-            .map(Caller::from)
-            .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never issued here)"))?;
-        state.admit(&caller.tenant)?;
-        Ok(caller)
+        authenticate(state, token.trim().to_string()).await
     }
+}
+
+/// The caller a token names, admitted under its tenant's request rate: what
+/// the API's bearer header and the console's session both go through, so
+/// a revoked token or a disabled tenant ends both at once.
+pub(crate) async fn authenticate(state: &Arc<ApiState>, token: String) -> Result<Caller, ApiError> {
+    // A token seen lately is answered from memory; any other needs the
+    // control store, whose connection is behind a blocking lock.
+    let identity = match state.control.recently_authenticated(&token) {
+        Some(identity) => Some(identity),
+        None => {
+            let shared = state.clone();
+            tokio::task::spawn_blocking(move || shared.control.authenticate(&token)).await??
+        }
+    };
+    let caller = identity
+        .map(Caller::from)
+        .ok_or_else(|| ApiError::unauthorized("the token is not valid (revoked, or never issued here)"))?;
+    state.admit(&caller.tenant)?;
+    Ok(caller)
 }
 
 impl Caller {

@@ -8,6 +8,7 @@ mod anomalies;
 mod auth;
 mod budgets;
 mod config;
+mod console;
 mod contract;
 mod docs;
 mod exports;
@@ -98,6 +99,8 @@ pub struct ApiState {
     /// Sends notifications: the worker `serve` starts, and channel tests;
     /// its key seals the secrets given to the API.
     pub deliverer: Arc<mcp_notify::Deliverer>,
+    /// The web console's signed-in sessions.
+    pub(crate) console_sessions: console::Sessions,
 }
 
 impl Drop for ApiState {
@@ -224,6 +227,7 @@ impl ApiState {
             routes: Arc::new(route_book),
             shadows: Mutex::new(std::collections::HashSet::new()),
             deliverer,
+            console_sessions: console::Sessions::default(),
         };
         let mut state = state;
         state.uploads_dir = open_data_folder(&state.config.data_dir.join("agents"));
@@ -557,6 +561,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(declared, contract::refuse_undeclared_queries))
         .layer(axum::extract::DefaultBodyLimit::max(state.config.max_upload_bytes))
         .layer(axum::middleware::from_fn(contract::errors_as_problems))
+        // The console answers in HTML and takes its own query strings: it
+        // stays outside the API's contract checks.
+        .merge(console::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state, metrics::observe))
 }
 

@@ -24,6 +24,11 @@ pub struct ModelVersionView {
     pub family: Option<String>,
     /// Why the version is refused, if it is.
     pub refused: Option<String>,
+    /// When it was trained, as its metadata says.
+    pub created: Option<String>,
+    /// Its metadata's figures: precision, recall and F1 on its training
+    /// and validation data.
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// The parts of a model upload.
@@ -112,6 +117,8 @@ fn views(listing: Vec<mcp_engine::models::VersionListing>, scope: &Scope) -> Vec
             active: v.active,
             family: v.family,
             refused: v.refused,
+            created: v.created,
+            metrics: v.metrics,
         })
         .collect()
 }
@@ -273,6 +280,8 @@ pub async fn upload_model(
         version,
         family: Some(loaded.metadata.family.clone()),
         refused: None,
+        created: Some(loaded.metadata.created.clone()),
+        metrics: loaded.metadata.metrics.clone(),
     };
     Ok((axum::http::StatusCode::CREATED, Json(view)))
 }

@@ -16,6 +16,7 @@ pub mod control;
 pub mod export_scan;
 pub mod exports;
 pub mod grants;
+pub mod histogram;
 pub mod jobstatus;
 pub mod notify;
 pub mod quarantine;

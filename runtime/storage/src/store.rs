@@ -487,6 +487,17 @@ impl AnomalyStore {
         // which a cached statement carries over from its earlier runs:
         // start it at zero so the same page meets the bound the same way.
         statement.reset_status(rusqlite::StatementStatus::VmStep);
+        let rows = self.bounded(|| {
+            statement
+                .query_map(rusqlite::params_from_iter(args), record)
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        });
+        self.db(rows)
+    }
+
+    /// Runs `work` under the page query's work bound: past
+    /// `page_query_steps` SQLite stops it ([`StoreError::too_broad`]).
+    pub(crate) fn bounded<T>(&self, work: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
         let mut checks = 0u64;
         let allowed = self.page_query_steps / STEPS_PER_CHECK as u64;
         self.conn.progress_handler(
@@ -496,11 +507,9 @@ impl AnomalyStore {
                 checks > allowed
             }),
         );
-        let rows = statement
-            .query_map(rusqlite::params_from_iter(args), record)
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
+        let result = work();
         self.conn.progress_handler(0, None::<fn() -> bool>);
-        self.db(rows)
+        result
     }
 
     /// How SQLite would run the page query for `query`, one line per step.
@@ -552,7 +561,24 @@ fn page_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
         AnomalySort::Score => "score",
     };
     let index = page_index(query);
-    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies INDEXED BY {index} WHERE tenant = ?");
+    let (filters, mut args) = filter_sql(query);
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies INDEXED BY {index} WHERE {filters}");
+    if let Some((value, id)) = query.after {
+        sql.push_str(&format!(" AND ({key}, id) < (?, ?)"));
+        match query.sort {
+            AnomalySort::Time => args.push((value as i64).into()),
+            AnomalySort::Score => args.push(value.into()),
+        }
+        args.push(id.into());
+    }
+    sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
+    (sql, args)
+}
+
+/// The WHERE conditions of `query`'s filters (the tenant first), with their
+/// arguments; the position and order are the caller's.
+pub(crate) fn filter_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("tenant = ?");
     let mut args: Vec<rusqlite::types::Value> = vec![query.tenant.clone().into()];
     for column in DRIVING_FILTERS {
         if let Some(value) = equality_filter(query, column) {
@@ -572,14 +598,5 @@ fn page_sql(query: &AnomalyQuery) -> (String, Vec<rusqlite::types::Value>) {
         sql.push_str(" AND log_ts_ms < ?");
         args.push(to.into());
     }
-    if let Some((value, id)) = query.after {
-        sql.push_str(&format!(" AND ({key}, id) < (?, ?)"));
-        match query.sort {
-            AnomalySort::Time => args.push((value as i64).into()),
-            AnomalySort::Score => args.push(value.into()),
-        }
-        args.push(id.into());
-    }
-    sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
     (sql, args)
 }

@@ -20,6 +20,11 @@ pub struct VersionListing {
     pub family: Option<String>,
     /// `None` when it validates; why not otherwise.
     pub refused: Option<String>,
+    /// When it was trained, as its metadata says.
+    pub created: Option<String>,
+    /// Its metadata's figures (precision, recall, F1 on training and
+    /// validation data); empty for a refused version.
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 /// What a version directory looked like when it was last validated.
@@ -261,6 +266,8 @@ impl ModelManager {
                 listing.push(VersionListing {
                     active: active.as_deref() == Some(version.as_str()),
                     family: loaded.as_ref().ok().map(|m| m.metadata.family.clone()),
+                    created: loaded.as_ref().ok().map(|m| m.metadata.created.clone()),
+                    metrics: loaded.as_ref().map(|m| m.metadata.metrics.clone()).unwrap_or_default(),
                     refused: loaded.err().map(|e| e.to_string()),
                     agent: agent.clone(),
                     version,

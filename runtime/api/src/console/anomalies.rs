@@ -1,0 +1,374 @@
+//! The anomalies pages: a filtered, paged list with a chart of the same
+//! anomalies over time, and one anomaly with its entry and its neighbours
+//! from the same source. Both read through the API's own handlers, so the
+//! console sees exactly what the token sees through `/v1/anomalies`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::ConsoleError;
+use super::page::{self, empty, page, parse_local_time, severity_badge, time_element, visible};
+use super::session::Viewer;
+use crate::anomalies::{self as api, AnomalyFilter, AnomalyRecord, SeverityFilter, Sort};
+use crate::{ApiError, ApiState};
+use mcp_storage::histogram::HistogramGroup;
+
+/// Anomalies on one page of the list.
+const PAGE_SIZE: u32 = 50;
+/// Bars in the chart at most.
+const CHART_SLOTS: usize = 48;
+/// How far either side of an anomaly its neighbours are looked for.
+const NEIGHBOURHOOD_MS: i64 = 15 * 60_000;
+
+/// The list's query string: the filter form's fields, each empty when unset.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListParams {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    agent: String,
+    #[serde(default)]
+    log_type: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    min_score: String,
+    #[serde(default)]
+    sort: String,
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    cursor: String,
+}
+
+fn set(text: &str) -> Option<String> {
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+impl ListParams {
+    /// The API's filter for these fields, or what is wrong with one.
+    fn filter(&self) -> Result<AnomalyFilter, String> {
+        let from_ms = match set(&self.from) {
+            Some(text) => Some(parse_local_time(&text).ok_or(format!("'From' is not a date and time: {text}"))?),
+            None => None,
+        };
+        let to_ms = match set(&self.to) {
+            Some(text) => Some(parse_local_time(&text).ok_or(format!("'To' is not a date and time: {text}"))?),
+            None => None,
+        };
+        let severity = match set(&self.severity) {
+            Some(name) => Some(SeverityFilter::parse(&name).ok_or(format!("'{name}' is not a severity"))?),
+            None => None,
+        };
+        let min_score = match set(&self.min_score) {
+            Some(text) => {
+                let score: f64 = text.parse().map_err(|_| format!("'Score at least' is not a number: {text}"))?;
+                if !(0.0..=1.0).contains(&score) {
+                    return Err("'Score at least' must be between 0 and 1".into());
+                }
+                Some(score)
+            }
+            None => None,
+        };
+        let sort = if self.sort == "score" { Sort::Score } else { Sort::Time };
+        Ok(AnomalyFilter {
+            from_ms,
+            to_ms,
+            agent: set(&self.agent),
+            log_type: set(&self.log_type),
+            label: set(&self.label),
+            severity,
+            source: set(&self.source),
+            min_score,
+            sort,
+            cursor: set(&self.cursor),
+            limit: Some(PAGE_SIZE),
+        })
+    }
+
+    fn group(&self) -> HistogramGroup {
+        if self.group == "agent" { HistogramGroup::Agent } else { HistogramGroup::Severity }
+    }
+
+    /// This query string with the cursor replaced.
+    fn with_cursor(&self, cursor: Option<&str>) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (key, value) in [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("agent", &self.agent),
+            ("log_type", &self.log_type),
+            ("severity", &self.severity),
+            ("label", &self.label),
+            ("source", &self.source),
+            ("min_score", &self.min_score),
+            ("sort", &self.sort),
+            ("group", &self.group),
+        ] {
+            if !value.trim().is_empty() {
+                query.append_pair(key, value.trim());
+            }
+        }
+        if let Some(cursor) = cursor {
+            query.append_pair("cursor", cursor);
+        }
+        query.finish()
+    }
+}
+
+fn select(name: &str, label: &str, current: &str, options: &[(String, String)]) -> Markup {
+    html! {
+        label {
+            (label)
+            select name=(name) {
+                option value="" selected[current.is_empty()] { "Any" }
+                @for (value, text) in options {
+                    option value=(value) selected[current == value] { (text) }
+                }
+            }
+        }
+    }
+}
+
+fn filter_form(params: &ListParams, agents: &[(String, String)], log_types: &[(String, String)]) -> Markup {
+    let severities: Vec<(String, String)> =
+        ["critical", "high", "medium", "low", "info"].iter().map(|s| (s.to_string(), s.to_string())).collect();
+    let sorts =
+        [("time".to_string(), "Newest first".to_string()), ("score".to_string(), "Highest score first".to_string())];
+    let groups = [("severity".to_string(), "Severity".to_string()), ("agent".to_string(), "Agent".to_string())];
+    html! {
+        form.filters method="get" action="/ui/anomalies" role="search" aria-label="Filter anomalies" {
+            label { "From (UTC)" input type="datetime-local" name="from" value=(params.from); }
+            label { "To (UTC)" input type="datetime-local" name="to" value=(params.to); }
+            (select("agent", "Agent", &params.agent, agents))
+            (select("log_type", "Log type", &params.log_type, log_types))
+            (select("severity", "Severity", &params.severity, &severities))
+            label { "Label" input type="text" name="label" value=(params.label) autocomplete="off"; }
+            label { "Source" input type="text" name="source" value=(params.source) autocomplete="off"; }
+            label { "Score at least" input type="number" name="min_score" min="0" max="1" step="0.01" value=(params.min_score); }
+            label {
+                "Order"
+                select name="sort" {
+                    @for (value, text) in &sorts { option value=(value) selected[params.sort == *value] { (text) } }
+                }
+            }
+            label {
+                "Chart by"
+                select name="group" {
+                    @for (value, text) in &groups { option value=(value) selected[params.group == *value] { (text) } }
+                }
+            }
+            div.actions {
+                button type="submit" { "Apply" }
+                a href="/ui/anomalies" { "Clear" }
+            }
+        }
+    }
+}
+
+fn anomaly_table(items: &[AnomalyRecord], caption: &str) -> Markup {
+    html! {
+        div.scroll {
+            table.list {
+                caption { (caption) }
+                thead {
+                    tr {
+                        th scope="col" { "Entry time" }
+                        th scope="col" { "Severity" }
+                        th scope="col" { "Score" }
+                        th scope="col" { "Label" }
+                        th scope="col" { "Agent" }
+                        th scope="col" { "Source" }
+                        th scope="col" { "Reason" }
+                    }
+                }
+                tbody {
+                    @for item in items {
+                        tr {
+                            td { a href={ "/ui/anomalies/" (item.id) } { (time_element(item.log_ts_ms)) } }
+                            td { (severity_badge(&item.severity)) }
+                            td.num { (format!("{:.3}", item.score)) }
+                            td { (visible(&item.label)) }
+                            td { (item.agent) }
+                            td { (visible(&item.source)) }
+                            td.reason { (visible(&item.reason)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The agents and log types the tenant has, for the filter's choices.
+async fn choices(state: &Arc<ApiState>, viewer: &Viewer) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let Json(agents) = crate::agents::list_agents(State(state.clone()), viewer.caller.clone()).await;
+    let mut log_types: Vec<String> = agents.iter().map(|a| a.log_type.clone()).collect();
+    log_types.sort();
+    log_types.dedup();
+    (
+        agents.iter().map(|a| (a.name.clone(), a.name.clone())).collect(),
+        log_types.into_iter().map(|t| (t.clone(), t)).collect(),
+    )
+}
+
+/// `GET /ui/anomalies`
+pub(crate) async fn list(
+    State(state): State<Arc<ApiState>>,
+    viewer: Viewer,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ConsoleError> {
+    let (agents, log_types) = choices(&state, &viewer).await;
+    let params = params.map(|Query(p)| p).unwrap_or_default();
+    let filter = match params.filter() {
+        Ok(filter) => filter,
+        Err(problem) => {
+            return Ok(list_page(&viewer, &params, &agents, &log_types, Err(problem), StatusCode::BAD_REQUEST));
+        }
+    };
+    let histogram_query =
+        api::store_query(AnomalyFilter { cursor: None, ..filter.clone() }, viewer.caller.tenant.clone());
+    let group = params.group();
+    let listed = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(filter))).await;
+    let tenant = viewer.caller.tenant.clone();
+    let histogram = state.with_store(&tenant, move |store| store.histogram(&histogram_query, group, CHART_SLOTS)).await;
+    let outcome = match (listed, histogram) {
+        (Ok(Json(page)), Ok(histogram)) => Ok((page, histogram)),
+        (Err(error), _) | (_, Err(error)) if error.status.is_client_error() => Err(error.detail),
+        (Err(error), _) | (_, Err(error)) => return Err(ConsoleError::Api(error)),
+    };
+    let status = if outcome.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    Ok(list_page(&viewer, &params, &agents, &log_types, outcome, status))
+}
+
+fn list_page(
+    viewer: &Viewer,
+    params: &ListParams,
+    agents: &[(String, String)],
+    log_types: &[(String, String)],
+    outcome: Result<(api::AnomalyPage, mcp_storage::histogram::Histogram), String>,
+    status: StatusCode,
+) -> Response {
+    let what = if params.group() == HistogramGroup::Agent { "agent" } else { "severity" };
+    let body = html! {
+        (filter_form(params, agents, log_types))
+        @match &outcome {
+            Err(problem) => { p.error role="alert" { (problem) } }
+            Ok((listed, histogram)) => {
+                p.count role="status" {
+                    strong data-count=(histogram.total()) { (histogram.total()) }
+                    @if histogram.total() == 1 { " anomaly matches" } @else { " anomalies match" }
+                }
+                (super::chart::render(histogram, what))
+                @if listed.items.is_empty() {
+                    (empty("No anomalies match these filters."))
+                } @else {
+                    (anomaly_table(&listed.items, &format!("{} on this page", listed.items.len())))
+                }
+                nav.pager aria-label="Pages" {
+                    @if !params.cursor.trim().is_empty() {
+                        a href={ "/ui/anomalies?" (params.with_cursor(None)) } { "First page" }
+                    }
+                    @if let Some(next) = &listed.next_cursor {
+                        a href={ "/ui/anomalies?" (params.with_cursor(Some(next))) } rel="next" { "Next page" }
+                    }
+                }
+            }
+        }
+    };
+    (status, page("Anomalies", Some(viewer), "Anomalies", None, body)).into_response()
+}
+
+/// `GET /ui/anomalies/{id}`
+pub(crate) async fn detail(
+    State(state): State<Arc<ApiState>>,
+    viewer: Viewer,
+    id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+) -> Result<Markup, ConsoleError> {
+    let id = id.map_err(|_| ConsoleError::Api(ApiError::not_found("no such anomaly")))?;
+    let Json(anomaly) = api::get_anomaly(State(state.clone()), viewer.caller.clone(), Ok(id)).await?;
+    let around = AnomalyFilter {
+        source: Some(anomaly.source.clone()),
+        from_ms: Some(anomaly.log_ts_ms.saturating_sub(NEIGHBOURHOOD_MS)),
+        to_ms: Some(anomaly.log_ts_ms.saturating_add(NEIGHBOURHOOD_MS)),
+        limit: Some(21),
+        ..AnomalyFilter::default()
+    };
+    let Json(neighbours) = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(around))).await?;
+    let neighbours: Vec<AnomalyRecord> = neighbours.items.into_iter().filter(|n| n.id != anomaly.id).take(20).collect();
+    let body = html! {
+        p { a href="/ui/anomalies" { "← All anomalies" } }
+        dl.facts {
+            dt { "Severity" } dd { (severity_badge(&anomaly.severity)) }
+            dt { "Score" } dd { (format!("{:.3}", anomaly.score)) }
+            dt { "Label" } dd { (visible(&anomaly.label)) }
+            dt { "Reason" } dd { (visible(&anomaly.reason)) }
+            dt { "Entry time" } dd { (time_element(anomaly.log_ts_ms)) }
+            dt { "Detected" } dd { (time_element(anomaly.detected_at_ms)) }
+            dt { "Source" } dd {
+                a href={ "/ui/anomalies?source=" (form_urlencoded::byte_serialize(anomaly.source.as_bytes()).collect::<String>()) } { (visible(&anomaly.source)) }
+            }
+            dt { "Log type" } dd { (anomaly.log_type) " (schema version " (anomaly.schema_version) ")" }
+            dt { "Log entry id" } dd { (anomaly.log_id) }
+            dt { "Agent" } dd { (anomaly.agent) }
+            dt { "Agent build (SHA-256)" } dd { code.hash { (anomaly.agent_sha256) } }
+            dt { "Model" } dd { (anomaly.model.as_deref().unwrap_or("none (rules only)")) }
+        }
+        h2 { "The log entry" }
+        @match &anomaly.entry_fields {
+            Some(fields) => { pre.entry { (visible(&page::pretty_json(fields))) } }
+            None => { (empty("The entry's fields were not stored with this anomaly.")) }
+        }
+        h2 { "Neighbours from the same source" }
+        p.hint { "Anomalies of " (visible(&anomaly.source)) " within 15 minutes either side." }
+        @if neighbours.is_empty() {
+            (empty("None."))
+        } @else {
+            (anomaly_table(&neighbours, &format!("{} neighbours", neighbours.len())))
+        }
+    };
+    Ok(page(&format!("Anomaly {}", anomaly.id), Some(&viewer), "Anomalies", None, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_becomes_the_api_filter_and_refuses_what_it_cannot_read() {
+        let params = ListParams {
+            from: "2026-12-03T10:00".into(),
+            severity: "high".into(),
+            min_score: "0.5".into(),
+            sort: "score".into(),
+            agent: "  ".into(),
+            ..Default::default()
+        };
+        let filter = params.filter().expect("a valid form");
+        assert!(filter.from_ms.is_some() && filter.agent.is_none());
+        assert_eq!(filter.sort, Sort::Score);
+        assert!(ListParams { min_score: "2".into(), ..Default::default() }.filter().is_err());
+        assert!(ListParams { severity: "worst".into(), ..Default::default() }.filter().is_err());
+        assert!(ListParams { to: "yesterday".into(), ..Default::default() }.filter().is_err());
+    }
+
+    #[test]
+    fn paging_links_keep_the_filters() {
+        let params = ListParams { label: "dga".into(), cursor: "1_2".into(), ..Default::default() };
+        assert_eq!(params.with_cursor(Some("5_6")), "label=dga&cursor=5_6");
+        assert_eq!(params.with_cursor(None), "label=dga");
+    }
+}
