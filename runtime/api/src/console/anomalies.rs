@@ -309,6 +309,15 @@ pub(crate) async fn detail(
     };
     let Json(neighbours) = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(around))).await?;
     let neighbours: Vec<AnomalyRecord> = neighbours.items.into_iter().filter(|n| n.id != anomaly.id).take(20).collect();
+    // The agent's version is known for the build the tenant has now; an
+    // anomaly of an earlier build is said to be one.
+    let agent_now =
+        crate::agents::get_agent(State(state.clone()), viewer.caller.clone(), Path(anomaly.agent.clone())).await.ok();
+    let agent_version = match agent_now {
+        Some(Json(agent)) if agent.sha256 == anomaly.agent_sha256 => format!("version {}", agent.agent_version),
+        Some(_) => "an earlier build than the tenant's current one".to_string(),
+        None => "a build no longer installed".to_string(),
+    };
     let body = html! {
         p { a href="/ui/anomalies" { "← All anomalies" } }
         dl.facts {
@@ -323,7 +332,7 @@ pub(crate) async fn detail(
             }
             dt { "Log type" } dd { (anomaly.log_type) " (schema version " (anomaly.schema_version) ")" }
             dt { "Log entry id" } dd { (anomaly.log_id) }
-            dt { "Agent" } dd { (anomaly.agent) }
+            dt { "Agent" } dd { (anomaly.agent) ", " (visible(&agent_version)) }
             dt { "Agent build (SHA-256)" } dd { code.hash { (anomaly.agent_sha256) } }
             dt { "Model" } dd { (anomaly.model.as_deref().unwrap_or("none (rules only)")) }
         }
