@@ -270,6 +270,8 @@ async fn walk(client: &Client, api: &Api, base: &str) -> anyhow::Result<()> {
     let reason = record["reason"].as_str().unwrap_or_default();
     ensure!(page_text.contains(reason), "the anomaly page shows its reason '{reason}'");
     ensure!(client.find(Locator::Css("pre.entry")).await.is_ok(), "the anomaly page shows the log entry");
+    let back = client.find(Locator::LinkText("← Back to the list")).await?.attr("href").await?.unwrap_or_default();
+    ensure!(back.contains(&format!("severity={severity}")), "the way back keeps the filters: {back}");
     let detail_path = format!("/ui/anomalies/{id}");
 
     // Another tenant's anomaly is not found, exactly as through the API.
@@ -294,6 +296,7 @@ async fn walk(client: &Client, api: &Api, base: &str) -> anyhow::Result<()> {
         .for_element(Locator::XPath("//button[normalize-space()='Enable firewall']"))
         .await?;
     ensure!(!agent_enabled(api, "firewall")?, "the API sees the agent disabled");
+    ensure!(text(client, "p.notice").await?.contains("disabled"), "the page says what the button did");
     client.find(Locator::XPath("//button[normalize-space()='Enable firewall']")).await?.click().await?;
     client
         .wait()

@@ -177,6 +177,22 @@ enum DbCommand {
         #[arg(long)]
         log_type: String,
     },
+    /// Append the demo's generated, labelled logs to the configured source for the configured tenant,
+    /// moved in time so the newest entry is now: data to try `mcp run`, the API and the console on.
+    Generate {
+        /// Log types to generate (default: wifi, firewall and dns).
+        #[arg(long = "log-type")]
+        log_types: Vec<String>,
+        /// Normal entries per log type (attacks come on top).
+        #[arg(long, default_value_t = 10_000)]
+        entries: usize,
+        /// The generator's seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// easy or realistic, as for `mcp demo`.
+        #[arg(long, default_value = "easy")]
+        profile: mcp_synth::Profile,
+    },
 }
 
 #[derive(Subcommand)]
@@ -600,6 +616,39 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             )?;
             source.migrate()?;
             println!("PostgreSQL log tables are up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Db { command: DbCommand::Generate { log_types, entries, seed, profile } } => {
+            let log_types: Vec<String> = if log_types.is_empty() {
+                mcp_synth::LOG_TYPES.iter().map(|t| t.to_string()).collect()
+            } else {
+                log_types
+            };
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let source = config.log_source()?;
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            for log_type in &log_types {
+                let mut rows = mcp_synth::to_rows(&mcp_synth::generate_with(log_type, seed, entries, profile)?);
+                // One shift for the whole type keeps every gap, so the
+                // windowed rules see the same traffic.
+                let newest = rows.iter().map(|r| r.timestamp_ms).max().unwrap_or(now_ms);
+                for row in &mut rows {
+                    row.timestamp_ms += now_ms - newest;
+                }
+                let attacks = rows.iter().filter(|r| r.label.is_some()).count();
+                let added = source.append(&config.tenant, log_type, &rows)?;
+                println!(
+                    "generated {added} '{log_type}' entries ({attacks} labelled attacks, seed {seed}, {} profile) \
+                     into the {} source for tenant {}, the newest at now",
+                    profile.name(),
+                    source.name(),
+                    config.tenant
+                );
+            }
+            println!("next: `mcp run` finds their anomalies; `mcp serve` shows them at /ui/");
             Ok(ExitCode::SUCCESS)
         }
         Command::Db { command: DbCommand::Load { file, log_type } } => {

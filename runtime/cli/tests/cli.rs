@@ -48,6 +48,31 @@ fn load_run_and_list_quarantine() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 #[test]
+fn generated_logs_end_now_and_runs_find_their_attacks() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!("data_dir = {:?}\ntenant = \"acme\"\n", dir.path().join("data")),
+    )?;
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let generated = mcp(dir.path(), &["db", "generate", "--log-type", "firewall", "--entries", "2000"]);
+    let text = stdout(&generated);
+    assert!(generated.status.success(), "{generated:?}");
+    assert!(text.contains("'firewall' entries") && text.contains("for tenant acme"), "{text}");
+    assert!(!text.contains("'dns'"), "only the log type asked for: {text}");
+    let run = mcp(dir.path(), &["run", "--agent", "firewall"]);
+    assert!(run.status.success(), "{run:?}");
+    let list = mcp(dir.path(), &["anomalies", "list", "--limit", "1"]);
+    let text = stdout(&list);
+    assert!(list.status.success() && text.contains("firewall"), "the run found anomalies: {text}");
+    // The newest entry is now, so the data looks live in the console.
+    let logs = rusqlite::Connection::open(dir.path().join("data").join("logs.db"))?;
+    let newest: i64 = logs.query_row("SELECT MAX(ts_ms) FROM logs", [], |r| r.get(0))?;
+    assert!((newest - before).abs() < 120_000, "the newest entry at {newest}, now {before}");
+    Ok(())
+}
+
+#[test]
 fn agents_list_and_check() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("mcp.toml"), format!("data_dir = {:?}\n", dir.path().join("data")))?;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::page::{empty, page, post_button, time_element, trusted, visible};
+use super::page::{Done, empty, page, post_button, time_element, trusted, visible};
 use super::session::Viewer;
 use super::{ConsoleError, CsrfForm};
 use crate::agents::AgentView;
@@ -65,8 +65,11 @@ fn sparkline(histogram: &Histogram) -> Markup {
         ));
     }
     svg.push_str("</svg>");
-    let per_hour = histogram.total() as f64 / histogram.slots.max(1) as f64;
-    html! { (trusted(svg)) " " span.hint { (format!("{per_hour:.1}")) " an hour" } }
+    let busiest = per_slot.iter().copied().max().unwrap_or(0);
+    html! {
+        (trusted(svg)) " "
+        span.hint { (histogram.total()) " in the last " (histogram.slots) " hours of its entries, at most " (busiest) " in one hour" }
+    }
 }
 
 fn agent_card(viewer: &Viewer, agent: &AgentView, activity: Option<&Histogram>) -> Markup {
@@ -80,7 +83,11 @@ fn agent_card(viewer: &Viewer, agent: &AgentView, activity: Option<&Histogram>) 
             }
             p { (visible(&agent.description)) }
             dl.facts {
-                dt { "Log type" } dd { (agent.log_type) " (schema versions " (agent.schema_versions[0]) "–" (agent.schema_versions[1]) ")" }
+                dt { "Log type" } dd {
+                    (agent.log_type) ", schema "
+                    @if agent.schema_versions[0] == agent.schema_versions[1] { "version " (agent.schema_versions[0]) }
+                    @else { "versions " (agent.schema_versions[0]) " to " (agent.schema_versions[1]) }
+                }
                 dt { "Version" } dd { (visible(&agent.agent_version)) ", protocol " (visible(&agent.protocol_version)) }
                 dt { "Origin" } dd { (format!("{:?}", agent.origin).to_lowercase()) }
                 dt { "Build (SHA-256)" } dd { code.hash { (agent.sha256) } }
@@ -90,7 +97,8 @@ fn agent_card(viewer: &Viewer, agent: &AgentView, activity: Option<&Histogram>) 
                 dt { "Settings set" } dd { @if agent.grants.settings_set.is_empty() { "none" } @else { (agent.grants.settings_set.join(", ")) } }
                 dt { "Approved" } dd { @if agent.grants.approved { "yes" } @else { "no: a tenant admin approves an upload's manifest" } }
                 dt { "Since the server started" } dd {
-                    (runs.runs) " runs, " (runs.entries) " entries, " (runs.anomalies) " anomalies, " (runs.faults) " faults"
+                    (runs.runs) @if runs.runs == 1 { " run, " } @else { " runs, " }
+                    (runs.entries) " entries, " (runs.anomalies) " anomalies, " (runs.faults) " faults"
                 }
                 dt { "Anomalies per hour" } dd {
                     @match activity {
@@ -118,7 +126,7 @@ fn agent_card(viewer: &Viewer, agent: &AgentView, activity: Option<&Histogram>) 
             }
             @if can_administer(viewer) {
                 @if agent.enabled {
-                    (post_button(viewer, &format!("/ui/agents/{}/disable", agent.name), &format!("Disable {}", agent.name), &[]))
+                    (super::page::post_button_styled(viewer, &format!("/ui/agents/{}/disable", agent.name), &format!("Disable {}", agent.name), "secondary"))
                 } @else {
                     (post_button(viewer, &format!("/ui/agents/{}/enable", agent.name), &format!("Enable {}", agent.name), &[]))
                 }
@@ -128,7 +136,11 @@ fn agent_card(viewer: &Viewer, agent: &AgentView, activity: Option<&Histogram>) 
 }
 
 /// `GET /ui/agents`
-pub(crate) async fn list(State(state): State<Arc<ApiState>>, viewer: Viewer) -> Markup {
+pub(crate) async fn list(
+    State(state): State<Arc<ApiState>>,
+    viewer: Viewer,
+    done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
+) -> Markup {
     let Json(agents) = crate::agents::list_agents(State(state.clone()), viewer.caller.clone()).await;
     let mut cards = Vec::with_capacity(agents.len());
     for agent in &agents {
@@ -136,6 +148,7 @@ pub(crate) async fn list(State(state): State<Arc<ApiState>>, viewer: Viewer) -> 
         cards.push(agent_card(&viewer, agent, activity.as_ref()));
     }
     let body = html! {
+        @if let Ok(Query(done)) = &done { (done.render()) }
         @if agents.is_empty() { (empty("This tenant has no agents.")) }
         div.cards { @for card in cards { (card) } }
     };
@@ -157,5 +170,5 @@ pub(crate) async fn set_enabled(
         _ => return Err(ConsoleError::Api(crate::ApiError::not_found("no such action"))),
     };
     let anchor: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
-    Ok(Redirect::to(&format!("/ui/agents#agent-{anchor}")).into_response())
+    Ok(Redirect::to(&format!("/ui/agents?done=agent-{action}d#agent-{anchor}")).into_response())
 }

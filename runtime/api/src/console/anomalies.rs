@@ -83,6 +83,11 @@ impl ListParams {
             }
             None => None,
         };
+        if let (Some(from), Some(to)) = (from_ms, to_ms)
+            && from >= to
+        {
+            return Err("'From' must be before 'To'".into());
+        }
         let sort = if self.sort == "score" { Sort::Score } else { Sort::Time };
         Ok(AnomalyFilter {
             from_ms,
@@ -151,13 +156,13 @@ fn filter_form(params: &ListParams, agents: &[(String, String)], log_types: &[(S
     let groups = [("severity".to_string(), "Severity".to_string()), ("agent".to_string(), "Agent".to_string())];
     html! {
         form.filters method="get" action="/ui/anomalies" role="search" aria-label="Filter anomalies" {
-            label { "From (UTC)" input type="datetime-local" name="from" value=(params.from); }
-            label { "To (UTC)" input type="datetime-local" name="to" value=(params.to); }
+            label.wide { "From (UTC)" input type="datetime-local" name="from" value=(params.from); }
+            label.wide { "To (UTC)" input type="datetime-local" name="to" value=(params.to); }
             (select("agent", "Agent", &params.agent, agents))
             (select("log_type", "Log type", &params.log_type, log_types))
             (select("severity", "Severity", &params.severity, &severities))
-            label { "Label" input type="text" name="label" value=(params.label) autocomplete="off"; }
-            label { "Source" input type="text" name="source" value=(params.source) autocomplete="off"; }
+            label { "Label (exact)" input type="text" name="label" value=(params.label) autocomplete="off"; }
+            label { "Source (exact)" input type="text" name="source" value=(params.source) autocomplete="off"; }
             label { "Score at least" input type="number" name="min_score" min="0" max="1" step="0.01" value=(params.min_score); }
             label {
                 "Order"
@@ -179,7 +184,8 @@ fn filter_form(params: &ListParams, agents: &[(String, String)], log_types: &[(S
     }
 }
 
-fn anomaly_table(items: &[AnomalyRecord], caption: &str) -> Markup {
+fn anomaly_table(items: &[AnomalyRecord], caption: &str, list_query: &str) -> Markup {
+    let suffix = if list_query.is_empty() { String::new() } else { format!("?{list_query}") };
     html! {
         div.scroll {
             table.list {
@@ -198,7 +204,7 @@ fn anomaly_table(items: &[AnomalyRecord], caption: &str) -> Markup {
                 tbody {
                     @for item in items {
                         tr {
-                            td { a href={ "/ui/anomalies/" (item.id) } { (time_element(item.log_ts_ms)) } }
+                            td { a href={ "/ui/anomalies/" (item.id) (suffix) } { (time_element(item.log_ts_ms)) } }
                             td { (severity_badge(&item.severity)) }
                             td.num { (format!("{:.3}", item.score)) }
                             td { (visible(&item.label)) }
@@ -276,7 +282,7 @@ fn list_page(
                 @if listed.items.is_empty() {
                     (empty("No anomalies match these filters."))
                 } @else {
-                    (anomaly_table(&listed.items, &format!("{} on this page", listed.items.len())))
+                    (anomaly_table(&listed.items, &format!("{} on this page", listed.items.len()), &params.with_cursor(set(&params.cursor).as_deref())))
                 }
                 nav.pager aria-label="Pages" {
                     @if !params.cursor.trim().is_empty() {
@@ -292,23 +298,62 @@ fn list_page(
     (status, page("Anomalies", Some(viewer), "Anomalies", None, body)).into_response()
 }
 
-/// `GET /ui/anomalies/{id}`
+/// `ms` as a `datetime-local` field's value (UTC, to the minute), rounded
+/// down or up.
+fn minute_value(ms: i64, round_up: bool) -> String {
+    let minute = 60_000;
+    let ms = if round_up { (ms + minute - 1).div_euclid(minute) * minute } else { ms.div_euclid(minute) * minute };
+    page::time(ms).get(..16).map(|t| t.replace(' ', "T")).unwrap_or_default()
+}
+
+/// `GET /ui/anomalies/{id}`; the list's filters, when given, make the way
+/// back to the same list.
 pub(crate) async fn detail(
     State(state): State<Arc<ApiState>>,
     viewer: Viewer,
     id: Result<Path<i64>, axum::extract::rejection::PathRejection>,
+    list: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Markup, ConsoleError> {
     let id = id.map_err(|_| ConsoleError::Api(ApiError::not_found("no such anomaly")))?;
     let Json(anomaly) = api::get_anomaly(State(state.clone()), viewer.caller.clone(), Ok(id)).await?;
-    let around = AnomalyFilter {
+    let back = match list.ok().map(|Query(l)| l.with_cursor(set(&l.cursor).as_deref())) {
+        Some(query) if !query.is_empty() => format!("/ui/anomalies?{query}"),
+        _ => "/ui/anomalies".to_string(),
+    };
+    let of_source = |from_ms: i64, to_ms: i64, limit: u32| AnomalyFilter {
         source: Some(anomaly.source.clone()),
-        from_ms: Some(anomaly.log_ts_ms.saturating_sub(NEIGHBOURHOOD_MS)),
-        to_ms: Some(anomaly.log_ts_ms.saturating_add(NEIGHBOURHOOD_MS)),
-        limit: Some(21),
+        from_ms: Some(from_ms),
+        to_ms: Some(to_ms),
+        limit: Some(limit),
         ..AnomalyFilter::default()
     };
-    let Json(neighbours) = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(around))).await?;
-    let neighbours: Vec<AnomalyRecord> = neighbours.items.into_iter().filter(|n| n.id != anomaly.id).take(20).collect();
+    let ts = anomaly.log_ts_ms;
+    // Other findings on the same entry (an entry often draws several).
+    let same_time = of_source(ts, ts.saturating_add(1), 100);
+    let Json(same) = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(same_time))).await?;
+    let same_entry: Vec<AnomalyRecord> =
+        same.items.into_iter().filter(|n| n.log_id == anomaly.log_id && n.id != anomaly.id).collect();
+    // The nearest before it, newest first.
+    let earlier = of_source(ts.saturating_sub(NEIGHBOURHOOD_MS), ts, 10);
+    let Json(before) = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(earlier))).await?;
+    // How many the window holds in all, and the list of them.
+    let (window_from, window_to) = (ts.saturating_sub(NEIGHBOURHOOD_MS), ts.saturating_add(NEIGHBOURHOOD_MS));
+    let window_query = api::store_query(of_source(window_from, window_to, 1), viewer.caller.tenant.clone());
+    let tenant = viewer.caller.tenant.clone();
+    let in_window = state
+        .with_store(&tenant, move |store| store.histogram(&window_query, HistogramGroup::Severity, 1))
+        .await
+        .map(|h| h.total())
+        .ok();
+    // The serializer is not Send: it is gone before the next await.
+    let window_link = {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("source", &anomaly.source)
+            .append_pair("from", &minute_value(window_from, false))
+            .append_pair("to", &minute_value(window_to, true));
+        format!("/ui/anomalies?{}", query.finish())
+    };
     // The agent's version is known for the build the tenant has now; an
     // anomaly of an earlier build is said to be one.
     let agent_now =
@@ -318,8 +363,9 @@ pub(crate) async fn detail(
         Some(_) => "an earlier build than the tenant's current one".to_string(),
         None => "a build no longer installed".to_string(),
     };
+    let source_link: String = form_urlencoded::byte_serialize(anomaly.source.as_bytes()).collect();
     let body = html! {
-        p { a href="/ui/anomalies" { "← All anomalies" } }
+        p { a href=(back) { "← Back to the list" } }
         dl.facts {
             dt { "Severity" } dd { (severity_badge(&anomaly.severity)) }
             dt { "Score" } dd { (format!("{:.3}", anomaly.score)) }
@@ -327,9 +373,7 @@ pub(crate) async fn detail(
             dt { "Reason" } dd { (visible(&anomaly.reason)) }
             dt { "Entry time" } dd { (time_element(anomaly.log_ts_ms)) }
             dt { "Detected" } dd { (time_element(anomaly.detected_at_ms)) }
-            dt { "Source" } dd {
-                a href={ "/ui/anomalies?source=" (form_urlencoded::byte_serialize(anomaly.source.as_bytes()).collect::<String>()) } { (visible(&anomaly.source)) }
-            }
+            dt { "Source" } dd { a href={ "/ui/anomalies?source=" (source_link) } { (visible(&anomaly.source)) } }
             dt { "Log type" } dd { (anomaly.log_type) " (schema version " (anomaly.schema_version) ")" }
             dt { "Log entry id" } dd { (anomaly.log_id) }
             dt { "Agent" } dd { (anomaly.agent) ", " (visible(&agent_version)) }
@@ -341,12 +385,25 @@ pub(crate) async fn detail(
             Some(fields) => { pre.entry { (visible(&page::pretty_json(fields))) } }
             None => { (empty("The entry's fields were not stored with this anomaly.")) }
         }
-        h2 { "Neighbours from the same source" }
-        p.hint { "Anomalies of " (visible(&anomaly.source)) " within 15 minutes either side." }
-        @if neighbours.is_empty() {
-            (empty("None."))
+        h2 { "Other findings on this entry" }
+        @if same_entry.is_empty() {
+            (empty("None: this is the only anomaly of this entry."))
         } @else {
-            (anomaly_table(&neighbours, &format!("{} neighbours", neighbours.len())))
+            (anomaly_table(&same_entry, &format!("{} more on entry {}", same_entry.len(), anomaly.log_id), ""))
+        }
+        h2 { "Neighbours from the same source" }
+        p {
+            @match in_window {
+                Some(count) => { (count) " anomalies of " (visible(&anomaly.source)) " within 15 minutes either side, this one included: " }
+                None => { "Anomalies of " (visible(&anomaly.source)) " within 15 minutes either side: " }
+            }
+            a href=(window_link) { "list them all" }
+            "."
+        }
+        @if before.items.is_empty() {
+            (empty("None in the 15 minutes before it."))
+        } @else {
+            (anomaly_table(&before.items, &format!("The {} nearest before it, newest first", before.items.len()), ""))
         }
     };
     Ok(page(&format!("Anomaly {}", anomaly.id), Some(&viewer), "Anomalies", None, body))

@@ -22,6 +22,10 @@ const SEVERITIES: [&str; 5] = ["critical", "high", "medium", "low", "info"];
 /// (Okabe and Ito's palette).
 const PALETTE: [&str; 8] = ["#D55E00", "#E69F00", "#0072B2", "#009E73", "#56B4E9", "#CC79A7", "#F0E442", "#000000"];
 
+/// Each severity's colour, from the worst: the same as its badge in the
+/// tables (console.css, `.sev-*`).
+const SEVERITY_COLOURS: [&str; 5] = ["#8b0000", "#b23c00", "#f2c14e", "#0b5cad", "#8a96a3"];
+
 fn groups_in_order(histogram: &Histogram) -> Vec<String> {
     let mut seen: Vec<String> = Vec::new();
     for (_, group, _) in &histogram.counts {
@@ -34,17 +38,16 @@ fn groups_in_order(histogram: &Histogram) -> Vec<String> {
     seen
 }
 
-/// A severity keeps its colour on every chart; other groups (agents) take
-/// the palette in their order.
-fn colour_index(groups: &[String], group: &str) -> usize {
+/// A severity keeps its badge's colour on every chart; other groups
+/// (agents) take the palette in their order. Returns the colour and the
+/// stylesheet class of its legend swatch.
+fn colour(groups: &[String], group: &str) -> (&'static str, String) {
     let by_severity = groups.iter().all(|g| SEVERITIES.contains(&g.as_str()));
-    let position =
-        if by_severity { SEVERITIES.iter().position(|s| *s == group) } else { groups.iter().position(|g| g == group) };
-    position.unwrap_or(0) % PALETTE.len()
-}
-
-fn colour(groups: &[String], group: &str) -> &'static str {
-    PALETTE[colour_index(groups, group)]
+    if by_severity && let Some(rank) = SEVERITIES.iter().position(|s| *s == group) {
+        return (SEVERITY_COLOURS[rank], format!("sev-{group}"));
+    }
+    let index = groups.iter().position(|g| g == group).unwrap_or(0) % PALETTE.len();
+    (PALETTE[index], format!("c{index}"))
 }
 
 fn escape(text: &str) -> String {
@@ -98,7 +101,7 @@ pub(crate) fn render(histogram: &Histogram, what: &str) -> Markup {
                 svg,
                 r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{h:.1}" fill="{}"><title>{}: {count} {}</title></rect>"#,
                 (bar_w - 1.0).max(0.5),
-                colour(&groups, group),
+                colour(&groups, group).0,
                 escape(&time(histogram.from_ms + histogram.slot_ms * slot as i64)),
                 escape(group)
             );
@@ -119,10 +122,11 @@ pub(crate) fn render(histogram: &Histogram, what: &str) -> Markup {
         figure.chart {
             (trusted(svg))
             figcaption {
+                p.hint { (summary) }
                 ul.legend {
                     @for (group, total) in &totals {
                         li {
-                            span class={ "swatch c" (colour_index(&groups, group)) } aria-hidden="true" {}
+                            span class={ "swatch " (colour(&groups, group).1) } aria-hidden="true" {}
                             (group) ": " (total)
                         }
                     }

@@ -23,7 +23,7 @@ pub(crate) async fn exports(State(state): State<Arc<ApiState>>, viewer: Viewer) 
     let Json(listed) = crate::exports::list_exports(State(state), viewer.caller.clone(), Ok(Query(paging))).await?;
     let live = listed.items.iter().any(|e| matches!(e.state.as_str(), "queued" | "running"));
     let body = html! {
-        p.hint { "Exports are started through the API or `mcp export`; the newest 50 are listed." }
+        p.hint { "Exports are started through the API or " code { "mcp export" } "; the newest 50 are listed." }
         @if listed.items.is_empty() {
             (empty("No exports yet."))
         } @else {
@@ -81,7 +81,7 @@ pub(crate) async fn notifications(State(state): State<Arc<ApiState>>, viewer: Vi
     let body = html! {
         h2 { "Channels" }
         @if channels.items.is_empty() {
-            (empty("No channels: config/notifications.toml or the API adds them."))
+            p.empty { "No channels: " code { "config/notifications.toml" } " or the API adds them." }
         } @else {
             div.scroll {
                 table.list {

@@ -74,7 +74,8 @@ impl IntoResponse for ConsoleError {
                     p { a href="/ui/anomalies" { "Back to the anomalies" } }
                 };
                 let mut response =
-                    (error.status, page::page(error_title(error.status), None, "", None, body)).into_response();
+                    (error.status, page::page(error_title(error.status), None, page::ERROR_SECTION, None, body))
+                        .into_response();
                 if let Some(seconds) = error.retry_after_s
                     && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
                 {
@@ -101,7 +102,7 @@ fn sign_in_form(headers: &HeaderMap, status: StatusCode, problem: Option<&str>) 
                 "API token"
                 input type="password" name="token" required autocomplete="current-password" spellcheck="false" aria-describedby="token-hint";
             }
-            p.hint #token-hint { "A token of your tenant (mcp_…), as `mcp tokens create` or a tenant admin gave it. It stays on the server; the browser keeps only a session cookie." }
+            p.hint #token-hint { "A token of your tenant (mcp_…), as " code { "mcp tokens create" } " or a tenant admin gave it. It stays on the server; the browser keeps only a session cookie." }
             button type="submit" { "Sign in" }
         }
     };

@@ -7,11 +7,11 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
-use super::page::{empty, page, post_button, visible};
+use super::page::{Done, empty, page, post_button, visible};
 use super::session::Viewer;
 use super::{ConsoleError, CsrfForm};
 use crate::models::ModelVersionView;
@@ -34,11 +34,16 @@ fn metric(model: &ModelVersionView, name: &str) -> String {
 }
 
 /// `GET /ui/models`
-pub(crate) async fn list(State(state): State<Arc<ApiState>>, viewer: Viewer) -> Result<Markup, ConsoleError> {
+pub(crate) async fn list(
+    State(state): State<Arc<ApiState>>,
+    viewer: Viewer,
+    done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
+) -> Result<Markup, ConsoleError> {
     let Json(models) = crate::models::list_models(State(state), viewer.caller.clone()).await?;
     let mut agents: Vec<&str> = models.iter().map(|m| m.agent.as_str()).collect();
     agents.dedup();
     let body = html! {
+        @if let Ok(Query(done)) = &done { (done.render()) }
         p.hint { "Figures are the model's own, on its validation data, as its metadata records them." }
         @if models.is_empty() { (empty("No models.")) }
         @for agent in &agents {
@@ -123,5 +128,5 @@ pub(crate) async fn rollback(
 ) -> Result<Response, ConsoleError> {
     viewer.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
     let _active = crate::models::rollback_model(State(state), viewer.caller.clone(), Path(agent)).await?;
-    Ok(Redirect::to("/ui/models").into_response())
+    Ok(Redirect::to("/ui/models?done=model-rolled-back").into_response())
 }

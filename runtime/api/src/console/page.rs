@@ -15,6 +15,10 @@ const SECTIONS: [(&str, &str); 6] = [
     ("Notifications", "/ui/notifications"),
 ];
 
+/// The section of an error page: it shows the navigation (a visitor
+/// without a session who follows it is sent to sign in).
+pub(crate) const ERROR_SECTION: &str = "error";
+
 /// A whole page: `section` is the navigation entry it belongs to, `refresh_s`
 /// reloads it without script (live pages), and `body` is the main content.
 pub(crate) fn page(
@@ -41,7 +45,7 @@ pub(crate) fn page(
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/ui/" { "MCP" }
-                    @if let Some(viewer) = viewer {
+                    @if viewer.is_some() || section == ERROR_SECTION {
                         nav aria-label="Sections" {
                             ul {
                                 @for (name, path) in SECTIONS {
@@ -55,6 +59,8 @@ pub(crate) fn page(
                                 }
                             }
                         }
+                    }
+                    @if let Some(viewer) = viewer {
                         div.who {
                             span { (viewer.caller.tenant) " · " (viewer.caller.role.name()) }
                             form method="post" action="/ui/sign-out" {
@@ -87,6 +93,17 @@ pub(crate) fn post_button(viewer: &Viewer, action: &str, label: &str, hidden: &[
                 input type="hidden" name=(name) value=(value);
             }
             button type="submit" { (label) }
+        }
+    }
+}
+
+/// As [`post_button`], with the button in `class` (`secondary` for an
+/// action that takes something away).
+pub(crate) fn post_button_styled(viewer: &Viewer, action: &str, label: &str, class: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf_field(viewer))
+            button type="submit" class=(class) { (label) }
         }
     }
 }
@@ -144,6 +161,31 @@ pub(crate) fn pretty_json(text: &str) -> String {
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
         .unwrap_or_else(|| text.to_string())
+}
+
+/// What an action just did, by the code its redirect carries (`?done=`):
+/// fixed sentences only, so a link cannot put words on the page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct Done {
+    #[serde(default)]
+    pub done: String,
+}
+
+impl Done {
+    pub(crate) fn render(&self) -> Markup {
+        let said = match self.done.as_str() {
+            "run-started" => "The run is queued: it is in the table below, which follows it as it goes.",
+            "cancel-requested" => {
+                "Cancel requested: the run stops after the batch it is on. A run about to finish may still complete."
+            }
+            "agent-enabled" => "The agent is enabled for this tenant: runs may use it.",
+            "agent-disabled" => "The agent is disabled for this tenant: no new run uses it.",
+            "model-activated" => "The version is active: the next batch of every run uses it.",
+            "model-rolled-back" => "The version in force before the current one is active again.",
+            _ => return html! {},
+        };
+        html! { p.notice role="status" { (said) } }
+    }
 }
 
 /// Nothing to show yet, said plainly.

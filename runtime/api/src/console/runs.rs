@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 
 use super::agents::can_administer;
-use super::page::{csrf_field, empty, page, post_button, time_element, visible};
+use super::page::{Done, csrf_field, empty, page, post_button, time_element, visible};
 use super::session::Viewer;
 use super::{ConsoleError, CsrfForm};
 use crate::ApiState;
@@ -35,9 +35,16 @@ async fn recent(state: &Arc<ApiState>, viewer: &Viewer) -> Result<Vec<RunView>, 
     Ok(page.items)
 }
 
+/// How long a run took, or has taken so far.
+fn duration(run: &RunView) -> String {
+    let ms = (run.updated_ms - run.started_ms).max(0);
+    if ms < 1_000 { format!("{ms} ms") } else { format!("{:.1} s", ms as f64 / 1_000.0) }
+}
+
 /// The table of runs: the part the page's script replaces while runs go.
 fn table(viewer: &Viewer, runs: &[RunView]) -> Markup {
     let live = runs.iter().any(is_live);
+    let admin = can_administer(viewer);
     html! {
         section #runs data-live=(if live { "true" } else { "false" }) aria-live="polite" {
             @if runs.is_empty() {
@@ -53,11 +60,13 @@ fn table(viewer: &Viewer, runs: &[RunView]) -> Markup {
                                 th scope="col" { "Agent" }
                                 th scope="col" { "Started" }
                                 th scope="col" { "Updated" }
+                                th scope="col" { "Took" }
                                 th scope="col" { "Entries" }
                                 th scope="col" { "Anomalies" }
                                 th scope="col" { "Quarantined" }
                                 th scope="col" { "Faults" }
-                                th scope="col" { span.visually-hidden { "Actions" } }
+                                @if admin { th scope="col" { span.visually-hidden { "Actions" } } }
+                                th scope="col" { "Error" }
                             }
                         }
                         tbody {
@@ -68,16 +77,19 @@ fn table(viewer: &Viewer, runs: &[RunView]) -> Markup {
                                     td { (run.agent.as_deref().unwrap_or(&run.subject)) }
                                     td { (time_element(run.started_ms)) }
                                     td { (time_element(run.updated_ms)) }
+                                    td.num { (duration(run)) }
                                     td.num data-counter="entries" { (counter(run, "entries")) }
                                     td.num data-counter="anomalies" { (counter(run, "anomalies")) }
                                     td.num { (counter(run, "quarantined")) }
                                     td.num { (counter(run, "faults")) }
-                                    td {
-                                        @if let Some(error) = &run.error { span.error { (visible(error)) } }
-                                        @if is_live(run) && can_administer(viewer) {
-                                            (post_button(viewer, &format!("/ui/runs/{}/cancel", run.id), "Cancel", &[]))
+                                    @if admin {
+                                        td {
+                                            @if is_live(run) {
+                                                (post_button(viewer, &format!("/ui/runs/{}/cancel", run.id), "Cancel", &[]))
+                                            }
                                         }
                                     }
+                                    td { @if let Some(error) = &run.error { span.error { (visible(error)) } } }
                                 }
                             }
                         }
@@ -89,11 +101,19 @@ fn table(viewer: &Viewer, runs: &[RunView]) -> Markup {
 }
 
 /// `GET /ui/runs`
-pub(crate) async fn list(State(state): State<Arc<ApiState>>, viewer: Viewer) -> Result<Markup, ConsoleError> {
+pub(crate) async fn list(
+    State(state): State<Arc<ApiState>>,
+    viewer: Viewer,
+    done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
+) -> Result<Markup, ConsoleError> {
     let runs = recent(&state, &viewer).await?;
     let Json(agents) = crate::agents::list_agents(State(state.clone()), viewer.caller.clone()).await;
     let refresh = runs.iter().any(is_live).then_some(5);
     let body = html! {
+        @if let Ok(Query(done)) = &done { (done.render()) }
+        @if !can_administer(&viewer) {
+            p.hint { "Your role (" (viewer.caller.role.name()) ") sees runs; a tenant admin starts and cancels them." }
+        }
         @if can_administer(&viewer) {
             form.inline-form method="post" action="/ui/runs" {
                 (csrf_field(&viewer))
@@ -137,7 +157,7 @@ pub(crate) async fn start(
     viewer.check_csrf(&form.csrf)?;
     let body = crate::contract::JsonObject(crate::runs::StartRun { agent: form.agent });
     let _started = crate::runs::start_run(State(state), viewer.caller.clone(), Ok(body)).await?;
-    Ok(Redirect::to("/ui/runs").into_response())
+    Ok(Redirect::to("/ui/runs?done=run-started").into_response())
 }
 
 /// `POST /ui/runs/{id}/cancel`
@@ -149,5 +169,5 @@ pub(crate) async fn cancel(
 ) -> Result<Response, ConsoleError> {
     viewer.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
     let _cancelled = crate::runs::cancel_run(State(state), viewer.caller.clone(), Path(id)).await?;
-    Ok(Redirect::to("/ui/runs").into_response())
+    Ok(Redirect::to("/ui/runs?done=cancel-requested").into_response())
 }

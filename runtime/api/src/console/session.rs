@@ -213,7 +213,7 @@ pub(crate) async fn sign_in(
     }
     let token = form.token.trim().to_string();
     if token.is_empty() || token.len() > 256 {
-        return Err(ConsoleError::SignInFailed("paste a token: `mcp tokens create` makes one".into()));
+        return Err(ConsoleError::SignInFailed("paste a token: the command mcp tokens create makes one".into()));
     }
     let caller = match crate::auth::authenticate(state, token.clone()).await {
         Ok(caller) => caller,
