@@ -346,6 +346,21 @@ async fn walk(client: &Client, api: &Api, base: &str) -> anyhow::Result<()> {
     let (status, _) = post_from_page(client, "/ui/agents/firewall/disable", &format!("csrf={csrf}")).await?;
     ensure!(status == 403, "a read-only session's disable answered {status}");
     ensure!(agent_enabled(api, "firewall")?, "the read-only session changed nothing");
+
+    // Revoking the token through the API ends its console session at once.
+    let tokens = call(api, "GET", "/v1/tokens", admin)?;
+    let read_only_id = tokens
+        .as_array()
+        .and_then(|all| all.iter().find(|t| t["role"] == "read_only"))
+        .and_then(|t| t["id"].as_i64())
+        .context("alpha has a read_only token")?;
+    outside(|| {
+        let reply = api.call("DELETE", &format!("/v1/tokens/{read_only_id}"), Some(admin), None)?;
+        ensure!(reply.status == 204, "revoke: {} {}", reply.status, reply.body);
+        Ok(())
+    })?;
+    client.goto(&format!("{base}/ui/agents")).await?;
+    ensure!(client.current_url().await?.path() == "/ui/sign-in", "a revoked token's session is over");
     Ok(())
 }
 

@@ -213,6 +213,7 @@ pub async fn revoke_token(
     if !state.control.revoke_token(&caller.tenant, id)? {
         return Err(ApiError::not_found(format!("no token {id}")));
     }
+    state.console_sessions.close_token(id);
     audit_in(&state, &caller, &caller.tenant, "token.revoke", &id.to_string())?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -304,6 +305,9 @@ async fn set_disabled(
     if !state.control.set_tenant_disabled(&name, disabled)? {
         return Err(ApiError::not_found(format!("no tenant named '{name}'")));
     }
+    if disabled {
+        state.console_sessions.close_tenant(&name);
+    }
     audit_in(&state, &caller, &name, if disabled { "tenant.disable" } else { "tenant.enable" }, &name)?;
     let view =
         state.control.tenant_record(&name)?.ok_or_else(|| ApiError::not_found(format!("no tenant named '{name}'")))?;
@@ -378,6 +382,7 @@ pub async fn delete_tenant(
     .await?;
     state.forget_tenant_uploads(&name, &uploads);
     state.forget_tenant_models(&name);
+    state.console_sessions.close_tenant(&name);
     audit_in(&state, &caller, &name, "tenant.delete", &name)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -107,7 +107,7 @@ enum Command {
         #[command(subcommand)]
         command: models_cli::ModelsCommand,
     },
-    /// Start the REST control plane (OpenAPI at /openapi.json, browsable at /docs).
+    /// Start the REST control plane and the web console (console at /ui/, OpenAPI at /openapi.json, browsable at /docs).
     Serve {
         /// Address to listen on (default: the config's `listen`, 127.0.0.1:8080).
         #[arg(long)]
@@ -774,7 +774,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             models.watch(std::time::Duration::from_millis(config.model_watch_ms));
             let cache = Arc::new(config.shared_cache()?);
             println!("{}", cache.describe());
-            println!("control plane on http://{address} (OpenAPI at /openapi.json, docs at /docs)");
+            println!("control plane on http://{address}: the console at /ui/, OpenAPI at /openapi.json, docs at /docs");
             let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache)?);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let timeout = std::time::Duration::from_millis(config.shutdown_timeout_ms);

@@ -162,7 +162,7 @@ pub(crate) async fn set_enabled(
     Path((name, action)): Path<(String, String)>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
-    viewer.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
+    viewer.check_csrf(&super::read_form(form)?.csrf)?;
     let path = Path(name.clone());
     let _view = match action.as_str() {
         "enable" => crate::agents::enable_agent(State(state), viewer.caller.clone(), path).await?,

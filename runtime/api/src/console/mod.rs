@@ -35,6 +35,13 @@ pub(crate) struct CsrfForm {
     pub csrf: String,
 }
 
+/// A form's fields, or a page saying why the body could not be read (too
+/// large, not a form) rather than a CSRF refusal it is not.
+pub(crate) fn read_form<T>(form: Result<Form<T>, axum::extract::rejection::FormRejection>) -> Result<T, ConsoleError> {
+    form.map(|Form(fields)| fields)
+        .map_err(|rejection| ConsoleError::Api(ApiError::new(rejection.status(), "bad_form", rejection.body_text())))
+}
+
 /// Why a console request did not get its page.
 #[derive(Debug)]
 pub(crate) enum ConsoleError {
@@ -119,7 +126,10 @@ async fn sign_in(
     headers: HeaderMap,
     form: Result<Form<session::SignInForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let form = form.map(|Form(f)| f).unwrap_or(session::SignInForm { token: String::new(), csrf: String::new() });
+    let form = match read_form(form) {
+        Ok(form) => form,
+        Err(refused) => return refused.into_response(),
+    };
     match session::sign_in(&state, &headers, form).await {
         Ok(response) => response,
         Err(ConsoleError::SignInFailed(why)) => sign_in_form(&headers, StatusCode::UNAUTHORIZED, Some(&why)),
@@ -136,7 +146,7 @@ async fn sign_out(
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
     if let Ok(viewer) = viewer {
-        viewer.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
+        viewer.check_csrf(&read_form(form)?.csrf)?;
     }
     Ok(session::sign_out(&state, &headers))
 }
@@ -158,7 +168,18 @@ async fn not_found() -> ConsoleError {
 /// nothing caches them, frames them, or leaks their address onwards; and
 /// nothing but the console's own files may run or style them.
 async fn protect(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
+    // The API's bound on a request target, so a long query is answered
+    // with a page rather than read into filters.
+    let mut response = if request.uri().to_string().len() > crate::contract::MAX_URI_BYTES {
+        ConsoleError::Api(ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the address is over {} bytes; use fewer or shorter filters", crate::contract::MAX_URI_BYTES),
+        ))
+        .into_response()
+    } else {
+        next.run(request).await
+    };
     let headers = response.headers_mut();
     for (name, value) in [
         (

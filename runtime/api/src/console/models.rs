@@ -112,7 +112,7 @@ pub(crate) async fn activate(
     Path(agent): Path<String>,
     form: Result<Form<ActivateForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
-    let form = form.map(|Form(f)| f).unwrap_or(ActivateForm { csrf: String::new(), version: String::new() });
+    let form = super::read_form(form)?;
     viewer.check_csrf(&form.csrf)?;
     let _active =
         crate::models::activate_model(State(state), viewer.caller.clone(), Path((agent, form.version))).await?;
@@ -126,7 +126,7 @@ pub(crate) async fn rollback(
     Path(agent): Path<String>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
-    viewer.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
+    viewer.check_csrf(&super::read_form(form)?.csrf)?;
     let _active = crate::models::rollback_model(State(state), viewer.caller.clone(), Path(agent)).await?;
     Ok(Redirect::to("/ui/models?done=model-rolled-back").into_response())
 }

@@ -153,7 +153,7 @@ pub(crate) async fn start(
     viewer: Viewer,
     form: Result<Form<StartForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
-    let form = form.map(|Form(f)| f).unwrap_or(StartForm { csrf: String::new(), agent: String::new() });
+    let form = super::read_form(form)?;
     viewer.check_csrf(&form.csrf)?;
     let body = crate::contract::JsonObject(crate::runs::StartRun { agent: form.agent });
     let _started = crate::runs::start_run(State(state), viewer.caller.clone(), Ok(body)).await?;
@@ -167,7 +167,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     form: Result<Form<CsrfForm>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ConsoleError> {
-    viewer.check_csrf(&form.map(|Form(f)| f.csrf).unwrap_or_default())?;
+    viewer.check_csrf(&super::read_form(form)?.csrf)?;
     let _cancelled = crate::runs::cancel_run(State(state), viewer.caller.clone(), Path(id)).await?;
     Ok(Redirect::to("/ui/runs?done=cancel-requested").into_response())
 }

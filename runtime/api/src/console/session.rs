@@ -28,8 +28,9 @@ pub(crate) const SIGN_IN_COOKIE: &str = "mcp_sign_in";
 const IDLE: Duration = Duration::from_secs(60 * 60);
 /// A session this old is over, however busy.
 const LIFETIME: Duration = Duration::from_secs(8 * 60 * 60);
-/// Sessions kept at most; past it the least recently used goes, so signing
-/// in again and again cannot grow the server's memory.
+/// Sessions kept at most; past it the least recently used session of the
+/// tenant holding the most goes, so signing in again and again grows
+/// neither the server's memory nor one tenant's share at another's cost.
 const MAX_SESSIONS: usize = 10_000;
 /// Sessions of one token kept at most.
 const MAX_PER_TOKEN: usize = 16;
@@ -38,6 +39,7 @@ const MAX_PER_TOKEN: usize = 16;
 struct Session {
     token: String,
     token_id: i64,
+    tenant: String,
     csrf: String,
     created: Instant,
     last_seen: Instant,
@@ -82,12 +84,29 @@ impl Sessions {
                 sessions.remove(key);
             }
         }
-        if sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = sessions.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k)
-        {
-            sessions.remove(&oldest);
+        if sessions.len() >= MAX_SESSIONS {
+            let mut per_tenant: HashMap<&str, usize> = HashMap::new();
+            for session in sessions.values() {
+                *per_tenant.entry(session.tenant.as_str()).or_default() += 1;
+            }
+            let busiest = per_tenant.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t.to_string());
+            let oldest = sessions
+                .iter()
+                .filter(|(_, s)| Some(&s.tenant) == busiest.as_ref())
+                .min_by_key(|(_, s)| s.last_seen)
+                .map(|(k, _)| *k);
+            if let Some(oldest) = oldest {
+                sessions.remove(&oldest);
+            }
         }
-        let session = Session { token, token_id: caller.token_id, csrf: random_hex(), created: now, last_seen: now };
+        let session = Session {
+            token,
+            token_id: caller.token_id,
+            tenant: caller.tenant.clone(),
+            csrf: random_hex(),
+            created: now,
+            last_seen: now,
+        };
         sessions.insert(digest(&id), session);
         id
     }
@@ -109,6 +128,16 @@ impl Sessions {
     fn close(&self, id: &str) {
         self.lock().remove(&digest(id));
     }
+
+    /// Ends every session of a revoked token.
+    pub(crate) fn close_token(&self, token_id: i64) {
+        self.lock().retain(|_, s| s.token_id != token_id);
+    }
+
+    /// Ends every session of a disabled or deleted tenant.
+    pub(crate) fn close_tenant(&self, tenant: &str) {
+        self.lock().retain(|_, s| s.tenant != tenant);
+    }
 }
 
 /// A cookie's value from the request's `Cookie` headers.
@@ -128,8 +157,10 @@ pub(crate) fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> 
 fn behind_tls(headers: &HeaderMap) -> bool {
     let forwarded_proto = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok());
     let forwarded = headers.get("forwarded").and_then(|v| v.to_str().ok());
-    forwarded_proto.is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
-        || forwarded.is_some_and(|f| f.to_ascii_lowercase().contains("proto=https"))
+    // Proxies append their hop: the first value is the browser's own.
+    let first = |list: &str| list.split(',').next().unwrap_or_default().trim().to_ascii_lowercase();
+    forwarded_proto.is_some_and(|p| first(p) == "https")
+        || forwarded.is_some_and(|f| first(f).split(';').any(|pair| pair.trim() == "proto=https"))
 }
 
 /// A `Set-Cookie` value for the console's path; `max_age_s` 0 removes it.
@@ -191,9 +222,27 @@ pub(crate) struct SignInForm {
     pub csrf: String,
 }
 
+/// The key the sign-in form's secrets are signed with; new each start, so
+/// a sign-in page from before a restart needs a reload.
+fn sign_in_key() -> &'static str {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(random_hex)
+}
+
+fn sign_in_signature(nonce: &str) -> String {
+    hex::encode(Sha256::digest(format!("mcp-console-sign-in\0{}\0{nonce}", sign_in_key()).as_bytes()))
+}
+
+/// Whether a sign-in secret is one this server issued: a nonce and its
+/// signature, so a cookie planted by someone else does not pass.
+fn issued_by_us(secret: &str) -> bool {
+    secret.split_once('.').is_some_and(|(nonce, signature)| same_secret(signature, &sign_in_signature(nonce)))
+}
+
 /// A fresh CSRF secret for the sign-in form, and the cookie that carries it.
 pub(crate) fn sign_in_secret(headers: &HeaderMap) -> (String, String) {
-    let secret = random_hex();
+    let nonce = random_hex();
+    let secret = format!("{nonce}.{}", sign_in_signature(&nonce));
     let cookie = set_cookie(headers, SIGN_IN_COOKIE, &secret, 3600);
     (secret, cookie)
 }
@@ -206,7 +255,7 @@ pub(crate) async fn sign_in(
     form: SignInForm,
 ) -> Result<Response, ConsoleError> {
     let expected = cookie(headers, SIGN_IN_COOKIE).unwrap_or_default();
-    if !same_secret(&form.csrf, expected) {
+    if !same_secret(&form.csrf, expected) || !issued_by_us(expected) {
         return Err(ConsoleError::Api(crate::ApiError::forbidden(
             "the sign-in form's CSRF token is missing or stale; reload the sign-in page",
         )));
@@ -280,6 +329,42 @@ mod tests {
         assert!(sessions.touch(&first).is_none(), "the least recently used session goes first");
         assert!(sessions.touch(&last).is_some());
         assert_eq!(sessions.lock().len(), MAX_PER_TOKEN);
+    }
+
+    #[test]
+    fn a_full_server_evicts_from_the_tenant_holding_the_most() {
+        let sessions = Sessions::default();
+        let theirs = sessions.open("a".into(), &Caller { token_id: 1, tenant: "acme".into(), role: Role::ReadOnly });
+        for token_id in 0..(MAX_SESSIONS as i64) {
+            sessions
+                .open("e".into(), &Caller { token_id: 100 + token_id, tenant: "evil".into(), role: Role::ReadOnly });
+        }
+        assert!(sessions.touch(&theirs).is_some(), "another tenant's flood does not sign acme out");
+        assert_eq!(sessions.lock().len(), MAX_SESSIONS);
+        sessions.close_tenant("evil");
+        assert_eq!(sessions.lock().len(), 1);
+        sessions.close_token(1);
+        assert!(sessions.touch(&theirs).is_none());
+    }
+
+    #[test]
+    fn only_sign_in_secrets_this_server_issued_pass() {
+        let (secret, cookie) = sign_in_secret(&HeaderMap::new());
+        assert!(issued_by_us(&secret) && cookie.contains(&secret));
+        assert!(!issued_by_us("AAAA"));
+        assert!(!issued_by_us(&format!("{}.{}", "0".repeat(64), "1".repeat(64))));
+    }
+
+    #[test]
+    fn the_browsers_own_protocol_is_the_first_a_proxy_lists() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-proto", "https, http".parse().unwrap());
+        assert!(behind_tls(&headers));
+        headers.insert("x-forwarded-proto", "http, https".parse().unwrap());
+        assert!(!behind_tls(&headers));
+        headers.remove("x-forwarded-proto");
+        headers.insert("forwarded", "for=1.2.3.4;proto=https, for=5.6.7.8;proto=http".parse().unwrap());
+        assert!(behind_tls(&headers));
     }
 
     #[test]

@@ -14,6 +14,11 @@
     }
     try {
       const answer = await fetch("/ui/runs/live", { credentials: "same-origin", headers: { Accept: "text/html" } });
+      // An ended session is sent to the sign-in page, which fetch follows.
+      if (answer.redirected || new URL(answer.url).pathname === "/ui/sign-in") {
+        window.location.assign("/ui/sign-in");
+        return;
+      }
       if (answer.ok) {
         const holder = document.createElement("div");
         holder.innerHTML = await answer.text();
@@ -21,9 +26,6 @@
         if (fresh) {
           current.replaceWith(fresh);
         }
-      } else if (answer.redirected || answer.status === 401) {
-        window.location.assign("/ui/sign-in");
-        return;
       }
     } catch (error) {
       // The server is restarting or the network dropped: try again later.
