@@ -116,7 +116,7 @@ pub(crate) async fn activate(
     viewer.check_csrf(&form.csrf)?;
     let _active =
         crate::models::activate_model(State(state), viewer.caller.clone(), Path((agent, form.version))).await?;
-    Ok(Redirect::to("/ui/models").into_response())
+    Ok(Redirect::to("/ui/models?done=model-activated").into_response())
 }
 
 /// `POST /ui/models/{agent}/rollback`
