@@ -59,17 +59,22 @@ function subdomainOf(name, domain) {
   return rest.length > 1 && rest.endsWith(".") ? rest.slice(0, -1) : null;
 }
 
+const lastSeen = (s) => (s.events.length > s.head ? s.events[s.events.length - 1].ts : -Infinity);
+
 /** Names per (client, registered domain) within a window: many distinct
  * names carrying data, mostly answered, make a tunnel of short chunks. */
 class Sessions {
   constructor(windowMs = 60_000, minNames = 40, minBytes = 250, maxKeys = 8_192) {
     Object.assign(this, { windowMs, minNames, minBytes, maxKeys });
     this.sessions = new Map();
+    this.pushes = 0;
   }
 
   push(client, domain, subdomain, answered, entry) {
     const key = `${client}\u0000${domain}`;
     if (!this.sessions.has(key) && this.sessions.size >= this.maxKeys) this.evict(entry.timestampMs);
+    // Sessions that went quiet are swept now and then, not only when the map is full.
+    if (++this.pushes % 4096 === 0) this.sweep(entry.timestampMs);
     let s = this.sessions.get(key);
     if (s === undefined) {
       s = { events: [], head: 0, names: new Map(), bytes: 0, answered: 0 };
@@ -84,7 +89,10 @@ class Sessions {
       if (left === 0) s.names.delete(old.name);
       else s.names.set(old.name, left);
     }
-    if (s.head > 1024 && s.head * 2 > s.events.length) {
+    // Expired events are dropped once they are half the array: a larger
+    // slack kept every event of thousands of quiet sessions alive, and at
+    // 300,000 lookups the instance outgrew its 64 MiB.
+    if (s.head > 8 && s.head * 2 > s.events.length) {
       s.events = s.events.slice(s.head);
       s.head = 0;
     }
@@ -110,10 +118,14 @@ class Sessions {
     return [hits, level];
   }
 
-  evict(nowMs) {
+  sweep(nowMs) {
     const horizon = nowMs - this.windowMs;
-    const last = (s) => (s.events.length > s.head ? s.events[s.events.length - 1].ts : -Infinity);
-    for (const [key, s] of this.sessions) if (last(s) < horizon) this.sessions.delete(key);
+    for (const [key, s] of this.sessions) if (lastSeen(s) < horizon) this.sessions.delete(key);
+  }
+
+  evict(nowMs) {
+    this.sweep(nowMs);
+    const last = lastSeen;
     if (this.sessions.size >= this.maxKeys) {
       let stalest = null;
       for (const [key, s] of this.sessions) if (stalest === null || last(s) < last(this.sessions.get(stalest))) stalest = key;

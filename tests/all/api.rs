@@ -67,10 +67,13 @@ pub(crate) fn api_configured(
     let dir = tempfile::tempdir()?;
     let models_dir = dir.path().join("models");
     for agent in ["dns", "firewall", "wifi"] {
-        let to = models_dir.join(agent).join("1");
-        std::fs::create_dir_all(&to)?;
-        for file in ["model.onnx", "metadata.json"] {
-            std::fs::copy(Path::new(mcp_fixtures::BUNDLED_MODELS).join(agent).join("1").join(file), to.join(file))?;
+        for version in std::fs::read_dir(Path::new(mcp_fixtures::BUNDLED_MODELS).join(agent))? {
+            let from = version?.path();
+            let to = models_dir.join(agent).join(from.file_name().unwrap_or_default());
+            std::fs::create_dir_all(&to)?;
+            for file in ["model.onnx", "metadata.json"] {
+                std::fs::copy(from.join(file), to.join(file))?;
+            }
         }
     }
     let mut config = McpConfig {

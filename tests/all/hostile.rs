@@ -472,7 +472,7 @@ fn the_model_import_refuses_other_models_a_lying_tensor_and_a_handle_flood() -> 
     let dir = tempfile::tempdir()?;
     let version = dir.path().join("models/hostile/1");
     std::fs::create_dir_all(&version)?;
-    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("wifi/1");
+    let shipped = Path::new(mcp_fixtures::FOUR_FEATURE_MODEL);
     std::fs::copy(shipped.join("model.onnx"), version.join("model.onnx"))?;
     let metadata = std::fs::read_to_string(shipped.join("metadata.json"))?;
     std::fs::write(version.join("metadata.json"), metadata.replace("\"agent\": \"wifi\"", "\"agent\": \"hostile\""))?;
@@ -612,8 +612,8 @@ fn a_tenants_uploaded_agent_uses_the_tenants_own_models_and_no_one_elses() -> an
     assert_eq!(granted.status, StatusCode::OK, "{}", granted.body);
     api.call("POST", "/v1/agents/hostile/approve", Some(admin), None)?;
 
-    // Alpha's own model for it: the shipped Wi-Fi model under its name.
-    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("wifi/1");
+    // Alpha's own model for it: a four-feature distance model under its name.
+    let shipped = Path::new(mcp_fixtures::FOUR_FEATURE_MODEL);
     let metadata = std::fs::read_to_string(shipped.join("metadata.json"))?
         .replace("\"agent\": \"wifi\"", "\"agent\": \"hostile\"");
     let body = crate::api::model_parts(&std::fs::read(shipped.join("model.onnx"))?, &metadata);

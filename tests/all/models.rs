@@ -9,10 +9,18 @@ use mcp_engine::models::{ModelError, ModelManager};
 use mcp_engine::pipeline;
 use mcp_sandbox::registry::sha256_hex;
 
-use crate::common::{bundled_registry, sandbox, wifi_batch};
+use crate::common::{bundled_registry, sandbox};
+use mcp_sandbox::conformance::{SampleEntries, to_batch};
 
 fn shipped() -> &'static Path {
     Path::new(mcp_fixtures::BUNDLED_MODELS)
+}
+
+/// The folder of `agent`'s newest shipped version.
+fn shipped_version(agent: &str) -> anyhow::Result<std::path::PathBuf> {
+    let manager = ModelManager::open(shipped(), &tempfile::tempdir()?.path().join("models.db"))?;
+    let newest = manager.versions(agent).pop().ok_or_else(|| anyhow::anyhow!("no shipped {agent} model"))?;
+    Ok(shipped().join(agent).join(newest))
 }
 
 /// A model store in a temporary folder with its state beside it.
@@ -28,7 +36,7 @@ fn store() -> anyhow::Result<Store> {
     Ok(Store { dir, manager })
 }
 
-/// Writes `onnx` and the metadata of shipped `agent`/1 as `agent`/`version`
+/// Writes `onnx` and the metadata of shipped `agent` as `agent`/`version`
 /// under `root`, after `edit` (which sees the checksum already updated).
 fn write_version(
     root: &Path,
@@ -38,7 +46,7 @@ fn write_version(
     edit: impl FnOnce(&mut serde_json::Value),
 ) -> anyhow::Result<()> {
     let mut metadata: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped().join(agent).join("1/metadata.json"))?)?;
+        serde_json::from_str(&std::fs::read_to_string(shipped_version(agent)?.join("metadata.json"))?)?;
     metadata["version"] = version.into();
     metadata["sha256"] = sha256_hex(onnx).into();
     edit(&mut metadata);
@@ -50,15 +58,18 @@ fn write_version(
 }
 
 fn shipped_onnx(agent: &str) -> anyhow::Result<Vec<u8>> {
-    Ok(std::fs::read(shipped().join(agent).join("1/model.onnx"))?)
+    Ok(std::fs::read(shipped_version(agent)?.join("model.onnx"))?)
 }
 
-/// Wi-Fi version 2: the firewall's distance model (also four features),
-/// with its own reference outputs, so its scores differ from version 1's.
-fn wifi_v2(root: &Path) -> anyhow::Result<()> {
-    let firewall: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(shipped().join("firewall/1/metadata.json"))?)?;
-    write_version(root, "wifi", "2", &shipped_onnx("firewall")?, |m| m["reference"] = firewall["reference"].clone())
+/// Firewall version 2: another distance model over four features (the
+/// fixture), with its own reference outputs, so its scores differ from
+/// the shipped version's.
+fn firewall_v2(root: &Path) -> anyhow::Result<()> {
+    let other = Path::new(mcp_fixtures::FOUR_FEATURE_MODEL);
+    let metadata: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(other.join("metadata.json"))?)?;
+    write_version(root, "firewall", "2", &std::fs::read(other.join("model.onnx"))?, |m| {
+        m["reference"] = metadata["reference"].clone();
+    })
 }
 
 #[test]
@@ -136,19 +147,19 @@ fn versions_are_selected_and_refusals_keep_the_active_one() -> anyhow::Result<()
 fn rollback_restores_the_previous_outputs() -> anyhow::Result<()> {
     let s = store()?;
     let root = s.manager.dir().to_path_buf();
-    write_version(&root, "wifi", "1", &shipped_onnx("wifi")?, |_| {})?;
-    wifi_v2(&root)?;
-    let input: Vec<f32> = vec![-60.0, 0.1, 0.0, 0.0, -95.0, 0.9, 1.0, 0.0];
-    s.manager.activate("wifi", "1")?;
-    let before = s.manager.model("wifi", None)?.infer(2, &input)?;
-    s.manager.activate("wifi", "2")?;
-    let during = s.manager.model("wifi", None)?.infer(2, &input)?;
+    write_version(&root, "firewall", "1", &shipped_onnx("firewall")?, |_| {})?;
+    firewall_v2(&root)?;
+    let input: Vec<f32> = vec![443.0, 0.0, 7.0, 0.0, 4444.0, 1.0, 15.0, 1.0];
+    s.manager.activate("firewall", "1")?;
+    let before = s.manager.model("firewall", None)?.infer(2, &input)?;
+    s.manager.activate("firewall", "2")?;
+    let during = s.manager.model("firewall", None)?.infer(2, &input)?;
     assert_ne!(before, during, "version 2 must score differently for this test to mean anything");
-    assert_eq!(s.manager.rollback("wifi")?, "1");
-    assert_eq!(s.manager.model("wifi", None)?.infer(2, &input)?, before);
-    let rollback = s.manager.rollback("wifi");
+    assert_eq!(s.manager.rollback("firewall")?, "1");
+    assert_eq!(s.manager.model("firewall", None)?.infer(2, &input)?, before);
+    let rollback = s.manager.rollback("firewall");
     assert!(matches!(rollback, Err(ModelError::NoPrevious { .. })), "{rollback:?}");
-    let actions: Vec<String> = s.manager.events("wifi")?.into_iter().map(|e| e.action).collect();
+    let actions: Vec<String> = s.manager.events("firewall")?.into_iter().map(|e| e.action).collect();
     assert!(actions.contains(&"rollback".to_string()) && actions.contains(&"activate".to_string()), "{actions:?}");
     Ok(())
 }
@@ -157,16 +168,16 @@ fn rollback_restores_the_previous_outputs() -> anyhow::Result<()> {
 fn the_watcher_activates_new_versions_and_refuses_broken_ones() -> anyhow::Result<()> {
     let s = store()?;
     let root = s.manager.dir().to_path_buf();
-    write_version(&root, "wifi", "1", &shipped_onnx("wifi")?, |_| {})?;
-    assert_eq!(s.manager.scan(), [("wifi".to_string(), "1".to_string())]);
+    write_version(&root, "firewall", "1", &shipped_onnx("firewall")?, |_| {})?;
+    assert_eq!(s.manager.scan(), [("firewall".to_string(), "1".to_string())]);
     assert!(s.manager.scan().is_empty(), "nothing new, nothing done");
-    write_version(&root, "wifi", "2", b"garbage", |_| {})?;
+    write_version(&root, "firewall", "2", b"garbage", |_| {})?;
     assert!(s.manager.scan().is_empty());
-    assert_eq!(s.manager.active_version("wifi")?.as_deref(), Some("1"), "a broken new version is refused");
-    std::fs::remove_dir_all(root.join("wifi/2"))?;
-    wifi_v2(&root)?;
-    assert_eq!(s.manager.scan(), [("wifi".to_string(), "2".to_string())], "the repaired version is picked up");
-    assert_eq!(s.manager.active_version("wifi")?.as_deref(), Some("2"));
+    assert_eq!(s.manager.active_version("firewall")?.as_deref(), Some("1"), "a broken new version is refused");
+    std::fs::remove_dir_all(root.join("firewall/2"))?;
+    firewall_v2(&root)?;
+    assert_eq!(s.manager.scan(), [("firewall".to_string(), "2".to_string())], "the repaired version is picked up");
+    assert_eq!(s.manager.active_version("firewall")?.as_deref(), Some("2"));
     drop(s.dir);
     Ok(())
 }
@@ -175,20 +186,22 @@ fn the_watcher_activates_new_versions_and_refuses_broken_ones() -> anyhow::Resul
 fn a_running_agent_follows_activation_and_rollback() -> anyhow::Result<()> {
     let s = store()?;
     let root = s.manager.dir().to_path_buf();
-    write_version(&root, "wifi", "1", &shipped_onnx("wifi")?, |_| {})?;
-    wifi_v2(&root)?;
-    s.manager.activate("wifi", "1")?;
+    write_version(&root, "firewall", "1", &shipped_onnx("firewall")?, |_| {})?;
+    firewall_v2(&root)?;
+    s.manager.activate("firewall", "1")?;
     let registry = bundled_registry(sandbox())?;
     let mut instance =
-        pipeline::instance_with_models(&registry, "wifi", "t", Default::default(), None, Some(s.manager.clone()))?;
-    let batch = wifi_batch(500);
+        pipeline::instance_with_models(&registry, "firewall", "t", Default::default(), None, Some(s.manager.clone()))?;
+    let entries =
+        mcp_synth::GeneratedSamples.entries("firewall", 500).ok_or_else(|| anyhow::anyhow!("no firewall samples"))?;
+    let batch = to_batch("firewall", &entries);
     let used = |instance: &mcp_sandbox::AgentInstance| instance.model_used().map(|(_, v)| v);
     instance.detect_batch(&batch)?;
     assert_eq!(used(&instance).as_deref(), Some("1"));
-    s.manager.activate("wifi", "2")?;
+    s.manager.activate("firewall", "2")?;
     instance.detect_batch(&batch)?;
     assert_eq!(used(&instance).as_deref(), Some("2"), "the next batch uses the new version, no restart");
-    s.manager.rollback("wifi")?;
+    s.manager.rollback("firewall")?;
     instance.detect_batch(&batch)?;
     assert_eq!(used(&instance).as_deref(), Some("1"));
     Ok(())

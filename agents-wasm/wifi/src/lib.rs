@@ -73,6 +73,7 @@ pub struct WifiAgent {
     suspect_bssids: HashMap<String, (&'static str, Severity, String)>,
     retry_threshold: f64,
     model: Scorer,
+    recent: RecentActivity,
 }
 
 impl Default for WifiAgent {
@@ -87,20 +88,78 @@ impl Default for WifiAgent {
             suspect_bssids: HashMap::new(),
             retry_threshold: 0.5,
             model: Scorer::new("wifi"),
+            recent: RecentActivity::default(),
         }
     }
 }
 
-/// The model's input columns, in order.
-pub const FEATURES: [&str; 4] = ["signal_dbm", "retry_rate", "is_deauth", "is_auth_failure"];
+/// The model's input columns, in order: four of the entry itself, then
+/// three of the window it falls in, so that the model sees a burst as the
+/// rules do rather than one frame at a time.
+pub const FEATURES: [&str; 7] = [
+    "signal_dbm",
+    "retry_rate",
+    "is_deauth",
+    "is_auth_failure",
+    "deauths_on_bssid_10s",
+    "auth_failures_by_client_60s",
+    "weak_retries_on_bssid_30s",
+];
 
-fn feature_row(f: &WifiEvent<'_>) -> [f32; 4] {
-    [
-        f.signal_dbm as f32,
-        f.retry_rate as f32,
-        f32::from(u8::from(f.event == "deauth" || f.event == "disassoc")),
-        f32::from(u8::from(f.event == "auth" && f.status == "failure")),
-    ]
+/// Whether a frame counts towards the jamming window: retrying at least
+/// half the time with a signal at or under -80 dBm.
+fn is_weak_retry(f: &WifiEvent<'_>, retry_threshold: f64) -> bool {
+    f.retry_rate >= retry_threshold && f.signal_dbm <= -80.0
+}
+
+/// The windows behind the model's last three features. They are the
+/// model's own, apart from the rules' (whose spans the operator may change
+/// and which do not run in `model` mode), with the spans the shipped model
+/// was trained on. Each entry is counted once, in order, whether `detect`
+/// or `extract-features` sees it, so training sees what serving sees.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct RecentActivity {
+    deauths: Burst<u64>,
+    auth_failures: Burst<u64>,
+    weak_retries: Burst<u64>,
+}
+
+impl Default for RecentActivity {
+    fn default() -> Self {
+        // A threshold never reached: these windows count, they never alarm.
+        RecentActivity {
+            deauths: Burst::new(10_000, usize::MAX, Count::Entries, 4096),
+            auth_failures: Burst::new(60_000, usize::MAX, Count::Entries, 16_384),
+            weak_retries: Burst::new(30_000, usize::MAX, Count::Entries, 4096),
+        }
+    }
+}
+
+impl RecentActivity {
+    /// Counts `f` into its window and returns the model's row for it: the
+    /// window counts are those of the entry's own kind, zero for other kinds.
+    fn feature_row(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> [f32; 7] {
+        let count = |window: &mut Burst<u64>, key: &str| {
+            let key = key_of(key);
+            window.push(&key, entry.timestamp_ms, 0, entry);
+            window.level(&key) as f32
+        };
+        let is_deauth = f.event == "deauth" || f.event == "disassoc";
+        let is_auth_failure = f.event == "auth" && f.status == "failure";
+        let deauths = if is_deauth { count(&mut self.deauths, f.bssid) } else { 0.0 };
+        let auth_failures = if is_auth_failure { count(&mut self.auth_failures, f.client) } else { 0.0 };
+        // The model's window uses the shipped default, whatever `retry_threshold` says.
+        let weak_retries = if is_weak_retry(f, 0.5) { count(&mut self.weak_retries, f.bssid) } else { 0.0 };
+        [
+            f.signal_dbm as f32,
+            f.retry_rate as f32,
+            f32::from(u8::from(is_deauth)),
+            f32::from(u8::from(is_auth_failure)),
+            deauths,
+            auth_failures,
+            weak_retries,
+        ]
+    }
 }
 
 impl WifiAgent {
@@ -183,7 +242,7 @@ impl WifiAgent {
             }
             _ => {}
         }
-        if f.retry_rate >= self.retry_threshold && f.signal_dbm <= -80.0 {
+        if is_weak_retry(f, self.retry_threshold) {
             let hits = self.retry_storms.push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
             for hit in hits {
                 found.push(finding(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
@@ -249,7 +308,8 @@ impl Agent for WifiAgent {
                 self.observe(batch.entry(i), &columns.event(i), &mut found);
             }
         }
-        let rows = || (0..batch.len()).flat_map(|i| feature_row(&columns.event(i))).collect();
+        let recent = &mut self.recent;
+        let rows = || (0..batch.len()).flat_map(|i| recent.feature_row(batch.entry(i), &columns.event(i))).collect();
         let threshold = self.model.threshold();
         let scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
             let f = columns.event(i);
@@ -263,7 +323,7 @@ impl Agent for WifiAgent {
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
-        let row = feature_row(&WifiColumns::of(batch)?.event(index));
+        let row = self.recent.feature_row(batch.entry(index), &WifiColumns::of(batch)?.event(index));
         let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
         Ok(features(&named))
     }
@@ -274,6 +334,7 @@ impl Agent for WifiAgent {
             deauths: &self.deauths,
             auth_failures: &self.auth_failures,
             retry_storms: &self.retry_storms,
+            recent: &self.recent,
         };
         serde_json::to_vec(&state).map_err(|e| AgentError::Internal(format!("snapshot: {e}")))
     }
@@ -284,6 +345,9 @@ impl Agent for WifiAgent {
         self.deauths.take_windows(saved.deauths);
         self.auth_failures.take_windows(saved.auth_failures);
         self.retry_storms.take_windows(saved.retry_storms);
+        if let Some(recent) = saved.recent {
+            self.recent = recent;
+        }
         saved.learned.apply(self)
     }
 }
@@ -296,6 +360,7 @@ struct SavedRef<'a> {
     deauths: &'a Burst<u64>,
     auth_failures: &'a Burst<u64>,
     retry_storms: &'a Burst<u64>,
+    recent: &'a RecentActivity,
 }
 
 /// [`SavedRef`], read back.
@@ -305,6 +370,9 @@ struct Saved {
     deauths: Burst<u64>,
     auth_failures: Burst<u64>,
     retry_storms: Burst<u64>,
+    /// Absent from the snapshots of versions before the windowed model.
+    #[serde(default)]
+    recent: Option<RecentActivity>,
 }
 
 /// What the agent learned: when it first saw traffic, the access points
