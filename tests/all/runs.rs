@@ -183,6 +183,26 @@ fn an_agent_that_keeps_faulting_stops_the_run_without_losing_progress() -> anyho
     Ok(())
 }
 
+/// A fault while the agent gives its state after a batch (a JavaScript
+/// engine's heap is fullest then) is retried as a fault in detection is:
+/// the batch again on a fresh instance resumed from the state before it, so
+/// the run completes and the agent counts no entry twice.
+#[test]
+fn a_fault_while_giving_the_state_is_retried_from_the_state_before() -> anyhow::Result<()> {
+    let mut f = fixture()?;
+    f.source.append("t", "wifi", &generator::to_rows(&generator::generate("wifi", 2, 1_200)?))?;
+    let mut registry = Registry::new(sandbox());
+    registry.register_file(&hostile_path())?;
+    let settings = [("mode".to_string(), "flaky-snapshot".to_string())].into();
+    let mut instance = pipeline::instance_for(&registry, "hostile", "t", settings, None)?;
+    let report = pipeline::run(&registry, &mut instance, &*f.source, &mut f.store, &spec("hostile", "t"))?;
+    assert!(report.batches >= 3, "{report:?}");
+    assert_eq!(report.faults.len(), 1, "one fault, recovered: {:?}", report.faults);
+    let state = instance.last_snapshot().map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    assert_eq!(state, Some(report.entries.to_string()), "every entry counted once");
+    Ok(())
+}
+
 #[test]
 fn a_restarted_agent_rebuilds_its_windows_by_replay() -> anyhow::Result<()> {
     // Cut inside a burst, so that a fresh agent without replay would miss

@@ -245,9 +245,30 @@ pub fn run_observed(
                 })?
             }
         };
+        let found = match instance.snapshot() {
+            Ok(_) => found,
+            // A fault while giving the state (an engine's heap is fullest
+            // after a batch) discards the instance as a fault in detection
+            // does: the batch is run again, once, on a fresh instance that
+            // resumes from the state before it.
+            Err(first) if first.fault().is_some_and(|fault| !fault.is_budget()) => {
+                report.faults.push(first.to_string());
+                let found = instance.detect_batch(&batch).map_err(|source| RunError::Agent {
+                    agent: spec.agent.into(),
+                    after_id,
+                    source,
+                })?;
+                instance.snapshot().map_err(|source| RunError::Snapshot {
+                    agent: spec.agent.into(),
+                    after_id,
+                    source,
+                })?;
+                found
+            }
+            Err(source) => return Err(RunError::Snapshot { agent: spec.agent.into(), after_id, source }),
+        };
         report.model = instance.model_used();
-        let state =
-            instance.snapshot().map_err(|source| RunError::Snapshot { agent: spec.agent.into(), after_id, source })?;
+        let state = instance.last_snapshot();
         drop(turn);
         let state = match state {
             Some([]) if !state_stored => None,

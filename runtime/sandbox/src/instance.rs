@@ -458,6 +458,15 @@ impl AgentInstance {
         Ok(Some(self.state.insert(state).as_slice()))
     }
 
+    /// The state the last successful [`snapshot`](Self::snapshot) took,
+    /// without calling the agent again.
+    pub fn last_snapshot(&self) -> Option<&[u8]> {
+        if !self.protocol().has_state() {
+            return None;
+        }
+        self.state.as_deref()
+    }
+
     /// Gives the agent back a state its snapshot took. A 0.1.0 agent takes
     /// none; its windows come back through replay.
     pub fn restore(&mut self, state: &[u8]) -> Result<()> {
