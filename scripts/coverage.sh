@@ -15,6 +15,8 @@ fi
 [ $# -gt 0 ] || set -- cargo test --workspace --locked
 
 export CARGO_TARGET_DIR="$PWD/target/coverage"
+# One build from scratch: incremental state would only cost time and disk.
+export CARGO_INCREMENTAL=0
 eval "$(cargo llvm-cov show-env --sh 2>/dev/null)"
 # This run's counters only.
 find "$CARGO_TARGET_DIR" -maxdepth 1 -name '*.profraw' -delete 2>/dev/null || true
