@@ -35,7 +35,12 @@ fn a_copied_binary_runs_the_demo_in_an_empty_folder() -> anyhow::Result<()> {
         assert!(f1 >= 0.9, "{agent}: F1 {f1} from the copied binary:\n{stdout}");
         scored += 1;
         if language == "Rust" {
-            let model_line = format!("model {agent} version 1");
+            // The version the binary installed: the one it carries.
+            let installed = std::fs::read_dir(bundled.join("models").join(agent))?
+                .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+                .max_by_key(|version| version.parse::<u64>().unwrap_or(0))
+                .ok_or_else(|| anyhow::anyhow!("no model of {agent} installed"))?;
+            let model_line = format!("model {agent} version {installed}");
             assert!(stdout.contains(&model_line), "{agent} did not use its embedded model:\n{stdout}");
         }
     }
