@@ -16,4 +16,25 @@ for command in "cargo test --workspace --locked --no-run" "cargo build --locked 
         exit 1
     fi
 done
-echo "check_no_rebuild: a second build compiled nothing"
+# Crates with hashed names survive a feature difference side by side, so
+# the loop above cannot see one; it still costs a second build of every
+# crate above it. Compare the features each build resolves.
+features() { cargo tree --locked --prefix none -f '{p} [{f}]' "$@" | sort -u; }
+python3 - <(features --workspace -e normal,build,dev) <(features -p mcp-cli -e normal,build) <<'PY'
+import re, sys
+def load(path):
+    found = {}
+    for line in open(path):
+        m = re.match(r"(\S+ v\S+)(?: \(.*?\))? \[(.*)\]$", line.strip().replace(" (*)", ""))
+        if m:
+            found.setdefault(m.group(1), set()).add(m.group(2))
+    return found
+tests, binary = load(sys.argv[1]), load(sys.argv[2])
+if not tests or not binary:
+    sys.exit("check_no_rebuild: cargo tree listed no crates; its error is above")
+differ = [f"{k}: tests {sorted(tests[k])}, binary {sorted(binary[k])}" for k in sorted(binary) if k in tests and tests[k] != binary[k]]
+if differ:
+    sys.exit("check_no_rebuild: the test build and the binary's resolve these crates' features differently "
+             "(enable the test build's in runtime/cli/Cargo.toml):\n  " + "\n  ".join(differ))
+PY
+echo "check_no_rebuild: a second build compiled nothing, and both builds resolve the same features"
