@@ -92,7 +92,14 @@ pub(crate) fn api_configured(
     for (tenant, seed) in [("alpha", 1), ("beta", 2)] {
         source.append(tenant, "firewall", &mcp_synth::to_rows(&mcp_synth::generate("firewall", seed, 3_000)?))?;
         let mut instance = pipeline::instance_for(&registry, "firewall", tenant, Default::default(), None)?;
-        let spec = RunSpec { tenant, agent: "firewall", log_source: "embedded", batch_size: 500, replay_ms: 0 };
+        let spec = RunSpec {
+            tenant,
+            agent: "firewall",
+            log_source: "embedded",
+            batch_size: 500,
+            replay_ms: 0,
+            up_to_id: None,
+        };
         pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     }
     // The bundled log types and `proxy`, which the proxy fixture reads.

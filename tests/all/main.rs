@@ -3,6 +3,7 @@
 
 mod api;
 mod cache;
+mod cluster;
 mod common;
 mod conformance;
 mod console;

@@ -240,7 +240,14 @@ fn anomalies_record_the_model_version_that_scored_them() -> anyhow::Result<()> {
     let registry = bundled_registry(sandbox())?;
     let settings = [("detection".to_string(), "model".to_string())].into_iter().collect();
     let mut instance = pipeline::instance_with_models(&registry, "dns", "t", settings, None, Some(manager))?;
-    let spec = pipeline::RunSpec { tenant: "t", agent: "dns", log_source: "embedded", batch_size: 500, replay_ms: 0 };
+    let spec = pipeline::RunSpec {
+        tenant: "t",
+        agent: "dns",
+        log_source: "embedded",
+        batch_size: 500,
+        replay_ms: 0,
+        up_to_id: None,
+    };
     let report = pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     assert_eq!(report.model, Some(("dns".to_string(), active.clone())));
     let stored = store.anomalies("t", "dns")?;

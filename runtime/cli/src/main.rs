@@ -26,6 +26,7 @@ mod bench_languages;
 mod bench_models;
 mod bench_notify;
 mod bench_pipeline;
+mod cluster_cli;
 mod export_cli;
 mod models_cli;
 mod notify_cli;
@@ -95,6 +96,18 @@ enum Command {
     },
     /// Measure the sandbox against the same detection code compiled natively.
     Bench(bench::BenchArgs),
+    /// Work over stored logs shared by many nodes: plan units, see their status (docs/scaling.md).
+    Backfill {
+        #[command(subcommand)]
+        command: cluster_cli::BackfillCommand,
+    },
+    /// Join the nodes that share the deployment's work through PostgreSQL, and claim and run units of it.
+    Worker(cluster_cli::WorkerArgs),
+    /// The nodes sharing the work: heartbeats and leases.
+    Nodes {
+        #[command(subcommand)]
+        command: cluster_cli::NodesCommand,
+    },
     /// Export the tenant's anomalies to a file (JSON Lines, CSV or Parquet), with a progress bar; prints its sha256.
     Export(Box<export_cli::ExportArgs>),
     /// The configured log source.
@@ -840,6 +853,9 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
         }
         Command::Notify { command } => notify_cli::run(&config, command),
         Command::Anomalies { command } => anomalies_cli::run(&config, command),
+        Command::Backfill { command } => cluster_cli::backfill(&config, &agents_dir(cli.agents_dir, &config)?, command),
+        Command::Worker(args) => cluster_cli::worker(&config, &agents_dir(cli.agents_dir, &config)?, args),
+        Command::Nodes { command } => cluster_cli::nodes(&config, command),
         Command::Export(args) => {
             export_cli::run(&config, &args)?;
             Ok(ExitCode::SUCCESS)

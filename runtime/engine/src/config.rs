@@ -383,6 +383,17 @@ impl McpConfig {
         }
     }
 
+    /// This node's connection to the work it shares with other nodes, as
+    /// `node`, through the PostgreSQL of `database_url`.
+    pub fn cluster(
+        &self,
+        node: &str,
+        lease_ttl: std::time::Duration,
+    ) -> Result<mcp_storage::cluster::Cluster, mcp_storage::cluster::ClusterError> {
+        let Some(url) = &self.database_url else { return Err(mcp_storage::cluster::ClusterError::NoDatabase) };
+        mcp_storage::cluster::Cluster::connect(url, self.database_schema.as_deref(), node, lease_ttl, self.retry)
+    }
+
     /// The job status store and cache: Redis when `redis_url` is set, else
     /// in this process.
     pub fn shared_cache(&self) -> Result<mcp_storage::jobstatus::SharedCache, mcp_storage::jobstatus::CacheError> {

@@ -19,3 +19,4 @@ pub mod quarantine;
 pub mod queue;
 pub mod runs;
 pub mod shadow;
+pub mod worker;

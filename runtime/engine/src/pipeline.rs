@@ -10,8 +10,9 @@ use mcp_columns::{Anomaly, LogQuery};
 use mcp_sandbox::registry::{Registry, RegistryError};
 use mcp_sandbox::{AgentInstance, GuestBatch, SandboxError};
 use mcp_storage::control::ControlError;
+use mcp_storage::run_store::{RunStore, RunStoreError};
 use mcp_storage::source::{LogSource, SourceBatch, SourceError};
-use mcp_storage::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
+use mcp_storage::store::{AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
 /// Errors that end a run. The checkpoint stays at the last committed batch,
 /// so running again resumes without loss.
@@ -23,6 +24,8 @@ pub enum RunError {
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    RunStore(#[from] RunStoreError),
     #[error("agent {agent} reads '{log_type}' schema versions {min} to {max}; the schema file is at version {version}")]
     SchemaUnsupported { agent: String, log_type: String, version: u32, min: u32, max: u32 },
     #[error(
@@ -103,6 +106,9 @@ pub struct RunSpec<'a> {
     /// discarded: they were stored before), so that its windows hold what
     /// they held when the previous run stopped. 0 turns replay off.
     pub replay_ms: i64,
+    /// The last id the run reads (a work unit's end); the end of the source
+    /// when `None`.
+    pub up_to_id: Option<u64>,
 }
 
 /// What a run did.
@@ -148,7 +154,7 @@ pub fn run(
     registry: &Registry,
     instance: &mut AgentInstance,
     source: &dyn LogSource,
-    store: &mut AnomalyStore,
+    store: &mut dyn RunStore,
     spec: &RunSpec<'_>,
 ) -> Result<RunReport, RunError> {
     run_observed(registry, instance, source, store, spec, &mut |_| ControlFlow::Continue(()))
@@ -160,7 +166,7 @@ pub fn run_observed(
     registry: &Registry,
     instance: &mut AgentInstance,
     source: &dyn LogSource,
-    store: &mut AnomalyStore,
+    store: &mut dyn RunStore,
     spec: &RunSpec<'_>,
     observer: &mut dyn FnMut(&RunReport) -> ControlFlow<()>,
 ) -> Result<RunReport, RunError> {
@@ -215,7 +221,8 @@ pub fn run_observed(
             source: None,
             limit: spec.batch_size,
         };
-        let SourceBatch { batch, raw_fields, last_id, quarantined } = source.read_batch(spec.tenant, &query)?;
+        let SourceBatch { batch, raw_fields, last_id, quarantined } =
+            source.read_range(spec.tenant, &query, spec.up_to_id)?;
         report.quarantined += quarantined as u64;
         if last_id == after_id {
             break;
@@ -297,7 +304,7 @@ pub fn run_observed(
     }
     report.elapsed = started.elapsed();
     report.retries = source.retries().saturating_sub(retries_before);
-    store.optimize()?;
+    store.after_run()?;
     tracing::info!(
         agent = spec.agent,
         tenant = spec.tenant,

@@ -13,8 +13,8 @@ use mcp_sandbox::registry::Registry;
 use mcp_sandbox::{Budget, Fault, Grant, RunBudget, Usage};
 use mcp_storage::control::ControlStore;
 use mcp_storage::jobstatus::{JobStatus, SharedCache};
+use mcp_storage::run_store::RunStore;
 use mcp_storage::source::LogSource;
-use mcp_storage::store::AnomalyStore;
 
 use crate::shadow::ShadowSpec;
 pub use crate::shadow::{ShadowReport, ShadowWindow};
@@ -161,6 +161,7 @@ impl RunBuilder {
             agent: name,
             batch_size: self.batch_size,
             replay_ms: self.replay_ms,
+            up_to_id: None,
         })
     }
 }
@@ -177,6 +178,7 @@ pub struct Run {
     agent: String,
     batch_size: u32,
     replay_ms: i64,
+    up_to_id: Option<u64>,
 }
 
 impl std::fmt::Debug for Run {
@@ -198,11 +200,18 @@ pub struct RunOutcome {
 }
 
 impl Run {
+    /// Stops the run after log id `last` (a work unit's end) instead of at
+    /// the end of the source.
+    pub fn up_to(mut self, last: u64) -> Self {
+        self.up_to_id = Some(last);
+        self
+    }
+
     /// Runs from the checkpoint to the end of the source, showing `observer`
     /// the report after each committed batch (it may stop the run).
     pub fn execute(
         self,
-        store: &mut AnomalyStore,
+        store: &mut dyn RunStore,
         observer: &mut dyn FnMut(&RunReport) -> ControlFlow<()>,
     ) -> RunOutcome {
         let mut instance = match self.registry.instantiate_reserved(&self.agent, self.context, self.slot) {
@@ -229,6 +238,7 @@ impl Run {
             log_source: self.source.name(),
             batch_size: self.batch_size,
             replay_ms: self.replay_ms,
+            up_to_id: self.up_to_id,
         };
         let result = pipeline::run_observed(&self.registry, &mut instance, &*self.source, store, &spec, observer);
         RunOutcome { result, faults: instance.faults(), fault_list: instance.take_faults(), usage: *instance.usage() }
@@ -295,7 +305,7 @@ impl Run {
     /// report after each committed batch.
     pub fn execute_as_job(
         self,
-        store: &mut AnomalyStore,
+        store: &mut dyn RunStore,
         cache: &SharedCache,
         interval: Duration,
         progress: &mut dyn FnMut(&RunReport),

@@ -12,6 +12,7 @@
 //! the sandbox.
 
 pub mod budgets;
+pub mod cluster;
 pub mod control;
 pub mod export_scan;
 pub mod exports;
@@ -22,6 +23,7 @@ pub mod notify;
 pub mod quarantine;
 pub mod redact;
 pub mod retry;
+pub mod run_store;
 pub mod schema;
 pub mod source;
 pub mod store;

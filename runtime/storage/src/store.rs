@@ -7,7 +7,7 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -83,6 +83,26 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (tenant, agent, log_source, log_type)
 );
 ";
+
+/// `state` if it passes its checksum and was taken by the build
+/// `agent_sha256`; the log says why one is not given back.
+pub(crate) fn usable_state(
+    key: &CheckpointKey<'_>,
+    state: Vec<u8>,
+    sha256: &str,
+    taken_by: &str,
+    agent_sha256: &str,
+) -> Option<Vec<u8>> {
+    if sha256_hex(&state) != sha256 {
+        tracing::warn!(tenant = key.tenant, agent = key.agent, "stored agent state fails its checksum; ignored");
+        None
+    } else if taken_by != agent_sha256 {
+        tracing::info!(tenant = key.tenant, agent = key.agent, "stored agent state is another build's; ignored");
+        None
+    } else {
+        Some(state)
+    }
+}
 
 /// An anomaly with the fields of the entry it names, as stored together.
 pub type AnomalyWithEntry = (Anomaly, Option<String>);
@@ -358,25 +378,7 @@ impl AnomalyStore {
                 )
                 .optional(),
         )?;
-        Ok(found.and_then(|(state, sha256, taken_by)| {
-            if sha256_hex(&state) != sha256 {
-                tracing::warn!(
-                    tenant = key.tenant,
-                    agent = key.agent,
-                    "stored agent state fails its checksum; ignored"
-                );
-                None
-            } else if taken_by != agent_sha256 {
-                tracing::info!(
-                    tenant = key.tenant,
-                    agent = key.agent,
-                    "stored agent state is another build's; ignored"
-                );
-                None
-            } else {
-                Some(state)
-            }
-        }))
+        Ok(found.and_then(|(state, sha256, taken_by)| usable_state(key, state, &sha256, &taken_by, agent_sha256)))
     }
 
     /// Drops the agent's stored state (after its restore failed).

@@ -16,7 +16,7 @@ use crate::retry::GaveUp;
 use crate::schema::SchemaFiles;
 use mcp_columns::LogQuery;
 
-static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(crate) static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The PostgreSQL log source.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ pub struct PgLogSource {
 /// refused connections, a server shutting a backend down, serialization
 /// failures and deadlocks. Anything else (bad SQL, missing tables, wrong
 /// credentials) fails at once.
-fn transient(error: &sqlx::Error) -> bool {
+pub(crate) fn transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Protocol(message) => message.contains("closed") || message.contains("reset"),
@@ -42,6 +42,59 @@ fn transient(error: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// A runtime for a synchronous service client: one worker drives the
+/// connections, and every caller's thread blocks on it at once, which a
+/// current-thread runtime would serialise.
+pub(crate) fn service_runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(name).enable_all().build()
+}
+
+/// A pool of at most `connections` to `url`. With `schema`, every
+/// connection works in that PostgreSQL schema (created if missing), which
+/// keeps tests apart.
+pub(crate) fn connect_pool(
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    schema: Option<&str>,
+    connections: u32,
+) -> Result<PgPool, SourceError> {
+    let search_path = schema.map(|s| s.replace('"', ""));
+    let pool = runtime.block_on(async {
+        if let Some(schema) = &search_path {
+            let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&admin).await?;
+            admin.close().await;
+        }
+        // The application name lets an operator (and the fault tests)
+        // find this pool's backends in pg_stat_activity.
+        let options = PgConnectOptions::from_str(url)?
+            .application_name(&format!("mcp:{}", search_path.as_deref().unwrap_or("public")));
+        let path = search_path.clone();
+        // No ping before each use: a connection the server dropped fails
+        // its statement, which the retry loop repeats on a fresh one and
+        // counts, so the run reports it; a ping would hide it and cost a
+        // round trip per page.
+        PgPoolOptions::new()
+            .max_connections(connections.max(1))
+            .test_before_acquire(false)
+            .after_connect(move |conn, _| {
+                let path = path.clone();
+                Box::pin(async move {
+                    if let Some(schema) = path {
+                        sqlx::query(&format!("SET search_path TO \"{schema}\"")).execute(conn).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+    });
+    pool.map_err(|e| SourceError::Postgres {
+        context: format!("cannot connect to {}: ", crate::redact::url(url)),
+        source: e.into(),
+    })
 }
 
 fn pg(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SourceError {
@@ -80,49 +133,9 @@ impl PgLogSource {
         schemas: Arc<SchemaFiles>,
         connections: u32,
     ) -> Result<Self, SourceError> {
-        // One worker drives the connections; every run thread blocks on it
-        // at once, which a current-thread runtime would serialise.
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("mcp-postgres")
-            .enable_all()
-            .build()
-            .map_err(pg)?;
+        let runtime = service_runtime("mcp-postgres").map_err(pg)?;
         let search_path = schema.map(|s| s.replace('"', ""));
-        let pool = runtime.block_on(async {
-            if let Some(schema) = &search_path {
-                let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
-                sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&admin).await?;
-                admin.close().await;
-            }
-            // The application name lets an operator (and the fault tests)
-            // find this source's backends in pg_stat_activity.
-            let options = PgConnectOptions::from_str(url)?
-                .application_name(&format!("mcp:{}", search_path.as_deref().unwrap_or("public")));
-            let path = search_path.clone();
-            // No ping before each use: a connection the server dropped fails
-            // its statement, which the retry loop repeats on a fresh one and
-            // counts, so the run reports it; a ping would hide it and cost a
-            // round trip per page.
-            PgPoolOptions::new()
-                .max_connections(connections.max(1))
-                .test_before_acquire(false)
-                .after_connect(move |conn, _| {
-                    let path = path.clone();
-                    Box::pin(async move {
-                        if let Some(schema) = path {
-                            sqlx::query(&format!("SET search_path TO \"{schema}\"")).execute(conn).await?;
-                        }
-                        Ok(())
-                    })
-                })
-                .connect_with(options)
-                .await
-        });
-        let pool = pool.map_err(|e| SourceError::Postgres {
-            context: format!("cannot connect to {}: ", crate::redact::url(url)),
-            source: e.into(),
-        })?;
+        let pool = connect_pool(&runtime, url, search_path.as_deref(), connections)?;
         Ok(PgLogSource {
             runtime,
             pool,
@@ -156,14 +169,18 @@ impl PgLogSource {
             })
     }
 
+    /// The PostgreSQL schema this source works in, when it was given one.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     /// Drops the PostgreSQL schema this source was connected with, and
     /// everything in it (tests use one schema each).
     pub fn drop_namespace(&self) -> Result<(), SourceError> {
         let Some(namespace) = &self.namespace else { return Ok(()) };
-        self.runtime
-            .block_on(sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{namespace}\" CASCADE")).execute(&self.pool))
-            .map(|_| ())
-            .map_err(pg)
+        let statement = format!("DROP SCHEMA IF EXISTS \"{namespace}\" CASCADE");
+        // Idempotent, so retried like a read.
+        self.read("drop the schema", || sqlx::query(&statement).execute(&self.pool)).map(|_| ())
     }
 
     /// Creates or updates the tables (`mcp db migrate`).

@@ -1,0 +1,212 @@
+//! `mcp backfill`, `mcp worker` and `mcp nodes`: many nodes sharing the
+//! work of one deployment through PostgreSQL (docs/scaling.md).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use mcp_engine::config::McpConfig;
+use mcp_engine::worker::{WorkerContext, WorkerOptions};
+use mcp_storage::cluster::{Backfill, Cluster};
+use mcp_storage::control::ControlStore;
+
+use crate::printable::one_line;
+
+#[derive(Subcommand)]
+pub enum BackfillCommand {
+    /// Cut the tenant's stored logs into units of work that `mcp worker` nodes claim; planning again adds
+    /// units for rows that came since.
+    Plan {
+        /// The tenant (default: the config's).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// One agent; every enabled agent when omitted.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Rows per unit; 0 (the default) makes one unit per agent, which every agent's results match a
+        /// single run's in. Smaller units spread one agent over nodes (docs/scaling.md says which agents
+        /// that suits).
+        #[arg(long, default_value_t = 0)]
+        rows_per_unit: u64,
+    },
+    /// Every unit: its range, checkpoint, holder and status.
+    Status {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodesCommand {
+    /// The nodes, their heartbeats and the units they hold.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// This node's name in the shared table (default: host name and process id).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// Units run at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Exit once every unit is done or failed, instead of waiting for more.
+    #[arg(long)]
+    pub until_done: bool,
+    /// How long a unit stays this node's without a heartbeat (beats come every third of it).
+    #[arg(long, default_value = "15s")]
+    pub lease_ttl: humantime::Duration,
+    /// The wait between two looks for work when none is open.
+    #[arg(long, default_value = "500ms")]
+    pub poll: humantime::Duration,
+}
+
+/// The node names and lease time the planning and listing commands use:
+/// they hold no lease, so any will do.
+fn observer(config: &McpConfig) -> Result<Cluster> {
+    let cluster = config.cluster(&format!("observer-{}", std::process::id()), Duration::from_secs(15))?;
+    cluster.migrate()?;
+    Ok(cluster)
+}
+
+pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand) -> Result<ExitCode> {
+    match command {
+        BackfillCommand::Plan { tenant, agent, rows_per_unit } => {
+            let cluster = observer(config)?;
+            let registry = crate::registry(config, agents_dir)?;
+            let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+            let agents: Vec<(String, String)> = match agent {
+                Some(name) => {
+                    let agent = registry.get(&name)?;
+                    vec![(agent.info.name.clone(), agent.info.log_type.clone())]
+                }
+                None => registry
+                    .list()
+                    .filter(|a| a.enabled)
+                    .map(|a| (a.info.name.clone(), a.info.log_type.clone()))
+                    .collect(),
+            };
+            for (agent, log_type) in &agents {
+                let added = cluster.plan_backfill(&Backfill { tenant: &tenant, agent, log_type, rows_per_unit })?;
+                println!("{agent:<10} {added} new units over tenant {tenant}'s '{log_type}' logs");
+            }
+            println!("next: start `mcp worker` on each node (`--until-done` to exit when the work is done)");
+            Ok(ExitCode::SUCCESS)
+        }
+        BackfillCommand::Status { json } => {
+            let units = observer(config)?.units()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&units)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "{:>6} {:<12} {:<10} {:<10} {:>10} {:>10} {:>10} {:<7} {:<24} {:>5} {:>9}",
+                "unit", "tenant", "agent", "log type", "after", "up to", "at", "status", "holder", "token", "anomalies"
+            );
+            for u in &units {
+                println!(
+                    "{:>6} {:<12} {:<10} {:<10} {:>10} {:>10} {:>10} {:<7} {:<24} {:>5} {:>9}",
+                    u.id,
+                    one_line(&u.tenant),
+                    one_line(&u.agent),
+                    one_line(&u.log_type),
+                    u.start_after,
+                    u.up_to,
+                    u.checkpoint,
+                    u.status,
+                    one_line(u.holder.as_deref().unwrap_or("-")),
+                    u.token,
+                    u.anomalies
+                );
+                if let Some(error) = &u.last_error {
+                    println!("       failed {} times, last: {}", u.failures, one_line(error));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn nodes(config: &McpConfig, command: NodesCommand) -> Result<ExitCode> {
+    let NodesCommand::List { json } = command;
+    let nodes = observer(config)?.nodes()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&nodes)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<28} {:<20} {:>8} {:>14} {:<6} leases", "node", "host", "pid", "heartbeat ago", "alive");
+    for n in &nodes {
+        let leases: Vec<String> = n.leases.iter().map(i64::to_string).collect();
+        println!(
+            "{:<28} {:<20} {:>8} {:>12}ms {:<6} {}",
+            one_line(&n.name),
+            one_line(&n.host),
+            n.pid,
+            n.heartbeat_age_ms,
+            if n.alive { "yes" } else { "no" },
+            if leases.is_empty() { "-".to_string() } else { leases.join(",") }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
+    let node = args.node.unwrap_or_else(|| format!("{}-{}", mcp_storage::cluster::hostname(), std::process::id()));
+    let cluster = config.cluster(&node, args.lease_ttl.into())?;
+    cluster.migrate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let registry = Arc::new(crate::registry(config, agents_dir)?);
+    let control = ControlStore::open(&config.control_db())?;
+    let models = config.model_manager()?;
+    models.watch(Duration::from_millis(config.model_watch_ms));
+    let context = WorkerContext { config, registry, source: config.log_source()?, control: &control, models };
+    let options = WorkerOptions {
+        concurrency: args.concurrency.max(1),
+        until_done: args.until_done,
+        poll: args.poll.into(),
+        ..WorkerOptions::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone())?;
+    println!("node {node} working (lease {})", args.lease_ttl);
+    let report = mcp_engine::worker::work(&context, &cluster, &options, &stop)?;
+    println!(
+        "node {node}: {} units finished, {} entries, {} new anomalies, {} units lost to other nodes, {} runs failed",
+        report.finished.load(Ordering::Relaxed),
+        report.entries.load(Ordering::Relaxed),
+        report.anomalies.load(Ordering::Relaxed),
+        report.lost.load(Ordering::Relaxed),
+        report.failed.load(Ordering::Relaxed)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or SIGINT sets `stop`: runs stop at their next committed batch
+/// and the node leaves, giving its units back.
+fn stop_on_signal(stop: Arc<AtomicBool>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new().name("mcp-signals".into()).spawn(move || {
+        runtime.block_on(async {
+            let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("stopping: runs stop at their next batch and the node leaves");
+            stop.store(true, Ordering::Relaxed);
+        });
+    })?;
+    Ok(())
+}

@@ -1,0 +1,274 @@
+//! Many nodes on loopback sharing one PostgreSQL: a backfill of a million
+//! rows (two tenants, three log types) split between `mcp worker`
+//! processes stores exactly the anomalies that single-node `mcp run`s
+//! store, while one node is SIGKILLed holding a unit, another is SIGSTOPped
+//! past its lease and resumed (its late commits are refused), a fourth
+//! joins mid-run, and every PostgreSQL backend of the deployment is
+//! terminated once.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mcp_fixtures::BUNDLED_SCHEMAS;
+use mcp_storage::cluster::{Cluster, UnitView};
+use mcp_storage::schema::SchemaFiles;
+use mcp_storage::source::{LogSource, PgLogSource, RetryPolicy};
+use mcp_synth as generator;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+const TENANTS: [&str; 2] = ["t1", "t2"];
+/// Normal entries per tenant and log type: with the attacks on top, a
+/// little over a million rows in all.
+const ENTRIES: usize = 167_000;
+const LEASE: &str = "2s";
+
+fn database_url() -> String {
+    std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A PostgreSQL schema of this test's own, dropped at the end.
+struct Namespace {
+    name: String,
+    source: PgLogSource,
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Err(e) = self.source.drop_namespace() {
+            eprintln!("could not drop schema {}: {e}", self.name);
+        }
+    }
+}
+
+fn namespace() -> Result<Namespace> {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
+    let name = format!("mcp_cluster_{}_{nanos}", std::process::id());
+    let source = PgLogSource::connect(&database_url(), Some(&name), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))
+        .map_err(|e| format!("{e}\nthis test needs PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", database_url()))?;
+    source.migrate()?;
+    Ok(Namespace { name, source })
+}
+
+fn write_config(dir: &Path, ns: &Namespace) -> Result<()> {
+    std::fs::write(
+        dir.join("mcp.toml"),
+        format!(
+            "data_dir = {:?}\ntenant = \"t1\"\nbatch_size = 2000\nreplay_ms = 120000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
+            dir.join("data"),
+            database_url(),
+            ns.name
+        ),
+    )?;
+    Ok(())
+}
+
+fn mcp(dir: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp"));
+    command.arg("--config").arg(dir.join("mcp.toml")).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
+    command
+}
+
+fn worker(dir: &Path, node: &str) -> Result<Child> {
+    let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
+    Ok(mcp(dir)
+        .args(["worker", "--node", node, "--until-done", "--lease-ttl", LEASE, "--poll", "100ms"])
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?)
+}
+
+fn signal(child: &Child, name: &str) -> Result<()> {
+    let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status()?;
+    assert!(sent.success(), "kill -{name} failed");
+    Ok(())
+}
+
+/// Polls the shared table until `pick` finds a unit, for at most a minute.
+fn wait_for(cluster: &Cluster, what: &str, pick: impl Fn(&[UnitView]) -> Option<UnitView>) -> Result<UnitView> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(unit) = pick(&cluster.units()?) {
+            return Ok(unit);
+        }
+        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A unit one of `nodes` holds and has committed part of, with more to go.
+fn held_midway(nodes: &[&str]) -> impl Fn(&[UnitView]) -> Option<UnitView> {
+    move |units| {
+        units
+            .iter()
+            .find(|u| {
+                u.status == "held"
+                    && u.holder.as_deref().is_some_and(|holder| nodes.contains(&holder))
+                    && u.checkpoint > u.start_after
+                    && u.checkpoint < u.up_to
+            })
+            .cloned()
+    }
+}
+
+fn keys_of_run(dir: &Path) -> Result<BTreeSet<(String, u64, String)>> {
+    let conn = rusqlite::Connection::open(dir.join("data").join("anomalies.db"))?;
+    let mut stmt = conn.prepare("SELECT agent, log_id, label FROM anomalies")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs(), r.get(2)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn terminate_backends(namespace: &str) -> Result<i64> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let killed = runtime.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
+        let (killed,): (i64,) =
+            sqlx::query_as("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(format!("mcp:{namespace}"))
+                .fetch_one(&pool)
+                .await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(killed)
+    })?;
+    Ok(killed)
+}
+
+#[test]
+fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -> Result<()> {
+    let ns = namespace()?;
+    let mut rows = 0;
+    for (seed, tenant) in TENANTS.iter().enumerate() {
+        for log_type in ["wifi", "firewall", "dns"] {
+            let batch = generator::to_rows(&generator::generate(log_type, 31 + seed as u64, ENTRIES)?);
+            rows += ns.source.append(tenant, log_type, &batch)?;
+        }
+    }
+    assert!(rows >= 1_000_000, "only {rows} rows");
+
+    // The reference: one node, `mcp run` per tenant into its embedded store.
+    let mut expected = BTreeSet::new();
+    for tenant in TENANTS {
+        let dir = tempfile::tempdir()?;
+        write_config(dir.path(), &ns)?;
+        let status = mcp(dir.path()).arg("run").env("MCP_TENANT", tenant).status()?;
+        assert!(status.success(), "the single-node run of {tenant} failed");
+        expected.extend(keys_of_run(dir.path())?.into_iter().map(|(agent, id, label)| (tenant, agent, id, label)));
+    }
+    assert!(expected.len() > 4_000, "only {} anomalies", expected.len());
+
+    let dir = tempfile::tempdir()?;
+    write_config(dir.path(), &ns)?;
+    for tenant in TENANTS {
+        // The Wi-Fi agent learns its access points from the first entries
+        // it sees, so it gets one unit a tenant; the others are split.
+        let plans: [&[&str]; 3] = [
+            &["--agent", "wifi"],
+            &["--agent", "firewall", "--rows-per-unit", "40000"],
+            &["--agent", "dns", "--rows-per-unit", "40000"],
+        ];
+        for plan in plans {
+            let status = mcp(dir.path()).args(["backfill", "plan", "--tenant", tenant]).args(plan).status()?;
+            assert!(status.success(), "planning {plan:?} for {tenant} failed");
+        }
+    }
+    let observer = Cluster::connect(
+        &database_url(),
+        Some(&ns.name),
+        "test-observer",
+        Duration::from_secs(2),
+        RetryPolicy::default(),
+    )?;
+    let planned = observer.units()?;
+    assert!(planned.len() >= 20, "only {} units planned", planned.len());
+
+    let mut nodes: Vec<(String, Child)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| Ok((name.to_string(), worker(dir.path(), name)?)))
+        .collect::<Result<_>>()?;
+    let logs = |dir: &Path| -> String {
+        ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| {
+                format!("--- node {n}\n{}", std::fs::read_to_string(dir.join(format!("{n}.log"))).unwrap_or_default())
+            })
+            .collect()
+    };
+
+    // A node dies holding a unit it has committed part of.
+    let killed = wait_for(&observer, "a node to hold a unit midway", held_midway(&["a", "b", "c"]))
+        .map_err(|e| format!("{e}\n{}", logs(dir.path())))?;
+    let killed_node = killed.holder.clone().unwrap_or_default();
+    let position = nodes.iter().position(|(name, _)| *name == killed_node).ok_or("no such node")?;
+    let (_, mut victim) = nodes.remove(position);
+    victim.kill()?;
+    victim.wait()?;
+
+    // Another stops past its lease, and resumes once another node holds
+    // its unit under a newer token.
+    let alive: Vec<&str> = nodes.iter().map(|(name, _)| name.as_str()).collect();
+    let paused = wait_for(&observer, "a node to hold a unit midway", held_midway(&alive))
+        .map_err(|e| format!("{e}\n{}", logs(dir.path())))?;
+    let paused_node = paused.holder.clone().unwrap_or_default();
+    let sleeper = &nodes.iter().find(|(name, _)| *name == paused_node).ok_or("no such node")?.1;
+    signal(sleeper, "STOP")?;
+    let taken = wait_for(&observer, "another node to take the paused node's unit", |units| {
+        units.iter().find(|u| u.id == paused.id && u.token > paused.token).cloned()
+    });
+    signal(sleeper, "CONT")?;
+    let taken = taken.map_err(|e| format!("{e}\n{}", logs(dir.path())))?;
+
+    // A node joins while the work goes on.
+    nodes.push(("d".to_string(), worker(dir.path(), "d")?));
+    // Every connection of the deployment is cut once.
+    let cut = terminate_backends(&ns.name)?;
+
+    let deadline = Instant::now() + Duration::from_secs(900);
+    for (name, child) in &mut nodes {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                assert!(status.success(), "node {name} failed: {status}\n{}", logs(dir.path()));
+                break;
+            }
+            assert!(Instant::now() < deadline, "the nodes did not finish in 15 minutes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    let units = observer.units()?;
+    let open: Vec<_> = units.iter().filter(|u| u.status != "done").collect();
+    assert!(open.is_empty(), "units left undone: {open:?}");
+    let killed_unit = units.iter().find(|u| u.id == killed.id).ok_or("the killed node's unit is gone")?;
+    assert!(killed_unit.claims >= 2, "the killed node's unit was not taken over: {killed_unit:?}");
+    let paused_log = std::fs::read_to_string(dir.path().join(format!("{paused_node}.log")))?;
+    assert!(
+        paused_log.contains("commit refused") || paused_log.contains("leases lost"),
+        "node {paused_node} learnt nothing of losing unit {} (taken with token {}):\n{paused_log}",
+        paused.id,
+        taken.token
+    );
+    let d_log = std::fs::read_to_string(dir.path().join("d.log"))?;
+    assert!(d_log.contains("claimed a unit"), "the node that joined took no share:\n{d_log}");
+    eprintln!(
+        "cut {cut} connections; unit {} taken over after node {killed_node} was killed, unit {} after node {paused_node} was paused",
+        killed.id, paused.id
+    );
+
+    let mut found = BTreeSet::new();
+    let mut found_count = 0;
+    for tenant in TENANTS {
+        let keys = observer.anomaly_keys(tenant)?;
+        found_count += keys.len();
+        found.extend(keys.into_iter().map(|(agent, id, label)| (tenant, agent, id, label)));
+    }
+    assert_eq!(found_count, found.len(), "an anomaly was stored twice");
+    let missing: Vec<_> = expected.difference(&found).take(5).collect();
+    let extra: Vec<_> = found.difference(&expected).take(5).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, extra {extra:?}");
+    let counted: i64 = units.iter().map(|u| u.anomalies).sum();
+    assert_eq!(usize::try_from(counted)?, found.len(), "the units' counts disagree with the stored anomalies");
+    Ok(())
+}

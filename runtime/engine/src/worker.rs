@@ -1,0 +1,250 @@
+//! A node's worker (`mcp worker`): claims units of work from the shared
+//! table, runs each through the one run service with the unit's leased
+//! store, beats while it runs, and gives back what fails. A unit it lost
+//! (another node took it over while this one was silent) stops at its next
+//! batch, and its commits are refused in any case.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use mcp_sandbox::registry::Registry;
+use mcp_storage::cluster::{Cluster, ClusterError, Lease};
+use mcp_storage::control::ControlStore;
+use mcp_storage::source::LogSource;
+
+use crate::config::McpConfig;
+use crate::models::ModelManager;
+use crate::pipeline::RunError;
+use crate::runs::RunBuilder;
+
+/// How a worker goes about its work.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Units run at once, each on its own thread.
+    pub concurrency: usize,
+    /// Stop once every unit is done or failed, instead of waiting for more.
+    pub until_done: bool,
+    /// The wait between two looks for work when none is open.
+    pub poll: Duration,
+    /// Failed runs of a unit before it is marked failed and left alone.
+    pub max_failures: i32,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions { concurrency: 1, until_done: false, poll: Duration::from_millis(500), max_failures: 3 }
+    }
+}
+
+/// What a worker did.
+#[derive(Debug, Default)]
+pub struct WorkerReport {
+    /// Units it finished.
+    pub finished: AtomicU64,
+    pub entries: AtomicU64,
+    pub anomalies: AtomicU64,
+    /// Units it lost to another node (its lease expired while it was
+    /// silent); their later commits were refused.
+    pub lost: AtomicU64,
+    /// Runs that failed; their units were given back.
+    pub failed: AtomicU64,
+}
+
+/// What a worker's runs are made of.
+#[derive(Clone)]
+pub struct WorkerContext<'a> {
+    pub config: &'a McpConfig,
+    pub registry: Arc<Registry>,
+    pub source: Arc<dyn LogSource>,
+    pub control: &'a ControlStore,
+    pub models: Arc<ModelManager>,
+}
+
+/// The leases a node holds now, which its beats keep alive, and those it
+/// lost, which its runs stop on.
+#[derive(Debug, Default)]
+struct Held {
+    leases: Mutex<Vec<Lease>>,
+    lost: Mutex<HashSet<i64>>,
+}
+
+impl Held {
+    fn hold(&self, lease: &Lease) {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner).push(lease.clone());
+    }
+
+    fn release(&self, lease: &Lease) {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner).retain(|held| held.unit != lease.unit);
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner).remove(&lease.unit);
+    }
+
+    fn current(&self) -> Vec<Lease> {
+        self.leases.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn mark_lost(&self, units: &[i64]) {
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner).extend(units);
+    }
+
+    fn is_lost(&self, unit: i64) -> bool {
+        self.lost.lock().unwrap_or_else(PoisonError::into_inner).contains(&unit)
+    }
+}
+
+/// Works until `stop` is set (or, with `until_done`, until no unit is left),
+/// with `options.concurrency` units at once.
+pub fn work(
+    context: &WorkerContext<'_>,
+    cluster: &Cluster,
+    options: &WorkerOptions,
+    stop: &AtomicBool,
+) -> Result<WorkerReport, ClusterError> {
+    cluster.join()?;
+    let report = WorkerReport::default();
+    let held = Held::default();
+    let workers_done = AtomicBool::new(false);
+    let outcome = std::thread::scope(|scope| {
+        scope.spawn(|| beat_until(cluster, &held, &workers_done));
+        let runners: Vec<_> = (0..options.concurrency.max(1))
+            .map(|_| scope.spawn(|| claim_and_run(context, cluster, options, stop, &held, &report)))
+            .collect();
+        let mut result = Ok(());
+        for runner in runners {
+            match runner.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => result = Err(error),
+                Err(_) => tracing::error!("a worker thread panicked"),
+            }
+        }
+        workers_done.store(true, Ordering::Relaxed);
+        result
+    });
+    // Leaving gives back whatever is still held, so others need not wait
+    // for the leases to expire.
+    cluster.leave()?;
+    outcome.map(|()| report)
+}
+
+/// Beats every third of the lease time until the runners are done.
+fn beat_until(cluster: &Cluster, held: &Held, done: &AtomicBool) {
+    let every = cluster.lease_ttl() / 3;
+    let step = Duration::from_millis(50).min(every);
+    let mut since = Duration::ZERO;
+    while !done.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        since += step;
+        if since < every {
+            continue;
+        }
+        since = Duration::ZERO;
+        match cluster.beat(&held.current()) {
+            Ok(lost) if !lost.is_empty() => {
+                tracing::warn!(node = cluster.node(), ?lost, "leases lost: another node holds them now");
+                held.mark_lost(&lost);
+            }
+            Ok(_) => {}
+            // A missed beat is what leases are for: if PostgreSQL stays
+            // away past the lease time, others take the units over and this
+            // node's commits are refused.
+            Err(error) => tracing::warn!(node = cluster.node(), "heartbeat failed: {error}"),
+        }
+    }
+}
+
+fn claim_and_run(
+    context: &WorkerContext<'_>,
+    cluster: &Cluster,
+    options: &WorkerOptions,
+    stop: &AtomicBool,
+    held: &Held,
+    report: &WorkerReport,
+) -> Result<(), ClusterError> {
+    while !stop.load(Ordering::Relaxed) {
+        let lease = match cluster.claim() {
+            Ok(lease) => lease,
+            // PostgreSQL away: try again after the poll, as when idle.
+            Err(error) => {
+                tracing::warn!(node = cluster.node(), "claiming work failed: {error}");
+                None
+            }
+        };
+        let Some(lease) = lease else {
+            if options.until_done
+                && cluster.units()?.iter().all(|unit| unit.status == "done" || unit.status == "failed")
+            {
+                return Ok(());
+            }
+            std::thread::sleep(options.poll);
+            continue;
+        };
+        held.hold(&lease);
+        run_unit(context, cluster, options, stop, held, report, &lease);
+        held.release(&lease);
+    }
+    Ok(())
+}
+
+fn run_unit(
+    context: &WorkerContext<'_>,
+    cluster: &Cluster,
+    options: &WorkerOptions,
+    stop: &AtomicBool,
+    held: &Held,
+    report: &WorkerReport,
+    lease: &Lease,
+) {
+    let span = tracing::info_span!("unit", unit = lease.unit, tenant = %lease.tenant, agent = %lease.agent);
+    let _entered = span.enter();
+    let built =
+        RunBuilder::new(context.config, context.registry.clone(), context.source.clone(), &lease.tenant, &lease.agent)
+            .tenant_control(context.control)
+            .and_then(|run| run.models(context.models.clone()).build());
+    let run = match built {
+        Ok(run) => run.up_to(lease.up_to),
+        Err(error) => return give_back(cluster, options, report, lease, &error),
+    };
+    let mut store = cluster.store(lease);
+    let outcome = run.execute(&mut store, &mut |_| {
+        if held.is_lost(lease.unit) || stop.load(Ordering::Relaxed) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    match outcome.result {
+        Ok(ran) => match cluster.finish(lease) {
+            Ok(()) => {
+                report.finished.fetch_add(1, Ordering::Relaxed);
+                report.entries.fetch_add(ran.entries, Ordering::Relaxed);
+                report.anomalies.fetch_add(ran.anomalies, Ordering::Relaxed);
+                tracing::info!(entries = ran.entries, anomalies = ran.anomalies, "unit finished");
+            }
+            Err(error) => lost(report, &error),
+        },
+        Err(RunError::RunStore(error)) if error.is_fenced() => lost(report, &error),
+        Err(RunError::Cancelled { after_id, .. }) if held.is_lost(lease.unit) => {
+            report.lost.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(after_id, "unit lost to another node; stopped");
+        }
+        // Stopping: the unit goes back as it stands, not as a failure.
+        Err(RunError::Cancelled { after_id, .. }) => tracing::info!(after_id, "unit left at its checkpoint on stop"),
+        Err(error) => give_back(cluster, options, report, lease, &error),
+    }
+}
+
+fn lost(report: &WorkerReport, error: &dyn std::fmt::Display) {
+    report.lost.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!("{error}");
+}
+
+fn give_back(cluster: &Cluster, options: &WorkerOptions, report: &WorkerReport, lease: &Lease, error: &RunError) {
+    report.failed.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!("unit failed and is given back: {error}");
+    if let Err(back) = cluster.give_up(lease, &error.to_string(), options.max_failures) {
+        // It expires instead.
+        tracing::warn!("giving the unit back failed: {back}");
+    }
+}

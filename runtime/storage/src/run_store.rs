@@ -1,0 +1,81 @@
+//! What a run needs of the place its anomalies go: the checkpoint to resume
+//! from, the agent's state as of it, and one atomic commit of a batch's
+//! anomalies with the new checkpoint and state. The embedded SQLite store
+//! serves one node's runs; a leased work unit on PostgreSQL
+//! ([`crate::cluster::LeasedStore`]) serves a node of many, and refuses a
+//! commit once its lease was taken over.
+
+use crate::cluster::ClusterError;
+use crate::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
+
+/// Errors of the store a run commits to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunStoreError {
+    #[error(transparent)]
+    Embedded(#[from] StoreError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+impl RunStoreError {
+    /// Whether the commit was refused because another node holds the work
+    /// now: the run must stop without writing anything more.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, RunStoreError::Cluster(ClusterError::Fenced { .. }))
+    }
+}
+
+/// The store a run resumes from and commits to.
+pub trait RunStore {
+    /// The last id processed for `key`, 0 when none.
+    fn checkpoint(&self, key: &CheckpointKey<'_>) -> Result<u64, RunStoreError>;
+    /// The state the build `agent_sha256` of the agent stored with its
+    /// checkpoint, if any (a state another build took is not given back).
+    fn agent_state(&self, key: &CheckpointKey<'_>, agent_sha256: &str) -> Result<Option<Vec<u8>>, RunStoreError>;
+    /// Drops the stored state (its restore failed; the run replays instead).
+    fn forget_agent_state(&self, key: &CheckpointKey<'_>) -> Result<(), RunStoreError>;
+    /// Stores `anomalies`, moves the checkpoint to `last_id` and replaces
+    /// the agent's state with `state` (empty removes it, `None` keeps it),
+    /// in one transaction. Returns how many anomalies were new.
+    fn commit_with_state(
+        &mut self,
+        key: &CheckpointKey<'_>,
+        provenance: &Provenance<'_>,
+        anomalies: &[AnomalyWithEntry],
+        last_id: u64,
+        state: Option<&[u8]>,
+    ) -> Result<usize, RunStoreError>;
+    /// Housekeeping after a run (planner statistics); nothing by default.
+    fn after_run(&self) -> Result<(), RunStoreError> {
+        Ok(())
+    }
+}
+
+impl RunStore for AnomalyStore {
+    fn checkpoint(&self, key: &CheckpointKey<'_>) -> Result<u64, RunStoreError> {
+        Ok(AnomalyStore::checkpoint(self, key)?)
+    }
+
+    fn agent_state(&self, key: &CheckpointKey<'_>, agent_sha256: &str) -> Result<Option<Vec<u8>>, RunStoreError> {
+        Ok(AnomalyStore::agent_state(self, key, agent_sha256)?)
+    }
+
+    fn forget_agent_state(&self, key: &CheckpointKey<'_>) -> Result<(), RunStoreError> {
+        Ok(AnomalyStore::forget_agent_state(self, key)?)
+    }
+
+    fn commit_with_state(
+        &mut self,
+        key: &CheckpointKey<'_>,
+        provenance: &Provenance<'_>,
+        anomalies: &[AnomalyWithEntry],
+        last_id: u64,
+        state: Option<&[u8]>,
+    ) -> Result<usize, RunStoreError> {
+        Ok(AnomalyStore::commit_with_state(self, key, provenance, anomalies, last_id, state)?)
+    }
+
+    fn after_run(&self) -> Result<(), RunStoreError> {
+        Ok(self.optimize()?)
+    }
+}
