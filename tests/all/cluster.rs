@@ -9,7 +9,7 @@ use std::ops::ControlFlow;
 use std::time::Duration;
 
 use mcp_engine::pipeline::{self, RunError, RunSpec};
-use mcp_storage::cluster::{Backfill, Cluster, ClusterError, Lease};
+use mcp_storage::cluster::{Backfill, Cluster, ClusterError, Lease, UnitKind};
 use mcp_storage::source::{LogSource, RetryPolicy};
 use mcp_storage::store::AnomalyStore;
 use mcp_synth as generator;
@@ -36,6 +36,7 @@ fn spec(lease: &Lease) -> RunSpec<'_> {
         batch_size: 500,
         replay_ms: 120_000,
         up_to_id: Some(lease.up_to),
+        follow: None,
     }
 }
 
@@ -52,8 +53,8 @@ fn a_lapsed_lease_is_taken_over_and_the_old_holders_commits_are_refused() -> any
     assert_eq!(second.plan_backfill(&WIFI)?, 0, "planning again added a unit for the same rows");
 
     let registry = bundled_registry(sandbox())?;
-    let held = first.claim()?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
-    assert_eq!(second.claim()?, None, "a held unit was handed out twice");
+    let held = first.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    assert_eq!(second.claim(UnitKind::Range)?, None, "a held unit was handed out twice");
     assert_eq!(first.nodes()?.iter().find(|n| n.name == "first").map(|n| n.leases.clone()), Some(vec![held.unit]));
 
     // The first node commits two batches, then goes silent.
@@ -67,7 +68,7 @@ fn a_lapsed_lease_is_taken_over_and_the_old_holders_commits_are_refused() -> any
     let Err(RunError::Cancelled { after_id, .. }) = stopped else { anyhow::bail!("the run did not stop: {stopped:?}") };
     std::thread::sleep(lease_time + Duration::from_millis(300));
 
-    let taken = second.claim()?.ok_or_else(|| anyhow::anyhow!("the lapsed lease was not taken over"))?;
+    let taken = second.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("the lapsed lease was not taken over"))?;
     assert_eq!((taken.unit, taken.token, taken.checkpoint, taken.claims), (held.unit, held.token + 1, after_id, 2));
     assert_eq!(first.beat(std::slice::from_ref(&held))?, vec![held.unit], "the old holder's beat kept a lost lease");
 
@@ -120,7 +121,7 @@ fn concurrent_claims_hand_each_unit_to_one_node() -> anyhow::Result<()> {
                 scope.spawn(move || -> anyhow::Result<Vec<i64>> {
                     let me = node(pg, &format!("n{i}"), Duration::from_secs(30))?;
                     let mut mine = Vec::new();
-                    while let Some(lease) = me.claim()? {
+                    while let Some(lease) = me.claim(UnitKind::Range)? {
                         mine.push(lease.unit);
                     }
                     Ok(mine)

@@ -33,7 +33,7 @@ fn fixture() -> anyhow::Result<Fixture> {
 }
 
 fn spec<'a>(agent: &'a str, tenant: &'a str) -> RunSpec<'a> {
-    RunSpec { tenant, agent, log_source: "embedded", batch_size: 500, replay_ms: 0, up_to_id: None }
+    RunSpec { tenant, agent, log_source: "embedded", batch_size: 500, replay_ms: 0, up_to_id: None, follow: None }
 }
 
 fn found(store: &AnomalyStore, tenant: &str, agent: &str) -> anyhow::Result<BTreeSet<(u64, String)>> {

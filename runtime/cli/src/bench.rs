@@ -36,6 +36,13 @@ pub struct BenchArgs {
     /// (needs database_url).
     #[arg(long)]
     pub pipeline: Option<usize>,
+    /// Measure continuous detection's latency (row written to anomaly stored) at these insert rates, in
+    /// rows per second, comma-separated (needs database_url).
+    #[arg(long, value_delimiter = ',')]
+    pub follow: Vec<u32>,
+    /// How long rows are written at each `--follow` rate, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub follow_seconds: u64,
     /// Measure what the deployed models add to each agent's batch time, at batch 1 and 1024.
     #[arg(long)]
     pub models: bool,

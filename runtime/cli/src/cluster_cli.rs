@@ -32,6 +32,10 @@ pub enum BackfillCommand {
         /// that suits).
         #[arg(long, default_value_t = 0)]
         rows_per_unit: u64,
+        /// Also add, per agent, a unit that follows new rows from where the planned ones end: `mcp worker`
+        /// nodes keep detecting as logs arrive (continuous detection).
+        #[arg(long)]
+        follow: bool,
     },
     /// Every unit: its range, checkpoint, holder and status.
     Status {
@@ -59,9 +63,13 @@ pub struct WorkerArgs {
     /// Units run at once.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
-    /// Exit once every unit is done or failed, instead of waiting for more.
+    /// Exit once every range is done or failed, instead of waiting for more; following units are left
+    /// to other nodes.
     #[arg(long)]
     pub until_done: bool,
+    /// Take no following units (continuous detection), only ranges.
+    #[arg(long)]
+    pub no_follow: bool,
     /// How long a unit stays this node's without a heartbeat (beats come every third of it).
     #[arg(long, default_value = "15s")]
     pub lease_ttl: humantime::Duration,
@@ -80,7 +88,7 @@ fn observer(config: &McpConfig) -> Result<Cluster> {
 
 pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand) -> Result<ExitCode> {
     match command {
-        BackfillCommand::Plan { tenant, agent, rows_per_unit } => {
+        BackfillCommand::Plan { tenant, agent, rows_per_unit, follow } => {
             let cluster = observer(config)?;
             let registry = crate::registry(config, agents_dir)?;
             let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
@@ -98,6 +106,9 @@ pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand)
             for (agent, log_type) in &agents {
                 let added = cluster.plan_backfill(&Backfill { tenant: &tenant, agent, log_type, rows_per_unit })?;
                 println!("{agent:<10} {added} new units over tenant {tenant}'s '{log_type}' logs");
+                if follow && cluster.plan_follow(&tenant, agent, log_type)? {
+                    println!("{agent:<10} follows tenant {tenant}'s new '{log_type}' logs after them");
+                }
             }
             println!("next: start `mcp worker` on each node (`--until-done` to exit when the work is done)");
             Ok(ExitCode::SUCCESS)
@@ -120,7 +131,7 @@ pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand)
                     one_line(&u.agent),
                     one_line(&u.log_type),
                     u.start_after,
-                    u.up_to,
+                    if u.follows() { "follows".to_string() } else { u.up_to.to_string() },
                     u.checkpoint,
                     u.status,
                     one_line(u.holder.as_deref().unwrap_or("-")),
@@ -174,6 +185,7 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
         concurrency: args.concurrency.max(1),
         until_done: args.until_done,
         poll: args.poll.into(),
+        follow: !args.no_follow,
         ..WorkerOptions::default()
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -181,12 +193,14 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     println!("node {node} working (lease {})", args.lease_ttl);
     let report = mcp_engine::worker::work(&context, &cluster, &options, &stop)?;
     println!(
-        "node {node}: {} units finished, {} entries, {} new anomalies, {} units lost to other nodes, {} runs failed",
+        "node {node}: {} units finished, {} entries, {} new anomalies, {} units lost to other nodes, {} runs failed, \
+         {} following units given to other nodes",
         report.finished.load(Ordering::Relaxed),
         report.entries.load(Ordering::Relaxed),
         report.anomalies.load(Ordering::Relaxed),
         report.lost.load(Ordering::Relaxed),
-        report.failed.load(Ordering::Relaxed)
+        report.failed.load(Ordering::Relaxed),
+        report.rebalanced.load(Ordering::Relaxed)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -22,6 +22,7 @@ mod assets;
 mod bench;
 mod bench_api;
 mod bench_cache;
+mod bench_follow;
 mod bench_languages;
 mod bench_models;
 mod bench_notify;
@@ -888,6 +889,10 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             if args.cache {
                 bench_cache::run(&config, &agents_dir(cli.agents_dir, &config)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !args.follow.is_empty() {
+                bench_follow::run(&config, &agents_dir(cli.agents_dir, &config)?, &args.follow, args.follow_seconds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if let Some(rows) = args.pipeline {

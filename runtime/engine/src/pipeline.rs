@@ -109,6 +109,10 @@ pub struct RunSpec<'a> {
     /// The last id the run reads (a work unit's end); the end of the source
     /// when `None`.
     pub up_to_id: Option<u64>,
+    /// Follow new rows instead of ending at the end of the source: look
+    /// again after this long, asking the observer each time whether to go
+    /// on (continuous detection).
+    pub follow: Option<Duration>,
 }
 
 /// What a run did.
@@ -225,7 +229,13 @@ pub fn run_observed(
             source.read_range(spec.tenant, &query, spec.up_to_id)?;
         report.quarantined += quarantined as u64;
         if last_id == after_id {
-            break;
+            let Some(wait) = spec.follow else { break };
+            report.elapsed = started.elapsed();
+            if observer(&report).is_break() {
+                return Err(RunError::Cancelled { agent: spec.agent.into(), after_id });
+            }
+            std::thread::sleep(wait);
+            continue;
         }
         // Moved, not copied, into the form the guest receives.
         let batch = GuestBatch::from(batch);

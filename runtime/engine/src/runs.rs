@@ -162,6 +162,7 @@ impl RunBuilder {
             batch_size: self.batch_size,
             replay_ms: self.replay_ms,
             up_to_id: None,
+            follow: None,
         })
     }
 }
@@ -179,6 +180,7 @@ pub struct Run {
     batch_size: u32,
     replay_ms: i64,
     up_to_id: Option<u64>,
+    follow: Option<Duration>,
 }
 
 impl std::fmt::Debug for Run {
@@ -204,6 +206,13 @@ impl Run {
     /// the end of the source.
     pub fn up_to(mut self, last: u64) -> Self {
         self.up_to_id = Some(last);
+        self
+    }
+
+    /// Follows new rows, looking again every `poll`, instead of ending at
+    /// the end of the source; the observer stops it.
+    pub fn follow(mut self, poll: Duration) -> Self {
+        self.follow = Some(poll);
         self
     }
 
@@ -239,6 +248,7 @@ impl Run {
             batch_size: self.batch_size,
             replay_ms: self.replay_ms,
             up_to_id: self.up_to_id,
+            follow: self.follow,
         };
         let result = pipeline::run_observed(&self.registry, &mut instance, &*self.source, store, &spec, observer);
         RunOutcome { result, faults: instance.faults(), fault_list: instance.take_faults(), usage: *instance.usage() }

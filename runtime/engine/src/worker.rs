@@ -3,6 +3,13 @@
 //! store, beats while it runs, and gives back what fails. A unit it lost
 //! (another node took it over while this one was silent) stops at its next
 //! batch, and its commits are refused in any case.
+//!
+//! Ranges (backfills) are run by `concurrency` threads, one unit at a time
+//! each. Following units (continuous detection) never end, so each gets a
+//! thread of its own while held; a node takes at most its fair share of
+//! them (all following units over the nodes alive, rounded up) and gives
+//! one back when nodes joined and it holds more, so following spreads
+//! over the nodes as they come and go.
 
 use std::collections::HashSet;
 use std::ops::ControlFlow;
@@ -11,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mcp_sandbox::registry::Registry;
-use mcp_storage::cluster::{Cluster, ClusterError, Lease};
+use mcp_storage::cluster::{Cluster, ClusterError, Lease, UnitKind};
 use mcp_storage::control::ControlStore;
 use mcp_storage::source::LogSource;
 
@@ -31,11 +38,19 @@ pub struct WorkerOptions {
     pub poll: Duration,
     /// Failed runs of a unit before it is marked failed and left alone.
     pub max_failures: i32,
+    /// Take following units (continuous detection); off with `until_done`.
+    pub follow: bool,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { concurrency: 1, until_done: false, poll: Duration::from_millis(500), max_failures: 3 }
+        WorkerOptions {
+            concurrency: 1,
+            until_done: false,
+            poll: Duration::from_millis(500),
+            max_failures: 3,
+            follow: true,
+        }
     }
 }
 
@@ -51,6 +66,8 @@ pub struct WorkerReport {
     pub lost: AtomicU64,
     /// Runs that failed; their units were given back.
     pub failed: AtomicU64,
+    /// Following units given back to even out the nodes' shares.
+    pub rebalanced: AtomicU64,
 }
 
 /// What a worker's runs are made of.
@@ -69,6 +86,9 @@ pub struct WorkerContext<'a> {
 struct Held {
     leases: Mutex<Vec<Lease>>,
     lost: Mutex<HashSet<i64>>,
+    /// Taken while a following unit is judged and given back, so that the
+    /// node's followers give back one at a time, each counting the last.
+    giving_way: Mutex<()>,
 }
 
 impl Held {
@@ -108,9 +128,12 @@ pub fn work(
     let workers_done = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| beat_until(cluster, &held, &workers_done));
-        let runners: Vec<_> = (0..options.concurrency.max(1))
+        let mut runners: Vec<_> = (0..options.concurrency.max(1))
             .map(|_| scope.spawn(|| claim_and_run(context, cluster, options, stop, &held, &report)))
             .collect();
+        if options.follow && !options.until_done {
+            runners.push(scope.spawn(|| follow_share(scope, context, cluster, options, stop, &held, &report)));
+        }
         let mut result = Ok(());
         for runner in runners {
             match runner.join() {
@@ -163,7 +186,7 @@ fn claim_and_run(
     report: &WorkerReport,
 ) -> Result<(), ClusterError> {
     while !stop.load(Ordering::Relaxed) {
-        let lease = match cluster.claim() {
+        let lease = match cluster.claim(UnitKind::Range) {
             Ok(lease) => lease,
             // PostgreSQL away: try again after the poll, as when idle.
             Err(error) => {
@@ -187,6 +210,41 @@ fn claim_and_run(
     Ok(())
 }
 
+/// Claims following units up to this node's share, each followed on a
+/// thread of its own, until `stop`.
+fn follow_share<'scope, 'env>(
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    context: &'scope WorkerContext<'env>,
+    cluster: &'scope Cluster,
+    options: &'scope WorkerOptions,
+    stop: &'scope AtomicBool,
+    held: &'scope Held,
+    report: &'scope WorkerReport,
+) -> Result<(), ClusterError> {
+    while !stop.load(Ordering::Relaxed) {
+        let claimed = match cluster.follow_share() {
+            Ok((mine, share)) if mine < share => cluster.claim(UnitKind::Follow),
+            Ok(_) => Ok(None),
+            Err(error) => Err(error),
+        };
+        match claimed {
+            Ok(Some(lease)) => {
+                held.hold(&lease);
+                scope.spawn(move || {
+                    run_unit(context, cluster, options, stop, held, report, &lease);
+                    held.release(&lease);
+                });
+                // The next claim waits for this one's beat to count.
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(node = cluster.node(), "claiming a following unit failed: {error}"),
+        }
+        std::thread::sleep(options.poll);
+    }
+    Ok(())
+}
+
 fn run_unit(
     context: &WorkerContext<'_>,
     cluster: &Cluster,
@@ -203,12 +261,14 @@ fn run_unit(
             .tenant_control(context.control)
             .and_then(|run| run.models(context.models.clone()).build());
     let run = match built {
+        Ok(run) if lease.follows() => run.follow(options.poll),
         Ok(run) => run.up_to(lease.up_to),
         Err(error) => return give_back(cluster, options, report, lease, &error),
     };
     let mut store = cluster.store(lease);
+    let mut rebalance = Rebalance::new(cluster, held, lease);
     let outcome = run.execute(&mut store, &mut |_| {
-        if held.is_lost(lease.unit) || stop.load(Ordering::Relaxed) {
+        if held.is_lost(lease.unit) || stop.load(Ordering::Relaxed) || rebalance.over_share() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
@@ -229,6 +289,10 @@ fn run_unit(
             report.lost.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(after_id, "unit lost to another node; stopped");
         }
+        Err(RunError::Cancelled { after_id, .. }) if rebalance.gave_way => {
+            report.rebalanced.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(after_id, "following unit given back: this node held more than its share");
+        }
         // Stopping: the unit goes back as it stands, not as a failure.
         Err(RunError::Cancelled { after_id, .. }) => tracing::info!(after_id, "unit left at its checkpoint on stop"),
         Err(error) => give_back(cluster, options, report, lease, &error),
@@ -246,5 +310,38 @@ fn give_back(cluster: &Cluster, options: &WorkerOptions, report: &WorkerReport, 
     if let Err(back) = cluster.give_up(lease, &error.to_string(), options.max_failures) {
         // It expires instead.
         tracing::warn!("giving the unit back failed: {back}");
+    }
+}
+
+/// Whether a following unit should go to another node: looked at once a
+/// lease time, and given back at once when this node holds more than its
+/// share.
+struct Rebalance<'a> {
+    cluster: &'a Cluster,
+    held: &'a Held,
+    lease: &'a Lease,
+    last_look: std::time::Instant,
+    gave_way: bool,
+}
+
+impl<'a> Rebalance<'a> {
+    fn new(cluster: &'a Cluster, held: &'a Held, lease: &'a Lease) -> Self {
+        Rebalance { cluster, held, lease, last_look: std::time::Instant::now(), gave_way: false }
+    }
+
+    fn over_share(&mut self) -> bool {
+        if !self.lease.follows() || self.last_look.elapsed() < self.cluster.lease_ttl() {
+            return false;
+        }
+        self.last_look = std::time::Instant::now();
+        let _one_at_a_time = self.held.giving_way.lock().unwrap_or_else(PoisonError::into_inner);
+        if !matches!(self.cluster.follow_share(), Ok((mine, share)) if mine > share) {
+            return false;
+        }
+        match self.cluster.release(self.lease) {
+            Ok(()) => self.gave_way = true,
+            Err(error) => tracing::warn!("giving a following unit back failed: {error}"),
+        }
+        self.gave_way
     }
 }

@@ -64,6 +64,9 @@ CREATE TABLE IF NOT EXISTS anomalies (
     entry_fields TEXT,
     model TEXT,
     unit BIGINT,
+    -- When it was stored, by PostgreSQL's clock: detection latency is this
+    -- less the time its log row was written.
+    stored_at_ms BIGINT NOT NULL DEFAULT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT,
     UNIQUE (tenant, agent, log_id, label)
 );
 CREATE INDEX IF NOT EXISTS anomalies_by_time ON anomalies (tenant, log_ts_ms, id);

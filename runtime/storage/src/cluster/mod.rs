@@ -49,6 +49,22 @@ fn db(context: &str) -> impl FnOnce(sqlx::Error) -> ClusterError + '_ {
     move |source| ClusterError::Postgres { context: format!("{context}: "), source }
 }
 
+/// The `up_to` of a unit that follows new rows rather than ending: no id
+/// reaches it.
+pub const FOLLOWS: u64 = FOLLOWS_ID.unsigned_abs();
+
+/// [`FOLLOWS`] as PostgreSQL stores it.
+pub(crate) const FOLLOWS_ID: i64 = i64::MAX;
+
+/// Which units a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitKind {
+    /// Ranges of stored rows (backfills), which end.
+    Range,
+    /// Units that follow new rows as they arrive (continuous detection).
+    Follow,
+}
+
 /// A node's hold on one unit of work.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -67,6 +83,13 @@ pub struct Lease {
     /// How many claims the unit had, this one included: more than one
     /// means it was taken over.
     pub claims: i32,
+}
+
+impl Lease {
+    /// Whether the unit follows new rows rather than ending.
+    pub fn follows(&self) -> bool {
+        self.up_to == FOLLOWS
+    }
 }
 
 /// A node as the shared table shows it.
@@ -92,6 +115,7 @@ pub struct UnitView {
     pub agent: String,
     pub log_type: String,
     pub start_after: i64,
+    /// The last id it covers; [`FOLLOWS`] for a unit that follows new rows.
     pub up_to: i64,
     pub checkpoint: i64,
     /// `done`, `failed`, `held` (a lease in force) or `open`.
@@ -102,6 +126,19 @@ pub struct UnitView {
     pub failures: i32,
     pub last_error: Option<String>,
     pub anomalies: i64,
+}
+
+impl UnitView {
+    /// Whether the unit follows new rows rather than ending.
+    pub fn follows(&self) -> bool {
+        self.up_to.unsigned_abs() == FOLLOWS
+    }
+
+    /// Whether nothing is left to do on it: done, failed, or following
+    /// (which never ends).
+    pub fn settled(&self) -> bool {
+        self.status == "done" || self.status == "failed" || self.follows()
+    }
 }
 
 /// One node's connection to the shared work table.
@@ -243,9 +280,9 @@ impl Cluster {
         })
     }
 
-    /// Claims the first open unit that nobody holds under a lease in
-    /// force, raising its fencing token; `None` when there is none.
-    pub fn claim(&self) -> Result<Option<Lease>, ClusterError> {
+    /// Claims the first open unit of `kind` that nobody holds under a
+    /// lease in force, raising its fencing token; `None` when there is none.
+    pub fn claim(&self, kind: UnitKind) -> Result<Option<Lease>, ClusterError> {
         let ttl = self.ttl_seconds();
         // Not retried: a claim whose answer was lost would leave a lease
         // this node does not know it has; it expires like a dead node's.
@@ -259,11 +296,14 @@ impl Cluster {
                          SELECT id FROM work_units
                          WHERE done_at IS NULL AND failed_at IS NULL
                            AND (holder IS NULL OR expires_at IS NULL OR expires_at < clock_timestamp())
+                           AND (up_to = $3) = $4
                          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING id, token, tenant, agent, log_type, start_after, up_to, checkpoint, claims",
                 )
                 .bind(&self.node)
                 .bind(ttl)
+                .bind(FOLLOWS_ID)
+                .bind(kind == UnitKind::Follow)
                 .fetch_optional(&self.pool),
             )
             .map_err(db("claim a unit"))?;
@@ -317,6 +357,40 @@ impl Cluster {
             .execute(&self.pool)
         })?;
         Ok(())
+    }
+
+    /// Gives a following unit back without counting a failure, for a node
+    /// with more than its share (another takes it from its checkpoint).
+    pub fn release(&self, lease: &Lease) -> Result<(), ClusterError> {
+        self.with_retry("give a unit back", || {
+            sqlx::query("UPDATE work_units SET holder = NULL, expires_at = NULL WHERE id = $1 AND token = $2")
+                .bind(lease.unit)
+                .bind(lease.token)
+                .execute(&self.pool)
+        })?;
+        Ok(())
+    }
+
+    /// How many following units this node holds, and its fair share of
+    /// them: all of them spread over the nodes alive now, rounded up.
+    pub fn follow_share(&self) -> Result<(u64, u64), ClusterError> {
+        let row = self.with_retry("count following units", || {
+            sqlx::query(
+                "SELECT
+                    (SELECT COUNT(*) FROM work_units WHERE up_to = $2 AND done_at IS NULL AND failed_at IS NULL),
+                    (SELECT COUNT(*) FROM nodes
+                       WHERE heartbeat_at + lease_ttl_ms * INTERVAL '1 millisecond' > clock_timestamp()),
+                    (SELECT COUNT(*) FROM work_units
+                       WHERE up_to = $2 AND holder = $1 AND expires_at > clock_timestamp() AND done_at IS NULL)",
+            )
+            .bind(&self.node)
+            .bind(FOLLOWS_ID)
+            .fetch_one(&self.pool)
+        })?;
+        let read = || -> Result<(i64, i64, i64), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) };
+        let (following, alive, mine) = read().map_err(db("count following units"))?;
+        let share = following.unsigned_abs().div_ceil(alive.unsigned_abs().max(1));
+        Ok((mine.unsigned_abs(), share))
     }
 
     /// The error for a lease that is no longer this node's.
@@ -412,6 +486,35 @@ impl Cluster {
             .map(|r| Ok((r.try_get(0)?, r.try_get::<i64, _>(1)?.unsigned_abs(), r.try_get(2)?)))
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("read anomalies"))
+    }
+
+    /// The newest id of `tenant`'s rows of `log_type`, 0 when none.
+    pub fn last_row(&self, tenant: &str, log_type: &str) -> Result<u64, ClusterError> {
+        let last: Option<i64> = self.with_retry("find the last row", || async {
+            sqlx::query("SELECT MAX(id) FROM logs WHERE tenant = $1 AND log_type = $2")
+                .bind(tenant)
+                .bind(log_type)
+                .fetch_one(&self.pool)
+                .await?
+                .try_get(0)
+        })?;
+        Ok(last.map_or(0, i64::unsigned_abs))
+    }
+
+    /// How many of `tenant`'s rows the following units have not reached.
+    pub fn follow_backlog(&self, tenant: &str) -> Result<i64, ClusterError> {
+        self.with_retry("measure the backlog", || async {
+            sqlx::query(
+                "SELECT COALESCE(SUM((SELECT COUNT(*) FROM logs l
+                     WHERE l.tenant = u.tenant AND l.log_type = u.log_type AND l.id > u.checkpoint)), 0)::BIGINT
+                 FROM work_units u WHERE u.tenant = $1 AND u.up_to = $2",
+            )
+            .bind(tenant)
+            .bind(FOLLOWS_ID)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get(0)
+        })
     }
 
     /// The store a run of `lease`'s unit commits to.

@@ -5,7 +5,7 @@
 
 use sqlx::Row;
 
-use super::{Cluster, ClusterError};
+use super::{Cluster, ClusterError, FOLLOWS_ID};
 
 /// What to plan: one agent of one tenant over one log type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,30 @@ pub struct Backfill<'a> {
 }
 
 impl Cluster {
+    /// Adds a unit that follows `tenant`'s new rows of `log_type` with
+    /// `agent` from where the planned units end (from the first row when
+    /// none are planned), unless one does already. Returns whether it
+    /// added one. Nothing is planned after it: it covers every later row.
+    pub fn plan_follow(&self, tenant: &str, agent: &str, log_type: &str) -> Result<bool, ClusterError> {
+        let added = self.with_retry("add a following unit", || async {
+            sqlx::query(
+                "INSERT INTO work_units (tenant, agent, log_type, start_after, up_to, checkpoint)
+                 SELECT $1, $2, $3, planned, $4, planned FROM (
+                     SELECT COALESCE(MAX(up_to), 0) AS planned FROM work_units
+                     WHERE tenant = $1 AND agent = $2 AND log_type = $3) AS p
+                 WHERE planned < $4
+                 ON CONFLICT (tenant, agent, log_type, start_after) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(agent)
+            .bind(log_type)
+            .bind(FOLLOWS_ID)
+            .execute(&self.pool)
+            .await
+        })?;
+        Ok(added.rows_affected() > 0)
+    }
+
     /// Adds units covering `backfill`'s rows after those already planned;
     /// returns how many units it added.
     ///
