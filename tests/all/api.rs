@@ -99,6 +99,7 @@ pub(crate) fn api_configured(
             batch_size: 500,
             replay_ms: 0,
             up_to_id: None,
+            follow: None,
         };
         pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     }

@@ -144,7 +144,15 @@ fn dns_logs(entries: usize) -> anyhow::Result<Logs> {
 }
 
 fn spec() -> RunSpec<'static> {
-    RunSpec { tenant: "t", agent: "dns", log_source: "embedded", batch_size: 100, replay_ms: 0, up_to_id: None, follow: None }
+    RunSpec {
+        tenant: "t",
+        agent: "dns",
+        log_source: "embedded",
+        batch_size: 100,
+        replay_ms: 0,
+        up_to_id: None,
+        follow: None,
+    }
 }
 
 fn anomalies(store: &AnomalyStore) -> anyhow::Result<BTreeSet<(u64, String)>> {

@@ -6,7 +6,13 @@
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use mcp_engine::config::McpConfig;
+use mcp_engine::worker::{self, WorkerContext, WorkerOptions};
+use mcp_storage::control::ControlStore;
 
 use mcp_engine::pipeline::{self, RunError, RunSpec};
 use mcp_storage::cluster::{Backfill, Cluster, ClusterError, Lease, UnitKind};
@@ -165,4 +171,158 @@ fn a_worker_without_postgres_says_what_to_set() {
     let refused = config.cluster("n", Duration::from_secs(1));
     let Err(error) = refused else { panic!("a cluster without database_url connected") };
     assert!(error.to_string().contains("database_url"), "{error}");
+}
+
+/// A node working in a thread of its own until dropped.
+struct Node<'scope> {
+    stop: &'scope std::sync::atomic::AtomicBool,
+}
+
+/// Another connection to the test's schema, for a worker to own.
+fn second_source(pg: &Pg) -> anyhow::Result<Arc<dyn LogSource>> {
+    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
+    let schemas = Arc::new(mcp_storage::schema::SchemaFiles::new(std::path::Path::new(mcp_fixtures::BUNDLED_SCHEMAS)));
+    Ok(Arc::new(mcp_storage::source::PgLogSource::connect(&database_url(), Some(namespace), schemas)?))
+}
+
+fn config_for(pg: &Pg, dir: &std::path::Path) -> anyhow::Result<McpConfig> {
+    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
+    Ok(McpConfig {
+        data_dir: dir.to_path_buf(),
+        schema_dir: Some(mcp_fixtures::BUNDLED_SCHEMAS.into()),
+        models_dir: Some(mcp_fixtures::BUNDLED_MODELS.into()),
+        database_url: Some(database_url()),
+        database_schema: Some(namespace.to_string()),
+        batch_size: 500,
+        replay_ms: 120_000,
+        ..McpConfig::default()
+    })
+}
+
+/// Waits until `done` holds, failing after a minute with `what`.
+fn eventually(what: &str, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done()? {
+        anyhow::ensure!(Instant::now() < deadline, "waited a minute for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+#[test]
+fn following_units_detect_rows_written_after_the_start_as_a_one_off_run_does() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let dir = tempfile::tempdir()?;
+    let config = config_for(&pg, dir.path())?;
+    let rows = generator::to_rows(&generator::generate("firewall", 8, 6_000)?);
+    let (before, after) = rows.split_at(2_000);
+    pg.0.append("t", "firewall", before)?;
+    let planner = node(&pg, "planner", Duration::from_secs(1))?;
+    assert!(planner.plan_follow("t", "firewall", "firewall")?);
+    assert!(!planner.plan_follow("t", "firewall", "firewall")?, "a second following unit for the same agent");
+    assert_eq!(planner.plan_backfill(&Backfill { agent: "firewall", log_type: "firewall", ..dns_backfill(0) })?, 0);
+
+    let registry = Arc::new(bundled_registry(sandbox())?);
+    let control = ControlStore::open(&dir.path().join("control.db"))?;
+    let source: Arc<dyn LogSource> = second_source(&pg)?;
+    let context = WorkerContext {
+        config: &config,
+        registry: registry.clone(),
+        source,
+        control: &control,
+        models: config.model_manager()?,
+    };
+    let worker_node = node(&pg, "follower", Duration::from_secs(1))?;
+    let stop = AtomicBool::new(false);
+    let options = WorkerOptions { poll: Duration::from_millis(20), ..WorkerOptions::default() };
+    let report = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let working = scope.spawn(|| worker::work(&context, &worker_node, &options, &stop));
+        let _stop_on_exit = Node { stop: &stop };
+        eventually("the history to be followed", || Ok(planner.follow_backlog("t")? == 0))?;
+        // Rows written while it follows, in three bursts.
+        for part in after.chunks(1_400) {
+            pg.0.append("t", "firewall", part)?;
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eventually("the new rows to be followed", || Ok(planner.follow_backlog("t")? == 0))?;
+        stop.store(true, Ordering::Relaxed);
+        working.join().map_err(|_| anyhow::anyhow!("the worker panicked"))?.map_err(anyhow::Error::from)
+    })?;
+    assert_eq!(report.failed.load(Ordering::Relaxed), 0);
+    let unit = planner.units()?.into_iter().next().ok_or_else(|| anyhow::anyhow!("no unit"))?;
+    assert!(unit.follows() && unit.status != "done", "a following unit ended: {unit:?}");
+
+    let store_dir = tempfile::tempdir()?;
+    let mut store = AnomalyStore::open(&store_dir.path().join("anomalies.db"))?;
+    let mut whole = pipeline::instance_for(&registry, "firewall", "t", Default::default(), None)?;
+    let whole_spec = RunSpec {
+        tenant: "t",
+        agent: "firewall",
+        log_source: "postgres",
+        batch_size: 500,
+        replay_ms: 120_000,
+        up_to_id: None,
+        follow: None,
+    };
+    pipeline::run(&registry, &mut whole, &pg.0, &mut store, &whole_spec)?;
+    let expected: BTreeSet<_> =
+        store.anomalies("t", "firewall")?.into_iter().map(|a| ("firewall".to_string(), a.log_id, a.label)).collect();
+    assert!(!expected.is_empty());
+    assert_eq!(planner.anomaly_keys("t")?.into_iter().collect::<BTreeSet<_>>(), expected);
+    Ok(())
+}
+
+impl Drop for Node<'_> {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn following_units_spread_over_the_nodes_as_they_join() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let dir = tempfile::tempdir()?;
+    let config = config_for(&pg, dir.path())?;
+    let planner = node(&pg, "planner", Duration::from_millis(600))?;
+    for (tenant, seed) in [("t1", 1), ("t2", 2), ("t3", 3)] {
+        pg.0.append(tenant, "dns", &generator::to_rows(&generator::generate("dns", seed, 500)?))?;
+        assert!(planner.plan_follow(tenant, "dns", "dns")?);
+    }
+    let registry = Arc::new(bundled_registry(sandbox())?);
+    let control = ControlStore::open(&dir.path().join("control.db"))?;
+    let context = WorkerContext {
+        config: &config,
+        registry,
+        source: second_source(&pg)?,
+        control: &control,
+        models: config.model_manager()?,
+    };
+    let options = WorkerOptions { poll: Duration::from_millis(20), ..WorkerOptions::default() };
+    let first = node(&pg, "first", Duration::from_millis(600))?;
+    let second = node(&pg, "second", Duration::from_millis(600))?;
+    let (stop_first, stop_second) = (AtomicBool::new(false), AtomicBool::new(false));
+    let holders = || -> anyhow::Result<Vec<String>> {
+        Ok(planner.units()?.into_iter().filter(|u| u.status == "held").filter_map(|u| u.holder).collect())
+    };
+    let (first_report, second_report) = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let _stop_first = Node { stop: &stop_first };
+        let _stop_second = Node { stop: &stop_second };
+        let first_working = scope.spawn(|| worker::work(&context, &first, &options, &stop_first));
+        eventually("the first node to follow all three", || Ok(holders()? == ["first", "first", "first"]))?;
+        let second_working = scope.spawn(|| worker::work(&context, &second, &options, &stop_second));
+        eventually("the second node to take a share", || {
+            let now = holders()?;
+            Ok(now.len() == 3 && now.iter().filter(|h| *h == "second").count() == 1)
+        })?;
+        stop_first.store(true, Ordering::Relaxed);
+        let first_report = first_working.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        // The node that stays takes over what the one that left gave back.
+        eventually("the second node to follow all three", || Ok(holders()? == ["second", "second", "second"]))?;
+        stop_second.store(true, Ordering::Relaxed);
+        let second_report = second_working.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        Ok((first_report, second_report))
+    })?;
+    assert!(first_report.rebalanced.load(Ordering::Relaxed) >= 1, "the first node gave nothing back");
+    assert_eq!(first_report.failed.load(Ordering::Relaxed) + second_report.failed.load(Ordering::Relaxed), 0);
+    Ok(())
 }

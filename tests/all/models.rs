@@ -247,6 +247,7 @@ fn anomalies_record_the_model_version_that_scored_them() -> anyhow::Result<()> {
         batch_size: 500,
         replay_ms: 0,
         up_to_id: None,
+        follow: None,
     };
     let report = pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     assert_eq!(report.model, Some(("dns".to_string(), active.clone())));

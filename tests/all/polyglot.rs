@@ -85,7 +85,15 @@ fn found_by(
         registry
     };
     let mut instance = pipeline::instance_for(&registry, agent, "t", settings, None)?;
-    let spec = RunSpec { tenant: "t", agent, log_source: "embedded", batch_size: 1_000, replay_ms: 0, up_to_id: None, follow: None };
+    let spec = RunSpec {
+        tenant: "t",
+        agent,
+        log_source: "embedded",
+        batch_size: 1_000,
+        replay_ms: 0,
+        up_to_id: None,
+        follow: None,
+    };
     pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
     Ok(store.anomalies("t", agent)?.into_iter().map(|a| (a.log_id, a.label)).collect())
 }

@@ -55,8 +55,15 @@ fn query(log_type: &str, limit: u32) -> LogQuery {
 fn run_dns(source: &dyn LogSource, store: &mut AnomalyStore) -> anyhow::Result<BTreeSet<(u64, String)>> {
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
-    let spec =
-        RunSpec { tenant: "t", agent: "dns", log_source: source.name(), batch_size: 700, replay_ms: 0, up_to_id: None, follow: None };
+    let spec = RunSpec {
+        tenant: "t",
+        agent: "dns",
+        log_source: source.name(),
+        batch_size: 700,
+        replay_ms: 0,
+        up_to_id: None,
+        follow: None,
+    };
     let report = pipeline::run(&registry, &mut instance, source, store, &spec)?;
     anyhow::ensure!(report.entries > 0, "nothing was read");
     Ok(store.anomalies("t", "dns")?.into_iter().map(|a| (a.log_id, a.label)).collect())

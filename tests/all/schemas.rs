@@ -138,8 +138,15 @@ fn a_fourth_log_type_needs_only_a_schema_file_and_an_agent() -> anyhow::Result<(
     let mut registry = Registry::new(sandbox());
     registry.register_file(Path::new(mcp_fixtures::PROXY))?;
     let mut instance = pipeline::instance_for(&registry, "proxy", "t", Default::default(), None)?;
-    let spec =
-        RunSpec { tenant: "t", agent: "proxy", log_source: "embedded", batch_size: 100, replay_ms: 0, up_to_id: None, follow: None };
+    let spec = RunSpec {
+        tenant: "t",
+        agent: "proxy",
+        log_source: "embedded",
+        batch_size: 100,
+        replay_ms: 0,
+        up_to_id: None,
+        follow: None,
+    };
     let report = pipeline::run(&registry, &mut instance, &s.source, &mut s.store, &spec)?;
     assert_eq!((report.entries, report.quarantined), (4, 1));
     let found: Vec<(u64, String)> =
@@ -156,8 +163,15 @@ fn an_agent_is_not_run_on_a_schema_version_it_does_not_read() -> anyhow::Result<
     s.source.insert_raw("t", "dns", 1, "r", r#"{"client_ip": "10.0.0.1", "query": "a.com", "rcode": "NOERROR"}"#, 0)?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
-    let spec =
-        RunSpec { tenant: "t", agent: "dns", log_source: "embedded", batch_size: 100, replay_ms: 0, up_to_id: None, follow: None };
+    let spec = RunSpec {
+        tenant: "t",
+        agent: "dns",
+        log_source: "embedded",
+        batch_size: 100,
+        replay_ms: 0,
+        up_to_id: None,
+        follow: None,
+    };
     match pipeline::run(&registry, &mut instance, &s.source, &mut s.store, &spec) {
         Err(e @ RunError::SchemaUnsupported { .. }) => {
             assert_eq!(e.to_string(), "agent dns reads 'dns' schema versions 1 to 1; the schema file is at version 3")
@@ -174,8 +188,15 @@ fn an_agent_that_reads_schema_versions_is_not_run_without_a_schema_file() -> any
     s.source.insert_raw("t", "dns", 1, "r", r#"{"client_ip": "10.0.0.1", "query": "a.com", "rcode": "NOERROR"}"#, 0)?;
     let registry = bundled_registry(sandbox())?;
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
-    let spec =
-        RunSpec { tenant: "t", agent: "dns", log_source: "embedded", batch_size: 100, replay_ms: 0, up_to_id: None, follow: None };
+    let spec = RunSpec {
+        tenant: "t",
+        agent: "dns",
+        log_source: "embedded",
+        batch_size: 100,
+        replay_ms: 0,
+        up_to_id: None,
+        follow: None,
+    };
     match pipeline::run(&registry, &mut instance, &s.source, &mut s.store, &spec) {
         Err(e @ RunError::SchemaMissing { .. }) => {
             let message = e.to_string();

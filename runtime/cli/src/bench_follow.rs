@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -107,8 +107,9 @@ fn measure(
         for (i, (log_type, pool)) in pools.iter().enumerate() {
             // The rate shared between the log types.
             let share = per_tick / pools.len() + usize::from(i < per_tick % pools.len());
-            let rows: Vec<NewRow> =
-                (0..share).map(|k| NewRow { timestamp_ms: now_ms(), ..pool[(written + added + k) % pool.len()].clone() }).collect();
+            let rows: Vec<NewRow> = (0..share)
+                .map(|k| NewRow { timestamp_ms: now_ms(), ..pool[(written + added + k) % pool.len()].clone() })
+                .collect();
             added += usize::try_from(source.append(TENANT, log_type, &rows)?)?;
             last_ids.push((log_type.to_string(), cluster.last_row(TENANT, log_type)?));
         }

@@ -387,7 +387,8 @@ impl Cluster {
             .bind(FOLLOWS_ID)
             .fetch_one(&self.pool)
         })?;
-        let read = || -> Result<(i64, i64, i64), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) };
+        let read =
+            || -> Result<(i64, i64, i64), sqlx::Error> { Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)) };
         let (following, alive, mine) = read().map_err(db("count following units"))?;
         let share = following.unsigned_abs().div_ceil(alive.unsigned_abs().max(1));
         Ok((mine.unsigned_abs(), share))
