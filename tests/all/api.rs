@@ -589,6 +589,7 @@ fn the_openapi_document_names_every_endpoint() -> anyhow::Result<()> {
         "/v1/audit",
         "/v1/models/{agent}/{version}",
         "/v1/models/reload",
+        "/v1/nodes",
     ] {
         assert!(paths.contains_key(path), "{path} missing from the document");
     }

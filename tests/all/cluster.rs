@@ -326,3 +326,55 @@ fn following_units_spread_over_the_nodes_as_they_join() -> anyhow::Result<()> {
     assert_eq!(first_report.failed.load(Ordering::Relaxed) + second_report.failed.load(Ordering::Relaxed), 0);
     Ok(())
 }
+
+#[test]
+fn the_api_shows_nodes_and_units_to_the_deployment_admin_only() -> anyhow::Result<()> {
+    use crate::api::{DEPLOYMENT, api_configured, problem};
+    use axum::http::StatusCode;
+    use mcp_storage::control::Role;
+
+    let pg = pg()?;
+    pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 9, 500)?))?;
+    let namespace = pg.0.namespace().unwrap_or_default().to_string();
+    let member = node(&pg, "member", Duration::from_secs(30))?;
+    member.join()?;
+    member.plan_backfill(&dns_backfill(0))?;
+    assert!(member.plan_follow("t", "dns", "dns")?);
+    let held = member.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+
+    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
+    let api = api_configured(cache, &["alpha"], |config, _| {
+        config.database_url = Some(database_url());
+        config.database_schema = Some(namespace.clone());
+        Ok(())
+    })?;
+    let shown = api.get("/v1/nodes", api.token(DEPLOYMENT, Role::DeploymentAdmin))?;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.body);
+    let nodes = shown.body["nodes"].as_array().cloned().unwrap_or_default();
+    assert!(
+        nodes
+            .iter()
+            .any(|n| n["name"] == "member" && n["alive"] == true && n["leases"] == serde_json::json!([held.unit])),
+        "{}",
+        shown.body
+    );
+    let units = shown.body["units"].as_array().cloned().unwrap_or_default();
+    assert_eq!(units.len(), 2, "{}", shown.body);
+    assert_eq!(units[0]["status"], "held");
+    assert!(units[1]["up_to"].is_null(), "a following unit shows an end: {}", shown.body);
+    // Nodes and units span every tenant: no tenant's token sees them.
+    problem(&api.get("/v1/nodes", api.token("alpha", Role::Admin))?, StatusCode::FORBIDDEN, "forbidden");
+    problem(&api.get("/v1/nodes", api.token(DEPLOYMENT, Role::ReadOnly))?, StatusCode::FORBIDDEN, "forbidden");
+
+    let single = api_configured(
+        mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?,
+        &["alpha"],
+        |_, _| Ok(()),
+    )?;
+    problem(
+        &single.get("/v1/nodes", single.token(DEPLOYMENT, Role::DeploymentAdmin))?,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    Ok(())
+}

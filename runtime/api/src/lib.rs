@@ -16,6 +16,7 @@ mod exports;
 mod health;
 mod metrics;
 mod models;
+mod nodes;
 mod notifications;
 pub mod problem;
 mod range;
@@ -88,6 +89,9 @@ pub struct ApiState {
     /// The log source every run and readiness check shares (one
     /// PostgreSQL pool for the server), opened on first use.
     source: Mutex<Option<Arc<dyn mcp_storage::source::LogSource>>>,
+    /// The shared work table of the nodes (`GET /v1/nodes`), opened on
+    /// first use when PostgreSQL is configured.
+    cluster: Mutex<Option<Arc<mcp_storage::cluster::Cluster>>>,
     /// Set when the server shuts down: runs and exports stop at their next
     /// committed batch or window (shutdown.rs).
     pub(crate) stopping: Arc<std::sync::atomic::AtomicBool>,
@@ -222,6 +226,7 @@ impl ApiState {
             queue,
             export_queue,
             source: Mutex::default(),
+            cluster: Mutex::default(),
             tenant_models: Mutex::default(),
             stopping: Arc::default(),
             routes: Arc::new(route_book),
@@ -252,6 +257,31 @@ impl ApiState {
 
     /// The shared log source, opened now if it is not yet (or could not be
     /// before).
+    /// The nodes' shared work table; 404 on a deployment without
+    /// PostgreSQL, which has one node and no table. Blocking.
+    pub(crate) fn cluster(&self) -> Result<Arc<mcp_storage::cluster::Cluster>, ApiError> {
+        let mut cluster = self.cluster.lock().map_err(|_| ApiError::internal("the cluster lock is poisoned"))?;
+        if let Some(cluster) = &*cluster {
+            return Ok(cluster.clone());
+        }
+        let opened = match self.config.cluster("api-observer", std::time::Duration::from_secs(15)) {
+            Ok(opened) => Arc::new(opened),
+            Err(mcp_storage::cluster::ClusterError::NoDatabase) => {
+                return Err(ApiError::not_found(
+                    "this deployment has no database_url: one node, no shared work table (docs/scaling.md)",
+                ));
+            }
+            Err(error) => {
+                tracing::error!("cannot reach the shared work table: {error}");
+                return Err(ApiError::unavailable(
+                    "PostgreSQL cannot be reached; /readyz says which dependency is down",
+                ));
+            }
+        };
+        *cluster = Some(opened.clone());
+        Ok(opened)
+    }
+
     pub(crate) fn log_source(&self) -> Result<Arc<dyn mcp_storage::source::LogSource>, ApiError> {
         let mut source = self.source.lock().map_err(|_| ApiError::internal("the log source lock is poisoned"))?;
         if let Some(source) = &*source {
@@ -531,6 +561,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(metrics::render))
+        .routes(routes!(nodes::list_nodes))
         .routes(routes!(exports::list_exports, exports::start_export))
         .routes(routes!(exports::get_export, exports::delete_export))
         .routes(routes!(exports::download_export))
