@@ -40,6 +40,16 @@ pub struct BenchArgs {
     /// rows per second, comma-separated (needs database_url).
     #[arg(long, value_delimiter = ',')]
     pub follow: Vec<u32>,
+    /// Measure a backfill shared by this many `mcp worker` processes, for each count, comma-separated
+    /// (needs database_url).
+    #[arg(long, value_delimiter = ',')]
+    pub nodes: Vec<usize>,
+    /// Rows of the `--nodes` backfill.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub nodes_rows: usize,
+    /// Rows per unit of the `--nodes` backfill.
+    #[arg(long, default_value_t = 50_000)]
+    pub rows_per_unit: u64,
     /// How long rows are written at each `--follow` rate, in seconds.
     #[arg(long, default_value_t = 20)]
     pub follow_seconds: u64,

@@ -25,6 +25,7 @@ mod bench_cache;
 mod bench_follow;
 mod bench_languages;
 mod bench_models;
+mod bench_nodes;
 mod bench_notify;
 mod bench_pipeline;
 mod cluster_cli;
@@ -889,6 +890,11 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             if args.cache {
                 bench_cache::run(&config, &agents_dir(cli.agents_dir, &config)?)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !args.nodes.is_empty() {
+                let dir = agents_dir(cli.agents_dir, &config)?;
+                bench_nodes::run(&config, &dir, &args.nodes, args.nodes_rows, args.rows_per_unit)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if !args.follow.is_empty() {
