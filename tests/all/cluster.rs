@@ -378,3 +378,34 @@ fn the_api_shows_nodes_and_units_to_the_deployment_admin_only() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// Runs `sql` in the test's schema, as another process would change it.
+fn execute(pg: &Pg, sql: &str) -> anyhow::Result<()> {
+    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
+    let sql = sql.replace("{schema}", &format!("\"{namespace}\""));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
+        sqlx::query(&sql).execute(&pool).await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn a_live_nodes_name_is_not_taken_twice() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let first = node(&pg, "same", Duration::from_secs(30))?;
+    first.join()?;
+    first.join()?; // the same process again
+    // Another process of that name, alive: refused.
+    execute(&pg, "UPDATE {schema}.nodes SET pid = pid + 1 WHERE name = 'same'")?;
+    let second = node(&pg, "same", Duration::from_secs(30))?;
+    let refused = second.join();
+    assert!(matches!(refused, Err(ClusterError::NodeNameTaken { .. })), "{refused:?}");
+    // Once it stopped beating for longer than its lease, the name is free.
+    execute(&pg, "UPDATE {schema}.nodes SET heartbeat_at = heartbeat_at - INTERVAL '1 minute' WHERE name = 'same'")?;
+    second.join()?;
+    Ok(())
+}

@@ -171,8 +171,18 @@ pub fn nodes(config: &McpConfig, command: NodesCommand) -> Result<ExitCode> {
 }
 
 pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
+    let lease_ttl: Duration = args.lease_ttl.into();
+    if lease_ttl < Duration::from_secs(1) {
+        anyhow::bail!(
+            "--lease-ttl {} is too short: a lease must outlast a batch and a heartbeat (at least 1s; 15s by default)",
+            args.lease_ttl
+        );
+    }
+    if args.concurrency == 0 {
+        anyhow::bail!("--concurrency 0 would run nothing: give 1 or more");
+    }
     let node = args.node.unwrap_or_else(|| format!("{}-{}", mcp_storage::cluster::hostname(), std::process::id()));
-    let cluster = config.cluster(&node, args.lease_ttl.into())?;
+    let cluster = config.cluster(&node, lease_ttl)?;
     cluster.migrate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -182,9 +192,10 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     models.watch(Duration::from_millis(config.model_watch_ms));
     let context = WorkerContext { config, registry, source: config.log_source()?, control: &control, models };
     let options = WorkerOptions {
-        concurrency: args.concurrency.max(1),
+        concurrency: args.concurrency,
         until_done: args.until_done,
-        poll: args.poll.into(),
+        // A poll of nothing would spin a core.
+        poll: Duration::from(args.poll).max(Duration::from_millis(10)),
         follow: !args.no_follow,
         ..WorkerOptions::default()
     };

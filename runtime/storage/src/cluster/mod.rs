@@ -41,6 +41,11 @@ pub enum ClusterError {
          the embedded SQLite default serves one node"
     )]
     NoDatabase,
+    #[error(
+        "a live node is already called '{node}' (it beat within its lease time): give this one another --node, \
+         or stop that one first"
+    )]
+    NodeNameTaken { node: String },
     #[error("work unit {unit} is for {expected}, not for {asked}")]
     WrongUnit { unit: i64, expected: String, asked: String },
 }
@@ -216,13 +221,18 @@ impl Cluster {
         let host = hostname();
         let pid = i64::from(std::process::id());
         let ttl_ms = i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-        self.with_retry("join", || {
+        // A name is taken again only from a node that stopped beating (or
+        // by the same process): two live nodes of one name would give
+        // each other's units back when either left.
+        let joined = self.with_retry("join", || {
             sqlx::query(
                 "INSERT INTO nodes (name, host, pid, started_at, heartbeat_at, lease_ttl_ms)
                  VALUES ($1, $2, $3, clock_timestamp(), clock_timestamp(), $4)
                  ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid,
                      started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
-                     lease_ttl_ms = excluded.lease_ttl_ms",
+                     lease_ttl_ms = excluded.lease_ttl_ms
+                 WHERE nodes.heartbeat_at + nodes.lease_ttl_ms * INTERVAL '1 millisecond' < clock_timestamp()
+                    OR (nodes.host = excluded.host AND nodes.pid = excluded.pid)",
             )
             .bind(&self.node)
             .bind(&host)
@@ -230,6 +240,9 @@ impl Cluster {
             .bind(ttl_ms)
             .execute(&self.pool)
         })?;
+        if joined.rows_affected() == 0 {
+            return Err(ClusterError::NodeNameTaken { node: self.node.clone() });
+        }
         tracing::info!(node = %self.node, %host, pid, "joined the cluster");
         Ok(())
     }
