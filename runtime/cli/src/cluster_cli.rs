@@ -53,6 +53,15 @@ pub enum NodesCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Forget a node known to be dead: its units are free at once instead of when its leases expire.
+    Forget {
+        /// The node's name, as `list` shows it.
+        name: String,
+        /// Even if it beat within its lease time (if it was not dead after all, its next commit is
+        /// refused and it stops).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -78,20 +87,41 @@ pub struct WorkerArgs {
     pub poll: humantime::Duration,
 }
 
-/// The node names and lease time the planning and listing commands use:
-/// they hold no lease, so any will do.
-fn observer(config: &McpConfig) -> Result<Cluster> {
+/// A connection for the commands that hold no lease (planning, listing);
+/// `migrate` creates the shared tables first, for the commands that write.
+fn observer(config: &McpConfig, migrate: bool) -> Result<Cluster> {
     let cluster = config.cluster(&format!("observer-{}", std::process::id()), Duration::from_secs(15))?;
-    cluster.migrate()?;
+    if migrate {
+        cluster.migrate()?;
+    }
     Ok(cluster)
 }
+
+/// "1 unit", "2 units".
+fn units(count: usize) -> String {
+    if count == 1 { "1 unit".into() } else { format!("{count} units") }
+}
+
+/// The fewest rows a range unit may have: each unit costs a claim and an
+/// agent start, and every cut between units is a place where an agent
+/// starts from the state before it or from the replay window.
+const MIN_ROWS_PER_UNIT: u64 = 1_000;
 
 pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand) -> Result<ExitCode> {
     match command {
         BackfillCommand::Plan { tenant, agent, rows_per_unit, follow } => {
-            let cluster = observer(config)?;
-            let registry = crate::registry(config, agents_dir)?;
+            if rows_per_unit != 0 && rows_per_unit < MIN_ROWS_PER_UNIT {
+                anyhow::bail!(
+                    "--rows-per-unit {rows_per_unit} is too small: at least {MIN_ROWS_PER_UNIT} (or 0 for one unit per \
+                     agent); each unit costs a claim and an agent start"
+                );
+            }
             let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
+            if !mcp_storage::control::valid_new_tenant(&tenant) {
+                anyhow::bail!("'{}' is not a tenant name (1 to 64 of a-z, 0-9, '-' and '_')", tenant.escape_debug());
+            }
+            let cluster = observer(config, true)?;
+            let registry = crate::registry(config, agents_dir)?;
             let agents: Vec<(String, String)> = match agent {
                 Some(name) => {
                     let agent = registry.get(&name)?;
@@ -105,16 +135,16 @@ pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand)
             };
             for (agent, log_type) in &agents {
                 let added = cluster.plan_backfill(&Backfill { tenant: &tenant, agent, log_type, rows_per_unit })?;
-                println!("{agent:<10} {added} new units over tenant {tenant}'s '{log_type}' logs");
+                println!("{agent:<10} {} added over tenant {tenant}'s stored '{log_type}' logs", units(added));
                 if follow && cluster.plan_follow(&tenant, agent, log_type)? {
-                    println!("{agent:<10} follows tenant {tenant}'s new '{log_type}' logs after them");
+                    println!("{agent:<10} a following unit added: new '{log_type}' logs of {tenant} as they arrive");
                 }
             }
             println!("next: start `mcp worker` on each node (`--until-done` to exit when the work is done)");
             Ok(ExitCode::SUCCESS)
         }
         BackfillCommand::Status { json } => {
-            let units = observer(config)?.units()?;
+            let units = observer(config, false)?.units()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&units)?);
                 return Ok(ExitCode::SUCCESS);
@@ -148,8 +178,22 @@ pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand)
 }
 
 pub fn nodes(config: &McpConfig, command: NodesCommand) -> Result<ExitCode> {
-    let NodesCommand::List { json } = command;
-    let nodes = observer(config)?.nodes()?;
+    let json = match command {
+        NodesCommand::List { json } => json,
+        NodesCommand::Forget { name, force } => {
+            return match observer(config, false)?.forget_node(&name, force)? {
+                Some(freed) => {
+                    println!("node {name} forgotten; {} free to claim", units(usize::try_from(freed)?));
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => anyhow::bail!(
+                    "no node '{}' that stopped beating: `mcp nodes list` shows the nodes; --force forgets a live one",
+                    name.escape_debug()
+                ),
+            };
+        }
+    };
+    let nodes = observer(config, false)?.nodes()?;
     if json {
         println!("{}", serde_json::to_string_pretty(&nodes)?);
         return Ok(ExitCode::SUCCESS);
@@ -172,9 +216,10 @@ pub fn nodes(config: &McpConfig, command: NodesCommand) -> Result<ExitCode> {
 
 pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result<ExitCode> {
     let lease_ttl: Duration = args.lease_ttl.into();
-    if lease_ttl < Duration::from_secs(1) {
+    if lease_ttl < Duration::from_secs(1) || lease_ttl > Duration::from_secs(600) {
         anyhow::bail!(
-            "--lease-ttl {} is too short: a lease must outlast a batch and a heartbeat (at least 1s; 15s by default)",
+            "--lease-ttl {} is out of range: 1s to 10min (15s by default); a lease must outlast a batch and a \
+             heartbeat, and a dead node's units wait that long",
             args.lease_ttl
         );
     }
@@ -202,16 +247,21 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
     println!("node {node} working (lease {})", args.lease_ttl);
+    if args.until_done && cluster.units()?.is_empty() {
+        println!("no units are planned: `mcp backfill plan` makes them");
+    }
     let report = mcp_engine::worker::work(&context, &cluster, &options, &stop)?;
+    let count = |counter: &std::sync::atomic::AtomicU64| usize::try_from(counter.load(Ordering::Relaxed)).unwrap_or(0);
     println!(
-        "node {node}: {} units finished, {} entries, {} new anomalies, {} units lost to other nodes, {} runs failed, \
-         {} following units given to other nodes",
-        report.finished.load(Ordering::Relaxed),
+        "node {node}: {} finished, {} entries, {} new anomalies; {} lost to other nodes, {} failed and given back, \
+         {} given to other nodes for their share, {} left at their checkpoint on stop",
+        units(count(&report.finished)),
         report.entries.load(Ordering::Relaxed),
         report.anomalies.load(Ordering::Relaxed),
-        report.lost.load(Ordering::Relaxed),
-        report.failed.load(Ordering::Relaxed),
-        report.rebalanced.load(Ordering::Relaxed)
+        units(count(&report.lost)),
+        units(count(&report.failed)),
+        units(count(&report.rebalanced)),
+        units(count(&report.left))
     );
     Ok(ExitCode::SUCCESS)
 }

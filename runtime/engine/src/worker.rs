@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use mcp_sandbox::registry::Registry;
-use mcp_storage::cluster::{Cluster, ClusterError, Lease, UnitKind};
+use mcp_storage::cluster::{Cluster, ClusterError, Lease, UnitKind, UnitView};
 use mcp_storage::control::ControlStore;
 use mcp_storage::source::LogSource;
 
@@ -32,7 +32,8 @@ use crate::runs::RunBuilder;
 pub struct WorkerOptions {
     /// Units run at once, each on its own thread.
     pub concurrency: usize,
-    /// Stop once every unit is done or failed, instead of waiting for more.
+    /// Stop once every range is done or failed, instead of waiting for more
+    /// (following units never end: they are left to other nodes).
     pub until_done: bool,
     /// The wait between two looks for work when none is open.
     pub poll: Duration,
@@ -68,6 +69,8 @@ pub struct WorkerReport {
     pub failed: AtomicU64,
     /// Following units given back to even out the nodes' shares.
     pub rebalanced: AtomicU64,
+    /// Units left at their checkpoint when the node stopped.
+    pub left: AtomicU64,
 }
 
 /// What a worker's runs are made of.
@@ -89,6 +92,9 @@ struct Held {
     /// Taken while a following unit is judged and given back, so that the
     /// node's followers give back one at a time, each counting the last.
     giving_way: Mutex<()>,
+    /// Set when another live process took this node's name: this one
+    /// stops, and leaves that one's units alone.
+    evicted: AtomicBool,
 }
 
 impl Held {
@@ -112,6 +118,16 @@ impl Held {
     fn is_lost(&self, unit: i64) -> bool {
         self.lost.lock().unwrap_or_else(PoisonError::into_inner).contains(&unit)
     }
+
+    fn evicted(&self) -> bool {
+        self.evicted.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether a node's runners should stop: it was told to, or another
+/// process took its name.
+fn stopping(stop: &AtomicBool, held: &Held) -> bool {
+    stop.load(Ordering::Relaxed) || held.evicted()
 }
 
 /// Works until `stop` is set (or, with `until_done`, until no unit is left),
@@ -145,6 +161,9 @@ pub fn work(
         workers_done.store(true, Ordering::Relaxed);
         result
     });
+    if held.evicted() {
+        return Err(ClusterError::NodeNameTaken { node: cluster.node().to_string() });
+    }
     // Leaving gives back whatever is still held, so others need not wait
     // for the leases to expire.
     cluster.leave()?;
@@ -164,16 +183,34 @@ fn beat_until(cluster: &Cluster, held: &Held, done: &AtomicBool) {
         }
         since = Duration::ZERO;
         match cluster.beat(&held.current()) {
-            Ok(lost) if !lost.is_empty() => {
-                tracing::warn!(node = cluster.node(), ?lost, "leases lost: another node holds them now");
-                held.mark_lost(&lost);
+            Ok(beat) => {
+                if !beat.lost.is_empty() {
+                    tracing::warn!(node = cluster.node(), lost = ?beat.lost, "leases lost: another node holds them now");
+                    held.mark_lost(&beat.lost);
+                }
+                if !beat.registered {
+                    rejoin(cluster, held);
+                }
             }
-            Ok(_) => {}
             // A missed beat is what leases are for: if PostgreSQL stays
             // away past the lease time, others take the units over and this
             // node's commits are refused.
             Err(error) => tracing::warn!(node = cluster.node(), "heartbeat failed: {error}"),
         }
+    }
+}
+
+/// The node's row is gone (forgotten by an operator, or another process
+/// took the name while this one was silent): joins again if the name is
+/// free, and stops if another live process has it.
+fn rejoin(cluster: &Cluster, held: &Held) {
+    match cluster.join() {
+        Ok(()) => tracing::warn!(node = cluster.node(), "this node's row was gone; joined again"),
+        Err(error @ ClusterError::NodeNameTaken { .. }) => {
+            tracing::error!(node = cluster.node(), "stopping: {error}");
+            held.evicted.store(true, Ordering::Relaxed);
+        }
+        Err(error) => tracing::warn!(node = cluster.node(), "joining again failed: {error}"),
     }
 }
 
@@ -185,7 +222,7 @@ fn claim_and_run(
     held: &Held,
     report: &WorkerReport,
 ) -> Result<(), ClusterError> {
-    while !stop.load(Ordering::Relaxed) {
+    while !stopping(stop, held) {
         let lease = match cluster.claim(UnitKind::Range) {
             Ok(lease) => lease,
             // PostgreSQL away: try again after the poll, as when idle.
@@ -195,9 +232,7 @@ fn claim_and_run(
             }
         };
         let Some(lease) = lease else {
-            if options.until_done
-                && cluster.units()?.iter().all(|unit| unit.status == "done" || unit.status == "failed")
-            {
+            if options.until_done && cluster.units()?.iter().all(UnitView::settled) {
                 return Ok(());
             }
             std::thread::sleep(options.poll);
@@ -221,7 +256,7 @@ fn follow_share<'scope, 'env>(
     held: &'scope Held,
     report: &'scope WorkerReport,
 ) -> Result<(), ClusterError> {
-    while !stop.load(Ordering::Relaxed) {
+    while !stopping(stop, held) {
         let claimed = match cluster.follow_share() {
             Ok((mine, share)) if mine < share => cluster.claim(UnitKind::Follow),
             Ok(_) => Ok(None),
@@ -267,19 +302,25 @@ fn run_unit(
     };
     let mut store = cluster.store(lease);
     let mut rebalance = Rebalance::new(cluster, held, lease);
-    let outcome = run.execute(&mut store, &mut |_| {
-        if held.is_lost(lease.unit) || stop.load(Ordering::Relaxed) || rebalance.over_share() {
+    // What the run committed, whatever ends it.
+    let mut committed = (0, 0);
+    let outcome = run.execute(&mut store, &mut |progress| {
+        committed = (progress.entries, progress.anomalies);
+        if held.is_lost(lease.unit) || stopping(stop, held) || rebalance.over_share() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())
         }
     });
+    if let Ok(ran) = &outcome.result {
+        committed = (ran.entries, ran.anomalies);
+    }
+    report.entries.fetch_add(committed.0, Ordering::Relaxed);
+    report.anomalies.fetch_add(committed.1, Ordering::Relaxed);
     match outcome.result {
         Ok(ran) => match cluster.finish(lease) {
             Ok(()) => {
                 report.finished.fetch_add(1, Ordering::Relaxed);
-                report.entries.fetch_add(ran.entries, Ordering::Relaxed);
-                report.anomalies.fetch_add(ran.anomalies, Ordering::Relaxed);
                 tracing::info!(entries = ran.entries, anomalies = ran.anomalies, "unit finished");
             }
             Err(error) => lost(report, &error),
@@ -294,7 +335,10 @@ fn run_unit(
             tracing::info!(after_id, "following unit given back: this node held more than its share");
         }
         // Stopping: the unit goes back as it stands, not as a failure.
-        Err(RunError::Cancelled { after_id, .. }) => tracing::info!(after_id, "unit left at its checkpoint on stop"),
+        Err(RunError::Cancelled { after_id, .. }) => {
+            report.left.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(after_id, "unit left at its checkpoint on stop");
+        }
         Err(error) => give_back(cluster, options, report, lease, &error),
     }
 }

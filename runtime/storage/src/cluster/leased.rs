@@ -63,10 +63,22 @@ impl RunStore for LeasedStore<'_> {
     fn agent_state(&self, key: &CheckpointKey<'_>, agent_sha256: &str) -> Result<Option<Vec<u8>>, RunStoreError> {
         self.check(key)?;
         let unit = self.lease.unit;
+        // A unit not started yet has no state of its own: it starts from
+        // the final state of the unit that ends where it begins, when that
+        // one is done, and so continues it exactly; else the run replays.
         let row = self.cluster.with_retry("read a unit's agent state", || {
-            sqlx::query("SELECT state, state_sha256, agent_sha256 FROM work_units WHERE id = $1 AND state IS NOT NULL")
-                .bind(unit)
-                .fetch_optional(&self.cluster.pool)
+            sqlx::query(
+                "SELECT s.state, s.state_sha256, s.agent_sha256
+                 FROM work_units u
+                 JOIN work_units s ON (s.id = u.id AND u.state IS NOT NULL)
+                    OR (u.state IS NULL AND u.checkpoint = u.start_after AND u.start_after > 0
+                        AND s.tenant = u.tenant AND s.agent = u.agent AND s.log_type = u.log_type
+                        AND s.up_to = u.start_after AND s.done_at IS NOT NULL AND s.state IS NOT NULL)
+                 WHERE u.id = $1
+                 LIMIT 1",
+            )
+            .bind(unit)
+            .fetch_optional(&self.cluster.pool)
         })?;
         let Some(row) = row else { return Ok(None) };
         let read = || -> Result<(Vec<u8>, String, String), sqlx::Error> {

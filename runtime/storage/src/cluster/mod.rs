@@ -42,6 +42,10 @@ pub enum ClusterError {
     )]
     NoDatabase,
     #[error(
+        "the shared tables are missing ({detail}): run `mcp db migrate`, or check database_url and database_schema"
+    )]
+    NotMigrated { detail: String },
+    #[error(
         "a live node is already called '{node}' (it beat within its lease time): give this one another --node, \
          or stop that one first"
     )]
@@ -95,6 +99,17 @@ impl Lease {
     pub fn follows(&self) -> bool {
         self.up_to == FOLLOWS
     }
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// Leases taken over while this node was silent.
+    pub lost: Vec<i64>,
+    /// Whether the node's row is still this process's: it is not when the
+    /// node was forgotten, or another process took its name while it was
+    /// silent.
+    pub registered: bool,
 }
 
 /// A node as the shared table shows it.
@@ -152,6 +167,10 @@ pub struct Cluster {
     runtime: tokio::runtime::Runtime,
     pool: PgPool,
     node: String,
+    /// This process, as its node row names it: a row of the same name
+    /// with another host or pid is another process's.
+    host: String,
+    pid: i64,
     lease_ttl: Duration,
     retry: RetryPolicy,
     retries: AtomicU64,
@@ -174,7 +193,16 @@ impl Cluster {
         })?;
         // Beats, claims and commits of a few runs at once, each short.
         let pool = connect_pool(&runtime, url, schema, 4)?;
-        Ok(Cluster { runtime, pool, node: node.to_string(), lease_ttl, retry, retries: AtomicU64::new(0) })
+        Ok(Cluster {
+            runtime,
+            pool,
+            node: node.to_string(),
+            host: hostname(),
+            pid: i64::from(std::process::id()),
+            lease_ttl,
+            retry,
+            retries: AtomicU64::new(0),
+        })
     }
 
     /// This node's name.
@@ -210,16 +238,18 @@ impl Cluster {
     {
         self.runtime
             .block_on(crate::retry::retry(&self.retry, &self.retries, "PostgreSQL", what, transient, &mut op))
-            .map_err(|GaveUp { error, attempts, .. }| ClusterError::Postgres {
-                context: format!("{what} (after {attempts} attempts): "),
-                source: error,
+            .map_err(|GaveUp { error, attempts, .. }| match &error {
+                // Undefined table: the schema was never migrated.
+                sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
+                    ClusterError::NotMigrated { detail: db.message().to_string() }
+                }
+                _ => ClusterError::Postgres { context: format!("{what} (after {attempts} attempts): "), source: error },
             })
     }
 
     /// Announces this node (or announces it again after a restart).
     pub fn join(&self) -> Result<(), ClusterError> {
-        let host = hostname();
-        let pid = i64::from(std::process::id());
+        let (host, pid) = (&self.host, self.pid);
         let ttl_ms = i64::try_from(self.lease_ttl.as_millis()).unwrap_or(i64::MAX);
         // A name is taken again only from a node that stopped beating (or
         // by the same process): two live nodes of one name would give
@@ -235,7 +265,7 @@ impl Cluster {
                     OR (nodes.host = excluded.host AND nodes.pid = excluded.pid)",
             )
             .bind(&self.node)
-            .bind(&host)
+            .bind(host)
             .bind(pid)
             .bind(ttl_ms)
             .execute(&self.pool)
@@ -243,6 +273,15 @@ impl Cluster {
         if joined.rows_affected() == 0 {
             return Err(ClusterError::NodeNameTaken { node: self.node.clone() });
         }
+        // Nodes silent for a day that hold nothing are gone for good.
+        self.with_retry("forget old nodes", || {
+            sqlx::query(
+                "DELETE FROM nodes n WHERE n.heartbeat_at < clock_timestamp() - INTERVAL '1 day'
+                   AND NOT EXISTS (SELECT 1 FROM work_units u WHERE u.holder = n.name AND u.done_at IS NULL
+                                     AND u.expires_at > clock_timestamp())",
+            )
+            .execute(&self.pool)
+        })?;
         tracing::info!(node = %self.node, %host, pid, "joined the cluster");
         Ok(())
     }
@@ -252,26 +291,75 @@ impl Cluster {
     pub fn leave(&self) -> Result<(), ClusterError> {
         self.with_retry("leave", || async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE work_units SET holder = NULL, expires_at = NULL WHERE holder = $1 AND done_at IS NULL")
+            // Only while the name is still this process's: if another took
+            // it (this one was silent), the units of that name are its.
+            let mine = sqlx::query("DELETE FROM nodes WHERE name = $1 AND host = $2 AND pid = $3")
+                .bind(&self.node)
+                .bind(&self.host)
+                .bind(self.pid)
+                .execute(&mut *tx)
+                .await?;
+            if mine.rows_affected() > 0 {
+                sqlx::query(
+                    "UPDATE work_units SET holder = NULL, expires_at = NULL WHERE holder = $1 AND done_at IS NULL",
+                )
                 .bind(&self.node)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("DELETE FROM nodes WHERE name = $1").bind(&self.node).execute(&mut *tx).await?;
+            }
             tx.commit().await
+        })
+    }
+
+    /// Forgets node `name`: its row goes and the units it holds are free
+    /// at once. For a node known dead whose leases would otherwise run
+    /// their time; a node that was not dead is refused at its next commit
+    /// (its tokens are superseded by the next claims) and stops. Refused
+    /// for a node that beat within its lease time unless `even_alive`.
+    /// Returns the units freed, or `None` when there is no such node.
+    pub fn forget_node(&self, name: &str, even_alive: bool) -> Result<Option<u64>, ClusterError> {
+        self.with_retry("forget a node", || async {
+            let mut tx = self.pool.begin().await?;
+            let gone = sqlx::query(
+                "DELETE FROM nodes WHERE name = $1
+                   AND ($2 OR heartbeat_at + lease_ttl_ms * INTERVAL '1 millisecond' < clock_timestamp())",
+            )
+            .bind(name)
+            .bind(even_alive)
+            .execute(&mut *tx)
+            .await?;
+            if gone.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(None);
+            }
+            let freed = sqlx::query(
+                "UPDATE work_units SET holder = NULL, expires_at = NULL WHERE holder = $1 AND done_at IS NULL",
+            )
+            .bind(name)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(Some(freed))
         })
     }
 
     /// Beats: the node's heartbeat, and each of `leases` extended by the
     /// lease time if this node still holds it under the same token.
-    /// Returns the leases it lost (taken over while it was silent).
-    pub fn beat(&self, leases: &[Lease]) -> Result<Vec<i64>, ClusterError> {
+    pub fn beat(&self, leases: &[Lease]) -> Result<Beat, ClusterError> {
         let ttl = self.ttl_seconds();
         self.with_retry("beat", || async {
             let mut tx = self.pool.begin().await?;
-            sqlx::query("UPDATE nodes SET heartbeat_at = clock_timestamp() WHERE name = $1")
-                .bind(&self.node)
-                .execute(&mut *tx)
-                .await?;
+            let registered = sqlx::query(
+                "UPDATE nodes SET heartbeat_at = clock_timestamp() WHERE name = $1 AND host = $2 AND pid = $3",
+            )
+            .bind(&self.node)
+            .bind(&self.host)
+            .bind(self.pid)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0;
             let mut lost = Vec::new();
             for lease in leases {
                 let kept = sqlx::query(
@@ -289,7 +377,7 @@ impl Cluster {
                 }
             }
             tx.commit().await?;
-            Ok(lost)
+            Ok(Beat { lost, registered })
         })
     }
 
@@ -306,10 +394,16 @@ impl Cluster {
                     "UPDATE work_units SET holder = $1, token = token + 1, claims = claims + 1,
                          expires_at = clock_timestamp() + make_interval(secs => $2)
                      WHERE id = (
-                         SELECT id FROM work_units
+                         SELECT id FROM work_units w
                          WHERE done_at IS NULL AND failed_at IS NULL
                            AND (holder IS NULL OR expires_at IS NULL OR expires_at < clock_timestamp())
                            AND (up_to = $3) = $4
+                           -- A following unit starts where the history
+                           -- before it ends, with that unit's agent state.
+                           AND NOT ($4 AND EXISTS (
+                               SELECT 1 FROM work_units e
+                               WHERE e.tenant = w.tenant AND e.agent = w.agent AND e.log_type = w.log_type
+                                 AND e.start_after < w.start_after AND e.done_at IS NULL AND e.failed_at IS NULL))
                          ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING id, token, tenant, agent, log_type, start_after, up_to, checkpoint, claims",
                 )
@@ -340,7 +434,8 @@ impl Cluster {
     pub fn finish(&self, lease: &Lease) -> Result<(), ClusterError> {
         let done = self.with_retry("finish a unit", || {
             sqlx::query(
-                "UPDATE work_units SET done_at = clock_timestamp(), holder = NULL, expires_at = NULL, state = NULL
+                // The state stays: the unit after this one starts from it.
+                "UPDATE work_units SET done_at = clock_timestamp(), holder = NULL, expires_at = NULL
                  WHERE id = $1 AND token = $2 AND done_at IS NULL",
             )
             .bind(lease.unit)

@@ -1,9 +1,11 @@
 //! Cutting a backfill into units: one per (tenant, agent, log type) by
-//! default, or ranges of a given number of rows. Planning is idempotent
-//! (a unit is keyed by where it starts), so every node may plan at start,
-//! and planning again later adds units for the rows that came since.
+//! default, or ranges of a given number of rows. Planning is idempotent (a
+//! unit is keyed by where it starts) and serialised per (tenant, agent, log
+//! type) by an advisory lock, so every node may plan at start, two
+//! planners never lay overlapping units, and planning again later adds
+//! units for the rows that came since.
 
-use sqlx::Row;
+use sqlx::{Postgres, Row, Transaction};
 
 use super::{Cluster, ClusterError, FOLLOWS_ID};
 
@@ -17,92 +19,107 @@ pub struct Backfill<'a> {
     pub rows_per_unit: u64,
 }
 
+/// Takes the planning lock of one (tenant, agent, log type) for the
+/// transaction, and answers where its planned units end (0 when none).
+async fn lock_and_read_end(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &str,
+    agent: &str,
+    log_type: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2 || chr(31) || $3, 17))")
+        .bind(tenant)
+        .bind(agent)
+        .bind(log_type)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("SELECT COALESCE(MAX(up_to), 0) FROM work_units WHERE tenant = $1 AND agent = $2 AND log_type = $3")
+        .bind(tenant)
+        .bind(agent)
+        .bind(log_type)
+        .fetch_one(&mut **tx)
+        .await?
+        .try_get(0)
+}
+
 impl Cluster {
     /// Adds a unit that follows `tenant`'s new rows of `log_type` with
     /// `agent` from where the planned units end (from the first row when
     /// none are planned), unless one does already. Returns whether it
-    /// added one. Nothing is planned after it: it covers every later row.
+    /// added one. It is claimed once the units before it are done, and
+    /// starts from the last one's agent state. Nothing is planned after it:
+    /// it covers every later row.
     pub fn plan_follow(&self, tenant: &str, agent: &str, log_type: &str) -> Result<bool, ClusterError> {
-        let added = self.with_retry("add a following unit", || async {
+        self.with_retry("add a following unit", || async {
+            let mut tx = self.pool.begin().await?;
+            let planned = lock_and_read_end(&mut tx, tenant, agent, log_type).await?;
+            if planned == FOLLOWS_ID {
+                tx.rollback().await?;
+                return Ok(false);
+            }
             sqlx::query(
                 "INSERT INTO work_units (tenant, agent, log_type, start_after, up_to, checkpoint)
-                 SELECT $1, $2, $3, planned, $4, planned FROM (
-                     SELECT COALESCE(MAX(up_to), 0) AS planned FROM work_units
-                     WHERE tenant = $1 AND agent = $2 AND log_type = $3) AS p
-                 WHERE planned < $4
-                 ON CONFLICT (tenant, agent, log_type, start_after) DO NOTHING",
+                 VALUES ($1, $2, $3, $4, $5, $4)",
             )
             .bind(tenant)
             .bind(agent)
             .bind(log_type)
+            .bind(planned)
             .bind(FOLLOWS_ID)
-            .execute(&self.pool)
-            .await
-        })?;
-        Ok(added.rows_affected() > 0)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// Adds units covering `backfill`'s rows after those already planned;
     /// returns how many units it added.
     ///
-    /// A unit that does not start at the first row starts its agent cold,
-    /// with the entries of the replay window before it fed first (as a
-    /// resumed run does). Agents whose state is bounded windows find the
-    /// same anomalies that way; an agent that learns from the first
-    /// entries it ever sees (the Wi-Fi agent without `known_bssids`) finds
-    /// the same only with one unit per agent (`rows_per_unit` 0).
+    /// A unit that does not start at the first row starts from the final
+    /// agent state of the unit before it when that one is done by then,
+    /// and otherwise cold, with the entries of the replay window before it
+    /// fed first (as a resumed run does). Agents whose state is bounded
+    /// windows find the same anomalies either way; an agent that learns
+    /// from the first entries it ever sees (the Wi-Fi agent without
+    /// `known_bssids`) finds the same only when the units run in turn, so
+    /// give it one unit (`rows_per_unit` 0).
     pub fn plan_backfill(&self, backfill: &Backfill<'_>) -> Result<usize, ClusterError> {
         let Backfill { tenant, agent, log_type, rows_per_unit } = *backfill;
-        let planned: i64 = self.with_retry("read the plan", || async {
-            sqlx::query(
-                "SELECT COALESCE(MAX(up_to), 0) FROM work_units WHERE tenant = $1 AND agent = $2 AND log_type = $3",
-            )
-            .bind(tenant)
-            .bind(agent)
-            .bind(log_type)
-            .fetch_one(&self.pool)
-            .await?
-            .try_get(0)
-        })?;
-        let last: Option<i64> = self.with_retry("find the last row", || async {
-            sqlx::query("SELECT MAX(id) FROM logs WHERE tenant = $1 AND log_type = $2 AND id > $3")
-                .bind(tenant)
-                .bind(log_type)
-                .bind(planned)
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)
-        })?;
-        let Some(last) = last else { return Ok(0) };
-        let mut bounds = Vec::new();
-        let mut start_after = planned;
-        while start_after < last {
-            let up_to = if rows_per_unit == 0 {
-                last
-            } else {
-                let offset = i64::try_from(rows_per_unit - 1).unwrap_or(i64::MAX);
-                let found: Option<i64> = self.with_retry("find a unit's end", || async {
-                    sqlx::query(
+        let offset = i64::try_from(rows_per_unit.saturating_sub(1)).unwrap_or(i64::MAX);
+        let added = self.with_retry("plan a backfill", || async {
+            let mut tx = self.pool.begin().await?;
+            let mut start_after = lock_and_read_end(&mut tx, tenant, agent, log_type).await?;
+            let last: Option<i64> =
+                sqlx::query("SELECT MAX(id) FROM logs WHERE tenant = $1 AND log_type = $2 AND id > $3")
+                    .bind(tenant)
+                    .bind(log_type)
+                    .bind(start_after)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+            let Some(last) = last else {
+                tx.rollback().await?;
+                return Ok(0);
+            };
+            let mut added = 0;
+            while start_after < last {
+                let up_to = if rows_per_unit == 0 {
+                    last
+                } else {
+                    let end: Option<i64> = sqlx::query(
                         "SELECT id FROM logs WHERE tenant = $1 AND log_type = $2 AND id > $3 ORDER BY id OFFSET $4 LIMIT 1",
                     )
                     .bind(tenant)
                     .bind(log_type)
                     .bind(start_after)
                     .bind(offset)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *tx)
                     .await?
                     .map(|row| row.try_get(0))
-                    .transpose()
-                })?;
-                found.unwrap_or(last).min(last)
-            };
-            bounds.push((start_after, up_to));
-            start_after = up_to;
-        }
-        let added = self.with_retry("add units", || async {
-            let mut tx = self.pool.begin().await?;
-            let mut added = 0;
-            for (start_after, up_to) in &bounds {
+                    .transpose()?;
+                    end.unwrap_or(last).min(last)
+                };
                 added += sqlx::query(
                     "INSERT INTO work_units (tenant, agent, log_type, start_after, up_to, checkpoint)
                      VALUES ($1, $2, $3, $4, $5, $4) ON CONFLICT (tenant, agent, log_type, start_after) DO NOTHING",
@@ -115,6 +132,7 @@ impl Cluster {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                start_after = up_to;
             }
             tx.commit().await?;
             Ok(added)
