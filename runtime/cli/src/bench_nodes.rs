@@ -13,13 +13,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use mcp_engine::config::McpConfig;
 use mcp_storage::cluster::Backfill;
-use mcp_storage::source::{LogSource, NewRow, PgLogSource};
-use mcp_synth::{self as generator, EPOCH_START_MS};
+use mcp_storage::source::PgLogSource;
+use mcp_synth as generator;
 
 const TENANT: &str = "bench";
-/// Generated rows are made once per type and repeated with later
-/// timestamps, as `--pipeline` does.
-const BLOCK: usize = 100_000;
 
 /// Clock ticks a second of `/proc`'s CPU times (the kernel's USER_HZ,
 /// 100 on every Linux this runs on).
@@ -94,23 +91,7 @@ fn measure(
     rows_per_unit: u64,
 ) -> Result<()> {
     source.migrate()?;
-    let per_type = rows.div_ceil(generator::LOG_TYPES.len());
-    for log_type in generator::LOG_TYPES {
-        let block: Vec<NewRow> =
-            generator::to_rows(&generator::generate(log_type, 5, BLOCK)?).into_iter().take(BLOCK).collect();
-        let span = block.last().map_or(0, |r| r.timestamp_ms - EPOCH_START_MS) + 1;
-        let (mut loaded, mut repeat) = (0, 0i64);
-        while loaded < per_type {
-            let take = (per_type - loaded).min(block.len());
-            let shifted: Vec<NewRow> = block[..take]
-                .iter()
-                .map(|r| NewRow { timestamp_ms: r.timestamp_ms + repeat * span, ..r.clone() })
-                .collect();
-            source.append(TENANT, log_type, &shifted)?;
-            loaded += take;
-            repeat += 1;
-        }
-    }
+    let per_type = crate::bench_pipeline::load_generated(source, TENANT, rows)?;
     let dir = tempfile::tempdir()?;
     let mut worker_config = config.clone();
     worker_config.database_url = Some(url.to_string());

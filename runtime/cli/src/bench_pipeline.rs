@@ -38,10 +38,11 @@ pub fn run(config: &McpConfig, agents_dir: &Path, rows: usize) -> Result<()> {
     outcome
 }
 
-fn measure(config: &McpConfig, agents_dir: &Path, source: &Arc<PgLogSource>, rows: usize) -> Result<()> {
-    source.migrate()?;
+/// Appends `rows` generated rows for `tenant`, a third of each log type,
+/// with one block per type repeated at later times; returns the rows per
+/// type.
+pub(crate) fn load_generated(source: &dyn LogSource, tenant: &str, rows: usize) -> Result<usize> {
     let per_type = rows.div_ceil(generator::LOG_TYPES.len());
-    let load_started = Instant::now();
     for log_type in generator::LOG_TYPES {
         let block: Vec<NewRow> =
             generator::to_rows(&generator::generate(log_type, 5, BLOCK)?).into_iter().take(BLOCK).collect();
@@ -54,11 +55,18 @@ fn measure(config: &McpConfig, agents_dir: &Path, source: &Arc<PgLogSource>, row
                 .iter()
                 .map(|r| NewRow { timestamp_ms: r.timestamp_ms + repeat * span, ..r.clone() })
                 .collect();
-            source.append("bench", log_type, &shifted)?;
+            source.append(tenant, log_type, &shifted)?;
             loaded += take;
             repeat += 1;
         }
     }
+    Ok(per_type)
+}
+
+fn measure(config: &McpConfig, agents_dir: &Path, source: &Arc<PgLogSource>, rows: usize) -> Result<()> {
+    source.migrate()?;
+    let load_started = Instant::now();
+    let per_type = load_generated(source.as_ref(), "bench", rows)?;
     let load = load_started.elapsed();
     let dir = tempfile::tempdir()?;
     let mut store = AnomalyStore::open(&dir.path().join("anomalies.db"))?;

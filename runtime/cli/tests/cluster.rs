@@ -9,49 +9,22 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use mcp_fixtures::BUNDLED_SCHEMAS;
 use mcp_storage::cluster::{Cluster, UnitView};
-use mcp_storage::schema::SchemaFiles;
-use mcp_storage::source::{LogSource, PgLogSource, RetryPolicy};
+use mcp_storage::source::{LogSource, RetryPolicy};
 use mcp_synth as generator;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+mod common;
+use common::{Namespace, database_url, namespace, stored};
 
 const TENANTS: [&str; 2] = ["t1", "t2"];
 /// Normal entries per tenant and log type: with the attacks on top, a
 /// little over a million rows in all.
 const ENTRIES: usize = 167_000;
 const LEASE: &str = "2s";
-
-fn database_url() -> String {
-    std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A PostgreSQL schema of this test's own, dropped at the end.
-struct Namespace {
-    name: String,
-    source: PgLogSource,
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Err(e) = self.source.drop_namespace() {
-            eprintln!("could not drop schema {}: {e}", self.name);
-        }
-    }
-}
-
-fn namespace() -> Result<Namespace> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
-    let name = format!("mcp_cluster_{}_{nanos}", std::process::id());
-    let source = PgLogSource::connect(&database_url(), Some(&name), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))
-        .map_err(|e| format!("{e}\nthis test needs PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", database_url()))?;
-    source.migrate()?;
-    Ok(Namespace { name, source })
-}
 
 fn write_config(dir: &Path, ns: &Namespace) -> Result<()> {
     std::fs::write(
@@ -115,13 +88,6 @@ fn held_midway(nodes: &[&str]) -> impl Fn(&[UnitView]) -> Option<UnitView> {
     }
 }
 
-fn keys_of_run(dir: &Path) -> Result<BTreeSet<(String, u64, String)>> {
-    let conn = rusqlite::Connection::open(dir.join("data").join("anomalies.db"))?;
-    let mut stmt = conn.prepare("SELECT agent, log_id, label FROM anomalies")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.unsigned_abs(), r.get(2)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
-
 fn terminate_backends(namespace: &str) -> Result<i64> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let killed = runtime.block_on(async {
@@ -139,7 +105,7 @@ fn terminate_backends(namespace: &str) -> Result<i64> {
 
 #[test]
 fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -> Result<()> {
-    let ns = namespace()?;
+    let ns = namespace("cluster")?;
     let mut rows = 0;
     for (seed, tenant) in TENANTS.iter().enumerate() {
         for log_type in ["wifi", "firewall", "dns"] {
@@ -156,7 +122,8 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
         write_config(dir.path(), &ns)?;
         let status = mcp(dir.path()).arg("run").env("MCP_TENANT", tenant).status()?;
         assert!(status.success(), "the single-node run of {tenant} failed");
-        expected.extend(keys_of_run(dir.path())?.into_iter().map(|(agent, id, label)| (tenant, agent, id, label)));
+        let (keys, _) = stored(dir.path())?;
+        expected.extend(keys.into_iter().map(|(agent, id, label)| (tenant, agent, id.unsigned_abs(), label)));
     }
     assert!(expected.len() > 4_000, "only {} anomalies", expected.len());
 

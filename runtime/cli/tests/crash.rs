@@ -7,47 +7,23 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mcp_fixtures::BUNDLED_SCHEMAS;
-use mcp_storage::schema::SchemaFiles;
-use mcp_storage::source::{LogSource, NewRow, PgLogSource};
+use mcp_storage::source::{LogSource, NewRow};
 use mcp_synth as generator;
 
 mod common;
-use common::stored;
+use common::{Namespace, database_url, namespace, stored};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn database_url() -> String {
-    std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A PostgreSQL schema of this test's own, loaded with `rows`, dropped at the end.
-struct Namespace {
-    name: String,
-    source: PgLogSource,
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        if let Err(e) = self.source.drop_namespace() {
-            eprintln!("could not drop schema {}: {e}", self.name);
-        }
-    }
-}
-
-fn namespace(tag: &str, rows: &[(String, Vec<NewRow>)]) -> Result<Namespace> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos();
-    let name = format!("mcp_crash_{tag}_{}_{nanos}", std::process::id());
-    let source = PgLogSource::connect(&database_url(), Some(&name), Arc::new(SchemaFiles::new(Path::new(BUNDLED_SCHEMAS))))
-        .map_err(|e| format!("{e}\nthis test needs PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", database_url()))?;
-    source.migrate()?;
+/// A schema of the test's own, loaded with `rows`.
+fn loaded(tag: &str, rows: &[(String, Vec<NewRow>)]) -> Result<Namespace> {
+    let ns = namespace(&format!("crash_{tag}"))?;
     for (log_type, batch) in rows {
-        source.append("t", log_type, batch)?;
+        ns.source.append("t", log_type, batch)?;
     }
-    Ok(Namespace { name, source })
+    Ok(ns)
 }
 
 /// The replay is twice the longest window of the bundled agents (60 s), so
@@ -133,7 +109,7 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
     assert!(total >= 100_000, "only {total} rows");
 
     let reference_dir = tempfile::tempdir()?;
-    let reference_ns = namespace("ref", &rows)?;
+    let reference_ns = loaded("ref", &rows)?;
     write_config(reference_dir.path(), &reference_ns)?;
     // Agent by agent, timed, to bound the kill delays below.
     let mut alone = Vec::new();
@@ -151,7 +127,7 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
     assert_eq!(expected.len(), expected_count);
 
     let crash_dir = tempfile::tempdir()?;
-    let crash_ns = namespace("kill", &rows)?;
+    let crash_ns = loaded("kill", &rows)?;
     write_config(crash_dir.path(), &crash_ns)?;
     let seed = u64::from(SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos());
     eprintln!("kill delays from seed {seed}");

@@ -124,10 +124,14 @@ impl Held {
     }
 }
 
-/// Whether a node's runners should stop: it was told to, or another
-/// process took its name.
-fn stopping(stop: &AtomicBool, held: &Held) -> bool {
-    stop.load(Ordering::Relaxed) || held.evicted()
+/// What a node's threads share.
+struct NodeWork<'a> {
+    context: &'a WorkerContext<'a>,
+    cluster: &'a Cluster,
+    options: &'a WorkerOptions,
+    stop: &'a AtomicBool,
+    held: Held,
+    report: WorkerReport,
 }
 
 /// Works until `stop` is set (or, with `until_done`, until no unit is left),
@@ -139,16 +143,14 @@ pub fn work(
     stop: &AtomicBool,
 ) -> Result<WorkerReport, ClusterError> {
     cluster.join()?;
-    let report = WorkerReport::default();
-    let held = Held::default();
+    let node = NodeWork { context, cluster, options, stop, held: Held::default(), report: WorkerReport::default() };
     let workers_done = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
-        scope.spawn(|| beat_until(cluster, &held, &workers_done));
-        let mut runners: Vec<_> = (0..options.concurrency.max(1))
-            .map(|_| scope.spawn(|| claim_and_run(context, cluster, options, stop, &held, &report)))
-            .collect();
+        scope.spawn(|| beat_until(cluster, &node.held, &workers_done));
+        let mut runners: Vec<_> =
+            (0..options.concurrency.max(1)).map(|_| scope.spawn(|| node.claim_and_run())).collect();
         if options.follow && !options.until_done {
-            runners.push(scope.spawn(|| follow_share(scope, context, cluster, options, stop, &held, &report)));
+            runners.push(scope.spawn(|| node.follow_share(scope)));
         }
         let mut result = Ok(());
         for runner in runners {
@@ -161,13 +163,13 @@ pub fn work(
         workers_done.store(true, Ordering::Relaxed);
         result
     });
-    if held.evicted() {
+    if node.held.evicted() {
         return Err(ClusterError::NodeNameTaken { node: cluster.node().to_string() });
     }
     // Leaving gives back whatever is still held, so others need not wait
     // for the leases to expire.
     cluster.leave()?;
-    outcome.map(|()| report)
+    outcome.map(|()| node.report)
 }
 
 /// Beats every third of the lease time until the runners are done.
@@ -214,132 +216,128 @@ fn rejoin(cluster: &Cluster, held: &Held) {
     }
 }
 
-fn claim_and_run(
-    context: &WorkerContext<'_>,
-    cluster: &Cluster,
-    options: &WorkerOptions,
-    stop: &AtomicBool,
-    held: &Held,
-    report: &WorkerReport,
-) -> Result<(), ClusterError> {
-    while !stopping(stop, held) {
-        let lease = match cluster.claim(UnitKind::Range) {
-            Ok(lease) => lease,
-            // PostgreSQL away: try again after the poll, as when idle.
-            Err(error) => {
-                tracing::warn!(node = cluster.node(), "claiming work failed: {error}");
-                None
-            }
-        };
-        let Some(lease) = lease else {
-            if options.until_done && cluster.units()?.iter().all(UnitView::settled) {
-                return Ok(());
-            }
-            std::thread::sleep(options.poll);
-            continue;
-        };
-        held.hold(&lease);
-        run_unit(context, cluster, options, stop, held, report, &lease);
-        held.release(&lease);
+impl NodeWork<'_> {
+    /// Whether the node's runners should stop: it was told to, or another
+    /// process took its name.
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.held.evicted()
     }
-    Ok(())
-}
 
-/// Claims following units up to this node's share, each followed on a
-/// thread of its own, until `stop`.
-fn follow_share<'scope, 'env>(
-    scope: &'scope std::thread::Scope<'scope, 'env>,
-    context: &'scope WorkerContext<'env>,
-    cluster: &'scope Cluster,
-    options: &'scope WorkerOptions,
-    stop: &'scope AtomicBool,
-    held: &'scope Held,
-    report: &'scope WorkerReport,
-) -> Result<(), ClusterError> {
-    while !stopping(stop, held) {
-        let claimed = match cluster.follow_share() {
-            Ok((mine, share)) if mine < share => cluster.claim(UnitKind::Follow),
-            Ok(_) => Ok(None),
-            Err(error) => Err(error),
-        };
-        match claimed {
-            Ok(Some(lease)) => {
-                held.hold(&lease);
-                scope.spawn(move || {
-                    run_unit(context, cluster, options, stop, held, report, &lease);
-                    held.release(&lease);
-                });
-                // The next claim waits for this one's beat to count.
+    /// Claims ranges and runs them, one at a time, until stopped (or, with
+    /// `until_done`, until every range is settled).
+    fn claim_and_run(&self) -> Result<(), ClusterError> {
+        let cluster = self.cluster;
+        while !self.stopping() {
+            let lease = match cluster.claim(UnitKind::Range) {
+                Ok(lease) => lease,
+                // PostgreSQL away: try again after the poll, as when idle.
+                Err(error) => {
+                    tracing::warn!(node = cluster.node(), "claiming work failed: {error}");
+                    None
+                }
+            };
+            let Some(lease) = lease else {
+                if self.options.until_done && cluster.units()?.iter().all(UnitView::settled) {
+                    return Ok(());
+                }
+                std::thread::sleep(self.options.poll);
                 continue;
-            }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(node = cluster.node(), "claiming a following unit failed: {error}"),
+            };
+            self.held.hold(&lease);
+            self.run_unit(&lease);
+            self.held.release(&lease);
         }
-        std::thread::sleep(options.poll);
+        Ok(())
     }
-    Ok(())
-}
 
-fn run_unit(
-    context: &WorkerContext<'_>,
-    cluster: &Cluster,
-    options: &WorkerOptions,
-    stop: &AtomicBool,
-    held: &Held,
-    report: &WorkerReport,
-    lease: &Lease,
-) {
-    let span = tracing::info_span!("unit", unit = lease.unit, tenant = %lease.tenant, agent = %lease.agent);
-    let _entered = span.enter();
-    let built =
-        RunBuilder::new(context.config, context.registry.clone(), context.source.clone(), &lease.tenant, &lease.agent)
-            .tenant_control(context.control)
-            .and_then(|run| run.models(context.models.clone()).build());
-    let run = match built {
-        Ok(run) if lease.follows() => run.follow(options.poll),
-        Ok(run) => run.up_to(lease.up_to),
-        Err(error) => return give_back(cluster, options, report, lease, &error),
-    };
-    let mut store = cluster.store(lease);
-    let mut rebalance = Rebalance::new(cluster, held, lease);
-    // What the run committed, whatever ends it.
-    let mut committed = (0, 0);
-    let outcome = run.execute(&mut store, &mut |progress| {
-        committed = (progress.entries, progress.anomalies);
-        if held.is_lost(lease.unit) || stopping(stop, held) || rebalance.over_share() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    });
-    if let Ok(ran) = &outcome.result {
-        committed = (ran.entries, ran.anomalies);
-    }
-    report.entries.fetch_add(committed.0, Ordering::Relaxed);
-    report.anomalies.fetch_add(committed.1, Ordering::Relaxed);
-    match outcome.result {
-        Ok(ran) => match cluster.finish(lease) {
-            Ok(()) => {
-                report.finished.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(entries = ran.entries, anomalies = ran.anomalies, "unit finished");
+    /// Claims following units up to this node's share, each followed on a
+    /// thread of its own, until stopped.
+    fn follow_share<'scope>(&'scope self, scope: &'scope std::thread::Scope<'scope, '_>) -> Result<(), ClusterError> {
+        let cluster = self.cluster;
+        while !self.stopping() {
+            let claimed = match cluster.follow_share() {
+                Ok((mine, share)) if mine < share => cluster.claim(UnitKind::Follow),
+                Ok(_) => Ok(None),
+                Err(error) => Err(error),
+            };
+            match claimed {
+                Ok(Some(lease)) => {
+                    self.held.hold(&lease);
+                    scope.spawn(move || {
+                        self.run_unit(&lease);
+                        self.held.release(&lease);
+                    });
+                    // The next claim waits for this one's beat to count.
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(node = cluster.node(), "claiming a following unit failed: {error}"),
             }
-            Err(error) => lost(report, &error),
-        },
-        Err(RunError::RunStore(error)) if error.is_fenced() => lost(report, &error),
-        Err(RunError::Cancelled { after_id, .. }) if held.is_lost(lease.unit) => {
-            report.lost.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(after_id, "unit lost to another node; stopped");
+            std::thread::sleep(self.options.poll);
         }
-        Err(RunError::Cancelled { after_id, .. }) if rebalance.gave_way => {
-            report.rebalanced.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(after_id, "following unit given back: this node held more than its share");
+        Ok(())
+    }
+
+    fn run_unit(&self, lease: &Lease) {
+        let (context, cluster, options, held, report) =
+            (self.context, self.cluster, self.options, &self.held, &self.report);
+        let span = tracing::info_span!("unit", unit = lease.unit, tenant = %lease.tenant, agent = %lease.agent);
+        let _entered = span.enter();
+        let built = RunBuilder::new(
+            context.config,
+            context.registry.clone(),
+            context.source.clone(),
+            &lease.tenant,
+            &lease.agent,
+        )
+        .tenant_control(context.control)
+        .and_then(|run| run.models(context.models.clone()).build());
+        let run = match built {
+            Ok(run) if lease.follows() => run.follow(options.poll),
+            Ok(run) => run.up_to(lease.up_to),
+            Err(error) => return give_back(cluster, options, report, lease, &error),
+        };
+        let mut store = cluster.store(lease);
+        let mut rebalance = Rebalance::new(cluster, held, lease);
+        // What the run committed, whatever ends it.
+        let mut committed = (0, 0);
+        let outcome = run.execute(&mut store, &mut |progress| {
+            committed = (progress.entries, progress.anomalies);
+            if held.is_lost(lease.unit) || self.stopping() || rebalance.over_share() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if let Ok(ran) = &outcome.result {
+            committed = (ran.entries, ran.anomalies);
         }
-        // Stopping: the unit goes back as it stands, not as a failure.
-        Err(RunError::Cancelled { after_id, .. }) => {
-            report.left.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(after_id, "unit left at its checkpoint on stop");
+        report.entries.fetch_add(committed.0, Ordering::Relaxed);
+        report.anomalies.fetch_add(committed.1, Ordering::Relaxed);
+        match outcome.result {
+            Ok(ran) => match cluster.finish(lease) {
+                Ok(()) => {
+                    report.finished.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(entries = ran.entries, anomalies = ran.anomalies, "unit finished");
+                }
+                Err(error) => lost(report, &error),
+            },
+            Err(RunError::RunStore(error)) if error.is_fenced() => lost(report, &error),
+            Err(RunError::Cancelled { after_id, .. }) if held.is_lost(lease.unit) => {
+                report.lost.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(after_id, "unit lost to another node; stopped");
+            }
+            Err(RunError::Cancelled { after_id, .. }) if rebalance.gave_way => {
+                report.rebalanced.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(after_id, "following unit given back: this node held more than its share");
+            }
+            // Stopping: the unit goes back as it stands, not as a failure.
+            Err(RunError::Cancelled { after_id, .. }) => {
+                report.left.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(after_id, "unit left at its checkpoint on stop");
+            }
+            Err(error) => give_back(cluster, options, report, lease, &error),
         }
-        Err(error) => give_back(cluster, options, report, lease, &error),
     }
 }
 

@@ -1,5 +1,5 @@
-//! What the binary's process tests share: reading back what a run stored,
-//! stopping a server.
+//! What the binary's process tests share: a PostgreSQL schema of a test's
+//! own, reading back what a run stored, stopping a server.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -88,4 +88,42 @@ pub fn mcp(dir: &Path, args: &[&str]) -> std::process::Output {
 #[allow(dead_code)] // not every test binary that includes this module runs commands
 pub fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The database tests use; `MCP_TEST_DATABASE_URL` overrides it.
+#[allow(dead_code)] // not every test binary that includes this module uses PostgreSQL
+pub fn database_url() -> String {
+    std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A PostgreSQL schema of a test's own, migrated, dropped at the end.
+#[allow(dead_code)]
+pub struct Namespace {
+    pub name: String,
+    pub source: mcp_storage::source::PgLogSource,
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        if let Err(e) = self.source.drop_namespace() {
+            eprintln!("could not drop schema {}: {e}", self.name);
+        }
+    }
+}
+
+/// A fresh schema named after `tag`, this process and the time.
+#[allow(dead_code)]
+pub fn namespace(tag: &str) -> Result<Namespace, Box<dyn std::error::Error>> {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.subsec_nanos();
+    let name = format!("mcp_{tag}_{}_{nanos}", std::process::id());
+    let schemas = mcp_storage::schema::SchemaFiles::new(Path::new(mcp_fixtures::BUNDLED_SCHEMAS));
+    let source = mcp_storage::source::PgLogSource::connect(&database_url(), Some(&name), std::sync::Arc::new(schemas))
+        .map_err(|e| {
+            format!(
+                "{e}\nthis test needs PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)",
+                database_url()
+            )
+        })?;
+    source.migrate()?;
+    Ok(Namespace { name, source })
 }
