@@ -514,3 +514,23 @@ fn a_worker_until_done_leaves_following_units_to_others() -> anyhow::Result<()> 
     assert!(units[0].status == "done" && units[1].status == "open", "{units:?}");
     Ok(())
 }
+
+#[test]
+fn a_unit_that_failed_is_left_until_it_is_retried() -> anyhow::Result<()> {
+    let pg = pg()?;
+    pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 13, 500)?))?;
+    let member = node(&pg, "member", Duration::from_secs(30))?;
+    member.plan_backfill(&dns_backfill(0))?;
+    for attempt in 1..=3 {
+        let lease = member.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("attempt {attempt}: nothing"))?;
+        member.give_up(&lease, &format!("failure {attempt}"), 3)?;
+    }
+    assert_eq!(member.claim(UnitKind::Range)?, None, "a unit that failed 3 times was handed out");
+    let unit = member.units()?.remove(0);
+    assert_eq!((unit.status.as_str(), unit.failures, unit.last_error.as_deref()), ("failed", 3, Some("failure 3")));
+    assert!(!member.retry_unit(unit.id + 1)?, "a unit that had not failed was reopened");
+    assert!(member.retry_unit(unit.id)?);
+    let again = member.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("the retried unit was not open"))?;
+    assert_eq!((again.unit, again.claims), (unit.id, 4));
+    Ok(())
+}

@@ -37,6 +37,11 @@ pub enum BackfillCommand {
         #[arg(long)]
         follow: bool,
     },
+    /// Try a failed unit again from its checkpoint (after fixing what `status` shows as its last error).
+    Retry {
+        /// The unit's id, as `status` shows it.
+        unit: i64,
+    },
     /// Every unit: its range, checkpoint, holder and status.
     Status {
         /// As JSON.
@@ -141,6 +146,13 @@ pub fn backfill(config: &McpConfig, agents_dir: &Path, command: BackfillCommand)
                 }
             }
             println!("next: start `mcp worker` on each node (`--until-done` to exit when the work is done)");
+            Ok(ExitCode::SUCCESS)
+        }
+        BackfillCommand::Retry { unit } => {
+            if !observer(config, false)?.retry_unit(unit)? {
+                anyhow::bail!("unit {unit} has not failed: `mcp backfill status` shows each unit's status");
+            }
+            println!("unit {unit} is open again; a worker takes it from its checkpoint");
             Ok(ExitCode::SUCCESS)
         }
         BackfillCommand::Status { json } => {

@@ -502,6 +502,21 @@ impl Cluster {
         Ok((mine.unsigned_abs(), share))
     }
 
+    /// Makes a failed unit claimable again, from its checkpoint, with its
+    /// failures counted from zero (after the cause was fixed). Returns
+    /// whether `unit` was a failed unit.
+    pub fn retry_unit(&self, unit: i64) -> Result<bool, ClusterError> {
+        let reopened = self.with_retry("try a unit again", || {
+            sqlx::query(
+                "UPDATE work_units SET failed_at = NULL, failures = 0, holder = NULL, expires_at = NULL
+                 WHERE id = $1 AND failed_at IS NOT NULL",
+            )
+            .bind(unit)
+            .execute(&self.pool)
+        })?;
+        Ok(reopened.rows_affected() > 0)
+    }
+
     /// The error for a lease that is no longer this node's.
     fn fenced(&self, lease: &Lease) -> ClusterError {
         let current = self
