@@ -28,6 +28,11 @@ fn node(pg: &Pg, name: &str, lease: Duration) -> anyhow::Result<Cluster> {
     Ok(Cluster::connect(&database_url(), Some(namespace), name, lease, RetryPolicy::default())?)
 }
 
+/// The bundled agents' names: what a node with the bundled agents claims.
+fn bundled() -> Vec<String> {
+    ["dns", "firewall", "wifi"].map(String::from).to_vec()
+}
+
 fn dns_backfill(rows_per_unit: u64) -> Backfill<'static> {
     Backfill { tenant: "t", agent: "dns", log_type: "dns", rows_per_unit }
 }
@@ -59,8 +64,8 @@ fn a_lapsed_lease_is_taken_over_and_the_old_holders_commits_are_refused() -> any
     assert_eq!(second.plan_backfill(&WIFI)?, 0, "planning again added a unit for the same rows");
 
     let registry = bundled_registry(sandbox())?;
-    let held = first.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
-    assert_eq!(second.claim(UnitKind::Range)?, None, "a held unit was handed out twice");
+    let held = first.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    assert_eq!(second.claim(UnitKind::Range, &bundled())?, None, "a held unit was handed out twice");
     assert_eq!(first.nodes()?.iter().find(|n| n.name == "first").map(|n| n.leases.clone()), Some(vec![held.unit]));
 
     // The first node commits two batches, then goes silent.
@@ -74,7 +79,9 @@ fn a_lapsed_lease_is_taken_over_and_the_old_holders_commits_are_refused() -> any
     let Err(RunError::Cancelled { after_id, .. }) = stopped else { anyhow::bail!("the run did not stop: {stopped:?}") };
     std::thread::sleep(lease_time + Duration::from_millis(300));
 
-    let taken = second.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("the lapsed lease was not taken over"))?;
+    let taken = second
+        .claim(UnitKind::Range, &bundled())?
+        .ok_or_else(|| anyhow::anyhow!("the lapsed lease was not taken over"))?;
     assert_eq!((taken.unit, taken.token, taken.checkpoint, taken.claims), (held.unit, held.token + 1, after_id, 2));
     assert_eq!(
         first.beat(std::slice::from_ref(&held))?.lost,
@@ -131,7 +138,7 @@ fn concurrent_claims_hand_each_unit_to_one_node() -> anyhow::Result<()> {
                 scope.spawn(move || -> anyhow::Result<Vec<i64>> {
                     let me = node(pg, &format!("n{i}"), Duration::from_secs(30))?;
                     let mut mine = Vec::new();
-                    while let Some(lease) = me.claim(UnitKind::Range)? {
+                    while let Some(lease) = me.claim(UnitKind::Range, &["dns".to_string()])? {
                         mine.push(lease.unit);
                     }
                     Ok(mine)
@@ -354,7 +361,7 @@ fn the_api_shows_nodes_and_units_to_the_deployment_admin_only() -> anyhow::Resul
     member.join()?;
     member.plan_backfill(&dns_backfill(0))?;
     assert!(member.plan_follow("t", "dns", "dns")?);
-    let held = member.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    let held = member.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
 
     let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
     let api = api_configured(cache, &["alpha"], |config, _| {
@@ -460,13 +467,14 @@ fn a_dead_node_is_forgotten_and_its_units_are_free_at_once() -> anyhow::Result<(
     let dead = node(&pg, "dead", Duration::from_secs(1))?;
     dead.join()?;
     dead.plan_backfill(&dns_backfill(0))?;
-    let held = dead.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    let held = dead.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
     let operator = node(&pg, "operator", Duration::from_secs(30))?;
     assert_eq!(operator.forget_node("dead", false)?, None, "a node that beats just now was forgotten");
     std::thread::sleep(Duration::from_millis(1_100));
     assert_eq!(operator.forget_node("dead", false)?, Some(1));
     assert!(operator.nodes()?.iter().all(|n| n.name != "dead"));
-    let taken = operator.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("the unit was not freed"))?;
+    let taken =
+        operator.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("the unit was not freed"))?;
     assert_eq!((taken.unit, taken.token), (held.unit, held.token + 1));
     // The forgotten node hears it at its next beat, and cannot commit.
     let beat = dead.beat(std::slice::from_ref(&held))?;
@@ -522,15 +530,84 @@ fn a_unit_that_failed_is_left_until_it_is_retried() -> anyhow::Result<()> {
     let member = node(&pg, "member", Duration::from_secs(30))?;
     member.plan_backfill(&dns_backfill(0))?;
     for attempt in 1..=3 {
-        let lease = member.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("attempt {attempt}: nothing"))?;
+        let lease =
+            member.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("attempt {attempt}: nothing"))?;
         member.give_up(&lease, &format!("failure {attempt}"), 3)?;
     }
-    assert_eq!(member.claim(UnitKind::Range)?, None, "a unit that failed 3 times was handed out");
+    assert_eq!(member.claim(UnitKind::Range, &bundled())?, None, "a unit that failed 3 times was handed out");
     let unit = member.units()?.remove(0);
     assert_eq!((unit.status.as_str(), unit.failures, unit.last_error.as_deref()), ("failed", 3, Some("failure 3")));
     assert!(!member.retry_unit(unit.id + 1)?, "a unit that had not failed was reopened");
     assert!(member.retry_unit(unit.id)?);
-    let again = member.claim(UnitKind::Range)?.ok_or_else(|| anyhow::anyhow!("the retried unit was not open"))?;
+    let again =
+        member.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("the retried unit was not open"))?;
     assert_eq!((again.unit, again.claims), (unit.id, 4));
+    Ok(())
+}
+
+#[test]
+fn a_follower_does_not_pass_a_row_still_being_written_with_a_lower_id() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let dir = tempfile::tempdir()?;
+    let config = config_for(&pg, dir.path())?;
+    let namespace = pg.0.namespace().unwrap_or_default().to_string();
+    pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 14, 300)?))?;
+    let planner = node(&pg, "planner", Duration::from_secs(30))?;
+    assert!(planner.plan_follow("t", "dns", "dns")?);
+    let control = ControlStore::open(&dir.path().join("control.db"))?;
+    let context = WorkerContext {
+        config: &config,
+        registry: Arc::new(bundled_registry(sandbox())?),
+        source: second_source(&pg)?,
+        control: &control,
+        models: config.model_manager()?,
+    };
+    let options = WorkerOptions { poll: Duration::from_millis(20), ..WorkerOptions::default() };
+    let (stop, member) = (AtomicBool::new(false), node(&pg, "follower", Duration::from_secs(30))?);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let pool = runtime.block_on(sqlx::postgres::PgPoolOptions::new().max_connections(2).connect(&database_url()))?;
+    // A row that fails its schema is quarantined with its id when read: the
+    // quarantine shows which rows the follower read.
+    let insert = format!(
+        "INSERT INTO \"{namespace}\".logs (tenant, log_type, ts_ms, source, fields) VALUES ('t', 'dns', 0, 'probe', '{{') RETURNING id"
+    );
+    let checkpoint = || -> anyhow::Result<i64> { Ok(planner.units()?.first().map_or(0, |u| u.checkpoint)) };
+    let (slow, fast) = std::thread::scope(|scope| -> anyhow::Result<(i64, i64)> {
+        let _stop_on_exit = Node { stop: &stop };
+        let working = scope.spawn(|| worker::work(&context, &member, &options, &stop));
+        eventually("the history to be followed", || Ok(planner.follow_backlog("t")? == 0))?;
+        // A writer takes an id and holds its transaction open while another
+        // commits a higher id.
+        let mut open = runtime.block_on(pool.begin())?;
+        let (slow,): (i64,) = runtime.block_on(sqlx::query_as(&insert).fetch_one(&mut *open))?;
+        let (fast,): (i64,) = runtime.block_on(sqlx::query_as(&insert).fetch_one(&pool))?;
+        assert!(fast > slow);
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(checkpoint()? < slow, "the follower passed id {slow} while it was being written");
+        runtime.block_on(open.commit())?;
+        eventually("both rows to be read", || Ok(checkpoint()? >= fast))?;
+        stop.store(true, Ordering::Relaxed);
+        working.join().map_err(|_| anyhow::anyhow!("the worker panicked"))??;
+        Ok((slow, fast))
+    })?;
+    runtime.block_on(pool.close());
+    let quarantined: Vec<u64> = pg.0.quarantined("t")?.into_iter().map(|q| q.log_id).collect();
+    for id in [slow, fast] {
+        assert!(quarantined.contains(&id.unsigned_abs()), "row {id} was never read: {quarantined:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_node_claims_only_units_of_agents_it_has() -> anyhow::Result<()> {
+    let pg = pg()?;
+    pg.0.append("t", "wifi", &generator::to_rows(&generator::generate("wifi", 15, 500)?))?;
+    let member = node(&pg, "dns-only", Duration::from_secs(30))?;
+    assert_eq!(member.plan_backfill(&WIFI)?, 1);
+    assert!(member.plan_follow("t", "wifi", "wifi")?);
+    let dns_only = ["dns".to_string()];
+    assert_eq!(member.claim(UnitKind::Range, &dns_only)?, None, "a node without the Wi-Fi agent took its range");
+    assert_eq!(member.claim(UnitKind::Follow, &dns_only)?, None);
+    assert!(member.claim(UnitKind::Range, &bundled())?.is_some());
     Ok(())
 }

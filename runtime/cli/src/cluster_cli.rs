@@ -62,8 +62,9 @@ pub enum NodesCommand {
     Forget {
         /// The node's name, as `list` shows it.
         name: String,
-        /// Even if it beat within its lease time (if it was not dead after all, its next commit is
-        /// refused and it stops).
+        /// Even if it beat within its lease time: its units are free at once; if it was alive after all,
+        /// it joins again at its next heartbeat, and its commits to any unit another node took meanwhile
+        /// are refused.
         #[arg(long)]
         force: bool,
     },
@@ -199,7 +200,8 @@ pub fn nodes(config: &McpConfig, command: NodesCommand) -> Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 None => anyhow::bail!(
-                    "no node '{}' that stopped beating: `mcp nodes list` shows the nodes; --force forgets a live one",
+                    "no node '{}' has stopped beating (none has that name, or it is alive: --force forgets a live \
+                     one); `mcp nodes list` shows the nodes",
                     name.escape_debug()
                 ),
             };
@@ -258,23 +260,34 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
-    println!("node {node} working (lease {})", args.lease_ttl);
+    println!("node {node} joining (lease {})", args.lease_ttl);
     if args.until_done && cluster.units()?.is_empty() {
         println!("no units are planned: `mcp backfill plan` makes them");
     }
     let report = mcp_engine::worker::work(&context, &cluster, &options, &stop)?;
     let count = |counter: &std::sync::atomic::AtomicU64| usize::try_from(counter.load(Ordering::Relaxed)).unwrap_or(0);
     println!(
-        "node {node}: {} finished, {} entries, {} new anomalies; {} lost to other nodes, {} failed and given back, \
-         {} given to other nodes for their share, {} left at their checkpoint on stop",
+        "node {node}: {} finished, {} entries, {} new anomalies; {} lost to other nodes, {} failed runs (each \
+         gave its unit back), {} given to other nodes for their share, {} left at their checkpoint on stop",
         units(count(&report.finished)),
         report.entries.load(Ordering::Relaxed),
         report.anomalies.load(Ordering::Relaxed),
         units(count(&report.lost)),
-        units(count(&report.failed)),
+        report.failed.load(Ordering::Relaxed),
         units(count(&report.rebalanced)),
         units(count(&report.left))
     );
+    if args.until_done {
+        let failed: Vec<String> =
+            cluster.units()?.into_iter().filter(|u| u.status == "failed").map(|u| u.id.to_string()).collect();
+        if !failed.is_empty() {
+            eprintln!(
+                "units failed: {} (`mcp backfill status` shows why; `mcp backfill retry UNIT` after fixing it)",
+                failed.join(", ")
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -225,8 +225,13 @@ pub fn run_observed(
             source: None,
             limit: spec.batch_size,
         };
-        let SourceBatch { batch, raw_fields, last_id, quarantined } =
-            source.read_range(spec.tenant, &query, spec.up_to_id)?;
+        // New rows may commit out of id order: a follower reads only as
+        // far as every row is settled, or it would pass one for good.
+        let up_to = match (spec.follow, store.settled_up_to()?) {
+            (Some(_), Some(settled)) => Some(spec.up_to_id.map_or(settled, |end| end.min(settled))),
+            _ => spec.up_to_id,
+        };
+        let SourceBatch { batch, raw_fields, last_id, quarantined } = source.read_range(spec.tenant, &query, up_to)?;
         report.quarantined += quarantined as u64;
         if last_id == after_id {
             let Some(wait) = spec.follow else { break };

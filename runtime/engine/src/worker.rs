@@ -127,6 +127,9 @@ impl Held {
 /// What a node's threads share.
 struct NodeWork<'a> {
     context: &'a WorkerContext<'a>,
+    /// The agents this node can run: it claims no unit of another, which a
+    /// node that has it may run.
+    agents: Vec<String>,
     cluster: &'a Cluster,
     options: &'a WorkerOptions,
     stop: &'a AtomicBool,
@@ -143,7 +146,9 @@ pub fn work(
     stop: &AtomicBool,
 ) -> Result<WorkerReport, ClusterError> {
     cluster.join()?;
-    let node = NodeWork { context, cluster, options, stop, held: Held::default(), report: WorkerReport::default() };
+    let agents = context.registry.list().map(|agent| agent.info.name.clone()).collect();
+    let node =
+        NodeWork { context, agents, cluster, options, stop, held: Held::default(), report: WorkerReport::default() };
     let workers_done = AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
         scope.spawn(|| beat_until(cluster, &node.held, &workers_done));
@@ -228,7 +233,7 @@ impl NodeWork<'_> {
     fn claim_and_run(&self) -> Result<(), ClusterError> {
         let cluster = self.cluster;
         while !self.stopping() {
-            let lease = match cluster.claim(UnitKind::Range) {
+            let lease = match cluster.claim(UnitKind::Range, &self.agents) {
                 Ok(lease) => lease,
                 // PostgreSQL away: try again after the poll, as when idle.
                 Err(error) => {
@@ -256,7 +261,7 @@ impl NodeWork<'_> {
         let cluster = self.cluster;
         while !self.stopping() {
             let claimed = match cluster.follow_share() {
-                Ok((mine, share)) if mine < share => cluster.claim(UnitKind::Follow),
+                Ok((mine, share)) if mine < share => cluster.claim(UnitKind::Follow, &self.agents),
                 Ok(_) => Ok(None),
                 Err(error) => Err(error),
             };
@@ -295,6 +300,16 @@ impl NodeWork<'_> {
         let run = match built {
             Ok(run) if lease.follows() => run.follow(options.poll),
             Ok(run) => run.up_to(lease.up_to),
+            // The tenant's choice, not a fault: the unit waits, uncounted,
+            // until the agent may run again.
+            Err(error @ (RunError::Disabled { .. } | RunError::Quarantined { .. })) => {
+                tracing::info!("unit given back: {error}");
+                if let Err(back) = cluster.release(lease) {
+                    tracing::warn!("giving the unit back failed (its lease expires instead): {back}");
+                }
+                std::thread::sleep(options.poll);
+                return;
+            }
             Err(error) => return give_back(cluster, options, report, lease, &error),
         };
         let mut store = cluster.store(lease);

@@ -45,6 +45,13 @@ pub trait RunStore {
         last_id: u64,
         state: Option<&[u8]>,
     ) -> Result<usize, RunStoreError>;
+    /// For a run that follows new rows: the last id up to which every row
+    /// is committed for good, so that reading past it could skip a row a
+    /// transaction still writing will commit with a lower id. `None` when
+    /// the store cannot tell (the embedded source commits in id order).
+    fn settled_up_to(&mut self) -> Result<Option<u64>, RunStoreError> {
+        Ok(None)
+    }
     /// Housekeeping after a run (planner statistics); nothing by default.
     fn after_run(&self) -> Result<(), RunStoreError> {
         Ok(())

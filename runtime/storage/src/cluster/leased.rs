@@ -5,7 +5,9 @@
 
 use sqlx::Row;
 
-use super::{Cluster, ClusterError, Lease, db};
+use std::collections::VecDeque;
+
+use super::{Cluster, ClusterError, Horizon, Lease, db, horizon};
 use crate::run_store::{RunStore, RunStoreError};
 use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usable_state};
 
@@ -14,6 +16,11 @@ use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usab
 pub struct LeasedStore<'a> {
     cluster: &'a Cluster,
     lease: &'a Lease,
+    /// Horizons seen and not yet settled (transactions older than their
+    /// `xmax` were still going), oldest first.
+    pending: VecDeque<Horizon>,
+    /// Every row up to this id is final.
+    settled: i64,
 }
 
 /// What one commit attempt found.
@@ -24,7 +31,7 @@ enum Committed {
 
 impl<'a> LeasedStore<'a> {
     pub(super) fn new(cluster: &'a Cluster, lease: &'a Lease) -> Self {
-        LeasedStore { cluster, lease }
+        LeasedStore { cluster, lease, pending: VecDeque::new(), settled: 0 }
     }
 
     /// A run is given only its own unit's key: anything else is a bug in
@@ -98,6 +105,25 @@ impl RunStore for LeasedStore<'_> {
                 .execute(&self.cluster.pool)
         })?;
         Ok(())
+    }
+
+    fn settled_up_to(&mut self) -> Result<Option<u64>, RunStoreError> {
+        let (tenant, log_type) = (&self.lease.tenant, &self.lease.log_type);
+        let now = self.cluster.with_retry("read the settled rows", || horizon(&self.cluster.pool, tenant, log_type))?;
+        // A horizon newer than the last one pending only if it sees more
+        // rows: a long transaction elsewhere holds every horizon back, and
+        // the queue stays as long as the rows that came meanwhile.
+        if self.pending.back().is_none_or(|last| now.newest > last.newest) {
+            self.pending.push_back(now);
+        }
+        while let Some(oldest) = self.pending.front() {
+            if oldest.xmax > now.xmin {
+                break;
+            }
+            self.settled = self.settled.max(oldest.newest);
+            self.pending.pop_front();
+        }
+        Ok(Some(self.settled.unsigned_abs()))
     }
 
     fn commit_with_state(

@@ -50,6 +50,11 @@ pub enum ClusterError {
          or stop that one first"
     )]
     NodeNameTaken { node: String },
+    #[error(
+        "a transaction that writes has been open for {waited_s} s: rows it may still add would fall before the \
+         planned units, so planning waits for it; end it (pg_stat_activity shows it) and plan again"
+    )]
+    Unsettled { waited_s: u64 },
     #[error("work unit {unit} is for {expected}, not for {asked}")]
     WrongUnit { unit: i64, expected: String, asked: String },
 }
@@ -381,9 +386,10 @@ impl Cluster {
         })
     }
 
-    /// Claims the first open unit of `kind` that nobody holds under a
-    /// lease in force, raising its fencing token; `None` when there is none.
-    pub fn claim(&self, kind: UnitKind) -> Result<Option<Lease>, ClusterError> {
+    /// Claims the first open unit of `kind` for one of `agents` (those this
+    /// node can run) that nobody holds under a lease in force, raising its
+    /// fencing token; `None` when there is none.
+    pub fn claim(&self, kind: UnitKind, agents: &[String]) -> Result<Option<Lease>, ClusterError> {
         let ttl = self.ttl_seconds();
         // Not retried: a claim whose answer was lost would leave a lease
         // this node does not know it has; it expires like a dead node's.
@@ -398,6 +404,7 @@ impl Cluster {
                          WHERE done_at IS NULL AND failed_at IS NULL
                            AND (holder IS NULL OR expires_at IS NULL OR expires_at < clock_timestamp())
                            AND (up_to = $3) = $4
+                           AND agent = ANY($5)
                            -- A following unit starts where the history
                            -- before it ends, with that unit's agent state.
                            AND NOT ($4 AND EXISTS (
@@ -411,6 +418,7 @@ impl Cluster {
                 .bind(ttl)
                 .bind(FOLLOWS_ID)
                 .bind(kind == UnitKind::Follow)
+                .bind(agents)
                 .fetch_optional(&self.pool),
             )
             .map_err(db("claim a unit"))?;
@@ -645,6 +653,35 @@ impl Cluster {
     pub fn store<'a>(&'a self, lease: &'a Lease) -> LeasedStore<'a> {
         LeasedStore::new(self, lease)
     }
+}
+
+/// What one statement's snapshot says of `tenant`'s rows of `log_type`:
+/// the oldest transaction still going (`xmin`), the first not yet begun
+/// (`xmax`), and the newest id it sees. Ids come from one sequence, so a
+/// row with a lower id that it does not see belongs to a transaction
+/// older than `xmax`: once every such transaction ended (the current
+/// `xmin` reached this `xmax`), every row up to that id is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Horizon {
+    pub xmin: i64,
+    pub xmax: i64,
+    pub newest: i64,
+}
+
+pub(crate) async fn horizon<'c, E>(executor: E, tenant: &str, log_type: &str) -> Result<Horizon, sqlx::Error>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Postgres>,
+{
+    let row = sqlx::query(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint,
+                pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+                (SELECT COALESCE(MAX(id), 0) FROM logs WHERE tenant = $1 AND log_type = $2)",
+    )
+    .bind(tenant)
+    .bind(log_type)
+    .fetch_one(executor)
+    .await?;
+    Ok(Horizon { xmin: row.try_get(0)?, xmax: row.try_get(1)?, newest: row.try_get(2)? })
 }
 
 fn lease_of(row: &sqlx::postgres::PgRow) -> Result<Lease, sqlx::Error> {

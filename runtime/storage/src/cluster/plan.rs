@@ -7,7 +7,11 @@
 
 use sqlx::{Postgres, Row, Transaction};
 
-use super::{Cluster, ClusterError, FOLLOWS_ID};
+use super::{Cluster, ClusterError, FOLLOWS_ID, horizon};
+
+/// How long planning waits for transactions that were writing when it
+/// looked to end.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What to plan: one agent of one tenant over one log type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,18 +94,22 @@ impl Cluster {
         let added = self.with_retry("plan a backfill", || async {
             let mut tx = self.pool.begin().await?;
             let mut start_after = lock_and_read_end(&mut tx, tenant, agent, log_type).await?;
-            let last: Option<i64> =
-                sqlx::query("SELECT MAX(id) FROM logs WHERE tenant = $1 AND log_type = $2 AND id > $3")
-                    .bind(tenant)
-                    .bind(log_type)
-                    .bind(start_after)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
-            let Some(last) = last else {
+            // Rows may commit out of id order: plan only as far as every
+            // row is final, waiting for the transactions that were writing.
+            let seen = horizon(&mut *tx, tenant, log_type).await?;
+            let waited = std::time::Instant::now();
+            while horizon(&mut *tx, tenant, log_type).await?.xmin < seen.xmax {
+                if waited.elapsed() > SETTLE_WAIT {
+                    tx.rollback().await?;
+                    return Ok(None);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let last = seen.newest;
+            if last <= start_after {
                 tx.rollback().await?;
-                return Ok(0);
-            };
+                return Ok(Some(0));
+            }
             let mut added = 0;
             while start_after < last {
                 let up_to = if rows_per_unit == 0 {
@@ -135,8 +143,11 @@ impl Cluster {
                 start_after = up_to;
             }
             tx.commit().await?;
-            Ok(added)
+            Ok(Some(added))
         })?;
+        let Some(added) = added else {
+            return Err(ClusterError::Unsettled { waited_s: SETTLE_WAIT.as_secs() });
+        };
         Ok(usize::try_from(added).unwrap_or(usize::MAX))
     }
 }
