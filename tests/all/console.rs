@@ -111,8 +111,44 @@ fn api_count_here(api: &Api, token: &str, query: &str) -> anyhow::Result<usize> 
     }
 }
 
+/// The text of the element `css`, waiting up to 10 s for it: after a
+/// click that submits a form, the page it answers may not have loaded yet,
+/// or may replace the page while the element is read (a CI run under load
+/// found both).
 async fn text(client: &Client, css: &str) -> anyhow::Result<String> {
-    Ok(client.find(Locator::Css(css)).await.with_context(|| format!("no element {css}"))?.text().await?)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let read = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await,
+            Err(error) => Err(error),
+        };
+        match read {
+            Ok(text) => return Ok(text),
+            Err(error) if Instant::now() < deadline => {
+                let message = error.to_string();
+                if !(message.contains("no such element") || message.contains("stale element")) {
+                    return Err(error.into());
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => return Err(anyhow::Error::from(error).context(format!("no element {css} within 10 s"))),
+        }
+    }
+}
+
+/// Waits up to 10 s until the browser shows a loaded page whose URL holds
+/// `part`: the page a submitted form answered, not the one it was on.
+async fn wait_for_url_with(client: &Client, part: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if client.current_url().await?.as_str().contains(part)
+            && client.execute("return document.readyState", vec![]).await? == json!("complete")
+        {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "no loaded page with '{part}' in its URL within 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn sign_in(client: &Client, base: &str, token: &str) -> anyhow::Result<()> {
@@ -248,7 +284,8 @@ async fn walk(client: &Client, api: &Api, base: &str) -> anyhow::Result<()> {
     client.find(Locator::Css("select[name=agent]")).await?.select_by_value("firewall").await?;
     client.find(Locator::Css("select[name=severity]")).await?.select_by_value(&severity).await?;
     client.find(Locator::XPath("//form[contains(@class,'filters')]//button[@type='submit']")).await?.click().await?;
-    client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("[data-count]")).await?;
+    // The page before the filter has a count too: read the new page's.
+    wait_for_url_with(client, "agent=firewall").await?;
     let shown: usize = text(client, "[data-count]").await?.trim().parse()?;
     let expected = api_count(api, admin, &format!("agent=firewall&severity={severity}"))?;
     ensure!(
