@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_engine::config::McpConfig;
+use mcp_engine::models::ModelManager;
 use mcp_engine::worker::{self, WorkerContext, WorkerOptions};
+use mcp_sandbox::registry::Registry;
 use mcp_storage::control::ControlStore;
 
 use mcp_engine::pipeline::{self, RunError, RunSpec};
@@ -196,18 +198,53 @@ fn second_source(pg: &Pg) -> anyhow::Result<Arc<dyn LogSource>> {
     Ok(Arc::new(mcp_storage::source::PgLogSource::connect(&database_url(), Some(namespace), schemas)?))
 }
 
-fn config_for(pg: &Pg, dir: &std::path::Path) -> anyhow::Result<McpConfig> {
-    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
-    Ok(McpConfig {
-        data_dir: dir.to_path_buf(),
-        schema_dir: Some(mcp_fixtures::BUNDLED_SCHEMAS.into()),
-        models_dir: Some(mcp_fixtures::BUNDLED_MODELS.into()),
-        database_url: Some(database_url()),
-        database_schema: Some(namespace.to_string()),
-        batch_size: 500,
-        replay_ms: 120_000,
-        ..McpConfig::default()
-    })
+/// What a worker in this process runs with: a configuration for the
+/// test's schema, a control store of its own, the bundled agents and
+/// models, and a connection of its own to the logs.
+struct WorkerSetup {
+    _dir: tempfile::TempDir,
+    config: McpConfig,
+    control: ControlStore,
+    registry: Arc<Registry>,
+    source: Arc<dyn LogSource>,
+    models: Arc<ModelManager>,
+}
+
+impl WorkerSetup {
+    fn new(pg: &Pg) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
+        let config = McpConfig {
+            data_dir: dir.path().to_path_buf(),
+            schema_dir: Some(mcp_fixtures::BUNDLED_SCHEMAS.into()),
+            models_dir: Some(mcp_fixtures::BUNDLED_MODELS.into()),
+            database_url: Some(database_url()),
+            database_schema: Some(namespace.to_string()),
+            batch_size: 500,
+            replay_ms: 120_000,
+            ..McpConfig::default()
+        };
+        let control = ControlStore::open(&dir.path().join("control.db"))?;
+        let models = config.model_manager()?;
+        Ok(WorkerSetup {
+            _dir: dir,
+            config,
+            control,
+            registry: Arc::new(bundled_registry(sandbox())?),
+            source: second_source(pg)?,
+            models,
+        })
+    }
+
+    fn context(&self) -> WorkerContext<'_> {
+        WorkerContext {
+            config: &self.config,
+            registry: self.registry.clone(),
+            source: self.source.clone(),
+            control: &self.control,
+            models: self.models.clone(),
+        }
+    }
 }
 
 /// Waits until `done` holds, failing after a minute with `what`.
@@ -223,8 +260,7 @@ fn eventually(what: &str, mut done: impl FnMut() -> anyhow::Result<bool>) -> any
 #[test]
 fn following_units_detect_rows_written_after_the_start_as_a_one_off_run_does() -> anyhow::Result<()> {
     let pg = pg()?;
-    let dir = tempfile::tempdir()?;
-    let config = config_for(&pg, dir.path())?;
+    let setup = WorkerSetup::new(&pg)?;
     // The Wi-Fi agent learns its access points from the first entries it
     // sees: the following unit finds what a one-off run finds only if it
     // starts from the backfill's final state.
@@ -237,16 +273,7 @@ fn following_units_detect_rows_written_after_the_start_as_a_one_off_run_does() -
     assert!(!planner.plan_follow("t", "wifi", "wifi")?, "a second following unit for the same agent");
     assert_eq!(planner.plan_backfill(&WIFI)?, 0, "a range planned after a following unit");
 
-    let registry = Arc::new(bundled_registry(sandbox())?);
-    let control = ControlStore::open(&dir.path().join("control.db"))?;
-    let source: Arc<dyn LogSource> = second_source(&pg)?;
-    let context = WorkerContext {
-        config: &config,
-        registry: registry.clone(),
-        source,
-        control: &control,
-        models: config.model_manager()?,
-    };
+    let context = setup.context();
     let worker_node = node(&pg, "follower", Duration::from_secs(1))?;
     let stop = AtomicBool::new(false);
     let options = WorkerOptions { poll: Duration::from_millis(20), ..WorkerOptions::default() };
@@ -271,8 +298,14 @@ fn following_units_detect_rows_written_after_the_start_as_a_one_off_run_does() -
 
     let store_dir = tempfile::tempdir()?;
     let mut store = AnomalyStore::open(&store_dir.path().join("anomalies.db"))?;
-    let mut whole =
-        pipeline::instance_with_models(&registry, "wifi", "t", Default::default(), None, Some(context.models.clone()))?;
+    let mut whole = pipeline::instance_with_models(
+        &setup.registry,
+        "wifi",
+        "t",
+        Default::default(),
+        None,
+        Some(setup.models.clone()),
+    )?;
     let whole_spec = RunSpec {
         tenant: "t",
         agent: "wifi",
@@ -282,7 +315,7 @@ fn following_units_detect_rows_written_after_the_start_as_a_one_off_run_does() -
         up_to_id: None,
         follow: None,
     };
-    pipeline::run(&registry, &mut whole, &pg.0, &mut store, &whole_spec)?;
+    pipeline::run(&setup.registry, &mut whole, &pg.0, &mut store, &whole_spec)?;
     let expected: BTreeSet<_> =
         store.anomalies("t", "wifi")?.into_iter().map(|a| ("wifi".to_string(), a.log_id, a.label)).collect();
     assert!(!expected.is_empty());
@@ -302,22 +335,13 @@ impl Drop for Node<'_> {
 #[test]
 fn following_units_spread_over_the_nodes_as_they_join() -> anyhow::Result<()> {
     let pg = pg()?;
-    let dir = tempfile::tempdir()?;
-    let config = config_for(&pg, dir.path())?;
+    let setup = WorkerSetup::new(&pg)?;
     let planner = node(&pg, "planner", Duration::from_millis(600))?;
     for (tenant, seed) in [("t1", 1), ("t2", 2), ("t3", 3)] {
         pg.0.append(tenant, "dns", &generator::to_rows(&generator::generate("dns", seed, 500)?))?;
         assert!(planner.plan_follow(tenant, "dns", "dns")?);
     }
-    let registry = Arc::new(bundled_registry(sandbox())?);
-    let control = ControlStore::open(&dir.path().join("control.db"))?;
-    let context = WorkerContext {
-        config: &config,
-        registry,
-        source: second_source(&pg)?,
-        control: &control,
-        models: config.model_manager()?,
-    };
+    let context = setup.context();
     let options = WorkerOptions { poll: Duration::from_millis(20), ..WorkerOptions::default() };
     let first = node(&pg, "first", Duration::from_millis(600))?;
     let second = node(&pg, "second", Duration::from_millis(600))?;
@@ -487,20 +511,12 @@ fn a_dead_node_is_forgotten_and_its_units_are_free_at_once() -> anyhow::Result<(
 #[test]
 fn a_worker_until_done_leaves_following_units_to_others() -> anyhow::Result<()> {
     let pg = pg()?;
-    let dir = tempfile::tempdir()?;
-    let config = config_for(&pg, dir.path())?;
+    let setup = WorkerSetup::new(&pg)?;
     pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 12, 1_000)?))?;
     let planner = node(&pg, "planner", Duration::from_secs(30))?;
     planner.plan_backfill(&dns_backfill(0))?;
     assert!(planner.plan_follow("t", "dns", "dns")?);
-    let control = ControlStore::open(&dir.path().join("control.db"))?;
-    let context = WorkerContext {
-        config: &config,
-        registry: Arc::new(bundled_registry(sandbox())?),
-        source: second_source(&pg)?,
-        control: &control,
-        models: config.model_manager()?,
-    };
+    let context = setup.context();
     let options = WorkerOptions { poll: Duration::from_millis(20), until_done: true, ..WorkerOptions::default() };
     let stop = AtomicBool::new(false);
     let member = node(&pg, "w", Duration::from_secs(2))?;
@@ -548,20 +564,12 @@ fn a_unit_that_failed_is_left_until_it_is_retried() -> anyhow::Result<()> {
 #[test]
 fn a_follower_does_not_pass_a_row_still_being_written_with_a_lower_id() -> anyhow::Result<()> {
     let pg = pg()?;
-    let dir = tempfile::tempdir()?;
-    let config = config_for(&pg, dir.path())?;
+    let setup = WorkerSetup::new(&pg)?;
     let namespace = pg.0.namespace().unwrap_or_default().to_string();
     pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 14, 300)?))?;
     let planner = node(&pg, "planner", Duration::from_secs(30))?;
     assert!(planner.plan_follow("t", "dns", "dns")?);
-    let control = ControlStore::open(&dir.path().join("control.db"))?;
-    let context = WorkerContext {
-        config: &config,
-        registry: Arc::new(bundled_registry(sandbox())?),
-        source: second_source(&pg)?,
-        control: &control,
-        models: config.model_manager()?,
-    };
+    let context = setup.context();
     let options = WorkerOptions { poll: Duration::from_millis(20), ..WorkerOptions::default() };
     let (stop, member) = (AtomicBool::new(false), node(&pg, "follower", Duration::from_secs(30))?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use mcp_storage::cluster::{Cluster, UnitView};
@@ -18,7 +18,7 @@ use mcp_synth as generator;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 mod common;
-use common::{Namespace, database_url, namespace, stored};
+use common::{database_url, namespace, quiet_mcp, stored};
 
 const TENANTS: [&str; 2] = ["t1", "t2"];
 /// Normal entries per tenant and log type: with the attacks on top, a
@@ -26,28 +26,9 @@ const TENANTS: [&str; 2] = ["t1", "t2"];
 const ENTRIES: usize = 167_000;
 const LEASE: &str = "2s";
 
-fn write_config(dir: &Path, ns: &Namespace) -> Result<()> {
-    std::fs::write(
-        dir.join("mcp.toml"),
-        format!(
-            "data_dir = {:?}\ntenant = \"t1\"\nbatch_size = 2000\nreplay_ms = 120000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
-            dir.join("data"),
-            database_url(),
-            ns.name
-        ),
-    )?;
-    Ok(())
-}
-
-fn mcp(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp"));
-    command.arg("--config").arg(dir.join("mcp.toml")).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
-    command
-}
-
 fn worker(dir: &Path, node: &str) -> Result<Child> {
     let log = std::fs::File::create(dir.join(format!("{node}.log")))?;
-    Ok(mcp(dir)
+    Ok(quiet_mcp(dir)
         .args(["worker", "--node", node, "--until-done", "--lease-ttl", LEASE, "--poll", "100ms"])
         .env("RUST_LOG", "info")
         .stdout(log.try_clone()?)
@@ -119,8 +100,8 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
     let mut expected = BTreeSet::new();
     for tenant in TENANTS {
         let dir = tempfile::tempdir()?;
-        write_config(dir.path(), &ns)?;
-        let status = mcp(dir.path()).arg("run").env("MCP_TENANT", tenant).status()?;
+        ns.write_config(dir.path(), "t1")?;
+        let status = quiet_mcp(dir.path()).arg("run").env("MCP_TENANT", tenant).status()?;
         assert!(status.success(), "the single-node run of {tenant} failed");
         let (keys, _) = stored(dir.path())?;
         expected.extend(keys.into_iter().map(|(agent, id, label)| (tenant, agent, id.unsigned_abs(), label)));
@@ -128,7 +109,7 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
     assert!(expected.len() > 4_000, "only {} anomalies", expected.len());
 
     let dir = tempfile::tempdir()?;
-    write_config(dir.path(), &ns)?;
+    ns.write_config(dir.path(), "t1")?;
     for tenant in TENANTS {
         // The Wi-Fi agent learns its access points from the first entries
         // it sees, so it gets one unit a tenant; the others are split.
@@ -138,7 +119,7 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
             &["--agent", "dns", "--rows-per-unit", "40000"],
         ];
         for plan in plans {
-            let status = mcp(dir.path()).args(["backfill", "plan", "--tenant", tenant]).args(plan).status()?;
+            let status = quiet_mcp(dir.path()).args(["backfill", "plan", "--tenant", tenant]).args(plan).status()?;
             assert!(status.success(), "planning {plan:?} for {tenant} failed");
         }
     }

@@ -6,14 +6,13 @@
 //! shows deterministically that a restart without that state loses findings.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mcp_storage::source::{LogSource, NewRow};
 use mcp_synth as generator;
 
 mod common;
-use common::{Namespace, database_url, namespace, stored};
+use common::{Namespace, namespace, quiet_mcp, stored};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -24,28 +23,6 @@ fn loaded(tag: &str, rows: &[(String, Vec<NewRow>)]) -> Result<Namespace> {
         ns.source.append("t", log_type, batch)?;
     }
     Ok(ns)
-}
-
-/// The replay is twice the longest window of the bundled agents (60 s), so
-/// windows come back through it, but far shorter than the Wi-Fi agent's
-/// learning of access points (10 min): that comes back only with its state.
-fn write_config(dir: &Path, ns: &Namespace) -> Result<()> {
-    std::fs::write(
-        dir.join("mcp.toml"),
-        format!(
-            "data_dir = {:?}\ntenant = \"t\"\nbatch_size = 2000\nreplay_ms = 120000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
-            dir.join("data"),
-            database_url(),
-            ns.name
-        ),
-    )?;
-    Ok(())
-}
-
-fn mcp(dir: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_mcp"));
-    command.arg("--config").arg(dir.join("mcp.toml")).current_dir(dir).stdout(Stdio::null()).stderr(Stdio::null());
-    command
 }
 
 /// A small deterministic generator for kill delays; the seed is printed.
@@ -67,7 +44,7 @@ fn run_with_kills(dir: &Path, agent: &str, alone: Duration, delays: &mut Lcg, st
     const MAX_KILLS: u32 = 6;
     let mut kills = 0;
     loop {
-        let mut child = mcp(dir).args(["run", "--agent", agent]).spawn()?;
+        let mut child = quiet_mcp(dir).args(["run", "--agent", agent]).spawn()?;
         if kills == MAX_KILLS {
             // Enough interruptions: let this one finish.
             let status = child.wait()?;
@@ -110,12 +87,12 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
 
     let reference_dir = tempfile::tempdir()?;
     let reference_ns = loaded("ref", &rows)?;
-    write_config(reference_dir.path(), &reference_ns)?;
+    reference_ns.write_config(reference_dir.path(), "t")?;
     // Agent by agent, timed, to bound the kill delays below.
     let mut alone = Vec::new();
     for agent in ["wifi", "firewall", "dns"] {
         let began = Instant::now();
-        let status = mcp(reference_dir.path()).args(["run", "--agent", agent]).status()?;
+        let status = quiet_mcp(reference_dir.path()).args(["run", "--agent", agent]).status()?;
         assert!(status.success(), "{agent}: the uninterrupted run failed");
         alone.push((agent, began.elapsed()));
     }
@@ -128,7 +105,7 @@ fn sigkilled_runs_store_every_anomaly_exactly_once() -> Result<()> {
 
     let crash_dir = tempfile::tempdir()?;
     let crash_ns = loaded("kill", &rows)?;
-    write_config(crash_dir.path(), &crash_ns)?;
+    crash_ns.write_config(crash_dir.path(), "t")?;
     let seed = u64::from(SystemTime::now().duration_since(UNIX_EPOCH)?.subsec_nanos());
     eprintln!("kill delays from seed {seed}");
     let mut delays = Lcg(seed);

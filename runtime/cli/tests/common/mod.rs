@@ -111,6 +111,41 @@ impl Drop for Namespace {
     }
 }
 
+impl Namespace {
+    /// Writes `dir/mcp.toml` for `tenant` on this schema. The replay is
+    /// twice the longest window of the bundled agents (60 s), so windows
+    /// come back through it, but far shorter than the Wi-Fi agent's
+    /// learning of access points (10 min): that comes back only with its
+    /// state.
+    #[allow(dead_code)]
+    pub fn write_config(&self, dir: &Path, tenant: &str) -> Result<(), Box<dyn std::error::Error>> {
+        std::fs::write(
+            dir.join("mcp.toml"),
+            format!(
+                "data_dir = {:?}\ntenant = {tenant:?}\nbatch_size = 2000\nreplay_ms = 120000\ndatabase_url = {:?}\ndatabase_schema = {:?}\n",
+                dir.join("data"),
+                database_url(),
+                self.name
+            ),
+        )?;
+        Ok(())
+    }
+}
+
+/// `mcp` with `dir/mcp.toml`, in `dir`, its output dropped: a command to
+/// spawn, wait for or kill.
+#[allow(dead_code)]
+pub fn quiet_mcp(dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mcp"));
+    command
+        .arg("--config")
+        .arg(dir.join("mcp.toml"))
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
 /// A fresh schema named after `tag`, this process and the time.
 #[allow(dead_code)]
 pub fn namespace(tag: &str) -> Result<Namespace, Box<dyn std::error::Error>> {
