@@ -127,6 +127,41 @@ fn a_lapsed_lease_is_taken_over_and_the_old_holders_commits_are_refused() -> any
 }
 
 #[test]
+fn a_unit_a_lost_node_left_half_done_is_taken_before_fresh_ones() -> anyhow::Result<()> {
+    let pg = pg()?;
+    pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 13, 6_000)?))?;
+    let lease_time = Duration::from_millis(800);
+    let lost = node(&pg, "lost", lease_time)?;
+    lost.join()?;
+    assert!(lost.plan_backfill(&dns_backfill(1_000))? >= 3);
+    let untouched = lost.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    let half_done = lost.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("one unit only"))?;
+    assert!(untouched.unit < half_done.unit);
+
+    // The lost node commits one batch of its second unit, then goes silent.
+    let registry = bundled_registry(sandbox())?;
+    let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
+    let stopped = pipeline::run_observed(
+        &registry,
+        &mut instance,
+        &pg.0,
+        &mut lost.store(&half_done),
+        &spec(&half_done),
+        &mut |_| ControlFlow::Break(()),
+    );
+    assert!(matches!(stopped, Err(RunError::Cancelled { .. })), "the run did not stop: {stopped:?}");
+    std::thread::sleep(lease_time + Duration::from_millis(300));
+
+    let next = node(&pg, "next", Duration::from_secs(30))?;
+    let first = next.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    assert_eq!(first.unit, half_done.unit, "a fresh unit went before the one left half done");
+    assert!(first.checkpoint > half_done.checkpoint);
+    let second = next.claim(UnitKind::Range, &bundled())?.ok_or_else(|| anyhow::anyhow!("nothing left"))?;
+    assert_eq!(second.unit, untouched.unit, "the units without progress go in the order planned");
+    Ok(())
+}
+
+#[test]
 fn concurrent_claims_hand_each_unit_to_one_node() -> anyhow::Result<()> {
     let pg = pg()?;
     pg.0.append("t", "dns", &generator::to_rows(&generator::generate("dns", 6, 3_000)?))?;

@@ -386,9 +386,10 @@ impl Cluster {
         })
     }
 
-    /// Claims the first open unit of `kind` for one of `agents` (those this
-    /// node can run) that nobody holds under a lease in force, raising its
-    /// fencing token; `None` when there is none.
+    /// Claims an open unit of `kind` for one of `agents` (those this node
+    /// can run) that nobody holds under a lease in force, raising its
+    /// fencing token; `None` when there is none. Units with progress that a
+    /// lost holder left come first, then the others in the order planned.
     pub fn claim(&self, kind: UnitKind, agents: &[String]) -> Result<Option<Lease>, ClusterError> {
         let ttl = self.ttl_seconds();
         // Not retried: a claim whose answer was lost would leave a lease
@@ -411,7 +412,9 @@ impl Cluster {
                                SELECT 1 FROM work_units e
                                WHERE e.tenant = w.tenant AND e.agent = w.agent AND e.log_type = w.log_type
                                  AND e.start_after < w.start_after AND e.done_at IS NULL AND e.failed_at IS NULL))
-                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         -- A unit a lost node left half done goes first:
+                         -- the units after it wait for its final state.
+                         ORDER BY checkpoint > start_after DESC, id LIMIT 1 FOR UPDATE SKIP LOCKED)
                      RETURNING id, token, tenant, agent, log_type, start_after, up_to, checkpoint, claims",
                 )
                 .bind(&self.node)
