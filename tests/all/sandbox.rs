@@ -1,11 +1,14 @@
 //! Hostile guests are stopped with the right typed error within their
 //! budget, and the host and the other agents carry on.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mcp_sandbox::{Fault, SandboxError};
+use mcp_columns::Anomaly;
+use mcp_sandbox::conformance::to_batch;
+use mcp_sandbox::{Fault, InstanceContext, Sandbox, SandboxError, SandboxLimits};
 
-use crate::common::{bundled_registry, hostile, sandbox, test_limits, wifi_batch};
+use crate::common::{bundled_registry, hostile, sandbox, sandbox_with, test_limits, wifi_batch};
 
 fn fault_of(mode: &str) -> anyhow::Result<(Fault, Duration)> {
     let sandbox = sandbox();
@@ -251,5 +254,39 @@ fn a_guest_may_read_the_clocks() -> anyhow::Result<()> {
     let sandbox = sandbox();
     let mut instance = hostile(&sandbox, "clock")?;
     assert_eq!(instance.detect_batch(&wifi_batch(2))?.len(), 1);
+    Ok(())
+}
+
+/// A pool too large to reserve 4 GiB per memory reserves each memory's
+/// ceiling instead, and its guests get explicit bounds checks: the agents
+/// must find the same, many instances must live at once, and the memory
+/// cap must still stop a bomb.
+#[test]
+fn a_pool_of_ten_thousand_instances_finds_the_same_and_keeps_the_memory_cap() -> anyhow::Result<()> {
+    let large = sandbox_with(SandboxLimits { max_instances: 10_000, ..test_limits() });
+    let batch = wifi_batch(2_000);
+    let findings = |sandbox: Arc<Sandbox>| -> anyhow::Result<Vec<Anomaly>> {
+        let registry = bundled_registry(sandbox)?;
+        let found = registry.instantiate("wifi", InstanceContext::new("wifi", "tenant-a"))?.detect_batch(&batch)?;
+        // When the host stamped them is not the guest's to agree on.
+        Ok(found.into_iter().map(|a| Anomaly { detected_at_ms: 0, ..a }).collect())
+    };
+    let usual = findings(sandbox())?;
+    assert!(!usual.is_empty(), "the batch holds no attack to compare on");
+    assert_eq!(findings(large.clone())?, usual, "bounds-checked guests found something else");
+
+    let registry = bundled_registry(large.clone())?;
+    let mut live = Vec::new();
+    for i in 0..300 {
+        let mut instance = registry.instantiate("dns", InstanceContext::new("dns", &format!("tenant-{}", i % 30)))?;
+        instance.detect_batch(&to_batch("dns", &[]))?;
+        live.push(instance);
+    }
+
+    let mut bomb = hostile(&large, "memory-bomb")?;
+    match bomb.detect_batch(&wifi_batch(3)) {
+        Err(SandboxError::Fault { fault: Fault::MemoryLimit { limit, .. }, .. }) => assert_eq!(limit, 64 << 20),
+        other => anyhow::bail!("the bomb in the large pool: expected the memory limit, got {other:?}"),
+    }
     Ok(())
 }

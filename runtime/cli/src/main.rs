@@ -22,6 +22,7 @@ mod assets;
 mod bench;
 mod bench_api;
 mod bench_cache;
+mod bench_density;
 mod bench_follow;
 mod bench_languages;
 mod bench_models;
@@ -886,6 +887,11 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             if args.languages {
                 let dir = agents_dir(cli.agents_dir, &config)?;
                 bench_languages::run(&config, &dir, args.entries, args.batch, args.rounds)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(instances) = args.density {
+                let dir = agents_dir(cli.agents_dir, &config)?;
+                bench_density::run(&config, &dir, instances, args.density_tenants, args.rounds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.cache {

@@ -122,6 +122,13 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Builds the engine with `limits` and a compile cache.
     pub fn new(limits: SandboxLimits, cache: CompileCache) -> Result<Self> {
+        if let Some(reservation) = small_memory_reservation(&limits) {
+            tracing::info!(
+                max_instances = limits.max_instances,
+                reservation_mib = reservation >> 20,
+                "the instance pool is too large to reserve 4 GiB per memory: guest loads and stores get bounds checks"
+            );
+        }
         let engine = Engine::new(&engine_config(&limits)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
@@ -211,23 +218,52 @@ impl Sandbox {
     pub fn instantiate_reserved(
         &self,
         component: &Component,
-        mut context: InstanceContext,
+        context: InstanceContext,
         slot: TenantSlot,
     ) -> Result<AgentInstance> {
-        context.budget = self.clamp(context.budget);
-        let pre = self
-            .linker
-            .instantiate_pre(component)
-            .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        let prepared = self.prepare(component, &context.agent)?;
+        self.instantiate_prepared(&prepared, context, slot)
+    }
+
+    /// Checks `component`'s imports against this host's once, so that each
+    /// instance of it after that costs only its Store and start code: the
+    /// registry keeps one per agent.
+    pub fn prepare(&self, component: &Component, agent: &str) -> Result<PreparedComponent> {
+        let failed =
+            |e: wasmtime::Error| SandboxError::Instantiate { agent: agent.to_string(), detail: format!("{e:#}") };
+        let pre = self.linker.instantiate_pre(component).map_err(failed)?;
         let protocol = exported_protocol(&self.engine, component).and_then(|v| Protocol::of_version(&v));
         let pre = match protocol {
             Some(Protocol::V0_1) => bindings::v1::AgentPre::new(pre).map(instance::Pre::V1),
             _ => bindings::v2::AgentPre::new(pre).map(instance::Pre::V2),
         }
-        .map_err(|e| SandboxError::Instantiate { agent: context.agent.to_string(), detail: format!("{e:#}") })?;
+        .map_err(failed)?;
+        Ok(PreparedComponent(pre))
+    }
+
+    /// A fresh instance of a prepared component in a slot
+    /// [`Sandbox::reserve`] took.
+    pub fn instantiate_prepared(
+        &self,
+        prepared: &PreparedComponent,
+        mut context: InstanceContext,
+        slot: TenantSlot,
+    ) -> Result<AgentInstance> {
+        context.budget = self.clamp(context.budget);
         // Instantiation runs the guest's start code: it takes a turn.
         let _turn = self.turns.take(&context.tenant);
-        AgentInstance::new(self.engine.clone(), pre, self.limits.clone(), context, slot)
+        AgentInstance::new(self.engine.clone(), prepared.0.clone(), self.limits.clone(), context, slot)
+    }
+}
+
+/// A component whose imports were checked against the host's and resolved
+/// ([`Sandbox::prepare`]); cheap to clone.
+#[derive(Clone)]
+pub struct PreparedComponent(instance::Pre);
+
+impl std::fmt::Debug for PreparedComponent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedComponent").finish_non_exhaustive()
     }
 }
 
@@ -253,8 +289,32 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         .max_memories_per_component(limits::MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(limits::MAX_TABLES_PER_COMPONENT)
         .max_memory_size(limits.memory_bytes);
+    if let Some(reservation) = small_memory_reservation(limits) {
+        config.memory_reservation(reservation);
+    }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
+}
+
+/// Address space the pool's memory slots may reserve: half of what x86-64
+/// and AArch64 give a process (128 TiB), leaving the rest to the host.
+const POOL_ADDRESS_SPACE: u64 = 64 << 40;
+/// What wasmtime reserves per memory by default on 64-bit hosts (4 GiB, so
+/// that a 32-bit address needs no bounds check) and its guard after it.
+const DEFAULT_MEMORY_RESERVATION: u64 = 4 << 30;
+const DEFAULT_MEMORY_GUARD: u64 = 32 << 20;
+
+/// The memory reservation for pools too large to reserve 4 GiB per memory
+/// within [`POOL_ADDRESS_SPACE`]: each memory's own ceiling, at the price
+/// of an explicit bounds check on guest loads and stores (measured in
+/// docs/performance.md); `None` keeps wasmtime's default.
+fn small_memory_reservation(limits: &SandboxLimits) -> Option<u64> {
+    let memories = u64::from(limits.max_instances) * u64::from(limits::MAX_MEMORIES_PER_COMPONENT);
+    let default_pool = memories.saturating_mul(DEFAULT_MEMORY_RESERVATION + DEFAULT_MEMORY_GUARD);
+    (default_pool > POOL_ADDRESS_SPACE).then(|| {
+        let page = 64 << 10;
+        (limits.memory_bytes as u64).div_ceil(page) * page
+    })
 }
 
 /// The version of the `mcp:agent` package a component was built against,
@@ -309,5 +369,20 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_keep_the_4_gib_reservation_until_it_no_longer_fits() {
+        let limits = |max_instances| SandboxLimits { max_instances, ..SandboxLimits::default() };
+        assert_eq!(small_memory_reservation(&limits(64)), None);
+        assert_eq!(small_memory_reservation(&limits(4_000)), None);
+        assert_eq!(small_memory_reservation(&limits(4_100)), Some(64 << 20));
+        let odd = SandboxLimits { max_instances: 10_000, memory_bytes: (64 << 20) + 1, ..SandboxLimits::default() };
+        assert_eq!(small_memory_reservation(&odd), Some((64 << 20) + (64 << 10)), "not rounded up to a wasm page");
     }
 }

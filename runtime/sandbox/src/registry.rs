@@ -42,6 +42,8 @@ pub struct RegisteredAgent {
     /// The protocol version it was built against.
     pub protocol: Protocol,
     component: Component,
+    /// The component with its imports resolved once, for every instance.
+    prepared: crate::PreparedComponent,
 }
 
 impl RegisteredAgent {
@@ -237,7 +239,7 @@ impl Registry {
             return Err(RegistryError::Disabled(name.into()));
         }
         self.sandbox
-            .instantiate_reserved(&agent.component, context, slot)
+            .instantiate_prepared(&agent.prepared, context, slot)
             .map_err(|source| RegistryError::Invalid { origin: agent.origin.clone(), source })
     }
 }
@@ -266,7 +268,10 @@ fn validate_compiled(
     // Named for where it came from: it has no name of its own until its
     // info is checked, and faults must say which file failed.
     let probe_name = format!("(validating {})", crate::text::bounded(origin.to_string(), 80));
-    let mut probe = sandbox.instantiate(&component, InstanceContext::new(&probe_name, "registry")).map_err(invalid)?;
+    let prepared = sandbox.prepare(&component, &probe_name).map_err(invalid)?;
+    let probe_context = InstanceContext::new(&probe_name, "registry");
+    let probe_slot = sandbox.reserve(&probe_context).map_err(invalid)?;
+    let mut probe = sandbox.instantiate_prepared(&prepared, probe_context, probe_slot).map_err(invalid)?;
     let info = {
         let _turn = sandbox.turns().take("registry");
         probe.info().map_err(invalid)?
@@ -302,5 +307,14 @@ fn validate_compiled(
             detail: format!("schema versions {}..{} are reversed", info.schema.min_version, info.schema.max_version),
         });
     }
-    Ok(RegisteredAgent { info, sha256, origin: origin.to_string(), enabled: true, cache, protocol, component })
+    Ok(RegisteredAgent {
+        info,
+        sha256,
+        origin: origin.to_string(),
+        enabled: true,
+        cache,
+        protocol,
+        component,
+        prepared,
+    })
 }
