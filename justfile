@@ -18,7 +18,7 @@ lint: setup
     cargo fmt --all --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Lint, then Chromium and the HTML validator for the console's browser test, then every test of the workspace, the property-based run over the API and a check that a second
+# Lint, then Chromium and the HTML validator for the console's browser test, then every test of the workspace, each criterion bench once, the property-based run over the API and a check that a second
 # build compiles nothing, all in one build instrumented for line coverage, whose total ends the output
 # (what CI runs).
 test: lint
@@ -27,6 +27,7 @@ test: lint
 
 _test-steps:
     cargo test --workspace --locked
+    cargo test --workspace --locked --benches
     bash tests/schemathesis.sh 50
     bash scripts/check_no_rebuild.sh
 
@@ -50,6 +51,10 @@ bench-api-mix anomalies="1000000" seconds="30": setup
 # Start the REST control plane on the embedded default.
 serve *args: setup
     cargo run --release --locked -p mcp-cli --bin mcp -- serve {{args}}
+
+# The criterion benches of the hot paths (row parse, crossing, agents, tract, store commit); FILTER picks some.
+bench-hot filter="": setup
+    cargo bench --locked -p mcp-tests --bench hot_paths -- {{filter}}
 
 # Sandbox against native, budgets, fixed call cost, compile and instantiate times.
 bench *args: setup
