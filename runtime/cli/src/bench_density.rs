@@ -37,6 +37,12 @@ pub fn run(config: &McpConfig, dir: &Path, instances: usize, tenants: usize, rou
     anyhow::ensure!(instances > 0 && tenants > 0, "--density and --density-tenants must be 1 or more");
     let tenants = tenants.min(instances);
     let per_tenant = instances.div_ceil(tenants);
+    let allowed = mcp_sandbox::RunBudget::default().max_instances as usize;
+    anyhow::ensure!(
+        per_tenant <= allowed,
+        "{per_tenant} instances a tenant is over the default budget of {allowed}: give --density-tenants {} or more",
+        instances.div_ceil(allowed)
+    );
     let limits = SandboxLimits { max_instances: u32::try_from(instances + 8)?, ..config.sandbox.clone() };
     let sandbox = Arc::new(Sandbox::new(limits, CompileCache::new(Some(config.cache_dir())))?);
     let mut registry = Registry::new(sandbox);
