@@ -61,16 +61,7 @@ fn row_parse(c: &mut Criterion) {
             other => panic!("no schema file for {log_type}: {other:?}"),
         };
         let entries = entries(log_type);
-        let rows: Vec<RawRow<'_>> = entries
-            .iter()
-            .map(|e| RawRow {
-                id: e.id,
-                timestamp_ms: e.timestamp_ms,
-                source: &e.source,
-                fields: &e.fields,
-                schema_version: 0,
-            })
-            .collect();
+        let rows: Vec<RawRow<'_>> = entries.iter().map(LogEntry::raw_row).collect();
         group.throughput(Throughput::Elements(rows.len() as u64));
         group.bench_function(log_type, |b| b.iter(|| build_shaped_batch(&shape, &rows)));
     }

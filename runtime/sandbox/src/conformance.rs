@@ -52,16 +52,7 @@ const SAMPLE_SIZE: usize = 300;
 /// Packs entries into the columnar batch the host builds; entries that do
 /// not fit a batch are left out, as the source would quarantine them.
 pub fn to_columns(log_type: &str, entries: &[LogEntry]) -> mcp_columns::LogBatch {
-    let rows: Vec<RawRow<'_>> = entries
-        .iter()
-        .map(|e| RawRow {
-            id: e.id,
-            timestamp_ms: e.timestamp_ms,
-            source: &e.source,
-            fields: &e.fields,
-            schema_version: 0,
-        })
-        .collect();
+    let rows: Vec<RawRow<'_>> = entries.iter().map(LogEntry::raw_row).collect();
     let (batch, refused) = mcp_columns::build_batch(log_type, 1, &rows);
     for (index, reason) in refused {
         tracing::warn!(index, "sample entry left out: {reason}");

@@ -40,6 +40,19 @@ pub struct LogEntry {
     pub fields: String,
 }
 
+impl LogEntry {
+    /// The entry as a source's raw row, written under the current schema.
+    pub fn raw_row(&self) -> mcp_columns::RawRow<'_> {
+        mcp_columns::RawRow {
+            id: self.id,
+            timestamp_ms: self.timestamp_ms,
+            source: &self.source,
+            fields: &self.fields,
+            schema_version: 0,
+        }
+    }
+}
+
 /// A warm instance of one agent. It keeps its guest state between calls; a
 /// failed call discards the Store, and the next call starts a fresh one,
 /// given back the last state the agent's snapshot took (protocol 0.2.0).

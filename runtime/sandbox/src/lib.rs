@@ -122,14 +122,16 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// Builds the engine with `limits` and a compile cache.
     pub fn new(limits: SandboxLimits, cache: CompileCache) -> Result<Self> {
-        if let Some(reservation) = small_memory_reservation(&limits) {
+        let reservation = small_memory_reservation(&limits);
+        if let Some(reservation) = reservation {
             tracing::info!(
                 max_instances = limits.max_instances,
                 reservation_mib = reservation >> 20,
                 "the instance pool is too large to reserve 4 GiB per memory: guest loads and stores get bounds checks"
             );
         }
-        let engine = Engine::new(&engine_config(&limits)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
+        let engine =
+            Engine::new(&engine_config(&limits, reservation)).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
         waits::deny_waits(&mut linker).map_err(|e| SandboxError::Engine(format!("{e:#}")))?;
@@ -267,7 +269,7 @@ impl std::fmt::Debug for PreparedComponent {
     }
 }
 
-fn engine_config(limits: &SandboxLimits) -> Config {
+fn engine_config(limits: &SandboxLimits, memory_reservation: Option<u64>) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     // No WASI 0.3 async here; the feature costs every call (docs/performance.md).
@@ -289,7 +291,7 @@ fn engine_config(limits: &SandboxLimits) -> Config {
         .max_memories_per_component(limits::MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(limits::MAX_TABLES_PER_COMPONENT)
         .max_memory_size(limits.memory_bytes);
-    if let Some(reservation) = small_memory_reservation(limits) {
+    if let Some(reservation) = memory_reservation {
         config.memory_reservation(reservation);
     }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
