@@ -56,6 +56,11 @@ serve *args: setup
 bench-hot filter="": setup
     cargo bench --locked -p mcp-tests --bench hot_paths -- {{filter}}
 
+# The Rust pipeline against the seed's design in Python (Pydantic and plain dicts) on the same
+# PostgreSQL table: rows per second, ratios and F1 (benches/baseline/).
+bench-baseline entries="333334": setup
+    bash benches/baseline/run.sh {{entries}}
+
 # Sandbox against native, budgets, fixed call cost, compile and instantiate times.
 bench *args: setup
     cargo run --release --locked -p mcp-cli --bin mcp -- bench {{args}}

@@ -143,6 +143,38 @@ fn postgres_reads_are_scoped_to_the_tenant_and_paged_by_id() -> anyhow::Result<(
     Ok(())
 }
 
+/// Each full page has the next one fetched ahead while its batch is built;
+/// the fetch must be served only to the read that asks for exactly it, and
+/// rows appended after it was made must still be read, once, in order.
+#[test]
+fn pages_fetched_ahead_serve_only_their_own_read_and_lose_no_appended_row() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let rows: Vec<NewRow> = generator::to_rows(&generator::generate("firewall", 4, 100)?);
+    pg.0.append("t", "firewall", &rows[..25])?;
+    let page = |after_id: u64, up_to: Option<u64>| {
+        pg.0.read_range("t", &LogQuery { after_id, ..query("firewall", 10) }, up_to)
+    };
+    assert_eq!(page(0, None)?.batch.ids, (1..=10).collect::<Vec<u64>>());
+    // The page after 10 was fetched ahead without an end; a read that asks
+    // for one (a follower's settled end) gets only what it asked for.
+    assert_eq!(page(10, Some(13))?.batch.ids, vec![11, 12, 13]);
+    assert_eq!(page(0, None)?.batch.ids, (1..=10).collect::<Vec<u64>>());
+    // Let the fetch ahead of the page after 10 finish before more rows come.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    pg.0.append("t", "firewall", &rows[25..50])?;
+    let (mut after_id, mut ids) = (10, Vec::new());
+    loop {
+        let read = page(after_id, None)?;
+        if read.last_id == after_id {
+            break;
+        }
+        ids.extend(read.batch.ids.iter().copied());
+        after_id = read.last_id;
+    }
+    assert_eq!(ids, (11..=50).collect::<Vec<u64>>());
+    Ok(())
+}
+
 #[test]
 fn copy_keeps_quotes_commas_and_line_breaks() -> anyhow::Result<()> {
     let pg = pg()?;

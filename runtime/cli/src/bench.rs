@@ -32,8 +32,8 @@ pub struct BenchArgs {
     /// Measure only the boundary encodings: typed field records against JSON lines.
     #[arg(long)]
     pub boundary: bool,
-    /// Measure PostgreSQL to anomaly store end to end over this many rows
-    /// (needs database_url).
+    /// Measure log source to anomaly store end to end over this many rows, agents with their models:
+    /// PostgreSQL when database_url is set, the embedded SQLite source otherwise.
     #[arg(long)]
     pub pipeline: Option<usize>,
     /// Measure continuous detection's latency (row written to anomaly stored) at these insert rates, in

@@ -14,6 +14,7 @@ pub mod export;
 pub mod imports;
 pub mod jobs;
 pub mod models;
+mod pages;
 pub mod pipeline;
 pub mod quarantine;
 pub mod queue;

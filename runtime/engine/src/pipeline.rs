@@ -14,6 +14,8 @@ use mcp_storage::run_store::{RunStore, RunStoreError};
 use mcp_storage::source::{LogSource, SourceBatch, SourceError};
 use mcp_storage::store::{AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
+use crate::pages::Pages;
+
 /// Errors that end a run. The checkpoint stays at the last committed batch,
 /// so running again resumes without loss.
 #[derive(Debug, thiserror::Error)]
@@ -216,119 +218,137 @@ pub fn run_observed(
     if after_id > 0 && spec.replay_ms > 0 && !restored {
         report.replayed = replay(instance, registry.sandbox().turns(), source, spec, &log_type, after_id)?;
     }
-    loop {
-        let query = LogQuery {
-            log_type: log_type.clone(),
-            after_id,
-            from_ms: None,
-            to_ms: None,
-            source: None,
-            limit: spec.batch_size,
+    // A run that ends at the end of the source reads its next page while
+    // the agent works on this one; a follower reads when it is ready.
+    std::thread::scope(|scope| {
+        let mut pages = match spec.follow {
+            None => Pages::ahead(
+                scope,
+                source,
+                spec.tenant,
+                page_query(&log_type, after_id, spec.batch_size),
+                spec.up_to_id,
+            ),
+            Some(_) => Pages::OnDemand,
         };
-        // New rows may commit out of id order: a follower reads only as
-        // far as every row is settled, or it would pass one for good.
-        let up_to = match (spec.follow, store.settled_up_to()?) {
-            (Some(_), Some(settled)) => Some(spec.up_to_id.map_or(settled, |end| end.min(settled))),
-            _ => spec.up_to_id,
-        };
-        let SourceBatch { batch, raw_fields, last_id, quarantined } = source.read_range(spec.tenant, &query, up_to)?;
-        report.quarantined += quarantined as u64;
-        if last_id == after_id {
-            let Some(wait) = spec.follow else { break };
+        loop {
+            let query = page_query(&log_type, after_id, spec.batch_size);
+            let up_to = match spec.follow {
+                // New rows may commit out of id order: a follower reads only
+                // as far as every row is settled, or it would pass one for good.
+                Some(_) => store
+                    .settled_up_to()?
+                    .map_or(spec.up_to_id, |settled| Some(spec.up_to_id.map_or(settled, |end| end.min(settled)))),
+                None => spec.up_to_id,
+            };
+            // Only a panicked reader ends the pages this way; the scope
+            // carries its panic on.
+            let Some(page) = pages.next(source, spec.tenant, &query, up_to) else { break };
+            let SourceBatch { batch, raw_fields, last_id, quarantined } = page?;
+            report.quarantined += quarantined as u64;
+            if last_id == after_id {
+                let Some(wait) = spec.follow else { break };
+                report.elapsed = started.elapsed();
+                if observer(&report).is_break() {
+                    return Err(RunError::Cancelled { agent: spec.agent.into(), after_id });
+                }
+                std::thread::sleep(wait);
+                continue;
+            }
+            // Moved, not copied, into the form the guest receives.
+            let batch = GuestBatch::from(batch);
+            let version = batch.schema_version();
+            reads_schema_version(spec.agent, &agent.info.schema, version)?;
+            // One turn per batch, shared fairly with every other tenant's runs.
+            let turn = registry.sandbox().turns().take(spec.tenant);
+            let call_started = Instant::now();
+            let found = match instance.detect_batch(&batch) {
+                Ok(found) => found,
+                // The same settings would be refused again.
+                Err(first) if first.is_configuration() => {
+                    return Err(RunError::Configuration { agent: spec.agent.into(), source: first });
+                }
+                Err(first) if first.fault().is_some_and(mcp_sandbox::Fault::is_budget) => {
+                    return Err(RunError::Budget { agent: spec.agent.into(), after_id, source: first });
+                }
+                Err(first) => {
+                    report.faults.push(first.to_string());
+                    instance.detect_batch(&batch).map_err(|source| RunError::Agent {
+                        agent: spec.agent.into(),
+                        after_id,
+                        source,
+                    })?
+                }
+            };
+            let found = match instance.snapshot() {
+                Ok(_) => found,
+                // A fault while giving the state (an engine's heap is fullest
+                // after a batch) discards the instance as a fault in detection
+                // does: the batch is run again, once, on a fresh instance that
+                // resumes from the state before it.
+                Err(first) if first.fault().is_some_and(|fault| !fault.is_budget()) => {
+                    report.faults.push(first.to_string());
+                    let found = instance.detect_batch(&batch).map_err(|source| RunError::Agent {
+                        agent: spec.agent.into(),
+                        after_id,
+                        source,
+                    })?;
+                    instance.snapshot().map_err(|source| RunError::Snapshot {
+                        agent: spec.agent.into(),
+                        after_id,
+                        source,
+                    })?;
+                    found
+                }
+                Err(source) => return Err(RunError::Snapshot { agent: spec.agent.into(), after_id, source }),
+            };
+            report.model = instance.model_used();
+            let state = instance.last_snapshot();
+            drop(turn);
+            let state = match state {
+                Some([]) if !state_stored => None,
+                other => other,
+            };
+            if let Some(bytes) = state {
+                state_stored = !bytes.is_empty();
+            }
+            report.agent_time += call_started.elapsed();
+            let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
+            let provenance =
+                Provenance { agent_sha256: &agent.sha256, schema_version: version, model: model.as_deref() };
+            let (with_fields, rejected) = attach_fields(source, spec.tenant, &batch, &raw_fields, found)?;
+            report.rejected_anomalies += rejected;
+            report.anomalies += store.commit_with_state(&key, &provenance, &with_fields, last_id, state)? as u64;
+            report.entries += batch.len() as u64;
+            report.batches += 1;
+            report.usage = *instance.usage();
+            after_id = last_id;
+            report.checkpoint = after_id;
             report.elapsed = started.elapsed();
+            report.retries = source.retries().saturating_sub(retries_before);
             if observer(&report).is_break() {
+                tracing::info!(agent = spec.agent, tenant = spec.tenant, after_id, "run cancelled");
                 return Err(RunError::Cancelled { agent: spec.agent.into(), after_id });
             }
-            std::thread::sleep(wait);
-            continue;
         }
-        // Moved, not copied, into the form the guest receives.
-        let batch = GuestBatch::from(batch);
-        let version = batch.schema_version();
-        reads_schema_version(spec.agent, &agent.info.schema, version)?;
-        // One turn per batch, shared fairly with every other tenant's runs.
-        let turn = registry.sandbox().turns().take(spec.tenant);
-        let call_started = Instant::now();
-        let found = match instance.detect_batch(&batch) {
-            Ok(found) => found,
-            // The same settings would be refused again.
-            Err(first) if first.is_configuration() => {
-                return Err(RunError::Configuration { agent: spec.agent.into(), source: first });
-            }
-            Err(first) if first.fault().is_some_and(mcp_sandbox::Fault::is_budget) => {
-                return Err(RunError::Budget { agent: spec.agent.into(), after_id, source: first });
-            }
-            Err(first) => {
-                report.faults.push(first.to_string());
-                instance.detect_batch(&batch).map_err(|source| RunError::Agent {
-                    agent: spec.agent.into(),
-                    after_id,
-                    source,
-                })?
-            }
-        };
-        let found = match instance.snapshot() {
-            Ok(_) => found,
-            // A fault while giving the state (an engine's heap is fullest
-            // after a batch) discards the instance as a fault in detection
-            // does: the batch is run again, once, on a fresh instance that
-            // resumes from the state before it.
-            Err(first) if first.fault().is_some_and(|fault| !fault.is_budget()) => {
-                report.faults.push(first.to_string());
-                let found = instance.detect_batch(&batch).map_err(|source| RunError::Agent {
-                    agent: spec.agent.into(),
-                    after_id,
-                    source,
-                })?;
-                instance.snapshot().map_err(|source| RunError::Snapshot {
-                    agent: spec.agent.into(),
-                    after_id,
-                    source,
-                })?;
-                found
-            }
-            Err(source) => return Err(RunError::Snapshot { agent: spec.agent.into(), after_id, source }),
-        };
-        report.model = instance.model_used();
-        let state = instance.last_snapshot();
-        drop(turn);
-        let state = match state {
-            Some([]) if !state_stored => None,
-            other => other,
-        };
-        if let Some(bytes) = state {
-            state_stored = !bytes.is_empty();
-        }
-        report.agent_time += call_started.elapsed();
-        let model = report.model.as_ref().map(|(name, version)| format!("{name}@{version}"));
-        let provenance = Provenance { agent_sha256: &agent.sha256, schema_version: version, model: model.as_deref() };
-        let (with_fields, rejected) = attach_fields(source, spec.tenant, &batch, &raw_fields, found)?;
-        report.rejected_anomalies += rejected;
-        report.anomalies += store.commit_with_state(&key, &provenance, &with_fields, last_id, state)? as u64;
-        report.entries += batch.len() as u64;
-        report.batches += 1;
-        report.usage = *instance.usage();
-        after_id = last_id;
-        report.checkpoint = after_id;
         report.elapsed = started.elapsed();
         report.retries = source.retries().saturating_sub(retries_before);
-        if observer(&report).is_break() {
-            tracing::info!(agent = spec.agent, tenant = spec.tenant, after_id, "run cancelled");
-            return Err(RunError::Cancelled { agent: spec.agent.into(), after_id });
-        }
-    }
-    report.elapsed = started.elapsed();
-    report.retries = source.retries().saturating_sub(retries_before);
-    store.after_run()?;
-    tracing::info!(
-        agent = spec.agent,
-        tenant = spec.tenant,
-        entries = report.entries,
-        anomalies = report.anomalies,
-        quarantined = report.quarantined,
-        "run finished"
-    );
-    Ok(report)
+        store.after_run()?;
+        tracing::info!(
+            agent = spec.agent,
+            tenant = spec.tenant,
+            entries = report.entries,
+            anomalies = report.anomalies,
+            quarantined = report.quarantined,
+            "run finished"
+        );
+        Ok(report)
+    })
+}
+
+/// The page of `batch_size` entries of `log_type` after `after_id`.
+fn page_query(log_type: &str, after_id: u64, batch_size: u32) -> LogQuery {
+    LogQuery { log_type: log_type.to_string(), after_id, from_ms: None, to_ms: None, source: None, limit: batch_size }
 }
 
 /// Feeds the agent the entries of `spec.replay_ms` before the checkpoint,

@@ -196,8 +196,12 @@ impl Cluster {
             context: "cannot start the cluster client: ".into(),
             source: e.into(),
         })?;
-        // Beats, claims and commits of a few runs at once, each short.
-        let pool = connect_pool(&runtime, url, schema, 4)?;
+        // Beats, claims and commits of a few runs at once, each short. A
+        // node stopped inside a commit (SIGSTOP, a frozen VM) would hold its
+        // unit's row lock, and no other node could take the unit over when
+        // the lease ends; the server ends such a transaction once it has
+        // waited a lease, which the node could not have committed anyway.
+        let pool = connect_pool(&runtime, url, schema, 4, Some(lease_ttl))?;
         Ok(Cluster {
             runtime,
             pool,

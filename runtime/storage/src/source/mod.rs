@@ -3,6 +3,7 @@
 //! with keyset pagination, and both turn rows into batches the same way
 //! (`assemble`), so an agent sees the same batch from either.
 
+mod ahead;
 pub mod load;
 pub mod postgres;
 pub mod sqlite;

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use super::ahead::{PageKey, PagesAhead};
 use super::{FetchedRow, LogSource, NewRow, Quarantined, RetryPolicy, SourceBatch, SourceError, StoredEntry, assemble};
 use crate::retry::GaveUp;
 use crate::schema::SchemaFiles;
@@ -27,18 +28,20 @@ pub struct PgLogSource {
     namespace: Option<String>,
     retry: RetryPolicy,
     retries: AtomicU64,
+    ahead: PagesAhead,
 }
 
 /// Whether an error may pass if the same statement is tried again: lost or
-/// refused connections, a server shutting a backend down, serialization
-/// failures and deadlocks. Anything else (bad SQL, missing tables, wrong
-/// credentials) fails at once.
+/// refused connections, a server shutting a backend down (also for a
+/// transaction left idle too long, 25P03), serialization failures and
+/// deadlocks. Anything else (bad SQL, missing tables, wrong credentials)
+/// fails at once.
 pub(crate) fn transient(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Protocol(message) => message.contains("closed") || message.contains("reset"),
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "40001" || code == "40P01"
+            code.starts_with("08") || code.starts_with("57P") || code == "25P03" || code == "40001" || code == "40P01"
         }),
         _ => false,
     }
@@ -53,12 +56,15 @@ pub(crate) fn service_runtime(name: &str) -> std::io::Result<tokio::runtime::Run
 
 /// A pool of at most `connections` to `url`. With `schema`, every
 /// connection works in that PostgreSQL schema (created if missing), which
-/// keeps tests apart.
+/// keeps tests apart. With `idle_in_transaction`, the server ends a session
+/// whose transaction waits on this client longer than that, and with it
+/// the locks the transaction holds.
 pub(crate) fn connect_pool(
     runtime: &tokio::runtime::Runtime,
     url: &str,
     schema: Option<&str>,
     connections: u32,
+    idle_in_transaction: Option<std::time::Duration>,
 ) -> Result<PgPool, SourceError> {
     let search_path = schema.map(|s| s.replace('"', ""));
     let pool = runtime.block_on(async {
@@ -83,7 +89,13 @@ pub(crate) fn connect_pool(
                 let path = path.clone();
                 Box::pin(async move {
                     if let Some(schema) = path {
-                        sqlx::query(&format!("SET search_path TO \"{schema}\"")).execute(conn).await?;
+                        sqlx::query(&format!("SET search_path TO \"{schema}\"")).execute(&mut *conn).await?;
+                    }
+                    if let Some(idle) = idle_in_transaction {
+                        let ms = idle.as_millis().max(1);
+                        sqlx::query(&format!("SET idle_in_transaction_session_timeout = {ms}"))
+                            .execute(&mut *conn)
+                            .await?;
                     }
                     Ok(())
                 })
@@ -135,7 +147,7 @@ impl PgLogSource {
     ) -> Result<Self, SourceError> {
         let runtime = service_runtime("mcp-postgres").map_err(pg)?;
         let search_path = schema.map(|s| s.replace('"', ""));
-        let pool = connect_pool(&runtime, url, search_path.as_deref(), connections)?;
+        let pool = connect_pool(&runtime, url, search_path.as_deref(), connections, None)?;
         Ok(PgLogSource {
             runtime,
             pool,
@@ -143,6 +155,7 @@ impl PgLogSource {
             namespace: search_path,
             retry: RetryPolicy::default(),
             retries: AtomicU64::new(0),
+            ahead: PagesAhead::default(),
         })
     }
 
@@ -232,6 +245,24 @@ fn page_sql(query: &LogQuery, up_to_id: Option<u64>) -> String {
     )
 }
 
+/// The rows of one page, decoded on the source's runtime.
+async fn fetch_page(pool: PgPool, page: PageKey) -> Result<Vec<FetchedRow>, sqlx::Error> {
+    let sql = page_sql(&page.query, page.up_to_id);
+    let rows = bind_page(sqlx::query(&sql), &page.tenant, &page.query, page.up_to_id).fetch_all(&pool).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(FetchedRow {
+                id: r.try_get::<i64, _>(0)?.unsigned_abs(),
+                timestamp_ms: r.try_get(1)?,
+                source: r.try_get(2)?,
+                fields: r.try_get(3)?,
+                schema_version: r.try_get::<i32, _>(4)?.unsigned_abs(),
+                load_error: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
 /// Binds a page query's arguments in the order `page_filter` numbers them.
 fn bind_page<'q>(
     mut statement: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -314,24 +345,24 @@ impl LogSource for PgLogSource {
 
     fn read_range(&self, tenant: &str, query: &LogQuery, up_to_id: Option<u64>) -> Result<SourceBatch, SourceError> {
         let shape = self.schemas.shape(&query.log_type)?;
-        let sql = page_sql(query, up_to_id);
-        let rows = self.read("read logs", || {
-            let statement = bind_page(sqlx::query(&sql), tenant, query, up_to_id);
-            statement.fetch_all(&self.pool)
-        })?;
-        let fetched = rows
-            .iter()
-            .map(|r| {
-                Ok(FetchedRow {
-                    id: r.try_get::<i64, _>(0).map_err(pg)?.unsigned_abs(),
-                    timestamp_ms: r.try_get(1).map_err(pg)?,
-                    source: r.try_get(2).map_err(pg)?,
-                    fields: r.try_get(3).map_err(pg)?,
-                    schema_version: r.try_get::<i32, _>(4).map_err(pg)?.unsigned_abs(),
-                    load_error: r.try_get(5).map_err(pg)?,
-                })
-            })
-            .collect::<Result<Vec<_>, SourceError>>()?;
+        let key = PageKey { tenant: tenant.to_string(), query: query.clone(), up_to_id };
+        let fetched_ahead = match self.ahead.take(&key) {
+            // A fetch ahead that failed is not retried in place: the read
+            // below is, as any read.
+            Some(fetch) => self.runtime.block_on(fetch).ok().and_then(Result::ok),
+            None => None,
+        };
+        let fetched = match fetched_ahead {
+            Some(rows) => rows,
+            None => self.read("read logs", || fetch_page(self.pool.clone(), key.clone()))?,
+        };
+        // A full page says more may follow: ask for it now, so the server
+        // works while this page's batch is built.
+        if let Some(last) = fetched.last().filter(|_| fetched.len() >= query.limit as usize) {
+            let next = PageKey { query: LogQuery { after_id: last.id, ..query.clone() }, ..key };
+            let fetch = self.runtime.spawn(fetch_page(self.pool.clone(), next.clone()));
+            self.ahead.put(next, fetch);
+        }
         let assembled = assemble(shape.as_deref(), query, fetched);
         if !assembled.rejected.is_empty() {
             self.read("quarantine rows", || async {
@@ -391,5 +422,47 @@ impl LogSource for PgLogSource {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn database_url() -> String {
+        std::env::var("MCP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    }
+
+    /// A node stopped inside a commit holds its unit's row lock; the
+    /// server must end that transaction, and the node must see a failure
+    /// it retries on a fresh connection rather than one that stops it.
+    #[test]
+    fn a_transaction_left_idle_is_ended_with_its_locks_and_the_error_is_retried() {
+        let runtime = service_runtime("mcp-test").expect("a runtime");
+        let schema = format!("mcp_idle_{}", std::process::id());
+        let pool = connect_pool(&runtime, &database_url(), Some(&schema), 2, Some(Duration::from_millis(300)))
+            .unwrap_or_else(|e| {
+                panic!("{e}\nThis test needs PostgreSQL at {} (start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", database_url())
+            });
+        let outcome = runtime.block_on(async {
+            sqlx::query("CREATE TABLE IF NOT EXISTS held (id INT PRIMARY KEY)").execute(&pool).await?;
+            sqlx::query("INSERT INTO held VALUES (1) ON CONFLICT DO NOTHING").execute(&pool).await?;
+            let mut stopped = pool.begin().await?;
+            sqlx::query("SELECT id FROM held WHERE id = 1 FOR UPDATE").execute(&mut *stopped).await?;
+            tokio::time::sleep(Duration::from_millis(1_000)).await;
+            // The lock is free for another node...
+            let other = sqlx::query("SELECT id FROM held WHERE id = 1 FOR UPDATE NOWAIT").execute(&pool).await;
+            // ...and the stopped one learns its transaction is gone.
+            let resumed = sqlx::query("SELECT 1").execute(&mut *stopped).await;
+            Ok::<_, sqlx::Error>((other.map(|_| ()), resumed.map(|_| ())))
+        });
+        let dropped = runtime.block_on(sqlx::query(&format!("DROP SCHEMA \"{schema}\" CASCADE")).execute(&pool));
+        let (other, resumed) = outcome.expect("the statements before the pause");
+        assert!(other.is_ok(), "the row stayed locked by the idle transaction: {other:?}");
+        let error = resumed.expect_err("the idle transaction was not ended");
+        assert!(transient(&error), "ending an idle transaction is not retried: {error:?}");
+        dropped.expect("the test schema is dropped");
     }
 }
