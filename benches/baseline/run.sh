@@ -71,8 +71,8 @@ for variant in ("pydantic", "dict"):
     runs.append((f"Python, {'Pydantic v2' if variant == 'pydantic' else 'plain dicts'}",
                  int(open(f"{work}/{variant}.nanos").read()) / 1e9, load(variant)))
 print(f"{rows} rows in PostgreSQL (wifi, firewall, dns); wall time of each whole command")
-print(f"{'pipeline':<36} {'seconds':>8} {'rows/s':>10} {'Rust is':>8} {'F1 all':>7} {'wifi':>6} {'fw':>6} {'dns':>6}")
+print(f"{'pipeline':<36} {'seconds':>8} {'rows/s':>10} {'time/Rust':>9} {'F1 all':>7} {'wifi':>6} {'fw':>6} {'dns':>6}")
 for name, seconds, f1 in runs:
-    print(f"{name:<36} {seconds:>8.1f} {rows / seconds:>10.0f} {seconds / rust_seconds:>7.1f}x "
+    print(f"{name:<36} {seconds:>8.1f} {rows / seconds:>10.0f} {seconds / rust_seconds:>8.1f}x "
           f"{f1['all']['f1']:>7.3f} {f1['wifi']['f1']:>6.3f} {f1['firewall']['f1']:>6.3f} {f1['dns']['f1']:>6.3f}")
 PY

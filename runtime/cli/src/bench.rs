@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// Tenants the `--density` instances are spread over.
     #[arg(long, default_value_t = 1000)]
     pub density_tenants: usize,
+    /// Entries in each `--density` instance's batch (the generator's first ones in time).
+    #[arg(long, default_value_t = 100)]
+    pub density_batch: usize,
 }
 
 pub(crate) fn median(mut samples: Vec<Duration>) -> Duration {

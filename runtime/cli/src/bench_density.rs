@@ -18,10 +18,6 @@ use mcp_synth as generator;
 
 use crate::bench::median;
 
-/// Entries in each instance's batch: enough for every agent's windows to
-/// hold state, small enough that the instances, not the batches, dominate.
-const BATCH_ENTRIES: usize = 100;
-
 /// The process's resident memory now, from `/proc/self/statm`.
 fn resident_bytes() -> Result<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").context("cannot read /proc/self/statm")?;
@@ -33,8 +29,21 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)
 }
 
-pub fn run(config: &McpConfig, dir: &Path, instances: usize, tenants: usize, rounds: usize) -> Result<()> {
-    anyhow::ensure!(instances > 0 && tenants > 0, "--density and --density-tenants must be 1 or more");
+/// `batch_entries` in each instance's batch: 100 by default, enough for
+/// every agent's windows to hold state, few enough that the instances, not
+/// the batches, dominate; a warm instance's heap grows with its batch.
+pub fn run(
+    config: &McpConfig,
+    dir: &Path,
+    instances: usize,
+    tenants: usize,
+    batch_entries: usize,
+    rounds: usize,
+) -> Result<()> {
+    anyhow::ensure!(
+        instances > 0 && tenants > 0 && batch_entries > 0,
+        "--density, --density-tenants and --density-batch must be 1 or more"
+    );
     let tenants = tenants.min(instances);
     let per_tenant = instances.div_ceil(tenants);
     let allowed = mcp_sandbox::RunBudget::default().max_instances as usize;
@@ -54,15 +63,15 @@ pub fn run(config: &McpConfig, dir: &Path, instances: usize, tenants: usize, rou
             // The generator adds its attacks to the normal entries asked
             // for (thousands of them at this size), so the batch is cut to
             // its first entries in time.
-            let logs = generator::generate(log_type, 7, BATCH_ENTRIES)?;
+            let logs = generator::generate(log_type, 7, batch_entries)?;
             let mut entries = generator::to_entries(log_type, &logs);
-            entries.truncate(BATCH_ENTRIES);
+            entries.truncate(batch_entries);
             Ok(GuestBatch::from(to_columns(log_type, &entries)))
         })
         .collect::<Result<_>>()?;
     println!(
         "mcp bench --density: {instances} instances of {} over {tenants} tenants ({per_tenant} each at most), \
-         a batch of {BATCH_ENTRIES} entries each; {} cores",
+         a batch of {batch_entries} entries each; {} cores",
         agents.join(", "),
         std::thread::available_parallelism().map_or(1, usize::from)
     );
@@ -123,7 +132,7 @@ pub fn run(config: &McpConfig, dir: &Path, instances: usize, tenants: usize, rou
          median of {} rounds",
         round.as_secs_f64() * 1e3,
         micros(round) / tenants as f64,
-        (tenants * BATCH_ENTRIES) as f64 / round.as_secs_f64().max(1e-9),
+        (tenants * batch_entries) as f64 / round.as_secs_f64().max(1e-9),
         rounds.max(1)
     );
     let dropping = Instant::now();

@@ -891,7 +891,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             if let Some(instances) = args.density {
                 let dir = agents_dir(cli.agents_dir, &config)?;
-                bench_density::run(&config, &dir, instances, args.density_tenants, args.rounds)?;
+                bench_density::run(&config, &dir, instances, args.density_tenants, args.density_batch, args.rounds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.cache {
