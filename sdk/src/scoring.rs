@@ -149,6 +149,12 @@ impl Scorer {
         self.detection.uses_rules()
     }
 
+    /// Whether the model is asked (it may still be missing): an agent whose
+    /// rules and features share work builds the feature rows beside them.
+    pub fn uses_model(&self) -> bool {
+        self.detection.uses_model()
+    }
+
     /// For the `load-model` export.
     pub fn load(&mut self, name: &str, version: Option<&str>) -> Result<String, AgentError> {
         self.slot.load(name, version)

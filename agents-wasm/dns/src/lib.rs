@@ -131,14 +131,33 @@ const SESSION_KEYS: usize = 8_192;
 /// The model's input columns, in order.
 pub const FEATURES: [&str; 5] = ["query_len", "longest_label", "label_entropy", "vowel_ratio", "nxdomain"];
 
-fn feature_row(f: &Lookup<'_>) -> [f32; 5] {
-    let label = registered_label(&f.name);
-    let longest = f.name.split('.').map(str::len).max().unwrap_or(0);
+/// What both the rules and the model read of a name, worked out once per
+/// entry: the longest label, the registered label, its entropy and vowels.
+struct NameStats<'n> {
+    longest: &'n str,
+    label: &'n str,
+    label_entropy: f32,
+    label_vowels: f32,
+}
+
+impl<'n> NameStats<'n> {
+    fn of(name: &'n str) -> Self {
+        let label = registered_label(name);
+        NameStats {
+            longest: name.split('.').max_by_key(|l| l.len()).unwrap_or(""),
+            label,
+            label_entropy: entropy(label),
+            label_vowels: vowel_ratio(label),
+        }
+    }
+}
+
+fn feature_row(f: &Lookup<'_>, stats: &NameStats<'_>) -> [f32; 5] {
     [
         f.name.len() as f32,
-        longest as f32,
-        entropy(label),
-        vowel_ratio(label),
+        stats.longest.len() as f32,
+        stats.label_entropy,
+        stats.label_vowels,
         f32::from(u8::from(f.rcode == "NXDOMAIN")),
     ]
 }
@@ -180,8 +199,8 @@ impl DnsAgent {
         self.allowed.iter().any(|domain| is_under(query, domain))
     }
 
-    fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
-        let longest = f.name.split('.').max_by_key(|l| l.len()).unwrap_or("");
+    fn tunnel(&self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>) -> Option<Finding> {
+        let longest = stats.longest;
         // Encoded data has few vowels (hex 2 of 16 symbols, base32 5 of
         // 32); a long label of words ("chromefeedcontentsuggestions-pa") has
         // about a third.
@@ -204,10 +223,8 @@ impl DnsAgent {
         ))
     }
 
-    fn dga(&self, entry: EntryRef, f: &Lookup<'_>) -> Option<Finding> {
-        let label = registered_label(&f.name);
-        let randomness = entropy(label);
-        let vowels = vowel_ratio(label);
+    fn dga(&self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>) -> Option<Finding> {
+        let (label, randomness, vowels) = (stats.label, stats.label_entropy, stats.label_vowels);
         let looks_generated =
             label.len() >= self.dga_min_len && randomness >= 3.2 && (vowels < 0.28 || digit_ratio(label) > 0.25);
         if !looks_generated {
@@ -241,12 +258,12 @@ impl DnsAgent {
         }
     }
 
-    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, found: &mut Vec<Finding>) {
+    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>, found: &mut Vec<Finding>) {
         let domain = registered_domain(&f.name);
         let reverse = is_reverse(domain);
         if !self.is_allowed(&f.name) {
-            found.extend(self.tunnel(entry, f));
-            found.extend(self.dga(entry, f));
+            found.extend(self.tunnel(entry, f, stats));
+            found.extend(self.dga(entry, f, stats));
             if !reverse {
                 self.session(entry, f, domain, found);
             }
@@ -308,12 +325,34 @@ impl Agent for DnsAgent {
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = DnsColumns::of(batch)?;
         let mut found = Vec::new();
+        // With rules and model both on, each entry's name is worked out once
+        // for both: the model's rows are built beside the rules.
+        let mut shared_rows = Vec::new();
         if self.model.uses_rules() {
+            let with_rows = self.model.uses_model();
+            if with_rows {
+                shared_rows.reserve(batch.len() * FEATURES.len());
+            }
             for i in 0..batch.len() {
-                self.observe(batch.entry(i), &columns.lookup(i), &mut found);
+                let lookup = columns.lookup(i);
+                let stats = NameStats::of(&lookup.name);
+                self.observe(batch.entry(i), &lookup, &stats, &mut found);
+                if with_rows {
+                    shared_rows.extend(feature_row(&lookup, &stats));
+                }
             }
         }
-        let rows = || (0..batch.len()).flat_map(|i| feature_row(&columns.lookup(i))).collect();
+        let rows = || {
+            if shared_rows.len() == batch.len() * FEATURES.len() {
+                return shared_rows;
+            }
+            (0..batch.len())
+                .flat_map(|i| {
+                    let lookup = columns.lookup(i);
+                    feature_row(&lookup, &NameStats::of(&lookup.name))
+                })
+                .collect()
+        };
         let threshold = self.model.threshold();
         let mut scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
             let f = columns.lookup(i);
@@ -334,7 +373,8 @@ impl Agent for DnsAgent {
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
-        let row = feature_row(&DnsColumns::of(batch)?.lookup(index));
+        let lookup = DnsColumns::of(batch)?.lookup(index);
+        let row = feature_row(&lookup, &NameStats::of(&lookup.name));
         let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
         Ok(features(&named))
     }
