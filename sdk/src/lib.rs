@@ -24,6 +24,7 @@ mod columns;
 mod config;
 #[doc(hidden)]
 pub mod export;
+pub mod hashing;
 pub mod host;
 pub mod scoring;
 pub mod window;

@@ -1,9 +1,10 @@
 //! Sliding-window burst detection, the state most agents keep per source.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::EntryRef;
+use crate::hashing::KeyedMap;
 
 /// What a window counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -40,11 +41,11 @@ pub struct Burst<K> {
     count: Count,
     max_keys: usize,
     #[serde(serialize_with = "sorted_by_key")]
-    windows: HashMap<K, KeyWindow>,
+    windows: KeyedMap<K, KeyWindow>,
 }
 
 fn sorted_by_key<K: serde::Serialize + Ord, V: serde::Serialize, S: serde::Serializer>(
-    map: &HashMap<K, V>,
+    map: &KeyedMap<K, V>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
     serializer.collect_map(map.iter().collect::<std::collections::BTreeMap<_, _>>())
@@ -54,7 +55,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
     /// A window of `span_ms` milliseconds that alarms at `threshold`.
     /// At most `max_keys` keys are tracked; the stalest are dropped first.
     pub fn new(span_ms: i64, threshold: usize, count: Count, max_keys: usize) -> Self {
-        Burst { span_ms, threshold: threshold.max(1), count, max_keys: max_keys.max(1), windows: HashMap::new() }
+        Burst { span_ms, threshold: threshold.max(1), count, max_keys: max_keys.max(1), windows: KeyedMap::default() }
     }
 
     /// Takes the windows of `saved` (a restored snapshot), keeping this
@@ -66,6 +67,12 @@ impl<K: Hash + Eq + Clone> Burst<K> {
 
     /// Records an event; returns the entries to flag now (empty when calm).
     pub fn push(&mut self, key: &K, timestamp_ms: i64, tag: u64, entry: EntryRef) -> Vec<EntryRef> {
+        self.push_counted(key, timestamp_ms, tag, entry).0
+    }
+
+    /// As [`Burst::push`], with the key's level after the event, so that
+    /// an agent whose model reads the window's count looks the key up once.
+    pub fn push_counted(&mut self, key: &K, timestamp_ms: i64, tag: u64, entry: EntryRef) -> (Vec<EntryRef>, usize) {
         if !self.windows.contains_key(key) && self.windows.len() >= self.max_keys {
             self.evict(timestamp_ms);
         }
@@ -89,13 +96,19 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         let level = if distinct { window.tags.len() } else { window.events.len() };
         if level < self.threshold {
             window.alarmed = false;
-            return Vec::new();
+            return (Vec::new(), level);
         }
         if window.alarmed {
-            return vec![entry];
+            return (vec![entry], level);
         }
         window.alarmed = true;
-        window.events.iter().map(|(_, _, e)| *e).collect()
+        (window.events.iter().map(|(_, _, e)| *e).collect(), level)
+    }
+
+    /// Whether this window counts the same events as `other` (span, what
+    /// it counts, how many keys), whatever the two alarm at.
+    pub fn counts_as(&self, other: &Burst<K>) -> bool {
+        self.span_ms == other.span_ms && self.count == other.count && self.max_keys == other.max_keys
     }
 
     /// The current level for `key`, for explanations.

@@ -4,7 +4,9 @@
 //! most of them answered (a tunnel needs answers to carry data back; a
 //! random-subdomain flood is mostly NXDOMAIN, which the burst rule finds).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use mcp_sdk::hashing::KeyedMap;
 
 use mcp_sdk::EntryRef;
 use mcp_sdk::window::key_of;
@@ -49,7 +51,7 @@ struct Event {
 struct Session {
     events: VecDeque<Event>,
     /// How many events of the window carry each name.
-    names: HashMap<u64, u32>,
+    names: KeyedMap<u64, u32>,
     bytes: usize,
     answered: usize,
 }
@@ -81,12 +83,12 @@ impl Session {
 pub struct Sessions {
     rule: SessionRule,
     max_keys: usize,
-    sessions: HashMap<u64, Session>,
+    sessions: KeyedMap<u64, Session>,
 }
 
 impl Sessions {
     pub fn new(rule: SessionRule, max_keys: usize) -> Self {
-        Sessions { rule, max_keys: max_keys.max(1), sessions: HashMap::new() }
+        Sessions { rule, max_keys: max_keys.max(1), sessions: KeyedMap::default() }
     }
 
     /// Adds one lookup of `subdomain` (the name left of `domain`, never

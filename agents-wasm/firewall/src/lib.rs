@@ -2,8 +2,6 @@
 //! connections to ports that command-and-control tooling favours, and
 //! exfiltration-sized transfers.
 
-use std::collections::HashSet;
-
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
@@ -53,12 +51,33 @@ pub struct Connection<'a> {
 
 const DEFAULT_SUSPICIOUS_PORTS: &[u16] = &[23, 1337, 2323, 4444, 5555, 6667, 12345, 31337];
 
+/// A set of ports as one bit each: every entry asks it, twice with the
+/// model, and a bit test costs nothing beside a hash lookup in a guest.
+#[derive(Debug, Clone)]
+struct PortSet(Box<[u64; 1024]>);
+
+impl PortSet {
+    fn contains(&self, port: u16) -> bool {
+        self.0[usize::from(port / 64)] & (1 << (port % 64)) != 0
+    }
+}
+
+impl FromIterator<u16> for PortSet {
+    fn from_iter<I: IntoIterator<Item = u16>>(ports: I) -> Self {
+        let mut bits = Box::new([0u64; 1024]);
+        for port in ports {
+            bits[usize::from(port / 64)] |= 1 << (port % 64);
+        }
+        PortSet(bits)
+    }
+}
+
 /// Per-instance state: scan and deny windows per source.
 #[derive(Debug)]
 pub struct FirewallAgent {
     scans: Burst<u64>,
     denies: Burst<u64>,
-    suspicious_ports: HashSet<u16>,
+    suspicious_ports: PortSet,
     exfil_bytes: u64,
     model: Scorer,
 }
@@ -82,12 +101,12 @@ fn is_internal(ip: &str) -> bool {
 /// The model's input columns, in order.
 pub const FEATURES: [&str; 4] = ["dst_port", "denied", "log_bytes_out", "suspicious_port"];
 
-fn feature_row(suspicious_ports: &HashSet<u16>, f: &Connection<'_>) -> [f32; 4] {
+fn feature_row(suspicious_ports: &PortSet, f: &Connection<'_>) -> [f32; 4] {
     [
         f32::from(f.dst_port),
         f32::from(u8::from(f.action == "deny")),
         ((f.bytes_out as f32) + 1.0).ln(),
-        f32::from(u8::from(suspicious_ports.contains(&f.dst_port))),
+        f32::from(u8::from(suspicious_ports.contains(f.dst_port))),
     ]
 }
 
@@ -118,7 +137,7 @@ impl FirewallAgent {
             }
         }
 
-        if f.action == "allow" && self.suspicious_ports.contains(&f.dst_port) {
+        if f.action == "allow" && self.suspicious_ports.contains(f.dst_port) {
             found.push(finding(&entry, 0.8, "suspicious_port", Severity::High, format!(
                 "{} connected to {}:{}, a port used by remote-access trojans and botnet control channels; the firewall allowed it. Isolate {} and inspect its processes.",
                 f.src_ip, f.dst_ip, f.dst_port, f.src_ip
@@ -201,3 +220,19 @@ impl Agent for FirewallAgent {
 
 #[cfg(target_arch = "wasm32")]
 mcp_sdk::export_agent!(FirewallAgent);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_port_set_holds_exactly_its_ports_at_both_ends_of_the_range() {
+        let set: PortSet = [0, 23, 63, 64, 31337, 65535].into_iter().collect();
+        for port in [0, 23, 63, 64, 31337, 65535] {
+            assert!(set.contains(port), "{port} was put in");
+        }
+        for port in [1, 22, 24, 62, 65, 31336, 65534] {
+            assert!(!set.contains(port), "{port} was not put in");
+        }
+    }
+}

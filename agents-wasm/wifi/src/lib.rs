@@ -2,8 +2,9 @@
 //! bursts, evil-twin and rogue access points, and RF jamming (retry storms
 //! with weak signal).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
+use mcp_sdk::hashing::{KeyedMap, KeyedSet};
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
@@ -46,18 +47,34 @@ impl<'a> WifiColumns<'a> {
         })
     }
 
+    /// Entry `i` with the fields the rules and the model read for its
+    /// kind: the SSID for beacons and authentications, the client and the
+    /// status for authentications, empty otherwise. Each text read costs
+    /// bounds checks that a guest pays in full (docs/performance.md).
     fn event(&self, i: usize) -> WifiEvent<'a> {
         let text = |c: &Option<Text<'a>>| c.map_or("", |c| c.or_empty(i));
         let number = |c: &Option<Number<'a>>| c.map_or(0.0, |c| c.or_zero(i));
+        let event = self.event.or_empty(i);
+        let (needs_ssid, needs_client) = match event {
+            "auth" => (true, true),
+            "beacon" => (true, false),
+            _ => (false, false),
+        };
         WifiEvent {
-            event: self.event.or_empty(i),
+            event,
             bssid: self.bssid.or_empty(i),
-            ssid: text(&self.ssid),
-            client: text(&self.client),
+            ssid: if needs_ssid { text(&self.ssid) } else { "" },
+            client: if needs_client { text(&self.client) } else { "" },
             signal_dbm: number(&self.signal_dbm),
             retry_rate: number(&self.retry_rate),
-            status: text(&self.status),
+            status: if needs_client { text(&self.status) } else { "" },
         }
+    }
+
+    /// Entry `i` with every field, for a finding's explanation.
+    fn described(&self, i: usize) -> WifiEvent<'a> {
+        let text = |c: &Option<Text<'a>>| c.map_or("", |c| c.or_empty(i));
+        WifiEvent { ssid: text(&self.ssid), client: text(&self.client), status: text(&self.status), ..self.event(i) }
     }
 }
 
@@ -69,8 +86,8 @@ pub struct WifiAgent {
     retry_storms: Burst<u64>,
     learn_ms: i64,
     first_seen_ms: Option<i64>,
-    known: HashMap<String, HashSet<String>>,
-    suspect_bssids: HashMap<String, (&'static str, Severity, String)>,
+    known: KeyedMap<String, KeyedSet<String>>,
+    suspect_bssids: KeyedMap<String, (&'static str, Severity, String)>,
     retry_threshold: f64,
     model: Scorer,
     recent: RecentActivity,
@@ -84,8 +101,8 @@ impl Default for WifiAgent {
             retry_storms: Burst::new(30_000, 8, Count::Entries, 4096),
             learn_ms: 600_000,
             first_seen_ms: None,
-            known: HashMap::new(),
-            suspect_bssids: HashMap::new(),
+            known: KeyedMap::default(),
+            suspect_bssids: KeyedMap::default(),
             retry_threshold: 0.5,
             model: Scorer::new("wifi"),
             recent: RecentActivity::default(),
@@ -144,22 +161,43 @@ impl RecentActivity {
             window.push(&key, entry.timestamp_ms, 0, entry);
             window.level(&key) as f32
         };
-        let is_deauth = f.event == "deauth" || f.event == "disassoc";
-        let is_auth_failure = f.event == "auth" && f.status == "failure";
-        let deauths = if is_deauth { count(&mut self.deauths, f.bssid) } else { 0.0 };
-        let auth_failures = if is_auth_failure { count(&mut self.auth_failures, f.client) } else { 0.0 };
-        // The model's window uses the shipped default, whatever `retry_threshold` says.
-        let weak_retries = if is_weak_retry(f, 0.5) { count(&mut self.weak_retries, f.bssid) } else { 0.0 };
-        [
-            f.signal_dbm as f32,
-            f.retry_rate as f32,
-            f32::from(u8::from(is_deauth)),
-            f32::from(u8::from(is_auth_failure)),
-            deauths,
-            auth_failures,
-            weak_retries,
-        ]
+        let levels = WindowLevels {
+            deauths: if is_deauth(f) { count(&mut self.deauths, f.bssid) } else { 0.0 },
+            auth_failures: if is_auth_failure(f) { count(&mut self.auth_failures, f.client) } else { 0.0 },
+            // The model's window uses the shipped default, whatever `retry_threshold` says.
+            weak_retries: if is_weak_retry(f, 0.5) { count(&mut self.weak_retries, f.bssid) } else { 0.0 },
+        };
+        model_row(f, levels)
     }
+}
+
+/// The counts of the three windows an entry falls in, zero for the
+/// windows of other kinds.
+#[derive(Debug, Clone, Copy, Default)]
+struct WindowLevels {
+    deauths: f32,
+    auth_failures: f32,
+    weak_retries: f32,
+}
+
+fn is_deauth(f: &WifiEvent<'_>) -> bool {
+    f.event == "deauth" || f.event == "disassoc"
+}
+
+fn is_auth_failure(f: &WifiEvent<'_>) -> bool {
+    f.event == "auth" && f.status == "failure"
+}
+
+fn model_row(f: &WifiEvent<'_>, levels: WindowLevels) -> [f32; 7] {
+    [
+        f.signal_dbm as f32,
+        f.retry_rate as f32,
+        f32::from(u8::from(is_deauth(f))),
+        f32::from(u8::from(is_auth_failure(f))),
+        levels.deauths,
+        levels.auth_failures,
+        levels.weak_retries,
+    ]
 }
 
 impl WifiAgent {
@@ -213,37 +251,35 @@ impl WifiAgent {
         Some(finding(&entry, 0.95, label, severity, reason))
     }
 
-    fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Finding>) {
+    /// Runs the rules over `f` and returns the counts of the windows it
+    /// fell in.
+    fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Finding>) -> WindowLevels {
+        let mut levels = WindowLevels::default();
         if let Some(a) = self.check_access_point(entry, f) {
             found.push(a);
         }
-        match f.event {
-            "deauth" | "disassoc" => {
-                let key = key_of(f.bssid);
-                let hits = self.deauths.push(&key, entry.timestamp_ms, 0, entry);
-                let level = if hits.is_empty() { 0 } else { self.deauths.level(&key) };
-                for hit in hits {
-                    found.push(finding(&hit, 0.9, "deauth_flood", Severity::High, format!(
-                        "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
-                        f.bssid
-                    )));
-                }
+        if is_deauth(f) {
+            let (hits, level) = self.deauths.push_counted(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+            levels.deauths = level as f32;
+            for hit in hits {
+                found.push(finding(&hit, 0.9, "deauth_flood", Severity::High, format!(
+                    "{level} deauthentication frames against access point {} within seconds: a deauthentication flood that disconnects clients, often to capture handshakes. Enable 802.11w (protected management frames) and locate the sender.",
+                    f.bssid
+                )));
             }
-            "auth" if f.status == "failure" => {
-                let key = key_of(f.client);
-                let hits = self.auth_failures.push(&key, entry.timestamp_ms, 0, entry);
-                let level = if hits.is_empty() { 0 } else { self.auth_failures.level(&key) };
-                for hit in hits {
-                    found.push(finding(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
-                        "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",
-                        f.client, f.ssid
-                    )));
-                }
+        } else if is_auth_failure(f) {
+            let (hits, level) = self.auth_failures.push_counted(&key_of(f.client), entry.timestamp_ms, 0, entry);
+            levels.auth_failures = level as f32;
+            for hit in hits {
+                found.push(finding(&hit, 0.85, "auth_bruteforce", Severity::High, format!(
+                    "client {} failed authentication {level} times within a minute on SSID '{}': likely password guessing. Block the client MAC and review the credentials in use.",
+                    f.client, f.ssid
+                )));
             }
-            _ => {}
         }
         if is_weak_retry(f, self.retry_threshold) {
-            let hits = self.retry_storms.push(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+            let (hits, level) = self.retry_storms.push_counted(&key_of(f.bssid), entry.timestamp_ms, 0, entry);
+            levels.weak_retries = level as f32;
             for hit in hits {
                 found.push(finding(&hit, 0.8, "rf_jamming", Severity::Medium, format!(
                     "frames on access point {} show retry rates of {:.0}% with signal {} dBm in a burst: interference or deliberate jamming. Survey the channel.",
@@ -251,6 +287,21 @@ impl WifiAgent {
                 )));
             }
         }
+        levels
+    }
+
+    /// Whether the rules' windows count what the model's windows would:
+    /// the shipped spans, the shipped retry threshold and the rules
+    /// running. Then the model's row reads the rules' counts, and the
+    /// model's own windows rest (they pick up again, empty, if the
+    /// settings change).
+    fn rules_count_for_the_model(&self) -> bool {
+        let model = RecentActivity::default();
+        self.model.uses_rules()
+            && self.deauths.counts_as(&model.deauths)
+            && self.auth_failures.counts_as(&model.auth_failures)
+            && self.retry_storms.counts_as(&model.weak_retries)
+            && self.retry_threshold == 0.5
     }
 }
 
@@ -303,16 +354,27 @@ impl Agent for WifiAgent {
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = WifiColumns::of(batch)?;
         let mut found = Vec::new();
+        let shared = self.model.uses_model() && self.rules_count_for_the_model();
+        let mut shared_rows = Vec::new();
         if self.model.uses_rules() {
             for i in 0..batch.len() {
-                self.observe(batch.entry(i), &columns.event(i), &mut found);
+                let f = columns.event(i);
+                let levels = self.observe(batch.entry(i), &f, &mut found);
+                if shared {
+                    shared_rows.extend(model_row(&f, levels));
+                }
             }
         }
         let recent = &mut self.recent;
-        let rows = || (0..batch.len()).flat_map(|i| recent.feature_row(batch.entry(i), &columns.event(i))).collect();
+        let rows = || {
+            if shared {
+                return shared_rows;
+            }
+            (0..batch.len()).flat_map(|i| recent.feature_row(batch.entry(i), &columns.event(i))).collect()
+        };
         let threshold = self.model.threshold();
         let scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
-            let f = columns.event(i);
+            let f = columns.described(i);
             finding(&batch.entry(i), score, "wifi_model", Severity::Low, format!(
                 "the Wi-Fi model (version {version}) scores this {} of {} on {} ({} dBm, retry rate {:.2}) at {score:.2}, over its threshold {threshold:.2}: far from the links it learned as normal.",
                 f.event, f.client, f.bssid, f.signal_dbm, f.retry_rate

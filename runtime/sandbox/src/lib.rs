@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy};
 
 pub use boundary::{FeatureTable, GuestBatch, ImportError, MAX_ERROR_BYTES};
 pub use budget::{Budget, BudgetExceeded, RunBudget, Usage};
@@ -275,6 +275,11 @@ fn engine_config(limits: &SandboxLimits, memory_reservation: Option<u64>) -> Con
     // No WASI 0.3 async here; the feature costs every call (docs/performance.md).
     config.concurrency_support(false);
     config.max_wasm_stack(limits.stack_bytes);
+    // For `perf`: guest functions by name in its reports (docs/performance.md).
+    // Outside the MCP_ names, which are all configuration keys.
+    if std::env::var_os("GUEST_PERF_MAP").is_some_and(|v| v == "1") {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     match limits.budget {
         BudgetKind::Epoch => config.epoch_interruption(true),
         BudgetKind::Fuel => config.consume_fuel(true),
@@ -290,13 +295,22 @@ fn engine_config(limits: &SandboxLimits, memory_reservation: Option<u64>) -> Con
         .max_core_instances_per_component(limits::MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_memories_per_component(limits::MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(limits::MAX_TABLES_PER_COMPONENT)
-        .max_memory_size(limits.memory_bytes);
+        .max_memory_size(limits.memory_bytes)
+        // A slot given back keeps its first pages resident and zeroes them,
+        // instead of handing them to the kernel and faulting them in again
+        // at the next instance (docs/performance.md, instantiation).
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
     if let Some(reservation) = memory_reservation {
         config.memory_reservation(reservation);
     }
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
+
+/// What a freed slot's memory and tables keep resident for the next
+/// instance.
+const KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
 /// Address space the pool's memory slots may reserve: half of what x86-64
 /// and AArch64 give a process (128 TiB), leaving the rest to the host.
