@@ -500,3 +500,101 @@ fn severity_of(name: &str) -> Option<Severity> {
 
 #[cfg(target_arch = "wasm32")]
 mcp_sdk::export_agent!(WifiAgent);
+
+#[cfg(test)]
+mod tests {
+    use mcp_sdk::{Agent, AgentError, Batch, Config, LogEntry, batch_from_entries};
+
+    use super::{WifiAgent, WifiColumns, model_row};
+
+    fn frame(id: u64, millis: i64, event: &str, bssid: &str, client: &str, status: &str, retry: f64) -> LogEntry {
+        let fields = serde_json::json!({
+            "event": event, "bssid": bssid, "ssid": "corp", "client": client,
+            "signal_dbm": if retry > 0.0 { -85 } else { -50 }, "retry_rate": retry, "status": status,
+        });
+        LogEntry {
+            id,
+            timestamp_ms: 1_700_000_000_000 + millis,
+            source: "controller-1".into(),
+            log_type: "wifi".into(),
+            fields: fields.to_string(),
+        }
+    }
+
+    /// A deauthentication flood, a guessing client, a jammed access point
+    /// and everyday frames, interleaved over two minutes.
+    fn traffic() -> Vec<LogEntry> {
+        (0..600u64)
+            .map(|i| {
+                let t = i as i64 * 200;
+                match i % 6 {
+                    0 => frame(i, t, "deauth", "aa:aa:aa:aa:aa:01", "", "", 0.0),
+                    1 => frame(
+                        i,
+                        t,
+                        "auth",
+                        "aa:aa:aa:aa:aa:02",
+                        &format!("cc:00:00:00:00:{:02x}", i % 3),
+                        "failure",
+                        0.0,
+                    ),
+                    2 => frame(i, t, "data", "aa:aa:aa:aa:aa:03", "cc:00:00:00:00:09", "", 0.7),
+                    3 => frame(i, t, "auth", "aa:aa:aa:aa:aa:02", "cc:00:00:00:00:10", "success", 0.0),
+                    _ => frame(i, t, "beacon", "aa:aa:aa:aa:aa:04", "", "", 0.0),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rules_windows_give_the_model_the_rows_its_own_windows_give() -> Result<(), AgentError> {
+        let entries = traffic();
+        let raw = batch_from_entries("wifi", 1, &entries)?;
+        let batch = Batch::new(&raw)?;
+        let columns = WifiColumns::of(&batch)?;
+        let mut sharing = WifiAgent::default();
+        sharing.configure(&Config::default())?;
+        assert!(sharing.rules_count_for_the_model(), "the shipped settings count what the model counts");
+        let mut own = WifiAgent::default();
+        let mut found = Vec::new();
+        let mut counted = 0;
+        for i in 0..batch.len() {
+            let f = columns.event(i);
+            let shared = model_row(&f, sharing.observe(batch.entry(i), &f, &mut found));
+            let separate = own.recent.feature_row(batch.entry(i), &f);
+            assert_eq!(shared, separate, "entry {i}: {f:?}");
+            counted += usize::from(shared[4..].iter().any(|&c| c > 1.0));
+        }
+        assert!(counted > 250, "the windows counted bursts: {counted} rows with a count over one");
+        assert!(!found.is_empty(), "the rules found the bursts");
+        Ok(())
+    }
+
+    #[test]
+    fn other_spans_or_thresholds_keep_the_models_own_windows() -> Result<(), AgentError> {
+        for (key, value) in
+            [("deauth_window_ms", "5000"), ("auth_failure_window_ms", "120000"), ("retry_threshold", "0.3")]
+        {
+            let mut agent = WifiAgent::default();
+            agent.configure(&Config::from_pairs([(key, value)]))?;
+            assert!(!agent.rules_count_for_the_model(), "{key} = {value}");
+        }
+        let mut rules_off = WifiAgent::default();
+        rules_off.configure(&Config::from_pairs([("detection", "model")]))?;
+        assert!(!rules_off.rules_count_for_the_model(), "without the rules their windows count nothing");
+        Ok(())
+    }
+
+    #[test]
+    fn an_entry_reads_the_fields_of_its_kind_and_a_finding_reads_all() -> Result<(), AgentError> {
+        let entries = [frame(1, 0, "data", "aa:aa:aa:aa:aa:03", "cc:00:00:00:00:09", "ok", 0.1)];
+        let raw = batch_from_entries("wifi", 1, &entries)?;
+        let batch = Batch::new(&raw)?;
+        let columns = WifiColumns::of(&batch)?;
+        let (read, described) = (columns.event(0), columns.described(0));
+        assert_eq!((read.client, read.status, read.ssid), ("", "", ""), "a data frame needs none of them");
+        assert_eq!((described.client, described.status, described.ssid), ("cc:00:00:00:00:09", "ok", "corp"));
+        assert_eq!((read.bssid, read.retry_rate), (described.bssid, described.retry_rate));
+        Ok(())
+    }
+}
