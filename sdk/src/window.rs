@@ -15,7 +15,7 @@ pub enum Count {
     DistinctTags,
 }
 
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct KeyWindow {
     events: VecDeque<(i64, u64, EntryRef)>,
     /// Events per tag in the window, kept only when counting distinct tags.
@@ -33,7 +33,7 @@ struct KeyWindow {
 ///
 /// It serialises with serde (windows ordered by key, so the same windows
 /// give the same bytes), for an agent's state snapshot.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(bound(serialize = "K: serde::Serialize + Ord", deserialize = "K: serde::Deserialize<'de> + Hash + Eq"))]
 pub struct Burst<K> {
     span_ms: i64,
@@ -109,6 +109,11 @@ impl<K: Hash + Eq + Clone> Burst<K> {
     /// it counts, how many keys), whatever the two alarm at.
     pub fn counts_as(&self, other: &Burst<K>) -> bool {
         self.span_ms == other.span_ms && self.count == other.count && self.max_keys == other.max_keys
+    }
+
+    /// Whether no key has a window.
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
     }
 
     /// The current level for `key`, for explanations.

@@ -153,6 +153,14 @@ impl Default for RecentActivity {
 }
 
 impl RecentActivity {
+    /// Takes the windows of `saved`, keeping these windows' settings (a
+    /// saved copy of the rules' windows carries the rules' thresholds).
+    fn take_windows(&mut self, saved: RecentActivity) {
+        self.deauths.take_windows(saved.deauths);
+        self.auth_failures.take_windows(saved.auth_failures);
+        self.weak_retries.take_windows(saved.weak_retries);
+    }
+
     /// Counts `f` into its window and returns the model's row for it: the
     /// window counts are those of the entry's own kind, zero for other kinds.
     fn feature_row(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> [f32; 7] {
@@ -293,8 +301,8 @@ impl WifiAgent {
     /// Whether the rules' windows count what the model's windows would:
     /// the shipped spans, the shipped retry threshold and the rules
     /// running. Then the model's row reads the rules' counts, and the
-    /// model's own windows rest (they pick up again, empty, if the
-    /// settings change).
+    /// model's own windows rest; a snapshot saves the rules' windows as
+    /// the model's, so they pick up from there if the settings change.
     fn rules_count_for_the_model(&self) -> bool {
         let model = RecentActivity::default();
         self.model.uses_rules()
@@ -385,7 +393,14 @@ impl Agent for WifiAgent {
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
-        let row = self.recent.feature_row(batch.entry(index), &WifiColumns::of(batch)?.event(index));
+        let f = WifiColumns::of(batch)?.event(index);
+        // Counted where `detect` would count it, so that an instance asked
+        // both ways counts each entry once.
+        let row = if self.model.uses_model() && self.rules_count_for_the_model() {
+            model_row(&f, self.observe(batch.entry(index), &f, &mut Vec::new()))
+        } else {
+            self.recent.feature_row(batch.entry(index), &f)
+        };
         let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
         Ok(features(&named))
     }
@@ -396,7 +411,21 @@ impl Agent for WifiAgent {
             deauths: &self.deauths,
             auth_failures: &self.auth_failures,
             retry_storms: &self.retry_storms,
-            recent: &self.recent,
+            // While the rules' windows count for the model, the model's own
+            // rest: the rules' are what the model has seen.
+            recent: if self.model.uses_model() && self.rules_count_for_the_model() {
+                RecentRef {
+                    deauths: &self.deauths,
+                    auth_failures: &self.auth_failures,
+                    weak_retries: &self.retry_storms,
+                }
+            } else {
+                RecentRef {
+                    deauths: &self.recent.deauths,
+                    auth_failures: &self.recent.auth_failures,
+                    weak_retries: &self.recent.weak_retries,
+                }
+            },
         };
         serde_json::to_vec(&state).map_err(|e| AgentError::Internal(format!("snapshot: {e}")))
     }
@@ -404,11 +433,20 @@ impl Agent for WifiAgent {
     fn restore(&mut self, state: &[u8]) -> Result<(), AgentError> {
         let saved: Saved = serde_json::from_slice(state)
             .map_err(|e| AgentError::Internal(format!("restore: not a state of this agent: {e}")))?;
+        let rules_were_idle =
+            saved.deauths.is_empty() && saved.auth_failures.is_empty() && saved.retry_storms.is_empty();
         self.deauths.take_windows(saved.deauths);
         self.auth_failures.take_windows(saved.auth_failures);
         self.retry_storms.take_windows(saved.retry_storms);
         if let Some(recent) = saved.recent {
-            self.recent = recent;
+            // The model ran alone before (`detection = "model"`) and now
+            // reads the rules' windows: they carry on from the model's.
+            if rules_were_idle && self.model.uses_model() && self.rules_count_for_the_model() {
+                self.deauths.take_windows(recent.deauths.clone());
+                self.auth_failures.take_windows(recent.auth_failures.clone());
+                self.retry_storms.take_windows(recent.weak_retries.clone());
+            }
+            self.recent.take_windows(recent);
         }
         saved.learned.apply(self)
     }
@@ -422,7 +460,16 @@ struct SavedRef<'a> {
     deauths: &'a Burst<u64>,
     auth_failures: &'a Burst<u64>,
     retry_storms: &'a Burst<u64>,
-    recent: &'a RecentActivity,
+    recent: RecentRef<'a>,
+}
+
+/// The model's windows as a snapshot holds them ([`RecentActivity`]'s
+/// fields), from whichever windows counted for the model.
+#[derive(serde::Serialize)]
+struct RecentRef<'a> {
+    deauths: &'a Burst<u64>,
+    auth_failures: &'a Burst<u64>,
+    weak_retries: &'a Burst<u64>,
 }
 
 /// [`SavedRef`], read back.
@@ -582,6 +629,45 @@ mod tests {
         let mut rules_off = WifiAgent::default();
         rules_off.configure(&Config::from_pairs([("detection", "model")]))?;
         assert!(!rules_off.rules_count_for_the_model(), "without the rules their windows count nothing");
+        Ok(())
+    }
+
+    /// The model's rows over `entries` from `agent` as it stands, each
+    /// entry counted where the agent counts it for the model.
+    fn model_rows(agent: &mut WifiAgent, entries: &[LogEntry]) -> Result<Vec<Vec<f32>>, AgentError> {
+        let raw = batch_from_entries("wifi", 1, entries)?;
+        let batch = Batch::new(&raw)?;
+        (0..batch.len()).map(|i| agent.extract_features(&batch, i).map(|f| f.values.clone())).collect()
+    }
+
+    fn configured(pairs: &[(&str, &str)]) -> Result<WifiAgent, AgentError> {
+        let mut agent = WifiAgent::default();
+        agent.configure(&Config::from_pairs(pairs.iter().copied()))?;
+        Ok(agent)
+    }
+
+    #[test]
+    fn a_snapshot_carries_the_models_windows_across_a_change_of_settings() -> Result<(), AgentError> {
+        let entries = traffic();
+        let (first, second) = entries.split_at(300);
+        let raw = batch_from_entries("wifi", 1, first)?;
+        // The model alone: it counts in its own windows throughout.
+        let mut alone = configured(&[("detection", "model")])?;
+        alone.detect(&Batch::new(&raw)?)?;
+        let expected = model_rows(&mut alone, second)?;
+        // Rules and model at the shipped settings (shared windows), then
+        // other spans after a restart (the model's own windows).
+        let mut shared = configured(&[])?;
+        shared.detect(&Batch::new(&raw)?)?;
+        let mut changed = configured(&[("deauth_window_ms", "5000")])?;
+        changed.restore(&shared.snapshot()?)?;
+        assert_eq!(model_rows(&mut changed, second)?, expected, "from shared windows to the model's own");
+        // The model alone, then rules and model at the shipped settings.
+        let mut alone_again = configured(&[("detection", "model")])?;
+        alone_again.detect(&Batch::new(&raw)?)?;
+        let mut both = configured(&[])?;
+        both.restore(&alone_again.snapshot()?)?;
+        assert_eq!(model_rows(&mut both, second)?, expected, "from the model's own windows to shared ones");
         Ok(())
     }
 

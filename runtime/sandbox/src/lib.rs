@@ -278,6 +278,10 @@ fn engine_config(limits: &SandboxLimits, memory_reservation: Option<u64>) -> Con
     // For `perf`: guest functions by name in its reports (docs/performance.md).
     // Outside the MCP_ names, which are all configuration keys.
     if std::env::var_os("GUEST_PERF_MAP").is_some_and(|v| v == "1") {
+        tracing::warn!(
+            "GUEST_PERF_MAP=1: writing guest code addresses and function names to /tmp/perf-{}.map; for profiling only, never in production",
+            std::process::id()
+        );
         config.profiler(ProfilingStrategy::PerfMap);
     }
     match limits.budget {
@@ -296,9 +300,10 @@ fn engine_config(limits: &SandboxLimits, memory_reservation: Option<u64>) -> Con
         .max_memories_per_component(limits::MAX_MEMORIES_PER_COMPONENT)
         .max_tables_per_component(limits::MAX_TABLES_PER_COMPONENT)
         .max_memory_size(limits.memory_bytes)
-        // A slot given back keeps its first pages resident and zeroes them,
-        // instead of handing them to the kernel and faulting them in again
-        // at the next instance (docs/performance.md, instantiation).
+        // A slot given back keeps up to this much of the pages its memory
+        // and tables dirtied, reset to their initial contents, instead of
+        // handing them to the kernel and faulting them in again at the next
+        // instance (docs/performance.md, instantiation).
         .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
         .table_keep_resident(KEEP_RESIDENT_BYTES);
     if let Some(reservation) = memory_reservation {
@@ -308,8 +313,9 @@ fn engine_config(limits: &SandboxLimits, memory_reservation: Option<u64>) -> Con
     config
 }
 
-/// What a freed slot's memory and tables keep resident for the next
-/// instance.
+/// What a freed slot keeps resident per memory and per table for the next
+/// instance: an agent has one memory and a table or two, so about 70 KiB a
+/// slot once used.
 const KEEP_RESIDENT_BYTES: usize = 64 << 10;
 
 /// Address space the pool's memory slots may reserve: half of what x86-64

@@ -9,6 +9,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::dims;
 use tract_onnx::tract_hir::internal::{DimLike, Factoid};
 
+use super::sized::SizedPlans;
 use super::{ModelError, ModelMetadata};
 
 /// A validated model, ready to run; shared by every instance that uses it.
@@ -19,6 +20,8 @@ pub struct LoadedModel {
     /// Run states kept between calls: spawning one per call costs more
     /// than running a small model on a batch.
     states: std::sync::Mutex<Vec<TypedSimpleState>>,
+    /// Plans for the batch sizes seen often.
+    sized: SizedPlans,
     /// Index of the score output among the plan's outputs.
     score_index: usize,
     features: usize,
@@ -95,7 +98,12 @@ impl LoadedModel {
         model = model
             .with_input_fact(0, f32::fact(dims!(batch, features)).into())
             .map_err(|e| invalid(format!("input is not [batch, {features}] f32: {e}")))?;
-        let typed = model
+        let decluttered = model
+            .into_typed()
+            .and_then(|typed| typed.into_decluttered())
+            .map_err(|e| invalid(format!("tract cannot type it (an operator tract lacks?): {e}")))?;
+        let sized = SizedPlans::new(decluttered.clone(), batch);
+        let typed = decluttered
             .into_optimized()
             .map_err(|e| invalid(format!("tract cannot optimise it (an operator tract lacks?): {e}")))?;
         let fact = typed.output_fact(score_index).map_err(|e| invalid(e.to_string()))?;
@@ -111,8 +119,15 @@ impl LoadedModel {
             return Err(invalid(format!("score output has {score_columns} columns, metadata says {expected:?}")));
         }
         let plan = typed.into_runnable().map_err(|e| invalid(format!("cannot plan: {e}")))?;
-        let loaded =
-            LoadedModel { metadata, plan, states: std::sync::Mutex::default(), score_index, features, score_columns };
+        let loaded = LoadedModel {
+            metadata,
+            plan,
+            states: std::sync::Mutex::default(),
+            sized,
+            score_index,
+            features,
+            score_columns,
+        };
         loaded.check_reference()?;
         Ok(loaded)
     }
@@ -199,20 +214,91 @@ impl LoadedModel {
         }
         let input = tract_ndarray::Array2::from_shape_vec((rows, self.features), data.to_vec())
             .map_err(|e| fail(e.to_string()))?;
-        let pooled = self.states.lock().ok().and_then(|mut states| states.pop());
-        let mut state = match pooled {
-            Some(state) => state,
-            None => self.plan.spawn().map_err(|e| fail(e.to_string()))?,
+        let input = tvec!(Tensor::from(input).into_tvalue());
+        let outputs = match self.sized.take(rows) {
+            Some(mut state) => {
+                let outputs = state.run(input).map_err(|e| fail(e.to_string()))?;
+                self.sized.give_back(rows, state);
+                outputs
+            }
+            None => {
+                let pooled = self.states.lock().ok().and_then(|mut states| states.pop());
+                let mut state = match pooled {
+                    Some(state) => state,
+                    None => self.plan.spawn().map_err(|e| fail(e.to_string()))?,
+                };
+                let outputs = state.run(input).map_err(|e| fail(e.to_string()))?;
+                if let Ok(mut states) = self.states.lock() {
+                    states.push(state);
+                }
+                outputs
+            }
         };
-        let outputs = state.run(tvec!(Tensor::from(input).into_tvalue())).map_err(|e| fail(e.to_string()))?;
-        if let Ok(mut states) = self.states.lock() {
-            states.push(state);
-        }
         let score = outputs.get(self.score_index).ok_or_else(|| fail("score output missing".into()))?;
         let score = score.cast_to::<f32>().map_err(|e| fail(e.to_string()))?;
         let view = score.try_as_plain_ram().map_err(|e| fail(e.to_string()))?;
         let values = view.as_slice::<f32>().map_err(|e| fail(e.to_string()))?;
         let shape = score.shape().iter().map(|d| u32::try_from(*d).unwrap_or(u32::MAX)).collect();
         Ok(ModelOutput { shape, data: values.to_vec() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn shipped(agent: &str, version: &str) -> Result<LoadedModel, ModelError> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(agent).join(version);
+        let text = std::fs::read_to_string(dir.join("metadata.json"))
+            .map_err(|source| ModelError::Io { path: dir.display().to_string(), source })?;
+        let metadata: ModelMetadata = serde_json::from_str(&text).map_err(|e| ModelError::Invalid {
+            agent: agent.into(),
+            version: version.into(),
+            detail: e.to_string(),
+        })?;
+        LoadedModel::load_dir(&dir, metadata)
+    }
+
+    /// Rows that cover the features' ranges: a few pass over every value
+    /// the reference inputs hold, scaled.
+    fn rows(model: &LoadedModel, count: usize) -> Vec<f32> {
+        let reference: Vec<f32> = model.metadata.reference.inputs.iter().flatten().copied().collect();
+        (0..count * model.features()).map(|i| reference[i % reference.len()] * (1.0 + (i % 7) as f32 / 10.0)).collect()
+    }
+
+    #[test]
+    fn a_size_seen_twice_gets_its_own_plan_with_the_same_scores() -> Result<(), ModelError> {
+        for (agent, version) in [("wifi", "2"), ("firewall", "1"), ("dns", "1")] {
+            let model = shipped(agent, version)?;
+            let data = rows(&model, 1024);
+            let general = model.infer(1024, &data)?;
+            assert!(model.sized.sizes().is_empty(), "{agent}: one sighting earns no plan");
+            let sized = model.infer(1024, &data)?;
+            assert_eq!(model.sized.sizes(), vec![1024], "{agent}: the second sighting does");
+            let again = model.infer(1024, &data)?;
+            assert_eq!(sized, again, "{agent}: the plan's state is reused and gives the same");
+            assert_eq!(general.shape, sized.shape);
+            let worst = general.data.iter().zip(&sized.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-4, "{agent}: the sized plan's scores differ by {worst}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn small_and_passing_sizes_keep_the_general_plan_and_few_plans_are_kept() -> Result<(), ModelError> {
+        let model = shipped("wifi", "2")?;
+        for _ in 0..3 {
+            model.infer(10, &rows(&model, 10))?;
+        }
+        assert!(model.sized.sizes().is_empty(), "10 rows are served by the general plan");
+        for size in [100, 200, 300, 400, 500, 600] {
+            for _ in 0..2 {
+                model.infer(size, &rows(&model, size))?;
+            }
+        }
+        assert_eq!(model.sized.sizes(), vec![300, 400, 500, 600], "the four sizes used last are kept");
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 mod engine;
 mod manager;
 mod metadata;
+mod sized;
 mod state;
 
 pub use engine::{LoadedModel, ModelOutput};
