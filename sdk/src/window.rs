@@ -126,18 +126,33 @@ impl<K: Hash + Eq + Clone> Burst<K> {
 
     fn evict(&mut self, now_ms: i64) {
         let horizon = now_ms - self.span_ms;
-        self.windows.retain(|_, w| w.events.back().is_some_and(|(ts, _, _)| *ts >= horizon));
-        if self.windows.len() >= self.max_keys {
-            // Still full of live keys: drop the one seen longest ago.
-            let stalest = self
-                .windows
-                .iter()
-                .min_by_key(|(_, w)| w.events.back().map_or(i64::MIN, |(ts, _, _)| *ts))
-                .map(|(k, _)| k.clone());
-            if let Some(key) = stalest {
-                self.windows.remove(&key);
-            }
-        }
+        make_room(&mut self.windows, self.max_keys, |w| w.events.back().map_or(i64::MIN, |(ts, _, _)| *ts), horizon);
+    }
+}
+
+/// Makes room in a map of at most `max_keys` windows that is full: drops
+/// the windows last seen before `horizon`, then, while the map is over
+/// `max_keys` less a sixteenth, the windows seen longest ago. Freeing a
+/// sixteenth at once means a flood of new keys (spoofed sources) pays the
+/// scans this takes once per many keys, not for each key.
+pub fn make_room<K: Hash + Eq + Clone, V>(
+    windows: &mut KeyedMap<K, V>,
+    max_keys: usize,
+    last_seen_ms: impl Fn(&V) -> i64,
+    horizon: i64,
+) {
+    windows.retain(|_, w| last_seen_ms(w) >= horizon);
+    let keep = max_keys.saturating_sub((max_keys / 16).max(1));
+    let excess = windows.len().saturating_sub(keep);
+    if excess == 0 {
+        return;
+    }
+    let mut by_age: Vec<(i64, K)> = windows.iter().map(|(k, w)| (last_seen_ms(w), k.clone())).collect();
+    if excess < by_age.len() {
+        by_age.select_nth_unstable_by_key(excess - 1, |(seen, _)| *seen);
+    }
+    for (_, key) in by_age.into_iter().take(excess) {
+        windows.remove(&key);
     }
 }
 
@@ -181,6 +196,33 @@ pub fn key_of<T: Hash + ?Sized>(value: &T) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_map_of_live_keys_frees_a_sixteenth_of_the_stalest_at_once() {
+        let mut burst = Burst::new(60_000, 1_000, Count::Entries, 64);
+        for key in 0..64u64 {
+            burst.push(&key, 1_000 + key as i64, 0, at(key));
+        }
+        assert_eq!(burst.windows.len(), 64);
+        burst.push(&1_000, 2_000, 0, at(1_000));
+        assert_eq!(burst.windows.len(), 61, "four of the stalest went, and the new key came in");
+        for gone in 0..4u64 {
+            assert_eq!(burst.level(&gone), 0, "key {gone} was among the stalest");
+        }
+        assert_eq!(burst.level(&4), 1, "key 4 stays");
+        assert_eq!(burst.level(&1_000), 1);
+        // The next three new keys find room without another scan's worth of eviction.
+        for key in 2_000..2_003u64 {
+            burst.push(&key, 3_000, 0, at(key));
+        }
+        assert_eq!(burst.windows.len(), 64);
+        // Expired windows go before live ones.
+        burst.push(&5_000, 62_000, 0, at(5_000));
+        assert!(
+            burst.windows.len() <= 61 && burst.level(&2_000) == 1,
+            "the windows last seen at 1,000..1,064 expired first"
+        );
+    }
 
     fn at(id: u64) -> EntryRef {
         EntryRef { id, timestamp_ms: id as i64 * 100 }

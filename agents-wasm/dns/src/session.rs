@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use mcp_sdk::hashing::KeyedMap;
 
 use mcp_sdk::EntryRef;
-use mcp_sdk::window::key_of;
+use mcp_sdk::window::{key_of, make_room};
 
 /// When a client's names under one domain make a tunnel.
 #[derive(Debug, Clone, Copy)]
@@ -137,17 +137,7 @@ impl Sessions {
 
     fn evict(&mut self, now_ms: i64) {
         let horizon = now_ms - self.rule.window_ms;
-        self.sessions.retain(|_, s| s.events.back().is_some_and(|e| e.timestamp_ms >= horizon));
-        if self.sessions.len() >= self.max_keys {
-            let stalest = self
-                .sessions
-                .iter()
-                .min_by_key(|(_, s)| s.events.back().map_or(i64::MIN, |e| e.timestamp_ms))
-                .map(|(k, _)| *k);
-            if let Some(key) = stalest {
-                self.sessions.remove(&key);
-            }
-        }
+        make_room(&mut self.sessions, self.max_keys, |s| s.events.back().map_or(i64::MIN, |e| e.timestamp_ms), horizon);
     }
 }
 
