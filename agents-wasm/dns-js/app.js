@@ -124,13 +124,7 @@ class Sessions {
   }
 
   evict(nowMs) {
-    this.sweep(nowMs);
-    const last = lastSeen;
-    if (this.sessions.size >= this.maxKeys) {
-      let stalest = null;
-      for (const [key, s] of this.sessions) if (stalest === null || last(s) < last(this.sessions.get(stalest))) stalest = key;
-      this.sessions.delete(stalest);
-    }
+    mcp.makeRoom(this.sessions, this.maxKeys, lastSeen, nowMs - this.windowMs);
   }
 }
 

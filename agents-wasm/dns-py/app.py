@@ -76,10 +76,12 @@ class Sessions:
         return hits, level
 
     def _evict(self, now_ms):
-        horizon = now_ms - self.window_ms
-        self.sessions = {k: s for k, s in self.sessions.items() if s["events"] and s["events"][-1][0] >= horizon}
-        if len(self.sessions) >= self.max_keys:
-            del self.sessions[min(self.sessions, key=lambda k: self.sessions[k]["events"][-1][0])]
+        self.sessions = mcp.make_room(
+            self.sessions,
+            self.max_keys,
+            lambda s: s["events"][-1][0] if s["events"] else float("-inf"),
+            now_ms - self.window_ms,
+        )
 
 
 def registered_label(query):

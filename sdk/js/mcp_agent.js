@@ -334,6 +334,23 @@ function describe(error) {
  * `distinct` the level is the number of distinct tags (push's `tag`, for
  * example the name looked up) rather than of events. At most `maxKeys` keys
  * are kept, the stalest dropped first. */
+/**
+ * Makes room in a full Map of at most `maxKeys` windows: deletes those last
+ * seen before `horizon`, then, while it is over `maxKeys` less a sixteenth,
+ * those seen longest ago. Freeing a sixteenth at once means a flood of new
+ * keys (spoofed sources) pays the scans once per many keys, not for each.
+ */
+export function makeRoom(windows, maxKeys, lastSeen, horizon) {
+  for (const [key, window] of windows) {
+    if (lastSeen(window) < horizon) windows.delete(key);
+  }
+  const excess = windows.size - (maxKeys - Math.max(Math.floor(maxKeys / 16), 1));
+  if (excess > 0) {
+    const byAge = [...windows].sort((a, b) => lastSeen(a[1]) - lastSeen(b[1]));
+    for (const [key] of byAge.slice(0, excess)) windows.delete(key);
+  }
+}
+
 export class Burst {
   constructor(spanMs, threshold, maxKeys = 16384, distinct = false) {
     this.spanMs = spanMs;
@@ -380,18 +397,8 @@ export class Burst {
   }
 
   evict(nowMs) {
-    const horizon = nowMs - this.spanMs;
     const last = (window) => (window.events.length ? window.events[window.events.length - 1][0] : -Infinity);
-    for (const [key, window] of this.windows) {
-      if (last(window) < horizon) this.windows.delete(key);
-    }
-    if (this.windows.size >= this.maxKeys) {
-      let stalest = null;
-      for (const [key, window] of this.windows) {
-        if (stalest === null || last(window) < last(this.windows.get(stalest))) stalest = key;
-      }
-      this.windows.delete(stalest);
-    }
+    makeRoom(this.windows, this.maxKeys, last, nowMs - this.spanMs);
   }
 
   /** The windows as JSON-ready values, for `snapshot`. */

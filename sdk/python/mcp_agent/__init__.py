@@ -365,11 +365,23 @@ class Burst:
             self.windows[key] = window
 
     def _evict(self, now_ms):
-        horizon = now_ms - self.span_ms
-        self.windows = {k: w for k, w in self.windows.items() if w[0] and w[0][-1][0] >= horizon}
-        if len(self.windows) >= self.max_keys:
-            stalest = min(self.windows, key=lambda k: self.windows[k][0][-1][0] if self.windows[k][0] else -math.inf)
-            del self.windows[stalest]
+        self.windows = make_room(
+            self.windows, self.max_keys, lambda w: w[0][-1][0] if w[0] else -math.inf, now_ms - self.span_ms
+        )
+
+
+def make_room(windows, max_keys, last_seen, horizon):
+    """Makes room in a full dict of at most `max_keys` windows: drops those
+    last seen before `horizon`, then, while it is over `max_keys` less a
+    sixteenth, those seen longest ago. Freeing a sixteenth at once means a
+    flood of new keys (spoofed sources) pays the scans once per many keys,
+    not for each. Returns the dict to keep."""
+    windows = {k: w for k, w in windows.items() if last_seen(w) >= horizon}
+    excess = len(windows) - (max_keys - max(max_keys // 16, 1))
+    if excess > 0:
+        for key in sorted(windows, key=lambda k: last_seen(windows[k]))[:excess]:
+            del windows[key]
+    return windows
 
 
 def entropy(text):
