@@ -287,7 +287,8 @@ mod tests {
     }
 
     #[test]
-    fn small_and_passing_sizes_keep_the_general_plan_and_few_plans_are_kept() -> Result<(), ModelError> {
+    fn small_sizes_keep_the_general_plan_and_a_guest_cycling_sizes_gets_one_plan_per_interval() -> Result<(), ModelError>
+    {
         let model = shipped("wifi", "2")?;
         for _ in 0..3 {
             model.infer(10, &rows(&model, 10))?;
@@ -295,10 +296,26 @@ mod tests {
         assert!(model.sized.sizes().is_empty(), "10 rows are served by the general plan");
         for size in [100, 200, 300, 400, 500, 600] {
             for _ in 0..2 {
+                let scores = model.infer(size, &rows(&model, size))?;
+                assert_eq!(scores.shape[0] as usize, size, "every size is served");
+            }
+        }
+        assert_eq!(model.sized.sizes(), vec![100], "one plan built, the next not before the interval");
+        Ok(())
+    }
+
+    #[test]
+    fn the_four_sizes_used_last_keep_their_plans() -> Result<(), ModelError> {
+        let mut model = shipped("wifi", "2")?;
+        model.sized.min_build_interval = std::time::Duration::ZERO;
+        for size in [100, 200, 300, 400, 500, 600] {
+            for _ in 0..2 {
                 model.infer(size, &rows(&model, size))?;
             }
         }
-        assert_eq!(model.sized.sizes(), vec![300, 400, 500, 600], "the four sizes used last are kept");
+        assert_eq!(model.sized.sizes(), vec![300, 400, 500, 600]);
+        model.infer(300, &rows(&model, 300))?;
+        assert_eq!(model.sized.sizes(), vec![400, 500, 600, 300], "a use makes a plan the most recent");
         Ok(())
     }
 }

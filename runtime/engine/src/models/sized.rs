@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
 
@@ -20,6 +21,10 @@ const MIN_ROWS: usize = 64;
 const MAX_COUNTED: usize = 64;
 /// Run states kept per plan between calls.
 const MAX_STATES: usize = 8;
+/// Least time between two plans built for one model: batch sizes come from
+/// guests, and one cycling through sizes must not keep the model's lock
+/// busy building plans for the tenants that share it.
+const MIN_BUILD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// The model before optimisation, and its plans per batch size.
 #[derive(Debug)]
@@ -27,6 +32,7 @@ pub(super) struct SizedPlans {
     decluttered: TypedModel,
     batch: Symbol,
     inner: Mutex<Inner>,
+    pub(super) min_build_interval: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +42,7 @@ struct Inner {
     seen: HashMap<usize, Option<u32>>,
     /// Most recently used last.
     plans: Vec<SizedPlan>,
+    last_build: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -48,7 +55,7 @@ struct SizedPlan {
 impl SizedPlans {
     /// `decluttered` is the model with `batch` as its symbolic batch size.
     pub(super) fn new(decluttered: TypedModel, batch: Symbol) -> Self {
-        SizedPlans { decluttered, batch, inner: Mutex::default() }
+        SizedPlans { decluttered, batch, inner: Mutex::default(), min_build_interval: MIN_BUILD_INTERVAL }
     }
 
     /// A run state of the plan for exactly `rows` rows, when that size has
@@ -70,9 +77,10 @@ impl SizedPlans {
         let seen = inner.seen.entry(rows).or_insert(Some(0));
         let Some(count) = seen else { return None };
         *count += 1;
-        if *count < 2 {
+        if *count < 2 || inner.last_build.is_some_and(|at| at.elapsed() < self.min_build_interval) {
             return None;
         }
+        inner.last_build = Some(Instant::now());
         // Built under the lock: rare (once per size), about a millisecond.
         match self.plan_for(rows) {
             Ok(plan) => {
