@@ -445,6 +445,14 @@ fn the_api_shows_nodes_and_units_to_the_deployment_admin_only() -> anyhow::Resul
     // Nodes and units span every tenant: no tenant's token sees them.
     problem(&api.get("/v1/nodes", api.token("alpha", Role::Admin))?, StatusCode::FORBIDDEN, "forbidden");
     problem(&api.get("/v1/nodes", api.token(DEPLOYMENT, Role::ReadOnly))?, StatusCode::FORBIDDEN, "forbidden");
+    // A unit that failed its last try shows in /metrics, for an operator's alert.
+    member.give_up(&held, "the agent trapped", 1)?;
+    let metrics = api.get("/metrics", api.token(DEPLOYMENT, Role::ReadOnly))?;
+    let text = metrics.body.as_str().unwrap_or_default();
+    assert!(text.contains("mcp_work_units{tenant=\"t\",agent=\"dns\",status=\"failed\"} 1"), "{text}");
+    assert!(text.contains("mcp_work_units{tenant=\"t\",agent=\"dns\",status=\"open\"} 1"), "{text}");
+    let (_, open) = api.metrics_address("/metrics")?;
+    assert!(open.contains("status=\"failed\"} 1"), "the metrics address says it too: {open}");
 
     let single = api_configured(
         mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?,
@@ -456,6 +464,8 @@ fn the_api_shows_nodes_and_units_to_the_deployment_admin_only() -> anyhow::Resul
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    let (_, alone) = single.metrics_address("/metrics")?;
+    assert!(!alone.contains("mcp_work_units"), "one node has no shared work: {alone}");
     Ok(())
 }
 

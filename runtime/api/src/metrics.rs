@@ -97,18 +97,58 @@ pub async fn render(
             "/metrics shows every tenant: it needs one of the deployment's tokens (`mcp tokens create --tenant _deployment --role read_only` for a scraper)",
         ));
     }
-    Ok(([("content-type", "text/plain; version=0.0.4")], text(&state)))
+    let units = unit_counts(&state).await;
+    Ok(([("content-type", "text/plain; version=0.0.4")], text(&state, units)))
+}
+
+/// The shared work table's units by status, on a deployment with
+/// PostgreSQL; `None` without one. A table that cannot be read is logged
+/// and left out, so that the rest of `/metrics` still answers.
+async fn unit_counts(state: &Arc<ApiState>) -> Option<Vec<mcp_storage::cluster::UnitCount>> {
+    state.config.database_url.as_ref()?;
+    let state = state.clone();
+    let counted = tokio::task::spawn_blocking(move || {
+        let cluster = state.cluster().map_err(|e| e.detail)?;
+        cluster.unit_counts().map_err(|e| e.to_string())
+    })
+    .await;
+    match counted {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(error)) => {
+            tracing::warn!("/metrics leaves out the work units: {error}");
+            None
+        }
+        Err(error) => {
+            tracing::warn!("/metrics leaves out the work units: {error}");
+            None
+        }
+    }
 }
 
 /// `/metrics` on the `metrics_listen` address: no token, since that
 /// address is one the operator keeps on an internal network.
 pub(super) async fn render_open(State(state): State<Arc<ApiState>>) -> ([(&'static str, &'static str); 1], String) {
-    ([("content-type", "text/plain; version=0.0.4")], text(&state))
+    let units = unit_counts(&state).await;
+    ([("content-type", "text/plain; version=0.0.4")], text(&state, units))
 }
 
 /// The metrics in Prometheus text format.
-fn text(state: &ApiState) -> String {
+fn text(state: &ApiState, units: Option<Vec<mcp_storage::cluster::UnitCount>>) -> String {
     let mut out = String::new();
+    if let Some(units) = units {
+        let _ = writeln!(
+            out,
+            "# HELP mcp_work_units Units of work in the shared table by status (open, held, done, failed: a failed unit waits for `mcp backfill retry`)."
+        );
+        let _ = writeln!(out, "# TYPE mcp_work_units gauge");
+        for unit in units {
+            let _ = writeln!(
+                out,
+                "mcp_work_units{{tenant=\"{}\",agent=\"{}\",status=\"{}\"}} {}",
+                unit.tenant, unit.agent, unit.status, unit.units
+            );
+        }
+    }
     let _ = writeln!(out, "# HELP mcp_api_requests_total API requests answered.");
     let _ = writeln!(out, "# TYPE mcp_api_requests_total counter");
     let _ = writeln!(out, "# HELP mcp_api_request_seconds API latency.");

@@ -132,6 +132,16 @@ pub struct NodeView {
     pub leases: Vec<i64>,
 }
 
+/// How many units of one (tenant, agent) are in one status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitCount {
+    pub tenant: String,
+    pub agent: String,
+    /// `open`, `held`, `done` or `failed`.
+    pub status: String,
+    pub units: i64,
+}
+
 /// A unit of work as the shared table shows it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct UnitView {
@@ -576,6 +586,33 @@ impl Cluster {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("read nodes"))
+    }
+
+    /// How many units each (tenant, agent) has in each status (`open`,
+    /// `held`, `done`, `failed`), for `/metrics`: a failed unit waits for
+    /// `mcp backfill retry`, and an operator's alert should say so.
+    pub fn unit_counts(&self) -> Result<Vec<UnitCount>, ClusterError> {
+        let rows = self.with_retry("count units", || {
+            sqlx::query(
+                "SELECT tenant, agent,
+                        CASE WHEN done_at IS NOT NULL THEN 'done' WHEN failed_at IS NOT NULL THEN 'failed'
+                             WHEN holder IS NOT NULL AND expires_at > clock_timestamp() THEN 'held' ELSE 'open' END AS status,
+                        COUNT(*)
+                 FROM work_units GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            )
+            .fetch_all(&self.pool)
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(UnitCount {
+                    tenant: r.try_get(0)?,
+                    agent: r.try_get(1)?,
+                    status: r.try_get(2)?,
+                    units: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("count units"))
     }
 
     /// Every unit, in claim order.
