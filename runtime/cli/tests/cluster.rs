@@ -36,6 +36,22 @@ fn worker(dir: &Path, node: &str) -> Result<Child> {
         .spawn()?)
 }
 
+/// Worker processes, killed if the test ends before they do: declared
+/// after the schema they work in, they are dropped (and killed) before it
+/// is, so a failing test leaves no worker behind against a dropped schema.
+struct Workers(Vec<(String, Child)>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            if matches!(child.try_wait(), Ok(None)) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 fn signal(child: &Child, name: &str) -> Result<()> {
     let sent = Command::new("kill").args([&format!("-{name}"), &child.id().to_string()]).status()?;
     assert!(sent.success(), "kill -{name} failed");
@@ -135,10 +151,12 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
     let planned = observer.units()?;
     assert!(planned.len() >= 20, "only {} units planned", planned.len());
 
-    let mut nodes: Vec<(String, Child)> = ["a", "b", "c"]
-        .into_iter()
-        .map(|name| Ok((name.to_string(), worker(dir.path(), name)?)))
-        .collect::<Result<_>>()?;
+    let mut nodes = Workers(
+        ["a", "b", "c"]
+            .into_iter()
+            .map(|name| Ok((name.to_string(), worker(dir.path(), name)?)))
+            .collect::<Result<_>>()?,
+    );
     let logs = |dir: &Path| -> String {
         ["a", "b", "c", "d"]
             .iter()
@@ -152,18 +170,18 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
     let killed = wait_for(&observer, "a node to hold a unit midway", held_midway(&["a", "b", "c"]))
         .map_err(|e| format!("{e}\n{}", logs(dir.path())))?;
     let killed_node = killed.holder.clone().unwrap_or_default();
-    let position = nodes.iter().position(|(name, _)| *name == killed_node).ok_or("no such node")?;
-    let (_, mut victim) = nodes.remove(position);
+    let position = nodes.0.iter().position(|(name, _)| *name == killed_node).ok_or("no such node")?;
+    let (_, mut victim) = nodes.0.remove(position);
     victim.kill()?;
     victim.wait()?;
 
     // Another stops past its lease, and resumes once another node holds
     // its unit under a newer token.
-    let alive: Vec<&str> = nodes.iter().map(|(name, _)| name.as_str()).collect();
+    let alive: Vec<&str> = nodes.0.iter().map(|(name, _)| name.as_str()).collect();
     let paused = wait_for(&observer, "a node to hold a unit midway", held_midway(&alive))
         .map_err(|e| format!("{e}\n{}", logs(dir.path())))?;
     let paused_node = paused.holder.clone().unwrap_or_default();
-    let sleeper = &nodes.iter().find(|(name, _)| *name == paused_node).ok_or("no such node")?.1;
+    let sleeper = &nodes.0.iter().find(|(name, _)| *name == paused_node).ok_or("no such node")?.1;
     signal(sleeper, "STOP")?;
     let taken = wait_for(&observer, "another node to take the paused node's unit", |units| {
         units.iter().find(|u| u.id == paused.id && u.token > paused.token).cloned()
@@ -172,12 +190,12 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
     let taken = taken.map_err(|e| format!("{e}\n{}", logs(dir.path())))?;
 
     // A node joins while the work goes on.
-    nodes.push(("d".to_string(), worker(dir.path(), "d")?));
+    nodes.0.push(("d".to_string(), worker(dir.path(), "d")?));
     // Every connection of the deployment is cut once.
     let cut = terminate_backends(&ns.name)?;
 
     let deadline = Instant::now() + Duration::from_secs(900);
-    for (name, child) in &mut nodes {
+    for (name, child) in &mut nodes.0 {
         loop {
             if let Some(status) = child.try_wait()? {
                 assert!(status.success(), "node {name} failed: {status}\n{}", logs(dir.path()));
