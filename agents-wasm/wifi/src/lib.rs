@@ -299,13 +299,15 @@ impl WifiAgent {
     }
 
     /// Whether the rules' windows count what the model's windows would:
-    /// the shipped spans, the shipped retry threshold and the rules
-    /// running. Then the model's row reads the rules' counts, and the
-    /// model's own windows rest; a snapshot saves the rules' windows as
+    /// the model asked, the rules running, the shipped spans and the
+    /// shipped retry threshold. Then the model's row reads the rules'
+    /// counts, and the model's own windows rest; a snapshot saves the rules' windows as
     /// the model's, so they pick up from there if the settings change.
     fn rules_count_for_the_model(&self) -> bool {
-        let model = RecentActivity::default();
-        self.model.uses_rules()
+        // `recent` keeps the shipped spans whatever the settings say.
+        let model = &self.recent;
+        self.model.uses_model()
+            && self.model.uses_rules()
             && self.deauths.counts_as(&model.deauths)
             && self.auth_failures.counts_as(&model.auth_failures)
             && self.retry_storms.counts_as(&model.weak_retries)
@@ -362,7 +364,7 @@ impl Agent for WifiAgent {
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = WifiColumns::of(batch)?;
         let mut found = Vec::new();
-        let shared = self.model.uses_model() && self.rules_count_for_the_model();
+        let shared = self.rules_count_for_the_model();
         let mut shared_rows = Vec::new();
         if self.model.uses_rules() {
             for i in 0..batch.len() {
@@ -396,7 +398,7 @@ impl Agent for WifiAgent {
         let f = WifiColumns::of(batch)?.event(index);
         // Counted where `detect` would count it, so that an instance asked
         // both ways counts each entry once.
-        let row = if self.model.uses_model() && self.rules_count_for_the_model() {
+        let row = if self.rules_count_for_the_model() {
             model_row(&f, self.observe(batch.entry(index), &f, &mut Vec::new()))
         } else {
             self.recent.feature_row(batch.entry(index), &f)
@@ -413,7 +415,7 @@ impl Agent for WifiAgent {
             retry_storms: &self.retry_storms,
             // While the rules' windows count for the model, the model's own
             // rest: the rules' are what the model has seen.
-            recent: if self.model.uses_model() && self.rules_count_for_the_model() {
+            recent: if self.rules_count_for_the_model() {
                 RecentRef {
                     deauths: &self.deauths,
                     auth_failures: &self.auth_failures,
@@ -441,7 +443,7 @@ impl Agent for WifiAgent {
         if let Some(recent) = saved.recent {
             // The model ran alone before (`detection = "model"`) and now
             // reads the rules' windows: they carry on from the model's.
-            if rules_were_idle && self.model.uses_model() && self.rules_count_for_the_model() {
+            if rules_were_idle && self.rules_count_for_the_model() {
                 self.deauths.take_windows(recent.deauths.clone());
                 self.auth_failures.take_windows(recent.auth_failures.clone());
                 self.retry_storms.take_windows(recent.weak_retries.clone());

@@ -112,17 +112,11 @@ async fn unit_counts(state: &Arc<ApiState>) -> Option<Vec<mcp_storage::cluster::
         cluster.unit_counts().map_err(|e| e.to_string())
     })
     .await;
-    match counted {
-        Ok(Ok(counts)) => Some(counts),
-        Ok(Err(error)) => {
-            tracing::warn!("/metrics leaves out the work units: {error}");
-            None
-        }
-        Err(error) => {
-            tracing::warn!("/metrics leaves out the work units: {error}");
-            None
-        }
-    }
+    counted
+        .map_err(|joined| joined.to_string())
+        .and_then(|counts| counts)
+        .inspect_err(|error| tracing::warn!("/metrics leaves out the work units: {error}"))
+        .ok()
 }
 
 /// `/metrics` on the `metrics_listen` address: no token, since that

@@ -132,6 +132,15 @@ pub struct NodeView {
     pub leases: Vec<i64>,
 }
 
+/// A unit's status in SQL, the same for `units` and `unit_counts`:
+/// `done`, `failed`, `held` (a lease in force) or `open`.
+macro_rules! unit_status {
+    () => {
+        "CASE WHEN done_at IS NOT NULL THEN 'done' WHEN failed_at IS NOT NULL THEN 'failed' \
+         WHEN holder IS NOT NULL AND expires_at > clock_timestamp() THEN 'held' ELSE 'open' END"
+    };
+}
+
 /// How many units of one (tenant, agent) are in one status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnitCount {
@@ -593,13 +602,11 @@ impl Cluster {
     /// `mcp backfill retry`, and an operator's alert should say so.
     pub fn unit_counts(&self) -> Result<Vec<UnitCount>, ClusterError> {
         let rows = self.with_retry("count units", || {
-            sqlx::query(
-                "SELECT tenant, agent,
-                        CASE WHEN done_at IS NOT NULL THEN 'done' WHEN failed_at IS NOT NULL THEN 'failed'
-                             WHEN holder IS NOT NULL AND expires_at > clock_timestamp() THEN 'held' ELSE 'open' END AS status,
-                        COUNT(*)
-                 FROM work_units GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-            )
+            sqlx::query(concat!(
+                "SELECT tenant, agent, ",
+                unit_status!(),
+                ", COUNT(*) FROM work_units GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+            ))
             .fetch_all(&self.pool)
         })?;
         rows.iter()
@@ -618,13 +625,11 @@ impl Cluster {
     /// Every unit, in claim order.
     pub fn units(&self) -> Result<Vec<UnitView>, ClusterError> {
         let rows = self.with_retry("list units", || {
-            sqlx::query(
-                "SELECT id, tenant, agent, log_type, start_after, up_to, checkpoint,
-                        CASE WHEN done_at IS NOT NULL THEN 'done' WHEN failed_at IS NOT NULL THEN 'failed'
-                             WHEN holder IS NOT NULL AND expires_at > clock_timestamp() THEN 'held' ELSE 'open' END,
-                        holder, token, claims, failures, last_error, anomalies
-                 FROM work_units ORDER BY id",
-            )
+            sqlx::query(concat!(
+                "SELECT id, tenant, agent, log_type, start_after, up_to, checkpoint, ",
+                unit_status!(),
+                ", holder, token, claims, failures, last_error, anomalies FROM work_units ORDER BY id"
+            ))
             .fetch_all(&self.pool)
         })?;
         rows.iter()
