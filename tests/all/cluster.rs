@@ -470,7 +470,7 @@ fn the_api_shows_nodes_and_units_to_the_deployment_admin_only() -> anyhow::Resul
 }
 
 /// Runs `sql` in the test's schema, as another process would change it.
-fn execute(pg: &Pg, sql: &str) -> anyhow::Result<()> {
+pub(crate) fn execute(pg: &Pg, sql: &str) -> anyhow::Result<()> {
     let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
     let sql = sql.replace("{schema}", &format!("\"{namespace}\""));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

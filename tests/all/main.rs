@@ -20,4 +20,5 @@ mod registry;
 mod runs;
 mod sandbox;
 mod schemas;
+mod shared_store;
 mod tenancy;

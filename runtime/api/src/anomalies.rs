@@ -212,7 +212,7 @@ pub async fn list_anomalies(
     let sort = filter.sort;
     let query = AnomalyQuery { after, limit: limit + 1, ..store_query(filter, caller.tenant) };
     let tenant = query.tenant.clone();
-    let mut records = state.with_store(&tenant, move |store| store.query(&query)).await?;
+    let mut records = state.with_anomalies(&tenant, move |store| store.query(&query)).await?;
     let more = records.len() > limit as usize;
     records.truncate(limit as usize);
     let next_cursor = match (more, records.last()) {
@@ -244,6 +244,6 @@ pub async fn get_anomaly(
 ) -> Result<Json<AnomalyRecord>, ApiError> {
     let Path(id) = id?;
     let tenant = caller.tenant;
-    let found = state.with_store(&tenant.clone(), move |store| store.get(&tenant, id)).await?;
+    let found = state.with_anomalies(&tenant.clone(), move |store| store.get(&tenant, id)).await?;
     found.map(|r| Json(AnomalyRecord::from(r))).ok_or_else(|| ApiError::not_found(format!("no anomaly {id}")))
 }

@@ -434,7 +434,7 @@ fn check_declared(request: &ExportRequest) -> Result<(), ApiError> {
     responses(
         (status = ACCEPTED, description = "queued; poll /v1/exports/{id}", body = ExportView),
         (status = UNPROCESSABLE_ENTITY, description = "filters that cannot select anything: an agent the tenant has not had, a range that ends before it starts (`invalid_filter`, the detail starts with the field)", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = CONFLICT, description = "the tenant keeps as many exports, or as many bytes of them, as it may (`over_budget`): delete some first", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "the tenant keeps as many exports, or as many bytes of them, as it may (`over_budget`): delete some first; or the deployment keeps its anomalies on PostgreSQL, which exports do not read yet (`not_on_postgres`)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = TOO_MANY_REQUESTS, description = "the tenant has as many exports going as it may, or the server's export queue is full (`queue_full`, with Retry-After)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Unauthorized
@@ -447,6 +447,15 @@ pub async fn start_export(
 ) -> Result<(StatusCode, Json<ExportView>), ApiError> {
     let super::contract::JsonObject(request) = body?;
     check_declared(&request)?;
+    if state.config.anomaly_store != mcp_engine::config::AnomalyStoreKind::Embedded {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_on_postgres",
+            "exports read this node's embedded anomaly store, and this deployment keeps its anomalies on PostgreSQL \
+             (anomaly_store = \"postgres\"): exports of them are not built yet (docs/ROADMAP.md); \
+             page through GET /v1/anomalies instead",
+        ));
+    }
     let filter = filter_of(&caller.tenant, &request);
     filter.check().map_err(|e| invalid_filter(&e.to_string()))?;
     for agent in &filter.agents {
@@ -454,7 +463,7 @@ pub async fn start_export(
             continue;
         }
         let (tenant, name) = (caller.tenant.clone(), agent.clone());
-        if !state.with_store(&caller.tenant, move |store| store.agent_has_anomalies(&tenant, &name)).await? {
+        if !state.with_anomalies(&caller.tenant, move |store| store.agent_has_anomalies(&tenant, &name)).await? {
             return Err(invalid_filter(&format!(
                 "agents: the tenant has no agent named '{agent}' and no anomalies of one"
             )));

@@ -71,7 +71,7 @@ fn check<E: std::fmt::Display>(name: &str, ok: &str, result: Result<(), E>) -> C
 }
 
 fn checks(state: &Arc<ApiState>) -> Vec<Check> {
-    let anomaly_store = state.with_store_blocking(|store| store.ping());
+    let anomaly_store = state.with_anomalies_blocking(|store| store.ping()).map_err(|e| e.detail);
     let log_source =
         state.log_source().map_err(|e| e.detail).and_then(|source| source.ping().map_err(|e| e.to_string()));
     let cache = match &*state.cache {

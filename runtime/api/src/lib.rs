@@ -45,6 +45,7 @@ use mcp_engine::models::ModelManager;
 use mcp_sandbox::registry::Registry;
 pub use mcp_storage::control::{ControlStore, Role};
 use mcp_storage::jobstatus::SharedCache;
+use mcp_storage::reads::{AnomalyReads, ReadError};
 use mcp_storage::store::{AnomalyStore, StoreError};
 pub use problem::ApiError;
 
@@ -89,6 +90,9 @@ pub struct ApiState {
     /// The log source every run and readiness check shares (one
     /// PostgreSQL pool for the server), opened on first use.
     source: Mutex<Option<Arc<dyn mcp_storage::source::LogSource>>>,
+    /// The anomaly store on PostgreSQL (`anomaly_store = "postgres"`),
+    /// opened on first use.
+    shared_store: Mutex<Option<Arc<mcp_storage::shared_store::SharedStore>>>,
     /// The shared work table of the nodes (`GET /v1/nodes`), opened on
     /// first use when PostgreSQL is configured.
     cluster: Mutex<Option<Arc<mcp_storage::cluster::Cluster>>>,
@@ -227,6 +231,7 @@ impl ApiState {
             export_queue,
             source: Mutex::default(),
             cluster: Mutex::default(),
+            shared_store: Mutex::default(),
             tenant_models: Mutex::default(),
             stopping: Arc::default(),
             routes: Arc::new(route_book),
@@ -457,11 +462,12 @@ impl ApiState {
             .unwrap_or_default()
     }
 
-    /// Runs `f` with a pooled anomaly store connection, on this thread.
-    pub(crate) fn with_store_blocking<T>(
+    /// Runs `f` with a pooled embedded anomaly store connection, on this
+    /// thread.
+    pub(crate) fn with_store_blocking<T, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        f: impl FnOnce(&mut AnomalyStore) -> Result<T, E>,
+    ) -> Result<T, E> {
         let pooled = self.stores.lock().ok().and_then(|mut stores| stores.pop());
         let mut store = match pooled {
             Some(store) => store,
@@ -479,23 +485,81 @@ impl ApiState {
         result
     }
 
-    /// Runs `f` for `tenant` with an anomaly store connection on a blocking
-    /// thread. A tenant holds at most half the store's slots, so another
-    /// tenant's page never waits behind a flood of its queries.
-    pub(crate) async fn with_store<T: Send + 'static>(
-        self: &Arc<Self>,
-        tenant: &str,
-        f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError> + Send + 'static,
+    /// The anomaly store on PostgreSQL when the deployment keeps its
+    /// anomalies there (opened now if it is not yet), else `None`. Blocking.
+    pub(crate) fn shared_store(&self) -> Result<Option<Arc<mcp_storage::shared_store::SharedStore>>, ApiError> {
+        if self.config.anomaly_store == mcp_engine::config::AnomalyStoreKind::Embedded {
+            return Ok(None);
+        }
+        let mut shared = self.shared_store.lock().map_err(|_| ApiError::internal("the store lock is poisoned"))?;
+        if let Some(store) = &*shared {
+            return Ok(Some(store.clone()));
+        }
+        let opened = match self.config.shared_store() {
+            Ok(Some(opened)) => Arc::new(opened),
+            Ok(None) => return Ok(None),
+            Err(error) => {
+                tracing::error!("cannot reach the anomaly store on PostgreSQL: {error}");
+                return Err(ApiError::unavailable(
+                    "the anomaly store (PostgreSQL) cannot be reached; /readyz says which dependency is down",
+                ));
+            }
+        };
+        *shared = Some(opened.clone());
+        Ok(Some(opened))
+    }
+
+    /// Runs `f` with the deployment's anomaly store, embedded or on
+    /// PostgreSQL, on this thread.
+    pub(crate) fn with_anomalies_blocking<T>(
+        &self,
+        f: impl FnOnce(AnomalyReads<'_>) -> Result<T, ReadError>,
     ) -> Result<T, ApiError> {
+        match self.shared_store()? {
+            Some(shared) => f(AnomalyReads::Shared(&shared)).map_err(ApiError::from),
+            None => self.with_store_blocking(|store| f(AnomalyReads::Embedded(store))).map_err(ApiError::from),
+        }
+    }
+
+    /// A turn at the store for `tenant`: a tenant holds at most half the
+    /// store's slots, so another tenant's page never waits behind a flood
+    /// of its queries.
+    async fn store_turn(
+        &self,
+        tenant: &str,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, tokio::sync::SemaphorePermit<'_>), ApiError> {
         let share = {
             let mut shares = self.tenant_store_slots.lock().map_err(|_| ApiError::internal("store slots poisoned"))?;
             let permits = (self.store_slot_count / 2).max(1);
             shares.entry(tenant.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(permits))).clone()
         };
-        let _share = share.acquire_owned().await?;
-        let _slot = self.store_slots.acquire().await?;
+        let share = share.acquire_owned().await?;
+        let slot = self.store_slots.acquire().await?;
+        Ok((share, slot))
+    }
+
+    /// Runs `f` for `tenant` with an embedded anomaly store connection on a
+    /// blocking thread (the notification outbox, which lives there).
+    pub(crate) async fn with_store<T: Send + 'static>(
+        self: &Arc<Self>,
+        tenant: &str,
+        f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = self.store_turn(tenant).await?;
         let state = self.clone();
         tokio::task::spawn_blocking(move || state.with_store_blocking(f).map_err(ApiError::from)).await?
+    }
+
+    /// Runs `f` for `tenant` with the deployment's anomaly store (embedded
+    /// or on PostgreSQL) on a blocking thread.
+    pub(crate) async fn with_anomalies<T: Send + 'static>(
+        self: &Arc<Self>,
+        tenant: &str,
+        f: impl FnOnce(AnomalyReads<'_>) -> Result<T, ReadError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _turn = self.store_turn(tenant).await?;
+        let state = self.clone();
+        tokio::task::spawn_blocking(move || state.with_anomalies_blocking(f)).await?
     }
 }
 

@@ -160,16 +160,36 @@ impl From<mcp_storage::control::ControlError> for ApiError {
     }
 }
 
+/// A page query stopped by the store's work bound.
+fn query_too_broad() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "query_too_broad",
+        "the filters match too few of the anomalies the query has to pass over; add a time range (from_ms, to_ms), a source, agent or label, or sort=score with min_score",
+    )
+}
+
 impl From<mcp_storage::store::StoreError> for ApiError {
     fn from(error: mcp_storage::store::StoreError) -> Self {
         if error.too_broad() {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "query_too_broad",
-                "the filters match too few of the anomalies the query has to pass over; add a time range (from_ms, to_ms), a source, agent or label, or sort=score with min_score",
-            );
+            return query_too_broad();
         }
         ApiError::internal(error)
+    }
+}
+
+impl From<mcp_storage::reads::ReadError> for ApiError {
+    fn from(error: mcp_storage::reads::ReadError) -> Self {
+        match error {
+            mcp_storage::reads::ReadError::Embedded(error) => error.into(),
+            mcp_storage::reads::ReadError::Shared(error) if error.too_broad() => query_too_broad(),
+            mcp_storage::reads::ReadError::Shared(error) => {
+                tracing::error!("anomaly store on PostgreSQL: {error}");
+                ApiError::unavailable(
+                    "the anomaly store (PostgreSQL) did not answer; /readyz says which dependency is down",
+                )
+            }
+        }
     }
 }
 

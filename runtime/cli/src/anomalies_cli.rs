@@ -1,11 +1,13 @@
 //! `mcp anomalies list|show`: the configured tenant's anomalies with the
-//! API's filters, read from the anomaly store without a server.
+//! API's filters, read from the anomaly store without a server: this
+//! node's embedded file, or PostgreSQL with `anomaly_store = "postgres"`.
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use mcp_engine::config::McpConfig;
+use mcp_storage::reads::AnomalyReads;
 use mcp_storage::store::{AnomalyQuery, AnomalyRecord, AnomalySort, AnomalyStore};
 
 use crate::printable::one_line;
@@ -59,13 +61,20 @@ pub struct ListArgs {
 }
 
 pub fn run(config: &McpConfig, command: AnomaliesCommand) -> Result<ExitCode> {
+    if let Some(shared) = config.shared_store()? {
+        return answer(config, AnomalyReads::Shared(&shared), command);
+    }
     let path = config.anomalies_db();
     if !path.exists() {
         bail!("no anomaly store at {} yet: `mcp run` makes it", path.display());
     }
     let store = AnomalyStore::open(&path)?;
+    answer(config, AnomalyReads::Embedded(&store), command)
+}
+
+fn answer(config: &McpConfig, store: AnomalyReads<'_>, command: AnomaliesCommand) -> Result<ExitCode> {
     match command {
-        AnomaliesCommand::List(args) => list(config, &store, &args),
+        AnomaliesCommand::List(args) => list(config, store, &args),
         AnomaliesCommand::Show { id, json } => {
             let Some(record) = store.get(&config.tenant, id)? else {
                 bail!("tenant {} has no anomaly {id}", config.tenant);
@@ -80,7 +89,7 @@ pub fn run(config: &McpConfig, command: AnomaliesCommand) -> Result<ExitCode> {
     }
 }
 
-fn list(config: &McpConfig, store: &AnomalyStore, args: &ListArgs) -> Result<ExitCode> {
+fn list(config: &McpConfig, store: AnomalyReads<'_>, args: &ListArgs) -> Result<ExitCode> {
     if !(1..=100_000).contains(&args.limit) {
         bail!("--limit {} must be between 1 and 100000", args.limit);
     }

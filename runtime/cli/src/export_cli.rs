@@ -155,6 +155,12 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
         FormatArg::Csv => ExportFormat::Csv,
         FormatArg::Parquet => ExportFormat::Parquet,
     };
+    if config.anomaly_store != mcp_engine::config::AnomalyStoreKind::Embedded {
+        bail!(
+            "exports read this node's embedded anomaly store, and anomaly_store = \"postgres\" keeps them in \
+             PostgreSQL: exports of them are not built yet (docs/ROADMAP.md); `mcp anomalies list --json` reads them"
+        );
+    }
     let store_path = config.anomalies_db();
     if !store_path.exists() {
         bail!("no anomaly store at {}: nothing has been detected yet (mcp run)", store_path.display());

@@ -539,8 +539,22 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             let source = config.log_source()?;
             let control = ControlStore::open(&config.control_db())?;
             notify_cli::apply_seed(&config, &control)?;
-            let mut store = AnomalyStore::open(&config.anomalies_db())?;
-            store.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
+            let shared = config.shared_store()?;
+            if let Some(shared) = &shared {
+                shared.migrate()?;
+            }
+            let (mut embedded, mut on_postgres);
+            let store: &mut dyn mcp_storage::run_store::RunStore = match &shared {
+                Some(shared) => {
+                    on_postgres = shared;
+                    &mut on_postgres
+                }
+                None => {
+                    embedded = AnomalyStore::open(&config.anomalies_db())?;
+                    embedded.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
+                    &mut embedded
+                }
+            };
             let cache = config.shared_cache()?;
             println!("{}", cache.describe());
             let models = config.model_manager()?;
@@ -559,7 +573,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                     .and_then(|run| run.models(models.clone()).build())
                     .map(|run| {
                         let mut bar = progress::Progress::new(&name, None);
-                        let ran = run.execute_as_job(&mut store, &cache, interval, &mut |report| bar.show_run(report));
+                        let ran = run.execute_as_job(&mut *store, &cache, interval, &mut |report| bar.show_run(report));
                         bar.finish();
                         ran
                     });
@@ -774,6 +788,13 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 .with_context(|| "listen must be an address such as 127.0.0.1:8080")?;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            if let Some(shared) = config.shared_store()? {
+                shared.migrate()?;
+                tracing::warn!(
+                    "anomaly_store = postgres: every node's anomalies are served from PostgreSQL; notifications \
+                     are not queued for them yet and exports are refused (docs/ROADMAP.md)"
+                );
+            }
             let control = ControlStore::open(&config.control_db())?;
             if control.token_count()? == 0 {
                 let token = control.create_token(&config.tenant, Role::Admin)?;

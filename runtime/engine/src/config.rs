@@ -92,6 +92,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where anomalies, with the checkpoints and agent states of runs, are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyStoreKind {
+    /// This node's own SQLite file (`data_dir/anomalies.db`).
+    #[default]
+    Embedded,
+    /// The PostgreSQL of `database_url`, shared by every node: what any
+    /// node (an `mcp worker`'s units included) finds, every node serves.
+    Postgres,
+}
+
 /// Environment variables whose names start with this hold secrets of
 /// notification channels (docs/notifications.md), not configuration: they
 /// are read when a message is sent, and never when the configuration is.
@@ -175,6 +187,12 @@ pub struct McpConfig {
     pub database_schema: Option<String>,
     /// Connections to PostgreSQL, all of the server's runs together.
     pub database_connections: u32,
+    /// `embedded` (this node's SQLite file) or `postgres` (the PostgreSQL
+    /// of `database_url`, shared by every node; docs/scaling.md).
+    pub anomaly_store: AnomalyStoreKind,
+    /// The longest one anomaly page or chart may run on PostgreSQL, in
+    /// milliseconds; past it the query is refused as too broad.
+    pub page_query_timeout_ms: u64,
     /// Redis for job status and cached lookups (`redis://host:port/db`); an
     /// in-process fallback when unset.
     pub redis_url: Option<String>,
@@ -242,6 +260,8 @@ impl Default for McpConfig {
             database_url: None,
             database_schema: None,
             database_connections: 8,
+            anomaly_store: AnomalyStoreKind::Embedded,
+            page_query_timeout_ms: 2_000,
             redis_url: None,
             redis_prefix: "mcp:".into(),
             status_interval_ms: 1000,
@@ -424,6 +444,28 @@ impl McpConfig {
         self.data_dir.join("logs.db")
     }
 
+    /// The anomaly store on PostgreSQL, when `anomaly_store = "postgres"`;
+    /// `None` for the embedded one.
+    pub fn shared_store(
+        &self,
+    ) -> Result<Option<mcp_storage::shared_store::SharedStore>, mcp_storage::shared_store::SharedStoreError> {
+        if self.anomaly_store == AnomalyStoreKind::Embedded {
+            return Ok(None);
+        }
+        let Some(url) = &self.database_url else {
+            return Err(mcp_storage::shared_store::SharedStoreError::NoDatabase);
+        };
+        let timeout = std::time::Duration::from_millis(self.page_query_timeout_ms.max(1));
+        mcp_storage::shared_store::SharedStore::connect(
+            url,
+            self.database_schema.as_deref(),
+            self.database_connections,
+            self.retry,
+            timeout,
+        )
+        .map(Some)
+    }
+
     pub fn anomalies_db(&self) -> PathBuf {
         self.data_dir.join("anomalies.db")
     }
@@ -490,6 +532,8 @@ const TOP: &[&str] = &[
     "database_connections",
     "metrics_listen",
     "page_query_steps",
+    "anomaly_store",
+    "page_query_timeout_ms",
 ];
 
 /// `[sandbox]` keys an `MCP_SANDBOX_<KEY>` variable may set.

@@ -12,7 +12,7 @@ pub enum HistogramGroup {
 }
 
 impl HistogramGroup {
-    fn column(self) -> &'static str {
+    pub(crate) fn column(self) -> &'static str {
         match self {
             HistogramGroup::Severity => "severity",
             HistogramGroup::Agent => "agent",
@@ -90,14 +90,9 @@ impl AnomalyStore {
                 }
             }
         };
-        if to <= from {
+        let Some(Slots { start, slot_ms, slots }) = Slots::spanning(from, to, max_slots) else {
             return Ok(Histogram::default());
-        }
-        let slot_ms = slot_length(to - from, max_slots);
-        // Slots start at a multiple of their length, so two charts of the
-        // same data line up whatever their ranges.
-        let start = from.div_euclid(slot_ms) * slot_ms;
-        let slots = usize::try_from((to - 1 - start).div_euclid(slot_ms) + 1).unwrap_or(1);
+        };
         let column = group.column();
         let sql = format!(
             "SELECT (log_ts_ms - {start}) / {slot_ms}, {column}, COUNT(*) FROM anomalies INDEXED BY {index} \
@@ -110,12 +105,41 @@ impl AnomalyStore {
             })?;
             rows.collect::<rusqlite::Result<Vec<_>>>()
         }))?;
+        Ok(Slots { start, slot_ms, slots }.histogram(counts))
+    }
+}
+
+/// The slots of a histogram over `[from, to)`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Slots {
+    pub(crate) start: i64,
+    pub(crate) slot_ms: i64,
+    pub(crate) slots: usize,
+}
+
+impl Slots {
+    /// At most `max_slots` slots of a readable length over `[from, to)`;
+    /// `None` for an empty range.
+    pub(crate) fn spanning(from: i64, to: i64, max_slots: usize) -> Option<Slots> {
+        if to <= from {
+            return None;
+        }
+        let slot_ms = slot_length(to - from, max_slots);
+        // Slots start at a multiple of their length, so two charts of the
+        // same data line up whatever their ranges.
+        let start = from.div_euclid(slot_ms) * slot_ms;
+        let slots = usize::try_from((to - 1 - start).div_euclid(slot_ms) + 1).unwrap_or(1);
+        Some(Slots { start, slot_ms, slots })
+    }
+
+    /// The histogram of `counts` as (slot, group value, count) rows.
+    pub(crate) fn histogram(self, counts: Vec<(i64, String, i64)>) -> Histogram {
         let counts = counts
             .into_iter()
             .filter_map(|(slot, value, n)| Some((usize::try_from(slot).ok()?, value, n.unsigned_abs())))
-            .filter(|(slot, _, _)| *slot < slots)
+            .filter(|(slot, _, _)| *slot < self.slots)
             .collect();
-        Ok(Histogram { from_ms: start, slot_ms, slots, counts })
+        Histogram { from_ms: self.start, slot_ms: self.slot_ms, slots: self.slots, counts }
     }
 }
 

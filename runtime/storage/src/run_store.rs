@@ -3,9 +3,12 @@
 //! anomalies with the new checkpoint and state. The embedded SQLite store
 //! serves one node's runs; a leased work unit on PostgreSQL
 //! ([`crate::cluster::LeasedStore`]) serves a node of many, and refuses a
-//! commit once its lease was taken over.
+//! commit once its lease was taken over; the anomaly store on PostgreSQL
+//! ([`crate::shared_store::SharedStore`]) serves the runs of a deployment
+//! whose nodes share their anomalies.
 
 use crate::cluster::ClusterError;
+use crate::shared_store::SharedStoreError;
 use crate::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
 /// Errors of the store a run commits to.
@@ -15,6 +18,8 @@ pub enum RunStoreError {
     Embedded(#[from] StoreError),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+    #[error(transparent)]
+    Shared(#[from] SharedStoreError),
 }
 
 impl RunStoreError {

@@ -544,7 +544,7 @@ pub fn page_index(query: &AnomalyQuery) -> String {
     }
 }
 
-fn equality_filter<'a>(query: &'a AnomalyQuery, column: &str) -> Option<&'a String> {
+pub(crate) fn equality_filter<'a>(query: &'a AnomalyQuery, column: &str) -> Option<&'a String> {
     match column {
         "agent" => query.agent.as_ref(),
         "log_type" => query.log_type.as_ref(),

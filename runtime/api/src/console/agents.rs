@@ -32,13 +32,13 @@ async fn per_hour(state: &Arc<ApiState>, tenant: &str, agent: &str) -> Option<Hi
     let query = crate::anomalies::store_query(filter, tenant.to_string());
     let newest = {
         let query = mcp_storage::store::AnomalyQuery { limit: 1, ..query.clone() };
-        state.with_store(tenant, move |store| store.query(&query)).await.ok()?.first()?.log_ts_ms
+        state.with_anomalies(tenant, move |store| store.query(&query)).await.ok()?.first()?.log_ts_ms
     };
     let hour = 3_600_000;
     let end = (newest.div_euclid(hour) + 1) * hour;
     let query =
         mcp_storage::store::AnomalyQuery { from_ms: Some(end - HOURS as i64 * hour), to_ms: Some(end), ..query };
-    state.with_store(tenant, move |store| store.histogram(&query, HistogramGroup::Agent, HOURS)).await.ok()
+    state.with_anomalies(tenant, move |store| store.histogram(&query, HistogramGroup::Agent, HOURS)).await.ok()
 }
 
 /// A row of small bars, one per hour, with the figures in its title.

@@ -250,7 +250,8 @@ pub(crate) async fn list(
     let group = params.group();
     let listed = api::list_anomalies(State(state.clone()), viewer.caller.clone(), Ok(Query(filter))).await;
     let tenant = viewer.caller.tenant.clone();
-    let histogram = state.with_store(&tenant, move |store| store.histogram(&histogram_query, group, CHART_SLOTS)).await;
+    let histogram =
+        state.with_anomalies(&tenant, move |store| store.histogram(&histogram_query, group, CHART_SLOTS)).await;
     let outcome = match (listed, histogram) {
         (Ok(Json(page)), Ok(histogram)) => Ok((page, histogram)),
         (Err(error), _) | (_, Err(error)) if error.status.is_client_error() => Err(error.detail),
@@ -341,7 +342,7 @@ pub(crate) async fn detail(
     let window_query = api::store_query(of_source(window_from, window_to, 1), viewer.caller.tenant.clone());
     let tenant = viewer.caller.tenant.clone();
     let in_window = state
-        .with_store(&tenant, move |store| store.histogram(&window_query, HistogramGroup::Severity, 1))
+        .with_anomalies(&tenant, move |store| store.histogram(&window_query, HistogramGroup::Severity, 1))
         .await
         .map(|h| h.total())
         .ok();

@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 
 use super::{Cluster, ClusterError, Horizon, Lease, db, horizon};
 use crate::run_store::{RunStore, RunStoreError};
+use crate::shared_store::insert_anomalies;
 use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usable_state};
 
 /// The store of one leased unit.
@@ -152,34 +153,7 @@ impl RunStore for LeasedStore<'_> {
                 tx.rollback().await?;
                 return Ok(Committed::Fenced(current));
             }
-            let mut inserted = 0;
-            for (anomaly, fields) in anomalies {
-                inserted += sqlx::query(
-                    "INSERT INTO anomalies (tenant, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label,
-                         severity, reason, detected_at_ms, schema_version, entry_fields, model, unit)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                     ON CONFLICT (tenant, agent, log_id, label) DO NOTHING",
-                )
-                .bind(key.tenant)
-                .bind(key.agent)
-                .bind(provenance.agent_sha256)
-                .bind(&anomaly.log_type)
-                .bind(id_param(anomaly.log_id))
-                .bind(&anomaly.source)
-                .bind(anomaly.log_timestamp_ms)
-                .bind(f64::from(anomaly.score))
-                .bind(&anomaly.label)
-                .bind(anomaly.severity.name())
-                .bind(&anomaly.reason)
-                .bind(anomaly.detected_at_ms)
-                .bind(i32::try_from(provenance.schema_version).unwrap_or(i32::MAX))
-                .bind(fields.as_deref())
-                .bind(provenance.model)
-                .bind(lease.unit)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            }
+            let inserted = insert_anomalies(&mut tx, key, provenance, anomalies, Some(lease.unit)).await?;
             sqlx::query(
                 "UPDATE work_units SET checkpoint = $2, anomalies = anomalies + $3,
                      expires_at = clock_timestamp() + make_interval(secs => $4)
@@ -194,10 +168,12 @@ impl RunStore for LeasedStore<'_> {
             match state {
                 None => {}
                 Some([]) => {
-                    sqlx::query("UPDATE work_units SET state = NULL, state_sha256 = NULL, agent_sha256 = NULL WHERE id = $1")
-                        .bind(lease.unit)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "UPDATE work_units SET state = NULL, state_sha256 = NULL, agent_sha256 = NULL WHERE id = $1",
+                    )
+                    .bind(lease.unit)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Some(bytes) => {
                     sqlx::query("UPDATE work_units SET state = $2, state_sha256 = $3, agent_sha256 = $4 WHERE id = $1")

@@ -1,0 +1,81 @@
+//! Reading anomalies from whichever store the deployment keeps them in:
+//! the embedded SQLite file of this node, or PostgreSQL, where every
+//! node's anomalies are. Callers (the API, the console, `mcp anomalies`)
+//! ask the same questions of either.
+
+use crate::histogram::{Histogram, HistogramGroup};
+use crate::shared_store::{SharedStore, SharedStoreError};
+use crate::store::{AnomalyQuery, AnomalyRecord, AnomalyStore, StoreError};
+
+/// Errors of a read from either store.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Embedded(#[from] StoreError),
+    #[error(transparent)]
+    Shared(#[from] SharedStoreError),
+}
+
+impl ReadError {
+    /// Whether a page query was stopped by the store's work bound.
+    pub fn too_broad(&self) -> bool {
+        match self {
+            ReadError::Embedded(error) => error.too_broad(),
+            ReadError::Shared(error) => error.too_broad(),
+        }
+    }
+}
+
+/// The store anomalies are read from.
+#[derive(Debug, Clone, Copy)]
+pub enum AnomalyReads<'a> {
+    Embedded(&'a AnomalyStore),
+    Shared(&'a SharedStore),
+}
+
+impl AnomalyReads<'_> {
+    /// One keyset page of the query's tenant's anomalies.
+    pub fn query(self, query: &AnomalyQuery) -> Result<Vec<AnomalyRecord>, ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.query(query)?),
+            AnomalyReads::Shared(store) => Ok(store.query(query)?),
+        }
+    }
+
+    /// One anomaly of `tenant` by id; `None` for another tenant's.
+    pub fn get(self, tenant: &str, id: i64) -> Result<Option<AnomalyRecord>, ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.get(tenant, id)?),
+            AnomalyReads::Shared(store) => Ok(store.get(tenant, id)?),
+        }
+    }
+
+    /// The query's anomalies counted over time, split by `group`.
+    pub fn histogram(
+        self,
+        query: &AnomalyQuery,
+        group: HistogramGroup,
+        max_slots: usize,
+    ) -> Result<Histogram, ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.histogram(query, group, max_slots)?),
+            AnomalyReads::Shared(store) => Ok(store.histogram(query, group, max_slots)?),
+        }
+    }
+
+    /// Whether `agent` of `tenant` has stored anomalies.
+    pub fn agent_has_anomalies(self, tenant: &str, agent: &str) -> Result<bool, ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.agent_has_anomalies(tenant, agent)?),
+            AnomalyReads::Shared(store) => Ok(store.agent_has_anomalies(tenant, agent)?),
+        }
+    }
+
+    /// Whether the store answers.
+    pub fn ping(self) -> Result<(), ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.ping()?),
+            AnomalyReads::Shared(store) => Ok(store.ping()?),
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! The anomaly store on PostgreSQL (`anomaly_store = "postgres"`) against
+//! the embedded one: the same runs give the same anomalies, pages, charts,
+//! checkpoints and agent states in both; and with it, every node's API
+//! serves what the nodes' units and its own runs stored.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use mcp_engine::config::AnomalyStoreKind;
+use mcp_engine::pipeline::{self, RunSpec};
+use mcp_storage::control::Role;
+use mcp_storage::histogram::HistogramGroup;
+use mcp_storage::reads::AnomalyReads;
+use mcp_storage::run_store::RunStore;
+use mcp_storage::shared_store::SharedStore;
+use mcp_storage::source::{LogSource, RetryPolicy};
+use mcp_storage::store::{AnomalyQuery, AnomalyRecord, AnomalySort, AnomalyStore, CheckpointKey};
+use mcp_synth as generator;
+
+use crate::api::{api_configured, problem};
+use crate::common::{bundled_registry, sandbox};
+use crate::postgres::{Pg, database_url, pg};
+
+fn shared(pg: &Pg) -> anyhow::Result<SharedStore> {
+    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
+    let store =
+        SharedStore::connect(&database_url(), Some(namespace), 2, RetryPolicy::default(), Duration::from_secs(5))?;
+    store.migrate()?;
+    Ok(store)
+}
+
+const AGENTS: [&str; 3] = ["dns", "firewall", "wifi"];
+
+fn spec<'a>(tenant: &'a str, agent: &'a str, log_source: &'a str) -> RunSpec<'a> {
+    RunSpec { tenant, agent, log_source, batch_size: 400, replay_ms: 120_000, up_to_id: None, follow: None }
+}
+
+/// Every page of `query`, following the cursors as a client does.
+fn all_pages(store: AnomalyReads<'_>, query: &AnomalyQuery) -> anyhow::Result<Vec<AnomalyRecord>> {
+    let mut query = query.clone();
+    let mut records = Vec::new();
+    loop {
+        let page = store.query(&query)?;
+        let Some(last) = page.last() else { break };
+        query.after = Some(match query.sort {
+            AnomalySort::Time => (last.log_ts_ms as f64, last.id),
+            AnomalySort::Score => (last.score, last.id),
+        });
+        let full = page.len() == query.limit as usize;
+        records.extend(page);
+        if !full {
+            break;
+        }
+    }
+    // When each was stored differs between two runs; the rest may not.
+    Ok(records.into_iter().map(|r| AnomalyRecord { detected_at_ms: 0, ..r }).collect())
+}
+
+fn queries(tenant: &str, first_ms: i64) -> Vec<AnomalyQuery> {
+    let base = AnomalyQuery {
+        tenant: tenant.into(),
+        agent: None,
+        log_type: None,
+        label: None,
+        severity: None,
+        source: None,
+        min_score: None,
+        from_ms: None,
+        to_ms: None,
+        sort: AnomalySort::Time,
+        after: None,
+        limit: 9,
+    };
+    vec![
+        base.clone(),
+        AnomalyQuery { sort: AnomalySort::Score, ..base.clone() },
+        AnomalyQuery { agent: Some("dns".into()), ..base.clone() },
+        AnomalyQuery { log_type: Some("wifi".into()), sort: AnomalySort::Score, ..base.clone() },
+        AnomalyQuery { severity: Some("high".into()), ..base.clone() },
+        AnomalyQuery { label: Some("port_scan".into()), min_score: Some(0.5), ..base.clone() },
+        AnomalyQuery { from_ms: Some(first_ms + 60_000), to_ms: Some(first_ms + 3_600_000), ..base.clone() },
+        AnomalyQuery { min_score: Some(0.9), sort: AnomalySort::Score, limit: 1, ..base.clone() },
+    ]
+}
+
+#[test]
+fn the_anomaly_store_on_postgres_answers_as_the_embedded_one() -> anyhow::Result<()> {
+    let pg = pg()?;
+    for (seed, agent) in AGENTS.iter().enumerate() {
+        pg.0.append("t", agent, &generator::to_rows(&generator::generate(agent, 40 + seed as u64, 2_500)?))?;
+    }
+    pg.0.append("u", "dns", &generator::to_rows(&generator::generate("dns", 49, 1_000)?))?;
+    let on_postgres = shared(&pg)?;
+    let dir = tempfile::tempdir()?;
+    let mut embedded = AnomalyStore::open(&dir.path().join("anomalies.db"))?;
+    let registry = bundled_registry(sandbox())?;
+    let source = pg.0.name();
+    for (tenant, agent) in [("t", "dns"), ("t", "firewall"), ("t", "wifi"), ("u", "dns")] {
+        for store in [&mut embedded as &mut dyn RunStore, &mut &on_postgres] {
+            let mut instance = pipeline::instance_for(&registry, agent, tenant, Default::default(), None)?;
+            pipeline::run(&registry, &mut instance, &pg.0, store, &spec(tenant, agent, source))?;
+        }
+    }
+    let (embedded_reads, shared_reads) = (AnomalyReads::Embedded(&embedded), AnomalyReads::Shared(&on_postgres));
+
+    for agent in AGENTS {
+        let expected = embedded.anomalies("t", agent)?;
+        assert!(!expected.is_empty(), "{agent} found nothing to compare");
+        assert_eq!(on_postgres.anomalies("t", agent)?, expected, "{agent}");
+        assert!(shared_reads.agent_has_anomalies("t", agent)?);
+        let key = CheckpointKey { tenant: "t", agent, log_source: source, log_type: agent };
+        assert_eq!((&on_postgres).checkpoint(&key)?, RunStore::checkpoint(&embedded, &key)?, "{agent}'s checkpoint");
+        let build = registry.get(agent)?.sha256.clone();
+        assert_eq!(
+            (&on_postgres).agent_state(&key, &build)?.is_some(),
+            RunStore::agent_state(&embedded, &key, &build)?.is_some(),
+            "{agent}'s state"
+        );
+        assert_eq!((&on_postgres).agent_state(&key, "another build")?, None, "another build's state was given");
+    }
+    assert!(!shared_reads.agent_has_anomalies("u", "wifi")?);
+
+    let first_ms = embedded_reads.query(&AnomalyQuery { sort: AnomalySort::Time, ..queries("t", 0)[0].clone() })?;
+    let first_ms = first_ms.last().map_or(0, |r| r.log_ts_ms);
+    for tenant in ["t", "u"] {
+        for query in queries(tenant, first_ms) {
+            let expected = all_pages(embedded_reads, &query)?;
+            let unfiltered = [&query.agent, &query.log_type, &query.label, &query.severity].iter().all(|f| f.is_none())
+                && query.from_ms.is_none()
+                && query.min_score.is_none();
+            assert!(!unfiltered || !expected.is_empty(), "nothing to compare for {query:?}");
+            assert_eq!(all_pages(shared_reads, &query)?, expected, "{query:?}");
+            for group in [HistogramGroup::Severity, HistogramGroup::Agent] {
+                assert_eq!(
+                    shared_reads.histogram(&query, group, 24)?,
+                    embedded_reads.histogram(&query, group, 24)?,
+                    "{group:?} {query:?}"
+                );
+            }
+        }
+    }
+    let one = embedded_reads.query(&queries("t", 0)[0])?.remove(0);
+    let got = shared_reads.get("t", one.id)?.map(|r| AnomalyRecord { detected_at_ms: 0, ..r });
+    assert_eq!(got, Some(AnomalyRecord { detected_at_ms: 0, ..one.clone() }));
+    assert_eq!(shared_reads.get("u", one.id)?, None, "another tenant's anomaly by id");
+
+    // A second run resumes from the checkpoint and stores nothing again.
+    let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
+    let again = pipeline::run(&registry, &mut instance, &pg.0, &mut &on_postgres, &spec("t", "dns", source))?;
+    assert_eq!((again.entries, again.anomalies), (0, 0), "{again:?}");
+    // Forgetting the state leaves the checkpoint.
+    let key = CheckpointKey { tenant: "t", agent: "wifi", log_source: source, log_type: "wifi" };
+    (&on_postgres).forget_agent_state(&key)?;
+    assert_eq!((&on_postgres).agent_state(&key, &registry.get("wifi")?.sha256)?, None);
+    assert!((&on_postgres).checkpoint(&key)? > 0);
+    Ok(())
+}
+
+#[test]
+fn a_page_past_its_bound_on_postgres_is_refused_as_too_broad() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let namespace = pg.0.namespace().unwrap_or_default().to_string();
+    let slow =
+        SharedStore::connect(&database_url(), Some(&namespace), 1, RetryPolicy::default(), Duration::from_millis(1))?;
+    slow.migrate()?;
+    // 300,000 anomalies, none scored above 0.5: a page of those above 0.9
+    // passes over all of them, far past 1 ms.
+    let fill = "INSERT INTO {schema}.anomalies (tenant, agent, agent_sha256, log_type, log_id, source, log_ts_ms, score, label,
+                  severity, reason, detected_at_ms, schema_version)
+                SELECT 't', 'dns', '', 'dns', n, 's', n, 0.5, 'x', 'low', '', 0, 1 FROM generate_series(1, 300000) n";
+    crate::cluster::execute(&pg, fill)?;
+    let query = AnomalyQuery {
+        tenant: "t".into(),
+        agent: None,
+        log_type: None,
+        label: None,
+        severity: None,
+        source: None,
+        min_score: None,
+        from_ms: None,
+        to_ms: None,
+        sort: AnomalySort::Time,
+        after: None,
+        limit: 5,
+    };
+    let broad = AnomalyQuery { min_score: Some(0.9), ..query.clone() };
+    let refused = slow.query(&broad);
+    assert!(matches!(&refused, Err(e) if e.too_broad()), "{refused:?}");
+    Ok(())
+}
+
+#[test]
+fn every_node_serves_what_the_units_and_its_own_runs_stored_on_postgres() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let namespace = pg.0.namespace().unwrap_or_default().to_string();
+    pg.0.append("alpha", "dns", &generator::to_rows(&generator::generate("dns", 61, 2_000)?))?;
+    pg.0.append("alpha", "firewall", &generator::to_rows(&generator::generate("firewall", 62, 2_000)?))?;
+    // A worker node runs alpha's DNS backfill as a unit.
+    let worker = mcp_storage::cluster::Cluster::connect(
+        &database_url(),
+        Some(&namespace),
+        "worker",
+        Duration::from_secs(30),
+        RetryPolicy::default(),
+    )?;
+    worker.migrate()?;
+    worker.plan_backfill(&mcp_storage::cluster::Backfill {
+        tenant: "alpha",
+        agent: "dns",
+        log_type: "dns",
+        rows_per_unit: 0,
+    })?;
+    let registry = bundled_registry(sandbox())?;
+    let names = ["dns", "firewall", "wifi"].map(String::from);
+    let held = worker
+        .claim(mcp_storage::cluster::UnitKind::Range, &names)?
+        .ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+    let mut instance = pipeline::instance_for(&registry, "dns", "alpha", Default::default(), None)?;
+    let unit_spec = RunSpec { up_to_id: Some(held.up_to), ..spec("alpha", "dns", "postgres") };
+    pipeline::run(&registry, &mut instance, &pg.0, &mut worker.store(&held), &unit_spec)?;
+    worker.finish(&held)?;
+    let stored: BTreeSet<_> = worker.anomaly_keys("alpha")?.into_iter().map(|(_, id, label)| (id, label)).collect();
+    assert!(!stored.is_empty());
+
+    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
+    let api = api_configured(cache, &["alpha", "beta"], |config, _| {
+        config.database_url = Some(database_url());
+        config.database_schema = Some(namespace.clone());
+        config.anomaly_store = AnomalyStoreKind::Postgres;
+        Ok(())
+    })?;
+    let alpha = api.token("alpha", Role::TenantAdmin);
+    let served = |agent: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut items = Vec::new();
+        let mut uri = format!("/v1/anomalies?agent={agent}&limit=50");
+        loop {
+            let page = api.get(&uri, alpha)?;
+            anyhow::ensure!(page.status == StatusCode::OK, "{}", page.body);
+            items.extend(page.body["items"].as_array().cloned().unwrap_or_default());
+            match page.body["next_cursor"].as_str() {
+                Some(cursor) => uri = format!("/v1/anomalies?agent={agent}&limit=50&cursor={cursor}"),
+                None => return Ok(items),
+            }
+        }
+    };
+    let dns = served("dns")?;
+    let shown: BTreeSet<_> = dns
+        .iter()
+        .map(|a| (a["log_id"].as_u64().unwrap_or_default(), a["label"].as_str().unwrap_or_default().to_string()))
+        .collect();
+    assert_eq!(shown, stored, "the API does not serve what the unit stored");
+    // Not the embedded store's: api_configured ran firewall there for alpha.
+    assert!(served("firewall")?.is_empty(), "the embedded store's anomalies were served");
+
+    // Beta sees none of them, by list or by id.
+    let beta = api.token("beta", Role::ReadOnly);
+    let theirs = api.get("/v1/anomalies?limit=10", beta)?;
+    assert_eq!(theirs.body["items"].as_array().map(Vec::len), Some(0), "{}", theirs.body);
+    let id = dns[0]["id"].as_i64().unwrap_or_default();
+    assert_eq!(api.get(&format!("/v1/anomalies/{id}"), alpha)?.status, StatusCode::OK);
+    problem(&api.get(&format!("/v1/anomalies/{id}"), beta)?, StatusCode::NOT_FOUND, "not_found");
+
+    // A run through this node's API commits to PostgreSQL too, once.
+    let run_once = || -> anyhow::Result<serde_json::Value> {
+        let run = api.call("POST", "/v1/runs", Some(alpha), Some(r#"{"agent":"firewall"}"#))?;
+        anyhow::ensure!(run.status == StatusCode::ACCEPTED, "{}", run.body);
+        let id = run.body["id"].as_str().unwrap_or_default().to_string();
+        for _ in 0..1_500 {
+            let status = api.get(&format!("/v1/runs/{id}"), alpha)?.body;
+            if status["state"] != "running" && status["state"] != "queued" {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        anyhow::bail!("the run did not end")
+    };
+    let first = run_once()?;
+    assert_eq!(first["state"], "completed", "{first}");
+    let firewall = served("firewall")?;
+    assert!(!firewall.is_empty());
+    assert_eq!(first["counters"]["anomalies"].as_u64(), Some(firewall.len() as u64), "{first}");
+    let second = run_once()?;
+    assert_eq!(
+        (second["state"].as_str(), second["counters"]["anomalies"].as_u64()),
+        (Some("completed"), Some(0)),
+        "{second}"
+    );
+    assert_eq!(served("firewall")?.len(), firewall.len(), "a second run stored some again");
+
+    // What reads the embedded store says so rather than answering empty.
+    let export = api.call("POST", "/v1/exports", Some(alpha), Some(r#"{"format":"jsonl"}"#))?;
+    problem(&export, StatusCode::CONFLICT, "not_on_postgres");
+    let ready = api.get("/readyz", alpha)?;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    Ok(())
+}
