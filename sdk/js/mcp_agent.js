@@ -329,11 +329,6 @@ function describe(error) {
 
 // --- windows ---------------------------------------------------------------
 
-/** Events per key in a sliding window of `spanMs`; at `threshold` the whole
- * window is flagged once, then each new event while it stays over. With
- * `distinct` the level is the number of distinct tags (push's `tag`, for
- * example the name looked up) rather than of events. At most `maxKeys` keys
- * are kept, the stalest dropped first. */
 /**
  * Makes room in a full Map of at most `maxKeys` windows: deletes those last
  * seen before `horizon`, then, while it is over `maxKeys` less a sixteenth,
@@ -351,6 +346,11 @@ export function makeRoom(windows, maxKeys, lastSeen, horizon) {
   }
 }
 
+/** Events per key in a sliding window of `spanMs`; at `threshold` the whole
+ * window is flagged once, then each new event while it stays over. With
+ * `distinct` the level is the number of distinct tags (push's `tag`, for
+ * example the name looked up) rather than of events. At most `maxKeys` keys
+ * are kept, the stalest dropped first. */
 export class Burst {
   constructor(spanMs, threshold, maxKeys = 16384, distinct = false) {
     this.spanMs = spanMs;

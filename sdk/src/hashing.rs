@@ -1,7 +1,9 @@
 //! The hash maps agents keep per source: foldhash instead of the standard
 //! SipHash, which in a guest is most of what a map lookup costs
 //! (docs/performance.md), keyed with secret random seeds so that sources an
-//! attacker names in the logs cannot be chosen to collide.
+//! attacker names in the logs are hard to choose to collide. foldhash
+//! resists such choices less than keyed SipHash does: a map that an
+//! attacker fills must also be bounded (the SDK's windows hold `max_keys`).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
