@@ -46,7 +46,7 @@ fn wait(api: &Api, token: &str, id: &str) -> anyhow::Result<Value> {
     }
 }
 
-fn export(api: &Api, token: &str, request: &Value) -> anyhow::Result<Value> {
+pub(crate) fn export(api: &Api, token: &str, request: &Value) -> anyhow::Result<Value> {
     let id = start(api, token, request)?;
     wait(api, token, &id)
 }
@@ -67,7 +67,7 @@ fn all_anomalies(api: &Api, token: &str) -> anyhow::Result<Vec<Value>> {
 
 /// Whether `anomaly` passes `request`'s filters, judged here from their
 /// meaning in the API's documentation, not from the server's code.
-fn passes(anomaly: &Value, request: &Value) -> bool {
+pub(crate) fn passes(anomaly: &Value, request: &Value) -> bool {
     let text = |field: &str| anomaly[field].as_str().unwrap_or_default().to_string();
     let number = |field: &str| anomaly[field].as_f64().unwrap_or_default();
     let listed = |filter: &str, field: &str| {
@@ -90,7 +90,7 @@ fn passes(anomaly: &Value, request: &Value) -> bool {
 }
 
 /// Downloads an export, checks its length and ETag against its record.
-fn download(api: &Api, token: &str, view: &Value) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn download(api: &Api, token: &str, view: &Value) -> anyhow::Result<Vec<u8>> {
     let id = view["id"].as_str().unwrap_or_default();
     let (status, headers, body) = api.download(&format!("/v1/exports/{id}/download"), token)?;
     anyhow::ensure!(status == StatusCode::OK, "download of {id}: {status}");

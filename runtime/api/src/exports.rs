@@ -24,7 +24,7 @@ use super::range::{RangeAnswer, answer};
 use super::{ApiError, ApiState, Caller};
 use mcp_engine::export::{ExportError, ExportFormat, ExportProgress, ExportSpec, write_export};
 use mcp_storage::control::Caller as Identity;
-use mcp_storage::export_scan::ExportFilter;
+use mcp_storage::export_scan::{ExportFilter, ExportScan};
 use mcp_storage::exports::{ExportCounts, ExportRecord};
 use mcp_storage::jobstatus::{JobState, JobStatus, now_ms};
 use mcp_storage::store::AnomalyStore;
@@ -329,8 +329,16 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
             Err(e) => tracing::warn!(export = id, "export start not recorded: {e}"),
         }
         mirror_current(state, tenant, id);
-        let store = AnomalyStore::open(&state.anomalies_db)?;
-        store.tune_for_reads()?;
+        let shared = state.shared_store().map_err(|e| ExportError::Unavailable(e.detail))?;
+        let embedded;
+        let store: &dyn ExportScan = match shared.as_deref() {
+            Some(shared) => shared,
+            None => {
+                embedded = AnomalyStore::open(&state.anomalies_db)?;
+                embedded.tune_for_reads()?;
+                &embedded
+            }
+        };
         let dir = tenant_dir(state, tenant)?;
         let mut recorded = Instant::now();
         let mut progress = |done: &ExportProgress| {
@@ -352,7 +360,7 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
             mirror_current(state, tenant, id);
             if cancelled { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
         };
-        write_export(&store, spec, &dir, &name, &mut progress)
+        write_export(store, spec, &dir, &name, &mut progress)
     })();
     let finished = match &result {
         Ok(file) => state.control.finish_export(id, "completed", &counts(&last), Some(&file.sha256), None),
@@ -434,7 +442,7 @@ fn check_declared(request: &ExportRequest) -> Result<(), ApiError> {
     responses(
         (status = ACCEPTED, description = "queued; poll /v1/exports/{id}", body = ExportView),
         (status = UNPROCESSABLE_ENTITY, description = "filters that cannot select anything: an agent the tenant has not had, a range that ends before it starts (`invalid_filter`, the detail starts with the field)", body = super::problem::Problem, content_type = "application/problem+json"),
-        (status = CONFLICT, description = "the tenant keeps as many exports, or as many bytes of them, as it may (`over_budget`): delete some first; or the deployment keeps its anomalies on PostgreSQL, which exports do not read yet (`not_on_postgres`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "the tenant keeps as many exports, or as many bytes of them, as it may (`over_budget`): delete some first", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = TOO_MANY_REQUESTS, description = "the tenant has as many exports going as it may, or the server's export queue is full (`queue_full`, with Retry-After)", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::Unauthorized
@@ -447,15 +455,6 @@ pub async fn start_export(
 ) -> Result<(StatusCode, Json<ExportView>), ApiError> {
     let super::contract::JsonObject(request) = body?;
     check_declared(&request)?;
-    if state.config.anomaly_store != mcp_engine::config::AnomalyStoreKind::Embedded {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "not_on_postgres",
-            "exports read this node's embedded anomaly store, and this deployment keeps its anomalies on PostgreSQL \
-             (anomaly_store = \"postgres\"): exports of them are not built yet (docs/ROADMAP.md); \
-             page through GET /v1/anomalies instead",
-        ));
-    }
     let filter = filter_of(&caller.tenant, &request);
     filter.check().map_err(|e| invalid_filter(&e.to_string()))?;
     for agent in &filter.agents {

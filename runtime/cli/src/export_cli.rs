@@ -11,7 +11,8 @@ use clap::{Args, ValueEnum};
 use mcp_engine::config::McpConfig;
 use mcp_engine::export::{ExportFormat, ExportProgress, ExportSpec, write_export};
 use mcp_storage::control::{Caller, ControlStore, Role};
-use mcp_storage::export_scan::ExportFilter;
+use mcp_storage::export_scan::{ExportFilter, ExportScan};
+use mcp_storage::reads::AnomalyReads;
 use mcp_storage::store::AnomalyStore;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -155,14 +156,9 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
         FormatArg::Csv => ExportFormat::Csv,
         FormatArg::Parquet => ExportFormat::Parquet,
     };
-    if config.anomaly_store != mcp_engine::config::AnomalyStoreKind::Embedded {
-        bail!(
-            "exports read this node's embedded anomaly store, and anomaly_store = \"postgres\" keeps them in \
-             PostgreSQL: exports of them are not built yet (docs/ROADMAP.md); `mcp anomalies list --json` reads them"
-        );
-    }
+    let shared = config.shared_store()?;
     let store_path = config.anomalies_db();
-    if !store_path.exists() {
+    if shared.is_none() && !store_path.exists() {
         bail!("no anomaly store at {}: nothing has been detected yet (mcp run)", store_path.display());
     }
     if args.output.as_os_str() == "-" {
@@ -179,14 +175,21 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
     let (folder, file_name) = split_output(&args.output)?;
     let dir = cap_std::fs::Dir::open_ambient_dir(&folder, cap_std::ambient_authority())
         .with_context(|| format!("cannot open the folder {}", folder.display()))?;
-    let store = AnomalyStore::open(&store_path)?;
+    let embedded;
+    let (store, reads): (&dyn ExportScan, AnomalyReads<'_>) = match &shared {
+        Some(shared) => (shared, AnomalyReads::Shared(shared)),
+        None => {
+            embedded = AnomalyStore::open(&store_path)?;
+            (&embedded, AnomalyReads::Embedded(&embedded))
+        }
+    };
     // What the API refuses as selecting nothing, the command refuses too.
     let control = ControlStore::open(&config.control_db())?;
     if tenant != config.tenant && !control.tenants()?.contains(&tenant) {
         bail!("--tenant: no tenant named '{tenant}' (mcp tenants list)");
     }
     for agent in &args.agent {
-        if !store.agent_has_anomalies(&tenant, agent)? {
+        if !reads.agent_has_anomalies(&tenant, agent)? {
             bail!("--agent: tenant {tenant} has no anomalies of an agent named '{agent}'");
         }
     }
@@ -203,7 +206,7 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
         bar.update(done.examined, Some(done.to_examine), || format!("{} rows", done.rows));
         ControlFlow::Continue(())
     };
-    let written = write_export(&store, &spec, &dir, &file_name, &mut progress);
+    let written = write_export(store, &spec, &dir, &file_name, &mut progress);
     bar.finish();
     let file = written.with_context(|| format!("exporting to {}", args.output.display()))?;
     let operator = Caller { token_id: 0, tenant: tenant.clone(), role: Role::Admin };

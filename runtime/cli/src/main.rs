@@ -792,7 +792,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 shared.migrate()?;
                 tracing::warn!(
                     "anomaly_store = postgres: every node's anomalies are served from PostgreSQL; notifications \
-                     are not queued for them yet and exports are refused (docs/ROADMAP.md)"
+                     are not queued for them yet (docs/ROADMAP.md)"
                 );
             }
             let control = ControlStore::open(&config.control_db())?;

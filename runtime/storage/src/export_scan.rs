@@ -5,7 +5,64 @@
 //! million anomalies moves steadily instead of stalling inside one query,
 //! and its progress is the share of the walk done.
 
+use crate::reads::ReadError;
+use crate::shared_store::SharedStore;
 use crate::store::{AnomalyRecord, AnomalyStore, DRIVING_FILTERS, RECORD_COLUMNS, StoreError, record};
+
+/// What an export reads of a store: the embedded one of this node, or
+/// PostgreSQL's, which holds every node's anomalies.
+pub trait ExportScan {
+    /// The id of the newest anomaly stored, 0 when none.
+    fn last_anomaly_id(&self) -> Result<i64, ReadError>;
+    /// How many index entries a walk of `filter` passes.
+    fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError>;
+    /// The next `window` index entries of the walk after `after`, with
+    /// those that pass `filter`.
+    fn export_window(
+        &self,
+        filter: &ExportFilter,
+        after: Option<ScanPosition>,
+        window: u32,
+    ) -> Result<ScanWindow, ReadError>;
+}
+
+impl ExportScan for AnomalyStore {
+    fn last_anomaly_id(&self) -> Result<i64, ReadError> {
+        Ok(AnomalyStore::last_anomaly_id(self)?)
+    }
+
+    fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError> {
+        Ok(AnomalyStore::export_walk_length(self, filter)?)
+    }
+
+    fn export_window(
+        &self,
+        filter: &ExportFilter,
+        after: Option<ScanPosition>,
+        window: u32,
+    ) -> Result<ScanWindow, ReadError> {
+        Ok(AnomalyStore::export_window(self, filter, after, window)?)
+    }
+}
+
+impl ExportScan for SharedStore {
+    fn last_anomaly_id(&self) -> Result<i64, ReadError> {
+        Ok(SharedStore::last_anomaly_id(self)?)
+    }
+
+    fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError> {
+        Ok(SharedStore::export_walk_length(self, filter)?)
+    }
+
+    fn export_window(
+        &self,
+        filter: &ExportFilter,
+        after: Option<ScanPosition>,
+        window: u32,
+    ) -> Result<ScanWindow, ReadError> {
+        Ok(SharedStore::export_window(self, filter, after, window)?)
+    }
+}
 
 /// What an export selects. Every list is "any of these"; an empty list
 /// does not filter. Ranges include their start and exclude their end.
@@ -112,7 +169,7 @@ pub struct ScanWindow {
 
 /// The walk's index, its fixed conditions (tenant, driving value, log time
 /// bounds) and their arguments.
-fn walk(filter: &ExportFilter) -> (String, String, Vec<rusqlite::types::Value>) {
+pub(crate) fn walk(filter: &ExportFilter) -> (String, String, Vec<rusqlite::types::Value>) {
     let mut args: Vec<rusqlite::types::Value> = vec![filter.tenant.clone().into()];
     let mut conditions = "tenant = ?".to_string();
     let index = match filter.driving() {
@@ -135,7 +192,7 @@ fn walk(filter: &ExportFilter) -> (String, String, Vec<rusqlite::types::Value>) 
 }
 
 /// The filters the walk's index does not apply, as one SQL truth value.
-fn residual(filter: &ExportFilter) -> (String, Vec<rusqlite::types::Value>) {
+pub(crate) fn residual(filter: &ExportFilter) -> (String, Vec<rusqlite::types::Value>) {
     let driving = filter.driving().map(|(column, _)| column);
     let mut terms = Vec::new();
     let mut args: Vec<rusqlite::types::Value> = Vec::new();

@@ -12,8 +12,8 @@ use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
 
-use mcp_storage::export_scan::ExportFilter;
-use mcp_storage::store::{AnomalyStore, StoreError};
+use mcp_storage::export_scan::{ExportFilter, ExportScan};
+use mcp_storage::store::StoreError;
 
 /// The columns of every format, in order: the fields of an anomaly record.
 pub const COLUMNS: [&str; 15] = [
@@ -74,6 +74,10 @@ impl ExportFormat {
 pub enum ExportError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Read(#[from] mcp_storage::reads::ReadError),
+    #[error("{0}")]
+    Unavailable(String),
     #[error("writing the export file: {0}")]
     Io(#[from] std::io::Error),
     #[error("writing a CSV row: {0}")]
@@ -191,7 +195,7 @@ impl<W: Write + Send> Sink<W> {
 /// Writes the export of `spec` as `file_name` inside `dir`, showing
 /// `progress` how far it has gone after each window (it may cancel).
 pub fn write_export(
-    store: &AnomalyStore,
+    store: &dyn ExportScan,
     spec: &ExportSpec,
     dir: &cap_std::fs::Dir,
     file_name: &str,
@@ -212,7 +216,7 @@ pub fn write_export(
 }
 
 fn write_partial(
-    store: &AnomalyStore,
+    store: &dyn ExportScan,
     spec: &ExportSpec,
     dir: &cap_std::fs::Dir,
     partial: &str,

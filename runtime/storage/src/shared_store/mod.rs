@@ -5,8 +5,10 @@
 //! (a run started through the API, `mcp run`). With it, what any node finds
 //! is served by every node.
 
+mod exports;
 mod pages;
 mod runs;
+mod statement;
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;

@@ -3,43 +3,14 @@
 //! pages the same way whichever store a deployment uses.
 
 use sqlx::Row;
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
+use sqlx::postgres::PgRow;
 
+use super::statement::{Arg, Statement};
 use super::{SharedStore, SharedStoreError};
 use crate::histogram::{Histogram, HistogramGroup, Slots};
 use crate::store::{
     AnomalyQuery, AnomalyRecord, AnomalySort, DRIVING_FILTERS, RECORD_COLUMNS, StoredAnomaly, equality_filter,
 };
-
-/// One argument of a statement built at run time.
-enum Arg {
-    Text(String),
-    Float(f64),
-    Int(i64),
-}
-
-/// A statement's text and its arguments, numbered as they are added.
-#[derive(Default)]
-struct Statement {
-    args: Vec<Arg>,
-}
-
-impl Statement {
-    /// Adds `arg` and gives its placeholder.
-    fn bind(&mut self, arg: Arg) -> String {
-        self.args.push(arg);
-        format!("${}", self.args.len())
-    }
-
-    fn query<'q>(&'q self, sql: &'q str) -> Query<'q, sqlx::Postgres, PgArguments> {
-        self.args.iter().fold(sqlx::query(sql), |query, arg| match arg {
-            Arg::Text(text) => query.bind(text.as_str()),
-            Arg::Float(value) => query.bind(*value),
-            Arg::Int(value) => query.bind(*value),
-        })
-    }
-}
 
 /// The WHERE conditions of `query`'s filters, the tenant first, as the
 /// embedded store's `filter_sql`.
@@ -62,7 +33,7 @@ fn filters(query: &AnomalyQuery, statement: &mut Statement) -> String {
     sql
 }
 
-fn record(r: &PgRow) -> Result<AnomalyRecord, sqlx::Error> {
+pub(super) fn record(r: &PgRow) -> Result<AnomalyRecord, sqlx::Error> {
     Ok(AnomalyRecord {
         id: r.try_get(0)?,
         agent: r.try_get(1)?,
@@ -82,13 +53,18 @@ fn record(r: &PgRow) -> Result<AnomalyRecord, sqlx::Error> {
     })
 }
 
-fn decoded<T>(what: &str, result: Result<T, sqlx::Error>) -> Result<T, SharedStoreError> {
+pub(super) fn decoded<T>(what: &str, result: Result<T, sqlx::Error>) -> Result<T, SharedStoreError> {
     result.map_err(|source| SharedStoreError::Postgres { context: format!("{what}: "), source })
 }
 
 impl SharedStore {
     /// Runs `sql` with `statement`'s arguments under the page bound.
-    fn bounded_rows(&self, what: &str, sql: &str, statement: &Statement) -> Result<Vec<PgRow>, SharedStoreError> {
+    pub(super) fn bounded_rows(
+        &self,
+        what: &str,
+        sql: &str,
+        statement: &Statement,
+    ) -> Result<Vec<PgRow>, SharedStoreError> {
         let timeout_ms = self.page_timeout.as_millis().max(1);
         self.with_retry(what, || async {
             let mut tx = self.pool.begin().await?;
