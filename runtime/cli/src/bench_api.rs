@@ -1,4 +1,5 @@
-//! `mcp bench --fill-anomalies N`: fills the configured anomaly store with N
+//! `mcp bench --fill-anomalies N`: fills the configured anomaly store (the
+//! embedded one, or PostgreSQL's with `anomaly_store = "postgres"`) with N
 //! synthetic anomalies of the configured tenant (three agents, their
 //! labels, all severities, a year of timestamps in the order logs arrive), so that the API's page
 //! queries can be load-tested over a realistic store (scripts/bench_api.sh).
@@ -6,6 +7,7 @@
 use anyhow::Result;
 use mcp_columns::{Anomaly, Severity};
 use mcp_engine::config::McpConfig;
+use mcp_storage::run_store::RunStore;
 use mcp_storage::store::{AnomalyStore, CheckpointKey, Provenance};
 use rand::{Rng, SeedableRng};
 
@@ -18,19 +20,32 @@ const SEVERITIES: [Severity; 5] = [Severity::Info, Severity::Low, Severity::Medi
 
 pub fn fill(config: &McpConfig, count: usize) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let mut store = AnomalyStore::open(&config.anomalies_db())?;
+    let shared = config.shared_store()?;
+    let (mut embedded, mut on_postgres);
+    let (store, into): (&mut dyn RunStore, String) = match &shared {
+        Some(shared) => {
+            shared.migrate()?;
+            on_postgres = shared;
+            (&mut on_postgres, "PostgreSQL's anomaly store".to_string())
+        }
+        None => {
+            embedded = AnomalyStore::open(&config.anomalies_db())?;
+            // Entries arrive in time order, as logs do: the time indexes
+            // then grow at their end instead of at random pages (ten
+            // million rows took half an hour here, where random order had
+            // not reached four million in as long); a larger page cache
+            // holds the indexes that are not in time order (score) while
+            // they grow.
+            embedded.tune_for_bulk_writes()?;
+            (&mut embedded, config.anomalies_db().display().to_string())
+        }
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let year_ms: i64 = 365 * 24 * 3600 * 1000;
     let start_ms = 1_767_225_600_000; // 2026-01-01
     let chunk = 20_000;
     let mut written = 0;
     let mut next_id: u64 = 1;
-    // Entries arrive in time order, as logs do: the time indexes then grow
-    // at their end instead of at random pages (ten million rows took half
-    // an hour here, where random order had not reached four million in
-    // as long); a larger page cache holds the indexes that are not in time
-    // order (score) while they grow.
-    store.tune_for_bulk_writes()?;
     let step_ms = (year_ms / count.max(1) as i64).max(1);
     while written < count {
         let n = chunk.min(count - written);
@@ -56,17 +71,13 @@ pub fn fill(config: &McpConfig, count: usize) -> Result<()> {
                 .collect();
             let key = CheckpointKey { tenant: &config.tenant, agent, log_source: "bench", log_type };
             let provenance = Provenance { agent_sha256: "bench", schema_version: 1, model: None };
-            store.commit(&key, &provenance, &batch, next_id)?;
+            store.commit_with_state(&key, &provenance, &batch, next_id, None)?;
             written += batch.len();
         }
     }
     #[allow(clippy::print_stdout)]
     {
-        println!(
-            "wrote {written} synthetic anomalies for tenant {} into {}",
-            config.tenant,
-            config.anomalies_db().display()
-        );
+        println!("wrote {written} synthetic anomalies for tenant {} into {into}", config.tenant);
     }
     Ok(())
 }
