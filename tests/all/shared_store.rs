@@ -178,11 +178,22 @@ fn the_anomaly_store_on_postgres_answers_as_the_embedded_one() -> anyhow::Result
     let mut instance = pipeline::instance_for(&registry, "dns", "t", Default::default(), None)?;
     let again = pipeline::run(&registry, &mut instance, &pg.0, &mut &on_postgres, &spec("t", "dns", source))?;
     assert_eq!((again.entries, again.anomalies), (0, 0), "{again:?}");
-    // Forgetting the state leaves the checkpoint.
+    // Forgetting the state leaves the checkpoint; a commit without a
+    // state keeps the one stored, an empty one removes it.
     let key = CheckpointKey { tenant: "t", agent: "wifi", log_source: source, log_type: "wifi" };
+    let wifi_build = registry.get("wifi")?.sha256.clone();
+    let checkpoint = (&on_postgres).checkpoint(&key)?;
     (&on_postgres).forget_agent_state(&key)?;
-    assert_eq!((&on_postgres).agent_state(&key, &registry.get("wifi")?.sha256)?, None);
-    assert!((&on_postgres).checkpoint(&key)? > 0);
+    assert_eq!((&on_postgres).agent_state(&key, &wifi_build)?, None);
+    assert_eq!((&on_postgres).checkpoint(&key)?, checkpoint);
+    let provenance = mcp_storage::store::Provenance { agent_sha256: &wifi_build, schema_version: 1, model: None };
+    let mut writer = &on_postgres;
+    writer.commit_with_state(&key, &provenance, &[], checkpoint, Some(b"kept"))?;
+    writer.commit_with_state(&key, &provenance, &[], checkpoint + 1, None)?;
+    assert_eq!((&on_postgres).agent_state(&key, &wifi_build)?.as_deref(), Some(&b"kept"[..]));
+    writer.commit_with_state(&key, &provenance, &[], checkpoint + 2, Some(&[]))?;
+    assert_eq!((&on_postgres).agent_state(&key, &wifi_build)?, None);
+    assert_eq!((&on_postgres).checkpoint(&key)?, checkpoint + 2);
     Ok(())
 }
 
@@ -286,6 +297,13 @@ fn every_node_serves_what_the_units_and_its_own_runs_stored_on_postgres() -> any
     // Not the embedded store's: api_configured ran firewall there for alpha.
     assert!(served("firewall")?.is_empty(), "the embedded store's anomalies were served");
 
+    // A value PostgreSQL's text cannot hold matches nothing, as in the
+    // embedded store, rather than failing the page.
+    for uri in ["/v1/anomalies?label=%00", "/v1/anomalies?agent=dns%00&sort=score"] {
+        let page = api.get(uri, alpha)?;
+        assert_eq!((page.status, page.body["items"].as_array().map(Vec::len)), (StatusCode::OK, Some(0)), "{uri}");
+    }
+
     // Beta sees none of them, by list or by id.
     let beta = api.token("beta", Role::ReadOnly);
     let theirs = api.get("/v1/anomalies?limit=10", beta)?;
@@ -341,5 +359,24 @@ fn every_node_serves_what_the_units_and_its_own_runs_stored_on_postgres() -> any
     assert_eq!((theirs["state"].as_str(), theirs["rows"].as_u64()), (Some("completed"), Some(0)), "{theirs}");
     let ready = api.get("/readyz", alpha)?;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    Ok(())
+}
+
+#[test]
+fn a_postgres_store_that_cannot_be_reached_answers_503_and_not_ready() -> anyhow::Result<()> {
+    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
+    let api = api_configured(cache, &["alpha"], |config, _| {
+        // Nothing listens on port 9 of loopback.
+        config.database_url = Some("postgres://postgres@127.0.0.1:9/test".into());
+        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.retry = RetryPolicy { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 20 };
+        Ok(())
+    })?;
+    let alpha = api.token("alpha", Role::ReadOnly);
+    problem(&api.get("/v1/anomalies?limit=5", alpha)?, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let ready = api.get("/readyz", alpha)?;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
+    let checks = ready.body["checks"].as_array().cloned().unwrap_or_default();
+    assert!(checks.iter().any(|c| c["name"] == "anomaly_store" && c["ok"] == false), "{}", ready.body);
     Ok(())
 }

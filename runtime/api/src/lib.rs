@@ -208,7 +208,14 @@ impl ApiState {
             mcp_notify::Deliverer::open(&config).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
         let export_queue = mcp_engine::queue::RunQueue::start(config.exports.queue_limits())?;
-        let store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
+        let mut store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
+        if config.anomaly_store == mcp_engine::config::AnomalyStoreKind::Postgres {
+            // Every read holds one of the pool's connections; exports
+            // hold theirs outside the slots. A tenant's half of what is
+            // left leaves the other half to the rest.
+            let connections = usize::try_from(config.database_connections).unwrap_or(usize::MAX);
+            store_slot_count = store_slot_count.min(connections.saturating_sub(config.exports.running)).max(2);
+        }
         let state = ApiState {
             config,
             control,
@@ -483,6 +490,14 @@ impl ApiState {
             stores.push(store);
         }
         result
+    }
+
+    /// Keeps anomalies in `store` (opened at start, so a server whose
+    /// PostgreSQL is down does not start).
+    pub fn keep_anomalies_in(&mut self, store: mcp_storage::shared_store::SharedStore) {
+        if let Ok(shared) = self.shared_store.get_mut() {
+            *shared = Some(Arc::new(store));
+        }
     }
 
     /// The anomaly store on PostgreSQL when the deployment keeps its

@@ -184,7 +184,7 @@ impl From<mcp_storage::reads::ReadError> for ApiError {
             mcp_storage::reads::ReadError::Embedded(error) => error.into(),
             mcp_storage::reads::ReadError::Shared(error) if error.too_broad() => query_too_broad(),
             mcp_storage::reads::ReadError::Shared(error) => {
-                tracing::error!("anomaly store on PostgreSQL: {error}");
+                tracing::error!("{error}");
                 ApiError::unavailable(
                     "the anomaly store (PostgreSQL) did not answer; /readyz says which dependency is down",
                 )

@@ -788,7 +788,8 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 .with_context(|| "listen must be an address such as 127.0.0.1:8080")?;
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            if let Some(shared) = config.shared_store()? {
+            let shared = config.shared_store()?;
+            if let Some(shared) = &shared {
                 shared.migrate()?;
                 tracing::warn!(
                     "anomaly_store = postgres: every node's anomalies are served from PostgreSQL; notifications \
@@ -812,7 +813,11 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             let cache = Arc::new(config.shared_cache()?);
             println!("{}", cache.describe());
             println!("control plane on http://{address}: the console at /ui/, OpenAPI at /openapi.json, docs at /docs");
-            let state = Arc::new(ApiState::new(config.clone(), control, registry, models, cache)?);
+            let mut state = ApiState::new(config.clone(), control, registry, models, cache)?;
+            if let Some(shared) = shared {
+                state.keep_anomalies_in(shared);
+            }
+            let state = Arc::new(state);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             let timeout = std::time::Duration::from_millis(config.shutdown_timeout_ms);
             let drained =

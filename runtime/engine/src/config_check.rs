@@ -82,6 +82,7 @@ pub fn check(path: Option<&Path>, env: Vec<(String, String)>, services: bool) ->
     };
     report.checked.push(format!("configuration from {}", config.origin()));
     addresses(&config, &mut report);
+    stores(&config, &mut report);
     folders(&config, &mut report);
     schema_files(&config, &mut report);
     models(&config, &mut report);
@@ -178,6 +179,17 @@ fn each_variable(env: Vec<(String, String)>, report: &mut CheckReport) -> Vec<(S
 fn first_line(error: &toml::de::Error) -> String {
     let message = error.message().trim();
     message.lines().next().unwrap_or(message).to_string()
+}
+
+/// A store on PostgreSQL needs PostgreSQL.
+fn stores(config: &McpConfig, report: &mut CheckReport) {
+    if config.anomaly_store == crate::config::AnomalyStoreKind::Postgres && config.database_url.is_none() {
+        report.problem(
+            "anomaly_store",
+            "\"postgres\" keeps anomalies in the PostgreSQL of database_url, which is not set: set it (or \
+             MCP_DATABASE_URL), or use anomaly_store = \"embedded\"",
+        );
+    }
 }
 
 fn addresses(config: &McpConfig, report: &mut CheckReport) {
@@ -296,7 +308,11 @@ mod tests {
             &path,
             "batch_sise = 5\nbatch_size = \"many\"\nlisten = \"nowhere\"\n[sandbox]\nmemory_bytes = -1\nbudget = \"epoch\"\n[exports]\nrows = 1\n",
         )?;
-        let env = vec![("MCP_TENNANT".to_string(), "x".to_string()), ("MCP_REPLAY_MS".to_string(), "soon".to_string())];
+        let env = vec![
+            ("MCP_TENNANT".to_string(), "x".to_string()),
+            ("MCP_REPLAY_MS".to_string(), "soon".to_string()),
+            ("MCP_ANOMALY_STORE".to_string(), "postgres".to_string()),
+        ];
         let report = check(Some(&path), env, false);
         let origins: Vec<&str> = report.problems.iter().map(|p| p.origin.rsplit(": ").next().unwrap_or("")).collect();
         for expected in [
@@ -307,6 +323,7 @@ mod tests {
             "MCP_TENNANT",
             "MCP_REPLAY_MS",
             "listen",
+            "anomaly_store",
         ] {
             assert!(origins.contains(&expected), "{expected} not named in {:?}", report.problems);
         }

@@ -56,10 +56,16 @@ const SLOT_LENGTHS_MS: [i64; 12] = [
     365 * 86_400_000,
 ];
 
-/// The shortest slot length that spans `range_ms` in at most `max_slots`.
+/// The shortest slot length that spans `range_ms` in at most `max_slots`:
+/// one of [`SLOT_LENGTHS_MS`], or, for a range longer than they span, a
+/// whole number of years.
 pub fn slot_length(range_ms: i64, max_slots: usize) -> i64 {
     let max_slots = max_slots.max(1) as i64;
-    SLOT_LENGTHS_MS.iter().copied().find(|slot| range_ms <= slot.saturating_mul(max_slots)).unwrap_or(i64::MAX / 2)
+    SLOT_LENGTHS_MS.iter().copied().find(|slot| range_ms <= slot.saturating_mul(max_slots)).unwrap_or_else(|| {
+        const YEAR_MS: i64 = 365 * 86_400_000;
+        let per_slot = range_ms.max(0).saturating_add(max_slots - 1) / max_slots;
+        per_slot.saturating_add(YEAR_MS - 1) / YEAR_MS * YEAR_MS
+    })
 }
 
 impl AnomalyStore {
@@ -153,5 +159,10 @@ mod tests {
         assert_eq!(slot_length(48 * 60_000, 48), 60_000);
         assert_eq!(slot_length(48 * 60_000 + 1, 48), 5 * 60_000);
         assert_eq!(slot_length(86_400_000, 24), 3_600_000);
+        // Past the longest length (a chart over a century): whole years,
+        // few enough slots, and no overflow where the chart adds them up.
+        let century = 100 * 365 * 86_400_000;
+        let slot = slot_length(century, 24);
+        assert!(slot % (365 * 86_400_000) == 0 && century <= slot * 24 && slot <= century, "{slot}");
     }
 }

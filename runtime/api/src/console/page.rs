@@ -110,9 +110,14 @@ pub(crate) fn post_button_styled(viewer: &Viewer, action: &str, label: &str, cla
 
 /// A time in ms since the epoch as UTC, to the second.
 pub(crate) fn time(ms: i64) -> String {
+    // RFC 3339 ends with the year 9999.
+    const LAST_MS: u64 = 253_402_300_799_999;
     let Ok(ms) = u64::try_from(ms) else {
         return format!("{ms} ms");
     };
+    if ms > LAST_MS {
+        return format!("{ms} ms");
+    }
     let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(at).to_string().replace('T', " ").replace('Z', " UTC")
 }
@@ -208,6 +213,10 @@ mod tests {
         assert_eq!(parse_local_time("1970-01-01T00:01"), Some(60_000));
         assert_eq!(parse_local_time("not a time"), None);
         assert_eq!(parse_local_time(""), None);
+        // Past the year 9999 (a chart slot of a very long range): shown,
+        // not a panic.
+        assert_eq!(time(i64::MAX), format!("{} ms", i64::MAX));
+        assert_eq!(time(253_402_300_799_999), "9999-12-31 23:59:59 UTC");
     }
 
     #[test]

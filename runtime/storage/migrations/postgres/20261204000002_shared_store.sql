@@ -10,6 +10,10 @@ CREATE INDEX IF NOT EXISTS anomalies_by_source_time ON anomalies (tenant, source
 CREATE INDEX IF NOT EXISTS anomalies_by_label_time ON anomalies (tenant, label, log_ts_ms, id);
 CREATE INDEX IF NOT EXISTS anomalies_by_severity_time ON anomalies (tenant, severity, log_ts_ms, id);
 CREATE INDEX IF NOT EXISTS anomalies_by_log_type_time ON anomalies (tenant, log_type, log_ts_ms, id);
+CREATE INDEX IF NOT EXISTS anomalies_by_source_score ON anomalies (tenant, source, score, id);
+CREATE INDEX IF NOT EXISTS anomalies_by_label_score ON anomalies (tenant, label, score, id);
+CREATE INDEX IF NOT EXISTS anomalies_by_severity_score ON anomalies (tenant, severity, score, id);
+CREATE INDEX IF NOT EXISTS anomalies_by_log_type_score ON anomalies (tenant, log_type, score, id);
 
 -- Where runs that are not units of work (a run started through the API or
 -- by `mcp run`) stand, with the agent's state as of there, written in the

@@ -22,7 +22,7 @@ pub use plan::Backfill;
 
 use crate::retry::{GaveUp, RetryPolicy};
 use crate::source::SourceError;
-use crate::source::postgres::{MIGRATIONS, connect_pool, service_runtime, transient};
+use crate::source::postgres::{MIGRATIONS, ServiceRuntime, connect_pool, service_runtime, transient};
 
 /// Errors of the shared work table.
 #[derive(Debug, thiserror::Error)]
@@ -188,7 +188,7 @@ impl UnitView {
 /// One node's connection to the shared work table.
 #[derive(Debug)]
 pub struct Cluster {
-    runtime: tokio::runtime::Runtime,
+    runtime: ServiceRuntime,
     pool: PgPool,
     node: String,
     /// This process, as its node row names it: a row of the same name

@@ -12,11 +12,33 @@ use super::{SharedStore, SharedStoreError};
 use crate::export_scan::{ExportFilter, ScanPosition, ScanWindow, residual, walk};
 use crate::store::RECORD_COLUMNS;
 
+/// `filter` without the values PostgreSQL's text cannot hold (a NUL),
+/// which no stored anomaly has; `None` when a list held only such values,
+/// so the export selects nothing.
+fn representable(filter: &ExportFilter) -> Option<ExportFilter> {
+    let mut kept = filter.clone();
+    for list in [
+        &mut kept.agents,
+        &mut kept.log_types,
+        &mut kept.labels,
+        &mut kept.severities,
+        &mut kept.sources,
+        &mut kept.models,
+    ] {
+        let asked = !list.is_empty();
+        list.retain(|value| !value.contains('\0'));
+        if asked && list.is_empty() {
+            return None;
+        }
+    }
+    Some(kept)
+}
+
 impl SharedStore {
     /// The id of the newest anomaly stored, 0 when none.
     pub fn last_anomaly_id(&self) -> Result<i64, SharedStoreError> {
-        let row = self.with_retry("read the newest anomaly's id", || {
-            sqlx::query("SELECT COALESCE(MAX(id), 0)::BIGINT FROM anomalies").fetch_one(&self.pool)
+        let row = self.read("read the newest anomaly's id", || {
+            sqlx::query("SELECT COALESCE(MAX(id), 0)::BIGINT FROM anomalies").fetch_one(&self.reads)
         })?;
         decoded("read the newest anomaly's id", row.try_get(0))
     }
@@ -24,10 +46,11 @@ impl SharedStore {
     /// How many index entries a walk of `filter` passes: the total its
     /// progress is measured against.
     pub fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, SharedStoreError> {
-        let (_, conditions, args) = walk(filter);
+        let Some(filter) = representable(filter) else { return Ok(0) };
+        let (_, conditions, args) = walk(&filter);
         let mut statement = Statement::default();
         let sql = format!("SELECT COUNT(*) FROM anomalies WHERE {}", statement.carried(&conditions, args));
-        let row = self.with_retry("count an export's walk", || statement.query(&sql).fetch_one(&self.pool))?;
+        let row = self.read("count an export's walk", || statement.query(&sql).fetch_one(&self.reads))?;
         let count: i64 = decoded("count an export's walk", row.try_get(0))?;
         Ok(count.unsigned_abs())
     }
@@ -41,6 +64,8 @@ impl SharedStore {
         window: u32,
     ) -> Result<ScanWindow, SharedStoreError> {
         let window = window.max(1);
+        let Some(filter) = representable(filter) else { return Ok(ScanWindow::default()) };
+        let filter = &filter;
         let mut statement = Statement::default();
         // The residual's arguments come first: it is in the select list.
         let (keep, keep_args) = residual(filter);
@@ -55,7 +80,7 @@ impl SharedStore {
             "SELECT {RECORD_COLUMNS}, COALESCE(({keep}), FALSE) AS keep FROM anomalies
              WHERE {conditions} ORDER BY log_ts_ms DESC, id DESC LIMIT {window}"
         );
-        let rows = self.with_retry("read a window of an export", || statement.query(&sql).fetch_all(&self.pool))?;
+        let rows = self.read("read a window of an export", || statement.query(&sql).fetch_all(&self.reads))?;
         let mut scanned = ScanWindow::default();
         let mut last = None;
         // Only a kept entry is decoded whole.

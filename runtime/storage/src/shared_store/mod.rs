@@ -19,15 +19,17 @@ pub(crate) use runs::insert_anomalies;
 
 use crate::retry::{GaveUp, RetryPolicy};
 use crate::source::SourceError;
-use crate::source::postgres::{MIGRATIONS, connect_pool, service_runtime, transient};
+use crate::source::postgres::{
+    MIGRATIONS, ServiceRuntime, connect_pool, connect_pool_waiting, service_runtime, transient,
+};
 
 /// Errors of the anomaly store on PostgreSQL.
 #[derive(Debug, thiserror::Error)]
 pub enum SharedStoreError {
     #[error("anomaly store on PostgreSQL: {context}{source}")]
     Postgres { context: String, source: sqlx::Error },
-    #[error(transparent)]
-    Connect(#[from] SourceError),
+    #[error("anomaly store on PostgreSQL: cannot be reached: {detail}")]
+    Unreachable { detail: String },
     #[error(
         "the anomaly store's tables are missing ({detail}): run `mcp db migrate`, or check database_url and database_schema"
     )]
@@ -48,11 +50,19 @@ impl SharedStoreError {
     }
 }
 
-/// A connection pool to the anomaly store on PostgreSQL.
+/// How long a read waits for a connection before it fails: a page that
+/// cannot get one answers soon (503) rather than after minutes of retries,
+/// and a tenant's burst cannot hold another tenant's page for long.
+const READ_WAIT: Duration = Duration::from_secs(3);
+
+/// Connection pools to the anomaly store on PostgreSQL: one for reads
+/// (pages, charts, exports) and one for runs' commits, so that pages that
+/// take every read connection never hold a run's commit back.
 #[derive(Debug)]
 pub struct SharedStore {
-    runtime: tokio::runtime::Runtime,
-    pool: PgPool,
+    runtime: ServiceRuntime,
+    reads: PgPool,
+    writes: PgPool,
     retry: RetryPolicy,
     retries: AtomicU64,
     /// The longest one page query (or chart) may run; PostgreSQL cancels
@@ -62,7 +72,7 @@ pub struct SharedStore {
 
 impl SharedStore {
     /// Connects to the store at `url` (in `schema` when given) with at most
-    /// `connections` connections.
+    /// `connections` connections for reads and as many for commits.
     pub fn connect(
         url: &str,
         schema: Option<&str>,
@@ -70,48 +80,71 @@ impl SharedStore {
         retry: RetryPolicy,
         page_timeout: Duration,
     ) -> Result<Self, SharedStoreError> {
-        let runtime = service_runtime("mcp-anomalies").map_err(|e| SourceError::Postgres {
-            context: "cannot start the anomaly store's client: ".into(),
-            source: e.into(),
-        })?;
-        // A run's commit holds row locks only for its own statements; an
-        // idle transaction past a minute is a client that froze.
-        let pool = connect_pool(&runtime, url, schema, connections, Some(Duration::from_secs(60)))?;
-        Ok(SharedStore { runtime, pool, retry, retries: AtomicU64::new(0), page_timeout })
+        let unreachable = |e: SourceError| SharedStoreError::Unreachable { detail: e.to_string() };
+        let runtime = service_runtime("mcp-anomalies")
+            .map_err(|e| SharedStoreError::Unreachable { detail: format!("cannot start its client: {e}") })?;
+        // A commit holds row locks only for its own statements; an idle
+        // transaction past a minute is a client that froze.
+        let idle = Some(Duration::from_secs(60));
+        let reads = connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT).map_err(unreachable)?;
+        let writes = connect_pool(&runtime, url, schema, connections, idle).map_err(unreachable)?;
+        Ok(SharedStore { runtime, reads, writes, retry, retries: AtomicU64::new(0), page_timeout })
+    }
+
+    /// How many connections reads may hold at once.
+    pub fn read_connections(&self) -> u32 {
+        self.reads.options().get_max_connections()
     }
 
     /// Creates or updates the tables (the same migrations as the PostgreSQL
     /// log source's and the work table's).
     pub fn migrate(&self) -> Result<(), SharedStoreError> {
-        self.runtime.block_on(MIGRATIONS.run(&self.pool)).map_err(|e| SharedStoreError::Postgres {
+        self.runtime.block_on(MIGRATIONS.run(&self.writes)).map_err(|e| SharedStoreError::Postgres {
             context: "migrate: ".into(),
             source: sqlx::Error::Migrate(Box::new(e)),
         })
     }
 
-    /// Whether the store answers and its tables exist.
+    /// Whether the store answers and its tables exist: one try, so a
+    /// readiness probe learns of an outage within [`READ_WAIT`].
     pub fn ping(&self) -> Result<(), SharedStoreError> {
-        self.with_retry("ping", || sqlx::query("SELECT 1 FROM anomalies LIMIT 1").fetch_optional(&self.pool))?;
+        let once = RetryPolicy { max_attempts: 1, ..self.retry };
+        self.retrying(&once, "ping", || sqlx::query("SELECT 1 FROM anomalies LIMIT 1").fetch_optional(&self.reads))?;
         Ok(())
     }
 
+    /// A read, retried once: a page is asked again by its client sooner
+    /// than a run's commit, and holds the tenant's turn while it waits.
+    fn read<T, F, Fut>(&self, what: &str, op: F) -> Result<T, SharedStoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        let twice = RetryPolicy { max_attempts: self.retry.max_attempts.min(2), ..self.retry };
+        self.retrying(&twice, what, op)
+    }
+
     /// Runs `op` until it succeeds or fails for good, retrying transient
-    /// failures as the policy says. Every statement sent this way must be
-    /// safe to repeat.
-    fn with_retry<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, SharedStoreError>
+    /// failures as the configured policy says. Every statement sent this
+    /// way must be safe to repeat.
+    fn with_retry<T, F, Fut>(&self, what: &str, op: F) -> Result<T, SharedStoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
+    {
+        self.retrying(&self.retry, what, op)
+    }
+
+    fn retrying<T, F, Fut>(&self, policy: &RetryPolicy, what: &str, mut op: F) -> Result<T, SharedStoreError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, sqlx::Error>>,
     {
         self.runtime
-            .block_on(crate::retry::retry(&self.retry, &self.retries, "PostgreSQL", what, transient, &mut op))
+            .block_on(crate::retry::retry(policy, &self.retries, "PostgreSQL", what, transient, &mut op))
             .map_err(|GaveUp { error, attempts, .. }| match &error {
                 sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01") => {
                     SharedStoreError::NotMigrated { detail: db.message().to_string() }
-                }
-                // Cancelled by the statement timeout a page query runs under.
-                sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
-                    SharedStoreError::TooBroad { timeout_ms: self.page_timeout.as_millis() }
                 }
                 _ => SharedStoreError::Postgres {
                     context: format!("{what} (after {attempts} attempts): "),

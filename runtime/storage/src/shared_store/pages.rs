@@ -33,6 +33,13 @@ fn filters(query: &AnomalyQuery, statement: &mut Statement) -> String {
     sql
 }
 
+/// Whether `query` names a value PostgreSQL's text cannot hold (a NUL):
+/// no stored anomaly has it, so the answer is empty, as the embedded
+/// store's would be, without asking.
+fn unmatchable(query: &AnomalyQuery) -> bool {
+    DRIVING_FILTERS.iter().filter_map(|column| equality_filter(query, column)).any(|value| value.contains('\0'))
+}
+
 pub(super) fn record(r: &PgRow) -> Result<AnomalyRecord, sqlx::Error> {
     Ok(AnomalyRecord {
         id: r.try_get(0)?,
@@ -66,17 +73,29 @@ impl SharedStore {
         statement: &Statement,
     ) -> Result<Vec<PgRow>, SharedStoreError> {
         let timeout_ms = self.page_timeout.as_millis().max(1);
-        self.with_retry(what, || async {
-            let mut tx = self.pool.begin().await?;
+        let rows = self.read(what, || async {
+            let mut tx = self.reads.begin().await?;
             sqlx::query(&format!("SET LOCAL statement_timeout = {timeout_ms}")).execute(&mut *tx).await?;
             let rows = statement.query(sql).fetch_all(&mut *tx).await?;
             tx.rollback().await?;
             Ok(rows)
+        });
+        // Cancelled by the statement timeout the page ran under.
+        rows.map_err(|error| match error {
+            SharedStoreError::Postgres { source: sqlx::Error::Database(ref db), .. }
+                if db.code().as_deref() == Some("57014") =>
+            {
+                SharedStoreError::TooBroad { timeout_ms }
+            }
+            other => other,
         })
     }
 
     /// One page of `query.tenant`'s anomalies, keyset-paged.
     pub fn query(&self, query: &AnomalyQuery) -> Result<Vec<AnomalyRecord>, SharedStoreError> {
+        if unmatchable(query) {
+            return Ok(Vec::new());
+        }
         let mut statement = Statement::default();
         let key = match query.sort {
             AnomalySort::Time => "log_ts_ms",
@@ -100,31 +119,34 @@ impl SharedStore {
     pub fn get(&self, tenant: &str, id: i64) -> Result<Option<AnomalyRecord>, SharedStoreError> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE tenant = $1 AND id = $2");
         let row =
-            self.with_retry("read an anomaly", || sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&self.pool))?;
+            self.read("read an anomaly", || sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&self.reads))?;
         decoded("read an anomaly", row.as_ref().map(record).transpose())
     }
 
     /// Whether `agent` of `tenant` has stored anomalies.
     pub fn agent_has_anomalies(&self, tenant: &str, agent: &str) -> Result<bool, SharedStoreError> {
-        let row = self.with_retry("look for an agent's anomalies", || {
+        if agent.contains('\0') {
+            return Ok(false);
+        }
+        let row = self.read("look for an agent's anomalies", || {
             sqlx::query("SELECT EXISTS (SELECT 1 FROM anomalies WHERE tenant = $1 AND agent = $2)")
                 .bind(tenant)
                 .bind(agent)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.reads)
         })?;
         decoded("look for an agent's anomalies", row.try_get(0))
     }
 
     /// The anomalies of `tenant` found by `agent`, by log id.
     pub fn anomalies(&self, tenant: &str, agent: &str) -> Result<Vec<StoredAnomaly>, SharedStoreError> {
-        let rows = self.with_retry("list an agent's anomalies", || {
+        let rows = self.read("list an agent's anomalies", || {
             sqlx::query(
                 "SELECT agent, log_id, label, severity, score, reason, model FROM anomalies
                  WHERE tenant = $1 AND agent = $2 ORDER BY log_id, label",
             )
             .bind(tenant)
             .bind(agent)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
         })?;
         let read = |r: &PgRow| -> Result<StoredAnomaly, sqlx::Error> {
             Ok(StoredAnomaly {
@@ -149,6 +171,9 @@ impl SharedStore {
         group: HistogramGroup,
         max_slots: usize,
     ) -> Result<Histogram, SharedStoreError> {
+        if unmatchable(query) {
+            return Ok(Histogram::default());
+        }
         let (from, to) = match (query.from_ms, query.to_ms) {
             (Some(from), Some(to)) => (from, to),
             (from, to) => {

@@ -17,6 +17,12 @@ fn id_param(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
+/// `text` as PostgreSQL's text can hold it: a NUL (which a guest may put
+/// in a label or reason) becomes U+FFFD, rather than failing the commit.
+fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { text.replace('\0', "\u{fffd}").into() } else { text.into() }
+}
+
 /// Stores `anomalies` found by `key`'s agent in `tx`, each (tenant, agent,
 /// entry, label) once, with the unit that found them if any; returns how
 /// many were new.
@@ -38,17 +44,17 @@ pub(crate) async fn insert_anomalies(
             row.push_bind(key.tenant)
                 .push_bind(key.agent)
                 .push_bind(provenance.agent_sha256)
-                .push_bind(anomaly.log_type.as_str())
+                .push_bind(storable(&anomaly.log_type))
                 .push_bind(id_param(anomaly.log_id))
-                .push_bind(anomaly.source.as_str())
+                .push_bind(storable(&anomaly.source))
                 .push_bind(anomaly.log_timestamp_ms)
                 .push_bind(f64::from(anomaly.score))
-                .push_bind(anomaly.label.as_str())
+                .push_bind(storable(&anomaly.label))
                 .push_bind(anomaly.severity.name())
-                .push_bind(anomaly.reason.as_str())
+                .push_bind(storable(&anomaly.reason))
                 .push_bind(anomaly.detected_at_ms)
                 .push_bind(schema_version)
-                .push_bind(fields.as_deref())
+                .push_bind(fields.as_deref().map(storable))
                 .push_bind(provenance.model)
                 .push_bind(unit);
         });
@@ -75,7 +81,7 @@ fn decoded<T>(what: &str, result: Result<T, sqlx::Error>) -> Result<T, RunStoreE
 impl RunStore for &SharedStore {
     fn checkpoint(&self, key: &CheckpointKey<'_>) -> Result<u64, RunStoreError> {
         let sql = format!("SELECT last_id FROM run_checkpoints WHERE {WHERE_KEY}");
-        let row = self.with_retry("read a run's checkpoint", || key_query(&sql, key).fetch_optional(&self.pool))?;
+        let row = self.with_retry("read a run's checkpoint", || key_query(&sql, key).fetch_optional(&self.writes))?;
         let last: Option<i64> = decoded("read a run's checkpoint", row.map(|r| r.try_get(0)).transpose())?;
         Ok(last.unwrap_or(0).unsigned_abs())
     }
@@ -84,7 +90,7 @@ impl RunStore for &SharedStore {
         let sql = format!(
             "SELECT state, state_sha256, agent_sha256 FROM run_checkpoints WHERE {WHERE_KEY} AND state IS NOT NULL"
         );
-        let row = self.with_retry("read an agent's state", || key_query(&sql, key).fetch_optional(&self.pool))?;
+        let row = self.with_retry("read an agent's state", || key_query(&sql, key).fetch_optional(&self.writes))?;
         let Some(row) = row else { return Ok(None) };
         let read = || -> Result<(Vec<u8>, String, String), sqlx::Error> {
             Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
@@ -97,7 +103,7 @@ impl RunStore for &SharedStore {
         let sql = format!(
             "UPDATE run_checkpoints SET state = NULL, state_sha256 = NULL, agent_sha256 = NULL WHERE {WHERE_KEY}"
         );
-        self.with_retry("forget an agent's state", || key_query(&sql, key).execute(&self.pool))?;
+        self.with_retry("forget an agent's state", || key_query(&sql, key).execute(&self.writes))?;
         Ok(())
     }
 
@@ -114,7 +120,7 @@ impl RunStore for &SharedStore {
         // Safe to repeat after a lost answer: the absolute checkpoint and
         // the unique key make a second attempt store nothing more.
         let inserted = self.with_retry("commit a batch", || async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writes.begin().await?;
             let inserted = insert_anomalies(&mut tx, key, provenance, anomalies, None).await?;
             sqlx::query(
                 "INSERT INTO run_checkpoints (tenant, agent, log_source, log_type, last_id, agent_sha256, state, state_sha256)

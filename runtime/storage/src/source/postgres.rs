@@ -22,7 +22,7 @@ pub(crate) static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrat
 /// The PostgreSQL log source.
 #[derive(Debug)]
 pub struct PgLogSource {
-    runtime: tokio::runtime::Runtime,
+    runtime: ServiceRuntime,
     pool: PgPool,
     schemas: Arc<SchemaFiles>,
     namespace: Option<String>,
@@ -50,8 +50,36 @@ pub(crate) fn transient(error: &sqlx::Error) -> bool {
 /// A runtime for a synchronous service client: one worker drives the
 /// connections, and every caller's thread blocks on it at once, which a
 /// current-thread runtime would serialise.
-pub(crate) fn service_runtime(name: &str) -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(name).enable_all().build()
+pub(crate) fn service_runtime(name: &str) -> std::io::Result<ServiceRuntime> {
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(name).enable_all().build()?;
+    Ok(ServiceRuntime { handle: runtime.handle().clone(), runtime: Some(runtime) })
+}
+
+/// A service client's runtime, used through its handle. Dropped, it shuts
+/// down without waiting for its worker: a client dropped inside another
+/// runtime (a server's state, at shutdown) would otherwise panic there, since
+/// a runtime may not block to drop inside another.
+#[derive(Debug)]
+pub(crate) struct ServiceRuntime {
+    handle: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl std::ops::Deref for ServiceRuntime {
+    type Target = tokio::runtime::Handle;
+
+    fn deref(&self) -> &Self::Target {
+        &self.handle
+    }
+}
+
+impl Drop for ServiceRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// A pool of at most `connections` to `url`. With `schema`, every
@@ -60,11 +88,29 @@ pub(crate) fn service_runtime(name: &str) -> std::io::Result<tokio::runtime::Run
 /// whose transaction waits on this client longer than that, and with it
 /// the locks the transaction holds.
 pub(crate) fn connect_pool(
-    runtime: &tokio::runtime::Runtime,
+    runtime: &tokio::runtime::Handle,
     url: &str,
     schema: Option<&str>,
     connections: u32,
     idle_in_transaction: Option<std::time::Duration>,
+) -> Result<PgPool, SourceError> {
+    connect_pool_waiting(runtime, url, schema, connections, idle_in_transaction, DEFAULT_ACQUIRE_WAIT)
+}
+
+/// How long a statement waits for a connection of the pool by default
+/// (sqlx's own default).
+const DEFAULT_ACQUIRE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// [`connect_pool`], with statements waiting at most `acquire_wait` for a
+/// connection (a new one included, when the server is down) before they
+/// fail with a timeout.
+pub(crate) fn connect_pool_waiting(
+    runtime: &tokio::runtime::Handle,
+    url: &str,
+    schema: Option<&str>,
+    connections: u32,
+    idle_in_transaction: Option<std::time::Duration>,
+    acquire_wait: std::time::Duration,
 ) -> Result<PgPool, SourceError> {
     let search_path = schema.map(|s| s.replace('"', ""));
     let pool = runtime.block_on(async {
@@ -84,6 +130,7 @@ pub(crate) fn connect_pool(
         // round trip per page.
         PgPoolOptions::new()
             .max_connections(connections.max(1))
+            .acquire_timeout(acquire_wait)
             .test_before_acquire(false)
             .after_connect(move |conn, _| {
                 let path = path.clone();
