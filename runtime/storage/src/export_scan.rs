@@ -26,43 +26,32 @@ pub trait ExportScan {
     ) -> Result<ScanWindow, ReadError>;
 }
 
-impl ExportScan for AnomalyStore {
-    fn last_anomaly_id(&self) -> Result<i64, ReadError> {
-        Ok(AnomalyStore::last_anomaly_id(self)?)
-    }
+/// Each store answers an export with its own methods of the same names.
+macro_rules! export_scan_by_its_own_methods {
+    ($store:ty) => {
+        impl ExportScan for $store {
+            fn last_anomaly_id(&self) -> Result<i64, ReadError> {
+                Ok(<$store>::last_anomaly_id(self)?)
+            }
 
-    fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError> {
-        Ok(AnomalyStore::export_walk_length(self, filter)?)
-    }
+            fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError> {
+                Ok(<$store>::export_walk_length(self, filter)?)
+            }
 
-    fn export_window(
-        &self,
-        filter: &ExportFilter,
-        after: Option<ScanPosition>,
-        window: u32,
-    ) -> Result<ScanWindow, ReadError> {
-        Ok(AnomalyStore::export_window(self, filter, after, window)?)
-    }
+            fn export_window(
+                &self,
+                filter: &ExportFilter,
+                after: Option<ScanPosition>,
+                window: u32,
+            ) -> Result<ScanWindow, ReadError> {
+                Ok(<$store>::export_window(self, filter, after, window)?)
+            }
+        }
+    };
 }
 
-impl ExportScan for SharedStore {
-    fn last_anomaly_id(&self) -> Result<i64, ReadError> {
-        Ok(SharedStore::last_anomaly_id(self)?)
-    }
-
-    fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError> {
-        Ok(SharedStore::export_walk_length(self, filter)?)
-    }
-
-    fn export_window(
-        &self,
-        filter: &ExportFilter,
-        after: Option<ScanPosition>,
-        window: u32,
-    ) -> Result<ScanWindow, ReadError> {
-        Ok(SharedStore::export_window(self, filter, after, window)?)
-    }
-}
+export_scan_by_its_own_methods!(AnomalyStore);
+export_scan_by_its_own_methods!(SharedStore);
 
 /// What an export selects. Every list is "any of these"; an empty list
 /// does not filter. Ranges include their start and exclude their end.
