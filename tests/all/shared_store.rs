@@ -365,5 +365,15 @@ fn a_postgres_store_that_cannot_be_reached_answers_503_and_not_ready() -> anyhow
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE, "{}", ready.body);
     let checks = ready.body["checks"].as_array().cloned().unwrap_or_default();
     assert!(checks.iter().any(|c| c["name"] == "anomaly_store" && c["ok"] == false), "{}", ready.body);
+    // Opened directly (as `mcp serve` does at start), it says why.
+    let refused = SharedStore::connect(
+        "postgres://postgres@127.0.0.1:9/test",
+        None,
+        2,
+        RetryPolicy::default(),
+        Duration::from_secs(2),
+    );
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(message.contains("refused") && !message.contains("log source"), "{message}");
     Ok(())
 }

@@ -529,7 +529,11 @@ fn queue_export(
 }
 
 fn find(state: &ApiState, tenant: &str, id: &str) -> Result<ExportRecord, ApiError> {
-    state.control.export(tenant, id)?.ok_or_else(|| ApiError::not_found(format!("no export {id}")))
+    state.control.export(tenant, id)?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no export {id} on this node (an export is kept by the node that took its request)"
+        ))
+    })
 }
 
 /// One export's status and progress.

@@ -71,7 +71,15 @@ fn check<E: std::fmt::Display>(name: &str, ok: &str, result: Result<(), E>) -> C
 }
 
 fn checks(state: &Arc<ApiState>) -> Vec<Check> {
-    let anomaly_store = state.with_anomalies_blocking(|store| store.ping()).map_err(|e| e.detail);
+    // The store's own error goes to the log line of the check, not the
+    // API's answer for a request.
+    let anomaly_store = match state.shared_store() {
+        Ok(Some(shared)) => shared.ping().map_err(|e| e.to_string()),
+        Ok(None) => {
+            state.with_store_blocking(|store| store.ping()).map_err(|e: mcp_storage::store::StoreError| e.to_string())
+        }
+        Err(e) => Err(e.detail),
+    };
     let log_source =
         state.log_source().map_err(|e| e.detail).and_then(|source| source.ping().map_err(|e| e.to_string()));
     let cache = match &*state.cache {

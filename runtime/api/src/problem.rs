@@ -182,7 +182,11 @@ impl From<mcp_storage::reads::ReadError> for ApiError {
     fn from(error: mcp_storage::reads::ReadError) -> Self {
         match error {
             mcp_storage::reads::ReadError::Embedded(error) => error.into(),
-            mcp_storage::reads::ReadError::Shared(error) if error.too_broad() => query_too_broad(),
+            mcp_storage::reads::ReadError::Shared(error) if error.too_broad() => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "query_too_broad",
+                "the query ran past its time bound (page_query_timeout_ms) in PostgreSQL; narrow it with a time range (from_ms, to_ms), a source, agent or label, or ask for sort=score with min_score",
+            ),
             mcp_storage::reads::ReadError::Shared(error) => {
                 tracing::error!("{error}");
                 ApiError::unavailable(

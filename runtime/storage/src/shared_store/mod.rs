@@ -19,9 +19,7 @@ pub(crate) use runs::insert_anomalies;
 
 use crate::retry::{GaveUp, RetryPolicy};
 use crate::source::SourceError;
-use crate::source::postgres::{
-    MIGRATIONS, ServiceRuntime, connect_pool, connect_pool_waiting, service_runtime, transient,
-};
+use crate::source::postgres::{MIGRATIONS, ServiceRuntime, connect_pool_waiting, service_runtime, transient};
 
 /// Errors of the anomaly store on PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -80,14 +78,21 @@ impl SharedStore {
         retry: RetryPolicy,
         page_timeout: Duration,
     ) -> Result<Self, SharedStoreError> {
-        let unreachable = |e: SourceError| SharedStoreError::Unreachable { detail: e.to_string() };
+        let unreachable = |e: SourceError| SharedStoreError::Unreachable {
+            detail: match e {
+                SourceError::Postgres { context, source } => format!("{context}{source}"),
+                other => other.to_string(),
+            },
+        };
         let runtime = service_runtime("mcp-anomalies")
             .map_err(|e| SharedStoreError::Unreachable { detail: format!("cannot start its client: {e}") })?;
         // A commit holds row locks only for its own statements; an idle
         // transaction past a minute is a client that froze.
         let idle = Some(Duration::from_secs(60));
         let reads = connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT).map_err(unreachable)?;
-        let writes = connect_pool(&runtime, url, schema, connections, idle).map_err(unreachable)?;
+        // A commit that waits longer for a connection is retried as
+        // `[retry]` says; a server that cannot be reached is known at once.
+        let writes = connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT).map_err(unreachable)?;
         Ok(SharedStore { runtime, reads, writes, retry, retries: AtomicU64::new(0), page_timeout })
     }
 

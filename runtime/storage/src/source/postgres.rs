@@ -114,15 +114,27 @@ pub(crate) fn connect_pool_waiting(
 ) -> Result<PgPool, SourceError> {
     let search_path = schema.map(|s| s.replace('"', ""));
     let pool = runtime.block_on(async {
-        if let Some(schema) = &search_path {
-            let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&admin).await?;
-            admin.close().await;
-        }
         // The application name lets an operator (and the fault tests)
         // find this pool's backends in pg_stat_activity.
         let options = PgConnectOptions::from_str(url)?
             .application_name(&format!("mcp:{}", search_path.as_deref().unwrap_or("public")));
+        // One connection alone first: a server that refuses or does not
+        // answer says so at once, where a pool waits out its timeout and
+        // then says only that it timed out.
+        let no_answer = || {
+            sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", acquire_wait.as_secs_f64()),
+            ))
+        };
+        let mut first =
+            tokio::time::timeout(acquire_wait, <sqlx::PgConnection as sqlx::Connection>::connect_with(&options))
+                .await
+                .map_err(|_| no_answer())??;
+        if let Some(schema) = &search_path {
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"")).execute(&mut first).await?;
+        }
+        sqlx::Connection::close(first).await?;
         let path = search_path.clone();
         // No ping before each use: a connection the server dropped fails
         // its statement, which the retry loop repeats on a fresh one and
