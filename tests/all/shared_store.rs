@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use mcp_engine::config::AnomalyStoreKind;
 use mcp_engine::pipeline::{self, RunSpec};
 use mcp_storage::control::Role;
-use mcp_storage::export_scan::{ExportFilter, ExportScan};
+use mcp_storage::export_scan::ExportFilter;
 use mcp_storage::histogram::HistogramGroup;
 use mcp_storage::reads::AnomalyReads;
 use mcp_storage::run_store::RunStore;
@@ -142,7 +142,7 @@ fn the_anomaly_store_on_postgres_answers_as_the_embedded_one() -> anyhow::Result
         }
     }
     // An export's walk, window by window, the same in both.
-    let walk = |store: &dyn ExportScan, filter: &ExportFilter| -> anyhow::Result<Vec<AnomalyRecord>> {
+    let walk = |store: AnomalyReads<'_>, filter: &ExportFilter| -> anyhow::Result<Vec<AnomalyRecord>> {
         let filter = ExportFilter { up_to_id: Some(store.last_anomaly_id()?), ..filter.clone() };
         let (mut records, mut after, mut examined) = (Vec::new(), None, 0);
         loop {
@@ -164,10 +164,10 @@ fn the_anomaly_store_on_postgres_answers_as_the_embedded_one() -> anyhow::Result
         ExportFilter { severities: vec!["high".into()], max_score: Some(0.99), ..everything.clone() },
         ExportFilter { labels: vec!["port_scan".into()], from_ms: Some(first_ms), ..everything.clone() },
     ] {
-        let expected = walk(&embedded, &filter)?;
-        assert_eq!(walk(&on_postgres, &filter)?, expected, "{filter:?}");
+        let expected = walk(embedded_reads, &filter)?;
+        assert_eq!(walk(shared_reads, &filter)?, expected, "{filter:?}");
     }
-    assert_eq!(ExportScan::last_anomaly_id(&on_postgres)?, ExportScan::last_anomaly_id(&embedded)?);
+    assert_eq!(shared_reads.last_anomaly_id()?, embedded_reads.last_anomaly_id()?);
 
     let one = embedded_reads.query(&queries("t", 0)[0])?.remove(0);
     let got = shared_reads.get("t", one.id)?.map(|r| AnomalyRecord { detected_at_ms: 0, ..r });

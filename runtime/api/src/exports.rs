@@ -24,9 +24,10 @@ use super::range::{RangeAnswer, answer};
 use super::{ApiError, ApiState, Caller};
 use mcp_engine::export::{ExportError, ExportFormat, ExportProgress, ExportSpec, write_export};
 use mcp_storage::control::Caller as Identity;
-use mcp_storage::export_scan::{ExportFilter, ExportScan};
+use mcp_storage::export_scan::ExportFilter;
 use mcp_storage::exports::{ExportCounts, ExportRecord};
 use mcp_storage::jobstatus::{JobState, JobStatus, now_ms};
+use mcp_storage::reads::AnomalyReads;
 use mcp_storage::store::AnomalyStore;
 
 /// A file format of an export.
@@ -331,12 +332,12 @@ fn run_export(state: &ApiState, tenant: &str, id: &str, spec: &ExportSpec) {
         mirror_current(state, tenant, id);
         let shared = state.shared_store().map_err(|e| ExportError::Unavailable(e.detail))?;
         let embedded;
-        let store: &dyn ExportScan = match shared.as_deref() {
-            Some(shared) => shared,
+        let store = match shared.as_deref() {
+            Some(shared) => AnomalyReads::Shared(shared),
             None => {
                 embedded = AnomalyStore::open(&state.anomalies_db)?;
                 embedded.tune_for_reads()?;
-                &embedded
+                AnomalyReads::Embedded(&embedded)
             }
         };
         let dir = tenant_dir(state, tenant)?;

@@ -160,19 +160,14 @@ impl From<mcp_storage::control::ControlError> for ApiError {
     }
 }
 
-/// A page query stopped by the store's work bound.
-fn query_too_broad() -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "query_too_broad",
-        "the filters match too few of the anomalies the query has to pass over; add a time range (from_ms, to_ms), a source, agent or label, or sort=score with min_score",
-    )
-}
-
 impl From<mcp_storage::store::StoreError> for ApiError {
     fn from(error: mcp_storage::store::StoreError) -> Self {
         if error.too_broad() {
-            return query_too_broad();
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "query_too_broad",
+                "the filters match too few of the anomalies the query has to pass over; add a time range (from_ms, to_ms), a source, agent or label, or sort=score with min_score",
+            );
         }
         ApiError::internal(error)
     }

@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use mcp_engine::config::McpConfig;
 use mcp_engine::export::{ExportFormat, ExportProgress, ExportSpec, write_export};
 use mcp_storage::control::{Caller, ControlStore, Role};
-use mcp_storage::export_scan::{ExportFilter, ExportScan};
+use mcp_storage::export_scan::ExportFilter;
 use mcp_storage::reads::AnomalyReads;
 use mcp_storage::store::AnomalyStore;
 
@@ -176,11 +176,11 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
     let dir = cap_std::fs::Dir::open_ambient_dir(&folder, cap_std::ambient_authority())
         .with_context(|| format!("cannot open the folder {}", folder.display()))?;
     let embedded;
-    let (store, reads): (&dyn ExportScan, AnomalyReads<'_>) = match &shared {
-        Some(shared) => (shared, AnomalyReads::Shared(shared)),
+    let store = match &shared {
+        Some(shared) => AnomalyReads::Shared(shared),
         None => {
             embedded = AnomalyStore::open(&store_path)?;
-            (&embedded, AnomalyReads::Embedded(&embedded))
+            AnomalyReads::Embedded(&embedded)
         }
     };
     // What the API refuses as selecting nothing, the command refuses too.
@@ -189,7 +189,7 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
         bail!("--tenant: no tenant named '{tenant}' (mcp tenants list)");
     }
     for agent in &args.agent {
-        if !reads.agent_has_anomalies(&tenant, agent)? {
+        if !store.agent_has_anomalies(&tenant, agent)? {
             bail!("--agent: tenant {tenant} has no anomalies of an agent named '{agent}'");
         }
     }

@@ -5,53 +5,7 @@
 //! million anomalies moves steadily instead of stalling inside one query,
 //! and its progress is the share of the walk done.
 
-use crate::reads::ReadError;
-use crate::shared_store::SharedStore;
 use crate::store::{AnomalyRecord, AnomalyStore, DRIVING_FILTERS, RECORD_COLUMNS, StoreError, record};
-
-/// What an export reads of a store: the embedded one of this node, or
-/// PostgreSQL's, which holds every node's anomalies.
-pub trait ExportScan {
-    /// The id of the newest anomaly stored, 0 when none.
-    fn last_anomaly_id(&self) -> Result<i64, ReadError>;
-    /// How many index entries a walk of `filter` passes.
-    fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError>;
-    /// The next `window` index entries of the walk after `after`, with
-    /// those that pass `filter`.
-    fn export_window(
-        &self,
-        filter: &ExportFilter,
-        after: Option<ScanPosition>,
-        window: u32,
-    ) -> Result<ScanWindow, ReadError>;
-}
-
-/// Each store answers an export with its own methods of the same names.
-macro_rules! export_scan_by_its_own_methods {
-    ($store:ty) => {
-        impl ExportScan for $store {
-            fn last_anomaly_id(&self) -> Result<i64, ReadError> {
-                Ok(<$store>::last_anomaly_id(self)?)
-            }
-
-            fn export_walk_length(&self, filter: &ExportFilter) -> Result<u64, ReadError> {
-                Ok(<$store>::export_walk_length(self, filter)?)
-            }
-
-            fn export_window(
-                &self,
-                filter: &ExportFilter,
-                after: Option<ScanPosition>,
-                window: u32,
-            ) -> Result<ScanWindow, ReadError> {
-                Ok(<$store>::export_window(self, filter, after, window)?)
-            }
-        }
-    };
-}
-
-export_scan_by_its_own_methods!(AnomalyStore);
-export_scan_by_its_own_methods!(SharedStore);
 
 /// What an export selects. Every list is "any of these"; an empty list
 /// does not filter. Ranges include their start and exclude their end.

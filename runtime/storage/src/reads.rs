@@ -1,8 +1,9 @@
 //! Reading anomalies from whichever store the deployment keeps them in:
 //! the embedded SQLite file of this node, or PostgreSQL, where every
-//! node's anomalies are. Callers (the API, the console, `mcp anomalies`)
-//! ask the same questions of either.
+//! node's anomalies are. Callers (the API, the console, exports, `mcp
+//! anomalies`) ask the same questions of either.
 
+use crate::export_scan::{ExportFilter, ScanPosition, ScanWindow};
 use crate::histogram::{Histogram, HistogramGroup};
 use crate::shared_store::{SharedStore, SharedStoreError};
 use crate::store::{AnomalyQuery, AnomalyRecord, AnomalyStore, StoreError};
@@ -71,11 +72,34 @@ impl AnomalyReads<'_> {
         }
     }
 
-    /// Whether the store answers.
-    pub fn ping(self) -> Result<(), ReadError> {
+    /// The id of the newest anomaly stored, 0 when none: where an export
+    /// stops, so that it holds the store as it was when it started.
+    pub fn last_anomaly_id(self) -> Result<i64, ReadError> {
         match self {
-            AnomalyReads::Embedded(store) => Ok(store.ping()?),
-            AnomalyReads::Shared(store) => Ok(store.ping()?),
+            AnomalyReads::Embedded(store) => Ok(store.last_anomaly_id()?),
+            AnomalyReads::Shared(store) => Ok(store.last_anomaly_id()?),
+        }
+    }
+
+    /// How many index entries an export's walk of `filter` passes.
+    pub fn export_walk_length(self, filter: &ExportFilter) -> Result<u64, ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.export_walk_length(filter)?),
+            AnomalyReads::Shared(store) => Ok(store.export_walk_length(filter)?),
+        }
+    }
+
+    /// The next `window` index entries of an export's walk after `after`,
+    /// with those that pass `filter`.
+    pub fn export_window(
+        self,
+        filter: &ExportFilter,
+        after: Option<ScanPosition>,
+        window: u32,
+    ) -> Result<ScanWindow, ReadError> {
+        match self {
+            AnomalyReads::Embedded(store) => Ok(store.export_window(filter, after, window)?),
+            AnomalyReads::Shared(store) => Ok(store.export_window(filter, after, window)?),
         }
     }
 }

@@ -12,7 +12,8 @@ use std::ops::ControlFlow;
 
 use sha2::{Digest, Sha256};
 
-use mcp_storage::export_scan::{ExportFilter, ExportScan};
+use mcp_storage::export_scan::ExportFilter;
+use mcp_storage::reads::AnomalyReads;
 use mcp_storage::store::StoreError;
 
 /// The columns of every format, in order: the fields of an anomaly record.
@@ -195,7 +196,7 @@ impl<W: Write + Send> Sink<W> {
 /// Writes the export of `spec` as `file_name` inside `dir`, showing
 /// `progress` how far it has gone after each window (it may cancel).
 pub fn write_export(
-    store: &dyn ExportScan,
+    store: AnomalyReads<'_>,
     spec: &ExportSpec,
     dir: &cap_std::fs::Dir,
     file_name: &str,
@@ -216,7 +217,7 @@ pub fn write_export(
 }
 
 fn write_partial(
-    store: &dyn ExportScan,
+    store: AnomalyReads<'_>,
     spec: &ExportSpec,
     dir: &cap_std::fs::Dir,
     partial: &str,

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use super::{Cluster, ClusterError, Horizon, Lease, db, horizon};
 use crate::run_store::{RunStore, RunStoreError};
 use crate::shared_store::insert_anomalies;
+use crate::source::postgres::id_param;
 use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usable_state};
 
 /// The store of one leased unit.
@@ -48,10 +49,6 @@ impl<'a> LeasedStore<'a> {
             asked: format!("{}/{}/{}", key.tenant, key.agent, key.log_type),
         })
     }
-}
-
-fn id_param(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
 }
 
 impl RunStore for LeasedStore<'_> {

@@ -96,11 +96,6 @@ impl SharedStore {
         Ok(SharedStore { runtime, reads, writes, retry, retries: AtomicU64::new(0), page_timeout })
     }
 
-    /// How many connections reads may hold at once.
-    pub fn read_connections(&self) -> u32 {
-        self.reads.options().get_max_connections()
-    }
-
     /// Creates or updates the tables (the same migrations as the PostgreSQL
     /// log source's and the work table's).
     pub fn migrate(&self) -> Result<(), SharedStoreError> {

@@ -8,14 +8,11 @@ use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::{SharedStore, SharedStoreError};
 use crate::run_store::{RunStore, RunStoreError};
+use crate::source::postgres::id_param;
 use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usable_state};
 
 /// Rows per INSERT: 16 arguments each stay far below PostgreSQL's 65,535.
 const ROWS_PER_INSERT: usize = 1_000;
-
-fn id_param(id: u64) -> i64 {
-    i64::try_from(id).unwrap_or(i64::MAX)
-}
 
 /// `text` as PostgreSQL's text can hold it: a NUL (which a guest may put
 /// in a label or reason) becomes U+FFFD, rather than failing the commit.

@@ -172,7 +172,8 @@ fn pg(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> SourceError
     SourceError::Postgres { context: String::new(), source: error.into() }
 }
 
-fn id_param(id: u64) -> i64 {
+/// A log id as PostgreSQL's BIGINT holds it.
+pub(crate) fn id_param(id: u64) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
 }
 
