@@ -20,5 +20,6 @@ mod registry;
 mod runs;
 mod sandbox;
 mod schemas;
+mod shared_outbox;
 mod shared_store;
 mod tenancy;

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::api::{Api, api_configured, problem};
 
-const KEY: &str = "a-signing-key-of-some-length";
+pub(crate) const KEY: &str = "a-signing-key-of-some-length";
 
 /// The most channels a tenant may have, as docs/notifications.md says.
 const MAX_CHANNELS: usize = 50;
@@ -45,11 +45,11 @@ fn notify_api(allow_private: bool) -> anyhow::Result<Api> {
     })
 }
 
-fn put(api: &Api, tenant: &'static str, path: &str, body: Value) -> anyhow::Result<crate::api::Reply> {
+pub(crate) fn put(api: &Api, tenant: &'static str, path: &str, body: Value) -> anyhow::Result<crate::api::Reply> {
     api.call("PUT", path, Some(api.token(tenant, Role::TenantAdmin)), Some(&body.to_string()))
 }
 
-fn webhook(receiver: &HttpReceiver, extra: Value) -> Value {
+pub(crate) fn webhook(receiver: &HttpReceiver, extra: Value) -> Value {
     let mut body = json!({"kind": "webhook", "url": {"value": receiver.url("/hook")}, "signing_key": {"value": KEY}});
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         body.extend(extra.clone());
@@ -57,7 +57,7 @@ fn webhook(receiver: &HttpReceiver, extra: Value) -> Value {
     body
 }
 
-fn ok(reply: crate::api::Reply, status: StatusCode) -> anyhow::Result<Value> {
+pub(crate) fn ok(reply: crate::api::Reply, status: StatusCode) -> anyhow::Result<Value> {
     anyhow::ensure!(reply.status == status, "{} instead of {status}: {}", reply.status, reply.body);
     Ok(reply.body)
 }

@@ -45,6 +45,7 @@ use mcp_engine::models::ModelManager;
 use mcp_sandbox::registry::Registry;
 pub use mcp_storage::control::{ControlStore, Role};
 use mcp_storage::jobstatus::SharedCache;
+use mcp_storage::notify::OutboxStore;
 use mcp_storage::reads::{AnomalyReads, ReadError};
 use mcp_storage::store::{AnomalyStore, StoreError};
 pub use problem::ApiError;
@@ -495,9 +496,20 @@ impl ApiState {
     /// Keeps anomalies in `store` (opened at start, so a server whose
     /// PostgreSQL is down does not start).
     pub fn keep_anomalies_in(&mut self, store: mcp_storage::shared_store::SharedStore) {
+        let store = self.adopt(store);
         if let Ok(shared) = self.shared_store.get_mut() {
-            *shared = Some(Arc::new(store));
+            *shared = Some(store);
         }
+    }
+
+    /// The anomaly store on PostgreSQL as this server uses it: its runs'
+    /// commits queue notifications by the tenants' routes, and the delivery
+    /// worker claims from it on the same connections.
+    fn adopt(&self, mut store: mcp_storage::shared_store::SharedStore) -> Arc<mcp_storage::shared_store::SharedStore> {
+        store.route_with(self.routes.clone());
+        let store = Arc::new(store);
+        self.deliverer.share_store(store.clone());
+        store
     }
 
     /// The anomaly store on PostgreSQL when the deployment keeps its
@@ -511,7 +523,7 @@ impl ApiState {
             return Ok(Some(store.clone()));
         }
         let opened = match self.config.shared_store() {
-            Ok(Some(opened)) => Arc::new(opened),
+            Ok(Some(opened)) => self.adopt(opened),
             Ok(None) => return Ok(None),
             Err(error) => {
                 tracing::error!("cannot reach the anomaly store on PostgreSQL: {error}");
@@ -553,16 +565,21 @@ impl ApiState {
         Ok((share, slot))
     }
 
-    /// Runs `f` for `tenant` with an embedded anomaly store connection on a
-    /// blocking thread (the notification outbox, which lives there).
-    pub(crate) async fn with_store<T: Send + 'static>(
+    /// Runs `f` for `tenant` with the notification outbox of the
+    /// deployment's anomaly store (embedded or on PostgreSQL) on a blocking
+    /// thread.
+    pub(crate) async fn with_outbox<T: Send + 'static>(
         self: &Arc<Self>,
         tenant: &str,
-        f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(OutboxStore<'_>) -> Result<T, ReadError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let _turn = self.store_turn(tenant).await?;
         let state = self.clone();
-        tokio::task::spawn_blocking(move || state.with_store_blocking(f).map_err(ApiError::from)).await?
+        tokio::task::spawn_blocking(move || match state.shared_store()? {
+            Some(shared) => f(OutboxStore::Shared(&shared)).map_err(ApiError::from),
+            None => state.with_store_blocking(|store| f(OutboxStore::Embedded(store))).map_err(ApiError::from),
+        })
+        .await?
     }
 
     /// Runs `f` for `tenant` with the deployment's anomaly store (embedded

@@ -398,7 +398,7 @@ pub async fn delete_channel(
             state.control.audit(&caller.identity(), "notify.channel.delete", &name)?;
             let (tenant, channel) = (caller.tenant.clone(), name.clone());
             let reason = format!("channel '{name}' was deleted");
-            state.with_store(&caller.tenant, move |s| s.give_up_channel(&tenant, &channel, &reason, now_ms())).await?;
+            state.with_outbox(&caller.tenant, move |s| s.give_up_channel(&tenant, &channel, &reason, now_ms())).await?;
             Ok(StatusCode::NO_CONTENT)
         }
         ChannelDeletion::NotFound => Err(ApiError::not_found(format!("no channel named '{name}'"))),
@@ -568,7 +568,7 @@ pub async fn list_outbox(
     let before = super::contract::id_cursor(query.cursor.as_deref())?;
     let filter = OutboxFilter { state: query.state.map(Into::into), channel: query.channel, before, limit: limit + 1 };
     let tenant = caller.tenant.clone();
-    let mut entries = state.with_store(&caller.tenant, move |store| store.outbox(&tenant, &filter)).await?;
+    let mut entries = state.with_outbox(&caller.tenant, move |store| store.outbox(&tenant, &filter)).await?;
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let next_cursor = if more { entries.last().map(|e| e.id.to_string()) } else { None };
@@ -577,7 +577,7 @@ pub async fn list_outbox(
 
 async fn outbox_entry(state: &Arc<ApiState>, tenant: &str, id: i64) -> Result<OutboxView, ApiError> {
     let owner = tenant.to_string();
-    let found = state.with_store(tenant, move |store| store.outbox_entry(&owner, id)).await?;
+    let found = state.with_outbox(tenant, move |store| store.outbox_entry(&owner, id)).await?;
     let (entry, attempts) = found.ok_or_else(|| ApiError::not_found(format!("no notification {id}")))?;
     Ok(outbox_view(entry, Some(attempts)))
 }
@@ -606,7 +606,7 @@ async fn admin_action(
     caller.require(Role::TenantAdmin)?;
     let tenant = caller.tenant.clone();
     let done = state
-        .with_store(&caller.tenant, move |store| match action {
+        .with_outbox(&caller.tenant, move |store| match action {
             "retry" => store.retry_notification(&tenant, id, now_ms()),
             _ => store.drop_notification(&tenant, id, now_ms()),
         })

@@ -241,12 +241,18 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
         anyhow::bail!("--concurrency 0 would run nothing: give 1 or more");
     }
     let node = args.node.unwrap_or_else(|| format!("{}-{}", mcp_storage::cluster::hostname(), std::process::id()));
-    let cluster = config.cluster(&node, lease_ttl)?;
+    let mut cluster = config.cluster(&node, lease_ttl)?;
     cluster.migrate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let registry = Arc::new(crate::registry(config, agents_dir)?);
     let control = ControlStore::open(&config.control_db())?;
+    // The outbox is beside the anomalies: on PostgreSQL, where units
+    // commit, only when the deployment serves its anomalies from there.
+    if config.anomaly_store == mcp_engine::config::AnomalyStoreKind::Postgres {
+        crate::notify_cli::apply_seed(config, &control)?;
+        cluster.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
+    }
     let models = config.model_manager()?;
     models.watch(Duration::from_millis(config.model_watch_ms));
     let context = WorkerContext { config, registry, source: config.log_source()?, control: &control, models };
@@ -260,11 +266,28 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     };
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
+    let delivery = deliver_beside(config, &stop)?;
+    let delivering = delivery.is_some();
     println!("node {node} joining (lease {})", args.lease_ttl);
     if args.until_done && cluster.units()?.is_empty() {
         println!("no units are planned: `mcp backfill plan` makes them");
     }
-    let report = mcp_engine::worker::work(&context, &cluster, &options, &stop)?;
+    let report = mcp_engine::worker::work(&context, &cluster, &options, &stop);
+    let signalled = stop.swap(true, Ordering::Relaxed);
+    if let Some(delivery) = delivery
+        && delivery.join().is_err()
+    {
+        eprintln!("notification delivery stopped with a panic");
+    }
+    let report = report?;
+    // A backfill run to its end sends what it queued, as `mcp run` does;
+    // what fails waits in the outbox for any node.
+    if delivering && args.until_done && !signalled {
+        let deliverer = mcp_notify::Deliverer::open(config)?;
+        let handled = tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(deliverer.drain())?;
+        let delivered: u64 = deliverer.metrics().snapshot(None).iter().map(|(_, c)| c.delivered).sum();
+        println!("notifications: {delivered} of {handled} delivered");
+    }
     let count = |counter: &std::sync::atomic::AtomicU64| usize::try_from(counter.load(Ordering::Relaxed)).unwrap_or(0);
     println!(
         "node {node}: {} finished, {} entries, {} new anomalies; {} lost to other nodes, {} failed runs (each \
@@ -289,6 +312,21 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// With the anomalies (and so the outbox) on PostgreSQL, a worker node
+/// delivers notifications too, on a thread of its own until `stop`: every
+/// node claims from the one outbox, so any of them may send.
+fn deliver_beside(config: &McpConfig, stop: &Arc<AtomicBool>) -> Result<Option<std::thread::JoinHandle<()>>> {
+    if config.anomaly_store != mcp_engine::config::AnomalyStoreKind::Postgres || !config.notifications.deliver {
+        return Ok(None);
+    }
+    let deliverer = mcp_notify::Deliverer::open(config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let stop = stop.clone();
+    let thread =
+        std::thread::Builder::new().name("mcp-delivery".into()).spawn(move || runtime.block_on(deliverer.run(stop)))?;
+    Ok(Some(thread))
 }
 
 /// SIGTERM or SIGINT sets `stop`: runs stop at their next committed batch

@@ -539,9 +539,11 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             let source = config.log_source()?;
             let control = ControlStore::open(&config.control_db())?;
             notify_cli::apply_seed(&config, &control)?;
-            let shared = config.shared_store()?;
-            if let Some(shared) = &shared {
+            let routes = Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?);
+            let mut shared = config.shared_store()?;
+            if let Some(shared) = &mut shared {
                 shared.migrate()?;
+                shared.route_with(routes.clone());
             }
             let (mut embedded, mut on_postgres);
             let store: &mut dyn mcp_storage::run_store::RunStore = match &shared {
@@ -551,7 +553,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 }
                 None => {
                     embedded = AnomalyStore::open(&config.anomalies_db())?;
-                    embedded.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
+                    embedded.route_with(routes);
                     &mut embedded
                 }
             };
@@ -791,10 +793,6 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             let shared = config.shared_store()?;
             if let Some(shared) = &shared {
                 shared.migrate()?;
-                tracing::warn!(
-                    "anomaly_store = postgres: every node's anomalies are served from PostgreSQL; notifications \
-                     are not queued for them yet (docs/ROADMAP.md)"
-                );
             }
             let control = ControlStore::open(&config.control_db())?;
             if control.token_count()? == 0 {

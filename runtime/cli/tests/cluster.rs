@@ -240,3 +240,75 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
     assert_eq!(usize::try_from(counted)?, found.len(), "the units' counts disagree with the stored anomalies");
     Ok(())
 }
+
+/// The notifications of `tenant` in `schema`'s outbox: (rows, distinct
+/// anomalies, attempts, delivered).
+fn outbox_counts(schema: &str, tenant: &str) -> Result<(i64, i64, i64, i64)> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let counts = runtime.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
+        let counts = sqlx::query_as(&format!(
+            "SELECT count(*), count(DISTINCT anomaly_id), coalesce(sum(attempts), 0)::BIGINT,
+                    count(*) FILTER (WHERE state = 'delivered')
+             FROM \"{schema}\".notify_outbox WHERE tenant = $1"
+        ))
+        .bind(tenant)
+        .fetch_one(&pool)
+        .await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(counts)
+    })?;
+    Ok(counts)
+}
+
+#[test]
+fn worker_nodes_on_postgres_queue_and_deliver_each_notification_once() -> Result<()> {
+    let ns = namespace("notify")?;
+    for (seed, log_type) in [(41, "dns"), (42, "firewall")] {
+        ns.source.append("t1", log_type, &generator::to_rows(&generator::generate(log_type, seed, 3_000)?))?;
+    }
+    let dir = tempfile::tempdir()?;
+    ns.write_config(dir.path(), "t1")?;
+    let config = std::fs::read_to_string(dir.path().join("mcp.toml"))?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!("{config}anomaly_store = \"postgres\"\n[notifications]\nfile = \"notifications.toml\"\n"),
+    )?;
+    std::fs::write(
+        dir.path().join("notifications.toml"),
+        "[[channel]]\ntenant = \"t1\"\nname = \"log\"\nkind = \"log\"\ndedup_window_s = 0\nrate_per_minute = 6000\n\n\
+         [[route]]\ntenant = \"t1\"\nname = \"all\"\nchannel = \"log\"\n",
+    )?;
+    for agent in ["dns", "firewall"] {
+        let status = quiet_mcp(dir.path())
+            .args(["backfill", "plan", "--tenant", "t1", "--agent", agent, "--rows-per-unit", "1000"])
+            .status()?;
+        assert!(status.success(), "planning {agent} failed");
+    }
+    let mut nodes = Workers(vec![("a".into(), worker(dir.path(), "a")?), ("b".into(), worker(dir.path(), "b")?)]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for (name, child) in &mut nodes.0 {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(dir.path().join(format!("{name}.log")))?;
+                assert!(status.success(), "node {name} failed: {status}\n{log}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the nodes did not finish in 5 minutes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let observer = Cluster::connect(
+        &database_url(),
+        Some(&ns.name),
+        "test-observer",
+        Duration::from_secs(2),
+        RetryPolicy::default(),
+    )?;
+    let stored = i64::try_from(observer.anomaly_keys("t1")?.len())?;
+    assert!(stored > 0, "the units found nothing to notify about");
+    let (rows, anomalies, attempts, delivered) = outbox_counts(&ns.name, "t1")?;
+    assert_eq!((rows, anomalies), (stored, stored), "one notification per anomaly stored");
+    assert_eq!((delivered, attempts), (stored, stored), "each delivered once, by one node");
+    Ok(())
+}

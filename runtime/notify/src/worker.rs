@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_engine::config::{McpConfig, NotificationsConfig};
+use mcp_engine::config::{AnomalyStoreKind, McpConfig, NotificationsConfig};
 use mcp_storage::control::{ControlError, ControlStore};
 use mcp_storage::jobstatus::now_ms;
-use mcp_storage::notify::Claimed;
 use mcp_storage::notify::outbox::{AfterAttempt, Attempt};
+use mcp_storage::notify::{Claimed, OutboxStore};
+use mcp_storage::reads::ReadError;
+use mcp_storage::shared_store::{SharedStore, SharedStoreError};
 use mcp_storage::store::{AnomalyStore, StoreError};
 
 use crate::limit::RateLimits;
@@ -30,6 +32,8 @@ pub enum NotifyError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Outbox(#[from] ReadError),
     #[error(transparent)]
     Secret(#[from] SecretError),
     #[error("cannot build the HTTP client: {0}")]
@@ -47,6 +51,9 @@ pub enum NotifyError {
 /// How long a paused (disabled) channel's notifications wait before they
 /// are looked at again.
 const PAUSED_RETRY_MS: i64 = 60_000;
+
+/// How long delivery waits after its store failed before it tries again.
+const PAUSE_AFTER_ERROR: Duration = Duration::from_secs(1);
 
 /// Counters per (tenant, channel), since the process started.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -88,13 +95,22 @@ pub fn backoff_ms(config: &NotificationsConfig, attempts: u32) -> i64 {
     i64::try_from(jittered).unwrap_or(i64::MAX)
 }
 
+/// Where the outbox is: this node's embedded store, or PostgreSQL, shared
+/// with the API's reads when the server hands its connection over, else
+/// connected on first use (so a delivery worker outlives an outage at start).
+#[derive(Debug)]
+enum OutboxHome {
+    Embedded(Mutex<AnomalyStore>),
+    Shared { config: Box<McpConfig>, store: Mutex<Option<Arc<SharedStore>>> },
+}
+
 /// Sends what the outbox holds.
 #[derive(Debug)]
 pub struct Deliverer {
     config: NotificationsConfig,
     sender: Sender,
     control: ControlStore,
-    store: Mutex<AnomalyStore>,
+    home: OutboxHome,
     limits: RateLimits,
     metrics: DeliveryMetrics,
     link_base: String,
@@ -119,7 +135,12 @@ impl Deliverer {
             sender: Sender::new(&settings, SecretKey::load(&settings)?)?,
             config: settings,
             control: ControlStore::open(control_db)?,
-            store: Mutex::new(AnomalyStore::open(anomalies_db)?),
+            home: match config.anomaly_store {
+                AnomalyStoreKind::Embedded => OutboxHome::Embedded(Mutex::new(AnomalyStore::open(anomalies_db)?)),
+                AnomalyStoreKind::Postgres => {
+                    OutboxHome::Shared { config: Box::new(config.clone()), store: Mutex::default() }
+                }
+            },
             limits: RateLimits::default(),
             metrics: DeliveryMetrics::default(),
             link_base,
@@ -141,9 +162,36 @@ impl Deliverer {
         i64::try_from(self.config.timeout_ms.saturating_mul(3).saturating_add(5_000)).unwrap_or(i64::MAX)
     }
 
-    fn with_store<T>(&self, f: impl FnOnce(&mut AnomalyStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let mut store = self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut store)
+    /// Delivers from `store`, the anomaly store on PostgreSQL the caller
+    /// opened, rather than connecting a pool of its own.
+    pub fn share_store(&self, shared: Arc<SharedStore>) {
+        if let OutboxHome::Shared { store, .. } = &self.home {
+            *store.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(shared);
+        }
+    }
+
+    /// Runs `f` on the outbox. Blocking.
+    fn with_store<T>(&self, f: impl FnOnce(OutboxStore<'_>) -> Result<T, ReadError>) -> Result<T, ReadError> {
+        match &self.home {
+            OutboxHome::Embedded(store) => {
+                let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                f(OutboxStore::Embedded(&mut store))
+            }
+            OutboxHome::Shared { config, store } => {
+                let shared = {
+                    let mut held = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match &*held {
+                        Some(shared) => shared.clone(),
+                        None => {
+                            let opened = Arc::new(config.shared_store()?.ok_or(SharedStoreError::NoDatabase)?);
+                            *held = Some(opened.clone());
+                            opened
+                        }
+                    }
+                };
+                f(OutboxStore::Shared(&shared))
+            }
+        }
     }
 
     /// Notifications one channel may have in flight at once, so a slow or
@@ -153,12 +201,20 @@ impl Deliverer {
     }
 
     /// Delivers until `stop` is set, sleeping `poll_ms` when nothing is due.
+    /// A store that fails (PostgreSQL restarting) pauses delivery for
+    /// [`PAUSE_AFTER_ERROR`], not for good.
     pub async fn run(self: Arc<Self>, stop: Arc<AtomicBool>) {
         if let Err(e) = self.give_up_orphans().await {
             tracing::error!("notification delivery: {e}");
         }
-        if let Err(e) = self.pump(Some(&stop)).await {
-            tracing::error!("notification delivery stopped: {e}");
+        while !stop.load(Ordering::Relaxed) {
+            match self.pump(Some(&stop)).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::error!("notification delivery paused for {PAUSE_AFTER_ERROR:?}: {e}");
+                    tokio::time::sleep(PAUSE_AFTER_ERROR).await;
+                }
+            }
         }
     }
 
@@ -273,8 +329,9 @@ impl Deliverer {
                     continue;
                 }
                 let (tenant, channel) = &key;
-                claimed
-                    .extend(this.with_store(|store| store.claim_channel(tenant, channel, now, this.lease_ms(), room))?);
+                claimed.extend(
+                    this.with_store(|mut store| store.claim_channel(tenant, channel, now, this.lease_ms(), room))?,
+                );
             }
             Ok(claimed)
         })
@@ -286,7 +343,7 @@ impl Deliverer {
         let (tenant, channel_name, anomaly_id) = (entry.tenant.clone(), entry.channel.clone(), entry.anomaly_id);
         let (channel, anomaly) = tokio::task::spawn_blocking(move || -> Result<_, NotifyError> {
             let channel = this.control.notify_channel(&tenant, &channel_name)?;
-            let anomaly = this.with_store(|store| store.get(&tenant, anomaly_id))?;
+            let anomaly = this.with_store(|store| store.anomalies().get(&tenant, anomaly_id))?;
             Ok((channel, anomaly))
         })
         .await??;
@@ -381,7 +438,7 @@ impl Deliverer {
         };
         let this = self.clone();
         let id = entry.id;
-        tokio::task::spawn_blocking(move || this.with_store(|store| store.record_attempt(id, &attempt, after)))
+        tokio::task::spawn_blocking(move || this.with_store(|mut store| store.record_attempt(id, &attempt, after)))
             .await??;
         Ok(())
     }

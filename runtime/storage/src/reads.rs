@@ -8,7 +8,7 @@ use crate::histogram::{Histogram, HistogramGroup};
 use crate::shared_store::{SharedStore, SharedStoreError};
 use crate::store::{AnomalyQuery, AnomalyRecord, AnomalyStore, StoreError};
 
-/// Errors of a read from either store.
+/// Errors of a read (or an outbox change) in either store.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
     #[error(transparent)]

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use super::{Cluster, ClusterError, Horizon, Lease, db, horizon};
 use crate::run_store::{RunStore, RunStoreError};
-use crate::shared_store::insert_anomalies;
+use crate::shared_store::{SharedStore, insert_anomalies};
 use crate::source::postgres::id_param;
 use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usable_state};
 
@@ -136,6 +136,7 @@ impl RunStore for LeasedStore<'_> {
         let lease = self.lease;
         let ttl = self.cluster.ttl_seconds();
         let state_sha256 = state.filter(|bytes| !bytes.is_empty()).map(sha256_hex);
+        let routes = SharedStore::routes_for(self.cluster.routes.as_deref(), key.tenant, anomalies.len())?;
         // Safe to repeat after a lost answer: the token check, the absolute
         // checkpoint and the unique key make a second attempt of a
         // transaction that did commit store nothing more.
@@ -150,7 +151,8 @@ impl RunStore for LeasedStore<'_> {
                 tx.rollback().await?;
                 return Ok(Committed::Fenced(current));
             }
-            let inserted = insert_anomalies(&mut tx, key, provenance, anomalies, Some(lease.unit)).await?;
+            let inserted =
+                insert_anomalies(&mut tx, key, provenance, anomalies, Some(lease.unit), routes.as_ref()).await?;
             sqlx::query(
                 "UPDATE work_units SET checkpoint = $2, anomalies = anomalies + $3,
                      expires_at = clock_timestamp() + make_interval(secs => $4)

@@ -198,6 +198,9 @@ pub struct Cluster {
     lease_ttl: Duration,
     retry: RetryPolicy,
     retries: AtomicU64,
+    /// Where units' commits find the tenant's notification routes, when
+    /// the deployment keeps its anomalies (and their outbox) here.
+    routes: Option<std::sync::Arc<crate::notify::RouteBook>>,
 }
 
 impl Cluster {
@@ -230,7 +233,14 @@ impl Cluster {
             lease_ttl,
             retry,
             retries: AtomicU64::new(0),
+            routes: None,
         })
+    }
+
+    /// Queues a notification for each new anomaly a unit finds that
+    /// `routes` sends to a channel, in the transaction that stores it.
+    pub fn route_with(&mut self, routes: std::sync::Arc<crate::notify::RouteBook>) {
+        self.routes = Some(routes);
     }
 
     /// This node's name.

@@ -73,7 +73,7 @@ impl OutboxState {
         }
     }
 
-    fn parse(text: &str) -> OutboxState {
+    pub(crate) fn parse(text: &str) -> OutboxState {
         match text {
             "sending" => OutboxState::Sending,
             "delivered" => OutboxState::Delivered,
@@ -143,7 +143,7 @@ pub enum AdminAction {
     Refused(OutboxState),
 }
 
-const ENTRY_COLUMNS: &str = "id, tenant, channel, kind, anomaly_id, window_end_ms, folded, state, attempts, next_attempt_ms, last_error, created_ms, finished_ms";
+pub(crate) const ENTRY_COLUMNS: &str = "id, tenant, channel, kind, anomaly_id, window_end_ms, folded, state, attempts, next_attempt_ms, last_error, created_ms, finished_ms";
 
 fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
     Ok(OutboxEntry {
@@ -164,7 +164,7 @@ fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxEntry> {
 }
 
 /// The key of "the same kind of anomaly": its agent, source and label.
-fn dedup_key(anomaly: &Anomaly) -> String {
+pub(crate) fn dedup_key(anomaly: &Anomaly) -> String {
     format!("{}\u{1f}{}\u{1f}{}", anomaly.agent, anomaly.source, anomaly.label)
 }
 

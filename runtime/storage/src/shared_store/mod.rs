@@ -6,10 +6,12 @@
 //! is served by every node.
 
 mod exports;
+mod outbox;
 mod pages;
 mod runs;
 mod statement;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use sqlx::postgres::PgPool;
 
 pub(crate) use runs::insert_anomalies;
 
+use crate::notify::{RouteBook, RouteSet};
 use crate::retry::{GaveUp, RetryPolicy};
 use crate::source::SourceError;
 use crate::source::postgres::{MIGRATIONS, ServiceRuntime, connect_pool_waiting, service_runtime, transient};
@@ -66,6 +69,9 @@ pub struct SharedStore {
     /// The longest one page query (or chart) may run; PostgreSQL cancels
     /// it past that, as the embedded store stops a page past its steps.
     page_timeout: Duration,
+    /// Where commits find the tenant's notification routes; none routes
+    /// nothing.
+    routes: Option<Arc<RouteBook>>,
 }
 
 impl SharedStore {
@@ -93,7 +99,27 @@ impl SharedStore {
         // A commit that waits longer for a connection is retried as
         // `[retry]` says; a server that cannot be reached is known at once.
         let writes = connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT).map_err(unreachable)?;
-        Ok(SharedStore { runtime, reads, writes, retry, retries: AtomicU64::new(0), page_timeout })
+        Ok(SharedStore { runtime, reads, writes, retry, retries: AtomicU64::new(0), page_timeout, routes: None })
+    }
+
+    /// Queues a notification for each new anomaly that `routes` sends to a
+    /// channel, in the transaction that stores it.
+    pub fn route_with(&mut self, routes: Arc<RouteBook>) {
+        self.routes = Some(routes);
+    }
+
+    /// The routes of `tenant` a commit of `anomalies` queues notifications
+    /// by: read before its transaction, so a change of routes applies from
+    /// the next batch.
+    pub(crate) fn routes_for(
+        routes: Option<&RouteBook>,
+        tenant: &str,
+        anomalies: usize,
+    ) -> Result<Option<RouteSet>, crate::store::StoreError> {
+        match routes {
+            Some(book) if anomalies > 0 => Ok(Some(book.routes(tenant)?).filter(|set| !set.is_empty())),
+            _ => Ok(None),
+        }
     }
 
     /// Creates or updates the tables (the same migrations as the PostgreSQL

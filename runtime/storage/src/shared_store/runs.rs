@@ -4,9 +4,15 @@
 //! transaction, as in the embedded store, so a crash and a rerun store each
 //! anomaly once. The anomalies' insert is the one a unit's commit uses too.
 
+use std::collections::HashMap;
+
+use mcp_columns::Anomaly;
 use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
+use super::outbox::{enqueue, matched};
+
 use super::{SharedStore, SharedStoreError};
+use crate::notify::RouteSet;
 use crate::run_store::{RunStore, RunStoreError};
 use crate::source::postgres::id_param;
 use crate::store::{AnomalyWithEntry, CheckpointKey, Provenance, sha256_hex, usable_state};
@@ -16,20 +22,24 @@ const ROWS_PER_INSERT: usize = 1_000;
 
 /// `text` as PostgreSQL's text can hold it: a NUL (which a guest may put
 /// in a label or reason) becomes U+FFFD, rather than failing the commit.
-fn storable(text: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn storable(text: &str) -> std::borrow::Cow<'_, str> {
     if text.contains('\0') { text.replace('\0', "\u{fffd}").into() } else { text.into() }
 }
 
 /// Stores `anomalies` found by `key`'s agent in `tx`, each (tenant, agent,
-/// entry, label) once, with the unit that found them if any; returns how
-/// many were new.
+/// entry, label) once, with the unit that found them if any, and queues
+/// the notifications `routes` sends the new ones to; returns how many were
+/// new. An anomaly stored before (a rerun) was announced before.
 pub(crate) async fn insert_anomalies(
     tx: &mut PgConnection,
     key: &CheckpointKey<'_>,
     provenance: &Provenance<'_>,
     anomalies: &[AnomalyWithEntry],
     unit: Option<i64>,
+    routes: Option<&RouteSet>,
 ) -> Result<u64, sqlx::Error> {
+    let routes = routes.filter(|set| !set.is_empty());
+    let now = crate::jobstatus::now_ms();
     let schema_version = i32::try_from(provenance.schema_version).unwrap_or(i32::MAX);
     let mut inserted = 0;
     for chunk in anomalies.chunks(ROWS_PER_INSERT) {
@@ -56,7 +66,18 @@ pub(crate) async fn insert_anomalies(
                 .push_bind(unit);
         });
         insert.push(" ON CONFLICT (tenant, agent, log_id, label) DO NOTHING");
-        inserted += insert.build().execute(&mut *tx).await?.rows_affected();
+        let Some(routes) = routes else {
+            inserted += insert.build().execute(&mut *tx).await?.rows_affected();
+            continue;
+        };
+        insert.push(" RETURNING id, log_id, label");
+        let returned: Vec<(i64, i64, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+        inserted += u64::try_from(returned.len()).unwrap_or(u64::MAX);
+        let by_key: HashMap<(i64, String), &Anomaly> = chunk
+            .iter()
+            .map(|(anomaly, _)| ((id_param(anomaly.log_id), storable(&anomaly.label).into_owned()), anomaly))
+            .collect();
+        enqueue(tx, key.tenant, &matched(&returned, &by_key), routes, now).await?;
     }
     Ok(inserted)
 }
@@ -114,11 +135,13 @@ impl RunStore for &SharedStore {
     ) -> Result<usize, RunStoreError> {
         let state_sha256 = state.filter(|bytes| !bytes.is_empty()).map(sha256_hex);
         let keep_state = state.is_none();
+        let routes = SharedStore::routes_for(self.routes.as_deref(), key.tenant, anomalies.len())?;
         // Safe to repeat after a lost answer: the absolute checkpoint and
-        // the unique key make a second attempt store nothing more.
+        // the unique key make a second attempt store nothing more (and
+        // queue nothing more).
         let inserted = self.with_retry("commit a batch", || async {
             let mut tx = self.writes.begin().await?;
-            let inserted = insert_anomalies(&mut tx, key, provenance, anomalies, None).await?;
+            let inserted = insert_anomalies(&mut tx, key, provenance, anomalies, None, routes.as_ref()).await?;
             sqlx::query(
                 "INSERT INTO run_checkpoints (tenant, agent, log_source, log_type, last_id, agent_sha256, state, state_sha256)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
