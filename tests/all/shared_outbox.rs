@@ -373,3 +373,48 @@ fn a_units_and_a_runs_anomalies_reach_the_receiver_once_whichever_node_sends() -
     crate::api::problem(&retried, StatusCode::NOT_FOUND, "not_found");
     Ok(())
 }
+
+#[test]
+fn a_channels_rate_limit_holds_across_nodes() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let namespace = pg.0.namespace().unwrap_or_default().to_string();
+    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
+    let api = api_configured(cache, &["alpha"], |config, _| {
+        config.database_url = Some(database_url());
+        config.database_schema = Some(namespace.clone());
+        config.anomaly_store = AnomalyStoreKind::Postgres;
+        let key_file = config.data_dir.join("secrets.key");
+        std::fs::write(&key_file, "42".repeat(32))?;
+        config.notifications.secrets_key_file = Some(key_file);
+        config.notifications.allow_private_targets = true;
+        Ok(())
+    })?;
+    let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
+    let channel = webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 6}));
+    ok(put(&api, "alpha", "/v1/notifications/channels/soc", channel)?, StatusCode::CREATED)?;
+    ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "soc"}))?, StatusCode::CREATED)?;
+    let store = shared(&pg, &Arc::new(RouteBook::open(&api.state.config.control_db())?))?;
+    let storm: Vec<_> = (1..=20).map(|id| found(id, &format!("10.0.0.{id}"), Severity::Critical)).collect();
+    assert_eq!(commit(&mut &store, "alpha", &storm, 100)?, 20);
+
+    // Two nodes deliver at once: together they send one minute's allowance.
+    let other_node = mcp_notify::Deliverer::open(&api.state.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let mine = scope.spawn(|| api.deliver());
+        let theirs = scope.spawn(|| runtime.block_on(other_node.drain()));
+        (mine.join(), theirs.join())
+    });
+    let (Ok(mine), Ok(theirs)) = (mine, theirs) else { anyhow::bail!("a delivering thread panicked") };
+    let (mine, theirs) = (mine?, theirs?);
+    assert_eq!(
+        receiver.accepted().len(),
+        6,
+        "the channel's 6 a minute were sent by each node (handled {mine} and {theirs})"
+    );
+    let waiting =
+        store.outbox("alpha", &OutboxFilter { state: Some(OutboxState::Pending), limit: 100, ..Default::default() })?;
+    assert_eq!(waiting.len(), 14);
+    assert!(waiting.iter().all(|e| e.attempts == 0 && e.next_attempt_ms > now_ms()), "held, not failed: {waiting:?}");
+    Ok(())
+}

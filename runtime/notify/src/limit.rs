@@ -1,7 +1,9 @@
 //! Each channel's rate limit: a token bucket holding a minute's worth of
 //! messages, refilled evenly, so a storm sends one minute's allowance at
 //! once and then one message per interval. Kept in the delivering
-//! process; a second delivering process has buckets of its own.
+//! process when the outbox is the node's embedded store; with the outbox on
+//! PostgreSQL every node takes from the same bucket there
+//! (`SharedStore::take_rate_token`).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -367,7 +367,7 @@ impl Deliverer {
                 .finish(&entry, Err(give_up(format!("anomaly {} is no longer stored", entry.anomaly_id))), true)
                 .await;
         };
-        if let Err(wait_ms) = self.limits.take(&entry.tenant, &entry.channel, channel.rate_per_minute, now) {
+        if let Err(wait_ms) = self.take_token(&entry.tenant, &entry.channel, channel.rate_per_minute, now).await? {
             self.metrics.add(&entry.tenant, &entry.channel, |c| c.rate_limited += 1);
             return self.defer(entry.id, now + wait_ms).await;
         }
@@ -384,6 +384,32 @@ impl Deliverer {
         };
         let result = self.sender.send(&entry.tenant, &entry.channel, &spec, &notice, entry.attempts + 1).await;
         self.finish(&entry, result, false).await
+    }
+
+    /// A token of the channel's rate limit: from this process's buckets
+    /// when the outbox is this node's own, else from PostgreSQL's, which
+    /// every delivering node shares (so N nodes still send a channel's
+    /// allowance once, not N times).
+    async fn take_token(
+        self: &Arc<Self>,
+        tenant: &str,
+        channel: &str,
+        per_minute: i64,
+        now: i64,
+    ) -> Result<Result<(), i64>, NotifyError> {
+        if matches!(self.home, OutboxHome::Embedded(_)) {
+            return Ok(self.limits.take(tenant, channel, per_minute, now));
+        }
+        let this = self.clone();
+        let (tenant, channel) = (tenant.to_string(), channel.to_string());
+        let taken = tokio::task::spawn_blocking(move || {
+            this.with_store(|store| match store {
+                OutboxStore::Shared(shared) => Ok(shared.take_rate_token(&tenant, &channel, per_minute, now)?),
+                OutboxStore::Embedded(_) => Ok(this.limits.take(&tenant, &channel, per_minute, now)),
+            })
+        })
+        .await??;
+        Ok(taken)
     }
 
     async fn defer(self: &Arc<Self>, id: i64, until_ms: i64) -> Result<(), NotifyError> {
@@ -456,7 +482,7 @@ impl Deliverer {
             .map_err(|e| NotifyError::BadChannel { channel: name.to_string(), message: e.to_string() })?;
         // A test is a message like any other to the receiver: it takes its
         // turn in the channel's rate limit, so tests cannot flood it.
-        if let Err(wait_ms) = self.limits.take(tenant, name, channel.rate_per_minute, now_ms()) {
+        if let Err(wait_ms) = self.take_token(tenant, name, channel.rate_per_minute, now_ms()).await? {
             self.metrics.add(tenant, name, |c| c.rate_limited += 1);
             return Err(NotifyError::RateLimited { channel: name.to_string(), wait_ms });
         }

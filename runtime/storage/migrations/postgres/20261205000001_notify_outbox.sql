@@ -38,3 +38,16 @@ CREATE TABLE IF NOT EXISTS notify_attempts (
     answer TEXT
 );
 CREATE INDEX IF NOT EXISTS notify_attempts_by_outbox ON notify_attempts (outbox_id, id);
+
+-- Each channel's rate limit, shared by every node that delivers: a token
+-- bucket of a minute's worth of messages in 1/60,000ths (as the embedded
+-- deployment's in-process buckets count them), refilled by elapsed time.
+CREATE TABLE IF NOT EXISTS notify_buckets (
+    tenant TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    units BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    -- Whether the last take found a token.
+    taken BOOLEAN NOT NULL,
+    PRIMARY KEY (tenant, channel)
+);

@@ -319,6 +319,42 @@ impl SharedStore {
         Ok(())
     }
 
+    /// Takes a token of `tenant`'s `channel`'s rate limit, shared by every
+    /// node: `Ok(Ok(()))` when there was one, `Ok(Err(ms))` with the time
+    /// until there will be. The bucket holds a minute's allowance and
+    /// refills evenly, as the embedded deployment's in-process one does.
+    pub fn take_rate_token(
+        &self,
+        tenant: &str,
+        channel: &str,
+        per_minute: i64,
+        now_ms: i64,
+    ) -> Result<Result<(), i64>, SharedStoreError> {
+        const UNIT: i64 = 60_000;
+        let per_minute = per_minute.max(1);
+        let capacity = per_minute.saturating_mul(UNIT);
+        // One statement: the row's lock orders two nodes' takes.
+        let (units, taken): (i64, bool) = self.with_retry("take a rate-limit token", || {
+            sqlx::query_as(
+                "INSERT INTO notify_buckets AS b (tenant, channel, units, at_ms, taken) VALUES ($1, $2, $3 - $6, $4, true)
+                 ON CONFLICT (tenant, channel) DO UPDATE SET
+                     units = LEAST(b.units + GREATEST($4 - b.at_ms, 0) * $5, $3)
+                           - CASE WHEN LEAST(b.units + GREATEST($4 - b.at_ms, 0) * $5, $3) >= $6 THEN $6 ELSE 0 END,
+                     taken = LEAST(b.units + GREATEST($4 - b.at_ms, 0) * $5, $3) >= $6,
+                     at_ms = GREATEST($4, b.at_ms)
+                 RETURNING units, taken",
+            )
+            .bind(tenant)
+            .bind(channel)
+            .bind(capacity)
+            .bind(now_ms)
+            .bind(per_minute)
+            .bind(UNIT)
+            .fetch_one(&self.writes)
+        })?;
+        Ok(if taken { Ok(()) } else { Err((UNIT - units + per_minute - 1) / per_minute) })
+    }
+
     /// `tenant`'s notifications, newest first.
     pub fn outbox(&self, tenant: &str, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>, SharedStoreError> {
         if filter.channel.as_deref().is_some_and(|c| c.contains('\0')) {
