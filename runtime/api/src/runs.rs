@@ -14,7 +14,7 @@ use mcp_engine::jobs::{RunJob, queued_status, request_cancel};
 use mcp_engine::queue::QueueError;
 use mcp_engine::runs::RunBuilder;
 use mcp_storage::jobstatus::{JobState, JobStatus};
-use mcp_storage::run_store::RunStore;
+use mcp_storage::run_store::ConfiguredStore;
 
 /// What to run.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -151,17 +151,12 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
         Ok(shared) => shared,
         Err(error) => return RunJob::never_started(&state.cache, queued, JobState::Failed, Some(error.detail)),
     };
-    let (mut embedded, mut on_postgres);
-    let store: &mut dyn RunStore = match shared.as_deref() {
-        Some(shared) => {
-            on_postgres = shared;
-            &mut on_postgres
-        }
+    let mut store = match shared.as_deref() {
+        Some(shared) => ConfiguredStore::Shared(shared),
         None => match mcp_storage::store::AnomalyStore::open(&state.anomalies_db) {
             Ok(mut store) => {
                 store.route_with(state.routes.clone());
-                embedded = store;
-                &mut embedded
+                ConfiguredStore::Embedded(store)
             }
             Err(error) => {
                 tracing::error!(tenant, agent, "cannot open the anomaly store for a run: {error}");
@@ -177,7 +172,7 @@ fn execute(state: &Arc<ApiState>, builder: RunBuilder, queued: JobStatus) {
     let span = tracing::info_span!("run", tenant = %tenant, agent = %agent, run = %id);
     let _entered = span.enter();
     let mut job = RunJob::begin(&state.cache, queued, interval).stop_when(state.stopping.clone());
-    let outcome = run.execute(store, &mut |report| job.observe(report));
+    let outcome = run.execute(&mut store, &mut |report| job.observe(report));
     state.add_run_totals(&tenant, &agent, &super::RunTotals::of(&outcome));
     let settled = mcp_engine::quarantine::settle(&state.control, &state.config.quarantine, &tenant, &agent, &outcome);
     if let Err(e) = settled {

@@ -7,7 +7,7 @@
 use anyhow::Result;
 use mcp_columns::{Anomaly, Severity};
 use mcp_engine::config::McpConfig;
-use mcp_storage::run_store::RunStore;
+use mcp_storage::run_store::{ConfiguredStore, RunStore};
 use mcp_storage::store::{AnomalyStore, CheckpointKey, Provenance};
 use rand::{Rng, SeedableRng};
 
@@ -21,15 +21,13 @@ const SEVERITIES: [Severity; 5] = [Severity::Info, Severity::Low, Severity::Medi
 pub fn fill(config: &McpConfig, count: usize) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)?;
     let shared = config.shared_store()?;
-    let (mut embedded, mut on_postgres);
-    let (store, into): (&mut dyn RunStore, String) = match &shared {
+    let (mut store, into) = match &shared {
         Some(shared) => {
             shared.migrate()?;
-            on_postgres = shared;
-            (&mut on_postgres, "PostgreSQL's anomaly store".to_string())
+            (ConfiguredStore::Shared(shared), "PostgreSQL's anomaly store".to_string())
         }
         None => {
-            embedded = AnomalyStore::open(&config.anomalies_db())?;
+            let embedded = AnomalyStore::open(&config.anomalies_db())?;
             // Entries arrive in time order, as logs do: the time indexes
             // then grow at their end instead of at random pages (ten
             // million rows took half an hour here, where random order had
@@ -37,7 +35,7 @@ pub fn fill(config: &McpConfig, count: usize) -> Result<()> {
             // holds the indexes that are not in time order (score) while
             // they grow.
             embedded.tune_for_bulk_writes()?;
-            (&mut embedded, config.anomalies_db().display().to_string())
+            (ConfiguredStore::Embedded(embedded), config.anomalies_db().display().to_string())
         }
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

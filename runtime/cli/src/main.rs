@@ -14,6 +14,7 @@ use mcp_engine::config::McpConfig;
 use mcp_engine::runs::RunBuilder;
 use mcp_sandbox::registry::Registry;
 use mcp_sandbox::{CompileCache, Sandbox};
+use mcp_storage::run_store::ConfiguredStore;
 use mcp_storage::store::AnomalyStore;
 
 mod agents_cli;
@@ -545,16 +546,12 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 shared.migrate()?;
                 shared.route_with(routes.clone());
             }
-            let (mut embedded, mut on_postgres);
-            let store: &mut dyn mcp_storage::run_store::RunStore = match &shared {
-                Some(shared) => {
-                    on_postgres = shared;
-                    &mut on_postgres
-                }
+            let mut store = match &shared {
+                Some(shared) => ConfiguredStore::Shared(shared),
                 None => {
-                    embedded = AnomalyStore::open(&config.anomalies_db())?;
+                    let mut embedded = AnomalyStore::open(&config.anomalies_db())?;
                     embedded.route_with(routes);
-                    &mut embedded
+                    ConfiguredStore::Embedded(embedded)
                 }
             };
             let cache = config.shared_cache()?;
@@ -575,7 +572,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                     .and_then(|run| run.models(models.clone()).build())
                     .map(|run| {
                         let mut bar = progress::Progress::new(&name, None);
-                        let ran = run.execute_as_job(&mut *store, &cache, interval, &mut |report| bar.show_run(report));
+                        let ran = run.execute_as_job(&mut store, &cache, interval, &mut |report| bar.show_run(report));
                         bar.finish();
                         ran
                     });

@@ -8,7 +8,7 @@
 //! whose nodes share their anomalies.
 
 use crate::cluster::ClusterError;
-use crate::shared_store::SharedStoreError;
+use crate::shared_store::{SharedStore, SharedStoreError};
 use crate::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance, StoreError};
 
 /// Errors of the store a run commits to.
@@ -89,5 +89,62 @@ impl RunStore for AnomalyStore {
 
     fn after_run(&self) -> Result<(), RunStoreError> {
         Ok(self.optimize()?)
+    }
+}
+
+/// The store a run commits to as the deployment keeps its anomalies: this
+/// node's embedded file, or the PostgreSQL store every node shares.
+#[derive(Debug)]
+pub enum ConfiguredStore<'a> {
+    Embedded(AnomalyStore),
+    Shared(&'a SharedStore),
+}
+
+impl ConfiguredStore<'_> {
+    fn store(&self) -> &dyn RunStore {
+        match self {
+            ConfiguredStore::Embedded(store) => store,
+            ConfiguredStore::Shared(store) => store,
+        }
+    }
+
+    fn store_mut(&mut self) -> &mut dyn RunStore {
+        match self {
+            ConfiguredStore::Embedded(store) => store,
+            ConfiguredStore::Shared(store) => store,
+        }
+    }
+}
+
+impl RunStore for ConfiguredStore<'_> {
+    fn checkpoint(&self, key: &CheckpointKey<'_>) -> Result<u64, RunStoreError> {
+        self.store().checkpoint(key)
+    }
+
+    fn agent_state(&self, key: &CheckpointKey<'_>, agent_sha256: &str) -> Result<Option<Vec<u8>>, RunStoreError> {
+        self.store().agent_state(key, agent_sha256)
+    }
+
+    fn forget_agent_state(&self, key: &CheckpointKey<'_>) -> Result<(), RunStoreError> {
+        self.store().forget_agent_state(key)
+    }
+
+    fn commit_with_state(
+        &mut self,
+        key: &CheckpointKey<'_>,
+        provenance: &Provenance<'_>,
+        anomalies: &[AnomalyWithEntry],
+        last_id: u64,
+        state: Option<&[u8]>,
+    ) -> Result<usize, RunStoreError> {
+        self.store_mut().commit_with_state(key, provenance, anomalies, last_id, state)
+    }
+
+    fn settled_up_to(&mut self) -> Result<Option<u64>, RunStoreError> {
+        self.store_mut().settled_up_to()
+    }
+
+    fn after_run(&self) -> Result<(), RunStoreError> {
+        self.store().after_run()
     }
 }

@@ -64,6 +64,26 @@ pub(super) fn decoded<T>(what: &str, result: Result<T, sqlx::Error>) -> Result<T
     result.map_err(|source| SharedStoreError::Postgres { context: format!("{what}: "), source })
 }
 
+/// The SQL of `query`'s page and its arguments.
+fn page_sql(query: &AnomalyQuery) -> (String, Statement) {
+    let mut statement = Statement::default();
+    let key = match query.sort {
+        AnomalySort::Time => "log_ts_ms",
+        AnomalySort::Score => "score",
+    };
+    let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE {}", filters(query, &mut statement));
+    if let Some((value, id)) = query.after {
+        let value = match query.sort {
+            AnomalySort::Time => statement.bind(Arg::Int(value as i64)),
+            AnomalySort::Score => statement.bind(Arg::Float(value)),
+        };
+        let id = statement.bind(Arg::Int(id));
+        sql.push_str(&format!(" AND ({key}, id) < ({value}, {id})"));
+    }
+    sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
+    (sql, statement)
+}
+
 impl SharedStore {
     /// Runs `sql` with `statement`'s arguments under the page bound.
     pub(super) fn bounded_rows(
@@ -96,23 +116,19 @@ impl SharedStore {
         if unmatchable(query) {
             return Ok(Vec::new());
         }
-        let mut statement = Statement::default();
-        let key = match query.sort {
-            AnomalySort::Time => "log_ts_ms",
-            AnomalySort::Score => "score",
-        };
-        let mut sql = format!("SELECT {RECORD_COLUMNS} FROM anomalies WHERE {}", filters(query, &mut statement));
-        if let Some((value, id)) = query.after {
-            let value = match query.sort {
-                AnomalySort::Time => statement.bind(Arg::Int(value as i64)),
-                AnomalySort::Score => statement.bind(Arg::Float(value)),
-            };
-            let id = statement.bind(Arg::Int(id));
-            sql.push_str(&format!(" AND ({key}, id) < ({value}, {id})"));
-        }
-        sql.push_str(&format!(" ORDER BY {key} DESC, id DESC LIMIT {}", query.limit));
+        let (sql, statement) = page_sql(query);
         let rows = self.bounded_rows("read a page of anomalies", &sql, &statement)?;
         decoded("read a page of anomalies", rows.iter().map(record).collect())
+    }
+
+    /// The plan PostgreSQL makes for `query`'s page (`EXPLAIN`, one line a
+    /// node), so that a test or an operator can see which index serves it.
+    pub fn explain_page(&self, query: &AnomalyQuery) -> Result<String, SharedStoreError> {
+        let (sql, statement) = page_sql(query);
+        let explain = format!("EXPLAIN {sql}");
+        let rows = self.read("explain a page of anomalies", || statement.query(&explain).fetch_all(&self.reads))?;
+        let lines: Vec<String> = decoded("explain a page of anomalies", rows.iter().map(|r| r.try_get(0)).collect())?;
+        Ok(lines.join("\n"))
     }
 
     /// One anomaly of `tenant` by id; `None` for another tenant's.
