@@ -377,3 +377,105 @@ fn a_postgres_store_that_cannot_be_reached_answers_503_and_not_ready() -> anyhow
     assert!(message.contains("refused") && !message.contains("log source"), "{message}");
     Ok(())
 }
+
+/// Ends every connection of the test's schema, as an operator's
+/// `pg_terminate_backend` or a failover would; returns how many.
+fn cut_connections(namespace: &str) -> anyhow::Result<i64> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    Ok(runtime.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
+        let (cut,): (i64,) =
+            sqlx::query_as("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(format!("mcp:{namespace}"))
+                .fetch_one(&pool)
+                .await?;
+        pool.close().await;
+        Ok::<_, sqlx::Error>(cut)
+    })?)
+}
+
+#[test]
+fn pages_asked_while_connections_are_cut_answer_or_say_unavailable() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let namespace = pg.0.namespace().unwrap_or_default().to_string();
+    let store = shared(&pg)?;
+    let batch: Vec<_> = (1..=3_000u64)
+        .map(|n| {
+            let anomaly = mcp_columns::Anomaly {
+                agent: "dns".into(),
+                log_id: n,
+                log_type: "dns".into(),
+                source: format!("10.0.0.{}", n % 50),
+                log_timestamp_ms: 1_000_000 + n as i64,
+                score: (n % 100) as f32 / 100.0,
+                label: "tunnel".into(),
+                severity: mcp_columns::Severity::High,
+                reason: "r".into(),
+                detected_at_ms: 0,
+            };
+            (anomaly, None)
+        })
+        .collect();
+    let key = CheckpointKey { tenant: "alpha", agent: "dns", log_source: "s", log_type: "dns" };
+    let provenance = mcp_storage::store::Provenance { agent_sha256: "x", schema_version: 1, model: None };
+    (&store).commit_with_state(&key, &provenance, &batch, 3_000, None)?;
+    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
+    let api = api_configured(cache, &["alpha"], |config, _| {
+        config.database_url = Some(database_url());
+        config.database_schema = Some(namespace.clone());
+        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.retry = RetryPolicy { max_attempts: 3, base_delay_ms: 10, max_delay_ms: 50 };
+        Ok(())
+    })?;
+    let alpha = api.token("alpha", Role::ReadOnly);
+    assert_eq!(api.get("/v1/anomalies?limit=5", alpha)?.status, StatusCode::OK);
+
+    let cutting = std::sync::atomic::AtomicBool::new(true);
+    let (cuts, answers) = std::thread::scope(|scope| -> anyhow::Result<(i64, Vec<(StatusCode, String)>)> {
+        let cutter = scope.spawn(|| -> anyhow::Result<i64> {
+            let mut cut = 0;
+            while cutting.load(std::sync::atomic::Ordering::Relaxed) {
+                cut += cut_connections(&namespace)?;
+                std::thread::sleep(Duration::from_millis(30));
+            }
+            Ok(cut)
+        });
+        let clients: Vec<_> = (0..3)
+            .map(|client| {
+                let api = &api;
+                scope.spawn(move || -> anyhow::Result<Vec<(StatusCode, String)>> {
+                    let mut answers = Vec::new();
+                    let mut uri = format!("/v1/anomalies?limit=50&sort={}", ["time", "score", "time"][client]);
+                    for _ in 0..40 {
+                        let page = api.get(&uri, alpha)?;
+                        answers.push((page.status, page.body["code"].as_str().unwrap_or_default().to_string()));
+                        if let Some(cursor) = page.body["next_cursor"].as_str() {
+                            uri = format!("/v1/anomalies?limit=50&cursor={cursor}");
+                        }
+                    }
+                    Ok(answers)
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for client in clients {
+            answers.extend(client.join().map_err(|_| anyhow::anyhow!("a client panicked"))??);
+        }
+        cutting.store(false, std::sync::atomic::Ordering::Relaxed);
+        let cuts = cutter.join().map_err(|_| anyhow::anyhow!("the cutter panicked"))??;
+        Ok((cuts, answers))
+    })?;
+    assert!(cuts > 0, "no connection was cut");
+    let odd: Vec<_> = answers
+        .iter()
+        .filter(|(status, code)| {
+            *status != StatusCode::OK && !(*status == StatusCode::SERVICE_UNAVAILABLE && code == "unavailable")
+        })
+        .collect();
+    assert!(odd.is_empty(), "answers other than 200 or 503 unavailable while {cuts} connections were cut: {odd:?}");
+    let served = answers.iter().filter(|(status, _)| *status == StatusCode::OK).count();
+    assert!(served > 0, "no page was served while connections were cut");
+    eprintln!("{served} of {} pages served while {cuts} connections were cut", answers.len());
+    assert_eq!(api.get("/v1/anomalies?limit=5", alpha)?.status, StatusCode::OK, "not served after the cuts");
+    Ok(())
+}
