@@ -245,14 +245,10 @@ class DnsAgent {
     return found;
   }
 
-  snapshot() {
-    return mcp.jsonBytes(this.nxdomains.toJSON());
-  }
-
-  restore(state) {
-    const saved = mcp.fromJsonBytes(state);
-    if (saved) this.nxdomains.restore(saved);
-  }
+  // No snapshot, as the Rust DNS agent: every window (NXDOMAIN bursts,
+  // tunnel sessions) is shorter than the host's replay, which gives them all
+  // back after a restart; a snapshot would stop the replay and bring back
+  // only what it held (and cost a JSON copy of the windows every batch).
 }
 
 export const detector = mcp.exportAgent(DnsAgent);

@@ -8,7 +8,6 @@ in another language is a first-class agent (same protocol, same checks) and
 to compare languages on the same detector (docs/performance.md).
 """
 
-import json
 from collections import deque
 
 import mcp_agent as mcp
@@ -190,12 +189,10 @@ class DnsAgent:
                             "random-subdomain flooding or malware probing for live domains. Inspect the client.")))
         return found
 
-    def snapshot(self):
-        return json.dumps(self.nxdomains.state()).encode("utf-8")
-
-    def restore(self, state):
-        if state:
-            self.nxdomains.restore_state(json.loads(state.decode("utf-8")))
+    # No snapshot, as the Rust DNS agent: every window (NXDOMAIN bursts,
+    # tunnel sessions) is shorter than the host's replay, which gives them
+    # all back after a restart; a snapshot would stop the replay and bring
+    # back only what it held.
 
 
 Detector = mcp.export(DnsAgent)

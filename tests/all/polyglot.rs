@@ -70,11 +70,22 @@ fn found_by(
     logs: &[mcp_synth::GeneratedLog],
     settings: &[(&str, &str)],
 ) -> anyhow::Result<BTreeSet<(u64, String)>> {
+    found_in_runs(agent, &[logs], settings, 0)
+}
+
+/// As [`found_by`], with `parts` of the logs arriving one after another and
+/// a fresh instance for each (a restart between them), replaying
+/// `replay_ms` of history before each run's checkpoint.
+fn found_in_runs(
+    agent: &str,
+    parts: &[&[mcp_synth::GeneratedLog]],
+    settings: &[(&str, &str)],
+    replay_ms: i64,
+) -> anyhow::Result<BTreeSet<(u64, String)>> {
     let dir = tempfile::tempdir()?;
     let schemas = Arc::new(mcp_storage::schema::SchemaFiles::new(std::path::Path::new(mcp_fixtures::BUNDLED_SCHEMAS)));
     let source = SqliteLogSource::open(&dir.path().join("logs.db"), schemas)?;
     let mut store = AnomalyStore::open(&dir.path().join("anomalies.db"))?;
-    source.append("t", "dns", &mcp_synth::to_rows(logs))?;
     let mut settings: BTreeMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let registry = if agent == "dns" {
         settings.insert("detection".into(), "rules".into());
@@ -84,17 +95,20 @@ fn found_by(
         registry.register_bytes(example(agent)?, &format!("{agent}.wasm"))?;
         registry
     };
-    let mut instance = pipeline::instance_for(&registry, agent, "t", settings, None)?;
     let spec = RunSpec {
         tenant: "t",
         agent,
         log_source: "embedded",
         batch_size: 1_000,
-        replay_ms: 0,
+        replay_ms,
         up_to_id: None,
         follow: None,
     };
-    pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
+    for part in parts {
+        source.append("t", "dns", &mcp_synth::to_rows(part))?;
+        let mut instance = pipeline::instance_for(&registry, agent, "t", settings.clone(), None)?;
+        pipeline::run(&registry, &mut instance, &source, &mut store, &spec)?;
+    }
     Ok(store.anomalies("t", agent)?.into_iter().map(|a| (a.log_id, a.label)).collect())
 }
 
@@ -162,4 +176,27 @@ fn the_python_dns_agent_finds_what_the_rust_rules_find() -> anyhow::Result<()> {
 #[test]
 fn the_javascript_dns_agent_finds_what_the_rust_rules_find() -> anyhow::Result<()> {
     compared_with_rust("dns-js", &[]).map(drop)
+}
+
+#[test]
+fn every_language_finds_a_tunnel_of_short_chunks_across_a_restart() -> anyhow::Result<()> {
+    // The realistic profile's tunnels send names of a few characters each,
+    // found only as a session of one client under one domain: a restart
+    // inside one must not start its count again.
+    let logs = mcp_synth::generate_with("dns", 42, 10_000, mcp_synth::Profile::Realistic)?;
+    let tunnel = logs.iter().position(|l| l.label == Some("dns_tunnel")).unwrap_or(logs.len() / 2);
+    let cut = (tunnel + 8).min(logs.len());
+    for agent in ["dns", "dns-py", "dns-js"] {
+        let whole = found_in_runs(agent, &[&logs], &[], 120_000)?;
+        let sessions = whole.iter().filter(|(_, label)| label == "dns_tunnel_session").count();
+        assert!(sessions > 0, "{agent}: no tunnel session found without a restart");
+        let restarted = found_in_runs(agent, &[&logs[..cut], &logs[cut..]], &[], 120_000)?;
+        let missing: Vec<_> = whole.difference(&restarted).take(5).collect();
+        let extra: Vec<_> = restarted.difference(&whole).take(5).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{agent} after a restart: missing {missing:?}, extra {extra:?}"
+        );
+    }
+    Ok(())
 }
