@@ -286,3 +286,67 @@ fn a_model_name_or_symlink_cannot_reach_outside_the_models_folder() -> anyhow::R
     }
     Ok(())
 }
+
+/// Two nodes' ModelManagers over one PostgreSQL (`model_state =
+/// "postgres"`) and the same models folder: what one activates or rolls
+/// back is in force on the other from its watcher's next pass, with the
+/// same history as one node's `models.db` keeps.
+#[test]
+fn activations_on_postgres_are_in_force_on_every_node() -> anyhow::Result<()> {
+    let pg = crate::postgres::pg()?;
+    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?.to_string();
+    let node = || -> anyhow::Result<Arc<mcp_storage::shared_store::SharedStore>> {
+        let store = mcp_storage::shared_store::SharedStore::connect(
+            &crate::postgres::database_url(),
+            Some(&namespace),
+            2,
+            Default::default(),
+            std::time::Duration::from_secs(5),
+        )?;
+        store.migrate()?;
+        Ok(Arc::new(store))
+    };
+    let s = store()?;
+    let root = s.manager.dir().to_path_buf();
+    write_version(&root, "firewall", "1", &shipped_onnx("firewall")?, |_| {})?;
+    firewall_v2(&root)?;
+    let (a, b) = (ModelManager::open_shared(&root, node()?), ModelManager::open_shared(&root, node()?));
+    let embedded = &s.manager;
+    // The watchers' first passes: one node activates the versions it
+    // finds, oldest first, as one node does; another finds them activated.
+    let both = vec![("firewall".to_string(), "1".to_string()), ("firewall".to_string(), "2".to_string())];
+    assert_eq!(a.scan(), both);
+    assert_eq!(b.scan(), vec![], "versions activated by one node were activated again by another");
+    assert_eq!(embedded.scan(), both);
+    for manager in [&a, &b, embedded] {
+        assert_eq!(manager.active_version("firewall")?.as_deref(), Some("2"));
+    }
+    // Node b rolls back; node a follows from its next pass.
+    assert_eq!(b.rollback("firewall")?, "1");
+    assert_eq!(embedded.rollback("firewall")?, "1");
+    assert_eq!(a.active_version("firewall")?.as_deref(), Some("2"), "a holds its view until its next pass");
+    a.scan();
+    assert_eq!(a.active_version("firewall")?.as_deref(), Some("1"));
+    // Node a activates 2 again; b follows.
+    a.activate("firewall", "2")?;
+    embedded.activate("firewall", "2")?;
+    b.scan();
+    for manager in [&a, &b, embedded] {
+        assert_eq!(manager.active_version("firewall")?.as_deref(), Some("2"));
+    }
+    assert_eq!(a.rollback("firewall")?, "1");
+    assert_eq!(embedded.rollback("firewall")?, "1");
+    // A node that starts now activates nothing again, and serves 1.
+    let c = ModelManager::open_shared(&root, node()?);
+    assert_eq!(c.scan(), vec![]);
+    assert_eq!(c.active_version("firewall")?.as_deref(), Some("1"));
+    let history = |m: &ModelManager| -> anyhow::Result<Vec<String>> {
+        Ok(m.events("firewall")?
+            .into_iter()
+            .filter(|e| e.action != "load")
+            .map(|e| format!("{} {}", e.action, e.version))
+            .collect())
+    };
+    assert_eq!(history(&c)?, history(embedded)?, "the shared history differs from one node's");
+    Ok(())
+}

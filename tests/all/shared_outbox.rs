@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use mcp_api::Role;
 use mcp_columns::{Anomaly, Severity};
-use mcp_engine::config::AnomalyStoreKind;
+use mcp_engine::config::StoreKind;
 use mcp_engine::pipeline::{self, RunSpec};
 use mcp_fixtures::receivers::{HttpReceiver, Mode};
 use mcp_storage::control::ControlStore;
@@ -275,7 +275,7 @@ fn a_units_and_a_runs_anomalies_reach_the_receiver_once_whichever_node_sends() -
     let api = api_configured(cache, &["alpha", "beta"], |config, _| {
         config.database_url = Some(database_url());
         config.database_schema = Some(namespace.clone());
-        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.anomaly_store = StoreKind::Postgres;
         let key_file = config.data_dir.join("secrets.key");
         std::fs::write(&key_file, "42".repeat(32))?;
         config.notifications.secrets_key_file = Some(key_file);
@@ -382,7 +382,7 @@ fn a_channels_rate_limit_holds_across_nodes() -> anyhow::Result<()> {
     let api = api_configured(cache, &["alpha"], |config, _| {
         config.database_url = Some(database_url());
         config.database_schema = Some(namespace.clone());
-        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.anomaly_store = StoreKind::Postgres;
         let key_file = config.data_dir.join("secrets.key");
         std::fs::write(&key_file, "42".repeat(32))?;
         config.notifications.secrets_key_file = Some(key_file);

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use mcp_engine::config::AnomalyStoreKind;
+use mcp_engine::config::StoreKind;
 use mcp_engine::pipeline::{self, RunSpec};
 use mcp_storage::control::Role;
 use mcp_storage::export_scan::ExportFilter;
@@ -258,7 +258,7 @@ fn every_node_serves_what_the_units_and_its_own_runs_stored_on_postgres() -> any
     let api = api_configured(cache, &["alpha", "beta"], |config, _| {
         config.database_url = Some(database_url());
         config.database_schema = Some(namespace.clone());
-        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.anomaly_store = StoreKind::Postgres;
         Ok(())
     })?;
     let alpha = api.token("alpha", Role::TenantAdmin);
@@ -355,7 +355,7 @@ fn a_postgres_store_that_cannot_be_reached_answers_503_and_not_ready() -> anyhow
     let api = api_configured(cache, &["alpha"], |config, _| {
         // Nothing listens on port 9 of loopback.
         config.database_url = Some("postgres://postgres@127.0.0.1:9/test".into());
-        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.anomaly_store = StoreKind::Postgres;
         config.retry = RetryPolicy { max_attempts: 2, base_delay_ms: 10, max_delay_ms: 20 };
         Ok(())
     })?;
@@ -423,7 +423,7 @@ fn pages_asked_while_connections_are_cut_answer_or_say_unavailable() -> anyhow::
     let api = api_configured(cache, &["alpha"], |config, _| {
         config.database_url = Some(database_url());
         config.database_schema = Some(namespace.clone());
-        config.anomaly_store = AnomalyStoreKind::Postgres;
+        config.anomaly_store = StoreKind::Postgres;
         config.retry = RetryPolicy { max_attempts: 3, base_delay_ms: 10, max_delay_ms: 50 };
         Ok(())
     })?;

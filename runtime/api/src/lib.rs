@@ -210,7 +210,7 @@ impl ApiState {
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;
         let export_queue = mcp_engine::queue::RunQueue::start(config.exports.queue_limits())?;
         let mut store_slot_count = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2);
-        if config.anomaly_store == mcp_engine::config::AnomalyStoreKind::Postgres {
+        if config.anomaly_store == mcp_engine::config::StoreKind::Postgres {
             // Every read holds one of the pool's connections; exports
             // hold theirs outside the slots. A tenant's half of what is
             // left leaves the other half to the rest.
@@ -515,7 +515,7 @@ impl ApiState {
     /// The anomaly store on PostgreSQL when the deployment keeps its
     /// anomalies there (opened now if it is not yet), else `None`. Blocking.
     pub(crate) fn shared_store(&self) -> Result<Option<Arc<mcp_storage::shared_store::SharedStore>>, ApiError> {
-        if self.config.anomaly_store == mcp_engine::config::AnomalyStoreKind::Embedded {
+        if self.config.anomaly_store == mcp_engine::config::StoreKind::Embedded {
             return Ok(None);
         }
         let mut shared = self.shared_store.lock().map_err(|_| ApiError::internal("the store lock is poisoned"))?;

@@ -249,7 +249,7 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     let control = ControlStore::open(&config.control_db())?;
     // The outbox is beside the anomalies: on PostgreSQL, where units
     // commit, only when the deployment serves its anomalies from there.
-    if config.anomaly_store == mcp_engine::config::AnomalyStoreKind::Postgres {
+    if config.anomaly_store == mcp_engine::config::StoreKind::Postgres {
         crate::notify_cli::apply_seed(config, &control)?;
         cluster.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
     }
@@ -318,7 +318,7 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
 /// delivers notifications too, on a thread of its own until `stop`: every
 /// node claims from the one outbox, so any of them may send.
 fn deliver_beside(config: &McpConfig, stop: &Arc<AtomicBool>) -> Result<Option<std::thread::JoinHandle<()>>> {
-    if config.anomaly_store != mcp_engine::config::AnomalyStoreKind::Postgres || !config.notifications.deliver {
+    if config.anomaly_store != mcp_engine::config::StoreKind::Postgres || !config.notifications.deliver {
         return Ok(None);
     }
     let deliverer = mcp_notify::Deliverer::open(config)?;

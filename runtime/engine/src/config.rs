@@ -92,15 +92,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Where anomalies, with the checkpoints and agent states of runs, are kept.
+/// Where a kind of state is kept: anomalies with the checkpoints and agent
+/// states of runs (`anomaly_store`), model activations (`model_state`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AnomalyStoreKind {
-    /// This node's own SQLite file (`data_dir/anomalies.db`).
+pub enum StoreKind {
+    /// This node's own SQLite file under `data_dir`.
     #[default]
     Embedded,
     /// The PostgreSQL of `database_url`, shared by every node: what any
-    /// node (an `mcp worker`'s units included) finds, every node serves.
+    /// node stores, every node sees.
     Postgres,
 }
 
@@ -189,7 +190,11 @@ pub struct McpConfig {
     pub database_connections: u32,
     /// `embedded` (this node's SQLite file) or `postgres` (the PostgreSQL
     /// of `database_url`, shared by every node; docs/scaling.md).
-    pub anomaly_store: AnomalyStoreKind,
+    pub anomaly_store: StoreKind,
+    /// `embedded` (`data_dir/models.db`) or `postgres`: where model
+    /// activations and events are kept, so that a version activated or
+    /// rolled back on one node is in force on every node.
+    pub model_state: StoreKind,
     /// The longest one anomaly page or chart may run on PostgreSQL, in
     /// milliseconds; past it the query is refused as too broad.
     pub page_query_timeout_ms: u64,
@@ -260,7 +265,8 @@ impl Default for McpConfig {
             database_url: None,
             database_schema: None,
             database_connections: 8,
-            anomaly_store: AnomalyStoreKind::Embedded,
+            anomaly_store: StoreKind::Embedded,
+            model_state: StoreKind::Embedded,
             page_query_timeout_ms: 2_000,
             redis_url: None,
             redis_prefix: "mcp:".into(),
@@ -426,7 +432,23 @@ impl McpConfig {
         std::fs::create_dir_all(&self.data_dir)
             .map_err(|source| crate::models::ModelError::Io { path: self.data_dir.display().to_string(), source })?;
         let dir = self.models_dir.clone().unwrap_or_else(|| self.bundled_dir().join("models"));
-        Ok(std::sync::Arc::new(crate::models::ModelManager::open(&dir, &self.data_dir.join("models.db"))?))
+        if self.model_state == StoreKind::Embedded {
+            return Ok(std::sync::Arc::new(crate::models::ModelManager::open(&dir, &self.data_dir.join("models.db"))?));
+        }
+        let Some(url) = &self.database_url else {
+            return Err(crate::models::ModelError::NoDatabase);
+        };
+        // A few statements a minute: activations, events, and each watcher
+        // pass's look at the version in force.
+        let state = mcp_storage::shared_store::SharedStore::connect(
+            url,
+            self.database_schema.as_deref(),
+            2,
+            self.retry,
+            std::time::Duration::from_millis(self.page_query_timeout_ms.max(1)),
+        )?;
+        state.migrate()?;
+        Ok(std::sync::Arc::new(crate::models::ModelManager::open_shared(&dir, std::sync::Arc::new(state))))
     }
 
     /// Where the `mcp` binary installs the agents, log schemas and models it
@@ -449,7 +471,7 @@ impl McpConfig {
     pub fn shared_store(
         &self,
     ) -> Result<Option<mcp_storage::shared_store::SharedStore>, mcp_storage::shared_store::SharedStoreError> {
-        if self.anomaly_store == AnomalyStoreKind::Embedded {
+        if self.anomaly_store == StoreKind::Embedded {
             return Ok(None);
         }
         let Some(url) = &self.database_url else {
@@ -533,6 +555,7 @@ const TOP: &[&str] = &[
     "metrics_listen",
     "page_query_steps",
     "anomaly_store",
+    "model_state",
     "page_query_timeout_ms",
 ];
 

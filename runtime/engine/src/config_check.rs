@@ -183,11 +183,18 @@ fn first_line(error: &toml::de::Error) -> String {
 
 /// A store on PostgreSQL needs PostgreSQL.
 fn stores(config: &McpConfig, report: &mut CheckReport) {
-    if config.anomaly_store == crate::config::AnomalyStoreKind::Postgres && config.database_url.is_none() {
+    if config.anomaly_store == crate::config::StoreKind::Postgres && config.database_url.is_none() {
         report.problem(
             "anomaly_store",
             "\"postgres\" keeps anomalies in the PostgreSQL of database_url, which is not set: set it (or \
              MCP_DATABASE_URL), or use anomaly_store = \"embedded\"",
+        );
+    }
+    if config.model_state == crate::config::StoreKind::Postgres && config.database_url.is_none() {
+        report.problem(
+            "model_state",
+            "\"postgres\" keeps model activations in the PostgreSQL of database_url, which is not set: set it (or \
+             MCP_DATABASE_URL), or use model_state = \"embedded\"",
         );
     }
 }
@@ -312,6 +319,7 @@ mod tests {
             ("MCP_TENNANT".to_string(), "x".to_string()),
             ("MCP_REPLAY_MS".to_string(), "soon".to_string()),
             ("MCP_ANOMALY_STORE".to_string(), "postgres".to_string()),
+            ("MCP_MODEL_STATE".to_string(), "postgres".to_string()),
         ];
         let report = check(Some(&path), env, false);
         let origins: Vec<&str> = report.problems.iter().map(|p| p.origin.rsplit(": ").next().unwrap_or("")).collect();
@@ -324,6 +332,7 @@ mod tests {
             "MCP_REPLAY_MS",
             "listen",
             "anomaly_store",
+            "model_state",
         ] {
             assert!(origins.contains(&expected), "{expected} not named in {:?}", report.problems);
         }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_engine::config::{AnomalyStoreKind, McpConfig, NotificationsConfig};
+use mcp_engine::config::{McpConfig, NotificationsConfig, StoreKind};
 use mcp_storage::control::{ControlError, ControlStore};
 use mcp_storage::jobstatus::now_ms;
 use mcp_storage::notify::outbox::{AfterAttempt, Attempt};
@@ -136,10 +136,8 @@ impl Deliverer {
             config: settings,
             control: ControlStore::open(control_db)?,
             home: match config.anomaly_store {
-                AnomalyStoreKind::Embedded => OutboxHome::Embedded(Mutex::new(AnomalyStore::open(anomalies_db)?)),
-                AnomalyStoreKind::Postgres => {
-                    OutboxHome::Shared { config: Box::new(config.clone()), store: Mutex::default() }
-                }
+                StoreKind::Embedded => OutboxHome::Embedded(Mutex::new(AnomalyStore::open(anomalies_db)?)),
+                StoreKind::Postgres => OutboxHome::Shared { config: Box::new(config.clone()), store: Mutex::default() },
             },
             limits: RateLimits::default(),
             metrics: DeliveryMetrics::default(),

@@ -89,6 +89,18 @@ impl ModelManager {
         })
     }
 
+    /// Models under `dir`; activations and events in the PostgreSQL of
+    /// `store`, shared by every node (`model_state = "postgres"`).
+    pub fn open_shared(dir: &Path, store: std::sync::Arc<mcp_storage::shared_store::SharedStore>) -> Self {
+        ModelManager {
+            dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
+            state: Mutex::new(State::Shared(store)),
+            loaded: RwLock::default(),
+            seen: Mutex::default(),
+            active: RwLock::default(),
+        }
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

@@ -29,6 +29,13 @@ pub enum ModelError {
     Io { path: String, source: std::io::Error },
     #[error("model state {path}: {source}")]
     State { path: String, source: rusqlite::Error },
+    #[error("model state: {0}")]
+    SharedState(#[from] mcp_storage::shared_store::SharedStoreError),
+    #[error(
+        "model_state = \"postgres\" keeps model activations in the PostgreSQL of database_url, which is not set: \
+         set it (or MCP_DATABASE_URL), or use model_state = \"embedded\""
+    )]
+    NoDatabase,
     #[error("model {agent}: nothing to roll back to (no earlier activation recorded)")]
     NoPrevious { agent: String },
     #[error("model lock poisoned")]

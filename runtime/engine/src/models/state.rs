@@ -1,9 +1,13 @@
 //! What the ModelManager remembers across restarts, in SQLite beside the
-//! anomaly store: every activation (so rollback knows what came before)
-//! and every load, activation, refusal and rollback as an event.
+//! anomaly store, or in PostgreSQL for every node (`model_state =
+//! "postgres"`): every activation (so rollback knows what came before) and
+//! every load, activation, refusal and rollback as an event.
 
 use std::path::Path;
+use std::sync::Arc;
 
+pub use mcp_storage::shared_store::ModelEvent;
+use mcp_storage::shared_store::SharedStore;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ModelError;
@@ -27,31 +31,80 @@ CREATE TABLE IF NOT EXISTS model_events (
 );
 ";
 
-/// One recorded event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ModelEvent {
-    pub at_ms: i64,
-    pub agent: String,
-    pub version: String,
-    /// load, activate, refuse or rollback.
-    pub action: String,
-    pub detail: String,
-}
-
+/// Where the ModelManager's memory is.
 #[derive(Debug)]
-pub(super) struct State {
-    conn: Connection,
-    path: String,
+pub(super) enum State {
+    Embedded(Embedded),
+    Shared(Arc<SharedStore>),
 }
 
 impl State {
     pub(super) fn open(path: &Path) -> Result<Self, ModelError> {
+        Ok(State::Embedded(Embedded::open(path)?))
+    }
+
+    /// The version in force: the latest activation not rolled back.
+    pub(super) fn active(&self, agent: &str) -> Result<Option<String>, ModelError> {
+        match self {
+            State::Embedded(state) => state.active(agent),
+            State::Shared(store) => Ok(store.model_active(agent)?),
+        }
+    }
+
+    /// Whether `version` was ever activated (even if rolled back since).
+    pub(super) fn ever_activated(&self, agent: &str, version: &str) -> Result<bool, ModelError> {
+        match self {
+            State::Embedded(state) => state.ever_activated(agent, version),
+            State::Shared(store) => Ok(store.model_ever_activated(agent, version)?),
+        }
+    }
+
+    pub(super) fn activate(&mut self, agent: &str, version: &str, at_ms: i64) -> Result<(), ModelError> {
+        match self {
+            State::Embedded(state) => state.activate(agent, version, at_ms),
+            State::Shared(store) => Ok(store.model_activate(agent, version, at_ms)?),
+        }
+    }
+
+    /// Marks the activation in force as rolled back and returns the version
+    /// now in force, if an earlier activation remains.
+    pub(super) fn roll_back(&mut self, agent: &str) -> Result<Option<(String, String)>, ModelError> {
+        match self {
+            State::Embedded(state) => state.roll_back(agent),
+            State::Shared(store) => Ok(store.model_roll_back(agent)?),
+        }
+    }
+
+    pub(super) fn record(&mut self, event: &ModelEvent) -> Result<(), ModelError> {
+        match self {
+            State::Embedded(state) => state.record(event),
+            State::Shared(store) => Ok(store.model_record(event)?),
+        }
+    }
+
+    pub(super) fn events(&self, agent: &str) -> Result<Vec<ModelEvent>, ModelError> {
+        match self {
+            State::Embedded(state) => state.events(agent),
+            State::Shared(store) => Ok(store.model_events(agent)?),
+        }
+    }
+}
+
+/// The memory of one node, in `data_dir/models.db`.
+#[derive(Debug)]
+pub(super) struct Embedded {
+    conn: Connection,
+    path: String,
+}
+
+impl Embedded {
+    fn open(path: &Path) -> Result<Self, ModelError> {
         let name = path.display().to_string();
         let wrap = |source| ModelError::State { path: name.clone(), source };
         let conn = Connection::open(path).map_err(wrap)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;").map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
-        Ok(State { conn, path: name })
+        Ok(Embedded { conn, path: name })
     }
 
     fn wrap(&self, source: rusqlite::Error) -> ModelError {
@@ -59,7 +112,7 @@ impl State {
     }
 
     /// The version in force: the latest activation not rolled back.
-    pub(super) fn active(&self, agent: &str) -> Result<Option<String>, ModelError> {
+    fn active(&self, agent: &str) -> Result<Option<String>, ModelError> {
         self.conn
             .query_row(
                 "SELECT version FROM model_activations WHERE agent = ?1 AND rolled_back = 0 ORDER BY id DESC LIMIT 1",
@@ -71,7 +124,7 @@ impl State {
     }
 
     /// Whether `version` was ever activated (even if rolled back since).
-    pub(super) fn ever_activated(&self, agent: &str, version: &str) -> Result<bool, ModelError> {
+    fn ever_activated(&self, agent: &str, version: &str) -> Result<bool, ModelError> {
         self.conn
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM model_activations WHERE agent = ?1 AND version = ?2)",
@@ -81,7 +134,7 @@ impl State {
             .map_err(|e| self.wrap(e))
     }
 
-    pub(super) fn activate(&mut self, agent: &str, version: &str, at_ms: i64) -> Result<(), ModelError> {
+    fn activate(&mut self, agent: &str, version: &str, at_ms: i64) -> Result<(), ModelError> {
         self.conn
             .execute(
                 "INSERT INTO model_activations (agent, version, at_ms) VALUES (?1, ?2, ?3)",
@@ -93,7 +146,7 @@ impl State {
 
     /// Marks the activation in force as rolled back and returns the version
     /// now in force, if an earlier activation remains.
-    pub(super) fn roll_back(&mut self, agent: &str) -> Result<Option<(String, String)>, ModelError> {
+    fn roll_back(&mut self, agent: &str) -> Result<Option<(String, String)>, ModelError> {
         let tx = self.conn.transaction().map_err(|e| ModelError::State { path: self.path.clone(), source: e })?;
         let path = self.path.clone();
         let wrap = |source| ModelError::State { path: path.clone(), source };
@@ -122,7 +175,7 @@ impl State {
         Ok(Some((current, previous)))
     }
 
-    pub(super) fn record(&mut self, event: &ModelEvent) -> Result<(), ModelError> {
+    fn record(&mut self, event: &ModelEvent) -> Result<(), ModelError> {
         self.conn
             .execute(
                 "INSERT INTO model_events (at_ms, agent, version, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -132,7 +185,7 @@ impl State {
             .map_err(|e| self.wrap(e))
     }
 
-    pub(super) fn events(&self, agent: &str) -> Result<Vec<ModelEvent>, ModelError> {
+    fn events(&self, agent: &str) -> Result<Vec<ModelEvent>, ModelError> {
         let mut statement = self
             .conn
             .prepare("SELECT at_ms, agent, version, action, detail FROM model_events WHERE agent = ?1 ORDER BY id")

@@ -6,6 +6,7 @@
 //! is served by every node.
 
 mod exports;
+mod models;
 mod outbox;
 mod pages;
 mod runs;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgPool;
 
+pub use models::ModelEvent;
 pub(crate) use runs::insert_anomalies;
 
 use crate::notify::{RouteBook, RouteSet};
