@@ -660,3 +660,57 @@ fn a_tenant_whose_receiver_hangs_does_not_hold_up_another() -> anyhow::Result<()
     worker.join().map_err(|_| anyhow::anyhow!("the worker thread panicked"))??;
     Ok(())
 }
+
+#[test]
+fn a_node_without_the_channels_secret_costs_no_attempt() -> anyhow::Result<()> {
+    let api = api_configured(SharedCache::open(None, "", Default::default())?, &["alpha"], |config, _| {
+        let file = config.data_dir.join("notifications.toml");
+        std::fs::write(
+            &file,
+            "[[channel]]\ntenant = \"alpha\"\nname = \"soc\"\nkind = \"webhook\"\n\
+             url = { env = \"MCP_SECRET_NOT_ON_THIS_NODE_URL\" }\nsigning_key = { env = \"MCP_SECRET_NOT_ON_THIS_NODE_KEY\" }\n\
+             [[route]]\ntenant = \"alpha\"\nname = \"everything\"\nchannel = \"soc\"\n",
+        )?;
+        config.notifications.file = Some(file);
+        config.notifications.max_attempts = 1;
+        Ok(())
+    })?;
+    commit(&api, "alpha", &[("10.0.0.1", "tunnel", Severity::Critical, 0.9)])?;
+    for _ in 0..3 {
+        api.deliver()?;
+    }
+    let waiting = outbox(&api, "alpha", "")?;
+    assert_eq!(waiting.len(), 1);
+    let entry = &waiting[0];
+    assert_eq!((entry["state"].as_str(), entry["attempts"].as_i64()), (Some("pending"), Some(0)), "{entry}");
+    let error = entry["last_error"].as_str().unwrap_or_default();
+    assert!(error.contains("not sent by this node") && error.contains("MCP_SECRET_NOT_ON_THIS_NODE"), "{error}");
+    Ok(())
+}
+
+#[test]
+fn a_notification_of_a_deleted_channel_cannot_be_retried() -> anyhow::Result<()> {
+    let api = notify_api(true)?;
+    let receiver = HttpReceiver::start(Some(KEY), Mode::FailFirst(u32::MAX))?;
+    ok(put(&api, "alpha", "/v1/notifications/channels/soc", webhook(&receiver, json!({})))?, StatusCode::CREATED)?;
+    ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "soc"}))?, StatusCode::CREATED)?;
+    commit(&api, "alpha", &[("10.0.0.1", "tunnel", Severity::Critical, 0.9)])?;
+    let admin = api.token("alpha", Role::TenantAdmin);
+    assert_eq!(api.call("DELETE", "/v1/notifications/routes/all", Some(admin), None)?.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.call("DELETE", "/v1/notifications/channels/soc", Some(admin), None)?.status, StatusCode::NO_CONTENT);
+    let dead = outbox(&api, "alpha", "?state=dead")?;
+    assert_eq!(dead.len(), 1, "the deleted channel's notification is dead");
+    let id = dead[0]["id"].as_i64().unwrap_or_default();
+    // The tenant who makes the channel again may send it there on purpose;
+    // with no channel of its name, a retry would wait for whichever comes.
+    ok(put(&api, "alpha", "/v1/notifications/channels/soc", webhook(&receiver, json!({})))?, StatusCode::CREATED)?;
+    let retried = api.call("POST", &format!("/v1/notifications/outbox/{id}/retry"), Some(admin), None)?;
+    assert_eq!(retried.status, StatusCode::OK, "the channel exists again under its name: {}", retried.body);
+    assert_eq!(api.call("DELETE", "/v1/notifications/channels/soc", Some(admin), None)?.status, StatusCode::NO_CONTENT);
+    crate::api::problem(
+        &api.call("POST", &format!("/v1/notifications/outbox/{id}/retry"), Some(admin), None)?,
+        StatusCode::CONFLICT,
+        "conflict",
+    );
+    Ok(())
+}

@@ -209,7 +209,7 @@ fn the_outbox_on_postgres_queues_folds_and_settles_as_the_embedded_one() -> anyh
     })?;
     alike(&mut embedded, &on_postgres, "deferred by the rate limit", |mut s| {
         let claimed = s.claim_channel("a", "now", now, 10_000, 1)?;
-        s.defer_notification(claimed[0].id, now + 60_000)?;
+        s.defer_notification(claimed[0].id, now + 60_000, Some("held"))?;
         Ok(s.claim_channel("a", "now", now, 10_000, 10)?.len())
     })?;
     let filtered = alike(&mut embedded, &on_postgres, "a filtered listing", |s| {

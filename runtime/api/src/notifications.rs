@@ -291,7 +291,9 @@ fn managed_by_config(what: &str, name: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
         "managed_by_config",
-        format!("{what} '{name}' is kept in config/notifications.toml by the operator; change it there"),
+        format!(
+            "{what} '{name}' is kept in the operator's notifications file (config/notifications.toml unless the deployment names another); change it there"
+        ),
     )
 }
 
@@ -604,6 +606,17 @@ async fn admin_action(
     action: &'static str,
 ) -> Result<Json<OutboxView>, ApiError> {
     caller.require(Role::TenantAdmin)?;
+    if action == "retry" {
+        // A notification of a deleted channel would wait for the next
+        // channel given that name, and go wherever it points.
+        let entry = outbox_entry(state, &caller.tenant, id).await?;
+        if state.control.notify_channel(&caller.tenant, &entry.channel)?.is_none() {
+            return Err(ApiError::conflict(format!(
+                "notification {id} was for channel '{}', which no longer exists; it cannot be sent again",
+                entry.channel
+            )));
+        }
+    }
     let tenant = caller.tenant.clone();
     let done = state
         .with_outbox(&caller.tenant, move |store| match action {
@@ -633,7 +646,7 @@ async fn admin_action(
     params(("id" = i64, Path)),
     responses(
         (status = OK, body = OutboxView),
-        (status = CONFLICT, description = "delivered, or being sent now", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = CONFLICT, description = "delivered, being sent now, or its channel no longer exists", body = super::problem::Problem, content_type = "application/problem+json"),
         super::problem::BadRequest,
         super::problem::NotFound,
         super::problem::Restricted

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use mcp_api::ControlStore;
 use mcp_engine::config::McpConfig;
-use mcp_storage::notify::{OutboxFilter, OutboxState};
+use mcp_storage::notify::{OutboxFilter, OutboxState, OutboxStore};
 use mcp_storage::store::AnomalyStore;
 
 #[derive(Subcommand)]
@@ -100,8 +100,15 @@ pub fn run(config: &McpConfig, command: NotifyCommand) -> Result<ExitCode> {
         NotifyCommand::Outbox { state, limit, tenant } => {
             let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
             let state = state.as_deref().map(parse_state).transpose()?;
-            let store = AnomalyStore::open(&config.anomalies_db())?;
-            let entries = store.outbox(&tenant, &OutboxFilter { state, channel: None, before: None, limit })?;
+            let filter = OutboxFilter { state, channel: None, before: None, limit };
+            // The outbox is beside the anomalies: this node's file, or
+            // PostgreSQL's with `anomaly_store = "postgres"`.
+            let entries = match config.shared_store()? {
+                Some(shared) => OutboxStore::Shared(&shared).outbox(&tenant, &filter)?,
+                None => {
+                    OutboxStore::Embedded(&mut AnomalyStore::open(&config.anomalies_db())?).outbox(&tenant, &filter)?
+                }
+            };
             println!(
                 "{:>8}  {:<16} {:<8} {:>8} {:<10} {:>8}  last error",
                 "id", "channel", "kind", "anomaly", "state", "attempts"

@@ -310,5 +310,15 @@ fn worker_nodes_on_postgres_queue_and_deliver_each_notification_once() -> Result
     let (rows, anomalies, attempts, delivered) = outbox_counts(&ns.name, "t1")?;
     assert_eq!((rows, anomalies), (stored, stored), "one notification per anomaly stored");
     assert_eq!((delivered, attempts), (stored, stored), "each delivered once, by one node");
+    // `mcp notify outbox` lists PostgreSQL's outbox, not the node's file.
+    let listed = std::process::Command::new(env!("CARGO_BIN_EXE_mcp"))
+        .arg("--config")
+        .arg(dir.path().join("mcp.toml"))
+        .args(["notify", "outbox", "--tenant", "t1", "--state", "delivered", "--limit", "3"])
+        .current_dir(dir.path())
+        .output()?;
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(listed.status.success(), "{text}{}", String::from_utf8_lossy(&listed.stderr));
+    assert_eq!(text.lines().filter(|line| line.contains("delivered")).count(), 3, "{text}");
     Ok(())
 }

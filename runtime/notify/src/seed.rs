@@ -94,8 +94,9 @@ pub fn read(path: &Path, defaults: &NotificationsConfig) -> Result<Seed, SeedErr
 /// Applies the file `config` names (if any) to `control`; returns how many
 /// channels and routes it holds.
 pub fn apply(control: &ControlStore, config: &NotificationsConfig) -> Result<(usize, usize), SeedError> {
-    let (channels, routes) = match seed_path(config) {
-        Some(path) => read(&path, config)?,
+    let path = seed_path(config);
+    let (channels, routes) = match &path {
+        Some(path) => read(path, config)?,
         None => (Vec::new(), Vec::new()),
     };
     control.seed_notifications(&channels, &routes)?;
@@ -104,7 +105,9 @@ pub fn apply(control: &ControlStore, config: &NotificationsConfig) -> Result<(us
         tracing::warn!(
             tenant = %channel.tenant,
             channel = %channel.name,
-            "config/notifications.toml names a tenant that does not exist (yet): its channel gets nothing until it does"
+            file = %path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+            "the notifications file names a tenant that does not exist (yet) in this node's control store: its \
+             channel gets nothing until it does (`mcp tenants create`)"
         );
     }
     Ok((channels.len(), routes.len()))

@@ -32,6 +32,11 @@ pub struct Failure {
     pub error: String,
     pub answer: Option<String>,
     pub latency_ms: i64,
+    /// The sending node could not even try: a secret it cannot reveal (an
+    /// environment variable it lacks, a sealed value its key cannot open).
+    /// Another node, or this one once fixed, can send it, so it costs the
+    /// notification no attempt.
+    pub local: bool,
 }
 
 /// One notice on its way: what every backend is given.
@@ -53,7 +58,7 @@ impl Outgoing<'_> {
 
     /// A failure with no answer from a receiver.
     pub fn fail(&self, error: impl Into<String>) -> Failure {
-        Failure { status: None, error: error.into(), answer: None, latency_ms: self.elapsed_ms() }
+        Failure { status: None, error: error.into(), answer: None, latency_ms: self.elapsed_ms(), local: false }
     }
 
     /// The value of the channel's secret `field`.
@@ -61,7 +66,7 @@ impl Outgoing<'_> {
         let secret = secret.as_ref().ok_or_else(|| self.fail(format!("{field} is not set")))?;
         self.key
             .reveal(secret, &secret_context(self.tenant, self.channel, field))
-            .map_err(|e| self.fail(format!("{field}: {e}")))
+            .map_err(|e| Failure { local: true, ..self.fail(format!("{field}: {e}")) })
     }
 }
 

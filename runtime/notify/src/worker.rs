@@ -352,7 +352,7 @@ impl Deliverer {
                 .await;
         };
         if !channel.enabled {
-            return self.defer(entry.id, now + PAUSED_RETRY_MS).await;
+            return self.defer(entry.id, now + PAUSED_RETRY_MS, None).await;
         }
         let spec = match ChannelSpec::from_record(&channel) {
             Ok(spec) => spec,
@@ -367,7 +367,7 @@ impl Deliverer {
         };
         if let Err(wait_ms) = self.take_token(&entry.tenant, &entry.channel, channel.rate_per_minute, now).await? {
             self.metrics.add(&entry.tenant, &entry.channel, |c| c.rate_limited += 1);
-            return self.defer(entry.id, now + wait_ms).await;
+            return self.defer(entry.id, now + wait_ms, None).await;
         }
         let notice = Notice {
             delivery_id: format!("mcp-{}", entry.id),
@@ -381,6 +381,25 @@ impl Deliverer {
             sent_at_ms: now,
         };
         let result = self.sender.send(&entry.tenant, &entry.channel, &spec, &notice, entry.attempts + 1).await;
+        if let Err(failure) = &result
+            && failure.local
+        {
+            // This node's own configuration is at fault, not the receiver:
+            // the notification waits (for another node, or a fix) without
+            // losing an attempt, so one misconfigured node cannot
+            // dead-letter what the others would deliver.
+            tracing::error!(
+                tenant = %entry.tenant,
+                channel = %entry.channel,
+                id = entry.id,
+                "this node cannot send on the channel: {}; the notification waits {} s without counting an attempt",
+                failure.error,
+                PAUSED_RETRY_MS / 1_000
+            );
+            self.metrics.add(&entry.tenant, &entry.channel, |c| c.retried += 1);
+            let why = format!("not sent by this node: {}", failure.error);
+            return self.defer(entry.id, now + PAUSED_RETRY_MS, Some(why)).await;
+        }
         self.finish(&entry, result, false).await
     }
 
@@ -410,9 +429,12 @@ impl Deliverer {
         Ok(taken)
     }
 
-    async fn defer(self: &Arc<Self>, id: i64, until_ms: i64) -> Result<(), NotifyError> {
+    async fn defer(self: &Arc<Self>, id: i64, until_ms: i64, why: Option<String>) -> Result<(), NotifyError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.with_store(|store| store.defer_notification(id, until_ms))).await??;
+        tokio::task::spawn_blocking(move || {
+            this.with_store(|store| store.defer_notification(id, until_ms, why.as_deref()))
+        })
+        .await??;
         Ok(())
     }
 
@@ -500,7 +522,7 @@ impl Deliverer {
 }
 
 fn give_up(error: String) -> Failure {
-    Failure { status: None, error, answer: None, latency_ms: 0 }
+    Failure { status: None, error, answer: None, latency_ms: 0, local: false }
 }
 
 #[cfg(test)]

@@ -57,6 +57,7 @@ impl Notifier for EmailNotifier {
                 error: format!("SMTP: {}", error_chain(&e)),
                 answer: None,
                 latency_ms: out.elapsed_ms(),
+                local: false,
             }),
             Ok(Ok(response)) => Ok(Delivery {
                 status: response.code().to_string().parse().ok(),

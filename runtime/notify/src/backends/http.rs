@@ -62,6 +62,7 @@ impl HttpPoster {
                 error: format!("the receiver answered {status}"),
                 answer,
                 latency_ms,
+                local: false,
             })
         }
     }

@@ -310,15 +310,17 @@ impl AnomalyStore {
     }
 
     /// Puts a claimed notification back, due at `until_ms`, without
-    /// counting an attempt: its channel's rate limit held it.
-    pub fn defer_notification(&self, id: i64, until_ms: i64) -> Result<(), StoreError> {
+    /// counting an attempt: its channel's rate limit held it, or the node
+    /// could not send it (`why`, kept as its last error).
+    pub fn defer_notification(&self, id: i64, until_ms: i64, why: Option<&str>) -> Result<(), StoreError> {
         self.db(self
             .conn
             .prepare_cached(
-                "UPDATE notify_outbox SET state = 'pending', next_attempt_ms = ?2, claimed_until_ms = 0
-                     WHERE id = ?1 AND state = 'sending'",
+                "UPDATE notify_outbox SET state = 'pending', next_attempt_ms = ?2, claimed_until_ms = 0,
+                     last_error = COALESCE(?3, last_error)
+                 WHERE id = ?1 AND state = 'sending'",
             )
-            .and_then(|mut s| s.execute(params![id, until_ms]))
+            .and_then(|mut s| s.execute(params![id, until_ms, why]))
             .map(|_| ()))
     }
 

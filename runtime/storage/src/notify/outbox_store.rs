@@ -64,11 +64,12 @@ impl OutboxStore<'_> {
         }
     }
 
-    /// Puts a claimed notification back, due at `until_ms`.
-    pub fn defer_notification(&self, id: i64, until_ms: i64) -> Result<(), ReadError> {
+    /// Puts a claimed notification back, due at `until_ms`, with `why`
+    /// as its last error when given, without counting an attempt.
+    pub fn defer_notification(&self, id: i64, until_ms: i64, why: Option<&str>) -> Result<(), ReadError> {
         match self {
-            OutboxStore::Embedded(store) => Ok(store.defer_notification(id, until_ms)?),
-            OutboxStore::Shared(store) => Ok(store.defer_notification(id, until_ms)?),
+            OutboxStore::Embedded(store) => Ok(store.defer_notification(id, until_ms, why)?),
+            OutboxStore::Shared(store) => Ok(store.defer_notification(id, until_ms, why)?),
         }
     }
 

@@ -271,17 +271,16 @@ impl SharedStore {
     }
 
     /// Records `attempt` on notification `id` and moves it on, in one
-    /// statement. Not retried: a retry after a lost answer would record
-    /// the attempt twice, and a row left `sending` is claimed again when
-    /// its lease runs out.
+    /// statement, retried as `[retry]` says: a row left `sending` would be
+    /// sent again when its lease ends. A retry after a commit whose answer
+    /// was lost records the attempt twice (the row moves once).
     pub fn record_attempt(&self, id: i64, attempt: &Attempt, after: AfterAttempt) -> Result<(), SharedStoreError> {
         let (state, next, finished) = match after {
             AfterAttempt::Delivered => ("delivered", attempt.at_ms, Some(attempt.at_ms)),
             AfterAttempt::RetryAt(at) => ("pending", at, None),
             AfterAttempt::Dead => ("dead", attempt.at_ms, Some(attempt.at_ms)),
         };
-        let once = crate::retry::RetryPolicy { max_attempts: 1, ..self.retry };
-        self.retrying(&once, "record a delivery attempt", || {
+        self.with_retry("record a delivery attempt", || {
             sqlx::query(
                 "WITH attempt AS (
                      INSERT INTO notify_attempts (outbox_id, at_ms, status, error, latency_ms, answer)
@@ -305,15 +304,19 @@ impl SharedStore {
     }
 
     /// Puts a claimed notification back, due at `until_ms`, without
-    /// counting an attempt: its channel's rate limit held it.
-    pub fn defer_notification(&self, id: i64, until_ms: i64) -> Result<(), SharedStoreError> {
+    /// counting an attempt: its channel's rate limit held it, or the node
+    /// could not send it (`why`, kept as its last error).
+    pub fn defer_notification(&self, id: i64, until_ms: i64, why: Option<&str>) -> Result<(), SharedStoreError> {
+        let why = why.map(storable);
         self.with_retry("defer a notification", || {
             sqlx::query(
-                "UPDATE notify_outbox SET state = 'pending', next_attempt_ms = $2, claimed_until_ms = 0
+                "UPDATE notify_outbox SET state = 'pending', next_attempt_ms = $2, claimed_until_ms = 0,
+                     last_error = COALESCE($3, last_error)
                  WHERE id = $1 AND state = 'sending'",
             )
             .bind(id)
             .bind(until_ms)
+            .bind(why.as_deref())
             .execute(&self.writes)
         })?;
         Ok(())
