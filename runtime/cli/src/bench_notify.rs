@@ -1,7 +1,9 @@
 //! `mcp bench --notify N`: the delivery worker's throughput against a
 //! receiver on loopback (N signed webhook notifications, drained as the
 //! server's worker does), the latency of each attempt, and what queueing
-//! notifications adds to a run's commit. Medians of several rounds.
+//! notifications adds to a run's commit, in the configured anomaly store
+//! (embedded, or PostgreSQL with `anomaly_store = "postgres"`). Medians of
+//! several rounds.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,10 +14,10 @@ use mcp_api::ControlStore;
 use mcp_columns::{Anomaly, Severity};
 use mcp_engine::config::McpConfig;
 use mcp_notify::spec::{ChannelSpec, MAX_RATE_PER_MINUTE};
+use mcp_engine::config::StoreKind;
 use mcp_storage::notify::{Managed, RouteBook, RouteRecord};
+use mcp_storage::run_store::{ConfiguredStore, RunStore};
 use mcp_storage::store::{AnomalyStore, CheckpointKey, Provenance};
-
-const TENANT: &str = "bench";
 
 fn anomalies(count: usize, first_id: u64) -> Vec<(Anomaly, Option<String>)> {
     (0..count)
@@ -38,14 +40,15 @@ fn anomalies(count: usize, first_id: u64) -> Vec<(Anomaly, Option<String>)> {
         .collect()
 }
 
-/// Commits `count` anomalies in batches of 1,000; the time it took.
-fn commit(store: &mut AnomalyStore, count: usize, first_id: u64) -> Result<Duration> {
-    let key = CheckpointKey { tenant: TENANT, agent: "dns", log_source: "bench", log_type: "dns" };
+/// Commits `count` anomalies of `tenant` in batches of 1,000; the time it
+/// took.
+fn commit(store: &mut dyn RunStore, tenant: &str, count: usize, first_id: u64) -> Result<Duration> {
+    let key = CheckpointKey { tenant, agent: "dns", log_source: "bench", log_type: "dns" };
     let provenance = Provenance { agent_sha256: "bench", schema_version: 1, model: None };
     let all = anomalies(count, first_id);
     let started = Instant::now();
     for (i, batch) in all.chunks(1_000).enumerate() {
-        store.commit(&key, &provenance, batch, first_id + ((i + 1) * 1_000) as u64)?;
+        store.commit_with_state(&key, &provenance, batch, first_id + ((i + 1) * 1_000) as u64, None)?;
     }
     Ok(started.elapsed())
 }
@@ -59,7 +62,7 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default()
 }
 
-pub fn run(count: usize, rounds: usize) -> Result<()> {
+pub fn run(base: &McpConfig, count: usize, rounds: usize) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
@@ -79,23 +82,35 @@ pub fn run(count: usize, rounds: usize) -> Result<()> {
 
     let rounds = rounds.max(1);
     let config_for = |dir: &std::path::Path| -> Result<McpConfig> {
-        let mut config = McpConfig { data_dir: dir.to_path_buf(), ..McpConfig::default() };
+        let mut config = McpConfig {
+            data_dir: dir.to_path_buf(),
+            database_url: base.database_url.clone(),
+            database_schema: base.database_schema.clone(),
+            anomaly_store: base.anomaly_store,
+            ..McpConfig::default()
+        };
         let key_file = dir.join("secrets.key");
         std::fs::write(&key_file, hex::encode(rand::random::<[u8; 32]>()))?;
         config.notifications.secrets_key_file = Some(key_file);
         config.notifications.allow_private_targets = true;
         Ok(config)
     };
+    let on_postgres = base.anomaly_store == StoreKind::Postgres;
     println!(
         "mcp bench --notify: {count} signed webhook notifications to a receiver on 127.0.0.1, {} at once, \
-         median of {rounds} rounds; {} cores",
+         median of {rounds} rounds; {} cores; the outbox in {}",
         McpConfig::default().notifications.concurrency,
-        std::thread::available_parallelism().map_or(1, usize::from)
+        std::thread::available_parallelism().map_or(1, usize::from),
+        if on_postgres { "PostgreSQL" } else { "the embedded store" }
     );
     let (mut rates, mut p50s, mut p99s, mut plain, mut routed) = (vec![], vec![], vec![], vec![], vec![]);
     for round in 0..rounds {
         let dir = tempfile::tempdir()?;
         let config = config_for(dir.path())?;
+        // PostgreSQL keeps what earlier rounds and runs stored: fresh
+        // tenants make each round's anomalies new.
+        let tenant = format!("bench-{}-{round}", std::process::id());
+        let bare_tenant = format!("{tenant}-bare");
         let control = ControlStore::open(&config.control_db())?;
         let spec = ChannelSpec::from_json(serde_json::json!({
             "kind": "webhook",
@@ -105,7 +120,7 @@ pub fn run(count: usize, rounds: usize) -> Result<()> {
             "rate_per_minute": MAX_RATE_PER_MINUTE,
         }))?;
         let key = mcp_notify::secret::SecretKey::load(&config.notifications)?;
-        control.put_notify_channel(&spec.to_record(TENANT, "hook", &key, &config.notifications, Managed::Api)?)?;
+        control.put_notify_channel(&spec.to_record(&tenant, "hook", &key, &config.notifications, Managed::Api)?)?;
         let route = RouteRecord {
             name: "all".into(),
             channel: "hook".into(),
@@ -115,14 +130,33 @@ pub fn run(count: usize, rounds: usize) -> Result<()> {
             labels: vec![],
             min_score: 0.0,
         };
-        control.put_notify_route(TENANT, &route, Managed::Api)?;
+        control.put_notify_route(&tenant, &route, Managed::Api)?;
 
         // The same commits without and with a route: what the outbox adds.
-        let mut bare = AnomalyStore::open(&dir.path().join("bare.db"))?;
-        plain.push(commit(&mut bare, count, 1)?.as_secs_f64());
-        let mut store = AnomalyStore::open(&config.anomalies_db())?;
-        store.route_with(Arc::new(RouteBook::open(&config.control_db())?));
-        routed.push(commit(&mut store, count, 1)?.as_secs_f64());
+        let routes = Arc::new(RouteBook::open(&config.control_db())?);
+        let (bare_shared, routed_shared) = match config.shared_store()? {
+            Some(bare) => {
+                bare.migrate()?;
+                let mut routed = config.shared_store()?.context("the store on PostgreSQL")?;
+                routed.route_with(routes.clone());
+                (Some(bare), Some(routed))
+            }
+            None => (None, None),
+        };
+        let mut bare = match &bare_shared {
+            Some(shared) => ConfiguredStore::Shared(shared),
+            None => ConfiguredStore::Embedded(AnomalyStore::open(&dir.path().join("bare.db"))?),
+        };
+        let mut store = match &routed_shared {
+            Some(shared) => ConfiguredStore::Shared(shared),
+            None => {
+                let mut routed = AnomalyStore::open(&config.anomalies_db())?;
+                routed.route_with(routes);
+                ConfiguredStore::Embedded(routed)
+            }
+        };
+        plain.push(commit(&mut bare, &bare_tenant, count, 1)?.as_secs_f64());
+        routed.push(commit(&mut store, &tenant, count, 1)?.as_secs_f64());
 
         let deliverer = mcp_notify::Deliverer::open(&config)?;
         let before = received.load(Ordering::Relaxed);
@@ -134,12 +168,16 @@ pub fn run(count: usize, rounds: usize) -> Result<()> {
             handled == count && got == count as u64,
             "round {round}: {handled} handled, {got} received of {count}"
         );
-        let conn = rusqlite::Connection::open(config.anomalies_db())?;
-        let mut latencies: Vec<i64> = conn
-            .prepare("SELECT latency_ms FROM notify_attempts ORDER BY latency_ms")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()
-            .context("attempt latencies")?;
+        let mut latencies: Vec<i64> = match &routed_shared {
+            Some(shared) => shared.attempt_latencies(&tenant)?,
+            None => {
+                let conn = rusqlite::Connection::open(config.anomalies_db())?;
+                conn.prepare("SELECT latency_ms FROM notify_attempts")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+                    .context("attempt latencies")?
+            }
+        };
         latencies.sort_unstable();
         rates.push(count as f64 / seconds);
         p50s.push(percentile(&latencies, 0.5) as f64);

@@ -902,7 +902,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             if let Some(count) = args.notify {
-                bench_notify::run(count, args.rounds)?;
+                bench_notify::run(&config, count, args.rounds)?;
                 return Ok(ExitCode::SUCCESS);
             }
             if args.languages {

@@ -358,6 +358,20 @@ impl SharedStore {
         Ok(if taken { Ok(()) } else { Err((UNIT - units + per_minute - 1) / per_minute) })
     }
 
+    /// The latency of every delivery attempt of `tenant`'s notifications,
+    /// in milliseconds (for `mcp bench --notify`).
+    pub fn attempt_latencies(&self, tenant: &str) -> Result<Vec<i64>, SharedStoreError> {
+        let rows: Vec<(i64,)> = self.read("read delivery latencies", || {
+            sqlx::query_as(
+                "SELECT a.latency_ms FROM notify_attempts a JOIN notify_outbox o ON o.id = a.outbox_id
+                 WHERE o.tenant = $1",
+            )
+            .bind(tenant)
+            .fetch_all(&self.reads)
+        })?;
+        Ok(rows.into_iter().map(|(ms,)| ms).collect())
+    }
+
     /// `tenant`'s notifications, newest first.
     pub fn outbox(&self, tenant: &str, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>, SharedStoreError> {
         if filter.channel.as_deref().is_some_and(|c| c.contains('\0')) {
