@@ -246,15 +246,8 @@ fn every_log_page_walks_an_index_in_postgres() -> anyhow::Result<()> {
 fn every_anomaly_page_on_postgres_walks_an_index_in_its_order() -> anyhow::Result<()> {
     use mcp_storage::run_store::RunStore;
     let pg = crate::postgres::pg()?;
-    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?.to_string();
-    let store = mcp_storage::shared_store::SharedStore::connect(
-        &crate::postgres::database_url(),
-        Some(&namespace),
-        2,
-        Default::default(),
-        std::time::Duration::from_secs(10),
-    )?;
-    store.migrate()?;
+    let namespace = pg.schema()?;
+    let store = pg.shared_store()?;
     for tenant in ["t", "u"] {
         let batch: Vec<_> = (1..=60_000).map(|n| anomaly(n, (n % 100) as f64 / 100.0)).collect();
         let key = CheckpointKey { tenant, agent: "dns", log_source: "test", log_type: "dns" };

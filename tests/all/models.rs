@@ -294,18 +294,7 @@ fn a_model_name_or_symlink_cannot_reach_outside_the_models_folder() -> anyhow::R
 #[test]
 fn activations_on_postgres_are_in_force_on_every_node() -> anyhow::Result<()> {
     let pg = crate::postgres::pg()?;
-    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?.to_string();
-    let node = || -> anyhow::Result<Arc<mcp_storage::shared_store::SharedStore>> {
-        let store = mcp_storage::shared_store::SharedStore::connect(
-            &crate::postgres::database_url(),
-            Some(&namespace),
-            2,
-            Default::default(),
-            std::time::Duration::from_secs(5),
-        )?;
-        store.migrate()?;
-        Ok(Arc::new(store))
-    };
+    let node = || -> anyhow::Result<Arc<mcp_storage::shared_store::SharedStore>> { Ok(Arc::new(pg.shared_store()?)) };
     let s = store()?;
     let root = s.manager.dir().to_path_buf();
     write_version(&root, "firewall", "1", &shipped_onnx("firewall")?, |_| {})?;

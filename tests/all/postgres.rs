@@ -48,6 +48,70 @@ pub(crate) fn pg() -> anyhow::Result<Pg> {
     Ok(guard)
 }
 
+impl Pg {
+    /// The test's schema, where its tables are.
+    pub(crate) fn schema(&self) -> anyhow::Result<String> {
+        Ok(self.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?.to_string())
+    }
+
+    /// The anomaly store on PostgreSQL in the test's schema, migrated.
+    pub(crate) fn shared_store(&self) -> anyhow::Result<mcp_storage::shared_store::SharedStore> {
+        let store = mcp_storage::shared_store::SharedStore::connect(
+            &database_url(),
+            Some(&self.schema()?),
+            4,
+            Default::default(),
+            std::time::Duration::from_secs(10),
+        )?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// A worker node of the test's schema that runs `tenant`'s DNS history
+    /// as one unit, committing through `routes` when given; the node.
+    pub(crate) fn run_dns_unit(
+        &self,
+        tenant: &str,
+        routes: Option<Arc<mcp_storage::notify::RouteBook>>,
+    ) -> anyhow::Result<mcp_storage::cluster::Cluster> {
+        let mut worker = mcp_storage::cluster::Cluster::connect(
+            &database_url(),
+            Some(&self.schema()?),
+            "worker",
+            std::time::Duration::from_secs(30),
+            Default::default(),
+        )?;
+        worker.migrate()?;
+        if let Some(routes) = routes {
+            worker.route_with(routes);
+        }
+        worker.plan_backfill(&mcp_storage::cluster::Backfill {
+            tenant,
+            agent: "dns",
+            log_type: "dns",
+            rows_per_unit: 0,
+        })?;
+        let registry = bundled_registry(sandbox())?;
+        let names = ["dns", "firewall", "wifi"].map(String::from);
+        let held = worker
+            .claim(mcp_storage::cluster::UnitKind::Range, &names)?
+            .ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
+        let mut instance = pipeline::instance_for(&registry, "dns", tenant, Default::default(), None)?;
+        let spec = RunSpec {
+            tenant,
+            agent: "dns",
+            log_source: "postgres",
+            batch_size: 400,
+            replay_ms: 120_000,
+            up_to_id: Some(held.up_to),
+            follow: None,
+        };
+        pipeline::run(&registry, &mut instance, &self.0, &mut worker.store(&held), &spec)?;
+        worker.finish(&held)?;
+        Ok(worker)
+    }
+}
+
 fn query(log_type: &str, limit: u32) -> LogQuery {
     LogQuery { log_type: log_type.into(), after_id: 0, from_ms: None, to_ms: None, source: None, limit }
 }

@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use mcp_api::Role;
 use mcp_columns::{Anomaly, Severity};
 use mcp_engine::config::StoreKind;
-use mcp_engine::pipeline::{self, RunSpec};
 use mcp_fixtures::receivers::{HttpReceiver, Mode};
 use mcp_storage::control::ControlStore;
 use mcp_storage::jobstatus::now_ms;
@@ -21,23 +20,50 @@ use mcp_storage::notify::outbox::{AdminAction, AfterAttempt, Attempt};
 use mcp_storage::notify::{ChannelRecord, Managed, OutboxFilter, OutboxState, OutboxStore, RouteBook, RouteRecord};
 use mcp_storage::run_store::RunStore;
 use mcp_storage::shared_store::SharedStore;
-use mcp_storage::source::{LogSource, RetryPolicy};
+use mcp_storage::source::LogSource;
 use mcp_storage::store::{AnomalyStore, AnomalyWithEntry, CheckpointKey, Provenance};
 use mcp_synth as generator;
 use serde_json::json;
 
 use crate::api::api_configured;
-use crate::common::{bundled_registry, sandbox};
 use crate::notifications::{KEY, ok, put, webhook};
 use crate::postgres::{Pg, database_url, pg};
 
 fn shared(pg: &Pg, routes: &Arc<RouteBook>) -> anyhow::Result<SharedStore> {
-    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
-    let mut store =
-        SharedStore::connect(&database_url(), Some(namespace), 4, RetryPolicy::default(), Duration::from_secs(5))?;
-    store.migrate()?;
+    let mut store = pg.shared_store()?;
     store.route_with(routes.clone());
     Ok(store)
+}
+
+/// The API of `tenants` with its anomalies on the test's PostgreSQL, and a
+/// sealing key and loopback receivers allowed for its channels.
+fn api_on(pg: &Pg, tenants: &[&'static str]) -> anyhow::Result<crate::api::Api> {
+    let namespace = pg.schema()?;
+    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
+    api_configured(cache, tenants, |config, _| {
+        config.database_url = Some(database_url());
+        config.database_schema = Some(namespace);
+        config.anomaly_store = StoreKind::Postgres;
+        let key_file = config.data_dir.join("secrets.key");
+        std::fs::write(&key_file, "42".repeat(32))?;
+        config.notifications.secrets_key_file = Some(key_file);
+        config.notifications.allow_private_targets = true;
+        Ok(())
+    })
+}
+
+/// Drains the outbox with the API's delivery worker and another node's at
+/// once; how many each handled.
+fn deliver_from_two_nodes(api: &crate::api::Api) -> anyhow::Result<(usize, usize)> {
+    let other_node = mcp_notify::Deliverer::open(&api.state.config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (mine, theirs) = std::thread::scope(|scope| {
+        let mine = scope.spawn(|| api.deliver());
+        let theirs = scope.spawn(|| runtime.block_on(other_node.drain()));
+        (mine.join(), theirs.join())
+    });
+    let (Ok(mine), Ok(theirs)) = (mine, theirs) else { anyhow::bail!("a delivering thread panicked") };
+    Ok((mine?, theirs?))
 }
 
 /// Tenant `a`'s channels: `now` (every critical anomaly, none folded) and
@@ -268,20 +294,9 @@ fn two_nodes_claiming_at_once_take_each_notification_once() -> anyhow::Result<()
 #[test]
 fn a_units_and_a_runs_anomalies_reach_the_receiver_once_whichever_node_sends() -> anyhow::Result<()> {
     let pg = pg()?;
-    let namespace = pg.0.namespace().unwrap_or_default().to_string();
     pg.0.append("alpha", "dns", &generator::to_rows(&generator::generate("dns", 71, 2_000)?))?;
     pg.0.append("alpha", "firewall", &generator::to_rows(&generator::generate("firewall", 72, 2_000)?))?;
-    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
-    let api = api_configured(cache, &["alpha", "beta"], |config, _| {
-        config.database_url = Some(database_url());
-        config.database_schema = Some(namespace.clone());
-        config.anomaly_store = StoreKind::Postgres;
-        let key_file = config.data_dir.join("secrets.key");
-        std::fs::write(&key_file, "42".repeat(32))?;
-        config.notifications.secrets_key_file = Some(key_file);
-        config.notifications.allow_private_targets = true;
-        Ok(())
-    })?;
+    let api = api_on(&pg, &["alpha", "beta"])?;
     let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
     let channel = webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 60000}));
     ok(put(&api, "alpha", "/v1/notifications/channels/soc", channel)?, StatusCode::CREATED)?;
@@ -289,38 +304,7 @@ fn a_units_and_a_runs_anomalies_reach_the_receiver_once_whichever_node_sends() -
 
     // A worker node runs alpha's DNS backfill as a unit, with the routes
     // of the control store it shares with the server.
-    let mut worker = mcp_storage::cluster::Cluster::connect(
-        &database_url(),
-        Some(&namespace),
-        "worker",
-        Duration::from_secs(30),
-        RetryPolicy::default(),
-    )?;
-    worker.migrate()?;
-    worker.route_with(Arc::new(RouteBook::open(&api.state.config.control_db())?));
-    worker.plan_backfill(&mcp_storage::cluster::Backfill {
-        tenant: "alpha",
-        agent: "dns",
-        log_type: "dns",
-        rows_per_unit: 0,
-    })?;
-    let registry = bundled_registry(sandbox())?;
-    let names = ["dns", "firewall", "wifi"].map(String::from);
-    let held = worker
-        .claim(mcp_storage::cluster::UnitKind::Range, &names)?
-        .ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
-    let mut instance = pipeline::instance_for(&registry, "dns", "alpha", Default::default(), None)?;
-    let spec = RunSpec {
-        tenant: "alpha",
-        agent: "dns",
-        log_source: "postgres",
-        batch_size: 400,
-        replay_ms: 120_000,
-        up_to_id: Some(held.up_to),
-        follow: None,
-    };
-    pipeline::run(&registry, &mut instance, &pg.0, &mut worker.store(&held), &spec)?;
-    worker.finish(&held)?;
+    let worker = pg.run_dns_unit("alpha", Some(Arc::new(RouteBook::open(&api.state.config.control_db())?)))?;
     let from_unit = worker.anomaly_keys("alpha")?.len();
     anyhow::ensure!(from_unit > 0, "the unit found nothing to notify about");
 
@@ -340,15 +324,7 @@ fn a_units_and_a_runs_anomalies_reach_the_receiver_once_whichever_node_sends() -
     let expected = from_unit + usize::try_from(from_run)?;
 
     // This server and another node deliver at once from the one outbox.
-    let other_node = mcp_notify::Deliverer::open(&api.state.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (mine, theirs) = std::thread::scope(|scope| {
-        let mine = scope.spawn(|| api.deliver());
-        let theirs = scope.spawn(|| runtime.block_on(other_node.drain()));
-        (mine.join(), theirs.join())
-    });
-    let (Ok(mine), Ok(theirs)) = (mine, theirs) else { anyhow::bail!("a delivering thread panicked") };
-    let (mine, theirs) = (mine?, theirs?);
+    let (mine, theirs) = deliver_from_two_nodes(&api)?;
     let accepted = receiver.accepted();
     let distinct: BTreeSet<_> = accepted.iter().collect();
     assert_eq!((accepted.len(), distinct.len()), (expected, expected), "each anomaly once (sent {mine} and {theirs})");
@@ -377,18 +353,7 @@ fn a_units_and_a_runs_anomalies_reach_the_receiver_once_whichever_node_sends() -
 #[test]
 fn a_channels_rate_limit_holds_across_nodes() -> anyhow::Result<()> {
     let pg = pg()?;
-    let namespace = pg.0.namespace().unwrap_or_default().to_string();
-    let cache = mcp_storage::jobstatus::SharedCache::open(None, "", Default::default())?;
-    let api = api_configured(cache, &["alpha"], |config, _| {
-        config.database_url = Some(database_url());
-        config.database_schema = Some(namespace.clone());
-        config.anomaly_store = StoreKind::Postgres;
-        let key_file = config.data_dir.join("secrets.key");
-        std::fs::write(&key_file, "42".repeat(32))?;
-        config.notifications.secrets_key_file = Some(key_file);
-        config.notifications.allow_private_targets = true;
-        Ok(())
-    })?;
+    let api = api_on(&pg, &["alpha"])?;
     let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
     let channel = webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 6}));
     ok(put(&api, "alpha", "/v1/notifications/channels/soc", channel)?, StatusCode::CREATED)?;
@@ -398,15 +363,7 @@ fn a_channels_rate_limit_holds_across_nodes() -> anyhow::Result<()> {
     assert_eq!(commit(&mut &store, "alpha", &storm, 100)?, 20);
 
     // Two nodes deliver at once: together they send one minute's allowance.
-    let other_node = mcp_notify::Deliverer::open(&api.state.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let (mine, theirs) = std::thread::scope(|scope| {
-        let mine = scope.spawn(|| api.deliver());
-        let theirs = scope.spawn(|| runtime.block_on(other_node.drain()));
-        (mine.join(), theirs.join())
-    });
-    let (Ok(mine), Ok(theirs)) = (mine, theirs) else { anyhow::bail!("a delivering thread panicked") };
-    let (mine, theirs) = (mine?, theirs?);
+    let (mine, theirs) = deliver_from_two_nodes(&api)?;
     assert_eq!(
         receiver.accepted().len(),
         6,

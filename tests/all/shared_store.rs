@@ -24,11 +24,7 @@ use crate::common::{bundled_registry, sandbox};
 use crate::postgres::{Pg, database_url, pg};
 
 fn shared(pg: &Pg) -> anyhow::Result<SharedStore> {
-    let namespace = pg.0.namespace().ok_or_else(|| anyhow::anyhow!("the test source has no schema"))?;
-    let store =
-        SharedStore::connect(&database_url(), Some(namespace), 2, RetryPolicy::default(), Duration::from_secs(5))?;
-    store.migrate()?;
-    Ok(store)
+    pg.shared_store()
 }
 
 const AGENTS: [&str; 3] = ["dns", "firewall", "wifi"];
@@ -228,29 +224,7 @@ fn every_node_serves_what_the_units_and_its_own_runs_stored_on_postgres() -> any
     pg.0.append("alpha", "dns", &generator::to_rows(&generator::generate("dns", 61, 2_000)?))?;
     pg.0.append("alpha", "firewall", &generator::to_rows(&generator::generate("firewall", 62, 2_000)?))?;
     // A worker node runs alpha's DNS backfill as a unit.
-    let worker = mcp_storage::cluster::Cluster::connect(
-        &database_url(),
-        Some(&namespace),
-        "worker",
-        Duration::from_secs(30),
-        RetryPolicy::default(),
-    )?;
-    worker.migrate()?;
-    worker.plan_backfill(&mcp_storage::cluster::Backfill {
-        tenant: "alpha",
-        agent: "dns",
-        log_type: "dns",
-        rows_per_unit: 0,
-    })?;
-    let registry = bundled_registry(sandbox())?;
-    let names = ["dns", "firewall", "wifi"].map(String::from);
-    let held = worker
-        .claim(mcp_storage::cluster::UnitKind::Range, &names)?
-        .ok_or_else(|| anyhow::anyhow!("nothing to claim"))?;
-    let mut instance = pipeline::instance_for(&registry, "dns", "alpha", Default::default(), None)?;
-    let unit_spec = RunSpec { up_to_id: Some(held.up_to), ..spec("alpha", "dns", "postgres") };
-    pipeline::run(&registry, &mut instance, &pg.0, &mut worker.store(&held), &unit_spec)?;
-    worker.finish(&held)?;
+    let worker = pg.run_dns_unit("alpha", None)?;
     let stored: BTreeSet<_> = worker.anomaly_keys("alpha")?.into_iter().map(|(_, id, label)| (id, label)).collect();
     assert!(!stored.is_empty());
 

@@ -87,18 +87,27 @@ fn held_midway(nodes: &[&str]) -> impl Fn(&[UnitView]) -> Option<UnitView> {
     }
 }
 
-fn terminate_backends(namespace: &str) -> Result<i64> {
+/// The one row `sql` answers with `text` as its argument, on a connection
+/// of the test's own.
+fn one_row<T>(sql: &str, text: &str) -> Result<T>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
+{
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let killed = runtime.block_on(async {
+    let row = runtime.block_on(async {
         let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
-        let (killed,): (i64,) =
-            sqlx::query_as("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(format!("mcp:{namespace}"))
-                .fetch_one(&pool)
-                .await?;
+        let row = sqlx::query_as(sql).bind(text).fetch_one(&pool).await?;
         pool.close().await;
-        Ok::<_, sqlx::Error>(killed)
+        Ok::<T, sqlx::Error>(row)
     })?;
+    Ok(row)
+}
+
+fn terminate_backends(namespace: &str) -> Result<i64> {
+    let (killed,): (i64,) = one_row(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+        &format!("mcp:{namespace}"),
+    )?;
     Ok(killed)
 }
 
@@ -244,21 +253,14 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
 /// The notifications of `tenant` in `schema`'s outbox: (rows, distinct
 /// anomalies, attempts, delivered).
 fn outbox_counts(schema: &str, tenant: &str) -> Result<(i64, i64, i64, i64)> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let counts = runtime.block_on(async {
-        let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await?;
-        let counts = sqlx::query_as(&format!(
+    one_row(
+        &format!(
             "SELECT count(*), count(DISTINCT anomaly_id), coalesce(sum(attempts), 0)::BIGINT,
                     count(*) FILTER (WHERE state = 'delivered')
              FROM \"{schema}\".notify_outbox WHERE tenant = $1"
-        ))
-        .bind(tenant)
-        .fetch_one(&pool)
-        .await?;
-        pool.close().await;
-        Ok::<_, sqlx::Error>(counts)
-    })?;
-    Ok(counts)
+        ),
+        tenant,
+    )
 }
 
 #[test]

@@ -198,13 +198,16 @@ impl ControlStore {
     pub fn open(path: &Path) -> Result<Self, ControlError> {
         let name = path.display().to_string();
         let wrap = |source| ControlError::Db { path: name.clone(), source };
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
-            .map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
-        conn.execute_batch(crate::exports::SCHEMA).map_err(wrap)?;
-        conn.execute_batch(crate::notify::channels::SCHEMA).map_err(wrap)?;
-        crate::tenancy::migrate(&conn).map_err(wrap)?;
+        let mut conn = crate::sqlite_file::open_wal(path).map_err(wrap)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(wrap)?;
+        // One process at a time creates and migrates the tables: two that
+        // both saw a column missing would both add it, and one would fail.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(wrap)?;
+        tx.execute_batch(SCHEMA).map_err(wrap)?;
+        tx.execute_batch(crate::exports::SCHEMA).map_err(wrap)?;
+        tx.execute_batch(crate::notify::channels::SCHEMA).map_err(wrap)?;
+        crate::tenancy::migrate(&tx).map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
         Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
     }
 
@@ -463,5 +466,39 @@ impl ControlStore {
             })?
             .collect()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Processes started together on a fresh `data_dir` (two `mcp worker`s)
+    /// each create and migrate the stores; none may fail for finding a
+    /// column another has just added.
+    #[test]
+    fn stores_opened_at_once_on_a_fresh_folder_all_open() {
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            let opened: Vec<Result<(), String>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..6)
+                    .map(|n| {
+                        let dir = dir.path();
+                        scope.spawn(move || -> Result<(), String> {
+                            ControlStore::open(&dir.join("control.db")).map_err(|e| e.to_string())?;
+                            crate::store::AnomalyStore::open(&dir.join("anomalies.db")).map_err(|e| e.to_string())?;
+                            let schemas =
+                                std::sync::Arc::new(crate::schema::SchemaFiles::new(&dir.join(format!("s{n}"))));
+                            crate::source::SqliteLogSource::open(&dir.join("logs.db"), schemas)
+                                .map_err(|e| e.to_string())?;
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("panicked".into()))).collect()
+            });
+            let failed: Vec<_> = opened.into_iter().filter_map(Result::err).collect();
+            assert!(failed.is_empty(), "{failed:?}");
+        }
     }
 }

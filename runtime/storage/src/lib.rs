@@ -28,5 +28,6 @@ pub mod run_store;
 pub mod schema;
 pub mod shared_store;
 pub mod source;
+pub mod sqlite_file;
 pub mod store;
 pub mod tenancy;

@@ -183,18 +183,21 @@ impl AnomalyStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let name = path.display().to_string();
         let wrap = |source| StoreError { path: name.clone(), source };
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        let mut conn = crate::sqlite_file::open_wal(path).map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
-        conn.execute_batch(crate::notify::outbox::SCHEMA).map_err(wrap)?;
+        // One process at a time creates and migrates the tables (two that
+        // both saw the column missing would both add it).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(wrap)?;
+        tx.execute_batch(SCHEMA).map_err(wrap)?;
+        tx.execute_batch(crate::notify::outbox::SCHEMA).map_err(wrap)?;
         // Stores made before models existed lack the model column.
-        let has_model: bool = conn
+        let has_model: bool = tx
             .query_row("SELECT COUNT(*) FROM pragma_table_info('anomalies') WHERE name = 'model'", [], |r| r.get(0))
             .map_err(wrap)?;
         if !has_model {
-            conn.execute_batch("ALTER TABLE anomalies ADD COLUMN model TEXT").map_err(wrap)?;
+            tx.execute_batch("ALTER TABLE anomalies ADD COLUMN model TEXT").map_err(wrap)?;
         }
+        tx.commit().map_err(wrap)?;
         let store = AnomalyStore { path: name, conn, page_query_steps: PAGE_QUERY_STEPS, routes: None };
         store.optimize()?;
         Ok(store)

@@ -101,8 +101,7 @@ impl Embedded {
     fn open(path: &Path) -> Result<Self, ModelError> {
         let name = path.display().to_string();
         let wrap = |source| ModelError::State { path: name.clone(), source };
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;").map_err(wrap)?;
+        let conn = mcp_storage::sqlite_file::open_wal(path).map_err(wrap)?;
         conn.execute_batch(SCHEMA).map_err(wrap)?;
         Ok(Embedded { conn, path: name })
     }

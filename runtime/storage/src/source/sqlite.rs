@@ -61,13 +61,16 @@ impl SqliteLogSource {
     pub fn open(path: &Path, schemas: Arc<SchemaFiles>) -> Result<Self, SourceError> {
         let name = path.display().to_string();
         let wrap = |source| SourceError::Database { path: name.clone(), source };
-        let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
+        let mut conn = crate::sqlite_file::open_wal(path).map_err(wrap)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(wrap)?;
-        conn.execute_batch(SCHEMA).map_err(wrap)?;
-        ensure_column(&conn, "logs", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
-        ensure_column(&conn, "quarantine", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
-        ensure_column(&conn, "logs", "load_error", "TEXT").map_err(wrap)?;
+        // One process at a time creates and migrates the tables (two that
+        // both saw a column missing would both add it).
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(wrap)?;
+        tx.execute_batch(SCHEMA).map_err(wrap)?;
+        ensure_column(&tx, "logs", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
+        ensure_column(&tx, "quarantine", "schema_version", "INTEGER NOT NULL DEFAULT 0").map_err(wrap)?;
+        ensure_column(&tx, "logs", "load_error", "TEXT").map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
         Ok(SqliteLogSource { path: name, conn: Mutex::new(conn), schemas })
     }
 
