@@ -103,6 +103,31 @@ fn observer(config: &McpConfig, migrate: bool) -> Result<Cluster> {
     Ok(cluster)
 }
 
+/// One line on the tenant's work units for `mcp jobs list`: their status
+/// is in PostgreSQL, not among the jobs above it.
+pub fn units_summary(config: &McpConfig) {
+    let listed = observer(config, false).and_then(|cluster| Ok(cluster.units()?));
+    match listed {
+        Ok(all) => {
+            let mine: Vec<_> = all.iter().filter(|u| u.tenant == config.tenant).collect();
+            if mine.is_empty() {
+                return;
+            }
+            let count = |status: &str| mine.iter().filter(|u| u.status == status).count();
+            println!(
+                "work units of tenant {} (PostgreSQL, shared by every node): {} held, {} open, {} done, {} failed; \
+                 `mcp backfill status` lists them",
+                config.tenant,
+                count("held"),
+                count("open"),
+                count("done"),
+                count("failed")
+            );
+        }
+        Err(e) => println!("work units: PostgreSQL did not answer ({e})"),
+    }
+}
+
 /// "1 unit", "2 units".
 fn units(count: usize) -> String {
     if count == 1 { "1 unit".into() } else { format!("{count} units") }

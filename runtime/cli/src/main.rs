@@ -850,6 +850,9 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 }
             }
             println!("\n{} jobs for tenant {}", jobs.len(), config.tenant);
+            if config.database_url.is_some() {
+                cluster_cli::units_summary(&config);
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command: JobsCommand::Cancel { id } } => {

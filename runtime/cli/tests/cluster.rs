@@ -322,5 +322,20 @@ fn worker_nodes_on_postgres_queue_and_deliver_each_notification_once() -> Result
     let text = String::from_utf8_lossy(&listed.stdout);
     assert!(listed.status.success(), "{text}{}", String::from_utf8_lossy(&listed.stderr));
     assert_eq!(text.lines().filter(|line| line.contains("delivered")).count(), 3, "{text}");
+    // `mcp jobs list` points at the units, whose status is in PostgreSQL.
+    let jobs = std::process::Command::new(env!("CARGO_BIN_EXE_mcp"))
+        .arg("--config")
+        .arg(dir.path().join("mcp.toml"))
+        .args(["jobs", "list"])
+        .current_dir(dir.path())
+        .output()?;
+    let text = String::from_utf8_lossy(&jobs.stdout);
+    let done = observer.units()?.len();
+    assert!(
+        text.contains(&format!(
+            "work units of tenant t1 (PostgreSQL, shared by every node): 0 held, 0 open, {done} done, 0 failed"
+        )),
+        "{text}"
+    );
     Ok(())
 }
