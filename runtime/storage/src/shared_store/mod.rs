@@ -97,10 +97,12 @@ impl SharedStore {
         // A commit holds row locks only for its own statements; an idle
         // transaction past a minute is a client that froze.
         let idle = Some(Duration::from_secs(60));
-        let reads = connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT).map_err(unreachable)?;
+        let reads =
+            connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT, true).map_err(unreachable)?;
         // A commit that waits longer for a connection is retried as
         // `[retry]` says; a server that cannot be reached is known at once.
-        let writes = connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT).map_err(unreachable)?;
+        let writes =
+            connect_pool_waiting(&runtime, url, schema, connections, idle, READ_WAIT, false).map_err(unreachable)?;
         Ok(SharedStore { runtime, reads, writes, retry, retries: AtomicU64::new(0), page_timeout, routes: None })
     }
 

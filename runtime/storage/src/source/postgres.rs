@@ -94,7 +94,7 @@ pub(crate) fn connect_pool(
     connections: u32,
     idle_in_transaction: Option<std::time::Duration>,
 ) -> Result<PgPool, SourceError> {
-    connect_pool_waiting(runtime, url, schema, connections, idle_in_transaction, DEFAULT_ACQUIRE_WAIT)
+    connect_pool_waiting(runtime, url, schema, connections, idle_in_transaction, DEFAULT_ACQUIRE_WAIT, false)
 }
 
 /// How long a statement waits for a connection of the pool by default
@@ -103,7 +103,11 @@ const DEFAULT_ACQUIRE_WAIT: std::time::Duration = std::time::Duration::from_secs
 
 /// [`connect_pool`], with statements waiting at most `acquire_wait` for a
 /// connection (a new one included, when the server is down) before they
-/// fail with a timeout.
+/// fail with a timeout. With `ping_before_use`, a pooled connection is
+/// checked before each use, so that after a failover or a restart (every
+/// backend ended) a request gets a live connection rather than spending
+/// its few attempts on dead ones: for pages, which are tried twice, not
+/// for runs, whose retries count and report dropped connections.
 pub(crate) fn connect_pool_waiting(
     runtime: &tokio::runtime::Handle,
     url: &str,
@@ -111,6 +115,7 @@ pub(crate) fn connect_pool_waiting(
     connections: u32,
     idle_in_transaction: Option<std::time::Duration>,
     acquire_wait: std::time::Duration,
+    ping_before_use: bool,
 ) -> Result<PgPool, SourceError> {
     let search_path = schema.map(|s| s.replace('"', ""));
     let pool = runtime.block_on(async {
@@ -136,14 +141,13 @@ pub(crate) fn connect_pool_waiting(
         }
         sqlx::Connection::close(first).await?;
         let path = search_path.clone();
-        // No ping before each use: a connection the server dropped fails
-        // its statement, which the retry loop repeats on a fresh one and
-        // counts, so the run reports it; a ping would hide it and cost a
-        // round trip per page.
+        // Without a ping before each use, a connection the server dropped
+        // fails its statement, which the retry loop repeats on a fresh one
+        // and counts, so a run reports it.
         PgPoolOptions::new()
             .max_connections(connections.max(1))
             .acquire_timeout(acquire_wait)
-            .test_before_acquire(false)
+            .test_before_acquire(ping_before_use)
             .after_connect(move |conn, _| {
                 let path = path.clone();
                 Box::pin(async move {
