@@ -375,3 +375,29 @@ fn a_channels_rate_limit_holds_across_nodes() -> anyhow::Result<()> {
     assert!(waiting.iter().all(|e| e.attempts == 0 && e.next_attempt_ms > now_ms()), "held, not failed: {waiting:?}");
     Ok(())
 }
+
+#[test]
+fn a_node_that_lacks_a_channel_leaves_its_notifications_to_the_node_that_has_it() -> anyhow::Result<()> {
+    let pg = pg()?;
+    let api = api_on(&pg, &["alpha"])?;
+    let receiver = HttpReceiver::start(Some(KEY), Mode::Ok)?;
+    let channel = webhook(&receiver, json!({"dedup_window_s": 0, "rate_per_minute": 60000}));
+    ok(put(&api, "alpha", "/v1/notifications/channels/soc", channel)?, StatusCode::CREATED)?;
+    ok(put(&api, "alpha", "/v1/notifications/routes/all", json!({"channel": "soc"}))?, StatusCode::CREATED)?;
+    let store = shared(&pg, &Arc::new(RouteBook::open(&api.state.config.control_db())?))?;
+    let batch: Vec<_> = (1..=5).map(|id| found(id, &format!("10.0.0.{id}"), Severity::Critical)).collect();
+    commit(&mut &store, "alpha", &batch, 10)?;
+
+    // A node with a control store of its own, which never heard of `soc`.
+    let elsewhere = tempfile::tempdir()?;
+    let other_config =
+        mcp_engine::config::McpConfig { data_dir: elsewhere.path().to_path_buf(), ..api.state.config.clone() };
+    let other_node = mcp_notify::Deliverer::open(&other_config)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    assert_eq!(runtime.block_on(other_node.drain())?, 0);
+    let pending = OutboxFilter { state: Some(OutboxState::Pending), limit: 100, ..Default::default() };
+    assert_eq!(store.outbox("alpha", &pending)?.len(), 5, "another node's channel was dead-lettered");
+    assert_eq!(api.deliver()?, 5);
+    assert_eq!(receiver.accepted().len(), 5);
+    Ok(())
+}

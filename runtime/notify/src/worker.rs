@@ -224,7 +224,14 @@ impl Deliverer {
 
     /// Dead-letters what waits for channels that no longer exist (deleted,
     /// or dropped from the operator's file), which no turn would reach.
+    /// Not with the outbox on PostgreSQL: this node's control store is its
+    /// own, so a channel it lacks may be another node's (made through that
+    /// node's API, or in a newer file there), whose notifications that node
+    /// still delivers; what no node has waits, and the tenant may drop it.
     async fn give_up_orphans(self: &Arc<Self>) -> Result<(), NotifyError> {
+        if matches!(self.home, OutboxHome::Shared { .. }) {
+            return Ok(());
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || -> Result<(), NotifyError> {
             let channels: std::collections::BTreeSet<(String, String)> =
