@@ -374,8 +374,18 @@ fn load_config(cli: &Cli) -> Result<McpConfig> {
 
 /// Prints each problem of the configuration, or what was checked; the exit
 /// code says whether there was any.
-fn config_check(path: Option<&Path>, env: Vec<(String, String)>, services: bool) -> Result<ExitCode> {
-    let report = mcp_engine::config_check::check(path, env, services);
+fn config_check(
+    path: Option<&Path>,
+    env: Vec<(String, String)>,
+    services: bool,
+    config: Option<&McpConfig>,
+) -> Result<ExitCode> {
+    let mut report = mcp_engine::config_check::check(path, env, services);
+    // The notifications file and secrets are read by the notify crate,
+    // which the engine's check cannot see.
+    if let Some(config) = config {
+        notify_cli::check(config, &mut report);
+    }
     for checked in &report.checked {
         println!("ok       {checked}");
     }
@@ -412,7 +422,12 @@ pub(crate) fn registry(config: &McpConfig, dir: &Path) -> Result<Registry> {
 fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
     // A configuration that does not load is what `config check` is for.
     if let Command::Config { command: ConfigCommand::Check { offline } } = &cli.command {
-        return config_check(cli.config.as_deref(), environment(cli.env_file.as_deref())?, !offline);
+        return config_check(
+            cli.config.as_deref(),
+            environment(cli.env_file.as_deref())?,
+            !offline,
+            config.as_ref().ok(),
+        );
     }
     let config = config?;
     // Reading the configuration writes nothing (setup_prod.sh runs it as

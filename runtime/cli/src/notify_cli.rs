@@ -51,6 +51,49 @@ pub fn apply_seed(config: &McpConfig, control: &ControlStore) -> Result<()> {
     Ok(())
 }
 
+/// `mcp config check`'s look at notifications: the operator's file as
+/// `serve` would apply it, the sealing key, and whether each `MCP_SECRET_*`
+/// the file names is set here (the service's environment may differ).
+pub fn check(config: &McpConfig, report: &mut mcp_engine::config_check::CheckReport) {
+    if let Err(e) = mcp_notify::secret::SecretKey::load(&config.notifications) {
+        report.problem("notifications.secrets_key_file / MCP_SECRETS_KEY", e.to_string());
+    }
+    let Some(path) = mcp_notify::seed::seed_path(&config.notifications) else { return };
+    match mcp_notify::seed::read(&path, &config.notifications) {
+        Err(e) => report.problem("notifications.file", e.to_string()),
+        Ok((channels, routes)) => {
+            let mut missing = std::collections::BTreeSet::new();
+            for channel in &channels {
+                let spec: serde_json::Value = serde_json::from_str(&channel.spec).unwrap_or_default();
+                for name in env_references(&spec) {
+                    if std::env::var_os(&name).is_none() {
+                        missing.insert((channel.tenant.clone(), channel.name.clone(), name));
+                    }
+                }
+            }
+            for (tenant, channel, name) in missing {
+                report.problem(
+                    format!("{}: channel {tenant}/{channel}", path.display()),
+                    format!("{name} is not set in this environment; the channel cannot send where it is not"),
+                );
+            }
+            report.checked.push(format!("{}: {} channels, {} routes", path.display(), channels.len(), routes.len()));
+        }
+    }
+}
+
+/// The environment variables a channel's settings name (`{"env": NAME}`).
+fn env_references(value: &serde_json::Value) -> Vec<String> {
+    match value {
+        serde_json::Value::Object(map) => match (map.len(), map.get("env")) {
+            (1, Some(serde_json::Value::String(name))) => vec![name.clone()],
+            _ => map.values().flat_map(env_references).collect(),
+        },
+        serde_json::Value::Array(items) => items.iter().flat_map(env_references).collect(),
+        _ => Vec::new(),
+    }
+}
+
 pub fn run(config: &McpConfig, command: NotifyCommand) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;

@@ -300,3 +300,38 @@ fn config_check_names_each_problem() -> Result<(), Box<dyn std::error::Error>> {
     assert!(stdout(&sound).contains("the configuration is sound"), "{}", stdout(&sound));
     Ok(())
 }
+
+#[test]
+fn config_check_reads_the_notifications_file_and_its_secrets() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("mcp.toml"),
+        format!("data_dir = {:?}\n[notifications]\nfile = \"notifications.toml\"\n", dir.path().join("data")),
+    )?;
+    let channel = "[[channel]]\ntenant = \"acme\"\nname = \"soc\"\nkind = \"webhook\"\n\
+                   url = { env = \"MCP_SECRET_CHECK_TEST_URL\" }\nsigning_key = { env = \"MCP_SECRET_CHECK_TEST_KEY\" }\n";
+    std::fs::write(dir.path().join("notifications.toml"), channel)?;
+    let missing = mcp(dir.path(), &["config", "check", "--offline"]);
+    let said = stdout(&missing);
+    assert!(!missing.status.success(), "{said}");
+    for name in ["MCP_SECRET_CHECK_TEST_URL", "MCP_SECRET_CHECK_TEST_KEY"] {
+        assert!(said.contains(&format!("channel acme/soc: {name} is not set")), "{name}:\n{said}");
+    }
+    std::fs::write(
+        dir.path().join("notifications.toml"),
+        "[[channel]]\ntenant = \"acme\"\nname = \"BAD NAME\"\nkind = \"log\"\n",
+    )?;
+    let bad = mcp(dir.path(), &["config", "check", "--offline"]);
+    assert!(
+        stdout(&bad).contains("notifications.file: ") && stdout(&bad).contains("(acme/BAD NAME): name"),
+        "{}",
+        stdout(&bad)
+    );
+    std::fs::write(
+        dir.path().join("notifications.toml"),
+        "[[channel]]\ntenant = \"acme\"\nname = \"ops\"\nkind = \"log\"\n",
+    )?;
+    let sound = mcp(dir.path(), &["config", "check", "--offline"]);
+    assert!(sound.status.success() && stdout(&sound).contains("1 channels, 0 routes"), "{}", stdout(&sound));
+    Ok(())
+}

@@ -31,7 +31,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    fn problem(&mut self, origin: impl Into<String>, detail: impl Into<String>) {
+    pub fn problem(&mut self, origin: impl Into<String>, detail: impl Into<String>) {
         self.problems.push(Problem { origin: origin.into(), detail: detail.into() });
     }
 }
