@@ -292,26 +292,33 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone())?;
     let delivery = deliver_beside(config, &stop)?;
-    let delivering = delivery.is_some();
     println!("node {node} joining (lease {})", args.lease_ttl);
     if args.until_done && cluster.units()?.is_empty() {
         println!("no units are planned: `mcp backfill plan` makes them");
     }
     let report = mcp_engine::worker::work(&context, &cluster, &options, &stop);
     let signalled = stop.swap(true, Ordering::Relaxed);
-    if let Some(delivery) = delivery
-        && delivery.join().is_err()
-    {
-        eprintln!("notification delivery stopped with a panic");
-    }
+    let delivery = match delivery {
+        Some((thread, deliverer)) => match thread.join() {
+            Ok(runtime) => Some((runtime, deliverer)),
+            Err(_) => {
+                eprintln!("notification delivery stopped with a panic");
+                None
+            }
+        },
+        None => None,
+    };
     let report = report?;
     // A backfill run to its end sends what it queued, as `mcp run` does;
     // what fails waits in the outbox for any node.
-    if delivering && args.until_done && !signalled {
-        let deliverer = mcp_notify::Deliverer::open(config)?;
-        let handled = tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(deliverer.drain())?;
-        let delivered: u64 = deliverer.metrics().snapshot(None).iter().map(|(_, c)| c.delivered).sum();
-        println!("notifications: {delivered} of {handled} delivered");
+    if let Some((runtime, deliverer)) = delivery
+        && args.until_done
+        && !signalled
+    {
+        let delivered = || -> u64 { deliverer.metrics().snapshot(None).iter().map(|(_, c)| c.delivered).sum() };
+        let before = delivered();
+        let handled = runtime.block_on(deliverer.drain())?;
+        println!("notifications: {} of {handled} delivered", delivered() - before);
     }
     let count = |counter: &std::sync::atomic::AtomicU64| usize::try_from(counter.load(Ordering::Relaxed)).unwrap_or(0);
     println!(
@@ -341,17 +348,23 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
 
 /// With the anomalies (and so the outbox) on PostgreSQL, a worker node
 /// delivers notifications too, on a thread of its own until `stop`: every
-/// node claims from the one outbox, so any of them may send.
-fn deliver_beside(config: &McpConfig, stop: &Arc<AtomicBool>) -> Result<Option<std::thread::JoinHandle<()>>> {
+/// node claims from the one outbox, so any of them may send. The thread
+/// hands its runtime back when it ends, so that the deliverer and its
+/// connections serve a last drain.
+type Delivery = (std::thread::JoinHandle<tokio::runtime::Runtime>, Arc<mcp_notify::Deliverer>);
+
+fn deliver_beside(config: &McpConfig, stop: &Arc<AtomicBool>) -> Result<Option<Delivery>> {
     if config.anomaly_store != mcp_engine::config::StoreKind::Postgres || !config.notifications.deliver {
         return Ok(None);
     }
     let deliverer = mcp_notify::Deliverer::open(config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-    let stop = stop.clone();
-    let thread =
-        std::thread::Builder::new().name("mcp-delivery".into()).spawn(move || runtime.block_on(deliverer.run(stop)))?;
-    Ok(Some(thread))
+    let (stop, running) = (stop.clone(), deliverer.clone());
+    let thread = std::thread::Builder::new().name("mcp-delivery".into()).spawn(move || {
+        runtime.block_on(running.run(stop));
+        runtime
+    })?;
+    Ok(Some((thread, deliverer)))
 }
 
 /// SIGTERM or SIGINT sets `stop`: runs stop at their next committed batch

@@ -103,6 +103,17 @@ where
     Ok(row)
 }
 
+/// A connection to the shared tables of `schema` that holds no lease.
+fn observer(schema: &str) -> Result<Cluster> {
+    Ok(Cluster::connect(
+        &database_url(),
+        Some(schema),
+        "test-observer",
+        Duration::from_secs(2),
+        RetryPolicy::default(),
+    )?)
+}
+
 fn terminate_backends(namespace: &str) -> Result<i64> {
     let (killed,): (i64,) = one_row(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
@@ -150,13 +161,7 @@ fn nodes_split_a_backfill_through_a_kill_a_pause_a_join_and_lost_connections() -
             assert!(status.success(), "planning {plan:?} for {tenant} failed");
         }
     }
-    let observer = Cluster::connect(
-        &database_url(),
-        Some(&ns.name),
-        "test-observer",
-        Duration::from_secs(2),
-        RetryPolicy::default(),
-    )?;
+    let observer = observer(&ns.name)?;
     let planned = observer.units()?;
     assert!(planned.len() >= 20, "only {} units planned", planned.len());
 
@@ -300,13 +305,7 @@ fn worker_nodes_on_postgres_queue_and_deliver_each_notification_once() -> Result
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-    let observer = Cluster::connect(
-        &database_url(),
-        Some(&ns.name),
-        "test-observer",
-        Duration::from_secs(2),
-        RetryPolicy::default(),
-    )?;
+    let observer = observer(&ns.name)?;
     let stored = i64::try_from(observer.anomaly_keys("t1")?.len())?;
     assert!(stored > 0, "the units found nothing to notify about");
     let (rows, anomalies, attempts, delivered) = outbox_counts(&ns.name, "t1")?;

@@ -168,27 +168,30 @@ impl Deliverer {
         }
     }
 
+    /// The outbox on PostgreSQL (connected now if it is not yet), or `None`
+    /// when the outbox is this node's own. Blocking.
+    fn shared_store(&self) -> Result<Option<Arc<SharedStore>>, ReadError> {
+        let OutboxHome::Shared { config, store } = &self.home else { return Ok(None) };
+        let mut held = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(shared) = &*held {
+            return Ok(Some(shared.clone()));
+        }
+        let opened = Arc::new(config.shared_store()?.ok_or(SharedStoreError::NoDatabase)?);
+        *held = Some(opened.clone());
+        Ok(Some(opened))
+    }
+
     /// Runs `f` on the outbox. Blocking.
     fn with_store<T>(&self, f: impl FnOnce(OutboxStore<'_>) -> Result<T, ReadError>) -> Result<T, ReadError> {
+        if let Some(shared) = self.shared_store()? {
+            return f(OutboxStore::Shared(&shared));
+        }
         match &self.home {
             OutboxHome::Embedded(store) => {
                 let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 f(OutboxStore::Embedded(&mut store))
             }
-            OutboxHome::Shared { config, store } => {
-                let shared = {
-                    let mut held = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match &*held {
-                        Some(shared) => shared.clone(),
-                        None => {
-                            let opened = Arc::new(config.shared_store()?.ok_or(SharedStoreError::NoDatabase)?);
-                            *held = Some(opened.clone());
-                            opened
-                        }
-                    }
-                };
-                f(OutboxStore::Shared(&shared))
-            }
+            OutboxHome::Shared { .. } => Err(SharedStoreError::NoDatabase.into()),
         }
     }
 
@@ -426,11 +429,13 @@ impl Deliverer {
         }
         let this = self.clone();
         let (tenant, channel) = (tenant.to_string(), channel.to_string());
-        let taken = tokio::task::spawn_blocking(move || {
-            this.with_store(|store| match store {
-                OutboxStore::Shared(shared) => Ok(shared.take_rate_token(&tenant, &channel, per_minute, now)?),
-                OutboxStore::Embedded(_) => Ok(this.limits.take(&tenant, &channel, per_minute, now)),
-            })
+        let taken = tokio::task::spawn_blocking(move || -> Result<_, NotifyError> {
+            match this.shared_store()? {
+                Some(shared) => {
+                    Ok(shared.take_rate_token(&tenant, &channel, per_minute, now).map_err(ReadError::from)?)
+                }
+                None => Ok(this.limits.take(&tenant, &channel, per_minute, now)),
+            }
         })
         .await??;
         Ok(taken)
