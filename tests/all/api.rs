@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use mcp_api::{self, ApiState, ControlStore, Role};
+use mcp_api::{self, ApiState, Role};
 use mcp_engine::config::McpConfig;
 use mcp_engine::models::ModelManager;
 use mcp_engine::pipeline::{self, RunSpec};
@@ -113,7 +113,7 @@ pub(crate) fn api_configured(
     std::fs::write(schemas.join("proxy.yaml"), PROXY_SCHEMA)?;
     config.schema_dir = Some(schemas);
     prepare(&mut config, &source)?;
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     let mut tokens = std::collections::HashMap::new();
     for tenant in tenants.iter().copied() {
         for role in [Role::ReadOnly, Role::TenantAdmin, Role::Admin] {

@@ -7,6 +7,7 @@ mod cluster;
 mod common;
 mod conformance;
 mod console;
+mod control_store;
 mod detection;
 mod exports;
 mod hostile;

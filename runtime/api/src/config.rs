@@ -179,6 +179,8 @@ fn check_setting(key: &str, value: &str) -> Result<(), ApiError> {
             bad("must be a number from 0 to 1")
         }
         _ if value.len() > 4096 => bad("values are limited to 4096 bytes"),
+        // PostgreSQL's text cannot hold it, and no agent needs it.
+        _ if value.contains('\0') => bad("values may not hold the NUL character"),
         _ => Ok(()),
     }
 }

@@ -203,8 +203,7 @@ impl ApiState {
         let (channels, routes) = mcp_notify::seed::apply(&control, &config.notifications)
             .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         tracing::info!(channels, routes, "notification channels and routes from the file applied");
-        let route_book = mcp_storage::notify::RouteBook::open(&config.control_db())
-            .map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
+        let route_book = control.route_book().map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let deliverer =
             mcp_notify::Deliverer::open(&config).map_err(|e| std::io::Error::other(format!("notifications: {e}")))?;
         let queue = mcp_engine::queue::RunQueue::start(config.runs)?;

@@ -155,6 +155,12 @@ impl From<mcp_storage::control::ControlError> for ApiError {
             mcp_storage::control::ControlError::TooManySettings { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting", error.to_string())
             }
+            error if error.unavailable() => {
+                tracing::error!("control store: {error}");
+                ApiError::unavailable(
+                    "the control store (PostgreSQL) cannot be reached; /readyz says which dependency is down",
+                )
+            }
             error => ApiError::internal(error),
         }
     }

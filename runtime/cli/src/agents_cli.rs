@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use mcp_api::ControlStore;
 use mcp_engine::config::McpConfig;
 use mcp_engine::pipeline::Verdict;
 use mcp_sandbox::conformance::{self, Outcome, SampleEntries};
@@ -133,7 +132,7 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: AgentsComma
             Ok(ExitCode::SUCCESS)
         }
         AgentsCommand::Release { name } => {
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             let now = mcp_storage::jobstatus::now_ms();
             let released = control.release_quarantine(&config.tenant, &name, now, false)?;
             println!("{name}: {}", if released { "released" } else { "was not quarantined; its faults are cleared" });
@@ -144,7 +143,7 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: AgentsComma
 
 fn list(config: &McpConfig, agents_dir: Option<PathBuf>) -> Result<ExitCode> {
     let registry = crate::registry(config, &crate::agents_dir(agents_dir, config)?)?;
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     println!(
         "{:<10} {:<9} {:<8} {:<9} {:<8} {:<64} state (tenant {})",
         "name", "log type", "version", "protocol", "enabled", "sha256", config.tenant
@@ -554,7 +553,7 @@ fn shadow(config: &McpConfig, agents_dir: Option<PathBuf>, args: &ShadowArgs) ->
     let bytes = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let registry = std::sync::Arc::new(crate::registry(config, &crate::agents_dir(agents_dir, config)?)?);
     let source = config.log_source()?;
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     // The operator's own command: the candidate gets what the active agent
     // gets (settings and models), so the two differ only in their code.
     let models = config.model_manager()?;

@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use mcp_api::ControlStore;
 use mcp_columns::{Anomaly, Severity};
 use mcp_engine::config::McpConfig;
 use mcp_engine::config::StoreKind;
 use mcp_notify::spec::{ChannelSpec, MAX_RATE_PER_MINUTE};
-use mcp_storage::notify::{Managed, RouteBook, RouteRecord};
+use mcp_storage::notify::{Managed, RouteRecord};
 use mcp_storage::run_store::{ConfiguredStore, RunStore};
 use mcp_storage::store::{AnomalyStore, CheckpointKey, Provenance};
 
@@ -111,7 +110,7 @@ pub fn run(base: &McpConfig, count: usize, rounds: usize) -> Result<()> {
         // tenants make each round's anomalies new.
         let tenant = format!("bench-{}-{round}", std::process::id());
         let bare_tenant = format!("{tenant}-bare");
-        let control = ControlStore::open(&config.control_db())?;
+        let control = config.control_store()?;
         let spec = ChannelSpec::from_json(serde_json::json!({
             "kind": "webhook",
             "url": {"value": format!("http://{address}/hook")},
@@ -133,7 +132,7 @@ pub fn run(base: &McpConfig, count: usize, rounds: usize) -> Result<()> {
         control.put_notify_route(&tenant, &route, Managed::Api)?;
 
         // The same commits without and with a route: what the outbox adds.
-        let routes = Arc::new(RouteBook::open(&config.control_db())?);
+        let routes = Arc::new(control.route_book()?);
         let (bare_shared, routed_shared) = match config.shared_store()? {
             Some(bare) => {
                 bare.migrate()?;

@@ -12,7 +12,6 @@ use clap::Subcommand;
 use mcp_engine::config::McpConfig;
 use mcp_engine::worker::{WorkerContext, WorkerOptions};
 use mcp_storage::cluster::{Backfill, Cluster};
-use mcp_storage::control::ControlStore;
 
 use crate::printable::one_line;
 
@@ -271,12 +270,12 @@ pub fn worker(config: &McpConfig, agents_dir: &Path, args: WorkerArgs) -> Result
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let registry = Arc::new(crate::registry(config, agents_dir)?);
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     // The outbox is beside the anomalies: on PostgreSQL, where units
     // commit, only when the deployment serves its anomalies from there.
     if config.anomaly_store == mcp_engine::config::StoreKind::Postgres {
         crate::notify_cli::apply_seed(config, &control)?;
-        cluster.route_with(Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?));
+        cluster.route_with(Arc::new(control.route_book()?));
     }
     let models = config.model_manager()?;
     models.watch(Duration::from_millis(config.model_watch_ms));

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use mcp_engine::config::McpConfig;
 use mcp_engine::export::{ExportFormat, ExportProgress, ExportSpec, write_export};
-use mcp_storage::control::{Caller, ControlStore, Role};
+use mcp_storage::control::{Caller, Role};
 use mcp_storage::export_scan::ExportFilter;
 use mcp_storage::reads::AnomalyReads;
 use mcp_storage::store::AnomalyStore;
@@ -184,7 +184,7 @@ pub fn run(config: &McpConfig, args: &ExportArgs) -> Result<()> {
         }
     };
     // What the API refuses as selecting nothing, the command refuses too.
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     if tenant != config.tenant && !control.tenants()?.contains(&tenant) {
         bail!("--tenant: no tenant named '{tenant}' (mcp tenants list)");
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use demo::DemoOptions;
-use mcp_api::{ApiState, ControlStore, Role};
+use mcp_api::{ApiState, Role};
 use mcp_engine::config::McpConfig;
 
 use mcp_engine::runs::RunBuilder;
@@ -185,6 +185,10 @@ enum ConfigCommand {
 enum DbCommand {
     /// Create or update the PostgreSQL log tables.
     Migrate,
+    /// Copy this node's control records (data_dir/control.db: tenants, tokens, settings, flags,
+    /// budgets, grants, quarantines, audit, channels and routes) into the PostgreSQL control store,
+    /// once, when switching to control_store = "postgres"; refused if that store has tenants already.
+    CopyControl,
     /// Append a JSON Lines file of logs (one {"timestamp_ms", "source", "fields", "schema_version"?, "label"?}
     /// object a line; docs/log_schemas.md).
     Load {
@@ -520,7 +524,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
         }
         Command::Agents { command } => agents_cli::run(&config, cli.agents_dir, command),
         Command::Budgets { command: BudgetsCommand::Show { tenant } } => {
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             let tenant = tenant.unwrap_or_else(|| config.tenant.clone());
             let budget = mcp_engine::runs::tenant_budget(&config.budgets, &control, &tenant)?;
             let overrides: std::collections::BTreeMap<String, u64> =
@@ -533,7 +537,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Budgets { command: BudgetsCommand::Set { tenant, key, value } } => {
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             let budget = mcp_sandbox::Budget::parse(&key).with_context(|| format!("no budget named '{key}'"))?;
             let value = match value.as_str() {
                 "default" => None,
@@ -553,9 +557,9 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
             let source = config.log_source()?;
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             notify_cli::apply_seed(&config, &control)?;
-            let routes = Arc::new(mcp_storage::notify::RouteBook::open(&config.control_db())?);
+            let routes = Arc::new(control.route_book()?);
             let mut shared = config.shared_store()?;
             if let Some(shared) = &mut shared {
                 shared.migrate()?;
@@ -647,6 +651,17 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 }
             }
             Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+        Command::Db { command: DbCommand::CopyControl } => {
+            if config.control_store != mcp_engine::config::StoreKind::Postgres {
+                bail!("set control_store = \"postgres\" (or MCP_CONTROL_STORE=postgres) and database_url first");
+            }
+            let from = mcp_storage::control::ControlStore::open(&config.control_db())?;
+            let to = config.control_store()?;
+            for (table, rows) in mcp_storage::control_copy::copy_control_records(&from, &to)? {
+                println!("{table}: {rows} rows copied");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Db { command: DbCommand::Migrate } => {
             let Some(url) = &config.database_url else {
@@ -747,7 +762,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
         }
         Command::Models { command } => models_cli::run(&config, cli.agents_dir, command),
         Command::Tokens { command: TokensCommand::List { tenant } } => {
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             println!("{:>5} {:<24} {:<13} {:<14} {:<14} created by", "id", "name", "role", "created", "last used");
             for t in control.tokens(&tenant)? {
                 let last = t.last_used_ms.map_or("never".to_string(), |ms| ms.to_string());
@@ -757,7 +772,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Tokens { command: TokensCommand::Revoke { tenant, id } } => {
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             if !control.revoke_token(&tenant, id)? {
                 anyhow::bail!("tenant {tenant} has no token {id}");
             }
@@ -787,7 +802,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             }
             std::fs::create_dir_all(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             control.ensure_tenant(&tenant)?;
             let (_, token) = control.create_named_token(&tenant, role, &name, None)?;
             println!("{token}");
@@ -806,7 +821,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             if let Some(shared) = &shared {
                 shared.migrate()?;
             }
-            let control = ControlStore::open(&config.control_db())?;
+            let control = config.control_store()?;
             if control.token_count()? == 0 {
                 let token = control.create_token(&config.tenant, Role::Admin)?;
                 let deployment =
@@ -960,7 +975,7 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
 fn tenants(config: &McpConfig, command: TenantsCommand) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     match command {
         TenantsCommand::List => {
             println!("{:<24} {:<14} {:<14} tokens", "name", "created", "disabled");

@@ -97,7 +97,7 @@ fn env_references(value: &serde_json::Value) -> Vec<String> {
 pub fn run(config: &McpConfig, command: NotifyCommand) -> Result<ExitCode> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let control = ControlStore::open(&config.control_db())?;
+    let control = config.control_store()?;
     apply_seed(config, &control)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match command {

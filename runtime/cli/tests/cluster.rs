@@ -338,3 +338,68 @@ fn worker_nodes_on_postgres_queue_and_deliver_each_notification_once() -> Result
     );
     Ok(())
 }
+
+/// `mcp` with `dir/mcp.toml`, its output kept.
+fn mcp_output(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp"))
+        .arg("--config")
+        .arg(dir.join("mcp.toml"))
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "mcp {args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
+    Ok(text)
+}
+
+#[test]
+fn nodes_on_a_postgres_control_store_share_tokens_and_the_channels_of_the_file() -> Result<()> {
+    let ns = namespace("control")?;
+    ns.source.append("t1", "dns", &generator::to_rows(&generator::generate("dns", 41, 3_000)?))?;
+    let (a, b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    for (dir, file) in [(a.path(), true), (b.path(), false)] {
+        ns.write_config(dir, "t1")?;
+        let config = std::fs::read_to_string(dir.join("mcp.toml"))?;
+        let notifications = if file { "[notifications]\nfile = \"notifications.toml\"\n" } else { "" };
+        std::fs::write(
+            dir.join("mcp.toml"),
+            format!("{config}anomaly_store = \"postgres\"\ncontrol_store = \"postgres\"\n{notifications}"),
+        )?;
+    }
+    std::fs::write(
+        a.path().join("notifications.toml"),
+        "[[channel]]\ntenant = \"t1\"\nname = \"log\"\nkind = \"log\"\ndedup_window_s = 0\nrate_per_minute = 6000\n\n\
+         [[route]]\ntenant = \"t1\"\nname = \"all\"\nchannel = \"log\"\n",
+    )?;
+    // A token made on one node is listed, and kept, on the other.
+    let token =
+        mcp_output(b.path(), &["tokens", "create", "--tenant", "t1", "--role", "read_only", "--name", "from-b"])?;
+    assert!(token.trim().starts_with("mcp_"), "{token}");
+    let listed = mcp_output(a.path(), &["tokens", "list", "--tenant", "t1"])?;
+    assert!(listed.contains("from-b"), "{listed}");
+    // Node a applies its file; node b, which has none, leaves it be.
+    mcp_output(a.path(), &["notify", "outbox", "--tenant", "t1"])?;
+    mcp_output(b.path(), &["notify", "outbox", "--tenant", "t1"])?;
+    let status = quiet_mcp(a.path()).args(["backfill", "plan", "--tenant", "t1", "--agent", "dns"]).status()?;
+    assert!(status.success(), "planning failed");
+    // Node b alone works: its commits are routed by the route of a's file.
+    let mut nodes = Workers(vec![("b".into(), worker(b.path(), "b")?)]);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for (name, child) in &mut nodes.0 {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                let log = std::fs::read_to_string(b.path().join(format!("{name}.log")))?;
+                assert!(status.success(), "node {name} failed: {status}\n{log}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the node did not finish in 5 minutes");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let stored = i64::try_from(observer(&ns.name)?.anomaly_keys("t1")?.len())?;
+    assert!(stored > 0, "the unit found nothing to notify about");
+    let (rows, anomalies, attempts, delivered) = outbox_counts(&ns.name, "t1")?;
+    assert_eq!((rows, anomalies), (stored, stored), "one notification per anomaly stored");
+    assert_eq!((delivered, attempts), (stored, stored), "each delivered once");
+    Ok(())
+}

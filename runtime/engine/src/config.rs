@@ -93,7 +93,8 @@ pub enum LogFormat {
 }
 
 /// Where a kind of state is kept: anomalies with the checkpoints and agent
-/// states of runs (`anomaly_store`), model activations (`model_state`).
+/// states of runs (`anomaly_store`), model activations (`model_state`),
+/// tenants, tokens and the other control records (`control_store`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StoreKind {
@@ -195,6 +196,12 @@ pub struct McpConfig {
     /// activations and events are kept, so that a version activated or
     /// rolled back on one node is in force on every node.
     pub model_state: StoreKind,
+    /// `embedded` (`data_dir/control.db`) or `postgres`: where tenants,
+    /// tokens, settings, enable flags, budgets, grants, agent quarantine,
+    /// the audit trail and notification channels and routes are kept, so a
+    /// token or channel made through one node works on every node. Export
+    /// records stay in each node's file, with the export files.
+    pub control_store: StoreKind,
     /// The longest one anomaly page or chart may run on PostgreSQL, in
     /// milliseconds; past it the query is refused as too broad.
     pub page_query_timeout_ms: u64,
@@ -267,6 +274,7 @@ impl Default for McpConfig {
             database_connections: 8,
             anomaly_store: StoreKind::Embedded,
             model_state: StoreKind::Embedded,
+            control_store: StoreKind::Embedded,
             page_query_timeout_ms: 2_000,
             redis_url: None,
             redis_prefix: "mcp:".into(),
@@ -458,8 +466,27 @@ impl McpConfig {
         self.data_dir.join("bundled")
     }
 
+    /// This node's control store file: the control store itself when
+    /// `control_store = "embedded"`, the export records either way.
     pub fn control_db(&self) -> PathBuf {
         self.data_dir.join("control.db")
+    }
+
+    /// The control store `control_store` names, migrated.
+    pub fn control_store(&self) -> Result<mcp_storage::control::ControlStore, mcp_storage::control::ControlError> {
+        use mcp_storage::control::{ControlError, ControlStore};
+        std::fs::create_dir_all(&self.data_dir).map_err(|e| ControlError::Db {
+            path: self.data_dir.display().to_string(),
+            source: mcp_storage::control_sql::SqlError::Connect(e.to_string()),
+        })?;
+        if self.control_store == StoreKind::Embedded {
+            return ControlStore::open(&self.control_db());
+        }
+        let Some(url) = &self.database_url else {
+            return Err(ControlError::NoDatabase);
+        };
+        let pg = mcp_storage::control_sql::PgControl::connect(url, self.database_schema.as_deref())?;
+        ControlStore::open_shared(pg, &self.control_db())
     }
 
     pub fn logs_db(&self) -> PathBuf {
@@ -556,6 +583,7 @@ const TOP: &[&str] = &[
     "page_query_steps",
     "anomaly_store",
     "model_state",
+    "control_store",
     "page_query_timeout_ms",
 ];
 

@@ -197,6 +197,13 @@ fn stores(config: &McpConfig, report: &mut CheckReport) {
              MCP_DATABASE_URL), or use model_state = \"embedded\"",
         );
     }
+    if config.control_store == crate::config::StoreKind::Postgres && config.database_url.is_none() {
+        report.problem(
+            "control_store",
+            "\"postgres\" keeps tenants, tokens and settings in the PostgreSQL of database_url, which is not set: \
+             set it (or MCP_DATABASE_URL), or use control_store = \"embedded\"",
+        );
+    }
 }
 
 fn addresses(config: &McpConfig, report: &mut CheckReport) {
@@ -320,6 +327,7 @@ mod tests {
             ("MCP_REPLAY_MS".to_string(), "soon".to_string()),
             ("MCP_ANOMALY_STORE".to_string(), "postgres".to_string()),
             ("MCP_MODEL_STATE".to_string(), "postgres".to_string()),
+            ("MCP_CONTROL_STORE".to_string(), "postgres".to_string()),
         ];
         let report = check(Some(&path), env, false);
         let origins: Vec<&str> = report.problems.iter().map(|p| p.origin.rsplit(": ").next().unwrap_or("")).collect();
@@ -333,6 +341,7 @@ mod tests {
             "listen",
             "anomaly_store",
             "model_state",
+            "control_store",
         ] {
             assert!(origins.contains(&expected), "{expected} not named in {:?}", report.problems);
         }

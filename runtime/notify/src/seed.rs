@@ -95,6 +95,12 @@ pub fn read(path: &Path, defaults: &NotificationsConfig) -> Result<Seed, SeedErr
 /// channels and routes it holds.
 pub fn apply(control: &ControlStore, config: &NotificationsConfig) -> Result<(usize, usize), SeedError> {
     let path = seed_path(config);
+    if path.is_none() && control.is_shared() {
+        // On a control store every node shares, a node started without the
+        // file must not take away the channels the other nodes' file made.
+        tracing::info!("no notifications file: the shared control store's channels and routes are left as they are");
+        return Ok((0, 0));
+    }
     let (channels, routes) = match &path {
         Some(path) => read(path, config)?,
         None => (Vec::new(), Vec::new()),

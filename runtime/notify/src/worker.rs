@@ -5,7 +5,6 @@
 //! lease runs out; it is then sent again with the same delivery id.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -120,10 +119,8 @@ impl Deliverer {
     /// A worker over `config`'s control store and anomaly store, on
     /// connections of its own.
     pub fn open(config: &McpConfig) -> Result<Arc<Deliverer>, NotifyError> {
-        Deliverer::open_at(config, &config.control_db(), &config.anomalies_db())
-    }
+        let anomalies_db = config.anomalies_db();
 
-    fn open_at(config: &McpConfig, control_db: &Path, anomalies_db: &Path) -> Result<Arc<Deliverer>, NotifyError> {
         let settings = config.notifications.clone();
         let link_base = settings
             .public_url
@@ -134,9 +131,9 @@ impl Deliverer {
         Ok(Arc::new(Deliverer {
             sender: Sender::new(&settings, SecretKey::load(&settings)?)?,
             config: settings,
-            control: ControlStore::open(control_db)?,
+            control: config.control_store()?,
             home: match config.anomaly_store {
-                StoreKind::Embedded => OutboxHome::Embedded(Mutex::new(AnomalyStore::open(anomalies_db)?)),
+                StoreKind::Embedded => OutboxHome::Embedded(Mutex::new(AnomalyStore::open(&anomalies_db)?)),
                 StoreKind::Postgres => OutboxHome::Shared { config: Box::new(config.clone()), store: Mutex::default() },
             },
             limits: RateLimits::default(),

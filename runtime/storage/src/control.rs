@@ -1,14 +1,18 @@
-//! The control plane's own records, in SQLite under `data_dir`: tenants,
-//! API tokens (only their sha256 is kept) with a role each, and the audit
-//! trail of changes made through the API.
+//! The control plane's own records: tenants, API tokens (only their
+//! sha256 is kept) with a role each, and the audit trail of changes made
+//! through the API. They live in SQLite under `data_dir`, or in the
+//! PostgreSQL every node shares (`control_store = "postgres"`); export
+//! records stay in the node's file either way, beside the files they
+//! describe.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::control_sql::{Db, PgControl, SqlError, args};
 use crate::jobstatus::now_ms;
 
 const SCHEMA: &str = "
@@ -66,7 +70,7 @@ CREATE TABLE IF NOT EXISTS agent_faults (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS agent_faults_by_agent ON agent_faults (tenant, agent, at_ms);
-CREATE TABLE IF NOT EXISTS quarantine (
+CREATE TABLE IF NOT EXISTS agent_quarantine (
     tenant TEXT NOT NULL,
     agent TEXT NOT NULL,
     since_ms INTEGER NOT NULL,
@@ -141,7 +145,11 @@ pub struct Caller {
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("control store {path}: {source}")]
-    Db { path: String, source: rusqlite::Error },
+    Db { path: String, source: SqlError },
+    #[error("control_store = \"postgres\" needs database_url (or MCP_DATABASE_URL)")]
+    NoDatabase,
+    #[error("the control store to copy into already has tenants; records are copied into an empty store only")]
+    NotEmpty,
     #[error("tenant name '{0}' must be 1 to 64 of a-z, 0-9, '-' and '_', not starting with '_'")]
     BadTenant(String),
     #[error("control store lock poisoned")]
@@ -152,6 +160,39 @@ pub enum ControlError {
         "tenant '{0}' was deleted and its logs, anomalies and audit trail are kept under its name; choose another name"
     )]
     DeletedTenant(String),
+}
+
+impl From<SqlError> for ControlError {
+    /// A statement's failure inside the store's work; the store names
+    /// itself when the work returns ([`ControlError::named`]).
+    fn from(source: SqlError) -> Self {
+        ControlError::Db { path: String::new(), source }
+    }
+}
+
+impl From<rusqlite::Error> for ControlError {
+    fn from(source: rusqlite::Error) -> Self {
+        SqlError::Sqlite(source).into()
+    }
+}
+
+impl ControlError {
+    /// Whether the store could not be reached (PostgreSQL down, its
+    /// connections gone): worth trying again later, not a fault.
+    pub fn unavailable(&self) -> bool {
+        match self {
+            ControlError::Db { source: SqlError::Connect(_), .. } => true,
+            ControlError::Db { source: SqlError::Postgres(error), .. } => crate::source::postgres::transient(error),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn named(self, store: &str) -> Self {
+        match self {
+            ControlError::Db { path, source } if path.is_empty() => ControlError::Db { path: store.into(), source },
+            other => other,
+        }
+    }
 }
 
 /// One entry of a tenant's audit trail.
@@ -166,12 +207,24 @@ pub struct AuditRecord {
 
 #[derive(Debug)]
 pub struct ControlStore {
-    conn: Mutex<Connection>,
+    home: Home,
     path: String,
     /// Tokens seen lately, by hash: every request authenticates, and a
     /// query under the connection's lock costs more than the rest of a
     /// small request. Entries live for `TOKEN_CACHE`.
     recent: std::sync::RwLock<std::collections::HashMap<String, (Caller, std::time::Instant)>>,
+}
+
+/// Where the records are.
+#[derive(Debug)]
+enum Home {
+    Embedded(Mutex<Connection>),
+    /// On PostgreSQL, with this node's file for its export records.
+    Shared {
+        pg: Arc<PgControl>,
+        local: Mutex<Connection>,
+        local_path: String,
+    },
 }
 
 /// How long an authenticated token is trusted without asking the store
@@ -195,30 +248,95 @@ pub fn valid_new_tenant(name: &str) -> bool {
 }
 
 impl ControlStore {
+    /// The store in this node's SQLite file at `path`.
     pub fn open(path: &Path) -> Result<Self, ControlError> {
-        let name = path.display().to_string();
-        let wrap = |source| ControlError::Db { path: name.clone(), source };
-        let mut conn = crate::sqlite_file::open_wal(path).map_err(wrap)?;
-        conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(wrap)?;
-        // One process at a time creates and migrates the tables: two that
-        // both saw a column missing would both add it, and one would fail.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(wrap)?;
-        tx.execute_batch(SCHEMA).map_err(wrap)?;
-        tx.execute_batch(crate::exports::SCHEMA).map_err(wrap)?;
-        tx.execute_batch(crate::notify::channels::SCHEMA).map_err(wrap)?;
-        crate::tenancy::migrate(&tx).map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
-        Ok(ControlStore { conn: Mutex::new(conn), path: name, recent: Default::default() })
+        let conn = open_file(path)?;
+        Ok(ControlStore {
+            home: Home::Embedded(Mutex::new(conn)),
+            path: path.display().to_string(),
+            recent: Default::default(),
+        })
     }
 
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, ControlError> {
-        let conn = self.conn.lock().map_err(|_| ControlError::Poisoned)?;
-        f(&conn).map_err(|source| ControlError::Db { path: self.path.clone(), source })
+    /// The store on PostgreSQL, shared by every node, with this node's
+    /// export records in the file at `local`.
+    pub fn open_shared(pg: Arc<PgControl>, local: &Path) -> Result<Self, ControlError> {
+        let conn = open_file(local)?;
+        Ok(ControlStore {
+            path: pg.label.clone(),
+            home: Home::Shared { pg, local: Mutex::new(conn), local_path: local.display().to_string() },
+            recent: Default::default(),
+        })
+    }
+
+    /// Whether the records are on PostgreSQL, shared by every node.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.home, Home::Shared { .. })
+    }
+
+    /// Runs `work` on the store's connection.
+    pub(crate) fn with<T: Send>(
+        &self,
+        work: impl FnOnce(&mut Db<'_>) -> Result<T, ControlError> + Send,
+    ) -> Result<T, ControlError> {
+        self.run(false, work)
+    }
+
+    /// Runs `work` in one transaction: all of it is kept, or none.
+    pub(crate) fn with_tx<T: Send>(
+        &self,
+        work: impl FnOnce(&mut Db<'_>) -> Result<T, ControlError> + Send,
+    ) -> Result<T, ControlError> {
+        self.run(true, work)
+    }
+
+    fn run<T: Send>(
+        &self,
+        atomic: bool,
+        work: impl FnOnce(&mut Db<'_>) -> Result<T, ControlError> + Send,
+    ) -> Result<T, ControlError> {
+        match &self.home {
+            Home::Embedded(conn) => {
+                let conn = conn.lock().map_err(|_| ControlError::Poisoned)?;
+                let outcome = if atomic {
+                    let tx = conn.unchecked_transaction().map_err(ControlError::from)?;
+                    let done = work(&mut Db::Sqlite(&tx))?;
+                    tx.commit().map_err(ControlError::from)?;
+                    Ok(done)
+                } else {
+                    work(&mut Db::Sqlite(&conn))
+                };
+                outcome.map_err(|e| e.named(&self.path))
+            }
+            Home::Shared { pg, .. } => pg.run(atomic, work),
+        }
+    }
+
+    /// Runs `work` on this node's own file: export records, which stay
+    /// with the node that writes the export.
+    pub(crate) fn with_local<T>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, ControlError> {
+        let (conn, path) = match &self.home {
+            Home::Embedded(conn) => (conn, &self.path),
+            Home::Shared { local, local_path, .. } => (local, local_path),
+        };
+        let conn = conn.lock().map_err(|_| ControlError::Poisoned)?;
+        work(&conn).map_err(|source| ControlError::Db { path: path.clone(), source: source.into() })
+    }
+
+    /// What reads routes for commits, on a connection of its own.
+    pub fn route_book(&self) -> Result<crate::notify::RouteBook, ControlError> {
+        match &self.home {
+            Home::Embedded(_) => crate::notify::RouteBook::open(Path::new(&self.path)),
+            Home::Shared { pg, .. } => Ok(crate::notify::RouteBook::shared(pg.clone())),
+        }
     }
 
     /// Whether the store answers: one cheap statement.
     pub fn ping(&self) -> Result<(), ControlError> {
-        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+        self.with(|c| Ok(c.one("SELECT 1", &[], |_| Ok(()))?))
     }
 
     /// The caller of `token` when it was authenticated within
@@ -238,16 +356,16 @@ impl ControlStore {
             return Err(ControlError::DeletedTenant(tenant.into()));
         }
         self.with(|c| {
-            c.execute("INSERT OR IGNORE INTO tenants (name, created_ms) VALUES (?1, ?2)", params![tenant, now_ms()])
-                .map(|_| ())
+            c.execute(
+                "INSERT INTO tenants (name, created_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                &args![tenant, now_ms()],
+            )?;
+            Ok(())
         })
     }
 
     pub fn tenants(&self) -> Result<Vec<String>, ControlError> {
-        self.with(|c| {
-            let mut s = c.prepare("SELECT name FROM tenants ORDER BY name")?;
-            s.query_map([], |r| r.get(0))?.collect()
-        })
+        self.with(|c| Ok(c.rows("SELECT name FROM tenants ORDER BY name", &[], |r| r.get(0))?))
     }
 
     /// Creates a token for `tenant` (and the tenant, if new) and returns it:
@@ -258,7 +376,7 @@ impl ControlStore {
     }
 
     pub fn token_count(&self) -> Result<i64, ControlError> {
-        self.with(|c| c.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0)))
+        self.with(|c| Ok(c.one("SELECT COUNT(*) FROM tokens", &[], |r| r.get(0))?))
     }
 
     /// The caller a bearer token stands for, if it is one of ours.
@@ -270,16 +388,14 @@ impl ControlStore {
         // A token of a disabled or deleted tenant is no token; each lookup
         // also records when the token was last used.
         let found: Option<(i64, String, String)> = self.with(|c| {
-            let found = c
-                .query_row(
-                    "SELECT tokens.id, tokens.tenant, tokens.role FROM tokens JOIN tenants ON tenants.name = tokens.tenant
-                     WHERE tokens.sha256 = ?1 AND tenants.disabled_ms IS NULL",
-                    [&hashed],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )
-                .optional()?;
+            let found = c.first(
+                "SELECT tokens.id, tokens.tenant, tokens.role FROM tokens JOIN tenants ON tenants.name = tokens.tenant
+                 WHERE tokens.sha256 = ?1 AND tenants.disabled_ms IS NULL",
+                &args![hashed],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
             if let Some((id, _, _)) = &found {
-                c.execute("UPDATE tokens SET last_used_ms = ?2 WHERE id = ?1", params![id, now_ms()])?;
+                c.execute("UPDATE tokens SET last_used_ms = ?2 WHERE id = ?1", &args![id, now_ms()])?;
             }
             Ok(found)
         })?;
@@ -306,8 +422,9 @@ impl ControlStore {
     /// Agents uploaded by tenants: (tenant, name, sha256).
     pub fn uploads(&self) -> Result<Vec<(String, String, String)>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT tenant, name, sha256 FROM uploads ORDER BY tenant, name")?;
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect()
+            Ok(c.rows("SELECT tenant, name, sha256 FROM uploads ORDER BY tenant, name", &[], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?)
         })
     }
 
@@ -316,27 +433,27 @@ impl ControlStore {
             c.execute(
                 "INSERT INTO uploads (tenant, name, sha256, uploaded_ms) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (tenant, name) DO UPDATE SET sha256 = excluded.sha256, uploaded_ms = excluded.uploaded_ms",
-                params![tenant, name, sha256, now_ms()],
-            )
-            .map(|_| ())
+                &args![tenant, name, sha256, now_ms()],
+            )?;
+            Ok(())
         })
     }
 
     pub fn forget_upload(&self, tenant: &str, name: &str) -> Result<(), ControlError> {
-        self.with(|c| {
-            c.execute("DELETE FROM uploads WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
-            c.execute("DELETE FROM grants WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
-            c.execute("DELETE FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|_| ())
+        self.with_tx(|c| {
+            for table in ["uploads", "grants", "agent_flags"] {
+                c.execute(&format!("DELETE FROM {table} WHERE tenant = ?1 AND name = ?2"), &args![tenant, name])?;
+            }
+            Ok(())
         })
     }
 
     /// Whether `tenant` has `name` enabled (agents are, until disabled).
     pub fn agent_enabled(&self, tenant: &str, name: &str) -> Result<bool, ControlError> {
         let flag: Option<bool> = self.with(|c| {
-            c.query_row("SELECT enabled FROM agent_flags WHERE tenant = ?1 AND name = ?2", params![tenant, name], |r| {
+            Ok(c.first("SELECT enabled FROM agent_flags WHERE tenant = ?1 AND name = ?2", &args![tenant, name], |r| {
                 r.get(0)
-            })
-            .optional()
+            })?)
         })?;
         Ok(flag.unwrap_or(true))
     }
@@ -346,17 +463,18 @@ impl ControlStore {
             c.execute(
                 "INSERT INTO agent_flags (tenant, name, enabled) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant, name) DO UPDATE SET enabled = excluded.enabled",
-                params![tenant, name, enabled],
-            )
-            .map(|_| ())
+                &args![tenant, name, enabled],
+            )?;
+            Ok(())
         })
     }
 
     /// The settings `tenant` has changed through the API.
     pub fn settings(&self, tenant: &str) -> Result<Vec<(String, String)>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare("SELECT key, value FROM settings WHERE tenant = ?1 ORDER BY key")?;
-            s.query_map([tenant], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            Ok(c.rows("SELECT key, value FROM settings WHERE tenant = ?1 ORDER BY key", &args![tenant], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
         })
     }
 
@@ -365,9 +483,9 @@ impl ControlStore {
             c.execute(
                 "INSERT INTO settings (tenant, key, value) VALUES (?1, ?2, ?3)
                  ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
-                params![tenant, key, value],
-            )
-            .map(|_| ())
+                &args![tenant, key, value],
+            )?;
+            Ok(())
         })
     }
 
@@ -380,47 +498,45 @@ impl ControlStore {
         changes: &[(String, Option<String>)],
         max_kept: usize,
     ) -> Result<(), ControlError> {
-        let mut conn = self.conn.lock().map_err(|_| ControlError::Poisoned)?;
-        let db = |source| ControlError::Db { path: self.path.clone(), source };
-        let tx = conn.transaction().map_err(db)?;
-        for (key, value) in changes {
-            match value {
-                Some(value) => tx.execute(
-                    "INSERT INTO settings (tenant, key, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
-                    params![caller.tenant, key, value],
-                ),
-                None => tx.execute("DELETE FROM settings WHERE tenant = ?1 AND key = ?2", params![caller.tenant, key]),
-            }
-            .map_err(db)?;
-        }
-        let kept: i64 = tx
-            .query_row("SELECT COUNT(*) FROM settings WHERE tenant = ?1", [&caller.tenant], |r| r.get(0))
-            .map_err(db)?;
-        if usize::try_from(kept).unwrap_or(usize::MAX) > max_kept {
-            return Err(ControlError::TooManySettings { limit: max_kept });
-        }
-        // One entry per change request, values cut short: a request of many
-        // keys must not flush the trail.
-        let shown: serde_json::Map<String, serde_json::Value> = changes
-            .iter()
-            .map(|(key, value)| {
-                let value = value.as_ref().map_or(serde_json::Value::Null, |v| {
-                    let mut end = v.len().min(256);
-                    while !v.is_char_boundary(end) {
-                        end -= 1;
+        self.with_tx(|tx| {
+            for (key, value) in changes {
+                match value {
+                    Some(value) => tx.execute(
+                        "INSERT INTO settings (tenant, key, value) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (tenant, key) DO UPDATE SET value = excluded.value",
+                        &args![caller.tenant, key, value],
+                    ),
+                    None => {
+                        tx.execute("DELETE FROM settings WHERE tenant = ?1 AND key = ?2", &args![caller.tenant, key])
                     }
-                    serde_json::Value::String(v[..end].to_string())
-                });
-                (key.clone(), value)
-            })
-            .collect();
-        tx.execute(
-            "INSERT INTO audit (at_ms, tenant, token_id, action, detail) VALUES (?1, ?2, ?3, 'config.change', ?4)",
-            params![now_ms(), caller.tenant, caller.token_id, serde_json::Value::Object(shown).to_string()],
-        )
-        .map_err(db)?;
-        tx.commit().map_err(db)
+                }?;
+            }
+            let kept: i64 =
+                tx.one("SELECT COUNT(*) FROM settings WHERE tenant = ?1", &args![caller.tenant], |r| r.get(0))?;
+            if usize::try_from(kept).unwrap_or(usize::MAX) > max_kept {
+                return Err(ControlError::TooManySettings { limit: max_kept });
+            }
+            // One entry per change request, values cut short: a request of many
+            // keys must not flush the trail.
+            let shown: serde_json::Map<String, serde_json::Value> = changes
+                .iter()
+                .map(|(key, value)| {
+                    let value = value.as_ref().map_or(serde_json::Value::Null, |v| {
+                        let mut end = v.len().min(256);
+                        while !v.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        serde_json::Value::String(v[..end].to_string())
+                    });
+                    (key.clone(), value)
+                })
+                .collect();
+            tx.execute(
+                "INSERT INTO audit (at_ms, tenant, token_id, action, detail) VALUES (?1, ?2, ?3, 'config.change', ?4)",
+                &args![now_ms(), caller.tenant, caller.token_id, serde_json::Value::Object(shown).to_string()],
+            )?;
+            Ok(())
+        })
     }
 
     /// Records a change that affects every tenant (a model of the bundled
@@ -430,9 +546,9 @@ impl ControlStore {
             c.execute(
                 "INSERT INTO audit (at_ms, tenant, token_id, action, detail)
                  SELECT ?1, name, ?2, ?3, ?4 FROM tenants",
-                params![now_ms(), caller.token_id, action, detail],
-            )
-            .map(|_| ())
+                &args![now_ms(), caller.token_id, action, detail],
+            )?;
+            Ok(())
         })
     }
 
@@ -441,9 +557,9 @@ impl ControlStore {
         self.with(|c| {
             c.execute(
                 "INSERT INTO audit (at_ms, tenant, token_id, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now_ms(), caller.tenant, caller.token_id, action, detail],
-            )
-            .map(|_| ())
+                &args![now_ms(), caller.tenant, caller.token_id, action, detail],
+            )?;
+            Ok(())
         })
     }
 
@@ -451,22 +567,39 @@ impl ControlStore {
     /// `before` when given.
     pub fn audit_trail(&self, tenant: &str, before: Option<i64>, limit: u32) -> Result<Vec<AuditRecord>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare_cached(
+            Ok(c.rows(
                 "SELECT id, at_ms, token_id, action, detail FROM audit WHERE tenant = ?1 AND id < ?2
                  ORDER BY id DESC LIMIT ?3",
-            )?;
-            s.query_map(params![tenant, before.unwrap_or(i64::MAX), limit], |r| {
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    token_id: r.get(2)?,
-                    action: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })?
-            .collect()
+                &args![tenant, before.unwrap_or(i64::MAX), limit],
+                |r| {
+                    Ok(AuditRecord {
+                        id: r.get(0)?,
+                        at_ms: r.get(1)?,
+                        token_id: r.get(2)?,
+                        action: r.get(3)?,
+                        detail: r.get(4)?,
+                    })
+                },
+            )?)
         })
     }
+}
+
+/// Opens (creating and migrating) a control store's SQLite file.
+fn open_file(path: &Path) -> Result<Connection, ControlError> {
+    let name = path.display().to_string();
+    let wrap = |source: rusqlite::Error| ControlError::Db { path: name.clone(), source: source.into() };
+    let mut conn = crate::sqlite_file::open_wal(path).map_err(wrap)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;").map_err(wrap)?;
+    // One process at a time creates and migrates the tables: two that
+    // both saw a column missing would both add it, and one would fail.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(wrap)?;
+    tx.execute_batch(SCHEMA).map_err(wrap)?;
+    tx.execute_batch(crate::exports::SCHEMA).map_err(wrap)?;
+    tx.execute_batch(crate::notify::channels::SCHEMA).map_err(wrap)?;
+    crate::tenancy::migrate(&tx).map_err(wrap)?;
+    tx.commit().map_err(wrap)?;
+    Ok(conn)
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl ControlStore {
         format: &str,
         filters: &str,
     ) -> Result<(), ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.execute(
                 "INSERT INTO exports (id, tenant, token_id, format, filters, state, created_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6)",
@@ -108,7 +108,7 @@ impl ControlStore {
     /// Records an export's progress while it runs; whether it has been
     /// asked to stop.
     pub fn export_progress(&self, id: &str, counts: &ExportCounts) -> Result<bool, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.execute(
                 "UPDATE exports SET state = 'running', rows = ?2, bytes = ?3, examined = ?4, to_examine = ?5
                  WHERE id = ?1 AND state IN ('queued', 'running')",
@@ -123,7 +123,7 @@ impl ControlStore {
     /// Asks a queued or running export of `tenant` to stop; whether it was
     /// one.
     pub fn request_export_cancel(&self, tenant: &str, id: &str) -> Result<bool, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.execute(
                 "UPDATE exports SET cancel_requested = 1 WHERE tenant = ?1 AND id = ?2 AND state IN ('queued', 'running')",
                 params![tenant, id],
@@ -141,7 +141,7 @@ impl ControlStore {
         sha256: Option<&str>,
         error: Option<&str>,
     ) -> Result<(), ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.execute(
                 "UPDATE exports SET state = ?2, rows = ?3, bytes = ?4, examined = ?5, to_examine = ?6,
                  sha256 = ?7, error = ?8, finished_ms = ?9 WHERE id = ?1",
@@ -163,7 +163,7 @@ impl ControlStore {
 
     /// One export of `tenant`; `None` for an unknown id or another tenant's.
     pub fn export(&self, tenant: &str, id: &str) -> Result<Option<ExportRecord>, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.query_row(
                 &format!("SELECT {COLUMNS} FROM exports WHERE tenant = ?1 AND id = ?2"),
                 params![tenant, id],
@@ -175,7 +175,7 @@ impl ControlStore {
 
     /// `tenant`'s exports, newest first, older than `before` (an id) when given.
     pub fn exports(&self, tenant: &str, before: Option<&str>, limit: u32) -> Result<Vec<ExportRecord>, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             let mut s = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM exports WHERE tenant = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3"
             ))?;
@@ -186,7 +186,7 @@ impl ControlStore {
 
     /// Exports of `tenant` queued or running.
     pub fn active_exports(&self, tenant: &str) -> Result<u64, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.query_row(
                 "SELECT COUNT(*) FROM exports WHERE tenant = ?1 AND state IN ('queued', 'running')",
                 [tenant],
@@ -198,7 +198,7 @@ impl ControlStore {
 
     /// `tenant`'s exports kept (every record) and the bytes of its files.
     pub fn kept_exports(&self, tenant: &str) -> Result<(u64, u64), ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.query_row(
                 "SELECT COUNT(*), COALESCE(SUM(CASE WHEN state = 'completed' THEN bytes ELSE 0 END), 0)
                  FROM exports WHERE tenant = ?1",
@@ -211,14 +211,14 @@ impl ControlStore {
 
     /// Removes `tenant`'s export record `id`; whether it existed.
     pub fn forget_export(&self, tenant: &str, id: &str) -> Result<bool, ControlError> {
-        self.with(|c| c.execute("DELETE FROM exports WHERE tenant = ?1 AND id = ?2", params![tenant, id]))
+        self.with_local(|c| c.execute("DELETE FROM exports WHERE tenant = ?1 AND id = ?2", params![tenant, id]))
             .map(|n| n > 0)
     }
 
     /// Finished exports (of every tenant) that ended before `before_ms`,
     /// oldest first, at most `limit`.
     pub fn finished_exports_before(&self, before_ms: i64, limit: u32) -> Result<Vec<ExportRecord>, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             let mut s = c.prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM exports WHERE state NOT IN ('queued', 'running') AND finished_ms < ?1
                  ORDER BY finished_ms LIMIT ?2"
@@ -231,7 +231,7 @@ impl ControlStore {
     /// as failed: its partial file was never renamed into place. Returns
     /// how many.
     pub fn fail_interrupted_exports(&self) -> Result<u64, ControlError> {
-        self.with(|c| {
+        self.with_local(|c| {
             c.execute(
                 "UPDATE exports SET state = 'failed', error = 'interrupted by a restart of the server; start it again', finished_ms = ?1
                  WHERE state IN ('queued', 'running')",

@@ -3,9 +3,8 @@
 //! sandbox checks every host call against the approved grant; this keeps
 //! the record.
 
-use rusqlite::{OptionalExtension, params};
-
 use crate::control::{ControlError, ControlStore};
+use crate::control_sql::args;
 use crate::jobstatus::now_ms;
 
 /// One uploaded agent's manifest and its approval.
@@ -28,9 +27,9 @@ impl ControlStore {
                 "INSERT INTO grants (tenant, name, sha256, manifest, approved_ms, approved_by) VALUES (?1, ?2, ?3, ?4, NULL, NULL)
                  ON CONFLICT (tenant, name) DO UPDATE SET sha256 = excluded.sha256, manifest = excluded.manifest,
                  approved_ms = NULL, approved_by = NULL",
-                params![tenant, name, sha256, manifest],
-            )
-            .map(|_| ())
+                &args![tenant, name, sha256, manifest],
+            )?;
+            Ok(())
         })
     }
 
@@ -38,27 +37,26 @@ impl ControlStore {
     /// false when there is none for that component.
     pub fn approve_grant(&self, tenant: &str, name: &str, sha256: &str, token_id: i64) -> Result<bool, ControlError> {
         self.with(|c| {
-            c.execute(
+            let changed = c.execute(
                 "UPDATE grants SET approved_ms = ?4, approved_by = ?5 WHERE tenant = ?1 AND name = ?2 AND sha256 = ?3",
-                params![tenant, name, sha256, now_ms(), token_id],
-            )
-            .map(|changed| changed > 0)
+                &args![tenant, name, sha256, now_ms(), token_id],
+            )?;
+            Ok(changed > 0)
         })
     }
 
     /// The manifest record of `tenant`'s `name`, if it has one.
     pub fn grant(&self, tenant: &str, name: &str) -> Result<Option<GrantRecord>, ControlError> {
         self.with(|c| {
-            c.query_row(
+            Ok(c.first(
                 "SELECT sha256, manifest, approved_ms, approved_by FROM grants WHERE tenant = ?1 AND name = ?2",
-                params![tenant, name],
+                &args![tenant, name],
                 |r| {
                     let at: Option<i64> = r.get(2)?;
                     let by: Option<i64> = r.get(3)?;
                     Ok(GrantRecord { sha256: r.get(0)?, manifest: r.get(1)?, approved: at.zip(by) })
                 },
-            )
-            .optional()
+            )?)
         })
     }
 }

@@ -14,6 +14,8 @@
 pub mod budgets;
 pub mod cluster;
 pub mod control;
+pub mod control_copy;
+pub mod control_sql;
 pub mod export_scan;
 pub mod exports;
 pub mod grants;

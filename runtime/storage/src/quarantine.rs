@@ -2,10 +2,10 @@
 //! runs after too many of them. The policy (how many, how long) is the
 //! engine's; this keeps the facts.
 
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::control::{ControlError, ControlStore};
+use crate::control_sql::args;
 
 /// Faults kept per (tenant, agent): enough to show and to count a window.
 const KEPT_FAULTS: i64 = 100;
@@ -41,38 +41,36 @@ impl ControlStore {
         self.with(|c| {
             c.execute(
                 "INSERT INTO agent_faults (tenant, agent, at_ms, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![tenant, agent, at_ms, kind, message],
+                &args![tenant, agent, at_ms, kind, message],
             )?;
             c.execute(
                 "DELETE FROM agent_faults WHERE tenant = ?1 AND agent = ?2 AND id NOT IN
                  (SELECT id FROM agent_faults WHERE tenant = ?1 AND agent = ?2 ORDER BY id DESC LIMIT ?3)",
-                params![tenant, agent, KEPT_FAULTS],
-            )
-            .map(|_| ())
+                &args![tenant, agent, KEPT_FAULTS],
+            )?;
+            Ok(())
         })
     }
 
     /// Faults of `tenant`'s `agent` at or after `since_ms`.
     pub fn faults_since(&self, tenant: &str, agent: &str, since_ms: i64) -> Result<u32, ControlError> {
         self.with(|c| {
-            c.query_row(
+            Ok(c.one(
                 "SELECT COUNT(*) FROM agent_faults WHERE tenant = ?1 AND agent = ?2 AND at_ms >= ?3",
-                params![tenant, agent, since_ms],
+                &args![tenant, agent, since_ms],
                 |r| r.get(0),
-            )
+            )?)
         })
     }
 
     /// The newest `limit` faults of `tenant`'s `agent`, newest first.
     pub fn recent_faults(&self, tenant: &str, agent: &str, limit: u32) -> Result<Vec<FaultRecord>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare(
+            Ok(c.rows(
                 "SELECT at_ms, kind, message FROM agent_faults WHERE tenant = ?1 AND agent = ?2 ORDER BY id DESC LIMIT ?3",
-            )?;
-            s.query_map(params![tenant, agent, limit], |r| {
-                Ok(FaultRecord { at_ms: r.get(0)?, kind: r.get(1)?, message: r.get(2)? })
-            })?
-            .collect()
+                &args![tenant, agent, limit],
+                |r| Ok(FaultRecord { at_ms: r.get(0)?, kind: r.get(1)?, message: r.get(2)? }),
+            )?)
         })
     }
 
@@ -80,24 +78,23 @@ impl ControlStore {
     /// level is what the next backoff grows from).
     pub fn quarantine(&self, tenant: &str, agent: &str) -> Result<Option<Quarantine>, ControlError> {
         self.with(|c| {
-            c.query_row(
-                "SELECT since_ms, until_ms, level, reason FROM quarantine WHERE tenant = ?1 AND agent = ?2",
-                params![tenant, agent],
+            Ok(c.first(
+                "SELECT since_ms, until_ms, level, reason FROM agent_quarantine WHERE tenant = ?1 AND agent = ?2",
+                &args![tenant, agent],
                 |r| Ok(Quarantine { since_ms: r.get(0)?, until_ms: r.get(1)?, level: r.get(2)?, reason: r.get(3)? }),
-            )
-            .optional()
+            )?)
         })
     }
 
     pub fn set_quarantine(&self, tenant: &str, agent: &str, record: &Quarantine) -> Result<(), ControlError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO quarantine (tenant, agent, since_ms, until_ms, level, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                "INSERT INTO agent_quarantine (tenant, agent, since_ms, until_ms, level, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (tenant, agent) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms,
                  level = excluded.level, reason = excluded.reason",
-                params![tenant, agent, record.since_ms, record.until_ms, record.level, record.reason],
-            )
-            .map(|_| ())
+                &args![tenant, agent, record.since_ms, record.until_ms, record.level, record.reason],
+            )?;
+            Ok(())
         })
     }
 
@@ -110,14 +107,14 @@ impl ControlStore {
         at_ms: i64,
         forget: bool,
     ) -> Result<bool, ControlError> {
-        self.with(|c| {
-            c.execute("DELETE FROM agent_faults WHERE tenant = ?1 AND agent = ?2", params![tenant, agent])?;
+        self.with_tx(|c| {
+            c.execute("DELETE FROM agent_faults WHERE tenant = ?1 AND agent = ?2", &args![tenant, agent])?;
             let changed = if forget {
-                c.execute("DELETE FROM quarantine WHERE tenant = ?1 AND agent = ?2", params![tenant, agent])?
+                c.execute("DELETE FROM agent_quarantine WHERE tenant = ?1 AND agent = ?2", &args![tenant, agent])?
             } else {
                 c.execute(
-                    "UPDATE quarantine SET until_ms = MIN(until_ms, ?3) WHERE tenant = ?1 AND agent = ?2 AND until_ms > ?3",
-                    params![tenant, agent, at_ms],
+                    "UPDATE agent_quarantine SET until_ms = ?3 WHERE tenant = ?1 AND agent = ?2 AND until_ms > ?3",
+                    &args![tenant, agent, at_ms],
                 )?
             };
             Ok(changed > 0)

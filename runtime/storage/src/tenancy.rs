@@ -3,10 +3,11 @@
 //! stop working at once in this process (the cache of recent tokens is
 //! purged) and within [`crate::control::TOKEN_CACHE`] in any other.
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::control::{ControlError, ControlStore, Role};
+use crate::control_sql::args;
 use crate::jobstatus::now_ms;
 
 /// One token, as its tenant's admins see it (never the secret).
@@ -35,7 +36,7 @@ pub struct TenantRecord {
 /// (uploads, flags, settings, grants, budgets, quarantine, faults). Its
 /// audit trail is kept; its logs and anomalies stay in their stores.
 const TENANT_RECORDS: [&str; 8] =
-    ["tokens", "uploads", "agent_flags", "settings", "grants", "budgets", "quarantine", "agent_faults"];
+    ["tokens", "uploads", "agent_flags", "settings", "grants", "budgets", "agent_quarantine", "agent_faults"];
 
 /// Columns added after the first release, for control stores made before.
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
@@ -54,6 +55,16 @@ pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         if !present {
             conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
         }
+    }
+    // The agents' quarantine was named `quarantine` until the control store
+    // could live in PostgreSQL beside the log source's quarantine of rows.
+    let old_quarantine: bool =
+        conn.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quarantine'")?.exists([])?;
+    if old_quarantine {
+        conn.execute_batch(
+            "INSERT OR REPLACE INTO agent_quarantine SELECT tenant, agent, since_ms, until_ms, level, reason FROM quarantine;
+             DROP TABLE quarantine;",
+        )?;
     }
     // A deleted tenant's logs, anomalies, runs and audit trail stay under its
     // name, so the name is never given again.
@@ -75,11 +86,12 @@ impl ControlStore {
         let secret: [u8; 32] = rand::random();
         let token = format!("mcp_{}", hex::encode(secret));
         let id = self.with(|c| {
-            c.execute(
-                "INSERT INTO tokens (tenant, role, sha256, created_ms, name, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![tenant, role.name(), crate::control::hash(&token), now_ms(), name, created_by],
-            )?;
-            Ok(c.last_insert_rowid())
+            Ok(c.one(
+                "INSERT INTO tokens (tenant, role, sha256, created_ms, name, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 RETURNING id",
+                &args![tenant, role.name(), crate::control::hash(&token), now_ms(), name, created_by],
+                |r| r.get(0),
+            )?)
         })?;
         Ok((id, token))
     }
@@ -87,30 +99,28 @@ impl ControlStore {
     /// `tenant`'s tokens, oldest first.
     pub fn tokens(&self, tenant: &str) -> Result<Vec<TokenRecord>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare(
+            Ok(c.rows(
                 "SELECT id, name, role, created_by, created_ms, last_used_ms FROM tokens WHERE tenant = ?1 ORDER BY id",
-            )?;
-            s.query_map([tenant], |r| {
-                Ok(TokenRecord {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    role: r.get(2)?,
-                    created_by: r.get(3)?,
-                    created_ms: r.get(4)?,
-                    last_used_ms: r.get(5)?,
-                })
-            })?
-            .collect()
+                &args![tenant],
+                |r| {
+                    Ok(TokenRecord {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        role: r.get(2)?,
+                        created_by: r.get(3)?,
+                        created_ms: r.get(4)?,
+                        last_used_ms: r.get(5)?,
+                    })
+                },
+            )?)
         })
     }
 
     /// Revokes `tenant`'s token `id`; false when the tenant has no such token.
     /// The role of `tenant`'s token `id`, if it has one.
     pub fn token_role(&self, tenant: &str, id: i64) -> Result<Option<Role>, ControlError> {
-        use rusqlite::OptionalExtension;
         let role: Option<String> = self.with(|c| {
-            c.query_row("SELECT role FROM tokens WHERE tenant = ?1 AND id = ?2", params![tenant, id], |r| r.get(0))
-                .optional()
+            Ok(c.first("SELECT role FROM tokens WHERE tenant = ?1 AND id = ?2", &args![tenant, id], |r| r.get(0))?)
         })?;
         Ok(role.and_then(|r| Role::parse(&r)))
     }
@@ -118,12 +128,12 @@ impl ControlStore {
     /// Whether `name` was a tenant that was deleted: its data stays under
     /// the name, so the name is not given again.
     pub fn was_deleted(&self, name: &str) -> Result<bool, ControlError> {
-        self.with(|c| c.prepare("SELECT 1 FROM deleted_tenants WHERE name = ?1")?.exists([name]))
+        self.with(|c| Ok(c.exists("SELECT 1 FROM deleted_tenants WHERE name = ?1", &args![name])?))
     }
 
     pub fn revoke_token(&self, tenant: &str, id: i64) -> Result<bool, ControlError> {
         let removed =
-            self.with(|c| c.execute("DELETE FROM tokens WHERE tenant = ?1 AND id = ?2", params![tenant, id]))? > 0;
+            self.with(|c| Ok(c.execute("DELETE FROM tokens WHERE tenant = ?1 AND id = ?2", &args![tenant, id])?))? > 0;
         self.forget_cached(|caller| caller.token_id == id);
         Ok(removed)
     }
@@ -132,14 +142,19 @@ impl ControlStore {
     /// its tokens and no data.
     pub fn tenant_records(&self) -> Result<Vec<TenantRecord>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare(
+            Ok(c.rows(
                 "SELECT name, created_ms, disabled_ms, (SELECT COUNT(*) FROM tokens WHERE tokens.tenant = tenants.name)
                  FROM tenants WHERE name != ?1 ORDER BY name",
-            )?;
-            s.query_map([crate::control::DEPLOYMENT_TENANT], |r| {
-                Ok(TenantRecord { name: r.get(0)?, created_ms: r.get(1)?, disabled_ms: r.get(2)?, tokens: r.get(3)? })
-            })?
-            .collect()
+                &args![crate::control::DEPLOYMENT_TENANT],
+                |r| {
+                    Ok(TenantRecord {
+                        name: r.get(0)?,
+                        created_ms: r.get(1)?,
+                        disabled_ms: r.get(2)?,
+                        tokens: r.get(3)?,
+                    })
+                },
+            )?)
         })
     }
 
@@ -152,7 +167,7 @@ impl ControlStore {
     pub fn set_tenant_disabled(&self, name: &str, disabled: bool) -> Result<bool, ControlError> {
         let at = disabled.then(now_ms);
         let found =
-            self.with(|c| c.execute("UPDATE tenants SET disabled_ms = ?2 WHERE name = ?1", params![name, at]))? > 0;
+            self.with(|c| Ok(c.execute("UPDATE tenants SET disabled_ms = ?2 WHERE name = ?1", &args![name, at])?))? > 0;
         self.forget_cached(|caller| caller.tenant == name);
         Ok(found)
     }
@@ -160,19 +175,17 @@ impl ControlStore {
     /// Deletes `name` and its control records ([`TENANT_RECORDS`]); false
     /// when there is no such tenant.
     pub fn delete_tenant(&self, name: &str) -> Result<bool, ControlError> {
-        let found = self.with(|c| {
-            let tx = c.unchecked_transaction()?;
+        let found = self.with_tx(|tx| {
             for table in TENANT_RECORDS {
-                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), [name])?;
+                tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), &args![name])?;
             }
-            let found = tx.execute("DELETE FROM tenants WHERE name = ?1", [name])? > 0;
+            let found = tx.execute("DELETE FROM tenants WHERE name = ?1", &args![name])? > 0;
             if found {
                 tx.execute(
-                    "INSERT OR IGNORE INTO deleted_tenants (name, deleted_ms) VALUES (?1, ?2)",
-                    rusqlite::params![name, now_ms()],
+                    "INSERT INTO deleted_tenants (name, deleted_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    &args![name, now_ms()],
                 )?;
             }
-            tx.commit()?;
             Ok(found)
         })?;
         self.forget_cached(|caller| caller.tenant == name);

@@ -1,10 +1,10 @@
 //! Each tenant's notification channels (where messages go) and routes
 //! (which anomalies go there), in the control store.
 
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::control::{ControlError, ControlStore};
+use crate::control_sql::{Db, Row, SqlError, args};
 use crate::jobstatus::now_ms;
 
 pub(crate) const SCHEMA: &str = "
@@ -109,7 +109,7 @@ fn json(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
 }
 
-pub(crate) fn channel_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRecord> {
+pub(crate) fn channel_row(r: &Row) -> Result<ChannelRecord, SqlError> {
     Ok(ChannelRecord {
         tenant: r.get(0)?,
         name: r.get(1)?,
@@ -118,23 +118,23 @@ pub(crate) fn channel_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelReco
         dedup_window_ms: r.get(4)?,
         rate_per_minute: r.get(5)?,
         enabled: r.get(6)?,
-        managed_by: Managed::parse(&r.get::<_, String>(7)?),
+        managed_by: Managed::parse(&r.get::<String>(7)?),
         updated_ms: r.get(8)?,
     })
 }
 
-pub(crate) fn route_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(RouteRecord, Managed)> {
+pub(crate) fn route_row(r: &Row) -> Result<(RouteRecord, Managed), SqlError> {
     Ok((
         RouteRecord {
             name: r.get(0)?,
             channel: r.get(1)?,
-            severities: list(&r.get::<_, String>(2)?),
-            agents: list(&r.get::<_, String>(3)?),
-            log_types: list(&r.get::<_, String>(4)?),
-            labels: list(&r.get::<_, String>(5)?),
+            severities: list(&r.get::<String>(2)?),
+            agents: list(&r.get::<String>(3)?),
+            log_types: list(&r.get::<String>(4)?),
+            labels: list(&r.get::<String>(5)?),
             min_score: r.get(6)?,
         },
-        Managed::parse(&r.get::<_, String>(7)?),
+        Managed::parse(&r.get::<String>(7)?),
     ))
 }
 
@@ -142,11 +142,10 @@ pub(crate) const CHANNEL_COLUMNS: &str =
     "tenant, name, kind, spec, dedup_window_ms, rate_per_minute, enabled, managed_by, updated_ms";
 pub(crate) const ROUTE_COLUMNS: &str = "name, channel, severities, agents, log_types, labels, min_score, managed_by";
 
-fn put_channel(c: &rusqlite::Connection, channel: &ChannelRecord) -> rusqlite::Result<bool> {
-    let existed: bool = c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM notify_channels WHERE tenant = ?1 AND name = ?2)",
-        params![channel.tenant, channel.name],
-        |r| r.get(0),
+fn put_channel(c: &mut Db<'_>, channel: &ChannelRecord) -> Result<bool, SqlError> {
+    let existed = c.exists(
+        "SELECT 1 FROM notify_channels WHERE tenant = ?1 AND name = ?2",
+        &args![channel.tenant, channel.name],
     )?;
     c.execute(
         &format!(
@@ -155,7 +154,7 @@ fn put_channel(c: &rusqlite::Connection, channel: &ChannelRecord) -> rusqlite::R
                dedup_window_ms = excluded.dedup_window_ms, rate_per_minute = excluded.rate_per_minute,
                enabled = excluded.enabled, managed_by = excluded.managed_by, updated_ms = excluded.updated_ms"
         ),
-        params![
+        &args![
             channel.tenant,
             channel.name,
             channel.kind,
@@ -170,19 +169,16 @@ fn put_channel(c: &rusqlite::Connection, channel: &ChannelRecord) -> rusqlite::R
     Ok(!existed)
 }
 
-fn put_route(c: &rusqlite::Connection, tenant: &str, route: &RouteRecord, managed: Managed) -> rusqlite::Result<bool> {
-    let existed: bool = c.query_row(
-        "SELECT EXISTS (SELECT 1 FROM notify_routes WHERE tenant = ?1 AND name = ?2)",
-        params![tenant, route.name],
-        |r| r.get(0),
-    )?;
+fn put_route(c: &mut Db<'_>, tenant: &str, route: &RouteRecord, managed: Managed) -> Result<bool, SqlError> {
+    let existed =
+        c.exists("SELECT 1 FROM notify_routes WHERE tenant = ?1 AND name = ?2", &args![tenant, route.name])?;
     c.execute(
         "INSERT INTO notify_routes (tenant, name, channel, severities, agents, log_types, labels, min_score, managed_by, updated_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
          ON CONFLICT (tenant, name) DO UPDATE SET channel = excluded.channel, severities = excluded.severities,
            agents = excluded.agents, log_types = excluded.log_types, labels = excluded.labels,
            min_score = excluded.min_score, managed_by = excluded.managed_by, updated_ms = excluded.updated_ms",
-        params![
+        &args![
             tenant,
             route.name,
             route.channel,
@@ -202,10 +198,8 @@ impl ControlStore {
     /// `tenant`'s channels, by name.
     pub fn notify_channels(&self, tenant: &str) -> Result<Vec<ChannelRecord>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare_cached(&format!(
-                "SELECT {CHANNEL_COLUMNS} FROM notify_channels WHERE tenant = ?1 ORDER BY name"
-            ))?;
-            s.query_map(params![tenant], channel_row)?.collect()
+            let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notify_channels WHERE tenant = ?1 ORDER BY name");
+            Ok(c.rows(&sql, &args![tenant], channel_row)?)
         })
     }
 
@@ -213,53 +207,46 @@ impl ControlStore {
     /// worker takes turns over.
     pub fn enabled_notify_channels(&self) -> Result<Vec<(String, String)>, ControlError> {
         self.with(|c| {
-            let mut s =
-                c.prepare_cached("SELECT tenant, name FROM notify_channels WHERE enabled ORDER BY tenant, name")?;
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            let sql = "SELECT tenant, name FROM notify_channels WHERE enabled ORDER BY tenant, name";
+            Ok(c.rows(sql, &[], |r| Ok((r.get(0)?, r.get(1)?)))?)
         })
     }
 
     /// Every channel there is, enabled or not, as (tenant, name).
     pub fn all_notify_channels(&self) -> Result<Vec<(String, String)>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare_cached("SELECT tenant, name FROM notify_channels ORDER BY tenant, name")?;
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            Ok(c.rows("SELECT tenant, name FROM notify_channels ORDER BY tenant, name", &[], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?)
         })
     }
 
     /// One of `tenant`'s channels.
     pub fn notify_channel(&self, tenant: &str, name: &str) -> Result<Option<ChannelRecord>, ControlError> {
         self.with(|c| {
-            c.query_row(
-                &format!("SELECT {CHANNEL_COLUMNS} FROM notify_channels WHERE tenant = ?1 AND name = ?2"),
-                params![tenant, name],
-                channel_row,
-            )
-            .optional()
+            let sql = format!("SELECT {CHANNEL_COLUMNS} FROM notify_channels WHERE tenant = ?1 AND name = ?2");
+            Ok(c.first(&sql, &args![tenant, name], channel_row)?)
         })
     }
 
     /// Creates or replaces a channel; true when it is new.
     pub fn put_notify_channel(&self, channel: &ChannelRecord) -> Result<bool, ControlError> {
-        self.with(|c| put_channel(c, channel))
+        self.with(|c| Ok(put_channel(c, channel)?))
     }
 
     /// Deletes a channel no route sends to.
     pub fn delete_notify_channel(&self, tenant: &str, name: &str) -> Result<ChannelDeletion, ControlError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction()?;
-            let users: Vec<String> = {
-                let mut s = tx.prepare_cached(
-                    "SELECT name FROM notify_routes WHERE tenant = ?1 AND channel = ?2 ORDER BY name",
-                )?;
-                s.query_map(params![tenant, name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?
-            };
+        self.with_tx(|tx| {
+            let users: Vec<String> = tx.rows(
+                "SELECT name FROM notify_routes WHERE tenant = ?1 AND channel = ?2 ORDER BY name",
+                &args![tenant, name],
+                |r| r.get(0),
+            )?;
             if !users.is_empty() {
                 return Ok(ChannelDeletion::InUse(users));
             }
             let deleted =
-                tx.execute("DELETE FROM notify_channels WHERE tenant = ?1 AND name = ?2", params![tenant, name])?;
-            tx.commit()?;
+                tx.execute("DELETE FROM notify_channels WHERE tenant = ?1 AND name = ?2", &args![tenant, name])?;
             Ok(if deleted == 0 { ChannelDeletion::NotFound } else { ChannelDeletion::Deleted })
         })
     }
@@ -267,22 +254,20 @@ impl ControlStore {
     /// `tenant`'s routes, by name, with who manages each.
     pub fn notify_routes(&self, tenant: &str) -> Result<Vec<(RouteRecord, Managed)>, ControlError> {
         self.with(|c| {
-            let mut s = c.prepare_cached(&format!(
-                "SELECT {ROUTE_COLUMNS} FROM notify_routes WHERE tenant = ?1 ORDER BY name"
-            ))?;
-            s.query_map(params![tenant], route_row)?.collect()
+            let sql = format!("SELECT {ROUTE_COLUMNS} FROM notify_routes WHERE tenant = ?1 ORDER BY name");
+            Ok(c.rows(&sql, &args![tenant], route_row)?)
         })
     }
 
     /// Creates or replaces a route; true when it is new.
     pub fn put_notify_route(&self, tenant: &str, route: &RouteRecord, managed: Managed) -> Result<bool, ControlError> {
-        self.with(|c| put_route(c, tenant, route, managed))
+        self.with(|c| Ok(put_route(c, tenant, route, managed)?))
     }
 
     /// Deletes a route; false when there was none.
     pub fn delete_notify_route(&self, tenant: &str, name: &str) -> Result<bool, ControlError> {
         self.with(|c| {
-            c.execute("DELETE FROM notify_routes WHERE tenant = ?1 AND name = ?2", params![tenant, name]).map(|n| n > 0)
+            Ok(c.execute("DELETE FROM notify_routes WHERE tenant = ?1 AND name = ?2", &args![tenant, name])? > 0)
         })
     }
 
@@ -296,17 +281,16 @@ impl ControlStore {
         channels: &[ChannelRecord],
         routes: &[(String, RouteRecord)],
     ) -> Result<(), ControlError> {
-        self.with(|c| {
-            let tx = c.unchecked_transaction()?;
-            tx.execute("DELETE FROM notify_routes WHERE managed_by = 'config'", [])?;
-            tx.execute("DELETE FROM notify_channels WHERE managed_by = 'config'", [])?;
+        self.with_tx(|tx| {
+            tx.execute("DELETE FROM notify_routes WHERE managed_by = 'config'", &[])?;
+            tx.execute("DELETE FROM notify_channels WHERE managed_by = 'config'", &[])?;
             for channel in channels {
-                put_channel(&tx, &ChannelRecord { managed_by: Managed::Config, ..channel.clone() })?;
+                put_channel(tx, &ChannelRecord { managed_by: Managed::Config, ..channel.clone() })?;
             }
             for (tenant, route) in routes {
-                put_route(&tx, tenant, route, Managed::Config)?;
+                put_route(tx, tenant, route, Managed::Config)?;
             }
-            tx.commit()
+            Ok(())
         })
     }
 }

@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use mcp_columns::Anomaly;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::channels::{ROUTE_COLUMNS, RouteRecord, route_row};
 use crate::control::ControlError;
+use crate::control_sql::{Db, PgControl, args};
 use crate::store::StoreError;
 
 /// What the outbox needs of a channel an anomaly is routed to.
@@ -64,8 +65,13 @@ impl RouteSet {
 /// run's commit never waits on the API's lock of the control store.
 #[derive(Debug)]
 pub struct RouteBook {
-    conn: Mutex<Connection>,
-    path: String,
+    home: Home,
+}
+
+#[derive(Debug)]
+enum Home {
+    Embedded { conn: Mutex<Connection>, path: String },
+    Shared(Arc<PgControl>),
 }
 
 impl RouteBook {
@@ -73,40 +79,49 @@ impl RouteBook {
     /// `ControlStore::open`).
     pub fn open(control_db: &Path) -> Result<Self, ControlError> {
         let path = control_db.display().to_string();
-        let wrap = |source| ControlError::Db { path: path.clone(), source };
+        let wrap = |source: rusqlite::Error| ControlError::Db { path: path.clone(), source: source.into() };
         let conn = Connection::open(control_db).map_err(wrap)?;
         conn.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;").map_err(wrap)?;
-        Ok(RouteBook { conn: Mutex::new(conn), path })
+        Ok(RouteBook { home: Home::Embedded { conn: Mutex::new(conn), path } })
+    }
+
+    /// Routes from the control store on PostgreSQL.
+    pub(crate) fn shared(pg: Arc<PgControl>) -> Self {
+        RouteBook { home: Home::Shared(pg) }
     }
 
     /// `tenant`'s routes to its enabled channels, as they are now.
     pub fn routes(&self, tenant: &str) -> Result<RouteSet, StoreError> {
-        // A panic elsewhere while holding the lock leaves the connection as
-        // good as before: it only ever reads.
-        let conn = self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let wrap = |source| StoreError { path: self.path.clone(), source };
-        let channels = {
-            let mut s = conn
-                .prepare_cached("SELECT name, dedup_window_ms FROM notify_channels WHERE tenant = ?1 AND enabled")
-                .map_err(wrap)?;
-            s.query_map(params![tenant], |r| Ok((r.get(0)?, ChannelPolicy { dedup_window_ms: r.get(1)? })))
-                .map_err(wrap)?
-                .collect::<rusqlite::Result<BTreeMap<String, ChannelPolicy>>>()
-                .map_err(wrap)?
+        let read = |c: &mut Db<'_>| -> Result<RouteSet, ControlError> {
+            let channels: BTreeMap<String, ChannelPolicy> = c
+                .rows(
+                    "SELECT name, dedup_window_ms FROM notify_channels WHERE tenant = ?1 AND enabled",
+                    &args![tenant],
+                    |r| Ok((r.get(0)?, ChannelPolicy { dedup_window_ms: r.get(1)? })),
+                )?
+                .into_iter()
+                .collect();
+            if channels.is_empty() {
+                return Ok(RouteSet::default());
+            }
+            let sql = format!("SELECT {ROUTE_COLUMNS} FROM notify_routes WHERE tenant = ?1");
+            let routes = c.rows(&sql, &args![tenant], route_row)?.into_iter().map(|(route, _)| route).collect();
+            Ok(RouteSet::new(routes, channels))
         };
-        if channels.is_empty() {
-            return Ok(RouteSet::default());
-        }
-        let mut s = conn
-            .prepare_cached(&format!("SELECT {ROUTE_COLUMNS} FROM notify_routes WHERE tenant = ?1"))
-            .map_err(wrap)?;
-        let routes = s
-            .query_map(params![tenant], route_row)
-            .map_err(wrap)?
-            .map(|row| row.map(|(route, _)| route))
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(wrap)?;
-        Ok(RouteSet::new(routes, channels))
+        let (read, path) = match &self.home {
+            Home::Embedded { conn, path } => {
+                // A panic elsewhere while holding the lock leaves the
+                // connection as good as before: it only ever reads.
+                let conn = conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                (read(&mut Db::Sqlite(&conn)), path.as_str())
+            }
+            Home::Shared(pg) => (pg.run(false, read), pg.label.as_str()),
+        };
+        // The commit that asked fails with the route lookup's cause.
+        read.map_err(|e| StoreError {
+            path: path.to_string(),
+            source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+        })
     }
 }
 
