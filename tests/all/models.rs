@@ -337,5 +337,36 @@ fn activations_on_postgres_are_in_force_on_every_node() -> anyhow::Result<()> {
             .collect())
     };
     assert_eq!(history(&c)?, history(embedded)?, "the shared history differs from one node's");
+    // Nodes whose watchers find a new version in the same instant record
+    // its activation once.
+    let nodes: Vec<ModelManager> =
+        (0..8).map(|_| Ok(ModelManager::open_shared(&root, node()?))).collect::<anyhow::Result<_>>()?;
+    for node in &nodes {
+        node.scan();
+    }
+    write_version(&root, "firewall", "3", &shipped_onnx("firewall")?, |_| {})?;
+    let start = std::sync::Barrier::new(nodes.len());
+    let found: Vec<usize> = std::thread::scope(|scope| {
+        let passes: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                let start = &start;
+                scope.spawn(move || {
+                    start.wait();
+                    node.scan().len()
+                })
+            })
+            .collect();
+        passes.into_iter().map(|pass| pass.join().unwrap_or(usize::MAX)).collect()
+    });
+    // The store's own answer, without the race: a second first activation is none.
+    let state = node()?;
+    assert!(!state.model_activate_first("firewall", "3", 0)?, "a version recorded twice as first activated");
+    assert_eq!(found.iter().sum::<usize>(), 1, "activations recorded by each node: {found:?}");
+    let activations = history(&c)?.into_iter().filter(|e| e == "activate 3").count();
+    assert_eq!(activations, 1, "{:?}", history(&c)?);
+    for node in &nodes {
+        assert_eq!(node.active_version("firewall")?.as_deref(), Some("3"));
+    }
     Ok(())
 }

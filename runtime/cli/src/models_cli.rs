@@ -108,24 +108,56 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: ModelsComma
         ModelsCommand::Evaluate { seed, entries, profile } => {
             let dir = crate::agents_dir(agents_dir, config)?;
             let results = demo::evaluate(config, &dir, models, seed, entries, profile)?;
-            println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks\n", profile.name());
-            println!("{:<10} {:<6} {:>10} {:>8} {:>7} {:>10}", "agent", "mode", "precision", "recall", "F1", "model");
-            for (mode, outcomes) in &results {
-                for o in outcomes {
-                    let d = &o.detection;
-                    let model = o.run.model.as_ref().map(|(n, v)| format!("{n} {v}")).unwrap_or_else(|| "-".into());
-                    println!(
-                        "{:<10} {:<6} {:>10.3} {:>8.3} {:>7.3} {:>10}",
-                        o.run.agent,
-                        mode,
-                        d.precision(),
-                        d.recall(),
-                        d.f1(),
-                        model
-                    );
-                }
-            }
+            print_evaluation(&results, seed, entries, profile);
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The evaluation's tables: per agent and mode, then each attack kind's
+/// recall per mode (an anomaly's label is the agent's word, not the
+/// generator's kind, so precision is per agent only).
+fn print_evaluation(
+    results: &[(String, Vec<demo::AgentOutcome>)],
+    seed: u64,
+    entries: usize,
+    profile: mcp_synth::Profile,
+) {
+    println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks\n", profile.name());
+    println!(
+        "{:<10} {:<6} {:>10} {:>8} {:>7} {:>9} {:>10}",
+        "agent", "mode", "precision", "recall", "F1", "FP/M", "model"
+    );
+    for (mode, outcomes) in results {
+        for o in outcomes {
+            let d = &o.detection;
+            let model = o.run.model.as_ref().map(|(n, v)| format!("{n} {v}")).unwrap_or_else(|| "-".into());
+            println!(
+                "{:<10} {:<6} {:>10.3} {:>8.3} {:>7.3} {:>9.0} {:>10}",
+                o.run.agent,
+                mode,
+                d.precision(),
+                d.recall(),
+                d.f1(),
+                d.false_positives_per_million(),
+                model
+            );
+        }
+    }
+    let modes: Vec<&str> = results.iter().map(|(mode, _)| mode.as_str()).collect();
+    println!("\nrecall per attack kind (entries found of the kind's entries), by mode: {}", modes.join(", "));
+    let Some((_, first)) = results.first() else { return };
+    for (index, outcome) in first.iter().enumerate() {
+        for kind in outcome.detection.per_kind.keys() {
+            let found: Vec<String> = results
+                .iter()
+                .filter_map(|(_, outcomes)| outcomes.get(index))
+                .map(|o| {
+                    let (hit, of) = o.detection.per_kind.get(kind).copied().unwrap_or_default();
+                    format!("{hit:>7}/{of:<7}")
+                })
+                .collect();
+            println!("{:<10} {:<28} {}", outcome.run.agent, kind, found.join(" "));
+        }
+    }
 }

@@ -73,6 +73,33 @@ fn generated_logs_end_now_and_runs_find_their_attacks() -> Result<(), Box<dyn st
 }
 
 #[test]
+fn eval_reports_each_agent_mode_and_attack_kind_with_false_positives_per_million()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(dir.path().join("mcp.toml"), format!("data_dir = {:?}\n", dir.path().join("data")))?;
+    let eval = mcp(dir.path(), &["eval", "--entries", "1500", "--seed", "5"]);
+    let text = stdout(&eval);
+    assert!(eval.status.success(), "{eval:?}");
+    assert!(text.starts_with("seed 5, realistic profile, 1500 normal entries"), "{text}");
+    assert!(text.contains("FP/M"), "{text}");
+    for agent in ["wifi", "firewall", "dns"] {
+        for mode in ["rules", "model", "both"] {
+            let row = text.lines().find(|line| line.split_whitespace().take(2).eq([agent, mode]));
+            let fields: Vec<&str> = row.map(|r| r.split_whitespace().collect()).unwrap_or_default();
+            // precision, recall, F1 in [0, 1]; false positives per million a count.
+            let numbers: Vec<f64> = fields.iter().skip(2).take(4).filter_map(|f| f.parse().ok()).collect();
+            assert_eq!(numbers.len(), 4, "{agent} {mode}: {text}");
+            assert!(numbers[..3].iter().all(|x| (0.0..=1.0).contains(x)), "{agent} {mode}: {text}");
+        }
+    }
+    // Recall per attack kind: the realistic DNS traffic's tunnels among them.
+    let kinds = text.split("recall per attack kind").nth(1).unwrap_or_default();
+    assert!(kinds.lines().any(|line| line.starts_with("dns") && line.contains("tunnel")), "{text}");
+    assert!(kinds.lines().any(|line| line.starts_with("firewall")), "{text}");
+    Ok(())
+}
+
+#[test]
 fn agents_list_and_check() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     std::fs::write(dir.path().join("mcp.toml"), format!("data_dir = {:?}\n", dir.path().join("data")))?;

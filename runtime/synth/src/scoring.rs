@@ -11,6 +11,8 @@ pub struct Detection {
     pub false_negatives: u64,
     /// Per attack kind: (entries flagged, entries in the attack).
     pub per_kind: BTreeMap<String, (u64, u64)>,
+    /// Entries of normal traffic, flagged or not.
+    pub normal_entries: u64,
 }
 
 impl Detection {
@@ -30,8 +32,10 @@ impl Detection {
                         d.false_negatives += 1;
                     }
                 }
-                None if hit => d.false_positives += 1,
-                None => {}
+                None => {
+                    d.normal_entries += 1;
+                    d.false_positives += u64::from(hit);
+                }
             }
         }
         d
@@ -43,6 +47,12 @@ impl Detection {
 
     pub fn recall(&self) -> f64 {
         ratio(self.true_positives, self.true_positives + self.false_negatives)
+    }
+
+    /// False positives per million entries of normal traffic: what an
+    /// analyst at a site of millions of entries a day would wade through.
+    pub fn false_positives_per_million(&self) -> f64 {
+        ratio(self.false_positives, self.normal_entries) * 1e6
     }
 
     pub fn f1(&self) -> f64 {
@@ -67,6 +77,8 @@ mod tests {
         assert_eq!((d.true_positives, d.false_positives, d.false_negatives), (1, 1, 1));
         assert!((d.precision() - 0.5).abs() < 1e-9 && (d.recall() - 0.5).abs() < 1e-9 && (d.f1() - 0.5).abs() < 1e-9);
         assert_eq!(d.per_kind.get("scan"), Some(&(1, 2)));
+        assert_eq!(d.normal_entries, 2);
+        assert!((d.false_positives_per_million() - 500_000.0).abs() < 1e-6);
     }
 
     #[test]

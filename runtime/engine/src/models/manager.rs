@@ -253,6 +253,19 @@ impl ModelManager {
         Ok(model)
     }
 
+    /// Puts a version the watcher found in force unless it was ever in
+    /// force (here or, with shared state, on another node); whether this
+    /// call did.
+    fn activate_new(&self, agent: &str, version: &str) -> Result<bool, ModelError> {
+        self.load(agent, version)?;
+        let added = self.state.lock().map_err(|_| ModelError::Poisoned)?.activate_first(agent, version, now_ms())?;
+        if added {
+            self.forget_active(agent);
+            self.record(agent, version, "activate", "activated");
+        }
+        Ok(added)
+    }
+
     /// Puts the version in force before the current one back in force.
     pub fn rollback(&self, agent: &str) -> Result<String, ModelError> {
         let rolled = self.state.lock().map_err(|_| ModelError::Poisoned)?.roll_back(agent)?;
@@ -370,7 +383,7 @@ impl ModelManager {
                 let fresh = !state.ever_activated(&agent, &version).unwrap_or(true);
                 drop(state);
                 let newer = recorded.as_deref().is_none_or(|a| version_order(&version, a).is_gt());
-                if fresh && newer && self.activate(&agent, &version).is_ok() {
+                if fresh && newer && self.activate_new(&agent, &version).unwrap_or(false) {
                     tracing::info!(agent, version, family = %model.metadata.family, "new model version picked up");
                     activated.push(key);
                 }

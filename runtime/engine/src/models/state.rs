@@ -66,6 +66,14 @@ impl State {
         }
     }
 
+    /// Records `version` as activated unless it ever was; whether this did.
+    pub(super) fn activate_first(&mut self, agent: &str, version: &str, at_ms: i64) -> Result<bool, ModelError> {
+        match self {
+            State::Embedded(state) => state.activate_first(agent, version, at_ms),
+            State::Shared(store) => Ok(store.model_activate_first(agent, version, at_ms)?),
+        }
+    }
+
     /// Marks the activation in force as rolled back and returns the version
     /// now in force, if an earlier activation remains.
     pub(super) fn roll_back(&mut self, agent: &str) -> Result<Option<(String, String)>, ModelError> {
@@ -140,6 +148,18 @@ impl Embedded {
                 params![agent, version, at_ms],
             )
             .map(|_| ())
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// One statement: two processes on one file record the version once.
+    fn activate_first(&mut self, agent: &str, version: &str, at_ms: i64) -> Result<bool, ModelError> {
+        self.conn
+            .execute(
+                "INSERT INTO model_activations (agent, version, at_ms) SELECT ?1, ?2, ?3
+                 WHERE NOT EXISTS (SELECT 1 FROM model_activations WHERE agent = ?1 AND version = ?2)",
+                params![agent, version, at_ms],
+            )
+            .map(|added| added == 1)
             .map_err(|e| self.wrap(e))
     }
 

@@ -58,6 +58,33 @@ impl SharedStore {
         Ok(())
     }
 
+    /// Records `version` of `agent` as activated unless it ever was: what a
+    /// watcher does with a version it found. Under a lock of the agent, so
+    /// two nodes' watchers finding it at once record it once; whether this
+    /// call did.
+    pub fn model_activate_first(&self, agent: &str, version: &str, at_ms: i64) -> Result<bool, SharedStoreError> {
+        let once = crate::retry::RetryPolicy { max_attempts: 1, ..self.retry };
+        self.retrying(&once, "record a model's first activation", || async {
+            let mut tx = self.writes.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('mcp:model:' || $1))")
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?;
+            let added = sqlx::query(
+                "INSERT INTO model_activations (agent, version, at_ms) SELECT $1, $2, $3
+                 WHERE NOT EXISTS (SELECT 1 FROM model_activations WHERE agent = $1 AND version = $2)",
+            )
+            .bind(agent)
+            .bind(version)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            Ok(added == 1)
+        })
+    }
+
     /// Marks the activations after the last one of another version as
     /// rolled back, in one transaction under a lock of the agent's rows (two
     /// nodes rolling back at once roll back one step, not two); returns
