@@ -156,6 +156,34 @@ impl Api {
         })
     }
 
+    /// Signs in to the console with `token` as a browser would (the sign-in
+    /// form's CSRF cookie, then the form): the session's cookie.
+    pub(crate) fn console_session(&self, token: &str) -> anyhow::Result<String> {
+        let router = self.router.clone();
+        self.runtime.block_on(async move {
+            let cookie_of = |response: &axum::response::Response, name: &str| -> Option<String> {
+                response.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+                    let pair = v.split(';').next()?.trim();
+                    pair.strip_prefix(&format!("{name}=")).filter(|value| !value.is_empty()).map(str::to_string)
+                })
+            };
+            let form = router.clone().oneshot(Request::get("/ui/sign-in").body(Body::empty())?).await?;
+            let csrf = cookie_of(&form, "mcp_sign_in").ok_or_else(|| anyhow::anyhow!("no sign-in cookie"))?;
+            let body = format!("token={token}&csrf={csrf}");
+            let signed = router
+                .oneshot(
+                    Request::post("/ui/sign-in")
+                        .header("content-type", "application/x-www-form-urlencoded")
+                        .header("cookie", format!("mcp_sign_in={csrf}"))
+                        .body(Body::from(body))?,
+                )
+                .await?;
+            let session = cookie_of(&signed, "mcp_session")
+                .ok_or_else(|| anyhow::anyhow!("signing in answered {} without a session", signed.status()))?;
+            Ok(format!("mcp_session={session}"))
+        })
+    }
+
     /// A GET with request headers of its own (a console session's cookie):
     /// the status and the body as text.
     pub(crate) fn get_with(&self, uri: &str, headers: &[(&str, &str)]) -> anyhow::Result<(StatusCode, String)> {

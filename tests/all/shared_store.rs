@@ -320,6 +320,20 @@ fn every_node_serves_what_the_units_and_its_own_runs_stored_on_postgres() -> any
     assert_eq!((theirs["state"].as_str(), theirs["rows"].as_u64()), (Some("completed"), Some(0)), "{theirs}");
     let ready = api.get("/readyz", alpha)?;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+
+    // The console over HTTP serves the same anomalies, its tenant's only.
+    let session = api.console_session(alpha)?;
+    let (status, page) = api.get_with("/ui/anomalies?agent=dns", &[("cookie", &session)])?;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains(&format!("/ui/anomalies/{id}")), "the console's page lists no anomaly {id}");
+    let (status, shown) = api.get_with(&format!("/ui/anomalies/{id}"), &[("cookie", &session)])?;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(shown.contains(dns[0]["source"].as_str().unwrap_or("?")), "the anomaly's page lacks its source");
+    let theirs = api.console_session(beta)?;
+    let (status, _) = api.get_with(&format!("/ui/anomalies/{id}"), &[("cookie", &theirs)])?;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's console shows the anomaly");
+    let (status, listed) = api.get_with("/ui/anomalies", &[("cookie", &theirs)])?;
+    assert!(status == StatusCode::OK && !listed.contains(&format!("/ui/anomalies/{id}")), "{listed}");
     Ok(())
 }
 
