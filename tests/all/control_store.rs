@@ -287,6 +287,11 @@ fn servers_on_one_postgres_control_store_share_tokens_settings_tenants_and_chann
     let shared = PgControl::connect(&database_url(), Some(&pg.schema()?))?;
     let another = ControlStore::open_shared(shared, &tempfile::tempdir()?.path().join("node.db"))?;
     assert!(another.authenticate(&token)?.is_none(), "the revoked token is gone from the shared store");
+    // A change asks the store, not the node's memory: the revoked token
+    // mints nothing on the node that remembers it, and is forgotten there.
+    let minted = second.call("POST", "/v1/tokens", Some(&token), Some(r#"{"name":"persist","role":"read_only"}"#))?;
+    assert_eq!(minted.status, StatusCode::UNAUTHORIZED, "{}", minted.body);
+    assert_eq!(second.get("/v1/config", &token)?.status, StatusCode::UNAUTHORIZED);
     // A tenant disabled through one node is refused by the other, for a
     // token the other had not cached.
     let beta = first.token("beta", Role::ReadOnly);
@@ -297,6 +302,58 @@ fn servers_on_one_postgres_control_store_share_tokens_settings_tenants_and_chann
     let tenants = second.get("/v1/tenants", second.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin))?;
     let beta_record = tenants.body.as_array().and_then(|all| all.iter().find(|t| t["name"] == "beta").cloned());
     assert!(beta_record.is_some_and(|t| t["disabled_ms"].is_i64()), "{}", tenants.body);
+
+    // Two nodes creating one tenant at once: one creates it, one is told.
+    for round in 0..5 {
+        let body = format!(r#"{{"name":"race-{round}"}}"#);
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| first.call("POST", "/v1/tenants", Some(deployment), Some(&body)));
+            let b = scope.spawn(|| {
+                second.call(
+                    "POST",
+                    "/v1/tenants",
+                    Some(second.token(crate::api::DEPLOYMENT, Role::DeploymentAdmin)),
+                    Some(&body),
+                )
+            });
+            (a.join(), b.join())
+        });
+        let mut statuses =
+            [a.map_err(|_| anyhow::anyhow!("panicked"))??.status, b.map_err(|_| anyhow::anyhow!("panicked"))??.status];
+        statuses.sort();
+        assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT], "round {round}");
+    }
+    // A channel deleted through one node while a route to it is made
+    // through the other: never a route to a missing channel.
+    let admin_two = second.token("alpha", Role::Admin);
+    for round in 0..8 {
+        let channel = format!("gone-{round}");
+        let body = json!({"kind": "log"}).to_string();
+        let made =
+            first.call("PUT", &format!("/v1/notifications/channels/{channel}"), Some(alpha_admin), Some(&body))?;
+        assert!(made.status.is_success(), "{}", made.body);
+        let route = json!({"channel": channel}).to_string();
+        let (deleted, routed) = std::thread::scope(|scope| {
+            let deleted = scope.spawn(|| {
+                first.call("DELETE", &format!("/v1/notifications/channels/{channel}"), Some(alpha_admin), None)
+            });
+            let routed = scope.spawn(|| {
+                second.call("PUT", &format!("/v1/notifications/routes/to-{round}"), Some(admin_two), Some(&route))
+            });
+            (deleted.join(), routed.join())
+        });
+        let deleted = deleted.map_err(|_| anyhow::anyhow!("panicked"))??.status;
+        let routed = routed.map_err(|_| anyhow::anyhow!("panicked"))??.status;
+        let routes = second.state.control.notify_routes("alpha")?;
+        let dangling = routes.iter().any(|(r, _)| r.channel == channel)
+            && second.state.control.notify_channel("alpha", &channel)?.is_none();
+        assert!(!dangling, "round {round}: delete {deleted}, route {routed}");
+        assert!(
+            (deleted == StatusCode::NO_CONTENT && routed == StatusCode::UNPROCESSABLE_ENTITY)
+                || (deleted == StatusCode::CONFLICT && routed == StatusCode::CREATED),
+            "round {round}: delete {deleted}, route {routed}"
+        );
+    }
 
     // Every node answers readiness with the shared store reachable.
     assert_eq!(second.get("/readyz", "")?.status, StatusCode::OK);

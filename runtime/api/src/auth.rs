@@ -38,21 +38,25 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token)
             .ok_or_else(|| ApiError::unauthorized("the Authorization header must be `Bearer <token>`"))?;
-        authenticate(state, token.trim().to_string()).await
+        // A change is made only with a token the store holds now: one
+        // revoked through another node is remembered here for a while.
+        let fresh = !parts.method.is_safe();
+        authenticate(state, token.trim().to_string(), fresh).await
     }
 }
 
 /// The caller a token names, admitted under its tenant's request rate: what
 /// the API's bearer header and the console's session both go through, so
 /// a revoked token or a disabled tenant ends both at once.
-pub(crate) async fn authenticate(state: &Arc<ApiState>, token: String) -> Result<Caller, ApiError> {
-    // A token seen lately is answered from memory; any other needs the
-    // control store, whose connection is behind a blocking lock.
-    let identity = match state.control.recently_authenticated(&token) {
+pub(crate) async fn authenticate(state: &Arc<ApiState>, token: String, fresh: bool) -> Result<Caller, ApiError> {
+    // A token seen lately is answered from memory for reads; any other
+    // needs the control store, whose connection is behind a blocking lock.
+    let remembered = if fresh { None } else { state.control.recently_authenticated(&token) };
+    let identity = match remembered {
         Some(identity) => Some(identity),
         None => {
             let shared = state.clone();
-            tokio::task::spawn_blocking(move || shared.control.authenticate(&token)).await??
+            tokio::task::spawn_blocking(move || shared.control.authenticate_fresh(&token)).await??
         }
     };
     let caller = identity

@@ -438,6 +438,7 @@ pub async fn test_channel(
         mcp_notify::worker::NotifyError::RateLimited { wait_ms, .. } => {
             ApiError::too_many_requests(e.to_string(), u64::try_from(wait_ms / 1000 + 1).unwrap_or(1))
         }
+        mcp_notify::worker::NotifyError::Control(control) => control.into(),
         other => ApiError::internal(other),
     })?;
     state.control.audit(&caller.identity(), "notify.channel.test", &name)?;
@@ -511,7 +512,13 @@ pub async fn put_route(
     let existing = state.control.notify_routes(&caller.tenant)?;
     let current = existing.iter().find(|(r, _)| r.name == name).map(|(_, managed)| *managed);
     may_put("route", &name, current, existing.len(), MAX_ROUTES)?;
-    let created = state.control.put_notify_route(&caller.tenant, &route, Managed::Api)?;
+    let Some(created) = state.control.put_notify_route_to_channel(&caller.tenant, &route, Managed::Api)? else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_channel",
+            format!("channel: no channel named '{}' (deleted meanwhile)", route.channel),
+        ));
+    };
     state.control.audit(&caller.identity(), "notify.route.put", &format!("{name} -> {}", route.channel))?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(route_view(route, Managed::Api))))
 }

@@ -143,6 +143,8 @@ impl From<mcp_engine::pipeline::RunError> for ApiError {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "agent_fault", error.to_string())
             }
             RunError::Cancelled { .. } | RunError::Quarantined { .. } => ApiError::conflict(error.to_string()),
+            // A control store that cannot be reached says so, whatever asked.
+            RunError::Control(control) => control.into(),
             other => ApiError::internal(other),
         }
     }

@@ -251,10 +251,9 @@ pub async fn create_tenant(
     if !mcp_storage::control::valid_new_tenant(&body.name) {
         return Err(ApiError::bad_request(mcp_storage::control::ControlError::BadTenant(body.name).to_string()));
     }
-    if state.control.tenant_record(&body.name)?.is_some() {
+    if !state.control.create_tenant(&body.name)? {
         return Err(ApiError::conflict(format!("tenant '{}' exists", body.name)));
     }
-    state.control.ensure_tenant(&body.name)?;
     let (id, token) =
         state.control.create_named_token(&body.name, Role::Admin, "first admin", Some(caller.token_id))?;
     audit_in(&state, &caller, &body.name, "tenant.create", &format!("{} with admin token {id}", body.name))?;

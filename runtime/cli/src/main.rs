@@ -671,7 +671,11 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
             if config.control_store != mcp_engine::config::StoreKind::Postgres {
                 bail!("set control_store = \"postgres\" (or MCP_CONTROL_STORE=postgres) and database_url first");
             }
-            let from = mcp_storage::control::ControlStore::open(&config.control_db())?;
+            let local = config.control_db();
+            if !local.exists() {
+                bail!("no control store at {} to copy (is data_dir the node's?)", local.display());
+            }
+            let from = mcp_storage::control::ControlStore::open(&local)?;
             let to = config.control_store()?;
             for (table, rows) in mcp_storage::control_copy::copy_control_records(&from, &to)? {
                 println!("{table}: {rows} rows copied");

@@ -349,6 +349,12 @@ impl ControlStore {
 
     /// Creates `tenant` if it does not exist.
     pub fn ensure_tenant(&self, tenant: &str) -> Result<(), ControlError> {
+        self.create_tenant(tenant).map(|_| ())
+    }
+
+    /// Creates `tenant`; false when it exists already. One statement, so
+    /// of two nodes creating the same tenant at once one is told it exists.
+    pub fn create_tenant(&self, tenant: &str) -> Result<bool, ControlError> {
         if !valid_tenant(tenant) {
             return Err(ControlError::BadTenant(tenant.into()));
         }
@@ -356,11 +362,11 @@ impl ControlStore {
             return Err(ControlError::DeletedTenant(tenant.into()));
         }
         self.with(|c| {
-            c.execute(
+            let added = c.execute(
                 "INSERT INTO tenants (name, created_ms) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 &args![tenant, now_ms()],
             )?;
-            Ok(())
+            Ok(added == 1)
         })
     }
 
@@ -384,6 +390,14 @@ impl ControlStore {
         if let Some(caller) = self.recently_authenticated(token) {
             return Ok(Some(caller));
         }
+        self.authenticate_fresh(token)
+    }
+
+    /// The caller a token stands for as the store says now, not as this
+    /// process remembers it: what a change must be made with, so a token
+    /// revoked (or a tenant disabled or deleted) through another node
+    /// changes nothing, even within [`TOKEN_CACHE`].
+    pub fn authenticate_fresh(&self, token: &str) -> Result<Option<Caller>, ControlError> {
         let hashed = hash(token);
         // A token of a disabled or deleted tenant is no token; each lookup
         // also records when the token was last used.
@@ -401,6 +415,11 @@ impl ControlStore {
         })?;
         let caller =
             found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role }));
+        if caller.is_none()
+            && let Ok(mut recent) = self.recent.write()
+        {
+            recent.remove(&hashed);
+        }
         if let (Some(caller), Ok(mut recent)) = (&caller, self.recent.write()) {
             // Unknown tokens are not remembered: a flood of forged ones must not grow the map.
             if recent.len() > 10_000 {

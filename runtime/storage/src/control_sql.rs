@@ -384,8 +384,13 @@ impl PgControl {
         // open is ended, with its locks, after the idle limit.
         let wait = std::time::Duration::from_secs(3);
         let idle = Some(std::time::Duration::from_secs(10));
-        let pool = connect_pool_waiting(&runtime, url, schema, CONTROL_CONNECTIONS, idle, wait, true)
-            .map_err(|e| failed(SqlError::Connect(e.to_string())))?;
+        let pool = connect_pool_waiting(&runtime, url, schema, CONTROL_CONNECTIONS, idle, wait, true).map_err(|e| {
+            let why = match e {
+                crate::source::SourceError::Postgres { context, source } => format!("{context}{source}"),
+                other => other.to_string(),
+            };
+            failed(SqlError::Connect(why))
+        })?;
         runtime
             .block_on(crate::source::postgres::MIGRATIONS.run(&pool))
             .map_err(|e| failed(SqlError::Postgres(sqlx::Error::Migrate(Box::new(e)))))?;

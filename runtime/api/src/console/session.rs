@@ -202,7 +202,7 @@ impl FromRequestParts<Arc<ApiState>> for Viewer {
     async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> Result<Self, Self::Rejection> {
         let id = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::SignIn)?;
         let (token, csrf) = state.console_sessions.touch(id).ok_or(ConsoleError::SignIn)?;
-        match crate::auth::authenticate(state, token).await {
+        match crate::auth::authenticate(state, token, !parts.method.is_safe()).await {
             Ok(caller) => Ok(Viewer { caller, csrf }),
             Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
                 state.console_sessions.close(id);
@@ -264,7 +264,7 @@ pub(crate) async fn sign_in(
     if token.is_empty() || token.len() > 256 {
         return Err(ConsoleError::SignInFailed("paste a token: the command mcp tokens create makes one".into()));
     }
-    let caller = match crate::auth::authenticate(state, token.clone()).await {
+    let caller = match crate::auth::authenticate(state, token.clone(), true).await {
         Ok(caller) => caller,
         Err(error) if error.status == axum::http::StatusCode::UNAUTHORIZED => {
             tracing::info!("console sign-in refused: {}", error.detail);

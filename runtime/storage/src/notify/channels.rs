@@ -194,6 +194,15 @@ fn put_route(c: &mut Db<'_>, tenant: &str, route: &RouteRecord, managed: Managed
     Ok(!existed)
 }
 
+/// Takes the write lock of a channel's row (a row lock on PostgreSQL, the
+/// file's on SQLite) until the transaction ends; the rows it found.
+fn lock_channel(c: &mut Db<'_>, tenant: &str, name: &str) -> Result<u64, SqlError> {
+    c.execute(
+        "UPDATE notify_channels SET updated_ms = updated_ms WHERE tenant = ?1 AND name = ?2",
+        &args![tenant, name],
+    )
+}
+
 impl ControlStore {
     /// `tenant`'s channels, by name.
     pub fn notify_channels(&self, tenant: &str) -> Result<Vec<ChannelRecord>, ControlError> {
@@ -234,9 +243,27 @@ impl ControlStore {
         self.with(|c| Ok(put_channel(c, channel)?))
     }
 
+    /// Creates or replaces a route to a channel that exists; `None` when it
+    /// does not. Under the channel's row lock, as a deletion of the channel
+    /// takes it, so a route never outlives its channel, whichever node asks.
+    pub fn put_notify_route_to_channel(
+        &self,
+        tenant: &str,
+        route: &RouteRecord,
+        managed: Managed,
+    ) -> Result<Option<bool>, ControlError> {
+        self.with_tx(|tx| {
+            if lock_channel(tx, tenant, &route.channel)? == 0 {
+                return Ok(None);
+            }
+            Ok(Some(put_route(tx, tenant, route, managed)?))
+        })
+    }
+
     /// Deletes a channel no route sends to.
     pub fn delete_notify_channel(&self, tenant: &str, name: &str) -> Result<ChannelDeletion, ControlError> {
         self.with_tx(|tx| {
+            lock_channel(tx, tenant, name)?;
             let users: Vec<String> = tx.rows(
                 "SELECT name FROM notify_routes WHERE tenant = ?1 AND channel = ?2 ORDER BY name",
                 &args![tenant, name],
