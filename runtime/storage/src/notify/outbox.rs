@@ -237,7 +237,8 @@ impl AnomalyStore {
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         let sql = format!(
-            "UPDATE notify_outbox SET state = 'sending', claimed_until_ms = ?4
+            "UPDATE notify_outbox SET state = 'sending', claimed_until_ms = ?4,
+                 attempts = attempts + CASE WHEN state = 'sending' THEN 1 ELSE 0 END
              WHERE id IN (
                  SELECT id FROM (
                      SELECT id, next_attempt_ms AS due FROM notify_outbox
@@ -534,7 +535,10 @@ mod tests {
         let now = crate::jobstatus::now_ms();
         let id = f.store.claim_channel("a", "ops", now, 1_000, 10).unwrap()[0].id;
         assert!(f.store.claim_channel("a", "ops", now + 999, 1_000, 10).unwrap().is_empty(), "leased");
-        assert_eq!(f.store.claim_channel("a", "ops", now + 1_000, 1_000, 10).unwrap()[0].id, id, "lease ran out");
+        let reclaimed = f.store.claim_channel("a", "ops", now + 1_000, 1_000, 10).unwrap();
+        assert_eq!(reclaimed[0].id, id, "lease ran out");
+        // The try whose lease ran out counts: the resend is attempt 2.
+        assert_eq!(reclaimed[0].attempts, 1);
         let failed =
             Attempt { at_ms: now, status: Some(500), error: Some("HTTP 500".into()), latency_ms: 3, answer: None };
         f.store.record_attempt(id, &failed, AfterAttempt::RetryAt(now + 5_000)).unwrap();
@@ -542,7 +546,7 @@ mod tests {
         f.store.claim_channel("a", "ops", now + 5_000, 1_000, 10).unwrap();
         f.store.record_attempt(id, &failed, AfterAttempt::Dead).unwrap();
         let (entry, attempts) = f.store.outbox_entry("a", id).unwrap().unwrap();
-        assert_eq!((entry.state, entry.attempts, attempts.len()), (OutboxState::Dead, 2, 2));
+        assert_eq!((entry.state, entry.attempts, attempts.len()), (OutboxState::Dead, 3, 2));
         assert_eq!(f.store.outbox_entry("b", id).unwrap(), None, "another tenant's id");
         assert_eq!(f.store.retry_notification("b", id, now).unwrap(), AdminAction::NotFound);
         assert_eq!(f.store.retry_notification("a", id, now).unwrap(), AdminAction::Done);

@@ -212,7 +212,8 @@ impl SharedStore {
         limit: usize,
     ) -> Result<Vec<Claimed>, SharedStoreError> {
         let sql = format!(
-            "UPDATE notify_outbox SET state = 'sending', claimed_until_ms = $4
+            "UPDATE notify_outbox SET state = 'sending', claimed_until_ms = $4,
+                 attempts = attempts + CASE WHEN state = 'sending' THEN 1 ELSE 0 END
              WHERE id IN (
                  SELECT id FROM notify_outbox
                  WHERE tenant = $1 AND channel = $2
