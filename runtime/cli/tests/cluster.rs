@@ -41,6 +41,26 @@ fn worker(dir: &Path, node: &str) -> Result<Child> {
 /// is, so a failing test leaves no worker behind against a dropped schema.
 struct Workers(Vec<(String, Child)>);
 
+impl Workers {
+    /// Waits up to five minutes for every `--until-done` worker to exit,
+    /// each successfully (its log, in `dir`, shown if not).
+    fn finish(&mut self, dir: &Path) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        for (name, child) in &mut self.0 {
+            loop {
+                if let Some(status) = child.try_wait()? {
+                    let log = std::fs::read_to_string(dir.join(format!("{name}.log")))?;
+                    assert!(status.success(), "node {name} failed: {status}\n{log}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the nodes did not finish in 5 minutes");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Workers {
     fn drop(&mut self) {
         for (_, child) in &mut self.0 {
@@ -293,18 +313,7 @@ fn worker_nodes_on_postgres_queue_and_deliver_each_notification_once() -> Result
         assert!(status.success(), "planning {agent} failed");
     }
     let mut nodes = Workers(vec![("a".into(), worker(dir.path(), "a")?), ("b".into(), worker(dir.path(), "b")?)]);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for (name, child) in &mut nodes.0 {
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(dir.path().join(format!("{name}.log")))?;
-                assert!(status.success(), "node {name} failed: {status}\n{log}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "the nodes did not finish in 5 minutes");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    nodes.finish(dir.path())?;
     let observer = observer(&ns.name)?;
     let stored = i64::try_from(observer.anomaly_keys("t1")?.len())?;
     assert!(stored > 0, "the units found nothing to notify about");
@@ -383,19 +392,7 @@ fn nodes_on_a_postgres_control_store_share_tokens_and_the_channels_of_the_file()
     let status = quiet_mcp(a.path()).args(["backfill", "plan", "--tenant", "t1", "--agent", "dns"]).status()?;
     assert!(status.success(), "planning failed");
     // Node b alone works: its commits are routed by the route of a's file.
-    let mut nodes = Workers(vec![("b".into(), worker(b.path(), "b")?)]);
-    let deadline = Instant::now() + Duration::from_secs(300);
-    for (name, child) in &mut nodes.0 {
-        loop {
-            if let Some(status) = child.try_wait()? {
-                let log = std::fs::read_to_string(b.path().join(format!("{name}.log")))?;
-                assert!(status.success(), "node {name} failed: {status}\n{log}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "the node did not finish in 5 minutes");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    Workers(vec![("b".into(), worker(b.path(), "b")?)]).finish(b.path())?;
     let stored = i64::try_from(observer(&ns.name)?.anomaly_keys("t1")?.len())?;
     assert!(stored > 0, "the unit found nothing to notify about");
     let (rows, anomalies, attempts, delivered) = outbox_counts(&ns.name, "t1")?;
