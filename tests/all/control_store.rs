@@ -323,6 +323,36 @@ fn servers_on_one_postgres_control_store_share_tokens_settings_tenants_and_chann
         statuses.sort();
         assert_eq!(statuses, [StatusCode::CREATED, StatusCode::CONFLICT], "round {round}");
     }
+    // A tenant deleted through one node while its admin makes a token
+    // through the other: one of them wins, neither fails.
+    for round in 0..10 {
+        let made =
+            first.call("POST", "/v1/tenants", Some(deployment), Some(&format!(r#"{{"name":"doomed-{round}"}}"#)))?;
+        assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+        let admin = made.body["admin_token"]["token"].as_str().unwrap_or_default().to_string();
+        let (deleted, minted) = std::thread::scope(|scope| {
+            let deleted =
+                scope.spawn(|| first.call("DELETE", &format!("/v1/tenants/doomed-{round}"), Some(deployment), None));
+            let minted = scope.spawn(|| {
+                second.call("POST", "/v1/tokens", Some(&admin), Some(r#"{"name":"late","role":"read_only"}"#))
+            });
+            (deleted.join(), minted.join())
+        });
+        let deleted = deleted.map_err(|_| anyhow::anyhow!("panicked"))??;
+        let minted = minted.map_err(|_| anyhow::anyhow!("panicked"))??;
+        assert!(deleted.status.is_success(), "round {round}: delete {} {}", deleted.status, deleted.body);
+        assert!(
+            [StatusCode::CREATED, StatusCode::UNAUTHORIZED, StatusCode::CONFLICT].contains(&minted.status),
+            "round {round}: token {} {}",
+            minted.status,
+            minted.body
+        );
+        assert!(
+            second.state.control.tokens(&format!("doomed-{round}"))?.is_empty(),
+            "round {round}: a token outlived its tenant"
+        );
+    }
+
     // A channel deleted through one node while a route to it is made
     // through the other: never a route to a missing channel.
     let admin_two = second.token("alpha", Role::Admin);

@@ -206,6 +206,20 @@ pub enum SqlError {
     Connect(String),
 }
 
+impl SqlError {
+    /// Whether a row referred to one that is gone (a token of a tenant
+    /// deleted meanwhile): a race another writer won, not a fault.
+    pub fn is_foreign_key(&self) -> bool {
+        match self {
+            SqlError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+            }
+            SqlError::Postgres(sqlx::Error::Database(db)) => db.code().as_deref() == Some("23503"),
+            _ => false,
+        }
+    }
+}
+
 impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
@@ -364,9 +378,17 @@ fn bind<'q>(
 pub struct PgControl {
     runtime: ServiceRuntime,
     pool: PgPool,
+    /// Until when (Unix ms) the server is taken to be unreachable: after a
+    /// wait for a connection ran out, the calls of the next moment fail at
+    /// once instead of each waiting as long, so a burst of requests during
+    /// an outage is answered 503 together rather than two at a time.
+    down_until_ms: std::sync::atomic::AtomicI64,
     /// What errors name: the server and schema, never the password.
     pub(crate) label: String,
 }
+
+/// How long calls fail at once after a wait for a connection ran out.
+const OUTAGE_PAUSE_MS: i64 = 1_000;
 
 /// Connections the control store keeps: a request holds one for a few
 /// statements, and tokens are cached, so a few serve a busy node.
@@ -394,7 +416,7 @@ impl PgControl {
         runtime
             .block_on(crate::source::postgres::MIGRATIONS.run(&pool))
             .map_err(|e| failed(SqlError::Postgres(sqlx::Error::Migrate(Box::new(e)))))?;
-        Ok(Arc::new(PgControl { runtime, pool, label }))
+        Ok(Arc::new(PgControl { runtime, pool, label, down_until_ms: std::sync::atomic::AtomicI64::new(0) }))
     }
 
     /// Runs `work` on one connection, inside a transaction when `atomic`:
@@ -404,13 +426,23 @@ impl PgControl {
         atomic: bool,
         work: impl FnOnce(&mut Db<'_>) -> Result<T, ControlError> + Send,
     ) -> Result<T, ControlError> {
+        use std::sync::atomic::Ordering;
         let failed = |source: SqlError| ControlError::Db { path: self.label.clone(), source };
+        let now = crate::jobstatus::now_ms();
+        if now < self.down_until_ms.load(Ordering::Relaxed) {
+            return Err(failed(SqlError::Connect(
+                "PostgreSQL gave no connection a moment ago; trying again shortly".into(),
+            )));
+        }
         let here = || -> Result<T, ControlError> {
             let handle: &tokio::runtime::Handle = &self.runtime;
             // A pooled connection goes back to the pool through a task of
             // the runtime it is dropped in: this one, entered before it.
             let _inside = handle.enter();
-            let mut conn = handle.block_on(self.pool.acquire()).map_err(|e| failed(e.into()))?;
+            let mut conn = handle.block_on(self.pool.acquire()).map_err(|e| {
+                self.down_until_ms.store(crate::jobstatus::now_ms() + OUTAGE_PAUSE_MS, Ordering::Relaxed);
+                failed(e.into())
+            })?;
             let mut db = Db::Postgres { handle, conn: &mut conn };
             if atomic {
                 db.execute("BEGIN", &[]).map_err(failed)?;

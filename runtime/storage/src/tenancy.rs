@@ -86,12 +86,17 @@ impl ControlStore {
         let secret: [u8; 32] = rand::random();
         let token = format!("mcp_{}", hex::encode(secret));
         let id = self.with(|c| {
-            Ok(c.one(
+            let made = c.one(
                 "INSERT INTO tokens (tenant, role, sha256, created_ms, name, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  RETURNING id",
                 &args![tenant, role.name(), crate::control::hash(&token), now_ms(), name, created_by],
                 |r| r.get(0),
-            )?)
+            );
+            match made {
+                // The tenant was deleted meanwhile (through another node).
+                Err(e) if e.is_foreign_key() => Err(ControlError::DeletedTenant(tenant.into())),
+                other => Ok(other?),
+            }
         })?;
         Ok((id, token))
     }
@@ -175,7 +180,22 @@ impl ControlStore {
     /// Deletes `name` and its control records ([`TENANT_RECORDS`]); false
     /// when there is no such tenant.
     pub fn delete_tenant(&self, name: &str) -> Result<bool, ControlError> {
-        let found = self.with_tx(|tx| {
+        // A token made for the tenant between the deletion of its tokens and
+        // of the tenant (through another node) fails the deletion: try again.
+        let mut tries = 0;
+        let found = loop {
+            tries += 1;
+            match self.delete_tenant_once(name) {
+                Err(ControlError::Db { source, .. }) if source.is_foreign_key() && tries < 5 => continue,
+                other => break other?,
+            }
+        };
+        self.forget_cached(|caller| caller.tenant == name);
+        Ok(found)
+    }
+
+    fn delete_tenant_once(&self, name: &str) -> Result<bool, ControlError> {
+        self.with_tx(|tx| {
             for table in TENANT_RECORDS {
                 tx.execute(&format!("DELETE FROM {table} WHERE tenant = ?1"), &args![name])?;
             }
@@ -187,8 +207,6 @@ impl ControlStore {
                 )?;
             }
             Ok(found)
-        })?;
-        self.forget_cached(|caller| caller.tenant == name);
-        Ok(found)
+        })
     }
 }

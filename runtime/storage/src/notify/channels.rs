@@ -142,31 +142,37 @@ pub(crate) const CHANNEL_COLUMNS: &str =
     "tenant, name, kind, spec, dedup_window_ms, rate_per_minute, enabled, managed_by, updated_ms";
 pub(crate) const ROUTE_COLUMNS: &str = "name, channel, severities, agents, log_types, labels, min_score, managed_by";
 
+/// Creates or replaces a channel; true when it is new. The insert comes
+/// first and alone, so of two nodes making the same channel at once one is
+/// told it is new.
 fn put_channel(c: &mut Db<'_>, channel: &ChannelRecord) -> Result<bool, SqlError> {
-    let existed = c.exists(
-        "SELECT 1 FROM notify_channels WHERE tenant = ?1 AND name = ?2",
-        &args![channel.tenant, channel.name],
-    )?;
-    c.execute(
+    let values = args![
+        channel.tenant,
+        channel.name,
+        channel.kind,
+        channel.spec,
+        channel.dedup_window_ms,
+        channel.rate_per_minute,
+        channel.enabled,
+        channel.managed_by.as_str(),
+        now_ms(),
+    ];
+    let created = c.execute(
         &format!(
             "INSERT INTO notify_channels ({CHANNEL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-             ON CONFLICT (tenant, name) DO UPDATE SET kind = excluded.kind, spec = excluded.spec,
-               dedup_window_ms = excluded.dedup_window_ms, rate_per_minute = excluded.rate_per_minute,
-               enabled = excluded.enabled, managed_by = excluded.managed_by, updated_ms = excluded.updated_ms"
+             ON CONFLICT (tenant, name) DO NOTHING"
         ),
-        &args![
-            channel.tenant,
-            channel.name,
-            channel.kind,
-            channel.spec,
-            channel.dedup_window_ms,
-            channel.rate_per_minute,
-            channel.enabled,
-            channel.managed_by.as_str(),
-            now_ms(),
-        ],
+        &values,
     )?;
-    Ok(!existed)
+    if created == 0 {
+        c.execute(
+            "UPDATE notify_channels SET kind = ?3, spec = ?4, dedup_window_ms = ?5, rate_per_minute = ?6, enabled = ?7,
+               managed_by = ?8, updated_ms = ?9
+             WHERE tenant = ?1 AND name = ?2",
+            &values,
+        )?;
+    }
+    Ok(created == 1)
 }
 
 fn put_route(c: &mut Db<'_>, tenant: &str, route: &RouteRecord, managed: Managed) -> Result<bool, SqlError> {
