@@ -676,6 +676,9 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 bail!("no control store at {} to copy (is data_dir the node's?)", local.display());
             }
             let from = mcp_storage::control::ControlStore::open(&local)?;
+            if from.tenants()?.is_empty() {
+                bail!("the control store at {} has no tenants: nothing to copy", local.display());
+            }
             let to = config.control_store()?;
             for (table, rows) in mcp_storage::control_copy::copy_control_records(&from, &to)? {
                 println!("{table}: {rows} rows copied");
