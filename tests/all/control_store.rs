@@ -385,6 +385,43 @@ fn servers_on_one_postgres_control_store_share_tokens_settings_tenants_and_chann
         );
     }
 
+    // Channels made through both nodes at once stop at the tenant's limit
+    // (50), and one made on both at once is new to one of them only.
+    let have = second.state.control.notify_channels("alpha")?.len();
+    let statuses: Vec<StatusCode> = std::thread::scope(|scope| {
+        let puts: Vec<_> = (0..(56 - have))
+            .map(|n| {
+                let (api, token) = if n % 2 == 0 { (&first, alpha_admin) } else { (&second, admin_two) };
+                scope.spawn(move || {
+                    let body = json!({"kind": "log"}).to_string();
+                    api.call("PUT", &format!("/v1/notifications/channels/many-{n}"), Some(token), Some(&body))
+                        .map(|reply| reply.status)
+                })
+            })
+            .collect();
+        puts.into_iter().map(|put| put.join().ok().and_then(Result::ok).unwrap_or_default()).collect()
+    });
+    let created = statuses.iter().filter(|s| **s == StatusCode::CREATED).count();
+    assert_eq!(created, 50 - have, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 6, "{statuses:?}");
+    assert_eq!(second.state.control.notify_channels("alpha")?.len(), 50);
+    let enabled = first.call("POST", "/v1/tenants/beta/enable", Some(deployment), None)?;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    for round in 0..5 {
+        let uri = format!("/v1/notifications/channels/twice-{round}");
+        let body = json!({"kind": "log"}).to_string();
+        let (a, b) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| first.call("PUT", &uri, Some(first.token("beta", Role::Admin)), Some(&body)));
+            let b = scope.spawn(|| second.call("PUT", &uri, Some(second.token("beta", Role::Admin)), Some(&body)));
+            (a.join(), b.join())
+        });
+        let a = a.map_err(|_| anyhow::anyhow!("panicked"))??;
+        let b = b.map_err(|_| anyhow::anyhow!("panicked"))??;
+        let mut both = [a.status, b.status];
+        both.sort();
+        assert_eq!(both, [StatusCode::OK, StatusCode::CREATED], "round {round}: {} {}", a.body, b.body);
+    }
+
     // Every node answers readiness with the shared store reachable.
     assert_eq!(second.get("/readyz", "")?.status, StatusCode::OK);
     Ok(())

@@ -15,7 +15,7 @@ use super::{ApiError, ApiState, Caller, Role};
 use mcp_notify::seed::{check_name, check_route};
 use mcp_notify::spec::{ChannelSpec, Owner};
 use mcp_storage::jobstatus::now_ms;
-use mcp_storage::notify::channels::ChannelDeletion;
+use mcp_storage::notify::channels::{ApiPut, ChannelDeletion};
 use mcp_storage::notify::outbox::{AdminAction, Attempt};
 use mcp_storage::notify::{ChannelRecord, Managed, OutboxEntry, OutboxFilter, OutboxState, RouteRecord};
 
@@ -287,6 +287,17 @@ fn may_put(what: &str, name: &str, existing: Option<Managed>, count: usize, max:
     }
 }
 
+/// Whether a put the store made created (true) or replaced, or why it
+/// refused.
+fn put_outcome(what: &str, name: &str, max: usize, outcome: ApiPut) -> Result<bool, ApiError> {
+    match outcome {
+        ApiPut::Created => Ok(true),
+        ApiPut::Replaced => Ok(false),
+        ApiPut::ManagedByConfig => Err(managed_by_config(what, name)),
+        ApiPut::OverLimit | ApiPut::NoChannel => may_put(what, name, None, max, max).map(|()| false),
+    }
+}
+
 fn managed_by_config(what: &str, name: &str) -> ApiError {
     ApiError::new(
         StatusCode::CONFLICT,
@@ -362,12 +373,12 @@ pub async fn put_channel(
     let record = spec
         .to_record(&caller.tenant, &name, state.deliverer.secret_key(), &state.config.notifications, Managed::Api)
         .map_err(invalid_channel)?;
-    let created = state.control.put_notify_channel(&record)?;
+    // Checked again where it is written: another node may have written meanwhile.
+    let created = put_outcome("channel", &name, MAX_CHANNELS, state.control.put_api_channel(&record, MAX_CHANNELS)?)?;
     state.control.audit(&caller.identity(), "notify.channel.put", &format!("{name} ({})", record.kind))?;
-    let stored = state
-        .control
-        .notify_channel(&caller.tenant, &name)?
-        .ok_or_else(|| ApiError::internal("the channel just stored is gone"))?;
+    let stored = state.control.notify_channel(&caller.tenant, &name)?.ok_or_else(|| {
+        ApiError::conflict(format!("channel '{name}' was deleted (through another server) as it was stored"))
+    })?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(channel_view(&stored))))
 }
 
@@ -512,13 +523,15 @@ pub async fn put_route(
     let existing = state.control.notify_routes(&caller.tenant)?;
     let current = existing.iter().find(|(r, _)| r.name == name).map(|(_, managed)| *managed);
     may_put("route", &name, current, existing.len(), MAX_ROUTES)?;
-    let Some(created) = state.control.put_notify_route_to_channel(&caller.tenant, &route, Managed::Api)? else {
+    let outcome = state.control.put_api_route(&caller.tenant, &route, MAX_ROUTES)?;
+    if outcome == ApiPut::NoChannel {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown_channel",
             format!("channel: no channel named '{}' (deleted meanwhile)", route.channel),
         ));
-    };
+    }
+    let created = put_outcome("route", &name, MAX_ROUTES, outcome)?;
     state.control.audit(&caller.identity(), "notify.route.put", &format!("{name} -> {}", route.channel))?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(route_view(route, Managed::Api))))
 }

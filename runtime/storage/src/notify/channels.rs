@@ -92,6 +92,19 @@ pub struct RouteRecord {
     pub min_score: f64,
 }
 
+/// What putting a channel or route through the API did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiPut {
+    Created,
+    Replaced,
+    /// The operator's notifications file keeps it.
+    ManagedByConfig,
+    /// The tenant has as many as it may.
+    OverLimit,
+    /// The route's channel does not exist (any more).
+    NoChannel,
+}
+
 /// Why a channel could not be deleted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelDeletion {
@@ -200,6 +213,32 @@ fn put_route(c: &mut Db<'_>, tenant: &str, route: &RouteRecord, managed: Managed
     Ok(!existed)
 }
 
+/// Takes the write lock of a tenant's row until the transaction ends, so
+/// the tenant's channel and route writes are counted one at a time, on
+/// whichever node they are made.
+fn lock_tenant(c: &mut Db<'_>, tenant: &str) -> Result<u64, SqlError> {
+    c.execute("UPDATE tenants SET created_ms = created_ms WHERE name = ?1", &args![tenant])
+}
+
+/// Whether a put of `name` in `table` may go ahead for `tenant`: not kept by
+/// the file, and within `max` when it is new.
+fn api_may_put(c: &mut Db<'_>, table: &str, tenant: &str, name: &str, max: usize) -> Result<Option<ApiPut>, SqlError> {
+    let managed: Option<String> = c.first(
+        &format!("SELECT managed_by FROM {table} WHERE tenant = ?1 AND name = ?2"),
+        &args![tenant, name],
+        |r| r.get(0),
+    )?;
+    match managed.as_deref() {
+        Some("config") => Ok(Some(ApiPut::ManagedByConfig)),
+        Some(_) => Ok(None),
+        None => {
+            let count: i64 =
+                c.one(&format!("SELECT COUNT(*) FROM {table} WHERE tenant = ?1"), &args![tenant], |r| r.get(0))?;
+            Ok((usize::try_from(count).unwrap_or(usize::MAX) >= max).then_some(ApiPut::OverLimit))
+        }
+    }
+}
+
 /// Takes the write lock of a channel's row (a row lock on PostgreSQL, the
 /// file's on SQLite) until the transaction ends; the rows it found.
 fn lock_channel(c: &mut Db<'_>, tenant: &str, name: &str) -> Result<u64, SqlError> {
@@ -249,20 +288,36 @@ impl ControlStore {
         self.with(|c| Ok(put_channel(c, channel)?))
     }
 
-    /// Creates or replaces a route to a channel that exists; `None` when it
-    /// does not. Under the channel's row lock, as a deletion of the channel
-    /// takes it, so a route never outlives its channel, whichever node asks.
-    pub fn put_notify_route_to_channel(
-        &self,
-        tenant: &str,
-        route: &RouteRecord,
-        managed: Managed,
-    ) -> Result<Option<bool>, ControlError> {
+    /// Creates or replaces a channel made through the API, unless the file
+    /// keeps it or the tenant has `max` already. Counted under the tenant's
+    /// row lock, so nodes writing at once cannot pass the limit together.
+    pub fn put_api_channel(&self, channel: &ChannelRecord, max: usize) -> Result<ApiPut, ControlError> {
         self.with_tx(|tx| {
-            if lock_channel(tx, tenant, &route.channel)? == 0 {
-                return Ok(None);
+            lock_tenant(tx, &channel.tenant)?;
+            if let Some(refused) = api_may_put(tx, "notify_channels", &channel.tenant, &channel.name, max)? {
+                return Ok(refused);
             }
-            Ok(Some(put_route(tx, tenant, route, managed)?))
+            let created = put_channel(tx, &ChannelRecord { managed_by: Managed::Api, ..channel.clone() })?;
+            Ok(if created { ApiPut::Created } else { ApiPut::Replaced })
+        })
+    }
+
+    /// Creates or replaces a route made through the API to a channel that
+    /// exists, unless the file keeps it or the tenant has `max` already.
+    /// Under the tenant's row lock (for the count) and the channel's (as a
+    /// deletion of the channel takes it), so a route never outlives its
+    /// channel and the limit holds, whichever nodes ask.
+    pub fn put_api_route(&self, tenant: &str, route: &RouteRecord, max: usize) -> Result<ApiPut, ControlError> {
+        self.with_tx(|tx| {
+            lock_tenant(tx, tenant)?;
+            if lock_channel(tx, tenant, &route.channel)? == 0 {
+                return Ok(ApiPut::NoChannel);
+            }
+            if let Some(refused) = api_may_put(tx, "notify_routes", tenant, &route.name, max)? {
+                return Ok(refused);
+            }
+            let created = put_route(tx, tenant, route, Managed::Api)?;
+            Ok(if created { ApiPut::Created } else { ApiPut::Replaced })
         })
     }
 
