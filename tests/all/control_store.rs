@@ -193,8 +193,12 @@ fn exercise(control: &ControlStore) -> anyhow::Result<Vec<String>> {
     let deleted = control.delete_notify_channel("alpha", "ops")?;
     say("delete channel", format!("{:?}", deleted == ChannelDeletion::Deleted));
 
-    // A deleted tenant's name is never given again.
+    // A deleted tenant's name is never given again, and its channels (with
+    // their secrets) go with it.
+    control.put_notify_channel(&channel("beta", "theirs", true))?;
+    control.put_notify_route("beta", &route("theirs", "theirs"), Managed::Api)?;
     say("delete beta", control.delete_tenant("beta")?.to_string());
+    say("beta's channels", format!("{:?} {:?}", control.notify_channels("beta")?, control.notify_routes("beta")?));
     say("delete beta again", control.delete_tenant("beta")?.to_string());
     say("was deleted", control.was_deleted("beta")?.to_string());
     say(

@@ -33,10 +33,21 @@ pub struct TenantRecord {
 }
 
 /// What deleting a tenant removes: its tokens and every control record
-/// (uploads, flags, settings, grants, budgets, quarantine, faults). Its
-/// audit trail is kept; its logs and anomalies stay in their stores.
-const TENANT_RECORDS: [&str; 8] =
-    ["tokens", "uploads", "agent_flags", "settings", "grants", "budgets", "agent_quarantine", "agent_faults"];
+/// (uploads, flags, settings, grants, budgets, quarantine, faults, and its
+/// notification routes and channels, whose sealed secrets must not outlive
+/// it). Its audit trail is kept; its logs and anomalies stay in their stores.
+const TENANT_RECORDS: [&str; 10] = [
+    "tokens",
+    "uploads",
+    "agent_flags",
+    "settings",
+    "grants",
+    "budgets",
+    "agent_quarantine",
+    "agent_faults",
+    "notify_routes",
+    "notify_channels",
+];
 
 /// Columns added after the first release, for control stores made before.
 pub(crate) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
