@@ -278,23 +278,28 @@ fn invalid_channel(e: impl std::fmt::Display) -> ApiError {
 fn may_put(what: &str, name: &str, existing: Option<Managed>, count: usize, max: usize) -> Result<(), ApiError> {
     match existing {
         Some(Managed::Config) => Err(managed_by_config(what, name)),
-        None if count >= max => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "over_budget",
-            format!("a tenant has at most {max} {what}s; delete one first"),
-        )),
+        None if count >= max => Err(over_budget(what, max)),
         _ => Ok(()),
     }
 }
 
-/// Whether a put the store made created (true) or replaced, or why it
-/// refused.
-fn put_outcome(what: &str, name: &str, max: usize, outcome: ApiPut) -> Result<bool, ApiError> {
+fn over_budget(what: &str, max: usize) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "over_budget", format!("a tenant has at most {max} {what}s; delete one first"))
+}
+
+fn unknown_channel(channel: &str) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_channel", format!("channel: no channel named '{channel}'"))
+}
+
+/// Whether the store's put of `name` created it (true) or replaced it, or
+/// the problem that says why it refused; `channel` is the route's.
+fn put_outcome(what: &str, name: &str, channel: &str, max: usize, outcome: ApiPut) -> Result<bool, ApiError> {
     match outcome {
         ApiPut::Created => Ok(true),
         ApiPut::Replaced => Ok(false),
         ApiPut::ManagedByConfig => Err(managed_by_config(what, name)),
-        ApiPut::OverLimit | ApiPut::NoChannel => may_put(what, name, None, max, max).map(|()| false),
+        ApiPut::OverLimit => Err(over_budget(what, max)),
+        ApiPut::NoChannel => Err(unknown_channel(channel)),
     }
 }
 
@@ -373,8 +378,10 @@ pub async fn put_channel(
     let record = spec
         .to_record(&caller.tenant, &name, state.deliverer.secret_key(), &state.config.notifications, Managed::Api)
         .map_err(invalid_channel)?;
-    // Checked again where it is written: another node may have written meanwhile.
-    let created = put_outcome("channel", &name, MAX_CHANNELS, state.control.put_api_channel(&record, MAX_CHANNELS)?)?;
+    // Checked above before its secrets are sealed, and again where it is
+    // written: another node may have written meanwhile.
+    let outcome = state.control.put_api_channel(&record, MAX_CHANNELS)?;
+    let created = put_outcome("channel", &name, &name, MAX_CHANNELS, outcome)?;
     state.control.audit(&caller.identity(), "notify.channel.put", &format!("{name} ({})", record.kind))?;
     let stored = state.control.notify_channel(&caller.tenant, &name)?.ok_or_else(|| {
         ApiError::conflict(format!("channel '{name}' was deleted (through another server) as it was stored"))
@@ -513,25 +520,10 @@ pub async fn put_route(
         min_score: body.min_score,
     };
     check_route(&route).map_err(|m| ApiError::bad_request(format!("the body: {m}")))?;
-    if state.control.notify_channel(&caller.tenant, &route.channel)?.is_none() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_channel",
-            format!("channel: no channel named '{}'", route.channel),
-        ));
-    }
-    let existing = state.control.notify_routes(&caller.tenant)?;
-    let current = existing.iter().find(|(r, _)| r.name == name).map(|(_, managed)| *managed);
-    may_put("route", &name, current, existing.len(), MAX_ROUTES)?;
+    // The channel, the file's claim and the tenant's count are checked where
+    // the route is written, under locks, in that order.
     let outcome = state.control.put_api_route(&caller.tenant, &route, MAX_ROUTES)?;
-    if outcome == ApiPut::NoChannel {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown_channel",
-            format!("channel: no channel named '{}' (deleted meanwhile)", route.channel),
-        ));
-    }
-    let created = put_outcome("route", &name, MAX_ROUTES, outcome)?;
+    let created = put_outcome("route", &name, &route.channel, MAX_ROUTES, outcome)?;
     state.control.audit(&caller.identity(), "notify.route.put", &format!("{name} -> {}", route.channel))?;
     Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(route_view(route, Managed::Api))))
 }

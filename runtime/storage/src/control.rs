@@ -299,10 +299,12 @@ impl ControlStore {
             Home::Embedded(conn) => {
                 let conn = conn.lock().map_err(|_| ControlError::Poisoned)?;
                 let outcome = if atomic {
-                    let tx = conn.unchecked_transaction().map_err(ControlError::from)?;
-                    let done = work(&mut Db::Sqlite(&tx))?;
-                    tx.commit().map_err(ControlError::from)?;
-                    Ok(done)
+                    // Dropped uncommitted when `work` fails: rolled back.
+                    conn.unchecked_transaction().map_err(ControlError::from).and_then(|tx| {
+                        let done = work(&mut Db::Sqlite(&tx))?;
+                        tx.commit()?;
+                        Ok(done)
+                    })
                 } else {
                     work(&mut Db::Sqlite(&conn))
                 };
@@ -415,17 +417,20 @@ impl ControlStore {
         })?;
         let caller =
             found.and_then(|(token_id, tenant, role)| Role::parse(&role).map(|role| Caller { token_id, tenant, role }));
-        if caller.is_none()
-            && let Ok(mut recent) = self.recent.write()
-        {
-            recent.remove(&hashed);
-        }
-        if let (Some(caller), Ok(mut recent)) = (&caller, self.recent.write()) {
-            // Unknown tokens are not remembered: a flood of forged ones must not grow the map.
-            if recent.len() > 10_000 {
-                recent.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE);
+        if let Ok(mut recent) = self.recent.write() {
+            match &caller {
+                // A token the store no longer holds is forgotten here too.
+                None => {
+                    recent.remove(&hashed);
+                }
+                Some(caller) => {
+                    // Unknown tokens are not remembered: a flood of forged ones must not grow the map.
+                    if recent.len() > 10_000 {
+                        recent.retain(|_, (_, at)| at.elapsed() < TOKEN_CACHE);
+                    }
+                    recent.insert(hashed, (caller.clone(), std::time::Instant::now()));
+                }
             }
-            recent.insert(hashed, (caller.clone(), std::time::Instant::now()));
         }
         Ok(caller)
     }
