@@ -17,6 +17,28 @@ function registeredLabel(query) {
   return labels.length >= 2 ? labels[labels.length - 2] : "";
 }
 
+/** How many clients asked for names under each registered domain within a
+ * window, counted up to `cap + 1`: a tunnel's domain is asked for by the one
+ * client it runs on, a CDN's by many. As the Rust agent's `Audience`. */
+class Audience {
+  constructor(windowMs = 3_600_000, cap = 2, maxKeys = 8_192) {
+    Object.assign(this, { windowMs, cap, maxKeys });
+    this.domains = new Map();
+  }
+
+  push(domain, client, ts) {
+    if (!this.domains.has(domain) && this.domains.size >= this.maxKeys) {
+      mcp.makeRoom(this.domains, this.maxKeys, (seen) => (seen.length ? seen[0][1] : -Infinity), ts - this.windowMs);
+    }
+    const seen = (this.domains.get(domain) ?? []).filter(([who]) => who !== client);
+    seen.unshift([client, ts]);
+    seen.length = Math.min(seen.length, this.cap + 1);
+    this.domains.set(domain, seen);
+    const horizon = ts - this.windowMs;
+    return seen.filter(([, at]) => at >= horizon).length;
+  }
+}
+
 const isVowel = (byte) => byte === 97 || byte === 101 || byte === 105 || byte === 111 || byte === 117;
 /** `text` with ASCII letters in lower case, as Rust's to_ascii_lowercase. */
 const asciiLower = (text) => text.replace(/[A-Z]+/g, (upper) => upper.toLowerCase());
@@ -128,14 +150,17 @@ class Sessions {
   }
 }
 
-const isDigit = (byte) => byte >= 48 && byte <= 57;
-
 class DnsAgent {
   constructor() {
     this.tunnelLabelLen = 30;
     this.dgaMinLen = 10;
+    this.dgaMinBits = 6.0;
+    this.dgaMinBitsUnanswered = 5.25;
     this.allowed = [];
     this.sessions = new Sessions();
+    this.slowSessions = new Sessions(3_600_000, 50, 400);
+    this.slowMaxClients = 2;
+    this.audience = new Audience();
     this.nxdomains = new mcp.Burst(30_000, 15, 16_384, true);
   }
 
@@ -158,11 +183,21 @@ class DnsAgent {
     );
     this.tunnelLabelLen = config.integer("tunnel_label_len", 30);
     this.dgaMinLen = config.integer("dga_min_len", 10);
+    this.dgaMinBits = config.real("dga_min_bits", 6.0);
+    this.dgaMinBitsUnanswered = config.real("dga_min_bits_unanswered", 5.25);
     this.sessions = new Sessions(
       config.integer("session_window_ms", 60_000),
       config.integer("session_min_names", 40),
       config.integer("session_min_bytes", 250),
     );
+    const slowWindowMs = config.integer("slow_session_window_ms", 3_600_000);
+    this.slowSessions = new Sessions(
+      slowWindowMs,
+      config.integer("slow_session_min_names", 50),
+      config.integer("slow_session_min_bytes", 400),
+    );
+    this.slowMaxClients = config.integer("slow_session_max_clients", 2);
+    this.audience = new Audience(slowWindowMs, this.slowMaxClients);
     this.allowed = config
       .list("allow_domains")
       .map((domain) => asciiLower(domain.replace(/\.+$/, "")))
@@ -203,15 +238,15 @@ class DnsAgent {
         );
       }
       const label = registeredLabel(name);
-      const randomness = mcp.entropy(label);
-      const vowels = mcp.byteShare(label, isVowel);
-      const digits = mcp.byteShare(label, isDigit);
-      if (judged && mcp.utf8Length(label) >= this.dgaMinLen && randomness >= 3.2 && (vowels < 0.28 || digits > 0.25)) {
+      const surprise = mcp.nameSurprise(label);
+      // A name that does not exist needs less: real names resolve.
+      const bar = rcodes[i] === "NXDOMAIN" ? this.dgaMinBitsUnanswered : this.dgaMinBits;
+      if (judged && mcp.utf8Length(label) >= this.dgaMinLen && surprise >= bar) {
         found.push(
           mcp.finding(entry, 0.8, "dga", mcp.Severity.HIGH,
             `${client} looked up ${query}: the name '${label}' reads as machine-generated ` +
-              `(${randomness.toFixed(1)} bits/char, ${Math.round(vowels * 100)}% vowels), as malware does to find its ` +
-              `controller. Check ${client} for infection.`),
+              `(${surprise.toFixed(1)} bits of surprise per letter pair, where real names score about 4), as ` +
+              `malware does to find its controller. Check ${client} for infection.`),
         );
       }
       const domain = registeredDomain(name);
@@ -228,6 +263,22 @@ class DnsAgent {
                 `window (${level.answeredPercent}% answered; latest ${query}): a DNS tunnel in short chunks, each name ` +
                 `harmless alone. Block ${domain} and inspect the client.`),
           );
+        }
+        // A tunnel the minute's window reports is not counted again over
+        // the hour: one anomaly per name.
+        const s = this.sessions;
+        const fast = level.names >= s.minNames && level.bytes >= s.minBytes && level.answeredPercent >= 50;
+        if (!fast && this.audience.push(domain, client, entry.timestampMs) <= this.slowMaxClients) {
+          const [slowHits, slow] = this.slowSessions.push(client, domain, subdomain, rcodes[i] === "NOERROR", entry);
+          for (const hit of slowHits) {
+            found.push(
+              mcp.finding(hit, 0.8, "dns_slow_tunnel", mcp.Severity.HIGH,
+                `${client} sent ${slow.names} distinct names carrying ${slow.bytes} bytes under ${domain} within an ` +
+                  `hour, a domain at most ${this.slowMaxClients} clients asked for (${slow.answeredPercent}% ` +
+                  `answered; latest ${query}): slow exfiltration through DNS, under any minute's threshold. Block ` +
+                  `${domain} and inspect the client.`),
+            );
+          }
         }
       }
       if (rcodes[i] === "NXDOMAIN" && !reverse) {

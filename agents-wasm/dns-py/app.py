@@ -83,6 +83,28 @@ class Sessions:
         )
 
 
+class Audience:
+    """How many clients asked for names under each registered domain within
+    a window, counted up to `cap + 1`: a tunnel's domain is asked for by the
+    one client it runs on, a CDN's by many. As the Rust agent's `Audience`."""
+
+    def __init__(self, window_ms=3_600_000, cap=2, max_keys=8_192):
+        self.window_ms, self.cap, self.max_keys = window_ms, cap, max_keys
+        self.domains = {}
+
+    def push(self, domain, client, ts):
+        if domain not in self.domains and len(self.domains) >= self.max_keys:
+            self.domains = mcp.make_room(
+                self.domains, self.max_keys, lambda seen: seen[0][1] if seen else float("-inf"), ts - self.window_ms
+            )
+        seen = [s for s in self.domains.get(domain, []) if s[0] != client]
+        seen.insert(0, (client, ts))
+        del seen[self.cap + 1 :]
+        self.domains[domain] = seen
+        horizon = ts - self.window_ms
+        return sum(1 for _, at in seen if at >= horizon)
+
+
 def registered_label(query):
     """The label just left of the top-level domain ("example" in "a.example.com")."""
     labels = query.rstrip(".").split(".")
@@ -109,8 +131,13 @@ class DnsAgent:
     def __init__(self):
         self.tunnel_label_len = 30
         self.dga_min_len = 10
+        self.dga_min_bits = 6.0
+        self.dga_min_bits_unanswered = 5.25
         self.allowed = []
         self.sessions = Sessions()
+        self.slow_sessions = Sessions(3_600_000, 50, 400)
+        self.slow_max_clients = 2
+        self.audience = Audience()
         self.nxdomains = mcp.Burst(30_000, 15, 16_384, distinct=True)
 
     def info(self):
@@ -128,11 +155,19 @@ class DnsAgent:
         )
         self.tunnel_label_len = config.integer("tunnel_label_len", 30)
         self.dga_min_len = config.integer("dga_min_len", 10)
+        self.dga_min_bits = config.real("dga_min_bits", 6.0)
+        self.dga_min_bits_unanswered = config.real("dga_min_bits_unanswered", 5.25)
         self.sessions = Sessions(
             config.integer("session_window_ms", 60_000),
             config.integer("session_min_names", 40),
             config.integer("session_min_bytes", 250),
         )
+        slow_window_ms = config.integer("slow_session_window_ms", 3_600_000)
+        self.slow_sessions = Sessions(
+            slow_window_ms, config.integer("slow_session_min_names", 50), config.integer("slow_session_min_bytes", 400)
+        )
+        self.slow_max_clients = config.integer("slow_session_max_clients", 2)
+        self.audience = Audience(slow_window_ms, self.slow_max_clients)
         allowed = (d.rstrip(".").encode("utf-8").lower().decode("utf-8") for d in config.list("allow_domains"))
         self.allowed = [d for d in allowed if d]
 
@@ -160,13 +195,14 @@ class DnsAgent:
                     f"{mcp.entropy(longest):.1f} bits/char: data encoded into DNS names, typical of tunnelling "
                     "or exfiltration. Block the domain and inspect the client.")))
             label = registered_label(name)
-            randomness, vowels = mcp.entropy(label), ratio(label, VOWELS.__contains__)
-            digits = ratio(label, lambda b: 48 <= b <= 57)
-            if judged and len(label.encode("utf-8")) >= self.dga_min_len and randomness >= 3.2 and (vowels < 0.28 or digits > 0.25):
+            surprise = mcp.name_surprise(label)
+            # A name that does not exist needs less: real names resolve.
+            bar = self.dga_min_bits_unanswered if rcode == "NXDOMAIN" else self.dga_min_bits
+            if judged and len(label.encode("utf-8")) >= self.dga_min_len and surprise >= bar:
                 found.append(mcp.finding(entry, 0.8, "dga", mcp.Severity.HIGH, (
                     f"{client} looked up {query}: the name '{label}' reads as machine-generated "
-                    f"({randomness:.1f} bits/char, {vowels * 100:.0f}% vowels), as malware does to find its "
-                    f"controller. Check {client} for infection.")))
+                    f"({surprise:.1f} bits of surprise per letter pair, where real names score about 4), as "
+                    f"malware does to find its controller. Check {client} for infection.")))
             domain = registered_domain(name)
             # Reverse lookups name addresses, not data; a scanner's sweep makes
             # many of them, unanswered for every unused address.
@@ -179,6 +215,19 @@ class DnsAgent:
                         f"{client} sent {names} distinct names carrying {size} bytes under {domain} within a window "
                         f"({answered}% answered; latest {query}): a DNS tunnel in short chunks, each name harmless "
                         f"alone. Block {domain} and inspect the client.")))
+                # A tunnel the minute's window reports is not counted again
+                # over the hour: one anomaly per name.
+                fast = names >= self.sessions.min_names and size >= self.sessions.min_bytes and answered >= 50
+                if not fast and self.audience.push(domain, client, entry[1]) <= self.slow_max_clients:
+                    hits, (names, size, answered) = self.slow_sessions.push(
+                        client, domain, subdomain, rcode == "NOERROR", entry
+                    )
+                    for hit in hits:
+                        found.append(mcp.finding(hit, 0.8, "dns_slow_tunnel", mcp.Severity.HIGH, (
+                            f"{client} sent {names} distinct names carrying {size} bytes under {domain} within an "
+                            f"hour, a domain at most {self.slow_max_clients} clients asked for ({answered}% answered; "
+                            f"latest {query}): slow exfiltration through DNS, under any minute's threshold. Block "
+                            f"{domain} and inspect the client.")))
             if rcode == "NXDOMAIN" and not reverse:
                 hits = self.nxdomains.push(client, entry[1], entry, tag=name)
                 if hits:

@@ -30,13 +30,15 @@ REFERENCE_ROWS = 64
 
 
 def read_table(path):
+    """Feature names, features, labels (1 for an attack) and whether the
+    agent's rules flag each entry (the `rules` column, not a feature)."""
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
-    names = rows[0][:-1]
-    x = np.array([[float(v) for v in r[:-1]] for r in rows[1:]], dtype=np.float32)
-    labels = [r[-1] for r in rows[1:]]
-    y = np.array([1 if label else 0 for label in labels], dtype=np.int64)
-    return names, x, y
+    names = rows[0][:-2]
+    x = np.array([[float(v) for v in r[:-2]] for r in rows[1:]], dtype=np.float32)
+    y = np.array([1 if r[-1] else 0 for r in rows[1:]], dtype=np.int64)
+    by_rules = np.array([r[-2] == "1" for r in rows[1:]], dtype=bool)
+    return names, x, y, by_rules
 
 
 def scores_metrics(y, scores, threshold):
@@ -64,10 +66,21 @@ def reference_rows(x, y, seed):
 
 
 def best_threshold(candidates, score_of, validation):
-    """The candidate with the best F1 on the validation rows (another seed
-    than the training one, and than the one the evaluation uses)."""
-    _, xv, yv = validation
-    return max(candidates, key=lambda c: (scores_metrics(yv, score_of(c)(xv), 0.5)["f1"], c))
+    """The candidate with the best F1 of rules and model together on the
+    validation rows (another seed than the training one, and than the one
+    the evaluation uses), among those that keep the rules' precision: an
+    operator who turns the model on beside the rules must not get more
+    false alarms per true one. The strictest candidate when none does."""
+    _, xv, yv, by_rules = validation
+    rules = scores_metrics(yv, by_rules.astype(np.float32), 0.5)
+
+    def together(c):
+        return scores_metrics(yv, ((score_of(c)(xv) >= 0.5) | by_rules).astype(np.float32), 0.5)
+
+    keeping = [c for c in candidates if together(c)["precision"] >= rules["precision"]]
+    if not keeping:
+        return max(candidates, key=lambda c: -float(np.sum(score_of(c)(xv) >= 0.5)))
+    return max(keeping, key=lambda c: (together(c)["f1"], c))
 
 
 def logistic_regression(names, x, y, seed, validation):
@@ -90,7 +103,7 @@ def logistic_regression(names, x, y, seed, validation):
             return pipeline.predict_proba(rows)[:, 1]
         return score
 
-    chosen = best_threshold([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99], shifted, validation)
+    chosen = best_threshold([0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 0.9999], shifted, validation)
     pipeline.named_steps["classifier"].intercept_ = base - np.log(chosen / (1 - chosen))
     model = to_onnx(
         pipeline,
@@ -129,15 +142,21 @@ def mahalanobis(names, x, y, seed, validation):
     w = np.linalg.cholesky(np.linalg.inv(cov))
     d2_normal = np.sum(((normal - mean) @ w) ** 2, axis=1)
 
-    def at(percentile):
-        t = float(np.percentile(d2_normal, percentile))
+    def distance_at(point):
+        """A percentile of normal training distances up to 100, and past it
+        multiples of the largest (200: twice it), for a validation seed
+        larger than the training one, whose normal rows reach farther."""
+        return float(np.percentile(d2_normal, min(point, 100.0))) * max(point / 100.0, 1.0)
+
+    def at(point):
+        t = distance_at(point)
         return lambda rows: (np.sum(((rows - mean) @ w) ** 2, axis=1) >= t).astype(np.float32)
 
     # Up to one normal entry in 100,000: a model whose false alarms are a
     # share of normal traffic drowns a site with millions of entries a day,
     # so the validation seed is generated at such a volume (train.sh).
-    percentile = best_threshold([99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999], at, validation)
-    threshold = float(np.percentile(d2_normal, percentile))
+    point = best_threshold([99.0, 99.5, 99.9, 99.95, 99.99, 99.995, 99.999, 100.0, 200.0, 400.0, 800.0], at, validation)
+    threshold = distance_at(point)
     scale = max(threshold * 0.1, 1e-3)
 
     features = x.shape[1]
@@ -173,17 +192,22 @@ def mahalanobis(names, x, y, seed, validation):
         return (1.0 / (1.0 + np.exp(-(d2 - np.float32(threshold)) / np.float32(scale)))).astype(np.float32)
 
     outputs = [{"name": "score", "shape": [None, 1]}]
-    return model, score, outputs, "score", "mahalanobis", f"the {percentile}th percentile of normal training distances"
+    chosen = (
+        f"the {point}th percentile of normal training distances"
+        if point <= 100.0
+        else f"{point / 100.0:g} times the largest normal training distance"
+    )
+    return model, score, outputs, "score", "mahalanobis", chosen
 
 
 FAMILIES = {"dns": logistic_regression, "firewall": mahalanobis, "wifi": mahalanobis}
 
 
 def export(agent, version, features_dir, out_dir, seed, train_seed, validation_seed, entries, validation_entries):
-    names, x, y = read_table(os.path.join(features_dir, f"{agent}-{train_seed}.csv"))
+    names, x, y, _ = read_table(os.path.join(features_dir, f"{agent}-{train_seed}.csv"))
     validation = read_table(os.path.join(features_dir, f"{agent}-{validation_seed}.csv"))
     model, score, outputs, score_output, family, threshold = FAMILIES[agent](names, x, y, seed, validation)
-    _, xv, yv = validation
+    _, xv, yv, _ = validation
     model.producer_name = "mcp-train"
     model.producer_version = "1"
     model.doc_string = f"{family} model of the {agent} agent"

@@ -26,6 +26,7 @@ mod config;
 pub mod export;
 pub mod hashing;
 pub mod host;
+pub mod names;
 pub mod scoring;
 pub mod window;
 

@@ -116,6 +116,11 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         self.windows.is_empty()
     }
 
+    /// The level at which a key's window is flagged.
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
     /// The current level for `key`, for explanations.
     pub fn level(&self, key: &K) -> usize {
         self.windows.get(key).map_or(0, |w| match self.count {

@@ -330,14 +330,14 @@ fn tokens_and_roles_are_enforced() -> anyhow::Result<()> {
     assert_eq!(api.get("/v1/anomalies", read_only)?.status, StatusCode::OK);
     let start = api.call("POST", "/v1/runs", Some(read_only), Some(r#"{"agent":"firewall"}"#))?;
     problem(&start, StatusCode::FORBIDDEN, "forbidden");
-    let activate = api.call("POST", "/v1/models/dns/1/activate", Some(api.token("alpha", Role::TenantAdmin)), None)?;
+    let activate = api.call("POST", "/v1/models/dns/2/activate", Some(api.token("alpha", Role::TenantAdmin)), None)?;
     problem(&activate, StatusCode::FORBIDDEN, "forbidden");
     // A tenant's admin changes no deployment model; the deployment admin
     // changes no tenant's resources.
-    let activate = api.call("POST", "/v1/models/dns/1/activate", Some(api.token("alpha", Role::Admin)), None)?;
+    let activate = api.call("POST", "/v1/models/dns/2/activate", Some(api.token("alpha", Role::Admin)), None)?;
     problem(&activate, StatusCode::FORBIDDEN, "forbidden");
     let deployment = api.token(DEPLOYMENT, Role::DeploymentAdmin);
-    let activate = api.call("POST", "/v1/models/dns/1/activate", Some(deployment), None)?;
+    let activate = api.call("POST", "/v1/models/dns/2/activate", Some(deployment), None)?;
     assert_eq!(activate.status, StatusCode::OK, "{}", activate.body);
     problem(
         &api.call("POST", "/v1/runs", Some(deployment), Some(r#"{"agent":"dns"}"#))?,
@@ -580,12 +580,12 @@ fn models_are_listed_activated_and_rolled_back() -> anyhow::Result<()> {
     );
     // Another tenant's admin token does not change the deployment's models.
     let other_admin = api.token("beta", Role::Admin);
-    for uri in ["/v1/models/dns/1/activate", "/v1/models/dns/rollback", "/v1/models/reload"] {
+    for uri in ["/v1/models/dns/2/activate", "/v1/models/dns/rollback", "/v1/models/reload"] {
         problem(&api.call("POST", uri, Some(other_admin), None)?, StatusCode::FORBIDDEN, "forbidden");
     }
-    assert_eq!(api.call("POST", "/v1/models/dns/1/activate", Some(admin), None)?.status, StatusCode::OK);
+    assert_eq!(api.call("POST", "/v1/models/dns/2/activate", Some(admin), None)?.status, StatusCode::OK);
     let agent = api.get("/v1/agents/dns", admin)?;
-    assert_eq!(agent.body["active_model"], "1");
+    assert_eq!(agent.body["active_model"], "2");
     problem(&api.get("/v1/agents/nobody", admin)?, StatusCode::NOT_FOUND, "not_found");
     Ok(())
 }
@@ -805,13 +805,13 @@ pub(crate) fn model_parts(model: &[u8], metadata: &str) -> Vec<u8> {
 fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
     let api = api()?;
     let admin = api.token(DEPLOYMENT, Role::DeploymentAdmin);
-    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("dns/1");
+    let shipped = Path::new(mcp_fixtures::BUNDLED_MODELS).join("dns/2");
     let onnx = std::fs::read(shipped.join("model.onnx"))?;
     let mut metadata: Value = serde_json::from_str(&std::fs::read_to_string(shipped.join("metadata.json"))?)?;
-    metadata["version"] = "2".into();
+    metadata["version"] = "3".into();
     let multipart = model_parts;
     let post = |token: &str, body: Vec<u8>| {
-        api.send("POST", "/v1/models/dns/2", Some(token), Some("multipart/form-data; boundary=XBOUNDARY"), Some(body))
+        api.send("POST", "/v1/models/dns/3", Some(token), Some("multipart/form-data; boundary=XBOUNDARY"), Some(body))
     };
     let text = metadata.to_string();
     problem(&post(api.token("alpha", Role::TenantAdmin), multipart(&onnx, &text))?, StatusCode::FORBIDDEN, "forbidden");
@@ -833,9 +833,9 @@ fn models_are_uploaded_as_multipart_and_checked() -> anyhow::Result<()> {
     assert_eq!(created.body["family"], "logistic-regression");
     let reload = api.call("POST", "/v1/models/reload", Some(admin), None)?;
     assert_eq!(reload.status, StatusCode::OK, "{}", reload.body);
-    let activated = api.call("POST", "/v1/models/dns/2/activate", Some(admin), None)?;
+    let activated = api.call("POST", "/v1/models/dns/3/activate", Some(admin), None)?;
     assert_eq!(activated.status, StatusCode::OK, "{}", activated.body);
-    assert_eq!(api.call("POST", "/v1/models/dns/rollback", Some(admin), None)?.body["version"], "1");
+    assert_eq!(api.call("POST", "/v1/models/dns/rollback", Some(admin), None)?.body["version"], "2");
     Ok(())
 }
 
@@ -889,7 +889,12 @@ fn a_shadow_run_compares_a_candidate_over_the_tenants_own_history_and_stores_not
     assert_eq!(same.status, StatusCode::OK, "{}", same.body);
     let betas = mcp_synth::generate("firewall", 2, 3_000)?.len();
     assert_eq!(same.body["entries"].as_u64(), Some(betas as u64), "{}", same.body);
-    assert_eq!((same.body["only_candidate"].as_u64(), same.body["only_active"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (same.body["only_candidate"].as_u64(), same.body["only_active"].as_u64()),
+        (Some(0), Some(0)),
+        "{}",
+        same.body
+    );
     assert!(same.body["both"].as_u64().is_some_and(|b| b > 0) && same.body["both"] == same.body["active"]["flagged"]);
     let bounded = shadow(alpha, "firewall", "?max_rows=500", firewall.clone())?;
     assert_eq!((bounded.body["entries"].as_u64(), bounded.body["truncated"].as_bool()), (Some(500), Some(true)));

@@ -92,7 +92,8 @@ fn the_wifi_model_keeps_its_precision_as_normal_traffic_grows() -> anyhow::Resul
 #[test]
 fn the_wifi_features_count_each_burst_in_its_window() -> anyhow::Result<()> {
     let registry = crate::common::bundled_registry(crate::common::sandbox())?;
-    let table = mcp_cli::training::feature_table(&registry, "wifi", UNSEEN_SEED, 20_000)?;
+    let table =
+        mcp_cli::training::feature_table(&registry, "wifi", UNSEEN_SEED, 20_000, mcp_synth::Profile::Realistic)?;
     let column =
         |name: &str| table.names.iter().position(|n| n == name).ok_or_else(|| anyhow::anyhow!("no feature '{name}'"));
     let (is_deauth, deauths) = (column("is_deauth")?, column("deauths_on_bssid_10s")?);

@@ -61,11 +61,11 @@ fn shipped_onnx(agent: &str) -> anyhow::Result<Vec<u8>> {
     Ok(std::fs::read(shipped_version(agent)?.join("model.onnx"))?)
 }
 
-/// Firewall version 2: another distance model over four features (the
-/// fixture), with its own reference outputs, so its scores differ from
-/// the shipped version's.
+/// Firewall version 2: another distance model over the agent's features
+/// (the fixture), with its own reference outputs, so its scores differ
+/// from the shipped version's.
 fn firewall_v2(root: &Path) -> anyhow::Result<()> {
-    let other = Path::new(mcp_fixtures::FOUR_FEATURE_MODEL);
+    let other = Path::new(mcp_fixtures::OTHER_FIREWALL_MODEL);
     let metadata: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(other.join("metadata.json"))?)?;
     write_version(root, "firewall", "2", &std::fs::read(other.join("model.onnx"))?, |m| {
         m["reference"] = metadata["reference"].clone();
@@ -125,10 +125,10 @@ fn versions_are_selected_and_refusals_keep_the_active_one() -> anyhow::Result<()
         if let Some(names) = m["feature_names"].as_array_mut() {
             names.push("extra".into());
         }
-        m["inputs"][0]["shape"][1] = 6.into();
+        m["inputs"][0]["shape"][1] = 9.into();
     })?;
     let shape = s.manager.activate("dns", "13").err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(shape.contains("takes 5 features per row; the metadata names 6"), "{shape}");
+    assert!(shape.contains("takes 8 features per row; the metadata names 9"), "{shape}");
     // Reference outputs tract does not reproduce.
     write_version(&root, "dns", "14", &onnx, |m| m["reference"]["outputs"][0][1] = 7.into())?;
     let reference = s.manager.activate("dns", "14").err().map(|e| e.to_string()).unwrap_or_default();
@@ -149,7 +149,10 @@ fn rollback_restores_the_previous_outputs() -> anyhow::Result<()> {
     let root = s.manager.dir().to_path_buf();
     write_version(&root, "firewall", "1", &shipped_onnx("firewall")?, |_| {})?;
     firewall_v2(&root)?;
-    let input: Vec<f32> = vec![443.0, 0.0, 7.0, 0.0, 4444.0, 1.0, 15.0, 1.0];
+    // Two rows of the firewall's nine features: a plain web connection, and
+    // a denied probe of a trojan's port from a source scanning.
+    let input: Vec<f32> =
+        vec![443.0, 0.0, 7.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 4444.0, 1.0, 0.0, 1.0, 3.0, 4.0, 0.0, 2.5, 0.0];
     s.manager.activate("firewall", "1")?;
     let before = s.manager.model("firewall", None)?.infer(2, &input)?;
     s.manager.activate("firewall", "2")?;

@@ -116,9 +116,17 @@ fn found_in_runs(
 /// `settings` given to both: the difference is bounded; and how many
 /// entries the Rust rules found.
 fn compared_with_rust(agent: &str, settings: &[(&str, &str)]) -> anyhow::Result<usize> {
-    let logs = dns_logs(false)?;
-    let by_rust = found_by("dns", &logs, settings)?;
-    let by_other = found_by(agent, &logs, settings)?;
+    compared_with_rust_on(agent, &dns_logs(false)?, settings)
+}
+
+/// As [`compared_with_rust`], over `logs`.
+fn compared_with_rust_on(
+    agent: &str,
+    logs: &[mcp_synth::GeneratedLog],
+    settings: &[(&str, &str)],
+) -> anyhow::Result<usize> {
+    let by_rust = found_by("dns", logs, settings)?;
+    let by_other = found_by(agent, logs, settings)?;
 
     // Entropy is f32 in Rust and f64 in Python and JavaScript: a label
     // exactly at a threshold could fall either side. None does on this
@@ -179,6 +187,21 @@ fn the_javascript_dns_agent_finds_what_the_rust_rules_find() -> anyhow::Result<(
 }
 
 #[test]
+fn every_language_finds_the_same_on_realistic_traffic() -> anyhow::Result<()> {
+    // Real services' names, generated names scored by letter pairs, tunnels
+    // slower than a minute: the rules the easy data hardly reaches.
+    let logs = mcp_synth::generate_with("dns", 42, 10_000, mcp_synth::Profile::Realistic)?;
+    let by_rust = found_by("dns", &logs, &[])?;
+    for label in ["dga", "dns_slow_tunnel", "dns_tunnel_session", "nxdomain_burst"] {
+        assert!(by_rust.iter().any(|(_, l)| l == label), "the Rust rules found no {label}");
+    }
+    for agent in ["dns-py", "dns-js"] {
+        compared_with_rust_on(agent, &logs, &[])?;
+    }
+    Ok(())
+}
+
+#[test]
 fn every_language_finds_a_tunnel_of_short_chunks_across_a_restart() -> anyhow::Result<()> {
     // The realistic profile's tunnels send names of a few characters each,
     // found only as a session of one client under one domain: a restart
@@ -199,4 +222,19 @@ fn every_language_finds_a_tunnel_of_short_chunks_across_a_restart() -> anyhow::R
         );
     }
     Ok(())
+}
+
+#[test]
+fn every_sdk_carries_the_same_name_pair_costs() {
+    let costs = mcp_sdk::names::PAIR_COSTS;
+    let python = include_str!("../../sdk/python/mcp_agent/__init__.py");
+    let js = include_str!("../../sdk/js/mcp_agent.js");
+    assert!(
+        python.contains(&format!("NAME_PAIR_COSTS = \"{costs}\"\n")),
+        "sdk/python's table differs from sdk/src/names.rs"
+    );
+    assert!(
+        js.contains(&format!("const NAME_PAIR_COSTS = \"{costs}\";\n")),
+        "sdk/js's table differs from sdk/src/names.rs"
+    );
 }

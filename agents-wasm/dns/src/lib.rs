@@ -8,13 +8,14 @@ mod session;
 
 use std::borrow::Cow;
 
+use mcp_sdk::names::name_surprise;
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
     Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, Severity, Text, features, finding,
 };
 
-use crate::session::{SessionRule, Sessions};
+use crate::session::{Audience, SessionLevel, SessionRule, Sessions};
 
 /// The fields of one `dns` entry that this agent reads.
 #[derive(Debug, Clone)]
@@ -104,8 +105,15 @@ fn subdomain_of<'n>(name: &'n str, domain: &str) -> Option<&'n str> {
 pub struct DnsAgent {
     nxdomains: Burst<u64>,
     sessions: Sessions,
+    /// The same over an hour, for domains few clients ask for: exfiltration
+    /// slower than any minute's window shows.
+    slow_sessions: Sessions,
+    audience: Audience,
+    slow_max_clients: usize,
     tunnel_label_len: usize,
     dga_min_len: usize,
+    dga_min_bits: f64,
+    dga_min_bits_unanswered: f64,
     /// Registered domains whose names the name rules and the model do not
     /// judge (`allow_domains`): lower case, no trailing dot.
     allowed: Vec<String>,
@@ -117,48 +125,87 @@ impl Default for DnsAgent {
         DnsAgent {
             nxdomains: Burst::new(30_000, 15, Count::DistinctTags, 16_384),
             sessions: Sessions::new(SessionRule::default(), SESSION_KEYS),
+            slow_sessions: Sessions::new(SLOW_SESSION, SESSION_KEYS),
+            audience: Audience::new(SLOW_SESSION.window_ms, SLOW_MAX_CLIENTS, SESSION_KEYS),
+            slow_max_clients: SLOW_MAX_CLIENTS,
             tunnel_label_len: 30,
             dga_min_len: 10,
+            dga_min_bits: DGA_MIN_BITS,
+            dga_min_bits_unanswered: DGA_MIN_BITS_UNANSWERED,
             allowed: Vec::new(),
             model: Scorer::new("dns"),
         }
     }
 }
 
+/// Surprise per letter pair (`mcp_sdk::names`) from which a registered
+/// label reads as generated: English words reach 4.8 at most one time in a
+/// thousand, random consonants and digits fall under 6 one time in a hundred.
+const DGA_MIN_BITS: f64 = 6.0;
+/// The same for a name that does not exist.
+const DGA_MIN_BITS_UNANSWERED: f64 = 5.25;
+
+/// A slow tunnel: 50 distinct names carrying 400 bytes within an hour (one
+/// a minute and more) under a domain at most two clients ask for.
+const SLOW_SESSION: SessionRule = SessionRule { window_ms: 3_600_000, min_names: 50, min_bytes: 400 };
+const SLOW_MAX_CLIENTS: usize = 2;
+
 /// Most (client, registered domain) windows kept at once.
 const SESSION_KEYS: usize = 8_192;
 
-/// The model's input columns, in order.
-pub const FEATURES: [&str; 5] = ["query_len", "longest_label", "label_entropy", "vowel_ratio", "nxdomain"];
+/// The model's input columns, in order: what the name is, then what the
+/// windows hold once it is counted (the client's names under its registered
+/// domain, and the client's unanswered names when this one is unanswered).
+pub const FEATURES: [&str; 8] = [
+    "query_len",
+    "longest_label",
+    "longest_entropy",
+    "label_surprise",
+    "nxdomain",
+    "log_session_names",
+    "log_session_bytes",
+    "log_client_nxdomains",
+];
+
+/// What the windows hold after one entry is counted.
+#[derive(Debug, Clone, Copy, Default)]
+struct Recent {
+    session_names: usize,
+    session_bytes: usize,
+    session_answered_percent: usize,
+    client_nxdomains: usize,
+}
 
 /// What both the rules and the model read of a name, worked out once per
-/// entry: the longest label, the registered label, its entropy and vowels.
+/// entry: the longest label and its entropy, the registered label and how
+/// generated it reads.
 struct NameStats<'n> {
     longest: &'n str,
+    longest_entropy: f32,
     label: &'n str,
-    label_entropy: f32,
-    label_vowels: f32,
+    label_surprise: f64,
 }
 
 impl<'n> NameStats<'n> {
     fn of(name: &'n str) -> Self {
         let label = registered_label(name);
-        NameStats {
-            longest: name.split('.').max_by_key(|l| l.len()).unwrap_or(""),
-            label,
-            label_entropy: entropy(label),
-            label_vowels: vowel_ratio(label),
-        }
+        let longest = name.split('.').max_by_key(|l| l.len()).unwrap_or("");
+        NameStats { longest, longest_entropy: entropy(longest), label, label_surprise: name_surprise(label) }
     }
 }
 
-fn feature_row(f: &Lookup<'_>, stats: &NameStats<'_>) -> [f32; 5] {
+fn feature_row(f: &Lookup<'_>, stats: &NameStats<'_>, recent: Recent) -> [f32; 8] {
     [
         f.name.len() as f32,
         stats.longest.len() as f32,
-        stats.label_entropy,
-        stats.label_vowels,
+        stats.longest_entropy,
+        stats.label_surprise as f32,
         f32::from(u8::from(f.rcode == "NXDOMAIN")),
+        // Counts grow without bound where a linear model wants a scale: a
+        // tunnel's 200 names are not 100 times a browser's two.
+        (recent.session_names as f32).ln_1p(),
+        (recent.session_bytes as f32).ln_1p(),
+        (recent.client_nxdomains as f32).ln_1p(),
     ]
 }
 
@@ -175,13 +222,6 @@ fn vowel_ratio(label: &str) -> f32 {
     }
     let vowels = label.bytes().filter(|b| b"aeiou".contains(b)).count();
     vowels as f32 / label.len() as f32
-}
-
-fn digit_ratio(label: &str) -> f32 {
-    if label.is_empty() {
-        return 0.0;
-    }
-    label.bytes().filter(u8::is_ascii_digit).count() as f32 / label.len() as f32
 }
 
 /// Whether `query` is `domain` or a name under it, in any letter case and
@@ -204,7 +244,7 @@ impl DnsAgent {
         // Encoded data has few vowels (hex 2 of 16 symbols, base32 5 of
         // 32); a long label of words ("chromefeedcontentsuggestions-pa") has
         // about a third.
-        if longest.len() < self.tunnel_label_len || entropy(longest) < 3.5 || vowel_ratio(longest) >= 0.3 {
+        if longest.len() < self.tunnel_label_len || stats.longest_entropy < 3.5 || vowel_ratio(longest) >= 0.3 {
             return None;
         }
         Some(finding(
@@ -218,16 +258,17 @@ impl DnsAgent {
                 f.query,
                 f.qtype,
                 longest.len(),
-                entropy(longest)
+                stats.longest_entropy
             ),
         ))
     }
 
     fn dga(&self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>) -> Option<Finding> {
-        let (label, randomness, vowels) = (stats.label, stats.label_entropy, stats.label_vowels);
-        let looks_generated =
-            label.len() >= self.dga_min_len && randomness >= 3.2 && (vowels < 0.28 || digit_ratio(label) > 0.25);
-        if !looks_generated {
+        let label = stats.label;
+        // A name that does not exist needs less: real names resolve, and a
+        // generator makes many names to find the few its controller has.
+        let bar = if f.rcode == "NXDOMAIN" { self.dga_min_bits_unanswered } else { self.dga_min_bits };
+        if label.len() < self.dga_min_len || stats.label_surprise < bar {
             return None;
         }
         Some(finding(
@@ -236,19 +277,15 @@ impl DnsAgent {
             "dga",
             Severity::High,
             format!(
-                "{} looked up {}: the name '{label}' reads as machine-generated ({:.1} bits/char, {:.0}% vowels), as malware does to find its controller. Check {} for infection.",
-                f.client_ip,
-                f.query,
-                randomness,
-                vowels * 100.0,
-                f.client_ip
+                "{} looked up {}: the name '{label}' reads as machine-generated ({:.1} bits of surprise per letter pair, where real names score about 4), as malware does to find its controller. Check {} for infection.",
+                f.client_ip, f.query, stats.label_surprise, f.client_ip
             ),
         ))
     }
     /// Many short names under `domain`: the window's entries, once it holds
     /// a tunnel's worth of them.
-    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) {
-        let Some(subdomain) = subdomain_of(&f.name, domain) else { return };
+    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) -> Recent {
+        let Some(subdomain) = subdomain_of(&f.name, domain) else { return Recent::default() };
         let (hits, level) = self.sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
         for hit in hits {
             found.push(finding(&hit, 0.85, "dns_tunnel_session", Severity::High, format!(
@@ -256,31 +293,63 @@ impl DnsAgent {
                 f.client_ip, level.names, level.bytes, level.answered_percent, f.query
             )));
         }
+        Recent {
+            session_names: level.names,
+            session_bytes: level.bytes,
+            session_answered_percent: level.answered_percent,
+            client_nxdomains: 0,
+        }
     }
 
-    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>, found: &mut Vec<Finding>) {
+    /// Counts the entry into the windows and adds what the rules find.
+    /// Many names under a domain hardly anyone else asks for, over an hour.
+    fn slow_session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) {
+        let Some(subdomain) = subdomain_of(&f.name, domain) else { return };
+        if self.audience.push(domain, f.client_ip, entry.timestamp_ms) > self.slow_max_clients {
+            return;
+        }
+        let (hits, level) = self.slow_sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
+        for hit in hits {
+            found.push(finding(&hit, 0.8, "dns_slow_tunnel", Severity::High, format!(
+                "{} sent {} distinct names carrying {} bytes under {domain} within an hour, a domain at most {} clients asked for ({}% answered; latest {}): slow exfiltration through DNS, under any minute's threshold. Block {domain} and inspect the client.",
+                f.client_ip, level.names, level.bytes, self.slow_max_clients, level.answered_percent, f.query
+            )));
+        }
+    }
+
+    fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>, found: &mut Vec<Finding>) -> Recent {
         let domain = registered_domain(&f.name);
         let reverse = is_reverse(domain);
+        let mut recent = Recent::default();
         if !self.is_allowed(&f.name) {
             found.extend(self.tunnel(entry, f, stats));
             found.extend(self.dga(entry, f, stats));
             if !reverse {
-                self.session(entry, f, domain, found);
+                recent = self.session(entry, f, domain, found);
+                // A tunnel the minute's window reports is not counted again
+                // over the hour: one anomaly per name.
+                let level = SessionLevel {
+                    names: recent.session_names,
+                    bytes: recent.session_bytes,
+                    answered_percent: recent.session_answered_percent,
+                };
+                if !self.sessions.is_tunnel(level) {
+                    self.slow_session(entry, f, domain, found);
+                }
             }
         }
         if f.rcode == "NXDOMAIN" && !reverse {
             let client = key_of(f.client_ip);
-            let hits = self.nxdomains.push(&client, entry.timestamp_ms, key_of(&*f.name), entry);
-            if !hits.is_empty() {
-                let level = self.nxdomains.level(&client);
-                for hit in hits {
-                    found.push(finding(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
-                        "{} received NXDOMAIN for {level} distinct names within 30 seconds (latest {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
-                        f.client_ip, f.query
-                    )));
-                }
+            let (hits, level) = self.nxdomains.push_counted(&client, entry.timestamp_ms, key_of(&*f.name), entry);
+            recent.client_nxdomains = level;
+            for hit in hits {
+                found.push(finding(&hit, 0.85, "nxdomain_burst", Severity::Medium, format!(
+                    "{} received NXDOMAIN for {level} distinct names within 30 seconds (latest {}): random-subdomain flooding or malware probing for live domains. Inspect the client.",
+                    f.client_ip, f.query
+                )));
             }
         }
+        recent
     }
 }
 
@@ -306,6 +375,8 @@ impl Agent for DnsAgent {
         );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
         self.dga_min_len = config.parse_or("dga_min_len", 10)?;
+        self.dga_min_bits = config.parse_or("dga_min_bits", DGA_MIN_BITS)?;
+        self.dga_min_bits_unanswered = config.parse_or("dga_min_bits_unanswered", DGA_MIN_BITS_UNANSWERED)?;
         let defaults = SessionRule::default();
         let rule = SessionRule {
             window_ms: config.parse_or("session_window_ms", defaults.window_ms)?,
@@ -313,6 +384,14 @@ impl Agent for DnsAgent {
             min_bytes: config.parse_or("session_min_bytes", defaults.min_bytes)?,
         };
         self.sessions = Sessions::new(rule, SESSION_KEYS);
+        let slow = SessionRule {
+            window_ms: config.parse_or("slow_session_window_ms", SLOW_SESSION.window_ms)?,
+            min_names: config.parse_or("slow_session_min_names", SLOW_SESSION.min_names)?,
+            min_bytes: config.parse_or("slow_session_min_bytes", SLOW_SESSION.min_bytes)?,
+        };
+        self.slow_max_clients = config.parse_or("slow_session_max_clients", SLOW_MAX_CLIENTS)?;
+        self.slow_sessions = Sessions::new(slow, SESSION_KEYS);
+        self.audience = Audience::new(slow.window_ms, self.slow_max_clients, SESSION_KEYS);
         self.allowed = config
             .list_or::<String>("allow_domains", Vec::new())?
             .into_iter()
@@ -325,39 +404,26 @@ impl Agent for DnsAgent {
     fn detect(&mut self, batch: &Batch<'_>) -> Result<Vec<Finding>, AgentError> {
         let columns = DnsColumns::of(batch)?;
         let mut found = Vec::new();
-        // With rules and model both on, each entry's name is worked out once
-        // for both: the model's rows are built beside the rules.
-        let mut shared_rows = Vec::new();
-        if self.model.uses_rules() {
-            let with_rows = self.model.uses_model();
+        // The windows count every entry whichever way the agent detects: the
+        // model reads them too. Each name is worked out once for both.
+        let with_rows = self.model.uses_model();
+        let mut rows = Vec::with_capacity(if with_rows { batch.len() * FEATURES.len() } else { 0 });
+        for i in 0..batch.len() {
+            let lookup = columns.lookup(i);
+            let stats = NameStats::of(&lookup.name);
+            let recent = self.observe(batch.entry(i), &lookup, &stats, &mut found);
             if with_rows {
-                shared_rows.reserve(batch.len() * FEATURES.len());
-            }
-            for i in 0..batch.len() {
-                let lookup = columns.lookup(i);
-                let stats = NameStats::of(&lookup.name);
-                self.observe(batch.entry(i), &lookup, &stats, &mut found);
-                if with_rows {
-                    shared_rows.extend(feature_row(&lookup, &stats));
-                }
+                rows.extend(feature_row(&lookup, &stats, recent));
             }
         }
-        let rows = || {
-            if shared_rows.len() == batch.len() * FEATURES.len() {
-                return shared_rows;
-            }
-            (0..batch.len())
-                .flat_map(|i| {
-                    let lookup = columns.lookup(i);
-                    feature_row(&lookup, &NameStats::of(&lookup.name))
-                })
-                .collect()
-        };
+        if !self.model.uses_rules() {
+            found.clear();
+        }
         let threshold = self.model.threshold();
-        let mut scored = self.model.flag(batch, FEATURES.len(), rows, &found, |i, score, version| {
+        let mut scored = self.model.flag(batch, FEATURES.len(), || rows, &found, |i, score, version| {
             let f = columns.lookup(i);
             finding(&batch.entry(i), score, "dns_model", Severity::Medium, format!(
-                "the DNS model (version {version}) scores {}'s lookup of {} at {score:.2}, over its threshold {threshold:.2}: the name's length and randomness resemble tunnelling or generated domains. Inspect the client.",
+                "the DNS model (version {version}) scores {}'s lookup of {} at {score:.2}, over its threshold {threshold:.2}: the name and what the client sent under its domain resemble tunnelling or generated domains. Inspect the client.",
                 f.client_ip, f.query
             ))
         })?;
@@ -374,7 +440,11 @@ impl Agent for DnsAgent {
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
         let lookup = DnsColumns::of(batch)?.lookup(index);
-        let row = feature_row(&lookup, &NameStats::of(&lookup.name));
+        let stats = NameStats::of(&lookup.name);
+        // Counted into the windows as `detect` counts it: an instance asked
+        // for features is fed the stream in order, as one asked to detect.
+        let recent = self.observe(batch.entry(index), &lookup, &stats, &mut Vec::new());
+        let row = feature_row(&lookup, &stats, recent);
         let named: Vec<(&str, f32)> = FEATURES.iter().copied().zip(row).collect();
         Ok(features(&named))
     }
@@ -512,7 +582,39 @@ mod tests {
             let found = verdicts(&entries)?;
             let flagged: Vec<u64> = found.iter().filter(|(_, labels)| !labels.is_empty()).map(|(id, _)| *id).collect();
             assert_eq!(flagged, (1..=120).collect::<Vec<u64>>(), "every name of the tunnel, and nothing else");
-            assert!(found.values().flatten().all(|label| label == "dns_tunnel_session"));
+            // Found within the minute, so not again over the hour.
+            assert!(found.values().flatten().all(|label| label == "dns_tunnel_session"), "{found:?}");
+            Ok(())
+        }
+
+        #[test]
+        fn a_tunnel_slower_than_a_minute_is_found_over_the_hour_unless_many_clients_ask() -> Result<(), AgentError> {
+            // One name every 30 seconds: never more than two in a minute.
+            let slow = |client: &str, first_id: u64, domain: &str| -> Vec<LogEntry> {
+                (0..110u64)
+                    .map(|i| {
+                        lookup(
+                            first_id + i,
+                            i as i64 * 30,
+                            client,
+                            &format!("{}.{domain}", chunk(first_id + i, 10)),
+                            "NOERROR",
+                        )
+                    })
+                    .collect()
+            };
+            let mut entries = everyday(10_000);
+            entries.extend(slow("10.0.7.7", 1, "drip.io"));
+            // The same pace under a domain that three clients ask for: a
+            // busy service's names, not one host's tunnel.
+            for (n, client) in ["10.0.8.1", "10.0.8.2", "10.0.8.3"].iter().enumerate() {
+                entries.extend(slow(client, 1_000 * (n as u64 + 1), "cdn.io"));
+            }
+            entries.sort_by_key(|e| (e.timestamp_ms, e.id));
+            let found = verdicts(&entries)?;
+            let flagged: Vec<u64> = found.iter().filter(|(_, labels)| !labels.is_empty()).map(|(id, _)| *id).collect();
+            assert_eq!(flagged, (1..=110).collect::<Vec<u64>>(), "every name of the slow tunnel, and nothing else");
+            assert!(found.values().flatten().all(|label| label == "dns_slow_tunnel"), "{found:?}");
             Ok(())
         }
 

@@ -27,6 +27,12 @@ impl Default for SessionRule {
     }
 }
 
+impl SessionRule {
+    fn is_tunnel(&self, level: SessionLevel) -> bool {
+        level.names >= self.min_names && level.bytes >= self.min_bytes && level.answered_percent >= 50
+    }
+}
+
 /// What a session's window holds when it is flagged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionLevel {
@@ -122,9 +128,7 @@ impl Sessions {
             flagged: false,
         });
         let level = session.level();
-        let tunnel =
-            level.names >= self.rule.min_names && level.bytes >= self.rule.min_bytes && level.answered_percent >= 50;
-        if !tunnel {
+        if !self.rule.is_tunnel(level) {
             return (Vec::new(), level);
         }
         let mut hits = Vec::new();
@@ -135,9 +139,50 @@ impl Sessions {
         (hits, level)
     }
 
+    /// Whether a window at `level` is a tunnel by this rule.
+    pub fn is_tunnel(&self, level: SessionLevel) -> bool {
+        self.rule.is_tunnel(level)
+    }
+
     fn evict(&mut self, now_ms: i64) {
         let horizon = now_ms - self.rule.window_ms;
         make_room(&mut self.sessions, self.max_keys, |s| s.events.back().map_or(i64::MIN, |e| e.timestamp_ms), horizon);
+    }
+}
+
+/// How many clients asked for names under each registered domain within a
+/// window, counted up to a cap: a tunnel's domain is the attacker's, asked
+/// for by the one client it runs on, where a CDN's many names are asked for
+/// by many clients. Only the `cap + 1` clients seen last are kept per domain.
+#[derive(Debug)]
+pub struct Audience {
+    window_ms: i64,
+    cap: usize,
+    max_keys: usize,
+    domains: KeyedMap<u64, Vec<(u64, i64)>>,
+}
+
+impl Audience {
+    pub fn new(window_ms: i64, cap: usize, max_keys: usize) -> Self {
+        Audience { window_ms, cap, max_keys: max_keys.max(1), domains: KeyedMap::default() }
+    }
+
+    /// Counts `client` asking under `domain` at `timestamp_ms`; returns the
+    /// clients seen under it within the window, at most `cap + 1`.
+    pub fn push(&mut self, domain: &str, client: &str, timestamp_ms: i64) -> usize {
+        let key = key_of(domain);
+        if !self.domains.contains_key(&key) && self.domains.len() >= self.max_keys {
+            let horizon = timestamp_ms - self.window_ms;
+            make_room(&mut self.domains, self.max_keys, |seen| seen.first().map_or(i64::MIN, |s| s.1), horizon);
+        }
+        let seen = self.domains.entry(key).or_default();
+        let client = key_of(client);
+        seen.retain(|(who, _)| *who != client);
+        // Newest first.
+        seen.insert(0, (client, timestamp_ms));
+        seen.truncate(self.cap + 1);
+        let horizon = timestamp_ms - self.window_ms;
+        seen.iter().filter(|(_, at)| *at >= horizon).count()
     }
 }
 
@@ -196,6 +241,22 @@ mod tests {
             // Distinct names, too far apart for the window.
             assert!(sessions.push("e", "d.example", &format!("z{i}"), true, at(300 + i, i as i64 * 20)).0.is_empty());
         }
+    }
+
+    #[test]
+    fn an_audience_counts_distinct_recent_clients_up_to_its_cap() {
+        let mut audience = Audience::new(10_000, 2, 4);
+        assert_eq!(audience.push("rare.example", "a", 0), 1);
+        assert_eq!(audience.push("rare.example", "a", 1_000), 1, "the same client again");
+        assert_eq!(audience.push("rare.example", "b", 2_000), 2);
+        for (i, client) in ["c", "d", "e", "f"].iter().enumerate() {
+            assert_eq!(audience.push("cdn.example", client, i as i64), (i + 1).min(3), "capped at 3");
+        }
+        assert_eq!(audience.push("rare.example", "a", 30_000), 1, "b has left the window");
+        for i in 0..100 {
+            audience.push(&format!("d{i}.example"), "a", 40_000 + i);
+        }
+        assert!(audience.domains.len() <= 4);
     }
 
     #[test]

@@ -76,10 +76,10 @@ enum Command {
         /// Normal entries per log type (attacks come on top).
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
-        /// The generator's traffic: easy (templates the rules were written
-        /// for) or realistic (real services' names, mixed case, harmless
-        /// bursts, attacks as tools make them; DNS only so far).
-        #[arg(long, default_value = "easy")]
+        /// The generator's traffic: realistic (real services' names, mixed
+        /// case, harmless bursts, attacks as tools make them; DNS only so
+        /// far) or easy (templates the rules were written for).
+        #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
     /// Inspect agents.

@@ -38,6 +38,9 @@ pub enum ModelsCommand {
         seed: u64,
         #[arg(long, default_value_t = 20_000)]
         entries: usize,
+        /// The generator's traffic: realistic (what the shipped models are trained on) or easy.
+        #[arg(long, default_value = "realistic")]
+        profile: mcp_synth::Profile,
         #[arg(long)]
         out: PathBuf,
     },
@@ -48,8 +51,8 @@ pub enum ModelsCommand {
         seed: u64,
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
-        /// The generator's traffic: easy (what the models were trained on) or realistic.
-        #[arg(long, default_value = "easy")]
+        /// The generator's traffic: realistic (what the models were trained on) or easy.
+        #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
 }
@@ -93,9 +96,9 @@ pub fn run(config: &McpConfig, agents_dir: Option<PathBuf>, command: ModelsComma
                 println!("{:>14} {:<10} {:<9} {}", e.at_ms, e.version, e.action, e.detail);
             }
         }
-        ModelsCommand::Features { agent, seed, entries, out } => {
+        ModelsCommand::Features { agent, seed, entries, profile, out } => {
             let registry = crate::registry(config, &crate::agents_dir(agents_dir, config)?)?;
-            let table = training::feature_table(&registry, &agent, seed, entries)?;
+            let table = training::feature_table(&registry, &agent, seed, entries, profile)?;
             let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
             table.write_csv(std::io::BufWriter::new(file))?;
             println!(

@@ -17,31 +17,44 @@ pub enum TrainingError {
     Generator(#[from] GeneratorError),
     #[error("agent {agent}: extract-features failed on entry {id}: {source}")]
     Features { agent: String, id: u64, source: SandboxError },
+    #[error("agent {agent}: detection with its rules failed on the batch from entry {id}: {source}")]
+    Rules { agent: String, id: u64, source: SandboxError },
     #[error("agent {agent} gave {found} features for entry {id}, {expected} for the first")]
     Ragged { agent: String, id: u64, expected: usize, found: usize },
     #[error("cannot write the feature table: {0}")]
     Write(#[from] std::io::Error),
 }
 
-/// Features per entry with the generator's label (None for normal traffic).
+/// Features per entry with the generator's label (None for normal traffic)
+/// and whether the agent's rules flag it: the training picks the model's
+/// decision point so that rules and model together keep the rules'
+/// precision.
 #[derive(Debug, Clone, Default)]
 pub struct FeatureTable {
     pub names: Vec<String>,
     pub rows: Vec<Vec<f32>>,
     pub labels: Vec<Option<String>>,
+    pub by_rules: Vec<bool>,
 }
 
 /// Generates `entries` normal entries (plus attacks) of `agent`'s log type
-/// with `seed` and asks the sandboxed agent for each entry's features.
+/// with `seed` and `profile` and asks the sandboxed agent for each entry's
+/// features, in time order, as it would see them served.
 pub fn feature_table(
     registry: &Registry,
     agent: &str,
     seed: u64,
     entries: usize,
+    profile: generator::Profile,
 ) -> Result<FeatureTable, TrainingError> {
     let log_type = registry.get(agent)?.info.log_type.clone();
-    let logs = generator::generate(&log_type, seed, entries)?;
+    let logs = generator::generate_with(&log_type, seed, entries, profile)?;
     let mut instance = registry.instantiate(agent, InstanceContext::new(agent, "training"))?;
+    // Another instance, with the rules only, over the same stream: its
+    // windows count each entry once, as the first one's do.
+    let mut rules_context = InstanceContext::new(agent, "training-rules");
+    rules_context.config = std::sync::Arc::new([("detection".to_string(), "rules".to_string())].into());
+    let mut rules = registry.instantiate(agent, rules_context)?;
     let mut table = FeatureTable::default();
     let entries = to_entries(&log_type, &logs);
     for (chunk, labels) in entries.chunks(1_000).zip(logs.chunks(1_000)) {
@@ -70,21 +83,29 @@ pub fn feature_table(
                 found: features.rows,
             });
         }
-        for (index, log) in labels.iter().enumerate() {
+        let flagged: std::collections::HashSet<u64> = rules
+            .detect_batch(&batch)
+            .map_err(|source| TrainingError::Rules { agent: agent.into(), id: first, source })?
+            .into_iter()
+            .map(|anomaly| anomaly.log_id)
+            .collect();
+        for (index, (log, entry)) in labels.iter().zip(chunk).enumerate() {
             table.rows.push(features.row(index).map(<[f32]>::to_vec).unwrap_or_default());
             table.labels.push(log.label.map(str::to_string));
+            table.by_rules.push(flagged.contains(&entry.id));
         }
     }
     Ok(table)
 }
 
 impl FeatureTable {
-    /// Writes a CSV: the feature names and `label`, one row per entry.
+    /// Writes a CSV: the feature names, `rules` (1 where the rules flag the
+    /// entry) and `label`, one row per entry.
     pub fn write_csv(&self, mut out: impl Write) -> Result<(), TrainingError> {
-        writeln!(out, "{},label", self.names.join(","))?;
-        for (row, label) in self.rows.iter().zip(&self.labels) {
+        writeln!(out, "{},rules,label", self.names.join(","))?;
+        for ((row, label), by_rules) in self.rows.iter().zip(&self.labels).zip(&self.by_rules) {
             let values: Vec<String> = row.iter().map(|v| format!("{v}")).collect();
-            writeln!(out, "{},{}", values.join(","), label.as_deref().unwrap_or(""))?;
+            writeln!(out, "{},{},{}", values.join(","), u8::from(*by_rules), label.as_deref().unwrap_or(""))?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@ fn a_copied_binary_runs_the_demo_in_an_empty_folder() -> anyhow::Result<()> {
         "agents/dns.wasm",
         "examples/dns-py.wasm",
         "log_schemas/dns.yaml",
-        "models/dns/1/model.onnx",
+        "models/dns/2/model.onnx",
     ] {
         assert!(bundled.join(file).is_file(), "{file} was not installed from the binary");
     }

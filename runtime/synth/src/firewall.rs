@@ -13,7 +13,7 @@ const OUTBOUND_PORTS: &[(u16, f64)] =
 const INBOUND_NOISE_PORTS: &[u16] = &[22, 23, 445, 3389, 8080, 1433];
 
 #[allow(clippy::too_many_arguments)]
-fn entry(
+pub(crate) fn entry(
     ts: i64,
     src: &str,
     dst: &str,

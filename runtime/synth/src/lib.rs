@@ -15,6 +15,7 @@ pub mod author;
 mod dns;
 mod dns_realistic;
 mod firewall;
+mod firewall_realistic;
 mod samples;
 pub mod scoring;
 mod wifi;
@@ -56,7 +57,7 @@ pub enum Profile {
     #[default]
     Easy,
     /// Traffic as a real site sees it, and attacks as tools produce them
-    /// (DNS only so far; the other log types fall back to `Easy`).
+    /// (DNS and firewall so far; Wi-Fi falls back to `Easy`).
     Realistic,
 }
 
@@ -71,7 +72,7 @@ impl Profile {
     /// Whether this profile has its own traffic for `log_type`, rather than
     /// the easy profile's.
     pub fn covers(self, log_type: &str) -> bool {
-        self == Profile::Easy || log_type == "dns"
+        self == Profile::Easy || log_type == "dns" || log_type == "firewall"
     }
 }
 
@@ -103,6 +104,7 @@ pub fn generate_with(
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ type_salt(log_type));
     let mut logs = match log_type {
         "wifi" => wifi::generate(&mut rng, count),
+        "firewall" if profile == Profile::Realistic => firewall_realistic::generate(&mut rng, count),
         "firewall" => firewall::generate(&mut rng, count),
         "dns" if profile == Profile::Realistic => dns_realistic::generate(&mut rng, count),
         "dns" => dns::generate(&mut rng, count),
@@ -174,6 +176,24 @@ mod tests {
         let short_labels = |l: &GeneratedLog| query(l).split('.').all(|label| label.len() < 12);
         let short = logs.iter().filter(|l| l.label == Some("dns_tunnel") && short_labels(l)).count();
         assert!(short > 100, "{short} tunnel names of short labels");
+        Ok(())
+    }
+
+    #[test]
+    fn the_realistic_firewall_profile_is_deterministic_and_holds_its_traps_and_attacks() -> Result<(), GeneratorError> {
+        let logs = generate_with("firewall", 5, 20_000, Profile::Realistic)?;
+        assert_eq!(logs, generate_with("firewall", 5, 20_000, Profile::Realistic)?);
+        assert_ne!(logs, generate("firewall", 5, 20_000)?);
+        for kind in ["port_scan", "host_sweep", "brute_force", "suspicious_port", "exfiltration"] {
+            assert!(logs.iter().any(|l| l.label == Some(kind)), "no {kind}");
+        }
+        let number = |l: &GeneratedLog, field: &str| l.fields[field].as_u64().unwrap_or_default();
+        // Normal media streams reach many ports of one relay, each carrying data.
+        let media = logs.iter().filter(|l| l.label.is_none() && number(l, "dst_port") >= 50_000).count();
+        assert!(media >= 100, "{media} media streams");
+        // Exfiltration in stages: uploads each under 100 MB.
+        let staged = logs.iter().filter(|l| l.label == Some("exfiltration") && number(l, "bytes_out") < 100_000_000);
+        assert!(staged.count() >= 20);
         Ok(())
     }
 
