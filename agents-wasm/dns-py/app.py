@@ -74,6 +74,11 @@ class Sessions:
             event[5] = True
         return hits, level
 
+    def holds(self, client, domain, subdomain):
+        """Whether the window of (client, domain) holds `subdomain` now."""
+        s = self.sessions.get((client, domain))
+        return s is not None and subdomain in s["names"]
+
     def _evict(self, now_ms):
         self.sessions = mcp.make_room(
             self.sessions,
@@ -105,10 +110,10 @@ class Audience:
         return sum(1 for _, at in seen if at >= horizon)
 
 
-def registered_label(query):
-    """The label just left of the top-level domain ("example" in "a.example.com")."""
-    labels = query.rstrip(".").split(".")
-    return labels[-2] if len(labels) >= 2 else ""
+def registered_label(name):
+    """The first label of the registered domain ("example" in "a.example.com"
+    and in "a.example.co.uk"); empty for a name of one label."""
+    return registered_domain(name).split(".")[0] if "." in name else ""
 
 
 def ratio(text, keep):
@@ -218,7 +223,13 @@ class DnsAgent:
                 # A tunnel the minute's window reports is not counted again
                 # over the hour: one anomaly per name.
                 fast = names >= self.sessions.min_names and size >= self.sessions.min_bytes and answered >= 50
-                if not fast and self.audience.push(domain, client, entry[1]) <= self.slow_max_clients:
+                # A name asked for again adds nothing to an hour's count of
+                # distinct names, and a client polling one would keep 3,600.
+                if (
+                    not fast
+                    and self.audience.push(domain, client, entry[1]) <= self.slow_max_clients
+                    and not self.slow_sessions.holds(client, domain, subdomain)
+                ):
                     hits, (names, size, answered) = self.slow_sessions.push(
                         client, domain, subdomain, rcode == "NOERROR", entry
                     )
@@ -238,10 +249,11 @@ class DnsAgent:
                             "random-subdomain flooding or malware probing for live domains. Inspect the client.")))
         return found
 
-    # No snapshot, as the Rust DNS agent: every window (NXDOMAIN bursts,
-    # tunnel sessions) is shorter than the host's replay, which gives them
-    # all back after a restart; a snapshot would stop the replay and bring
-    # back only what it held.
+    # No snapshot, as the Rust DNS agent: the host's replay (15 minutes by
+    # default) gives the NXDOMAIN bursts and the minute's tunnel sessions
+    # back after a restart; a snapshot would stop the replay and bring back
+    # only what it held. The hour-long slow sessions start nearly afresh
+    # after a restart (docs/ROADMAP.md).
 
 
 Detector = mcp.export(DnsAgent)

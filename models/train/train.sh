@@ -4,9 +4,7 @@
 # generator, the seeds and the Python packages are pinned, and model.onnx
 # comes out byte for byte the same.
 # Usage: bash models/train/train.sh [VERSION] [OUT] [AGENTS]
-# (the shipped versions: `train.sh 2 models "firewall dns"` and `train.sh 3 models wifi`;
-# wifi/2, trained with `train.sh 2 models wifi` before the decision point kept the
-# rules' precision, is kept as the version to roll back to)
+# (the shipped versions: `train.sh 2 models "firewall dns"` and `train.sh 3 models wifi`)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 version="${1:-1}"

@@ -28,15 +28,15 @@ fn symbol(byte: u8) -> usize {
     }
 }
 
-fn hex_digit(byte: u8) -> u32 {
+fn hex_digit(byte: u8) -> u64 {
     match byte {
-        b'0'..=b'9' => u32::from(byte - b'0'),
-        b'a'..=b'f' => u32::from(byte - b'a') + 10,
+        b'0'..=b'9' => u64::from(byte - b'0'),
+        b'a'..=b'f' => u64::from(byte - b'a') + 10,
         _ => 0,
     }
 }
 
-fn pair_cost(from: usize, to: usize) -> u32 {
+fn pair_cost(from: usize, to: usize) -> u64 {
     let at = (from * SYMBOLS + to) * 2;
     let hex = PAIR_COSTS.as_bytes();
     hex.get(at).zip(hex.get(at + 1)).map_or(0, |(high, low)| hex_digit(*high) * 16 + hex_digit(*low))
@@ -51,16 +51,16 @@ pub fn name_surprise(label: &str) -> f64 {
         return 0.0;
     }
     let mut previous = 0;
-    let mut total = 0u32;
+    let mut total = 0u64;
     for byte in label.bytes() {
         let next = symbol(byte);
         total += pair_cost(previous, next);
         previous = next;
     }
     total += pair_cost(previous, 0);
-    let pairs = label.len() as u32 + 1;
+    let pairs = label.len() as u64 + 1;
     // One division of two exact integers: rounded the same in every language.
-    f64::from(total) / f64::from(pairs * UNITS_PER_BIT)
+    total as f64 / (pairs * u64::from(UNITS_PER_BIT)) as f64
 }
 
 #[cfg(test)]

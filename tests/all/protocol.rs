@@ -82,14 +82,19 @@ fn a_component_built_against_0_1_0_runs_unchanged() -> anyhow::Result<()> {
         found.push(keys);
     }
     assert!(!found[0].is_empty(), "the 0.1.0 agent found nothing");
-    // The 0.2.0 agent has since gained a windowed rule the frozen 0.1.0
-    // build lacks, and its tunnel rule now also wants a label that reads as
+    // The 0.2.0 agent has since gained windowed rules the frozen 0.1.0
+    // build lacks, judges generated names by letter pairs rather than
+    // vowels, and its tunnel rule now also wants a label that reads as
     // encoded (under 30 % vowels), which a few random chunks miss by chance
-    // (the windowed rule finds their tunnel). Otherwise they agree.
-    let shared: BTreeSet<(u64, String)> =
-        found[1].iter().filter(|(_, label)| label != "dns_tunnel_session").cloned().collect();
-    assert!(shared.is_subset(&found[0]), "the 0.2.0 build found what the 0.1.0 build did not");
-    let only_legacy: Vec<_> = found[0].difference(&shared).collect();
+    // (the windowed rule finds their tunnel). On the rules both keep, the
+    // tunnel rule and NXDOMAIN bursts, they agree.
+    let kept = |found: &BTreeSet<(u64, String)>| -> BTreeSet<(u64, String)> {
+        found.iter().filter(|(_, label)| label == "dns_tunnel" || label == "nxdomain_burst").cloned().collect()
+    };
+    let (legacy_kept, shared) = (kept(&found[0]), kept(&found[1]));
+    assert!(!shared.is_empty(), "the 0.2.0 build found no tunnel or burst");
+    assert!(shared.is_subset(&legacy_kept), "the 0.2.0 build found what the 0.1.0 build did not");
+    let only_legacy: Vec<_> = legacy_kept.difference(&shared).collect();
     assert!(
         only_legacy.iter().all(|(_, label)| label == "dns_tunnel") && only_legacy.len() * 200 <= found[0].len(),
         "0.1.0 and 0.2.0 builds of the DNS agent disagree beyond the vowel bar: {only_legacy:?}"

@@ -209,11 +209,14 @@ fn feature_row(f: &Lookup<'_>, stats: &NameStats<'_>, recent: Recent) -> [f32; 8
     ]
 }
 
-/// The label just left of the top-level domain ("example" in "a.example.com").
-fn registered_label(query: &str) -> &str {
-    let mut labels = query.trim_end_matches('.').rsplit('.');
-    labels.next();
-    labels.next().unwrap_or("")
+/// The first label of the registered domain ("example" in "a.example.com"
+/// and in "a.example.co.uk"); empty for a name of one label.
+fn registered_label(name: &str) -> &str {
+    let domain = registered_domain(name);
+    if domain == name && !name.contains('.') {
+        return "";
+    }
+    domain.split('.').next().unwrap_or("")
 }
 
 fn vowel_ratio(label: &str) -> f32 {
@@ -232,6 +235,16 @@ fn is_under(query: &str, domain: &str) -> bool {
     let domain = domain.as_bytes();
     let Some(start) = name.len().checked_sub(domain.len()) else { return false };
     name[start..].eq_ignore_ascii_case(domain) && (start == 0 || name[start - 1] == b'.')
+}
+
+/// A real-valued setting that must be a finite number.
+fn finite(config: &Config, key: &str, default: f64) -> Result<f64, AgentError> {
+    let value: f64 = config.parse_or(key, default)?;
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(AgentError::Config(format!("setting '{key}' = '{value}' is not a number")))
+    }
 }
 
 impl DnsAgent {
@@ -308,6 +321,11 @@ impl DnsAgent {
         if self.audience.push(domain, f.client_ip, entry.timestamp_ms) > self.slow_max_clients {
             return;
         }
+        // A name asked for again adds nothing to an hour's count of distinct
+        // names, and a client polling one name each second would keep 3,600.
+        if self.slow_sessions.holds(f.client_ip, domain, subdomain) {
+            return;
+        }
         let (hits, level) = self.slow_sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
         for hit in hits {
             found.push(finding(&hit, 0.8, "dns_slow_tunnel", Severity::High, format!(
@@ -375,8 +393,8 @@ impl Agent for DnsAgent {
         );
         self.tunnel_label_len = config.parse_or("tunnel_label_len", 30)?;
         self.dga_min_len = config.parse_or("dga_min_len", 10)?;
-        self.dga_min_bits = config.parse_or("dga_min_bits", DGA_MIN_BITS)?;
-        self.dga_min_bits_unanswered = config.parse_or("dga_min_bits_unanswered", DGA_MIN_BITS_UNANSWERED)?;
+        self.dga_min_bits = finite(config, "dga_min_bits", DGA_MIN_BITS)?;
+        self.dga_min_bits_unanswered = finite(config, "dga_min_bits_unanswered", DGA_MIN_BITS_UNANSWERED)?;
         let defaults = SessionRule::default();
         let rule = SessionRule {
             window_ms: config.parse_or("session_window_ms", defaults.window_ms)?,
@@ -477,6 +495,10 @@ mod tests {
         assert_eq!(subdomain_of("1.pjmwnf.evil.io", "evil.io"), Some("1.pjmwnf"));
         assert_eq!(subdomain_of("evil.io", "evil.io"), None);
         assert_eq!(normalised("WWW.Example.COM."), "www.example.com");
+        use super::registered_label;
+        assert_eq!(registered_label("a.xkqzvbrtplmnw.co.uk"), "xkqzvbrtplmnw");
+        assert_eq!(registered_label("www.example.com"), "example");
+        assert_eq!(registered_label("localhost"), "");
     }
 
     mod rules {

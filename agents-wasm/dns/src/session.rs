@@ -139,6 +139,11 @@ impl Sessions {
         (hits, level)
     }
 
+    /// Whether `client`'s window under `domain` holds `subdomain` now.
+    pub fn holds(&self, client: &str, domain: &str, subdomain: &str) -> bool {
+        self.sessions.get(&key_of(&(client, domain))).is_some_and(|s| s.names.contains_key(&key_of(subdomain)))
+    }
+
     /// Whether a window at `level` is a tunnel by this rule.
     pub fn is_tunnel(&self, level: SessionLevel) -> bool {
         self.rule.is_tunnel(level)
@@ -180,7 +185,7 @@ impl Audience {
         seen.retain(|(who, _)| *who != client);
         // Newest first.
         seen.insert(0, (client, timestamp_ms));
-        seen.truncate(self.cap + 1);
+        seen.truncate(self.cap.saturating_add(1));
         let horizon = timestamp_ms - self.window_ms;
         seen.iter().filter(|(_, at)| *at >= horizon).count()
     }

@@ -39,7 +39,8 @@ impl<'a> FirewallColumns<'a> {
             dst_ip: self.dst_ip.or_empty(i),
             dst_port: u16::try_from(self.dst_port.or_default(i)).unwrap_or(0),
             action: self.action.or_empty(i),
-            bytes_out: self.bytes_out.map_or(0, |c| c.or_default(i)).max(0).unsigned_abs(),
+            // Clamped at 2^48 (256 TB), so that an hour's sums cannot wrap.
+            bytes_out: self.bytes_out.map_or(0, |c| c.or_default(i)).clamp(0, 1 << 48).unsigned_abs(),
         }
     }
 }
@@ -78,8 +79,9 @@ impl FromIterator<u16> for PortSet {
 }
 
 /// Ports where a login is tried: a source trying one of them again and
-/// again from outside is guessing passwords.
-const LOGIN_PORTS: &[u16] = &[21, 22, 23, 110, 143, 445, 993, 1433, 3306, 3389, 5432, 5900];
+/// again from outside is guessing passwords. Mail (110, 143, 993) is left
+/// out: many mail clients behind one address poll it all day.
+const LOGIN_PORTS: &[u16] = &[21, 22, 23, 445, 1433, 3306, 3389, 5432, 5900];
 
 /// Per-instance state: windows per source, per (source, destination) and
 /// per (source, port).

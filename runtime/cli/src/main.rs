@@ -77,8 +77,9 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
         /// The generator's traffic: realistic (real services' names, mixed
-        /// case, harmless bursts, attacks as tools make them; DNS only so
-        /// far) or easy (templates the rules were written for).
+        /// case, harmless bursts, attacks as tools make them; DNS and
+        /// firewall, Wi-Fi gets the easy one) or easy (templates the rules
+        /// were first written for).
         #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
@@ -129,8 +130,8 @@ enum Command {
         /// Normal entries per log type (attacks come on top).
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
-        /// realistic (real-world DNS names, mixed case, tunnels of real tools; Wi-Fi and firewall
-        /// have no realistic traffic yet and get the easy one) or easy.
+        /// realistic (DNS and firewall traffic as a real site sees it, attacks as tools make
+        /// them; Wi-Fi has no realistic traffic yet and gets the easy one) or easy.
         #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
@@ -225,8 +226,8 @@ enum DbCommand {
         /// The generator's seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
-        /// easy or realistic, as for `mcp demo`.
-        #[arg(long, default_value = "easy")]
+        /// realistic or easy, as for `mcp demo`.
+        #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
 }

@@ -126,7 +126,16 @@ fn print_evaluation(
     entries: usize,
     profile: mcp_synth::Profile,
 ) {
-    println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks\n", profile.name());
+    println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks", profile.name());
+    let easy_only: Vec<&str> = mcp_synth::LOG_TYPES.iter().copied().filter(|t| !profile.covers(t)).collect();
+    if !easy_only.is_empty() {
+        println!(
+            "the {} profile has no traffic of its own for {} yet: easy data there",
+            profile.name(),
+            easy_only.join(", ")
+        );
+    }
+    println!();
     println!(
         "{:<10} {:<6} {:>10} {:>8} {:>7} {:>9} {:>10}",
         "agent", "mode", "precision", "recall", "F1", "FP/M", "model"
