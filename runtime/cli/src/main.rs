@@ -466,13 +466,8 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 profile.name(),
                 dir.display()
             );
-            let easy_only: Vec<&str> = mcp_synth::LOG_TYPES.iter().copied().filter(|t| !profile.covers(t)).collect();
-            if !easy_only.is_empty() {
-                println!(
-                    "the {} profile has no traffic of its own for {} yet: easy data there",
-                    profile.name(),
-                    easy_only.join(", ")
-                );
+            if let Some(note) = demo::profile_gaps(profile) {
+                println!("{note}");
             }
             println!(
                 "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",

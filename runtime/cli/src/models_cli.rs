@@ -127,13 +127,8 @@ fn print_evaluation(
     profile: mcp_synth::Profile,
 ) {
     println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks", profile.name());
-    let easy_only: Vec<&str> = mcp_synth::LOG_TYPES.iter().copied().filter(|t| !profile.covers(t)).collect();
-    if !easy_only.is_empty() {
-        println!(
-            "the {} profile has no traffic of its own for {} yet: easy data there",
-            profile.name(),
-            easy_only.join(", ")
-        );
+    if let Some(note) = demo::profile_gaps(profile) {
+        println!("{note}");
     }
     println!();
     println!(
