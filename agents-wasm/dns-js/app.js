@@ -53,8 +53,6 @@ function isUnder(query, domain) {
   return start === 0 || query.charCodeAt(start - 1) === 46;
 }
 
-const SECOND_LEVELS = new Set(["co", "com", "net", "org", "gov", "edu", "ac", "ne", "or"]);
-
 /** The name as DNS compares it: ASCII letters in lower case, no trailing dot. */
 function normalised(query) {
   let end = query.length;
@@ -62,18 +60,7 @@ function normalised(query) {
   return asciiLower(query.slice(0, end));
 }
 
-/** Its last two labels, or three under a country code's second level. */
-function registeredDomain(name) {
-  const last = name.lastIndexOf(".");
-  const second = last > 0 ? name.lastIndexOf(".", last - 1) : -1;
-  if (last < 0 || second < 0) return name;
-  const tld = name.slice(last + 1);
-  if (mcp.utf8Length(tld) === 2 && SECOND_LEVELS.has(name.slice(second + 1, last))) {
-    const third = second > 0 ? name.lastIndexOf(".", second - 1) : -1;
-    return third < 0 ? name : name.slice(third + 1);
-  }
-  return name.slice(second + 1);
-}
+const registeredDomain = mcp.registeredDomain;
 
 function subdomainOf(name, domain) {
   if (!name.endsWith(domain)) return null;

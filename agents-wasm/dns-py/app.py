@@ -15,22 +15,12 @@ import mcp_agent as mcp
 VERSION = "0.1.0"
 
 
-SECOND_LEVELS = frozenset(["co", "com", "net", "org", "gov", "edu", "ac", "ne", "or"])
-
-
 def normalised(query):
     """The name as DNS compares it: ASCII letters in lower case, no trailing dot."""
     return query.rstrip(".").encode("utf-8").lower().decode("utf-8")
 
 
-def registered_domain(name):
-    """Its last two labels, or three under a country code's second level."""
-    parts = name.rsplit(".", 3)
-    if len(parts) < 3:
-        return name
-    if len(parts[-1].encode("utf-8")) == 2 and parts[-2] in SECOND_LEVELS:
-        return ".".join(parts[-3:]) if len(parts) == 4 else name
-    return ".".join(parts[-2:])
+registered_domain = mcp.registered_domain
 
 
 def subdomain_of(name, domain):

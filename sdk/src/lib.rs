@@ -27,6 +27,7 @@ pub mod export;
 pub mod hashing;
 pub mod host;
 pub mod names;
+mod public_suffixes;
 pub mod scoring;
 pub mod window;
 

@@ -1,4 +1,6 @@
-//! How generated a DNS label reads: the surprise of its character pairs
+//! What a DNS name is made of: its registered domain, by the public suffix
+//! list's ICANN section, and how generated a label reads: the surprise of
+//! its character pairs
 //! against pair statistics of real names, for DGA rules that vowel ratios
 //! misjudge ("jwplatform" has few vowels and is real; "xkqzvbrtplmnw" is
 //! not). The Python and JavaScript SDKs carry the same table and the same
@@ -63,6 +65,70 @@ pub fn name_surprise(label: &str) -> f64 {
     total as f64 / (pairs * u64::from(UNITS_PER_BIT)) as f64
 }
 
+pub use crate::public_suffixes::ICANN_SUFFIXES;
+
+/// The ICANN rules split by kind: plain suffixes, the parents of wildcard
+/// rules (`ck` for `*.ck`) and exceptions without their `!`.
+struct Suffixes {
+    plain: std::collections::HashSet<&'static str>,
+    wildcard_parents: std::collections::HashSet<&'static str>,
+    exceptions: std::collections::HashSet<&'static str>,
+}
+
+fn suffixes() -> &'static Suffixes {
+    static SUFFIXES: std::sync::OnceLock<Suffixes> = std::sync::OnceLock::new();
+    SUFFIXES.get_or_init(|| {
+        let mut out = Suffixes {
+            plain: Default::default(),
+            wildcard_parents: Default::default(),
+            exceptions: Default::default(),
+        };
+        for rule in ICANN_SUFFIXES.split(',') {
+            if let Some(parent) = rule.strip_prefix("*.") {
+                out.wildcard_parents.insert(parent);
+            } else if let Some(exception) = rule.strip_prefix('!') {
+                out.exceptions.insert(exception);
+            } else {
+                out.plain.insert(rule);
+            }
+        }
+        out
+    })
+}
+
+/// The registered domain of `name` (lower case, no trailing dot, as DNS
+/// compares names): its public suffix by the ICANN section of the public
+/// suffix list, and the label left of it ("example.co.uk" for
+/// "a.example.co.uk", "example.com" for "a.b.example.com"). A name that is
+/// a public suffix itself, or has one label, is its own registered domain.
+/// A suffix the list does not know counts as one label, as the list's
+/// default rule says.
+pub fn registered_domain(name: &str) -> &str {
+    let rules = suffixes();
+    let starts = std::iter::once(0).chain(name.match_indices('.').map(|(i, _)| i + 1));
+    // The longest rule that matches wins, an exception before all.
+    let mut suffix_start = None;
+    for start in starts {
+        let suffix = &name[start..];
+        let parent = suffix.find('.').map(|dot| start + dot + 1);
+        if rules.exceptions.contains(suffix) {
+            suffix_start = parent;
+        } else if rules.plain.contains(suffix) || parent.is_some_and(|p| rules.wildcard_parents.contains(&name[p..])) {
+            suffix_start = Some(start);
+        }
+        if suffix_start.is_some() {
+            break;
+        }
+    }
+    let suffix_start = suffix_start.or_else(|| name.rfind('.').map(|dot| dot + 1)).unwrap_or(0);
+    if suffix_start == 0 {
+        return name;
+    }
+    // The label left of the suffix.
+    let left = name[..suffix_start - 1].rfind('.').map_or(0, |dot| dot + 1);
+    &name[left..]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +143,34 @@ mod tests {
         }
         assert_eq!(name_surprise("JwPlatform"), name_surprise("jwplatform"));
         assert_eq!(name_surprise(""), 0.0);
+    }
+
+    #[test]
+    fn registered_domains_follow_the_icann_rules() {
+        for (name, domain) in [
+            ("a.b.example.com", "example.com"),
+            ("a.example.co.uk", "example.co.uk"),
+            ("example.co.uk", "example.co.uk"),
+            ("co.uk", "co.uk"),
+            ("uk", "uk"),
+            ("localhost", "localhost"),
+            ("x.corp.example", "corp.example"),
+            ("4.3.2.1.in-addr.arpa", "1.in-addr.arpa"),
+            // A wildcard rule, and its exception.
+            ("a.b.c.ck", "b.c.ck"),
+            ("a.www.ck", "www.ck"),
+            // Punycode, as resolvers log other scripts.
+            ("www.example.xn--fiqs8s", "example.xn--fiqs8s"),
+            // The private section is left out: a cloud name is Amazon's.
+            ("events-1.us-east-1.elb.amazonaws.com", "amazonaws.com"),
+            ("foo.github.io", "github.io"),
+            // Malformed names give a part of themselves, never a panic.
+            (".com", ".com"),
+            ("a..b", ".b"),
+            ("", ""),
+        ] {
+            assert_eq!(registered_domain(name), domain, "{name}");
+        }
     }
 
     #[test]

@@ -225,7 +225,7 @@ fn every_language_finds_a_tunnel_of_short_chunks_across_a_restart() -> anyhow::R
 }
 
 #[test]
-fn every_sdk_carries_the_same_name_pair_costs() {
+fn every_sdk_carries_the_same_name_pair_costs_and_public_suffixes() {
     let costs = mcp_sdk::names::PAIR_COSTS;
     let python = include_str!("../../sdk/python/mcp_agent/__init__.py");
     let js = include_str!("../../sdk/js/mcp_agent.js");
@@ -237,4 +237,7 @@ fn every_sdk_carries_the_same_name_pair_costs() {
         js.contains(&format!("const NAME_PAIR_COSTS = \"{costs}\";\n")),
         "sdk/js's table differs from sdk/src/names.rs"
     );
+    let suffixes = mcp_sdk::names::ICANN_SUFFIXES;
+    assert!(python.contains(&format!("PUBLIC_SUFFIXES = \"{suffixes}\"\n")), "sdk/python's suffixes differ");
+    assert!(js.contains(&format!("const PUBLIC_SUFFIXES = \"{suffixes}\";\n")), "sdk/js's suffixes differ");
 }

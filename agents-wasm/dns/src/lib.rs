@@ -8,7 +8,7 @@ mod session;
 
 use std::borrow::Cow;
 
-use mcp_sdk::names::name_surprise;
+use mcp_sdk::names::{name_surprise, registered_domain};
 use mcp_sdk::scoring::Scorer;
 use mcp_sdk::window::{Burst, Count, entropy, key_of};
 use mcp_sdk::{
@@ -68,23 +68,6 @@ fn normalised(query: &str) -> Cow<'_, str> {
     } else {
         Cow::Borrowed(trimmed)
     }
-}
-
-/// Second-level labels under which country codes register names
-/// ("example.co.uk"): a stand-in for the public suffix list (docs/ROADMAP.md).
-const SECOND_LEVELS: [&str; 9] = ["co", "com", "net", "org", "gov", "edu", "ac", "ne", "or"];
-
-/// The registered domain of a normalised name: its last two labels, or
-/// three under a country code's second level ("example.co.uk").
-fn registered_domain(name: &str) -> &str {
-    let mut dots = name.rmatch_indices('.').map(|(i, _)| i);
-    let (Some(last), Some(second)) = (dots.next(), dots.next()) else { return name };
-    let tld = &name[last + 1..];
-    let level = &name[second + 1..last];
-    if tld.len() == 2 && SECOND_LEVELS.contains(&level) {
-        return dots.next().map_or(name, |third| &name[third + 1..]);
-    }
-    &name[second + 1..]
 }
 
 /// Whether names under `domain` are reverse lookups (in-addr.arpa,
