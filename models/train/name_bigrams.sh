@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Rewrites the character-pair costs of the DGA score (name_bigrams.py) in the
-# three SDKs: sdk/src/names.rs, sdk/python/mcp_agent/__init__.py and
-# sdk/js/mcp_agent.js. The word lists come from npm at pinned versions (npm
+# Rewrites the name tables of the three SDKs (sdk/src/names.rs and
+# sdk/src/public_suffixes.rs, sdk/python/mcp_agent/__init__.py,
+# sdk/js/mcp_agent.js): the character-pair costs of the DGA score
+# (name_bigrams.py) and the ICANN section of the public suffix list
+# (public_suffixes.py). The word lists come from npm at pinned versions (npm
 # checks their integrity against the registry); the public suffix list from
 # Debian's `publicsuffix` package (apt-get install publicsuffix). The shipped
 # table was made from top-sites 1.1.222, an-array-of-english-words 2.0.0 and
@@ -27,4 +29,8 @@ table="$(python3 models/train/name_bigrams.py \
 sed -i "s/^pub const PAIR_COSTS: &str = \"[0-9a-f]*\";/pub const PAIR_COSTS: \&str = \"$table\";/" sdk/src/names.rs
 sed -i "s/^NAME_PAIR_COSTS = \"[0-9a-f]*\"/NAME_PAIR_COSTS = \"$table\"/" sdk/python/mcp_agent/__init__.py
 sed -i "s/^const NAME_PAIR_COSTS = \"[0-9a-f]*\";/const NAME_PAIR_COSTS = \"$table\";/" sdk/js/mcp_agent.js
-echo "name_bigrams.sh: wrote a table of ${#table} hex digits into the three SDKs"
+suffixes="$(python3 models/train/public_suffixes.py "$psl")"
+sed -i "s/^pub const ICANN_SUFFIXES: &str = \"[^\"]*\";/pub const ICANN_SUFFIXES: \&str = \"$suffixes\";/" sdk/src/public_suffixes.rs
+sed -i "s/^PUBLIC_SUFFIXES = \"[^\"]*\"/PUBLIC_SUFFIXES = \"$suffixes\"/" sdk/python/mcp_agent/__init__.py
+sed -i "s/^const PUBLIC_SUFFIXES = \"[^\"]*\";/const PUBLIC_SUFFIXES = \"$suffixes\";/" sdk/js/mcp_agent.js
+echo "name_bigrams.sh: wrote a table of ${#table} hex digits and $(tr ',' '\n' <<<"$suffixes" | wc -l) public suffix rules into the three SDKs"

@@ -1,5 +1,5 @@
 //! The ICANN section of the public suffix list, written by
-//! models/train/public_suffixes.sh; the Python and JavaScript SDKs hold the
+//! models/train/name_bigrams.sh; the Python and JavaScript SDKs hold the
 //! same line.
 
 /// Rules, comma-separated: plain, wildcard (`*.ck`) and exception (`!www.ck`).
