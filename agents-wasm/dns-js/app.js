@@ -11,10 +11,10 @@ import * as mcp from "./mcp_agent.js";
 
 const VERSION = "0.1.0";
 
-/** The first label of the registered domain ("example" in "a.example.com"
- * and in "a.example.co.uk"); empty for a name of one label. */
-function registeredLabel(name) {
-  return name.includes(".") ? registeredDomain(name).split(".")[0] : "";
+/** The first label of `name`'s registered `domain` ("example" in
+ * "a.example.com" and in "a.example.co.uk"); empty for a name of one label. */
+function registeredLabel(name, domain) {
+  return name.includes(".") ? domain.split(".")[0] : "";
 }
 
 /** How many clients asked for names under each registered domain within a
@@ -112,7 +112,7 @@ class Sessions {
     s.answered += answered ? 1 : 0;
     const live = s.events.length - s.head;
     const level = { names: s.names.size, bytes: s.bytes, answeredPercent: Math.floor((s.answered * 100) / live) };
-    if (!(level.names >= this.minNames && level.bytes >= this.minBytes && level.answeredPercent >= 50)) {
+    if (!this.isTunnel(level)) {
       return [[], level];
     }
     // Never one entry twice: a window that falls below the bar and rises
@@ -125,6 +125,11 @@ class Sessions {
       }
     }
     return [hits, level];
+  }
+
+  /** Whether a window at `level` is a tunnel. */
+  isTunnel(level) {
+    return level.names >= this.minNames && level.bytes >= this.minBytes && level.answeredPercent >= 50;
   }
 
   /** Whether the window of (client, domain) holds `subdomain` now. */
@@ -230,7 +235,8 @@ class DnsAgent {
               "or exfiltration. Block the domain and inspect the client."),
         );
       }
-      const label = registeredLabel(name);
+      const domain = registeredDomain(name);
+      const label = registeredLabel(name, domain);
       const surprise = mcp.nameSurprise(label);
       // A name that does not exist needs less: real names resolve.
       const bar = rcodes[i] === "NXDOMAIN" ? this.dgaMinBitsUnanswered : this.dgaMinBits;
@@ -242,7 +248,6 @@ class DnsAgent {
               `malware does to find its controller. Check ${client} for infection.`),
         );
       }
-      const domain = registeredDomain(name);
       // Reverse lookups name addresses, not data; a scanner's sweep makes
       // many of them, unanswered for every unused address.
       const reverse = domain.endsWith("arpa");
@@ -259,12 +264,10 @@ class DnsAgent {
         }
         // A tunnel the minute's window reports is not counted again over
         // the hour: one anomaly per name.
-        const s = this.sessions;
-        const fast = level.names >= s.minNames && level.bytes >= s.minBytes && level.answeredPercent >= 50;
         // A name asked for again adds nothing to an hour's count of distinct
         // names, and a client polling one would keep 3,600.
         if (
-          !fast &&
+          !this.sessions.isTunnel(level) &&
           this.audience.push(domain, client, entry.timestampMs) <= this.slowMaxClients &&
           !this.slowSessions.holds(client, domain, subdomain)
         ) {

@@ -55,7 +55,7 @@ class Sessions:
         s["bytes"] += size
         s["answered"] += int(answered)
         level = (len(s["names"]), s["bytes"], s["answered"] * 100 // len(s["events"]))
-        if not (level[0] >= self.min_names and level[1] >= self.min_bytes and level[2] >= 50):
+        if not self.is_tunnel(level):
             return [], level
         # Never one entry twice: a window that falls below the bar and rises
         # again reports only what it has not.
@@ -63,6 +63,11 @@ class Sessions:
         for event in s["events"]:
             event[5] = True
         return hits, level
+
+    def is_tunnel(self, level):
+        """Whether a window at `level` (names, bytes, answered percent) is a tunnel."""
+        names, size, answered = level
+        return names >= self.min_names and size >= self.min_bytes and answered >= 50
 
     def holds(self, client, domain, subdomain):
         """Whether the window of (client, domain) holds `subdomain` now."""
@@ -100,10 +105,10 @@ class Audience:
         return sum(1 for _, at in seen if at >= horizon)
 
 
-def registered_label(name):
-    """The first label of the registered domain ("example" in "a.example.com"
-    and in "a.example.co.uk"); empty for a name of one label."""
-    return registered_domain(name).split(".")[0] if "." in name else ""
+def registered_label(name, domain):
+    """The first label of `name`'s registered `domain` ("example" in
+    "a.example.com" and in "a.example.co.uk"); empty for a name of one label."""
+    return domain.split(".")[0] if "." in name else ""
 
 
 def ratio(text, keep):
@@ -189,7 +194,8 @@ class DnsAgent:
                     f"{client} queried {query} ({qtype}) with a {longest_len}-character label of entropy "
                     f"{mcp.entropy(longest):.1f} bits/char: data encoded into DNS names, typical of tunnelling "
                     "or exfiltration. Block the domain and inspect the client.")))
-            label = registered_label(name)
+            domain = registered_domain(name)
+            label = registered_label(name, domain)
             surprise = mcp.name_surprise(label)
             # A name that does not exist needs less: real names resolve.
             bar = self.dga_min_bits_unanswered if rcode == "NXDOMAIN" else self.dga_min_bits
@@ -198,13 +204,13 @@ class DnsAgent:
                     f"{client} looked up {query}: the name '{label}' reads as machine-generated "
                     f"({surprise:.1f} bits of surprise per letter pair, where real names score about 4), as "
                     f"malware does to find its controller. Check {client} for infection.")))
-            domain = registered_domain(name)
             # Reverse lookups name addresses, not data; a scanner's sweep makes
             # many of them, unanswered for every unused address.
             reverse = domain.endswith("arpa")
             subdomain = subdomain_of(name, domain) if judged and not reverse else None
             if subdomain:
-                hits, (names, size, answered) = self.sessions.push(client, domain, subdomain, rcode == "NOERROR", entry)
+                hits, level = self.sessions.push(client, domain, subdomain, rcode == "NOERROR", entry)
+                names, size, answered = level
                 for hit in hits:
                     found.append(mcp.finding(hit, 0.85, "dns_tunnel_session", mcp.Severity.HIGH, (
                         f"{client} sent {names} distinct names carrying {size} bytes under {domain} within a window "
@@ -212,11 +218,10 @@ class DnsAgent:
                         f"alone. Block {domain} and inspect the client.")))
                 # A tunnel the minute's window reports is not counted again
                 # over the hour: one anomaly per name.
-                fast = names >= self.sessions.min_names and size >= self.sessions.min_bytes and answered >= 50
                 # A name asked for again adds nothing to an hour's count of
                 # distinct names, and a client polling one would keep 3,600.
                 if (
-                    not fast
+                    not self.sessions.is_tunnel(level)
                     and self.audience.push(domain, client, entry[1]) <= self.slow_max_clients
                     and not self.slow_sessions.holds(client, domain, subdomain)
                 ):

@@ -1,11 +1,12 @@
 //! What a DNS name is made of: its registered domain, by the public suffix
-//! list's ICANN section, and how generated a label reads: the surprise of
-//! its character pairs
-//! against pair statistics of real names, for DGA rules that vowel ratios
-//! misjudge ("jwplatform" has few vowels and is real; "xkqzvbrtplmnw" is
-//! not). The Python and JavaScript SDKs carry the same table and the same
-//! integer sums, so an agent in any of the three languages reaches the same
-//! verdict on the same name.
+//! list's ICANN section, and how generated a label reads, by the surprise
+//! of its character pairs against pair statistics of real names, for DGA
+//! rules that vowel ratios misjudge ("jwplatform" has few vowels and is
+//! real; "xkqzvbrtplmnw" is not). The Python and JavaScript SDKs carry the
+//! same tables and the same integer sums, so an agent in any of the three
+//! languages reaches the same verdict on the same name.
+
+pub use crate::public_suffixes::ICANN_SUFFIXES;
 
 /// Symbols of the pair table: `^` (a label's start and end), a-z, `0` (any
 /// digit), `-`, and `_` (any other byte).
@@ -30,18 +31,31 @@ fn symbol(byte: u8) -> usize {
     }
 }
 
-fn hex_digit(byte: u8) -> u64 {
+/// [`PAIR_COSTS`] as numbers, decoded when the SDK is compiled rather than
+/// on every pair of every name.
+const COSTS: [u8; SYMBOLS * SYMBOLS] = decode(PAIR_COSTS);
+
+const fn decode(hex: &str) -> [u8; SYMBOLS * SYMBOLS] {
+    let hex = hex.as_bytes();
+    let mut costs = [0u8; SYMBOLS * SYMBOLS];
+    let mut i = 0;
+    while i < costs.len() && 2 * i + 1 < hex.len() {
+        costs[i] = hex_digit(hex[2 * i]) * 16 + hex_digit(hex[2 * i + 1]);
+        i += 1;
+    }
+    costs
+}
+
+const fn hex_digit(byte: u8) -> u8 {
     match byte {
-        b'0'..=b'9' => u64::from(byte - b'0'),
-        b'a'..=b'f' => u64::from(byte - b'a') + 10,
+        b'0'..=b'9' => byte - b'0',
+        b'a'..=b'f' => byte - b'a' + 10,
         _ => 0,
     }
 }
 
 fn pair_cost(from: usize, to: usize) -> u64 {
-    let at = (from * SYMBOLS + to) * 2;
-    let hex = PAIR_COSTS.as_bytes();
-    hex.get(at).zip(hex.get(at + 1)).map_or(0, |(high, low)| hex_digit(*high) * 16 + hex_digit(*low))
+    COSTS.get(from * SYMBOLS + to).map_or(0, |cost| u64::from(*cost))
 }
 
 /// Bits of surprise per character pair of `label` (its UTF-8 bytes, in any
@@ -64,8 +78,6 @@ pub fn name_surprise(label: &str) -> f64 {
     // One division of two exact integers: rounded the same in every language.
     total as f64 / (pairs * u64::from(UNITS_PER_BIT)) as f64
 }
-
-pub use crate::public_suffixes::ICANN_SUFFIXES;
 
 /// The ICANN rules split by kind: plain suffixes, the parents of wildcard
 /// rules (`ck` for `*.ck`) and exceptions without their `!`.

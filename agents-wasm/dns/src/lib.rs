@@ -153,27 +153,28 @@ pub const FEATURES: [&str; 8] = [
 /// What the windows hold after one entry is counted.
 #[derive(Debug, Clone, Copy, Default)]
 struct Recent {
-    session_names: usize,
-    session_bytes: usize,
-    session_answered_percent: usize,
+    /// The client's window under the entry's registered domain.
+    session: SessionLevel,
     client_nxdomains: usize,
 }
 
 /// What both the rules and the model read of a name, worked out once per
-/// entry: the longest label and its entropy, the registered label and how
-/// generated it reads.
+/// entry: the longest label and its entropy, the registered domain, its
+/// first label and how generated that reads.
 struct NameStats<'n> {
     longest: &'n str,
     longest_entropy: f32,
+    domain: &'n str,
     label: &'n str,
     label_surprise: f64,
 }
 
 impl<'n> NameStats<'n> {
     fn of(name: &'n str) -> Self {
-        let label = registered_label(name);
+        let domain = registered_domain(name);
+        let label = registered_label(name, domain);
         let longest = name.split('.').max_by_key(|l| l.len()).unwrap_or("");
-        NameStats { longest, longest_entropy: entropy(longest), label, label_surprise: name_surprise(label) }
+        NameStats { longest, longest_entropy: entropy(longest), domain, label, label_surprise: name_surprise(label) }
     }
 }
 
@@ -186,17 +187,16 @@ fn feature_row(f: &Lookup<'_>, stats: &NameStats<'_>, recent: Recent) -> [f32; 8
         f32::from(u8::from(f.rcode == "NXDOMAIN")),
         // Counts grow without bound where a linear model wants a scale: a
         // tunnel's 200 names are not 100 times a browser's two.
-        (recent.session_names as f32).ln_1p(),
-        (recent.session_bytes as f32).ln_1p(),
+        (recent.session.names as f32).ln_1p(),
+        (recent.session.bytes as f32).ln_1p(),
         (recent.client_nxdomains as f32).ln_1p(),
     ]
 }
 
-/// The first label of the registered domain ("example" in "a.example.com"
-/// and in "a.example.co.uk"); empty for a name of one label.
-fn registered_label(name: &str) -> &str {
-    let domain = registered_domain(name);
-    if domain == name && !name.contains('.') {
+/// The first label of `name`'s registered `domain` ("example" in
+/// "a.example.com" and in "a.example.co.uk"); empty for a name of one label.
+fn registered_label<'n>(name: &str, domain: &'n str) -> &'n str {
+    if !name.contains('.') {
         return "";
     }
     domain.split('.').next().unwrap_or("")
@@ -280,8 +280,8 @@ impl DnsAgent {
     }
     /// Many short names under `domain`: the window's entries, once it holds
     /// a tunnel's worth of them.
-    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) -> Recent {
-        let Some(subdomain) = subdomain_of(&f.name, domain) else { return Recent::default() };
+    fn session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) -> SessionLevel {
+        let Some(subdomain) = subdomain_of(&f.name, domain) else { return SessionLevel::default() };
         let (hits, level) = self.sessions.push(f.client_ip, domain, subdomain, f.rcode == "NOERROR", entry);
         for hit in hits {
             found.push(finding(&hit, 0.85, "dns_tunnel_session", Severity::High, format!(
@@ -289,15 +289,9 @@ impl DnsAgent {
                 f.client_ip, level.names, level.bytes, level.answered_percent, f.query
             )));
         }
-        Recent {
-            session_names: level.names,
-            session_bytes: level.bytes,
-            session_answered_percent: level.answered_percent,
-            client_nxdomains: 0,
-        }
+        level
     }
 
-    /// Counts the entry into the windows and adds what the rules find.
     /// Many names under a domain hardly anyone else asks for, over an hour.
     fn slow_session(&mut self, entry: EntryRef, f: &Lookup<'_>, domain: &str, found: &mut Vec<Finding>) {
         let Some(subdomain) = subdomain_of(&f.name, domain) else { return };
@@ -318,23 +312,19 @@ impl DnsAgent {
         }
     }
 
+    /// Counts the entry into the windows and adds what the rules find.
     fn observe(&mut self, entry: EntryRef, f: &Lookup<'_>, stats: &NameStats<'_>, found: &mut Vec<Finding>) -> Recent {
-        let domain = registered_domain(&f.name);
+        let domain = stats.domain;
         let reverse = is_reverse(domain);
         let mut recent = Recent::default();
         if !self.is_allowed(&f.name) {
             found.extend(self.tunnel(entry, f, stats));
             found.extend(self.dga(entry, f, stats));
             if !reverse {
-                recent = self.session(entry, f, domain, found);
+                recent.session = self.session(entry, f, domain, found);
                 // A tunnel the minute's window reports is not counted again
                 // over the hour: one anomaly per name.
-                let level = SessionLevel {
-                    names: recent.session_names,
-                    bytes: recent.session_bytes,
-                    answered_percent: recent.session_answered_percent,
-                };
-                if !self.sessions.is_tunnel(level) {
+                if !self.sessions.is_tunnel(recent.session) {
                     self.slow_session(entry, f, domain, found);
                 }
             }
@@ -478,10 +468,10 @@ mod tests {
         assert_eq!(subdomain_of("1.pjmwnf.evil.io", "evil.io"), Some("1.pjmwnf"));
         assert_eq!(subdomain_of("evil.io", "evil.io"), None);
         assert_eq!(normalised("WWW.Example.COM."), "www.example.com");
-        use super::registered_label;
-        assert_eq!(registered_label("a.xkqzvbrtplmnw.co.uk"), "xkqzvbrtplmnw");
-        assert_eq!(registered_label("www.example.com"), "example");
-        assert_eq!(registered_label("localhost"), "");
+        use super::NameStats;
+        assert_eq!(NameStats::of("a.xkqzvbrtplmnw.co.uk").label, "xkqzvbrtplmnw");
+        assert_eq!(NameStats::of("www.example.com").label, "example");
+        assert_eq!(NameStats::of("localhost").label, "");
     }
 
     mod rules {

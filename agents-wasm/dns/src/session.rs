@@ -34,7 +34,7 @@ impl SessionRule {
 }
 
 /// What a session's window holds when it is flagged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SessionLevel {
     pub names: usize,
     pub bytes: usize,

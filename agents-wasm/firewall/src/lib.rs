@@ -6,12 +6,12 @@
 mod uploads;
 
 use mcp_sdk::scoring::Scorer;
-
-use crate::uploads::Uploads;
 use mcp_sdk::window::{Burst, Count, key_of};
 use mcp_sdk::{
     Agent, AgentError, AgentInfo, Batch, Config, EntryRef, Features, Finding, Severity, Text, Values, features, finding,
 };
+
+use crate::uploads::Uploads;
 
 /// The columns of a batch this agent reads, resolved once.
 struct FirewallColumns<'a> {
@@ -170,7 +170,8 @@ impl FirewallAgent {
     /// Counts the connection into the windows and adds what the rules find.
     fn observe(&mut self, entry: EntryRef, f: &Connection<'_>, found: &mut Vec<Finding>) -> Recent {
         let mut recent = Recent::default();
-        let denied = f.action == "deny";
+        let (denied, allowed) = (f.action == "deny", f.action == "allow");
+        let (from_site, to_site) = (is_internal(f.src_ip), is_internal(f.dst_ip));
         // A probe carries nothing: refused, or let through and left empty.
         // Media streams to many ports of one relay carry data, and are no scan.
         if denied || f.bytes_out < self.probe_bytes {
@@ -198,7 +199,7 @@ impl FirewallAgent {
                     f.src_ip, f.dst_ip, f.dst_ip
                 )));
             }
-            if is_internal(f.dst_ip) {
+            if to_site {
                 let port = key_of(&(f.src_ip, f.dst_port));
                 let (hits, level) = self.sweeps.push_counted(&port, entry.timestamp_ms, key_of(f.dst_ip), entry);
                 recent.hosts_probed = level;
@@ -222,8 +223,7 @@ impl FirewallAgent {
             }
         }
 
-        let inbound = !is_internal(f.src_ip) && is_internal(f.dst_ip);
-        if !denied && inbound && self.login_ports.contains(f.dst_port) {
+        if allowed && !from_site && to_site && self.login_ports.contains(f.dst_port) {
             let key = key_of(&(f.src_ip, f.dst_ip, f.dst_port));
             let (hits, level) = self.guesses.push_counted(&key, entry.timestamp_ms, 0, entry);
             for hit in hits {
@@ -234,15 +234,14 @@ impl FirewallAgent {
             }
         }
 
-        if !denied && self.suspicious_ports.contains(f.dst_port) {
+        if allowed && self.suspicious_ports.contains(f.dst_port) {
             found.push(finding(&entry, 0.8, "suspicious_port", Severity::High, format!(
                 "{} connected to {}:{}, a port used by remote-access trojans and botnet control channels; the firewall allowed it. Isolate {} and inspect its processes.",
                 f.src_ip, f.dst_ip, f.dst_port, f.src_ip
             )));
         }
 
-        let outbound = is_internal(f.src_ip) && !is_internal(f.dst_ip);
-        if !denied && outbound {
+        if allowed && from_site && !to_site {
             if f.bytes_out >= self.exfil_bytes {
                 found.push(finding(&entry, 0.9, "exfiltration", Severity::Critical, format!(
                     "{} sent {:.1} MB to external {}:{} in one connection, far above normal uploads: possible data exfiltration. Identify the process and the data.",
