@@ -83,7 +83,7 @@ def best_threshold(candidates, score_of, validation):
     return max(keeping, key=lambda c: (together(c)["f1"], c))
 
 
-def logistic_regression(names, x, y, seed, validation):
+def logistic_regression(names, x, y, seed, validation, _by_rules):
     """Scaler + logistic regression: for attacks a single entry shows (DNS
     names, firewall ports and volumes). The scaler's `div` option and an
     output without ZipMap keep the graph to operators tract has."""
@@ -126,7 +126,7 @@ def logistic_regression(names, x, y, seed, validation):
     return model, score, outputs, "probabilities", "logistic-regression", f"probability {chosen} on the validation seed"
 
 
-def mahalanobis(names, x, y, seed, validation):
+def mahalanobis(names, x, y, seed, validation, by_rules):
     """Distance from normal traffic, learned from normal rows only: for types
     whose attacks are mostly bursts (which rules count) and whose single
     entries look like normal ones, the model catches the entries far from
@@ -134,8 +134,13 @@ def mahalanobis(names, x, y, seed, validation):
     windowed features, bursts) and little else. Built with onnx.helper as
     MatMul and ReduceSum, then a sigmoid around the percentile of normal
     distances that does best on the validation seed, so 0.5 is the
-    threshold."""
-    normal = x[y == 0].astype(np.float64)
+    threshold.
+
+    What normal looks like is learned from the normal rows the rules do not
+    flag: a normal frame inside an attack's window carries the attack's
+    counts (the rules report it with the attack), and with it among the
+    normal rows the largest normal distance is an attack's."""
+    normal = x[(y == 0) & ~by_rules].astype(np.float64)
     mean = normal.mean(axis=0)
     cov = np.cov(normal, rowvar=False) + np.eye(x.shape[1]) * 1e-3
     # Whitening: z = (x - mean) @ w has identity covariance.
@@ -204,9 +209,9 @@ FAMILIES = {"dns": logistic_regression, "firewall": mahalanobis, "wifi": mahalan
 
 
 def export(agent, version, features_dir, out_dir, seed, train_seed, validation_seed, entries, validation_entries):
-    names, x, y, _ = read_table(os.path.join(features_dir, f"{agent}-{train_seed}.csv"))
+    names, x, y, by_rules = read_table(os.path.join(features_dir, f"{agent}-{train_seed}.csv"))
     validation = read_table(os.path.join(features_dir, f"{agent}-{validation_seed}.csv"))
-    model, score, outputs, score_output, family, threshold = FAMILIES[agent](names, x, y, seed, validation)
+    model, score, outputs, score_output, family, threshold = FAMILIES[agent](names, x, y, seed, validation, by_rules)
     _, xv, yv, _ = validation
     model.producer_name = "mcp-train"
     model.producer_version = "1"

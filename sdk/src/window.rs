@@ -13,12 +13,16 @@ pub enum Count {
     Entries,
     /// Distinct tags (for example distinct destination ports).
     DistinctTags,
+    /// Entries whose tag is already in the window: events that repeat
+    /// (a frame sent again to the same target), not new ones. A burst of
+    /// one event per target, however many targets, counts zero.
+    Repeats,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct KeyWindow {
     events: VecDeque<(i64, u64, EntryRef)>,
-    /// Events per tag in the window, kept only when counting distinct tags.
+    /// Events per tag in the window, kept only when counting tags.
     /// A short vector: windows hold few distinct tags, and one allocation per
     /// key beats a map's two.
     tags: Vec<(u64, u32)>,
@@ -78,7 +82,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         }
         let window = self.windows.entry(key.clone()).or_default();
         let horizon = timestamp_ms - self.span_ms;
-        let distinct = self.count == Count::DistinctTags;
+        let distinct = self.count != Count::Entries;
         while window.events.front().is_some_and(|(ts, _, _)| *ts < horizon) {
             if let Some((_, old, _)) = window.events.pop_front()
                 && distinct
@@ -93,7 +97,11 @@ impl<K: Hash + Eq + Clone> Burst<K> {
                 None => window.tags.push((tag, 1)),
             }
         }
-        let level = if distinct { window.tags.len() } else { window.events.len() };
+        let level = match self.count {
+            Count::Entries => window.events.len(),
+            Count::DistinctTags => window.tags.len(),
+            Count::Repeats => window.events.len().saturating_sub(window.tags.len()),
+        };
         if level < self.threshold {
             window.alarmed = false;
             return (Vec::new(), level);
@@ -126,6 +134,7 @@ impl<K: Hash + Eq + Clone> Burst<K> {
         self.windows.get(key).map_or(0, |w| match self.count {
             Count::Entries => w.events.len(),
             Count::DistinctTags => w.tags.len(),
+            Count::Repeats => w.events.len().saturating_sub(w.tags.len()),
         })
     }
 
@@ -260,6 +269,24 @@ mod tests {
         }
         assert_eq!(burst.level(&1u64), 2);
         assert_eq!(burst.push(&1u64, 10, 22, at(9)).len(), 5);
+    }
+
+    #[test]
+    fn repeats_count_events_again_for_a_tag_not_new_tags() {
+        let mut burst = Burst::new(10_000, 3, Count::Repeats, 16);
+        // One event for each of many tags repeats nothing.
+        for tag in 0..20u64 {
+            assert!(burst.push(&1u64, tag as i64, tag, at(tag)).is_empty());
+        }
+        assert_eq!(burst.level(&1u64), 0);
+        assert!(burst.push(&1u64, 30, 4, at(30)).is_empty());
+        assert!(burst.push(&1u64, 31, 4, at(31)).is_empty());
+        // The third repeat flags the whole window, first events included.
+        assert_eq!(burst.push(&1u64, 32, 9, at(32)).len(), 23);
+        assert_eq!(burst.level(&1u64), 3);
+        // The first events leave the window and their repeats stop counting.
+        assert!(burst.push(&1u64, 20_000, 4, at(40)).is_empty());
+        assert_eq!(burst.level(&1u64), 0);
     }
 
     #[test]

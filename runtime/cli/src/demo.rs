@@ -46,19 +46,6 @@ pub struct AgentOutcome {
     pub language: &'static str,
 }
 
-/// The log types `profile` has no traffic of its own for, as a line for
-/// the reader: their figures come from the easy profile.
-pub fn profile_gaps(profile: generator::Profile) -> Option<String> {
-    let easy_only: Vec<&str> = generator::LOG_TYPES.iter().copied().filter(|t| !profile.covers(t)).collect();
-    (!easy_only.is_empty()).then(|| {
-        format!(
-            "the {} profile has no traffic of its own for {} yet: easy data there",
-            profile.name(),
-            easy_only.join(", ")
-        )
-    })
-}
-
 /// The language of a component the binary ships, by its file name.
 pub fn language_of(origin: &str) -> &'static str {
     let file = Path::new(origin).file_name().and_then(|f| f.to_str()).unwrap_or_default();

@@ -77,9 +77,8 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
         /// The generator's traffic: realistic (real services' names, mixed
-        /// case, harmless bursts, attacks as tools make them; DNS and
-        /// firewall, Wi-Fi gets the easy one) or easy (templates the rules
-        /// were first written for).
+        /// case, harmless bursts and incidents, attacks as tools make them)
+        /// or easy (templates the rules were first written for).
         #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
@@ -130,8 +129,7 @@ enum Command {
         /// Normal entries per log type (attacks come on top).
         #[arg(long, default_value_t = 10_000)]
         entries: usize,
-        /// realistic (DNS and firewall traffic as a real site sees it, attacks as tools make
-        /// them; Wi-Fi has no realistic traffic yet and gets the easy one) or easy.
+        /// realistic (traffic as a real site sees it, attacks as tools make them) or easy.
         #[arg(long, default_value = "realistic")]
         profile: mcp_synth::Profile,
     },
@@ -466,9 +464,6 @@ fn run(cli: Cli, config: Result<McpConfig>) -> Result<ExitCode> {
                 profile.name(),
                 dir.display()
             );
-            if let Some(note) = demo::profile_gaps(profile) {
-                println!("{note}");
-            }
             println!(
                 "embedded default: SQLite under {}/demo, no PostgreSQL or Redis needed\n",
                 config.data_dir.display()

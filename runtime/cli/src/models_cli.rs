@@ -127,9 +127,6 @@ fn print_evaluation(
     profile: mcp_synth::Profile,
 ) {
     println!("seed {seed}, {} profile, {entries} normal entries per log type plus attacks", profile.name());
-    if let Some(note) = demo::profile_gaps(profile) {
-        println!("{note}");
-    }
     println!();
     println!(
         "{:<10} {:<6} {:>10} {:>8} {:>7} {:>9} {:>10}",

@@ -19,6 +19,7 @@ mod firewall_realistic;
 mod samples;
 pub mod scoring;
 mod wifi;
+mod wifi_realistic;
 
 pub use samples::{GeneratedSamples, to_entries, to_rows};
 
@@ -56,8 +57,7 @@ pub enum Profile {
     /// benchmarks and the shipped models use.
     #[default]
     Easy,
-    /// Traffic as a real site sees it, and attacks as tools produce them
-    /// (DNS and firewall so far; Wi-Fi falls back to `Easy`).
+    /// Traffic as a real site sees it, and attacks as tools produce them.
     Realistic,
 }
 
@@ -67,12 +67,6 @@ impl Profile {
             Profile::Easy => "easy",
             Profile::Realistic => "realistic",
         }
-    }
-
-    /// Whether this profile has its own traffic for `log_type`, rather than
-    /// the easy profile's.
-    pub fn covers(self, log_type: &str) -> bool {
-        self == Profile::Easy || log_type == "dns" || log_type == "firewall"
     }
 }
 
@@ -103,6 +97,7 @@ pub fn generate_with(
 ) -> Result<Vec<GeneratedLog>, GeneratorError> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ type_salt(log_type));
     let mut logs = match log_type {
+        "wifi" if profile == Profile::Realistic => wifi_realistic::generate(&mut rng, count),
         "wifi" => wifi::generate(&mut rng, count),
         "firewall" if profile == Profile::Realistic => firewall_realistic::generate(&mut rng, count),
         "firewall" => firewall::generate(&mut rng, count),
@@ -194,6 +189,49 @@ mod tests {
         // Exfiltration in stages: uploads each under 100 MB.
         let staged = logs.iter().filter(|l| l.label == Some("exfiltration") && number(l, "bytes_out") < 100_000_000);
         assert!(staged.count() >= 20);
+        Ok(())
+    }
+
+    #[test]
+    fn the_realistic_wifi_profile_is_deterministic_and_holds_its_traps_and_attacks() -> Result<(), GeneratorError> {
+        let logs = generate_with("wifi", 5, 20_000, Profile::Realistic)?;
+        assert_eq!(logs, generate_with("wifi", 5, 20_000, Profile::Realistic)?);
+        assert_ne!(logs, generate("wifi", 5, 20_000)?);
+        for kind in ["deauth_flood", "auth_bruteforce", "evil_twin", "rogue_ap", "rf_jamming"] {
+            assert!(logs.iter().any(|l| l.label == Some(kind)), "no {kind}");
+        }
+        let text = |l: &GeneratedLog, field: &str| l.fields[field].as_str().unwrap_or_default().to_string();
+        let normal = |event: &'static str| move |l: &&GeneratedLog| l.label.is_none() && l.fields["event"] == event;
+        // A firmware upgrade: one access point lets many clients go within
+        // two seconds, each once.
+        let mut deauths = std::collections::HashMap::<String, Vec<(i64, String)>>::new();
+        for l in logs.iter().filter(normal("deauth")) {
+            deauths.entry(text(l, "bssid")).or_default().push((l.timestamp_ms, text(l, "client")));
+        }
+        let mass = deauths.values().any(|frames| {
+            frames.windows(15).any(|w| {
+                let clients: std::collections::HashSet<&String> = w.iter().map(|(_, c)| c).collect();
+                w[14].0 - w[0].0 < 2_000 && clients.len() == 15
+            })
+        });
+        assert!(mass, "no access point let its clients go at once");
+        // One laptop retrying most frames with a weak signal, for minutes.
+        let weak = logs.iter().filter(normal("data")).filter(|l| l.fields["retry_rate"].as_f64() >= Some(0.5));
+        let mut per_client = std::collections::HashMap::<String, usize>::new();
+        for l in weak {
+            *per_client.entry(text(l, "client")).or_default() += 1;
+        }
+        assert!(per_client.values().any(|&n| n >= 200), "no client at the edge of coverage");
+        // Guessing under a new address per try, and a twin under a real BSSID.
+        let guessers: std::collections::HashSet<String> =
+            logs.iter().filter(|l| l.label == Some("auth_bruteforce")).map(|l| text(l, "client")).collect();
+        assert!(guessers.len() >= 60, "{} guessing addresses", guessers.len());
+        let real: std::collections::HashSet<String> =
+            logs.iter().filter(|l| l.label.is_none()).map(|l| text(l, "bssid")).collect();
+        assert!(
+            logs.iter().any(|l| l.label == Some("evil_twin") && real.contains(&text(l, "bssid"))),
+            "no twin under a real BSSID"
+        );
         Ok(())
     }
 
