@@ -64,9 +64,13 @@ impl<K: Hash + Eq + Clone> Burst<K> {
 
     /// Takes the windows of `saved` (a restored snapshot), keeping this
     /// window's span, threshold and limits, which the operator's settings
-    /// may have changed since.
+    /// may have changed since. Windows that counted something else (an
+    /// agent's earlier version) are dropped: their events carry no tags,
+    /// or tags of another meaning.
     pub fn take_windows(&mut self, saved: Burst<K>) {
-        self.windows = saved.windows;
+        if saved.count == self.count {
+            self.windows = saved.windows;
+        }
     }
 
     /// Records an event; returns the entries to flag now (empty when calm).
@@ -287,6 +291,20 @@ mod tests {
         // The first events leave the window and their repeats stop counting.
         assert!(burst.push(&1u64, 20_000, 4, at(40)).is_empty());
         assert_eq!(burst.level(&1u64), 0);
+    }
+
+    #[test]
+    fn windows_saved_counting_something_else_are_not_taken() {
+        let mut saved = Burst::new(10_000, 3, Count::Entries, 16);
+        for i in 0..5 {
+            saved.push(&1u64, i, 0, at(i as u64));
+        }
+        let mut repeats = Burst::new(10_000, 3, Count::Repeats, 16);
+        repeats.take_windows(saved.clone());
+        assert!(repeats.is_empty(), "untagged events would count as repeats");
+        let mut entries = Burst::new(20_000, 9, Count::Entries, 16);
+        entries.take_windows(saved);
+        assert_eq!(entries.level(&1u64), 5);
     }
 
     #[test]

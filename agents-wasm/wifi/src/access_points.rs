@@ -1,19 +1,26 @@
 //! Which access points belong to the site, and which impersonate it: an
-//! unknown BSSID advertising a known SSID (an evil twin), a known BSSID
-//! heard on two channels at once (an evil twin that copied it), and an
-//! unknown network that the site's clients join (a rogue access point).
-//! Networks nobody joins (the neighbours', phone hotspots) are not
-//! reported: a site hears dozens a day.
+//! unknown BSSID advertising or accepting clients under a known SSID (an
+//! evil twin), a known BSSID heard on two channels at once (an evil twin
+//! that copied it), and an unknown network that clients join (a rogue
+//! access point). Networks nobody joins (the neighbours', phone hotspots)
+//! are not reported: a site hears dozens a day.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use mcp_sdk::hashing::{KeyedMap, KeyedSet};
+use mcp_sdk::window::make_room;
 use mcp_sdk::{AgentError, EntryRef, Finding, Severity, finding};
 
 use crate::WifiEvent;
 
-/// Unknown networks remembered at once; later ones are not tracked.
+/// Unknown networks remembered at once; the longest unheard go first.
 const MAX_STRANGERS: usize = 4096;
+/// BSSIDs whose channels are tracked, and BSSIDs reported: forged beacons
+/// under random BSSIDs must not grow them without end.
+const MAX_TRACKED: usize = 16_384;
+/// Entries a copy must be heard in before it is called one, so that one
+/// forged frame does not make a real access point's BSSID a suspect.
+const MIN_COPY_ENTRIES: usize = 3;
 
 /// The channels a known BSSID was heard on.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -58,9 +65,11 @@ pub struct AccessPoints {
     first_seen_ms: Option<i64>,
     /// SSID → its BSSIDs, learned or vouched for.
     known: KeyedMap<String, KeyedSet<String>>,
+    /// BSSIDs the operator vouches for: never suspects, even restored ones.
+    vouched: KeyedSet<String>,
     channels: KeyedMap<String, Channels>,
-    /// BSSID → SSID of networks that appeared after learning.
-    strangers: KeyedMap<String, String>,
+    /// BSSID → (SSID, last heard) of networks that appeared after learning.
+    strangers: KeyedMap<String, (String, i64)>,
     suspects: KeyedMap<String, Suspect>,
 }
 
@@ -71,6 +80,7 @@ impl Default for AccessPoints {
             move_ms: 3_600_000,
             first_seen_ms: None,
             known: KeyedMap::default(),
+            vouched: KeyedSet::default(),
             channels: KeyedMap::default(),
             strangers: KeyedMap::default(),
             suspects: KeyedMap::default(),
@@ -86,13 +96,15 @@ impl AccessPoints {
         for pair in vouched.unwrap_or_default().split(',') {
             if let Some((ssid, bssid)) = pair.split_once('=') {
                 self.known.entry(ssid.trim().to_string()).or_default().insert(bssid.trim().to_string());
+                self.suspects.remove(bssid.trim());
+                self.vouched.insert(bssid.trim().to_string());
             }
         }
     }
 
     fn learning(&mut self, now_ms: i64) -> bool {
         let start = *self.first_seen_ms.get_or_insert(now_ms);
-        now_ms - start < self.learn_ms
+        now_ms.saturating_sub(start) < self.learn_ms
     }
 
     /// Adds to `found` what `f` shows about the site's access points.
@@ -117,7 +129,11 @@ impl AccessPoints {
             self.learn(entry, f);
             return None;
         }
+        // A row without a channel (0) tells nothing about channels.
         if let Some(channels) = self.channels.get_mut(f.bssid) {
+            if f.channel == 0 {
+                return None;
+            }
             return match heard(channels, f.channel, entry, self.move_ms) {
                 Heard::Copied(channel, held) => self.copied(entry, f, channel, held, found),
                 Heard::Expected => None,
@@ -126,30 +142,49 @@ impl AccessPoints {
         if f.event == "beacon" {
             return self.new_beacon(entry, f);
         }
-        if !f.client.is_empty() && !self.strangers.is_empty() {
-            let ssid = self.strangers.get(f.bssid)?.clone();
+        // A client joined a BSSID that was never heard beaconing here.
+        let joined = f.event == "assoc" || (f.event == "auth" && f.status == "success");
+        if !joined || f.client.is_empty() {
+            return None;
+        }
+        if let Some((ssid, _)) = self.strangers.get(f.bssid) {
             let reason = format!(
                 "client {} joined unknown access point {} (SSID '{ssid}', channel {}, signal {} dBm), which appeared after the site's access points were learned: a rogue access point people use. Find it and check whether it is authorised.",
                 f.client, f.bssid, f.channel, f.signal_dbm
             );
             return Some(self.suspect(entry, f.bssid, "rogue_ap", Severity::High, reason, None));
         }
-        None
+        match self.known.get(f.ssid) {
+            Some(bssids) if !bssids.contains(f.bssid) => self.impostor(entry, f),
+            Some(_) => None,
+            None if f.ssid.is_empty() => None,
+            None => {
+                let reason = format!(
+                    "client {} joined unknown access point {} (SSID '{}', channel {}, signal {} dBm), never heard here before: a rogue access point people use. Find it and check whether it is authorised.",
+                    f.client, f.bssid, f.ssid, f.channel, f.signal_dbm
+                );
+                Some(self.suspect(entry, f.bssid, "rogue_ap", Severity::High, reason, None))
+            }
+        }
     }
 
     fn learn(&mut self, entry: EntryRef, f: &WifiEvent<'_>) {
-        if f.event == "beacon" {
+        if f.event == "beacon" && self.channels.len() < MAX_TRACKED {
             let seen = self.known.get(f.ssid).is_some_and(|bssids| bssids.contains(f.bssid));
             if !seen {
                 self.known.entry(f.ssid.to_string()).or_default().insert(f.bssid.to_string());
             }
         }
+        if f.channel == 0 {
+            return;
+        }
+        let room = self.channels.len() < MAX_TRACKED;
         match self.channels.get_mut(f.bssid) {
             Some(channels) => {
                 channels.home = f.channel;
                 channels.home_last_ms = entry.timestamp_ms;
             }
-            None if f.event == "beacon" => {
+            None if f.event == "beacon" && room => {
                 let channels = Channels { home: f.channel, home_last_ms: entry.timestamp_ms, other: None };
                 self.channels.insert(f.bssid.to_string(), channels);
             }
@@ -161,17 +196,35 @@ impl AccessPoints {
     /// site's, a stranger to watch otherwise.
     fn new_beacon(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> Option<Finding> {
         let Some(bssids) = self.known.get(f.ssid) else {
-            if self.strangers.len() < MAX_STRANGERS && !self.strangers.contains_key(f.bssid) {
-                self.strangers.insert(f.bssid.to_string(), f.ssid.to_string());
-            }
+            self.remember_stranger(f, entry.timestamp_ms);
             return None;
         };
-        if bssids.contains(f.bssid) {
-            // Vouched for by the operator: learn where it lives.
+        if !bssids.contains(f.bssid) {
+            return self.impostor(entry, f);
+        }
+        // Vouched for by the operator: learn where it lives.
+        if f.channel != 0 && self.channels.len() < MAX_TRACKED {
             let channels = Channels { home: f.channel, home_last_ms: entry.timestamp_ms, other: None };
             self.channels.insert(f.bssid.to_string(), channels);
-            return None;
         }
+        None
+    }
+
+    fn remember_stranger(&mut self, f: &WifiEvent<'_>, now_ms: i64) {
+        if let Some((_, last)) = self.strangers.get_mut(f.bssid) {
+            *last = now_ms;
+            return;
+        }
+        if self.strangers.len() >= MAX_STRANGERS {
+            // A beacon flood of random networks must not stop the tracking of the next one.
+            make_room(&mut self.strangers, MAX_STRANGERS, |(_, last)| *last, i64::MIN);
+        }
+        self.strangers.insert(f.bssid.to_string(), (f.ssid.to_string(), now_ms));
+    }
+
+    /// An unknown BSSID under a known SSID, beaconing or accepting a client.
+    fn impostor(&mut self, entry: EntryRef, f: &WifiEvent<'_>) -> Option<Finding> {
+        let bssids = self.known.get(f.ssid)?;
         let reason = format!(
             "access point {} advertises SSID '{}' that belongs to {} known access point(s) ({}); clients may be lured onto an impostor. Locate it (channel {}, signal {} dBm) and remove it.",
             f.bssid,
@@ -218,7 +271,10 @@ impl AccessPoints {
         channel: Option<u32>,
     ) -> Finding {
         let found = finding(&entry, 0.95, label, severity, reason.clone());
-        self.suspects.insert(bssid.to_string(), Suspect { label, severity, reason, channel });
+        // Past the bound each new impostor is still reported, on each entry it is heard in.
+        if self.suspects.len() < MAX_TRACKED && !self.vouched.contains(bssid) {
+            self.suspects.insert(bssid.to_string(), Suspect { label, severity, reason, channel });
+        }
         found
     }
 }
@@ -234,28 +290,35 @@ enum Heard {
 /// old channel silent; a copy does not.
 fn heard(channels: &mut Channels, channel: u32, entry: EntryRef, move_ms: i64) -> Heard {
     let now_ms = entry.timestamp_ms;
+    let since = |then: i64| now_ms.saturating_sub(then);
     if channel == channels.home {
         channels.home_last_ms = now_ms;
         let Some(other) = channels.other.take() else { return Heard::Expected };
-        if now_ms - other.last_ms <= move_ms && other.first_ms < now_ms {
+        if since(other.last_ms) <= move_ms && other.first_ms < now_ms && other.held.len() >= MIN_COPY_ENTRIES {
             return Heard::Copied(other.channel, other.held);
         }
-        // Not heard there for the move time: it went away.
+        // Not heard there for the move time: it went away. Heard there too
+        // few times to tell a copy from a stray or forged frame: wait.
+        if since(other.last_ms) <= move_ms {
+            channels.other = Some(other);
+        }
         return Heard::Expected;
     }
     match &mut channels.other {
         Some(other) if other.channel == channel => {
             other.last_ms = now_ms;
-            if channels.home_last_ms > other.first_ms && now_ms - channels.home_last_ms <= move_ms {
+            if other.held.len() < MAX_HELD {
+                other.held.push(entry);
+            }
+            let home_since = channels.home_last_ms > other.first_ms && since(channels.home_last_ms) <= move_ms;
+            if home_since && other.held.len() >= MIN_COPY_ENTRIES {
                 let held = std::mem::take(&mut other.held);
                 channels.other = None;
                 return Heard::Copied(channel, held);
             }
-            if now_ms - other.first_ms > move_ms {
+            if since(other.first_ms) > move_ms && channels.home_last_ms < other.first_ms {
                 // Silent on its own channel all this time: it moved.
                 *channels = Channels { home: channel, home_last_ms: now_ms, other: None };
-            } else if other.held.len() < MAX_HELD {
-                other.held.push(entry);
             }
             Heard::Expected
         }
@@ -280,8 +343,11 @@ pub struct LearnedState {
     suspect_channels: BTreeMap<String, u32>,
     #[serde(default)]
     channels: BTreeMap<String, Channels>,
+    /// Absent (`None`) from the previous version's snapshots, which
+    /// reported every new network at once: their `rogue_ap` suspects are
+    /// read back as networks to watch.
     #[serde(default)]
-    strangers: BTreeMap<String, String>,
+    strangers: Option<BTreeMap<String, (String, i64)>>,
 }
 
 impl LearnedState {
@@ -298,7 +364,7 @@ impl LearnedState {
                 })
                 .collect(),
             channels: sorted(&points.channels).into_iter().map(|(k, v)| (k, v.clone())).collect(),
-            strangers: sorted(&points.strangers).into_iter().map(|(k, v)| (k, v.clone())).collect(),
+            strangers: Some(sorted(&points.strangers).into_iter().map(|(k, v)| (k, v.clone())).collect()),
         }
     }
 
@@ -307,6 +373,7 @@ impl LearnedState {
         for (ssid, bssids) in self.known {
             points.known.entry(ssid).or_default().extend(bssids);
         }
+        let previous_version = self.strangers.is_none();
         for (bssid, (label, severity, reason)) in self.suspects {
             let label = match label.as_str() {
                 "evil_twin" => "evil_twin",
@@ -315,11 +382,21 @@ impl LearnedState {
             };
             let severity = severity_of(&severity)
                 .ok_or_else(|| AgentError::Internal(format!("restore: unknown severity '{severity}'")))?;
+            if points.vouched.contains(&bssid) {
+                continue;
+            }
+            if previous_version && label == "rogue_ap" {
+                // Reported on its first beacon then; now only once joined.
+                let heard = self.first_seen_ms.unwrap_or_default();
+                points.strangers.insert(bssid, (String::new(), heard));
+                continue;
+            }
             let channel = self.suspect_channels.get(&bssid).copied();
             points.suspects.insert(bssid, Suspect { label, severity, reason, channel });
         }
-        points.channels.extend(self.channels);
-        points.strangers.extend(self.strangers.into_iter().take(MAX_STRANGERS));
+        points.channels.extend(self.channels.into_iter().take(MAX_TRACKED.saturating_sub(points.channels.len())));
+        let room = MAX_STRANGERS.saturating_sub(points.strangers.len());
+        points.strangers.extend(self.strangers.unwrap_or_default().into_iter().take(room));
         Ok(())
     }
 }

@@ -52,7 +52,7 @@ impl<'a> WifiColumns<'a> {
     }
 
     /// Entry `i` with the fields the rules and the model read for its
-    /// kind: the SSID for beacons and authentications, the client for
+    /// kind: the SSID for beacons, associations and authentications, the client for
     /// frames of a client, the status for authentications, empty otherwise.
     /// Each text read costs bounds checks that a guest pays in full
     /// (docs/performance.md).
@@ -62,6 +62,7 @@ impl<'a> WifiColumns<'a> {
         let event = self.event.or_empty(i);
         let (needs_ssid, needs_client, needs_status) = match event {
             "auth" => (true, true, true),
+            "assoc" => (true, true, false),
             "beacon" => (true, false, false),
             "probe" => (false, false, false),
             _ => (false, true, false),
@@ -253,9 +254,7 @@ impl WifiAgent {
             }
             let target = key_of(&(f.bssid, f.client));
             let (hits, level) = self.deauth_targets.push_counted(&target, ts, 0, entry);
-            // While the flood rule reports this access point, its frames are reported already.
-            let flooding = levels.deauths as usize >= self.deauths.threshold();
-            for hit in hits.into_iter().filter(|_| !flooding) {
+            for hit in hits {
                 found.push(finding(&hit, 0.85, "deauth_flood", Severity::High, format!(
                     "client {} was sent {level} deauthentication frames from access point {} within a minute: someone is keeping it off the network, slowly enough to pass for normal. Enable 802.11w and locate the sender.",
                     f.client, f.bssid
@@ -308,6 +307,14 @@ impl WifiAgent {
             && self.retry_storms.counts_as(&model.retrying_clients)
             && self.retry_threshold == 0.5
     }
+}
+
+/// `found` with each (entry, label) once: two rules may report the same
+/// frame (a targeted flood trips the per-client and the per-access-point
+/// windows), and the host counts a second report as a rejected finding.
+fn once_per_entry_and_label(found: Vec<Finding>) -> Vec<Finding> {
+    let mut seen = std::collections::HashSet::with_capacity(found.len());
+    found.into_iter().filter(|f| seen.insert((f.entry.id, f.label.clone()))).collect()
 }
 
 impl Agent for WifiAgent {
@@ -401,7 +408,7 @@ impl Agent for WifiAgent {
             ))
         })?;
         found.extend(scored);
-        Ok(found)
+        Ok(once_per_entry_and_label(found))
     }
 
     fn extract_features(&mut self, batch: &Batch<'_>, index: usize) -> Result<Features, AgentError> {
@@ -854,6 +861,115 @@ mod tests {
             on_channel(2, 3_600_001, "beacon", "00:3a:7d:00:00:00", "corp", 6, "", "", 0.0),
         ];
         assert_eq!(reported(&mut agent, &later, "evil_twin")?, BTreeSet::from([1]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_forged_frame_or_a_row_without_channel_makes_no_copy() -> Result<(), AgentError> {
+        const REAL: &str = "00:3a:7d:00:00:00";
+        let mut entries = beacons(REAL, "corp", 6, 0, 60, 0);
+        // One frame under the real BSSID on channel 11, two rows with no channel.
+        entries.push(on_channel(1_000, 30 * 60_000 + 1, "data", REAL, "corp", 11, &client(3), "", 0.0));
+        entries.push(on_channel(1_001, 31 * 60_000 + 1, "data", REAL, "corp", 0, &client(4), "", 0.0));
+        entries.push(on_channel(1_002, 32 * 60_000 + 1, "beacon", REAL, "corp", 0, "", "", 0.0));
+        let entries = in_time_order(entries);
+        assert!(reported(&mut rules_only()?, &entries, "evil_twin")?.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn a_twin_that_never_beacons_is_found_by_the_clients_it_accepts() -> Result<(), AgentError> {
+        let mut entries = beacons("00:3a:7d:00:00:00", "corp", 6, 0, 60, 0);
+        entries.push(on_channel(
+            1_000,
+            30 * 60_000 + 1,
+            "auth",
+            "02:66:66:66:66:66",
+            "corp",
+            6,
+            &client(3),
+            "success",
+            0.0,
+        ));
+        entries.push(on_channel(1_001, 30 * 60_000 + 2, "assoc", "02:66:66:66:66:66", "corp", 6, &client(3), "", 0.0));
+        entries.push(on_channel(1_002, 30 * 60_000 + 3, "data", "02:66:66:66:66:66", "corp", 6, &client(3), "", 0.0));
+        let entries = in_time_order(entries);
+        assert_eq!(reported(&mut rules_only()?, &entries, "evil_twin")?, BTreeSet::from([1_000, 1_001, 1_002]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_beacon_flood_of_random_networks_does_not_hide_the_next_rogue() -> Result<(), AgentError> {
+        let mut entries = beacons("00:3a:7d:00:00:00", "corp", 6, 0, 30, 0);
+        for k in 0..5_000u64 {
+            let bssid = format!("02:00:00:00:{:02x}:{:02x}", k / 256, k % 256);
+            entries.push(on_channel(
+                1_000 + k,
+                20 * 60_000 + k as i64,
+                "beacon",
+                &bssid,
+                &format!("spam{k}"),
+                1,
+                "",
+                "",
+                0.0,
+            ));
+        }
+        entries.push(on_channel(9_000, 25 * 60_000, "beacon", "a0:40:a0:01:02:03", "NETGEAR47", 6, "", "", 0.0));
+        entries.push(on_channel(
+            9_001,
+            25 * 60_000 + 1,
+            "assoc",
+            "a0:40:a0:01:02:03",
+            "NETGEAR47",
+            6,
+            &client(9),
+            "",
+            0.0,
+        ));
+        let entries = in_time_order(entries);
+        assert_eq!(reported(&mut rules_only()?, &entries, "rogue_ap")?, BTreeSet::from([9_001]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_targeted_flood_reports_each_frame_once() -> Result<(), AgentError> {
+        let raw_entries: Vec<LogEntry> =
+            (0..64).map(|i| frame(i, i as i64 * 15, "deauth", "aa:aa:aa:aa:aa:01", &client(7), "", 0.0)).collect();
+        let raw = batch_from_entries("wifi", 1, &raw_entries)?;
+        let found = rules_only()?.detect(&Batch::new(&raw)?)?;
+        let ids: BTreeSet<u64> = found.iter().map(|f| f.entry.id).collect();
+        assert_eq!((ids.len(), found.len()), (64, 64), "each of 64 frames once");
+        Ok(())
+    }
+
+    #[test]
+    fn restoring_the_version_before_watches_its_rogues_and_drops_vouched_suspects() -> Result<(), AgentError> {
+        let window =
+            |count| serde_json::to_value(mcp_sdk::window::Burst::<u64>::new(10_000, 15, count, 16)).unwrap_or_default();
+        let entries = mcp_sdk::window::Count::Entries;
+        let old = serde_json::json!({
+            "learned": {
+                "first_seen_ms": 1_700_000_000_000i64,
+                "known": { "corp": ["00:3a:7d:00:00:00"] },
+                "suspects": {
+                    "da:11:22:33:44:55": ["rogue_ap", "high", "a hotspot"],
+                    "00:3a:7d:00:00:09": ["evil_twin", "critical", "an access point added since"],
+                },
+            },
+            "deauths": window(entries), "auth_failures": window(entries), "retry_storms": window(entries),
+        });
+        let mut agent = configured(&[("detection", "rules"), ("known_bssids", "corp=00:3a:7d:00:00:09")])?;
+        agent.restore(old.to_string().as_bytes())?;
+        let later = [
+            on_channel(1, 3_600_000, "beacon", "da:11:22:33:44:55", "iPhone", 1, "", "", 0.0),
+            on_channel(2, 3_600_001, "beacon", "00:3a:7d:00:00:09", "corp", 6, "", "", 0.0),
+            on_channel(3, 3_600_002, "assoc", "da:11:22:33:44:55", "iPhone", 1, &client(1), "", 0.0),
+        ];
+        let raw = batch_from_entries("wifi", 1, &later)?;
+        let found = agent.detect(&Batch::new(&raw)?)?;
+        let reported: Vec<(u64, &str)> = found.iter().map(|f| (f.entry.id, f.label.as_str())).collect();
+        assert_eq!(reported, vec![(3, "rogue_ap")], "the hotspot only once joined, the vouched one never");
         Ok(())
     }
 }

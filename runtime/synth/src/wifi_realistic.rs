@@ -181,11 +181,16 @@ impl Site {
     }
 }
 
+/// How often the site's monitor reports each BSSID it hears.
+fn report_interval(radios: &[Radio], count: usize) -> i64 {
+    (DAY_MS * radios.len() as i64 / (count as i64 / 5).max(1)).clamp(300_000, HOUR_MS)
+}
+
 /// Every BSSID reported by the site's monitor: once in the first minutes
 /// (its survey on start) and then at an interval that keeps these reports
 /// to about a fifth of the day's entries, between 5 and 60 minutes.
 fn monitor_reports(rng: &mut ChaCha8Rng, radios: &[Radio], count: usize, logs: &mut Vec<GeneratedLog>) {
-    let interval = (DAY_MS * radios.len() as i64 / (count as i64 / 5).max(1)).clamp(300_000, HOUR_MS);
+    let interval = report_interval(radios, count);
     for radio in radios {
         let mut ts = EPOCH_START_MS + rng.random_range(0..300_000);
         while ts < EPOCH_START_MS + DAY_MS {
@@ -481,18 +486,17 @@ fn lured(
     }
 }
 
-fn impostors(rng: &mut ChaCha8Rng, site: &Site, logs: &mut Vec<GeneratedLog>) {
+/// Impostors live 20 to 40 minutes; the monitor reports their beacons at
+/// its own interval (from a random point in it), so a short-lived one may
+/// never be reported beaconing: its clients are what shows it.
+fn impostors(rng: &mut ChaCha8Rng, site: &Site, interval: i64, logs: &mut Vec<GeneratedLog>) {
     let beacons =
         |rng: &mut ChaCha8Rng, radio: &Radio, start: i64, label: &'static str, logs: &mut Vec<GeneratedLog>| {
-            for k in 0..rng.random_range(10..30) {
-                logs.push(frame(
-                    start + k * 60_000,
-                    radio,
-                    "beacon",
-                    "",
-                    Link::ok(rng.random_range(-45..-30), 0.02),
-                    Some(label),
-                ));
+            let end = start + rng.random_range(1_200_000..2_400_000);
+            let mut ts = start + rng.random_range(0..interval);
+            while ts < end {
+                logs.push(frame(ts, radio, "beacon", "", Link::ok(rng.random_range(-45..-30), 0.02), Some(label)));
+                ts += interval;
             }
         };
     // hostapd under a BSSID of its own, advertising the corporate SSID.
@@ -557,7 +561,7 @@ pub fn generate(rng: &mut ChaCha8Rng, count: usize) -> Vec<GeneratedLog> {
     leave_radar_channels(rng, &site, &mut logs);
     deauthentication(rng, &site, &mut logs);
     password_guessing(rng, &site, &mut logs);
-    impostors(rng, &site, &mut logs);
+    impostors(rng, &site, report_interval(&site.radios, count), &mut logs);
     jamming(rng, &site, &mut logs);
     logs
 }
