@@ -270,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_size_seen_twice_gets_its_own_plan_with_the_same_scores() -> Result<(), ModelError> {
-        for (agent, version) in [("wifi", "3"), ("firewall", "2"), ("dns", "2")] {
+        for (agent, version) in [("wifi", "4"), ("firewall", "2"), ("dns", "2")] {
             let model = shipped(agent, version)?;
             let data = rows(&model, 1024);
             let general = model.infer(1024, &data)?;
@@ -289,7 +289,7 @@ mod tests {
     #[test]
     fn small_sizes_keep_the_general_plan_and_a_guest_cycling_sizes_gets_one_plan_per_interval() -> Result<(), ModelError>
     {
-        let model = shipped("wifi", "3")?;
+        let model = shipped("wifi", "4")?;
         for _ in 0..3 {
             model.infer(10, &rows(&model, 10))?;
         }
@@ -306,7 +306,7 @@ mod tests {
 
     #[test]
     fn the_four_sizes_used_last_keep_their_plans() -> Result<(), ModelError> {
-        let mut model = shipped("wifi", "3")?;
+        let mut model = shipped("wifi", "4")?;
         model.sized.min_build_interval = std::time::Duration::ZERO;
         for size in [100, 200, 300, 400, 500, 600] {
             for _ in 0..2 {
