@@ -242,7 +242,11 @@ impl WifiAgent {
     fn observe(&mut self, entry: EntryRef, f: &WifiEvent<'_>, found: &mut Vec<Finding>) -> WindowLevels {
         let mut levels = WindowLevels::default();
         self.access_points.check(entry, f, found);
-        let (ts, client) = (entry.timestamp_ms, key_of(f.client));
+        let ts = entry.timestamp_ms;
+        let retrying = is_retrying(f, self.retry_threshold);
+        // A SipHash per entry would be most of a data frame's cost: only
+        // the frames a client window counts need the client's key.
+        let client = if retrying || is_deauth(f) || is_auth_failure(f) { key_of(f.client) } else { 0 };
         if is_deauth(f) {
             let (hits, level) = self.deauths.push_counted(&key_of(f.bssid), ts, client, entry);
             levels.deauths = level as f32;
@@ -278,7 +282,7 @@ impl WifiAgent {
                 )));
             }
         }
-        if is_retrying(f, self.retry_threshold) {
+        if retrying {
             let (hits, level) = self.retry_storms.push_counted(&key_of(f.bssid), ts, client, entry);
             levels.retrying_clients = level as f32;
             for hit in hits {
